@@ -1,0 +1,35 @@
+/** Dependencies point one way: front ends -> core <- plugins. Core knows no engine. */
+module.exports = {
+  forbidden: [
+    { name: 'no-circular', severity: 'error', from: {}, to: { circular: true } },
+    {
+      name: 'core-knows-no-engine',
+      comment: 'core imports no plugin and no front end',
+      severity: 'error',
+      from: { path: '^packages/core/' },
+      to: { path: '^(packages/(tts|encode|face|lipsync|cli|server)|native)/' },
+    },
+    {
+      name: 'plugins-only-import-core',
+      comment: 'a stage plugin depends on the contract in core, never on another plugin or a front end',
+      severity: 'error',
+      from: { path: '^packages/(tts|encode|face|lipsync)/' },
+      to: { path: '^(packages/(tts|encode|face|lipsync|cli|server))/', pathNot: '^packages/$1/' },
+    },
+    {
+      name: 'no-front-end-imports',
+      comment: 'nothing but the front ends themselves imports a front end',
+      severity: 'error',
+      from: { pathNot: '^(packages/(cli|server)|tests)/' },
+      to: { path: '^packages/(cli|server)/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '(^|/)dist/|node_modules' },
+    tsPreCompilationDeps: true,
+    combinedDependencies: true,
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['source', 'import', 'default'], mainFields: ['main', 'types'] },
+    tsConfig: { fileName: 'tsconfig.base.json' },
+  },
+};

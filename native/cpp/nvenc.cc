@@ -1,0 +1,249 @@
+// NVENC detection by trying it: load the CUDA driver and the encode library, open an encode session
+// on CUDA device 0 and look for H.264 among the encoder's codecs. CUDA being present says nothing
+// about NVENC (H100, H200 and A100 have none), so anything short of an open session is "not available".
+#include <mutex>
+
+#include "dl.h"
+#include "probes.h"
+
+#if defined(AVATAR_HAVE_NVENC_HEADER)
+#include <nvEncodeAPI.h>
+#endif
+
+namespace avatar {
+
+#if defined(AVATAR_HAVE_NVENC_HEADER)
+namespace {
+
+// The handful of CUDA driver API entries needed, declared from the documented ABI.
+using CUresult = int;  // CUDA_SUCCESS == 0
+using CUdevice = int;
+using CUcontext = void*;
+
+struct CudaApi {
+  CUresult (*init)(unsigned) = nullptr;
+  CUresult (*deviceGetCount)(int*) = nullptr;
+  CUresult (*deviceGet)(CUdevice*, int) = nullptr;
+  CUresult (*deviceGetName)(char*, int, CUdevice) = nullptr;
+  CUresult (*primaryRetain)(CUcontext*, CUdevice) = nullptr;
+  CUresult (*primaryRelease)(CUdevice) = nullptr;
+  CUresult (*pushCurrent)(CUcontext) = nullptr;
+  CUresult (*popCurrent)(CUcontext*) = nullptr;
+  CUresult (*errorName)(CUresult, const char**) = nullptr;
+};
+
+std::string CudaError(const CudaApi& cu, const char* call, CUresult rc) {
+  const char* name = nullptr;
+  if (cu.errorName != nullptr) cu.errorName(rc, &name);
+  return std::string(call) + " failed: " + (name != nullptr ? name : "CUDA error " + std::to_string(rc));
+}
+
+const char* NvencStatusName(NVENCSTATUS status) {
+  switch (status) {
+    case NV_ENC_SUCCESS: return "NV_ENC_SUCCESS";
+    case NV_ENC_ERR_NO_ENCODE_DEVICE: return "NV_ENC_ERR_NO_ENCODE_DEVICE";
+    case NV_ENC_ERR_UNSUPPORTED_DEVICE: return "NV_ENC_ERR_UNSUPPORTED_DEVICE";
+    case NV_ENC_ERR_INVALID_ENCODERDEVICE: return "NV_ENC_ERR_INVALID_ENCODERDEVICE";
+    case NV_ENC_ERR_INVALID_DEVICE: return "NV_ENC_ERR_INVALID_DEVICE";
+    case NV_ENC_ERR_DEVICE_NOT_EXIST: return "NV_ENC_ERR_DEVICE_NOT_EXIST";
+    case NV_ENC_ERR_INVALID_PTR: return "NV_ENC_ERR_INVALID_PTR";
+    case NV_ENC_ERR_INVALID_PARAM: return "NV_ENC_ERR_INVALID_PARAM";
+    case NV_ENC_ERR_INVALID_CALL: return "NV_ENC_ERR_INVALID_CALL";
+    case NV_ENC_ERR_OUT_OF_MEMORY: return "NV_ENC_ERR_OUT_OF_MEMORY";
+    case NV_ENC_ERR_INVALID_VERSION: return "NV_ENC_ERR_INVALID_VERSION";
+    case NV_ENC_ERR_GENERIC: return "NV_ENC_ERR_GENERIC";
+    case NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY: return "NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY";
+    case NV_ENC_ERR_UNIMPLEMENTED: return "NV_ENC_ERR_UNIMPLEMENTED";
+    default: return "NVENC error";
+  }
+}
+
+std::string NvencError(const char* call, NVENCSTATUS status) {
+  return std::string(call) + " returned " + NvencStatusName(status) + " (" + std::to_string(static_cast<int>(status)) + ")";
+}
+
+bool SameGuid(const GUID& a, const GUID& b) {
+  return a.Data1 == b.Data1 && a.Data2 == b.Data2 && a.Data3 == b.Data3 && std::memcmp(a.Data4, b.Data4, sizeof a.Data4) == 0;
+}
+
+// Runs with the device's primary context current; fills report.available / reason.
+void TrySession(void* encodeLib, CUcontext ctx, NvencReport& report) {
+  using MaxVersionFn = NVENCSTATUS (*)(uint32_t*);
+  using CreateFn = NVENCSTATUS (*)(NV_ENCODE_API_FUNCTION_LIST*);
+  auto maxVersion = Symbol<MaxVersionFn>(encodeLib, "NvEncodeAPIGetMaxSupportedVersion");
+  auto create = Symbol<CreateFn>(encodeLib, "NvEncodeAPICreateInstance");
+  if (maxVersion == nullptr || create == nullptr) {
+    report.reason = "no NVENC: libnvidia-encode.so.1 lacks NvEncodeAPICreateInstance";
+    return;
+  }
+  uint32_t driverMax = 0;
+  NVENCSTATUS status = maxVersion(&driverMax);
+  const uint32_t wanted = (NVENCAPI_MAJOR_VERSION << 4) | NVENCAPI_MINOR_VERSION;
+  if (status != NV_ENC_SUCCESS) {
+    report.reason = "no NVENC: " + NvencError("NvEncodeAPIGetMaxSupportedVersion", status);
+    return;
+  }
+  if (driverMax < wanted) {
+    report.reason = "no NVENC: the driver supports NVENC API " + std::to_string(driverMax >> 4) + "." +
+                    std::to_string(driverMax & 0xf) + ", the addon needs " + NvencHeaderVersion();
+    return;
+  }
+
+  NV_ENCODE_API_FUNCTION_LIST fns;
+  std::memset(&fns, 0, sizeof fns);
+  fns.version = NV_ENCODE_API_FUNCTION_LIST_VER;
+  status = create(&fns);
+  if (status != NV_ENC_SUCCESS || fns.nvEncOpenEncodeSessionEx == nullptr || fns.nvEncDestroyEncoder == nullptr) {
+    report.reason = "no NVENC: " + NvencError("NvEncodeAPICreateInstance", status);
+    return;
+  }
+
+  NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS params;
+  std::memset(&params, 0, sizeof params);
+  params.version = NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER;
+  params.deviceType = NV_ENC_DEVICE_TYPE_CUDA;
+  params.device = ctx;
+  params.apiVersion = NVENCAPI_VERSION;
+  void* encoder = nullptr;
+  report.sessionTried = true;
+  status = fns.nvEncOpenEncodeSessionEx(&params, &encoder);
+  if (status != NV_ENC_SUCCESS) {
+    // The driver may hand back a half-made session even on failure; it must still be destroyed.
+    if (encoder != nullptr) fns.nvEncDestroyEncoder(encoder);
+    report.reason = "no NVENC: " + (report.device.empty() ? std::string("device 0") : report.device) +
+                    " could not open an encode session (" + NvencError("nvEncOpenEncodeSessionEx", status) + ")";
+    return;
+  }
+
+  uint32_t count = 0;
+  status = fns.nvEncGetEncodeGUIDCount(encoder, &count);
+  bool h264 = false;
+  if (status == NV_ENC_SUCCESS && count > 0) {
+    std::vector<GUID> guids(count);
+    uint32_t filled = 0;
+    status = fns.nvEncGetEncodeGUIDs(encoder, guids.data(), count, &filled);
+    for (uint32_t i = 0; status == NV_ENC_SUCCESS && i < filled && i < count; ++i) {
+      if (SameGuid(guids[i], NV_ENC_CODEC_H264_GUID)) h264 = true;
+    }
+  }
+  fns.nvEncDestroyEncoder(encoder);
+
+  if (status != NV_ENC_SUCCESS) {
+    report.reason = "no NVENC: " + NvencError("nvEncGetEncodeGUIDs", status);
+  } else if (!h264) {
+    report.reason = "no NVENC: the encoder on " + report.device + " does not offer H.264";
+  } else {
+    report.available = true;
+    report.reason = "NVENC H.264 encode session opened on " + report.device;
+  }
+}
+
+}  // namespace
+
+bool NvencHeaderCompiled() { return true; }
+std::string NvencHeaderVersion() {
+  return std::to_string(NVENCAPI_MAJOR_VERSION) + "." + std::to_string(NVENCAPI_MINOR_VERSION);
+}
+
+NvencReport ProbeNvenc() {
+  // One probe at a time: consumer GPUs allow only a few concurrent encode sessions.
+  static std::mutex probeMutex;
+  std::lock_guard<std::mutex> lock(probeMutex);
+
+  NvencReport report;
+  std::string why;
+  void* cudaLib = OpenDriverLibrary("libcuda.so.1", why);
+  if (cudaLib == nullptr) {
+    report.reason = "no NVENC: " + why + " (no NVIDIA driver)";
+    return report;
+  }
+  report.cudaFound = true;
+  void* encodeLib = OpenDriverLibrary("libnvidia-encode.so.1", why);
+  if (encodeLib == nullptr) {
+    report.reason = "no NVENC: " + why;
+    return report;
+  }
+  report.encodeLibraryFound = true;
+
+  CudaApi cu;
+  cu.init = Symbol<decltype(cu.init)>(cudaLib, "cuInit");
+  cu.deviceGetCount = Symbol<decltype(cu.deviceGetCount)>(cudaLib, "cuDeviceGetCount");
+  cu.deviceGet = Symbol<decltype(cu.deviceGet)>(cudaLib, "cuDeviceGet");
+  cu.deviceGetName = Symbol<decltype(cu.deviceGetName)>(cudaLib, "cuDeviceGetName");
+  cu.primaryRetain = Symbol<decltype(cu.primaryRetain)>(cudaLib, "cuDevicePrimaryCtxRetain");
+  cu.primaryRelease = Symbol<decltype(cu.primaryRelease)>(cudaLib, "cuDevicePrimaryCtxRelease_v2");
+  if (cu.primaryRelease == nullptr) cu.primaryRelease = Symbol<decltype(cu.primaryRelease)>(cudaLib, "cuDevicePrimaryCtxRelease");
+  cu.pushCurrent = Symbol<decltype(cu.pushCurrent)>(cudaLib, "cuCtxPushCurrent_v2");
+  cu.popCurrent = Symbol<decltype(cu.popCurrent)>(cudaLib, "cuCtxPopCurrent_v2");
+  cu.errorName = Symbol<decltype(cu.errorName)>(cudaLib, "cuGetErrorName");
+  if (cu.init == nullptr || cu.deviceGetCount == nullptr || cu.deviceGet == nullptr || cu.primaryRetain == nullptr ||
+      cu.primaryRelease == nullptr || cu.pushCurrent == nullptr || cu.popCurrent == nullptr) {
+    report.reason = "no NVENC: libcuda.so.1 lacks the driver API functions needed";
+    return report;
+  }
+
+  CUresult rc = cu.init(0);
+  if (rc != 0) {
+    report.reason = "no NVENC: " + CudaError(cu, "cuInit", rc);
+    return report;
+  }
+  int count = 0;
+  rc = cu.deviceGetCount(&count);
+  if (rc != 0 || count < 1) {
+    report.reason = rc != 0 ? "no NVENC: " + CudaError(cu, "cuDeviceGetCount", rc) : "no NVENC: CUDA reports no device";
+    return report;
+  }
+  CUdevice device = 0;
+  rc = cu.deviceGet(&device, 0);
+  if (rc != 0) {
+    report.reason = "no NVENC: " + CudaError(cu, "cuDeviceGet", rc);
+    return report;
+  }
+  char name[256] = {0};
+  if (cu.deviceGetName != nullptr && cu.deviceGetName(name, sizeof name, device) == 0) report.device = name;
+  if (report.device.empty()) report.device = "CUDA device 0";
+
+  // The primary context is shared with any other CUDA user in this process, so probing does not
+  // leave a second context (and its memory) behind.
+  CUcontext ctx = nullptr;
+  rc = cu.primaryRetain(&ctx, device);
+  if (rc != 0) {
+    report.reason = "no NVENC: " + CudaError(cu, "cuDevicePrimaryCtxRetain", rc);
+    return report;
+  }
+  rc = cu.pushCurrent(ctx);
+  if (rc != 0) {
+    report.reason = "no NVENC: " + CudaError(cu, "cuCtxPushCurrent", rc);
+  } else {
+    TrySession(encodeLib, ctx, report);
+    CUcontext popped = nullptr;
+    cu.popCurrent(&popped);
+  }
+  cu.primaryRelease(device);
+  return report;
+}
+
+#else  // built without nvEncodeAPI.h: only library presence can be reported
+
+bool NvencHeaderCompiled() { return false; }
+std::string NvencHeaderVersion() { return ""; }
+
+NvencReport ProbeNvenc() {
+  NvencReport report;
+  std::string why;
+  report.cudaFound = OpenDriverLibrary("libcuda.so.1", why) != nullptr;
+  if (!report.cudaFound) {
+    report.reason = "no NVENC: " + why + " (no NVIDIA driver)";
+    return report;
+  }
+  report.encodeLibraryFound = OpenDriverLibrary("libnvidia-encode.so.1", why) != nullptr;
+  report.reason = report.encodeLibraryFound
+                      ? "no NVENC: libnvidia-encode.so.1 is present but the addon was built without nvEncodeAPI.h "
+                        "(libffmpeg-nvenc-dev), so no encode session could be tried"
+                      : "no NVENC: " + why;
+  return report;
+}
+
+#endif
+
+}  // namespace avatar

@@ -1,0 +1,119 @@
+// The raw addon, typed apart from the idiomatic wrapper in index.ts, and the loader that finds it.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface RawNvmlDevice {
+  index: number;
+  name: string;
+  totalBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+  /** Non-empty when NVML could not read this device. */
+  error: string;
+}
+
+export interface RawNvmlReport {
+  /** NVML initialised and the device count was read. */
+  ok: boolean;
+  libraryFound: boolean;
+  /** Why not ok; empty when ok. */
+  reason: string;
+  driverVersion: string;
+  nvmlVersion: string;
+  devices: RawNvmlDevice[];
+}
+
+export interface RawNvencReport {
+  available: boolean;
+  reason: string;
+  cudaFound: boolean;
+  encodeLibraryFound: boolean;
+  /** An encode session was actually attempted (needs the NVENC header at build time and a driver). */
+  sessionTried: boolean;
+  /** Name of CUDA device 0 when one was reached. */
+  device: string;
+}
+
+export interface NativeBuildInfo {
+  /** Built with nvEncodeAPI.h, so NVENC detection opens a real session. */
+  nvencHeader: boolean;
+  /** NVENC API version the addon was built for ('' without the header). */
+  nvencApiVersion: string;
+  napiVersion: number;
+}
+
+export interface NativeAddon {
+  queryNvml(): Promise<RawNvmlReport>;
+  probeNvenc(): Promise<RawNvencReport>;
+  readonly buildInfo: NativeBuildInfo;
+}
+
+export type LoadResult = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string };
+
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BINARY = 'avatar_native.node';
+
+/** Where the binary may be, in order: an explicit override, the cmake-js outputs, a prebuild. */
+export function defaultCandidates(): string[] {
+  const list: string[] = [];
+  const override = process.env['AVATAR_NATIVE_BINARY'];
+  if (override) list.push(override);
+  list.push(
+    join(packageRoot, 'build', 'Release', BINARY),
+    join(packageRoot, 'build', 'Debug', BINARY),
+    join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, BINARY),
+  );
+  return list;
+}
+
+function isAddon(value: unknown): value is NativeAddon {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v['queryNvml'] === 'function' && typeof v['probeNvenc'] === 'function' && typeof v['buildInfo'] === 'object';
+}
+
+function shortPath(path: string): string {
+  const rel = relative(packageRoot, path);
+  return rel.startsWith('..') ? path : rel;
+}
+
+const require = createRequire(import.meta.url);
+const cache = new Map<string, LoadResult>();
+
+/**
+ * Tries each candidate in order and returns the first that loads and has the expected exports.
+ * Never throws: when none loads, `reason` lists what went wrong with each one.
+ */
+export function loadNative(candidates: readonly string[] = defaultCandidates()): LoadResult {
+  const key = candidates.join('\n');
+  const cached = cache.get(key);
+  if (cached) return cached;
+
+  const failures: string[] = [];
+  let result: LoadResult | undefined;
+  for (const path of candidates) {
+    if (!existsSync(path)) {
+      failures.push(`${shortPath(path)}: not found`);
+      continue;
+    }
+    try {
+      const loaded: unknown = require(path);
+      if (isAddon(loaded)) {
+        result = { ok: true, addon: loaded, path };
+        break;
+      }
+      failures.push(`${shortPath(path)}: loaded but lacks the expected exports (stale build?)`);
+    } catch (error) {
+      const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+      failures.push(`${shortPath(path)}: ${message}`);
+    }
+  }
+  result ??= {
+    ok: false,
+    reason: `${failures.join('; ')}; build it with \`npm run build:addon -w native\``,
+  };
+  cache.set(key, result);
+  return result;
+}

@@ -1,0 +1,151 @@
+// GPU facts for the pipeline: VRAM per device through NVML, and whether NVENC can encode here.
+// Everything degrades to a plain "no GPU" / "no NVENC" answer; nothing here throws for a missing
+// driver, GPU or addon.
+import type { GpuDeviceMemory, GpuMemoryProvider, GpuSnapshot } from '@avatar/core';
+import { loadNative } from './binding.js';
+import type { LoadResult, NativeBuildInfo, RawNvmlReport } from './binding.js';
+
+export { defaultCandidates, loadNative } from './binding.js';
+export type {
+  LoadResult,
+  NativeAddon,
+  NativeBuildInfo,
+  RawNvencReport,
+  RawNvmlDevice,
+  RawNvmlReport,
+} from './binding.js';
+
+export interface NativeOptions {
+  /** Binary paths to try instead of the defaults (build/Release, build/Debug, prebuilds/). */
+  candidates?: readonly string[];
+}
+
+const MiB = 1024 * 1024;
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function load(options: NativeOptions | undefined): LoadResult {
+  return options?.candidates ? loadNative(options.candidates) : loadNative();
+}
+
+/** Turns NVML's raw report into the snapshot the resource manager budgets with. */
+export function snapshotFromNvml(raw: RawNvmlReport): GpuSnapshot {
+  if (!raw.ok) return { available: false, reason: raw.reason || 'no GPU: NVML gave no reason' };
+  const devices: GpuDeviceMemory[] = [];
+  const problems: string[] = [];
+  for (const d of raw.devices) {
+    if (d.error) {
+      problems.push(`GPU ${d.index}${d.name ? ` (${d.name})` : ''}: ${d.error}`);
+      continue;
+    }
+    devices.push({
+      index: d.index,
+      name: d.name || `GPU ${d.index}`,
+      totalMB: Math.floor(d.totalBytes / MiB),
+      usedMB: Math.floor(d.usedBytes / MiB),
+      freeMB: Math.floor(d.freeBytes / MiB),
+    });
+  }
+  if (devices.length === 0) {
+    return {
+      available: false,
+      reason: problems.length > 0 ? `no GPU: ${problems.join('; ')}` : 'no GPU: NVML reports no devices',
+    };
+  }
+  const driver = raw.driverVersion ? `driver ${raw.driverVersion}` : 'driver unknown';
+  return { available: true, source: `nvml (${driver})`, devices };
+}
+
+/** The GPU memory provider backed by NVML through the addon. */
+export function createNvmlMemoryProvider(options?: NativeOptions): GpuMemoryProvider {
+  return {
+    name: 'nvml',
+    async query(): Promise<GpuSnapshot> {
+      const loaded = load(options);
+      if (!loaded.ok) return { available: false, reason: `no GPU: native addon not built (${loaded.reason})` };
+      try {
+        return snapshotFromNvml(await loaded.addon.queryNvml());
+      } catch (error) {
+        return { available: false, reason: `no GPU: NVML query failed: ${errorText(error)}` };
+      }
+    },
+  };
+}
+
+export interface NvencStatus {
+  available: boolean;
+  reason: string;
+  /** Whether an encode session was actually attempted (false: the answer comes from missing pieces). */
+  sessionTried: boolean;
+}
+
+const nvencCache = new Map<string, Promise<NvencStatus>>();
+
+/**
+ * Whether NVENC can encode H.264 on CUDA device 0, found by opening an encode session.
+ * The answer cannot change while the process runs, and finding it may create a CUDA context,
+ * so it is computed once per binary.
+ */
+export function detectNvenc(options?: NativeOptions): Promise<NvencStatus> {
+  const loaded = load(options);
+  if (!loaded.ok) {
+    return Promise.resolve({ available: false, reason: `no NVENC: native addon not built (${loaded.reason})`, sessionTried: false });
+  }
+  let pending = nvencCache.get(loaded.path);
+  if (!pending) {
+    pending = loaded.addon.probeNvenc().then(
+      (r) => ({ available: r.available, reason: r.reason, sessionTried: r.sessionTried }),
+      (error: unknown) => ({ available: false, reason: `no NVENC: probe failed: ${errorText(error)}`, sessionTried: false }),
+    );
+    nvencCache.set(loaded.path, pending);
+  }
+  return pending;
+}
+
+export interface NativeStatus {
+  /** The addon binary loaded. */
+  built: boolean;
+  /** Where it was loaded from, or why no candidate loaded. */
+  detail: string;
+  build: NativeBuildInfo | null;
+  nvml: {
+    libraryFound: boolean;
+    /** NVML initialised. */
+    ok: boolean;
+    /** Why not ok; '' when ok. */
+    reason: string;
+    driverVersion: string | null;
+    nvmlVersion: string | null;
+    deviceCount: number;
+  };
+}
+
+/** Everything `avatar doctor` shows about the native side, in one call that never throws. */
+export async function nativeStatus(options?: NativeOptions): Promise<NativeStatus> {
+  const loaded = load(options);
+  if (!loaded.ok) {
+    return {
+      built: false,
+      detail: loaded.reason,
+      build: null,
+      nvml: { libraryFound: false, ok: false, reason: 'native addon not built', driverVersion: null, nvmlVersion: null, deviceCount: 0 },
+    };
+  }
+  let nvml: NativeStatus['nvml'];
+  try {
+    const raw = await loaded.addon.queryNvml();
+    nvml = {
+      libraryFound: raw.libraryFound,
+      ok: raw.ok,
+      reason: raw.reason,
+      driverVersion: raw.driverVersion || null,
+      nvmlVersion: raw.nvmlVersion || null,
+      deviceCount: raw.devices.length,
+    };
+  } catch (error) {
+    nvml = { libraryFound: false, ok: false, reason: `NVML query failed: ${errorText(error)}`, driverVersion: null, nvmlVersion: null, deviceCount: 0 };
+  }
+  return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, nvml };
+}

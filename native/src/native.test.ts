@@ -1,0 +1,209 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RawNvencReport, RawNvmlReport } from './index.js';
+import { createNvmlMemoryProvider, detectNvenc, loadNative, nativeStatus, snapshotFromNvml } from './index.js';
+
+const run = promisify(execFile);
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const binary = join(root, 'build', 'Release', 'avatar_native.node');
+const hasCmake = spawnSync('cmake', ['--version']).status === 0;
+const hasCc = spawnSync('cc', ['--version']).status === 0;
+if (!hasCmake) console.warn('native addon tests skipped: cmake is not installed, so the addon cannot be built');
+
+describe.skipIf(!hasCmake)('native addon', () => {
+  let buildLine = '';
+  let buildSeconds = 0;
+  beforeAll(async () => {
+    const started = Date.now();
+    const { stdout } = await run(process.execPath, [join(root, 'scripts', 'build-addon.mjs'), '--strict'], { timeout: 240_000 });
+    buildSeconds = (Date.now() - started) / 1000;
+    buildLine = stdout.trim();
+  }, 240_000);
+
+  it('compiles with build:addon and loads from the first candidate', () => {
+    expect(buildLine).toMatch(/^native addon: built /);
+    expect(buildSeconds).toBeLessThan(240);
+    const loaded = loadNative();
+    expect(loaded.ok).toBe(true);
+    if (!loaded.ok) return;
+    expect(loaded.path).toBe(binary);
+    expect(loaded.addon.buildInfo.napiVersion).toBe(8);
+    // The NVENC header is optional at build time; the addon says which way it was built.
+    expect(loaded.addon.buildInfo.nvencHeader).toBe(existsSync('/usr/include/ffnvcodec/nvEncodeAPI.h'));
+  });
+
+  it('answers GPU memory plainly on this machine', async () => {
+    const loaded = loadNative();
+    if (!loaded.ok) throw new Error(loaded.reason);
+    const raw = await loaded.addon.queryNvml();
+    const snapshot = await createNvmlMemoryProvider().query();
+    if (!raw.libraryFound) {
+      expect(snapshot).toEqual({ available: false, reason: 'no GPU: libnvidia-ml.so.1 not found' });
+    } else if (snapshot.available) {
+      expect(snapshot.devices.length).toBeGreaterThan(0);
+      for (const d of snapshot.devices) expect(d.totalMB).toBeGreaterThan(0);
+    } else {
+      expect(snapshot.reason).toMatch(/^no GPU: /);
+    }
+  });
+
+  it('runs many queries at once without throwing', async () => {
+    const provider = createNvmlMemoryProvider();
+    expect(provider.name).toBe('nvml');
+    const all = await Promise.all(Array.from({ length: 8 }, () => provider.query()));
+    for (const s of all) expect(s).toEqual(all[0]);
+  });
+
+  it('says whether NVENC is usable, with a reason', async () => {
+    const status = await detectNvenc();
+    expect(typeof status.available).toBe('boolean');
+    expect(status.reason.length).toBeGreaterThan(10);
+    const loaded = loadNative();
+    if (!loaded.ok) throw new Error(loaded.reason);
+    const raw = await loaded.addon.probeNvenc();
+    if (!raw.cudaFound) {
+      expect(status).toEqual({ available: false, reason: 'no NVENC: libcuda.so.1 not found (no NVIDIA driver)', sessionTried: false });
+    }
+    expect(await detectNvenc()).toBe(status);
+  });
+
+  it('reports its status for doctor', async () => {
+    const status = await nativeStatus();
+    expect(status.built).toBe(true);
+    expect(status.detail).toBe(`loaded ${binary}`);
+    expect(status.build?.napiVersion).toBe(8);
+    if (!status.nvml.libraryFound) {
+      expect(status.nvml).toEqual({
+        libraryFound: false,
+        ok: false,
+        reason: 'no GPU: libnvidia-ml.so.1 not found',
+        driverVersion: null,
+        nvmlVersion: null,
+        deviceCount: 0,
+      });
+    }
+  });
+});
+
+describe('without a usable binary', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'avatar-native-'));
+  const missing = join(dir, 'missing.node');
+  const corrupt = join(dir, 'corrupt.node');
+  writeFileSync(corrupt, 'not a shared object');
+  const options = { candidates: [missing, corrupt] };
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('collects why each candidate failed', () => {
+    const loaded = loadNative(options.candidates);
+    expect(loaded.ok).toBe(false);
+    if (loaded.ok) return;
+    expect(loaded.reason).toContain(`${missing}: not found`);
+    expect(loaded.reason).toMatch(/corrupt\.node: .*(invalid ELF header|file too short)/);
+    expect(loaded.reason).toContain('npm run build:addon -w native');
+  });
+
+  it('degrades every entry point to a plain answer', async () => {
+    const snapshot = await createNvmlMemoryProvider(options).query();
+    expect(snapshot.available).toBe(false);
+    if (!snapshot.available) expect(snapshot.reason).toMatch(/^no GPU: native addon not built \(.*missing\.node: not found/);
+    const nvenc = await detectNvenc(options);
+    expect(nvenc.available).toBe(false);
+    expect(nvenc.reason).toMatch(/^no NVENC: native addon not built \(/);
+    const status = await nativeStatus(options);
+    expect(status.built).toBe(false);
+    expect(status.build).toBeNull();
+    expect(status.detail).toContain('not found');
+  });
+});
+
+// Stand-in driver libraries that follow the NVML, CUDA driver and NVENC C ABIs let the loaded paths
+// (device listing, error strings, the encode session and its clean-up) run on a machine without a GPU.
+// They replace the driver, not the addon: the addon binary under test is the real one.
+describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'avatar-fake-driver-'));
+  const cudaOnly = join(dir, 'cuda-only');
+  const src = join(root, 'test', 'fake-driver');
+  let nvencHeader = false;
+
+  beforeAll(async () => {
+    await run(process.execPath, [join(root, 'scripts', 'build-addon.mjs'), '--strict'], { timeout: 240_000 });
+    const loaded = loadNative();
+    nvencHeader = loaded.ok && loaded.addon.buildInfo.nvencHeader;
+    const cc = (args: string[]) => run('cc', ['-shared', '-fPIC', '-O0', ...args], { cwd: dir });
+    await cc(['-o', 'libnvidia-ml.so.1', join(src, 'fake-nvml.c')]);
+    await cc(['-o', 'libcuda.so.1', join(src, 'fake-cuda.c')]);
+    if (nvencHeader) {
+      await cc(['-I/usr/include/ffnvcodec', '-o', 'libnvidia-encode.so.1', join(src, 'fake-nvenc.c'), `-L${dir}`, '-l:libcuda.so.1']);
+    }
+    mkdirSync(cudaOnly);
+    copyFileSync(join(dir, 'libcuda.so.1'), join(cudaOnly, 'libcuda.so.1'));
+  }, 240_000);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  // The loader's search path is fixed at process start, so each case runs in a child process.
+  async function inChild<T>(call: string, env: Record<string, string>, libDir = dir): Promise<{ result: T; stderr: string }> {
+    const script = `const a = require(${JSON.stringify(binary)}); ${call}.then((r) => process.stdout.write(JSON.stringify(r)));`;
+    const { stdout, stderr } = await run(process.execPath, ['-e', script], {
+      env: { ...process.env, LD_LIBRARY_PATH: libDir, ...env },
+      timeout: 30_000,
+    });
+    return { result: JSON.parse(stdout) as T, stderr };
+  }
+  const count = (text: string, needle: string) => text.split(needle).length - 1;
+
+  it('lists readable GPUs in MB and names the unreadable one', async () => {
+    const { result, stderr } = await inChild<RawNvmlReport>('a.queryNvml()', { FAKE_NVML: 'two-gpus' });
+    expect(result.ok).toBe(true);
+    expect(result.driverVersion).toBe('999.1.2');
+    expect(result.devices[1]?.error).toBe('nvmlDeviceGetMemoryInfo: Insufficient Permissions (4)');
+    expect(count(stderr, 'fake-nvml: shutdown')).toBe(1);
+    expect(snapshotFromNvml(result)).toEqual({
+      available: true,
+      source: 'nvml (driver 999.1.2)',
+      devices: [{ index: 0, name: 'Fake GPU 0', totalMB: 81920, usedMB: 1536, freeMB: 80384 }],
+    });
+  });
+
+  it("passes NVML's own error string through when init fails", async () => {
+    const { result, stderr } = await inChild<RawNvmlReport>('a.queryNvml()', { FAKE_NVML: 'no-driver' });
+    expect(result).toMatchObject({ ok: false, libraryFound: true, reason: 'no GPU: nvmlInit: Driver Not Loaded (9)' });
+    expect(stderr).not.toContain('shutdown');
+    expect(snapshotFromNvml(result)).toEqual({ available: false, reason: 'no GPU: nvmlInit: Driver Not Loaded (9)' });
+  });
+
+  it('keeps the JS thread free while NVML initialises', async () => {
+    const call = `(() => { let ticks = 0; const t = setInterval(() => ticks++, 10);
+      return a.queryNvml().then(() => { clearInterval(t); return ticks; }); })()`;
+    const { result } = await inChild<number>(call, { FAKE_NVML_INIT_MS: '400' });
+    expect(result).toBeGreaterThanOrEqual(5);
+  });
+
+  it('finds no NVENC without the encode library, without trying a session', async () => {
+    const { result } = await inChild<RawNvencReport>('a.probeNvenc()', {}, cudaOnly);
+    expect(result).toMatchObject({ available: false, cudaFound: true, encodeLibraryFound: false, sessionTried: false });
+    expect(result.reason).toBe('no NVENC: libnvidia-encode.so.1 not found');
+  });
+
+  it.each([
+    ['unsupported', false, /could not open an encode session \(nvEncOpenEncodeSessionEx returned NV_ENC_ERR_UNSUPPORTED_DEVICE/],
+    ['hevc-only', false, /does not offer H\.264/],
+    ['h264', true, /^NVENC H\.264 encode session opened on Fake GPU 0$/],
+  ])('decides NVENC by opening a session (%s)', async (mode, available, reason) => {
+    if (!nvencHeader) {
+      const { result } = await inChild<RawNvencReport>('a.probeNvenc()', { FAKE_NVENC: mode });
+      expect(result).toMatchObject({ available: false, sessionTried: false });
+      return;
+    }
+    const { result, stderr } = await inChild<RawNvencReport>('a.probeNvenc()', { FAKE_NVENC: mode });
+    expect(result).toMatchObject({ available, sessionTried: true, device: 'Fake GPU 0' });
+    expect(result.reason).toMatch(reason);
+    expect(count(stderr, 'fake-cuda: retain')).toBe(1);
+    expect(count(stderr, 'fake-cuda: release')).toBe(1);
+    expect(count(stderr, 'fake-nvenc: open')).toBe(count(stderr, 'fake-nvenc: destroy'));
+  });
+});

@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import type { GpuSnapshot, PluginCheck } from '@avatar/core';
+import { PLUGIN_API_VERSION } from '@avatar/core';
+import { withContext } from '../shared.js';
+
+interface NativeStatusModule {
+  nativeStatus?: () => Promise<unknown> | unknown;
+  detectNvenc?: () => Promise<{ available: boolean; reason: string }>;
+}
+
+async function nativeReport(): Promise<{ native: unknown; nvenc: { available: boolean; reason: string } }> {
+  const spec = '@avatar/native';
+  try {
+    const mod = (await import(spec)) as NativeStatusModule;
+    const native = mod.nativeStatus ? await mod.nativeStatus() : { built: false, reason: 'no status function' };
+    const nvenc = mod.detectNvenc ? await mod.detectNvenc() : { available: false, reason: 'not detectable' };
+    return { native, nvenc };
+  } catch (error) {
+    const reason = `native addon package not available (${(error as Error).message.split('\n')[0]})`;
+    return { native: { built: false, reason }, nvenc: { available: false, reason } };
+  }
+}
+
+export function registerDoctor(program: Command): void {
+  program.command('doctor')
+    .description('check the tools, engines, GPU and native addon this machine has, and say what to install')
+    .action(async (_flags: unknown, command: Command) => {
+      await withContext(command, async (ctx, out) => {
+        const plugins: { stage: string; name: string; source: string; check: PluginCheck }[] = [];
+        for (const { plugin, source } of ctx.registry.list()) {
+          let check: PluginCheck;
+          try {
+            check = plugin.check ? await plugin.check() : { ok: true, detail: 'no check offered' };
+          } catch (error) {
+            check = { ok: false, detail: `check failed: ${(error as Error).message}` };
+          }
+          plugins.push({ stage: plugin.stage, name: plugin.name, source, check });
+        }
+        const gpu: GpuSnapshot = await ctx.resources.gpu.query();
+        const { native, nvenc } = await nativeReport();
+        const stagesMissing = (['face', 'lipsync'] as const).filter((s) => !ctx.registry.find(s));
+        const report = {
+          node: process.version,
+          pluginApiVersion: PLUGIN_API_VERSION,
+          storage: ctx.storageDir,
+          plugins,
+          pluginFailures: ctx.pluginFailures.map((f) => f.toJSON()),
+          stagesMissing,
+          gpu,
+          native,
+          nvenc,
+          budgets: ctx.resources.budgets,
+        };
+        const ok = plugins.every((p) => p.check.ok) && ctx.pluginFailures.length === 0;
+        out.result(report, () => {
+          const lines = [`node ${process.version}, plugin API ${PLUGIN_API_VERSION}, storage ${ctx.storageDir}`, '', 'engines:'];
+          for (const p of plugins) {
+            lines.push(`  ${p.check.ok ? 'ok     ' : 'MISSING'} ${p.stage}/${p.name}: ${p.check.detail}  [${p.source}]`);
+            if (!p.check.ok && p.check.install) lines.push(`          install: ${p.check.install}`);
+          }
+          for (const f of ctx.pluginFailures) lines.push(`  BROKEN  ${f.message}`);
+          if (stagesMissing.length) lines.push(`  not installed: ${stagesMissing.join(', ')} stage (full pipeline runs stop at that stage)`);
+          lines.push('', `GPU: ${gpu.available ? gpu.devices.map((d) => `#${d.index} ${d.name}, ${d.usedMB}/${d.totalMB} MB used`).join('; ') : gpu.reason}`);
+          const n = native as { built?: boolean; detail?: string; reason?: string };
+          lines.push(`native addon: ${n.built ? 'built' : 'not built'} (${n.detail ?? n.reason ?? 'no detail'})`);
+          lines.push(`NVENC: ${nvenc.available ? 'available' : 'not available'} (${nvenc.reason})`);
+          const vram = ctx.resources.budgets.vramMB;
+          lines.push(`memory budgets: host ${ctx.resources.budgets.ramMB} MB, GPU ${vram !== undefined ? `${vram} MB` : gpu.available ? "the GPU's total" : '0 MB (no GPU)'}`);
+          lines.push('', ok ? 'all engines ready' : 'some engines are missing: install what is listed above');
+          return lines.join('\n');
+        });
+        return ok ? 0 : 1;
+      });
+    });
+}

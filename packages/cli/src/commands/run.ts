@@ -1,0 +1,117 @@
+import type { Command } from 'commander';
+import type { ProgressEvent, RunResult } from '@avatar/core';
+import { AvatarError, ERRORS } from '@avatar/core';
+import { createProgress } from '../progress.js';
+import type { Output } from '../output.js';
+import { addVideoOptions, configFromFlags, parseNumberIn, withContext } from '../shared.js';
+import type { VideoFlags } from '../shared.js';
+
+/** Ctrl-C aborts the run: the stage stops, intermediates go, nothing is left at the output path. */
+export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  const onSignal = (): void => controller.abort(new Error('interrupted'));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+export async function runWithProgress<T extends RunResult>(out: Output, fn: (signal: AbortSignal, onProgress: (e: ProgressEvent) => void) => Promise<T>): Promise<T> {
+  const progress = createProgress(true);
+  const interrupt = interruptSignal();
+  try {
+    return await fn(interrupt.signal, (e) => progress.update(e.fraction, e.stage, e.detail));
+  } finally {
+    progress.stop();
+    interrupt.dispose();
+    void out;
+  }
+}
+
+/** Prints a run's result and gives the exit code its error maps to. */
+export function reportRun(out: Output, result: RunResult, what: string): number {
+  if (result.success) {
+    out.result(result, () => {
+      const stages = result.stages.map((s) => `  ${s.stage.padEnd(18)} ${s.wallSeconds.toFixed(2)}s  peak RSS ${s.peakRssMB} MB`).join('\n');
+      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s`;
+    });
+    return 0;
+  }
+  const error = result.error;
+  if (out.json) out.result(result, () => '');
+  const code = error?.code ?? 'AVATAR_ERR_INTERNAL';
+  process.stderr.write(`error ${code}: ${error?.message}\n  ${error?.hint}\n`);
+  process.stderr.write(`  stages completed: ${result.stagesCompleted.length ? result.stagesCompleted.join(', ') : 'none'}; nothing was written at the output path\n`);
+  return (ERRORS[code] ?? ERRORS.AVATAR_ERR_INTERNAL).exitCode;
+}
+
+interface PipelineFlags extends VideoFlags {
+  voice?: string;
+  avatar: string;
+  output: string;
+}
+
+export function registerPipeline(program: Command): void {
+  const pipeline = program.command('pipeline').description('run the whole pipeline: text -> speech -> face -> lip-sync -> video');
+  addVideoOptions(
+    pipeline.command('run')
+      .description('render a talking-head video from TEXT and a portrait photo')
+      .argument('<text>', 'what the avatar says')
+      .option('--voice <id>', 'voice profile id (vp-xxxxxxxx); default: the built-in default voice')
+      .requiredOption('--avatar <path>', 'portrait photo (JPEG, PNG or WebP)')
+      .requiredOption('--output <path>', 'video to write (.mp4 or .webm)'),
+  )
+    .option('--max-seconds <n>', 'longest video allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
+    .option('--keep-intermediates', 'keep the work folder (speech, frames metadata) for debugging', false)
+    .action(async (text: string, flags: PipelineFlags, command: Command) => {
+      await withContext(command, async (ctx, out) => {
+        const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.execute({
+          text, voiceProfileId: flags.voice ?? null, avatarImage: flags.avatar, outputPath: flags.output,
+          config: configFromFlags(flags, flags.output), signal, onProgress,
+        }));
+        return reportRun(out, result, 'video');
+      });
+    });
+}
+
+export function registerTts(program: Command): void {
+  program.command('tts')
+    .description('synthesize TEXT to a WAV file')
+    .argument('<text>', 'what to say')
+    .requiredOption('--output <path>', 'WAV file to write')
+    .option('--voice <id>', 'voice profile id (vp-xxxxxxxx); default: the built-in default voice')
+    .option('--max-seconds <n>', 'longest speech allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
+    .action(async (text: string, flags: { output: string; voice?: string; maxSeconds?: number }, command: Command) => {
+      await withContext(command, async (ctx, out) => {
+        const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.speak({
+          text, voiceProfileId: flags.voice ?? null, outputPath: flags.output, signal, onProgress,
+          ...(flags.maxSeconds !== undefined && { maxSeconds: flags.maxSeconds }),
+        }));
+        return reportRun(out, result, 'speech');
+      });
+    });
+}
+
+export function registerEncode(program: Command): void {
+  addVideoOptions(
+    program.command('encode')
+      .description('encode a still image and an audio file into a video')
+      .requiredOption('--image <path>', 'the picture (JPEG, PNG or WebP)')
+      .requiredOption('--audio <path>', 'the sound (WAV, MP3, OGG...)')
+      .requiredOption('--output <path>', 'video to write (.mp4 or .webm)'),
+  ).action(async (flags: VideoFlags & { image: string; audio: string; output: string }, command: Command) => {
+    await withContext(command, async (ctx, out) => {
+      const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.encodeStill({
+        imagePath: flags.image, audioPath: flags.audio, outputPath: flags.output, config: configFromFlags(flags, flags.output), signal, onProgress,
+      }));
+      return reportRun(out, result, 'video');
+    });
+  });
+}
+
+export { AvatarError };

@@ -1,0 +1,97 @@
+import type { Command } from 'commander';
+import { InvalidArgumentError } from 'commander';
+import { ENCODING_PRESETS, OUTPUT_FORMATS, QUALITIES, formatFromPath } from '@avatar/core';
+import type { PipelineConfig } from '@avatar/core';
+import type { CliContext } from './context.js';
+import { openContext, storageFrom } from './context.js';
+import type { Output } from './output.js';
+import { createLogger, createOutput } from './output.js';
+
+export interface GlobalOptions {
+  storage?: string;
+  json: boolean;
+  verbose: boolean;
+}
+
+export function globals(command: Command): GlobalOptions {
+  return command.optsWithGlobals<GlobalOptions>();
+}
+
+/** Opens storage, plugins and queue for one command, runs it, maps errors to exit codes. */
+export async function withContext(command: Command, fn: (ctx: CliContext, out: Output, opts: GlobalOptions) => Promise<number | void>): Promise<void> {
+  const opts = globals(command);
+  const out = createOutput(opts.json);
+  let ctx: CliContext | undefined;
+  try {
+    ctx = await openContext({ storage: storageFrom(opts.storage), log: createLogger(opts.verbose) });
+    const code = await fn(ctx, out, opts);
+    process.exitCode = code ?? 0;
+  } catch (error) {
+    process.exitCode = out.error(error);
+  } finally {
+    await ctx?.close();
+  }
+}
+
+// ---- option parsers: refuse bad values at parse time with a usage error ----
+
+export function parseIntIn(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a whole number from ${min} to ${max}.`);
+    return n;
+  };
+}
+
+export function parseFps(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 60) throw new InvalidArgumentError('fps must be above 0 and at most 60.');
+  return n;
+}
+
+export function parseNumberIn(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}.`);
+    return n;
+  };
+}
+
+export function oneOfParser(name: string, allowed: readonly string[]) {
+  return (value: string): string => {
+    if (!allowed.includes(value)) throw new InvalidArgumentError(`${name} must be one of: ${allowed.join(', ')}.`);
+    return value;
+  };
+}
+
+export interface VideoFlags {
+  quality?: string;
+  fps?: number;
+  crf?: number;
+  preset?: string;
+  format?: string;
+  maxSeconds?: number;
+  keepIntermediates?: boolean;
+}
+
+export function addVideoOptions(command: Command): Command {
+  return command
+    .option('--quality <q>', `quality preset: ${QUALITIES.join('|')} (see docs/configuration.md)`, oneOfParser('quality', QUALITIES), 'high')
+    .option('--fps <n>', 'frames per second (overrides the preset), above 0 and at most 60', parseFps)
+    .option('--crf <n>', 'constant rate factor 0..51, lower is better (overrides the preset)', parseIntIn('crf', 0, 51))
+    .option('--preset <p>', `encoder speed preset: ${ENCODING_PRESETS.join('|')}`, oneOfParser('preset', ENCODING_PRESETS))
+    .option('--format <f>', `output format: ${OUTPUT_FORMATS.join('|')} (default: from the output extension, else mp4)`, oneOfParser('format', OUTPUT_FORMATS));
+}
+
+/** Pipeline settings from flags; the format follows the output's extension unless --format says otherwise. */
+export function configFromFlags(flags: VideoFlags, outputPath: string): Partial<PipelineConfig> {
+  const config: Partial<PipelineConfig> = {};
+  if (flags.quality) config.videoQuality = flags.quality as PipelineConfig['videoQuality'];
+  if (flags.fps !== undefined) config.videoFps = flags.fps;
+  if (flags.crf !== undefined) config.encodingCrf = flags.crf;
+  if (flags.preset) config.encodingPreset = flags.preset as PipelineConfig['encodingPreset'];
+  config.outputFormat = (flags.format ?? formatFromPath(outputPath) ?? 'mp4') as PipelineConfig['outputFormat'];
+  if (flags.maxSeconds !== undefined) config.maxVideoLengthSeconds = flags.maxSeconds;
+  if (flags.keepIntermediates) config.cleanupIntermediates = false;
+  return config;
+}

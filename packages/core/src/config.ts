@@ -1,0 +1,133 @@
+import { AvatarError } from './errors.js';
+
+export const QUALITIES = ['high', 'medium', 'low'] as const;
+export type VideoQuality = (typeof QUALITIES)[number];
+export const OUTPUT_FORMATS = ['mp4', 'webm'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+export const ENCODING_PRESETS = [
+  'ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow',
+] as const;
+export type EncodingPreset = (typeof ENCODING_PRESETS)[number];
+
+export interface QualityPreset {
+  /** the longer side of the video in pixels; the other follows the photo's aspect ratio */
+  size: number;
+  fps: number;
+  crf: number;
+  preset: EncodingPreset;
+  audioBitrateKbps: number;
+}
+
+/** What each quality means. docs/configuration.md repeats this table. */
+export const QUALITY_PRESETS: Readonly<Record<VideoQuality, QualityPreset>> = {
+  high: { size: 1024, fps: 30, crf: 18, preset: 'slow', audioBitrateKbps: 192 },
+  medium: { size: 512, fps: 25, crf: 23, preset: 'medium', audioBitrateKbps: 128 },
+  low: { size: 256, fps: 20, crf: 28, preset: 'veryfast', audioBitrateKbps: 96 },
+};
+
+export interface PipelineConfig {
+  maxVideoLengthSeconds: number;
+  outputFormat: OutputFormat;
+  cleanupIntermediates: boolean;
+  videoQuality: VideoQuality;
+  /** overrides the preset's fps when set */
+  videoFps: number | null;
+  /** overrides the preset's x264 preset when set */
+  encodingPreset: EncodingPreset | null;
+  /** overrides the preset's crf when set; 0..51, lower is better */
+  encodingCrf: number | null;
+}
+
+export const DEFAULT_PIPELINE_CONFIG: Readonly<PipelineConfig> = {
+  maxVideoLengthSeconds: 120,
+  outputFormat: 'mp4',
+  cleanupIntermediates: true,
+  videoQuality: 'high',
+  videoFps: null,
+  encodingPreset: null,
+  encodingCrf: null,
+};
+
+/** The settings the encoder uses once the preset and the overrides are combined. */
+export interface EncodeSettings {
+  format: OutputFormat;
+  size: number;
+  fps: number;
+  crf: number;
+  preset: EncodingPreset;
+  audioBitrateKbps: number;
+}
+
+export function resolveEncodeSettings(config: PipelineConfig): EncodeSettings {
+  const preset = QUALITY_PRESETS[config.videoQuality];
+  return {
+    format: config.outputFormat,
+    size: preset.size,
+    fps: config.videoFps ?? preset.fps,
+    crf: config.encodingCrf ?? preset.crf,
+    preset: config.encodingPreset ?? preset.preset,
+    audioBitrateKbps: preset.audioBitrateKbps,
+  };
+}
+
+function invalid(field: string, problem: string, value: unknown, expected: string): AvatarError {
+  return new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field, problem, value: JSON.stringify(value) ?? String(value), expected });
+}
+
+function oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+  throw invalid(field, 'is not a known value', value, `Use one of: ${allowed.join(', ')}.`);
+}
+
+function numberIn(field: string, value: unknown, min: number, max: number, integer: boolean, minExclusive = false): number {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  const ok = typeof n === 'number' && Number.isFinite(n) && (!integer || Number.isInteger(n)) &&
+    (minExclusive ? n > min : n >= min) && n <= max;
+  if (!ok) {
+    const range = `${minExclusive ? 'above' : 'from'} ${min} ${minExclusive ? 'and at most' : 'to'} ${max}`;
+    throw invalid(field, `must be ${integer ? 'a whole number' : 'a number'} ${range}`, value, `Give a value ${range}.`);
+  }
+  return n as number;
+}
+
+/**
+ * Checks a partial configuration (from flags, a job's params or a file) and fills the defaults.
+ * Unknown keys are refused so a typo never silently does nothing.
+ */
+export function parsePipelineConfig(input: unknown, base: Readonly<PipelineConfig> = DEFAULT_PIPELINE_CONFIG): PipelineConfig {
+  if (input === undefined || input === null) return { ...base };
+  if (typeof input !== 'object' || Array.isArray(input)) throw invalid('config', 'must be an object', input, 'Give the settings as a JSON object.');
+  const raw = input as Record<string, unknown>;
+  const known = Object.keys(DEFAULT_PIPELINE_CONFIG);
+  for (const key of Object.keys(raw)) {
+    if (!known.includes(key)) throw invalid(key, 'is not a setting', raw[key], `Known settings: ${known.join(', ')}.`);
+  }
+  const out: PipelineConfig = { ...base };
+  const has = (key: keyof PipelineConfig): boolean => raw[key] !== undefined && raw[key] !== null;
+  if (has('maxVideoLengthSeconds')) out.maxVideoLengthSeconds = numberIn('maxVideoLengthSeconds', raw.maxVideoLengthSeconds, 0, 3600, false, true);
+  if (has('outputFormat')) out.outputFormat = oneOf('outputFormat', raw.outputFormat, OUTPUT_FORMATS);
+  if (has('cleanupIntermediates')) {
+    if (typeof raw.cleanupIntermediates !== 'boolean') throw invalid('cleanupIntermediates', 'must be true or false', raw.cleanupIntermediates, 'Give true or false.');
+    out.cleanupIntermediates = raw.cleanupIntermediates;
+  }
+  if (has('videoQuality')) out.videoQuality = oneOf('videoQuality', raw.videoQuality, QUALITIES);
+  if (has('videoFps')) out.videoFps = numberIn('videoFps', raw.videoFps, 0, 60, false, true);
+  if (has('encodingPreset')) out.encodingPreset = oneOf('encodingPreset', raw.encodingPreset, ENCODING_PRESETS);
+  if (has('encodingCrf')) out.encodingCrf = numberIn('encodingCrf', raw.encodingCrf, 0, 51, true);
+  return out;
+}
+
+/** The output extension must match the format, so a player never gets a WebM named .mp4. */
+export function checkOutputExtension(path: string, format: OutputFormat, input = 'output path'): void {
+  const dot = path.lastIndexOf('.');
+  const extension = dot >= 0 && dot > path.lastIndexOf('/') ? path.slice(dot + 1).toLowerCase() : '';
+  if (extension !== format) {
+    throw new AvatarError('AVATAR_ERR_OUTPUT_EXTENSION', { input, extension: extension ? `.${extension}` : '(no extension)', format });
+  }
+}
+
+/** Picks the format from an output path's extension when the user did not name one. */
+export function formatFromPath(path: string): OutputFormat | undefined {
+  const lower = path.toLowerCase();
+  return OUTPUT_FORMATS.find((f) => lower.endsWith(`.${f}`));
+}

@@ -1,0 +1,399 @@
+import { randomBytes } from 'node:crypto';
+import { copyFile, rename, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { EncodeSettings, PipelineConfig } from './config.js';
+import { checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
+import type { AvatarErrorJSON } from './errors.js';
+import { AvatarError, toAvatarError } from './errors.js';
+import { checkReadableFile, checkWritableTarget, ensureDir, partialPathFor } from './fsutil.js';
+import type { Logger } from './log.js';
+import { silentLogger } from './log.js';
+import { checkImageFile } from './media.js';
+import type { Avatar, EncodedVideo, LoadContext, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
+import type { PluginRegistry } from './registry.js';
+import type { ResourceManager } from './resources.js';
+import type { VoiceProfile, VoiceProfileStore } from './voices.js';
+
+export const PIPELINE_STAGES = [
+  'load_profile',
+  'synthesize_speech',
+  'validate_avatar',
+  'generate_lipsync',
+  'encode_video',
+  'cleanup',
+] as const;
+export type StageName = (typeof PIPELINE_STAGES)[number] | 'match_voice' | 'publish';
+
+/** Share of the whole run each stage takes, for one progress figure across stages. */
+const STAGE_WEIGHT: Record<StageName, number> = {
+  load_profile: 0.01,
+  synthesize_speech: 0.2,
+  validate_avatar: 0.04,
+  generate_lipsync: 0.05,
+  encode_video: 0.68,
+  cleanup: 0.02,
+  match_voice: 1,
+  publish: 0.02,
+};
+
+export interface ProgressEvent {
+  stage: StageName;
+  /** the whole run, 0..1 */
+  fraction: number;
+  /** this stage, 0..1 */
+  stageFraction: number;
+  detail?: string;
+}
+
+export interface StageReport {
+  stage: StageName;
+  wallSeconds: number;
+  rssStartMB: number;
+  rssEndMB: number;
+  peakRssMB: number;
+}
+
+export interface RunResult {
+  success: boolean;
+  /** where the result is, on success */
+  outputPath: string | null;
+  /** length of the produced audio or video, seconds */
+  durationSeconds: number | null;
+  error: AvatarErrorJSON | null;
+  stagesCompleted: StageName[];
+  stages: StageReport[];
+  totalSeconds: number;
+  /** the work folder, when intermediates were kept */
+  workDir: string | null;
+}
+
+export interface CommonRequest {
+  signal?: AbortSignal;
+  onProgress?: (event: ProgressEvent) => void;
+  /** names the work folder; a job passes its id */
+  runId?: string;
+}
+
+export interface PipelineRequest extends CommonRequest {
+  text: string;
+  voiceProfileId?: string | null;
+  avatarImage: string;
+  outputPath: string;
+  config?: Partial<PipelineConfig> | PipelineConfig;
+}
+
+export interface SpeechRequest extends CommonRequest {
+  text: string;
+  voiceProfileId?: string | null;
+  /** a .wav path */
+  outputPath: string;
+  maxSeconds?: number;
+  keepIntermediates?: boolean;
+}
+
+export interface StillVideoRequest extends CommonRequest {
+  imagePath: string;
+  audioPath: string;
+  outputPath: string;
+  config?: Partial<PipelineConfig> | PipelineConfig;
+}
+
+export interface VoiceMatchRequest extends CommonRequest {
+  referencePath: string;
+  name?: string;
+  /** the engine that measures the voice; default: the first 'voice' plugin */
+  engine?: string;
+}
+
+export interface CoordinatorOptions {
+  registry: PluginRegistry;
+  resources: ResourceManager;
+  voices: VoiceProfileStore;
+  storageDir: string;
+  /** the voice used when a run names no profile */
+  defaultVoice: VoiceSettings;
+  /** engine names per stage; default: the first registered for that stage */
+  engines?: Partial<Record<StageKind, string>>;
+  log?: Logger;
+}
+
+/** Runs named stages in order, recording each one's time and memory, and turning failures into results. */
+class StageRun {
+  readonly completed: StageName[] = [];
+  readonly reports: StageReport[] = [];
+  private readonly started = performance.now();
+  private done = 0;
+  current: StageName;
+
+  constructor(
+    private readonly coordinator: PipelineCoordinator,
+    readonly workDir: string,
+    private readonly plan: readonly StageName[],
+    readonly signal: AbortSignal,
+    private readonly onProgress?: (event: ProgressEvent) => void,
+  ) {
+    this.current = plan[0] ?? 'cleanup';
+  }
+
+  private weightBefore(stage: StageName): number {
+    const total = this.plan.reduce((s, n) => s + STAGE_WEIGHT[n], 0);
+    const before = this.plan.slice(0, this.plan.indexOf(stage)).reduce((s, n) => s + STAGE_WEIGHT[n], 0);
+    return before / total;
+  }
+
+  progress(stage: StageName, stageFraction: number, detail?: string): void {
+    if (!this.onProgress) return;
+    const total = this.plan.reduce((s, n) => s + STAGE_WEIGHT[n], 0);
+    const f = Math.min(1, Math.max(0, stageFraction));
+    this.onProgress({ stage, stageFraction: f, fraction: Math.min(1, this.weightBefore(stage) + (STAGE_WEIGHT[stage] / total) * f), ...(detail !== undefined && { detail }) });
+  }
+
+  async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>): Promise<T> {
+    this.current = name;
+    this.signal.throwIfAborted();
+    await this.coordinator.resources.snapshot(`start ${name}`);
+    this.progress(name, 0);
+    const ctx: RunContext = {
+      signal: this.signal,
+      workDir: this.workDir,
+      log: this.coordinator.log,
+      progress: (fraction, detail) => this.progress(name, fraction, detail),
+    };
+    const tracked = await this.coordinator.resources.track(() => fn(ctx));
+    this.signal.throwIfAborted();
+    await this.coordinator.resources.snapshot(`end ${name}`);
+    this.reports.push({ stage: name, wallSeconds: round(tracked.wallSeconds), rssStartMB: tracked.rssStartMB, rssEndMB: tracked.rssEndMB, peakRssMB: tracked.peakRssMB });
+    this.completed.push(name);
+    this.done += 1;
+    this.progress(name, 1);
+    return tracked.value;
+  }
+
+  result(outcome: { outputPath: string; durationSeconds: number } | { error: AvatarError }, keptWorkDir: boolean): RunResult {
+    const base = {
+      stagesCompleted: [...this.completed],
+      stages: [...this.reports],
+      totalSeconds: round((performance.now() - this.started) / 1000),
+      workDir: keptWorkDir ? this.workDir : null,
+    };
+    if ('error' in outcome) return { success: false, outputPath: null, durationSeconds: null, error: outcome.error.toJSON(), ...base };
+    return { success: true, outputPath: outcome.outputPath, durationSeconds: round(outcome.durationSeconds), error: null, ...base };
+  }
+}
+
+const round = (n: number): number => Math.round(n * 1000) / 1000;
+
+/**
+ * Runs the pipeline: load_profile -> synthesize_speech -> validate_avatar -> generate_lipsync ->
+ * encode_video -> cleanup. Stages hand each other values in memory; intermediates live in a per-run work
+ * folder; the output appears at its path only when the run succeeds (written beside it, then renamed).
+ * Models load through the ResourceManager, one at a time, and are released after their stage, also on failure.
+ */
+export class PipelineCoordinator {
+  readonly registry: PluginRegistry;
+  readonly resources: ResourceManager;
+  readonly voices: VoiceProfileStore;
+  readonly storageDir: string;
+  readonly log: Logger;
+  private readonly defaultVoice: VoiceSettings;
+  private readonly engines: Partial<Record<StageKind, string>>;
+
+  constructor(options: CoordinatorOptions) {
+    this.registry = options.registry;
+    this.resources = options.resources;
+    this.voices = options.voices;
+    this.storageDir = resolve(options.storageDir);
+    this.defaultVoice = options.defaultVoice;
+    this.engines = options.engines ?? {};
+    this.log = options.log ?? silentLogger;
+  }
+
+  /** The engine for a stage: the configured one, else the first registered; AVATAR_ERR_STAGE_NOT_INSTALLED when none. */
+  plugin<K extends StageKind>(stage: K, name?: string): StagePlugin<K> {
+    const wanted = name ?? this.engines[stage];
+    if (wanted) return this.registry.get(stage, wanted);
+    const found = this.registry.find(stage);
+    if (!found) throw new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage });
+    return found;
+  }
+
+  private loadContext(signal: AbortSignal): LoadContext {
+    return { log: this.log, signal, storageDir: this.storageDir };
+  }
+
+  /** Loads the plugin through the ResourceManager, runs it once, unloads it. */
+  async runStage<K extends StageKind>(plugin: StagePlugin<K>, input: StageInput<K>, ctx: RunContext): Promise<StageOutput<K>> {
+    return this.resources.withModel(plugin, this.loadContext(ctx.signal), (loaded) => loaded.run(input, ctx));
+  }
+
+  async resolveVoice(voiceProfileId: string | null | undefined): Promise<{ voice: VoiceSettings; profile: VoiceProfile | null }> {
+    if (!voiceProfileId) return { voice: { ...this.defaultVoice }, profile: null };
+    const profile = await this.voices.get(voiceProfileId);
+    return { voice: { engine: profile.engine, voice: profile.voice, language: profile.language, rate: profile.rate, pitch: profile.pitch }, profile };
+  }
+
+  private async begin(request: CommonRequest, plan: readonly StageName[]): Promise<{ run: StageRun; controller: AbortController; detach: () => void }> {
+    const runId = request.runId ?? `run-${Date.now()}-${randomBytes(3).toString('hex')}`;
+    const workDir = join(this.storageDir, 'work', runId);
+    const controller = new AbortController();
+    const outer = request.signal;
+    const onAbort = (): void => controller.abort(outer?.reason);
+    if (outer?.aborted) controller.abort(outer.reason);
+    else outer?.addEventListener('abort', onAbort, { once: true });
+    const run = new StageRun(this, workDir, plan, controller.signal, request.onProgress);
+    return { run, controller, detach: () => outer?.removeEventListener('abort', onAbort) };
+  }
+
+  private async finish(run: StageRun, work: () => Promise<{ outputPath: string; durationSeconds: number }>, cleanup: boolean, finalStage: boolean): Promise<RunResult> {
+    try {
+      await ensureDir(run.workDir);
+      const outcome = await work();
+      if (finalStage) await run.stage('cleanup', async () => { if (cleanup) await rm(run.workDir, { recursive: true, force: true }); });
+      else if (cleanup) await rm(run.workDir, { recursive: true, force: true });
+      return run.result(outcome, !cleanup);
+    } catch (thrown) {
+      const error = run.signal.aborted && !(thrown instanceof AvatarError && thrown.code !== 'AVATAR_ERR_CANCELLED')
+        ? new AvatarError('AVATAR_ERR_CANCELLED', { stage: run.current }, { cause: thrown })
+        : toAvatarError(thrown, run.current);
+      // a failed run always removes its intermediates
+      await rm(run.workDir, { recursive: true, force: true }).catch(() => undefined);
+      this.log.error(`${run.current} failed: ${error.message}`, { code: error.code });
+      return run.result({ error }, false);
+    }
+  }
+
+  /** Text + voice + photo -> talking-head video. Never throws: failures come back in the result. */
+  async execute(request: PipelineRequest): Promise<RunResult> {
+    const { run, detach } = await this.begin(request, PIPELINE_STAGES);
+    try {
+      return await this.finish(run, async () => {
+        const config: PipelineConfig = parsePipelineConfig(request.config ?? {});
+        const settings = resolveEncodeSettings(config);
+        const outputPath = resolve(request.outputPath);
+        const avatarPath = resolve(request.avatarImage);
+        // inputs are checked before any engine starts, so a typo costs nothing
+        if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
+        checkOutputExtension(outputPath, config.outputFormat);
+        await checkWritableTarget(outputPath, 'output path');
+        await checkImageFile(avatarPath, 'avatar image');
+        const maxSeconds = config.maxVideoLengthSeconds;
+
+        const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
+        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, ctx));
+        const avatar = await run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), { imagePath: avatarPath }, ctx));
+        const video = await this.renderAndEncode(run, avatar, speech, settings, outputPath);
+        return { outputPath: video.outputPath, durationSeconds: video.durationSeconds };
+      }, parseCleanup(request.config), true);
+    } finally {
+      detach();
+    }
+  }
+
+  /**
+   * Lip-sync frames stream straight into the encoder: the renderer stays loaded while the encoder
+   * consumes its frames, so both stages run inside one model slot and no frame touches the disk.
+   */
+  private async renderAndEncode(run: StageRun, avatar: Avatar, speech: Speech, settings: EncodeSettings, outputPath: string): Promise<EncodedVideo> {
+    const lipsync = this.plugin('lipsync');
+    const encoder = this.plugin('encode');
+    return this.resources.withModel(lipsync, this.loadContext(run.signal), async (renderer) => {
+      const frames = await run.stage('generate_lipsync', (ctx) => renderer.run({ avatar, speech, settings }, ctx));
+      return run.stage('encode_video', (ctx) =>
+        this.runStage(encoder, { kind: 'frames', frames, audioPath: speech.wavPath, outputPath, settings }, ctx));
+    });
+  }
+
+  private async synthesizeInto(voice: VoiceSettings, text: string, maxSeconds: number, ctx: RunContext): Promise<Speech> {
+    const tts = this.registry.get('tts', voice.engine);
+    const speech = await this.runStage(tts, { text, voice, outputPath: join(ctx.workDir, 'speech.wav'), maxSeconds }, ctx);
+    if (speech.durationSeconds > maxSeconds) {
+      throw new AvatarError('AVATAR_ERR_INPUT_TEXT_TOO_LONG', { input: 'text', seconds: speech.durationSeconds.toFixed(1), limit: maxSeconds });
+    }
+    return speech;
+  }
+
+  /** Text -> WAV at `outputPath` (voice_synthesis). */
+  async speak(request: SpeechRequest): Promise<RunResult> {
+    const plan: StageName[] = ['load_profile', 'synthesize_speech', 'publish'];
+    const { run, detach } = await this.begin(request, plan);
+    try {
+      return await this.finish(run, async () => {
+        const outputPath = resolve(request.outputPath);
+        if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
+        if (!outputPath.toLowerCase().endsWith('.wav')) {
+          const dot = outputPath.lastIndexOf('.');
+          throw new AvatarError('AVATAR_ERR_OUTPUT_EXTENSION', { input: 'output path', extension: dot > outputPath.lastIndexOf('/') ? outputPath.slice(dot) : '(no extension)', format: 'wav' });
+        }
+        await checkWritableTarget(outputPath, 'output path');
+        const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
+        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, request.maxSeconds ?? 120, ctx));
+        await run.stage('publish', async () => publishFile(speech.wavPath, outputPath));
+        return { outputPath, durationSeconds: speech.durationSeconds };
+      }, !request.keepIntermediates, false);
+    } finally {
+      detach();
+    }
+  }
+
+  /** Still image + audio -> video (video_encoding). */
+  async encodeStill(request: StillVideoRequest): Promise<RunResult> {
+    const { run, detach } = await this.begin(request, ['encode_video']);
+    try {
+      return await this.finish(run, async () => {
+        const config = parsePipelineConfig(request.config ?? {});
+        const outputPath = resolve(request.outputPath);
+        checkOutputExtension(outputPath, config.outputFormat);
+        await checkWritableTarget(outputPath, 'output path');
+        await checkImageFile(resolve(request.imagePath), 'image');
+        await checkReadableFile(resolve(request.audioPath), 'audio');
+        const settings = resolveEncodeSettings(config);
+        const video = await run.stage('encode_video', (ctx) => this.runStage(this.plugin('encode'), {
+          kind: 'still', imagePath: resolve(request.imagePath), audioPath: resolve(request.audioPath), outputPath, settings,
+        }, ctx));
+        return { outputPath: video.outputPath, durationSeconds: video.durationSeconds };
+      }, true, false);
+    } finally {
+      detach();
+    }
+  }
+
+  /** Reference recording -> a stored voice profile with the measured figures (voice_clone). */
+  async matchVoice(request: VoiceMatchRequest): Promise<RunResult & { profile: VoiceProfile | null }> {
+    const { run, detach } = await this.begin(request, ['match_voice']);
+    let profile: VoiceProfile | null = null;
+    try {
+      const result = await this.finish(run, async () => {
+        const referencePath = resolve(request.referencePath);
+        await checkReadableFile(referencePath, 'reference recording');
+        const match: VoiceMatch = await run.stage('match_voice', (ctx) => this.runStage(this.plugin('voice', request.engine), { referencePath }, ctx));
+        profile = await this.voices.create(match.settings, { ...(request.name && { name: request.name }), measured: match.measured, reason: match.reason });
+        return { outputPath: join(this.voices.dir, `${profile.id}.json`), durationSeconds: match.measured.durationSeconds };
+      }, true, false);
+      return { ...result, profile };
+    } finally {
+      detach();
+    }
+  }
+}
+
+function parseCleanup(config: PipelineRequest['config']): boolean {
+  return typeof config?.cleanupIntermediates === 'boolean' ? config.cleanupIntermediates : true;
+}
+
+/** Moves a finished file onto its target without ever leaving a half-written target. */
+export async function publishFile(source: string, target: string): Promise<void> {
+  try {
+    await rename(source, target);
+    return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+  }
+  const partial = partialPathFor(target);
+  try {
+    await copyFile(source, partial);
+    await rename(partial, target);
+  } finally {
+    await rm(partial, { force: true });
+  }
+  await stat(target);
+}

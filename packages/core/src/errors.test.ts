@@ -1,0 +1,49 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { AvatarError, ERRORS, isAvatarError, toAvatarError } from './errors.js';
+
+const doc = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
+
+describe('error table', () => {
+  it('every code is documented in docs/errors.md with its exit code and HTTP status', () => {
+    for (const [code, spec] of Object.entries(ERRORS)) {
+      const at = doc.indexOf(`### ${code}\n`);
+      expect(at, `${code} missing from docs/errors.md`).toBeGreaterThanOrEqual(0);
+      const section = doc.slice(at, doc.indexOf('\n### ', at + 1) >>> 0 || undefined);
+      expect(section).toContain(`exit code: ${spec.exitCode}`);
+      expect(section).toContain(`HTTP status: ${spec.httpStatus}`);
+    }
+  });
+
+  it('documents no code that does not exist', () => {
+    const documented = [...doc.matchAll(/^### (AVATAR_ERR_\w+)$/gm)].map((m) => m[1]);
+    expect(documented.sort()).toEqual(Object.keys(ERRORS).sort());
+  });
+
+  it('codes follow AVATAR_ERR_<AREA>_<WHAT> and map to the CLI exit codes 1 or 2', () => {
+    for (const [code, spec] of Object.entries(ERRORS)) {
+      expect(code).toMatch(/^AVATAR_ERR_[A-Z]+(_[A-Z0-9]+)*$/);
+      expect([1, 2]).toContain(spec.exitCode);
+      expect(spec.httpStatus).toBeGreaterThanOrEqual(400);
+      expect(spec.hint.length).toBeGreaterThanOrEqual(10);
+    }
+  });
+
+  it('fills message and hint from params and serialises without the stack', () => {
+    const error = new AvatarError('AVATAR_ERR_INPUT_FILE_MISSING', { input: 'avatar image', path: '/nope.jpg' });
+    expect(error.message).toBe('avatar image not found: /nope.jpg');
+    expect(error.exitCode).toBe(2);
+    expect(error.httpStatus).toBe(400);
+    expect(JSON.parse(JSON.stringify(error))).toEqual({
+      code: 'AVATAR_ERR_INPUT_FILE_MISSING', message: error.message, hint: error.hint, params: { input: 'avatar image', path: '/nope.jpg' },
+    });
+    expect(isAvatarError(error, 'AVATAR_ERR_INPUT_FILE_MISSING')).toBe(true);
+  });
+
+  it('turns aborts into cancellations and unknown throws into internal errors', () => {
+    const abort = Object.assign(new Error('stop'), { name: 'AbortError' });
+    expect(toAvatarError(abort, 'encode_video').code).toBe('AVATAR_ERR_CANCELLED');
+    expect(toAvatarError(abort, 'encode_video').message).toContain('encode_video');
+    expect(toAvatarError(new TypeError('x')).code).toBe('AVATAR_ERR_INTERNAL');
+  });
+});

@@ -1,0 +1,150 @@
+/**
+ * One table of stable error codes. Each entry says what went wrong (message), what to do (hint),
+ * the HTTP status the server answers with and the exit code the CLI ends with.
+ * Templates use `{name}` placeholders filled from the error's params.
+ * docs/errors.md documents every code; a test keeps the two in step.
+ */
+
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+export interface ErrorSpec {
+  readonly message: string;
+  readonly hint: string;
+  readonly httpStatus: number;
+  readonly exitCode: 0 | 1 | 2;
+}
+
+const usage = (message: string, hint: string, httpStatus = 400): ErrorSpec => ({ message, hint, httpStatus, exitCode: EXIT.usage });
+const failure = (message: string, hint: string, httpStatus = 500): ErrorSpec => ({ message, hint, httpStatus, exitCode: EXIT.failed });
+
+export const ERRORS = {
+  // input: text, files, audio
+  AVATAR_ERR_INPUT_TEXT_EMPTY: usage('{input} is empty (nothing to say)', 'Give a text with at least one word.'),
+  AVATAR_ERR_INPUT_TEXT_TOO_LONG: usage(
+    '{input} would take about {seconds}s to speak, over the limit of {limit}s',
+    'Shorten the text or raise maxVideoLengthSeconds (--max-seconds).',
+    413,
+  ),
+  AVATAR_ERR_INPUT_TEXT_UNSAYABLE: usage(
+    '{input} has characters the {engine} voice cannot say: {chars}',
+    'Remove or spell out those characters, or pick a voice for that language (avatar voices create --engine espeak-ng --language ...).',
+  ),
+  AVATAR_ERR_INPUT_FILE_MISSING: usage('{input} not found: {path}', 'Check the path; relative paths are taken from the current folder.', 400),
+  AVATAR_ERR_INPUT_FILE_UNREADABLE: usage('{input} cannot be read: {path} ({reason})', 'Check the file permissions.'),
+  AVATAR_ERR_INPUT_NOT_IMAGE: usage('{input} is not a JPEG, PNG or WebP image: {path} ({reason})', 'Give a photo in JPEG, PNG or WebP format.', 415),
+  AVATAR_ERR_INPUT_NOT_AUDIO: usage('{input} is not audio that can be decoded: {path} ({reason})', 'Give a WAV, MP3, OGG or FLAC recording.', 415),
+  AVATAR_ERR_INPUT_AUDIO_TOO_SHORT: usage(
+    '{input} has {seconds}s of speech; at least {minimum}s are needed',
+    'Record a longer sample: a few sentences of natural speech.',
+  ),
+  AVATAR_ERR_INPUT_AUDIO_TOO_LONG: usage(
+    '{input} lasts {seconds}s, over the limit of {limit}s',
+    'Trim the audio or raise maxVideoLengthSeconds (--max-seconds).',
+    413,
+  ),
+  // output
+  AVATAR_ERR_OUTPUT_DIR_MISSING: usage('the folder for {input} does not exist: {path}', 'Create the folder first or choose another output path.'),
+  AVATAR_ERR_OUTPUT_NOT_WRITABLE: usage('the folder for {input} is not writable: {path}', 'Choose a folder you can write to.'),
+  AVATAR_ERR_OUTPUT_EXTENSION: usage(
+    '{input} ends in "{extension}" but the output format is {format}',
+    'Name the output "*.{format}" or choose the matching format (--format).',
+  ),
+  // configuration
+  AVATAR_ERR_CONFIG_INVALID: usage('{field} {problem} (got {value})', '{expected}'),
+  // voices
+  AVATAR_ERR_VOICE_NOT_FOUND: usage('voice profile {id} does not exist', 'List the profiles with "avatar voices list" or create one with "avatar voices create".', 404),
+  AVATAR_ERR_VOICE_INVALID: failure('voice profile {id} is damaged: {reason}', 'Delete it with "avatar voices delete {id}" and create it again.'),
+  // tools and engines
+  AVATAR_ERR_TOOL_MISSING: failure('{tool} is not installed or not on PATH', 'Install it: {install}', 503),
+  AVATAR_ERR_TTS_FAILED: failure('the {engine} speech engine failed: {reason}', 'Run "avatar doctor" to check the engine; try another voice profile.'),
+  AVATAR_ERR_ENCODE_FAILED: failure('ffmpeg could not encode {output}: {reason}', 'Check the inputs and settings; ffmpeg said why above.'),
+  AVATAR_ERR_STAGE_NOT_INSTALLED: failure(
+    'the {stage} stage is not installed: no "{stage}" plugin is registered',
+    'Install a package that provides a {stage} plugin, or run a job type that does not need it.',
+    501,
+  ),
+  AVATAR_ERR_STAGE_FAILED: failure('stage {stage} failed: {reason}', 'See the cause above; the run left nothing at the output path.'),
+  // plugins
+  AVATAR_ERR_PLUGIN_NOT_FOUND: usage('no {stage} engine named "{name}" (known: {known})', 'Pick one of the known engines, or install the package that provides it.', 404),
+  AVATAR_ERR_PLUGIN_INVALID: failure('plugin {name} from {source} is invalid: {reason}', 'Fix the plugin package or remove it.'),
+  AVATAR_ERR_PLUGIN_API_VERSION: failure(
+    'plugin {name} from {source} was written for plugin API {got}; this version speaks {supported}',
+    'Upgrade the plugin package or use a matching avatar version.',
+  ),
+  AVATAR_ERR_PLUGIN_DUPLICATE: failure('two plugins register {stage} engine "{name}": {first} and {second}', 'Uninstall one of the two packages.'),
+  // resources
+  AVATAR_ERR_RESOURCE_BUDGET: failure(
+    '{name} needs {needMB} MB of {kind} memory but the budget is {budgetMB} MB',
+    'Raise the budget (AVATAR_{kindUpper}_BUDGET_MB) or pick a lighter engine.',
+    503,
+  ),
+  // jobs and queue
+  AVATAR_ERR_JOB_NOT_FOUND: usage('job {id} does not exist', 'List jobs with "avatar jobs list".', 404),
+  AVATAR_ERR_JOB_FINISHED: usage('job {id} already finished ({status}); it cannot be {action}', 'Nothing to do: look at its result with "avatar jobs status {id}".', 409),
+  AVATAR_ERR_JOB_RUNNING: usage('job {id} is running; it cannot be {action}', 'Cancel it first with "avatar jobs cancel {id}".', 409),
+  AVATAR_ERR_JOB_TYPE_UNKNOWN: usage('unknown job type "{type}"', 'Use one of: {known}.'),
+  AVATAR_ERR_JOB_PARAMS_INVALID: usage('job parameter {field} {problem}', '{expected}'),
+  AVATAR_ERR_JOB_CANCELLED: failure('job {id} was cancelled during {stage}', 'Submit it again if you still want the result.', 409),
+  AVATAR_ERR_QUEUE_WORKER_LOST: failure(
+    'job {id} was abandoned by its worker {attempts} times (last worker {workerId} stopped renewing its lease)',
+    'Look at the worker logs; the job can be submitted again.',
+  ),
+  AVATAR_ERR_QUEUE_CORRUPT_FILE: failure('job file {path} is damaged and was skipped: {reason}', 'Move the file away or delete it; other jobs are unaffected.'),
+  AVATAR_ERR_STORAGE_NOT_WRITABLE: failure('storage folder {path} is not writable: {reason}', 'Point --storage (or AVATAR_STORAGE) at a writable folder.', 503),
+  // catch-all
+  AVATAR_ERR_CANCELLED: failure('the run was cancelled during {stage}', 'Nothing was written at the output path.', 409),
+  AVATAR_ERR_USAGE: usage('{reason}', 'Run the command with --help to see its usage.'),
+  AVATAR_ERR_INTERNAL: failure('unexpected internal error: {reason}', 'This is a bug: please report it with the command you ran.'),
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+export type ErrorParams = Readonly<Record<string, string | number | boolean | undefined>>;
+
+function fill(template: string, params: ErrorParams): string {
+  return template.replace(/\{(\w+)\}/g, (whole, key: string) => {
+    const value = params[key];
+    return value === undefined ? whole : String(value);
+  });
+}
+
+export interface AvatarErrorJSON {
+  code: ErrorCode;
+  message: string;
+  hint: string;
+  params: ErrorParams;
+}
+
+export class AvatarError extends Error {
+  override readonly name = 'AvatarError';
+  readonly code: ErrorCode;
+  readonly params: ErrorParams;
+  readonly hint: string;
+  readonly httpStatus: number;
+  readonly exitCode: 0 | 1 | 2;
+
+  constructor(code: ErrorCode, params: ErrorParams = {}, options: { cause?: unknown } = {}) {
+    const spec: ErrorSpec = ERRORS[code];
+    super(fill(spec.message, params), options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.params = params;
+    this.hint = fill(spec.hint, params);
+    this.httpStatus = spec.httpStatus;
+    this.exitCode = spec.exitCode;
+  }
+
+  toJSON(): AvatarErrorJSON {
+    return { code: this.code, message: this.message, hint: this.hint, params: this.params };
+  }
+}
+
+export function isAvatarError(value: unknown, code?: ErrorCode): value is AvatarError {
+  return value instanceof AvatarError && (code === undefined || value.code === code);
+}
+
+/** Any thrown value as an AvatarError: aborts become cancellations, the rest internal errors. */
+export function toAvatarError(value: unknown, stage = 'run'): AvatarError {
+  if (value instanceof AvatarError) return value;
+  if (value instanceof Error && value.name === 'AbortError') return new AvatarError('AVATAR_ERR_CANCELLED', { stage }, { cause: value });
+  const reason = value instanceof Error ? value.message : String(value);
+  return new AvatarError('AVATAR_ERR_INTERNAL', { reason }, { cause: value });
+}

@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, extname, join } from 'node:path';
+import { AvatarError } from './errors.js';
+
+/**
+ * Writes a file so that a reader sees the old content or the new one, never a mix:
+ * temp file beside the target, fsync, rename over the target.
+ */
+export async function atomicWriteFile(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const handle = await open(tmp, 'w');
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw error;
+  }
+}
+
+/** A path beside `target` to write into before renaming onto it; keeps the extension. */
+export function partialPathFor(target: string): string {
+  const ext = extname(target);
+  return join(dirname(target), `.${basename(target, ext)}.partial-${process.pid}-${randomBytes(3).toString('hex')}${ext}`);
+}
+
+export async function ensureDir(path: string): Promise<void> {
+  await mkdir(path, { recursive: true });
+}
+
+export async function fileExists(path: string): Promise<boolean> {
+  try {
+    await access(path, fsConstants.F_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Checks an input file: exists, is a file, can be read. `input` names it in errors ("avatar image"). */
+export async function checkReadableFile(path: string, input: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    throw new AvatarError('AVATAR_ERR_INPUT_FILE_MISSING', { input, path });
+  }
+  if (!info.isFile()) throw new AvatarError('AVATAR_ERR_INPUT_FILE_UNREADABLE', { input, path, reason: 'not a regular file' });
+  try {
+    await access(path, fsConstants.R_OK);
+  } catch (error) {
+    throw new AvatarError('AVATAR_ERR_INPUT_FILE_UNREADABLE', { input, path, reason: (error as NodeJS.ErrnoException).code ?? 'no read permission' });
+  }
+}
+
+/** Checks that an output path can be written: the folder exists and is writable. */
+export async function checkWritableTarget(path: string, input: string): Promise<void> {
+  const dir = dirname(path);
+  let info;
+  try {
+    info = await stat(dir);
+  } catch {
+    throw new AvatarError('AVATAR_ERR_OUTPUT_DIR_MISSING', { input, path: dir });
+  }
+  if (!info.isDirectory()) throw new AvatarError('AVATAR_ERR_OUTPUT_DIR_MISSING', { input, path: dir });
+  try {
+    await access(dir, fsConstants.W_OK);
+  } catch {
+    throw new AvatarError('AVATAR_ERR_OUTPUT_NOT_WRITABLE', { input, path: dir });
+  }
+}

@@ -1,0 +1,135 @@
+import { isAbsolute, join } from 'node:path';
+import type { PipelineCoordinator, RunResult } from './coordinator.js';
+import { AvatarError } from './errors.js';
+import type { JobParams, JobResult, JobType, JsonValue } from './jobs.js';
+import type { JobContext, JobHandler, JobHandlers } from './worker.js';
+
+/** The parameters each job type takes (camelCase; paths absolute, or relative to the storage folder). */
+export const JOB_PARAMS: Record<JobType, { required: readonly string[]; optional: readonly string[] }> = {
+  full_pipeline: { required: ['text', 'avatarImagePath'], optional: ['voiceProfileId', 'outputPath', 'config'] },
+  voice_synthesis: { required: ['text'], optional: ['voiceProfileId', 'outputPath', 'maxSeconds'] },
+  video_encoding: { required: ['imagePath', 'audioPath'], optional: ['outputPath', 'config'] },
+  voice_clone: { required: ['referencePath'], optional: ['name'] },
+  avatar_generation: { required: ['imagePath'], optional: ['outputPath', 'config'] },
+  video_lipsync: { required: ['avatarImagePath', 'audioPath'], optional: ['outputPath', 'config'] },
+};
+
+/** Checks a job's params against its type before it is queued, so a bad job fails at submit, not later. */
+export function checkJobParams(jobType: JobType, params: JobParams): void {
+  const spec = JOB_PARAMS[jobType];
+  const known = [...spec.required, ...spec.optional];
+  for (const key of Object.keys(params)) {
+    if (!known.includes(key)) throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: `is not a parameter of ${jobType}`, expected: `Known parameters: ${known.join(', ')}.` });
+  }
+  for (const key of spec.required) {
+    const v = params[key];
+    if (v === undefined || v === null || v === '') throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: `is required for ${jobType}`, expected: `Give ${key}.` });
+  }
+  for (const key of known) {
+    const v = params[key];
+    if (v === undefined || v === null) continue;
+    if (key === 'config') {
+      if (typeof v !== 'object' || Array.isArray(v)) throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: 'must be an object', expected: 'Give the pipeline settings as a JSON object.' });
+    } else if (key === 'maxSeconds') {
+      if (typeof v !== 'number') throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: 'must be a number', expected: 'Give seconds as a number.' });
+    } else if (typeof v !== 'string') {
+      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: 'must be a string', expected: `Give ${key} as text.` });
+    }
+  }
+}
+
+const str = (params: JobParams, key: string): string | undefined => {
+  const v = params[key];
+  return typeof v === 'string' && v !== '' ? v : undefined;
+};
+
+function toResult(run: RunResult, extra: JobResult = {}): JobResult {
+  if (!run.success) {
+    const error = run.error;
+    throw new AvatarError(error?.code ?? 'AVATAR_ERR_INTERNAL', { ...(error?.params ?? {}), stagesCompleted: run.stagesCompleted.join(',') || 'none' });
+  }
+  return {
+    outputPath: run.outputPath,
+    durationSeconds: run.durationSeconds,
+    stagesCompleted: run.stagesCompleted,
+    stages: run.stages.map((s) => ({ ...s }) as unknown as JsonValue),
+    totalSeconds: run.totalSeconds,
+    ...extra,
+  };
+}
+
+/**
+ * The job handlers a worker runs: each job type maps to a coordinator run. Outputs default to
+ * `<storage>/outputs/<jobId>.<ext>`; relative paths in params are taken from the storage folder.
+ */
+export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers {
+  const storage = coordinator.storageDir;
+  const inStorage = (p: string): string => (isAbsolute(p) ? p : join(storage, p));
+  const output = (ctx: JobContext, ext: string): string => {
+    const given = str(ctx.job.params, 'outputPath');
+    return given ? inStorage(given) : join(storage, 'outputs', `${ctx.job.jobId}.${ext}`);
+  };
+  const common = (ctx: JobContext) => ({
+    signal: ctx.signal,
+    runId: ctx.job.jobId,
+    onProgress: (e: { fraction: number; stage: string }) => ctx.progress(e.fraction, e.stage),
+  });
+  const configOf = (ctx: JobContext): Record<string, unknown> => (ctx.job.params.config ?? {}) as Record<string, unknown>;
+  const outputsDir = join(storage, 'outputs');
+  const ensureOutputs = async (): Promise<void> => {
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(outputsDir, { recursive: true });
+  };
+
+  const notInstalled = (stage: string): JobHandler => async () => {
+    throw new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage });
+  };
+
+  return {
+    full_pipeline: async (ctx) => {
+      await ensureOutputs();
+      const format = (configOf(ctx).outputFormat as string | undefined) ?? 'mp4';
+      const run = await coordinator.execute({
+        ...common(ctx),
+        text: String(ctx.job.params.text),
+        voiceProfileId: str(ctx.job.params, 'voiceProfileId') ?? null,
+        avatarImage: inStorage(String(ctx.job.params.avatarImagePath)),
+        outputPath: output(ctx, format),
+        config: configOf(ctx),
+      });
+      return toResult(run);
+    },
+    voice_synthesis: async (ctx) => {
+      await ensureOutputs();
+      const maxSeconds = typeof ctx.job.params.maxSeconds === 'number' ? ctx.job.params.maxSeconds : undefined;
+      const run = await coordinator.speak({
+        ...common(ctx),
+        text: String(ctx.job.params.text),
+        voiceProfileId: str(ctx.job.params, 'voiceProfileId') ?? null,
+        outputPath: output(ctx, 'wav'),
+        ...(maxSeconds !== undefined && { maxSeconds }),
+      });
+      return toResult(run);
+    },
+    video_encoding: async (ctx) => {
+      await ensureOutputs();
+      const format = (configOf(ctx).outputFormat as string | undefined) ?? 'mp4';
+      const run = await coordinator.encodeStill({
+        ...common(ctx),
+        imagePath: inStorage(String(ctx.job.params.imagePath)),
+        audioPath: inStorage(String(ctx.job.params.audioPath)),
+        outputPath: output(ctx, format),
+        config: configOf(ctx),
+      });
+      return toResult(run);
+    },
+    voice_clone: async (ctx) => {
+      const name = str(ctx.job.params, 'name');
+      const run = await coordinator.matchVoice({ ...common(ctx), referencePath: inStorage(String(ctx.job.params.referencePath)), ...(name && { name }) });
+      const profile = run.profile;
+      return toResult(run, profile ? { voiceProfileId: profile.id, profile: JSON.parse(JSON.stringify(profile)) as JsonValue } : {});
+    },
+    avatar_generation: notInstalled('face'),
+    video_lipsync: notInstalled('lipsync'),
+  };
+}

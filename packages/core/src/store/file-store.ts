@@ -1,0 +1,896 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { link, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AvatarError, type AvatarErrorJSON } from '../errors.js';
+import { atomicWriteFile, fileExists } from '../fsutil.js';
+import {
+  JOB_STATUSES,
+  JOB_TYPES,
+  isFinished,
+  isJobId,
+  isJobStatus,
+  isJobType,
+  newJobId,
+  runSeconds,
+  type Job,
+  type JobParams,
+  type JobResult,
+  type JobStatus,
+  type JobType,
+} from '../jobs.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { CancelOutcome, ClaimOptions, JobStats, JobStore, ListFilter } from './types.js';
+
+export interface FileJobStoreOptions {
+  /** the shared folder; `jobs/` and `queue/` live under it */
+  storageDir: string;
+  /** a job whose worker vanished this many times is failed instead of re-queued (default 3) */
+  maxAttempts?: number;
+  log?: Logger;
+  /** a guard file older than this belongs to a crashed process and may be broken (default 60 s) */
+  staleGuardMs?: number;
+  /** how often recoverExpired also looks for pending jobs without a marker (default 5 min) */
+  reconcileIntervalMs?: number;
+}
+
+/** Content of `queue/locks/<jobId>.lock`: who holds the claim and until when. */
+export interface LockInfo {
+  workerId: string;
+  pid: number;
+  hostname: string;
+  /** epoch ms */
+  leaseUntil: number;
+}
+
+const LOCK_RE = /^(job-\d{14}-[0-9a-f]{8})\.lock$/;
+const GUARD_RE = /^(job-\d{14}-[0-9a-f]{8})\.recover$/;
+const MARKER_SEP = '--';
+/** how long cancel/delete wait for a claimer that holds a pending job's lock */
+const BUSY_WAIT_MS = 10_000;
+const READ_CONCURRENCY = 32;
+
+// Per-process sequence: keeps FIFO among jobs submitted within the same millisecond.
+let markerSeq = 0;
+const markerKey = (ms: number, seq: number): string =>
+  `${String(ms).padStart(15, '0')}-${(seq >>> 0).toString(16).padStart(8, '0')}`;
+
+const errnoCode = (error: unknown): string | undefined => (error as NodeJS.ErrnoException | undefined)?.code;
+
+async function unlinkQuiet(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw error;
+  }
+}
+
+/**
+ * Reads a small file in one read where it fits: open, read, close. fs.readFile also stats the
+ * file and reads until EOF, and each of those steps is a trip through the thread pool.
+ */
+async function readSmall(path: string): Promise<string> {
+  const handle = await open(path, 'r');
+  try {
+    let buffer = Buffer.allocUnsafe(16 * 1024);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      length += bytesRead;
+      if (bytesRead === 0 || length < buffer.length) break;
+      const bigger = Buffer.allocUnsafe(buffer.length * 2);
+      buffer.copy(bigger, 0, 0, length);
+      buffer = bigger;
+    }
+    return buffer.toString('utf8', 0, length);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Errors that mean "this file system cannot hard-link here": fall back to creating a file. */
+const NO_LINK = new Set(['EMLINK', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'ENOSYS']);
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+};
+
+/** The path of the first value that is not JSON (undefined, function, NaN, Date...), or undefined. */
+function firstNonJson(value: unknown, path: string, depth = 0): string | undefined {
+  if (depth > 64) return path;
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : path;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const bad = firstNonJson(value[i], `${path}[${i}]`, depth + 1);
+      if (bad) return bad;
+    }
+    return undefined;
+  }
+  if (isPlainObject(value)) {
+    for (const [key, item] of Object.entries(value)) {
+      const bad = firstNonJson(item, `${path}.${key}`, depth + 1);
+      if (bad) return bad;
+    }
+    return undefined;
+  }
+  return path;
+}
+
+const isStringOrNull = (v: unknown): boolean => v === null || typeof v === 'string';
+const isObjectOrNull = (v: unknown): boolean => v === null || isPlainObject(v);
+
+/** A parsed job file checked field by field; a string says why it is not a job. */
+function checkJob(value: unknown, expectedId: string): Job | string {
+  if (!isPlainObject(value)) return 'not a JSON object';
+  const v = value;
+  if (typeof v.jobId !== 'string' || !isJobId(v.jobId)) return 'jobId missing or malformed';
+  if (v.jobId !== expectedId) return `jobId ${v.jobId} does not match the file name`;
+  if (typeof v.status !== 'string' || !isJobStatus(v.status)) return 'status missing or unknown';
+  if (typeof v.jobType !== 'string' || !isJobType(v.jobType)) return 'jobType missing or unknown';
+  if (!isPlainObject(v.params)) return 'params is not an object';
+  if (typeof v.createdAt !== 'string' || Number.isNaN(Date.parse(v.createdAt))) return 'createdAt is not a date';
+  if (!isStringOrNull(v.startedAt) || !isStringOrNull(v.completedAt)) return 'startedAt/completedAt malformed';
+  if (!isObjectOrNull(v.result) || !isObjectOrNull(v.error)) return 'result/error malformed';
+  if (typeof v.progress !== 'number' || typeof v.attempts !== 'number') return 'progress/attempts not numbers';
+  if (!isStringOrNull(v.stage) || !isStringOrNull(v.workerId)) return 'stage/workerId malformed';
+  return value as unknown as Job;
+}
+
+function parseLock(text: string): LockInfo | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (isPlainObject(v) && typeof v.workerId === 'string' && typeof v.leaseUntil === 'number') {
+      return {
+        workerId: v.workerId,
+        leaseUntil: v.leaseUntil,
+        pid: typeof v.pid === 'number' ? v.pid : 0,
+        hostname: typeof v.hostname === 'string' ? v.hostname : '',
+      };
+    }
+  } catch {
+    // a lock is written right after its exclusive create, so it can be read empty for an instant
+  }
+  return undefined;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return out;
+}
+
+interface LockState {
+  info: LockInfo | undefined;
+  mtimeMs: number;
+}
+
+/**
+ * The embedded job store: one JSON file per job plus a folder of marker files that claimers scan.
+ * Several processes, on one host or several sharing a folder, may use one storage folder at once.
+ *
+ *   jobs/<jobId>.json                 the job, always replaced whole (temp file, fsync, rename)
+ *   queue/pending/<key>--<jobId>      empty marker of a pending job; keys sort oldest first
+ *   queue/locks/<jobId>.lock          the claim: {workerId, pid, hostname, leaseUntil}
+ *   queue/locks/<jobId>.recover       the job's guard (below)
+ *   queue/cancel/<jobId>              a cancellation request for a running job
+ *   queue/holders/<host>-<pid>-<hex>  "pid hostname" of a process; its guards are hard links of it
+ *
+ * Claims are exclusive creates of the lock. Every write that depends on who owns a claim
+ * (heartbeat, progress, finishing, release, recovery) runs under the job's guard, so a worker
+ * being declared dead cannot write at the same moment as the process that takes its job back.
+ * A guard whose process is gone (same host) or that is older than staleGuardMs is broken.
+ */
+export class FileJobStore implements JobStore {
+  readonly storageDir: string;
+  readonly maxAttempts: number;
+  private readonly log: Logger;
+  private readonly staleGuardMs: number;
+  private readonly reconcileIntervalMs: number;
+  private readonly jobsDir: string;
+  private readonly pendingDir: string;
+  private readonly locksDir: string;
+  private readonly cancelDir: string;
+  private readonly holdersDir: string;
+  /** an empty file every marker is a hard link of */
+  private readonly markerTemplate: string;
+  /** this instance's guard content ("pid hostname"); guards are hard links of it */
+  private holderPath: string | undefined;
+  private ready: Promise<void> | undefined;
+  private lastReconcile = 0;
+  /** ids of finished jobs seen by reconcile: finished is final, so they are not read again */
+  private readonly knownFinished = new Set<string>();
+  private reconciling: Promise<void> | undefined;
+
+  constructor(options: FileJobStoreOptions) {
+    this.storageDir = options.storageDir;
+    this.maxAttempts = options.maxAttempts ?? 3;
+    this.log = options.log ?? silentLogger;
+    this.staleGuardMs = options.staleGuardMs ?? 60_000;
+    this.reconcileIntervalMs = options.reconcileIntervalMs ?? 5 * 60_000;
+    this.jobsDir = join(this.storageDir, 'jobs');
+    this.pendingDir = join(this.storageDir, 'queue', 'pending');
+    this.locksDir = join(this.storageDir, 'queue', 'locks');
+    this.cancelDir = join(this.storageDir, 'queue', 'cancel');
+    this.holdersDir = join(this.storageDir, 'queue', 'holders');
+    this.markerTemplate = join(this.storageDir, 'queue', '.marker');
+  }
+
+  // ---- paths (only ever built from ids that passed isJobId) ----
+  private jobPath(id: string): string { return join(this.jobsDir, `${id}.json`); }
+  private lockPath(id: string): string { return join(this.locksDir, `${id}.lock`); }
+  private guardPath(id: string): string { return join(this.locksDir, `${id}.recover`); }
+  private cancelPath(id: string): string { return join(this.cancelDir, id); }
+
+  private init(): Promise<void> {
+    this.ready ??= (async () => {
+      try {
+        for (const dir of [this.jobsDir, this.pendingDir, this.locksDir, this.cancelDir, this.holdersDir]) await mkdir(dir, { recursive: true });
+        await writeFile(this.markerTemplate, '', { flag: 'a' });
+      } catch (error) {
+        this.ready = undefined;
+        throw new AvatarError('AVATAR_ERR_STORAGE_NOT_WRITABLE', { path: this.storageDir, reason: errnoCode(error) ?? String(error) }, { cause: error });
+      }
+    })();
+    return this.ready;
+  }
+
+  // ---- job files ----
+
+  private async writeJob(job: Job): Promise<void> {
+    await atomicWriteFile(this.jobPath(job.jobId), `${JSON.stringify(job, null, 2)}\n`);
+  }
+
+  /** The job, undefined when its file does not exist, or a reason when the file is damaged. */
+  private async loadJob(id: string): Promise<Job | undefined | { corrupt: string }> {
+    let text: string;
+    try {
+      text = await readSmall(this.jobPath(id));
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      return { corrupt: `invalid JSON (${(error as Error).message})` };
+    }
+    const job = checkJob(value, id);
+    return typeof job === 'string' ? { corrupt: job } : job;
+  }
+
+  private corruptError(id: string, reason: string): AvatarError {
+    return new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: this.jobPath(id), reason });
+  }
+
+  private warnCorrupt(id: string, reason: string): void {
+    const err = this.corruptError(id, reason);
+    this.log.warn(err.message, { code: err.code, path: this.jobPath(id), reason, hint: err.hint });
+  }
+
+  /** Like loadJob, but a damaged file is an error. */
+  private async readJob(id: string): Promise<Job | undefined> {
+    const loaded = await this.loadJob(id);
+    if (loaded && 'corrupt' in loaded) throw this.corruptError(id, loaded.corrupt);
+    return loaded;
+  }
+
+  // ---- pending markers ----
+
+  // Creating an inode costs far more than adding a name on some file systems, so markers are
+  // hard links of one empty file; where links are not possible, plain empty files.
+  private async createMarker(id: string, key: string): Promise<void> {
+    const path = join(this.pendingDir, `${key}${MARKER_SEP}${id}`);
+    try {
+      await link(this.markerTemplate, path);
+      return;
+    } catch (error) {
+      const code = errnoCode(error);
+      if (code === 'EEXIST') return;
+      if (code === 'ENOENT') await writeFile(this.markerTemplate, '', { flag: 'a' });
+      else if (!NO_LINK.has(code ?? '')) throw error;
+    }
+    await (await open(path, 'w')).close();
+  }
+
+  private async markersOf(id: string): Promise<string[]> {
+    const names = await readdir(this.pendingDir);
+    return names.filter((n) => n.endsWith(`${MARKER_SEP}${id}`));
+  }
+
+  /** Re-queues: a marker keyed by the job's creation time puts it back in its original place. */
+  private async ensureMarker(job: Job): Promise<void> {
+    if ((await this.markersOf(job.jobId)).length > 0) return;
+    await this.createMarker(job.jobId, markerKey(Date.parse(job.createdAt), 0));
+  }
+
+  private async removeMarkers(id: string): Promise<void> {
+    for (const name of await this.markersOf(id)) await unlinkQuiet(join(this.pendingDir, name));
+  }
+
+  // ---- locks and guards ----
+
+  private async createLock(id: string, workerId: string, leaseMs: number): Promise<boolean> {
+    let handle;
+    try {
+      handle = await open(this.lockPath(id), 'wx');
+    } catch (error) {
+      if (errnoCode(error) === 'EEXIST') return false;
+      throw error;
+    }
+    try {
+      await handle.writeFile(this.lockText(workerId, leaseMs));
+    } finally {
+      await handle.close();
+    }
+    return true;
+  }
+
+  private lockText(workerId: string, leaseMs: number): string {
+    const info: LockInfo = { workerId, pid: process.pid, hostname: hostname(), leaseUntil: Date.now() + leaseMs };
+    return JSON.stringify(info);
+  }
+
+  private async readLock(id: string): Promise<LockState | undefined> {
+    try {
+      const info = parseLock(await readSmall(this.lockPath(id)));
+      // the time only matters for a lock that cannot be read
+      return { info, mtimeMs: info ? 0 : (await stat(this.lockPath(id))).mtimeMs };
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  private lockExpired(lock: LockState, now = Date.now()): boolean {
+    // An unreadable lock gets the stale-guard delay: its writer may still be filling it in.
+    return lock.info ? lock.info.leaseUntil <= now : lock.mtimeMs + this.staleGuardMs <= now;
+  }
+
+  /** Runs fn while holding the job's guard file, waiting for it if another process holds it. */
+  private async withGuard<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const path = this.guardPath(id);
+    while (!(await this.tryGuard(path))) {
+      if (!(await this.breakIfStale(path))) await sleep(1 + Math.random() * 8);
+    }
+    try {
+      return await fn();
+    } finally {
+      await unlinkQuiet(path);
+    }
+  }
+
+  /**
+   * Takes a guard: an exclusive hard link of this instance's holder file (cheap, and it carries
+   * "pid hostname" for dead-holder detection), or an exclusive create where links do not work.
+   */
+  private async tryGuard(path: string): Promise<boolean> {
+    const content = `${process.pid} ${hostname()}`;
+    try {
+      if (this.holderPath !== 'none') {
+        if (!this.holderPath) {
+          const holder = join(this.holdersDir, `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
+          await writeFile(holder, content);
+          this.holderPath = holder;
+        }
+        try {
+          await link(this.holderPath, path);
+          return true;
+        } catch (error) {
+          const code = errnoCode(error);
+          if (code === 'ENOENT') {
+            this.holderPath = undefined; // our holder file was removed: make another
+            return false;
+          }
+          if (!NO_LINK.has(code ?? '')) throw error;
+          this.holderPath = 'none';
+        }
+      }
+      const handle = await open(path, 'wx');
+      try {
+        await handle.writeFile(content);
+      } finally {
+        await handle.close();
+      }
+      return true;
+    } catch (error) {
+      if (errnoCode(error) === 'EEXIST') return false;
+      throw error;
+    }
+  }
+
+  /** Removes a guard left by a crashed process; true when the caller should retry at once. */
+  private async breakIfStale(path: string): Promise<boolean> {
+    let seen;
+    try {
+      seen = await stat(path);
+    } catch {
+      return true;
+    }
+    // ctime, not mtime: linking a holder file refreshes its ctime, while mtime is when it was made.
+    const ageMs = Date.now() - seen.ctimeMs;
+    if (ageMs < this.staleGuardMs && !(await this.holderIsDead(path))) return false;
+    // Move it aside rather than unlink it: if two processes break the same guard, the second one
+    // notices (different inode) that it took a fresh guard and puts it back.
+    const aside = `${path}.stale-${process.pid}-${randomBytes(3).toString('hex')}`;
+    try {
+      await rename(path, aside);
+    } catch {
+      return true;
+    }
+    const moved = await stat(aside).catch(() => undefined);
+    if (moved && moved.ino !== seen.ino) {
+      await link(aside, path).catch(() => undefined);
+    } else {
+      this.log.warn('broke a queue guard left by a crashed process', { path, ageMs: Math.round(ageMs) });
+    }
+    await unlinkQuiet(aside);
+    return true;
+  }
+
+  /** True when the guard names a process on this host that no longer exists (killed mid-write). */
+  private async holderIsDead(path: string): Promise<boolean> {
+    const text = await readFile(path, 'utf8').catch(() => '');
+    const [pidText, host] = text.split(' ');
+    const pid = Number(pidText);
+    if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (error) {
+      return errnoCode(error) === 'ESRCH';
+    }
+  }
+
+  /** Runs fn under the guard when `workerId` holds the claim and the job is still its running job. */
+  private async asOwner(id: string, workerId: string, fn: (job: Job) => Promise<void>): Promise<boolean> {
+    if (!isJobId(id)) return false;
+    await this.init();
+    return this.withGuard(id, async () => {
+      // Under the guard the job file alone tells the owner: a claimer writes it after taking the
+      // lock, and whoever removes a lock rewrites the job first.
+      const job = await this.readJob(id);
+      if (!job || job.status !== 'running' || job.workerId !== workerId) return false;
+      await fn(job);
+      return true;
+    });
+  }
+
+  /** Writes a finished (or re-queued) job, then drops the claim and any cancel request. */
+  private async finish(job: Job): Promise<void> {
+    await this.writeJob(job);
+    if (job.status === 'pending') await this.ensureMarker(job);
+    await unlinkQuiet(this.lockPath(job.jobId));
+    await unlinkQuiet(this.cancelPath(job.jobId));
+  }
+
+  // ---- JobStore: clients ----
+
+  async submit(jobType: JobType, params: JobParams): Promise<Job> {
+    if (typeof jobType !== 'string' || !isJobType(jobType)) {
+      throw new AvatarError('AVATAR_ERR_JOB_TYPE_UNKNOWN', { type: String(jobType), known: JOB_TYPES.join(', ') });
+    }
+    if (!isPlainObject(params)) {
+      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', {
+        field: 'params',
+        problem: 'is not an object',
+        expected: 'Give the parameters as a JSON object, e.g. {"text": "Hello"}.',
+      });
+    }
+    const bad = firstNonJson(params, 'params');
+    if (bad) {
+      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', {
+        field: bad,
+        problem: 'is not a JSON value',
+        expected: 'Use only strings, finite numbers, booleans, null, arrays and plain objects.',
+      });
+    }
+    await this.init();
+    const now = new Date();
+    const job: Job = {
+      jobId: newJobId(now),
+      status: 'pending',
+      jobType,
+      params: structuredClone(params),
+      createdAt: now.toISOString(),
+      startedAt: null,
+      completedAt: null,
+      result: null,
+      error: null,
+      progress: 0,
+      stage: null,
+      attempts: 0,
+      workerId: null,
+    };
+    // Job first, marker second: a crash in between leaves a pending job without a marker, which
+    // reconcile() repairs; the other order could let a claimer see a marker with no job.
+    await this.writeJob(job);
+    await this.createMarker(job.jobId, markerKey(now.getTime(), ++markerSeq));
+    return job;
+  }
+
+  async get(jobId: string): Promise<Job | undefined> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return undefined;
+    await this.init();
+    return this.readJob(jobId);
+  }
+
+  async list(filter: ListFilter = {}): Promise<Job[]> {
+    await this.init();
+    const statuses = filter.status === undefined ? undefined : new Set<JobStatus>(typeof filter.status === 'string' ? [filter.status] : filter.status);
+    const types = filter.type === undefined ? undefined : new Set<JobType>(typeof filter.type === 'string' ? [filter.type] : filter.type);
+    const jobs = await this.loadAll();
+    const selected = jobs.filter((job) => (!statuses || statuses.has(job.status)) && (!types || types.has(job.jobType)));
+    selected.sort((a, b) => (a.createdAt === b.createdAt ? (a.jobId < b.jobId ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1));
+    return filter.limit === undefined ? selected : selected.slice(0, Math.max(0, filter.limit));
+  }
+
+  /** Every readable job; damaged files are skipped with a warning, temp files ignored. */
+  private async loadAll(warn = true): Promise<Job[]> {
+    const ids = (await readdir(this.jobsDir))
+      .filter((name) => name.endsWith('.json') && !name.startsWith('.'))
+      .map((name) => name.slice(0, -'.json'.length))
+      .filter(isJobId);
+    const loaded = await mapLimit(ids, READ_CONCURRENCY, async (id) => {
+      const job = await this.loadJob(id);
+      if (job && 'corrupt' in job) {
+        if (warn) this.warnCorrupt(id, job.corrupt);
+        return undefined;
+      }
+      return job;
+    });
+    return loaded.filter((job): job is Job => job !== undefined);
+  }
+
+  async cancel(jobId: string): Promise<CancelOutcome> {
+    return this.whenSettled(jobId, 'cancelled', async (job) => {
+      if (job.status === 'running') {
+        await writeFile(this.cancelPath(jobId), new Date().toISOString());
+        // The worker may have finished between our read and the request: drop the stale request.
+        const now = await this.readJob(jobId);
+        if (now?.status === 'running') return { job: now, outcome: 'requested' };
+        await unlinkQuiet(this.cancelPath(jobId));
+        return undefined;
+      }
+      const cancelled: Job = {
+        ...job,
+        status: 'cancelled',
+        completedAt: new Date().toISOString(),
+        error: new AvatarError('AVATAR_ERR_JOB_CANCELLED', { id: jobId, stage: 'queue' }).toJSON(),
+      };
+      await this.writeJob(cancelled);
+      await this.removeMarkers(jobId);
+      return { job: cancelled, outcome: 'cancelled' };
+    });
+  }
+
+  async delete(jobId: string): Promise<void> {
+    await this.whenSettled(jobId, 'deleted', async (job) => {
+      if (job.status === 'running') throw new AvatarError('AVATAR_ERR_JOB_RUNNING', { id: jobId, action: 'deleted' });
+      await unlinkQuiet(this.jobPath(jobId));
+      await this.removeMarkers(jobId);
+      await unlinkQuiet(this.cancelPath(jobId));
+      return true;
+    });
+  }
+
+  /**
+   * Shared by cancel and delete: finished jobs are rejected (cancel) or handled without a lock
+   * (delete: nothing writes a finished job); pending jobs are handled while holding their lock so
+   * no claimer takes them meanwhile; running jobs are passed as they are. `act` returns undefined
+   * to have the job looked at again.
+   */
+  private async whenSettled<T>(jobId: string, action: 'cancelled' | 'deleted', act: (job: Job) => Promise<T | undefined>): Promise<T> {
+    const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
+    if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
+    await this.init();
+    const deadline = Date.now() + BUSY_WAIT_MS;
+    for (;;) {
+      const job = await this.readJob(jobId);
+      if (!job) throw notFound();
+      if (isFinished(job.status)) {
+        if (action === 'cancelled') throw new AvatarError('AVATAR_ERR_JOB_FINISHED', { id: jobId, status: job.status, action });
+        const done = await act(job);
+        if (done !== undefined) return done;
+      } else if (job.status === 'running') {
+        const done = await act(job);
+        if (done !== undefined) return done;
+      } else if (await this.createLock(jobId, `${action}:${process.pid}`, BUSY_WAIT_MS)) {
+        try {
+          const fresh = await this.readJob(jobId);
+          if (fresh?.status === 'pending') {
+            const done = await act(fresh);
+            if (done !== undefined) return done;
+          }
+        } finally {
+          await unlinkQuiet(this.lockPath(jobId));
+        }
+        continue;
+      } else {
+        // Locked while pending: a claimer is taking it right now, or one died doing so.
+        const lock = await this.readLock(jobId);
+        if (lock && this.lockExpired(lock)) await this.withGuard(jobId, () => this.recoverLocked(jobId));
+      }
+      if (Date.now() > deadline) throw new AvatarError('AVATAR_ERR_JOB_RUNNING', { id: jobId, action });
+      await sleep(5);
+    }
+  }
+
+  async stats(): Promise<JobStats> {
+    const jobs = await this.list();
+    const byStatus = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;
+    const byType = Object.fromEntries(JOB_TYPES.map((t) => [t, 0])) as Record<JobType, number>;
+    const runs: Partial<Record<JobType, { sum: number; n: number }>> = {};
+    for (const job of jobs) {
+      byStatus[job.status] += 1;
+      byType[job.jobType] += 1;
+      const seconds = job.status === 'completed' ? runSeconds(job) : undefined;
+      if (seconds !== undefined) {
+        const acc = (runs[job.jobType] ??= { sum: 0, n: 0 });
+        acc.sum += seconds;
+        acc.n += 1;
+      }
+    }
+    const meanRunSeconds: Partial<Record<JobType, number>> = {};
+    for (const type of JOB_TYPES) {
+      const acc = runs[type];
+      if (acc) meanRunSeconds[type] = acc.sum / acc.n;
+    }
+    return { total: jobs.length, byStatus, byType, meanRunSeconds };
+  }
+
+  // ---- JobStore: workers ----
+
+  async claim(workerId: string, options: ClaimOptions): Promise<Job | undefined> {
+    await this.init();
+    await this.reconcileIfDue(true);
+    const names = (await readdir(this.pendingDir)).filter((n) => !n.startsWith('.')).sort();
+    for (const name of names) {
+      const id = name.slice(name.lastIndexOf(MARKER_SEP) + MARKER_SEP.length);
+      const markerPath = join(this.pendingDir, name);
+      if (!isJobId(id)) {
+        this.log.warn('removed a malformed queue marker', { path: markerPath });
+        await unlinkQuiet(markerPath);
+        continue;
+      }
+      // Taken by another claimer (or running, its marker not yet removed): skip it.
+      if (!(await this.createLock(id, workerId, options.leaseMs))) continue;
+      let claimed: Job | undefined;
+      try {
+        const job = await this.loadJob(id);
+        if (job && 'corrupt' in job) {
+          this.warnCorrupt(id, job.corrupt);
+          await unlinkQuiet(markerPath);
+          continue;
+        }
+        if (!job || job.status !== 'pending') {
+          // A stale marker: we hold the lock, so nothing re-queues this job meanwhile.
+          await unlinkQuiet(markerPath);
+          continue;
+        }
+        const running: Job = {
+          ...job,
+          status: 'running',
+          startedAt: new Date().toISOString(),
+          completedAt: null,
+          workerId,
+          attempts: job.attempts + 1,
+          stage: null,
+          progress: 0,
+          result: null,
+          error: null,
+        };
+        await this.writeJob(running);
+        claimed = running;
+        await unlinkQuiet(markerPath);
+        return running;
+      } finally {
+        if (!claimed) await unlinkQuiet(this.lockPath(id));
+      }
+    }
+    return undefined;
+  }
+
+  async heartbeat(jobId: string, workerId: string, options: ClaimOptions): Promise<boolean> {
+    if (!isJobId(jobId)) return false;
+    await this.init();
+    return this.withGuard(jobId, async () => {
+      const lock = await this.readLock(jobId);
+      if (lock?.info?.workerId !== workerId) return false;
+      await atomicWriteFile(this.lockPath(jobId), this.lockText(workerId, options.leaseMs));
+      return true;
+    });
+  }
+
+  progress(jobId: string, workerId: string, progress: number, stage: string | null): Promise<boolean> {
+    const fraction = Number.isFinite(progress) ? Math.min(1, Math.max(0, progress)) : 0;
+    return this.asOwner(jobId, workerId, (job) => this.writeJob({ ...job, progress: fraction, stage }));
+  }
+
+  complete(jobId: string, workerId: string, result: JobResult): Promise<boolean> {
+    return this.asOwner(jobId, workerId, (job) =>
+      this.finish({ ...job, status: 'completed', progress: 1, result, error: null, completedAt: new Date().toISOString() }),
+    );
+  }
+
+  fail(jobId: string, workerId: string, error: AvatarErrorJSON): Promise<boolean> {
+    return this.asOwner(jobId, workerId, (job) =>
+      this.finish({ ...job, status: 'failed', error, completedAt: new Date().toISOString() }),
+    );
+  }
+
+  markCancelled(jobId: string, workerId: string, stage: string | null): Promise<boolean> {
+    return this.asOwner(jobId, workerId, (job) => this.finish(this.cancelledJob(job, stage)));
+  }
+
+  private cancelledJob(job: Job, stage: string | null): Job {
+    return {
+      ...job,
+      status: 'cancelled',
+      stage,
+      completedAt: new Date().toISOString(),
+      error: new AvatarError('AVATAR_ERR_JOB_CANCELLED', { id: job.jobId, stage: stage ?? 'run' }).toJSON(),
+    };
+  }
+
+  /** A shutdown is not the job's fault: the attempt is not counted. A pending cancel request wins. */
+  release(jobId: string, workerId: string): Promise<boolean> {
+    return this.asOwner(jobId, workerId, async (job) => {
+      if (await fileExists(this.cancelPath(jobId))) return this.finish(this.cancelledJob(job, job.stage));
+      return this.finish(this.requeued(job, Math.max(0, job.attempts - 1)));
+    });
+  }
+
+  private requeued(job: Job, attempts: number): Job {
+    return { ...job, status: 'pending', attempts, workerId: null, startedAt: null, stage: null, progress: 0 };
+  }
+
+  async isCancelRequested(jobId: string): Promise<boolean> {
+    if (!isJobId(jobId)) return false;
+    return fileExists(this.cancelPath(jobId));
+  }
+
+  async recoverExpired(): Promise<string[]> {
+    await this.init();
+    const recovered = await this.reconcileIfDue(false);
+    const now = Date.now();
+    for (const name of await readdir(this.locksDir)) {
+      const lockMatch = LOCK_RE.exec(name);
+      if (lockMatch?.[1]) {
+        const id = lockMatch[1];
+        const lock = await this.readLock(id);
+        if (lock && this.lockExpired(lock, now) && (await this.withGuard(id, () => this.recoverLocked(id)))) recovered.push(id);
+        continue;
+      }
+      const path = join(this.locksDir, name);
+      if (GUARD_RE.test(name)) {
+        await this.breakIfStale(path);
+      } else if (name.startsWith('.')) {
+        // temp files of heartbeats whose process died before the rename
+        const info = await stat(path).catch(() => undefined);
+        if (info && now - info.mtimeMs > this.staleGuardMs) await unlinkQuiet(path);
+      }
+    }
+    return recovered;
+  }
+
+  /** Under the job's guard: takes back an expired claim. True when the job was re-queued or finished. */
+  private async recoverLocked(id: string): Promise<boolean> {
+    const lock = await this.readLock(id);
+    if (!lock || !this.lockExpired(lock)) return false;
+    const loaded = await this.loadJob(id);
+    if (loaded && 'corrupt' in loaded) {
+      this.warnCorrupt(id, loaded.corrupt);
+      await unlinkQuiet(this.lockPath(id));
+      return false;
+    }
+    if (!loaded || loaded.status !== 'running') {
+      // A claimer or finisher died between its steps: the job itself is consistent.
+      if (loaded?.status === 'pending') await this.ensureMarker(loaded);
+      await unlinkQuiet(this.lockPath(id));
+      if (loaded && isFinished(loaded.status)) await unlinkQuiet(this.cancelPath(id));
+      return false;
+    }
+    await this.takeBack(loaded, lock.info?.workerId ?? loaded.workerId ?? 'unknown');
+    return true;
+  }
+
+  /** A running job whose worker is gone: cancelled if asked, failed when out of attempts, else pending. */
+  private async takeBack(job: Job, workerId: string): Promise<void> {
+    let next: Job;
+    if (await fileExists(this.cancelPath(job.jobId))) {
+      next = this.cancelledJob(job, job.stage);
+    } else if (job.attempts >= this.maxAttempts) {
+      const error = new AvatarError('AVATAR_ERR_QUEUE_WORKER_LOST', { id: job.jobId, attempts: job.attempts, workerId });
+      next = { ...job, status: 'failed', workerId: null, error: error.toJSON(), completedAt: new Date().toISOString() };
+    } else {
+      next = this.requeued(job, job.attempts);
+    }
+    this.log.warn(`job ${job.jobId} lost its worker ${workerId}: now ${next.status}`, {
+      code: 'AVATAR_ERR_QUEUE_WORKER_LOST',
+      jobId: job.jobId,
+      workerId,
+      attempts: job.attempts,
+      status: next.status,
+    });
+    await this.finish(next);
+  }
+
+  /**
+   * Repairs what a crash between two steps can leave: a pending job without a marker (crash
+   * between writing the job and its marker) and a running job without a lock. Runs on the first
+   * claim or recovery of this instance, then from recoverExpired every reconcileIntervalMs.
+   */
+  private async reconcileIfDue(firstOnly: boolean): Promise<string[]> {
+    const recovered: string[] = [];
+    if (this.lastReconcile !== 0 && (firstOnly || Date.now() - this.lastReconcile < this.reconcileIntervalMs)) return recovered;
+    if (this.reconciling) {
+      await this.reconciling;
+      return recovered;
+    }
+    this.reconciling = (async () => {
+      // Markers before jobs: a marker seen here was written after its job, so the job is listed below.
+      const marked = new Set((await readdir(this.pendingDir)).map((n) => n.slice(n.lastIndexOf(MARKER_SEP) + MARKER_SEP.length)));
+      const locked = new Set((await readdir(this.locksDir)).map((n) => LOCK_RE.exec(n)?.[1]));
+      // Only jobs with neither a marker nor a lock can need repair; finished ones are remembered.
+      const ids = (await readdir(this.jobsDir))
+        .filter((name) => name.endsWith('.json') && !name.startsWith('.'))
+        .map((name) => name.slice(0, -'.json'.length))
+        .filter((id) => isJobId(id) && !marked.has(id) && !locked.has(id) && !this.knownFinished.has(id));
+      const loaded = await mapLimit(ids, READ_CONCURRENCY, (id) => this.loadJob(id).catch(() => undefined));
+      const jobs = loaded.filter((job): job is Job => job !== undefined && !('corrupt' in job));
+      for (const job of jobs) {
+        if (isFinished(job.status)) this.knownFinished.add(job.jobId);
+        if (job.status === 'pending' && !(await fileExists(this.lockPath(job.jobId)))) {
+          await this.ensureMarker(job);
+          this.log.info(`re-queued pending job ${job.jobId} that had no queue marker`, { jobId: job.jobId });
+        } else if (job.status === 'running' && !(await fileExists(this.lockPath(job.jobId)))) {
+          const taken = await this.withGuard(job.jobId, async () => {
+            // Under the guard nothing removes a lock, so a running job without one is truly orphaned.
+            const fresh = await this.readJob(job.jobId);
+            if (fresh?.status !== 'running' || (await fileExists(this.lockPath(job.jobId)))) return false;
+            await this.takeBack(fresh, fresh.workerId ?? 'unknown');
+            return true;
+          });
+          if (taken) recovered.push(job.jobId);
+        }
+      }
+      await this.removeDeadHolders();
+      this.lastReconcile = Date.now();
+    })();
+    try {
+      await this.reconciling;
+    } finally {
+      this.reconciling = undefined;
+    }
+    return recovered;
+  }
+
+  /** Holder files of processes on this host that are gone. */
+  private async removeDeadHolders(): Promise<void> {
+    for (const name of await readdir(this.holdersDir)) {
+      const path = join(this.holdersDir, name);
+      if (path !== this.holderPath && (await this.holderIsDead(path))) await unlinkQuiet(path);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.reconciling) await this.reconciling.catch(() => undefined);
+    const holder = this.holderPath;
+    if (holder && holder !== 'none') {
+      this.holderPath = undefined;
+      await unlinkQuiet(holder).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,317 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AvatarError,
+  MemoryLogger,
+  QUALITY_PRESETS,
+  type EncodeInput,
+  type EncodeSettings,
+  type EncodingPreset,
+  type FrameStream,
+  type RunContext,
+} from '@avatar/core';
+import { plugins } from './index.js';
+import { createFfmpegPlugin, ffmpegPlugin } from './plugin.js';
+import { probeMedia } from './probe.js';
+
+const run = promisify(execFile);
+let dir: string;
+let image: string;
+let speech: string;
+let twoSeconds: string;
+let longAudio: string;
+const AUDIO_SECONDS = 2.337;
+
+async function ffmpegGen(...args: string[]): Promise<void> {
+  await run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'avatar-encode-'));
+  image = join(dir, 'portrait.png');
+  speech = join(dir, 'speech.wav');
+  twoSeconds = join(dir, 'two.wav');
+  longAudio = join(dir, 'long.wav');
+  await Promise.all([
+    ffmpegGen('-f', 'lavfi', '-i', 'testsrc2=size=640x480', '-frames:v', '1', image),
+    ffmpegGen('-f', 'lavfi', '-i', `sine=frequency=220:sample_rate=22050:duration=${AUDIO_SECONDS}`, speech),
+    ffmpegGen('-f', 'lavfi', '-i', 'sine=frequency=330:sample_rate=16000:duration=2', twoSeconds),
+    ffmpegGen('-f', 'lavfi', '-i', 'anoisesrc=sample_rate=16000:amplitude=0.1:duration=60', longAudio),
+  ]);
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function ctx(signal = new AbortController().signal, progress: (f: number, d?: string) => void = () => {}): RunContext {
+  return { signal, progress, log: new MemoryLogger(), workDir: dir };
+}
+
+async function encode(input: EncodeInput, context: RunContext = ctx(), plugin = ffmpegPlugin) {
+  const loaded = await plugin.load({ log: context.log, storageDir: dir });
+  try {
+    return await loaded.run(input, context);
+  } finally {
+    await loaded.unload();
+  }
+}
+
+async function rejection(promise: Promise<unknown>): Promise<AvatarError> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(AvatarError);
+  return error as AvatarError;
+}
+
+/** Output path absent and no partial file left beside it. */
+async function expectNothingWritten(name: string): Promise<void> {
+  const files = await readdir(dir);
+  expect(files).not.toContain(name);
+  expect(files.filter((f) => f.includes('.partial-'))).toEqual([]);
+}
+
+const low: EncodeSettings = { format: 'mp4', ...QUALITY_PRESETS.low };
+
+/** Top-level MP4 box types in file order. */
+function topLevelBoxes(data: Buffer): string[] {
+  const boxes: string[] = [];
+  let offset = 0;
+  while (offset + 8 <= data.length) {
+    let size = data.readUInt32BE(offset);
+    const type = data.toString('latin1', offset + 4, offset + 8);
+    if (size === 1) size = Number(data.readBigUInt64BE(offset + 8));
+    if (size === 0) size = data.length - offset;
+    boxes.push(type);
+    if (size < 8) break;
+    offset += size;
+  }
+  return boxes;
+}
+
+/** Decodes frame `n` of a video to grey pixels. */
+async function decodeFrame(path: string, n: number): Promise<Buffer> {
+  const { stdout } = await run(
+    'ffmpeg',
+    ['-v', 'error', '-i', path, '-vf', `select=eq(n\\,${n})`, '-fps_mode', 'passthrough', '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'],
+    { encoding: 'buffer', maxBuffer: 1 << 24 },
+  );
+  return stdout;
+}
+
+/** Horizontal centre of the bright pixels in a grey frame. */
+function brightCentreX(grey: Buffer, width: number): number {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < grey.length; i += 1) {
+    if ((grey[i] ?? 0) > 128) {
+      sum += i % width;
+      count += 1;
+    }
+  }
+  return count ? sum / count : -1;
+}
+
+const W = 160;
+const H = 120;
+const BOX = 24;
+/** The square's left edge in frame i: it moves 2 px a frame. */
+const boxX = (i: number): number => (i * 2) % (W - BOX);
+
+/**
+ * A white square moving right on a dark background, drawn into ONE reused buffer, so a frame the
+ * encoder had not finished taking would show up as the wrong picture when decoded.
+ */
+function movingSquare(count: number, opts: { wrongSizeAt?: number; onFrame?: (i: number) => void } = {}): FrameStream {
+  const buffer = new Uint8Array(W * H * 4);
+  async function* frames(): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < count; i += 1) {
+      opts.onFrame?.(i);
+      if (i === opts.wrongSizeAt) {
+        yield new Uint8Array(W * H * 3);
+        continue;
+      }
+      buffer.fill(0);
+      for (let p = 3; p < buffer.length; p += 4) buffer[p] = 255;
+      const x0 = boxX(i);
+      for (let y = 48; y < 48 + BOX; y += 1) {
+        for (let x = x0; x < x0 + BOX; x += 1) {
+          const o = (y * W + x) * 4;
+          buffer[o] = 255; buffer[o + 1] = 255; buffer[o + 2] = 255;
+        }
+      }
+      yield buffer;
+    }
+  }
+  return { width: W, height: H, fps: 25, frameCount: count, frames: frames() };
+}
+
+describe('ffmpeg encode plugin', () => {
+  it('is exported for the registry', () => {
+    expect(plugins).toContain(ffmpegPlugin);
+    expect(ffmpegPlugin).toMatchObject({ name: 'ffmpeg', stage: 'encode', apiVersion: 1 });
+  });
+
+  it('check() reports versions and the encoders it finds, without claiming NVENC', async () => {
+    const result = await ffmpegPlugin.check!();
+    expect(result.ok).toBe(true);
+    expect(result.detail).toMatch(/ffmpeg \S+ at .*ffprobe \S+ at/);
+    expect(result.detail).toContain('libx264 yes, aac yes, libvpx-vp9 yes, libopus yes');
+    expect(result.detail).not.toMatch(/nvenc (available|usable)/i);
+  });
+
+  it('still image -> MP4: H.264 yuv420p + AAC, audio-long, preset size, faststart', async () => {
+    const outputPath = join(dir, 'still.mp4');
+    const progress: number[] = [];
+    const video = await encode(
+      { kind: 'still', imagePath: image, audioPath: speech, outputPath, settings: low },
+      ctx(undefined, (f) => progress.push(f)),
+    );
+    expect(video).toMatchObject({ outputPath, format: 'mp4', width: 256, height: 192, fps: 20 });
+    const info = await probeMedia(outputPath);
+    expect(info.formatName).toContain('mp4');
+    const v = info.streams.find((s) => s.type === 'video');
+    const a = info.streams.find((s) => s.type === 'audio');
+    expect(v).toMatchObject({ codec: 'h264', pixFmt: 'yuv420p', width: 256, height: 192, fps: 20 });
+    expect(a?.codec).toBe('aac');
+    for (const d of [info.durationSeconds, v?.durationSeconds, a?.durationSeconds, video.durationSeconds]) {
+      expect(Math.abs((d ?? 0) - AUDIO_SECONDS)).toBeLessThan(0.05);
+    }
+    expect(video.bytes).toBe(info.sizeBytes);
+    const boxes = topLevelBoxes(await readFile(outputPath));
+    expect(boxes.indexOf('moov')).toBeGreaterThanOrEqual(0);
+    expect(boxes.indexOf('moov')).toBeLessThan(boxes.indexOf('mdat'));
+    expect(progress.at(-1)).toBe(1);
+    await expectNothingWritten('never.mp4');
+  });
+
+  it('still image -> WebM: VP9 + Opus, audio-long', async () => {
+    const outputPath = join(dir, 'still.webm');
+    const settings: EncodeSettings = { ...low, format: 'webm', preset: 'ultrafast' };
+    const video = await encode({ kind: 'still', imagePath: image, audioPath: speech, outputPath, settings });
+    expect(video).toMatchObject({ format: 'webm', width: 256, height: 192 });
+    const info = await probeMedia(outputPath);
+    expect(info.formatName).toContain('webm');
+    const v = info.streams.find((s) => s.type === 'video');
+    const a = info.streams.find((s) => s.type === 'audio');
+    expect(v).toMatchObject({ codec: 'vp9', pixFmt: 'yuv420p', width: 256, height: 192 });
+    expect(a?.codec).toBe('opus');
+    for (const d of [info.durationSeconds, v?.durationSeconds, a?.durationSeconds]) {
+      expect(Math.abs((d ?? 0) - AUDIO_SECONDS)).toBeLessThan(0.05);
+    }
+  });
+
+  it('streamed frames -> MP4: every frame arrives, in order, with the audio muxed in', async () => {
+    const outputPath = join(dir, 'frames.mp4');
+    const progress: number[] = [];
+    const settings: EncodeSettings = { ...low, fps: 25, crf: 18, preset: 'ultrafast' };
+    const video = await encode(
+      { kind: 'frames', frames: movingSquare(50), audioPath: twoSeconds, outputPath, settings },
+      ctx(undefined, (f) => progress.push(f)),
+    );
+    expect(video).toMatchObject({ width: W, height: H, fps: 25 });
+    const info = await probeMedia(outputPath);
+    const v = info.streams.find((s) => s.type === 'video');
+    const a = info.streams.find((s) => s.type === 'audio');
+    expect(v).toMatchObject({ codec: 'h264', pixFmt: 'yuv420p', frameCount: 50, fps: 25 });
+    expect(Math.abs((v?.durationSeconds ?? 0) - 2)).toBeLessThan(0.05);
+    expect(Math.abs((a?.durationSeconds ?? 0) - 2)).toBeLessThan(0.05);
+    expect(a?.codec).toBe('aac');
+    // The square really moves, and each decoded frame shows the picture that was yielded for it.
+    for (const n of [5, 40]) {
+      const x = brightCentreX(await decodeFrame(outputPath, n), W);
+      expect(Math.abs(x - (boxX(n) + BOX / 2 - 0.5))).toBeLessThan(1.5);
+    }
+    expect(progress.filter((f) => f < 1).length).toBeGreaterThan(10);
+    expect(progress.at(-1)).toBe(1);
+  });
+
+  it('abort mid-stream kills ffmpeg and leaves nothing at the output path', async () => {
+    const outputPath = join(dir, 'aborted.mp4');
+    const controller = new AbortController();
+    const stream = movingSquare(100_000, { onFrame: (i) => { if (i === 20) controller.abort(); } });
+    const error = await rejection(encode({ kind: 'frames', frames: stream, audioPath: longAudio, outputPath, settings: low }, ctx(controller.signal)));
+    expect(error.code).toBe('AVATAR_ERR_CANCELLED');
+    await expectNothingWritten('aborted.mp4');
+  });
+
+  it('abort during a still encode leaves nothing either', async () => {
+    const outputPath = join(dir, 'aborted-still.mp4');
+    const controller = new AbortController();
+    const settings: EncodeSettings = { ...low, preset: 'veryslow', size: 512 };
+    const error = await rejection(encode(
+      { kind: 'still', imagePath: image, audioPath: longAudio, outputPath, settings },
+      ctx(controller.signal, (f) => { if (f > 0) controller.abort(); }),
+    ));
+    expect(error.code).toBe('AVATAR_ERR_CANCELLED');
+    await expectNothingWritten('aborted-still.mp4');
+  });
+
+  it('a frame of the wrong size fails clearly and writes nothing', async () => {
+    const outputPath = join(dir, 'wrong-size.mp4');
+    const error = await rejection(encode({ kind: 'frames', frames: movingSquare(10, { wrongSizeAt: 3 }), audioPath: twoSeconds, outputPath, settings: low }));
+    expect(error.code).toBe('AVATAR_ERR_ENCODE_FAILED');
+    expect(error.message).toContain(`frame 4 has ${W * H * 3} bytes; a ${W}x${H} RGBA frame has ${W * H * 4}`);
+    await expectNothingWritten('wrong-size.mp4');
+  });
+
+  it('a frame producer that fails passes its own error through and writes nothing', async () => {
+    const outputPath = join(dir, 'producer-failed.mp4');
+    const stream = movingSquare(50, { onFrame: (i) => { if (i === 5) throw new Error('renderer broke at frame 5'); } });
+    const error = await encode({ kind: 'frames', frames: stream, audioPath: twoSeconds, outputPath, settings: low }).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toBe('renderer broke at frame 5');
+    await expectNothingWritten('producer-failed.mp4');
+  });
+
+  it('a text file named .png is refused with the decoder\'s reason', async () => {
+    const fake = join(dir, 'fake.png');
+    await writeFile(fake, 'this is not a picture\n');
+    const error = await rejection(encode({ kind: 'still', imagePath: fake, audioPath: speech, outputPath: join(dir, 'fake.mp4'), settings: low }));
+    expect(error.code).toBe('AVATAR_ERR_INPUT_NOT_IMAGE');
+    expect(error.message).toContain('Invalid PNG signature');
+    await expectNothingWritten('fake.mp4');
+  });
+
+  it('ffmpeg\'s own error text reaches the user', async () => {
+    // Settings that skipped config validation: libx264 refuses the preset name.
+    const settings = { ...low, preset: 'sluggish' as EncodingPreset };
+    const error = await rejection(encode({ kind: 'still', imagePath: image, audioPath: speech, outputPath: join(dir, 'bad-preset.mp4'), settings }));
+    expect(error.code).toBe('AVATAR_ERR_ENCODE_FAILED');
+    expect(error.message).toMatch(/libx264: Error setting preset\/tune sluggish/);
+    await expectNothingWritten('bad-preset.mp4');
+  });
+
+  it('missing inputs and output folders are reported before ffmpeg runs', async () => {
+    const missingAudio = await rejection(encode({ kind: 'still', imagePath: image, audioPath: join(dir, 'nope.wav'), outputPath: join(dir, 'x.mp4'), settings: low }));
+    expect(missingAudio.code).toBe('AVATAR_ERR_INPUT_FILE_MISSING');
+    const noFolder = await rejection(encode({ kind: 'still', imagePath: image, audioPath: speech, outputPath: join(dir, 'no', 'x.mp4'), settings: low }));
+    expect(noFolder.code).toBe('AVATAR_ERR_OUTPUT_DIR_MISSING');
+    const notAudio = await rejection(encode({ kind: 'still', imagePath: image, audioPath: image, outputPath: join(dir, 'x.mp4'), settings: low }));
+    expect(notAudio.code).toBe('AVATAR_ERR_INPUT_NOT_AUDIO');
+  });
+
+  it('a missing ffmpeg binary is AVATAR_ERR_TOOL_MISSING with the install command', async () => {
+    const missing = createFfmpegPlugin({ ffmpegPath: join(dir, 'no-such-ffmpeg') });
+    const input: EncodeInput = { kind: 'still', imagePath: image, audioPath: speech, outputPath: join(dir, 'nobin.mp4'), settings: low };
+    const error = await rejection(encode(input, ctx(), missing));
+    expect(error.code).toBe('AVATAR_ERR_TOOL_MISSING');
+    expect(error.message).toContain('no-such-ffmpeg');
+    expect(error.hint).toContain('apt-get install -y ffmpeg');
+    expect(await missing.check!()).toMatchObject({ ok: false, install: 'apt-get install -y ffmpeg' });
+
+    const saved = process.env.AVATAR_FFMPEG;
+    process.env.AVATAR_FFMPEG = join(dir, 'also-missing');
+    try {
+      const viaEnv = await rejection(encode(input));
+      expect(viaEnv.code).toBe('AVATAR_ERR_TOOL_MISSING');
+    } finally {
+      if (saved === undefined) delete process.env.AVATAR_FFMPEG;
+      else process.env.AVATAR_FFMPEG = saved;
+    }
+    await expectNothingWritten('nobin.mp4');
+  });
+});

@@ -1,0 +1,362 @@
+import type { ChildProcess } from 'node:child_process';
+import { rename, rm, stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import ffmpeg from 'fluent-ffmpeg';
+import {
+  AvatarError,
+  checkOutputExtension,
+  checkReadableFile,
+  checkWritableTarget,
+  partialPathFor,
+  silentLogger,
+  type EncodeInput,
+  type EncodedVideo,
+  type EncodeSettings,
+  type FrameStream,
+  type Logger,
+} from '@avatar/core';
+import { probeMedia, readAudioInfo, readImageInfo } from './probe.js';
+import { COLOR_FILTER, codecArgs, outputGeometry } from './settings.js';
+import { meaningfulLines, resolveTools, toolMissing, toolVersion, type FfmpegToolPaths, type ResolvedTools } from './tools.js';
+
+export interface EncodeRunOptions {
+  signal?: AbortSignal;
+  progress?: (fraction: number, detail?: string) => void;
+  log?: Logger;
+}
+
+export type EncodeOptions = EncodeRunOptions & FfmpegToolPaths;
+
+const STAGE = 'encode';
+
+function cancelled(): AvatarError {
+  return new AvatarError('AVATAR_ERR_CANCELLED', { stage: STAGE });
+}
+
+function encodeFailed(outputPath: string, reason: string, cause?: unknown): AvatarError {
+  return new AvatarError('AVATAR_ERR_ENCODE_FAILED', { output: outputPath, reason }, { cause });
+}
+
+/** "00:01:02.50" -> 62.5 */
+function timemark(line: string): number | undefined {
+  const m = /time=\s*(\d+):(\d{2}):(\d{2}(?:\.\d+)?)/.exec(line);
+  return m ? Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]) : undefined;
+}
+
+interface Job {
+  tools: ResolvedTools;
+  outputPath: string;
+  partialPath: string;
+  settings: EncodeSettings;
+  signal: AbortSignal | undefined;
+  log: Logger;
+}
+
+interface RunningFfmpeg {
+  /** settles when ffmpeg has exited (and its stderr is read) */
+  done: Promise<void>;
+  /** resolves with the process once spawned; never rejects (a spawn failure settles `done`) */
+  started: Promise<ChildProcess | undefined>;
+  kill(): void;
+}
+
+/**
+ * Starts a prepared fluent-ffmpeg command. Failures become AVATAR_ERR_ENCODE_FAILED carrying the last
+ * meaningful stderr lines; a missing binary becomes AVATAR_ERR_TOOL_MISSING.
+ */
+function start(command: ffmpeg.FfmpegCommand, job: Job, onStderr: (line: string) => void): RunningFfmpeg {
+  let proc: ChildProcess | undefined;
+  let killRequested = false;
+  let markStarted: (p: ChildProcess | undefined) => void = () => {};
+  const started = new Promise<ChildProcess | undefined>((resolve) => { markStarted = resolve; });
+  const done = new Promise<void>((resolve, reject) => {
+    command
+      .on('start', (line: string) => {
+        job.log.debug('ffmpeg started', { command: line });
+        // fluent-ffmpeg sets ffmpegProc just before 'start'; the frame writer needs its stdin.
+        proc = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
+        if (killRequested) proc?.kill('SIGKILL');
+        markStarted(proc);
+      })
+      .on('stderr', onStderr)
+      .on('error', (error: Error, _stdout: string | null, stderr: string | null) => {
+        markStarted(undefined);
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' || /spawn .* ENOENT/.test(error.message)) {
+          reject(toolMissing('ffmpeg', job.tools.ffmpeg, error));
+          return;
+        }
+        const reason = meaningfulLines(stderr ?? '', 3) || error.message;
+        reject(encodeFailed(job.outputPath, reason, error));
+      })
+      .on('end', () => resolve());
+    command.run();
+  });
+  // Callers may stop awaiting `done` early (an error in the frame writer); never leave it unhandled.
+  done.catch(() => {});
+  return {
+    done,
+    started,
+    kill() {
+      killRequested = true;
+      proc?.kill('SIGKILL');
+    },
+  };
+}
+
+function newCommand(job: Job): ffmpeg.FfmpegCommand {
+  // setFfmpegPath writes fluent-ffmpeg's module-wide setting; it is read when the command spawns,
+  // so set it on every command (the path may come from an option or the environment).
+  return ffmpeg({ stdoutLines: 200 }).setFfmpegPath(job.tools.ffmpeg);
+}
+
+/** Checks, temp file, rename on success, cleanup on failure: the part every encode shares. */
+async function withPartialOutput(
+  outputPath: string,
+  settings: EncodeSettings,
+  options: EncodeOptions,
+  body: (job: Job) => Promise<void>,
+): Promise<EncodedVideo> {
+  const log = options.log ?? silentLogger;
+  const tools = resolveTools(options);
+  const job: Job = { tools, outputPath, partialPath: partialPathFor(outputPath), settings, signal: options.signal, log };
+  try {
+    if (options.signal?.aborted) throw cancelled();
+    await body(job);
+    if (options.signal?.aborted) throw cancelled();
+    const info = await probeMedia(job.partialPath, { ...options, input: 'encoded video' });
+    const video = info.streams.find((s) => s.type === 'video');
+    if (!video?.width || !video.height) throw encodeFailed(outputPath, 'ffmpeg finished but wrote no video stream');
+    if (!info.streams.some((s) => s.type === 'audio')) throw encodeFailed(outputPath, 'ffmpeg finished but wrote no audio stream');
+    const { size } = await stat(job.partialPath);
+    await rename(job.partialPath, outputPath);
+    return {
+      outputPath,
+      format: settings.format,
+      width: video.width,
+      height: video.height,
+      fps: settings.fps,
+      durationSeconds: info.durationSeconds ?? video.durationSeconds ?? 0,
+      bytes: size,
+    };
+  } catch (error) {
+    await rm(job.partialPath, { force: true });
+    if (options.signal?.aborted && !(error instanceof AvatarError && error.code === 'AVATAR_ERR_TOOL_MISSING')) throw cancelled();
+    throw error;
+  }
+}
+
+async function checkCommon(audioPath: string, outputPath: string, settings: EncodeSettings, options: EncodeOptions): Promise<void> {
+  checkOutputExtension(outputPath, settings.format, 'output video');
+  await checkReadableFile(audioPath, 'audio');
+  await checkWritableTarget(outputPath, 'output video');
+  if (!(settings.fps > 0) || !(settings.size >= 2)) {
+    throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
+      field: 'encode settings', problem: 'need fps above 0 and size of at least 2', value: `fps ${settings.fps}, size ${settings.size}`,
+      expected: 'Use a quality preset or valid overrides.',
+    });
+  }
+  const tools = resolveTools(options);
+  await toolVersion('ffmpeg', tools.ffmpeg);
+  await toolVersion('ffprobe', tools.ffprobe);
+}
+
+/**
+ * A still image and an audio file into one video as long as the audio. The image is decoded, scaled
+ * and colour-converted once, then repeated (tpad clone) at the frame rate; output stops at the audio's
+ * measured duration (-t), not at -shortest, which overshoots to the next frame or audio packet.
+ */
+export async function encodeStill(
+  input: { imagePath: string; audioPath: string; outputPath: string; settings: EncodeSettings },
+  options: EncodeOptions = {},
+): Promise<EncodedVideo> {
+  const { imagePath, audioPath, outputPath, settings } = input;
+  await checkReadableFile(imagePath, 'avatar image');
+  await checkCommon(audioPath, outputPath, settings, options);
+  const [image, audio] = await Promise.all([
+    readImageInfo(imagePath, { ...options, input: 'avatar image' }),
+    readAudioInfo(audioPath, { ...options, input: 'audio' }),
+  ]);
+  const geometry = outputGeometry(image.width, image.height, settings.size);
+  const codec = codecArgs(settings, true);
+  const duration = audio.durationSeconds;
+
+  return withPartialOutput(outputPath, settings, options, async (job) => {
+    job.log.info('encoding still image', { width: geometry.width, height: geometry.height, seconds: duration, format: settings.format });
+    const command = newCommand(job)
+      .input(imagePath)
+      .inputOptions(['-framerate', String(settings.fps)])
+      .input(audioPath)
+      .outputOptions([
+        '-hide_banner', '-nostdin',
+        '-map', '0:v:0', '-map', '1:a:0',
+        '-vf', `${geometry.filter},${COLOR_FILTER},tpad=stop=-1:stop_mode=clone`,
+        '-r', String(settings.fps),
+        '-t', duration.toFixed(6),
+        ...codec.options,
+      ])
+      .videoCodec(codec.videoCodec)
+      .audioCodec(codec.audioCodec)
+      .format(codec.muxer)
+      .output(job.partialPath);
+    const running = start(command, job, (line) => {
+      const t = timemark(line);
+      if (t !== undefined) options.progress?.(Math.min(0.99, t / duration), 'encoding');
+    });
+    const onAbort = (): void => running.kill();
+    job.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await running.done;
+    } finally {
+      job.signal?.removeEventListener('abort', onAbort);
+    }
+    options.progress?.(1, 'encoded');
+  });
+}
+
+/** Waits until `stream` has taken `chunk` (handed it to the OS), or fails if the pipe broke. */
+function writeChunk(stream: Writable, chunk: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.write(chunk, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
+class FrameSizeError extends Error {
+  override readonly name = 'FrameSizeError';
+}
+
+/**
+ * Raw RGBA frames piped into ffmpeg's stdin and encoded with the audio in one pass; no frame touches
+ * the disk. Each frame is written and handed to the OS before the next one is requested, so at most
+ * one frame is in flight: memory stays flat however long the stream, and the producer may reuse its
+ * buffer for the next frame.
+ */
+export async function encodeFrames(
+  input: { frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings },
+  options: EncodeOptions = {},
+): Promise<EncodedVideo> {
+  const { frames, audioPath, outputPath } = input;
+  // The stream's own frame rate is the truth: frames were rendered for it.
+  const settings: EncodeSettings = { ...input.settings, fps: frames.fps };
+  const { width, height } = frames;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 2 || height < 2 || !(frames.fps > 0)) {
+    throw encodeFailed(outputPath, `the frame stream is ${width}x${height} at ${frames.fps} fps; need whole sizes of at least 2x2 and fps above 0`);
+  }
+  await checkCommon(audioPath, outputPath, settings, options);
+  const audio = await readAudioInfo(audioPath, { ...options, input: 'audio' });
+  const geometry = outputGeometry(width, height, settings.size);
+  const codec = codecArgs(settings, false);
+  const frameBytes = width * height * 4;
+  const expected = frames.frameCount;
+  const videoSeconds = expected / frames.fps;
+  const log = options.log ?? silentLogger;
+  if (expected > 0 && Math.abs(videoSeconds - audio.durationSeconds) > 1 / frames.fps + 0.05) {
+    log.warn('frame count and audio length differ', { videoSeconds, audioSeconds: audio.durationSeconds });
+  }
+
+  return withPartialOutput(outputPath, settings, options, async (job) => {
+    job.log.info('encoding frame stream', { width: geometry.width, height: geometry.height, frames: expected, fps: frames.fps, format: settings.format });
+    const command = newCommand(job)
+      .input('pipe:0')
+      .inputFormat('rawvideo')
+      .inputOptions(['-pix_fmt', 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)])
+      .input(audioPath)
+      .outputOptions([
+        '-hide_banner',
+        '-map', '0:v:0', '-map', '1:a:0',
+        '-vf', `${geometry.filter},${COLOR_FILTER}`,
+        '-r', String(frames.fps),
+        ...codec.options,
+      ])
+      .videoCodec(codec.videoCodec)
+      .audioCodec(codec.audioCodec)
+      .format(codec.muxer)
+      .output(job.partialPath);
+    const running = start(command, job, () => {});
+
+    let abortWait: () => void = () => {};
+    const aborted = new Promise<'aborted'>((resolve) => { abortWait = () => resolve('aborted'); });
+    const onAbort = (): void => {
+      running.kill();
+      abortWait();
+    };
+    job.signal?.addEventListener('abort', onAbort, { once: true });
+    if (job.signal?.aborted) onAbort();
+
+    const iterator = frames.frames[Symbol.asyncIterator]();
+    let written = 0;
+    let finished = false;
+    try {
+      const proc = await Promise.race([running.started, aborted]);
+      if (proc === 'aborted') throw cancelled();
+      if (!proc?.stdin) {
+        await running.done; // a spawn failure: `done` carries the reason
+        throw encodeFailed(outputPath, 'ffmpeg did not start');
+      }
+      const stdin = proc.stdin;
+      // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
+      stdin.on('error', () => {});
+      const exited = running.done.then(() => 'exited' as const, () => 'exited' as const);
+      for (;;) {
+        const pending = iterator.next();
+        pending.catch(() => {}); // still observed below; this only keeps a late rejection after abort quiet
+        const next = await Promise.race([pending, aborted, exited]);
+        if (next === 'aborted') throw cancelled();
+        if (next === 'exited') break;
+        if (next.done) {
+          finished = true;
+          break;
+        }
+        const frame = next.value;
+        if (frame.byteLength !== frameBytes) {
+          throw new FrameSizeError(
+            `frame ${written + 1} has ${frame.byteLength} bytes; a ${width}x${height} RGBA frame has ${frameBytes}`,
+          );
+        }
+        try {
+          await writeChunk(stdin, frame);
+        } catch {
+          break; // ffmpeg stopped reading: `done` says why
+        }
+        written += 1;
+        if (expected > 0) options.progress?.(Math.min(0.99, written / expected), 'encoding');
+      }
+      if (finished) stdin.end();
+      await running.done;
+      if (!finished) throw encodeFailed(outputPath, `ffmpeg stopped after ${written} frames`);
+      if (written === 0) throw encodeFailed(outputPath, 'the frame stream had no frames');
+      if (expected > 0 && written !== expected) {
+        job.log.warn('frame stream length differs from its frameCount', { frameCount: expected, written });
+      }
+      options.progress?.(1, 'encoded');
+    } catch (error) {
+      running.kill();
+      await running.done.catch(() => {});
+      if (!finished) void Promise.resolve(iterator.return?.()).catch(() => {});
+      if (error instanceof FrameSizeError) throw encodeFailed(outputPath, error.message, error);
+      throw error;
+    } finally {
+      job.signal?.removeEventListener('abort', onAbort);
+    }
+  });
+}
+
+/**
+ * Checks the binaries and fills fluent-ffmpeg's per-process cache of formats and encoders (it consults
+ * them before every command), so the first encode does not pay for three extra ffmpeg runs.
+ */
+export async function warmUp(paths: FfmpegToolPaths = {}): Promise<void> {
+  const tools = resolveTools(paths);
+  await Promise.all([toolVersion('ffmpeg', tools.ffmpeg), toolVersion('ffprobe', tools.ffprobe)]);
+  ffmpeg.setFfmpegPath(tools.ffmpeg);
+  await new Promise<void>((resolve, reject) => {
+    ffmpeg.getAvailableFormats((formatError) => {
+      if (formatError) return reject(formatError);
+      ffmpeg.getAvailableEncoders((encoderError) => (encoderError ? reject(encoderError) : resolve()));
+    });
+  });
+}
+
+/** Dispatches on the input kind. */
+export function encodeVideo(input: EncodeInput, options: EncodeOptions = {}): Promise<EncodedVideo> {
+  return input.kind === 'still' ? encodeStill(input, options) : encodeFrames(input, options);
+}

@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { QUALITY_PRESETS } from '@avatar/core';
+import { codecArgs, outputGeometry, vp9Crf } from './settings.js';
+
+describe('outputGeometry', () => {
+  it('makes the longer side the preset size and keeps the aspect ratio', () => {
+    expect(outputGeometry(800, 600, 512)).toEqual({ width: 512, height: 384, filter: 'scale=512:384:flags=lanczos' });
+    expect(outputGeometry(600, 800, 256)).toMatchObject({ width: 192, height: 256 });
+  });
+
+  it('rounds both sides down to even numbers', () => {
+    const g = outputGeometry(1000, 333, 512);
+    expect(g.width).toBe(512);
+    expect(g.height % 2).toBe(0);
+    expect(Math.abs(g.width / g.height - 1000 / 333)).toBeLessThan(0.02);
+  });
+
+  it('never upscales; a small picture keeps its size and odd edges are cropped, not resampled', () => {
+    expect(outputGeometry(300, 200, 1024)).toEqual({ width: 300, height: 200, filter: 'null' });
+    expect(outputGeometry(301, 201, 1024)).toEqual({ width: 300, height: 200, filter: 'crop=300:200:0:0' });
+  });
+});
+
+describe('codec arguments', () => {
+  it('maps x264 crf onto the VP9 scale at both ends and in the middle', () => {
+    expect(vp9Crf(0)).toBe(0);
+    expect(vp9Crf(51)).toBe(63);
+    expect(vp9Crf(23)).toBe(28);
+  });
+
+  it('MP4 uses libx264 + aac, yuv420p, faststart, stillimage tuning only for stills', () => {
+    const settings = { format: 'mp4' as const, ...QUALITY_PRESETS.medium };
+    const still = codecArgs(settings, true);
+    expect([still.videoCodec, still.audioCodec, still.muxer]).toEqual(['libx264', 'aac', 'mp4']);
+    expect(still.options.join(' ')).toContain('-preset medium -crf 23 -tune stillimage -pix_fmt yuv420p');
+    expect(still.options.join(' ')).toContain('-movflags +faststart');
+    expect(codecArgs(settings, false).options).not.toContain('stillimage');
+  });
+
+  it('WebM uses constant-quality VP9 (-b:v 0) with the preset as deadline/cpu-used, and Opus', () => {
+    const webm = codecArgs({ format: 'webm', ...QUALITY_PRESETS.low }, true);
+    expect([webm.videoCodec, webm.audioCodec, webm.muxer]).toEqual(['libvpx-vp9', 'libopus', 'webm']);
+    expect(webm.options.join(' ')).toContain('-crf 35 -b:v 0 -deadline good -cpu-used 5');
+    expect(webm.options.join(' ')).toContain('-b:a 96k');
+  });
+});

@@ -1,0 +1,113 @@
+import type { EncodeSettings, EncodingPreset } from '@avatar/core';
+
+export interface OutputGeometry {
+  width: number;
+  height: number;
+  /** the video filter that turns the source picture into width x height (no format conversion) */
+  filter: string;
+}
+
+const even = (n: number): number => Math.max(2, Math.floor(n / 2) * 2);
+
+/**
+ * The output size for a source picture: the longer side becomes `size`, the other follows the aspect
+ * ratio, both rounded down to even numbers (yuv420p needs even dimensions).
+ *
+ * Never upscales: a picture smaller than `size` keeps its own size (rounded down to even), because
+ * enlarging a small photo only adds blur and bytes. When the size stays, odd edges are cropped by one
+ * pixel rather than resampled, so the picture stays sharp; a real downscale uses lanczos.
+ */
+export function outputGeometry(sourceWidth: number, sourceHeight: number, size: number): OutputGeometry {
+  const longer = Math.max(sourceWidth, sourceHeight);
+  const scale = Math.min(1, size / longer);
+  if (scale === 1 || (even(sourceWidth) === even(sourceWidth * scale) && even(sourceHeight) === even(sourceHeight * scale))) {
+    const width = even(sourceWidth);
+    const height = even(sourceHeight);
+    const filter = width === sourceWidth && height === sourceHeight ? 'null' : `crop=${width}:${height}:0:0`;
+    return { width, height, filter };
+  }
+  const width = even(sourceWidth * scale);
+  const height = even(sourceHeight * scale);
+  return { width, height, filter: `scale=${width}:${height}:flags=lanczos` };
+}
+
+/**
+ * Colour conversion to yuv420p with the BT.709 matrix in limited range, tagged as such, which is
+ * what browsers and players assume for web video; swscale's untagged default (BT.601) shifts colours.
+ */
+export const COLOR_FILTER = 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setsar=1';
+export const COLOR_TAGS = ['-colorspace', 'bt709', '-color_primaries', 'bt709', '-color_trc', 'bt709', '-color_range', 'tv'];
+
+export interface Vp9Speed {
+  deadline: 'best' | 'good' | 'realtime';
+  cpuUsed: number;
+}
+
+/**
+ * x264 preset names mapped onto libvpx-vp9's speed knobs. "good" with cpu-used 0..5 covers the
+ * normal presets (lower is slower and better); the two fastest use the realtime deadline, which is
+ * the only mode where libvpx goes faster still; veryslow asks for "best".
+ */
+export const VP9_SPEED: Readonly<Record<EncodingPreset, Vp9Speed>> = {
+  ultrafast: { deadline: 'realtime', cpuUsed: 8 },
+  superfast: { deadline: 'realtime', cpuUsed: 7 },
+  veryfast: { deadline: 'good', cpuUsed: 5 },
+  faster: { deadline: 'good', cpuUsed: 4 },
+  fast: { deadline: 'good', cpuUsed: 3 },
+  medium: { deadline: 'good', cpuUsed: 2 },
+  slow: { deadline: 'good', cpuUsed: 1 },
+  slower: { deadline: 'good', cpuUsed: 0 },
+  veryslow: { deadline: 'best', cpuUsed: 0 },
+};
+
+/**
+ * x264's crf scale (0..51) stretched onto VP9's (0..63), so both ends and the middle line up:
+ * 18 -> 22, 23 -> 28, 28 -> 35. Used with -b:v 0, which makes libvpx-vp9 a pure constant-quality encoder.
+ */
+export function vp9Crf(x264Crf: number): number {
+  return Math.min(63, Math.max(0, Math.round((x264Crf * 63) / 51)));
+}
+
+export interface CodecArgs {
+  videoCodec: string;
+  audioCodec: string;
+  /** muxer name for -f */
+  muxer: string;
+  options: string[];
+}
+
+/** Codec options for the output; `still` adds x264's stillimage tuning. */
+export function codecArgs(settings: EncodeSettings, still: boolean): CodecArgs {
+  const audio = ['-b:a', `${Math.round(settings.audioBitrateKbps)}k`];
+  if (settings.format === 'webm') {
+    const speed = VP9_SPEED[settings.preset] ?? VP9_SPEED.medium;
+    return {
+      videoCodec: 'libvpx-vp9',
+      audioCodec: 'libopus',
+      muxer: 'webm',
+      options: [
+        '-crf', String(vp9Crf(settings.crf)), '-b:v', '0',
+        '-deadline', speed.deadline, '-cpu-used', String(speed.cpuUsed),
+        // row-based multithreading: several times faster on more than one core, same output quality
+        '-row-mt', '1',
+        '-pix_fmt', 'yuv420p',
+        ...COLOR_TAGS,
+        ...audio,
+      ],
+    };
+  }
+  return {
+    videoCodec: 'libx264',
+    audioCodec: 'aac',
+    muxer: 'mp4',
+    options: [
+      '-preset', settings.preset, '-crf', String(settings.crf),
+      ...(still ? ['-tune', 'stillimage'] : []),
+      '-pix_fmt', 'yuv420p',
+      ...COLOR_TAGS,
+      ...audio,
+      // the index (moov) before the data, so a browser starts playing before the download ends
+      '-movflags', '+faststart',
+    ],
+  };
+}

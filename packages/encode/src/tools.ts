@@ -1,0 +1,121 @@
+import { execFile } from 'node:child_process';
+import { AvatarError } from '@avatar/core';
+
+export const FFMPEG_INSTALL = 'apt-get install -y ffmpeg';
+
+/** Where the ffmpeg and ffprobe binaries are. */
+export interface FfmpegToolPaths {
+  /** default: $AVATAR_FFMPEG, else "ffmpeg" from PATH */
+  ffmpegPath?: string;
+  /** default: $AVATAR_FFPROBE, else "ffprobe" from PATH */
+  ffprobePath?: string;
+}
+
+export interface ResolvedTools {
+  ffmpeg: string;
+  ffprobe: string;
+}
+
+/** Read at call time, so a changed environment takes effect without reloading the module. */
+export function resolveTools(paths: FfmpegToolPaths = {}): ResolvedTools {
+  return {
+    ffmpeg: paths.ffmpegPath ?? nonEmpty(process.env.AVATAR_FFMPEG) ?? 'ffmpeg',
+    ffprobe: paths.ffprobePath ?? nonEmpty(process.env.AVATAR_FFPROBE) ?? 'ffprobe',
+  };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
+}
+
+export interface ToolOutput {
+  stdout: string;
+  stderr: string;
+}
+
+/** A tool that ran but failed; the caller turns it into the right AvatarError. */
+export class ToolRunError extends Error {
+  override readonly name = 'ToolRunError';
+  constructor(
+    readonly tool: string,
+    readonly exitCode: number | null,
+    readonly stderr: string,
+  ) {
+    super(`${tool} failed (exit ${exitCode ?? 'signal'}): ${meaningfulLines(stderr, 3) || 'no message'}`);
+  }
+}
+
+function isSpawnMissing(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR';
+}
+
+export function toolMissing(toolName: 'ffmpeg' | 'ffprobe', binary: string, cause?: unknown): AvatarError {
+  const tool = binary === toolName ? toolName : `${toolName} (${binary})`;
+  return new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool, install: FFMPEG_INSTALL }, { cause });
+}
+
+/** Runs a tool to completion and collects its output; a missing binary becomes AVATAR_ERR_TOOL_MISSING. */
+export function runTool(
+  toolName: 'ffmpeg' | 'ffprobe',
+  binary: string,
+  args: readonly string[],
+  options: { signal?: AbortSignal; maxBuffer?: number } = {},
+): Promise<ToolOutput> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      binary,
+      args,
+      { encoding: 'utf8', maxBuffer: options.maxBuffer ?? 32 * 1024 * 1024, ...(options.signal && { signal: options.signal }) },
+      (error, stdout, stderr) => {
+        if (!error) return resolve({ stdout, stderr });
+        if (isSpawnMissing(error)) return reject(toolMissing(toolName, binary, error));
+        if (error.name === 'AbortError') return reject(error);
+        const exitCode = typeof error.code === 'number' ? error.code : null;
+        reject(new ToolRunError(toolName, exitCode, stderr));
+      },
+    );
+  });
+}
+
+const versions = new Map<string, string>();
+
+/**
+ * The first line of `<binary> -version`, checked once per binary path; a missing binary throws
+ * AVATAR_ERR_TOOL_MISSING. Only successes are cached, so installing the tool later is noticed.
+ */
+export async function toolVersion(toolName: 'ffmpeg' | 'ffprobe', binary: string): Promise<string> {
+  const known = versions.get(binary);
+  if (known !== undefined) return known;
+  let out: ToolOutput;
+  try {
+    out = await runTool(toolName, binary, ['-hide_banner', '-version']);
+  } catch (error) {
+    if (error instanceof ToolRunError) throw toolMissing(toolName, binary, error);
+    throw error;
+  }
+  const first = out.stdout.split('\n')[0]?.trim() ?? '';
+  const version = /version\s+(\S+)/.exec(first)?.[1] ?? (first || 'unknown');
+  versions.set(binary, version);
+  return version;
+}
+
+const PROGRESS_LINE = /^(frame|size|video:|audio:)=?|time=\S+.*bitrate=|^\s*$/;
+const NOISE_LINE = /^(Press \[q\]|Stream mapping:|Input #|Output #|Metadata:|Duration:|Stream #|ffmpeg version|Conversion failed!|\s)/;
+/** Lists of valid values and end-of-encode statistics that follow the real complaint. */
+const AFTERWORD = /^(\S+: )?(Possible (presets|tunes|profiles):|frame [IPB]|mb [IPB]|kb\/s|Qavg|8x8|coded|i16|i8|i4|ref [PB]|Weighted|consecutive|final ratefactor|direct mvs|using)/;
+const ADDRESS_PREFIX = /^\[([^\]@]+?)\s*@\s*0x[0-9a-f]+\]\s*/i;
+
+/**
+ * The last `count` lines of ffmpeg's stderr that say something: progress lines, stream listings and
+ * banner lines dropped, "[libx264 @ 0x55...] msg" shortened to "libx264: msg".
+ */
+export function meaningfulLines(stderr: string, count = 3): string {
+  const lines = stderr
+    .split(/\r\n|\r|\n/)
+    .filter((line) => !PROGRESS_LINE.test(line) && !NOISE_LINE.test(line))
+    .map((line) => line.trim().replace(ADDRESS_PREFIX, (_whole, source: string) => `${source.trim()}: `));
+  const reasons = lines.filter((line) => !AFTERWORD.test(line));
+  const unique = reasons.filter((line, index) => reasons.indexOf(line) === index);
+  return unique.slice(-count).join(' | ');
+}

@@ -1,0 +1,193 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isAvatarError, silentLogger } from '@avatar/core';
+import type { RunContext, Speech, StagePlugin, VoiceSettings } from '@avatar/core';
+import { analyzeSpeech } from './analysis.js';
+import { createTtsPlugin, parseFlitePhonemes } from './engines.js';
+import { plugins } from './index.js';
+import { runTool } from './spawn.js';
+import { estimateSpeechSeconds } from './text.js';
+import { DEFAULT_VOICE, listVoices } from './voices.js';
+import type { EngineName } from './voices.js';
+import { toFloat } from './wav.js';
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'avatar-tts-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function ctx(signal = new AbortController().signal): RunContext {
+  return { signal, progress: () => undefined, log: silentLogger, workDir: join(dir, 'work') };
+}
+
+async function speak(plugin: StagePlugin<'tts'>, voice: VoiceSettings, text: string, name: string, signal?: AbortSignal): Promise<Speech> {
+  const loaded = await plugin.load({ log: silentLogger, storageDir: dir });
+  try {
+    return await loaded.run({ text, voice, outputPath: join(dir, name), maxSeconds: 60 }, ctx(signal));
+  } finally {
+    await loaded.unload();
+  }
+}
+
+const SENTENCE = 'The quick brown fox jumps over the lazy dog, and then it runs away.';
+
+const ENGINES: Array<{ engine: EngineName; voice: string; rate: number }> = [
+  { engine: 'flite', voice: 'slt', rate: 16000 },
+  { engine: 'festival', voice: 'cmu_us_slt_arctic_hts', rate: 32000 },
+  { engine: 'espeak-ng', voice: 'en-us', rate: 22050 },
+];
+
+describe.each(ENGINES)('$engine', ({ engine, voice, rate }) => {
+  const plugin = createTtsPlugin(engine);
+  const settings: VoiceSettings = { engine, voice, language: 'en-US', rate: 1, pitch: 0 };
+  let normal: Speech;
+
+  beforeAll(async () => {
+    normal = await speak(plugin, settings, SENTENCE, `${engine}-normal.wav`);
+  });
+
+  it('is exported as a tts plugin and finds its binary', async () => {
+    expect(plugins.some((p) => p.name === engine && p.stage === 'tts')).toBe(true);
+    const check = await plugin.check?.();
+    expect(check?.ok).toBe(true);
+    expect(check?.detail).toMatch(new RegExp(`${engine} .*at /`));
+  });
+
+  it('writes a mono 16-bit WAV at the native rate, plausible in length and not silent', async () => {
+    const bytes = await readFile(normal.wavPath);
+    expect(bytes.subarray(0, 4).toString('latin1')).toBe('RIFF');
+    expect(bytes.subarray(8, 12).toString('latin1')).toBe('WAVE');
+    const view = new DataView(bytes.buffer, bytes.byteOffset);
+    expect(view.getUint16(22, true)).toBe(1); // channels
+    expect(view.getUint32(24, true)).toBe(rate);
+    expect(view.getUint16(34, true)).toBe(16);
+    expect(normal.sampleRate).toBe(rate);
+    // 17 syllables with one pause: between 2.5 and 7 seconds for any sane voice
+    expect(normal.durationSeconds).toBeGreaterThan(2.5);
+    expect(normal.durationSeconds).toBeLessThan(7);
+    expect(normal.pcm.length).toBe(Math.round(normal.durationSeconds * rate));
+    let peak = 0;
+    for (const s of normal.pcm) peak = Math.max(peak, Math.abs(s));
+    expect(peak).toBeGreaterThan(3000);
+    expect(normal.spokenText).toBe(SENTENCE);
+    // nothing left behind but the output
+    expect((await readdir(dir)).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+
+  it('speaks faster at rate 2', async () => {
+    const fast = await speak(plugin, { ...settings, rate: 2 }, SENTENCE, `${engine}-fast.wav`);
+    expect(fast.durationSeconds).toBeLessThan(normal.durationSeconds * 0.75);
+  });
+
+  it('raises the measured pitch when pitch goes up', async () => {
+    const up = await speak(plugin, { ...settings, pitch: 4 }, SENTENCE, `${engine}-up.wav`);
+    const before = analyzeSpeech(toFloat(normal.pcm), normal.sampleRate).medianPitchHz;
+    const after = analyzeSpeech(toFloat(up.pcm), up.sampleRate).medianPitchHz;
+    // +4 semitones is x1.26; allow for the engines' own intonation changes
+    expect(after / before).toBeGreaterThan(1.15);
+    expect(after / before).toBeLessThan(1.4);
+  });
+
+  it(engine === 'espeak-ng' ? 'reports no phoneme timings (the CLI cannot)' : 'reports monotonic phoneme timings covering the audio', () => {
+    if (engine === 'espeak-ng') {
+      expect(normal.phonemes).toBeUndefined();
+      return;
+    }
+    const phonemes = normal.phonemes ?? [];
+    expect(phonemes.length).toBeGreaterThan(30);
+    expect(phonemes[0]?.start).toBe(0);
+    expect(phonemes[phonemes.length - 1]?.end).toBeCloseTo(normal.durationSeconds, 2);
+    for (let i = 0; i < phonemes.length; i++) {
+      const p = phonemes[i];
+      expect(p && p.end > p.start).toBe(true);
+      if (i > 0) expect(p?.start).toBeCloseTo(phonemes[i - 1]?.end ?? -1, 6);
+    }
+    expect(phonemes.map((p) => p.phoneme)).toEqual(expect.arrayContaining(['pau', 'k', 'w', 'ih', 'f', 'aa', 'd', 'ao', 'g']));
+  });
+
+  it('maps a missing binary to AVATAR_ERR_TOOL_MISSING with the install command', async () => {
+    const missing = createTtsPlugin(engine, { binary: '/nonexistent/bin/engine' });
+    const error = await speak(missing, settings, 'Hello there.', `${engine}-missing.wav`).catch((e: unknown) => e);
+    expect(isAvatarError(error, 'AVATAR_ERR_TOOL_MISSING')).toBe(true);
+    expect((error as Error & { hint: string }).hint).toContain('apt-get install');
+    const check = await missing.check?.();
+    expect(check?.ok).toBe(false);
+    expect(check?.install).toContain('apt-get install');
+  });
+});
+
+describe('engine failures and cancellation', () => {
+  it('kills the engine on abort and leaves no output file', async () => {
+    let pid = 0;
+    const plugin = createTtsPlugin('festival', { onSpawn: (p) => (pid = p) });
+    const controller = new AbortController();
+    const started = Date.now();
+    const pending = speak(plugin, { engine: 'festival', voice: 'cmu_us_slt_arctic_hts', language: 'en-US', rate: 1, pitch: 0 }, SENTENCE.repeat(6), 'aborted.wav', controller.signal);
+    while (pid === 0 && Date.now() - started < 5000) await new Promise((r) => setTimeout(r, 10));
+    expect(pid).toBeGreaterThan(0);
+    controller.abort();
+    const error = await pending.catch((e: unknown) => e);
+    expect(isAvatarError(error, 'AVATAR_ERR_CANCELLED')).toBe(true);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(() => process.kill(pid, 0)).toThrow();
+    const files = await readdir(dir);
+    expect(files.filter((f) => f.includes('aborted'))).toEqual([]);
+  });
+
+  it('reports an engine failure with its stderr', async () => {
+    const error = await speak(createTtsPlugin('festival'), { engine: 'festival', voice: 'no_such_voice', language: 'en-US', rate: 1, pitch: 0 }, 'Hello.', 'fail.wav').catch((e: unknown) => e);
+    expect(isAvatarError(error, 'AVATAR_ERR_TTS_FAILED')).toBe(true);
+    expect((error as Error).message).toMatch(/voice_no_such_voice/);
+    expect((await readdir(dir)).filter((f) => f.includes('fail'))).toEqual([]);
+  });
+
+  it('refuses an unknown flite voice instead of speaking with the default', async () => {
+    const error = await speak(createTtsPlugin('flite'), { engine: 'flite', voice: 'nobody', language: 'en-US', rate: 1, pitch: 0 }, 'Hello.', 'nobody.wav').catch((e: unknown) => e);
+    expect(isAvatarError(error, 'AVATAR_ERR_CONFIG_INVALID')).toBe(true);
+  });
+
+  it('checks the real duration against the limit after synthesis', async () => {
+    const voice: VoiceSettings = { engine: 'flite', voice: 'slt', language: 'en-US', rate: 0.7, pitch: 0 };
+    const real = (await speak(createTtsPlugin('flite'), voice, SENTENCE, 'free-length.wav')).durationSeconds;
+    const estimate = estimateSpeechSeconds(SENTENCE, voice);
+    // the estimate errs short by design, so a limit between the two passes the early check only
+    expect(real).toBeGreaterThan(estimate);
+    const loaded = await createTtsPlugin('flite').load({ log: silentLogger, storageDir: dir });
+    const error = await loaded
+      .run({ text: SENTENCE, voice, outputPath: join(dir, 'limit.wav'), maxSeconds: (estimate + real) / 2 }, ctx())
+      .catch((e: unknown) => e);
+    expect(isAvatarError(error, 'AVATAR_ERR_INPUT_TEXT_TOO_LONG')).toBe(true);
+    expect((error as { params: { seconds: number } }).params.seconds).toBe(Math.round(real));
+    expect((await readdir(dir)).filter((f) => f.startsWith('limit'))).toEqual([]);
+  });
+
+  it('passes text as data, never through a shell', async () => {
+    const speech = await speak(createTtsPlugin('flite'), { engine: 'flite', voice: 'kal', language: 'en-US', rate: 1, pitch: 0 }, 'Say "$(touch /tmp/pwned)" and `id`; ok.', 'quoted.wav');
+    expect(speech.durationSeconds).toBeGreaterThan(1);
+    const tool = await runTool('sh', ['-c', 'test -e /tmp/pwned && echo yes || echo no'], { tool: 'sh', install: '', engine: 'sh' });
+    expect(tool.stdout.trim()).toBe('no');
+  });
+
+  it('speaks with the default voice, which is a listed voice', async () => {
+    expect(listVoices(DEFAULT_VOICE.engine).map((v) => v.voice)).toContain(DEFAULT_VOICE.voice);
+    const speech = await speak(createTtsPlugin(DEFAULT_VOICE.engine as EngineName), { ...DEFAULT_VOICE }, 'Hello, 2 worlds.', 'default.wav');
+    expect(speech.spokenText).toBe('Hello, two worlds.');
+    expect(speech.durationSeconds).toBeGreaterThan(0.6);
+    expect(speech.phonemes?.length).toBeGreaterThan(5);
+  });
+
+  it('chains flite per-utterance phoneme times', () => {
+    expect(parseFlitePhonemes('pau:0.2 hh:0.3 pau:0.5 \npau:0.1 ay:0.4 \n')).toEqual([
+      { phoneme: 'pau', start: 0, end: 0.2 },
+      { phoneme: 'hh', start: 0.2, end: 0.3 },
+      { phoneme: 'pau', start: 0.3, end: 0.5 },
+      { phoneme: 'pau', start: 0.5, end: 0.6 },
+      { phoneme: 'ay', start: 0.6, end: 0.9 },
+    ]);
+  });
+});

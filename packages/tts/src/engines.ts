@@ -1,0 +1,378 @@
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AvatarError, PLUGIN_API_VERSION, partialPathFor } from '@avatar/core';
+import type { PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
+import { runTool, toolVersion, whichTool } from './spawn.js';
+import { prepareText, stripAccents } from './text.js';
+import { espeakPitchParam, ESPEAK_PITCH_TABLE, findVoice, listVoices } from './voices.js';
+import type { EngineName } from './voices.js';
+import { readWav } from './wav.js';
+
+export const INSTALL = {
+  flite: 'sudo apt-get install -y flite',
+  festival: 'sudo apt-get install -y festival festvox-us-slt-hts',
+  'espeak-ng': 'sudo apt-get install -y espeak-ng',
+  sox: 'sudo apt-get install -y sox',
+} as const;
+
+export interface EngineOptions {
+  /** the engine's executable: a name looked up on PATH or an absolute path */
+  binary?: string;
+  /** sox, used for pitch shifts the engine cannot make itself */
+  soxBinary?: string;
+  /** told each child's pid (tests use it) */
+  onSpawn?: (pid: number) => void;
+}
+
+interface RenderJob {
+  text: string;
+  voice: VoiceSettings;
+  /** where the engine writes its WAV */
+  wavPath: string;
+  tmpDir: string;
+  binary: string;
+  signal: AbortSignal;
+  onSpawn?: (pid: number) => void;
+}
+
+interface RenderResult {
+  phonemes?: PhonemeTiming[];
+  /** semitones still to shift after synthesis, because the engine could not */
+  pitchLeft: number;
+}
+
+interface EngineSpec {
+  name: EngineName;
+  binary: string;
+  description: string;
+  /** voice names are spliced into engine arguments or Scheme code, so they must look like names */
+  voicePattern: RegExp;
+  render(job: RenderJob): Promise<RenderResult>;
+  version(binary: string): Promise<string | undefined>;
+  installedVoices(binary: string): Promise<string[]>;
+}
+
+function invalidVoice(field: string, problem: string, value: unknown, expected: string): AvatarError {
+  return new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field, problem, value: JSON.stringify(value), expected });
+}
+
+function checkVoiceSettings(spec: EngineSpec, voice: VoiceSettings): void {
+  if (voice.engine !== spec.name) throw invalidVoice('voice.engine', `is not ${spec.name}`, voice.engine, `Give engine "${spec.name}" to this engine.`);
+  if (!spec.voicePattern.test(voice.voice)) {
+    const known = listVoices(spec.name).map((v) => v.voice).join(', ');
+    throw invalidVoice('voice.voice', `is not a ${spec.name} voice name`, voice.voice, `Known voices: ${known}.`);
+  }
+  if (!(Number.isFinite(voice.rate) && voice.rate >= 0.25 && voice.rate <= 4)) throw invalidVoice('voice.rate', 'must be from 0.25 to 4', voice.rate, 'Give a rate from 0.25 to 4 (1 = normal).');
+  if (!(Number.isFinite(voice.pitch) && voice.pitch >= -24 && voice.pitch <= 24)) throw invalidVoice('voice.pitch', 'must be from -24 to 24 semitones', voice.pitch, 'Give a pitch shift in semitones from -24 to 24 (0 = the voice\'s own).');
+}
+
+/** Phoneme timings made safe for later stages: sorted, non-overlapping, inside the audio. */
+function tidyPhonemes(list: PhonemeTiming[], duration: number): PhonemeTiming[] {
+  const out: PhonemeTiming[] = [];
+  let t = 0;
+  for (const p of list) {
+    const start = Math.min(Math.max(p.start, t), duration);
+    const end = Math.min(Math.max(p.end, start), duration);
+    if (end > start) out.push({ phoneme: p.phoneme, start, end });
+    t = end;
+  }
+  // engines round their times; stretch the last segment so the list covers the audio exactly
+  const last = out[out.length - 1];
+  if (last && duration - last.end < 0.25) last.end = duration;
+  return out;
+}
+
+function cents(semitones: number): string {
+  return String(Math.round(semitones * 100));
+}
+
+/** The shared run: checks, synthesis into a temp folder, an optional sox pitch shift, then an atomic move. */
+async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsInput, ctx: RunContext): Promise<Speech> {
+  const { voice } = input;
+  checkVoiceSettings(spec, voice);
+  ctx.progress(0, 'checking text');
+  const { spokenText } = prepareText(input.text, voice, input.maxSeconds);
+  if (ctx.signal.aborted) throw new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' });
+  await mkdir(ctx.workDir, { recursive: true });
+  const tmpDir = await mkdtemp(join(ctx.workDir, `.tts-${spec.name}-`));
+  const partial = partialPathFor(input.outputPath);
+  const binary = options.binary ?? spec.binary;
+  try {
+    ctx.progress(0.1, `synthesising with ${spec.name} ${voice.voice}`);
+    const raw = join(tmpDir, 'engine.wav');
+    const rendered = await spec.render({
+      text: spec.name === 'espeak-ng' ? spokenText : stripAccents(spokenText),
+      voice,
+      wavPath: raw,
+      tmpDir,
+      binary,
+      signal: ctx.signal,
+      ...(options.onSpawn && { onSpawn: options.onSpawn }),
+    });
+    if (Math.abs(rendered.pitchLeft) >= 0.05) {
+      ctx.progress(0.8, 'shifting pitch');
+      await runTool(options.soxBinary ?? 'sox', [raw, '-b', '16', partial, 'pitch', cents(rendered.pitchLeft)], {
+        tool: 'sox', install: INSTALL.sox, engine: `${spec.name} (sox pitch shift)`, signal: ctx.signal,
+        ...(options.onSpawn && { onSpawn: options.onSpawn }),
+      });
+    } else {
+      await copyFile(raw, partial);
+    }
+    let wav;
+    try {
+      wav = await readWav(partial);
+    } catch (error) {
+      throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: spec.name, reason: `it wrote no usable WAV (${(error as Error).message})` }, { cause: error });
+    }
+    if (wav.channels !== 1) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: spec.name, reason: `it wrote ${wav.channels} channels, expected mono` });
+    if (wav.samples.length === 0) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: spec.name, reason: 'it wrote no audio' });
+    if (wav.durationSeconds > input.maxSeconds) {
+      throw new AvatarError('AVATAR_ERR_INPUT_TEXT_TOO_LONG', { input: 'text', seconds: Math.round(wav.durationSeconds), limit: input.maxSeconds });
+    }
+    if (ctx.signal.aborted) throw new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' });
+    await rename(partial, input.outputPath);
+    ctx.progress(1, 'speech ready');
+    const speech: Speech = {
+      wavPath: input.outputPath,
+      sampleRate: wav.sampleRate,
+      pcm: wav.samples,
+      durationSeconds: wav.durationSeconds,
+      spokenText,
+    };
+    if (rendered.phonemes) speech.phonemes = tidyPhonemes(rendered.phonemes, wav.durationSeconds);
+    return speech;
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw error;
+  } finally {
+    await rm(tmpDir, { recursive: true, force: true });
+  }
+}
+
+function makePlugin(spec: EngineSpec, options: EngineOptions = {}): StagePlugin<'tts'> {
+  const binary = options.binary ?? spec.binary;
+  return {
+    name: spec.name,
+    stage: 'tts',
+    apiVersion: PLUGIN_API_VERSION,
+    description: spec.description,
+    resources: { device: 'cpu', ramMB: spec.name === 'festival' ? 200 : 50 },
+    async check(): Promise<PluginCheck> {
+      const path = await whichTool(binary);
+      if (!path) return { ok: false, detail: `${spec.name} not found (${binary})`, install: INSTALL[spec.name] };
+      const version = (await spec.version(binary)) ?? 'unknown version';
+      const voices = await spec.installedVoices(binary).catch(() => []);
+      if (voices.length === 0) return { ok: false, detail: `${spec.name} ${version} at ${path} has no voices installed`, install: INSTALL[spec.name] };
+      return { ok: true, detail: `${spec.name} ${version} at ${path}; voices: ${voices.join(', ')}` };
+    },
+    async load() {
+      return {
+        run: (input: TtsInput, ctx: RunContext) => synthesize(spec, options, input, ctx),
+        unload: async () => undefined,
+      };
+    },
+  };
+}
+
+// ---- flite ----
+
+/** flite voices whose pitch follows int_f0_target_mean; the rest are shifted with sox afterwards. */
+const FLITE_F0_VOICES = new Set(['slt', 'awb', 'kal', 'kal16']);
+
+/** -psdur prints one line per utterance, each timed from its own start: chain them. */
+export function parseFlitePhonemes(stdout: string): PhonemeTiming[] {
+  const out: PhonemeTiming[] = [];
+  let offset = 0;
+  for (const line of stdout.split('\n')) {
+    let previous = offset;
+    let lastEnd = 0;
+    for (const token of line.trim().split(/\s+/)) {
+      const match = /^(.+):(\d+(?:\.\d+)?)$/.exec(token);
+      if (!match?.[1] || !match[2]) continue;
+      const end = offset + Number(match[2]);
+      out.push({ phoneme: match[1], start: previous, end });
+      previous = end;
+      lastEnd = end;
+    }
+    if (lastEnd > 0) offset = lastEnd;
+  }
+  return out;
+}
+
+const fliteVoiceCache = new Map<string, Promise<string[]>>();
+function fliteVoices(binary: string): Promise<string[]> {
+  let voices = fliteVoiceCache.get(binary);
+  if (!voices) {
+    voices = fliteSpec.installedVoices(binary);
+    fliteVoiceCache.set(binary, voices);
+    voices.catch(() => fliteVoiceCache.delete(binary));
+  }
+  return voices;
+}
+
+const fliteSpec: EngineSpec = {
+  name: 'flite',
+  binary: 'flite',
+  description: 'CMU Flite: small, fast, English voices (slt, rms, awb, kal); phoneme timings',
+  voicePattern: /^[A-Za-z0-9_-]+$|^\/[\w./-]+\.flitevox$/,
+  async render(job) {
+    // flite falls back to its default voice for an unknown name without a word, so check first
+    if (!job.voice.voice.startsWith('/')) {
+      const voices = await fliteVoices(job.binary);
+      if (!voices.includes(job.voice.voice)) {
+        throw invalidVoice('voice.voice', 'is not an installed flite voice', job.voice.voice, `Installed flite voices: ${voices.join(', ')}.`);
+      }
+    }
+    const textFile = join(job.tmpDir, 'text.txt');
+    await writeFile(textFile, `${job.text}\n`);
+    const args = ['-voice', job.voice.voice];
+    let pitchLeft = job.voice.pitch;
+    const info = findVoice('flite', job.voice.voice);
+    if (job.voice.pitch !== 0 && info && FLITE_F0_VOICES.has(info.voice)) {
+      args.push('--setf', `int_f0_target_mean=${(info.medianPitchHz * 2 ** (job.voice.pitch / 12)).toFixed(1)}`);
+      pitchLeft = 0;
+    }
+    if (job.voice.rate !== 1) args.push('--setf', `duration_stretch=${(1 / job.voice.rate).toFixed(4)}`);
+    args.push('-psdur', '-f', textFile, '-o', job.wavPath);
+    const { stdout, stderr } = await runTool(job.binary, args, {
+      tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
+    });
+    if (/error/i.test(stderr)) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: stderr.trim() });
+    return { phonemes: parseFlitePhonemes(stdout), pitchLeft };
+  },
+  version: (binary) => toolVersion(binary, ['--version'], /version:\s*flite-([\w.-]+)/),
+  async installedVoices(binary) {
+    const { stdout } = await runTool(binary, ['-lv'], { tool: 'flite', install: INSTALL.flite, engine: 'flite' });
+    return (stdout.split(':')[1] ?? '').trim().split(/\s+/).filter((v) => v && v !== 'awb_time');
+  },
+};
+
+// ---- festival ----
+
+function schemeString(text: string): string {
+  return `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/** utt.save.segs writes xlabel: a '#' line, then "end-time colour phone" per segment. */
+export function parseFestivalSegments(text: string): PhonemeTiming[] {
+  const out: PhonemeTiming[] = [];
+  let inBody = false;
+  let start = 0;
+  for (const line of text.split('\n')) {
+    if (!inBody) {
+      if (line.trim() === '#') inBody = true;
+      continue;
+    }
+    const match = /^\s*(\d+(?:\.\d+)?)\s+\S+\s+(\S+)/.exec(line);
+    if (!match?.[1] || !match[2]) continue;
+    const end = Number(match[1]);
+    out.push({ phoneme: match[2], start, end });
+    start = end;
+  }
+  return out;
+}
+
+const festivalSpec: EngineSpec = {
+  name: 'festival',
+  binary: 'festival',
+  description: 'Festival with the HTS slt voice: slower, smoother English; phoneme timings',
+  voicePattern: /^[a-z0-9_]+$/,
+  async render(job) {
+    const segs = join(job.tmpDir, 'segments.lab');
+    const script = join(job.tmpDir, 'synth.scm');
+    const rate = job.voice.rate;
+    // HTS voices take the speed as an engine parameter; other festival voices use Duration_Stretch
+    const lines = [
+      `(voice_${job.voice.voice})`,
+      `(if (boundp 'hts_engine_params) (set! hts_engine_params (append hts_engine_params (list (list "-r" ${rate.toFixed(4)})))))`,
+      `(if (not (boundp 'hts_engine_params)) (Parameter.set 'Duration_Stretch ${(1 / rate).toFixed(4)}))`,
+      `(set! utt (Utterance Text ${schemeString(job.text)}))`,
+      '(utt.synth utt)',
+      `(utt.save.wave utt ${schemeString(job.wavPath)} 'riff)`,
+      `(utt.save.segs utt ${schemeString(segs)})`,
+    ];
+    await writeFile(script, `${lines.join('\n')}\n`);
+    await runTool(job.binary, ['--batch', script], {
+      tool: 'festival', install: INSTALL.festival, engine: 'festival', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
+    });
+    const phonemes = parseFestivalSegments(await readFile(segs, 'utf8').catch(() => ''));
+    // the HTS engine in festival 2.5 ignores its half-tone parameter, so pitch is shifted with sox
+    return { phonemes, pitchLeft: job.voice.pitch };
+  },
+  version: (binary) => toolVersion(binary, ['--version'], /System:\s*([\d.]+)/),
+  async installedVoices(binary) {
+    const { stdout } = await runTool(binary, ['--batch', '(print (voice.list))'], { tool: 'festival', install: INSTALL.festival, engine: 'festival' });
+    return (/\(([^()]*)\)/.exec(stdout)?.[1] ?? '').trim().split(/\s+/).filter(Boolean);
+  },
+};
+
+// ---- espeak-ng ----
+
+const ESPEAK_DEFAULT_WPM = 175;
+
+const espeakSpec: EngineSpec = {
+  name: 'espeak-ng',
+  binary: 'espeak-ng',
+  description: 'eSpeak NG: formant synthesis, very fast, over 100 languages; no phoneme timings from the command line',
+  voicePattern: /^[A-Za-z0-9_-]+(\+[A-Za-z0-9_-]+)?$/,
+  async render(job) {
+    const textFile = join(job.tmpDir, 'text.txt');
+    await writeFile(textFile, `${job.text}\n`);
+    const p = espeakPitchParam(job.voice.pitch);
+    const reached = ESPEAK_PITCH_TABLE.find(([value]) => value === p)?.[1] ?? pitchForParam(p);
+    const wpm = Math.round(ESPEAK_DEFAULT_WPM * job.voice.rate);
+    const args = ['-v', job.voice.voice, '-b', '1', '-s', String(Math.max(80, Math.min(450, wpm))), '-p', String(p), '-w', job.wavPath, '-f', textFile];
+    const { stderr } = await runTool(job.binary, args, {
+      tool: 'espeak-ng', install: INSTALL['espeak-ng'], engine: 'espeak-ng', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
+    });
+    if (/voice does not exist|Failed to read voice/i.test(stderr)) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'espeak-ng', reason: stderr.trim() });
+    // espeak-ng only reports phoneme events through its C library's callback, not on the command line
+    return { pitchLeft: job.voice.pitch - reached };
+  },
+  version: (binary) => toolVersion(binary, ['--version'], /text-to-speech:\s*([\w.-]+)/),
+  async installedVoices(binary) {
+    const { stdout } = await runTool(binary, ['--voices'], { tool: 'espeak-ng', install: INSTALL['espeak-ng'], engine: 'espeak-ng' });
+    return [...new Set(stdout.split('\n').slice(1).map((line) => line.trim().split(/\s+/)[1] ?? '').filter(Boolean))];
+  },
+};
+
+/** The semitone shift an espeak-ng -p value gives, interpolated from the measured table. */
+function pitchForParam(p: number): number {
+  for (let i = 1; i < ESPEAK_PITCH_TABLE.length; i++) {
+    const [p1, s1] = ESPEAK_PITCH_TABLE[i - 1] ?? [0, 0];
+    const [p2, s2] = ESPEAK_PITCH_TABLE[i] ?? [99, 0];
+    if (p <= p2) return s1 + ((p - p1) / (p2 - p1)) * (s2 - s1);
+  }
+  return 0;
+}
+
+export function createFlitePlugin(options?: EngineOptions): StagePlugin<'tts'> {
+  return makePlugin(fliteSpec, options);
+}
+export function createFestivalPlugin(options?: EngineOptions): StagePlugin<'tts'> {
+  return makePlugin(festivalSpec, options);
+}
+export function createEspeakPlugin(options?: EngineOptions): StagePlugin<'tts'> {
+  return makePlugin(espeakSpec, options);
+}
+
+export const flitePlugin = createFlitePlugin();
+export const festivalPlugin = createFestivalPlugin();
+export const espeakPlugin = createEspeakPlugin();
+
+/** The tts plugin for an engine name, with options (a binary path, for instance). */
+export function createTtsPlugin(engine: EngineName, options?: EngineOptions): StagePlugin<'tts'> {
+  if (engine === 'flite') return createFlitePlugin(options);
+  if (engine === 'festival') return createFestivalPlugin(options);
+  return createEspeakPlugin(options);
+}
+
+/** Installed voice names per engine, asked of the engines themselves; an absent engine gives []. */
+export async function listInstalledVoices(engine: EngineName, binary?: string): Promise<string[]> {
+  const spec = engine === 'flite' ? fliteSpec : engine === 'festival' ? festivalSpec : espeakSpec;
+  try {
+    return await spec.installedVoices(binary ?? spec.binary);
+  } catch {
+    return [];
+  }
+}

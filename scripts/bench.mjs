@@ -1,0 +1,122 @@
+// Speed and memory figures, printed as a table and as one JSON line. Run with `npm run bench`.
+// Every figure comes from real runs of the built CLI and engines on this machine.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'packages/cli/dist/bin.js');
+const work = mkdtempSync(join(tmpdir(), 'avatar-bench-'));
+const storage = join(work, 'storage');
+const portrait = join(root, 'tests/fixtures/grace_hopper.jpg');
+// about ten seconds of speech at a normal rate
+const TEXT = 'The quick brown fox jumps over the lazy dog. Avatar turns one photo and a few sentences into a short video, ' +
+  'on an ordinary computer, without a graphics card. This sentence is here to make the clip about ten seconds long.';
+
+/** RSS of a process and all its descendants, from /proc, in MB. */
+function treeRssMB(pid) {
+  const children = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(entry));
+    } catch { /* gone */ }
+  }
+  let kb = 0;
+  const stack = [pid];
+  while (stack.length) {
+    const p = stack.pop();
+    try {
+      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
+      if (m) kb += Number(m[1]);
+    } catch { /* gone */ }
+    stack.push(...(children.get(p) ?? []));
+  }
+  return kb / 1024;
+}
+
+/** Runs the CLI, returning its JSON output, wall time (process start included) and peak tree RSS. */
+function runCli(args) {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn(process.execPath, [cli, '--storage', storage, '--json', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let peak = 0;
+    const timer = setInterval(() => { peak = Math.max(peak, treeRssMB(child.pid)); }, 10);
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearInterval(timer);
+      const wall = (performance.now() - started) / 1000;
+      if (code !== 0) reject(new Error(`avatar ${args.join(' ')} exited ${code}: ${err}`));
+      else resolve({ result: JSON.parse(out), wall, peakRssMB: Math.round(peak) });
+    });
+  });
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
+
+async function benchTts() {
+  const rows = [];
+  for (const engine of ['flite', 'festival', 'espeak-ng']) {
+    const voices = { flite: 'slt', festival: 'cmu_us_slt_arctic_hts', 'espeak-ng': 'en-us' };
+    const profile = (await runCli(['voices', 'create', '--engine', engine, '--voice', voices[engine]])).result;
+    const runs = [];
+    for (let i = 0; i < REPEAT; i++) runs.push(await runCli(['tts', TEXT, '--voice', profile.id, '--output', join(work, `${engine}.wav`)]));
+    const stage = runs.map((r) => r.result.stages.find((s) => s.stage === 'synthesize_speech').wallSeconds);
+    const audio = runs[0].result.durationSeconds;
+    rows.push({
+      engine, voice: voices[engine], audioSeconds: audio, synthSeconds: median(stage), realtimeFactor: Math.round((audio / median(stage)) * 10) / 10,
+      processWallSeconds: Math.round(median(runs.map((r) => r.wall)) * 1000) / 1000, peakRssMB: Math.max(...runs.map((r) => r.peakRssMB)),
+    });
+  }
+  return rows;
+}
+
+async function benchStill() {
+  const wav = join(work, 'flite.wav');
+  const runs = [];
+  for (let i = 0; i < REPEAT; i++) runs.push(await runCli(['encode', '--image', portrait, '--audio', wav, '--output', join(work, 'still.mp4'), '--quality', 'medium']));
+  return {
+    audioSeconds: runs[0].result.durationSeconds,
+    encodeSeconds: median(runs.map((r) => r.result.stages[0].wallSeconds)),
+    processWallSeconds: Math.round(median(runs.map((r) => r.wall)) * 1000) / 1000,
+    peakRssMB: Math.max(...runs.map((r) => r.peakRssMB)),
+  };
+}
+
+async function optional(path, name) {
+  try {
+    const mod = await import(path);
+    return await mod[name]();
+  } catch (error) {
+    return { error: error.message };
+  }
+}
+
+const figures = {
+  machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  tts: await benchTts(),
+  stillEncode: await benchStill(),
+  encode: await optional('./bench-encode.mjs', 'benchEncode'),
+  queue: await optional('./bench-queue.mjs', 'benchQueue'),
+};
+
+console.log('\nspeech (~10 s text, median of', REPEAT, 'runs)');
+console.log('engine      voice                   audio s  synth s  x real time  process s  peak RSS MB');
+for (const r of figures.tts) {
+  console.log(`${r.engine.padEnd(11)} ${r.voice.padEnd(23)} ${r.audioSeconds.toFixed(2).padStart(7)}  ${r.synthSeconds.toFixed(3).padStart(7)}  ${String(r.realtimeFactor).padStart(11)}  ${r.processWallSeconds.toFixed(2).padStart(9)}  ${String(r.peakRssMB).padStart(11)}`);
+}
+const s = figures.stillEncode;
+console.log(`\nstill image + ${s.audioSeconds.toFixed(1)} s audio -> MP4, medium (512 px): encode ${s.encodeSeconds.toFixed(3)} s, process ${s.processWallSeconds.toFixed(2)} s, peak RSS ${s.peakRssMB} MB`);
+console.log('\nencode:', JSON.stringify(figures.encode));
+console.log('queue:', JSON.stringify(figures.queue));
+console.log(`\nJSON ${JSON.stringify(figures)}`);

@@ -1,0 +1,222 @@
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { PORTRAIT, avatar, ffmpeg, ffprobe, tempDir } from './helpers/cli.js';
+
+let dir: string;
+let storage: string;
+const run = (args: string[], env?: NodeJS.ProcessEnv) => avatar(['--storage', storage, ...args], env ? { env } : {});
+
+beforeAll(async () => {
+  dir = await tempDir('avatar-cli-');
+  storage = join(dir, 'storage');
+});
+
+describe('avatar CLI: speech and still-image video', () => {
+  it('tts writes a real WAV with the default voice', async () => {
+    const out = join(dir, 'hello.wav');
+    const r = await run(['tts', 'Hello there. This is a test of the speech stage.', '--output', out]);
+    expect(r.stderr).not.toContain('error');
+    expect(r.code).toBe(0);
+    const probe = ffprobe(out);
+    expect(probe.streams[0]).toMatchObject({ codec_type: 'audio', codec_name: 'pcm_s16le', channels: 1 });
+    expect(Number(probe.format.duration)).toBeGreaterThan(1.5);
+    expect(Number(probe.format.duration)).toBeLessThan(8);
+    expect(await readdir(join(storage, 'work')).catch(() => [])).toEqual([]);
+  });
+
+  it('encode turns a photo and speech into an MP4 whose duration matches the audio', async () => {
+    const wav = join(dir, 'speech.wav');
+    expect((await run(['tts', 'One photo, one voice.', '--output', wav])).code).toBe(0);
+    const out = join(dir, 'still.mp4');
+    const r = await run(['--json', 'encode', '--image', PORTRAIT, '--audio', wav, '--output', out, '--quality', 'low']);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as { success: boolean; outputPath: string; stagesCompleted: string[] };
+    expect(result).toMatchObject({ success: true, outputPath: out, stagesCompleted: ['encode_video'] });
+    const probe = ffprobe(out);
+    const video = probe.streams.find((s) => s.codec_type === 'video');
+    const audio = probe.streams.find((s) => s.codec_type === 'audio');
+    expect(video).toMatchObject({ codec_name: 'h264', pix_fmt: 'yuv420p' });
+    expect(audio).toMatchObject({ codec_name: 'aac' });
+    expect(Math.max(video?.width ?? 0, video?.height ?? 0)).toBe(256);
+    expect(Math.abs(Number(probe.format.duration) - Number(ffprobe(wav).format.duration))).toBeLessThan(0.05);
+  });
+
+  it('pipeline run stops at validate_avatar while no face stage is installed, leaving nothing behind', async () => {
+    const out = join(dir, 'talk.mp4');
+    const r = await run(['--json', 'pipeline', 'run', 'Hello.', '--avatar', PORTRAIT, '--output', out, '--quality', 'low']);
+    expect(r.code).toBe(1);
+    const result = JSON.parse(r.stdout) as { success: boolean; stagesCompleted: string[]; error: { code: string; message: string } };
+    expect(result.success).toBe(false);
+    expect(result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech']);
+    expect(result.error.code).toBe('AVATAR_ERR_STAGE_NOT_INSTALLED');
+    expect(result.error.message).toContain('face stage is not installed');
+    expect(existsSync(out)).toBe(false);
+    expect(await readdir(dir)).not.toContain('talk.mp4');
+    expect(await readdir(join(storage, 'work')).catch(() => [])).toEqual([]);
+  });
+});
+
+describe('avatar CLI: voices', () => {
+  it('creates, lists, shows and deletes a profile, and speaks with it', async () => {
+    const created = await run(['--json', 'voices', 'create', '--engine', 'espeak-ng', '--voice', 'en-us', '--rate', '1.2', '--name', 'Quick']);
+    expect(created.code, created.stderr).toBe(0);
+    const profile = JSON.parse(created.stdout) as { id: string; engine: string };
+    expect(profile).toMatchObject({ engine: 'espeak-ng' });
+    const list = await run(['voices', 'list']);
+    expect(list.stdout).toContain(profile.id);
+    expect((await run(['voices', 'show', profile.id])).stdout).toContain('rate 1.2');
+    const wav = join(dir, 'quick.wav');
+    expect((await run(['tts', 'With a chosen voice.', '--voice', profile.id, '--output', wav])).code).toBe(0);
+    expect(Number(ffprobe(wav).format.duration)).toBeGreaterThan(0.5);
+    expect((await run(['voices', 'delete', profile.id])).code).toBe(0);
+    const gone = await run(['voices', 'show', profile.id]);
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toContain('AVATAR_ERR_VOICE_NOT_FOUND');
+  });
+
+  it('refuses an unknown engine naming the installed ones', async () => {
+    const r = await run(['voices', 'create', '--engine', 'nonesuch']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/no tts engine named "nonesuch" \(known: .*flite/);
+  });
+});
+
+describe('avatar CLI: the job queue', () => {
+  it('submits jobs, a worker runs them once, status and stats report them', async () => {
+    const wavJob = await run(['--json', 'jobs', 'submit', '--type', 'voice_synthesis', '--text', 'Queued speech works.']);
+    expect(wavJob.code, wavJob.stderr).toBe(0);
+    const job = JSON.parse(wavJob.stdout) as { jobId: string; status: string; jobType: string; progress: number };
+    expect(job).toMatchObject({ status: 'pending', jobType: 'voice_synthesis', progress: 0 });
+    expect(job.jobId).toMatch(/^job-\d{14}-[0-9a-f]{8}$/);
+
+    const worker = await run(['worker', '--once']);
+    expect(worker.code, worker.stderr).toBe(0);
+    expect(worker.stderr).toContain(`completed ${job.jobId}`);
+
+    const status = await run(['--json', 'jobs', 'status', job.jobId]);
+    const done = JSON.parse(status.stdout) as { status: string; progress: number; result: { outputPath: string; durationSeconds: number } };
+    expect(done).toMatchObject({ status: 'completed', progress: 1 });
+    expect(done.result.outputPath).toBe(join(storage, 'outputs', `${job.jobId}.wav`));
+    expect(Math.abs(Number(ffprobe(done.result.outputPath).format.duration) - done.result.durationSeconds)).toBeLessThan(0.05);
+
+    const stats = JSON.parse((await run(['--json', 'jobs', 'stats'])).stdout) as { byStatus: Record<string, number>; meanRunSeconds: Record<string, number> };
+    expect(stats.byStatus.completed).toBeGreaterThanOrEqual(1);
+    expect(stats.meanRunSeconds.voice_synthesis).toBeGreaterThan(0);
+
+    const cancel = await run(['jobs', 'cancel', job.jobId]);
+    expect(cancel.code).toBe(2);
+    expect(cancel.stderr).toContain('AVATAR_ERR_JOB_FINISHED');
+  });
+
+  it('a queued full_pipeline job fails with the stage it reached; a pending job cancels at once', async () => {
+    const submitted = JSON.parse((await run(['--json', 'jobs', 'submit', '--type', 'full_pipeline', '--text', 'Hi.', '--avatar', PORTRAIT, '--quality', 'low'])).stdout) as { jobId: string };
+    const pending = JSON.parse((await run(['--json', 'jobs', 'submit', '--type', 'voice_synthesis', '--text', 'never'])).stdout) as { jobId: string };
+    const cancelled = await run(['--json', 'jobs', 'cancel', pending.jobId]);
+    expect(JSON.parse(cancelled.stdout)).toMatchObject({ status: 'cancelled' });
+    expect((await run(['worker', '--once'])).code).toBe(0);
+    const failed = JSON.parse((await run(['--json', 'jobs', 'status', submitted.jobId])).stdout) as { status: string; error: { code: string; params: { stagesCompleted: string } } };
+    expect(failed.status).toBe('failed');
+    expect(failed.error.code).toBe('AVATAR_ERR_STAGE_NOT_INSTALLED');
+    expect(failed.error.params.stagesCompleted).toBe('load_profile,synthesize_speech');
+    const list = JSON.parse((await run(['--json', 'jobs', 'list', '--status', 'cancelled'])).stdout) as { jobId: string }[];
+    expect(list.map((j) => j.jobId)).toContain(pending.jobId);
+  });
+
+  it('a damaged job file is skipped with a warning and listing still works', async () => {
+    await mkdir(join(storage, 'jobs'), { recursive: true });
+    await writeFile(join(storage, 'jobs', 'job-20260101000000-deadbeef.json'), '{"jobId": "job-2026');
+    const r = await run(['jobs', 'list']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('job-20260101000000-deadbeef');
+    expect(r.stdout).toContain('voice_synthesis');
+  });
+});
+
+describe('avatar CLI: bad input gets a clear error, a non-zero exit and writes nothing', () => {
+  const cases: { name: string; args: () => string[]; code: number; match: RegExp }[] = [
+    { name: 'empty text', args: () => ['tts', '   ', '--output', join(dir, 'x.wav')], code: 2, match: /AVATAR_ERR_INPUT_TEXT_EMPTY: text is empty/ },
+    { name: 'text over the length limit', args: () => ['tts', 'word '.repeat(400), '--max-seconds', '5', '--output', join(dir, 'x.wav')], code: 2, match: /AVATAR_ERR_INPUT_TEXT_TOO_LONG/ },
+    { name: 'unknown voice profile', args: () => ['tts', 'hi', '--voice', 'vp-12345678', '--output', join(dir, 'x.wav')], code: 2, match: /voice profile vp-12345678 does not exist/ },
+    { name: 'missing avatar', args: () => ['pipeline', 'run', 'hi', '--avatar', join(dir, 'nope.jpg'), '--output', join(dir, 'x.mp4')], code: 2, match: /avatar image not found: .*nope\.jpg/ },
+    { name: 'avatar that is not an image', args: () => ['pipeline', 'run', 'hi', '--avatar', join(dir, 'fake.png'), '--output', join(dir, 'x.mp4')], code: 2, match: /avatar image is not a JPEG, PNG or WebP image/ },
+    { name: 'output folder missing', args: () => ['encode', '--image', PORTRAIT, '--audio', join(dir, 'tone.wav'), '--output', join(dir, 'no/such/x.mp4')], code: 2, match: /the folder for output path does not exist/ },
+    { name: 'output extension not matching the format', args: () => ['encode', '--image', PORTRAIT, '--audio', join(dir, 'tone.wav'), '--output', join(dir, 'x.mp4'), '--format', 'webm'], code: 2, match: /ends in "\.mp4" but the output format is webm/ },
+    { name: 'crf out of range', args: () => ['encode', '--image', PORTRAIT, '--audio', join(dir, 'tone.wav'), '--output', join(dir, 'x.mp4'), '--crf', '60'], code: 2, match: /crf must be a whole number from 0 to 51/ },
+    { name: 'unknown quality', args: () => ['encode', '--image', PORTRAIT, '--audio', join(dir, 'tone.wav'), '--output', join(dir, 'x.mp4'), '--quality', 'ultra'], code: 2, match: /quality must be one of: high, medium, low/ },
+    { name: 'fps of zero', args: () => ['encode', '--image', PORTRAIT, '--audio', join(dir, 'tone.wav'), '--output', join(dir, 'x.mp4'), '--fps', '0'], code: 2, match: /fps must be above 0 and at most 60/ },
+    { name: 'fps over 60', args: () => ['encode', '--image', PORTRAIT, '--audio', join(dir, 'tone.wav'), '--output', join(dir, 'x.mp4'), '--fps', '61'], code: 2, match: /fps must be above 0/ },
+    { name: 'unknown job id', args: () => ['jobs', 'status', 'job-20260101000000-00000000'], code: 2, match: /job job-20260101000000-00000000 does not exist/ },
+    { name: 'unknown command', args: () => ['fly'], code: 2, match: /unknown command/ },
+    { name: 'reference recording that is not audio', args: () => ['voices', 'clone', join(dir, 'fake.png')], code: 2, match: /AVATAR_ERR_INPUT_NOT_AUDIO/ },
+    { name: 'reference recording too short', args: () => ['voices', 'clone', join(dir, 'short.wav')], code: 2, match: /AVATAR_ERR_INPUT_AUDIO_TOO_SHORT/ },
+  ];
+
+  beforeAll(async () => {
+    await writeFile(join(dir, 'fake.png'), 'this is text, not a picture');
+    ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=220:duration=2', join(dir, 'tone.wav')]);
+    expect((await run(['tts', 'Hi.', '--output', join(dir, 'short.wav')])).code).toBe(0);
+  });
+
+  it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+    const before = new Set(await readdir(dir));
+    const r = await run(c.args());
+    expect(r.stderr).toMatch(c.match);
+    expect(r.code).toBe(c.code);
+    expect((await readdir(dir)).filter((f) => !before.has(f))).toEqual([]);
+  });
+
+  it('a missing TTS engine names the install command', async () => {
+    const r = await run(['tts', 'hello', '--output', join(dir, 'y.wav')], { PATH: '/nonexistent' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/AVATAR_ERR_TOOL_MISSING: flite .*is not installed or not on PATH/);
+    expect(r.stderr).toContain('apt-get install');
+    expect(existsSync(join(dir, 'y.wav'))).toBe(false);
+  });
+
+  it('a missing ffmpeg names the install command', async () => {
+    const r = await run(['encode', '--image', PORTRAIT, '--audio', join(dir, 'tone.wav'), '--output', join(dir, 'z.mp4')], { PATH: '/nonexistent' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/AVATAR_ERR_TOOL_MISSING: ffmpeg/);
+    expect(r.stderr).toContain('apt-get install');
+    expect(existsSync(join(dir, 'z.mp4'))).toBe(false);
+  });
+
+  it('an output folder that cannot be written to is refused before any work', async () => {
+    // root may write anywhere, so run as an ordinary user when the tests run as root
+    const asUser = process.getuid?.() === 0 ? 65534 : undefined;
+    const base = await tempDir('avatar-ro-');
+    await chmod(base, 0o777);
+    const locked = join(base, 'locked');
+    await mkdir(locked);
+    await chmod(locked, 0o555);
+    const r = await avatar(['--storage', join(base, 'storage'), 'tts', 'hello', '--output', join(locked, 'x.wav')], { cwd: base, ...(asUser !== undefined && { uid: asUser }) });
+    expect(r.stderr).toContain('AVATAR_ERR_OUTPUT_NOT_WRITABLE: the folder for output path is not writable');
+    expect(r.code).toBe(2);
+    expect(await readdir(locked)).toEqual([]);
+  });
+
+  it('help and version exit 0', async () => {
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('pipeline');
+    expect((await run(['voices', 'clone', '--help'])).stdout).toMatch(/not neural\s+voice cloning/);
+    expect((await run(['--version'])).code).toBe(0);
+  });
+});
+
+describe('avatar doctor', () => {
+  it('lists the built-in engines with their tools and says there is no GPU plainly', async () => {
+    const r = await run(['--json', 'doctor']);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as { plugins: { stage: string; name: string; source: string; check: { ok: boolean } }[]; gpu: { available: boolean; reason?: string }; stagesMissing: string[] };
+    const names = report.plugins.map((p) => `${p.stage}/${p.name}`);
+    expect(names).toEqual(expect.arrayContaining(['tts/flite', 'tts/festival', 'tts/espeak-ng', 'encode/ffmpeg', 'voice/pitch-match']));
+    expect(report.plugins.every((p) => p.check.ok)).toBe(true);
+    expect(report.plugins.find((p) => p.name === 'flite')?.source).toBe('@avatar/tts@0.1.0');
+    expect(report.stagesMissing).toEqual(['face', 'lipsync']);
+    if (!report.gpu.available) expect(report.gpu.reason).toMatch(/^no GPU/);
+    void readFile;
+  });
+});

@@ -1,0 +1,159 @@
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  MemoryLogger, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
+} from '@avatar/core';
+import type { FrameStream, ProgressEvent, StagePlugin } from '@avatar/core';
+import { DEFAULT_VOICE } from '@avatar/tts';
+import { PORTRAIT, ROOT, ffprobe, tempDir } from './helpers/cli.js';
+
+// Stand-ins for the stages not built yet, so the coordinator's streaming path is exercised with the real
+// speech and encode engines. The frames are real RGBA images whose brightness follows the speech envelope.
+function testStages(events: string[], options: { failFace?: boolean; slowFrames?: boolean } = {}): StagePlugin[] {
+  const face = defineStagePlugin({
+    name: 'test-face', stage: 'face', apiVersion: 1, resources: { device: 'cpu', ramMB: 50 },
+    async load() {
+      events.push('load face');
+      return {
+        async run(input) {
+          if (options.failFace) throw new Error('no face in this photo');
+          const probe = ffprobe(input.imagePath).streams[0];
+          return { imagePath: input.imagePath, width: probe?.width ?? 0, height: probe?.height ?? 0, face: {} };
+        },
+        async unload() { events.push('unload face'); },
+      };
+    },
+  });
+  const lipsync = defineStagePlugin({
+    name: 'test-lipsync', stage: 'lipsync', apiVersion: 1, resources: { device: 'cpu', ramMB: 100 },
+    async load() {
+      events.push('load lipsync');
+      return {
+        async run(input): Promise<FrameStream> {
+          const { speech, settings } = input;
+          const width = 128;
+          const height = 128;
+          const frameCount = Math.ceil(speech.durationSeconds * settings.fps);
+          const perFrame = speech.sampleRate / settings.fps;
+          async function* frames(): AsyncGenerator<Uint8Array> {
+            for (let i = 0; i < frameCount; i++) {
+              let sum = 0;
+              const start = Math.floor(i * perFrame);
+              for (let s = start; s < Math.min(speech.pcm.length, start + perFrame); s++) sum += Math.abs(speech.pcm[s] ?? 0);
+              const level = Math.min(255, Math.round((sum / perFrame / 4000) * 255));
+              if (options.slowFrames) await new Promise((r) => setTimeout(r, 20));
+              yield new Uint8Array(width * height * 4).fill(level);
+            }
+          }
+          return { width, height, fps: settings.fps, frameCount, frames: frames() };
+        },
+        async unload() { events.push('unload lipsync'); },
+      };
+    },
+  });
+  return [face, lipsync] as StagePlugin[];
+}
+
+async function coordinatorWith(storage: string, extra: StagePlugin[] = []) {
+  const registry = new PluginRegistry();
+  await registry.loadPackage('@avatar/tts', { from: [ROOT] });
+  await registry.loadPackage('@avatar/encode', { from: [ROOT] });
+  for (const p of extra) registry.register(p, 'test');
+  const log = new MemoryLogger();
+  const resources = new ResourceManager({ log });
+  const coordinator = new PipelineCoordinator({ registry, resources, voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE, log });
+  return { coordinator, resources, log };
+}
+
+describe('PipelineCoordinator with the real engines', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await tempDir('avatar-coord-');
+  });
+
+  it('without a face stage: fails at validate_avatar, reports the stages done, leaves nothing', async () => {
+    const { coordinator } = await coordinatorWith(join(dir, 's1'));
+    const out = join(dir, 'a.mp4');
+    const result = await coordinator.execute({ text: 'Testing one two three.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' } });
+    expect(result.success).toBe(false);
+    expect(result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech']);
+    expect(result.error?.code).toBe('AVATAR_ERR_STAGE_NOT_INSTALLED');
+    expect(result.stages.map((s) => s.stage)).toEqual(['load_profile', 'synthesize_speech']);
+    expect(existsSync(out)).toBe(false);
+    expect(await readdir(join(dir, 's1', 'work'))).toEqual([]);
+  });
+
+  it('streams frames from the renderer into the encoder, with models loaded one at a time', async () => {
+    const events: string[] = [];
+    const { coordinator, resources, log } = await coordinatorWith(join(dir, 's2'), testStages(events));
+    const out = join(dir, 'b.mp4');
+    const progress: ProgressEvent[] = [];
+    const result = await coordinator.execute({
+      text: 'The frames go straight into the encoder.', avatarImage: PORTRAIT, outputPath: out,
+      config: { videoQuality: 'low' }, onProgress: (e) => progress.push(e),
+    });
+    expect(result.error).toBeNull();
+    expect(result.success).toBe(true);
+    expect(result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video', 'cleanup']);
+    expect(events).toEqual(['load face', 'unload face', 'load lipsync', 'unload lipsync']);
+    expect(resources.loadedModels).toEqual([]);
+    const probe = ffprobe(out);
+    expect(probe.streams.map((s) => s.codec_name).sort()).toEqual(['aac', 'h264']);
+    expect(Math.abs(Number(probe.format.duration) - (result.durationSeconds ?? 0))).toBeLessThan(0.1);
+    // progress only moves forward and ends at 1
+    const fractions = progress.map((p) => p.fraction);
+    expect(fractions.every((f, i) => i === 0 || f >= (fractions[i - 1] ?? 0) - 1e-9)).toBe(true);
+    expect(fractions.at(-1)).toBe(1);
+    expect(log.entries.some((e) => e.message.startsWith('memory start synthesize_speech'))).toBe(true);
+    expect(await readdir(join(dir, 's2', 'work'))).toEqual([]);
+  });
+
+  it('a failing stage releases its model and removes the work folder', async () => {
+    const events: string[] = [];
+    const { coordinator, resources } = await coordinatorWith(join(dir, 's3'), testStages(events, { failFace: true }));
+    const out = join(dir, 'c.mp4');
+    const result = await coordinator.execute({ text: 'Fail at the face.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low', cleanupIntermediates: false } });
+    expect(result.success).toBe(false);
+    expect(result.error?.message).toContain('no face in this photo');
+    expect(result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech']);
+    expect(events).toEqual(['load face', 'unload face']);
+    expect(resources.loadedModels).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+    expect(await readdir(join(dir, 's3', 'work'))).toEqual([]);
+  });
+
+  it('cancelling mid-encode stops the run, unloads the renderer and writes nothing', async () => {
+    const events: string[] = [];
+    const { coordinator, resources } = await coordinatorWith(join(dir, 's4'), testStages(events, { slowFrames: true }));
+    const out = join(dir, 'd.mp4');
+    const controller = new AbortController();
+    const result = await coordinator.execute({
+      text: 'This run is cancelled while the frames are being encoded, long before the end of this sentence.',
+      avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' }, signal: controller.signal,
+      onProgress: (e) => { if (e.stage === 'encode_video' && e.stageFraction > 0.1) controller.abort(); },
+    });
+    expect(result.success).toBe(false);
+    expect(result.error?.code).toBe('AVATAR_ERR_CANCELLED');
+    expect(result.error?.message).toContain('encode_video');
+    expect(events).toContain('unload lipsync');
+    expect(resources.loadedModels).toEqual([]);
+    expect(await readdir(dir)).not.toContain('d.mp4');
+    expect((await readdir(dir)).filter((f) => f.includes('partial'))).toEqual([]);
+    expect(await readdir(join(dir, 's4', 'work'))).toEqual([]);
+  });
+
+  it('checks inputs before any engine starts', async () => {
+    const events: string[] = [];
+    const { coordinator } = await coordinatorWith(join(dir, 's5'), testStages(events));
+    const bad = await coordinator.execute({ text: 'x', avatarImage: PORTRAIT, outputPath: join(dir, 'e.mp4'), config: { encodingCrf: 99 } });
+    expect(bad.error?.code).toBe('AVATAR_ERR_CONFIG_INVALID');
+    expect(bad.stagesCompleted).toEqual([]);
+    const ext = await coordinator.execute({ text: 'x', avatarImage: PORTRAIT, outputPath: join(dir, 'e.webm') });
+    expect(ext.error?.code).toBe('AVATAR_ERR_OUTPUT_EXTENSION');
+    const img = await coordinator.execute({ text: 'x', avatarImage: join(ROOT, 'package.json'), outputPath: join(dir, 'e.mp4') });
+    expect(img.error?.code).toBe('AVATAR_ERR_INPUT_NOT_IMAGE');
+    expect(events).toEqual([]);
+  });
+});
