@@ -13,7 +13,7 @@ const storage = join(work, 'storage');
 const portrait = join(root, 'tests/fixtures/grace_hopper.jpg');
 // about ten seconds of speech at a normal rate
 const TEXT = 'The quick brown fox jumps over the lazy dog. Avatar turns one photo and a few sentences into a short video, ' +
-  'on an ordinary computer, without a graphics card. This sentence is here to make the clip about ten seconds long.';
+  'on an ordinary computer, without a graphics card, in about a second.';
 
 /** RSS of a process and all its descendants, from /proc, in MB. */
 function treeRssMB(pid) {
@@ -48,7 +48,7 @@ function runCli(args) {
     let out = '';
     let err = '';
     let peak = 0;
-    const timer = setInterval(() => { peak = Math.max(peak, treeRssMB(child.pid)); }, 10);
+    const timer = setInterval(() => { peak = Math.max(peak, treeRssMB(child.pid)); }, 50);
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { err += d; });
     child.on('error', reject);
@@ -66,15 +66,15 @@ const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
 
 async function benchTts() {
   const rows = [];
-  for (const engine of ['flite', 'festival', 'espeak-ng']) {
-    const voices = { flite: 'slt', festival: 'cmu_us_slt_arctic_hts', 'espeak-ng': 'en-us' };
-    const profile = (await runCli(['voices', 'create', '--engine', engine, '--voice', voices[engine]])).result;
+  // the default voice first, then one voice of each other engine
+  for (const [engine, voice] of [['flite', 'rms'], ['flite', 'slt'], ['festival', 'cmu_us_slt_arctic_hts'], ['espeak-ng', 'en-us']]) {
+    const profile = (await runCli(['voices', 'create', '--engine', engine, '--voice', voice])).result;
     const runs = [];
-    for (let i = 0; i < REPEAT; i++) runs.push(await runCli(['tts', TEXT, '--voice', profile.id, '--output', join(work, `${engine}.wav`)]));
+    for (let i = 0; i < REPEAT; i++) runs.push(await runCli(['tts', TEXT, '--voice', profile.id, '--output', join(work, `${engine}-${voice}.wav`)]));
     const stage = runs.map((r) => r.result.stages.find((s) => s.stage === 'synthesize_speech').wallSeconds);
     const audio = runs[0].result.durationSeconds;
     rows.push({
-      engine, voice: voices[engine], audioSeconds: audio, synthSeconds: median(stage), realtimeFactor: Math.round((audio / median(stage)) * 10) / 10,
+      engine, voice, audioSeconds: audio, synthSeconds: median(stage), realtimeFactor: Math.round((audio / median(stage)) * 10) / 10,
       processWallSeconds: Math.round(median(runs.map((r) => r.wall)) * 1000) / 1000, peakRssMB: Math.max(...runs.map((r) => r.peakRssMB)),
     });
   }
@@ -82,7 +82,7 @@ async function benchTts() {
 }
 
 async function benchStill() {
-  const wav = join(work, 'flite.wav');
+  const wav = join(work, 'flite-rms.wav');
   const runs = [];
   for (let i = 0; i < REPEAT; i++) runs.push(await runCli(['encode', '--image', portrait, '--audio', wav, '--output', join(work, 'still.mp4'), '--quality', 'medium']));
   return {
@@ -110,7 +110,7 @@ const figures = {
   queue: await optional('./bench-queue.mjs', 'benchQueue'),
 };
 
-console.log('\nspeech (~10 s text, median of', REPEAT, 'runs)');
+console.log('\nspeech (one fixed text, 11-13 s spoken; median of', REPEAT, 'runs)');
 console.log('engine      voice                   audio s  synth s  x real time  process s  peak RSS MB');
 for (const r of figures.tts) {
   console.log(`${r.engine.padEnd(11)} ${r.voice.padEnd(23)} ${r.audioSeconds.toFixed(2).padStart(7)}  ${r.synthSeconds.toFixed(3).padStart(7)}  ${String(r.realtimeFactor).padStart(11)}  ${r.processWallSeconds.toFixed(2).padStart(9)}  ${String(r.peakRssMB).padStart(11)}`);

@@ -32,9 +32,12 @@ describe('codec arguments', () => {
     const settings = { format: 'mp4' as const, ...QUALITY_PRESETS.medium };
     const still = codecArgs(settings, true);
     expect([still.videoCodec, still.audioCodec, still.muxer]).toEqual(['libx264', 'aac', 'mp4']);
-    expect(still.options.join(' ')).toContain('-preset medium -crf 23 -tune stillimage -pix_fmt yuv420p');
+    expect(still.options.join(' ')).toContain('-preset medium -crf 23 -tune stillimage -x264-params ref=1:bframes=0:rc-lookahead=5 -pix_fmt yuv420p');
     expect(still.options.join(' ')).toContain('-movflags +faststart');
-    expect(codecArgs(settings, false).options).not.toContain('stillimage');
+    expect(still.options.join(' ')).toContain('-ar 48000');
+    const moving = codecArgs(settings, false).options;
+    expect(moving).not.toContain('stillimage');
+    expect(moving).not.toContain('-x264-params');
   });
 
   it('WebM uses constant-quality VP9 (-b:v 0) with the preset as deadline/cpu-used, and Opus', () => {
