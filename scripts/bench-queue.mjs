@@ -58,24 +58,13 @@ async function withTempDir(base, fn) {
 export async function benchQueue({ jobs = 1000, claimJobs = 1000, workers = 4, dir } = {}) {
   const { FileJobStore } = await loadCore();
 
-  const submitList = await withTempDir(dir, async (storageDir) => {
-    const store = new FileJobStore({ storageDir });
-    const t0 = performance.now();
-    for (let i = 0; i < jobs; i++) await store.submit('voice_synthesis', { i, text: 'The quick brown fox.' });
-    const t1 = performance.now();
-    const listed = await store.list();
-    const t2 = performance.now();
-    if (listed.length !== jobs) throw new Error(`listed ${listed.length} of ${jobs} jobs`);
-    return { submitMs: t1 - t0, listMs: t2 - t1 };
-  });
-
-  // the same with 8 submissions in flight at a time, as a server with several clients sees them:
-  // each submission waits on its own fsync, so they overlap
-  const concurrent = await withTempDir(dir, async (storageDir) => {
+  // submissions with `inFlight` at a time, then one full listing; 8 at a time is what a server with
+  // several clients sees: each submission waits on its own fsync, so they overlap
+  const submitThenList = (inFlight) => withTempDir(dir, async (storageDir) => {
     const store = new FileJobStore({ storageDir });
     let next = 0;
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: 8 }, async () => {
+    await Promise.all(Array.from({ length: inFlight }, async () => {
       while (next < jobs) {
         const i = next++;
         await store.submit('voice_synthesis', { i, text: 'The quick brown fox.' });
@@ -87,6 +76,8 @@ export async function benchQueue({ jobs = 1000, claimJobs = 1000, workers = 4, d
     if (listed.length !== jobs) throw new Error(`listed ${listed.length} of ${jobs} jobs`);
     return { submitMs: t1 - t0, listMs: t2 - t1 };
   });
+  const submitList = await submitThenList(1);
+  const concurrent = await submitThenList(8);
 
   const claim = await withTempDir(dir, async (storageDir) => {
     const store = new FileJobStore({ storageDir });

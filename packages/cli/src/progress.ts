@@ -1,5 +1,10 @@
 import cliProgress from 'cli-progress';
 
+function formatSeconds(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
 export interface ProgressSink {
   update(fraction: number, stage: string, detail?: string): void;
   stop(): void;
@@ -14,7 +19,14 @@ export function createProgress(enabled: boolean): ProgressSink {
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar({
       stream: process.stderr,
-      format: '{stage} |{bar}| {percentage}% | ETA {eta_formatted}',
+      // no ETA until there is progress to estimate from (the library would print "NaN" or "inf")
+      format: (options, params, payload: { stage?: string }) => {
+        const size = options.barsize ?? 30;
+        const filled = Math.round(params.progress * size);
+        const bar = `${'█'.repeat(filled)}${'░'.repeat(size - filled)}`;
+        const eta = params.progress > 0.02 && Number.isFinite(params.eta) ? `ETA ${formatSeconds(params.eta)}` : 'ETA …';
+        return `${payload.stage ?? ''} |${bar}| ${Math.round(params.progress * 100)}% | ${eta}`;
+      },
       hideCursor: true,
       clearOnComplete: false,
       etaBuffer: 20,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { EncodeSettings, PipelineConfig } from './config.js';
 import { checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
@@ -122,7 +122,6 @@ class StageRun {
   readonly completed: StageName[] = [];
   readonly reports: StageReport[] = [];
   private readonly started = performance.now();
-  private done = 0;
   current: StageName;
 
   constructor(
@@ -164,7 +163,6 @@ class StageRun {
     await this.coordinator.resources.snapshot(`end ${name}`);
     this.reports.push({ stage: name, wallSeconds: round(tracked.wallSeconds), rssStartMB: tracked.rssStartMB, rssEndMB: tracked.rssEndMB, peakRssMB: tracked.peakRssMB });
     this.completed.push(name);
-    this.done += 1;
     this.progress(name, 1);
     return tracked.value;
   }
@@ -252,7 +250,8 @@ export class PipelineCoordinator {
       else if (cleanup) await rm(run.workDir, { recursive: true, force: true });
       return run.result(outcome, !cleanup);
     } catch (thrown) {
-      const error = run.signal.aborted && !(thrown instanceof AvatarError && thrown.code !== 'AVATAR_ERR_CANCELLED')
+      // once the run is aborted, whatever a stage throws on its way out is the cancellation
+      const error = run.signal.aborted
         ? new AvatarError('AVATAR_ERR_CANCELLED', { stage: run.current }, { cause: thrown })
         : toAvatarError(thrown, run.current);
       // a failed run always removes its intermediates
@@ -395,5 +394,4 @@ export async function publishFile(source: string, target: string): Promise<void>
   } finally {
     await rm(partial, { force: true });
   }
-  await stat(target);
 }

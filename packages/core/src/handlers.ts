@@ -1,6 +1,7 @@
 import { isAbsolute, join } from 'node:path';
 import type { PipelineCoordinator, RunResult } from './coordinator.js';
 import { AvatarError } from './errors.js';
+import { ensureDir } from './fsutil.js';
 import type { JobParams, JobResult, JobType, JsonValue } from './jobs.js';
 import type { JobContext, JobHandler, JobHandlers } from './worker.js';
 
@@ -75,11 +76,7 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
     onProgress: (e: { fraction: number; stage: string }) => ctx.progress(e.fraction, e.stage),
   });
   const configOf = (ctx: JobContext): Record<string, unknown> => (ctx.job.params.config ?? {}) as Record<string, unknown>;
-  const outputsDir = join(storage, 'outputs');
-  const ensureOutputs = async (): Promise<void> => {
-    const { mkdir } = await import('node:fs/promises');
-    await mkdir(outputsDir, { recursive: true });
-  };
+  const ensureOutputs = (): Promise<void> => ensureDir(join(storage, 'outputs'));
 
   const notInstalled = (stage: string): JobHandler => async () => {
     throw new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage });
