@@ -2,7 +2,7 @@ import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PORTRAIT, avatar, ffmpeg, ffprobe, tempDir } from './helpers/cli.js';
+import { PORTRAIT, ROOT, avatar, ffmpeg, ffprobe, tempDir } from './helpers/cli.js';
 
 let dir: string;
 let storage: string;
@@ -43,17 +43,31 @@ describe('avatar CLI: speech and still-image video', () => {
     expect(Math.abs(Number(probe.format.duration) - Number(ffprobe(wav).format.duration))).toBeLessThan(0.05);
   });
 
-  it('pipeline run stops at validate_avatar while no face stage is installed, leaving nothing behind', async () => {
+  it('pipeline run renders a talking head whose mouth the inspector finds in sync with the speech', async () => {
     const out = join(dir, 'talk.mp4');
-    const r = await run(['--json', 'pipeline', 'run', 'Hello.', '--avatar', PORTRAIT, '--output', out, '--quality', 'low']);
-    expect(r.code).toBe(1);
-    const result = JSON.parse(r.stdout) as { success: boolean; stagesCompleted: string[]; error: { code: string; message: string } };
-    expect(result.success).toBe(false);
+    const r = await run(['--json', 'pipeline', 'run', 'Hello there. I am speaking from a single photo, and my mouth follows the words.', '--avatar', PORTRAIT, '--output', out, '--quality', 'low']);
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout) as { success: boolean; stagesCompleted: string[]; durationSeconds: number; inspection: { lagFrames: number; correlation: number; borderMotion: number; silenceStillness: number } };
+    expect(result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup']);
+    expect(Math.abs(result.inspection.lagFrames)).toBeLessThanOrEqual(1);
+    expect(result.inspection.correlation).toBeGreaterThanOrEqual(0.5);
+    expect(result.inspection.borderMotion).toBeLessThan(0.5);
+    const probe = ffprobe(out);
+    const video = probe.streams.find((s) => s.codec_type === 'video');
+    expect(video).toMatchObject({ codec_name: 'h264', width: 256, height: 256, pix_fmt: 'yuv420p' });
+    expect(probe.streams.some((s) => s.codec_type === 'audio' && s.codec_name === 'aac')).toBe(true);
+    expect(Math.abs(Number(probe.format.duration) - result.durationSeconds)).toBeLessThan(0.1);
+    expect(await readdir(join(storage, 'work')).catch(() => [])).toEqual([]);
+  });
+
+  it('a photo without a face stops the run at validate_avatar, leaving nothing behind', async () => {
+    const out = join(dir, 'noface.mp4');
+    const r = await run(['--json', 'pipeline', 'run', 'Hello.', '--avatar', join(ROOT, 'tests/fixtures/faces/coffee.jpg'), '--output', out, '--quality', 'low']);
+    expect(r.code).toBe(2);
+    const result = JSON.parse(r.stdout) as { success: boolean; stagesCompleted: string[]; error: { code: string } };
     expect(result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech']);
-    expect(result.error.code).toBe('AVATAR_ERR_STAGE_NOT_INSTALLED');
-    expect(result.error.message).toContain('face stage is not installed');
+    expect(result.error.code).toBe('AVATAR_ERR_FACE_NONE');
     expect(existsSync(out)).toBe(false);
-    expect(await readdir(dir)).not.toContain('talk.mp4');
     expect(await readdir(join(storage, 'work')).catch(() => [])).toEqual([]);
   });
 });
@@ -110,15 +124,20 @@ describe('avatar CLI: the job queue', () => {
     expect(cancel.stderr).toContain('AVATAR_ERR_JOB_FINISHED');
   });
 
-  it('a queued full_pipeline job fails with the stage it reached; a pending job cancels at once', async () => {
-    const submitted = JSON.parse((await run(['--json', 'jobs', 'submit', '--type', 'full_pipeline', '--text', 'Hi.', '--avatar', PORTRAIT, '--quality', 'low'])).stdout) as { jobId: string };
+  it('queued talking-head jobs: one completes with its inspection, one fails with the stage it reached; a pending job cancels at once', async () => {
+    const good = JSON.parse((await run(['--json', 'jobs', 'submit', '--type', 'full_pipeline', '--text', 'Hello from the queue.', '--avatar', PORTRAIT, '--quality', 'low'])).stdout) as { jobId: string };
+    const bad = JSON.parse((await run(['--json', 'jobs', 'submit', '--type', 'full_pipeline', '--text', 'Hi.', '--avatar', join(ROOT, 'tests/fixtures/faces/chelsea_cat.jpg'), '--quality', 'low'])).stdout) as { jobId: string };
     const pending = JSON.parse((await run(['--json', 'jobs', 'submit', '--type', 'voice_synthesis', '--text', 'never'])).stdout) as { jobId: string };
     const cancelled = await run(['--json', 'jobs', 'cancel', pending.jobId]);
     expect(JSON.parse(cancelled.stdout)).toMatchObject({ status: 'cancelled' });
     expect((await run(['worker', '--once'])).code).toBe(0);
-    const failed = JSON.parse((await run(['--json', 'jobs', 'status', submitted.jobId])).stdout) as { status: string; error: { code: string; params: { stagesCompleted: string } } };
+    const done = JSON.parse((await run(['--json', 'jobs', 'status', good.jobId])).stdout) as { status: string; result: { outputPath: string; inspection: { lagFrames: number; correlation: number } } };
+    expect(done.status).toBe('completed');
+    expect(Math.abs(done.result.inspection.lagFrames)).toBeLessThanOrEqual(1);
+    expect(existsSync(done.result.outputPath)).toBe(true);
+    const failed = JSON.parse((await run(['--json', 'jobs', 'status', bad.jobId])).stdout) as { status: string; error: { code: string; params: { stagesCompleted: string } } };
     expect(failed.status).toBe('failed');
-    expect(failed.error.code).toBe('AVATAR_ERR_STAGE_NOT_INSTALLED');
+    expect(failed.error.code).toBe('AVATAR_ERR_FACE_NONE');
     expect(failed.error.params.stagesCompleted).toBe('load_profile,synthesize_speech');
     const list = JSON.parse((await run(['--json', 'jobs', 'list', '--status', 'cancelled'])).stdout) as { jobId: string }[];
     expect(list.map((j) => j.jobId)).toContain(pending.jobId);
@@ -215,7 +234,9 @@ describe('avatar doctor', () => {
     expect(names).toEqual(expect.arrayContaining(['tts/flite', 'tts/festival', 'tts/espeak-ng', 'encode/ffmpeg', 'voice/pitch-match']));
     expect(report.plugins.every((p) => p.check.ok)).toBe(true);
     expect(report.plugins.find((p) => p.name === 'flite')?.source).toBe('@avatar/tts@0.1.0');
-    expect(report.stagesMissing).toEqual(['face', 'lipsync']);
+    expect(names).toContain('face/onnx-face');
+    expect(report.stagesMissing).toEqual([]);
+    expect(names).toEqual(expect.arrayContaining(['face/onnx-face', 'lipsync/warp', 'inspect/sync-inspector']));
     if (!report.gpu.available) expect(report.gpu.reason).toMatch(/^no GPU/);
     void readFile;
   });

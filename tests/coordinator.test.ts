@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   MemoryLogger, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
 } from '@avatar/core';
-import type { FrameStream, ProgressEvent, StagePlugin } from '@avatar/core';
+import type { Avatar, FrameStream, ProgressEvent, StagePlugin } from '@avatar/core';
 import { DEFAULT_VOICE } from '@avatar/tts';
 import { PORTRAIT, ROOT, ffprobe, tempDir } from './helpers/cli.js';
 
@@ -20,7 +20,17 @@ function testStages(events: string[], options: { failFace?: boolean; slowFrames?
         async run(input) {
           if (options.failFace) throw new Error('no face in this photo');
           const probe = ffprobe(input.imagePath).streams[0];
-          return { imagePath: input.imagePath, width: probe?.width ?? 0, height: probe?.height ?? 0, face: {} };
+          const width = probe?.width ?? 0;
+          const height = probe?.height ?? 0;
+          // a stand-in face: the whole photo, no landmarks (the real stage is tested in tests/face-*.test.ts)
+          return {
+            imagePath: input.imagePath, width, height,
+            face: {
+              box: { x: 0, y: 0, width, height }, score: 1, landmarks: [], pose: { yaw: 0, pitch: 0, roll: 0 },
+              quality: { widthPx: width, heightPx: height, sharpness: 0, sharpnessRatio: 1, meanLuma: 128, darkFraction: 0, brightFraction: 0, mouthInside: true, chinInside: true },
+              models: { detector: 'none', landmarks: 'none' },
+            },
+          };
         },
         async unload() { events.push('unload face'); },
       };
@@ -108,6 +118,30 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(fractions.at(-1)).toBe(1);
     expect(log.entries.some((e) => e.message.startsWith('memory start synthesize_speech'))).toBe(true);
     expect(await readdir(join(dir, 's2', 'work'))).toEqual([]);
+  });
+
+  it('with the real face stage: the renderer gets a prepared avatar at the preset size with 68 landmarks', async () => {
+    const seen: Avatar[] = [];
+    const events: string[] = [];
+    const lipsync = testStages(events)[1] as StagePlugin<'lipsync'>;
+    const spy = defineStagePlugin({
+      ...lipsync,
+      async load(ctx) {
+        const inner = await lipsync.load(ctx);
+        return { run: (input, runCtx) => { seen.push(input.avatar); return inner.run(input, runCtx); }, unload: () => inner.unload() };
+      },
+    });
+    const { onnxFacePlugin } = await import('@avatar/face');
+    const { coordinator } = await coordinatorWith(join(dir, 's5'), [onnxFacePlugin as StagePlugin, spy as StagePlugin]);
+    const out = join(dir, 'real-face.mp4');
+    const result = await coordinator.execute({ text: 'A real face.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' } });
+    expect(result.error).toBeNull();
+    const avatar = seen[0]!;
+    expect(avatar).toMatchObject({ width: 256, height: 256 });
+    expect(avatar.imagePath.startsWith(join(dir, 's5', 'work'))).toBe(true);
+    expect(avatar.face.landmarks).toHaveLength(68);
+    expect(Math.abs(avatar.face.pose.roll)).toBeLessThan(1);
+    expect(await readdir(join(dir, 's5', 'work'))).toEqual([]);
   });
 
   it('a failing stage releases its model and removes the work folder', async () => {

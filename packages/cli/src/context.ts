@@ -15,7 +15,7 @@ import type { GpuMemoryProvider, Logger } from '@avatar/core';
 import { DEFAULT_VOICE } from '@avatar/tts';
 
 /** The engines that ship with avatar; they load through the same path as any third-party package. */
-export const BUILTIN_PACKAGES = ['@avatar/tts', '@avatar/encode'] as const;
+export const BUILTIN_PACKAGES = ['@avatar/tts', '@avatar/encode', '@avatar/face', '@avatar/lipsync'] as const;
 
 const here = dirname(fileURLToPath(import.meta.url));
 

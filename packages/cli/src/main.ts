@@ -1,7 +1,9 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { AvatarError, EXIT } from '@avatar/core';
+import { registerAvatars } from './commands/avatars.js';
 import { registerDoctor } from './commands/doctor.js';
-import { registerEncode, registerPipeline, registerTts } from './commands/run.js';
+import { registerInspect } from './commands/inspect.js';
+import { registerEncode, registerLipsync, registerPipeline, registerTts } from './commands/run.js';
 import { registerJobs, registerWorker } from './commands/jobs.js';
 import { registerVoices } from './commands/voices.js';
 import type { GlobalOptions } from './shared.js';
@@ -17,11 +19,14 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerPipeline(program);
+  registerLipsync(program);
   registerTts(program);
   registerEncode(program);
   registerVoices(program);
+  registerAvatars(program);
   registerJobs(program);
   registerWorker(program);
+  registerInspect(program);
   registerDoctor(program);
   for (const command of program.commands) {
     command.exitOverride();

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { ENCODING_PRESETS, OUTPUT_FORMATS, QUALITIES, formatFromPath } from '@avatar/core';
+import { ENCODING_PRESETS, HEAD_MOTIONS, OUTPUT_FORMATS, QUALITIES, formatFromPath } from '@avatar/core';
 import type { PipelineConfig } from '@avatar/core';
 import type { CliContext } from './context.js';
 import { openContext, storageFrom } from './context.js';
@@ -65,6 +65,10 @@ export function oneOfParser(name: string, allowed: readonly string[]) {
 }
 
 export interface VideoFlags {
+  headMotion?: string;
+  blinkRate?: number;
+  expressiveness?: number;
+  seed?: number;
   quality?: string;
   fps?: number;
   crf?: number;
@@ -72,6 +76,15 @@ export interface VideoFlags {
   format?: string;
   maxSeconds?: number;
   keepIntermediates?: boolean;
+}
+
+/** How the talking head moves besides the mouth (pipeline run, lipsync). */
+export function addAnimationOptions(command: Command): Command {
+  return command
+    .option('--head-motion <m>', `slight head motion: ${HEAD_MOTIONS.join('|')} (default subtle)`, oneOfParser('head-motion', HEAD_MOTIONS))
+    .option('--blink-rate <n>', 'blinks per minute, 0..60 (default 15)', parseNumberIn('blink-rate', 0, 60))
+    .option('--expressiveness <x>', 'how far mouth and jaw move, 0..2 (default 1)', parseNumberIn('expressiveness', 0, 2))
+    .option('--seed <n>', 'seeds blinks and head motion: the same inputs and seed give the same video (default 1)', parseIntIn('seed', 0, 2 ** 31 - 1));
 }
 
 export function addVideoOptions(command: Command): Command {
@@ -93,5 +106,9 @@ export function configFromFlags(flags: VideoFlags, outputPath: string): Partial<
   config.outputFormat = (flags.format ?? formatFromPath(outputPath) ?? 'mp4') as PipelineConfig['outputFormat'];
   if (flags.maxSeconds !== undefined) config.maxVideoLengthSeconds = flags.maxSeconds;
   if (flags.keepIntermediates) config.cleanupIntermediates = false;
+  if (flags.headMotion) config.headMotion = flags.headMotion as PipelineConfig['headMotion'];
+  if (flags.blinkRate !== undefined) config.blinkRate = flags.blinkRate;
+  if (flags.expressiveness !== undefined) config.expressiveness = flags.expressiveness;
+  if (flags.seed !== undefined) config.seed = flags.seed;
   return config;
 }

@@ -25,6 +25,8 @@ export const QUALITY_PRESETS: Readonly<Record<VideoQuality, QualityPreset>> = {
   low: { size: 256, fps: 20, crf: 28, preset: 'veryfast', audioBitrateKbps: 96 },
 };
 
+export const HEAD_MOTIONS = ['none', 'subtle', 'lively'] as const;
+
 export interface PipelineConfig {
   maxVideoLengthSeconds: number;
   outputFormat: OutputFormat;
@@ -36,6 +38,14 @@ export interface PipelineConfig {
   encodingPreset: EncodingPreset | null;
   /** overrides the preset's crf when set; 0..51, lower is better */
   encodingCrf: number | null;
+  /** slight head motion of the talking head */
+  headMotion: (typeof HEAD_MOTIONS)[number];
+  /** blinks per minute, 0..60 */
+  blinkRate: number;
+  /** scales mouth and jaw motion, 0..2 */
+  expressiveness: number;
+  /** seeds blinks and head motion: the same inputs and seed give the same video */
+  seed: number;
 }
 
 export const DEFAULT_PIPELINE_CONFIG: Readonly<PipelineConfig> = {
@@ -46,6 +56,10 @@ export const DEFAULT_PIPELINE_CONFIG: Readonly<PipelineConfig> = {
   videoFps: null,
   encodingPreset: null,
   encodingCrf: null,
+  headMotion: 'subtle',
+  blinkRate: 15,
+  expressiveness: 1,
+  seed: 1,
 };
 
 /** The settings the encoder uses once the preset and the overrides are combined. */
@@ -56,6 +70,10 @@ export interface EncodeSettings {
   crf: number;
   preset: EncodingPreset;
   audioBitrateKbps: number;
+}
+
+export function animationOf(config: PipelineConfig): { headMotion: PipelineConfig['headMotion']; blinkRate: number; expressiveness: number; seed: number } {
+  return { headMotion: config.headMotion, blinkRate: config.blinkRate, expressiveness: config.expressiveness, seed: config.seed };
 }
 
 export function resolveEncodeSettings(config: PipelineConfig): EncodeSettings {
@@ -114,6 +132,10 @@ export function parsePipelineConfig(input: unknown, base: Readonly<PipelineConfi
   if (has('videoFps')) out.videoFps = numberIn('videoFps', raw.videoFps, 0, 60, false, true);
   if (has('encodingPreset')) out.encodingPreset = oneOf('encodingPreset', raw.encodingPreset, ENCODING_PRESETS);
   if (has('encodingCrf')) out.encodingCrf = numberIn('encodingCrf', raw.encodingCrf, 0, 51, true);
+  if (has('headMotion')) out.headMotion = oneOf('headMotion', raw.headMotion, HEAD_MOTIONS);
+  if (has('blinkRate')) out.blinkRate = numberIn('blinkRate', raw.blinkRate, 0, 60, false);
+  if (has('expressiveness')) out.expressiveness = numberIn('expressiveness', raw.expressiveness, 0, 2, false);
+  if (has('seed')) out.seed = numberIn('seed', raw.seed, 0, 2 ** 31 - 1, true);
   return out;
 }
 

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { EncodeSettings, PipelineConfig } from './config.js';
-import { checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
+import type { PipelineConfig } from './config.js';
+import { animationOf, checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
 import type { AvatarErrorJSON } from './errors.js';
 import { AvatarError, toAvatarError } from './errors.js';
 import { checkReadableFile, checkWritableTarget, ensureDir, partialPathFor } from './fsutil.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
-import type { Avatar, EncodedVideo, LoadContext, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
+import type { Avatar, InspectionSummary, LipsyncInput, LoadContext, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
 import type { ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
@@ -22,7 +22,7 @@ export const PIPELINE_STAGES = [
   'encode_video',
   'cleanup',
 ] as const;
-export type StageName = (typeof PIPELINE_STAGES)[number] | 'match_voice' | 'publish';
+export type StageName = (typeof PIPELINE_STAGES)[number] | 'inspect_video' | 'match_voice' | 'publish';
 
 /** Share of the whole run each stage takes, for one progress figure across stages. */
 const STAGE_WEIGHT: Record<StageName, number> = {
@@ -32,6 +32,7 @@ const STAGE_WEIGHT: Record<StageName, number> = {
   generate_lipsync: 0.05,
   encode_video: 0.68,
   cleanup: 0.02,
+  inspect_video: 0.06,
   match_voice: 1,
   publish: 0.02,
 };
@@ -65,6 +66,15 @@ export interface RunResult {
   totalSeconds: number;
   /** the work folder, when intermediates were kept */
   workDir: string | null;
+  /** the finished video measured from the outside, when an inspector is installed */
+  inspection?: InspectionSummary;
+}
+
+/** What a successful run produced. */
+interface Outcome {
+  outputPath: string;
+  durationSeconds: number;
+  inspection?: InspectionSummary;
 }
 
 export interface CommonRequest {
@@ -93,6 +103,23 @@ export interface SpeechRequest extends CommonRequest {
 
 export interface StillVideoRequest extends CommonRequest {
   imagePath: string;
+  audioPath: string;
+  outputPath: string;
+  config?: Partial<PipelineConfig> | PipelineConfig;
+}
+
+export interface AvatarRequest extends CommonRequest {
+  /** a photo (JPEG, PNG, WebP) or an avatar prepared earlier */
+  imagePath: string;
+  /** the prepared avatar, a .png; its JSON sidecar is written beside it */
+  outputPath: string;
+  /** videoQuality picks the avatar's size (the preset's size) */
+  config?: Partial<PipelineConfig> | PipelineConfig;
+}
+
+export interface LipsyncRequest extends CommonRequest {
+  avatarImage: string;
+  /** the recording the avatar speaks: WAV, MP3, OGG... */
   audioPath: string;
   outputPath: string;
   config?: Partial<PipelineConfig> | PipelineConfig;
@@ -167,7 +194,7 @@ class StageRun {
     return tracked.value;
   }
 
-  result(outcome: { outputPath: string; durationSeconds: number } | { error: AvatarError }, keptWorkDir: boolean): RunResult {
+  result(outcome: Outcome | { error: AvatarError }, keptWorkDir: boolean): RunResult {
     const base = {
       stagesCompleted: [...this.completed],
       stages: [...this.reports],
@@ -175,7 +202,10 @@ class StageRun {
       workDir: keptWorkDir ? this.workDir : null,
     };
     if ('error' in outcome) return { success: false, outputPath: null, durationSeconds: null, error: outcome.error.toJSON(), ...base };
-    return { success: true, outputPath: outcome.outputPath, durationSeconds: round(outcome.durationSeconds), error: null, ...base };
+    return {
+      success: true, outputPath: outcome.outputPath, durationSeconds: round(outcome.durationSeconds), error: null, ...base,
+      ...(outcome.inspection && { inspection: outcome.inspection }),
+    };
   }
 }
 
@@ -242,7 +272,7 @@ export class PipelineCoordinator {
     return { run, controller, detach: () => outer?.removeEventListener('abort', onAbort) };
   }
 
-  private async finish(run: StageRun, work: () => Promise<{ outputPath: string; durationSeconds: number }>, cleanup: boolean, finalStage: boolean): Promise<RunResult> {
+  private async finish(run: StageRun, work: () => Promise<Outcome>, cleanup: boolean, finalStage: boolean): Promise<RunResult> {
     try {
       await ensureDir(run.workDir);
       const outcome = await work();
@@ -279,9 +309,13 @@ export class PipelineCoordinator {
 
         const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
         const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, ctx));
-        const avatar = await run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), { imagePath: avatarPath }, ctx));
-        const video = await this.renderAndEncode(run, avatar, speech, settings, outputPath);
-        return { outputPath: video.outputPath, durationSeconds: video.durationSeconds };
+        // the face stage hands over a prepared avatar (aligned, cropped to the preset's size) in the work folder
+        const avatar = await run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), {
+          imagePath: avatarPath, prepare: { outputPath: join(ctx.workDir, 'avatar.png'), size: settings.size, reuse: true },
+        }, ctx));
+        return this.renderAndEncode(run, {
+          avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
+        }, outputPath);
       }, parseCleanup(request.config), true);
     } finally {
       detach();
@@ -291,15 +325,49 @@ export class PipelineCoordinator {
   /**
    * Lip-sync frames stream straight into the encoder: the renderer stays loaded while the encoder
    * consumes its frames, so both stages run inside one model slot and no frame touches the disk.
+   * An installed inspector then measures the finished video from the outside.
    */
-  private async renderAndEncode(run: StageRun, avatar: Avatar, speech: Speech, settings: EncodeSettings, outputPath: string): Promise<EncodedVideo> {
+  private async renderAndEncode(run: StageRun, input: LipsyncInput, outputPath: string): Promise<Outcome> {
     const lipsync = this.plugin('lipsync');
     const encoder = this.plugin('encode');
-    return this.resources.withModel(lipsync, this.loadContext(run.signal), async (renderer) => {
-      const frames = await run.stage('generate_lipsync', (ctx) => renderer.run({ avatar, speech, settings }, ctx));
-      return run.stage('encode_video', (ctx) =>
-        this.runStage(encoder, { kind: 'frames', frames, audioPath: speech.wavPath, outputPath, settings }, ctx));
+    const { settings } = input;
+    const { video, regions } = await this.resources.withModel(lipsync, this.loadContext(run.signal), async (renderer) => {
+      const frames = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx));
+      const encoded = await run.stage('encode_video', (ctx) =>
+        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath, settings }, ctx));
+      return { video: encoded, regions: frames.regions };
     });
+    const inspector = this.registry.find('inspect');
+    let inspection: InspectionSummary | undefined;
+    if (inspector && regions) {
+      inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx));
+    }
+    return { outputPath: video.outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }) };
+  }
+
+  /** A portrait + a recording -> talking-head video (video_lipsync). */
+  async lipsync(request: LipsyncRequest): Promise<RunResult> {
+    const plan: StageName[] = ['validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup'];
+    const { run, detach } = await this.begin(request, plan);
+    try {
+      return await this.finish(run, async () => {
+        const config: PipelineConfig = parsePipelineConfig(request.config ?? {});
+        const settings = resolveEncodeSettings(config);
+        const outputPath = resolve(request.outputPath);
+        const avatarPath = resolve(request.avatarImage);
+        const audioPath = resolve(request.audioPath);
+        checkOutputExtension(outputPath, config.outputFormat);
+        await checkWritableTarget(outputPath, 'output path');
+        await checkImageFile(avatarPath, 'avatar image');
+        await checkReadableFile(audioPath, 'audio');
+        const avatar = await run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), {
+          imagePath: avatarPath, prepare: { outputPath: join(ctx.workDir, 'avatar.png'), size: settings.size, reuse: true },
+        }, ctx));
+        return this.renderAndEncode(run, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
+      }, parseCleanup(request.config), true);
+    } finally {
+      detach();
+    }
   }
 
   private async synthesizeInto(voice: VoiceSettings, text: string, maxSeconds: number, ctx: RunContext): Promise<Speech> {
@@ -351,6 +419,34 @@ export class PipelineCoordinator {
         }, ctx));
         return { outputPath: video.outputPath, durationSeconds: video.durationSeconds };
       }, true, false);
+    } finally {
+      detach();
+    }
+  }
+
+  /**
+   * Photo -> prepared avatar (avatar_generation): the face stage checks the photo and writes the aligned,
+   * cropped PNG with its JSON sidecar at `outputPath`; a refused photo leaves nothing there.
+   */
+  async prepareAvatar(request: AvatarRequest): Promise<RunResult & { avatar: Avatar | null }> {
+    const { run, detach } = await this.begin(request, ['validate_avatar']);
+    let avatar: Avatar | null = null;
+    try {
+      const result = await this.finish(run, async () => {
+        const config = parsePipelineConfig(request.config ?? {});
+        const outputPath = resolve(request.outputPath);
+        if (!outputPath.toLowerCase().endsWith('.png')) {
+          const dot = outputPath.lastIndexOf('.');
+          throw new AvatarError('AVATAR_ERR_OUTPUT_EXTENSION', { input: 'avatar output', extension: dot > outputPath.lastIndexOf('/') ? outputPath.slice(dot) : '(no extension)', format: 'png' });
+        }
+        await checkWritableTarget(outputPath, 'avatar output');
+        const imagePath = resolve(request.imagePath);
+        await checkImageFile(imagePath, 'avatar image');
+        const size = resolveEncodeSettings(config).size;
+        avatar = await run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), { imagePath, prepare: { outputPath, size } }, ctx));
+        return { outputPath, durationSeconds: 0 };
+      }, true, false);
+      return { ...result, avatar };
     } finally {
       detach();
     }

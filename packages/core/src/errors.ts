@@ -32,7 +32,23 @@ export const ERRORS = {
   AVATAR_ERR_INPUT_FILE_MISSING: usage('{input} not found: {path}', 'Check the path; relative paths are taken from the current folder.', 400),
   AVATAR_ERR_INPUT_FILE_UNREADABLE: usage('{input} cannot be read: {path} ({reason})', 'Check the file permissions.'),
   AVATAR_ERR_INPUT_NOT_IMAGE: usage('{input} is not a JPEG, PNG or WebP image: {path} ({reason})', 'Give a photo in JPEG, PNG or WebP format.', 415),
+  AVATAR_ERR_INPUT_IMAGE_UNSUPPORTED: usage(
+    '{input} is a {format} image; only JPEG, PNG and WebP are accepted: {path}',
+    'Convert the photo to JPEG or PNG and try again.',
+    415,
+  ),
+  AVATAR_ERR_INPUT_IMAGE_DAMAGED: usage(
+    '{input} cannot be decoded: {path} ({reason})',
+    'The file is damaged or incomplete (an interrupted copy or download?): save or export the photo again.',
+    422,
+  ),
+  AVATAR_ERR_INPUT_IMAGE_TOO_LARGE: usage(
+    '{input} is {width}x{height} pixels ({megapixels} MP), over the limit of {limit} MP: {path}',
+    'Scale the photo down (a portrait needs a few megapixels at most) or raise the limit (AVATAR_FACE_MAX_MEGAPIXELS).',
+    413,
+  ),
   AVATAR_ERR_INPUT_NOT_AUDIO: usage('{input} is not audio that can be decoded: {path} ({reason})', 'Give a WAV, MP3, OGG or FLAC recording.', 415),
+  AVATAR_ERR_INPUT_NOT_VIDEO: usage('{input} is not a video that can be inspected: {path} ({reason})', 'Give an MP4 or WebM file with a video stream and an audio track.', 415),
   AVATAR_ERR_INPUT_AUDIO_TOO_SHORT: usage(
     '{input} has {seconds}s of speech; at least {minimum}s are needed',
     'Record a longer sample: a few sentences of natural speech.',
@@ -54,10 +70,49 @@ export const ERRORS = {
   // voices
   AVATAR_ERR_VOICE_NOT_FOUND: usage('voice profile {id} does not exist', 'List the profiles with "avatar voices list" or create one with "avatar voices create".', 404),
   AVATAR_ERR_VOICE_INVALID: failure('voice profile {id} is damaged: {reason}', 'Delete it with "avatar voices delete {id}" and create it again.'),
+  // faces (the photo decodes but cannot be animated)
+  AVATAR_ERR_FACE_NONE: usage(
+    'no face found in {input} ({path})',
+    'Use a photo of one person facing the camera, with the face at least {minimum} px wide.',
+    422,
+  ),
+  AVATAR_ERR_FACE_SEVERAL: usage(
+    '{count} faces of similar size in {input}, none clearly the main one: {faces}',
+    'Use a photo of one person, or crop the photo around the face to animate.',
+    422,
+  ),
+  AVATAR_ERR_FACE_TOO_SMALL: usage(
+    'the face in {input} is {width} px wide, under the minimum of {minimum} px',
+    'Use a photo where the face is at least {minimum} px wide (closer up, or at a higher resolution).',
+    422,
+  ),
+  AVATAR_ERR_FACE_POSE: usage(
+    'the face in {input} is turned too far: {axis} is {value} degrees, over the limit of {limit}',
+    'Use a photo where the person faces the camera ({axis} within plus or minus {limit} degrees).',
+    422,
+  ),
+  AVATAR_ERR_FACE_CUT_OFF: usage(
+    'the {part} of the face in {input} is cut off by the image border ({detail})',
+    'Use a photo that shows the whole face, with some space below the chin.',
+    422,
+  ),
+  AVATAR_ERR_FACE_SIDECAR_INVALID: usage(
+    'the face details beside {input} are damaged: {path} ({reason})',
+    'Delete the sidecar file and prepare the avatar again (avatar avatars prepare).',
+    422,
+  ),
   // tools and engines
   AVATAR_ERR_TOOL_MISSING: failure('{tool} is not installed or not on PATH', 'Install it: {install}', 503),
   AVATAR_ERR_TTS_FAILED: failure('the {engine} speech engine failed: {reason}', 'Run "avatar doctor" to check the engine; try another voice profile.'),
   AVATAR_ERR_ENCODE_FAILED: failure('ffmpeg could not encode {output}: {reason}', 'Check the inputs and settings; ffmpeg said why above.'),
+  // models (ONNX files built by npm run models, or brought by the user with a descriptor)
+  AVATAR_ERR_MODEL_MISSING: failure('model {name} is not built: {path}', 'Run "npm run models" (or the set-up step, npm run bootstrap) to build it.', 503),
+  AVATAR_ERR_MODEL_CHECKSUM: failure(
+    'model {name} does not match its checksum: {path} (expected sha256 {expected}, found {actual})',
+    'Rebuild it with "npm run models -- --force"; for your own model, update the sha256 in its descriptor.',
+    503,
+  ),
+  AVATAR_ERR_MODEL_INVALID: failure('model {name} cannot be used: {reason}', 'Check the model file and its descriptor (input size, layout, output names); see models/README.md.', 503),
   AVATAR_ERR_STAGE_NOT_INSTALLED: failure(
     'the {stage} stage is not installed: no "{stage}" plugin is registered',
     'Install a package that provides a {stage} plugin, or run a job type that does not need it.',

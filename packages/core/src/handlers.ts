@@ -3,7 +3,7 @@ import type { PipelineCoordinator, RunResult } from './coordinator.js';
 import { AvatarError } from './errors.js';
 import { ensureDir } from './fsutil.js';
 import type { JobParams, JobResult, JobType, JsonValue } from './jobs.js';
-import type { JobContext, JobHandler, JobHandlers } from './worker.js';
+import type { JobContext, JobHandlers } from './worker.js';
 
 /** The parameters each job type takes (camelCase; paths absolute, or relative to the storage folder). */
 export const JOB_PARAMS: Record<JobType, { required: readonly string[]; optional: readonly string[] }> = {
@@ -55,6 +55,7 @@ function toResult(run: RunResult, extra: JobResult = {}): JobResult {
     stagesCompleted: run.stagesCompleted,
     stages: run.stages.map((s) => ({ ...s }) as unknown as JsonValue),
     totalSeconds: run.totalSeconds,
+    ...(run.inspection && { inspection: JSON.parse(JSON.stringify(run.inspection)) as JsonValue }),
     ...extra,
   };
 }
@@ -78,9 +79,6 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
   const configOf = (ctx: JobContext): Record<string, unknown> => (ctx.job.params.config ?? {}) as Record<string, unknown>;
   const ensureOutputs = (): Promise<void> => ensureDir(join(storage, 'outputs'));
 
-  const notInstalled = (stage: string): JobHandler => async () => {
-    throw new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage });
-  };
 
   return {
     full_pipeline: async (ctx) => {
@@ -126,7 +124,30 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
       const profile = run.profile;
       return toResult(run, profile ? { voiceProfileId: profile.id, profile: JSON.parse(JSON.stringify(profile)) as JsonValue } : {});
     },
-    avatar_generation: notInstalled('face'),
-    video_lipsync: notInstalled('lipsync'),
+    avatar_generation: async (ctx) => {
+      await ensureOutputs();
+      const run = await coordinator.prepareAvatar({
+        ...common(ctx),
+        imagePath: inStorage(String(ctx.job.params.imagePath)),
+        outputPath: output(ctx, 'png'),
+        config: configOf(ctx),
+      });
+      const avatar = run.avatar;
+      return toResult(run, avatar ? {
+        avatar: JSON.parse(JSON.stringify({ imagePath: avatar.imagePath, width: avatar.width, height: avatar.height, face: avatar.face })) as JsonValue,
+      } : {});
+    },
+    video_lipsync: async (ctx) => {
+      await ensureOutputs();
+      const format = (configOf(ctx).outputFormat as string | undefined) ?? 'mp4';
+      const run = await coordinator.lipsync({
+        ...common(ctx),
+        avatarImage: inStorage(String(ctx.job.params.avatarImagePath)),
+        audioPath: inStorage(String(ctx.job.params.audioPath)),
+        outputPath: output(ctx, format),
+        config: configOf(ctx),
+      });
+      return toResult(run);
+    },
   };
 }

@@ -4,10 +4,11 @@ import type { Logger } from './log.js';
 /** The plugin contract version this core speaks. A plugin states the version it was written for. */
 export const PLUGIN_API_VERSION = 1 as const;
 
-export const STAGE_KINDS = ['voice', 'tts', 'face', 'lipsync', 'encode'] as const;
+export const STAGE_KINDS = ['voice', 'tts', 'face', 'lipsync', 'encode', 'inspect'] as const;
 /**
  * voice: reference recording -> voice settings (voice_clone); tts: text -> speech;
- * face: photo -> avatar; lipsync: avatar + speech -> frames; encode: frames or still + audio -> video.
+ * face: photo -> avatar; lipsync: avatar + speech -> frames; encode: frames or still + audio -> video;
+ * inspect: a finished video -> quality figures measured from the outside.
  */
 export type StageKind = (typeof STAGE_KINDS)[number];
 
@@ -78,7 +79,76 @@ export interface Speech {
 }
 
 export interface FaceInput {
+  /** a photo (JPEG, PNG, WebP) or an avatar prepared earlier (PNG with its JSON sidecar) */
   imagePath: string;
+  /**
+   * When set, the stage writes a prepared avatar here (face centred, roll-aligned, `size` px square PNG,
+   * plus its JSON sidecar) and returns that avatar instead of the photo.
+   */
+  prepare?: {
+    outputPath: string;
+    size: number;
+    /** when the input already is a prepared avatar of this size, return it as it is instead of writing a copy */
+    reuse?: boolean;
+  };
+}
+
+/** A point in image pixels. */
+export interface FacePoint {
+  x: number;
+  y: number;
+}
+
+/** A box in image pixels. */
+export interface FaceBox {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** Head pose in degrees, estimated from the landmarks. */
+export interface HeadPose {
+  /** turn left/right; positive: the face turns toward the image's right */
+  yaw: number;
+  /** nod; positive: the face looks up */
+  pitch: number;
+  /** tilt in the image plane; positive: the head leans clockwise (the eye line drops toward the image's right) */
+  roll: number;
+}
+
+/** How usable the face is for animation. */
+export interface FaceQuality {
+  /** face box width and height in pixels */
+  widthPx: number;
+  heightPx: number;
+  /** variance of the Laplacian of the luminance over the face */
+  sharpness: number;
+  /** the face's sharpness over the whole image's (below 1: the face is blurrier than the rest) */
+  sharpnessRatio: number;
+  /** mean luminance over the face, 0..255 */
+  meanLuma: number;
+  /** share of face pixels at or below 8 / at or above 247 */
+  darkFraction: number;
+  brightFraction: number;
+  /** the mouth landmarks and the chin are inside the image */
+  mouthInside: boolean;
+  chinInside: boolean;
+}
+
+/** The face the lip-sync stage animates, in the avatar image's coordinates. */
+export interface AvatarFace {
+  box: FaceBox;
+  /** detector confidence 0..1 */
+  score: number;
+  /** 68 points, iBUG 300-W order (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67) */
+  landmarks: readonly FacePoint[];
+  pose: HeadPose;
+  quality: FaceQuality;
+  /** the models that found the face: detector and landmark model names */
+  models: { detector: string; landmarks: string };
+  /** the JSON sidecar the details came from or were written to, when the avatar is a prepared one */
+  sidecarPath?: string;
 }
 
 /** A photo with a face the lip-sync stage can animate. The face stage fills it in. */
@@ -86,14 +156,36 @@ export interface Avatar {
   imagePath: string;
   width: number;
   height: number;
-  /** engine-specific detail (landmarks, pose...) that the lip-sync stage reads */
-  face: Readonly<Record<string, unknown>>;
+  face: AvatarFace;
+}
+
+/** How the face moves besides the mouth. */
+export interface AnimationSettings {
+  headMotion: 'none' | 'subtle' | 'lively';
+  /** blinks per minute; 0 = never */
+  blinkRate: number;
+  /** scales mouth and jaw motion; 1 = natural */
+  expressiveness: number;
+  /** the same inputs and seed give the same video */
+  seed: number;
 }
 
 export interface LipsyncInput {
   avatar: Avatar;
-  speech: Speech;
+  /** the speech in memory when an earlier stage made it; absent for a user's recording (video_lipsync) */
+  speech?: Speech;
+  /** the audio the video gets: the speech's WAV or the user's recording */
+  audioPath: string;
+  /** refuse audio longer than this */
+  maxSeconds: number;
   settings: EncodeSettings;
+  animation: AnimationSettings;
+}
+
+/** Where the face and mouth are in the rendered frames, for the inspector. */
+export interface FrameRegions {
+  face: FaceBox;
+  mouth: FaceBox;
 }
 
 /** Raw RGBA frames, streamed: the renderer yields, the encoder consumes, no frame touches the disk. */
@@ -103,6 +195,7 @@ export interface FrameStream {
   fps: number;
   frameCount: number;
   frames: AsyncIterable<Uint8Array>;
+  regions?: FrameRegions;
 }
 
 export type EncodeInput =
@@ -119,12 +212,34 @@ export interface EncodedVideo {
   bytes: number;
 }
 
+export interface InspectInput {
+  videoPath: string;
+  regions: FrameRegions;
+}
+
+/** What an inspector measured; stored in the job's result as it is. */
+export interface InspectionSummary {
+  /** best lag between mouth motion and the audio envelope, frames (+: the video is late) */
+  lagFrames: number;
+  /** correlation at that lag */
+  correlation: number;
+  /** mouth motion in silences over motion in speech (0: still in silences) */
+  silenceStillness: number;
+  /** mean motion at the frame borders, outside the face (0: still) */
+  borderMotion: number;
+  /** mouth sharpness while speaking over at rest (1: as sharp) */
+  sharpnessRatio: number;
+  /** the inspector's full report */
+  details: Readonly<Record<string, unknown>>;
+}
+
 export interface StageIO {
   voice: { input: VoiceMatchInput; output: VoiceMatch };
   tts: { input: TtsInput; output: Speech };
   face: { input: FaceInput; output: Avatar };
   lipsync: { input: LipsyncInput; output: FrameStream };
   encode: { input: EncodeInput; output: EncodedVideo };
+  inspect: { input: InspectInput; output: InspectionSummary };
 }
 export type StageInput<K extends StageKind> = StageIO[K]['input'];
 export type StageOutput<K extends StageKind> = StageIO[K]['output'];

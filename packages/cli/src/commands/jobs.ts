@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { Job, JobParams, JobType, JsonValue, WorkerEvent } from '@avatar/core';
 import { AvatarError, JOB_STATUSES, JOB_TYPES, Worker, checkJobParams, createJobHandlers, isJobType } from '@avatar/core';
 import type { Output } from '../output.js';
-import { addVideoOptions, configFromFlags, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
+import { addAnimationOptions, addVideoOptions, configFromFlags, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
 import type { VideoFlags } from '../shared.js';
 
 function describeJob(job: Job): string {
@@ -66,7 +66,7 @@ function paramsFromFlags(jobType: JobType, flags: SubmitFlags): JobParams {
 export function registerJobs(program: Command): void {
   const jobs = program.command('jobs').description('the persistent job queue: submit work, watch it, cancel it');
 
-  addVideoOptions(
+  addAnimationOptions(addVideoOptions(
     jobs.command('submit')
       .description('queue a job; a worker ("avatar worker") runs it')
       .requiredOption('--type <type>', `job type: ${JOB_TYPES.join('|')}`, oneOfParser('type', JOB_TYPES))
@@ -79,7 +79,7 @@ export function registerJobs(program: Command): void {
       .option('--name <text>', 'name for the new voice profile (voice_clone)')
       .option('--output <path>', 'where the result goes (default: <storage>/outputs/<jobId>.<ext>)')
       .option('--params <json>', 'more parameters as a JSON object'),
-  ).action(async (flags: SubmitFlags, command: Command) => {
+  )).action(async (flags: SubmitFlags, command: Command) => {
     await withContext(command, async (ctx, out) => {
       if (!isJobType(flags.type)) throw new AvatarError('AVATAR_ERR_JOB_TYPE_UNKNOWN', { type: flags.type, known: JOB_TYPES.join(', ') });
       const params = paramsFromFlags(flags.type, flags);

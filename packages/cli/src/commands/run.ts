@@ -3,7 +3,7 @@ import type { ProgressEvent, RunResult } from '@avatar/core';
 import { AvatarError, ERRORS } from '@avatar/core';
 import { createProgress } from '../progress.js';
 import type { Output } from '../output.js';
-import { addVideoOptions, configFromFlags, parseNumberIn, withContext } from '../shared.js';
+import { addAnimationOptions, addVideoOptions, configFromFlags, parseNumberIn, withContext } from '../shared.js';
 import type { VideoFlags } from '../shared.js';
 
 /** Ctrl-C aborts the run: the stage stops, intermediates go, nothing is left at the output path. */
@@ -38,7 +38,11 @@ export function reportRun(out: Output, result: RunResult, what: string): number 
   if (result.success) {
     out.result(result, () => {
       const stages = result.stages.map((s) => `  ${s.stage.padEnd(18)} ${s.wallSeconds.toFixed(2)}s  peak RSS ${s.peakRssMB} MB`).join('\n');
-      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s`;
+      const i = result.inspection;
+      const inspection = i
+        ? `\n  inspection: lip-sync lag ${i.lagFrames} frames (correlation ${i.correlation.toFixed(2)}), mouth in silences ${i.silenceStillness.toFixed(2)}, border motion ${i.borderMotion.toFixed(2)}, mouth sharpness ratio ${i.sharpnessRatio.toFixed(2)}`
+        : '';
+      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s${inspection}`;
     });
     return 0;
   }
@@ -58,20 +62,40 @@ interface PipelineFlags extends VideoFlags {
 
 export function registerPipeline(program: Command): void {
   const pipeline = program.command('pipeline').description('run the whole pipeline: text -> speech -> face -> lip-sync -> video');
-  addVideoOptions(
+  addAnimationOptions(addVideoOptions(
     pipeline.command('run')
       .description('render a talking-head video from TEXT and a portrait photo')
       .argument('<text>', 'what the avatar says')
       .option('--voice <id>', 'voice profile id (vp-xxxxxxxx); default: the built-in default voice')
       .requiredOption('--avatar <path>', 'portrait photo (JPEG, PNG or WebP)')
       .requiredOption('--output <path>', 'video to write (.mp4 or .webm)'),
-  )
+  ))
     .option('--max-seconds <n>', 'longest video allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
     .option('--keep-intermediates', 'keep the work folder (speech, frames metadata) for debugging', false)
     .action(async (text: string, flags: PipelineFlags, command: Command) => {
       await withContext(command, async (ctx, out) => {
         const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.execute({
           text, voiceProfileId: flags.voice ?? null, avatarImage: flags.avatar, outputPath: flags.output,
+          config: configFromFlags(flags, flags.output), signal, onProgress,
+        }));
+        return reportRun(out, result, 'video');
+      });
+    });
+}
+
+export function registerLipsync(program: Command): void {
+  addAnimationOptions(addVideoOptions(
+    program.command('lipsync')
+      .description('make a portrait speak a recording: the mouth follows the audio (any language, any voice)')
+      .requiredOption('--avatar <path>', 'portrait photo (JPEG, PNG or WebP) or a prepared avatar')
+      .requiredOption('--audio <path>', 'the recording (WAV, MP3, OGG, FLAC...)')
+      .requiredOption('--output <path>', 'video to write (.mp4 or .webm)'),
+  ))
+    .option('--max-seconds <n>', 'longest video allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
+    .action(async (flags: VideoFlags & { avatar: string; audio: string; output: string }, command: Command) => {
+      await withContext(command, async (ctx, out) => {
+        const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.lipsync({
+          avatarImage: flags.avatar, audioPath: flags.audio, outputPath: flags.output,
           config: configFromFlags(flags, flags.output), signal, onProgress,
         }));
         return reportRun(out, result, 'video');

@@ -1,0 +1,115 @@
+import { open } from 'node:fs/promises';
+import sharp from 'sharp';
+import { AvatarError, checkReadableFile, sniffImage } from '@avatar/core';
+import type { ImageKind } from '@avatar/core';
+import type { RgbImage } from './models/types.js';
+
+/** Photos larger than this are refused before decoding: a 40 MP photo already holds any portrait. */
+export const DEFAULT_MAX_MEGAPIXELS = 40;
+
+export interface LoadImageOptions {
+  /** names the file in errors, e.g. "avatar image" */
+  input?: string;
+  /** refuse images with more pixels than this many millions; default 40 */
+  maxMegapixels?: number;
+}
+
+export interface LoadedImage {
+  image: RgbImage;
+  format: ImageKind;
+  /** EXIF orientation (1..8) that was applied, 1 when none */
+  orientation: number;
+  /** the file had an alpha channel, flattened onto white */
+  hadAlpha: boolean;
+  /** the file was grayscale, expanded to RGB */
+  wasGray: boolean;
+}
+
+/** Image formats sharp can read that avatar does not accept, named for the error. */
+function otherFormat(head: Uint8Array): string | undefined {
+  const ascii = (from: number, to: number): string => String.fromCharCode(...head.subarray(from, to));
+  if (ascii(0, 4) === 'GIF8') return 'GIF';
+  if ((head[0] === 0x49 && head[1] === 0x49 && head[2] === 0x2a) || (head[0] === 0x4d && head[1] === 0x4d && head[3] === 0x2a)) return 'TIFF';
+  if (ascii(0, 2) === 'BM') return 'BMP';
+  if (ascii(4, 8) === 'ftyp') {
+    const brand = ascii(8, 12);
+    return brand.startsWith('avi') ? 'AVIF' : 'HEIF';
+  }
+  if (head[0] === 0xff && head[1] === 0x0a) return 'JPEG XL';
+  if (ascii(0, 5) === '<?xml' || ascii(0, 4) === '<svg') return 'SVG';
+  return undefined;
+}
+
+async function readHead(path: string, bytes: number): Promise<Uint8Array> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = new Uint8Array(bytes);
+    const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+function firstLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return (text.split('\n').find((l) => l.trim()) ?? text).trim();
+}
+
+/**
+ * Decodes a JPEG, PNG or WebP photo into tightly packed 8-bit RGB: EXIF orientation applied,
+ * alpha flattened onto white, grayscale expanded. Every way a file can be wrong ends in an AvatarError
+ * that names the file and says what to do; nothing here crashes on bad bytes.
+ */
+export async function loadImage(path: string, options: LoadImageOptions = {}): Promise<LoadedImage> {
+  const input = options.input ?? 'image';
+  const maxMegapixels = options.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
+  await checkReadableFile(path, input);
+  const head = await readHead(path, 32);
+  if (head.length === 0) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'the file is empty' });
+  const format = sniffImage(head);
+  if (!format) {
+    const other = otherFormat(head);
+    if (other) throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_UNSUPPORTED', { input, path, format: other });
+    throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its content is not a JPEG, PNG or WebP header' });
+  }
+
+  // The header alone gives the size, so a decompression bomb is refused before any pixel is decoded.
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(path, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: firstLine(error) }, { cause: error });
+  }
+  const width = meta.width ?? 0;
+  const height = meta.height ?? 0;
+  if (width <= 0 || height <= 0) throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: 'the header gives no image size' });
+  const limitPixels = Math.floor(maxMegapixels * 1e6);
+  if (width * height > limitPixels) {
+    throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_TOO_LARGE', {
+      input, path, width, height, megapixels: (width * height / 1e6).toFixed(1), limit: maxMegapixels,
+    });
+  }
+
+  try {
+    // failOn 'truncated': a cut-off file is refused; harmless warnings (odd markers) are not.
+    const { data, info } = await sharp(path, { limitInputPixels: limitPixels, failOn: 'truncated', sequentialRead: true })
+      .rotate()
+      .flatten({ background: { r: 255, g: 255, b: 255 } })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels instead of 3`);
+    return {
+      image: { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) },
+      format,
+      orientation: meta.orientation ?? 1,
+      hadAlpha: meta.hasAlpha === true,
+      wasGray: meta.channels !== undefined && meta.channels <= 2,
+    };
+  } catch (error) {
+    if (error instanceof AvatarError) throw error;
+    throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: firstLine(error) }, { cause: error });
+  }
+}

@@ -1,0 +1,204 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { AvatarError, PLUGIN_API_VERSION } from '@avatar/core';
+import type { Avatar, AvatarFace, FaceInput, HeadPose, LoadedStage, PluginCheck, StagePlugin } from '@avatar/core';
+import type { AnalyseOptions, FaceEngines, PhotoReport } from './analyse.js';
+import { analyseImage } from './analyse.js';
+import { loadImage } from './image.js';
+import { loadDetector, loadLandmarks } from './models/index.js';
+import type { Point, RgbImage } from './models/types.js';
+import type { AvatarSidecar } from './prepare.js';
+import { readSidecar, sha256, writePreparedAvatar } from './prepare.js';
+import type { FaceThresholds, Verdict } from './validate.js';
+import { judgeFaces, resolveThresholds, verdictError } from './validate.js';
+
+export type DetectorChoice = 'tiny' | 'ssd';
+export type LandmarkChoice = 'tiny' | 'full';
+
+export interface FacePluginOptions {
+  /** default: $AVATAR_FACE_DETECTOR, else 'tiny' (fast; 'ssd' finds smaller faces but also takes some animals for faces) */
+  detector?: DetectorChoice;
+  /** default: $AVATAR_FACE_LANDMARKS, else 'full' */
+  landmarks?: LandmarkChoice;
+  /** where the converted ONNX models are; default: the models package's own folder */
+  modelsDir?: string;
+  thresholds?: Partial<FaceThresholds>;
+  /** refuse photos over this many megapixels; default $AVATAR_FACE_MAX_MEGAPIXELS, else 40 */
+  maxMegapixels?: number;
+}
+
+function choice<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (value === undefined || value === '') return fallback;
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: name, problem: 'is not a known model', value, expected: `Use one of: ${allowed.join(', ')}.` });
+}
+
+export interface ResolvedFaceOptions {
+  detector: DetectorChoice;
+  landmarks: LandmarkChoice;
+  modelsDir?: string;
+  thresholds: FaceThresholds;
+  maxMegapixels?: number;
+}
+
+/** Options, then the environment, then the defaults. */
+export function resolveFaceOptions(options: FacePluginOptions = {}, env: NodeJS.ProcessEnv = process.env): ResolvedFaceOptions {
+  const mp = options.maxMegapixels ?? (env.AVATAR_FACE_MAX_MEGAPIXELS ? Number(env.AVATAR_FACE_MAX_MEGAPIXELS) : undefined);
+  if (mp !== undefined && (!Number.isFinite(mp) || mp <= 0)) {
+    throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'AVATAR_FACE_MAX_MEGAPIXELS', problem: 'must be a positive number', value: String(mp), expected: 'Give megapixels, e.g. 40.' });
+  }
+  return {
+    detector: options.detector ?? choice('AVATAR_FACE_DETECTOR', env.AVATAR_FACE_DETECTOR, ['tiny', 'ssd'] as const, 'tiny'),
+    landmarks: options.landmarks ?? choice('AVATAR_FACE_LANDMARKS', env.AVATAR_FACE_LANDMARKS, ['tiny', 'full'] as const, 'full'),
+    ...(options.modelsDir !== undefined && { modelsDir: options.modelsDir }),
+    thresholds: resolveThresholds(options.thresholds ?? {}, env),
+    ...(mp !== undefined && { maxMegapixels: mp }),
+  };
+}
+
+/** Creates the ONNX sessions once; `dispose` releases both. */
+export async function loadFaceEngines(options: ResolvedFaceOptions): Promise<FaceEngines> {
+  const where = options.modelsDir !== undefined ? { modelsDir: options.modelsDir } : {};
+  const detector = await loadDetector(options.detector, where);
+  try {
+    const landmarks = await loadLandmarks(options.landmarks, where);
+    return { detector, landmarks };
+  } catch (error) {
+    await detector.dispose();
+    throw error;
+  }
+}
+
+export async function disposeFaceEngines(engines: FaceEngines): Promise<void> {
+  await Promise.allSettled([engines.detector.dispose(), engines.landmarks.dispose()]);
+}
+
+/** What the check found: for a raw photo the full analysis, for a prepared avatar the stored face. */
+export interface FaceCheck {
+  path: string;
+  /** the details came from a prepared avatar's sidecar, not from detection */
+  prepared: boolean;
+  sidecarPath?: string;
+  report?: PhotoReport;
+  face?: AvatarFace;
+  width: number;
+  height: number;
+  verdict: Verdict;
+}
+
+interface CheckedPhoto {
+  check: FaceCheck;
+  /** for preparing from a raw photo or a prepared avatar */
+  source: { image: RgbImage; bytes: Uint8Array; landmarks: readonly Point[]; score: number; pose: HeadPose; models: { detector: string; landmarks: string } } | null;
+}
+
+/**
+ * Checks one photo or prepared avatar against the lip-sync rules. A prepared avatar (an image with a
+ * matching sidecar) is not detected again: its stored face is judged with the same rules.
+ */
+export async function checkFace(path: string, engines: FaceEngines, options: ResolvedFaceOptions, input = 'avatar image'): Promise<CheckedPhoto> {
+  const absolute = resolve(path);
+  const loaded = await loadImage(absolute, { input, ...(options.maxMegapixels !== undefined && { maxMegapixels: options.maxMegapixels }) });
+  const bytes = new Uint8Array(await readFile(absolute));
+  const stored = await readSidecar(absolute, bytes, input);
+  if (stored) return fromSidecar(absolute, stored.sidecar, stored.path, loaded.image, bytes, options, input);
+  const analyse: AnalyseOptions = { input, thresholds: options.thresholds };
+  const report = await analyseImage(loaded, absolute, engines, analyse);
+  const main = report.faces[0];
+  const usableSource = main?.landmarks && main.pose
+    ? { image: loaded.image, bytes, landmarks: main.landmarks, score: main.score, pose: { yaw: main.pose.yaw, pitch: main.pose.pitch, roll: main.pose.roll }, models: report.models }
+    : null;
+  return { check: { path: absolute, prepared: false, report, width: report.width, height: report.height, verdict: report.verdict }, source: usableSource };
+}
+
+function fromSidecar(path: string, sidecar: AvatarSidecar, sidecarPath: string, image: RgbImage, bytes: Uint8Array, options: ResolvedFaceOptions, input: string): CheckedPhoto {
+  const face: AvatarFace = { ...sidecar.face, sidecarPath };
+  const verdict = judgeFaces([{ box: face.box, score: face.score, pose: face.pose, quality: face.quality }], options.thresholds, input, path);
+  return {
+    check: { path, prepared: true, sidecarPath, face, width: image.width, height: image.height, verdict },
+    source: { image, bytes, landmarks: face.landmarks, score: face.score, pose: face.pose, models: face.models },
+  };
+}
+
+/** The face of a checked photo in the photo's own coordinates. */
+function faceOf(check: FaceCheck): AvatarFace {
+  if (check.face) return check.face;
+  const main = check.report?.faces[0];
+  if (!main?.landmarks || !main.pose || !main.quality || !check.report) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'a usable face without landmarks' });
+  return {
+    box: main.box,
+    score: main.score,
+    landmarks: main.landmarks,
+    pose: { yaw: main.pose.yaw, pitch: main.pose.pitch, roll: main.pose.roll },
+    quality: main.quality,
+    models: check.report.models,
+  };
+}
+
+/**
+ * The face stage: judges the photo (refusing with the first broken rule) and, when asked, writes the
+ * prepared avatar and returns it. A prepared avatar of the wanted size is used as it is.
+ */
+export async function runFaceStage(input: FaceInput, engines: FaceEngines, options: ResolvedFaceOptions): Promise<Avatar> {
+  const { check, source } = await checkFace(input.imagePath, engines, options);
+  const refusal = verdictError(check.verdict);
+  if (refusal) throw refusal;
+  const prepare = input.prepare;
+  const reusable = check.prepared && check.width === prepare?.size && check.height === prepare.size && (prepare.reuse === true || resolve(prepare.outputPath) === check.path);
+  if (!prepare || reusable) {
+    return { imagePath: check.path, width: check.width, height: check.height, face: faceOf(check) };
+  }
+  if (!source) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'a usable face without landmarks' });
+  const outputPath = resolve(prepare.outputPath);
+  const written = await writePreparedAvatar({
+    outputPath,
+    size: prepare.size,
+    sourcePath: check.path,
+    source: source.image,
+    sourceSha256: sha256(source.bytes),
+    landmarks: source.landmarks,
+    score: source.score,
+    sourcePose: source.pose,
+    models: source.models,
+  });
+  return { imagePath: outputPath, width: prepare.size, height: prepare.size, face: written.face };
+}
+
+/** Model memory: both sessions with their weights and buffers, measured with the ssd detector and the full landmark net. */
+export const FACE_RAM_MB = 160;
+
+export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'face'> {
+  return {
+    name: 'onnx-face',
+    stage: 'face',
+    apiVersion: PLUGIN_API_VERSION,
+    description: 'ONNX face detection and 68-point landmarks (converted face-api models): photo checks for lip-sync, head pose, avatar preparation',
+    resources: { device: 'cpu', ramMB: FACE_RAM_MB },
+    async check(): Promise<PluginCheck> {
+      try {
+        const resolved = resolveFaceOptions(options);
+        const engines = await loadFaceEngines(resolved);
+        const detail = `detector ${engines.detector.name}, landmarks ${engines.landmarks.name}`;
+        await disposeFaceEngines(engines);
+        return { ok: true, detail };
+      } catch (error) {
+        return { ok: false, detail: error instanceof Error ? error.message : String(error), install: 'npm run bootstrap (converts the face models)' };
+      }
+    },
+    async load(): Promise<LoadedStage<FaceInput, Avatar>> {
+      const resolved = resolveFaceOptions(options);
+      const engines = await loadFaceEngines(resolved);
+      return {
+        run: async (input, ctx) => {
+          ctx.progress(0.1, 'detecting the face');
+          const avatar = await runFaceStage(input, engines, resolved);
+          ctx.progress(1);
+          return avatar;
+        },
+        unload: () => disposeFaceEngines(engines),
+      };
+    },
+  };
+}
+
+export const onnxFacePlugin: StagePlugin<'face'> = createFacePlugin();

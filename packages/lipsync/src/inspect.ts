@@ -1,0 +1,393 @@
+import { execFile, spawn } from 'node:child_process';
+import { AvatarError, checkReadableFile } from '@avatar/core';
+import { clamp, pearson, quantile, speechGate, toDb } from './dsp.js';
+
+/** A rectangle in the video's own pixels. */
+export interface Box {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+export interface InspectOptions {
+  /** the mouth region in video pixels */
+  mouthBox: Box;
+  /** the face region; when given, the border measure skips any part of it that reaches into the border band */
+  faceBox?: Box;
+  /** default: $AVATAR_FFMPEG, else "ffmpeg" */
+  ffmpegPath?: string;
+  /** default: $AVATAR_FFPROBE, else "ffprobe" */
+  ffprobePath?: string;
+  /** lags searched each way, in frames (default 5) */
+  maxLagFrames?: number;
+  /** width of the border band as a fraction of each side (default 0.08) */
+  borderFraction?: number;
+  /** frames are analysed at most this many pixels on the longer side (default 640) */
+  maxAnalysisSize?: number;
+  signal?: AbortSignal;
+}
+
+/** Best lag of a cross-correlation search. */
+export interface LagMeasure {
+  /** frames; positive = the mouth moves after the sound (video late), negative = before it */
+  lagFrames: number;
+  lagSeconds: number;
+  /** Pearson correlation at that lag (-1..1) */
+  correlation: number;
+  /** correlation at every lag from -maxLag to +maxLag */
+  byLag: number[];
+}
+
+/**
+ * What the inspector measured, from the finished file alone (no renderer numbers). All motion
+ * figures are mean absolute differences in 8-bit grey levels per pixel.
+ */
+export interface InspectionReport {
+  path: string;
+  video: {
+    width: number;
+    height: number;
+    fps: number;
+    frameCount: number;
+    durationSeconds: number;
+    /** the size frames were analysed at (downscaled when larger than maxAnalysisSize) */
+    analysedWidth: number;
+    analysedHeight: number;
+  };
+  audio: {
+    durationSeconds: number;
+    /** frames whose audio is above the speech gate */
+    speechFrames: number;
+    /** frames well inside silences (at least 3 frames from any speech) */
+    silentFrames: number;
+  };
+  /** mouth openness (distance of the mouth region from its silent appearance) against the audio envelope */
+  sync: LagMeasure;
+  /** mouth motion (frame-to-frame change) against changes of the audio envelope */
+  motionSync: LagMeasure;
+  silence: {
+    /** mouth motion in silences / mouth motion in speech; ~0 for a mouth that rests while nothing is said */
+    stillnessRatio: number | null;
+    /** mouth distance from its silent appearance in silences / in speech; low = the mouth returns to one resting shape */
+    closureRatio: number | null;
+  };
+  borders: {
+    /** mean frame-to-frame change in the border band, outside the face box */
+    meanMotion: number;
+    /** the largest single-frame change there */
+    maxMotion: number;
+    /** the band's width as a fraction of each side */
+    bandFraction: number;
+    /** pixels in the band that were measured (the face box removed) */
+    pixels: number;
+  };
+  sharpness: {
+    /** mean variance of the Laplacian inside the mouth box while speaking / at rest */
+    speaking: number | null;
+    rest: number | null;
+    /** speaking / rest; ~1 = the mouth stays as sharp while it moves, below 1 = it blurs */
+    ratio: number | null;
+  };
+  /** seconds the inspection took */
+  elapsedSeconds: number;
+}
+
+interface Probe {
+  width: number;
+  height: number;
+  fps: number;
+  frameCount: number | undefined;
+  videoStart: number;
+  audioStart: number | undefined;
+  duration: number;
+}
+
+const FFMPEG_INSTALL = 'apt-get install -y ffmpeg';
+const env = (name: string): string | undefined => {
+  const v = process.env[name];
+  return v && v.trim() ? v : undefined;
+};
+
+function toolError(tool: string, binary: string, error: { code?: string | number | null | undefined }): AvatarError | undefined {
+  if (error.code === 'ENOENT' || error.code === 'EACCES') {
+    return new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool: binary === tool ? tool : `${tool} (${binary})`, install: FFMPEG_INSTALL }, { cause: error });
+  }
+  return undefined;
+}
+
+const notVideo = (path: string, reason: string): AvatarError => new AvatarError('AVATAR_ERR_INPUT_NOT_VIDEO', { input: 'video', path, reason });
+
+function rate(text: string | undefined): number {
+  const [n, d] = (text ?? '').split('/').map(Number);
+  return n && d ? n / d : Number(n) || 0;
+}
+
+async function probe(path: string, ffprobe: string, signal: AbortSignal | undefined): Promise<Probe> {
+  const args = ['-v', 'error', '-show_entries', 'stream=codec_type,width,height,avg_frame_rate,r_frame_rate,start_time,nb_frames:format=duration', '-of', 'json', path];
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(ffprobe, args, { encoding: 'utf8', maxBuffer: 1 << 22, ...(signal && { signal }) }, (error, out, err) => {
+      if (!error) return resolve(out);
+      reject(toolError('ffprobe', ffprobe, error) ?? (error.name === 'AbortError' ? error : notVideo(path, err.trim().split('\n').pop() || 'ffprobe cannot read it')));
+    });
+  });
+  const info = JSON.parse(stdout) as { streams?: Array<Record<string, string | number | undefined>>; format?: { duration?: string } };
+  const streams = info.streams ?? [];
+  const v = streams.find((s) => s.codec_type === 'video');
+  const a = streams.find((s) => s.codec_type === 'audio');
+  if (!v || !Number(v.width) || !Number(v.height)) throw notVideo(path, 'it has no video stream');
+  if (!a) throw notVideo(path, 'it has no audio track to compare the mouth with');
+  const fps = rate(String(v.avg_frame_rate ?? '')) || rate(String(v.r_frame_rate ?? ''));
+  if (!(fps > 0)) throw notVideo(path, 'its frame rate is unknown');
+  const frames = Number(v.nb_frames);
+  return {
+    width: Number(v.width),
+    height: Number(v.height),
+    fps,
+    frameCount: Number.isFinite(frames) && frames > 0 ? frames : undefined,
+    videoStart: Number(v.start_time) || 0,
+    audioStart: Number(a.start_time) || 0,
+    duration: Number(info.format?.duration) || 0,
+  };
+}
+
+/** Runs ffmpeg and hands its stdout over in chunks; never writes anything to disk. */
+function decode(ffmpeg: string, args: string[], path: string, signal: AbortSignal | undefined, onData: (chunk: Buffer) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(ffmpeg, ['-v', 'error', '-nostdin', ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(signal && { signal }) });
+    let stderr = '';
+    let failed: unknown;
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      try { onData(chunk); } catch (error) { failed = error; child.kill('SIGKILL'); }
+    });
+    child.stderr.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString('utf8')).slice(-4000); });
+    child.on('error', (error: NodeJS.ErrnoException) => reject(toolError('ffmpeg', ffmpeg, error) ?? error));
+    child.on('close', (code) => {
+      if (failed) return reject(failed);
+      if (code === 0) return resolve();
+      reject(notVideo(path, stderr.trim().split('\n').pop() || `ffmpeg exited with ${code}`));
+    });
+  });
+}
+
+interface Rect { x0: number; y0: number; x1: number; y1: number }
+
+/** Scales a box to the analysed size and clips it to the frame. */
+function rect(box: Box, scale: number, width: number, height: number): Rect {
+  return {
+    x0: clamp(Math.floor(box.x * scale), 0, width),
+    y0: clamp(Math.floor(box.y * scale), 0, height),
+    x1: clamp(Math.ceil((box.x + box.width) * scale), 0, width),
+    y1: clamp(Math.ceil((box.y + box.height) * scale), 0, height),
+  };
+}
+
+function checkBox(name: string, box: Box, width: number, height: number): void {
+  const ok = [box.x, box.y, box.width, box.height].every(Number.isFinite) && box.width >= 4 && box.height >= 4 &&
+    box.x >= 0 && box.y >= 0 && box.x + box.width <= width && box.y + box.height <= height;
+  if (!ok) {
+    throw new AvatarError('AVATAR_ERR_USAGE', {
+      reason: `the ${name} box ${box.x},${box.y},${box.width},${box.height} must be at least 4x4 and lie inside the ${width}x${height} video`,
+    });
+  }
+}
+
+/** Best lag of corr(a[i], b[i + lag]) over -maxLag..maxLag; ties go to the smaller |lag|. */
+function bestLag(a: ArrayLike<number>, b: ArrayLike<number>, maxLag: number, fps: number): LagMeasure {
+  const n = Math.min(a.length, b.length);
+  const byLag: number[] = [];
+  let best = 0;
+  let bestR = -Infinity;
+  for (let lag = -maxLag; lag <= maxLag; lag++) {
+    const from = Math.max(0, -lag);
+    const to = Math.min(n, n - lag);
+    const xa: number[] = [];
+    const xb: number[] = [];
+    for (let i = from; i < to; i++) { xa.push(a[i] as number); xb.push(b[i + lag] as number); }
+    const r = pearson(xa, xb);
+    byLag.push(r);
+    if (r > bestR + 1e-9 || (Math.abs(r - bestR) <= 1e-9 && Math.abs(lag) < Math.abs(best))) { bestR = r; best = lag; }
+  }
+  return { lagFrames: best, lagSeconds: best / fps, correlation: bestR, byLag };
+}
+
+const meanOf = (values: ArrayLike<number>, pick: (i: number) => boolean): number | null => {
+  let sum = 0;
+  let n = 0;
+  for (let i = 0; i < values.length; i++) if (pick(i)) { sum += values[i] as number; n++; }
+  return n ? sum / n : null;
+};
+const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b <= 0 ? null : a / b);
+
+/** Grid points sampled inside the mouth box for the openness measure (at most 64 x 64). */
+const GRID = 64;
+
+/**
+ * Measures lip sync and stability of a finished video from the outside: decodes the frames (grey,
+ * through a pipe) and the audio track (16 kHz mono float), then compares mouth-region change with
+ * the audio envelope at the video's frame rate. See docs/lipsync.md for what each figure means.
+ */
+export async function inspectVideo(path: string, options: InspectOptions): Promise<InspectionReport> {
+  const started = performance.now();
+  await checkReadableFile(path, 'video');
+  const ffmpeg = options.ffmpegPath ?? env('AVATAR_FFMPEG') ?? 'ffmpeg';
+  const ffprobe = options.ffprobePath ?? env('AVATAR_FFPROBE') ?? 'ffprobe';
+  const maxLag = Math.max(1, Math.round(options.maxLagFrames ?? 5));
+  const band = clamp(options.borderFraction ?? 0.08, 0.01, 0.45);
+  const info = await probe(path, ffprobe, options.signal);
+  checkBox('mouth', options.mouthBox, info.width, info.height);
+  if (options.faceBox) checkBox('face', options.faceBox, info.width, info.height);
+
+  // ---- audio: envelope per video frame ----
+  const SR = 16000;
+  const audioChunks: Buffer[] = [];
+  await decode(ffmpeg, ['-i', path, '-map', '0:a:0', '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:1'], path, options.signal, (c) => audioChunks.push(c));
+  const audioBytes = Buffer.concat(audioChunks);
+  const samples = new Float32Array(audioBytes.buffer, audioBytes.byteOffset, Math.floor(audioBytes.length / 4));
+
+  // ---- video: per-frame measures, streamed ----
+  const maxSize = options.maxAnalysisSize ?? 640;
+  const scale = Math.min(1, maxSize / Math.max(info.width, info.height));
+  const W = scale < 1 ? Math.max(2, Math.round(info.width * scale)) : info.width;
+  const H = scale < 1 ? Math.max(2, Math.round(info.height * scale)) : info.height;
+  const sx = W / info.width;
+  const mouth = rect(options.mouthBox, sx, W, H);
+  const face = options.faceBox ? rect(options.faceBox, sx, W, H) : undefined;
+  const bw = Math.max(1, Math.round(W * band));
+  const bh = Math.max(1, Math.round(H * band));
+  const bandIdx: number[] = [];
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const inBand = x < bw || x >= W - bw || y < bh || y >= H - bh;
+      const inFace = face && x >= face.x0 && x < face.x1 && y >= face.y0 && y < face.y1;
+      if (inBand && !inFace) bandIdx.push(y * W + x);
+    }
+  }
+  const bandPixels = Int32Array.from(bandIdx);
+  const gx = Math.min(GRID, mouth.x1 - mouth.x0);
+  const gy = Math.min(GRID, mouth.y1 - mouth.y0);
+  const grid = new Int32Array(gx * gy);
+  for (let j = 0; j < gy; j++) {
+    for (let i = 0; i < gx; i++) {
+      const x = mouth.x0 + Math.floor(((i + 0.5) * (mouth.x1 - mouth.x0)) / gx);
+      const y = mouth.y0 + Math.floor(((j + 0.5) * (mouth.y1 - mouth.y0)) / gy);
+      grid[j * gx + i] = y * W + x;
+    }
+  }
+
+  const frameBytes = W * H;
+  const crops: Uint8Array[] = [];
+  const mouthMotion: number[] = [];
+  const borderMotion: number[] = [];
+  const sharp: number[] = [];
+  let frame: Buffer = Buffer.alloc(frameBytes);
+  let prev: Buffer | undefined;
+  let filled = 0;
+  const onFrame = (cur: Buffer): void => {
+    const crop = new Uint8Array(grid.length);
+    for (let k = 0; k < grid.length; k++) crop[k] = cur[grid[k] as number] as number;
+    crops.push(crop);
+    // variance of the 4-neighbour Laplacian inside the mouth box (interior pixels)
+    let s = 0, ss = 0, n = 0;
+    for (let y = Math.max(1, mouth.y0); y < Math.min(H - 1, mouth.y1); y++) {
+      for (let x = Math.max(1, mouth.x0); x < Math.min(W - 1, mouth.x1); x++) {
+        const o = y * W + x;
+        const l = (cur[o - 1] as number) + (cur[o + 1] as number) + (cur[o - W] as number) + (cur[o + W] as number) - 4 * (cur[o] as number);
+        s += l; ss += l * l; n++;
+      }
+    }
+    sharp.push(n ? ss / n - (s / n) ** 2 : 0);
+    if (prev) {
+      let m = 0;
+      for (let y = mouth.y0; y < mouth.y1; y++) for (let x = mouth.x0, o = y * W + x; x < mouth.x1; x++, o++) m += Math.abs((cur[o] as number) - (prev[o] as number));
+      mouthMotion.push(m / Math.max(1, (mouth.x1 - mouth.x0) * (mouth.y1 - mouth.y0)));
+      let b = 0;
+      for (let k = 0; k < bandPixels.length; k++) {
+        const o = bandPixels[k] as number;
+        b += Math.abs((cur[o] as number) - (prev[o] as number));
+      }
+      borderMotion.push(bandPixels.length ? b / bandPixels.length : 0);
+    } else {
+      mouthMotion.push(0);
+      borderMotion.push(0);
+    }
+  };
+  const vf = scale < 1 ? ['-vf', `scale=${W}:${H}:flags=area`] : [];
+  await decode(ffmpeg, ['-i', path, '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], path, options.signal, (chunk) => {
+    let at = 0;
+    while (at < chunk.length) {
+      const take = Math.min(frameBytes - filled, chunk.length - at);
+      chunk.copy(frame, filled, at, at + take);
+      filled += take;
+      at += take;
+      if (filled === frameBytes) {
+        onFrame(frame);
+        // keep this frame as the previous one; reuse the older buffer for the next
+        const spare: Buffer = prev ?? Buffer.alloc(frameBytes);
+        prev = frame;
+        frame = spare;
+        filled = 0;
+      }
+    }
+  });
+  const frames = crops.length;
+  if (frames < 2) throw notVideo(path, `it has ${frames} decodable frame${frames === 1 ? '' : 's'}; at least 2 are needed`);
+
+  // ---- envelope at the frame rate, aligned by the streams' start times ----
+  const fps = info.fps;
+  const offset = info.videoStart - (info.audioStart ?? 0);
+  const levels = new Float64Array(frames);
+  for (let i = 0; i < frames; i++) {
+    const from = Math.max(0, Math.floor((i / fps + offset) * SR));
+    const to = Math.min(samples.length, Math.floor(((i + 1) / fps + offset) * SR));
+    let sum = 0;
+    for (let j = from; j < to; j++) sum += (samples[j] as number) ** 2;
+    levels[i] = to > from ? toDb(sum / (to - from)) : -120;
+  }
+  const gate = speechGate(levels);
+  const envelope = Float64Array.from(levels, (l) => (gate.hasSpeech ? clamp((l - gate.floor) / Math.max(1, gate.peak - gate.floor), 0, 1) : 0));
+  const speech = Array.from(levels, (l) => gate.hasSpeech && l > gate.threshold);
+  const silent = speech.map((_, i) => {
+    for (let k = Math.max(0, i - 3); k <= Math.min(frames - 1, i + 3); k++) if (speech[k]) return false;
+    return true;
+  });
+
+  // rest appearance: the per-point mean over silent frames, else over the quietest tenth
+  const restFrames = silent.some(Boolean)
+    ? silent.flatMap((s, i) => (s ? [i] : []))
+    : (() => { const q = quantile(levels, 0.1); return Array.from(levels.keys()).filter((i) => (levels[i] as number) <= q); })();
+  const rest = new Float64Array(grid.length);
+  for (const i of restFrames) { const c = crops[i] as Uint8Array; for (let k = 0; k < rest.length; k++) rest[k] = (rest[k] as number) + (c[k] as number); }
+  for (let k = 0; k < rest.length; k++) rest[k] = (rest[k] as number) / restFrames.length;
+  const openness = crops.map((c) => {
+    let d = 0;
+    for (let k = 0; k < c.length; k++) d += Math.abs((c[k] as number) - (rest[k] as number));
+    return d / Math.max(1, c.length);
+  });
+  const envelopeChange = Array.from(envelope, (e, i) => (i === 0 ? 0 : Math.abs(e - (envelope[i - 1] as number))));
+
+  const speakingSharp = meanOf(sharp, (i) => speech[i] === true);
+  const restSharp = meanOf(sharp, (i) => silent[i] === true);
+  let maxBorder = 0;
+  for (const b of borderMotion) maxBorder = Math.max(maxBorder, b);
+  return {
+    path,
+    video: { width: info.width, height: info.height, fps, frameCount: frames, durationSeconds: frames / fps, analysedWidth: W, analysedHeight: H },
+    audio: { durationSeconds: samples.length / SR, speechFrames: speech.filter(Boolean).length, silentFrames: silent.filter(Boolean).length },
+    sync: bestLag(envelope, openness, maxLag, fps),
+    motionSync: bestLag(envelopeChange, mouthMotion, maxLag, fps),
+    silence: {
+      stillnessRatio: ratio(meanOf(mouthMotion, (i) => silent[i] === true), meanOf(mouthMotion, (i) => speech[i] === true)),
+      closureRatio: ratio(meanOf(openness, (i) => silent[i] === true), meanOf(openness, (i) => speech[i] === true)),
+    },
+    borders: {
+      meanMotion: borderMotion.length > 1 ? borderMotion.slice(1).reduce((a, b) => a + b, 0) / (borderMotion.length - 1) : 0,
+      maxMotion: maxBorder,
+      bandFraction: band,
+      pixels: bandPixels.length,
+    },
+    sharpness: { speaking: speakingSharp, rest: restSharp, ratio: ratio(speakingSharp, restSharp) },
+    elapsedSeconds: (performance.now() - started) / 1000,
+  };
+}

@@ -1,0 +1,157 @@
+import { spawn } from 'node:child_process';
+import sharp from 'sharp';
+import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, defineStagePlugin } from '@avatar/core';
+import type { FaceBox, FacePoint, FrameRegions, FrameStream, InspectionSummary, LipsyncInput, RunContext, StagePlugin } from '@avatar/core';
+import { inspectVideo } from './inspect.js';
+import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render.js';
+import { computeMouthTrack, poseAt } from './track.js';
+import type { SpeechAudio } from './track.js';
+
+const ffmpegPath = (): string => process.env.AVATAR_FFMPEG ?? 'ffmpeg';
+
+/** Decodes a user's recording to 16 kHz mono PCM with ffmpeg; the bytes never touch the disk. */
+export async function decodeRecording(path: string, signal?: AbortSignal): Promise<SpeechAudio & { durationSeconds: number }> {
+  await checkReadableFile(path, 'audio');
+  const sampleRate = 16000;
+  const chunks: Buffer[] = [];
+  let stderr = '';
+  const code = await new Promise<number>((resolve, reject) => {
+    const child = spawn(ffmpegPath(), ['-v', 'error', '-nostdin', '-i', path, '-vn', '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', 'pipe:1'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(signal && { signal }),
+    });
+    child.stdout.on('data', (d: Buffer) => chunks.push(d));
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') reject(new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool: 'ffmpeg', install: 'apt-get install -y ffmpeg' }));
+      else reject(error);
+    });
+    child.on('close', (status) => resolve(status ?? 1));
+  });
+  const bytes = Buffer.concat(chunks);
+  if (code !== 0 || bytes.length < 2) {
+    const reason = stderr.trim().split('\n').slice(-2).join(' ') || 'no audio stream';
+    throw new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input: 'audio', path, reason });
+  }
+  const pcm = new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + (bytes.length & ~1)));
+  return { pcm, sampleRate, durationSeconds: pcm.length / sampleRate };
+}
+
+/** Frame size: the avatar scaled so its longer side is at most `size`, both sides even (what H.264 needs). */
+export function frameSize(width: number, height: number, size: number): { width: number; height: number; scale: number } {
+  const scale = Math.min(1, size / Math.max(width, height));
+  const even = (n: number): number => Math.max(2, Math.floor(n / 2) * 2);
+  return { width: even(width * scale), height: even(height * scale), scale };
+}
+
+function boxAround(points: readonly FacePoint[], margin: number, width: number, height: number): FaceBox {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const p of points) {
+    x0 = Math.min(x0, p.x);
+    y0 = Math.min(y0, p.y);
+    x1 = Math.max(x1, p.x);
+    y1 = Math.max(y1, p.y);
+  }
+  const mx = (x1 - x0) * margin;
+  const my = (y1 - y0) * margin;
+  const bx = Math.max(0, Math.floor(x0 - mx));
+  const by = Math.max(0, Math.floor(y0 - my));
+  return { x: bx, y: by, width: Math.min(width, Math.ceil(x1 + mx)) - bx, height: Math.min(height, Math.ceil(y1 + my)) - by };
+}
+
+/** Renders the talking head: the mouth track from the speech drives a warp of the avatar's own pixels. */
+async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream> {
+  const { avatar, settings, animation } = input;
+  const landmarks = avatar.face.landmarks;
+  if (!landmarks || landmarks.length !== 68) {
+    throw new AvatarError('AVATAR_ERR_STAGE_FAILED', { stage: 'generate_lipsync', reason: 'the avatar has no 68 face landmarks (run the face stage first)' });
+  }
+  const audio: SpeechAudio & { durationSeconds: number } = input.speech
+    ? { pcm: input.speech.pcm, sampleRate: input.speech.sampleRate, phonemes: input.speech.phonemes, durationSeconds: input.speech.durationSeconds }
+    : await decodeRecording(input.audioPath, ctx.signal);
+  if (audio.durationSeconds > input.maxSeconds) {
+    throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_LONG', { input: 'audio', seconds: audio.durationSeconds.toFixed(1), limit: input.maxSeconds });
+  }
+  const size = frameSize(avatar.width, avatar.height, settings.size);
+  const { data } = await sharp(avatar.imagePath, { limitInputPixels: 100_000_000 })
+    .rotate()
+    .resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' })
+    .ensureAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const sx = size.width / avatar.width;
+  const sy = size.height / avatar.height;
+  const points = landmarks.map((p) => ({ x: p.x * sx, y: p.y * sy }));
+  const renderer = new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
+    expressiveness: 1,
+  });
+  const fps = settings.fps;
+  const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
+  const blinks = blinkSchedule(track.durationSeconds, animation.blinkRate, animation.seed);
+  const frameCount = track.frameCount;
+  const regions: FrameRegions = {
+    face: boxAround(points, 0.05, size.width, size.height),
+    // the mouth and the chin below it: where the lips and jaw move
+    mouth: boxAround([...points.slice(48, 68), points[57] as FacePoint, points[8] as FacePoint], 0.15, size.width, size.height),
+  };
+  const signal = ctx.signal;
+  async function* frames(): AsyncGenerator<Uint8Array> {
+    let reported = 0;
+    for (let i = 0; i < frameCount; i++) {
+      signal.throwIfAborted();
+      const t = i / fps;
+      const head = headMotionAt(t, animation.headMotion, animation.seed, renderer.mouthScale * 1.6);
+      yield renderer.render(poseAt(track, i), { blink: blinkAt(t, blinks), ...head });
+      if (i - reported >= fps / 2 || i === frameCount - 1) {
+        reported = i;
+        ctx.progress((i + 1) / frameCount, `frame ${i + 1} of ${frameCount}`);
+      }
+    }
+  }
+  return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions };
+}
+
+/**
+ * The embedded lip-sync engine: no model to download, no GPU. It holds no model either; its memory is the
+ * avatar image and one frame, so it declares a small amount.
+ */
+export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
+  name: 'warp',
+  stage: 'lipsync',
+  apiVersion: PLUGIN_API_VERSION,
+  description: 'talking head from the photo itself: a landmark-mesh warp driven by the speech, with blinks and head motion',
+  resources: { device: 'cpu', ramMB: 64 },
+  async check() {
+    return { ok: true, detail: 'built in (sharp ' + sharp.versions.sharp + ')' };
+  },
+  async load() {
+    return { run: render, async unload() {} };
+  },
+});
+
+/** Measures a finished talking-head video from the outside: decoded frames and audio only. */
+export const syncInspectorPlugin: StagePlugin<'inspect'> = defineStagePlugin({
+  name: 'sync-inspector',
+  stage: 'inspect',
+  apiVersion: PLUGIN_API_VERSION,
+  description: 'mouth motion against the audio envelope, stillness in silences, border motion, mouth sharpness',
+  resources: { device: 'cpu' },
+  async load() {
+    return {
+      async run(input, ctx): Promise<InspectionSummary> {
+        const report = await inspectVideo(input.videoPath, { mouthBox: input.regions.mouth, faceBox: input.regions.face, signal: ctx.signal });
+        return {
+          lagFrames: report.sync.lagFrames,
+          correlation: round(report.sync.correlation),
+          silenceStillness: round(report.silence.stillnessRatio ?? 0),
+          borderMotion: round(report.borders.meanMotion),
+          sharpnessRatio: round(report.sharpness.ratio ?? 1),
+          details: JSON.parse(JSON.stringify(report)) as Record<string, unknown>,
+        };
+      },
+      async unload() {},
+    };
+  },
+});
+
+const round = (n: number): number => Math.round(n * 1000) / 1000;

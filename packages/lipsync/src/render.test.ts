@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import sharp from 'sharp';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '@avatar/core';
+import type { Avatar, RunContext, StagePlugin } from '@avatar/core';
+import { plugins as facePlugins } from '@avatar/face';
+import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render.js';
+import type { FrameState, RgbaImage } from './render.js';
+import type { MouthPose } from './track.js';
+
+// The renderer is tested on a real portrait with landmarks from the real face stage.
+const PORTRAIT = new URL('../../../tests/fixtures/grace_hopper.jpg', import.meta.url).pathname;
+const REST: MouthPose = { jawOpen: 0, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0 };
+const OPEN: MouthPose = { jawOpen: 0.8, lipWidth: 0.1, lipClosure: 0, teethVisible: 0.6, lipToTeeth: 0 };
+const STILL: FrameState = { blink: 0, headAngle: 0, headX: 0, headY: 0 };
+
+let image: RgbaImage;
+let avatar: Avatar;
+
+const hash = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+beforeAll(async () => {
+  const face = facePlugins.find((p) => p.stage === 'face') as StagePlugin<'face'>;
+  const loaded = await face.load({ log: silentLogger, storageDir: '/tmp' });
+  const ctx: RunContext = { signal: new AbortController().signal, progress() {}, log: silentLogger, workDir: '/tmp' };
+  avatar = await loaded.run({ imagePath: PORTRAIT }, ctx);
+  await loaded.unload();
+  const { data, info } = await sharp(PORTRAIT).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+  image = { width: info.width, height: info.height, data: new Uint8Array(data) };
+});
+
+/** Pixels that differ between two RGBA frames, and their bounding box. */
+function changed(a: Uint8Array, b: Uint8Array, width: number): { count: number; box: [number, number, number, number] } {
+  let count = 0;
+  const box: [number, number, number, number] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (let i = 0; i < a.length; i += 4) {
+    if (a[i] !== b[i] || a[i + 1] !== b[i + 1] || a[i + 2] !== b[i + 2]) {
+      count++;
+      const x = (i / 4) % width;
+      const y = Math.floor(i / 4 / width);
+      box[0] = Math.min(box[0], x);
+      box[1] = Math.min(box[1], y);
+      box[2] = Math.max(box[2], x);
+      box[3] = Math.max(box[3], y);
+    }
+  }
+  return { count, box };
+}
+
+describe('FaceRenderer on a real portrait', () => {
+  it('at rest, with no blink and no head motion, the frame is the photo itself', () => {
+    const renderer = new FaceRenderer(image, avatar.face.landmarks);
+    expect(changed(renderer.render(REST, STILL), image.data, image.width).count).toBe(0);
+  });
+
+  it('an open mouth changes only the mouth and jaw, and draws a dark opening between the lips', () => {
+    const renderer = new FaceRenderer(image, avatar.face.landmarks);
+    const frame = renderer.render(OPEN, STILL);
+    const { count, box } = changed(frame, image.data, image.width);
+    expect(count).toBeGreaterThan(500);
+    const lm = avatar.face.landmarks;
+    // nothing at the eyes or above moved; sideways the change stays near the jaw (the skin just
+    // outside the jaw line stretches with it)
+    expect(box[1]).toBeGreaterThan(Math.max(...[40, 41, 46, 47].map((i) => lm[i]!.y)));
+    const jawWidth = lm[16]!.x - lm[0]!.x;
+    expect(box[0]).toBeGreaterThanOrEqual(lm[0]!.x - 0.3 * jawWidth);
+    expect(box[2]).toBeLessThanOrEqual(lm[16]!.x + 0.3 * jawWidth);
+    // the middle of the opening is dark (cavity) or light (teeth), not skin
+    const cx = Math.round((lm[62]!.x + lm[66]!.x) / 2);
+    let dark = 0;
+    for (let y = Math.round(lm[62]!.y); y < Math.round(lm[62]!.y) + 30; y++) {
+      const o = (y * image.width + cx) * 4;
+      if (frame[o]! < 90 && frame[o + 1]! < 60) dark++;
+    }
+    expect(dark).toBeGreaterThan(3);
+  });
+
+  it('lips pressed together (p, b, m) draw no opening', () => {
+    const renderer = new FaceRenderer(image, avatar.face.landmarks);
+    const closed = renderer.render({ ...OPEN, lipClosure: 1 }, STILL).slice();
+    const open = renderer.render(OPEN, STILL);
+    const lm = avatar.face.landmarks;
+    const cx = Math.round((lm[62]!.x + lm[66]!.x) / 2);
+    const darkRun = (frame: Uint8Array): number => {
+      let n = 0;
+      for (let y = Math.round(lm[62]!.y) - 5; y < Math.round(lm[66]!.y) + 25; y++) {
+        const o = (y * image.width + cx) * 4;
+        if (frame[o]! < 80 && frame[o + 1]! < 45) n++;
+      }
+      return n;
+    };
+    expect(darkRun(closed)).toBe(0);
+    expect(darkRun(open)).toBeGreaterThan(3);
+  });
+
+  it('a blink moves the eyelids only, and head motion never reaches the frame edges', () => {
+    const renderer = new FaceRenderer(image, avatar.face.landmarks);
+    const blink = changed(renderer.render(REST, { ...STILL, blink: 1 }), image.data, image.width);
+    const lm = avatar.face.landmarks;
+    expect(blink.count).toBeGreaterThan(100);
+    expect(blink.box[1]).toBeGreaterThanOrEqual(Math.min(...lm.slice(17, 27).map((p) => p.y)) - 2);
+    expect(blink.box[3]).toBeLessThanOrEqual(lm[33]!.y);
+    const moved = renderer.render(OPEN, { blink: 0, headAngle: 0.04, headX: 3, headY: 2 });
+    const { box } = changed(moved, image.data, image.width);
+    // the outermost rows and columns stay the photo's
+    for (let x = 0; x < image.width; x++) {
+      for (const y of [0, image.height - 1]) {
+        const o = (y * image.width + x) * 4;
+        expect(moved[o]).toBe(image.data[o]);
+      }
+    }
+    expect(box[0]).toBeGreaterThan(0);
+  });
+
+  it('renders the same frames for the same inputs and seed, other blinks and motion for another seed', () => {
+    const frames = (seed: number): string[] => {
+      const renderer = new FaceRenderer(image, avatar.face.landmarks);
+      const blinks = blinkSchedule(10, 20, seed);
+      const out: string[] = [];
+      for (let i = 0; i < 250; i += 10) {
+        const t = i / 25;
+        const pose = { ...OPEN, jawOpen: 0.5 + 0.4 * Math.sin(i / 7) };
+        out.push(hash(renderer.render(pose, { blink: blinkAt(t, blinks), ...headMotionAt(t, 'subtle', seed, 100) })));
+      }
+      return out;
+    };
+    expect(frames(7)).toEqual(frames(7));
+    expect(frames(7)).not.toEqual(frames(8));
+  });
+
+  it('blinks come at irregular intervals near the asked rate, none in the first half second', () => {
+    const times = blinkSchedule(120, 15, 3);
+    expect(times[0]).toBeGreaterThan(0.5);
+    expect(times.length).toBeGreaterThan(15);
+    expect(times.length).toBeLessThan(45);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(1.2);
+    expect(new Set(gaps.map((g) => g.toFixed(2))).size).toBeGreaterThan(5);
+    expect(blinkSchedule(60, 0, 3)).toEqual([]);
+    expect(blinkAt(times[0]! + 0.075, times)).toBe(1);
+    expect(blinkAt(times[0]! - 0.1, times)).toBe(0);
+  });
+});

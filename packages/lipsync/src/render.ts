@@ -1,0 +1,548 @@
+import Delaunator from 'delaunator';
+import type { FacePoint } from '@avatar/core';
+import type { MouthPose } from './track.js';
+
+/** Tightly packed RGBA, 4 bytes per pixel, row by row. */
+export interface RgbaImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export type HeadMotion = 'none' | 'subtle' | 'lively';
+
+export interface AnimationOptions {
+  /** slight head motion that fades to nothing before the frame's edges */
+  headMotion: HeadMotion;
+  /** blinks per minute; 0 = never */
+  blinkRate: number;
+  /** scales how far the mouth and jaw move; 1 = natural */
+  expressiveness: number;
+  /** the same seed gives the same blinks and head motion */
+  seed: number;
+}
+
+export const DEFAULT_ANIMATION: Readonly<AnimationOptions> = { headMotion: 'subtle', blinkRate: 15, expressiveness: 1, seed: 1 };
+
+/** What one frame shows besides the mouth. */
+export interface FrameState {
+  /** 0 open .. 1 closed */
+  blink: number;
+  /** head rotation in radians and translation in pixels */
+  headAngle: number;
+  headX: number;
+  headY: number;
+}
+
+// ---- deterministic randomness -------------------------------------------------------------------
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Blink times (seconds) over `duration`: irregular gaps around the mean rate, none in the first half second. */
+export function blinkSchedule(duration: number, blinksPerMinute: number, seed: number): number[] {
+  if (blinksPerMinute <= 0) return [];
+  const random = mulberry32(seed ^ 0x5eed);
+  const mean = 60 / blinksPerMinute;
+  const times: number[] = [];
+  let t = 0.5 + random() * mean;
+  while (t < duration - 0.2) {
+    times.push(t);
+    // gaps between 0.4x and 1.6x the mean, never closer than 1.2 s: people do not blink in bursts
+    t += Math.max(1.2, mean * (0.4 + 1.2 * random()));
+  }
+  return times;
+}
+
+/** Eyelid closure 0..1 at time t: 60 ms to close, 30 ms shut, 100 ms to open. */
+export function blinkAt(t: number, times: readonly number[]): number {
+  for (const start of times) {
+    const d = t - start;
+    if (d < 0) break;
+    if (d < 0.06) return smooth(d / 0.06);
+    if (d < 0.09) return 1;
+    if (d < 0.19) return 1 - smooth((d - 0.09) / 0.1);
+  }
+  return 0;
+}
+
+const smooth = (x: number): number => x * x * (3 - 2 * x);
+
+/** Smooth head motion: a few slow sines with seeded phases; zero at t = 0 is not needed, it fades in. */
+export function headMotionAt(t: number, motion: HeadMotion, seed: number, faceScale: number): Pick<FrameState, 'headAngle' | 'headX' | 'headY'> {
+  if (motion === 'none') return { headAngle: 0, headX: 0, headY: 0 };
+  const random = mulberry32(seed ^ 0xbead);
+  const amp = motion === 'lively' ? 1 : 0.4;
+  const wave = (): number => {
+    let v = 0;
+    for (let i = 0; i < 3; i++) {
+      const freq = 0.07 + random() * 0.3;
+      const phase = random() * Math.PI * 2;
+      v += Math.sin(2 * Math.PI * freq * t + phase) / 3;
+    }
+    return v;
+  };
+  // ease in over the first second so the first frame is the photo itself
+  const ease = Math.min(1, t);
+  return {
+    headAngle: ease * amp * wave() * (2.2 * Math.PI / 180),
+    headX: ease * amp * wave() * 0.035 * faceScale,
+    headY: ease * amp * wave() * 0.025 * faceScale,
+  };
+}
+
+// ---- face geometry ------------------------------------------------------------------------------
+
+interface Vec {
+  x: number;
+  y: number;
+}
+
+const mean = (points: readonly FacePoint[], from: number, to: number): Vec => {
+  let x = 0;
+  let y = 0;
+  for (let i = from; i <= to; i++) {
+    x += (points[i] as FacePoint).x;
+    y += (points[i] as FacePoint).y;
+  }
+  const n = to - from + 1;
+  return { x: x / n, y: y / n };
+};
+
+/** How strongly each jaw contour point (0..16) follows the chin when the jaw drops. */
+const JAW_FOLLOW = [0, 0, 0, 0.1, 0.3, 0.55, 0.78, 0.93, 1, 0.93, 0.78, 0.55, 0.3, 0.1, 0, 0, 0];
+
+/**
+ * Renders frames of a talking face by moving the photo's own pixels: a piecewise-affine warp over a
+ * triangulation of the 68 landmarks plus fixed anchors, an inner mouth drawn into the lip opening, and
+ * blinks and head motion on the same mesh. Anchors on a rectangle around the head never move, so every
+ * pixel outside it is the photo's, frame after frame.
+ */
+export class FaceRenderer {
+  readonly width: number;
+  readonly height: number;
+  private readonly base: Uint8Array;
+  private readonly rest: Float64Array;
+  /** per control point: how much it follows the head (1 face, 0.45 mid ring, 0 anchors) */
+  private readonly headWeight: Float32Array;
+  private readonly triangles: Uint32Array;
+  private readonly moved: Float64Array;
+  private readonly out: Uint8Array;
+  private dirty: [number, number, number, number] | null = null;
+  private readonly ux: Vec;
+  private readonly uy: Vec;
+  private readonly mouthWidth: number;
+  private readonly faceScale: number;
+  private readonly pivot: Vec;
+  private readonly expressiveness: number;
+
+  constructor(image: RgbaImage, landmarks: readonly FacePoint[], options: { expressiveness?: number } = {}) {
+    if (landmarks.length !== 68) throw new Error(`the renderer needs 68 landmarks, got ${landmarks.length}`);
+    if (image.data.length !== image.width * image.height * 4) throw new Error('image data is not width x height RGBA');
+    this.width = image.width;
+    this.height = image.height;
+    this.base = image.data;
+    this.out = new Uint8Array(image.data);
+    this.expressiveness = options.expressiveness ?? 1;
+
+    const eyeL = mean(landmarks, 36, 41);
+    const eyeR = mean(landmarks, 42, 47);
+    const ex = eyeR.x - eyeL.x;
+    const ey = eyeR.y - eyeL.y;
+    const iod = Math.hypot(ex, ey);
+    this.ux = { x: ex / iod, y: ey / iod };
+    this.uy = { x: -this.ux.y, y: this.ux.x };
+    const p = (i: number): FacePoint => landmarks[i] as FacePoint;
+    this.mouthWidth = Math.hypot(p(54).x - p(48).x, p(54).y - p(48).y);
+    this.faceScale = iod;
+    const center = mean(landmarks, 0, 67);
+    let radius = 0;
+    for (const q of landmarks) radius = Math.max(radius, Math.hypot(q.x - center.x, q.y - center.y));
+    // pivot for head motion: below the chin, where the neck turns
+    this.pivot = { x: p(8).x + this.uy.x * radius * 0.4, y: p(8).y + this.uy.y * radius * 0.4 };
+
+    const pts: Vec[] = landmarks.map((q) => ({ x: q.x, y: q.y }));
+    const weights: number[] = landmarks.map(() => 1);
+    // the forehead moves with the head: points above the brows
+    for (const i of [17, 19, 21, 22, 24, 26]) {
+      pts.push({ x: p(i).x - this.uy.x * iod * 0.7, y: p(i).y - this.uy.y * iod * 0.7 });
+      weights.push(1);
+    }
+    // around each eye, points that stay put during a blink: the lid closes without bending the brow,
+    // the glasses or the cheek
+    for (const [corner0, corner1, up0, up1, low0, low1] of [[36, 39, 37, 38, 41, 40], [42, 45, 43, 44, 47, 46]] as const) {
+      const eyeWidth = Math.hypot(p(corner1).x - p(corner0).x, p(corner1).y - p(corner0).y);
+      for (const i of [up0, up1]) {
+        pts.push({ x: p(i).x - this.uy.x * eyeWidth * 0.3, y: p(i).y - this.uy.y * eyeWidth * 0.3 });
+        weights.push(1);
+      }
+      for (const i of [low0, low1]) {
+        pts.push({ x: p(i).x + this.uy.x * eyeWidth * 0.22, y: p(i).y + this.uy.y * eyeWidth * 0.22 });
+        weights.push(1);
+      }
+      for (const [i, dir] of [[corner0, -1], [corner1, 1]] as const) {
+        pts.push({ x: p(i).x + this.ux.x * eyeWidth * 0.18 * dir, y: p(i).y + this.ux.y * eyeWidth * 0.18 * dir });
+        weights.push(1);
+      }
+    }
+    // a ring around the head that follows it halfway, so motion fades out smoothly
+    const rx = radius * 1.35;
+    const ry = radius * 1.5;
+    for (let k = 0; k < 16; k++) {
+      const a = (k / 16) * Math.PI * 2;
+      const lx = Math.cos(a) * rx;
+      const ly = Math.sin(a) * ry;
+      pts.push({ x: center.x + this.ux.x * lx + this.uy.x * ly, y: center.y + this.ux.y * lx + this.uy.y * ly });
+      weights.push(0.45);
+    }
+    // fixed anchors on a rectangle well outside the ring: the warp ends there
+    const x0 = Math.floor(center.x - rx * 1.45);
+    const x1 = Math.ceil(center.x + rx * 1.45);
+    const y0 = Math.floor(center.y - ry * 1.4);
+    const y1 = Math.ceil(center.y + ry * 1.4);
+    for (let k = 0; k < 5; k++) {
+      const fx = x0 + ((x1 - x0) * k) / 4;
+      const fy = y0 + ((y1 - y0) * k) / 4;
+      pts.push({ x: fx, y: y0 }, { x: fx, y: y1 });
+      weights.push(0, 0);
+      if (k > 0 && k < 4) {
+        pts.push({ x: x0, y: fy }, { x: x1, y: fy });
+        weights.push(0, 0);
+      }
+    }
+    this.rest = new Float64Array(pts.length * 2);
+    pts.forEach((q, i) => {
+      this.rest[2 * i] = q.x;
+      this.rest[2 * i + 1] = q.y;
+    });
+    this.moved = new Float64Array(this.rest);
+    this.headWeight = Float32Array.from(weights);
+    this.triangles = Uint32Array.from(new Delaunator(this.rest).triangles);
+  }
+
+  /** Mouth size in pixels: the scale every mouth shape is measured against. */
+  get mouthScale(): number {
+    return this.mouthWidth;
+  }
+
+  /** Moves the control points for one frame: mouth, jaw and eyelids, then the whole head. */
+  private pose(mouth: MouthPose, state: FrameState): { gap: number } {
+    const m = this.moved;
+    m.set(this.rest);
+    const e = this.expressiveness;
+    const W = this.mouthWidth;
+    const jaw = Math.max(0, Math.min(1, mouth.jawOpen * e));
+    const closure = Math.max(0, Math.min(1, mouth.lipClosure));
+    const tuck = Math.max(0, Math.min(1, mouth.lipToTeeth));
+    const width = Math.max(-1, Math.min(1, mouth.lipWidth * e));
+    const gap = 0.5 * W * jaw * (1 - closure) * (1 - 0.75 * tuck);
+    const jawDrop = 0.42 * W * jaw;
+    const { ux, uy } = this;
+    const move = (i: number, along: number, down: number): void => {
+      m[2 * i] = (m[2 * i] as number) + ux.x * along + uy.x * down;
+      m[2 * i + 1] = (m[2 * i + 1] as number) + ux.y * along + uy.y * down;
+    };
+    // jaw and chin follow the jaw drop, fading toward the ears
+    for (let i = 0; i <= 16; i++) move(i, 0, (JAW_FOLLOW[i] as number) * jawDrop);
+    // upper lip lifts a little; the lower lip carries most of the opening
+    const pout = Math.max(0, -width) * 0.035 * W;
+    for (const i of [50, 51, 52]) move(i, 0, -0.1 * gap - pout);
+    for (const i of [49, 53]) move(i, 0, -0.06 * gap - pout * 0.6);
+    for (const i of [61, 62, 63]) move(i, 0, -0.12 * gap);
+    const lower = 0.88 * gap + 0.12 * jawDrop - tuck * 0.03 * W;
+    for (const i of [56, 57, 58]) move(i, 0, lower + pout);
+    for (const i of [55, 59]) move(i, 0, 0.7 * lower + pout * 0.6);
+    for (const i of [65, 66, 67]) move(i, 0, lower);
+    // corners: spread or round, and drop a little as the mouth opens
+    const spread = width >= 0 ? width * 0.07 * W : width * 0.11 * W;
+    const pinch = 0.05 * gap;
+    move(48, -spread + pinch, 0.3 * gap);
+    move(60, -spread + pinch, 0.3 * gap);
+    move(54, spread - pinch, 0.3 * gap);
+    move(64, spread - pinch, 0.3 * gap);
+    // eyelids: the upper lid comes down onto the lower one
+    if (state.blink > 0) {
+      for (const [upper, lower2] of [[37, 41], [38, 40], [43, 47], [44, 46]] as const) {
+        const dx = (this.rest[2 * lower2] as number) - (this.rest[2 * upper] as number);
+        const dy = (this.rest[2 * lower2 + 1] as number) - (this.rest[2 * upper + 1] as number);
+        m[2 * upper] = (m[2 * upper] as number) + dx * 0.97 * state.blink;
+        m[2 * upper + 1] = (m[2 * upper + 1] as number) + dy * 0.97 * state.blink;
+      }
+    }
+    // the head turns about the neck; each point follows by its weight
+    if (state.headAngle !== 0 || state.headX !== 0 || state.headY !== 0) {
+      const n = m.length / 2;
+      for (let i = 0; i < n; i++) {
+        const w = this.headWeight[i] as number;
+        if (w === 0) continue;
+        const a = state.headAngle * w;
+        const cos = Math.cos(a);
+        const sin = Math.sin(a);
+        const x = (m[2 * i] as number) - this.pivot.x;
+        const y = (m[2 * i + 1] as number) - this.pivot.y;
+        m[2 * i] = this.pivot.x + x * cos - y * sin + state.headX * w;
+        m[2 * i + 1] = this.pivot.y + x * sin + y * cos + state.headY * w;
+      }
+    }
+    return { gap };
+  }
+
+  /**
+   * Renders one frame into the renderer's own buffer and returns it. The buffer is reused: the next call
+   * overwrites it, so a consumer that keeps frames must copy them.
+   */
+  render(mouth: MouthPose, state: FrameState): Uint8Array {
+    const { gap } = this.pose(mouth, state);
+    const tri = this.triangles;
+    const m = this.moved;
+    const r = this.rest;
+    // only triangles with a moved corner change pixels; the rest of the frame stays the photo's
+    let bx0 = Infinity;
+    let by0 = Infinity;
+    let bx1 = -Infinity;
+    let by1 = -Infinity;
+    const active: number[] = [];
+    for (let t = 0; t < tri.length; t += 3) {
+      let moving = false;
+      for (let k = 0; k < 3; k++) {
+        const v = tri[t + k] as number;
+        if (Math.abs((m[2 * v] as number) - (r[2 * v] as number)) > 1e-3 || Math.abs((m[2 * v + 1] as number) - (r[2 * v + 1] as number)) > 1e-3) moving = true;
+      }
+      if (!moving) continue;
+      active.push(t);
+      for (let k = 0; k < 3; k++) {
+        const v = tri[t + k] as number;
+        for (const src of [m, r]) {
+          bx0 = Math.min(bx0, src[2 * v] as number);
+          bx1 = Math.max(bx1, src[2 * v] as number);
+          by0 = Math.min(by0, src[2 * v + 1] as number);
+          by1 = Math.max(by1, src[2 * v + 1] as number);
+        }
+      }
+    }
+    const now: [number, number, number, number] | null = active.length
+      ? [Math.max(0, Math.floor(bx0) - 1), Math.max(0, Math.floor(by0) - 1), Math.min(this.width - 1, Math.ceil(bx1) + 1), Math.min(this.height - 1, Math.ceil(by1) + 1)]
+      : null;
+    // restore what the previous frame changed and this one may not
+    const restore = union(this.dirty, now);
+    if (restore) {
+      const [x0, y0, x1, y1] = restore;
+      for (let y = y0; y <= y1; y++) {
+        const start = (y * this.width + x0) * 4;
+        this.out.set(this.base.subarray(start, start + (x1 - x0 + 1) * 4), start);
+      }
+    }
+    for (const t of active) this.warpTriangle(tri[t] as number, tri[t + 1] as number, tri[t + 2] as number);
+    if (gap > 0.25) this.drawMouth(mouth);
+    this.dirty = now;
+    return this.out;
+  }
+
+  /** Fills the moved triangle with the photo's pixels from the rest triangle (bilinear). */
+  private warpTriangle(a: number, b: number, c: number): void {
+    const m = this.moved;
+    const r = this.rest;
+    const ax = m[2 * a] as number, ay = m[2 * a + 1] as number;
+    const bx = m[2 * b] as number, by = m[2 * b + 1] as number;
+    const cx = m[2 * c] as number, cy = m[2 * c + 1] as number;
+    const det = (bx - ax) * (cy - ay) - (cx - ax) * (by - ay);
+    if (Math.abs(det) < 1e-9) return;
+    // affine map destination -> source through barycentric coordinates
+    const sax = r[2 * a] as number, say = r[2 * a + 1] as number;
+    const sbx = r[2 * b] as number, sby = r[2 * b + 1] as number;
+    const scx = r[2 * c] as number, scy = r[2 * c + 1] as number;
+    const inv = 1 / det;
+    // u = weight of b, v = weight of c, as linear functions of (x, y)
+    const ux = (cy - ay) * inv, uy = -(cx - ax) * inv, u0 = -(ux * ax + uy * ay);
+    const vx = -(by - ay) * inv, vy = (bx - ax) * inv, v0 = -(vx * ax + vy * ay);
+    const xx = (sbx - sax) * ux + (scx - sax) * vx;
+    const xy = (sbx - sax) * uy + (scx - sax) * vy;
+    const x0 = sax + (sbx - sax) * u0 + (scx - sax) * v0;
+    const yx = (sby - say) * ux + (scy - say) * vx;
+    const yy = (sby - say) * uy + (scy - say) * vy;
+    const y0 = say + (sby - say) * u0 + (scy - say) * v0;
+
+    const W = this.width;
+    const H = this.height;
+    const minX = Math.max(0, Math.floor(Math.min(ax, bx, cx)));
+    const maxX = Math.min(W - 1, Math.ceil(Math.max(ax, bx, cx)));
+    const minY = Math.max(0, Math.floor(Math.min(ay, by, cy)));
+    const maxY = Math.min(H - 1, Math.ceil(Math.max(ay, by, cy)));
+    const base = this.base;
+    const out = this.out;
+    const row = W * 4;
+    for (let y = minY; y <= maxY; y++) {
+      // the span of x where u >= 0, v >= 0 and u + v <= 1 on this row (each is linear in x)
+      let lo = minX;
+      let hi = maxX;
+      const bounds = [
+        [ux, uy * y + u0],
+        [vx, vy * y + v0],
+        [-(ux + vx), 1 - (uy + vy) * y - (u0 + v0)],
+      ] as const;
+      for (const [k, c] of bounds) {
+        const slack = 1e-7;
+        if (Math.abs(k) < 1e-12) {
+          if (c < -slack) { lo = 1; hi = 0; }
+          continue;
+        }
+        const edge = -(c + slack) / k;
+        if (k > 0) lo = Math.max(lo, Math.ceil(edge));
+        else hi = Math.min(hi, Math.floor(edge));
+      }
+      if (lo > hi) continue;
+      let sx = xx * lo + xy * y + x0;
+      let sy = yx * lo + yy * y + y0;
+      let o = (y * W + lo) * 4;
+      for (let x = lo; x <= hi; x++, sx += xx, sy += yx, o += 4) {
+        // bilinear sample, clamped to the image
+        const fx = sx < 0 ? 0 : sx > W - 1.001 ? W - 1.001 : sx;
+        const fy = sy < 0 ? 0 : sy > H - 1.001 ? H - 1.001 : sy;
+        const ix = fx | 0;
+        const iy = fy | 0;
+        const tx = fx - ix;
+        const ty = fy - iy;
+        const i00 = iy * row + ix * 4;
+        const i01 = i00 + row;
+        const w11 = tx * ty;
+        const w10 = tx - w11;
+        const w01 = ty - w11;
+        const w00 = 1 - tx - w01;
+        out[o] = (base[i00] as number) * w00 + (base[i00 + 4] as number) * w10 + (base[i01] as number) * w01 + (base[i01 + 4] as number) * w11 + 0.5;
+        out[o + 1] = (base[i00 + 1] as number) * w00 + (base[i00 + 5] as number) * w10 + (base[i01 + 1] as number) * w01 + (base[i01 + 5] as number) * w11 + 0.5;
+        out[o + 2] = (base[i00 + 2] as number) * w00 + (base[i00 + 6] as number) * w10 + (base[i01 + 2] as number) * w01 + (base[i01 + 6] as number) * w11 + 0.5;
+        out[o + 3] = 255;
+      }
+    }
+  }
+
+  /**
+   * Draws the inside of the open mouth into the inner-lip polygon: a dark cavity, upper teeth under the
+   * upper lip with soft shading, lower teeth and a hint of tongue when it opens wide; edges blend into the
+   * lips over about a pixel.
+   */
+  private drawMouth(mouth: MouthPose): void {
+    const m = this.moved;
+    const corners: Vec[] = [];
+    for (let i = 60; i <= 67; i++) corners.push({ x: m[2 * i] as number, y: m[2 * i + 1] as number });
+    // eight landmarks make an octagon; lips are curves, so draw a closed Catmull-Rom spline through them
+    const poly: Vec[] = [];
+    for (let i = 0; i < 8; i++) {
+      const p0 = corners[(i + 7) % 8] as Vec, p1 = corners[i] as Vec, p2 = corners[(i + 1) % 8] as Vec, p3 = corners[(i + 2) % 8] as Vec;
+      for (let k = 0; k < 4; k++) {
+        const t = k / 4, t2 = t * t, t3 = t2 * t;
+        poly.push({
+          x: 0.5 * (2 * p1.x + (-p0.x + p2.x) * t + (2 * p0.x - 5 * p1.x + 4 * p2.x - p3.x) * t2 + (-p0.x + 3 * p1.x - 3 * p2.x + p3.x) * t3),
+          y: 0.5 * (2 * p1.y + (-p0.y + p2.y) * t + (2 * p0.y - 5 * p1.y + 4 * p2.y - p3.y) * t2 + (-p0.y + 3 * p1.y - 3 * p2.y + p3.y) * t3),
+        });
+      }
+    }
+    let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
+    for (const q of poly) {
+      minX = Math.min(minX, q.x);
+      maxX = Math.max(maxX, q.x);
+      minY = Math.min(minY, q.y);
+      maxY = Math.max(maxY, q.y);
+    }
+    const W = this.width;
+    const x0 = Math.max(0, Math.floor(minX) - 1);
+    const x1 = Math.min(W - 1, Math.ceil(maxX) + 1);
+    const y0 = Math.max(0, Math.floor(minY) - 1);
+    const y1 = Math.min(this.height - 1, Math.ceil(maxY) + 1);
+    const mouthW = Math.max(1, maxX - minX);
+    const centerX = (minX + maxX) / 2;
+    const { ux, uy } = this;
+    // face-aligned coordinates of the upper and lower inner lip at the mouth's middle
+    const top = (m[2 * 62 + 1] as number);
+    const bottom = (m[2 * 66 + 1] as number);
+    const height = Math.max(1, bottom - top);
+    const teethH = Math.min(height * 0.55, 0.17 * this.mouthWidth) * Math.min(1, 0.35 + 1.1 * Math.max(mouth.teethVisible, mouth.lipToTeeth));
+    const lowerTeethH = Math.max(0, Math.min(height * 0.18, 0.07 * this.mouthWidth) * Math.min(1, height / (0.35 * this.mouthWidth) - 0.6));
+    const toothPitch = this.mouthWidth / 8.5;
+    const out = this.out;
+    for (let y = y0; y <= y1; y++) {
+      for (let x = x0; x <= x1; x++) {
+        const d = signedDistance(poly, x, y);
+        const alpha = d >= 0.7 ? 1 : d <= -0.7 ? 0 : (d + 0.7) / 1.4;
+        if (alpha <= 0) continue;
+        // position inside the mouth, in the face's own frame
+        const along = (x - centerX) * ux.x + (y - top) * ux.y;
+        const down = (x - centerX) * uy.x + (y - top) * uy.y;
+        const side = Math.min(1, Math.abs(along) / (mouthW / 2));
+        const depth = Math.min(1, Math.max(0, d / 3));
+        // the cavity: dark red, darker toward the back and the corners
+        let cr = 70 - 35 * depth - 20 * side;
+        let cg = 24 - 12 * depth - 8 * side;
+        let cb = 28 - 12 * depth - 8 * side;
+        const bottomDist = bottom - y;
+        if (height > 0.22 * this.mouthWidth && bottomDist < height * 0.45) {
+          // tongue: a soft reddish mound at the bottom middle
+          const tz = 1 - Math.min(1, Math.abs(along) / (mouthW * 0.32));
+          const tt = Math.min(1, (height * 0.45 - bottomDist) / (height * 0.3)) * tz;
+          cr += (150 - cr) * tt * 0.8;
+          cg += (62 - cg) * tt * 0.8;
+          cb += (70 - cb) * tt * 0.8;
+        }
+        if (down >= -1 && down < teethH) {
+          // upper teeth: off-white, shaded toward the corners and the biting edge, faint gaps between teeth
+          const edge = 1 - Math.max(0, (down - teethH * 0.7) / (teethH * 0.3 + 1e-6)) * 0.3;
+          const gum = Math.min(1, Math.max(0, down + 1) / (teethH * 0.25 + 1));
+          const shade = (1 - 0.6 * side * side) * edge * (0.7 + 0.3 * gum);
+          const gapLine = Math.abs(((along / toothPitch + 100.5) % 1) - 0.5) < 0.07 ? 0.86 : 1;
+          const k = shade * gapLine;
+          cr = 236 * k;
+          cg = 226 * k;
+          cb = 206 * k;
+        } else if (lowerTeethH > 0.5 && bottomDist >= 0 && bottomDist < lowerTeethH) {
+          const shade = (1 - 0.6 * side * side) * 0.75;
+          cr = 222 * shade;
+          cg = 212 * shade;
+          cb = 194 * shade;
+        }
+        // a shadow just inside the lips
+        const rim = Math.max(0, 1 - d / 1.6) * 0.35;
+        cr *= 1 - rim;
+        cg *= 1 - rim;
+        cb *= 1 - rim;
+        const o = (y * W + x) * 4;
+        out[o] = (out[o] as number) * (1 - alpha) + cr * alpha + 0.5;
+        out[o + 1] = (out[o + 1] as number) * (1 - alpha) + cg * alpha + 0.5;
+        out[o + 2] = (out[o + 2] as number) * (1 - alpha) + cb * alpha + 0.5;
+      }
+    }
+  }
+}
+
+function union(a: [number, number, number, number] | null, b: [number, number, number, number] | null): [number, number, number, number] | null {
+  if (!a) return b;
+  if (!b) return a;
+  return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
+}
+
+/** Distance from (x, y) to the polygon's outline, positive inside, negative outside. */
+function signedDistance(poly: readonly Vec[], x: number, y: number): number {
+  let inside = false;
+  let best = Infinity;
+  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+    const a = poly[i] as Vec;
+    const b = poly[j] as Vec;
+    if (a.y > y !== b.y > y && x < ((b.x - a.x) * (y - a.y)) / (b.y - a.y) + a.x) inside = !inside;
+    const ex = b.x - a.x;
+    const ey = b.y - a.y;
+    const len = ex * ex + ey * ey;
+    const t = len > 0 ? Math.max(0, Math.min(1, ((x - a.x) * ex + (y - a.y) * ey) / len)) : 0;
+    const dx = a.x + t * ex - x;
+    const dy = a.y + t * ey - y;
+    best = Math.min(best, dx * dx + dy * dy);
+  }
+  const d = Math.sqrt(best);
+  return inside ? d : -d;
+}
