@@ -107,6 +107,8 @@ const figures = {
   tts: await benchTts(),
   stillEncode: await benchStill(),
   encode: await optional('./bench-encode.mjs', 'benchEncode'),
+  face: await optional('./bench-face.mjs', 'benchFace'),
+  lipsync: await optional('./bench-lipsync.mjs', 'benchLipsync'),
   queue: await optional('./bench-queue.mjs', 'benchQueue'),
 };
 
@@ -118,5 +120,13 @@ for (const r of figures.tts) {
 const s = figures.stillEncode;
 console.log(`\nstill image + ${s.audioSeconds.toFixed(1)} s audio -> MP4, medium (512 px): encode ${s.encodeSeconds.toFixed(3)} s, process ${s.processWallSeconds.toFixed(2)} s, peak RSS ${s.peakRssMB} MB`);
 console.log('\nencode:', JSON.stringify(figures.encode));
+console.log('face:', JSON.stringify(figures.face));
+const l = figures.lipsync;
+if (l.renderer) {
+  console.log(`\nrenderer alone, ${l.renderer.width}x${l.renderer.height}, one thread: ${l.renderer.fps_none} frames/s (no head motion), ${l.renderer.fps_subtle} (subtle), ${l.renderer.fps_lively} (lively)`);
+  const e = l.endToEnd;
+  console.log(`talking head end to end, medium: ${e.videoSeconds} s of video in ${e.wallSeconds} s (process start included); render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone ${e.ffmpegAloneSeconds} s (x${e.ratioToFfmpegAlone}); peak RSS ${e.peakNodeMB} MB (node), ${e.peakTreeMB} MB (with ffmpeg)`);
+  for (const x of l.lengths) console.log(`  ${String(x.seconds).padStart(3)} s of speech: ${x.wallSeconds} s wall, render+encode ${x.renderAndEncodeSeconds} s, peak RSS ${x.peakNodeMB} MB (node), ${x.peakTreeMB} MB (with ffmpeg)`);
+} else console.log('lipsync:', JSON.stringify(l));
 console.log('queue:', JSON.stringify(figures.queue));
 console.log(`\nJSON ${JSON.stringify(figures)}`);

@@ -178,6 +178,41 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(await readdir(join(dir, 's4', 'work'))).toEqual([]);
   });
 
+  it('with every built-in stage: a cancel after encoding (during the inspection) leaves nothing at the output path', async () => {
+    const registry = new PluginRegistry();
+    for (const pkg of ['@avatar/tts', '@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    const storage = join(dir, 's7');
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const out = join(dir, 'late-cancel.mp4');
+    const controller = new AbortController();
+    const stages: string[] = [];
+    const result = await coordinator.execute({
+      text: 'Cancelled after the video is encoded.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' }, signal: controller.signal,
+      onProgress: (e) => { stages.push(e.stage); if (e.stage === 'inspect_video') controller.abort(); },
+    });
+    expect(stages).toContain('encode_video');
+    expect(result.error?.code).toBe('AVATAR_ERR_CANCELLED');
+    expect(result.stagesCompleted).toContain('encode_video');
+    expect(existsSync(out)).toBe(false);
+    expect((await readdir(dir)).filter((f) => f.includes('partial') || f.startsWith('.late-cancel'))).toEqual([]);
+  });
+
+  it('an encoder that declares memory runs alongside the renderer instead of waiting for it', async () => {
+    const events: string[] = [];
+    const registry = new PluginRegistry();
+    await registry.loadPackage('@avatar/tts', { from: [ROOT] });
+    const { plugins: encoders } = await import('@avatar/encode');
+    const ffmpeg = encoders[0] as StagePlugin<'encode'>;
+    registry.register({ ...ffmpeg, name: 'heavy-ffmpeg', resources: { device: 'cpu', ramMB: 100 } }, 'test');
+    for (const p of testStages(events)) registry.register(p, 'test');
+    const storage = join(dir, 's8');
+    const resources = new ResourceManager();
+    const coordinator = new PipelineCoordinator({ registry, resources, voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const result = await coordinator.execute({ text: 'Both loaded at once.', avatarImage: PORTRAIT, outputPath: join(dir, 'alongside.mp4'), config: { videoQuality: 'low' } });
+    expect(result.error).toBeNull();
+    expect(resources.loadedModels).toEqual([]);
+  });
+
   it('checks inputs before any engine starts', async () => {
     const events: string[] = [];
     const { coordinator } = await coordinatorWith(join(dir, 's5'), testStages(events));

@@ -59,7 +59,6 @@ describe('avatar preparation', () => {
     expect(sidecar.face.models).toEqual({ detector: engines.detector.name, landmarks: engines.landmarks.name });
 
     // detect again on the written avatar: level, centred, and where the sidecar says
-    await copyFile(out, '/tmp/fdev/prepared.png');
     const fresh = (await analysePhoto(out, engines)).report;
     expect(fresh.verdict.usable, JSON.stringify([fresh.verdict, fresh.faces.map((f) => f.box), sidecar.source.transform])).toBe(true);
     const face = fresh.faces[0]!;
@@ -115,8 +114,7 @@ describe('avatar preparation', () => {
     times.sort((a, b) => a - b);
     const median = times[2]!;
     console.log(`face analysis of a 1024x1024 JPEG: median ${median.toFixed(1)} ms (${times.map((t) => t.toFixed(0)).join(', ')})`);
-    // a loose bound: the figure is reported, the test only catches a gross slowdown on a busy machine
-    expect(median).toBeLessThan(1000);
+    // speed is measured by scripts/bench-face.mjs, not asserted here
   });
 });
 

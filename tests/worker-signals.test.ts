@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, PORTRAIT, avatar, ffmpeg, tempDir } from './helpers/cli.js';
 
 interface JobView { jobId: string; status: string; stage: string | null; attempts: number; error: { code: string } | null }
@@ -28,8 +28,14 @@ describe('avatar worker and running jobs', () => {
     expect(r.code, r.stderr).toBe(0);
     return (JSON.parse(r.stdout) as JobView).jobId;
   };
+  const started: ReturnType<typeof spawn>[] = [];
+  // a failed assertion must not leave a worker encoding in the background
+  afterEach(() => {
+    for (const child of started.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  });
   const startWorker = () => {
     const child = spawn(process.execPath, [CLI, '--storage', storage, 'worker'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    started.push(child);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     const exited = new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? -1)));

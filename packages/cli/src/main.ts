@@ -43,7 +43,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return EXIT.ok;
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
+      // a usage error: commander has printed it on stderr; --json callers also get it on stdout
+      if (argv.includes('--json')) {
+        const reason = error.message.replace(/^error: /, '');
+        process.stdout.write(`${JSON.stringify({ error: new AvatarError('AVATAR_ERR_USAGE', { reason }).toJSON() }, null, 2)}\n`);
+      }
       return EXIT.usage;
     }
     if (error instanceof AvatarError) {

@@ -89,7 +89,7 @@ export function addAnimationOptions(command: Command): Command {
 
 export function addVideoOptions(command: Command): Command {
   return command
-    .option('--quality <q>', `quality preset: ${QUALITIES.join('|')} (see docs/configuration.md)`, oneOfParser('quality', QUALITIES), 'high')
+    .option('--quality <q>', `quality preset: ${QUALITIES.join('|')} (default high; see docs/configuration.md)`, oneOfParser('quality', QUALITIES))
     .option('--fps <n>', 'frames per second (overrides the preset), above 0 and at most 60', parseFps)
     .option('--crf <n>', 'constant rate factor 0..51, lower is better (overrides the preset)', parseIntIn('crf', 0, 51))
     .option('--preset <p>', `encoder speed preset: ${ENCODING_PRESETS.join('|')}`, oneOfParser('preset', ENCODING_PRESETS))
@@ -103,7 +103,8 @@ export function configFromFlags(flags: VideoFlags, outputPath: string): Partial<
   if (flags.fps !== undefined) config.videoFps = flags.fps;
   if (flags.crf !== undefined) config.encodingCrf = flags.crf;
   if (flags.preset) config.encodingPreset = flags.preset as PipelineConfig['encodingPreset'];
-  config.outputFormat = (flags.format ?? formatFromPath(outputPath) ?? 'mp4') as PipelineConfig['outputFormat'];
+  const format = flags.format ?? formatFromPath(outputPath);
+  if (format) config.outputFormat = format as PipelineConfig['outputFormat'];
   if (flags.maxSeconds !== undefined) config.maxVideoLengthSeconds = flags.maxSeconds;
   if (flags.keepIntermediates) config.cleanupIntermediates = false;
   if (flags.headMotion) config.headMotion = flags.headMotion as PipelineConfig['headMotion'];

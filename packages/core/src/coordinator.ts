@@ -75,6 +75,8 @@ interface Outcome {
   outputPath: string;
   durationSeconds: number;
   inspection?: InspectionSummary;
+  /** a finished file to move onto its target once every stage has succeeded */
+  publish?: { from: string; to: string };
 }
 
 export interface CommonRequest {
@@ -174,9 +176,15 @@ class StageRun {
     this.onProgress({ stage, stageFraction: f, fraction: Math.min(1, this.weightBefore(stage) + (STAGE_WEIGHT[stage] / total) * f), ...(detail !== undefined && { detail }) });
   }
 
+  /** Files this run wrote beside their targets, removed when it fails. */
+  readonly temporaries: string[] = [];
+
   async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>): Promise<T> {
     this.current = name;
-    this.signal.throwIfAborted();
+    // cleanup always runs; once the last stage has done its work, the run has succeeded and a late
+    // cancel no longer undoes it
+    const last = name === 'cleanup' || name === this.plan[this.plan.length - 1];
+    if (name !== 'cleanup') this.signal.throwIfAborted();
     await this.coordinator.resources.snapshot(`start ${name}`);
     this.progress(name, 0);
     const ctx: RunContext = {
@@ -186,7 +194,7 @@ class StageRun {
       progress: (fraction, detail) => this.progress(name, fraction, detail),
     };
     const tracked = await this.coordinator.resources.track(() => fn(ctx));
-    this.signal.throwIfAborted();
+    if (!last) this.signal.throwIfAborted();
     await this.coordinator.resources.snapshot(`end ${name}`);
     this.reports.push({ stage: name, wallSeconds: round(tracked.wallSeconds), rssStartMB: tracked.rssStartMB, rssEndMB: tracked.rssEndMB, peakRssMB: tracked.peakRssMB });
     this.completed.push(name);
@@ -250,8 +258,8 @@ export class PipelineCoordinator {
   }
 
   /** Loads the plugin through the ResourceManager, runs it once, unloads it. */
-  async runStage<K extends StageKind>(plugin: StagePlugin<K>, input: StageInput<K>, ctx: RunContext): Promise<StageOutput<K>> {
-    return this.resources.withModel(plugin, this.loadContext(ctx.signal), (loaded) => loaded.run(input, ctx));
+  async runStage<K extends StageKind>(plugin: StagePlugin<K>, input: StageInput<K>, ctx: RunContext, options: { alongside?: boolean } = {}): Promise<StageOutput<K>> {
+    return this.resources.withModel(plugin, this.loadContext(ctx.signal), (loaded) => loaded.run(input, ctx), options);
   }
 
   async resolveVoice(voiceProfileId: string | null | undefined): Promise<{ voice: VoiceSettings; profile: VoiceProfile | null }> {
@@ -276,6 +284,8 @@ export class PipelineCoordinator {
     try {
       await ensureDir(run.workDir);
       const outcome = await work();
+      // the output appears at its path only now, when every stage has succeeded
+      if (outcome.publish) await publishFile(outcome.publish.from, outcome.publish.to);
       if (finalStage) await run.stage('cleanup', async () => { if (cleanup) await rm(run.workDir, { recursive: true, force: true }); });
       else if (cleanup) await rm(run.workDir, { recursive: true, force: true });
       return run.result(outcome, !cleanup);
@@ -284,8 +294,9 @@ export class PipelineCoordinator {
       const error = run.signal.aborted
         ? new AvatarError('AVATAR_ERR_CANCELLED', { stage: run.current }, { cause: thrown })
         : toAvatarError(thrown, run.current);
-      // a failed run always removes its intermediates
+      // a failed run always removes its intermediates and what it wrote beside its outputs
       await rm(run.workDir, { recursive: true, force: true }).catch(() => undefined);
+      for (const path of run.temporaries) await rm(path, { force: true }).catch(() => undefined);
       this.log.error(`${run.current} failed: ${error.message}`, { code: error.code });
       return run.result({ error }, false);
     }
@@ -293,7 +304,7 @@ export class PipelineCoordinator {
 
   /** Text + voice + photo -> talking-head video. Never throws: failures come back in the result. */
   async execute(request: PipelineRequest): Promise<RunResult> {
-    const { run, detach } = await this.begin(request, PIPELINE_STAGES);
+    const { run, detach } = await this.begin(request, ['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup']);
     try {
       return await this.finish(run, async () => {
         const config: PipelineConfig = parsePipelineConfig(request.config ?? {});
@@ -331,10 +342,13 @@ export class PipelineCoordinator {
     const lipsync = this.plugin('lipsync');
     const encoder = this.plugin('encode');
     const { settings } = input;
+    // the video is encoded and inspected beside its target and moved onto it when the whole run succeeds
+    const partial = partialPathFor(outputPath);
+    run.temporaries.push(partial);
     const { video, regions } = await this.resources.withModel(lipsync, this.loadContext(run.signal), async (renderer) => {
       const frames = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx));
       const encoded = await run.stage('encode_video', (ctx) =>
-        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath, settings }, ctx));
+        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings }, ctx, { alongside: true }));
       return { video: encoded, regions: frames.regions };
     });
     const inspector = this.registry.find('inspect');
@@ -342,7 +356,7 @@ export class PipelineCoordinator {
     if (inspector && regions) {
       inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx));
     }
-    return { outputPath: video.outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }) };
+    return { outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), publish: { from: partial, to: outputPath } };
   }
 
   /** A portrait + a recording -> talking-head video (video_lipsync). */
@@ -381,7 +395,7 @@ export class PipelineCoordinator {
 
   /** Text -> WAV at `outputPath` (voice_synthesis). */
   async speak(request: SpeechRequest): Promise<RunResult> {
-    const plan: StageName[] = ['load_profile', 'synthesize_speech', 'publish'];
+    const plan: StageName[] = ['load_profile', 'synthesize_speech'];
     const { run, detach } = await this.begin(request, plan);
     try {
       return await this.finish(run, async () => {
@@ -394,8 +408,7 @@ export class PipelineCoordinator {
         await checkWritableTarget(outputPath, 'output path');
         const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
         const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, request.maxSeconds ?? 120, ctx));
-        await run.stage('publish', async () => publishFile(speech.wavPath, outputPath));
-        return { outputPath, durationSeconds: speech.durationSeconds };
+        return { outputPath, durationSeconds: speech.durationSeconds, publish: { from: speech.wavPath, to: outputPath } };
       }, !request.keepIntermediates, false);
     } finally {
       detach();

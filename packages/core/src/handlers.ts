@@ -73,7 +73,8 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
   };
   const common = (ctx: JobContext) => ({
     signal: ctx.signal,
-    runId: ctx.job.jobId,
+    // each attempt works in a folder of its own, so a retry never shares files with an earlier run
+    runId: `${ctx.job.jobId}-a${ctx.job.attempts}`,
     onProgress: (e: { fraction: number; stage: string }) => ctx.progress(e.fraction, e.stage),
   });
   const configOf = (ctx: JobContext): Record<string, unknown> => (ctx.job.params.config ?? {}) as Record<string, unknown>;

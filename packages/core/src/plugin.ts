@@ -276,12 +276,26 @@ export interface LoadedStage<In, Out> {
   unload(): Promise<void>;
 }
 
+/** A model file a plugin runs, as `avatar doctor` lists it. */
+export interface ModelReport {
+  name: string;
+  /** ok: present and matching its checksum */
+  status: 'ok' | 'missing' | 'checksum';
+  path: string;
+  sha256: string;
+  /** where the weights come from (package and version) */
+  source: string;
+  license: string;
+}
+
 export interface PluginCheck {
   ok: boolean;
   /** e.g. "flite 2.2 at /usr/bin/flite" or what is missing */
   detail: string;
   /** the command that installs what is missing */
   install?: string;
+  /** the model files the plugin uses */
+  models?: ModelReport[];
 }
 
 export interface StagePlugin<K extends StageKind = StageKind> {

@@ -102,6 +102,14 @@ describe('PluginRegistry', () => {
     expect(failures.map((f) => f.message).join('\n')).toContain('boom');
   });
 
+  it('a package with one bad plugin registers none of them', () => {
+    const registry = new PluginRegistry();
+    const good = { ...tone, name: 'good' };
+    expect(() => registry.registerModule({ plugins: [good, { ...tone, name: 'bad', apiVersion: 9 }] }, 'pkg@1')).toThrow(/plugin API 9/);
+    expect(() => registry.registerModule({ plugins: [good, good] }, 'pkg@2')).toThrow(/two plugins register/);
+    expect(registry.list()).toEqual([]);
+  });
+
   it('a package without the "avatar" field is not a plugin package', async () => {
     const root = await mkdtemp(join(tmpdir(), 'avatar-registry-'));
     await writePackage(root, 'plain', {}, pluginSource('plain'));

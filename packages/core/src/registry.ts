@@ -88,6 +88,13 @@ export class PluginRegistry {
 
   /** Validates a plugin object and adds it. Throws AVATAR_ERR_PLUGIN_* when it does not fit. */
   register(candidate: unknown, source = 'inline'): void {
+    const key = this.validate(candidate, source);
+    this.byKey.set(key, { plugin: candidate as AnyStagePlugin, source });
+    this.log.debug(`registered ${key} from ${source}`);
+  }
+
+  /** Checks a plugin object; returns its stage/name key. */
+  private validate(candidate: unknown, source: string, pending: ReadonlyMap<string, string> = new Map()): string {
     const p = candidate as Partial<Record<keyof StagePlugin, unknown>> | null;
     const name = typeof p?.name === 'string' ? p.name : '(unnamed)';
     const invalid = (reason: string): AvatarError => new AvatarError('AVATAR_ERR_PLUGIN_INVALID', { name, source, reason });
@@ -109,12 +116,11 @@ export class PluginRegistry {
     if (typeof p.load !== 'function') throw invalid('load must be a function');
     if (p.check !== undefined && typeof p.check !== 'function') throw invalid('check must be a function');
     const key = `${p.stage}/${p.name}`;
-    const existing = this.byKey.get(key);
-    if (existing) {
-      throw new AvatarError('AVATAR_ERR_PLUGIN_DUPLICATE', { stage: p.stage, name: p.name, first: existing.source, second: source });
+    const existing = this.byKey.get(key)?.source ?? pending.get(key);
+    if (existing !== undefined) {
+      throw new AvatarError('AVATAR_ERR_PLUGIN_DUPLICATE', { stage: p.stage, name: p.name, first: existing, second: source });
     }
-    this.byKey.set(key, { plugin: candidate as AnyStagePlugin, source });
-    this.log.debug(`registered ${key} from ${source}`);
+    return key;
   }
 
   /** Registers every plugin a module exports as `plugins` (or `default.plugins`). */
@@ -124,6 +130,9 @@ export class PluginRegistry {
     if (!Array.isArray(list)) {
       throw new AvatarError('AVATAR_ERR_PLUGIN_INVALID', { name: source, source, reason: 'its main module does not export a "plugins" array' });
     }
+    // all or nothing: a package with one bad plugin registers none of them
+    const pending = new Map<string, string>();
+    for (const plugin of list) pending.set(this.validate(plugin, source, pending), source);
     for (const plugin of list) this.register(plugin, source);
     return list.length;
   }

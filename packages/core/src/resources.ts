@@ -53,7 +53,7 @@ export class ResourceManager {
   private readonly maxLoaded: number;
   private ramBudget: number;
   private vramBudget: number | undefined;
-  private loaded: { name: string; ramMB: number; vramMB: number }[] = [];
+  private loaded: { name: string; ramMB: number; vramMB: number; alongside: boolean }[] = [];
   private readonly waiters: Waiter[] = [];
 
   constructor(options: ResourceManagerOptions = {}) {
@@ -94,14 +94,14 @@ export class ResourceManager {
     return this.vramBudget;
   }
 
-  private fits(ramMB: number, vramMB: number): boolean {
-    if (this.loaded.length >= this.maxLoaded) return false;
+  private fits(ramMB: number, vramMB: number, alongside: boolean): boolean {
+    if (!alongside && this.loaded.filter((m) => !m.alongside).length >= this.maxLoaded) return false;
     const ram = this.loaded.reduce((s, m) => s + m.ramMB, 0) + ramMB;
     const vram = this.loaded.reduce((s, m) => s + m.vramMB, 0) + vramMB;
     return ram <= this.ramBudget && vram <= (this.vramBudget ?? 0);
   }
 
-  private async admit(name: string, ramMB: number, vramMB: number, signal?: AbortSignal): Promise<void> {
+  private async admit(name: string, ramMB: number, vramMB: number, alongside: boolean, signal?: AbortSignal): Promise<void> {
     if (ramMB > this.ramBudget) {
       throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: ramMB, kind: 'host', kindUpper: 'RAM', budgetMB: this.ramBudget });
     }
@@ -109,19 +109,25 @@ export class ResourceManager {
     if (vramMB > vramBudget) {
       throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: vramMB, kind: 'GPU', kindUpper: 'VRAM', budgetMB: vramBudget });
     }
-    while (!this.fits(ramMB, vramMB)) {
+    while (!this.fits(ramMB, vramMB, alongside)) {
       signal?.throwIfAborted();
+      if (alongside) {
+        // a model loaded alongside another (an encoder consuming a renderer's frames) cannot wait for
+        // that one to go: say so instead of waiting forever
+        throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: vramMB || ramMB, kind: vramMB ? 'GPU' : 'host', kindUpper: vramMB ? 'VRAM' : 'RAM', budgetMB: vramMB ? (this.vramBudget ?? 0) : this.ramBudget });
+      }
       await new Promise<void>((resolve) => {
-        const waiter: Waiter = { ramMB, vramMB, wake: resolve };
-        this.waiters.push(waiter);
-        signal?.addEventListener('abort', () => {
+        const onAbort = (): void => {
           const i = this.waiters.indexOf(waiter);
           if (i >= 0) this.waiters.splice(i, 1);
           resolve();
-        }, { once: true });
+        };
+        const waiter: Waiter = { ramMB, vramMB, wake: () => { signal?.removeEventListener('abort', onAbort); resolve(); } };
+        this.waiters.push(waiter);
+        signal?.addEventListener('abort', onAbort, { once: true });
       });
     }
-    this.loaded.push({ name, ramMB, vramMB });
+    this.loaded.push({ name, ramMB, vramMB, alongside });
   }
 
   private releaseSlot(name: string): void {
@@ -131,18 +137,25 @@ export class ResourceManager {
     for (const waiter of this.waiters.splice(0)) waiter.wake();
   }
 
-  /** Loads the plugin's model, runs `fn` with it, unloads it: also when `fn` or the load fails. */
+  /**
+   * Loads the plugin's model, runs `fn` with it, unloads it: also when `fn` or the load fails.
+   * `alongside`: the model runs next to one already loaded by the caller (within the memory budget, but
+   * without waiting for a model slot, which the caller holds).
+   */
   async withModel<K extends StageKind, T>(
     plugin: StagePlugin<K>,
     ctx: LoadContext,
     fn: (stage: LoadedStage<StageInput<K>, StageOutput<K>>) => Promise<T>,
+    options: { alongside?: boolean } = {},
   ): Promise<T> {
     const ramMB = plugin.resources.ramMB ?? 0;
-    const vramMB = plugin.resources.device === 'cpu' ? 0 : (plugin.resources.vramMB ?? 0);
+    // 'any' runs on the CPU when there is no GPU, so its GPU figure only counts where there is one
+    const gpuBudget = plugin.resources.device === 'any' ? await this.vramBudgetMB() : 1;
+    const vramMB = plugin.resources.device === 'cpu' || gpuBudget === 0 ? 0 : (plugin.resources.vramMB ?? 0);
     const label = `${plugin.stage}/${plugin.name}`;
     // a plugin that declares no memory (a tool run as a child process, say) takes no model slot
     const heavy = ramMB > 0 || vramMB > 0;
-    if (heavy) await this.admit(label, ramMB, vramMB, ctx.signal);
+    if (heavy) await this.admit(label, ramMB, vramMB, options.alongside ?? false, ctx.signal);
     let loaded: LoadedStage<StageInput<K>, StageOutput<K>> | undefined;
     try {
       await this.snapshot(`before load ${label}`);

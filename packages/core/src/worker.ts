@@ -33,6 +33,8 @@ export interface WorkerOptions {
   pollMs?: number;
   /** at most one progress write per job per this many ms (default 250); stage changes always go through */
   progressIntervalMs?: number;
+  /** how long an aborted handler may take to stop before the job is handed on, ms (default 10 000) */
+  abortGraceMs?: number;
   log?: Logger;
 }
 
@@ -74,6 +76,7 @@ export class Worker {
   private readonly heartbeatMs: number;
   private readonly pollMs: number;
   private readonly progressIntervalMs: number;
+  private readonly abortGraceMs: number;
   private readonly log: Logger;
   private readonly listeners = new Set<(event: WorkerEvent) => void>();
   private readonly running = new Map<string, Running>();
@@ -93,6 +96,7 @@ export class Worker {
     this.heartbeatMs = options.heartbeatMs ?? Math.max(1, Math.floor(this.leaseMs / 6));
     this.pollMs = options.pollMs ?? 500;
     this.progressIntervalMs = options.progressIntervalMs ?? 250;
+    this.abortGraceMs = options.abortGraceMs ?? 10_000;
     this.log = options.log ?? silentLogger;
   }
 
@@ -313,7 +317,6 @@ export class Worker {
         outcome = { kind: 'error', error: new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage: job.jobType }) };
       } else {
         const ctx: JobContext = { job, signal, progress, log, workerId: this.workerId };
-        // Once the signal aborts the worker does not wait for a handler that ignores it.
         const handled = Promise.resolve()
           .then(() => handler(ctx))
           .then(
@@ -321,6 +324,17 @@ export class Worker {
             (error: unknown): Outcome => ({ kind: 'error', error }),
           );
         outcome = await Promise.race([handled, aborted]);
+        if (outcome.kind === 'aborted') {
+          // Give the handler time to stop (kill its children, remove its files) before the job is handed
+          // on: a job given back while its old run still writes could be run twice. A handler that
+          // ignores its signal is not waited for forever.
+          const grace = new Promise<Outcome>((resolve) => {
+            const timer = setTimeout(() => resolve({ kind: 'aborted' }), this.abortGraceMs);
+            timer.unref();
+          });
+          const settledOutcome = await Promise.race([handled, grace]);
+          if (settledOutcome.kind === 'aborted') log.warn(`job ${id}: its handler did not stop within ${this.abortGraceMs} ms of being aborted`, { jobId: id });
+        }
       }
     } finally {
       settled = true;

@@ -5,7 +5,7 @@ import type { Avatar, AvatarFace, FaceInput, HeadPose, LoadedStage, PluginCheck,
 import type { AnalyseOptions, FaceEngines, PhotoReport } from './analyse.js';
 import { analyseImage } from './analyse.js';
 import { loadImage } from './image.js';
-import { loadDetector, loadLandmarks } from './models/index.js';
+import { listModelManifests, loadDetector, loadLandmarks } from './models/index.js';
 import type { Point, RgbImage } from './models/types.js';
 import type { AvatarSidecar } from './prepare.js';
 import { readSidecar, sha256, writePreparedAvatar } from './prepare.js';
@@ -180,7 +180,10 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
         const engines = await loadFaceEngines(resolved);
         const detail = `detector ${engines.detector.name}, landmarks ${engines.landmarks.name}`;
         await disposeFaceEngines(engines);
-        return { ok: true, detail };
+        const models = listModelManifests({ verify: true }).map((m) => ({
+          name: m.name, status: m.status, path: m.path, sha256: m.sha256, source: m.source, license: m.license,
+        }));
+        return { ok: true, detail, models };
       } catch (error) {
         return { ok: false, detail: error instanceof Error ? error.message : String(error), install: 'npm run bootstrap (converts the face models)' };
       }

@@ -10,13 +10,15 @@ import type { SpeechAudio } from './track.js';
 const ffmpegPath = (): string => process.env.AVATAR_FFMPEG ?? 'ffmpeg';
 
 /** Decodes a user's recording to 16 kHz mono PCM with ffmpeg; the bytes never touch the disk. */
-export async function decodeRecording(path: string, signal?: AbortSignal): Promise<SpeechAudio & { durationSeconds: number }> {
+export async function decodeRecording(path: string, signal?: AbortSignal, maxSeconds?: number): Promise<SpeechAudio & { durationSeconds: number }> {
   await checkReadableFile(path, 'audio');
   const sampleRate = 16000;
   const chunks: Buffer[] = [];
   let stderr = '';
   const code = await new Promise<number>((resolve, reject) => {
-    const child = spawn(ffmpegPath(), ['-v', 'error', '-nostdin', '-i', path, '-vn', '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', 'pipe:1'], {
+    // past the limit there is nothing to decode: a long file is refused without holding it all in memory
+    const limit = maxSeconds !== undefined ? ['-t', String(maxSeconds + 0.5)] : [];
+    const child = spawn(ffmpegPath(), ['-v', 'error', '-nostdin', '-i', path, ...limit, '-vn', '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', 'pipe:1'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       ...(signal && { signal }),
     });
@@ -68,9 +70,10 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
   }
   const audio: SpeechAudio & { durationSeconds: number } = input.speech
     ? { pcm: input.speech.pcm, sampleRate: input.speech.sampleRate, phonemes: input.speech.phonemes, durationSeconds: input.speech.durationSeconds }
-    : await decodeRecording(input.audioPath, ctx.signal);
+    : await decodeRecording(input.audioPath, ctx.signal, input.maxSeconds);
   if (audio.durationSeconds > input.maxSeconds) {
-    throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_LONG', { input: 'audio', seconds: audio.durationSeconds.toFixed(1), limit: input.maxSeconds });
+    // decoding stopped just past the limit, so the figure is a lower bound
+    throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_LONG', { input: 'audio', seconds: `more than ${input.maxSeconds}`, limit: input.maxSeconds });
   }
   const size = frameSize(avatar.width, avatar.height, settings.size);
   const { data } = await sharp(avatar.imagePath, { limitInputPixels: 100_000_000 })
@@ -95,19 +98,16 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
     mouth: boxAround([...points.slice(48, 68), points[57] as FacePoint, points[8] as FacePoint], 0.15, size.width, size.height),
   };
   const signal = ctx.signal;
+  // frames are drawn as the encoder asks for them, so per-frame progress is the encoder's to report
   async function* frames(): AsyncGenerator<Uint8Array> {
-    let reported = 0;
     for (let i = 0; i < frameCount; i++) {
       signal.throwIfAborted();
       const t = i / fps;
       const head = headMotionAt(t, animation.headMotion, animation.seed, renderer.mouthScale * 1.6);
       yield renderer.render(poseAt(track, i), { blink: blinkAt(t, blinks), ...head });
-      if (i - reported >= fps / 2 || i === frameCount - 1) {
-        reported = i;
-        ctx.progress((i + 1) / frameCount, `frame ${i + 1} of ${frameCount}`);
-      }
     }
   }
+  ctx.progress(1, `${frameCount} frames ready to stream`);
   return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions };
 }
 

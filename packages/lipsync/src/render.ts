@@ -194,8 +194,8 @@ export class FaceRenderer {
       }
     }
     // a ring around the head that follows it halfway, so motion fades out smoothly
-    const rx = radius * 1.35;
-    const ry = radius * 1.5;
+    const rx = radius * 1.3;
+    const ry = radius * 1.4;
     for (let k = 0; k < 16; k++) {
       const a = (k / 16) * Math.PI * 2;
       const lx = Math.cos(a) * rx;
@@ -204,10 +204,10 @@ export class FaceRenderer {
       weights.push(0.45);
     }
     // fixed anchors on a rectangle well outside the ring: the warp ends there
-    const x0 = Math.floor(center.x - rx * 1.45);
-    const x1 = Math.ceil(center.x + rx * 1.45);
-    const y0 = Math.floor(center.y - ry * 1.4);
-    const y1 = Math.ceil(center.y + ry * 1.4);
+    const x0 = Math.floor(center.x - rx * 1.3);
+    const x1 = Math.ceil(center.x + rx * 1.3);
+    const y0 = Math.floor(center.y - ry * 1.3);
+    const y1 = Math.ceil(center.y + ry * 1.3);
     for (let k = 0; k < 5; k++) {
       const fx = x0 + ((x1 - x0) * k) / 4;
       const fy = y0 + ((y1 - y0) * k) / 4;
@@ -243,7 +243,8 @@ export class FaceRenderer {
     const closure = Math.max(0, Math.min(1, mouth.lipClosure));
     const tuck = Math.max(0, Math.min(1, mouth.lipToTeeth));
     const width = Math.max(-1, Math.min(1, mouth.lipWidth * e));
-    const gap = 0.5 * W * jaw * (1 - closure) * (1 - 0.75 * tuck);
+    // f/v: the lower lip tucks under the upper teeth, leaving a sliver where the teeth show
+    const gap = 0.5 * W * jaw * (1 - closure) * (1 - 0.75 * tuck) + 0.05 * W * tuck * (1 - closure);
     const jawDrop = 0.42 * W * jaw;
     const { ux, uy } = this;
     const move = (i: number, along: number, down: number): void => {
@@ -379,6 +380,9 @@ export class FaceRenderer {
     const base = this.base;
     const out = this.out;
     const row = W * 4;
+    // affine maps keep a point inside its triangle, so a source triangle with a one-pixel margin inside
+    // the image never samples outside it (the span test allows a hair past the edges: hence the margin)
+    const inside = Math.min(sax, sbx, scx) >= 1 && Math.min(say, sby, scy) >= 1 && Math.max(sax, sbx, scx) <= W - 3 && Math.max(say, sby, scy) <= H - 3;
     for (let y = minY; y <= maxY; y++) {
       // the span of x where u >= 0, v >= 0 and u + v <= 1 on this row (each is linear in x)
       let lo = minX;
@@ -402,6 +406,26 @@ export class FaceRenderer {
       let sx = xx * lo + xy * y + x0;
       let sy = yx * lo + yy * y + y0;
       let o = (y * W + lo) * 4;
+      if (inside) {
+        // the source triangle lies inside the image: no clamping needed
+        for (let x = lo; x <= hi; x++, sx += xx, sy += yx, o += 4) {
+          const ix = sx | 0;
+          const iy = sy | 0;
+          const tx = sx - ix;
+          const ty = sy - iy;
+          const i00 = iy * row + ix * 4;
+          const i01 = i00 + row;
+          const w11 = tx * ty;
+          const w10 = tx - w11;
+          const w01 = ty - w11;
+          const w00 = 1 - tx - w01;
+          out[o] = (base[i00] as number) * w00 + (base[i00 + 4] as number) * w10 + (base[i01] as number) * w01 + (base[i01 + 4] as number) * w11 + 0.5;
+          out[o + 1] = (base[i00 + 1] as number) * w00 + (base[i00 + 5] as number) * w10 + (base[i01 + 1] as number) * w01 + (base[i01 + 5] as number) * w11 + 0.5;
+          out[o + 2] = (base[i00 + 2] as number) * w00 + (base[i00 + 6] as number) * w10 + (base[i01 + 2] as number) * w01 + (base[i01 + 6] as number) * w11 + 0.5;
+          out[o + 3] = 255;
+        }
+        continue;
+      }
       for (let x = lo; x <= hi; x++, sx += xx, sy += yx, o += 4) {
         // bilinear sample, clamped to the image
         const fx = sx < 0 ? 0 : sx > W - 1.001 ? W - 1.001 : sx;
@@ -498,9 +522,9 @@ export class FaceRenderer {
           const shade = (1 - 0.6 * side * side) * edge * (0.7 + 0.3 * gum);
           const gapLine = Math.abs(((along / toothPitch + 100.5) % 1) - 0.5) < 0.07 ? 0.86 : 1;
           const k = shade * gapLine;
-          cr = 236 * k;
-          cg = 226 * k;
-          cb = 206 * k;
+          cr = 232 * k;
+          cg = 218 * k;
+          cb = 192 * k;
         } else if (lowerTeethH > 0.5 && bottomDist >= 0 && bottomDist < lowerTeethH) {
           const shade = (1 - 0.6 * side * side) * 0.75;
           cr = 222 * shade;

@@ -38,7 +38,7 @@ export function registerDoctor(program: Command): void {
         }
         const gpu: GpuSnapshot = await ctx.resources.gpu.query();
         const { native, nvenc } = await nativeReport();
-        const stagesMissing = (['face', 'lipsync'] as const).filter((s) => !ctx.registry.find(s));
+        const stagesMissing = (['face', 'lipsync', 'inspect'] as const).filter((s) => !ctx.registry.find(s));
         const report = {
           node: process.version,
           pluginApiVersion: PLUGIN_API_VERSION,
@@ -57,6 +57,9 @@ export function registerDoctor(program: Command): void {
           for (const p of plugins) {
             lines.push(`  ${p.check.ok ? 'ok     ' : 'MISSING'} ${p.stage}/${p.name}: ${p.check.detail}  [${p.source}]`);
             if (!p.check.ok && p.check.install) lines.push(`          install: ${p.check.install}`);
+            for (const m of p.check.models ?? []) {
+              lines.push(`          model ${m.name}: ${m.status}, sha256 ${m.sha256.slice(0, 12)}…, from ${m.source} (${m.license})`);
+            }
           }
           for (const f of ctx.pluginFailures) lines.push(`  BROKEN  ${f.message}`);
           if (stagesMissing.length) lines.push(`  not installed: ${stagesMissing.join(', ')} stage (full pipeline runs stop at that stage)`);
