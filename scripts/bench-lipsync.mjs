@@ -68,7 +68,7 @@ function timed(cmd, args, sample = false) {
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Frames per second of the renderer alone at 512x512 on this thread, for each head-motion setting. */
-async function benchRenderer(work) {
+export async function benchRenderer(work) {
   const { FaceRenderer, headMotionAt, computeMouthTrack, poseAt } = await import(join(root, 'packages/lipsync/dist/index.js'));
   const face = (await import(join(root, 'packages/face/dist/index.js'))).plugins[0];
   const silent = { debug() {}, info() {}, warn() {}, error() {} };
@@ -99,7 +99,7 @@ async function benchRenderer(work) {
 }
 
 /** The CLI end to end, beside ffmpeg alone encoding the same frames and audio at the same settings. */
-async function benchEndToEnd(work) {
+export async function benchEndToEnd(work) {
   const storage = join(work, 'storage');
   const runs = [];
   let keptFrames = null;
@@ -116,10 +116,12 @@ async function benchEndToEnd(work) {
   const probe = JSON.parse(spawnSync('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_streams', join(work, 'e2e.mp4')], { encoding: 'utf8' }).stdout);
   const v = probe.streams.find((s) => s.codec_type === 'video');
   spawnSync('ffmpeg', ['-v', 'error', '-y', '-i', join(work, 'e2e.mp4'), '-f', 'rawvideo', '-pix_fmt', 'rgba', raw]);
+  const { QUALITY_PRESETS } = await import(join(root, 'packages/core/dist/index.js'));
+  const medium = QUALITY_PRESETS.medium;
   const bare = [];
   for (let i = 0; i < 3; i++) {
     const r = await timed('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgba', '-s', `${v.width}x${v.height}`, '-r', '25', '-i', raw,
-      '-i', join(workDir, 'speech.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', 'medium', '-crf', '23',
+      '-i', join(workDir, 'speech.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', medium.preset, '-crf', String(medium.crf),
       '-vf', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p', '-c:a', 'aac', '-b:a', '128k', '-ar', '48000', '-movflags', '+faststart', join(work, 'bare.mp4')]);
     bare.push(r.seconds);
   }

@@ -42,7 +42,7 @@ describe('PipelineConfig', () => {
 
   it('resolves the preset with overrides on top', () => {
     const medium = resolveEncodeSettings(parsePipelineConfig({ videoQuality: 'medium' }));
-    expect(medium).toMatchObject({ size: QUALITY_PRESETS.medium.size, fps: 25, crf: 23, preset: 'medium', format: 'mp4' });
+    expect(medium).toMatchObject({ size: QUALITY_PRESETS.medium.size, fps: 25, crf: 21, preset: 'veryfast', format: 'mp4' });
     const custom = resolveEncodeSettings(parsePipelineConfig({ videoQuality: 'low', videoFps: 12, encodingCrf: 30, encodingPreset: 'fast', outputFormat: 'webm' }));
     expect(custom).toMatchObject({ size: QUALITY_PRESETS.low.size, fps: 12, crf: 30, preset: 'fast', format: 'webm' });
   });

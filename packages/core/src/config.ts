@@ -21,7 +21,7 @@ export interface QualityPreset {
 /** What each quality means. docs/configuration.md repeats this table. */
 export const QUALITY_PRESETS: Readonly<Record<VideoQuality, QualityPreset>> = {
   high: { size: 1024, fps: 30, crf: 18, preset: 'slow', audioBitrateKbps: 192 },
-  medium: { size: 512, fps: 25, crf: 23, preset: 'medium', audioBitrateKbps: 128 },
+  medium: { size: 512, fps: 25, crf: 21, preset: 'veryfast', audioBitrateKbps: 128 },
   low: { size: 256, fps: 20, crf: 28, preset: 'veryfast', audioBitrateKbps: 96 },
 };
 

@@ -195,6 +195,11 @@ export interface FrameStream {
   fps: number;
   frameCount: number;
   frames: AsyncIterable<Uint8Array>;
+  /**
+   * How many buffers the producer cycles through (default 1: it may overwrite a frame as soon as the
+   * next one is asked for). With more, a consumer may keep up to `ring - 1` frames in flight.
+   */
+  ring?: number;
   regions?: FrameRegions;
 }
 

@@ -226,9 +226,10 @@ class FrameSizeError extends Error {
 
 /**
  * Raw RGBA frames piped into ffmpeg's stdin and encoded with the audio in one pass; no frame touches
- * the disk. Each frame is written and handed to the OS before the next one is requested, so at most
- * one frame is in flight: memory stays flat however long the stream, and the producer may reuse its
- * buffer for the next frame.
+ * the disk. A producer that cycles through `ring` buffers lets up to `ring - 1` frames be in flight
+ * while it draws the next, so drawing and encoding overlap; with the default of one buffer, each frame
+ * is handed to the OS before the next is requested. Either way memory stays flat however long the
+ * stream, and no buffer is overwritten while ffmpeg may still read it.
  */
 export async function encodeFrames(
   input: { frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings },
@@ -296,6 +297,9 @@ export async function encodeFrames(
       // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
       stdin.on('error', () => {});
       const exited = running.done.then(() => 'exited' as const, () => 'exited' as const);
+      // writes not yet taken by the OS; each holds one of the producer's buffers
+      const maxInFlight = Math.max(1, Math.floor(frames.ring ?? 1) - 1);
+      const inFlight: Promise<void>[] = [];
       for (;;) {
         const pending = iterator.next();
         pending.catch(() => {}); // still observed below; this only keeps a late rejection after abort quiet
@@ -312,13 +316,23 @@ export async function encodeFrames(
             `frame ${written + 1} has ${frame.byteLength} bytes; a ${width}x${height} RGBA frame has ${frameBytes}`,
           );
         }
-        try {
-          await writeChunk(stdin, frame);
-        } catch {
-          break; // ffmpeg stopped reading: `done` says why
+        const write = writeChunk(stdin, frame);
+        write.catch(() => {}); // awaited below or after the loop; this keeps an early failure from going unobserved
+        inFlight.push(write);
+        if (inFlight.length >= maxInFlight) {
+          try {
+            await inFlight.shift();
+          } catch {
+            break; // ffmpeg stopped reading: `done` says why
+          }
         }
         written += 1;
         if (expected > 0) options.progress?.(Math.min(0.99, written / expected), 'encoding');
+      }
+      try {
+        await Promise.all(inFlight.splice(0));
+      } catch {
+        finished = false;
       }
       if (finished) stdin.end();
       await running.done;

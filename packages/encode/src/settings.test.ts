@@ -32,7 +32,7 @@ describe('codec arguments', () => {
     const settings = { format: 'mp4' as const, ...QUALITY_PRESETS.medium };
     const still = codecArgs(settings, true);
     expect([still.videoCodec, still.audioCodec, still.muxer]).toEqual(['libx264', 'aac', 'mp4']);
-    expect(still.options.join(' ')).toContain('-preset medium -crf 23 -tune stillimage -x264-params ref=1:bframes=0:rc-lookahead=5 -pix_fmt yuv420p');
+    expect(still.options.join(' ')).toContain('-preset veryfast -crf 21 -tune stillimage -x264-params ref=1:bframes=0:rc-lookahead=5 -pix_fmt yuv420p');
     expect(still.options.join(' ')).toContain('-movflags +faststart');
     expect(still.options.join(' ')).toContain('-ar 48000');
     const moving = codecArgs(settings, false).options;

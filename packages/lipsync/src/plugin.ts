@@ -85,8 +85,10 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
   const sx = size.width / avatar.width;
   const sy = size.height / avatar.height;
   const points = landmarks.map((p) => ({ x: p.x * sx, y: p.y * sy }));
+  // four buffers: the encoder may hold three frames in flight while the next is drawn
   const renderer = new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
     expressiveness: 1,
+    ring: 4,
   });
   const fps = settings.fps;
   const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
@@ -108,7 +110,7 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
     }
   }
   ctx.progress(1, `${frameCount} frames ready to stream`);
-  return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions };
+  return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: renderer.ring };
 }
 
 /**
@@ -139,7 +141,8 @@ export const syncInspectorPlugin: StagePlugin<'inspect'> = defineStagePlugin({
   async load() {
     return {
       async run(input, ctx): Promise<InspectionSummary> {
-        const report = await inspectVideo(input.videoPath, { mouthBox: input.regions.mouth, faceBox: input.regions.face, signal: ctx.signal });
+        // analysed at up to 320 px: the measures are relative, and a quarter of the pixels of a 640 px analysis
+        const report = await inspectVideo(input.videoPath, { mouthBox: input.regions.mouth, faceBox: input.regions.face, maxAnalysisSize: 320, signal: ctx.signal });
         return {
           lagFrames: report.sync.lagFrames,
           correlation: round(report.sync.correlation),

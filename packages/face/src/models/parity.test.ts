@@ -77,6 +77,7 @@ async function loadFaceApi(): Promise<FaceApi> {
   await faceapi.nets.tinyFaceDetector.loadFromDisk(weights);
   await faceapi.nets.faceLandmark68Net.loadFromDisk(weights);
   await faceapi.nets.faceLandmark68TinyNet.loadFromDisk(weights);
+  await faceapi.nets.ssdMobilenetv1.loadFromDisk(weights);
   return faceapi;
 }
 
@@ -160,6 +161,31 @@ describe('ONNX conversion matches face-api (TensorFlow.js, CPU backend)', () => 
       await session.release();
     }
   });
+
+  it('the SSD MobileNet v1 detector agrees on the first photo', async () => {
+    const photo = photos[0]!;
+    const image = await decode(join(repo, photo));
+    const tensor = faceapi.tf.tensor3d(image.data, [image.height, image.width, 3], 'int32');
+    const ssd = await loadDetector('ssd');
+    try {
+      const ref: Array<{ box: Box; score: number }> = (
+        await faceapi.nets.ssdMobilenetv1.locateFaces(tensor, new faceapi.SsdMobilenetv1Options({ minConfidence: 0.5 }))
+      ).map((d: FaceApi) => ({ box: { x: d.box.x, y: d.box.y, width: d.box.width, height: d.box.height }, score: d.score }));
+      const ours = await ssd.detect(image, { minScore: 0.5 });
+      expect(ref.length).toBeGreaterThanOrEqual(1);
+      expect(ours.length).toBe(ref.length);
+      for (const r of ref) {
+        const best = Math.max(...ours.map((o) => iou(o.box, r.box)));
+        report(`${photo}: SSD box IoU ${best.toFixed(4)}, score ${r.score.toFixed(4)}`);
+        expect(best).toBeGreaterThanOrEqual(0.95);
+        const match = ours.find((o) => iou(o.box, r.box) === best)!;
+        expect(Math.abs(match.score - r.score)).toBeLessThan(0.01);
+      }
+    } finally {
+      tensor.dispose();
+      await ssd.dispose();
+    }
+  }, 60_000);
 
   for (const photo of photos) {
     it(`detector and landmarks agree on ${photo}`, async () => {
