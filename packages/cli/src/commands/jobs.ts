@@ -170,7 +170,11 @@ export function registerWorker(program: Command): void {
         worker.on((e) => logEvent(out, e));
         let stopping = false;
         const stop = (): void => {
-          if (stopping) return;
+          if (stopping) {
+            // a second Ctrl-C: the user does not want to wait for a handler that is slow to stop
+            out.note('stopping now');
+            process.exit(130);
+          }
           stopping = true;
           out.note('stopping: running jobs go back to the queue');
           void worker.stop({ graceMs: 0 });
