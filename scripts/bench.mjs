@@ -1,10 +1,11 @@
 // Speed and memory figures, printed as a table and as one JSON line. Run with `npm run bench`.
 // Every figure comes from real runs of the built CLI and engines on this machine.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { treeRssMB } from './lib/proc.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'packages/cli/dist/bin.js');
@@ -14,31 +15,6 @@ const portrait = join(root, 'tests/fixtures/grace_hopper.jpg');
 // about ten seconds of speech at a normal rate
 const TEXT = 'The quick brown fox jumps over the lazy dog. Avatar turns one photo and a few sentences into a short video, ' +
   'on an ordinary computer, without a graphics card, in about a second.';
-
-/** RSS of a process and all its descendants, from /proc, in MB. */
-function treeRssMB(pid) {
-  const children = new Map();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(entry));
-    } catch { /* gone */ }
-  }
-  let kb = 0;
-  const stack = [pid];
-  while (stack.length) {
-    const p = stack.pop();
-    try {
-      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      if (m) kb += Number(m[1]);
-    } catch { /* gone */ }
-    stack.push(...(children.get(p) ?? []));
-  }
-  return kb / 1024;
-}
 
 /** Runs the CLI, returning its JSON output, wall time (process start included) and peak tree RSS. */
 function runCli(args) {

@@ -45,6 +45,13 @@ describe('avatar lipsync: a portrait and a recording', () => {
     const probe = ffprobe(out);
     expect(probe.streams.map((s) => s.codec_name).sort()).toEqual(['opus', 'vp9']);
     expect(Math.abs(Number(probe.format.duration) - Number(ffprobe(recording).format.duration))).toBeLessThan(0.1);
+
+    // `avatar inspect` finds the mouth by itself and comes to the same verdict
+    const inspected = await run(['inspect', out]);
+    expect(inspected.code, inspected.stderr).toBe(0);
+    const report = JSON.parse(inspected.stdout) as { sync: { lagFrames: number; correlation: number } };
+    expect(Math.abs(report.sync.lagFrames)).toBeLessThanOrEqual(1);
+    expect(report.sync.correlation).toBeGreaterThanOrEqual(0.5);
   });
 
   it('the same inputs and seed give the same video', async () => {

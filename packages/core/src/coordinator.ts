@@ -307,23 +307,13 @@ export class PipelineCoordinator {
     const { run, detach } = await this.begin(request, ['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup']);
     try {
       return await this.finish(run, async () => {
-        const config: PipelineConfig = parsePipelineConfig(request.config ?? {});
-        const settings = resolveEncodeSettings(config);
-        const outputPath = resolve(request.outputPath);
-        const avatarPath = resolve(request.avatarImage);
         // inputs are checked before any engine starts, so a typo costs nothing
         if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
-        checkOutputExtension(outputPath, config.outputFormat);
-        await checkWritableTarget(outputPath, 'output path');
-        await checkImageFile(avatarPath, 'avatar image');
+        const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
         const maxSeconds = config.maxVideoLengthSeconds;
-
         const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
         const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, ctx));
-        // the face stage hands over a prepared avatar (aligned, cropped to the preset's size) in the work folder
-        const avatar = await run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), {
-          imagePath: avatarPath, prepare: { outputPath: join(ctx.workDir, 'avatar.png'), size: settings.size, reuse: true },
-        }, ctx));
+        const avatar = await this.validateAvatar(run, avatarPath, settings.size);
         return this.renderAndEncode(run, {
           avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
         }, outputPath);
@@ -331,6 +321,24 @@ export class PipelineCoordinator {
     } finally {
       detach();
     }
+  }
+
+  /** Settings and paths of a talking-head run, checked: output extension and folder, the avatar image. */
+  private async checkTalkingHeadRequest(request: { config?: Partial<PipelineConfig> | PipelineConfig; outputPath: string; avatarImage: string }) {
+    const config: PipelineConfig = parsePipelineConfig(request.config ?? {});
+    const outputPath = resolve(request.outputPath);
+    const avatarPath = resolve(request.avatarImage);
+    checkOutputExtension(outputPath, config.outputFormat);
+    await checkWritableTarget(outputPath, 'output path');
+    await checkImageFile(avatarPath, 'avatar image');
+    return { config, settings: resolveEncodeSettings(config), outputPath, avatarPath };
+  }
+
+  /** The face stage hands over a prepared avatar (aligned, cropped to the preset's size) in the work folder. */
+  private validateAvatar(run: StageRun, avatarPath: string, size: number): Promise<Avatar> {
+    return run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), {
+      imagePath: avatarPath, prepare: { outputPath: join(ctx.workDir, 'avatar.png'), size, reuse: true },
+    }, ctx));
   }
 
   /**
@@ -365,18 +373,10 @@ export class PipelineCoordinator {
     const { run, detach } = await this.begin(request, plan);
     try {
       return await this.finish(run, async () => {
-        const config: PipelineConfig = parsePipelineConfig(request.config ?? {});
-        const settings = resolveEncodeSettings(config);
-        const outputPath = resolve(request.outputPath);
-        const avatarPath = resolve(request.avatarImage);
+        const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
         const audioPath = resolve(request.audioPath);
-        checkOutputExtension(outputPath, config.outputFormat);
-        await checkWritableTarget(outputPath, 'output path');
-        await checkImageFile(avatarPath, 'avatar image');
         await checkReadableFile(audioPath, 'audio');
-        const avatar = await run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), {
-          imagePath: avatarPath, prepare: { outputPath: join(ctx.workDir, 'avatar.png'), size: settings.size, reuse: true },
-        }, ctx));
+        const avatar = await this.validateAvatar(run, avatarPath, settings.size);
         return this.renderAndEncode(run, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
       }, parseCleanup(request.config), true);
     } finally {

@@ -12,7 +12,8 @@ export function sniffImage(head: Uint8Array): ImageKind | undefined {
   return undefined;
 }
 
-async function readHead(path: string, bytes: number): Promise<Uint8Array> {
+/** The first `bytes` bytes of a file (fewer when it is shorter). */
+export async function readFileHead(path: string, bytes: number): Promise<Uint8Array> {
   const handle = await open(path, 'r');
   try {
     const buffer = new Uint8Array(bytes);
@@ -26,7 +27,7 @@ async function readHead(path: string, bytes: number): Promise<Uint8Array> {
 /** Checks that `path` is a readable JPEG, PNG or WebP file; `input` names it in the error. */
 export async function checkImageFile(path: string, input: string): Promise<ImageKind> {
   await checkReadableFile(path, input);
-  const head = await readHead(path, 16);
+  const head = await readFileHead(path, 16);
   if (head.length === 0) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'the file is empty' });
   const kind = sniffImage(head);
   if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its content is not a JPEG, PNG or WebP header' });

@@ -324,10 +324,10 @@ describe('Worker', () => {
     expect(events.at(-1)).toMatchObject({ type: 'cancelled' });
   });
 
-  it('stop does not wait for a handler that ignores its signal', async () => {
+  it('stop waits only a grace period for a handler that ignores its signal', async () => {
     const { store } = await newStore();
     const job = await store.submit('voice_synthesis', {});
-    const { worker, events } = newWorker({ store, handlers: { voice_synthesis: () => new Promise(() => undefined) } });
+    const { worker, events } = newWorker({ store, abortGraceMs: 200, handlers: { voice_synthesis: () => new Promise(() => undefined) } });
     const run = worker.run();
     await until(() => events.some((e) => e.type === 'claimed'));
     await worker.stop();

@@ -1,6 +1,5 @@
-import { open } from 'node:fs/promises';
 import sharp from 'sharp';
-import { AvatarError, checkReadableFile, sniffImage } from '@avatar/core';
+import { AvatarError, checkReadableFile, readFileHead, sniffImage } from '@avatar/core';
 import type { ImageKind } from '@avatar/core';
 import type { RgbImage } from './models/types.js';
 
@@ -40,17 +39,6 @@ function otherFormat(head: Uint8Array): string | undefined {
   return undefined;
 }
 
-async function readHead(path: string, bytes: number): Promise<Uint8Array> {
-  const handle = await open(path, 'r');
-  try {
-    const buffer = new Uint8Array(bytes);
-    const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}
-
 function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return (text.split('\n').find((l) => l.trim()) ?? text).trim();
@@ -65,7 +53,7 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
   const input = options.input ?? 'image';
   const maxMegapixels = options.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
   await checkReadableFile(path, input);
-  const head = await readHead(path, 32);
+  const head = await readFileHead(path, 32);
   if (head.length === 0) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'the file is empty' });
   const format = sniffImage(head);
   if (!format) {

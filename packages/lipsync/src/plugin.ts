@@ -61,6 +61,14 @@ function boxAround(points: readonly FacePoint[], margin: number, width: number, 
   return { x: bx, y: by, width: Math.min(width, Math.ceil(x1 + mx)) - bx, height: Math.min(height, Math.ceil(y1 + my)) - by };
 }
 
+/** The face and mouth (with the chin below it: where lips and jaw move) as boxes, from 68 landmarks. */
+export function regionsFromLandmarks(points: readonly FacePoint[], width: number, height: number): FrameRegions {
+  return {
+    face: boxAround(points, 0.05, width, height),
+    mouth: boxAround([...points.slice(48, 68), points[57] as FacePoint, points[8] as FacePoint], 0.15, width, height),
+  };
+}
+
 /** Renders the talking head: the mouth track from the speech drives a warp of the avatar's own pixels. */
 async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream> {
   const { avatar, settings, animation } = input;
@@ -94,11 +102,7 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
   const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
   const blinks = blinkSchedule(track.durationSeconds, animation.blinkRate, animation.seed);
   const frameCount = track.frameCount;
-  const regions: FrameRegions = {
-    face: boxAround(points, 0.05, size.width, size.height),
-    // the mouth and the chin below it: where the lips and jaw move
-    mouth: boxAround([...points.slice(48, 68), points[57] as FacePoint, points[8] as FacePoint], 0.15, size.width, size.height),
-  };
+  const regions = regionsFromLandmarks(points, size.width, size.height);
   const signal = ctx.signal;
   // frames are drawn as the encoder asks for them, so per-frame progress is the encoder's to report
   async function* frames(): AsyncGenerator<Uint8Array> {

@@ -1,9 +1,15 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { inspectVideo } from '@avatar/lipsync';
+import { AvatarError, checkReadableFile } from '@avatar/core';
+import type { RunContext } from '@avatar/core';
+import { inspectVideo, regionsFromLandmarks } from '@avatar/lipsync';
 import type { Box, InspectionReport } from '@avatar/lipsync';
-import { createOutput } from '../output.js';
-import { globals } from '../shared.js';
+import type { CliContext } from '../context.js';
+import { withContext } from '../shared.js';
 
 /** "x,y,w,h" in video pixels. */
 export function parseBox(name: string) {
@@ -41,22 +47,40 @@ export function registerInspect(program: Command): void {
   program.command('inspect')
     .description('measure a finished video from the outside: lip-sync lag and correlation, mouth rest in silences, motion at the frame borders, mouth sharpness')
     .argument('<video>', 'an MP4 or WebM file with a video stream and an audio track')
-    .requiredOption('--mouth <x,y,w,h>', 'the mouth region in video pixels', parseBox('--mouth'))
+    .option('--mouth <x,y,w,h>', 'the mouth region in video pixels (default: found by the face stage in the first frame)', parseBox('--mouth'))
     .option('--face <x,y,w,h>', 'the face region in video pixels; border motion is measured outside it', parseBox('--face'))
     .addHelpText('after', [
       '',
-      'The mouth region has to be given by hand for now: finding it automatically from the face in the',
-      'video is not available yet. Figures are explained in docs/lipsync.md. Lag is in video frames;',
-      'positive means the mouth moves after the sound. The command reports; it does not fail on bad figures.',
+      'Without --mouth, the face stage finds the face in the first frame and the mouth and face regions',
+      'come from its landmarks (the face must hold still enough for the region to stay on the mouth).',
+      'Figures are explained in docs/lipsync.md. Lag is in video frames; positive means the mouth moves',
+      'after the sound. The command reports; it does not fail on bad figures.',
     ].join('\n'))
-    .action(async (video: string, flags: { mouth: Box; face?: Box }, command: Command) => {
-      const out = createOutput(globals(command).json);
-      try {
-        const report = await inspectVideo(video, { mouthBox: flags.mouth, ...(flags.face && { faceBox: flags.face }) });
+    .action(async (video: string, flags: { mouth?: Box; face?: Box }, command: Command) => {
+      await withContext(command, async (ctx, out) => {
+        let mouth = flags.mouth;
+        let face = flags.face;
+        if (!mouth) ({ mouth, face } = { ...(await regionsFromFirstFrame(ctx, resolve(video))), ...(face && { face }) });
+        const report = await inspectVideo(video, { mouthBox: mouth, ...(face && { faceBox: face }) });
         out.result(report, () => describeReport(report));
-        process.exitCode = 0;
-      } catch (error) {
-        process.exitCode = out.error(error);
-      }
+      });
     });
+}
+
+/** The face stage on the video's first frame (decoded to a temporary PNG): mouth and face regions. */
+async function regionsFromFirstFrame(ctx: CliContext, video: string): Promise<{ mouth: Box; face: Box }> {
+  await checkReadableFile(video, 'video');
+  const dir = await mkdtemp(join(tmpdir(), 'avatar-inspect-'));
+  try {
+    const frame = join(dir, 'first.png');
+    const r = spawnSync(process.env.AVATAR_FFMPEG ?? 'ffmpeg', ['-v', 'error', '-nostdin', '-i', video, '-frames:v', '1', frame], { encoding: 'utf8' });
+    if (r.error || r.status !== 0) {
+      throw new AvatarError('AVATAR_ERR_INPUT_NOT_VIDEO', { input: 'video', path: video, reason: (r.stderr || String(r.error)).trim().split('\n').pop() ?? 'no video stream' });
+    }
+    const runCtx: RunContext = { signal: new AbortController().signal, progress() {}, log: ctx.log, workDir: dir };
+    const avatar = await ctx.coordinator.runStage(ctx.coordinator.plugin('face'), { imagePath: frame }, runCtx);
+    return regionsFromLandmarks(avatar.face.landmarks, avatar.width, avatar.height);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
