@@ -95,12 +95,19 @@ export async function benchEndToEnd(work) {
   spawnSync('ffmpeg', ['-v', 'error', '-y', '-i', join(work, 'e2e.mp4'), '-f', 'rawvideo', '-pix_fmt', 'rgba', raw]);
   const { QUALITY_PRESETS } = await import(join(root, 'packages/core/dist/index.js'));
   const medium = QUALITY_PRESETS.medium;
+  // ffmpeg alone, fed the frames as the renderer draws them (RGBA, converted by ffmpeg) and as they go
+  // down the pipe (I420, converted while drawing)
+  const yuv = join(work, 'frames.yuv');
+  spawnSync('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgba', '-s', `${v.width}x${v.height}`, '-i', raw,
+    '-vf', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p', '-f', 'rawvideo', yuv]);
+  const bareRun = (file, pixFmt, filter) => timed('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', pixFmt, '-s', `${v.width}x${v.height}`, '-r', '25', '-i', file,
+    '-i', join(workDir, 'speech.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', medium.preset, '-crf', String(medium.crf),
+    '-vf', filter, '-c:a', 'aac', '-b:a', '128k', '-ar', '48000', '-movflags', '+faststart', join(work, 'bare.mp4')]);
   const bare = [];
+  const bareYuv = [];
   for (let i = 0; i < 3; i++) {
-    const r = await timed('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgba', '-s', `${v.width}x${v.height}`, '-r', '25', '-i', raw,
-      '-i', join(workDir, 'speech.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', medium.preset, '-crf', String(medium.crf),
-      '-vf', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p', '-c:a', 'aac', '-b:a', '128k', '-ar', '48000', '-movflags', '+faststart', join(work, 'bare.mp4')]);
-    bare.push(r.seconds);
+    bare.push((await bareRun(raw, 'rgba', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p')).seconds);
+    bareYuv.push((await bareRun(yuv, 'yuv420p', 'setsar=1')).seconds);
   }
   rmSync(workDir, { recursive: true, force: true });
   const best = runs.sort((a, b) => a.seconds - b.seconds)[1];
@@ -115,6 +122,8 @@ export async function benchEndToEnd(work) {
     renderAndEncodeSeconds: Number(encodeMedian.toFixed(3)),
     ffmpegAloneSeconds: Number(median(bare).toFixed(3)),
     ratioToFfmpegAlone: Number((encodeMedian / median(bare)).toFixed(2)),
+    ffmpegAloneI420Seconds: Number(median(bareYuv).toFixed(3)),
+    ratioToFfmpegAloneI420: Number((encodeMedian / median(bareYuv)).toFixed(2)),
   };
 }
 
@@ -148,7 +157,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await benchLipsync();
   console.log(`renderer alone, ${r.renderer.width}x${r.renderer.height}, one thread: ${r.renderer.fps_none} frames/s without head motion, ${r.renderer.fps_subtle} subtle, ${r.renderer.fps_lively} lively`);
   const e = r.endToEnd;
-  console.log(`end to end (text -> MP4, medium, process start included): ${e.videoSeconds} s of video in ${e.wallSeconds} s; render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone on the same ${e.frames} frames ${e.ffmpegAloneSeconds} s (x${e.ratioToFfmpegAlone}); peak RSS node ${e.peakNodeMB} MB, with ffmpeg ${e.peakTreeMB} MB`);
+  console.log(`end to end (text -> MP4, medium, process start included): ${e.videoSeconds} s of video in ${e.wallSeconds} s; render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone on the same ${e.frames} frames ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}); peak RSS node ${e.peakNodeMB} MB, with ffmpeg ${e.peakTreeMB} MB`);
   console.log('stages:', JSON.stringify(e.stages));
   for (const l of r.lengths) console.log(`lipsync ${l.seconds} s: ${l.wallSeconds} s wall, render+encode ${l.renderAndEncodeSeconds} s, peak RSS node ${l.peakNodeMB} MB (with ffmpeg ${l.peakTreeMB} MB), lag ${l.lagFrames} frames, r ${l.correlation}`);
   console.log(JSON.stringify({ bench: 'lipsync', ...r }));

@@ -101,7 +101,7 @@ const l = figures.lipsync;
 if (l.renderer) {
   console.log(`\nrenderer alone, ${l.renderer.width}x${l.renderer.height}, one thread: ${l.renderer.fps_none} frames/s (no head motion), ${l.renderer.fps_subtle} (subtle), ${l.renderer.fps_lively} (lively)`);
   const e = l.endToEnd;
-  console.log(`talking head end to end, medium: ${e.videoSeconds} s of video in ${e.wallSeconds} s (process start included); render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone ${e.ffmpegAloneSeconds} s (x${e.ratioToFfmpegAlone}); peak RSS ${e.peakNodeMB} MB (node), ${e.peakTreeMB} MB (with ffmpeg)`);
+  console.log(`talking head end to end, medium: ${e.videoSeconds} s of video in ${e.wallSeconds} s (process start included); render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}); peak RSS ${e.peakNodeMB} MB (node), ${e.peakTreeMB} MB (with ffmpeg)`);
   for (const x of l.lengths) console.log(`  ${String(x.seconds).padStart(3)} s of speech: ${x.wallSeconds} s wall, render+encode ${x.renderAndEncodeSeconds} s, peak RSS ${x.peakNodeMB} MB (node), ${x.peakTreeMB} MB (with ffmpeg)`);
 } else console.log('lipsync:', JSON.stringify(l));
 console.log('queue:', JSON.stringify(figures.queue));

@@ -188,13 +188,19 @@ export interface FrameRegions {
   mouth: FaceBox;
 }
 
-/** Raw RGBA frames, streamed: the renderer yields, the encoder consumes, no frame touches the disk. */
+/** Raw frames, streamed: the renderer yields, the encoder consumes, no frame touches the disk. */
 export interface FrameStream {
   width: number;
   height: number;
   fps: number;
   frameCount: number;
   frames: AsyncIterable<Uint8Array>;
+  /**
+   * 'rgba' (default): 4 bytes a pixel. 'yuv420p': planar I420, BT.709 limited range (what the encoder
+   * writes), width x height x 1.5 bytes; even sizes only. A renderer that converts as it draws spares
+   * the encoder the conversion and the pipe 60 % of the bytes.
+   */
+  pixelFormat?: 'rgba' | 'yuv420p';
   /**
    * How many buffers the producer cycles through (default 1: it may overwrite a frame as soon as the
    * next one is asked for). With more, a consumer may keep up to `ring - 1` frames in flight.

@@ -246,7 +246,12 @@ export async function encodeFrames(
   const audio = await readAudioInfo(audioPath, { ...options, input: 'audio' });
   const geometry = outputGeometry(width, height, settings.size);
   const codec = codecArgs(settings, false);
-  const frameBytes = width * height * 4;
+  const yuv = frames.pixelFormat === 'yuv420p';
+  if (yuv && (width % 2 !== 0 || height % 2 !== 0)) {
+    throw encodeFailed(outputPath, `a yuv420p frame stream needs even sizes, got ${width}x${height}`);
+  }
+  const frameBytes = yuv ? (width * height * 3) / 2 : width * height * 4;
+  const frameKind = yuv ? 'yuv420p' : 'RGBA';
   const expected = frames.frameCount;
   const videoSeconds = expected / frames.fps;
   const log = options.log ?? silentLogger;
@@ -259,12 +264,13 @@ export async function encodeFrames(
     const command = newCommand(job)
       .input('pipe:0')
       .inputFormat('rawvideo')
-      .inputOptions(['-pix_fmt', 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)])
+      .inputOptions(['-pix_fmt', yuv ? 'yuv420p' : 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)])
       .input(audioPath)
       .outputOptions([
         '-hide_banner',
         '-map', '0:v:0', '-map', '1:a:0',
-        '-vf', `${geometry.filter},${COLOR_FILTER}`,
+        // yuv420p frames already are BT.709 limited range: only RGBA needs converting
+        '-vf', yuv ? `${geometry.filter},setsar=1` : `${geometry.filter},${COLOR_FILTER}`,
         '-r', String(frames.fps),
         ...codec.options,
       ])
@@ -313,7 +319,7 @@ export async function encodeFrames(
         const frame = next.value;
         if (frame.byteLength !== frameBytes) {
           throw new FrameSizeError(
-            `frame ${written + 1} has ${frame.byteLength} bytes; a ${width}x${height} RGBA frame has ${frameBytes}`,
+            `frame ${written + 1} has ${frame.byteLength} bytes; a ${width}x${height} ${frameKind} frame has ${frameBytes}`,
           );
         }
         const write = writeChunk(stdin, frame);

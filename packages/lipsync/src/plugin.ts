@@ -97,6 +97,7 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
   const renderer = new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
     expressiveness: 1,
     ring: 4,
+    pixelFormat: 'yuv420p',
   });
   const fps = settings.fps;
   const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
@@ -114,7 +115,7 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
     }
   }
   ctx.progress(1, `${frameCount} frames ready to stream`);
-  return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: renderer.ring };
+  return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: renderer.ring, pixelFormat: 'yuv420p' };
 }
 
 /**

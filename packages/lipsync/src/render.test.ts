@@ -4,7 +4,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@avatar/core';
 import type { Avatar, RunContext, StagePlugin } from '@avatar/core';
 import { plugins as facePlugins } from '@avatar/face';
-import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render.js';
+import { spawnSync } from 'node:child_process';
+import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt, rgbaToI420 } from './render.js';
 import type { FrameState, RgbaImage } from './render.js';
 import type { MouthPose } from './track.js';
 
@@ -126,6 +127,33 @@ describe('FaceRenderer on a real portrait', () => {
     };
     expect(frames(7)).toEqual(frames(7));
     expect(frames(7)).not.toEqual(frames(8));
+  });
+
+  it('converts to I420 as the encoder would (BT.709, limited range), and I420 frames follow the RGBA ones', () => {
+    const { width, height } = { width: image.width & ~1, height: image.height & ~1 };
+    const rgba = new Uint8Array(width * height * 4);
+    for (let y = 0; y < height; y++) rgba.set(image.data.subarray(y * image.width * 4, y * image.width * 4 + width * 4), y * width * 4);
+    const ours = new Uint8Array((width * height * 3) / 2);
+    rgbaToI420(rgba, width, height, ours, 0, 0, width - 1, height - 1);
+    const ffmpeg = spawnSync('ffmpeg', ['-v', 'error', '-f', 'rawvideo', '-pix_fmt', 'rgba', '-s', `${width}x${height}`, '-i', 'pipe:0',
+      '-vf', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p', '-f', 'rawvideo', 'pipe:1'], { input: rgba, maxBuffer: 1 << 26 }).stdout as Buffer;
+    expect(ffmpeg.length).toBe(ours.length);
+    const meanDiff = (from: number, to: number): number => {
+      let sum = 0;
+      for (let i = from; i < to; i++) sum += Math.abs((ours[i] ?? 0) - (ffmpeg[i] ?? 0));
+      return sum / (to - from);
+    };
+    expect(meanDiff(0, width * height)).toBeLessThan(1);
+    expect(meanDiff(width * height, ours.length)).toBeLessThan(1.5);
+
+    const yuvRenderer = new FaceRenderer({ width, height, data: rgba }, avatar.face.landmarks, { ring: 3, pixelFormat: 'yuv420p' });
+    const rgbaRenderer = new FaceRenderer({ width, height, data: rgba }, avatar.face.landmarks, { ring: 3 });
+    for (const pose of [OPEN, REST, { ...OPEN, jawOpen: 0.4 }, REST, OPEN]) {
+      const frame = yuvRenderer.render(pose, { ...STILL, headX: 1.5 });
+      const expected = new Uint8Array(ours.length);
+      rgbaToI420(rgbaRenderer.render(pose, { ...STILL, headX: 1.5 }), width, height, expected, 0, 0, width - 1, height - 1);
+      expect(hash(frame)).toBe(hash(expected));
+    }
   });
 
   it('blinks come at irregular intervals near the asked rate, none in the first half second', () => {

@@ -148,7 +148,10 @@ export class FaceRenderer {
   private readonly pivot: Vec;
   private readonly expressiveness: number;
 
-  constructor(image: RgbaImage, landmarks: readonly FacePoint[], options: { expressiveness?: number; ring?: number } = {}) {
+  /** per buffer, when frames are handed out as I420: the same frame converted */
+  private readonly yuvBuffers: Uint8Array[] | null;
+
+  constructor(image: RgbaImage, landmarks: readonly FacePoint[], options: { expressiveness?: number; ring?: number; pixelFormat?: 'rgba' | 'yuv420p' } = {}) {
     if (landmarks.length !== 68) throw new Error(`the renderer needs 68 landmarks, got ${landmarks.length}`);
     if (image.data.length !== image.width * image.height * 4) throw new Error('image data is not width x height RGBA');
     this.width = image.width;
@@ -157,6 +160,14 @@ export class FaceRenderer {
     this.buffers = Array.from({ length: Math.max(1, options.ring ?? 1) }, () => new Uint8Array(image.data));
     this.dirtyOf = this.buffers.map(() => null);
     this.out = this.buffers[0] as Uint8Array;
+    if (options.pixelFormat === 'yuv420p') {
+      if (image.width % 2 !== 0 || image.height % 2 !== 0) throw new Error('I420 frames need even sizes');
+      const first = new Uint8Array((image.width * image.height * 3) / 2);
+      rgbaToI420(image.data, image.width, image.height, first, 0, 0, image.width - 1, image.height - 1);
+      this.yuvBuffers = this.buffers.map(() => first.slice());
+    } else {
+      this.yuvBuffers = null;
+    }
     this.expressiveness = options.expressiveness ?? 1;
 
     const eyeL = mean(landmarks, 36, 41);
@@ -357,6 +368,12 @@ export class FaceRenderer {
     for (const t of active) this.warpTriangle(tri[t] as number, tri[t + 1] as number, tri[t + 2] as number);
     if (gap > 0.25) this.drawMouth(mouth);
     this.dirtyOf[this.current] = now;
+    if (this.yuvBuffers) {
+      // only what changed since this buffer's last frame needs converting
+      const yuv = this.yuvBuffers[this.current] as Uint8Array;
+      if (restore) rgbaToI420(this.out, this.width, this.height, yuv, restore[0], restore[1], restore[2], restore[3]);
+      return yuv;
+    }
     return this.out;
   }
 
@@ -553,6 +570,41 @@ export class FaceRenderer {
         out[o + 1] = (out[o + 1] as number) * (1 - alpha) + cg * alpha + 0.5;
         out[o + 2] = (out[o + 2] as number) * (1 - alpha) + cb * alpha + 0.5;
       }
+    }
+  }
+}
+
+/**
+ * Converts a rectangle (inclusive corners, widened to even coordinates) of an RGBA image into planar
+ * I420 with the BT.709 matrix in limited range, the encoder's own choice, in 8.8 fixed point.
+ * Chroma is the 2x2 average of the pixels it covers.
+ */
+export function rgbaToI420(rgba: Uint8Array, width: number, height: number, yuv: Uint8Array, x0: number, y0: number, x1: number, y1: number): void {
+  const ax = x0 & ~1;
+  const ay = y0 & ~1;
+  const bx = Math.min(width - 1, x1 | 1);
+  const by = Math.min(height - 1, y1 | 1);
+  const uOffset = width * height;
+  const vOffset = uOffset + (width * height) / 4;
+  const half = width / 2;
+  for (let y = ay; y <= by; y += 2) {
+    for (let x = ax; x <= bx; x += 2) {
+      let rs = 0, gs = 0, bs = 0;
+      for (let dy = 0; dy < 2; dy++) {
+        const row = (y + dy) * width;
+        for (let dx = 0; dx < 2; dx++) {
+          const i = (row + x + dx) * 4;
+          const r = rgba[i] as number, g = rgba[i + 1] as number, b = rgba[i + 2] as number;
+          yuv[row + x + dx] = 16 + ((47 * r + 157 * g + 16 * b + 128) >> 8);
+          rs += r;
+          gs += g;
+          bs += b;
+        }
+      }
+      const c = (y >> 1) * half + (x >> 1);
+      // sums of four: divide by 4 inside the shift
+      yuv[uOffset + c] = 128 + ((-26 * rs - 86 * gs + 112 * bs + 512) >> 10);
+      yuv[vOffset + c] = 128 + ((112 * rs - 102 * gs - 10 * bs + 512) >> 10);
     }
   }
 }
