@@ -20,7 +20,8 @@ export interface ConformanceOptions {
 export type JobStoreFactory = (options: ConformanceOptions) => Promise<ConformanceStore>;
 
 const LEASE = { leaseMs: 30_000 };
-const SHORT_LEASE_MS = 120;
+// long enough that a claim plus a recovery pass fit inside it on a busy machine
+const SHORT_LEASE_MS = 400;
 
 async function expectAvatarError(promise: Promise<unknown>, code: ErrorCode): Promise<AvatarError> {
   let caught: unknown;
@@ -430,7 +431,7 @@ export function runJobStoreConformance(name: string, makeStore: JobStoreFactory)
         const job = await store.submit('voice_synthesis', {});
         await store.claim('dead', { leaseMs: SHORT_LEASE_MS });
         expect(await store.recoverExpired()).toEqual([]);
-        await sleep(SHORT_LEASE_MS + 60);
+        await sleep(SHORT_LEASE_MS + 100);
         expect(await store.recoverExpired()).toEqual([job.jobId]);
         expect(await store.get(job.jobId)).toMatchObject({ status: 'pending', attempts: 1, workerId: null });
         expect(await store.recoverExpired()).toEqual([]);
