@@ -5,7 +5,7 @@ import { ERRORS } from '../packages/core/dist/errors.js';
 const areas = {
   INPUT: 'Input', OUTPUT: 'Output', CONFIG: 'Configuration', VOICE: 'Voice profiles', TOOL: 'Tools and engines',
   TTS: 'Tools and engines', ENCODE: 'Tools and engines', STAGE: 'Stages', PLUGIN: 'Plugins', RESOURCE: 'Resources',
-  FACE: 'Faces and avatars', JOB: 'Jobs and queue', QUEUE: 'Jobs and queue', STORAGE: 'Jobs and queue', CANCELLED: 'General', USAGE: 'General', INTERNAL: 'General',
+  FACE: 'Faces and avatars', JOB: 'Jobs and queue', QUEUE: 'Jobs and queue', STORAGE: 'Jobs and queue', HTTP: 'HTTP API', CANCELLED: 'General', USAGE: 'General', INTERNAL: 'General',
 };
 const groups = new Map();
 for (const [code, spec] of Object.entries(ERRORS)) {

@@ -145,7 +145,21 @@ export const ERRORS = {
     'Look at the worker logs; the job can be submitted again.',
   ),
   AVATAR_ERR_QUEUE_CORRUPT_FILE: failure('job file {path} is damaged and was skipped: {reason}', 'Move the file away or delete it; other jobs are unaffected.'),
+  AVATAR_ERR_JOB_NOT_FINISHED: usage('job {id} is {status}; it has no result yet', 'Wait until it finishes (GET /v1/jobs/{id}/events, or "avatar jobs status {id}").', 409),
+  AVATAR_ERR_JOB_NO_RESULT: usage('job {id} has no result file to send: {reason}', 'Look at the job ("avatar jobs status {id}"); submit it again if you need the file.', 409),
   AVATAR_ERR_STORAGE_NOT_WRITABLE: failure('storage folder {path} is not writable: {reason}', 'Point --storage (or AVATAR_STORAGE) at a writable folder.', 503),
+  // HTTP API
+  AVATAR_ERR_HTTP_VALIDATION: usage('the request {part} is invalid: {reason}', 'Fix the request; GET /openapi.json describes every route.'),
+  AVATAR_ERR_HTTP_BAD_REQUEST: usage('the request cannot be read: {reason}', 'Send a JSON body with Content-Type: application/json.'),
+  AVATAR_ERR_HTTP_BODY_TOO_LARGE: usage('the request body is over the limit of {limit} bytes', 'Send a smaller body.', 413),
+  AVATAR_ERR_HTTP_UNSUPPORTED_MEDIA: usage('the request body type {type} is not accepted', 'Send JSON with Content-Type: application/json.', 415),
+  AVATAR_ERR_HTTP_NOT_FOUND: usage('no route {method} {path}', 'GET /openapi.json lists the routes.', 404),
+  AVATAR_ERR_HTTP_UNAUTHORIZED: usage('authentication required', 'Send a valid API key: Authorization: Bearer <key>.', 401),
+  AVATAR_ERR_HTTP_RANGE: usage('the requested range cannot be served from a file of {size} bytes', 'Ask for a range inside the file, e.g. Range: bytes=0-1023.', 416),
+  AVATAR_ERR_HTTP_LISTEN_UNSAFE: usage(
+    'refusing to listen on {host} without API keys',
+    'Set AVATAR_API_KEYS (comma-separated keys) before serving beyond loopback, or listen on 127.0.0.1.',
+  ),
   // catch-all
   AVATAR_ERR_CANCELLED: failure('the run was cancelled during {stage}', 'Nothing was written at the output path.', 409),
   AVATAR_ERR_USAGE: usage('{reason}', 'Run the command with --help to see its usage.'),

@@ -1,0 +1,107 @@
+import { Type } from '@sinclair/typebox';
+import type { TSchema } from '@sinclair/typebox';
+import { JOB_ID_PATTERN, JOB_STATUSES, JOB_TYPES, VOICE_ID_PATTERN } from '@avatar/core';
+
+/**
+ * A file inside the storage folder: relative, plain segments, none starting with a dot, so a
+ * request can never name "..", an absolute path or a hidden file.
+ */
+export const STORAGE_PATH_PATTERN = '^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}){0,7}$';
+
+const literals = <T extends string>(values: readonly T[]) => Type.Union(values.map((v) => Type.Literal(v)));
+
+export const JobTypeSchema = literals(JOB_TYPES);
+export const JobStatusSchema = literals(JOB_STATUSES);
+export const JobIdSchema = Type.String({ pattern: JOB_ID_PATTERN.source, description: 'job id, job-YYYYMMDDHHMMSS-<8 hex>' });
+
+const storagePath = (description: string) => Type.String({ pattern: STORAGE_PATH_PATTERN, maxLength: 800, description });
+
+/**
+ * Every parameter a job may take over HTTP. There is no outputPath: results always go to
+ * <storage>/outputs/<jobId>.<ext>, so a client cannot make the server write anywhere else.
+ * Which parameters each job type needs is checked by core's checkJobParams.
+ */
+// every field is optional here; which ones a job type requires is checked by checkJobParams
+export const JobParamsSchema = Type.Partial(Type.Object(
+  {
+    text: Type.String({ minLength: 1, maxLength: 20_000, description: 'the text to speak' }),
+    voiceProfileId: Type.String({ pattern: VOICE_ID_PATTERN.source, description: 'voice profile id, vp-<8 hex>' }),
+    maxSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 3600 }),
+    avatarImagePath: storagePath('portrait photo, relative to the storage folder'),
+    imagePath: storagePath('still image, relative to the storage folder'),
+    audioPath: storagePath('audio file, relative to the storage folder'),
+    referencePath: storagePath('reference recording, relative to the storage folder'),
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    config: Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { description: 'pipeline settings (see docs/configuration.md)' }),
+  },
+  { additionalProperties: false },
+), { additionalProperties: false });
+
+export const SubmitBodySchema = Type.Object(
+  { jobType: JobTypeSchema, params: JobParamsSchema },
+  { additionalProperties: false },
+);
+
+export const ErrorBodySchema = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String(),
+      message: Type.String(),
+      hint: Type.String(),
+    }),
+  },
+  { $id: 'ErrorBody' },
+);
+
+const JsonObject = Type.Record(Type.String(), Type.Unknown());
+
+export const JobSchema = Type.Object({
+  jobId: Type.String(),
+  status: JobStatusSchema,
+  jobType: JobTypeSchema,
+  params: JsonObject,
+  createdAt: Type.String(),
+  startedAt: Type.Union([Type.String(), Type.Null()]),
+  completedAt: Type.Union([Type.String(), Type.Null()]),
+  result: Type.Union([JsonObject, Type.Null()]),
+  error: Type.Union([
+    Type.Object({ code: Type.String(), message: Type.String(), hint: Type.String(), params: JsonObject }),
+    Type.Null(),
+  ]),
+  progress: Type.Number(),
+  stage: Type.Union([Type.String(), Type.Null()]),
+  attempts: Type.Integer(),
+  workerId: Type.Union([Type.String(), Type.Null()]),
+});
+
+export const JobIdParamsSchema = Type.Object({ id: JobIdSchema }, { additionalProperties: false });
+
+export const ListQuerySchema = Type.Object(
+  {
+    status: Type.Optional(JobStatusSchema),
+    type: Type.Optional(JobTypeSchema),
+    // query values are text: no type coercion anywhere, so the limit is a pattern-checked string
+    limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$', description: '1 to 1000 (default 50)' })),
+  },
+  { additionalProperties: false },
+);
+
+const countsOf = (keys: readonly string[]) => Type.Object(Object.fromEntries(keys.map((k) => [k, Type.Integer()])));
+
+export const StatsSchema = Type.Object({
+  total: Type.Integer(),
+  byStatus: countsOf(JOB_STATUSES),
+  byType: countsOf(JOB_TYPES),
+  meanRunSeconds: Type.Record(Type.String(), Type.Number()),
+});
+
+export const ReadySchema = Type.Object({
+  ready: Type.Boolean(),
+  storage: Type.Object({ ok: Type.Boolean(), detail: Type.String() }),
+  plugins: Type.Array(Type.Object({ stage: Type.String(), name: Type.String(), ok: Type.Boolean(), detail: Type.String() })),
+});
+
+/** The error answers a route may give, all in the one error shape. */
+export function errorResponses(...statuses: number[]): Record<number, TSchema> {
+  return Object.fromEntries(statuses.map((s) => [s, Type.Ref(ErrorBodySchema)]));
+}

@@ -1,0 +1,375 @@
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import {
+  FileJobStore, JOB_TYPES, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore,
+} from '@avatar/core';
+import type { Job } from '@avatar/core';
+import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
+import { buildServer, startServer } from './server.js';
+import type { RunningServer, ServerContext } from './server.js';
+import { ApiKeyChecker, isLoopback, parseApiKeys } from './auth.js';
+import { parseRange } from './files.js';
+
+interface Raw { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+
+/** A plain HTTP request against the listening server (for streams and ranges, which inject cannot show as they arrive). */
+function get(url: string, headers: Record<string, string> = {}): Promise<Raw> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function parseSse(text: string): { event: string; data: unknown }[] {
+  return text.split('\n\n').filter((b) => b.startsWith('event:')).map((block) => {
+    const event = /^event: (.*)$/m.exec(block)?.[1] ?? '';
+    const data = /^data: (.*)$/m.exec(block)?.[1] ?? 'null';
+    return { event, data: JSON.parse(data) as unknown };
+  });
+}
+
+async function makeContext(): Promise<ServerContext & { cleanup(): Promise<void> }> {
+  const storageDir = await mkdtemp(join(tmpdir(), 'avatar-server-'));
+  const registry = new PluginRegistry();
+  registry.register(flitePlugin, '@avatar/tts');
+  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
+  const voices = new VoiceProfileStore(storageDir);
+  const store = new FileJobStore({ storageDir });
+  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
+  return {
+    storageDir, registry, store, coordinator,
+    cleanup: async () => {
+      await store.close();
+      await rm(storageDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const expectJsonError = (res: { statusCode: number; headers: Record<string, unknown>; body: string }, status: number, code: string): void => {
+  expect(res.statusCode, res.body).toBe(status);
+  expect(String(res.headers['content-type'])).toMatch(/^application\/json/);
+  const body = JSON.parse(res.body) as { error: { code: string; message: string; hint: string } };
+  expect(body.error.code).toBe(code);
+  expect(body.error.message.length).toBeGreaterThan(0);
+  expect(body.error.hint.length).toBeGreaterThan(0);
+  expect(res.body).not.toMatch(/\n\s+at |node_modules|\.ts:\d+/);
+};
+
+describe('server: a job end to end on a listening server', () => {
+  let ctx: Awaited<ReturnType<typeof makeContext>>;
+  let server: RunningServer;
+
+  beforeAll(async () => {
+    ctx = await makeContext();
+    server = await startServer({ context: ctx, port: 0, apiKeys: [], worker: { pollMs: 50 }, eventsIntervalMs: 50 });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await ctx?.cleanup();
+  });
+
+  it('listens on loopback only by default', () => {
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  it('runs a voice_synthesis job: 202, events end completed, the WAV downloads whole and by range', async () => {
+    const submit = await server.app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Hello from the server.' } } });
+    expect(submit.statusCode, submit.body).toBe(202);
+    const job = submit.json<Job>();
+    expect(job.status).toBe('pending');
+    expect(submit.headers.location).toBe(`/v1/jobs/${job.jobId}`);
+
+    // the stream stays open until the job is over, then ends by itself
+    const events = await get(`${server.url}/v1/jobs/${job.jobId}/events`);
+    expect(events.status).toBe(200);
+    expect(events.headers['content-type']).toMatch(/^text\/event-stream/);
+    const list = parseSse(events.body.toString('utf8'));
+    expect(list[0]?.event).toBe('state');
+    const last = list.at(-1);
+    expect(last?.event).toBe('end');
+    expect((last?.data as Job).status).toBe('completed');
+    expect(list.some((e) => e.event === 'stage')).toBe(true);
+
+    // a client that connects after the end gets the final state at once
+    const late = parseSse((await get(`${server.url}/v1/jobs/${job.jobId}/events`)).body.toString('utf8'));
+    expect(late.map((e) => e.event)).toEqual(['state', 'end']);
+
+    const whole = await get(`${server.url}/v1/jobs/${job.jobId}/result`);
+    expect(whole.status).toBe(200);
+    expect(whole.headers['content-type']).toBe('audio/wav');
+    expect(whole.headers['accept-ranges']).toBe('bytes');
+    expect(whole.body.subarray(0, 4).toString('latin1')).toBe('RIFF');
+    expect(whole.body.subarray(8, 12).toString('latin1')).toBe('WAVE');
+    expect(Number(whole.headers['content-length'])).toBe(whole.body.length);
+    expect(whole.body.length).toBeGreaterThan(1000);
+
+    const part = await get(`${server.url}/v1/jobs/${job.jobId}/result`, { range: 'bytes=8-11' });
+    expect(part.status).toBe(206);
+    expect(part.headers['content-range']).toBe(`bytes 8-11/${whole.body.length}`);
+    expect(part.body.toString('latin1')).toBe('WAVE');
+    const tail = await get(`${server.url}/v1/jobs/${job.jobId}/result`, { range: 'bytes=-100' });
+    expect(tail.status).toBe(206);
+    expect(tail.body.equals(whole.body.subarray(whole.body.length - 100))).toBe(true);
+    const beyond = await get(`${server.url}/v1/jobs/${job.jobId}/result`, { range: `bytes=${whole.body.length}-` });
+    expect(beyond.status).toBe(416);
+    expect(beyond.headers['content-range']).toBe(`bytes */${whole.body.length}`);
+
+    // finished: cancelling is a conflict
+    const cancel = await server.app.inject({ method: 'DELETE', url: `/v1/jobs/${job.jobId}` });
+    expectJsonError(cancel, 409, 'AVATAR_ERR_JOB_FINISHED');
+
+    const listed = await server.app.inject({ url: '/v1/jobs?status=completed&type=voice_synthesis&limit=5' });
+    expect(listed.statusCode).toBe(200);
+    expect(listed.json<{ jobs: Job[] }>().jobs.map((j) => j.jobId)).toContain(job.jobId);
+
+    const stats = await server.app.inject({ url: '/v1/stats' });
+    expect(stats.json<{ byStatus: { completed: number } }>().byStatus.completed).toBeGreaterThanOrEqual(1);
+
+    const metrics = await server.app.inject({ url: '/metrics' });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.body).toMatch(/avatar_jobs\{status="completed"\} [1-9]/);
+    expect(metrics.body).toMatch(/avatar_queue_depth \d+/);
+  });
+
+  it('answers health, readiness and the OpenAPI document', async () => {
+    expect((await server.app.inject({ url: '/healthz' })).json()).toEqual({ ok: true });
+    const ready = await server.app.inject({ url: '/readyz' });
+    const report = ready.json<{ ready: boolean; storage: { ok: boolean }; plugins: { name: string; ok: boolean }[] }>();
+    expect(report.storage.ok).toBe(true);
+    expect(report.plugins.map((p) => p.name)).toEqual(['flite']);
+    expect(ready.statusCode).toBe(report.ready ? 200 : 503);
+    const doc = (await server.app.inject({ url: '/openapi.json' })).json<{ openapi: string; paths: Record<string, unknown> }>();
+    expect(doc.openapi).toMatch(/^3\./);
+    for (const path of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/jobs/{id}/result', '/v1/stats', '/healthz', '/readyz', '/metrics']) {
+      expect(Object.keys(doc.paths)).toContain(path);
+    }
+  });
+});
+
+describe('server: shutdown', () => {
+  it('close() stops the worker and gives the running job back to the queue, with nothing written', async () => {
+    const ctx = await makeContext();
+    try {
+      const server = await startServer({ context: ctx, port: 0, apiKeys: [], worker: { pollMs: 50 }, eventsIntervalMs: 50 });
+      // a few minutes of speech keeps flite busy for a second or two
+      const text = 'The quick brown fox jumps over the lazy dog near the river bank. '.repeat(200);
+      const res = await server.app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text, maxSeconds: 3600 } } });
+      expect(res.statusCode, res.body).toBe(202);
+      const { jobId } = res.json<Job>();
+      const until = Date.now() + 20_000;
+      while ((await ctx.store.get(jobId))?.status !== 'running') {
+        expect(Date.now()).toBeLessThan(until);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // an open event stream must not hold the shutdown up
+      const events = get(`${server.url}/v1/jobs/${jobId}/events`);
+      await new Promise((r) => setTimeout(r, 100));
+      const started = Date.now();
+      await server.close();
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const job = await ctx.store.get(jobId);
+      expect(job?.status).toBe('pending');
+      expect(job?.workerId).toBeNull();
+      const streamed = parseSse((await events).body.toString('utf8'));
+      expect(streamed[0]?.event).toBe('state');
+      expect(streamed.some((e) => e.event === 'end')).toBe(false);
+      const outputs = await readdir(join(ctx.storageDir, 'outputs')).catch(() => []);
+      expect(outputs.filter((f) => f.startsWith(jobId))).toEqual([]);
+    } finally {
+      await ctx.cleanup();
+    }
+  });
+});
+
+describe('server: bad input', () => {
+  let ctx: Awaited<ReturnType<typeof makeContext>>;
+  let app: FastifyInstance;
+  let pendingId: string;
+
+  beforeAll(async () => {
+    ctx = await makeContext();
+    // no worker: jobs stay pending, so "not finished" is stable
+    app = await buildServer({ context: ctx, apiKeys: [], worker: false, bodyLimit: 64 * 1024 });
+    pendingId = (await ctx.store.submit('voice_synthesis', { text: 'wait' })).jobId;
+  });
+  afterAll(async () => {
+    await app?.close();
+    await ctx?.cleanup();
+  });
+
+  const post = (payload: string, type = 'application/json') => app.inject({ method: 'POST', url: '/v1/jobs', payload, headers: { 'content-type': type } });
+
+  it('refuses malformed JSON, wrong types, unknown and missing fields, unknown job types', async () => {
+    expectJsonError(await post('{"jobType": "voice_synthesis", '), 400, 'AVATAR_ERR_HTTP_BAD_REQUEST');
+    expectJsonError(await post(''), 400, 'AVATAR_ERR_HTTP_BAD_REQUEST');
+    expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis', params: { text: 42 } })), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis', params: { maxSeconds: '12', text: 'x' } })), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis', params: { text: 'x' }, extra: 1 })), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis', params: { text: 'x', outputPath: '/etc/passwd' } })), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis' })), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis', params: {} })), 400, 'AVATAR_ERR_JOB_PARAMS_INVALID');
+    expectJsonError(await post(JSON.stringify({ jobType: 'full_pipeline', params: { text: 'hi' } })), 400, 'AVATAR_ERR_JOB_PARAMS_INVALID');
+    expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis', params: { text: 'x', avatarImagePath: 'a.png' } })), 400, 'AVATAR_ERR_JOB_PARAMS_INVALID');
+    expectJsonError(await post(JSON.stringify({ jobType: 'make_coffee', params: {} })), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await post(JSON.stringify([1, 2])), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await post('text=hi', 'application/x-www-form-urlencoded'), 415, 'AVATAR_ERR_HTTP_UNSUPPORTED_MEDIA');
+    expectJsonError(await app.inject({ url: '/v1/jobs?limit=0' }), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await app.inject({ url: '/v1/jobs?status=lost' }), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await app.inject({ url: '/v1/jobs?limit=5&sort=asc' }), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expect((await ctx.store.list()).length).toBe(1);
+  });
+
+  it('refuses a body over the limit with 413', async () => {
+    const huge = JSON.stringify({ jobType: 'voice_synthesis', params: { text: 'a'.repeat(100 * 1024) } });
+    expectJsonError(await post(huge), 413, 'AVATAR_ERR_HTTP_BODY_TOO_LARGE');
+    expect((await ctx.store.list()).length).toBe(1);
+  });
+
+  it('keeps paths out of ids and params: traversal attempts are refused and nothing is read', async () => {
+    await writeFile(join(ctx.storageDir, 'secret.txt'), 'secret');
+    for (const id of ['..%2F..%2Fetc%2Fpasswd', '..', '%2E%2E', 'job-20260101000000-0000000g', `${pendingId}%00`, 'job-20260101000000-00000000%2F..']) {
+      for (const suffix of ['', '/events', '/result']) {
+        const res = await app.inject({ url: `/v1/jobs/${id}${suffix}` });
+        expect([400, 404], `${id}${suffix}: ${res.body}`).toContain(res.statusCode);
+        expect(res.body).not.toContain('secret');
+        expectJsonError(res, res.statusCode, res.statusCode === 400 ? 'AVATAR_ERR_HTTP_VALIDATION' : res.json<{ error: { code: string } }>().error.code);
+      }
+    }
+    for (const path of ['../secret.txt', '/etc/passwd', 'outputs/../../x.wav', '.hidden/a.png', 'a\\..\\b.png']) {
+      const res = await post(JSON.stringify({ jobType: 'video_encoding', params: { imagePath: path, audioPath: 'a.wav' } }));
+      expectJsonError(res, 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    }
+    expect((await ctx.store.list()).length).toBe(1);
+  });
+
+  it('answers unknown jobs with 404, unfinished results with 409 and unknown routes with a JSON 404', async () => {
+    expectJsonError(await app.inject({ url: '/v1/jobs/job-20260101000000-00000000' }), 404, 'AVATAR_ERR_JOB_NOT_FOUND');
+    expectJsonError(await app.inject({ method: 'DELETE', url: '/v1/jobs/job-20260101000000-00000000' }), 404, 'AVATAR_ERR_JOB_NOT_FOUND');
+    expectJsonError(await app.inject({ url: '/v1/jobs/job-20260101000000-00000000/events' }), 404, 'AVATAR_ERR_JOB_NOT_FOUND');
+    expectJsonError(await app.inject({ url: `/v1/jobs/${pendingId}/result` }), 409, 'AVATAR_ERR_JOB_NOT_FINISHED');
+    expectJsonError(await app.inject({ url: '/v1/nothing' }), 404, 'AVATAR_ERR_HTTP_NOT_FOUND');
+    expectJsonError(await app.inject({ method: 'PUT', url: '/v1/jobs' }), 404, 'AVATAR_ERR_HTTP_NOT_FOUND');
+  });
+
+  it('cancels a pending job, then calls a second cancel a conflict and refuses its result', async () => {
+    const { jobId } = await ctx.store.submit('voice_synthesis', { text: 'never said' });
+    const first = await app.inject({ method: 'DELETE', url: `/v1/jobs/${jobId}` });
+    expect(first.statusCode).toBe(200);
+    expect(first.json<{ outcome: string; job: Job }>().job.status).toBe('cancelled');
+    expectJsonError(await app.inject({ method: 'DELETE', url: `/v1/jobs/${jobId}` }), 409, 'AVATAR_ERR_JOB_FINISHED');
+    expectJsonError(await app.inject({ url: `/v1/jobs/${jobId}/result` }), 409, 'AVATAR_ERR_JOB_NO_RESULT');
+  });
+
+  it('fuzz: random bodies and ids never get a 5xx and the server keeps answering', async () => {
+    let seed = 12345;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+    const keys = ['jobType', 'params', 'text', 'config', 'voiceProfileId', 'imagePath', 'outputPath', '__proto__', 'constructor', ''];
+    const randomValue = (depth: number): unknown => {
+      const r = rand();
+      if (depth > 2 || r < 0.2) return pick([null, true, 0, -1, 1e308, 'x', '', '../..', 'voice_synthesis', 'vp-00000000', 'a'.repeat(300)]);
+      if (r < 0.4) return Array.from({ length: Math.floor(rand() * 3) }, () => randomValue(depth + 1));
+      if (r < 0.5) return pick(JOB_TYPES);
+      return Object.fromEntries(Array.from({ length: Math.floor(rand() * 4) }, () => [pick(keys), randomValue(depth + 1)]));
+    };
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < 200; i++) {
+      const body = rand() < 0.5
+        ? { jobType: rand() < 0.7 ? pick(JOB_TYPES) : randomValue(2), params: randomValue(1) }
+        : randomValue(0);
+      const res = await post(JSON.stringify(body));
+      statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+      expect(res.statusCode, res.body).toBeLessThan(500);
+      expect(res.body).not.toMatch(/\n\s+at /);
+    }
+    const chars = 'abcdefjob-0123456789%./\\\'"<>?#&;:~ ';
+    for (let i = 0; i < 200; i++) {
+      const id = encodeURIComponent(Array.from({ length: 1 + Math.floor(rand() * 40) }, () => pick([...chars])).join(''));
+      const route = pick(['', '/events', '/result']);
+      const method = route === '' ? pick(['GET', 'DELETE'] as const) : 'GET';
+      const res = await app.inject({ method, url: `/v1/jobs/${id}${route}` });
+      expect(res.statusCode, `${method} ${id}${route}: ${res.body}`).toBeLessThan(500);
+    }
+    expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    // some random bodies are valid jobs; every one that was accepted is a real pending job
+    const accepted = statuses.get(202) ?? 0;
+    expect((await ctx.store.list({ limit: 1000 })).length).toBe(2 + accepted);
+  });
+});
+
+describe('server: API keys', () => {
+  let ctx: Awaited<ReturnType<typeof makeContext>>;
+  let app: FastifyInstance;
+
+  beforeAll(async () => {
+    ctx = await makeContext();
+    app = await buildServer({ context: ctx, apiKeys: ['k-one-1234567890', 'k-two'], worker: false });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await ctx?.cleanup();
+  });
+
+  it('asks every route but /healthz for a key and says nothing more', async () => {
+    expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    for (const url of ['/v1/jobs', '/v1/stats', '/readyz', '/metrics', '/openapi.json', '/v1/jobs/job-20260101000000-00000000', '/v1/nothing']) {
+      for (const authorization of [undefined, 'Bearer wrong', 'Bearer k-one', 'Basic k-two', 'k-two', 'Bearer ', 'Bearer k-two extra']) {
+        const res = await app.inject({ url, headers: authorization === undefined ? {} : { authorization } });
+        expectJsonError(res, 401, 'AVATAR_ERR_HTTP_UNAUTHORIZED');
+        expect(res.headers['www-authenticate']).toBe('Bearer');
+      }
+    }
+    const post = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'hi' } } });
+    expectJsonError(post, 401, 'AVATAR_ERR_HTTP_UNAUTHORIZED');
+    expect(await readdir(join(ctx.storageDir))).not.toContain('x');
+    expect((await ctx.store.list()).length).toBe(0);
+  });
+
+  it('lets either key in', async () => {
+    expect((await app.inject({ url: '/v1/jobs', headers: { authorization: 'Bearer k-one-1234567890' } })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/v1/stats', headers: { authorization: 'bearer k-two' } })).statusCode).toBe(200);
+  });
+
+  it('refuses to listen beyond loopback without keys', async () => {
+    await expect(startServer({ context: ctx, host: '0.0.0.0', port: 0, apiKeys: [], worker: false })).rejects.toMatchObject({ code: 'AVATAR_ERR_HTTP_LISTEN_UNSAFE' });
+    await expect(buildServer({ context: ctx, host: '::', apiKeys: [], worker: false })).rejects.toMatchObject({ code: 'AVATAR_ERR_HTTP_LISTEN_UNSAFE' });
+  });
+});
+
+describe('server: helpers', () => {
+  it('parses keys, checks bearer tokens and knows loopback', () => {
+    expect(parseApiKeys(' a, ,b ,')).toEqual(['a', 'b']);
+    const checker = new ApiKeyChecker(['secret']);
+    expect(checker.check('Bearer secret')).toBe(true);
+    expect(checker.check('Bearer secre')).toBe(false);
+    expect(checker.check('Bearer secrets')).toBe(false);
+    expect(checker.check(undefined)).toBe(false);
+    expect(new ApiKeyChecker([]).check('Bearer ')).toBe(false);
+    for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost']) expect(isLoopback(h)).toBe(true);
+    for (const h of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1']) expect(isLoopback(h)).toBe(false);
+  });
+
+  it('parses byte ranges', () => {
+    expect(parseRange(undefined, 100)).toBeUndefined();
+    expect(parseRange('bytes=0-9', 100)).toEqual({ start: 0, end: 9 });
+    expect(parseRange('bytes=90-', 100)).toEqual({ start: 90, end: 99 });
+    expect(parseRange('bytes=90-500', 100)).toEqual({ start: 90, end: 99 });
+    expect(parseRange('bytes=-10', 100)).toEqual({ start: 90, end: 99 });
+    expect(parseRange('bytes=-500', 100)).toEqual({ start: 0, end: 99 });
+    expect(parseRange('bytes=100-', 100)).toBe('unsatisfiable');
+    expect(parseRange('bytes=-0', 100)).toBe('unsatisfiable');
+    expect(parseRange('bytes=5-1', 100)).toBeUndefined();
+    expect(parseRange('bytes=0-1,5-6', 100)).toBeUndefined();
+    expect(parseRange('items=0-1', 100)).toBeUndefined();
+  });
+});
