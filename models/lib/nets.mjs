@@ -253,56 +253,36 @@ export const MODELS = [
       'boxes [1, 5118, 4] = (ymin, xmin, ymax, xmax) relative to the zero-padded square, anchors already applied; ' +
       'scores [1, 5118] = face probability; clip boxes to [0, 1], keep scores > 0.5, then NMS (IoU 0.5).',
   },
-  {
-    name: 'face_landmark_68',
-    title: '68-point face landmarks, 350 KB',
-    sourceManifest: 'face_landmark_68_model-weights_manifest.json',
-    origin: 'trained by the face-api.js author on about 35k face images labelled with 68 landmark points (face-api TUTORIAL.md).',
-    build: (t) => buildLandmarks(t, { name: 'face_landmark_68', blocks: 4, pool: 7 }),
-    inputs: [{ name: 'input', shape: [1, 3, 112, 112] }],
-    outputs: [{ name: 'landmarks', shape: [1, 136] }],
-    descriptor: {
-      type: 'landmarks',
-      input: {
-        name: 'input',
-        size: 112,
-        layout: 'NCHW',
-        channels: 'RGB',
-        fit: 'pad-center',
-        padValue: 0,
-        mean: [122.782, 117.001, 104.298],
-        std: [255, 255, 255],
-      },
-      decode: { kind: 'landmarks-68-normalized', output: 'landmarks' },
-    },
-    decodingNote:
-      'landmarks [1, 136] = (x0, y0, x1, y1, ...) in 0..1 of the face crop padded (centred) to a square; ' +
-      'pixel = value * side - padding + crop origin.',
-  },
-  {
-    name: 'face_landmark_68_tiny',
-    title: '68-point face landmarks, tiny variant, 80 KB',
-    sourceManifest: 'face_landmark_68_tiny_model-weights_manifest.json',
-    origin: 'trained by the face-api.js author on about 35k face images labelled with 68 landmark points (face-api TUTORIAL.md).',
-    build: (t) => buildLandmarks(t, { name: 'face_landmark_68_tiny', blocks: 3, pool: 14 }),
-    inputs: [{ name: 'input', shape: [1, 3, 112, 112] }],
-    outputs: [{ name: 'landmarks', shape: [1, 136] }],
-    descriptor: {
-      type: 'landmarks',
-      input: {
-        name: 'input',
-        size: 112,
-        layout: 'NCHW',
-        channels: 'RGB',
-        fit: 'pad-center',
-        padValue: 0,
-        mean: [122.782, 117.001, 104.298],
-        std: [255, 255, 255],
-      },
-      decode: { kind: 'landmarks-68-normalized', output: 'landmarks' },
-    },
-    decodingNote:
-      'landmarks [1, 136] = (x0, y0, x1, y1, ...) in 0..1 of the face crop padded (centred) to a square; ' +
-      'pixel = value * side - padding + crop origin.',
-  },
+  landmarkModel('face_landmark_68', '68-point face landmarks, 350 KB', { blocks: 4, pool: 7 }),
+  landmarkModel('face_landmark_68_tiny', '68-point face landmarks, tiny variant, 80 KB', { blocks: 3, pool: 14 }),
 ];
+
+/** The two 68-point landmark nets share input, output and decoding; they differ in depth. */
+function landmarkModel(name, title, { blocks, pool }) {
+  return {
+    name,
+    title,
+    sourceManifest: `${name}_model-weights_manifest.json`,
+    origin: 'trained by the face-api.js author on about 35k face images labelled with 68 landmark points (face-api TUTORIAL.md).',
+    build: (t) => buildLandmarks(t, { name, blocks, pool }),
+    inputs: [{ name: 'input', shape: [1, 3, 112, 112] }],
+    outputs: [{ name: 'landmarks', shape: [1, 136] }],
+    descriptor: {
+      type: 'landmarks',
+      input: {
+        name: 'input',
+        size: 112,
+        layout: 'NCHW',
+        channels: 'RGB',
+        fit: 'pad-center',
+        padValue: 0,
+        mean: [122.782, 117.001, 104.298],
+        std: [255, 255, 255],
+      },
+      decode: { kind: 'landmarks-68-normalized', output: 'landmarks' },
+    },
+    decodingNote:
+      'landmarks [1, 136] = (x0, y0, x1, y1, ...) in 0..1 of the face crop padded (centred) to a square; ' +
+      'pixel = value * side - padding + crop origin.',
+  };
+}

@@ -22,7 +22,7 @@ export const PIPELINE_STAGES = [
   'encode_video',
   'cleanup',
 ] as const;
-export type StageName = (typeof PIPELINE_STAGES)[number] | 'inspect_video' | 'match_voice' | 'publish';
+export type StageName = (typeof PIPELINE_STAGES)[number] | 'inspect_video' | 'match_voice';
 
 /** Share of the whole run each stage takes, for one progress figure across stages. */
 const STAGE_WEIGHT: Record<StageName, number> = {
@@ -34,7 +34,6 @@ const STAGE_WEIGHT: Record<StageName, number> = {
   cleanup: 0.02,
   inspect_video: 0.06,
   match_voice: 1,
-  publish: 0.02,
 };
 
 export interface ProgressEvent {

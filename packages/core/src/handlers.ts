@@ -67,9 +67,14 @@ function toResult(run: RunResult, extra: JobResult = {}): JobResult {
 export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers {
   const storage = coordinator.storageDir;
   const inStorage = (p: string): string => (isAbsolute(p) ? p : join(storage, p));
-  const output = (ctx: JobContext, ext: string): string => {
+  const configOf = (ctx: JobContext): Record<string, unknown> => (ctx.job.params.config ?? {}) as Record<string, unknown>;
+  /** The job's outputPath, or `<storage>/outputs/<jobId>.<ext>` (video: the configured format's extension). */
+  const output = async (ctx: JobContext, ext: string | 'video'): Promise<string> => {
     const given = str(ctx.job.params, 'outputPath');
-    return given ? inStorage(given) : join(storage, 'outputs', `${ctx.job.jobId}.${ext}`);
+    if (given) return inStorage(given);
+    await ensureDir(join(storage, 'outputs'));
+    const extension = ext === 'video' ? ((configOf(ctx).outputFormat as string | undefined) ?? 'mp4') : ext;
+    return join(storage, 'outputs', `${ctx.job.jobId}.${extension}`);
   };
   const common = (ctx: JobContext) => ({
     signal: ctx.signal,
@@ -77,44 +82,37 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
     runId: `${ctx.job.jobId}-a${ctx.job.attempts}`,
     onProgress: (e: { fraction: number; stage: string }) => ctx.progress(e.fraction, e.stage),
   });
-  const configOf = (ctx: JobContext): Record<string, unknown> => (ctx.job.params.config ?? {}) as Record<string, unknown>;
-  const ensureOutputs = (): Promise<void> => ensureDir(join(storage, 'outputs'));
 
 
   return {
     full_pipeline: async (ctx) => {
-      await ensureOutputs();
-      const format = (configOf(ctx).outputFormat as string | undefined) ?? 'mp4';
       const run = await coordinator.execute({
         ...common(ctx),
         text: String(ctx.job.params.text),
         voiceProfileId: str(ctx.job.params, 'voiceProfileId') ?? null,
         avatarImage: inStorage(String(ctx.job.params.avatarImagePath)),
-        outputPath: output(ctx, format),
+        outputPath: await output(ctx, 'video'),
         config: configOf(ctx),
       });
       return toResult(run);
     },
     voice_synthesis: async (ctx) => {
-      await ensureOutputs();
       const maxSeconds = typeof ctx.job.params.maxSeconds === 'number' ? ctx.job.params.maxSeconds : undefined;
       const run = await coordinator.speak({
         ...common(ctx),
         text: String(ctx.job.params.text),
         voiceProfileId: str(ctx.job.params, 'voiceProfileId') ?? null,
-        outputPath: output(ctx, 'wav'),
+        outputPath: await output(ctx, 'wav'),
         ...(maxSeconds !== undefined && { maxSeconds }),
       });
       return toResult(run);
     },
     video_encoding: async (ctx) => {
-      await ensureOutputs();
-      const format = (configOf(ctx).outputFormat as string | undefined) ?? 'mp4';
       const run = await coordinator.encodeStill({
         ...common(ctx),
         imagePath: inStorage(String(ctx.job.params.imagePath)),
         audioPath: inStorage(String(ctx.job.params.audioPath)),
-        outputPath: output(ctx, format),
+        outputPath: await output(ctx, 'video'),
         config: configOf(ctx),
       });
       return toResult(run);
@@ -126,11 +124,10 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
       return toResult(run, profile ? { voiceProfileId: profile.id, profile: JSON.parse(JSON.stringify(profile)) as JsonValue } : {});
     },
     avatar_generation: async (ctx) => {
-      await ensureOutputs();
       const run = await coordinator.prepareAvatar({
         ...common(ctx),
         imagePath: inStorage(String(ctx.job.params.imagePath)),
-        outputPath: output(ctx, 'png'),
+        outputPath: await output(ctx, 'png'),
         config: configOf(ctx),
       });
       const avatar = run.avatar;
@@ -139,13 +136,11 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
       } : {});
     },
     video_lipsync: async (ctx) => {
-      await ensureOutputs();
-      const format = (configOf(ctx).outputFormat as string | undefined) ?? 'mp4';
       const run = await coordinator.lipsync({
         ...common(ctx),
         avatarImage: inStorage(String(ctx.job.params.avatarImagePath)),
         audioPath: inStorage(String(ctx.job.params.audioPath)),
-        outputPath: output(ctx, format),
+        outputPath: await output(ctx, 'video'),
         config: configOf(ctx),
       });
       return toResult(run);

@@ -95,7 +95,7 @@ export function registerAvatars(program: Command): void {
       applyThresholdFlags(flags);
       await withContext(command, async (ctx, out) => {
         const config: Partial<PipelineConfig> = { videoQuality: flags.quality as PipelineConfig['videoQuality'] };
-        const result = await runWithProgress(out, (signal, onProgress) =>
+        const result = await runWithProgress((signal, onProgress) =>
           ctx.coordinator.prepareAvatar({ imagePath: photo, outputPath: flags.output, config, signal, onProgress }));
         if (!result.success || !result.avatar) return reportRun(out, result, 'avatar');
         const avatar = result.avatar;

@@ -21,7 +21,7 @@ export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
   };
 }
 
-export async function runWithProgress<T extends RunResult>(out: Output, fn: (signal: AbortSignal, onProgress: (e: ProgressEvent) => void) => Promise<T>): Promise<T> {
+export async function runWithProgress<T extends RunResult>(fn: (signal: AbortSignal, onProgress: (e: ProgressEvent) => void) => Promise<T>): Promise<T> {
   const progress = createProgress(true);
   const interrupt = interruptSignal();
   try {
@@ -29,7 +29,6 @@ export async function runWithProgress<T extends RunResult>(out: Output, fn: (sig
   } finally {
     progress.stop();
     interrupt.dispose();
-    void out;
   }
 }
 
@@ -74,7 +73,7 @@ export function registerPipeline(program: Command): void {
     .option('--keep-intermediates', 'keep the work folder (speech, frames metadata) for debugging', false)
     .action(async (text: string, flags: PipelineFlags, command: Command) => {
       await withContext(command, async (ctx, out) => {
-        const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.execute({
+        const result = await runWithProgress((signal, onProgress) => ctx.coordinator.execute({
           text, voiceProfileId: flags.voice ?? null, avatarImage: flags.avatar, outputPath: flags.output,
           config: configFromFlags(flags, flags.output), signal, onProgress,
         }));
@@ -94,7 +93,7 @@ export function registerLipsync(program: Command): void {
     .option('--max-seconds <n>', 'longest video allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
     .action(async (flags: VideoFlags & { avatar: string; audio: string; output: string }, command: Command) => {
       await withContext(command, async (ctx, out) => {
-        const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.lipsync({
+        const result = await runWithProgress((signal, onProgress) => ctx.coordinator.lipsync({
           avatarImage: flags.avatar, audioPath: flags.audio, outputPath: flags.output,
           config: configFromFlags(flags, flags.output), signal, onProgress,
         }));
@@ -112,7 +111,7 @@ export function registerTts(program: Command): void {
     .option('--max-seconds <n>', 'longest speech allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
     .action(async (text: string, flags: { output: string; voice?: string; maxSeconds?: number }, command: Command) => {
       await withContext(command, async (ctx, out) => {
-        const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.speak({
+        const result = await runWithProgress((signal, onProgress) => ctx.coordinator.speak({
           text, voiceProfileId: flags.voice ?? null, outputPath: flags.output, signal, onProgress,
           ...(flags.maxSeconds !== undefined && { maxSeconds: flags.maxSeconds }),
         }));
@@ -130,7 +129,7 @@ export function registerEncode(program: Command): void {
       .requiredOption('--output <path>', 'video to write (.mp4 or .webm)'),
   ).action(async (flags: VideoFlags & { image: string; audio: string; output: string }, command: Command) => {
     await withContext(command, async (ctx, out) => {
-      const result = await runWithProgress(out, (signal, onProgress) => ctx.coordinator.encodeStill({
+      const result = await runWithProgress((signal, onProgress) => ctx.coordinator.encodeStill({
         imagePath: flags.image, audioPath: flags.audio, outputPath: flags.output, config: configFromFlags(flags, flags.output), signal, onProgress,
       }));
       return reportRun(out, result, 'video');

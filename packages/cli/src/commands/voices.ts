@@ -46,7 +46,7 @@ export function registerVoices(program: Command): void {
     .option('--name <text>', 'a name to recognise it by')
     .action(async (recording: string, flags: { name?: string }, command: Command) => {
       await withContext(command, async (ctx, out) => {
-        const result = await runWithProgress(out, (signal, onProgress) =>
+        const result = await runWithProgress((signal, onProgress) =>
           ctx.coordinator.matchVoice({ referencePath: recording, signal, onProgress, ...(flags.name && { name: flags.name }) }));
         if (!result.success || !result.profile) return reportRun(out, result, 'voice');
         const profile = result.profile;

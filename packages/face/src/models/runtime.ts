@@ -55,6 +55,23 @@ function checkImage(image: RgbImage): void {
   }
 }
 
+/** A built-in model by its short name, or a user's descriptor, resolved to a model file. */
+async function resolveKind<D extends DetectorDescriptor | LandmarkDescriptor>(
+  kind: string | D,
+  builtins: Readonly<Record<string, string>>,
+  field: 'detector' | 'landmarks',
+  modelsDirOption: string | undefined,
+  expected: string,
+): Promise<Resolved<D>> {
+  const dir = modelsDirOption ?? modelsDir();
+  if (typeof kind !== 'string') return { descriptor: kind, path: resolveModelPath(kind.path, dir), sha256: kind.sha256 };
+  const name = builtins[kind];
+  if (!name) {
+    throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field, problem: `is not a known ${field === 'detector' ? 'detector' : 'landmark model'}`, value: String(kind), expected });
+  }
+  return resolveBuiltin<D>(name, field, dir);
+}
+
 function pickName(session: SharedSession, wanted: string | undefined, kind: 'input' | 'output', names: readonly string[]): string {
   const name = wanted ?? names[0];
   if (name === undefined || !names.includes(name)) {
@@ -71,15 +88,7 @@ function pickName(session: SharedSession, wanted: string | undefined, kind: 'inp
  * faces), or any ONNX model described by a DetectorDescriptor.
  */
 export async function loadDetector(kind: DetectorKind | DetectorDescriptor, options: DetectorLoadOptions = {}): Promise<FaceDetector> {
-  const dir = options.modelsDir ?? modelsDir();
-  let resolved: Resolved<DetectorDescriptor>;
-  if (typeof kind === 'string') {
-    const name = BUILTIN_DETECTORS[kind];
-    if (!name) throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'detector', problem: 'is not a known detector', value: String(kind), expected: 'Use tiny, ssd or a model descriptor.' });
-    resolved = await resolveBuiltin<DetectorDescriptor>(name, 'detector', dir);
-  } else {
-    resolved = { descriptor: kind, path: resolveModelPath(kind.path, dir), sha256: kind.sha256 };
-  }
+  const resolved = await resolveKind<DetectorDescriptor>(kind, BUILTIN_DETECTORS, 'detector', options.modelsDir, 'Use tiny, ssd or a model descriptor.');
   const d = resolved.descriptor;
   validateDetector(d);
   let spec: InputSpec = d.input;
@@ -131,15 +140,7 @@ export async function loadDetector(kind: DetectorKind | DetectorDescriptor, opti
  * (face_landmark_68_tiny), or any ONNX model described by a LandmarkDescriptor.
  */
 export async function loadLandmarks(kind: LandmarkKind | LandmarkDescriptor, options: LoadOptions = {}): Promise<LandmarkModel> {
-  const dir = options.modelsDir ?? modelsDir();
-  let resolved: Resolved<LandmarkDescriptor>;
-  if (typeof kind === 'string') {
-    const name = BUILTIN_LANDMARKS[kind];
-    if (!name) throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'landmarks', problem: 'is not a known landmark model', value: String(kind), expected: 'Use full, tiny or a model descriptor.' });
-    resolved = await resolveBuiltin<LandmarkDescriptor>(name, 'landmarks', dir);
-  } else {
-    resolved = { descriptor: kind, path: resolveModelPath(kind.path, dir), sha256: kind.sha256 };
-  }
+  const resolved = await resolveKind<LandmarkDescriptor>(kind, BUILTIN_LANDMARKS, 'landmarks', options.modelsDir, 'Use full, tiny or a model descriptor.');
   const d = resolved.descriptor;
   validateLandmarks(d);
   const session = await openSession({ name: d.name, path: resolved.path, sha256: resolved.sha256, threads: options.threads });
