@@ -1,23 +1,19 @@
-import { createReadStream } from 'node:fs';
-import { realpath, stat, unlink, writeFile } from 'node:fs/promises';
-import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { extname, join, resolve, sep } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
 import Fastify from 'fastify';
 import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
-import { AvatarError, Worker, checkJobParams, createJobHandlers, isFinished, silentLogger } from '@avatar/core';
-import type { Job, JobParams, JobStore, Logger, PipelineCoordinator, PluginRegistry, WorkerOptions } from '@avatar/core';
+import { AvatarError, Worker, createJobHandlers, silentLogger } from '@avatar/core';
+import type { Job, JobStore, Logger, PipelineCoordinator, PluginRegistry, WorkerOptions } from '@avatar/core';
 import { ApiKeyChecker, assertSafeListen, parseApiKeys } from './auth.js';
-import { contentTypeFor, parseRange } from './files.js';
 import { errorBody, installErrorHandlers } from './http-errors.js';
 import { createMetrics } from './metrics.js';
-import {
-  ErrorBodySchema, JobIdParamsSchema, JobSchema, ListQuerySchema, ReadySchema, StatsSchema, SubmitBodySchema, errorResponses,
-} from './schemas.js';
+import { ErrorBodySchema } from './schemas.js';
+import type { RouteContext } from './routes/context.js';
+import { registerEventRoutes } from './routes/events.js';
+import { registerJobRoutes } from './routes/jobs.js';
+import { registerSystemRoutes } from './routes/system.js';
 
 /** What the server runs on: the same pieces the CLI opens (storage, plugins, queue, coordinator). */
 export interface ServerContext {
@@ -44,38 +40,7 @@ export interface ServerOptions {
   eventsIntervalMs?: number;
 }
 
-/** A streamed file; the serialiser never sees it, the schema documents it. */
-const FileSchema = (description: string) => Type.Unsafe<NodeJS.ReadableStream>({ type: 'string', format: 'binary', description });
-
 const JSON_TYPE = 'application/json; charset=utf-8';
-const READY_CACHE_MS = 10_000;
-const CHECK_TIMEOUT_MS = 5_000;
-
-interface ReadyReport {
-  ready: boolean;
-  storage: { ok: boolean; detail: string };
-  plugins: { stage: string; name: string; ok: boolean; detail: string }[];
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function storageWritable(dir: string): Promise<{ ok: boolean; detail: string }> {
-  const probe = join(dir, `.readyz-${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    await writeFile(probe, 'ok');
-    await unlink(probe);
-    return { ok: true, detail: 'writable' };
-  } catch (error) {
-    return { ok: false, detail: `not writable (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
-  }
-}
 
 /**
  * The HTTP API over one storage folder: jobs in, progress out, results back. Every route has a
@@ -155,206 +120,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     return job;
   };
 
-  api.post('/v1/jobs', {
-    schema: {
-      summary: 'queue a job',
-      body: SubmitBodySchema,
-      response: { 202: JobSchema, ...errorResponses(400, 401, 413, 415) },
-    },
-  }, async (request, reply) => {
-    const { jobType } = request.body;
-    const params = request.body.params as JobParams;
-    checkJobParams(jobType, params);
-    const job = await store.submit(jobType, params);
-    return reply.code(202).header('location', `/v1/jobs/${job.jobId}`).send(job);
-  });
 
-  api.get('/v1/jobs', {
-    schema: {
-      summary: 'list jobs, newest first',
-      querystring: ListQuerySchema,
-      response: { 200: Type.Object({ jobs: Type.Array(JobSchema) }), ...errorResponses(400, 401) },
-    },
-  }, async (request) => {
-    const { status, type, limit } = request.query;
-    const jobs = await store.list({ ...(status && { status }), ...(type && { type }), limit: limit ? Number(limit) : 50 });
-    return { jobs };
-  });
-
-  api.get('/v1/jobs/:id', {
-    schema: { summary: 'one job', params: JobIdParamsSchema, response: { 200: JobSchema, ...errorResponses(400, 401, 404) } },
-  }, async (request) => getJob(request.params.id));
-
-  api.delete('/v1/jobs/:id', {
-    schema: {
-      summary: 'cancel a job: a pending one at once, a running one at its next checkpoint',
-      params: JobIdParamsSchema,
-      response: { 200: Type.Object({ outcome: Type.Union([Type.Literal('cancelled'), Type.Literal('requested')]), job: JobSchema }), ...errorResponses(400, 401, 404, 409) },
-    },
-  }, async (request) => {
-    const { job, outcome } = await store.cancel(request.params.id);
-    return { outcome, job };
-  });
-
-  api.get('/v1/jobs/:id/events', {
-    schema: {
-      summary: 'Server-Sent Events: the job now, then its progress and stage changes, ending with its final state',
-      params: JobIdParamsSchema,
-      response: { 200: Type.String({ description: 'text/event-stream' }), ...errorResponses(400, 401, 404) },
-    },
-  }, async (request, reply) => {
-    const first = await getJob(request.params.id);
-    reply.hijack();
-    const raw: ServerResponse = reply.raw;
-    raw.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    const send = (event: string, data: unknown): void => {
-      raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    };
-    let timer: NodeJS.Timeout | undefined;
-    let ended = false;
-    const end = (): void => {
-      if (ended) return;
-      ended = true;
-      clearTimeout(timer);
-      streams.delete(end);
-      raw.end();
-    };
-    streams.add(end);
-    request.raw.on('close', end);
-    raw.on('close', end);
-
-    let last = first;
-    send('state', first);
-    if (isFinished(first.status)) {
-      send('end', first);
-      end();
-      return;
-    }
-    let sinceWrite = 0;
-    const poll = async (): Promise<void> => {
-      if (ended) return;
-      try {
-        const job = await store.get(first.jobId);
-        if (ended) return;
-        if (!job) {
-          send('error', errorBody(notFound(first.jobId)).error);
-          end();
-          return;
-        }
-        if (job.stage !== last.stage) send('stage', { jobId: job.jobId, stage: job.stage, previous: last.stage });
-        if (job.status !== last.status || job.progress !== last.progress || job.stage !== last.stage) {
-          send('progress', { jobId: job.jobId, status: job.status, progress: job.progress, stage: job.stage });
-          sinceWrite = 0;
-        } else if ((sinceWrite += eventsIntervalMs) >= 15_000) {
-          // a comment now and then keeps proxies from closing a quiet stream
-          raw.write(': keep-alive\n\n');
-          sinceWrite = 0;
-        }
-        last = job;
-        if (isFinished(job.status)) {
-          send('end', job);
-          end();
-          return;
-        }
-      } catch (error) {
-        log.warn(`events for ${first.jobId}: reading the job failed`, { reason: String(error) });
-      }
-      timer = setTimeout(() => void poll(), eventsIntervalMs);
-    };
-    timer = setTimeout(() => void poll(), eventsIntervalMs);
-  });
-
-  api.get('/v1/jobs/:id/result', {
-    schema: {
-      summary: 'the output file of a completed job; Range requests answered with 206',
-      params: JobIdParamsSchema,
-      response: { 200: FileSchema('the file'), 206: FileSchema('part of the file'), ...errorResponses(400, 401, 404, 409, 416) },
-    },
-  }, async (request, reply) => {
-    const job = await getJob(request.params.id);
-    const id = job.jobId;
-    if (!isFinished(job.status)) throw new AvatarError('AVATAR_ERR_JOB_NOT_FINISHED', { id, status: job.status });
-    if (job.status !== 'completed') throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: `it ended ${job.status}` });
-    const output = job.result?.outputPath;
-    if (typeof output !== 'string' || output === '') throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'it produced no file' });
-    // only files inside the storage folder are served, links followed first
-    let file: string;
-    let size: number;
-    try {
-      file = await realpath(output);
-      const root = await realpath(storageDir);
-      if (!file.startsWith(root + sep)) throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its file is outside the storage folder' });
-      const info = await stat(file);
-      if (!info.isFile()) throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its output is not a file' });
-      size = info.size;
-    } catch (error) {
-      if (error instanceof AvatarError) throw error;
-      throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its file is no longer there' });
-    }
-    const ext = extname(file).toLowerCase().replace(/[^.a-z0-9]/g, '');
-    void reply
-      .header('content-type', contentTypeFor(file))
-      .header('accept-ranges', 'bytes')
-      .header('content-disposition', `attachment; filename="${id}${ext}"`)
-      .header('last-modified', new Date((await stat(file)).mtimeMs).toUTCString());
-    const range = parseRange(request.headers.range, size);
-    if (range === 'unsatisfiable') {
-      void reply.header('content-range', `bytes */${size}`);
-      throw new AvatarError('AVATAR_ERR_HTTP_RANGE', { size });
-    }
-    if (range) {
-      return reply
-        .code(206)
-        .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
-        .header('content-length', range.end - range.start + 1)
-        .send(createReadStream(file, { start: range.start, end: range.end }));
-    }
-    return reply.header('content-length', size).send(createReadStream(file));
-  });
-
-  api.get('/v1/stats', {
-    schema: { summary: 'counts by status and type, mean run time per type', response: { 200: StatsSchema, ...errorResponses(401) } },
-  }, async () => store.stats());
-
-  api.get('/healthz', {
-    schema: { summary: 'the process is alive (no key needed)', response: { 200: Type.Object({ ok: Type.Boolean() }) } },
-  }, async () => ({ ok: true }));
-
-  let readyCache: { at: number; report: ReadyReport } | undefined;
-  api.get('/readyz', {
-    schema: { summary: 'storage writable and every engine usable', response: { 200: ReadySchema, 503: ReadySchema, ...errorResponses(401) } },
-  }, async (_request, reply) => {
-    if (!readyCache || Date.now() - readyCache.at > READY_CACHE_MS) {
-      const storage = await storageWritable(storageDir);
-      const plugins = await Promise.all(registry.list().map(async ({ plugin }) => {
-        try {
-          const check = plugin.check ? await withTimeout(plugin.check(), CHECK_TIMEOUT_MS, `${plugin.stage}/${plugin.name} check`) : { ok: true, detail: 'no check offered' };
-          return { stage: plugin.stage, name: plugin.name, ok: check.ok, detail: check.detail };
-        } catch (error) {
-          return { stage: plugin.stage, name: plugin.name, ok: false, detail: `check failed: ${(error as Error).message}` };
-        }
-      }));
-      readyCache = { at: Date.now(), report: { ready: storage.ok && plugins.every((p) => p.ok), storage, plugins } };
-    }
-    const { report } = readyCache;
-    return reply.code(report.ready ? 200 : 503).send(report);
-  });
-
-  api.get('/metrics', {
-    schema: { summary: 'Prometheus metrics: jobs by status, queue depth, requests', response: { 200: Type.String(), ...errorResponses(401) } },
-  }, async (_request, reply) => {
-    const text = await metrics.registry.metrics();
-    return reply.type(metrics.registry.contentType).send(text);
-  });
-
-  api.get('/openapi.json', {
-    schema: { summary: 'this API as an OpenAPI 3 document', response: { 200: Type.Unknown(), ...errorResponses(401) } },
-  }, async () => app.swagger());
+  const routes: RouteContext = { store, registry, storageDir, log, metrics, streams, eventsIntervalMs, getJob };
+  registerJobRoutes(api, routes);
+  registerEventRoutes(api, routes);
+  registerSystemRoutes(api, routes, app);
 
   return app;
 }

@@ -1,0 +1,107 @@
+import { createReadStream } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { extname, sep } from 'node:path';
+import { Type } from '@sinclair/typebox';
+import { AvatarError, checkJobParams, isFinished } from '@avatar/core';
+import type { JobParams } from '@avatar/core';
+import { contentTypeFor, parseRange } from '../files.js';
+import { JobIdParamsSchema, JobSchema, ListQuerySchema, SubmitBodySchema, errorResponses } from '../schemas.js';
+import type { Api, RouteContext } from './context.js';
+
+/** A streamed file; the serialiser never sees it, the schema documents it. */
+const FileSchema = (description: string) => Type.Unsafe<NodeJS.ReadableStream>({ type: 'string', format: 'binary', description });
+
+/** Submit, list, read, cancel jobs and download their results. */
+export function registerJobRoutes(api: Api, ctx: RouteContext): void {
+  const { store, storageDir, getJob } = ctx;
+
+  api.post('/v1/jobs', {
+    schema: {
+      summary: 'queue a job',
+      body: SubmitBodySchema,
+      response: { 202: JobSchema, ...errorResponses(400, 401, 413, 415) },
+    },
+  }, async (request, reply) => {
+    const { jobType } = request.body;
+    const params = request.body.params as JobParams;
+    checkJobParams(jobType, params);
+    const job = await store.submit(jobType, params);
+    return reply.code(202).header('location', `/v1/jobs/${job.jobId}`).send(job);
+  });
+
+  api.get('/v1/jobs', {
+    schema: {
+      summary: 'list jobs, newest first',
+      querystring: ListQuerySchema,
+      response: { 200: Type.Object({ jobs: Type.Array(JobSchema) }), ...errorResponses(400, 401) },
+    },
+  }, async (request) => {
+    const { status, type, limit } = request.query;
+    const jobs = await store.list({ ...(status && { status }), ...(type && { type }), limit: limit ? Number(limit) : 50 });
+    return { jobs };
+  });
+
+  api.get('/v1/jobs/:id', {
+    schema: { summary: 'one job', params: JobIdParamsSchema, response: { 200: JobSchema, ...errorResponses(400, 401, 404) } },
+  }, async (request) => getJob(request.params.id));
+
+  api.delete('/v1/jobs/:id', {
+    schema: {
+      summary: 'cancel a job: a pending one at once, a running one at its next checkpoint',
+      params: JobIdParamsSchema,
+      response: { 200: Type.Object({ outcome: Type.Union([Type.Literal('cancelled'), Type.Literal('requested')]), job: JobSchema }), ...errorResponses(400, 401, 404, 409) },
+    },
+  }, async (request) => {
+    const { job, outcome } = await store.cancel(request.params.id);
+    return { outcome, job };
+  });
+
+  api.get('/v1/jobs/:id/result', {
+    schema: {
+      summary: 'the output file of a completed job; Range requests answered with 206',
+      params: JobIdParamsSchema,
+      response: { 200: FileSchema('the file'), 206: FileSchema('part of the file'), ...errorResponses(400, 401, 404, 409, 416) },
+    },
+  }, async (request, reply) => {
+    const job = await getJob(request.params.id);
+    const id = job.jobId;
+    if (!isFinished(job.status)) throw new AvatarError('AVATAR_ERR_JOB_NOT_FINISHED', { id, status: job.status });
+    if (job.status !== 'completed') throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: `it ended ${job.status}` });
+    const output = job.result?.outputPath;
+    if (typeof output !== 'string' || output === '') throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'it produced no file' });
+    // only files inside the storage folder are served, links followed first
+    let file: string;
+    let size: number;
+    try {
+      file = await realpath(output);
+      const root = await realpath(storageDir);
+      if (!file.startsWith(root + sep)) throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its file is outside the storage folder' });
+      const info = await stat(file);
+      if (!info.isFile()) throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its output is not a file' });
+      size = info.size;
+    } catch (error) {
+      if (error instanceof AvatarError) throw error;
+      throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its file is no longer there' });
+    }
+    const ext = extname(file).toLowerCase().replace(/[^.a-z0-9]/g, '');
+    void reply
+      .header('content-type', contentTypeFor(file))
+      .header('accept-ranges', 'bytes')
+      .header('content-disposition', `attachment; filename="${id}${ext}"`)
+      .header('last-modified', new Date((await stat(file)).mtimeMs).toUTCString());
+    const range = parseRange(request.headers.range, size);
+    if (range === 'unsatisfiable') {
+      void reply.header('content-range', `bytes */${size}`);
+      throw new AvatarError('AVATAR_ERR_HTTP_RANGE', { size });
+    }
+    if (range) {
+      return reply
+        .code(206)
+        .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
+        .header('content-length', range.end - range.start + 1)
+        .send(createReadStream(file, { start: range.start, end: range.end }));
+    }
+    return reply.header('content-length', size).send(createReadStream(file));
+  });
+
+}

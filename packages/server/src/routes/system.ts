@@ -1,0 +1,81 @@
+import { randomBytes } from 'node:crypto';
+import { unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { ReadySchema, StatsSchema, errorResponses } from '../schemas.js';
+import type { Api, RouteContext } from './context.js';
+
+const READY_CACHE_MS = 10_000;
+const CHECK_TIMEOUT_MS = 5_000;
+
+interface ReadyReport {
+  ready: boolean;
+  storage: { ok: boolean; detail: string };
+  plugins: { stage: string; name: string; ok: boolean; detail: string }[];
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function storageWritable(dir: string): Promise<{ ok: boolean; detail: string }> {
+  const probe = join(dir, `.readyz-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    await writeFile(probe, 'ok');
+    await unlink(probe);
+    return { ok: true, detail: 'writable' };
+  } catch (error) {
+    return { ok: false, detail: `not writable (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
+  }
+}
+
+/** Stats, health, readiness, metrics and the OpenAPI document. */
+export function registerSystemRoutes(api: Api, ctx: RouteContext, app: FastifyInstance): void {
+  const { store, registry, storageDir, metrics } = ctx;
+
+  api.get('/v1/stats', {
+    schema: { summary: 'counts by status and type, mean run time per type', response: { 200: StatsSchema, ...errorResponses(401) } },
+  }, async () => store.stats());
+
+  api.get('/healthz', {
+    schema: { summary: 'the process is alive (no key needed)', response: { 200: Type.Object({ ok: Type.Boolean() }) } },
+  }, async () => ({ ok: true }));
+
+  let readyCache: { at: number; report: ReadyReport } | undefined;
+  api.get('/readyz', {
+    schema: { summary: 'storage writable and every engine usable', response: { 200: ReadySchema, 503: ReadySchema, ...errorResponses(401) } },
+  }, async (_request, reply) => {
+    if (!readyCache || Date.now() - readyCache.at > READY_CACHE_MS) {
+      const storage = await storageWritable(storageDir);
+      const plugins = await Promise.all(registry.list().map(async ({ plugin }) => {
+        try {
+          const check = plugin.check ? await withTimeout(plugin.check(), CHECK_TIMEOUT_MS, `${plugin.stage}/${plugin.name} check`) : { ok: true, detail: 'no check offered' };
+          return { stage: plugin.stage, name: plugin.name, ok: check.ok, detail: check.detail };
+        } catch (error) {
+          return { stage: plugin.stage, name: plugin.name, ok: false, detail: `check failed: ${(error as Error).message}` };
+        }
+      }));
+      readyCache = { at: Date.now(), report: { ready: storage.ok && plugins.every((p) => p.ok), storage, plugins } };
+    }
+    const { report } = readyCache;
+    return reply.code(report.ready ? 200 : 503).send(report);
+  });
+
+  api.get('/metrics', {
+    schema: { summary: 'Prometheus metrics: jobs by status, queue depth, requests', response: { 200: Type.String(), ...errorResponses(401) } },
+  }, async (_request, reply) => {
+    const text = await metrics.registry.metrics();
+    return reply.type(metrics.registry.contentType).send(text);
+  });
+
+  api.get('/openapi.json', {
+    schema: { summary: 'this API as an OpenAPI 3 document', response: { 200: Type.Unknown(), ...errorResponses(401) } },
+  }, async () => app.swagger());
+
+}
