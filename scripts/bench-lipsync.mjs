@@ -61,8 +61,9 @@ export async function benchRenderer(work) {
   const speech = await speaker.run({ text: TEXT, voice: { engine: 'flite', voice: 'rms', language: 'en-US', rate: 1, pitch: 0 }, outputPath: join(work, 'r.wav'), maxSeconds: 60 }, ctx);
   const track = computeMouthTrack(speech, { fps: 25 });
   const out = { width: image.width, height: image.height, frames: track.frameCount };
-  for (const motion of ['none', 'subtle', 'lively']) {
-    const renderer = new FaceRenderer(image, avatar.face.landmarks);
+  // RGBA frames, and I420 frames as the pipeline draws them for the encoder
+  for (const [format, prefix] of [['rgba', 'fps_'], ['yuv420p', 'fps_i420_']]) for (const motion of ['none', 'subtle', 'lively']) {
+    const renderer = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: format });
     for (let i = 0; i < 50; i++) renderer.render(poseAt(track, i % track.frameCount), { blink: 0, ...headMotionAt(i / 25, motion, 1, 100) });
     const rounds = [];
     for (let r = 0; r < 3; r++) {
@@ -70,7 +71,7 @@ export async function benchRenderer(work) {
       for (let i = 0; i < track.frameCount; i++) renderer.render(poseAt(track, i), { blink: 0, ...headMotionAt(i / 25, motion, 1, 100) });
       rounds.push(track.frameCount / ((performance.now() - t0) / 1000));
     }
-    out[`fps_${motion}`] = Math.round(median(rounds));
+    out[`${prefix}${motion}`] = Math.round(median(rounds));
   }
   return out;
 }
@@ -155,7 +156,7 @@ export async function benchLipsync() {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await benchLipsync();
-  console.log(`renderer alone, ${r.renderer.width}x${r.renderer.height}, one thread: ${r.renderer.fps_none} frames/s without head motion, ${r.renderer.fps_subtle} subtle, ${r.renderer.fps_lively} lively`);
+  console.log(`renderer alone, ${r.renderer.width}x${r.renderer.height}, one thread: RGBA ${r.renderer.fps_none} frames/s without head motion, ${r.renderer.fps_subtle} subtle, ${r.renderer.fps_lively} lively; I420 (as the pipeline draws them) ${r.renderer.fps_i420_none} / ${r.renderer.fps_i420_subtle} / ${r.renderer.fps_i420_lively}`);
   const e = r.endToEnd;
   console.log(`end to end (text -> MP4, medium, process start included): ${e.videoSeconds} s of video in ${e.wallSeconds} s; render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone on the same ${e.frames} frames ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}); peak RSS node ${e.peakNodeMB} MB, with ffmpeg ${e.peakTreeMB} MB`);
   console.log('stages:', JSON.stringify(e.stages));

@@ -364,6 +364,11 @@ describe('Worker', () => {
 
   it('polls until stopped: goes idle, picks up new jobs, recovers jobs of dead workers', async () => {
     const { store, storageDir } = await newStore();
+    // another process claimed a job and died: no heartbeat ever comes (claimed before this worker
+    // starts, so the worker cannot take it first)
+    const other = new FileJobStore({ storageDir });
+    const orphan = await other.submit('voice_clone', { n: 2 });
+    expect((await other.claim('dead-worker', { leaseMs: 300 }))?.jobId).toBe(orphan.jobId);
     const { worker, events } = newWorker({
       store,
       leaseMs: 200,
@@ -374,11 +379,6 @@ describe('Worker', () => {
     await until(() => events.some((e) => e.type === 'idle'));
     const fresh = await store.submit('voice_clone', { n: 1 });
     await until(async () => (await store.get(fresh.jobId))?.status === 'completed');
-
-    // another process claimed a job and died: no heartbeat ever comes
-    const other = new FileJobStore({ storageDir });
-    const orphan = await other.submit('voice_clone', { n: 2 });
-    expect((await other.claim('dead-worker', { leaseMs: 100 }))?.jobId).toBe(orphan.jobId);
     await until(async () => (await store.get(orphan.jobId))?.status === 'completed', 5_000);
     expect(await store.get(orphan.jobId)).toMatchObject({ attempts: 2, workerId: worker.workerId });
     await worker.stop();

@@ -241,10 +241,13 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
 
   // ---- audio: envelope per video frame ----
   const SR = 16000;
+  // decoded beside the video (two ffmpeg processes at once); stopped if the video cannot be read
   const audioChunks: Buffer[] = [];
-  await decode(ffmpeg, ['-i', path, '-map', '0:a:0', '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:1'], path, options.signal, (c) => audioChunks.push(c));
-  const audioBytes = Buffer.concat(audioChunks);
-  const samples = new Float32Array(audioBytes.buffer, audioBytes.byteOffset, Math.floor(audioBytes.length / 4));
+  const stopAudio = new AbortController();
+  const audioSignal = options.signal ? AbortSignal.any([options.signal, stopAudio.signal]) : stopAudio.signal;
+  const audioDecoded = decode(ffmpeg, ['-i', path, '-map', '0:a:0', '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:1'], path, audioSignal, (c) => audioChunks.push(c));
+  // awaited after the video; until then a failure must not count as unhandled
+  audioDecoded.catch(() => undefined);
 
   // ---- video: per-frame measures, streamed ----
   const maxSize = options.maxAnalysisSize ?? 640;
@@ -314,7 +317,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
     }
   };
   const vf = scale < 1 ? ['-vf', `scale=${W}:${H}:flags=area`] : [];
-  await decode(ffmpeg, ['-i', path, '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], path, options.signal, (chunk) => {
+  const videoDecoded = decode(ffmpeg, ['-i', path, '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], path, options.signal, (chunk) => {
     let at = 0;
     while (at < chunk.length) {
       const take = Math.min(frameBytes - filled, chunk.length - at);
@@ -331,6 +334,15 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
       }
     }
   });
+  try {
+    await videoDecoded;
+  } catch (error) {
+    stopAudio.abort();
+    throw error;
+  }
+  await audioDecoded;
+  const audioBytes = Buffer.concat(audioChunks);
+  const samples = new Float32Array(audioBytes.buffer, audioBytes.byteOffset, Math.floor(audioBytes.length / 4));
   const frames = crops.length;
   if (frames < 2) throw notVideo(path, `it has ${frames} decodable frame${frames === 1 ? '' : 's'}; at least 2 are needed`);
 

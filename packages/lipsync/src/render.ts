@@ -135,7 +135,10 @@ export class FaceRenderer {
   private readonly headWeight: Float32Array;
   private readonly triangles: Uint32Array;
   private readonly moved: Float64Array;
-  /** frames are drawn into these in turn, so a consumer may still read the last few while the next is drawn */
+  /**
+   * frames are drawn into these in turn, so a consumer may still read the last few while the next is drawn:
+   * RGBA frames, or I420 frames drawn as I420 (then no RGBA frame exists at all)
+   */
   private readonly buffers: Uint8Array[];
   /** per buffer: the region that differs from the photo */
   private readonly dirtyOf: ([number, number, number, number] | null)[];
@@ -148,8 +151,10 @@ export class FaceRenderer {
   private readonly pivot: Vec;
   private readonly expressiveness: number;
 
-  /** per buffer, when frames are handed out as I420: the same frame converted */
-  private readonly yuvBuffers: Uint8Array[] | null;
+  /** the photo as I420, when frames are drawn as I420 */
+  private readonly baseYuv: Uint8Array | null;
+  /** one triangle's affine map, reused for every triangle */
+  private readonly map = new TriangleMap();
 
   constructor(image: RgbaImage, landmarks: readonly FacePoint[], options: { expressiveness?: number; ring?: number; pixelFormat?: 'rgba' | 'yuv420p' } = {}) {
     if (landmarks.length !== 68) throw new Error(`the renderer needs 68 landmarks, got ${landmarks.length}`);
@@ -157,17 +162,21 @@ export class FaceRenderer {
     this.width = image.width;
     this.height = image.height;
     this.base = image.data;
-    this.buffers = Array.from({ length: Math.max(1, options.ring ?? 1) }, () => new Uint8Array(image.data));
+    const ring = Math.max(1, options.ring ?? 1);
+    if (options.pixelFormat === 'yuv420p') {
+      // Drawn as I420 directly: warping one luma and two quarter-size chroma planes moves half the
+      // samples of warping RGB, and no frame needs converting afterwards.
+      if (image.width % 2 !== 0 || image.height % 2 !== 0) throw new Error('I420 frames need even sizes');
+      const yuv = new Uint8Array((image.width * image.height * 3) / 2);
+      rgbaToI420(image.data, image.width, image.height, yuv, 0, 0, image.width - 1, image.height - 1);
+      this.baseYuv = yuv;
+      this.buffers = Array.from({ length: ring }, () => yuv.slice());
+    } else {
+      this.baseYuv = null;
+      this.buffers = Array.from({ length: ring }, () => new Uint8Array(image.data));
+    }
     this.dirtyOf = this.buffers.map(() => null);
     this.out = this.buffers[0] as Uint8Array;
-    if (options.pixelFormat === 'yuv420p') {
-      if (image.width % 2 !== 0 || image.height % 2 !== 0) throw new Error('I420 frames need even sizes');
-      const first = new Uint8Array((image.width * image.height * 3) / 2);
-      rgbaToI420(image.data, image.width, image.height, first, 0, 0, image.width - 1, image.height - 1);
-      this.yuvBuffers = this.buffers.map(() => first.slice());
-    } else {
-      this.yuvBuffers = null;
-    }
     this.expressiveness = options.expressiveness ?? 1;
 
     const eyeL = mean(landmarks, 36, 41);
@@ -358,79 +367,53 @@ export class FaceRenderer {
       : null;
     // restore what this buffer's previous frame changed and this one may not
     const restore = union(this.dirtyOf[this.current] ?? null, now);
-    if (restore) {
-      const [x0, y0, x1, y1] = restore;
-      for (let y = y0; y <= y1; y++) {
-        const start = (y * this.width + x0) * 4;
-        this.out.set(this.base.subarray(start, start + (x1 - x0 + 1) * 4), start);
-      }
+    if (restore) this.restore(restore);
+    for (const t of active) {
+      const a = tri[t] as number, b = tri[t + 1] as number, c = tri[t + 2] as number;
+      if (this.baseYuv) this.warpTriangleYuv(a, b, c);
+      else this.warpTriangle(a, b, c);
     }
-    for (const t of active) this.warpTriangle(tri[t] as number, tri[t + 1] as number, tri[t + 2] as number);
     if (gap > 0.25) this.drawMouth(mouth);
     this.dirtyOf[this.current] = now;
-    if (this.yuvBuffers) {
-      // only what changed since this buffer's last frame needs converting
-      const yuv = this.yuvBuffers[this.current] as Uint8Array;
-      if (restore) rgbaToI420(this.out, this.width, this.height, yuv, restore[0], restore[1], restore[2], restore[3]);
-      return yuv;
-    }
     return this.out;
+  }
+
+  /** Copies the photo back over a region (inclusive corners) of the current buffer. */
+  private restore([x0, y0, x1, y1]: [number, number, number, number]): void {
+    const W = this.width;
+    const base = this.baseYuv;
+    if (!base) {
+      for (let y = y0; y <= y1; y++) {
+        const start = (y * W + x0) * 4;
+        this.out.set(this.base.subarray(start, start + (x1 - x0 + 1) * 4), start);
+      }
+      return;
+    }
+    for (let y = y0; y <= y1; y++) this.out.set(base.subarray(y * W + x0, y * W + x1 + 1), y * W + x0);
+    const half = W / 2;
+    const cx0 = x0 >> 1, cx1 = x1 >> 1;
+    for (const plane of [W * this.height, (W * this.height * 5) / 4]) {
+      for (let y = y0 >> 1; y <= y1 >> 1; y++) {
+        const start = plane + y * half;
+        this.out.set(base.subarray(start + cx0, start + cx1 + 1), start + cx0);
+      }
+    }
   }
 
   /** Fills the moved triangle with the photo's pixels from the rest triangle (bilinear). */
   private warpTriangle(a: number, b: number, c: number): void {
-    const m = this.moved;
-    const r = this.rest;
-    const ax = m[2 * a] as number, ay = m[2 * a + 1] as number;
-    const bx = m[2 * b] as number, by = m[2 * b + 1] as number;
-    const cx = m[2 * c] as number, cy = m[2 * c + 1] as number;
-    const det = (bx - ax) * (cy - ay) - (cx - ax) * (by - ay);
-    if (Math.abs(det) < 1e-9) return;
-    // affine map destination -> source through barycentric coordinates
-    const sax = r[2 * a] as number, say = r[2 * a + 1] as number;
-    const sbx = r[2 * b] as number, sby = r[2 * b + 1] as number;
-    const scx = r[2 * c] as number, scy = r[2 * c + 1] as number;
-    const inv = 1 / det;
-    // u = weight of b, v = weight of c, as linear functions of (x, y)
-    const ux = (cy - ay) * inv, uy = -(cx - ax) * inv, u0 = -(ux * ax + uy * ay);
-    const vx = -(by - ay) * inv, vy = (bx - ax) * inv, v0 = -(vx * ax + vy * ay);
-    const xx = (sbx - sax) * ux + (scx - sax) * vx;
-    const xy = (sbx - sax) * uy + (scx - sax) * vy;
-    const x0 = sax + (sbx - sax) * u0 + (scx - sax) * v0;
-    const yx = (sby - say) * ux + (scy - say) * vx;
-    const yy = (sby - say) * uy + (scy - say) * vy;
-    const y0 = say + (sby - say) * u0 + (scy - say) * v0;
-
     const W = this.width;
     const H = this.height;
-    const minX = Math.max(0, Math.floor(Math.min(ax, bx, cx)));
-    const maxX = Math.min(W - 1, Math.ceil(Math.max(ax, bx, cx)));
-    const minY = Math.max(0, Math.floor(Math.min(ay, by, cy)));
-    const maxY = Math.min(H - 1, Math.ceil(Math.max(ay, by, cy)));
+    const map = this.map;
+    if (!map.set(this.moved, this.rest, a, b, c, 1, 0, W, H)) return;
+    const { xx, xy, x0, yx, yy, y0, inside } = map;
     const base = this.base;
     const out = this.out;
     const row = W * 4;
-    // affine maps keep a point inside its triangle, so a source triangle with a one-pixel margin inside
-    // the image never samples outside it (the span test allows a hair past the edges: hence the margin)
-    const inside = Math.min(sax, sbx, scx) >= 1 && Math.min(say, sby, scy) >= 1 && Math.max(sax, sbx, scx) <= W - 3 && Math.max(say, sby, scy) <= H - 3;
-    for (let y = minY; y <= maxY; y++) {
-      // the span of x where u >= 0, v >= 0 and u + v <= 1 on this row (each is linear in x)
-      let lo = minX;
-      let hi = maxX;
-      const cu = uy * y + u0;
-      const cv = vy * y + v0;
-      const cw = 1 - (uy + vy) * y - (u0 + v0);
-      const kw = -(ux + vx);
-      if (ux > 1e-12) lo = Math.max(lo, Math.ceil(-(cu + 1e-7) / ux));
-      else if (ux < -1e-12) hi = Math.min(hi, Math.floor(-(cu + 1e-7) / ux));
-      else if (cu < -1e-7) continue;
-      if (vx > 1e-12) lo = Math.max(lo, Math.ceil(-(cv + 1e-7) / vx));
-      else if (vx < -1e-12) hi = Math.min(hi, Math.floor(-(cv + 1e-7) / vx));
-      else if (cv < -1e-7) continue;
-      if (kw > 1e-12) lo = Math.max(lo, Math.ceil(-(cw + 1e-7) / kw));
-      else if (kw < -1e-12) hi = Math.min(hi, Math.floor(-(cw + 1e-7) / kw));
-      else if (cw < -1e-7) continue;
-      if (lo > hi) continue;
+    for (let y = map.minY; y <= map.maxY; y++) {
+      if (!map.span(y)) continue;
+      const lo = map.lo;
+      const hi = map.hi;
       let sx = xx * lo + xy * y + x0;
       let sy = yx * lo + yy * y + y0;
       let o = (y * W + lo) * 4;
@@ -477,6 +460,16 @@ export class FaceRenderer {
     }
   }
 
+  /** The same warp drawn straight into the I420 planes: luma at full size, both chroma planes at half. */
+  private warpTriangleYuv(a: number, b: number, c: number): void {
+    const W = this.width;
+    const H = this.height;
+    const src = this.baseYuv as Uint8Array;
+    const map = this.map;
+    if (map.set(this.moved, this.rest, a, b, c, 1, 0, W, H)) warpPlanes(map, src, this.out, 0, -1, W, H);
+    if (map.set(this.moved, this.rest, a, b, c, 0.5, 0.5, W / 2, H / 2)) warpPlanes(map, src, this.out, W * H, (W * H * 5) / 4, W / 2, H / 2);
+  }
+
   /**
    * Draws the inside of the open mouth into the inner-lip polygon: a dark cavity, upper teeth under the
    * upper lip with soft shading, lower teeth and a hint of tongue when it opens wide; edges blend into the
@@ -521,6 +514,10 @@ export class FaceRenderer {
     const lowerTeethH = Math.max(0, Math.min(height * 0.18, 0.07 * this.mouthWidth) * Math.min(1, height / (0.35 * this.mouthWidth) - 0.6));
     const toothPitch = this.mouthWidth / 8.5;
     const out = this.out;
+    // for I420 frames: per chroma block, the summed coverage and coverage-weighted U and V
+    const cx0 = x0 >> 1, cx1 = x1 >> 1, cy0 = y0 >> 1, cy1 = y1 >> 1;
+    const cw = cx1 - cx0 + 1;
+    const chroma = this.baseYuv ? new Float64Array(3 * cw * (cy1 - cy0 + 1)) : null;
     for (let y = y0; y <= y1; y++) {
       for (let x = x0; x <= x1; x++) {
         const d = signedDistance(poly, x, y);
@@ -565,10 +562,36 @@ export class FaceRenderer {
         cr *= 1 - rim;
         cg *= 1 - rim;
         cb *= 1 - rim;
+        if (chroma) {
+          // I420: luma blended per pixel, chroma gathered per 2x2 block (the matrix of rgbaToI420)
+          const o = y * W + x;
+          out[o] = (out[o] as number) * (1 - alpha) + (16 + (47 * cr + 157 * cg + 16 * cb) / 256) * alpha + 0.5;
+          const cell = 3 * (((y >> 1) - cy0) * cw + (x >> 1) - cx0);
+          chroma[cell] = (chroma[cell] as number) + alpha;
+          chroma[cell + 1] = (chroma[cell + 1] as number) + alpha * (128 + (-26 * cr - 86 * cg + 112 * cb) / 256);
+          chroma[cell + 2] = (chroma[cell + 2] as number) + alpha * (128 + (112 * cr - 102 * cg - 10 * cb) / 256);
+          continue;
+        }
         const o = (y * W + x) * 4;
         out[o] = (out[o] as number) * (1 - alpha) + cr * alpha + 0.5;
         out[o + 1] = (out[o + 1] as number) * (1 - alpha) + cg * alpha + 0.5;
         out[o + 2] = (out[o + 2] as number) * (1 - alpha) + cb * alpha + 0.5;
+      }
+    }
+    if (!chroma) return;
+    // each block's chroma moves toward the mouth's by the share of the block the mouth covers
+    const half = W / 2;
+    const uPlane = W * this.height;
+    const vPlane = uPlane + (W * this.height) / 4;
+    for (let cy = cy0; cy <= cy1; cy++) {
+      for (let cx = cx0; cx <= cx1; cx++) {
+        const cell = 3 * ((cy - cy0) * cw + cx - cx0);
+        const cover = (chroma[cell] as number) / 4;
+        if (cover <= 0) continue;
+        const u = uPlane + cy * half + cx;
+        const v = vPlane + cy * half + cx;
+        out[u] = (out[u] as number) * (1 - cover) + (chroma[cell + 1] as number) / 4 + 0.5;
+        out[v] = (out[v] as number) * (1 - cover) + (chroma[cell + 2] as number) / 4 + 0.5;
       }
     }
   }
@@ -605,6 +628,134 @@ export function rgbaToI420(rgba: Uint8Array, width: number, height: number, yuv:
       // sums of four: divide by 4 inside the shift
       yuv[uOffset + c] = 128 + ((-26 * rs - 86 * gs + 112 * bs + 512) >> 10);
       yuv[vOffset + c] = 128 + ((112 * rs - 102 * gs - 10 * bs + 512) >> 10);
+    }
+  }
+}
+
+/**
+ * The affine map of one triangle from destination pixels to source pixels (both given as control point
+ * indices into the moved and rest point arrays), and the span of pixels each row has inside it. Points
+ * are taken to a plane's own grid as (p - shift) * scale: chroma samples of I420 sit at the centre of
+ * each 2x2 block, so a chroma plane uses scale 1/2 and shift 1/2.
+ */
+class TriangleMap {
+  // destination (x, y) -> source (xx * x + xy * y + x0, yx * x + yy * y + y0)
+  xx = 0; xy = 0; x0 = 0; yx = 0; yy = 0; y0 = 0;
+  // barycentric weights of the second and third corner as linear functions of (x, y)
+  private ux = 0; private uy = 0; private u0 = 0; private vx = 0; private vy = 0; private v0 = 0;
+  minX = 0; maxX = 0; minY = 0; maxY = 0;
+  /** the source triangle lies at least a pixel inside the plane: samples need no clamping */
+  inside = false;
+  /** the row's span after span() */
+  lo = 0; hi = 0;
+
+  /** false when the triangle is degenerate (nothing to draw) */
+  set(moved: Float64Array, rest: Float64Array, a: number, b: number, c: number, scale: number, shift: number, W: number, H: number): boolean {
+    const ax = ((moved[2 * a] as number) - shift) * scale, ay = ((moved[2 * a + 1] as number) - shift) * scale;
+    const bx = ((moved[2 * b] as number) - shift) * scale, by = ((moved[2 * b + 1] as number) - shift) * scale;
+    const cx = ((moved[2 * c] as number) - shift) * scale, cy = ((moved[2 * c + 1] as number) - shift) * scale;
+    const det = (bx - ax) * (cy - ay) - (cx - ax) * (by - ay);
+    if (Math.abs(det) < 1e-9) return false;
+    const sax = ((rest[2 * a] as number) - shift) * scale, say = ((rest[2 * a + 1] as number) - shift) * scale;
+    const sbx = ((rest[2 * b] as number) - shift) * scale, sby = ((rest[2 * b + 1] as number) - shift) * scale;
+    const scx = ((rest[2 * c] as number) - shift) * scale, scy = ((rest[2 * c + 1] as number) - shift) * scale;
+    const inv = 1 / det;
+    const ux = (cy - ay) * inv, uy = -(cx - ax) * inv, u0 = -(ux * ax + uy * ay);
+    const vx = -(by - ay) * inv, vy = (bx - ax) * inv, v0 = -(vx * ax + vy * ay);
+    this.ux = ux; this.uy = uy; this.u0 = u0; this.vx = vx; this.vy = vy; this.v0 = v0;
+    this.xx = (sbx - sax) * ux + (scx - sax) * vx;
+    this.xy = (sbx - sax) * uy + (scx - sax) * vy;
+    this.x0 = sax + (sbx - sax) * u0 + (scx - sax) * v0;
+    this.yx = (sby - say) * ux + (scy - say) * vx;
+    this.yy = (sby - say) * uy + (scy - say) * vy;
+    this.y0 = say + (sby - say) * u0 + (scy - say) * v0;
+    this.minX = Math.max(0, Math.floor(Math.min(ax, bx, cx)));
+    this.maxX = Math.min(W - 1, Math.ceil(Math.max(ax, bx, cx)));
+    this.minY = Math.max(0, Math.floor(Math.min(ay, by, cy)));
+    this.maxY = Math.min(H - 1, Math.ceil(Math.max(ay, by, cy)));
+    // affine maps keep a point inside its triangle, so a source triangle with a one-pixel margin inside
+    // the plane never samples outside it (the span test allows a hair past the edges: hence the margin)
+    this.inside = Math.min(sax, sbx, scx) >= 1 && Math.min(say, sby, scy) >= 1 && Math.max(sax, sbx, scx) <= W - 3 && Math.max(say, sby, scy) <= H - 3;
+    return true;
+  }
+
+  /** The span of x on row y where u >= 0, v >= 0 and u + v <= 1 (each linear in x); false when empty. */
+  span(y: number): boolean {
+    const { ux, vx } = this;
+    let lo = this.minX;
+    let hi = this.maxX;
+    const cu = this.uy * y + this.u0;
+    const cv = this.vy * y + this.v0;
+    const cw = 1 - (this.uy + this.vy) * y - (this.u0 + this.v0);
+    const kw = -(ux + vx);
+    if (ux > 1e-12) lo = Math.max(lo, Math.ceil(-(cu + 1e-7) / ux));
+    else if (ux < -1e-12) hi = Math.min(hi, Math.floor(-(cu + 1e-7) / ux));
+    else if (cu < -1e-7) return false;
+    if (vx > 1e-12) lo = Math.max(lo, Math.ceil(-(cv + 1e-7) / vx));
+    else if (vx < -1e-12) hi = Math.min(hi, Math.floor(-(cv + 1e-7) / vx));
+    else if (cv < -1e-7) return false;
+    if (kw > 1e-12) lo = Math.max(lo, Math.ceil(-(cw + 1e-7) / kw));
+    else if (kw < -1e-12) hi = Math.min(hi, Math.floor(-(cw + 1e-7) / kw));
+    else if (cw < -1e-7) return false;
+    this.lo = lo;
+    this.hi = hi;
+    return lo <= hi;
+  }
+}
+
+/**
+ * Warps one triangle (set up in `map` on this plane's grid) of one plane, or of two planes with the same
+ * geometry (U and V), from `src` into `dst`; planes start at offsets o1 and o2 (-1: none) and are W wide.
+ */
+function warpPlanes(map: TriangleMap, src: Uint8Array, dst: Uint8Array, o1: number, o2: number, W: number, H: number): void {
+  const { xx, xy, x0, yx, yy, y0, inside } = map;
+  const two = o2 >= 0;
+  for (let y = map.minY; y <= map.maxY; y++) {
+    if (!map.span(y)) continue;
+    const lo = map.lo;
+    const hi = map.hi;
+    let sx = xx * lo + xy * y + x0;
+    let sy = yx * lo + yy * y + y0;
+    let o = y * W + lo;
+    if (inside) {
+      for (let x = lo; x <= hi; x++, sx += xx, sy += yx, o++) {
+        const ix = sx | 0;
+        const iy = sy | 0;
+        const fx = ((sx - ix) * 256) | 0;
+        const fy = ((sy - iy) * 256) | 0;
+        const i = iy * W + ix;
+        const w11 = fx * fy;
+        const w10 = (fx << 8) - w11;
+        const w01 = (fy << 8) - w11;
+        const w00 = 65536 - (fx << 8) - (fy << 8) + w11;
+        let k = o1 + i;
+        dst[o1 + o] = ((src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 32768) >>> 16;
+        if (two) {
+          k = o2 + i;
+          dst[o2 + o] = ((src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 32768) >>> 16;
+        }
+      }
+      continue;
+    }
+    for (let x = lo; x <= hi; x++, sx += xx, sy += yx, o++) {
+      // bilinear sample, clamped to the plane
+      const fx = sx < 0 ? 0 : sx > W - 1.001 ? W - 1.001 : sx;
+      const fy = sy < 0 ? 0 : sy > H - 1.001 ? H - 1.001 : sy;
+      const ix = fx | 0;
+      const iy = fy | 0;
+      const tx = fx - ix;
+      const ty = fy - iy;
+      const i = iy * W + ix;
+      const w11 = tx * ty;
+      const w10 = tx - w11;
+      const w01 = ty - w11;
+      const w00 = 1 - tx - w01;
+      let k = o1 + i;
+      dst[o1 + o] = (src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 0.5;
+      if (two) {
+        k = o2 + i;
+        dst[o2 + o] = (src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 0.5;
+      }
     }
   }
 }
