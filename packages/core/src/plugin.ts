@@ -197,8 +197,8 @@ export interface FrameStream {
   frames: AsyncIterable<Uint8Array>;
   /**
    * 'rgba' (default): 4 bytes a pixel. 'yuv420p': planar I420, BT.709 limited range (what the encoder
-   * writes), width x height x 1.5 bytes; even sizes only. A renderer that converts as it draws spares
-   * the encoder the conversion and the pipe 60 % of the bytes.
+   * writes), width x height x 1.5 bytes; even sizes only. A renderer that draws I420 spares the
+   * encoder the conversion and the pipe 60 % of the bytes.
    */
   pixelFormat?: 'rgba' | 'yuv420p';
   /**
