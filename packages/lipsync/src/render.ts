@@ -518,9 +518,11 @@ export class FaceRenderer {
     const cx0 = x0 >> 1, cx1 = x1 >> 1, cy0 = y0 >> 1, cy1 = y1 >> 1;
     const cw = cx1 - cx0 + 1;
     const chroma = this.baseYuv ? new Float64Array(3 * cw * (cy1 - cy0 + 1)) : null;
+    const outline = new OutlineRows(poly);
     for (let y = y0; y <= y1; y++) {
+      outline.row(y);
       for (let x = x0; x <= x1; x++) {
-        const d = signedDistance(poly, x, y);
+        const d = outline.distance(x);
         const alpha = d >= 0.7 ? 1 : d <= -0.7 ? 0 : (d + 0.7) / 1.4;
         if (alpha <= 0) continue;
         // position inside the mouth, in the face's own frame
@@ -766,22 +768,68 @@ function union(a: [number, number, number, number] | null, b: [number, number, n
   return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
 }
 
-/** Distance from (x, y) to the polygon's outline, positive inside, negative outside. */
-function signedDistance(poly: readonly Vec[], x: number, y: number): number {
-  let inside = false;
-  let best = Infinity;
-  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
-    const a = poly[i] as Vec;
-    const b = poly[j] as Vec;
-    if (a.y > y !== b.y > y && x < ((b.x - a.x) * (y - a.y)) / (b.y - a.y) + a.x) inside = !inside;
-    const ex = b.x - a.x;
-    const ey = b.y - a.y;
-    const len = ex * ex + ey * ey;
-    const t = len > 0 ? Math.max(0, Math.min(1, ((x - a.x) * ex + (y - a.y) * ey) / len)) : 0;
-    const dx = a.x + t * ex - x;
-    const dy = a.y + t * ey - y;
-    best = Math.min(best, dx * dx + dy * dy);
+/** Distances beyond this are reported as this: the mouth's shading is the same from there on. */
+const OUTLINE_REACH = 3;
+
+/**
+ * Signed distance to a closed polygon's outline (positive inside), row by row and capped at
+ * OUTLINE_REACH: each row keeps only the edges that can come within reach of it and the x where edges
+ * cross it, so a pixel tests a handful of edges instead of all of them.
+ */
+class OutlineRows {
+  private readonly ax: Float64Array;
+  private readonly ay: Float64Array;
+  private readonly bx: Float64Array;
+  private readonly by: Float64Array;
+  private near: number[] = [];
+  private crossings: number[] = [];
+  private y = 0;
+
+  constructor(poly: readonly Vec[]) {
+    const n = poly.length;
+    this.ax = new Float64Array(n);
+    this.ay = new Float64Array(n);
+    this.bx = new Float64Array(n);
+    this.by = new Float64Array(n);
+    for (let i = 0, j = n - 1; i < n; j = i++) {
+      this.ax[i] = (poly[i] as Vec).x;
+      this.ay[i] = (poly[i] as Vec).y;
+      this.bx[i] = (poly[j] as Vec).x;
+      this.by[i] = (poly[j] as Vec).y;
+    }
   }
-  const d = Math.sqrt(best);
-  return inside ? d : -d;
+
+  row(y: number): void {
+    this.y = y;
+    this.near = [];
+    this.crossings = [];
+    for (let i = 0; i < this.ax.length; i++) {
+      const ay = this.ay[i] as number, by = this.by[i] as number;
+      const ax = this.ax[i] as number, bx = this.bx[i] as number;
+      if (ay > y !== by > y) this.crossings.push(((bx - ax) * (y - ay)) / (by - ay) + ax);
+      if (Math.min(ay, by) - OUTLINE_REACH <= y && y <= Math.max(ay, by) + OUTLINE_REACH) this.near.push(i);
+    }
+  }
+
+  /** at (x, row y): positive inside, negative outside, magnitude at most OUTLINE_REACH */
+  distance(x: number): number {
+    // even-odd rule: inside when an odd number of edges cross the row to the right of x
+    let inside = false;
+    for (const cx of this.crossings) if (x < cx) inside = !inside;
+    let best = OUTLINE_REACH * OUTLINE_REACH;
+    const y = this.y;
+    for (const i of this.near) {
+      const ax = this.ax[i] as number, ay = this.ay[i] as number;
+      const ex = (this.bx[i] as number) - ax;
+      const ey = (this.by[i] as number) - ay;
+      if (Math.min(ax, ax + ex) - OUTLINE_REACH > x || Math.max(ax, ax + ex) + OUTLINE_REACH < x) continue;
+      const len = ex * ex + ey * ey;
+      const t = len > 0 ? Math.max(0, Math.min(1, ((x - ax) * ex + (y - ay) * ey) / len)) : 0;
+      const dx = ax + t * ex - x;
+      const dy = ay + t * ey - y;
+      best = Math.min(best, dx * dx + dy * dy);
+    }
+    const d = Math.sqrt(best);
+    return inside ? d : -d;
+  }
 }
