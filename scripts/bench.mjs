@@ -86,6 +86,7 @@ const figures = {
   face: await optional('./bench-face.mjs', 'benchFace'),
   lipsync: await optional('./bench-lipsync.mjs', 'benchLipsync'),
   queue: await optional('./bench-queue.mjs', 'benchQueue'),
+  server: await optional('./bench-server.mjs', 'benchServer'),
 };
 
 console.log('\nspeech (one fixed text, 11-13 s spoken; median of', REPEAT, 'runs)');
@@ -105,4 +106,9 @@ if (l.renderer) {
   for (const x of l.lengths) console.log(`  ${String(x.seconds).padStart(3)} s of speech: ${x.wallSeconds} s wall, render+encode ${x.renderAndEncodeSeconds} s, peak RSS ${x.peakNodeMB} MB (node), ${x.peakTreeMB} MB (with ffmpeg)`);
 } else console.log('lipsync:', JSON.stringify(l));
 console.log('queue:', JSON.stringify(figures.queue));
+const h = figures.server;
+if (h.getOne) {
+  console.log(`\nHTTP server: GET one job ${h.getOne.requestsPerSecond} req/s (p99 ${h.getOne.p99Ms} ms), JSON submissions ${h.post.requestsPerSecond}/s (p99 ${h.post.p99Ms} ms); ` +
+    `${h.sse.streams} event streams on ${h.sse.jobs} jobs: ${h.sse.endedWithEnd} got their end, server RSS ${h.sse.rssBeforeMB} -> ${h.sse.rssPeakMB} MB`);
+} else console.log('server:', JSON.stringify(h));
 console.log(`\nJSON ${JSON.stringify(figures)}`);

@@ -156,10 +156,53 @@ export const ERRORS = {
   AVATAR_ERR_HTTP_NOT_FOUND: usage('no route {method} {path}', 'GET /openapi.json lists the routes.', 404),
   AVATAR_ERR_HTTP_UNAUTHORIZED: usage('authentication required', 'Send a valid API key: Authorization: Bearer <key>.', 401),
   AVATAR_ERR_HTTP_RANGE: usage('the requested range cannot be served from a file of {size} bytes', 'Ask for a range inside the file, e.g. Range: bytes=0-1023.', 416),
+  AVATAR_ERR_HTTP_RATE_LIMITED: usage('too many requests: over {limit} in {window}', 'Wait {retryAfter}s (see the Retry-After header) and send fewer requests.', 429),
+  AVATAR_ERR_HTTP_WEBHOOK_UNAVAILABLE: usage(
+    'this server cannot send webhooks: no signing secret is configured',
+    'Set AVATAR_WEBHOOK_SECRET on the server, or submit the job without params.webhook and follow it with GET /v1/jobs/:id/events.',
+  ),
+  AVATAR_ERR_HTTP_WEBHOOK_REFUSED: usage(
+    'webhook url {url} is refused: {reason}',
+    'This server only delivers to public addresses (AVATAR_WEBHOOK_ALLOW_PRIVATE=0); give a public http(s) url.',
+  ),
+  AVATAR_ERR_HTTP_API_KEYS_FILE: usage(
+    'the API keys file {path} cannot be used: {reason}',
+    'Give a readable file with one key per line (# starts a comment), or use AVATAR_API_KEYS.',
+  ),
   AVATAR_ERR_HTTP_LISTEN_UNSAFE: usage(
     'refusing to listen on {host} without API keys',
     'Set AVATAR_API_KEYS (comma-separated keys) before serving beyond loopback, or listen on 127.0.0.1.',
   ),
+  // HTTP uploads (multipart forms) and the assets they create
+  AVATAR_ERR_HTTP_NOT_MULTIPART: usage(
+    'this route takes a multipart/form-data upload, not {type}',
+    'Send the file as a form, e.g. curl -F {field}=@{example} ...',
+    415,
+  ),
+  AVATAR_ERR_HTTP_UPLOAD_MALFORMED: usage(
+    'the multipart body cannot be read: {reason}',
+    'Send multipart/form-data as browsers and curl -F write it, with the boundary named in Content-Type.',
+  ),
+  AVATAR_ERR_HTTP_UPLOAD_FIELD: usage('form field "{field}" {problem}', '{expected}'),
+  AVATAR_ERR_HTTP_UPLOAD_MISSING: usage('the form has no {what} in field "{field}"', 'Send it as form field "{field}", e.g. curl -F {field}=@{example}'),
+  AVATAR_ERR_HTTP_UPLOAD_TOO_MANY: usage('the form has more than {limit} {what}', 'Send at most {limit} {what} in one request.', 413),
+  AVATAR_ERR_HTTP_UPLOAD_TOO_LARGE: usage('{input} is larger than the limit of {limit}', 'Send less: {advice}', 413),
+  AVATAR_ERR_HTTP_UPLOAD_PIXELS: usage(
+    '{input} declares {width}x{height} pixels ({megapixels} MP), over the limit of {limit} MP',
+    'Scale the photo down: a portrait needs a few megapixels at most.',
+    413,
+  ),
+  AVATAR_ERR_HTTP_UPLOAD_AUDIO_TOO_LONG: usage(
+    '{input} lasts more than {limit}s, the longest recording accepted',
+    'Trim the recording to at most {limit}s.',
+    413,
+  ),
+  AVATAR_ERR_HTTP_UPLOAD_UNDECODABLE: usage(
+    '{input} looks like {format} but cannot be decoded: {reason}',
+    'The file is damaged, incomplete or not what its header says: export or record it again.',
+    422,
+  ),
+  AVATAR_ERR_HTTP_AVATAR_NOT_FOUND: usage('avatar {id} does not exist', 'List the avatars with GET /v1/avatars, or upload a photo with POST /v1/avatars.', 404),
   // catch-all
   AVATAR_ERR_CANCELLED: failure('the run was cancelled during {stage}', 'Nothing was written at the output path.', 409),
   AVATAR_ERR_USAGE: usage('{reason}', 'Run the command with --help to see its usage.'),

@@ -15,10 +15,33 @@ export const JOB_PARAMS: Record<JobType, { required: readonly string[]; optional
   video_lipsync: { required: ['avatarImagePath', 'audioPath'], optional: ['outputPath', 'config'] },
 };
 
+/**
+ * Parameters every job type takes besides its own. `webhook: {url}` asks the HTTP server to POST
+ * the finished job to that URL; the handlers ignore it.
+ */
+export const JOB_COMMON_PARAMS: readonly string[] = ['webhook'];
+
+function checkWebhookParam(v: JsonValue): void {
+  const bad = (problem: string): AvatarError =>
+    new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: 'webhook', problem, expected: 'Give {"url": "https://..."}.' });
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('must be an object');
+  const extra = Object.keys(v).find((k) => k !== 'url');
+  if (extra !== undefined) throw bad(`has an unknown field ${extra}`);
+  if (typeof v.url !== 'string') throw bad('needs a url');
+  let url: URL;
+  try {
+    url = new URL(v.url);
+  } catch {
+    throw bad('has a url that cannot be read');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw bad('must be an http or https url');
+  if (url.username !== '' || url.password !== '') throw bad('must not carry a user name or password');
+}
+
 /** Checks a job's params against its type before it is queued, so a bad job fails at submit, not later. */
 export function checkJobParams(jobType: JobType, params: JobParams): void {
   const spec = JOB_PARAMS[jobType];
-  const known = [...spec.required, ...spec.optional];
+  const known = [...spec.required, ...spec.optional, ...JOB_COMMON_PARAMS];
   for (const key of Object.keys(params)) {
     if (!known.includes(key)) throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: `is not a parameter of ${jobType}`, expected: `Known parameters: ${known.join(', ')}.` });
   }
@@ -29,7 +52,9 @@ export function checkJobParams(jobType: JobType, params: JobParams): void {
   for (const key of known) {
     const v = params[key];
     if (v === undefined || v === null) continue;
-    if (key === 'config') {
+    if (key === 'webhook') {
+      checkWebhookParam(v);
+    } else if (key === 'config') {
       if (typeof v !== 'object' || Array.isArray(v)) throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: 'must be an object', expected: 'Give the pipeline settings as a JSON object.' });
     } else if (key === 'maxSeconds') {
       if (typeof v !== 'number') throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: 'must be a number', expected: 'Give seconds as a number.' });

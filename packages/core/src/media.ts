@@ -33,3 +33,104 @@ export async function checkImageFile(path: string, input: string): Promise<Image
   if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its content is not a JPEG, PNG or WebP header' });
   return kind;
 }
+
+export type AudioKind = 'wav' | 'mp3' | 'ogg' | 'flac' | 'm4a';
+
+/** ISO media brands of audio files (and of MP4s, whose audio track is then what counts). */
+const MP4_AUDIO_BRANDS = new Set(['M4A ', 'M4B ', 'mp41', 'mp42', 'isom', 'iso2', 'iso5', 'dash', '3gp4', '3gp5']);
+
+/**
+ * The audio container from the first bytes (at least 12); never trusts the file name. Finding a
+ * container says nothing about whether its content decodes: a decoder has to confirm that.
+ */
+export function sniffAudio(head: Uint8Array): AudioKind | undefined {
+  const ascii = (from: number, to: number): string => (head.length >= to ? String.fromCharCode(...head.subarray(from, to)) : '');
+  if ((ascii(0, 4) === 'RIFF' || ascii(0, 4) === 'RF64') && ascii(8, 12) === 'WAVE') return 'wav';
+  if (ascii(0, 4) === 'fLaC') return 'flac';
+  if (ascii(0, 4) === 'OggS') return 'ogg';
+  if (ascii(4, 8) === 'ftyp' && MP4_AUDIO_BRANDS.has(ascii(8, 12))) return 'm4a';
+  if (ascii(0, 3) === 'ID3') return 'mp3';
+  // an MPEG audio frame header: 11 sync bits, a known version, layer III, a bitrate index that is neither free nor bad
+  const [b0 = 0, b1 = 0, b2 = 0] = head;
+  if (head.length >= 3 && b0 === 0xff && (b1 & 0xe0) === 0xe0 && (b1 & 0x18) !== 0x08 && (b1 & 0x06) === 0x02) {
+    const bitrate = b2 >> 4;
+    if (bitrate !== 0 && bitrate !== 0x0f && (b2 & 0x0c) !== 0x0c) return 'mp3';
+  }
+  return undefined;
+}
+
+export interface ImageSize {
+  width: number;
+  height: number;
+}
+
+/** JPEG start-of-frame markers (every SOFn but DHT, JPG and DAC), which carry the frame size. */
+const JPEG_SOF = new Set([0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc6, 0xc7, 0xc9, 0xca, 0xcb, 0xcd, 0xce, 0xcf]);
+
+/**
+ * The pixel size a JPEG, PNG or WebP file declares in its header, read without decoding any pixel,
+ * so a decompression bomb (a small file that claims a huge size) can be refused first.
+ * undefined when the header is not one of those formats or gives no size.
+ */
+export async function readImageSize(path: string): Promise<ImageSize | undefined> {
+  const handle = await open(path, 'r');
+  try {
+    const read = async (position: number, length: number): Promise<Uint8Array> => {
+      const buffer = new Uint8Array(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, position);
+      return buffer.subarray(0, bytesRead);
+    };
+    const head = await read(0, 32);
+    const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+    const kind = sniffImage(head);
+    const sized = (width: number, height: number): ImageSize | undefined => (width > 0 && height > 0 ? { width, height } : undefined);
+    if (kind === 'png') {
+      if (head.length < 24 || String.fromCharCode(...head.subarray(12, 16)) !== 'IHDR') return undefined;
+      return sized(view.getUint32(16), view.getUint32(20));
+    }
+    if (kind === 'webp') {
+      if (head.length < 30) return undefined;
+      const chunk = String.fromCharCode(...head.subarray(12, 16));
+      if (chunk === 'VP8X') return sized(1 + (view.getUint32(24, true) & 0xffffff), 1 + (view.getUint32(27, true) & 0xffffff));
+      if (chunk === 'VP8L') {
+        if (head[20] !== 0x2f) return undefined;
+        const bits = view.getUint32(21, true);
+        return sized(1 + (bits & 0x3fff), 1 + ((bits >>> 14) & 0x3fff));
+      }
+      if (chunk === 'VP8 ') {
+        if (head[23] !== 0x9d || head[24] !== 0x01 || head[25] !== 0x2a) return undefined;
+        return sized(view.getUint16(26, true) & 0x3fff, view.getUint16(28, true) & 0x3fff);
+      }
+      return undefined;
+    }
+    if (kind === 'jpeg') {
+      // walk the segments up to the frame header; EXIF and ICC segments before it may be large
+      let offset = 2;
+      for (let segments = 0; segments < 1000; segments += 1) {
+        const marker = await read(offset, 4);
+        if (marker.length < 2 || marker[0] !== 0xff) return undefined;
+        const code = marker[1] ?? 0;
+        if (code === 0xff) {
+          offset += 1; // fill byte
+          continue;
+        }
+        if (code === 0xd8 || code === 0x01 || (code >= 0xd0 && code <= 0xd7)) {
+          offset += 2; // markers without a length
+          continue;
+        }
+        if (code === 0xd9 || code === 0xda || marker.length < 4) return undefined; // end of image, or scan data before any frame
+        const length = ((marker[2] ?? 0) << 8) | (marker[3] ?? 0);
+        if (length < 2) return undefined;
+        if (JPEG_SOF.has(code)) {
+          const frame = await read(offset + 4, 5);
+          if (frame.length < 5) return undefined;
+          return sized(((frame[3] ?? 0) << 8) | (frame[4] ?? 0), ((frame[1] ?? 0) << 8) | (frame[2] ?? 0));
+        }
+        offset += 2 + length;
+      }
+    }
+    return undefined;
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,5 +1,16 @@
 export { buildServer, startServer } from './server.js';
 export type { RunningServer, ServerContext, ServerOptions, StartOptions } from './server.js';
-export { ApiKeyChecker, assertSafeListen, isLoopback, parseApiKeys } from './auth.js';
+export { ApiKeyChecker, assertSafeListen, isLoopback, parseApiKeys, readApiKeysFile, resolveApiKeys } from './auth.js';
+export { CONTENT_SECURITY_POLICY, concurrencyFromBudget } from './security.js';
+export type { RateLimitOptions } from './security.js';
+export { SIGNATURE_HEADER, isPrivateAddress, signWebhook, verifyWebhookSignature } from './webhooks.js';
+export type { DeliveryState, WebhookOptions } from './webhooks.js';
+export { createRedactor } from './redact.js';
+export type { Redactor } from './redact.js';
+export { decodeCursor, encodeCursor } from './paging.js';
+export { DEFAULT_UPLOAD_LIMITS, resolveUploadLimits } from './uploads.js';
+export type { UploadLimits } from './uploads.js';
+export { AVATAR_ID_PATTERN } from './routes/assets.js';
+export type { AvatarInfo, VoiceInfo } from './routes/assets.js';
 export { contentTypeFor, parseRange } from './files.js';
 export type { RangeAnswer } from './files.js';

@@ -1,11 +1,18 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { JOB_STATUSES } from '@avatar/core';
-import type { JobStore } from '@avatar/core';
+import type { Job, JobStore } from '@avatar/core';
 
 export interface ServerMetrics {
   registry: Registry;
   httpRequests: Counter<'method' | 'route' | 'status'>;
+  stageSeconds: Histogram<'stage'>;
+  jobSeconds: Histogram<'type' | 'status'>;
+  /** records the stage timings and run time of a job that just finished */
+  observeFinished(job: Job): void;
 }
+
+// pipeline stages run from well under a second (loading a profile) to many minutes (encoding)
+const SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
 
 /**
  * A registry of its own (not prom-client's global one), so several servers in one process never
@@ -38,5 +45,35 @@ export function createMetrics(store: JobStore): ServerMetrics {
     labelNames: ['method', 'route', 'status'] as const,
     registers: [registry],
   });
-  return { registry, httpRequests };
+  const stageSeconds = new Histogram({
+    name: 'avatar_stage_duration_seconds',
+    help: 'wall time of each pipeline stage in finished jobs',
+    labelNames: ['stage'] as const,
+    buckets: SECONDS_BUCKETS,
+    registers: [registry],
+  });
+  const jobSeconds = new Histogram({
+    name: 'avatar_job_duration_seconds',
+    help: 'run time (start to end) of finished jobs',
+    labelNames: ['type', 'status'] as const,
+    buckets: SECONDS_BUCKETS,
+    registers: [registry],
+  });
+  const observeFinished = (job: Job): void => {
+    // the coordinator's stage reports, as the job handlers store them in the result
+    const stages = job.result?.stages;
+    if (Array.isArray(stages)) {
+      for (const s of stages) {
+        if (s === null || typeof s !== 'object' || Array.isArray(s)) continue;
+        if (typeof s.stage === 'string' && typeof s.wallSeconds === 'number' && Number.isFinite(s.wallSeconds) && s.wallSeconds >= 0) {
+          stageSeconds.observe({ stage: s.stage }, s.wallSeconds);
+        }
+      }
+    }
+    if (job.startedAt && job.completedAt) {
+      const seconds = (Date.parse(job.completedAt) - Date.parse(job.startedAt)) / 1000;
+      if (Number.isFinite(seconds) && seconds >= 0) jobSeconds.observe({ type: job.jobType, status: job.status }, seconds);
+    }
+  };
+  return { registry, httpRequests, stageSeconds, jobSeconds, observeFinished };
 }

@@ -33,6 +33,10 @@ export const JobParamsSchema = Type.Partial(Type.Object(
     referencePath: storagePath('reference recording, relative to the storage folder'),
     name: Type.String({ minLength: 1, maxLength: 100 }),
     config: Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { description: 'pipeline settings (see docs/configuration.md)' }),
+    webhook: Type.Object(
+      { url: Type.String({ pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$', maxLength: 2000, description: 'http(s) url the finished job is POSTed to, signed (X-Avatar-Signature)' }) },
+      { additionalProperties: false, description: 'POST the job here when it ends; needs AVATAR_WEBHOOK_SECRET on the server' },
+    ),
   },
   { additionalProperties: false },
 ), { additionalProperties: false });
@@ -82,9 +86,15 @@ export const ListQuerySchema = Type.Object(
     type: Type.Optional(JobTypeSchema),
     // query values are text: no type coercion anywhere, so the limit is a pattern-checked string
     limit: Type.Optional(Type.String({ pattern: '^(?:[1-9][0-9]{0,2}|1000)$', description: '1 to 1000 (default 50)' })),
+    cursor: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,200}$', description: 'nextCursor of the previous page' })),
   },
   { additionalProperties: false },
 );
+
+export const ListReplySchema = Type.Object({
+  jobs: Type.Array(JobSchema),
+  nextCursor: Type.Union([Type.String(), Type.Null()], { description: 'pass as cursor for the next page; null on the last page' }),
+});
 
 const countsOf = (keys: readonly string[]) => Type.Object(Object.fromEntries(keys.map((k) => [k, Type.Integer()])));
 

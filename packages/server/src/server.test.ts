@@ -1,7 +1,9 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import {
@@ -189,6 +191,25 @@ describe('server: shutdown', () => {
       await ctx.cleanup();
     }
   });
+
+  it('close() cuts a client that stalls in the middle of a request instead of waiting for it forever', async () => {
+    const ctx = await makeContext();
+    try {
+      const server = await startServer({ context: ctx, port: 0, apiKeys: [], worker: false, closeConnectionsAfterMs: 200 });
+      const { port } = new URL(server.url);
+      const socket = connect(Number(port), '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      const cut = new Promise((r) => socket.once('close', r));
+      // promises a 1 MB upload, sends a few bytes of it, then goes quiet
+      socket.write('POST /v1/avatars HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\n');
+      await sleep(100);
+      const closed = server.close().then(() => 'closed' as const);
+      expect(await Promise.race([closed, sleep(10_000).then(() => 'still open' as const)])).toBe('closed');
+      await cut;
+    } finally {
+      await ctx.cleanup();
+    }
+  });
 });
 
 describe('server: bad input', () => {
@@ -371,5 +392,188 @@ describe('server: helpers', () => {
     expect(parseRange('bytes=5-1', 100)).toBeUndefined();
     expect(parseRange('bytes=0-1,5-6', 100)).toBeUndefined();
     expect(parseRange('items=0-1', 100)).toBeUndefined();
+  });
+});
+
+/** mulberry32: a small seeded generator, so a failing fuzz run can be replayed from its seed. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/**
+ * Every route the server has, with its methods, from fastify's own route tree (so routes added
+ * later are fuzzed without touching this file). Lines look like `│   └── /:id (GET, HEAD, DELETE)`.
+ */
+function routesOf(app: FastifyInstance): { path: string; methods: string[] }[] {
+  const routes: { path: string; methods: string[] }[] = [];
+  const stack: string[] = [];
+  for (const line of app.printRoutes({ commonPrefix: false }).split('\n')) {
+    const m = /^(.*?)[├└]── (\S+)(?: \(([^)]*)\))?\s*$/.exec(line);
+    if (!m) continue;
+    const depth = Math.round([...(m[1] ?? '')].length / 4);
+    stack.length = depth;
+    const path = (stack[depth - 1] ?? '') + (m[2] ?? '');
+    stack[depth] = path;
+    if (m[3]) routes.push({ path, methods: m[3].split(',').map((s) => s.trim()) });
+  }
+  return routes;
+}
+
+describe('server: fuzz over every route', () => {
+  let ctx: Awaited<ReturnType<typeof makeContext>>;
+  let server: RunningServer;
+  const KEY = 'fuzz-key-0123456789';
+
+  beforeAll(async () => {
+    ctx = await makeContext();
+    // the limiter stays in the path, set high enough that it does not answer for the routes
+    server = await startServer({ context: ctx, port: 0, apiKeys: [KEY], worker: false, rateLimit: { max: 1_000_000, windowMs: 60_000 } });
+  });
+  afterAll(async () => {
+    await server?.close();
+    await ctx?.cleanup();
+  });
+
+  it('random methods, paths, ids, headers, content types and bodies: never a 5xx, every 4xx a JSON error with a code', async () => {
+    const seed = Number(process.env.AVATAR_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    // the seed is printed so that a failure can be replayed: AVATAR_FUZZ_SEED=<seed> npx vitest run ...
+    console.log(`route fuzz seed ${seed}`);
+    const rand = seededRandom(seed);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
+    const int = (n: number): number => Math.floor(rand() * n);
+    const { app } = server;
+
+    const routes = routesOf(app);
+    console.log(`route fuzz over ${routes.length} routes: ${routes.map((r) => `${r.path} (${r.methods.join(',')})`).join(' ')}`);
+    expect(routes.map((r) => r.path)).toEqual(expect.arrayContaining(['/v1/jobs', '/v1/jobs/:id', '/v1/jobs/:id/events', '/healthz']));
+
+    const pending = (await ctx.store.submit('voice_synthesis', { text: 'fuzzed' })).jobId;
+    const cancelled = (await ctx.store.submit('voice_synthesis', { text: 'gone' })).jobId;
+    await ctx.store.cancel(cancelled);
+
+    const junkChars = 'abcdefjob-0123456789%./\\\'"<>?#&;:~ \u00e9\u0000';
+    const junk = (max: number): string => Array.from({ length: 1 + int(max) }, () => pick([...junkChars])).join('');
+    // ids: well-formed but unknown ones of each kind, real jobs, and junk
+    const ids = (): string => pick([
+      pending, cancelled, 'job-20260101000000-00000000', 'av-00000000', 'vp-00000000', 'av-zzzzzzzz', '..', '%2e%2e', '%2F',
+      'a'.repeat(250), 'index.html', 'app.js', '', encodeURIComponent(junk(30)),
+    ]);
+    const methods = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
+    const keys = ['jobType', 'params', 'text', 'config', 'voiceProfileId', 'avatarImagePath', 'quality', 'name', 'webhook', 'url', '__proto__', 'constructor', ''];
+    const value = (depth: number): unknown => {
+      const r = rand();
+      if (depth > 2 || r < 0.3) return pick([null, true, 0, -1, 1e308, 'x', '', '../..', 'voice_synthesis', 'full_pipeline', 'vp-00000000', 'http://127.0.0.1:1/', 'a'.repeat(300)]);
+      if (r < 0.45) return Array.from({ length: int(3) }, () => value(depth + 1));
+      return Object.fromEntries(Array.from({ length: int(4) }, () => [pick(keys), value(depth + 1)]));
+    };
+    // bytes that start like real media, so decoders behind the sniffing get garbage too
+    const magic = [Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.from('\x89PNG\r\n\x1a\n', 'latin1'), Buffer.from('RIFF\x24\x00\x00\x00WAVEfmt ', 'latin1'), Buffer.from('RIFF\x24\x00\x00\x00WEBPVP8 ', 'latin1'), Buffer.from('ID3\x03'), Buffer.from('fLaC'), Buffer.from('OggS'), Buffer.alloc(0)];
+    const bytes = (): Buffer => Buffer.concat([pick(magic), Buffer.from(Array.from({ length: int(2000) }, () => int(256)))]);
+    const multipart = (boundary: string): Buffer => {
+      const parts: Buffer[] = [];
+      for (let i = int(5); i > 0; i--) {
+        const name = pick(['photo', 'sample', 'avatar', 'audio', 'jobType', 'text', 'name', 'quality', 'voiceProfileId', 'params', junk(8)]);
+        const file = rand() < 0.5;
+        const head = `--${boundary}\r\nContent-Disposition: form-data; name="${name}"${file ? `; filename="${pick(['a.png', 'b.jpg', 'c.wav', '../../x', junk(12)])}"` : ''}\r\n` +
+          (file ? `Content-Type: ${pick(['image/png', 'image/jpeg', 'audio/wav', 'application/octet-stream', 'text/plain'])}\r\n` : '') + '\r\n';
+        parts.push(Buffer.from(head), file ? bytes() : Buffer.from(String(pick(['voice_synthesis', 'full_pipeline', 'hello', '', 'high', junk(20)]))), Buffer.from('\r\n'));
+      }
+      parts.push(Buffer.from(rand() < 0.9 ? `--${boundary}--\r\n` : `--${boundary}`));
+      const body = Buffer.concat(parts);
+      // now and then cut short, as a dropped upload would be
+      return rand() < 0.1 ? body.subarray(0, int(body.length + 1)) : body;
+    };
+
+    const seen = new Map<string, number>();
+    const failures = new Map<string, string>();
+    const started = Date.now();
+    let count = 0;
+    for (; count < 1500 && Date.now() - started < 7000; count++) {
+      const route = pick(routes);
+      const method = rand() < 0.8 ? pick(route.methods) : pick(methods);
+      let path = route.path.replace(/:[A-Za-z]+/g, () => ids()).replace(/\*/g, () => pick(['', 'app.js', '../package.json', junk(10)]));
+      // a stream on a job that is not over stays open by design; the stream tests cover those
+      if (path.endsWith('/events') && path.includes(pending)) path = path.replace(pending, cancelled);
+      if (rand() < 0.3) path += `?${pick(['limit', 'cursor', 'status', 'type', 'x', junk(5)])}=${encodeURIComponent(pick([String(value(2)), junk(20)]))}`;
+      const headers: Record<string, string> = {};
+      const auth = rand();
+      if (auth < 0.85) headers.authorization = `Bearer ${KEY}`;
+      else if (auth < 0.95) headers.authorization = pick(['Bearer', `Basic ${KEY}`, `Bearer ${KEY}x`, junk(30)]);
+      if (rand() < 0.2) headers.range = pick(['bytes=0-1', 'bytes=-5', 'bytes=9999999-', 'bytes=x', 'items=1-2']);
+      if (rand() < 0.2) headers.origin = pick(['http://evil.example', 'null', 'http://127.0.0.1']);
+      if (rand() < 0.1) headers.accept = pick(['text/event-stream', '*/*', 'application/xml', junk(10)]);
+      let payload: string | Buffer | undefined;
+      if (method !== 'GET' && method !== 'HEAD' && rand() < 0.9) {
+        const boundary = `b${int(1e9)}`;
+        const kind = int(5);
+        if (kind === 0) { headers['content-type'] = pick(['application/json', 'application/json; charset=utf-8']); payload = JSON.stringify(value(0)); }
+        else if (kind === 1) { headers['content-type'] = 'application/json'; payload = pick(['{', '', 'null', '[]', '{"jobType":', junk(40)]); }
+        else if (kind === 2) { headers['content-type'] = pick([`multipart/form-data; boundary=${boundary}`, 'multipart/form-data']); payload = multipart(boundary); }
+        else if (kind === 3) { headers['content-type'] = pick(['text/plain', 'application/octet-stream', 'image/png', 'application/x-www-form-urlencoded', junk(12)]); payload = bytes(); }
+        else payload = JSON.stringify(value(0));
+      }
+      const what = `seed ${seed} #${count}: ${method} ${path} ${JSON.stringify(headers)}`;
+      const res = await Promise.race([
+        app.inject({ method, url: path, headers, ...(payload !== undefined && { payload }) }),
+        sleep(5000).then(() => { throw new Error(`no answer in 5 s: ${what}`); }),
+      ]);
+      seen.set(`${res.statusCode}`, (seen.get(`${res.statusCode}`) ?? 0) + 1);
+      // every failure is kept (one per route, method and kind), so one run shows them all
+      const fail = (kind: string): void => {
+        const key = `${route.path} ${method} ${kind}`;
+        if (!failures.has(key)) failures.set(key, `${what} -> ${res.statusCode} ${res.body.slice(0, 300)}`);
+      };
+      if (res.statusCode >= 500) fail('5xx');
+      if (/\n\s+at |node_modules|\.ts:\d+/.test(res.body)) fail('stack or source path in the body');
+      if (res.statusCode >= 400 && method !== 'HEAD') {
+        let code: unknown;
+        try {
+          code = (JSON.parse(res.body) as { error?: { code?: unknown; message?: unknown } }).error?.code;
+        } catch {
+          code = undefined;
+        }
+        if (!String(res.headers['content-type']).startsWith('application/json') || typeof code !== 'string' || !/^AVATAR_ERR_[A-Z_]+$/.test(code)) fail('4xx without a JSON error code');
+      }
+    }
+    expect([...failures.values()], `route fuzz seed ${seed}`).toEqual([]);
+    expect(count).toBeGreaterThan(200);
+    // still answering, in process and over the wire
+    expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    const job = await get(`${server.url}/v1/jobs/${cancelled}`, { authorization: `Bearer ${KEY}` });
+    expect(job.status).toBe(200);
+    expect((JSON.parse(job.body.toString('utf8')) as Job).jobId).toBe(cancelled);
+  });
+
+  it('garbage on the socket gets an HTTP error or a closed connection, and the server keeps answering', async () => {
+    const { port } = new URL(server.url);
+    const garbage = [
+      'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n',
+      'GET /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n',
+      'POST /v1/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+      `GET /${'a'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`,
+      `GET / HTTP/1.1\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`,
+      '\u0000\u0001\u0002\r\n\r\n',
+      'GET /v1/jobs\r\n\r\n',
+    ];
+    for (const text of garbage) {
+      const answer = await new Promise<string>((resolve) => {
+        const socket = connect(Number(port), '127.0.0.1');
+        let got = '';
+        socket.on('data', (b: Buffer) => { got += b.toString('latin1'); });
+        socket.on('error', () => resolve(got));
+        socket.on('close', () => resolve(got));
+        socket.write(text);
+        setTimeout(() => socket.destroy(), 2000);
+      });
+      if (answer !== '') expect(answer, text.slice(0, 60)).toMatch(/^HTTP\/1\.[01] 4\d\d /);
+    }
+    expect((await get(`${server.url}/healthz`)).status).toBe(200);
   });
 });

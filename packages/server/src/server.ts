@@ -1,18 +1,26 @@
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import Fastify from 'fastify';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AvatarError, Worker, createJobHandlers, silentLogger } from '@avatar/core';
 import type { Job, JobStore, Logger, PipelineCoordinator, PluginRegistry, WorkerOptions } from '@avatar/core';
-import { ApiKeyChecker, assertSafeListen, parseApiKeys } from './auth.js';
+import { ApiKeyChecker, assertSafeListen, resolveApiKeys } from './auth.js';
+import { createRedactor } from './redact.js';
+import { concurrencyFromBudget, corsOriginsFromEnv, rateLimitFromEnv, registerSecurity } from './security.js';
+import type { RateLimitOptions } from './security.js';
+import { FinishWatcher, WebhookDispatcher, withSubmitHooks } from './webhooks.js';
+import type { FinishWatcherOptions, WebhookOptions } from './webhooks.js';
 import { errorBody, installErrorHandlers } from './http-errors.js';
 import { createMetrics } from './metrics.js';
 import { ErrorBodySchema } from './schemas.js';
 import type { RouteContext } from './routes/context.js';
+import type { UploadLimits } from './uploads.js';
+import { registerAssetRoutes } from './routes/assets.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerJobRoutes } from './routes/jobs.js';
+import { isPublicPagePath, registerPageRoutes } from './routes/page.js';
 import { registerSystemRoutes } from './routes/system.js';
 
 /** What the server runs on: the same pieces the CLI opens (storage, plugins, queue, coordinator). */
@@ -26,7 +34,7 @@ export interface ServerContext {
 
 export interface ServerOptions {
   context: ServerContext;
-  /** bearer keys; default from AVATAR_API_KEYS. When any is set, every route but /healthz needs one. */
+  /** bearer keys; default from AVATAR_API_KEYS. When any is set, every route but /healthz and the page (/, /static, /docs) needs one. */
   apiKeys?: readonly string[];
   /** the address it will listen on; beyond loopback, keys are required */
   host?: string;
@@ -38,6 +46,20 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** how often the events stream looks at the job, ms (default 250) */
   eventsIntervalMs?: number;
+  /** on shutdown, connections still open this long after the worker stopped are cut, ms (default 5000) */
+  closeConnectionsAfterMs?: number;
+  /** a file of API keys, one per line, # comments (default AVATAR_API_KEYS_FILE); its keys join apiKeys */
+  apiKeysFile?: string;
+  /** requests per window per API key (per client address without keys); default 600 a minute (AVATAR_RATE_LIMIT); false: off */
+  rateLimit?: RateLimitOptions | false;
+  /** browser origins allowed to call the API (default AVATAR_CORS_ORIGINS, comma-separated); none: no CORS */
+  corsOrigins?: readonly string[];
+  /** webhook signing and retries (secret default AVATAR_WEBHOOK_SECRET) and how finished jobs are noticed */
+  webhooks?: WebhookOptions & Pick<FinishWatcherOptions, 'pollIntervalMs' | 'scanIntervalMs'>;
+  /** jobs the in-process worker runs at once: a number, or 'auto' to derive it from the resource budget (default 1) */
+  concurrency?: number | 'auto';
+  /** upload limits for /v1/avatars, /v1/voices and multipart /v1/jobs (defaults: DEFAULT_UPLOAD_LIMITS in uploads.ts) */
+  uploads?: Partial<UploadLimits>;
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8';
@@ -53,7 +75,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const storageDir = resolve(context.storageDir);
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const eventsIntervalMs = options.eventsIntervalMs ?? 250;
-  const keys = options.apiKeys ?? parseApiKeys(process.env.AVATAR_API_KEYS);
+  const keys = resolveApiKeys(options);
   if (options.host !== undefined) assertSafeListen(options.host, keys);
   const auth = new ApiKeyChecker(keys);
 
@@ -64,9 +86,20 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     // refuse rather than strip unknown fields, and never turn "12" into 12: a wrong type is an error
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
+    // the router's own refusals (an over-long path segment, a badly encoded URL) in the one error shape too
+    frameworkErrors: (error, _request, reply) => {
+      const refused = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new AvatarError('AVATAR_ERR_HTTP_VALIDATION', { part: 'params', reason: 'a path segment is longer than 200 characters' })
+        : new AvatarError('AVATAR_ERR_HTTP_BAD_REQUEST', { reason: 'the URL is not validly encoded' });
+      // typed for no route in particular: a plain reply
+      void (reply as unknown as FastifyReply).code(refused.httpStatus).type(JSON_TYPE).send(errorBody(refused));
+    },
   });
   installErrorHandlers(app, { bodyLimit, log });
   app.addSchema(ErrorBodySchema);
+  // before the key check: preflights carry no key, and refused keys count toward the limit
+  const redactor = createRedactor(storageDir);
+  await registerSecurity(app, { auth, redactor, rateLimit: options.rateLimit ?? rateLimitFromEnv(), corsOrigins: options.corsOrigins ?? corsOriginsFromEnv() });
 
   const metrics = createMetrics(store);
   app.addHook('onResponse', async (request, reply) => {
@@ -75,7 +108,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
   if (auth.enabled) {
     app.addHook('onRequest', async (request, reply) => {
-      if (request.url === '/healthz' || request.url.startsWith('/healthz?')) return;
+      if (request.url === '/healthz' || request.url.startsWith('/healthz?') || isPublicPagePath(request.url)) return;
       if (auth.check(request.headers.authorization)) return;
       // no detail: a caller learns neither whether a key was close nor which part was wrong
       return reply.code(401).header('www-authenticate', 'Bearer').type(JSON_TYPE).send(errorBody(new AvatarError('AVATAR_ERR_HTTP_UNAUTHORIZED')));
@@ -95,7 +128,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   let workerRun: Promise<unknown> | undefined;
   if (options.worker !== false) {
     const workerOptions = typeof options.worker === 'object' ? options.worker : {};
-    worker = new Worker({ ...workerOptions, store, handlers: createJobHandlers(context.coordinator), log });
+    const concurrency = options.concurrency === 'auto' ? concurrencyFromBudget(registry, context.coordinator.resources) : options.concurrency;
+    worker = new Worker({ ...(concurrency !== undefined && { concurrency }), ...workerOptions, store, handlers: createJobHandlers(context.coordinator), log });
     app.addHook('onReady', async () => {
       workerRun = worker?.run().catch((error: unknown) => log.error('the in-process worker stopped', { reason: String(error) }));
     });
@@ -110,7 +144,32 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       await worker.stop({ graceMs: options.shutdownGraceMs ?? 0 });
       await workerRun;
     }
+    // requests still being answered get a few seconds; a client that never reads its answer must not
+    // hold the shutdown forever
+    const force = setTimeout(() => app.server.closeAllConnections(), options.closeConnectionsAfterMs ?? 5_000);
+    force.unref();
+    app.server.once('close', () => clearTimeout(force));
   });
+
+  // ---- finished jobs, whoever ran them: stage metrics and webhooks ----
+  const finishes = new FinishWatcher({ store, log, ...options.webhooks });
+  const webhooks = new WebhookDispatcher(storageDir, { ...(options.webhooks && { webhooks: options.webhooks }), log, redact: redactor.job });
+  finishes.onFinish((job, fresh) => {
+    if (fresh) metrics.observeFinished(job);
+    return webhooks.jobFinished(job);
+  });
+  worker?.on((e) => {
+    if (e.type === 'completed' || e.type === 'failed' || e.type === 'cancelled') finishes.notify(e.job.jobId);
+  });
+  app.addHook('onReady', async () => {
+    await webhooks.start();
+    await finishes.start();
+  });
+  app.addHook('onClose', async () => {
+    await finishes.stop();
+    await webhooks.stop();
+  });
+  const submitStore = withSubmitHooks(store, { before: (params) => webhooks.checkParams(params), after: (job) => finishes.track(job.jobId) });
 
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const notFound = (id: string): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id });
@@ -121,10 +180,12 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   };
 
 
-  const routes: RouteContext = { store, registry, storageDir, log, metrics, streams, eventsIntervalMs, getJob };
+  const routes: RouteContext = { store: submitStore, redact: redactor, registry, storageDir, log, metrics, streams, eventsIntervalMs, getJob };
   registerJobRoutes(api, routes);
   registerEventRoutes(api, routes);
   registerSystemRoutes(api, routes, app);
+  registerPageRoutes(api, routes);
+  registerAssetRoutes(api, routes, { coordinator: context.coordinator, ...(options.uploads && { limits: options.uploads }) });
 
   return app;
 }
@@ -154,7 +215,7 @@ export interface RunningServer {
  */
 export async function startServer(options: StartOptions): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
-  const apiKeys = options.apiKeys ?? parseApiKeys(process.env.AVATAR_API_KEYS);
+  const apiKeys = resolveApiKeys(options);
   assertSafeListen(host, apiKeys);
   const app = await buildServer({ ...options, host, apiKeys });
   let resolveClosed!: () => void;

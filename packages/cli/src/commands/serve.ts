@@ -1,21 +1,49 @@
 import type { Command } from 'commander';
 import { startServer } from '@avatar/server';
-import { parseIntIn, withContext } from '../shared.js';
+import { parseIntIn, parseNumberIn, withContext } from '../shared.js';
+
+/** `--concurrency`: a whole number from 1 to 64, or `auto` (from the resource budget). */
+function parseConcurrency(value: string): number | 'auto' {
+  if (value === 'auto') return 'auto';
+  return parseIntIn('concurrency', 1, 64)(value);
+}
 
 export function registerServe(program: Command): void {
   program.command('serve')
-    .description('serve the HTTP API (see docs/http-api.md); keys from AVATAR_API_KEYS. SIGTERM or Ctrl-C stops cleanly: a running job goes back to the queue.')
-    .option('--host <host>', 'address to listen on; beyond loopback, AVATAR_API_KEYS must be set', '127.0.0.1')
+    .description('serve the HTTP API (see docs/http-api.md); keys from AVATAR_API_KEYS or --api-keys-file. SIGTERM or Ctrl-C stops cleanly: a running job goes back to the queue.')
+    .option('--host <host>', 'address to listen on; beyond loopback, API keys must be set', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0 picks a free one)', parseIntIn('port', 0, 65535), 8080)
     .option('--no-worker', 'only take and serve jobs; separate "avatar worker" processes run them')
-    .action(async (flags: { host: string; port: number; worker: boolean }, command: Command) => {
+    .option('--api-keys-file <path>', 'API keys, one per line, # comments (default AVATAR_API_KEYS_FILE); joined with AVATAR_API_KEYS')
+    .option('--concurrency <n|auto>', 'jobs the in-process worker runs at once; auto: from the resource budget', parseConcurrency, 1)
+    .option('--grace <seconds>', 'on shutdown, how long a running job may finish before it goes back to the queue', parseNumberIn('grace', 0, 3600), 0)
+    .option('--rate-limit <n>', 'requests per minute per API key (per address without keys); 0: no limit (default AVATAR_RATE_LIMIT or 600)', parseIntIn('rate-limit', 0, 1_000_000))
+    .option('--cors-origin <origins>', 'comma-separated browser origins allowed to call the API, or * (default AVATAR_CORS_ORIGINS; none: no CORS)')
+    .action(async (flags: ServeFlags, command: Command) => {
       await withContext(command, async (ctx, out) => {
-        const server = await startServer({ context: ctx, host: flags.host, port: flags.port, worker: flags.worker, handleSignals: true });
-        out.note(`serving ${server.url} (storage ${ctx.storageDir}; ${flags.worker ? 'jobs run in this process' : 'no worker in this process'})`);
+        const server = await startServer({
+          context: ctx, host: flags.host, port: flags.port, worker: flags.worker, handleSignals: true,
+          concurrency: flags.concurrency, shutdownGraceMs: Math.round(flags.grace * 1000),
+          ...(flags.apiKeysFile !== undefined && { apiKeysFile: flags.apiKeysFile }),
+          ...(flags.rateLimit !== undefined && { rateLimit: flags.rateLimit === 0 ? false : { max: flags.rateLimit, windowMs: 60_000 } }),
+          ...(flags.corsOrigin !== undefined && { corsOrigins: flags.corsOrigin.split(',').map((o) => o.trim().replace(/\/+$/, '')).filter((o) => o.length > 0) }),
+        });
+        out.note(`serving ${server.url} (storage ${ctx.storageDir}; ${flags.worker ? `jobs run in this process, concurrency ${flags.concurrency}` : 'no worker in this process'})`);
         if (out.json) process.stdout.write(`${JSON.stringify({ url: server.url })}\n`);
         await server.closed;
         out.note('server stopped');
         return 0;
       });
     });
+}
+
+interface ServeFlags {
+  host: string;
+  port: number;
+  worker: boolean;
+  apiKeysFile?: string;
+  concurrency: number | 'auto';
+  grace: number;
+  rateLimit?: number;
+  corsOrigin?: string;
 }

@@ -174,6 +174,30 @@ export function runJobStoreConformance(name: string, makeStore: JobStoreFactory)
         expect(ids(await store.list({ status: [] }))).toEqual([]);
       });
 
+      it('pages with `after`: each job once, in list order, even within one millisecond', async () => {
+        const store = await open();
+        const jobs = await Promise.all(Array.from({ length: 7 }, (_, i) => store.submit(i % 2 ? 'voice_clone' : 'voice_synthesis', { i })));
+        const all = await store.list();
+        expect(all).toHaveLength(jobs.length);
+        const seen: string[] = [];
+        let after: { createdAt: string; jobId: string } | undefined;
+        for (let page = 0; page < 10; page++) {
+          const got = await store.list({ limit: 3, ...(after && { after }) });
+          if (got.length === 0) break;
+          seen.push(...got.map((j) => j.jobId));
+          const last = got[got.length - 1]!;
+          after = { createdAt: last.createdAt, jobId: last.jobId };
+        }
+        expect(seen).toEqual(all.map((j) => j.jobId));
+        // combined with a filter, and past the oldest job
+        const clones = all.filter((j) => j.jobType === 'voice_clone');
+        const first = clones[0]!;
+        expect((await store.list({ type: 'voice_clone', after: { createdAt: first.createdAt, jobId: first.jobId } })).map((j) => j.jobId))
+          .toEqual(clones.slice(1).map((j) => j.jobId));
+        const oldest = all[all.length - 1]!;
+        expect(await store.list({ after: { createdAt: oldest.createdAt, jobId: oldest.jobId } })).toEqual([]);
+      });
+
       it('counts jobs by status and type, with every key present', async () => {
         const store = await open();
         const empty = await store.stats();

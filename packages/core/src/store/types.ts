@@ -6,6 +6,11 @@ export interface ListFilter {
   type?: JobType | readonly JobType[];
   /** newest first; at most this many */
   limit?: number;
+  /**
+   * Paging: only the jobs listed after this position, i.e. created before it (same createdAt: a
+   * smaller jobId). Pass the last job of the previous page.
+   */
+  after?: { createdAt: string; jobId: string };
 }
 
 export interface JobStats {

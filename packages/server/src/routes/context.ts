@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, Raw
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Job, JobStore, Logger, PluginRegistry } from '@avatar/core';
 import type { ServerMetrics } from '../metrics.js';
+import type { Redactor } from '../redact.js';
 
 /** The fastify instance with TypeBox schemas giving request and reply types. */
 export type Api = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, TypeBoxTypeProvider>;
@@ -19,4 +20,6 @@ export interface RouteContext {
   eventsIntervalMs: number;
   /** the job, or AVATAR_ERR_JOB_NOT_FOUND */
   getJob(id: string): Promise<Job>;
+  /** takes server paths out of what clients see; replies are redacted by a hook, raw streams call it */
+  redact: Redactor;
 }

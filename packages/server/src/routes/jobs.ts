@@ -2,11 +2,14 @@ import { createReadStream } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { extname, sep } from 'node:path';
 import { Type } from '@sinclair/typebox';
+import type { Static } from '@sinclair/typebox';
 import { AvatarError, checkJobParams, isFinished } from '@avatar/core';
 import type { JobParams } from '@avatar/core';
 import { contentTypeFor, parseRange } from '../files.js';
-import { JobIdParamsSchema, JobSchema, ListQuerySchema, SubmitBodySchema, errorResponses } from '../schemas.js';
+import { decodeCursor, encodeCursor } from '../paging.js';
+import { JobIdParamsSchema, JobSchema, ListQuerySchema, ListReplySchema, SubmitBodySchema, errorResponses } from '../schemas.js';
 import type { Api, RouteContext } from './context.js';
+import { SubmitBodies, jobFormHooks, submitJobForm } from './job-form.js';
 
 /** A streamed file; the serialiser never sees it, the schema documents it. */
 const FileSchema = (description: string) => Type.Unsafe<NodeJS.ReadableStream>({ type: 'string', format: 'binary', description });
@@ -17,13 +20,16 @@ export function registerJobRoutes(api: Api, ctx: RouteContext): void {
 
   api.post('/v1/jobs', {
     schema: {
-      summary: 'queue a job',
-      body: SubmitBodySchema,
-      response: { 202: JobSchema, ...errorResponses(400, 401, 413, 415) },
+      summary: 'queue a job: JSON, or a multipart form with the photo and audio inline',
+      body: SubmitBodies,
+      response: { 202: JobSchema, ...errorResponses(400, 401, 413, 415, 422) },
     },
+    ...jobFormHooks(storageDir),
   }, async (request, reply) => {
-    const { jobType } = request.body;
-    const params = request.body.params as JobParams;
+    if (request.isMultipart()) return submitJobForm(request, reply, store, storageDir);
+    const body = request.body as Static<typeof SubmitBodySchema>;
+    const { jobType } = body;
+    const params = body.params as JobParams;
     checkJobParams(jobType, params);
     const job = await store.submit(jobType, params);
     return reply.code(202).header('location', `/v1/jobs/${job.jobId}`).send(job);
@@ -31,14 +37,19 @@ export function registerJobRoutes(api: Api, ctx: RouteContext): void {
 
   api.get('/v1/jobs', {
     schema: {
-      summary: 'list jobs, newest first',
+      summary: 'list jobs, newest first, a page at a time',
       querystring: ListQuerySchema,
-      response: { 200: Type.Object({ jobs: Type.Array(JobSchema) }), ...errorResponses(400, 401) },
+      response: { 200: ListReplySchema, ...errorResponses(400, 401) },
     },
   }, async (request) => {
-    const { status, type, limit } = request.query;
-    const jobs = await store.list({ ...(status && { status }), ...(type && { type }), limit: limit ? Number(limit) : 50 });
-    return { jobs };
+    const { status, type, limit, cursor } = request.query;
+    const size = limit ? Number(limit) : 50;
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
+    // one more than asked for says whether another page follows, without an empty last page
+    const found = await store.list({ ...(status && { status }), ...(type && { type }), ...(after && { after }), limit: size + 1 });
+    const jobs = found.slice(0, size);
+    const last = jobs[jobs.length - 1];
+    return { jobs, nextCursor: found.length > size && last ? encodeCursor(last) : null };
   });
 
   api.get('/v1/jobs/:id', {

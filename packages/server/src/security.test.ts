@@ -1,0 +1,242 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import {
+  AvatarError, FileJobStore, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore,
+} from '@avatar/core';
+import type { Job } from '@avatar/core';
+import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
+import { buildServer, startServer } from './server.js';
+import type { ServerContext } from './server.js';
+import { readApiKeysFile, resolveApiKeys } from './auth.js';
+import { CONTENT_SECURITY_POLICY, corsOriginsFromEnv, rateLimitFromEnv } from './security.js';
+
+async function makeContext(): Promise<ServerContext & { cleanup(): Promise<void> }> {
+  const storageDir = await mkdtemp(join(tmpdir(), 'avatar-security-'));
+  const registry = new PluginRegistry();
+  registry.register(flitePlugin, '@avatar/tts');
+  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
+  const voices = new VoiceProfileStore(storageDir);
+  const store = new FileJobStore({ storageDir });
+  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
+  return {
+    storageDir, registry, store, coordinator,
+    cleanup: async () => {
+      await store.close();
+      await rm(storageDir, { recursive: true, force: true });
+    },
+  };
+}
+
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+const codeOf = (body: string): string => (JSON.parse(body) as { error: { code: string } }).error.code;
+
+describe('rate limit', () => {
+  let ctx: Awaited<ReturnType<typeof makeContext>>;
+  let app: FastifyInstance;
+
+  beforeAll(async () => {
+    ctx = await makeContext();
+    app = await buildServer({ context: ctx, apiKeys: ['key-one', 'key-two'], worker: false, rateLimit: { max: 5, windowMs: 60_000 } });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await ctx?.cleanup();
+  });
+
+  it('answers 429 AVATAR_ERR_HTTP_RATE_LIMITED with Retry-After once a key is over its limit; other keys and /healthz go on', async () => {
+    for (let i = 0; i < 5; i++) {
+      const ok = await app.inject({ url: '/v1/jobs', headers: bearer('key-one') });
+      expect(ok.statusCode).toBe(200);
+      expect(ok.headers['x-ratelimit-remaining']).toBe(String(4 - i));
+    }
+    const over = await app.inject({ url: '/v1/stats', headers: bearer('key-one') });
+    expect(over.statusCode).toBe(429);
+    expect(codeOf(over.body)).toBe('AVATAR_ERR_HTTP_RATE_LIMITED');
+    const body = JSON.parse(over.body) as { error: { message: string; hint: string } };
+    expect(body.error.message).toMatch(/over 5 in 1 minute/);
+    const retry = Number(over.headers['retry-after']);
+    expect(retry).toBeGreaterThan(0);
+    expect(retry).toBeLessThanOrEqual(60);
+    expect(over.headers['content-security-policy']).toBe(CONTENT_SECURITY_POLICY);
+    // a route that does not exist counts as well
+    expect((await app.inject({ url: '/nowhere', headers: bearer('key-one') })).statusCode).toBe(429);
+
+    // a bucket per key
+    expect((await app.inject({ url: '/v1/jobs', headers: bearer('key-two') })).statusCode).toBe(200);
+    // health checks are never limited
+    for (let i = 0; i < 8; i++) expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+  });
+
+  it('requests without a valid key are limited by address, before the key check', async () => {
+    const fresh = await buildServer({ context: ctx, apiKeys: ['k'], worker: false, rateLimit: { max: 3, windowMs: 60_000 } });
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 5; i++) codes.push((await fresh.inject({ url: '/v1/jobs', headers: bearer('guess') })).statusCode);
+      expect(codes).toEqual([401, 401, 401, 429, 429]);
+      // the holder of the real key has a bucket of its own
+      expect((await fresh.inject({ url: '/v1/jobs', headers: bearer('k') })).statusCode).toBe(200);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it('AVATAR_RATE_LIMIT: per minute, 0 turns it off, junk refused', () => {
+    expect(rateLimitFromEnv({ AVATAR_RATE_LIMIT: '120' })).toEqual({ max: 120, windowMs: 60_000 });
+    expect(rateLimitFromEnv({ AVATAR_RATE_LIMIT: '0' })).toBe(false);
+    expect(rateLimitFromEnv({})).toBeUndefined();
+    expect(() => rateLimitFromEnv({ AVATAR_RATE_LIMIT: 'lots' })).toThrow(AvatarError);
+  });
+});
+
+describe('CORS', () => {
+  let ctx: Awaited<ReturnType<typeof makeContext>>;
+
+  beforeAll(async () => {
+    ctx = await makeContext();
+  });
+  afterAll(async () => {
+    await ctx?.cleanup();
+  });
+
+  it('is off unless origins are configured: no Access-Control headers, preflights need a key like anything else', async () => {
+    const app = await buildServer({ context: ctx, apiKeys: ['k'], worker: false, corsOrigins: [] });
+    try {
+      const res = await app.inject({ url: '/v1/jobs', headers: { ...bearer('k'), origin: 'https://app.example' } });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['access-control-allow-origin']).toBeUndefined();
+      const pre = await app.inject({ method: 'OPTIONS', url: '/v1/jobs', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
+      expect(pre.headers['access-control-allow-origin']).toBeUndefined();
+      expect(pre.statusCode).toBe(401);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('with origins: an allowed origin gets the headers and its keyless preflight is answered; others get none', async () => {
+    const app = await buildServer({ context: ctx, apiKeys: ['k'], worker: false, corsOrigins: ['https://app.example'] });
+    try {
+      const pre = await app.inject({
+        method: 'OPTIONS', url: '/v1/jobs',
+        headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+      });
+      expect(pre.statusCode).toBe(204);
+      expect(pre.headers['access-control-allow-origin']).toBe('https://app.example');
+      expect(String(pre.headers['access-control-allow-headers'])).toMatch(/authorization/);
+      expect(String(pre.headers['access-control-allow-methods'])).toMatch(/POST/);
+      const res = await app.inject({ url: '/v1/jobs', headers: { ...bearer('k'), origin: 'https://app.example' } });
+      expect(res.headers['access-control-allow-origin']).toBe('https://app.example');
+      expect(res.headers['access-control-allow-credentials']).toBeUndefined();
+      const other = await app.inject({ url: '/v1/jobs', headers: { ...bearer('k'), origin: 'https://evil.example' } });
+      expect(other.headers['access-control-allow-origin']).toBeUndefined();
+    } finally {
+      await app.close();
+    }
+    expect(corsOriginsFromEnv({ AVATAR_CORS_ORIGINS: 'https://a.example/, http://localhost:3000 ,' })).toEqual(['https://a.example', 'http://localhost:3000']);
+  });
+});
+
+describe('security headers', () => {
+  it('on every answer: JSON, errors, 404, 401, health and event streams', async () => {
+    const ctx = await makeContext();
+    const server = await startServer({ context: ctx, port: 0, apiKeys: ['k'], worker: false, rateLimit: false });
+    try {
+      const job = (await server.app.inject({ method: 'POST', url: '/v1/jobs', headers: bearer('k'), payload: { jobType: 'voice_synthesis', params: { text: 'hi' } } })).json<Job>();
+      await server.app.inject({ method: 'DELETE', url: `/v1/jobs/${job.jobId}`, headers: bearer('k') });
+      const answers = [
+        await server.app.inject({ url: '/v1/jobs', headers: bearer('k') }),
+        await server.app.inject({ url: '/v1/jobs/job-20260101000000-00000000', headers: bearer('k') }),
+        await server.app.inject({ url: '/no/such/route', headers: bearer('k') }),
+        await server.app.inject({ url: '/v1/jobs' }),
+        await server.app.inject({ url: '/healthz' }),
+        await server.app.inject({ method: 'POST', url: '/v1/jobs', headers: { ...bearer('k'), 'content-type': 'application/json' }, payload: '{oops' }),
+      ];
+      expect(answers.map((a) => a.statusCode)).toEqual([200, 404, 404, 401, 200, 400]);
+      const stream = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+        httpRequest(`${server.url}/v1/jobs/${job.jobId}/events`, { headers: bearer('k') }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.headers));
+        }).on('error', reject).end();
+      });
+      for (const headers of [...answers.map((a) => a.headers), stream]) {
+        expect(headers['content-security-policy']).toBe(CONTENT_SECURITY_POLICY);
+        expect(headers['x-content-type-options']).toBe('nosniff');
+        expect(headers['x-frame-options']).toBe('DENY');
+        expect(headers['referrer-policy']).toBe('no-referrer');
+        expect(headers['cross-origin-resource-policy']).toBe('same-origin');
+      }
+      expect(String(stream['content-type'])).toMatch(/^text\/event-stream/);
+      // the policy the page is written for
+      expect(CONTENT_SECURITY_POLICY).toContain("default-src 'self'");
+      expect(CONTENT_SECURITY_POLICY).toContain("script-src 'self'");
+      expect(CONTENT_SECURITY_POLICY).toContain("style-src 'self'");
+      expect(CONTENT_SECURITY_POLICY).toContain("img-src 'self' blob: data:");
+      expect(CONTENT_SECURITY_POLICY).toContain("media-src 'self' blob:");
+      expect(CONTENT_SECURITY_POLICY).toContain("connect-src 'self'");
+      expect(CONTENT_SECURITY_POLICY).not.toContain('unsafe-inline');
+    } finally {
+      await server.close();
+      await ctx.cleanup();
+    }
+  });
+});
+
+describe('API keys from a file', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'avatar-keys-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('one key per line, comments and blanks skipped; joined with AVATAR_API_KEYS; the server takes them', async () => {
+    const file = join(dir, 'keys');
+    await writeFile(file, '# team keys\n\nalpha-123\n  beta-456   # the CI key\r\nga#mma\n');
+    expect(readApiKeysFile(file)).toEqual(['alpha-123', 'beta-456', 'ga#mma']);
+    expect(resolveApiKeys({}, { AVATAR_API_KEYS: 'env-key', AVATAR_API_KEYS_FILE: file })).toEqual(['env-key', 'alpha-123', 'beta-456', 'ga#mma']);
+    expect(resolveApiKeys({ apiKeys: ['given'], apiKeysFile: file }, {})).toEqual(['given', 'alpha-123', 'beta-456', 'ga#mma']);
+
+    const ctx = await makeContext();
+    const app = await buildServer({ context: ctx, apiKeys: [], apiKeysFile: file, worker: false, rateLimit: false });
+    try {
+      expect((await app.inject({ url: '/v1/jobs' })).statusCode).toBe(401);
+      expect((await app.inject({ url: '/v1/jobs', headers: bearer('beta-456') })).statusCode).toBe(200);
+      expect((await app.inject({ url: '/v1/jobs', headers: bearer('# the CI key') })).statusCode).toBe(401);
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+
+  it('a missing, unreadable, empty or malformed file stops the start with AVATAR_ERR_HTTP_API_KEYS_FILE', async () => {
+    const empty = join(dir, 'empty');
+    await writeFile(empty, '# nothing yet\n\n');
+    const spaced = join(dir, 'spaced');
+    await writeFile(spaced, 'two keys-on-one-line\n');
+    const locked = join(dir, 'locked');
+    await writeFile(locked, 'k\n');
+    await chmod(locked, 0o000);
+    const cases = [join(dir, 'missing'), empty, spaced, ...(process.getuid?.() === 0 ? [] : [locked])];
+    for (const path of cases) {
+      let caught: unknown;
+      try {
+        readApiKeysFile(path);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught, path).toBeInstanceOf(AvatarError);
+      expect((caught as AvatarError).code).toBe('AVATAR_ERR_HTTP_API_KEYS_FILE');
+      expect((caught as AvatarError).message).toContain(path);
+    }
+    const ctx = await makeContext();
+    try {
+      await expect(startServer({ context: ctx, port: 0, apiKeysFile: join(dir, 'missing'), worker: false })).rejects.toMatchObject({ code: 'AVATAR_ERR_HTTP_API_KEYS_FILE' });
+    } finally {
+      await ctx.cleanup();
+    }
+  });
+});

@@ -1,0 +1,421 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import multipart from '@fastify/multipart';
+import type { MultipartFile, MultipartValue } from '@fastify/multipart';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AvatarError, readFileHead, readImageSize, sniffAudio, sniffImage } from '@avatar/core';
+import type { AudioKind, ErrorParams, ImageKind, Logger } from '@avatar/core';
+import type { Api } from './routes/context.js';
+
+/** What one upload may hold. Every limit is checked while the bytes arrive or before anything decodes. */
+export interface UploadLimits {
+  /** largest photo, bytes (default 20 MiB) */
+  photoBytes: number;
+  /** largest audio file, bytes (default 50 MiB) */
+  audioBytes: number;
+  /** files in one form (default 2; a route takes fewer when it names fewer file fields) */
+  files: number;
+  /** text fields in one form (default 20) */
+  fields: number;
+  /** largest text field, bytes (default 100 KiB: room for the longest job text) */
+  fieldBytes: number;
+  /** most pixels a photo's header may declare (default 40 000 000), checked before any pixel is decoded */
+  imagePixels: number;
+  /** longest audio, seconds as decoded, not as the header claims (default 120) */
+  audioSeconds: number;
+  /** how long decoding one audio upload may take, ms (default 30 000) */
+  decodeTimeoutMs: number;
+}
+
+export const DEFAULT_UPLOAD_LIMITS: Readonly<UploadLimits> = {
+  photoBytes: 20 * 1024 * 1024,
+  audioBytes: 50 * 1024 * 1024,
+  files: 2,
+  fields: 20,
+  fieldBytes: 100 * 1024,
+  imagePixels: 40_000_000,
+  audioSeconds: 120,
+  decodeTimeoutMs: 30_000,
+};
+
+/** The defaults with `given` on top; a limit that is not a positive number is a configuration error. */
+export function resolveUploadLimits(given: Partial<UploadLimits> = {}): UploadLimits {
+  const limits: UploadLimits = { ...DEFAULT_UPLOAD_LIMITS };
+  for (const key of Object.keys(DEFAULT_UPLOAD_LIMITS) as (keyof UploadLimits)[]) {
+    const value = given[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `uploads.${key}`, problem: 'must be a positive number', value: String(value), expected: `Give uploads.${key} a number above 0.` });
+    }
+    limits[key] = value;
+  }
+  return limits;
+}
+
+export type UploadKind = 'image' | 'audio';
+
+/** A file field a route takes. */
+export interface FileField {
+  field: string;
+  kind: UploadKind;
+  required: boolean;
+}
+
+export interface FormSpec {
+  /** the folder the staging folder is made in; the route renames the staging folder from there */
+  parent: string;
+  files: readonly FileField[];
+  /** the text fields the route takes; which of them are required is the route schema's business */
+  fields: readonly string[];
+}
+
+export interface UploadedFile {
+  field: string;
+  kind: UploadKind;
+  format: ImageKind | AudioKind;
+  /** file extension for the format, without the dot */
+  ext: string;
+  /** absolute, inside the staging folder: `<field>.<ext>` */
+  path: string;
+  bytes: number;
+  /** the client's file name, for messages only: it never becomes part of a path */
+  clientName: string;
+  width?: number;
+  height?: number;
+  /** decoded length (audio) */
+  seconds?: number;
+}
+
+export interface ReceivedForm {
+  fields: Record<string, string>;
+  files: Record<string, UploadedFile>;
+  /** the staging folder: `<parent>/.upload-<16 hex>`, holding the checked files */
+  dir: string;
+  /** removes the staging folder (a no-op once the route has renamed it into place) */
+  discard(): Promise<void>;
+}
+
+const EXTENSIONS: Record<ImageKind | AudioKind, string> = {
+  jpeg: 'jpg', png: 'png', webp: 'webp', wav: 'wav', mp3: 'mp3', ogg: 'ogg', flac: 'flac', m4a: 'm4a',
+};
+
+/** ffmpeg demuxers for the sniffed containers: ffmpeg reads the upload as that format and nothing else. */
+const DEMUXERS: Record<AudioKind, string> = { wav: 'wav', mp3: 'mp3', ogg: 'ogg', flac: 'flac', m4a: 'mov' };
+
+const EXAMPLES: Record<UploadKind, string> = { image: 'portrait.jpg', audio: 'sample.wav' };
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${Math.round((bytes / 1024 / 1024) * 10) / 10} MiB`;
+  if (bytes >= 1024) return `${Math.round((bytes / 1024) * 10) / 10} KiB`;
+  return `${bytes} bytes`;
+}
+
+/** The client's file name as messages show it: its last segment, printable, at most 100 characters. */
+export function displayName(filename: string | undefined): string {
+  const last = String(filename ?? '').split(/[/\\]/).pop() ?? '';
+  const clean = last.replace(/[\u0000-\u001f\u007f]/g, '').slice(-100);
+  return clean === '' ? '(no file name)' : clean;
+}
+
+const firstLine = (text: string): string => (text.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? '').slice(0, 300);
+
+/** The multipart parser's own refusals as AvatarErrors with stable codes. */
+function parserError(error: unknown, limits: { files: number; fields: number; parts: number }): AvatarError {
+  if (error instanceof AvatarError) return error;
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  switch (code) {
+    case 'FST_FILES_LIMIT': return new AvatarError('AVATAR_ERR_HTTP_UPLOAD_TOO_MANY', { limit: limits.files, what: limits.files === 1 ? 'file' : 'files' });
+    case 'FST_FIELDS_LIMIT': return new AvatarError('AVATAR_ERR_HTTP_UPLOAD_TOO_MANY', { limit: limits.fields, what: 'text fields' });
+    case 'FST_PARTS_LIMIT': return new AvatarError('AVATAR_ERR_HTTP_UPLOAD_TOO_MANY', { limit: limits.parts, what: 'parts' });
+    case 'FST_PROTO_VIOLATION': return new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', { field: '(reserved name)', problem: 'has a name that is not allowed', expected: 'Name the fields as this route documents them.' });
+    case 'FST_INVALID_JSON_FIELD_ERROR': return new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', { field: '(a JSON field)', problem: 'is declared application/json but is not valid JSON', expected: 'Send valid JSON, or send the field as plain text.' });
+    default: return new AvatarError('AVATAR_ERR_HTTP_UPLOAD_MALFORMED', { reason: firstLine(message) || 'the body ended early' });
+  }
+}
+
+/** Decodes audio with ffmpeg and counts the samples; the header's own duration is never trusted. */
+function decodeSeconds(path: string, kind: AudioKind, limitSeconds: number, timeoutMs: number, signal?: AbortSignal): Promise<{ seconds: number } | { error: string }> {
+  const ffmpeg = process.env.AVATAR_FFMPEG?.trim() || 'ffmpeg';
+  const rate = 8000;
+  const args = [
+    '-nostdin', '-hide_banner', '-v', 'error', '-protocol_whitelist', 'file', '-f', DEMUXERS[kind], '-i', path,
+    '-map', '0:a:0', '-t', String(limitSeconds + 1), '-vn', '-ac', '1', '-ar', String(rate), '-f', 's16le', 'pipe:1',
+  ];
+  return new Promise((resolve, reject) => {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const child = spawn(ffmpeg, args, { stdio: ['ignore', 'pipe', 'pipe'], signal: stop });
+    let bytes = 0;
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => { bytes += chunk.length; });
+    child.stderr.on('data', (chunk: Buffer) => { if (stderr.length < 4096) stderr += chunk.toString('utf8'); });
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'EACCES') {
+        reject(new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool: 'ffmpeg', install: 'apt-get install -y ffmpeg' }, { cause: error }));
+      } else if (error.name === 'AbortError') {
+        resolve({ error: timeout.aborted ? `decoding took longer than ${Math.round(timeoutMs / 1000)}s` : 'the request ended' });
+      } else {
+        reject(error);
+      }
+    });
+    child.on('close', (code) => {
+      if (stop.aborted) return; // answered by the 'error' handler
+      if (code !== 0) return resolve({ error: firstLine(stderr.split(path).join('the file')) || `ffmpeg ended with code ${code}` });
+      resolve({ seconds: bytes / 2 / rate });
+    });
+  });
+}
+
+/**
+ * Receives multipart forms safely: files stream to a staging folder under the storage folder with
+ * server-chosen names, sizes are counted as the bytes arrive, types are sniffed from the bytes,
+ * images are sized from their header before anything decodes them, audio is decoded to measure it.
+ * A form that fails any check leaves nothing on disk.
+ */
+export class Uploads {
+  readonly limits: UploadLimits;
+
+  constructor(readonly storageDir: string, limits: Partial<UploadLimits> = {}, private readonly log?: Logger) {
+    this.limits = resolveUploadLimits(limits);
+  }
+
+  bytesFor(kind: UploadKind): number {
+    return kind === 'image' ? this.limits.photoBytes : this.limits.audioBytes;
+  }
+
+  /** Reads the whole form, stores and checks its files; on any failure removes what it stored and throws. */
+  async receive(request: FastifyRequest, reply: FastifyReply, spec: FormSpec): Promise<ReceivedForm> {
+    const first = spec.files[0];
+    if (!request.isMultipart()) {
+      const type = request.headers['content-type'] ? String(request.headers['content-type']).split(';')[0]?.trim().slice(0, 100) || 'an unnamed type' : 'a body without Content-Type';
+      throw new AvatarError('AVATAR_ERR_HTTP_NOT_MULTIPART', { type, field: first?.field ?? 'file', example: first ? EXAMPLES[first.kind] : 'file' });
+    }
+    await mkdir(spec.parent, { recursive: true });
+    const dir = join(spec.parent, `.upload-${randomBytes(8).toString('hex')}`);
+    await mkdir(dir);
+    const discard = async (): Promise<void> => {
+      await rm(dir, { recursive: true, force: true }).catch((error: unknown) => this.log?.warn(`could not remove the upload folder ${dir}`, { reason: String(error) }));
+    };
+    // a client that goes away before the answer leaves nothing behind either
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) void discard();
+    });
+    const form: ReceivedForm = { fields: {}, files: {}, dir, discard };
+    const counts = {
+      files: Math.max(1, Math.min(spec.files.length, this.limits.files)),
+      fields: Math.max(1, Math.min(Math.max(spec.fields.length, 1), this.limits.fields)),
+      parts: 0,
+    };
+    counts.parts = counts.files + counts.fields;
+    try {
+      const fileSize = Math.max(1, ...spec.files.map((f) => this.bytesFor(f.kind)));
+      let parts: AsyncIterableIterator<MultipartFile | MultipartValue>;
+      try {
+        parts = request.parts({
+          limits: { fileSize, files: counts.files, fields: counts.fields, parts: counts.parts, fieldSize: this.limits.fieldBytes, fieldNameSize: 100, headerPairs: 20 },
+        }) as AsyncIterableIterator<MultipartFile | MultipartValue>;
+        for await (const part of parts) {
+          if (part.type === 'file') await this.storeFile(part, spec, form);
+          else this.takeField(part, spec, form);
+        }
+      } catch (error) {
+        throw parserError(error, counts);
+      }
+      for (const f of spec.files) {
+        if (f.required && !form.files[f.field]) {
+          throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_MISSING', { what: f.kind === 'image' ? 'photo' : 'audio file', field: f.field, example: EXAMPLES[f.kind] });
+        }
+      }
+      for (const file of Object.values(form.files)) await this.checkContent(file, reply);
+      return form;
+    } catch (error) {
+      if (!request.raw.readableEnded) {
+        // what is left of a refused upload is not read: the connection closes after the answer
+        request.raw.unpipe();
+        request.raw.resume();
+        void reply.header('connection', 'close');
+      }
+      await discard();
+      throw error;
+    }
+  }
+
+  private async storeFile(part: MultipartFile, spec: FormSpec, form: ReceivedForm): Promise<void> {
+    const field = spec.files.find((f) => f.field === part.fieldname);
+    const expected = `Files: ${spec.files.map((f) => `"${f.field}" (${f.kind === 'image' ? 'JPEG, PNG or WebP' : 'WAV, MP3, OGG, FLAC or M4A'})`).join(', ') || 'none'}; text fields: ${spec.fields.map((f) => `"${f}"`).join(', ') || 'none'}.`;
+    if (!field) {
+      part.file.resume();
+      const problem = spec.fields.includes(part.fieldname) ? 'must be text, not a file' : 'is not a file this route takes';
+      throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', { field: part.fieldname.slice(0, 100), problem, expected });
+    }
+    if (form.files[field.field]) {
+      part.file.resume();
+      throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', { field: field.field, problem: 'holds more than one file', expected: 'Send one file per field.' });
+    }
+    const clientName = displayName(part.filename);
+    const input = `form field "${field.field}" (${clientName})`;
+    const limit = this.bytesFor(field.kind);
+    const tooLarge = (): AvatarError => new AvatarError('AVATAR_ERR_HTTP_UPLOAD_TOO_LARGE', {
+      input, limit: formatBytes(limit),
+      advice: field.kind === 'image' ? 'a portrait photo needs a few megabytes at most; save it smaller or at a lower JPEG quality.' : 'trim the recording or send it compressed (MP3, OGG, FLAC).',
+    });
+    // the server names the file; the client's name is kept for messages only
+    const path = join(form.dir, `${field.field}.upload`);
+    let bytes = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        bytes += chunk.length;
+        if (bytes > limit) done(tooLarge());
+        else done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(part.file, counter, createWriteStream(path, { flags: 'wx' }));
+    } catch (error) {
+      if (error instanceof AvatarError) throw error;
+      throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_MALFORMED', { reason: `the file in field "${field.field}" ended early (${firstLine(error instanceof Error ? error.message : String(error))})` });
+    }
+    if (part.file.truncated) throw tooLarge();
+    if (bytes === 0) {
+      // a browser form with no file chosen sends an empty, nameless part: the field is simply absent
+      await rm(path, { force: true });
+      if (part.filename) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_MISSING', { what: `non-empty ${field.kind === 'image' ? 'photo' : 'audio file'} (${clientName} is empty)`, field: field.field, example: EXAMPLES[field.kind] });
+      return;
+    }
+    form.files[field.field] = { field: field.field, kind: field.kind, format: field.kind === 'image' ? 'jpeg' : 'wav', ext: 'upload', path, bytes, clientName };
+  }
+
+  private takeField(part: MultipartValue, spec: FormSpec, form: ReceivedForm): void {
+    const name = part.fieldname;
+    if (!spec.fields.includes(name)) {
+      const isFile = spec.files.some((f) => f.field === name);
+      throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', {
+        field: name.slice(0, 100),
+        problem: isFile ? 'must be a file upload, not text' : 'is not a field this route takes',
+        expected: isFile ? `Send a file: curl -F ${name}=@file` : `Text fields: ${spec.fields.map((f) => `"${f}"`).join(', ') || 'none'}; files: ${spec.files.map((f) => `"${f.field}"`).join(', ') || 'none'}.`,
+      });
+    }
+    if (name in form.fields) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', { field: name, problem: 'was sent more than once', expected: 'Send each field once.' });
+    if (part.valueTruncated) {
+      throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_TOO_LARGE', { input: `form field "${name}"`, limit: formatBytes(this.limits.fieldBytes), advice: 'shorten the value.' });
+    }
+    // a part sent as application/json arrives parsed; fields are text, so it goes back to its JSON text
+    form.fields[name] = typeof part.value === 'string' ? part.value : JSON.stringify(part.value);
+  }
+
+  /** Sniffs the bytes, checks the header's size or decodes the audio, then names the file for its format. */
+  private async checkContent(file: UploadedFile, reply: FastifyReply): Promise<void> {
+    const input = `form field "${file.field}"`;
+    const path = file.clientName;
+    const head = await readFileHead(file.path, 64);
+    if (file.kind === 'image') {
+      const kind = sniffImage(head);
+      if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its bytes do not start like a JPEG, PNG or WebP file; the name and Content-Type are not looked at' });
+      const size = await readImageSize(file.path);
+      if (!size) throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: `its ${kind.toUpperCase()} header gives no image size` });
+      const pixels = size.width * size.height;
+      if (pixels > this.limits.imagePixels) {
+        throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_PIXELS', {
+          input: `${input} (${path})`, width: size.width, height: size.height,
+          megapixels: (pixels / 1e6).toFixed(1), limit: Math.round(this.limits.imagePixels / 1e5) / 10,
+        });
+      }
+      Object.assign(file, { format: kind, width: size.width, height: size.height });
+    } else {
+      const kind = sniffAudio(head);
+      if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason: 'its bytes do not start like a WAV, MP3, OGG, FLAC or M4A file; the name and Content-Type are not looked at' });
+      const controller = new AbortController();
+      const onClose = (): void => {
+        if (!reply.raw.writableFinished) controller.abort();
+      };
+      reply.raw.once('close', onClose);
+      let decoded: Awaited<ReturnType<typeof decodeSeconds>>;
+      try {
+        decoded = await decodeSeconds(file.path, kind, this.limits.audioSeconds, this.limits.decodeTimeoutMs, controller.signal);
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+      const format = kind.toUpperCase();
+      if ('error' in decoded) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_UNDECODABLE', { input: `${input} (${path})`, format, reason: decoded.error });
+      if (decoded.seconds <= 0) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_UNDECODABLE', { input: `${input} (${path})`, format, reason: 'it holds no audio samples' });
+      if (decoded.seconds > this.limits.audioSeconds) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_AUDIO_TOO_LONG', { input: `${input} (${path})`, limit: this.limits.audioSeconds });
+      Object.assign(file, { format: kind, seconds: Math.round(decoded.seconds * 1000) / 1000 });
+    }
+    const ext = EXTENSIONS[file.format];
+    const named = join(file.path, '..', `${file.field}.${ext}`);
+    await rename(file.path, named);
+    Object.assign(file, { ext, path: named });
+  }
+}
+
+// ---- tying a form to a route's life cycle ----
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** multipart uploads, set up by installUploads */
+    avatarUploads: Uploads;
+  }
+}
+
+const forms = new WeakMap<FastifyRequest, ReceivedForm>();
+
+/** The multipart plugin (for its parser only: files are streamed by Uploads) and the shared Uploads. */
+export function installUploads(api: Api, options: { storageDir: string; limits?: Partial<UploadLimits>; log?: Logger }): Uploads {
+  const uploads = new Uploads(options.storageDir, options.limits ?? {}, options.log);
+  if (!api.hasDecorator('avatarUploads')) {
+    api.decorate('avatarUploads', uploads);
+    void api.register(multipart, { throwFileSizeLimit: true });
+  }
+  return uploads;
+}
+
+/**
+ * Route hooks for a multipart route: preValidation receives the form (so the route's schema then
+ * validates its text fields; file fields carry the client's file name), onError removes what was
+ * stored when anything later fails. `spec` returns null to leave a request alone (a JSON body).
+ */
+export function formHooks(spec: (request: FastifyRequest) => FormSpec | null) {
+  return {
+    preValidation: async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+      const wanted = spec(request);
+      if (!wanted) return;
+      const form = await request.server.avatarUploads.receive(request, reply, wanted);
+      forms.set(request, form);
+      const files = Object.fromEntries(Object.values(form.files).map((f) => [f.field, f.clientName]));
+      request.body = { ...form.fields, ...files };
+    },
+    onError: async (request: FastifyRequest): Promise<void> => {
+      await forms.get(request)?.discard();
+    },
+  };
+}
+
+/** The form preValidation received for this request. */
+export function receivedForm(request: FastifyRequest): ReceivedForm {
+  const form = forms.get(request);
+  if (!form) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'a multipart route ran without its form' });
+  return form;
+}
+
+/** Replaces server paths in an error's params (staging files, the storage folder) with what the client knows. */
+export function withClientNames(error: AvatarError, names: ReadonlyMap<string, string>): AvatarError {
+  const swap = (value: string): string => {
+    let out = value;
+    for (const [path, name] of names) out = out.split(path).join(name);
+    return out;
+  };
+  const params: Record<string, string | number | boolean | undefined> = {};
+  let changed = false;
+  for (const [key, value] of Object.entries(error.params as ErrorParams)) {
+    const next = typeof value === 'string' ? swap(value) : value;
+    if (next !== value) changed = true;
+    params[key] = next;
+  }
+  return changed ? new AvatarError(error.code, params, { cause: error }) : error;
+}

@@ -1,0 +1,303 @@
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { IncomingHttpHeaders, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AvatarError, FileJobStore, JOB_TYPES, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, Worker,
+  checkJobParams, createJobHandlers,
+} from '@avatar/core';
+import type { Job, JobParams } from '@avatar/core';
+import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
+import { buildServer, startServer } from './server.js';
+import type { RunningServer, ServerContext } from './server.js';
+import { checkWebhookUrl, isPrivateAddress, signWebhook, verifyWebhookSignature } from './webhooks.js';
+import type { DeliveryState } from './webhooks.js';
+
+const SECRET = 'test-secret-3f9a';
+
+async function makeContext(storageDir?: string): Promise<ServerContext & { cleanup(): Promise<void> }> {
+  const dir = storageDir ?? await mkdtemp(join(tmpdir(), 'avatar-webhooks-'));
+  const registry = new PluginRegistry();
+  registry.register(flitePlugin, '@avatar/tts');
+  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
+  const voices = new VoiceProfileStore(dir);
+  const store = new FileJobStore({ storageDir: dir });
+  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir: dir, defaultVoice: DEFAULT_VOICE });
+  return {
+    storageDir: dir, registry, store, coordinator,
+    cleanup: async () => {
+      await store.close();
+      if (!storageDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+interface Received { at: number; headers: IncomingHttpHeaders; body: string; answered: number }
+
+/** A real HTTP receiver that answers `failStatus` to the first `failFirst` deliveries. */
+class Receiver {
+  readonly got: Received[] = [];
+  failFirst = 0;
+  failStatus = 500;
+  private server: Server | undefined;
+  url = '';
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        const answered = this.got.length < this.failFirst ? this.failStatus : 204;
+        this.got.push({ at: Date.now(), headers: req.headers, body, answered });
+        res.writeHead(answered).end();
+      });
+    });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks/avatar?src=test`;
+  }
+
+  async until(count: number, ms = 10_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (this.got.length < count) {
+      if (Date.now() > end) throw new Error(`the receiver got ${this.got.length} of ${count} deliveries`);
+      await sleep(20);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+}
+
+async function deliveryState(storageDir: string, jobId: string): Promise<DeliveryState | undefined> {
+  try {
+    return JSON.parse(await readFile(join(storageDir, 'webhooks', `${jobId}.json`), 'utf8')) as DeliveryState;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+describe('webhook signing and addresses', () => {
+  it('signs t.body with HMAC-SHA256 and verifies; a changed body, secret or an old timestamp fails', () => {
+    const body = '{"jobId":"job-20260101000000-00000000","status":"completed"}';
+    const now = Date.now();
+    const header = signWebhook(SECRET, body, Math.floor(now / 1000));
+    expect(header).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
+    expect(verifyWebhookSignature(SECRET, header, body, 300, now)).toBe(true);
+    expect(verifyWebhookSignature(SECRET, header, body.replace('completed', 'failed'), 300, now)).toBe(false);
+    expect(verifyWebhookSignature('other-secret', header, body, 300, now)).toBe(false);
+    expect(verifyWebhookSignature(SECRET, header, body, 300, now + 301_000)).toBe(false);
+    expect(verifyWebhookSignature(SECRET, undefined, body)).toBe(false);
+    expect(verifyWebhookSignature(SECRET, 't=1,v1=zz', body)).toBe(false);
+  });
+
+  it('knows private addresses, and refuses them only when asked to', () => {
+    for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fd00::1', 'fe80::1', '::ffff:10.0.0.1', '::ffff:7f00:1', '[::1]']) {
+      expect(isPrivateAddress(a), a).toBe(true);
+    }
+    for (const a of ['8.8.8.8', '::ffff:808:808', '1.1.1.1', '172.32.0.1', '2606:4700::1111', 'example.com']) expect(isPrivateAddress(a), a).toBe(false);
+    expect(checkWebhookUrl('http://127.0.0.1:9/x', true).port).toBe('9');
+    for (const url of ['http://127.0.0.1/x', 'http://[::1]/', 'http://[::ffff:127.0.0.1]/', 'http://0x7f.1/', 'http://2130706433/', 'https://localhost/', 'http://printer.local/', 'http://169.254.169.254/latest']) {
+      expect(() => checkWebhookUrl(url, false), url).toThrow(AvatarError);
+    }
+    expect(checkWebhookUrl('https://hooks.example.com/a', false).hostname).toBe('hooks.example.com');
+    expect(() => checkWebhookUrl('ftp://example.com/', true)).toThrow(/only http and https/);
+  });
+
+  it("core's checkJobParams takes a webhook for every job type and refuses a malformed one", () => {
+    const base: Record<string, JobParams> = {
+      full_pipeline: { text: 'hi', avatarImagePath: 'a.png' }, voice_synthesis: { text: 'hi' }, video_encoding: { imagePath: 'a.png', audioPath: 'a.wav' },
+      voice_clone: { referencePath: 'a.wav' }, avatar_generation: { imagePath: 'a.png' }, video_lipsync: { avatarImagePath: 'a.png', audioPath: 'a.wav' },
+    };
+    for (const type of JOB_TYPES) expect(() => checkJobParams(type, { ...base[type]!, webhook: { url: 'https://example.com/h' } })).not.toThrow();
+    for (const webhook of ['https://example.com', { url: 'ftp://x/' }, { url: 'not a url' }, { url: 'https://u:p@example.com/' }, { url: 'https://e.com/', extra: 1 }, {}]) {
+      expect(() => checkJobParams('voice_synthesis', { text: 'hi', webhook }), JSON.stringify(webhook)).toThrow(/webhook/);
+    }
+  });
+});
+
+describe('webhooks over HTTP', () => {
+  const receiver = new Receiver();
+  const opened: { close(): Promise<unknown> }[] = [];
+  const contexts: { cleanup(): Promise<void> }[] = [];
+
+  beforeAll(async () => {
+    await receiver.start();
+  });
+  afterEach(async () => {
+    for (const s of opened.splice(0).reverse()) await s.close();
+    for (const c of contexts.splice(0)) await c.cleanup();
+    receiver.got.splice(0);
+    receiver.failFirst = 0;
+  });
+  afterAll(async () => {
+    await receiver.stop();
+  });
+
+  async function context(dir?: string): Promise<Awaited<ReturnType<typeof makeContext>>> {
+    const ctx = await makeContext(dir);
+    contexts.push(ctx);
+    return ctx;
+  }
+
+  it('without a secret, a job asking for a webhook is refused; other jobs go through', async () => {
+    const ctx = await context();
+    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false, webhooks: { secret: '' } });
+    opened.push(app);
+    const refused = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'hi', webhook: { url: receiver.url } } } });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json<{ error: { code: string } }>().error.code).toBe('AVATAR_ERR_HTTP_WEBHOOK_UNAVAILABLE');
+    expect((await ctx.store.list()).length).toBe(0);
+    const plain = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'hi' } } });
+    expect(plain.statusCode).toBe(202);
+  });
+
+  it('refuses non-http urls by schema, and private addresses when they are turned off', async () => {
+    const ctx = await context();
+    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false, webhooks: { secret: SECRET, allowPrivate: false } });
+    opened.push(app);
+    const post = (webhook: unknown) => app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'hi', webhook } } });
+    const ftp = await post({ url: 'ftp://example.com/x' });
+    expect(ftp.statusCode).toBe(400);
+    expect(ftp.json<{ error: { code: string } }>().error.code).toBe('AVATAR_ERR_HTTP_VALIDATION');
+    expect((await post({ url: 'https://example.com/x', secret: 'x' })).statusCode).toBe(400);
+    const local = await post({ url: receiver.url });
+    expect(local.statusCode).toBe(400);
+    expect(local.json<{ error: { code: string; message: string } }>().error.code).toBe('AVATAR_ERR_HTTP_WEBHOOK_REFUSED');
+    expect((await post({ url: 'https://hooks.example.com/avatar' })).statusCode).toBe(202);
+  });
+
+  it('a real job: the receiver fails twice, the third try lands; same signed body each time, backoff between tries', async () => {
+    const ctx = await context();
+    receiver.failFirst = 2;
+    const server = await startServer({
+      context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: { pollMs: 50 },
+      webhooks: { secret: SECRET, backoffMs: 150, backoffFactor: 2, pollIntervalMs: 50 },
+    });
+    opened.push(server);
+    const submit = await server.app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Webhook test.', webhook: { url: receiver.url } } } });
+    expect(submit.statusCode, submit.body).toBe(202);
+    const id = submit.json<Job>().jobId;
+
+    await receiver.until(3, 20_000);
+    const [a, b, c] = receiver.got as [Received, Received, Received];
+    expect([a.answered, b.answered, c.answered]).toEqual([500, 500, 204]);
+    expect(b.at - a.at).toBeGreaterThanOrEqual(140);
+    expect(c.at - b.at).toBeGreaterThanOrEqual(290);
+    for (const [i, r] of receiver.got.entries()) {
+      expect(r.body).toBe(a.body);
+      expect(r.headers['content-type']).toMatch(/^application\/json/);
+      expect(r.headers['x-avatar-job-id']).toBe(id);
+      expect(r.headers['x-avatar-attempt']).toBe(String(i + 1));
+      expect(verifyWebhookSignature(SECRET, r.headers['x-avatar-signature'] as string, r.body)).toBe(true);
+    }
+    const job = JSON.parse(c.body) as Job;
+    expect(job.jobId).toBe(id);
+    expect(job.status).toBe('completed');
+    expect(job.params.webhook).toEqual({ url: receiver.url });
+    // the same redacted job the API shows: no server path
+    expect(job.result?.outputPath).toBe(`outputs/${id}.wav`);
+    expect(c.body).not.toContain(ctx.storageDir);
+
+    const state = await waitFor('delivered state', async () => {
+      const s = await deliveryState(ctx.storageDir, id);
+      return s?.status === 'delivered' && s;
+    });
+    expect(state.attempts).toBe(3);
+    expect(state.lastStatus).toBe(204);
+    expect(state.nextAttemptAt).toBeNull();
+    // delivered once: nothing more comes
+    await sleep(400);
+    expect(receiver.got).toHaveLength(3);
+    expect((await readdir(join(ctx.storageDir, 'webhooks'))).filter((n) => n.startsWith('.'))).toEqual([]);
+  });
+
+  it('jobs run by a separate worker process are noticed; a delivery left pending survives a restart', async () => {
+    const ctx = await context();
+    receiver.failFirst = 1;
+    receiver.failStatus = 503;
+    const first = await startServer({
+      context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: false,
+      webhooks: { secret: SECRET, backoffMs: 1500, pollIntervalMs: 50 },
+    });
+    opened.push(first);
+    const submit = await first.app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Separate worker.', webhook: { url: receiver.url } } } });
+    expect(submit.statusCode).toBe(202);
+    const id = submit.json<Job>().jobId;
+
+    // an `avatar worker` elsewhere: its own store over the same folder
+    const workerStore = new FileJobStore({ storageDir: ctx.storageDir });
+    const worker = new Worker({ store: workerStore, handlers: createJobHandlers(ctx.coordinator), pollMs: 50 });
+    const summary = await worker.run({ once: true });
+    await workerStore.close();
+    expect(summary.completed).toBe(1);
+
+    await receiver.until(1);
+    const pending = await waitFor('the first failure recorded', async () => {
+      const s = await deliveryState(ctx.storageDir, id);
+      return s?.attempts === 1 && s;
+    });
+    expect(pending.status).toBe('pending');
+    expect(pending.lastStatus).toBe(503);
+    await first.close();
+    opened.splice(opened.indexOf(first), 1);
+    expect(receiver.got).toHaveLength(1);
+
+    // a new process on the same storage finishes the delivery
+    const second = await startServer({ context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: false, webhooks: { secret: SECRET, pollIntervalMs: 50 } });
+    opened.push(second);
+    await receiver.until(2);
+    const done = await waitFor('delivered', async () => {
+      const s = await deliveryState(ctx.storageDir, id);
+      return s?.status === 'delivered' && s;
+    });
+    expect(done.attempts).toBe(2);
+    expect(receiver.got[1]!.body).toBe(receiver.got[0]!.body);
+    expect(receiver.got[1]!.headers['x-avatar-attempt']).toBe('2');
+    expect(receiver.got[1]!.at - receiver.got[0]!.at).toBeGreaterThanOrEqual(1400);
+    await sleep(300);
+    expect(receiver.got).toHaveLength(2);
+  });
+
+  it('a job queued elsewhere and cancelled there is found by the scan; a receiver that keeps failing is given up on', async () => {
+    const ctx = await context();
+    receiver.failFirst = 100;
+    receiver.failStatus = 500;
+    const server = await startServer({
+      context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: false,
+      webhooks: { secret: SECRET, attempts: 3, backoffMs: 50, pollIntervalMs: 50, scanIntervalMs: 100 },
+    });
+    opened.push(server);
+    // `avatar jobs submit` and `avatar jobs cancel` from another process
+    const other = new FileJobStore({ storageDir: ctx.storageDir });
+    const job = await other.submit('voice_synthesis', { text: 'never run', webhook: { url: receiver.url } });
+    await other.cancel(job.jobId);
+    await other.close();
+
+    await receiver.until(3);
+    const state = await waitFor('given up', async () => {
+      const s = await deliveryState(ctx.storageDir, job.jobId);
+      return s?.status === 'failed' && s;
+    });
+    expect(state.attempts).toBe(3);
+    expect(state.lastError).toMatch(/HTTP 500/);
+    expect((JSON.parse(receiver.got[0]!.body) as Job).status).toBe('cancelled');
+    await sleep(300);
+    expect(receiver.got).toHaveLength(3);
+  });
+});
