@@ -156,8 +156,44 @@ async function checkCommon(audioPath: string, outputPath: string, settings: Enco
     });
   }
   const tools = resolveTools(options);
-  await toolVersion('ffmpeg', tools.ffmpeg);
-  await toolVersion('ffprobe', tools.ffprobe);
+  // every ffmpeg or ffprobe start costs about a tenth of a second: this one asks what fluent-ffmpeg
+  // must know anyway, and a missing ffmpeg shows here (ffprobe shows when the audio is probed)
+  await warmCapabilities(tools.ffmpeg);
+}
+
+/**
+ * Settles every promise, then throws the first failure in the order given (not in the order they
+ * happened), so the same inputs always give the same error.
+ */
+async function firstFailure<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  for (const result of settled) if (result.status === 'rejected') throw result.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+const capabilities = new Map<string, Promise<void>>();
+
+/**
+ * fluent-ffmpeg checks the formats and encoders an ffmpeg offers before each run, asking ffmpeg itself
+ * the first time in a process. Asked here, beside the audio probe, its answers are cached by the time the
+ * encode starts. A missing ffmpeg is AVATAR_ERR_TOOL_MISSING; other failures are left for the run,
+ * whose error carries ffmpeg's own words.
+ */
+function warmCapabilities(ffmpegPath: string): Promise<void> {
+  let warm = capabilities.get(ffmpegPath);
+  if (!warm) {
+    const command = ffmpeg().setFfmpegPath(ffmpegPath);
+    const ask = (what: 'availableFormats' | 'availableEncoders'): Promise<void> =>
+      new Promise((resolve, reject) => command[what]((error) => {
+        if (!error) return resolve();
+        capabilities.delete(ffmpegPath);
+        if (/ENOENT|EACCES/.test(String((error as NodeJS.ErrnoException).code ?? error.message))) reject(toolMissing('ffmpeg', ffmpegPath, error));
+        else resolve();
+      }));
+    warm = firstFailure([ask('availableFormats'), ask('availableEncoders')]).then(() => undefined);
+    capabilities.set(ffmpegPath, warm);
+  }
+  return warm;
 }
 
 /**
@@ -171,8 +207,8 @@ export async function encodeStill(
 ): Promise<EncodedVideo> {
   const { imagePath, audioPath, outputPath, settings } = input;
   await checkReadableFile(imagePath, 'avatar image');
-  await checkCommon(audioPath, outputPath, settings, options);
-  const [image, audio] = await Promise.all([
+  const [, image, audio] = await firstFailure([
+    checkCommon(audioPath, outputPath, settings, options),
     readImageInfo(imagePath, { ...options, input: 'avatar image' }),
     readAudioInfo(audioPath, { ...options, input: 'audio' }),
   ]);
@@ -242,8 +278,10 @@ export async function encodeFrames(
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 2 || height < 2 || !(frames.fps > 0)) {
     throw encodeFailed(outputPath, `the frame stream is ${width}x${height} at ${frames.fps} fps; need whole sizes of at least 2x2 and fps above 0`);
   }
-  await checkCommon(audioPath, outputPath, settings, options);
-  const audio = await readAudioInfo(audioPath, { ...options, input: 'audio' });
+  const [, audio] = await firstFailure([
+    checkCommon(audioPath, outputPath, settings, options),
+    readAudioInfo(audioPath, { ...options, input: 'audio' }),
+  ]);
   const geometry = outputGeometry(width, height, settings.size);
   const codec = codecArgs(settings, false);
   const yuv = frames.pixelFormat === 'yuv420p';
@@ -362,18 +400,12 @@ export async function encodeFrames(
 
 /**
  * Checks the binaries and fills fluent-ffmpeg's per-process cache of formats and encoders (it consults
- * them before every command), so the first encode does not pay for three extra ffmpeg runs.
+ * them before every command), so the first encode does not pay for extra ffmpeg runs. All four
+ * questions go out at once: each is a process start of about a tenth of a second.
  */
 export async function warmUp(paths: FfmpegToolPaths = {}): Promise<void> {
   const tools = resolveTools(paths);
-  await Promise.all([toolVersion('ffmpeg', tools.ffmpeg), toolVersion('ffprobe', tools.ffprobe)]);
-  ffmpeg.setFfmpegPath(tools.ffmpeg);
-  await new Promise<void>((resolve, reject) => {
-    ffmpeg.getAvailableFormats((formatError) => {
-      if (formatError) return reject(formatError);
-      ffmpeg.getAvailableEncoders((encoderError) => (encoderError ? reject(encoderError) : resolve()));
-    });
-  });
+  await firstFailure([toolVersion('ffmpeg', tools.ffmpeg), toolVersion('ffprobe', tools.ffprobe), warmCapabilities(tools.ffmpeg)]);
 }
 
 /** Dispatches on the input kind. */

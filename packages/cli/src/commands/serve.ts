@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { startServer } from '@avatar/server';
 import { parseIntIn, parseNumberIn, withContext } from '../shared.js';
 
 /** `--concurrency`: a whole number from 1 to 64, or `auto` (from the resource budget). */
@@ -21,6 +20,8 @@ export function registerServe(program: Command): void {
     .option('--cors-origin <origins>', 'comma-separated browser origins allowed to call the API, or * (default AVATAR_CORS_ORIGINS; none: no CORS)')
     .action(async (flags: ServeFlags, command: Command) => {
       await withContext(command, async (ctx, out) => {
+        // loaded here, not at start: the server's modules would slow every other command's start
+        const { startServer } = await import('@avatar/server');
         const server = await startServer({
           context: ctx, host: flags.host, port: flags.port, worker: flags.worker, handleSignals: true,
           concurrency: flags.concurrency, shutdownGraceMs: Math.round(flags.grace * 1000),
