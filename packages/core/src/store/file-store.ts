@@ -50,7 +50,6 @@ const GUARD_RE = /^(job-\d{14}-[0-9a-f]{8})\.recover$/;
 const MARKER_SEP = '--';
 /** how long cancel/delete wait for a claimer that holds a pending job's lock */
 const BUSY_WAIT_MS = 10_000;
-const READ_CONCURRENCY = 32;
 
 // Per-process sequence: keeps FIFO among jobs submitted within the same millisecond.
 let markerSeq = 0;
@@ -145,16 +144,20 @@ function parseLock(text: string): LockInfo | undefined {
   return undefined;
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+/** Reads between two turns of the event loop: about two milliseconds of small-file reads. */
+const READS_PER_TURN = 100;
+
+/**
+ * Maps over many job files. The reads are synchronous (see readSmall), so without a pause a listing of
+ * thousands of jobs would hold every other request up until it ends; every READS_PER_TURN items the
+ * event loop gets a turn.
+ */
+async function mapYielding<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i++) {
+    if (i > 0 && i % READS_PER_TURN === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    out.push(await fn(items[i] as T));
+  }
   return out;
 }
 
@@ -532,7 +535,7 @@ export class FileJobStore implements JobStore {
       .filter((name) => name.endsWith('.json') && !name.startsWith('.'))
       .map((name) => name.slice(0, -'.json'.length))
       .filter(isJobId);
-    const loaded = await mapLimit(ids, READ_CONCURRENCY, async (id) => {
+    const loaded = await mapYielding(ids, async (id) => {
       const job = await this.loadJob(id);
       if (job && 'corrupt' in job) {
         if (warn) this.warnCorrupt(id, job.corrupt);
@@ -838,7 +841,7 @@ export class FileJobStore implements JobStore {
         .filter((name) => name.endsWith('.json') && !name.startsWith('.'))
         .map((name) => name.slice(0, -'.json'.length))
         .filter((id) => isJobId(id) && !marked.has(id) && !locked.has(id) && !this.knownFinished.has(id));
-      const loaded = await mapLimit(ids, READ_CONCURRENCY, (id) => this.loadJob(id).catch(() => undefined));
+      const loaded = await mapYielding(ids, (id) => this.loadJob(id).catch(() => undefined));
       const jobs = loaded.filter((job): job is Job => job !== undefined && !('corrupt' in job));
       for (const job of jobs) {
         if (isFinished(job.status)) this.knownFinished.add(job.jobId);
