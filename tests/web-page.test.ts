@@ -125,8 +125,10 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(`the web page in a real browser${HAVE_
 
     expect(await statusOf(`${keyed.url}/static/000000000000/nothing.js`)).toBe(404);
     expect(await statusOf(`${keyed.url}/docs`)).toBe(200);
+    // the API's description is public like /docs; everything it describes needs the key
+    expect(await statusOf(`${keyed.url}/openapi.json`)).toBe(200);
     expect(await statusOf(`${keyed.url}/v1/jobs`)).toBe(401);
-    expect(await statusOf(`${keyed.url}/openapi.json`)).toBe(401);
+    expect(await statusOf(`${keyed.url}/metrics`)).toBe(401);
   });
 
   it('checks the photo, makes a video, shows its progress live, plays it and downloads it', async () => {

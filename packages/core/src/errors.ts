@@ -163,12 +163,13 @@ export const ERRORS = {
   ),
   AVATAR_ERR_HTTP_WEBHOOK_REFUSED: usage(
     'webhook url {url} is refused: {reason}',
-    'This server only delivers to public addresses (AVATAR_WEBHOOK_ALLOW_PRIVATE=0); give a public http(s) url.',
+    'This server only delivers to public addresses; give a public http(s) url (the server allows private ones with AVATAR_WEBHOOK_ALLOW_PRIVATE=1).',
   ),
   AVATAR_ERR_HTTP_API_KEYS_FILE: usage(
     'the API keys file {path} cannot be used: {reason}',
     'Give a readable file with one key per line (# starts a comment), or use AVATAR_API_KEYS.',
   ),
+  AVATAR_ERR_HTTP_SHUTTING_DOWN: failure('the server is shutting down', 'Send the request again in a moment, to this server once restarted or to another one.', 503),
   AVATAR_ERR_HTTP_LISTEN_UNSAFE: usage(
     'refusing to listen on {host} without API keys',
     'Set AVATAR_API_KEYS (comma-separated keys) before serving beyond loopback, or listen on 127.0.0.1.',
@@ -201,6 +202,11 @@ export const ERRORS = {
     '{input} looks like {format} but cannot be decoded: {reason}',
     'The file is damaged, incomplete or not what its header says: export or record it again.',
     422,
+  ),
+  AVATAR_ERR_HTTP_BUSY: failure(
+    'the server is already checking {running} uploads with {queued} more waiting, its limit',
+    'Send the upload again in {retryAfter}s (see the Retry-After header).',
+    503,
   ),
   AVATAR_ERR_HTTP_AVATAR_NOT_FOUND: usage('avatar {id} does not exist', 'List the avatars with GET /v1/avatars, or upload a photo with POST /v1/avatars.', 404),
   // catch-all

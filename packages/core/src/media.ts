@@ -81,25 +81,45 @@ export async function readImageSize(path: string): Promise<ImageSize | undefined
       return buffer.subarray(0, bytesRead);
     };
     const head = await read(0, 32);
-    const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+    // every multi-byte read is checked against what was actually read: a cut header gives undefined
+    const le = (at: number, bytes: number): number | undefined => {
+      if (at + bytes > head.length) return undefined;
+      let value = 0;
+      for (let i = bytes - 1; i >= 0; i -= 1) value = value * 256 + (head[at + i] ?? 0);
+      return value;
+    };
+    const be = (at: number, bytes: number): number | undefined => {
+      if (at + bytes > head.length) return undefined;
+      let value = 0;
+      for (let i = 0; i < bytes; i += 1) value = value * 256 + (head[at + i] ?? 0);
+      return value;
+    };
     const kind = sniffImage(head);
-    const sized = (width: number, height: number): ImageSize | undefined => (width > 0 && height > 0 ? { width, height } : undefined);
+    const sized = (width: number | undefined, height: number | undefined): ImageSize | undefined =>
+      (width !== undefined && height !== undefined && width > 0 && height > 0 ? { width, height } : undefined);
+    const ascii = (from: number, to: number): string => (head.length >= to ? String.fromCharCode(...head.subarray(from, to)) : '');
     if (kind === 'png') {
-      if (head.length < 24 || String.fromCharCode(...head.subarray(12, 16)) !== 'IHDR') return undefined;
-      return sized(view.getUint32(16), view.getUint32(20));
+      if (ascii(12, 16) !== 'IHDR') return undefined;
+      return sized(be(16, 4), be(20, 4));
     }
     if (kind === 'webp') {
-      if (head.length < 30) return undefined;
-      const chunk = String.fromCharCode(...head.subarray(12, 16));
-      if (chunk === 'VP8X') return sized(1 + (view.getUint32(24, true) & 0xffffff), 1 + (view.getUint32(27, true) & 0xffffff));
+      const chunk = ascii(12, 16);
+      if (chunk === 'VP8X') {
+        // 24-bit canvas width-1 and height-1 at 24 and 27
+        const w = le(24, 3);
+        const h = le(27, 3);
+        return w === undefined || h === undefined ? undefined : sized(w + 1, h + 1);
+      }
       if (chunk === 'VP8L') {
-        if (head[20] !== 0x2f) return undefined;
-        const bits = view.getUint32(21, true);
+        const bits = le(21, 4);
+        if (head[20] !== 0x2f || bits === undefined) return undefined;
         return sized(1 + (bits & 0x3fff), 1 + ((bits >>> 14) & 0x3fff));
       }
       if (chunk === 'VP8 ') {
         if (head[23] !== 0x9d || head[24] !== 0x01 || head[25] !== 0x2a) return undefined;
-        return sized(view.getUint16(26, true) & 0x3fff, view.getUint16(28, true) & 0x3fff);
+        const w = le(26, 2);
+        const h = le(28, 2);
+        return w === undefined || h === undefined ? undefined : sized(w & 0x3fff, h & 0x3fff);
       }
       return undefined;
     }
@@ -123,7 +143,8 @@ export async function readImageSize(path: string): Promise<ImageSize | undefined
         if (length < 2) return undefined;
         if (JPEG_SOF.has(code)) {
           const frame = await read(offset + 4, 5);
-          if (frame.length < 5) return undefined;
+          // precision, height (2), width (2); a frame header cut short gives no size
+          if (length < 7 || frame.length < 5) return undefined;
           return sized(((frame[3] ?? 0) << 8) | (frame[4] ?? 0), ((frame[1] ?? 0) << 8) | (frame[2] ?? 0));
         }
         offset += 2 + length;

@@ -1,17 +1,20 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { FileJobStore, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore } from '@avatar/core';
+import { AvatarError, FileJobStore, MemoryLogger, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore } from '@avatar/core';
 import type { Job } from '@avatar/core';
 import { onnxFacePlugin } from '@avatar/face';
 import { DEFAULT_VOICE, flitePlugin, pitchMatchPlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
+import { installUploads } from './uploads.js';
+import type { Api } from './routes/context.js';
 import type { RunningServer, ServerContext, ServerOptions, StartOptions } from './server.js';
 
 const FIXTURES = new URL('../../../tests/fixtures/', import.meta.url);
@@ -19,12 +22,12 @@ const fixture = (name: string): Promise<Buffer> => readFile(new URL(name, FIXTUR
 
 interface Inject { statusCode: number; headers: Record<string, unknown>; body: string; rawPayload: Buffer; json<T = unknown>(): T }
 
-async function makeContext(): Promise<ServerContext & { cleanup(): Promise<void> }> {
-  const storageDir = await mkdtemp(join(tmpdir(), 'avatar-assets-'));
+async function makeContext(face: typeof onnxFacePlugin = onnxFacePlugin, storage?: string): Promise<ServerContext & { cleanup(): Promise<void> }> {
+  const storageDir = storage ?? await mkdtemp(join(tmpdir(), 'avatar-assets-'));
   const registry = new PluginRegistry();
   registry.register(flitePlugin, '@avatar/tts');
   registry.register(pitchMatchPlugin, '@avatar/tts');
-  registry.register(onnxFacePlugin, '@avatar/face');
+  registry.register(face, '@avatar/face');
   const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
   const voices = new VoiceProfileStore(storageDir);
   const store = new FileJobStore({ storageDir });
@@ -506,3 +509,175 @@ describe('uploads over the wire', () => {
     expect((await server.app.inject({ url: '/v1/avatars' })).json()).toEqual({ avatars: [] });
   });
 });
+
+describe('uploads: client gone, load, left-overs', () => {
+  let work: string;
+  let grace: Buffer;
+  let sample: Buffer;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'avatar-assets-more-'));
+    grace = await fixture('grace_hopper.jpg');
+    sample = speech(work, 'short', 'Hello there, this is a short recording.');
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('a client gone during the face check: nothing kept in avatars/, and no 500', async () => {
+    // the real face plugin, held at the start of its run until the client has gone
+    let faceStarted = (): void => undefined;
+    const started = new Promise<void>((ok) => (faceStarted = ok));
+    let letGo = (): void => undefined;
+    const gate = new Promise<void>((ok) => (letGo = ok));
+    const held: typeof onnxFacePlugin = {
+      ...onnxFacePlugin,
+      load: async (loadCtx) => {
+        const loaded = await onnxFacePlugin.load(loadCtx);
+        return {
+          run: async (input, runCtx) => {
+            faceStarted();
+            await gate;
+            return loaded.run(input, runCtx);
+          },
+          unload: () => loaded.unload(),
+        };
+      },
+    };
+    const log = new MemoryLogger();
+    const ctx = await makeContext(held);
+    const statuses: number[] = [];
+    const app = await buildServer({ context: { ...ctx, log }, apiKeys: [], worker: false, rateLimit: false } as ServerOptions);
+    // every answer the route gives, whether or not the client is still there to read it
+    app.addHook('onSend', async (request, reply) => {
+      if (request.url === '/v1/avatars') statuses.push(reply.statusCode);
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const server = { url: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`, close: () => app.close() };
+    try {
+      const body = await form([{ name: 'photo', data: grace, filename: 'grace.jpg', type: 'image/jpeg' }]);
+      const req = httpRequest(`${server.url}/v1/avatars`, { method: 'POST', headers: body.headers });
+      req.on('error', () => undefined);
+      req.end(body.payload);
+      await started;
+      req.destroy();
+      await sleep(150);
+      letGo();
+      await until(() => statuses.length > 0);
+      await sleep(100);
+      expect(statuses.every((s) => s < 500), String(statuses)).toBe(true);
+      expect(log.entries.filter((e) => e.level === 'error'), JSON.stringify(log.entries)).toEqual([]);
+      // no avatar folder, no avatar.json without its photo, no staging folder left
+      expect(await filesUnder(join(ctx.storageDir, 'avatars'))).toEqual([]);
+      await expectNothingStored(ctx.storageDir);
+    } finally {
+      letGo();
+      await server.close();
+      await ctx.cleanup();
+    }
+  });
+
+  it('checks the job form before decoding any file', async () => {
+    const ctx = await makeContext();
+    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false } as ServerOptions);
+    const before = process.env.AVATAR_FFMPEG;
+    // a decode would fail with AVATAR_ERR_TOOL_MISSING: the answers show none was started
+    process.env.AVATAR_FFMPEG = join(work, 'no-such-ffmpeg');
+    try {
+      const post = async (parts: Part[]): Promise<Inject> => {
+        const body = await form(parts);
+        return (await app.inject({ method: 'POST', url: '/v1/jobs', payload: body.payload, headers: body.headers })) as unknown as Inject;
+      };
+      const audio = { name: 'audio', data: sample, filename: 'a.wav' } as const;
+      expectError(await post([{ name: 'jobType', value: 'make_coffee' }, audio]), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+      expectError(await post([audio]), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+      expectError(await post([{ name: 'jobType', value: 'voice_synthesis' }, { name: 'text', value: 'Hi' }, audio]), 400, 'AVATAR_ERR_HTTP_UPLOAD_FIELD');
+      expectError(await post([{ name: 'jobType', value: 'video_encoding' }, audio]), 400, 'AVATAR_ERR_JOB_PARAMS_INVALID');
+      // a valid form does reach the decoder
+      expectError(await post([{ name: 'jobType', value: 'voice_clone' }, audio]), 503, 'AVATAR_ERR_TOOL_MISSING');
+      await expectNothingStored(ctx.storageDir);
+    } finally {
+      if (before === undefined) delete process.env.AVATAR_FFMPEG;
+      else process.env.AVATAR_FFMPEG = before;
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+
+  it('answers 503 AVATAR_ERR_HTTP_BUSY with Retry-After when every check slot and the queue are taken', async () => {
+    const ctx = await makeContext();
+    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false, uploads: { decodeConcurrency: 1, decodeQueue: 0 } } as ServerOptions);
+    // the real ffmpeg, started a second late, so the first upload holds the only slot for a while
+    const slow = join(work, 'slow-ffmpeg');
+    await writeFile(slow, '#!/bin/sh\nsleep 1\nexec ffmpeg "$@"\n');
+    await chmod(slow, 0o755);
+    const before = process.env.AVATAR_FFMPEG;
+    process.env.AVATAR_FFMPEG = slow;
+    try {
+      const body = await form([{ name: 'jobType', value: 'voice_clone' }, { name: 'audio', data: sample, filename: 'a.wav' }]);
+      const send = async (): Promise<Inject> => (await app.inject({ method: 'POST', url: '/v1/jobs', payload: body.payload, headers: body.headers })) as unknown as Inject;
+      const first = send();
+      const gate = app.avatarUploads.gate;
+      await until(() => gate.stats.running === 1);
+      const second = await send();
+      expectError(second, 503, 'AVATAR_ERR_HTTP_BUSY');
+      expect(second.headers['retry-after']).toBe('5');
+      expect((await first).statusCode).toBe(202);
+      expect(gate.stats).toEqual({ running: 0, queued: 0 });
+      // the slot is free again
+      expect((await send()).statusCode).toBe(202);
+      // nothing of the refused one: two job upload folders, no staging folder
+      expect((await readdir(join(ctx.storageDir, 'uploads'))).filter((n) => n.startsWith('.'))).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.AVATAR_FFMPEG;
+      else process.env.AVATAR_FFMPEG = before;
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+
+  it('removes staging and deleted folders older than an hour when the server starts, and keeps younger ones', async () => {
+    const storageDir = await mkdtemp(join(tmpdir(), 'avatar-assets-sweep-'));
+    const old = [join(storageDir, 'avatars', '.upload-0123456789abcdef'), join(storageDir, 'voices', '.upload-fedcba9876543210'), join(storageDir, 'uploads', '.upload-00000000000000aa'), join(storageDir, 'avatars', '.deleted-av-12345678-abcd')];
+    const young = join(storageDir, 'uploads', '.upload-00000000000000bb');
+    const kept = join(storageDir, 'avatars', 'av-0000abcd');
+    for (const dir of [...old, young, kept]) {
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, 'photo.upload'), 'x');
+    }
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600 * 1000);
+    for (const dir of [...old, kept]) await utimes(dir, twoHoursAgo, twoHoursAgo);
+    const log = new MemoryLogger();
+    const ctx = await makeContext(onnxFacePlugin, storageDir);
+    const app = await buildServer({ context: { ...ctx, log }, apiKeys: [], worker: false, rateLimit: false } as ServerOptions);
+    try {
+      await app.ready();
+      for (const dir of old) await expect(stat(dir), dir).rejects.toThrow();
+      expect((await stat(young)).isDirectory()).toBe(true);
+      expect((await stat(kept)).isDirectory()).toBe(true);
+      expect(log.entries.filter((e) => e.level === 'info' && /left over/.test(e.message))).toHaveLength(old.length);
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+
+  it('installs uploads once per server: a second install is refused, not silently ignored', async () => {
+    const ctx = await makeContext();
+    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false, uploads: { photoBytes: 1000 } } as ServerOptions);
+    try {
+      expect(() => installUploads(app as unknown as Api, { storageDir: ctx.storageDir, limits: { photoBytes: 5 } })).toThrow(AvatarError);
+      expect(app.avatarUploads.limits.photoBytes).toBe(1000);
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+});
+
+async function until(test: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!test()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await sleep(10);
+  }
+}

@@ -212,3 +212,64 @@ describe('events: one watcher per job, shared by its clients', () => {
     expect((last?.data as Job).status).toBe('completed');
   });
 });
+
+describe('events: a client gone while its job is read', () => {
+  it('is not counted as a stream and leaves no watcher polling', async () => {
+    const storageDir = await mkdtemp(join(tmpdir(), 'avatar-events-gone-'));
+    const files = new FileJobStore({ storageDir });
+    // the real store, with reads of single jobs held until released: the client leaves during one
+    let hold: Promise<void> | undefined;
+    let release = (): void => undefined;
+    let reads = 0;
+    let readStarted = (): void => undefined;
+    const started = new Promise<void>((ok) => (readStarted = ok));
+    const held = new Proxy(files, {
+      get(target, prop) {
+        if (prop === 'get') {
+          return async (id: string) => {
+            reads++;
+            readStarted();
+            if (hold) await hold;
+            return target.get(id);
+          };
+        }
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as JobStore;
+    const registry = new PluginRegistry();
+    const coordinator = new PipelineCoordinator({
+      registry, storageDir, resources: new ResourceManager({ gpu: new NoGpuProvider('none') }), voices: new VoiceProfileStore(storageDir),
+    });
+    const server = await startServer({ context: { storageDir, registry, store: held, coordinator }, port: 0, apiKeys: [], worker: false, eventsIntervalMs: 20 });
+    try {
+      const { jobId } = await files.submit('voice_synthesis', { text: 'gone early' });
+      hold = new Promise<void>((ok) => (release = ok));
+      const url = new URL(server.url);
+      const socket: Socket = connect(Number(url.port), url.hostname);
+      socket.on('error', () => undefined);
+      await new Promise<void>((ok) => socket.once('connect', () => ok()));
+      socket.write(`GET /v1/jobs/${jobId}/events HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`);
+      await started;
+      socket.destroy();
+      // the server sees the close while the read is still held, then the read completes
+      await sleep(100);
+      hold = undefined;
+      release();
+      await sleep(100);
+      const metrics = async (name: string): Promise<number> =>
+        Number(new RegExp(`^${name} (\\d+)$`, 'm').exec((await server.app.inject({ url: '/metrics' })).body)?.[1] ?? NaN);
+      expect(await metrics('avatar_http_event_streams')).toBe(0);
+      expect(await metrics('avatar_http_event_watchers')).toBe(0);
+      // and nothing goes on reading the job for nobody
+      const after = reads;
+      await sleep(200);
+      expect(reads - after).toBe(0);
+    } finally {
+      release();
+      await server.close();
+      await files.close();
+      await rm(storageDir, { recursive: true, force: true });
+    }
+  });
+});

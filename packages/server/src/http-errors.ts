@@ -11,8 +11,15 @@ export function errorBody(error: AvatarError): ErrorBody {
   return { error: { code: error.code, message: error.message, hint: error.hint } };
 }
 
+/** A client-sent header value fit to quote in a message: printable ASCII, at most 100 characters. */
+export function quoteHeader(value: string | undefined): string {
+  if (value === undefined || value.trim() === '') return '(none given)';
+  const clean = value.replace(/[^\x20-\x7e]/g, '?').trim();
+  return `"${clean.length > 100 ? `${clean.slice(0, 100)}...` : clean}"`;
+}
+
 /** Fastify's own failures (parsing, validation, limits) as AvatarErrors with stable codes. */
-export function toHttpError(error: FastifyError, bodyLimit: number): AvatarError {
+export function toHttpError(error: FastifyError, bodyLimit: number, contentType?: string): AvatarError {
   if (error instanceof AvatarError) return error;
   if (error.validation) {
     const part = error.validationContext ?? 'request';
@@ -20,7 +27,7 @@ export function toHttpError(error: FastifyError, bodyLimit: number): AvatarError
   }
   const status = typeof error.statusCode === 'number' ? error.statusCode : 500;
   if (status === 413) return new AvatarError('AVATAR_ERR_HTTP_BODY_TOO_LARGE', { limit: bodyLimit });
-  if (status === 415) return new AvatarError('AVATAR_ERR_HTTP_UNSUPPORTED_MEDIA', { type: 'given' });
+  if (status === 415) return new AvatarError('AVATAR_ERR_HTTP_UNSUPPORTED_MEDIA', { type: quoteHeader(contentType) });
   if (status >= 400 && status < 500) {
     // fastify's client-error messages name the problem and nothing of the server
     return new AvatarError('AVATAR_ERR_HTTP_BAD_REQUEST', { reason: error.message.slice(0, 300) });
@@ -28,9 +35,14 @@ export function toHttpError(error: FastifyError, bodyLimit: number): AvatarError
   return new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'see the server log' });
 }
 
-export function installErrorHandlers(app: FastifyInstance, options: { bodyLimit: number; log: Logger }): void {
+/**
+ * The error handler and the not-found answer. `redact` is applied to every message and hint sent:
+ * an error raised deep in core may name a model file or a storage path.
+ */
+export function installErrorHandlers(app: FastifyInstance, options: { bodyLimit: number; log: Logger; redact: (text: string) => string }): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const mapped = toHttpError(error, options.bodyLimit);
+    const contentType = request.headers['content-type'];
+    const mapped = toHttpError(error, options.bodyLimit, typeof contentType === 'string' ? contentType : undefined);
     if (mapped.httpStatus >= 500) {
       options.log.error(`${request.method} ${request.routeOptions.url ?? 'unknown route'} failed`, {
         code: mapped.code,
@@ -38,9 +50,12 @@ export function installErrorHandlers(app: FastifyInstance, options: { bodyLimit:
         ...(error.stack && !(error instanceof AvatarError) && { stack: error.stack }),
       });
     }
-    // a 5xx AvatarError from core keeps its code but its message may name server paths
-    const safe = mapped.httpStatus >= 500 && mapped.code === 'AVATAR_ERR_INTERNAL' ? new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'see the server log' }) : mapped;
-    void reply.code(safe.httpStatus).type('application/json; charset=utf-8').send(errorBody(safe));
+    // an internal error's reason is for the log only; every other message loses its server paths
+    const safe = mapped.code === 'AVATAR_ERR_INTERNAL' ? new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'see the server log' }) : mapped;
+    const body = errorBody(safe);
+    body.error.message = options.redact(body.error.message);
+    body.error.hint = options.redact(body.error.hint);
+    void reply.code(safe.httpStatus).type('application/json; charset=utf-8').send(body);
   });
 
   app.setNotFoundHandler((request, reply) => {

@@ -1,7 +1,7 @@
 export { buildServer, startServer } from './server.js';
 export type { RunningServer, ServerContext, ServerOptions, StartOptions } from './server.js';
 export { ApiKeyChecker, assertSafeListen, isLoopback, parseApiKeys, readApiKeysFile, resolveApiKeys } from './auth.js';
-export { CONTENT_SECURITY_POLICY, concurrencyFromBudget } from './security.js';
+export { CONTENT_SECURITY_POLICY, concurrencyFromBudget, corsOriginsFromEnv, parseCorsOrigins, parseRateLimit, rateLimitFromEnv } from './security.js';
 export type { RateLimitOptions } from './security.js';
 export { SIGNATURE_HEADER, isPrivateAddress, signWebhook, verifyWebhookSignature } from './webhooks.js';
 export type { DeliveryState, WebhookOptions } from './webhooks.js';

@@ -260,3 +260,47 @@ describe('worker concurrency from the resource budget', () => {
     }
   });
 });
+
+describe('pipeline settings are checked at submit', () => {
+  let ctx: Awaited<ReturnType<typeof makeContext>>;
+  let app: FastifyInstance;
+
+  beforeAll(async () => {
+    ctx = await makeContext();
+    app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await ctx?.cleanup();
+  });
+
+  const form = (fields: Record<string, string>): { payload: string; headers: Record<string, string> } => {
+    const boundary = 'avatar-test-boundary-5b1e';
+    const parts = Object.entries(fields).map(([name, value]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`);
+    return { payload: `${parts.join('')}--${boundary}--\r\n`, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+  };
+  const errorOf = (body: string) => (JSON.parse(body) as { error: { code: string; message: string } }).error;
+
+  it('a bad setting in JSON or in a form is refused with 400 AVATAR_ERR_CONFIG_INVALID and nothing is queued', async () => {
+    const json = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.png', config: { videoQuality: 'ultra' } } } });
+    expect(json.statusCode).toBe(400);
+    expect(errorOf(json.body).code).toBe('AVATAR_ERR_CONFIG_INVALID');
+    expect(errorOf(json.body).message).toContain('videoQuality');
+
+    const unknown = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.png', config: { videoQualty: 'high' } } } });
+    expect(unknown.statusCode).toBe(400);
+    expect(errorOf(unknown.body).code).toBe('AVATAR_ERR_CONFIG_INVALID');
+
+    const multipart = form({ jobType: 'full_pipeline', text: 'hi', avatarImagePath: 'avatars/me.png', config: '{"videoQuality":"ultra"}' });
+    const viaForm = await app.inject({ method: 'POST', url: '/v1/jobs', ...multipart });
+    expect(viaForm.statusCode).toBe(400);
+    expect(errorOf(viaForm.body).code).toBe('AVATAR_ERR_CONFIG_INVALID');
+    expect(await ctx.store.list()).toHaveLength(0);
+
+    const good = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.png', config: { videoQuality: 'high', seed: 7 } } } });
+    expect(good.statusCode, good.body).toBe(202);
+    const goodForm = await app.inject({ method: 'POST', url: '/v1/jobs', ...form({ jobType: 'full_pipeline', text: 'hi', avatarImagePath: 'avatars/me.png', config: '{"encodingCrf": 20}' }) });
+    expect(goodForm.statusCode, goodForm.body).toBe(202);
+    expect(await ctx.store.list()).toHaveLength(2);
+  });
+});

@@ -12,7 +12,7 @@ const PATH_IN_TEXT = /(^|[\s"'`(=[{<,])((?:\/|[A-Za-z]:\\)[^\s"'`()<>[\]{},;:]*)
 export interface Redactor {
   /** the job as a client may see it: no absolute server path in params, result or error */
   job(job: Job): Job;
-  /** a reply payload: a job, `{job}`, `{jobs}` or `{..., job}` redacted; anything else as it is */
+  /** a reply payload: a job, `{job}`, `{jobs}`, `{..., job}` or an error body `{error}` redacted; anything else as it is */
   payload(payload: unknown): unknown;
   /** one piece of text */
   text(value: string): string;
@@ -66,6 +66,8 @@ export function createRedactor(storageDir: string): Redactor {
     if (isJob(p)) return job(p);
     if (p === null || typeof p !== 'object' || Array.isArray(p)) return p;
     const o = p as Record<string, unknown>;
+    // an error body, whoever built it (a route adding details such as a face check's reasons)
+    if (o.error !== null && typeof o.error === 'object' && !Array.isArray(o.error)) return { ...o, error: deep(o.error) };
     if (!('job' in o) && !('jobs' in o)) return p;
     const out: Record<string, unknown> = { ...o };
     if (isJob(o.job)) out.job = job(o.job);

@@ -1,6 +1,7 @@
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
@@ -12,7 +13,7 @@ import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
 import type { ServerContext } from './server.js';
 import { readApiKeysFile, resolveApiKeys } from './auth.js';
-import { CONTENT_SECURITY_POLICY, corsOriginsFromEnv, rateLimitFromEnv } from './security.js';
+import { CONTENT_SECURITY_POLICY, corsOriginsFromEnv, isHealthzPath, isKeyFreePath, rateLimitFromEnv } from './security.js';
 
 async function makeContext(): Promise<ServerContext & { cleanup(): Promise<void> }> {
   const storageDir = await mkdtemp(join(tmpdir(), 'avatar-security-'));
@@ -240,3 +241,162 @@ describe('API keys from a file', () => {
     }
   });
 });
+
+const expectSecurityHeaders = (headers: Record<string, string | string[] | number | undefined>): void => {
+  expect(headers['content-security-policy']).toBe(CONTENT_SECURITY_POLICY);
+  expect(headers['x-content-type-options']).toBe('nosniff');
+  expect(headers['x-frame-options']).toBe('DENY');
+  expect(headers['referrer-policy']).toBe('no-referrer');
+};
+
+describe('answers outside the routes', () => {
+  it("the router's own refusals carry the security headers", async () => {
+    const ctx = await makeContext();
+    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false });
+    try {
+      const long = await app.inject({ url: `/v1/jobs/${'a'.repeat(300)}` });
+      expect(long.statusCode).toBe(400);
+      expect(codeOf(long.body)).toBe('AVATAR_ERR_HTTP_VALIDATION');
+      expectSecurityHeaders(long.headers);
+      const badlyEncoded = await app.inject({ url: '/v1/jobs/%E0%A4%A' });
+      expect(badlyEncoded.statusCode).toBe(400);
+      expect(codeOf(badlyEncoded.body)).toBe('AVATAR_ERR_HTTP_BAD_REQUEST');
+      expectSecurityHeaders(badlyEncoded.headers);
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+
+  it('during shutdown a new request gets 503 AVATAR_ERR_HTTP_SHUTTING_DOWN in the one error shape, with the headers', async () => {
+    const ctx = await makeContext();
+    const app = await buildServer({ context: ctx, apiKeys: ['k'], worker: false, rateLimit: false });
+    // shutdown held open, as a running job's grace period would
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    app.addHook('preClose', () => held);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const server = { url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` };
+    let closing: Promise<void> | undefined;
+    try {
+      closing = app.close();
+      const answer = await new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
+        httpRequest(`${server.url}/v1/jobs`, { headers: bearer('k') }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        }).on('error', reject).end();
+      });
+      expect(answer.status).toBe(503);
+      const parsed = JSON.parse(answer.body) as { error: { code: string; message: string; hint: string } };
+      expect(Object.keys(parsed)).toEqual(['error']);
+      expect(parsed.error.code).toBe('AVATAR_ERR_HTTP_SHUTTING_DOWN');
+      expect(parsed.error.hint).not.toBe('');
+      expect(String(answer.headers['content-type'])).toMatch(/^application\/json/);
+      expect(answer.headers['retry-after']).toBe('5');
+      expectSecurityHeaders(answer.headers);
+    } finally {
+      release();
+      await (closing ?? app.close());
+      await ctx.cleanup();
+    }
+  });
+});
+
+describe('error messages', () => {
+  let ctx: Awaited<ReturnType<typeof makeContext>>;
+  let app: FastifyInstance;
+
+  beforeAll(async () => {
+    ctx = await makeContext();
+    app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false });
+    // errors as core raises them, naming files on the server
+    app.get('/fail/model', async () => {
+      throw new AvatarError('AVATAR_ERR_MODEL_MISSING', { name: 'lipsync', path: '/opt/avatar/models/lipsync-256.onnx' });
+    });
+    app.get('/fail/storage', async () => {
+      throw new AvatarError('AVATAR_ERR_STORAGE_NOT_WRITABLE', { path: join(ctx.storageDir, 'outputs'), reason: `EACCES: permission denied, open '${join(ctx.storageDir, 'outputs', 'x.tmp')}'` });
+    });
+    app.get('/fail/params', async () => {
+      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: 'config', problem: 'names /etc/avatar/secret.json', expected: 'Give /home/bob/x.json no more.' });
+    });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await ctx?.cleanup();
+  });
+
+  it('name no absolute server path, whatever their status: storage paths become relative, others their base name', async () => {
+    const model = await app.inject({ url: '/fail/model' });
+    expect(model.statusCode).toBe(503);
+    const m = JSON.parse(model.body) as { error: { code: string; message: string; hint: string } };
+    expect(m.error.code).toBe('AVATAR_ERR_MODEL_MISSING');
+    expect(m.error.message).toBe('model lipsync is not built: lipsync-256.onnx');
+    expect(model.body).not.toContain('/opt/avatar');
+
+    const storage = await app.inject({ url: '/fail/storage' });
+    expect(storage.statusCode).toBe(503);
+    const st = JSON.parse(storage.body) as { error: { message: string } };
+    expect(st.error.message).toContain('outputs');
+    expect(st.error.message).toContain("'outputs/x.tmp'");
+    expect(storage.body).not.toContain(ctx.storageDir);
+
+    const params = await app.inject({ url: '/fail/params' });
+    expect(params.statusCode).toBe(400);
+    const p = JSON.parse(params.body) as { error: { message: string; hint: string } };
+    expect(p.error.message).toContain('names secret.json');
+    expect(p.error.hint).toContain('Give x.json');
+    expect(params.body).not.toMatch(/\/etc\/|\/home\//);
+  });
+
+  it('415 names the content type sent, cut short and cleaned', async () => {
+    const res = await app.inject({ method: 'POST', url: '/v1/jobs', headers: { 'content-type': `application/x-made-up; note=${'z'.repeat(300)}` }, payload: 'hello' });
+    expect(res.statusCode).toBe(415);
+    const body = JSON.parse(res.body) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('AVATAR_ERR_HTTP_UNSUPPORTED_MEDIA');
+    expect(body.error.message).toContain('"application/x-made-up; note=zzz');
+    expect(body.error.message).not.toContain('z'.repeat(120));
+    expect(body.error.message.length).toBeLessThan(200);
+  });
+});
+
+describe('what needs no key', () => {
+  it('/healthz, the page, /docs and /openapi.json; the document and /docs say so', async () => {
+    expect(isHealthzPath('/healthz')).toBe(true);
+    expect(isHealthzPath('/healthz?probe=1')).toBe(true);
+    expect(isHealthzPath('/healthzx')).toBe(false);
+    for (const url of ['/healthz', '/openapi.json', '/openapi.json?x', '/docs', '/']) expect(isKeyFreePath(url), url).toBe(true);
+    for (const url of ['/openapi.jsonx', '/metrics', '/v1/jobs', '/readyz']) expect(isKeyFreePath(url), url).toBe(false);
+
+    const ctx = await makeContext();
+    const app = await buildServer({ context: ctx, apiKeys: ['k'], worker: false, rateLimit: false });
+    try {
+      const docRes = await app.inject({ url: '/openapi.json' });
+      expect(docRes.statusCode).toBe(200);
+      const doc = docRes.json<{ security?: unknown[]; paths: Record<string, Record<string, { security?: unknown[] }>> }>();
+      expect(doc.security).toEqual([{ bearer: [] }]);
+      expect(doc.paths['/healthz']?.get?.security).toEqual([]);
+      expect(doc.paths['/openapi.json']?.get?.security).toEqual([]);
+      expect(doc.paths['/v1/jobs']?.get?.security).toBeUndefined();
+      expect(doc.paths['/metrics']?.get?.security).toBeUndefined();
+      expect((await app.inject({ url: '/metrics' })).statusCode).toBe(401);
+
+      const page = await app.inject({ url: '/docs' });
+      expect(page.statusCode).toBe(200);
+      const html = page.body;
+      expect(html).toContain('href="/openapi.json"');
+      const section = (path: string): string => {
+        const at = html.indexOf(`>${path}<`);
+        expect(at, path).toBeGreaterThan(0);
+        return html.slice(at, at + 2000);
+      };
+      expect(section('/healthz')).toMatch(/No key needed/);
+      expect(section('/metrics')).toMatch(/Needs <code>Authorization/);
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+});
+

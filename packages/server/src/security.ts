@@ -1,28 +1,17 @@
 import { availableParallelism } from 'node:os';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance } from 'fastify';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import { AvatarError } from '@avatar/core';
 import type { PluginRegistry, ResourceManager } from '@avatar/core';
 import type { ApiKeyChecker } from './auth.js';
+import { errorBody } from './http-errors.js';
 import type { Redactor } from './redact.js';
+import { CONTENT_SECURITY_POLICY } from './csp.js';
+import { isPublicPagePath } from './routes/page.js';
 
-/**
- * The page's policy: everything from this origin only, no inline script or style, images also
- * from blob:/data: (previews of a chosen photo), media from blob: (a recorded sample).
- */
-export const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' blob: data:",
-  "media-src 'self' blob:",
-  "connect-src 'self'",
-  "object-src 'none'",
-  "base-uri 'none'",
-  "form-action 'self'",
-  "frame-ancestors 'none'",
-].join('; ');
+export { CONTENT_SECURITY_POLICY };
 
 export interface RateLimitOptions {
   /** requests per window per API key (per client address when keys are off) */
@@ -40,24 +29,59 @@ export interface SecurityOptions {
   redactor: Redactor;
 }
 
-/** AVATAR_RATE_LIMIT: requests per minute per key, 0 turns limiting off. */
-export function rateLimitFromEnv(env: NodeJS.ProcessEnv = process.env): RateLimitOptions | false | undefined {
-  const raw = env.AVATAR_RATE_LIMIT?.trim();
-  if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new AvatarError('AVATAR_ERR_USAGE', { reason: `AVATAR_RATE_LIMIT must be a whole number of requests per minute (0: no limit), not "${raw}"` });
+/** A rate limit as text (requests per minute per key; 0: no limit), from the environment or a flag named `source`. */
+export function parseRateLimit(raw: string, source = 'AVATAR_RATE_LIMIT'): RateLimitOptions | false {
+  const text = raw.trim();
+  const n = text === '' ? NaN : Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new AvatarError('AVATAR_ERR_USAGE', { reason: `${source} must be a whole number of requests per minute (0: no limit), not "${raw.slice(0, 100)}"` });
   return n === 0 ? false : { max: n, windowMs: 60_000 };
+}
+
+/** AVATAR_RATE_LIMIT: requests per minute per key, 0 turns limiting off; undefined when unset. */
+export function rateLimitFromEnv(env: NodeJS.ProcessEnv = process.env): RateLimitOptions | false | undefined {
+  const raw = env.AVATAR_RATE_LIMIT;
+  return raw === undefined || raw.trim() === '' ? undefined : parseRateLimit(raw);
+}
+
+/** Allowed browser origins as text: comma-separated, or `*`; trailing slashes dropped. */
+export function parseCorsOrigins(raw: string): string[] {
+  return raw.split(',').map((o) => o.trim().replace(/\/+$/, '')).filter((o) => o.length > 0);
 }
 
 /** AVATAR_CORS_ORIGINS: comma-separated origins, or `*`. */
 export function corsOriginsFromEnv(env: NodeJS.ProcessEnv = process.env): string[] {
-  return (env.AVATAR_CORS_ORIGINS ?? '').split(',').map((o) => o.trim().replace(/\/+$/, '')).filter((o) => o.length > 0);
+  return parseCorsOrigins(env.AVATAR_CORS_ORIGINS ?? '');
 }
 
 const windowText = (ms: number): string =>
   ms % 60_000 === 0 ? `${ms / 60_000} minute${ms === 60_000 ? '' : 's'}` : `${Math.round(ms / 100) / 10} seconds`;
 
-const isHealthz = (request: FastifyRequest): boolean => request.url === '/healthz' || request.url.startsWith('/healthz?');
+const pathOf = (url: string): string => url.split('?', 1)[0] ?? '';
+
+/** The liveness probe: never limited, never asks for a key. */
+export const isHealthzPath = (url: string): boolean => pathOf(url) === '/healthz';
+
+/**
+ * What anyone may fetch without a key: the liveness probe, the page (with /docs) and the OpenAPI
+ * document, which describes shapes and holds nothing of anyone's jobs.
+ */
+export const isKeyFreePath = (url: string): boolean => isHealthzPath(url) || pathOf(url) === '/openapi.json' || isPublicPagePath(url);
+
+/**
+ * The security headers, set on the raw response: answers written outside fastify's hooks (event
+ * streams, the router's own refusals, the shutdown answer) carry them too.
+ */
+export function setSecurityHeaders(raw: ServerResponse, corsOn: boolean): void {
+  raw.setHeader('content-security-policy', CONTENT_SECURITY_POLICY);
+  raw.setHeader('x-content-type-options', 'nosniff');
+  raw.setHeader('x-frame-options', 'DENY');
+  raw.setHeader('referrer-policy', 'no-referrer');
+  raw.setHeader('cross-origin-opener-policy', 'same-origin');
+  // results may be embedded by the allowed origins when CORS is on
+  raw.setHeader('cross-origin-resource-policy', corsOn ? 'cross-origin' : 'same-origin');
+  raw.setHeader('permissions-policy', 'camera=(self), microphone=(self), geolocation=(), payment=(), usb=()');
+  raw.setHeader('x-dns-prefetch-control', 'off');
+}
 
 /**
  * Rate limiting, CORS, security headers and path redaction. Call before the API-key check is
@@ -68,18 +92,18 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
   const { auth, redactor } = options;
   const corsOrigins = options.corsOrigins ?? [];
 
-  // headers on the raw response, so answers written outside fastify (event streams) carry them too
+  // from the start of shutdown (while a running job gets its grace period) new requests are
+  // answered 503 in the one error shape, before any key check or limit
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (_request, reply) => {
-    const raw = reply.raw;
-    raw.setHeader('content-security-policy', CONTENT_SECURITY_POLICY);
-    raw.setHeader('x-content-type-options', 'nosniff');
-    raw.setHeader('x-frame-options', 'DENY');
-    raw.setHeader('referrer-policy', 'no-referrer');
-    raw.setHeader('cross-origin-opener-policy', 'same-origin');
-    // results may be embedded by the allowed origins when CORS is on
-    raw.setHeader('cross-origin-resource-policy', corsOrigins.length > 0 ? 'cross-origin' : 'same-origin');
-    raw.setHeader('permissions-policy', 'camera=(self), microphone=(self), geolocation=(), payment=(), usb=()');
-    raw.setHeader('x-dns-prefetch-control', 'off');
+    setSecurityHeaders(reply.raw, corsOrigins.length > 0);
+    if (closing) {
+      const error = new AvatarError('AVATAR_ERR_HTTP_SHUTTING_DOWN');
+      return reply.code(error.httpStatus).header('connection', 'close').header('retry-after', '5').type('application/json; charset=utf-8').send(errorBody(error));
+    }
   });
 
   if (corsOrigins.length > 0) {
@@ -105,7 +129,7 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
         const key = auth.enabled ? auth.match(request.headers.authorization) : -1;
         return key >= 0 ? `key:${key}` : `ip:${request.ip}`;
       },
-      allowList: (request) => isHealthz(request),
+      allowList: (request) => isHealthzPath(request.url),
       errorResponseBuilder: (_request, context) =>
         new AvatarError('AVATAR_ERR_HTTP_RATE_LIMITED', { limit: context.max, window: windowText(windowMs), retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)) }),
     });

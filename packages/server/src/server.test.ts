@@ -341,9 +341,10 @@ describe('server: API keys', () => {
     await ctx?.cleanup();
   });
 
-  it('asks every route but /healthz for a key and says nothing more', async () => {
+  it('asks every route but /healthz and /openapi.json for a key and says nothing more', async () => {
     expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
-    for (const url of ['/v1/jobs', '/v1/stats', '/readyz', '/metrics', '/openapi.json', '/v1/jobs/job-20260101000000-00000000', '/v1/nothing']) {
+    expect((await app.inject({ url: '/openapi.json' })).statusCode).toBe(200);
+    for (const url of ['/v1/jobs', '/v1/stats', '/readyz', '/metrics', '/v1/jobs/job-20260101000000-00000000', '/v1/nothing']) {
       for (const authorization of [undefined, 'Bearer wrong', 'Bearer k-one', 'Basic k-two', 'k-two', 'Bearer ', 'Bearer k-two extra']) {
         const res = await app.inject({ url, headers: authorization === undefined ? {} : { authorization } });
         expectJsonError(res, 401, 'AVATAR_ERR_HTTP_UNAUTHORIZED');

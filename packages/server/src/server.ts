@@ -4,11 +4,11 @@ import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { AvatarError, Worker, createJobHandlers, silentLogger } from '@avatar/core';
+import { AvatarError, Worker, createJobHandlers, parsePipelineConfig, silentLogger } from '@avatar/core';
 import type { Job, JobStore, Logger, PipelineCoordinator, PluginRegistry, WorkerOptions } from '@avatar/core';
 import { ApiKeyChecker, assertSafeListen, resolveApiKeys } from './auth.js';
 import { createRedactor } from './redact.js';
-import { concurrencyFromBudget, corsOriginsFromEnv, rateLimitFromEnv, registerSecurity } from './security.js';
+import { concurrencyFromBudget, corsOriginsFromEnv, isKeyFreePath, rateLimitFromEnv, registerSecurity, setSecurityHeaders } from './security.js';
 import type { RateLimitOptions } from './security.js';
 import { FinishWatcher, WebhookDispatcher, withSubmitHooks } from './webhooks.js';
 import type { FinishWatcherOptions, WebhookOptions } from './webhooks.js';
@@ -16,11 +16,12 @@ import { errorBody, installErrorHandlers } from './http-errors.js';
 import { createMetrics } from './metrics.js';
 import { ErrorBodySchema } from './schemas.js';
 import type { RouteContext } from './routes/context.js';
+import { installUploads } from './uploads.js';
 import type { UploadLimits } from './uploads.js';
 import { registerAssetRoutes } from './routes/assets.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerJobRoutes } from './routes/jobs.js';
-import { isPublicPagePath, registerPageRoutes } from './routes/page.js';
+import { registerPageRoutes } from './routes/page.js';
 import { registerSystemRoutes } from './routes/system.js';
 
 /** What the server runs on: the same pieces the CLI opens (storage, plugins, queue, coordinator). */
@@ -78,6 +79,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const keys = resolveApiKeys(options);
   if (options.host !== undefined) assertSafeListen(options.host, keys);
   const auth = new ApiKeyChecker(keys);
+  const corsOrigins = options.corsOrigins ?? corsOriginsFromEnv();
+  const redactor = createRedactor(storageDir);
 
   const app = Fastify({
     logger: false,
@@ -85,9 +88,12 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     routerOptions: { maxParamLength: 200 },
     // refuse rather than strip unknown fields, and never turn "12" into 12: a wrong type is an error
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-    return503OnClosing: true,
+    // fastify's own 503 has neither our error shape nor our headers: registerSecurity answers instead
+    return503OnClosing: false,
     // the router's own refusals (an over-long path segment, a badly encoded URL) in the one error shape too
     frameworkErrors: (error, _request, reply) => {
+      // these come before any hook: the headers are set here
+      setSecurityHeaders(reply.raw, corsOrigins.length > 0);
       const refused = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? new AvatarError('AVATAR_ERR_HTTP_VALIDATION', { part: 'params', reason: 'a path segment is longer than 200 characters' })
         : new AvatarError('AVATAR_ERR_HTTP_BAD_REQUEST', { reason: 'the URL is not validly encoded' });
@@ -95,11 +101,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       void (reply as unknown as FastifyReply).code(refused.httpStatus).type(JSON_TYPE).send(errorBody(refused));
     },
   });
-  installErrorHandlers(app, { bodyLimit, log });
+  installErrorHandlers(app, { bodyLimit, log, redact: redactor.text });
   app.addSchema(ErrorBodySchema);
   // before the key check: preflights carry no key, and refused keys count toward the limit
-  const redactor = createRedactor(storageDir);
-  await registerSecurity(app, { auth, redactor, rateLimit: options.rateLimit ?? rateLimitFromEnv(), corsOrigins: options.corsOrigins ?? corsOriginsFromEnv() });
+  await registerSecurity(app, { auth, redactor, rateLimit: options.rateLimit ?? rateLimitFromEnv(), corsOrigins });
 
   const metrics = createMetrics(store);
   app.addHook('onResponse', async (request, reply) => {
@@ -108,13 +113,17 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
   if (auth.enabled) {
     app.addHook('onRequest', async (request, reply) => {
-      if (request.url === '/healthz' || request.url.startsWith('/healthz?') || isPublicPagePath(request.url)) return;
+      if (isKeyFreePath(request.url)) return;
       if (auth.check(request.headers.authorization)) return;
       // no detail: a caller learns neither whether a key was close nor which part was wrong
       return reply.code(401).header('www-authenticate', 'Bearer').type(JSON_TYPE).send(errorBody(new AvatarError('AVATAR_ERR_HTTP_UNAUTHORIZED')));
     });
   }
 
+  // the OpenAPI document says which routes need no key (the global requirement is dropped for them)
+  app.addHook('onRoute', (route) => {
+    if (isKeyFreePath(route.url) || route.url.startsWith('/static/')) route.schema = { ...route.schema, security: [] };
+  });
   await app.register(swagger, {
     openapi: {
       info: { title: 'avatar HTTP API', version: '0.1.0', description: 'Submit jobs, follow their progress, download results.' },
@@ -169,7 +178,14 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     await finishes.stop();
     await webhooks.stop();
   });
-  const submitStore = withSubmitHooks(store, { before: (params) => webhooks.checkParams(params), after: (job) => finishes.track(job.jobId) });
+  const submitStore = withSubmitHooks(store, {
+    before: (params) => {
+      // the settings are checked now (JSON and form submits alike), so a bad one fails here, not in the worker
+      parsePipelineConfig(params.config);
+      webhooks.checkParams(params);
+    },
+    after: (job) => finishes.track(job.jobId),
+  });
 
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const notFound = (id: string): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id });
@@ -181,11 +197,13 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
 
   const routes: RouteContext = { store: submitStore, redact: redactor, registry, storageDir, log, metrics, streams, eventsIntervalMs, getJob };
+  // one Uploads for every multipart route (avatars, voices, jobs), with the server's limits
+  const uploads = installUploads(api, { storageDir, ...(options.uploads && { limits: options.uploads }), log });
   registerJobRoutes(api, routes);
   registerEventRoutes(api, routes);
   registerSystemRoutes(api, routes, app);
   registerPageRoutes(api, routes);
-  registerAssetRoutes(api, routes, { coordinator: context.coordinator, ...(options.uploads && { limits: options.uploads }) });
+  registerAssetRoutes(api, routes, { coordinator: context.coordinator, uploads });
 
   return app;
 }

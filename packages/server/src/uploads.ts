@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -30,6 +31,10 @@ export interface UploadLimits {
   audioSeconds: number;
   /** how long decoding one audio upload may take, ms (default 30 000) */
   decodeTimeoutMs: number;
+  /** forms whose files are checked (sniffed, sized, decoded) at once (default 2) */
+  decodeConcurrency: number;
+  /** forms waiting for a check slot (default 8; 0: none wait); beyond that 503 AVATAR_ERR_HTTP_BUSY */
+  decodeQueue: number;
 }
 
 export const DEFAULT_UPLOAD_LIMITS: Readonly<UploadLimits> = {
@@ -41,7 +46,12 @@ export const DEFAULT_UPLOAD_LIMITS: Readonly<UploadLimits> = {
   imagePixels: 40_000_000,
   audioSeconds: 120,
   decodeTimeoutMs: 30_000,
+  decodeConcurrency: 2,
+  decodeQueue: 8,
 };
+
+/** Limits that may be 0; every other one must be above 0. */
+const MAY_BE_ZERO: ReadonlySet<keyof UploadLimits> = new Set(['decodeQueue']);
 
 /** The defaults with `given` on top; a limit that is not a positive number is a configuration error. */
 export function resolveUploadLimits(given: Partial<UploadLimits> = {}): UploadLimits {
@@ -49,8 +59,10 @@ export function resolveUploadLimits(given: Partial<UploadLimits> = {}): UploadLi
   for (const key of Object.keys(DEFAULT_UPLOAD_LIMITS) as (keyof UploadLimits)[]) {
     const value = given[key];
     if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `uploads.${key}`, problem: 'must be a positive number', value: String(value), expected: `Give uploads.${key} a number above 0.` });
+    const zeroOk = MAY_BE_ZERO.has(key);
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (value === 0 && !zeroOk)) {
+      const problem = zeroOk ? 'must be a number of at least 0' : 'must be a positive number';
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `uploads.${key}`, problem, value: String(value), expected: `Give uploads.${key} a number ${zeroOk ? 'of 0 or more' : 'above 0'}.` });
     }
     limits[key] = value;
   }
@@ -72,19 +84,31 @@ export interface FormSpec {
   files: readonly FileField[];
   /** the text fields the route takes; which of them are required is the route schema's business */
   fields: readonly string[];
+  /**
+   * Runs once every part has arrived and before any file is checked: refusing a form for its text
+   * fields or for which files it holds costs no decoding. Throws to refuse.
+   */
+  precheck?(fields: Readonly<Record<string, string>>, files: readonly ReceivedFile[]): void;
 }
 
-export interface UploadedFile {
+/** A file as stored, before its content is checked: nothing about its format is known yet. */
+export interface ReceivedFile {
   field: string;
   kind: UploadKind;
+  /** absolute, inside the staging folder: `<field>.upload` */
+  path: string;
+  bytes: number;
+  /** the client's file name, for messages only: it never becomes part of a path */
+  clientName: string;
+}
+
+/** A file whose content passed the checks, named for its format. */
+export interface UploadedFile extends ReceivedFile {
   format: ImageKind | AudioKind;
   /** file extension for the format, without the dot */
   ext: string;
   /** absolute, inside the staging folder: `<field>.<ext>` */
   path: string;
-  bytes: number;
-  /** the client's file name, for messages only: it never becomes part of a path */
-  clientName: string;
   width?: number;
   height?: number;
   /** decoded length (audio) */
@@ -96,8 +120,102 @@ export interface ReceivedForm {
   files: Record<string, UploadedFile>;
   /** the staging folder: `<parent>/.upload-<16 hex>`, holding the checked files */
   dir: string;
-  /** removes the staging folder (a no-op once the route has renamed it into place) */
+  /** aborted when the client goes away before its answer; check it before committing anything */
+  signal: AbortSignal;
+  /**
+   * Removes the staging folder (a no-op once the route has renamed it into place). Only the request's
+   * own flow calls it, once the handler has settled, so it never races the route's rename.
+   */
   discard(): Promise<void>;
+}
+
+/** The staging folder's name prefix; `.deleted-` is what a delete renames an asset to before removing it. */
+export const STAGING_PREFIXES = ['.upload-', '.deleted-'] as const;
+
+/** The body's media type as messages show it (no parameters, at most 100 characters). */
+export function mediaTypeOf(request: FastifyRequest): string {
+  const header = request.headers['content-type'];
+  if (header === undefined || header === '') return 'a body without Content-Type';
+  return String(header).split(';')[0]?.trim().slice(0, 100) || 'an unnamed type';
+}
+
+const gone = new WeakMap<ServerResponse, AbortSignal>();
+
+/** Aborted when the client goes away before its answer is written; one signal per response. */
+export function clientGoneSignal(reply: FastifyReply): AbortSignal {
+  const raw = reply.raw;
+  let signal = gone.get(raw);
+  if (!signal) {
+    const controller = new AbortController();
+    signal = controller.signal;
+    gone.set(raw, signal);
+    if (raw.destroyed && !raw.writableFinished) controller.abort();
+    else raw.once('close', () => {
+      if (!raw.writableFinished) controller.abort();
+    });
+  }
+  return signal;
+}
+
+/** The error a route throws when its client went away before the commit: nothing is kept. */
+export function clientGoneError(): AvatarError {
+  return new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'upload (the client went away)' });
+}
+
+/** How long a client refused for a full queue is asked to wait, seconds. */
+const BUSY_RETRY_AFTER_S = 5;
+
+/**
+ * A counting semaphore with a bounded queue: content checks (ffmpeg decodes above all) run at most
+ * `concurrency` at once, at most `queue` wait, and the rest are refused at once rather than piling up.
+ */
+export class CheckGate {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly concurrency: number, readonly queue: number) {}
+
+  get stats(): { running: number; queued: number } {
+    return { running: this.running, queued: this.waiting.length };
+  }
+
+  /** A slot, or AVATAR_ERR_HTTP_BUSY when the queue is full; the returned function gives it back (once). */
+  async enter(signal: AbortSignal): Promise<() => void> {
+    if (signal.aborted) throw clientGoneError();
+    if (this.running < this.concurrency) {
+      this.running += 1;
+      return this.leave();
+    }
+    if (this.waiting.length >= this.queue) {
+      throw new AvatarError('AVATAR_ERR_HTTP_BUSY', { running: this.running, queued: this.waiting.length, retryAfter: BUSY_RETRY_AFTER_S });
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        const at = this.waiting.indexOf(go);
+        if (at >= 0) this.waiting.splice(at, 1);
+        reject(clientGoneError());
+      };
+      const go = (): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      this.waiting.push(go);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    return this.leave();
+  }
+
+  private leave(): () => void {
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      // the slot passes straight to the next in line, so `running` only drops when nobody waits
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running -= 1;
+    };
+  }
 }
 
 const EXTENSIONS: Record<ImageKind | AudioKind, string> = {
@@ -180,9 +298,12 @@ function decodeSeconds(path: string, kind: AudioKind, limitSeconds: number, time
  */
 export class Uploads {
   readonly limits: UploadLimits;
+  /** content checks running and waiting */
+  readonly gate: CheckGate;
 
   constructor(readonly storageDir: string, limits: Partial<UploadLimits> = {}, private readonly log?: Logger) {
     this.limits = resolveUploadLimits(limits);
+    this.gate = new CheckGate(Math.floor(this.limits.decodeConcurrency) || 1, Math.floor(this.limits.decodeQueue));
   }
 
   bytesFor(kind: UploadKind): number {
@@ -193,20 +314,19 @@ export class Uploads {
   async receive(request: FastifyRequest, reply: FastifyReply, spec: FormSpec): Promise<ReceivedForm> {
     const first = spec.files[0];
     if (!request.isMultipart()) {
-      const type = request.headers['content-type'] ? String(request.headers['content-type']).split(';')[0]?.trim().slice(0, 100) || 'an unnamed type' : 'a body without Content-Type';
-      throw new AvatarError('AVATAR_ERR_HTTP_NOT_MULTIPART', { type, field: first?.field ?? 'file', example: first ? EXAMPLES[first.kind] : 'file' });
+      throw new AvatarError('AVATAR_ERR_HTTP_NOT_MULTIPART', { type: mediaTypeOf(request), field: first?.field ?? 'file', example: first ? EXAMPLES[first.kind] : 'file' });
     }
     await mkdir(spec.parent, { recursive: true });
     const dir = join(spec.parent, `.upload-${randomBytes(8).toString('hex')}`);
     await mkdir(dir);
-    const discard = async (): Promise<void> => {
-      await rm(dir, { recursive: true, force: true }).catch((error: unknown) => this.log?.warn(`could not remove the upload folder ${dir}`, { reason: String(error) }));
-    };
-    // a client that goes away before the answer leaves nothing behind either
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) void discard();
-    });
-    const form: ReceivedForm = { fields: {}, files: {}, dir, discard };
+    let discarded: Promise<void> | undefined;
+    const discard = (): Promise<void> => (discarded ??= rm(dir, { recursive: true, force: true })
+      .catch((error: unknown) => this.log?.warn(`could not remove the upload folder ${dir}`, { reason: String(error) })));
+    // a client that goes away only aborts what runs: the folder is removed by whoever settles the
+    // request (this method on failure, the route after its commit or refusal), never from here
+    const signal = clientGoneSignal(reply);
+    const form: ReceivedForm = { fields: {}, files: {}, dir, signal, discard };
+    const stored: ReceivedFile[] = [];
     const counts = {
       files: Math.max(1, Math.min(spec.files.length, this.limits.files)),
       fields: Math.max(1, Math.min(Math.max(spec.fields.length, 1), this.limits.fields)),
@@ -221,18 +341,32 @@ export class Uploads {
           limits: { fileSize, files: counts.files, fields: counts.fields, parts: counts.parts, fieldSize: this.limits.fieldBytes, fieldNameSize: 100, headerPairs: 20 },
         }) as AsyncIterableIterator<MultipartFile | MultipartValue>;
         for await (const part of parts) {
-          if (part.type === 'file') await this.storeFile(part, spec, form);
+          if (part.type === 'file') await this.storeFile(part, spec, stored, dir);
           else this.takeField(part, spec, form);
         }
       } catch (error) {
         throw parserError(error, counts);
       }
       for (const f of spec.files) {
-        if (f.required && !form.files[f.field]) {
+        if (f.required && !stored.some((s) => s.field === f.field)) {
           throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_MISSING', { what: f.kind === 'image' ? 'photo' : 'audio file', field: f.field, example: EXAMPLES[f.kind] });
         }
       }
-      for (const file of Object.values(form.files)) await this.checkContent(file, reply);
+      spec.precheck?.(form.fields, stored);
+      if (stored.length > 0) {
+        let leave: () => void;
+        try {
+          leave = await this.gate.enter(signal);
+        } catch (error) {
+          if (error instanceof AvatarError && error.code === 'AVATAR_ERR_HTTP_BUSY') void reply.header('retry-after', String(BUSY_RETRY_AFTER_S));
+          throw error;
+        }
+        try {
+          for (const file of stored) form.files[file.field] = await this.checkContent(file, signal);
+        } finally {
+          leave();
+        }
+      }
       return form;
     } catch (error) {
       if (!request.raw.readableEnded) {
@@ -246,7 +380,7 @@ export class Uploads {
     }
   }
 
-  private async storeFile(part: MultipartFile, spec: FormSpec, form: ReceivedForm): Promise<void> {
+  private async storeFile(part: MultipartFile, spec: FormSpec, stored: ReceivedFile[], dir: string): Promise<void> {
     const field = spec.files.find((f) => f.field === part.fieldname);
     const expected = `Files: ${spec.files.map((f) => `"${f.field}" (${f.kind === 'image' ? 'JPEG, PNG or WebP' : 'WAV, MP3, OGG, FLAC or M4A'})`).join(', ') || 'none'}; text fields: ${spec.fields.map((f) => `"${f}"`).join(', ') || 'none'}.`;
     if (!field) {
@@ -254,7 +388,7 @@ export class Uploads {
       const problem = spec.fields.includes(part.fieldname) ? 'must be text, not a file' : 'is not a file this route takes';
       throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', { field: part.fieldname.slice(0, 100), problem, expected });
     }
-    if (form.files[field.field]) {
+    if (stored.some((s) => s.field === field.field)) {
       part.file.resume();
       throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', { field: field.field, problem: 'holds more than one file', expected: 'Send one file per field.' });
     }
@@ -266,7 +400,7 @@ export class Uploads {
       advice: field.kind === 'image' ? 'a portrait photo needs a few megabytes at most; save it smaller or at a lower JPEG quality.' : 'trim the recording or send it compressed (MP3, OGG, FLAC).',
     });
     // the server names the file; the client's name is kept for messages only
-    const path = join(form.dir, `${field.field}.upload`);
+    const path = join(dir, `${field.field}.upload`);
     let bytes = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _encoding, done) {
@@ -288,7 +422,7 @@ export class Uploads {
       if (part.filename) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_MISSING', { what: `non-empty ${field.kind === 'image' ? 'photo' : 'audio file'} (${clientName} is empty)`, field: field.field, example: EXAMPLES[field.kind] });
       return;
     }
-    form.files[field.field] = { field: field.field, kind: field.kind, format: field.kind === 'image' ? 'jpeg' : 'wav', ext: 'upload', path, bytes, clientName };
+    stored.push({ field: field.field, kind: field.kind, path, bytes, clientName });
   }
 
   private takeField(part: MultipartValue, spec: FormSpec, form: ReceivedForm): void {
@@ -310,10 +444,11 @@ export class Uploads {
   }
 
   /** Sniffs the bytes, checks the header's size or decodes the audio, then names the file for its format. */
-  private async checkContent(file: UploadedFile, reply: FastifyReply): Promise<void> {
+  private async checkContent(file: ReceivedFile, signal: AbortSignal): Promise<UploadedFile> {
     const input = `form field "${file.field}"`;
     const path = file.clientName;
     const head = await readFileHead(file.path, 64);
+    let checked: Omit<UploadedFile, 'ext' | 'path'>;
     if (file.kind === 'image') {
       const kind = sniffImage(head);
       if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its bytes do not start like a JPEG, PNG or WebP file; the name and Content-Type are not looked at' });
@@ -326,32 +461,56 @@ export class Uploads {
           megapixels: (pixels / 1e6).toFixed(1), limit: Math.round(this.limits.imagePixels / 1e5) / 10,
         });
       }
-      Object.assign(file, { format: kind, width: size.width, height: size.height });
+      checked = { ...file, format: kind, width: size.width, height: size.height };
     } else {
       const kind = sniffAudio(head);
       if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason: 'its bytes do not start like a WAV, MP3, OGG, FLAC or M4A file; the name and Content-Type are not looked at' });
-      const controller = new AbortController();
-      const onClose = (): void => {
-        if (!reply.raw.writableFinished) controller.abort();
-      };
-      reply.raw.once('close', onClose);
-      let decoded: Awaited<ReturnType<typeof decodeSeconds>>;
-      try {
-        decoded = await decodeSeconds(file.path, kind, this.limits.audioSeconds, this.limits.decodeTimeoutMs, controller.signal);
-      } finally {
-        reply.raw.off('close', onClose);
-      }
+      const decoded = await decodeSeconds(file.path, kind, this.limits.audioSeconds, this.limits.decodeTimeoutMs, signal);
+      if (signal.aborted) throw clientGoneError();
       const format = kind.toUpperCase();
       if ('error' in decoded) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_UNDECODABLE', { input: `${input} (${path})`, format, reason: decoded.error });
       if (decoded.seconds <= 0) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_UNDECODABLE', { input: `${input} (${path})`, format, reason: 'it holds no audio samples' });
       if (decoded.seconds > this.limits.audioSeconds) throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_AUDIO_TOO_LONG', { input: `${input} (${path})`, limit: this.limits.audioSeconds });
-      Object.assign(file, { format: kind, seconds: Math.round(decoded.seconds * 1000) / 1000 });
+      checked = { ...file, format: kind, seconds: Math.round(decoded.seconds * 1000) / 1000 };
     }
-    const ext = EXTENSIONS[file.format];
+    const ext = EXTENSIONS[checked.format];
     const named = join(file.path, '..', `${file.field}.${ext}`);
     await rename(file.path, named);
-    Object.assign(file, { ext, path: named });
+    return { ...checked, ext, path: named };
   }
+}
+
+/**
+ * Removes staging (`.upload-*`) and half-deleted (`.deleted-*`) folders older than `olderThanMs` from
+ * the upload folders: what a crash or a kill left behind. Younger ones may belong to a request still
+ * running (another server on the same storage). Returns the paths removed.
+ */
+export async function sweepStaging(storageDir: string, options: { olderThanMs?: number; log?: Logger; now?: number } = {}): Promise<string[]> {
+  const cutoff = (options.now ?? Date.now()) - (options.olderThanMs ?? 60 * 60 * 1000);
+  const removed: string[] = [];
+  for (const folder of ['avatars', 'voices', 'uploads']) {
+    const parent = join(storageDir, folder);
+    let names: string[];
+    try {
+      names = await readdir(parent);
+    } catch {
+      continue; // not made yet
+    }
+    for (const name of names) {
+      if (!STAGING_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
+      const path = join(parent, name);
+      try {
+        const info = await stat(path);
+        if (!info.isDirectory() || info.mtimeMs >= cutoff) continue;
+        await rm(path, { recursive: true, force: true });
+        removed.push(path);
+        options.log?.info(`removed a folder left over from an earlier run: ${folder}/${name}`, { modified: info.mtime.toISOString() });
+      } catch (error) {
+        options.log?.warn(`could not remove the left-over folder ${folder}/${name}`, { reason: String(error) });
+      }
+    }
+  }
+  return removed;
 }
 
 // ---- tying a form to a route's life cycle ----
@@ -365,13 +524,21 @@ declare module 'fastify' {
 
 const forms = new WeakMap<FastifyRequest, ReceivedForm>();
 
-/** The multipart plugin (for its parser only: files are streamed by Uploads) and the shared Uploads. */
+/**
+ * The multipart plugin (for its parser only: files are streamed by Uploads), the shared Uploads, and a
+ * sweep of folders a crash left behind when the server starts. Call once per server and pass the
+ * instance to the routes; a second call is refused, since its limits could not take effect.
+ */
 export function installUploads(api: Api, options: { storageDir: string; limits?: Partial<UploadLimits>; log?: Logger }): Uploads {
-  const uploads = new Uploads(options.storageDir, options.limits ?? {}, options.log);
-  if (!api.hasDecorator('avatarUploads')) {
-    api.decorate('avatarUploads', uploads);
-    void api.register(multipart, { throwFileSizeLimit: true });
+  if (api.hasDecorator('avatarUploads')) {
+    throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'uploads are already installed on this server: install them once and pass the instance to the routes' });
   }
+  const uploads = new Uploads(options.storageDir, options.limits ?? {}, options.log);
+  api.decorate('avatarUploads', uploads);
+  void api.register(multipart, { throwFileSizeLimit: true });
+  api.addHook('onReady', async () => {
+    await sweepStaging(options.storageDir, { ...(options.log && { log: options.log }) });
+  });
   return uploads;
 }
 
@@ -379,13 +546,14 @@ export function installUploads(api: Api, options: { storageDir: string; limits?:
  * Route hooks for a multipart route: preValidation receives the form (so the route's schema then
  * validates its text fields; file fields carry the client's file name), onError removes what was
  * stored when anything later fails. `spec` returns null to leave a request alone (a JSON body).
+ * Without `uploads`, the instance installUploads put on the server is used.
  */
-export function formHooks(spec: (request: FastifyRequest) => FormSpec | null) {
+export function formHooks(spec: (request: FastifyRequest) => FormSpec | null, uploads?: Uploads) {
   return {
     preValidation: async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
       const wanted = spec(request);
       if (!wanted) return;
-      const form = await request.server.avatarUploads.receive(request, reply, wanted);
+      const form = await (uploads ?? request.server.avatarUploads).receive(request, reply, wanted);
       forms.set(request, form);
       const files = Object.fromEntries(Object.values(form.files).map((f) => [f.field, f.clientName]));
       request.body = { ...form.fields, ...files };

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,14 +7,14 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  AvatarError, FileJobStore, JOB_TYPES, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, Worker,
+  AvatarError, FileJobStore, JOB_TYPES, MemoryLogger, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, Worker,
   checkJobParams, createJobHandlers,
 } from '@avatar/core';
 import type { Job, JobParams } from '@avatar/core';
 import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
 import type { RunningServer, ServerContext } from './server.js';
-import { checkWebhookUrl, isPrivateAddress, signWebhook, verifyWebhookSignature } from './webhooks.js';
+import { MAX_ANSWER_BYTES, checkWebhookUrl, isPrivateAddress, resolveWebhookOptions, signWebhook, verifyWebhookSignature } from './webhooks.js';
 import type { DeliveryState } from './webhooks.js';
 
 const SECRET = 'test-secret-3f9a';
@@ -106,7 +106,15 @@ describe('webhook signing and addresses', () => {
     expect(verifyWebhookSignature(SECRET, 't=1,v1=zz', body)).toBe(false);
   });
 
-  it('knows private addresses, and refuses them only when asked to', () => {
+  it('refuses private addresses unless asked to allow them', () => {
+    expect(resolveWebhookOptions({}, {}).allowPrivate).toBe(false);
+    expect(resolveWebhookOptions({}, { AVATAR_WEBHOOK_ALLOW_PRIVATE: '0' }).allowPrivate).toBe(false);
+    expect(resolveWebhookOptions({}, { AVATAR_WEBHOOK_ALLOW_PRIVATE: 'yes please' }).allowPrivate).toBe(false);
+    expect(resolveWebhookOptions({}, { AVATAR_WEBHOOK_ALLOW_PRIVATE: '1' }).allowPrivate).toBe(true);
+    expect(resolveWebhookOptions({ allowPrivate: false }, { AVATAR_WEBHOOK_ALLOW_PRIVATE: 'true' }).allowPrivate).toBe(false);
+  });
+
+  it('knows private addresses', () => {
     for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fd00::1', 'fe80::1', '::ffff:10.0.0.1', '::ffff:7f00:1', '[::1]']) {
       expect(isPrivateAddress(a), a).toBe(true);
     }
@@ -167,9 +175,9 @@ describe('webhooks over HTTP', () => {
     expect(plain.statusCode).toBe(202);
   });
 
-  it('refuses non-http urls by schema, and private addresses when they are turned off', async () => {
+  it('refuses non-http urls by schema, and private addresses by default', async () => {
     const ctx = await context();
-    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false, webhooks: { secret: SECRET, allowPrivate: false } });
+    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false, webhooks: { secret: SECRET } });
     opened.push(app);
     const post = (webhook: unknown) => app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'hi', webhook } } });
     const ftp = await post({ url: 'ftp://example.com/x' });
@@ -187,7 +195,7 @@ describe('webhooks over HTTP', () => {
     receiver.failFirst = 2;
     const server = await startServer({
       context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: { pollMs: 50 },
-      webhooks: { secret: SECRET, backoffMs: 150, backoffFactor: 2, pollIntervalMs: 50 },
+      webhooks: { secret: SECRET, allowPrivate: true, backoffMs: 150, backoffFactor: 2, pollIntervalMs: 50 },
     });
     opened.push(server);
     const submit = await server.app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Webhook test.', webhook: { url: receiver.url } } } });
@@ -233,7 +241,7 @@ describe('webhooks over HTTP', () => {
     receiver.failStatus = 503;
     const first = await startServer({
       context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: false,
-      webhooks: { secret: SECRET, backoffMs: 1500, pollIntervalMs: 50 },
+      webhooks: { secret: SECRET, allowPrivate: true, backoffMs: 1500, pollIntervalMs: 50 },
     });
     opened.push(first);
     const submit = await first.app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Separate worker.', webhook: { url: receiver.url } } } });
@@ -259,7 +267,7 @@ describe('webhooks over HTTP', () => {
     expect(receiver.got).toHaveLength(1);
 
     // a new process on the same storage finishes the delivery
-    const second = await startServer({ context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: false, webhooks: { secret: SECRET, pollIntervalMs: 50 } });
+    const second = await startServer({ context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: false, webhooks: { secret: SECRET, allowPrivate: true, pollIntervalMs: 50 } });
     opened.push(second);
     await receiver.until(2);
     const done = await waitFor('delivered', async () => {
@@ -280,7 +288,7 @@ describe('webhooks over HTTP', () => {
     receiver.failStatus = 500;
     const server = await startServer({
       context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: false,
-      webhooks: { secret: SECRET, attempts: 3, backoffMs: 50, pollIntervalMs: 50, scanIntervalMs: 100 },
+      webhooks: { secret: SECRET, allowPrivate: true, attempts: 3, backoffMs: 50, pollIntervalMs: 50, scanIntervalMs: 100 },
     });
     opened.push(server);
     // `avatar jobs submit` and `avatar jobs cancel` from another process
@@ -299,5 +307,108 @@ describe('webhooks over HTTP', () => {
     expect((JSON.parse(receiver.got[0]!.body) as Job).status).toBe('cancelled');
     await sleep(300);
     expect(receiver.got).toHaveLength(3);
+  });
+
+  /** A job queued and cancelled by another process: finished, with a webhook, never run. */
+  async function finishedJob(storageDir: string, url: string): Promise<Job> {
+    const other = new FileJobStore({ storageDir });
+    const job = await other.submit('voice_synthesis', { text: 'never run', webhook: { url } });
+    await other.cancel(job.jobId);
+    await other.close();
+    return job;
+  }
+
+  it('a receiver that trickles its answer forever fails at the deadline; a long answer is cut after a few KB', async () => {
+    const sockets = new Set<import('node:net').Socket>();
+    const timers = new Set<NodeJS.Timeout>();
+    const slow = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const endless = req.url?.startsWith('/endless');
+      // a byte every 50 ms keeps an idle timeout from ever firing; the endless one floods
+      const timer = setInterval(() => res.write(endless ? Buffer.alloc(1024, 97) : 'x'), endless ? 5 : 50);
+      timers.add(timer);
+    });
+    slow.on('connection', (s) => sockets.add(s));
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+    try {
+      const ctx = await context();
+      const trickled = await finishedJob(ctx.storageDir, `${base}/trickle`);
+      const flooded = await finishedJob(ctx.storageDir, `${base}/endless`);
+      const started = Date.now();
+      const server = await startServer({
+        context: ctx, port: 0, apiKeys: [], rateLimit: false, worker: false,
+        webhooks: { secret: SECRET, allowPrivate: true, attempts: 1, timeoutMs: 600, pollIntervalMs: 50 },
+      });
+      opened.push(server);
+      const failed = await waitFor('the trickled try given up', async () => {
+        const s = await deliveryState(ctx.storageDir, trickled.jobId);
+        return s?.status === 'failed' && s;
+      });
+      const took = Date.now() - started;
+      expect(failed.lastError).toMatch(/no complete answer within 600 ms/);
+      expect(took).toBeGreaterThanOrEqual(550);
+      expect(took).toBeLessThan(3000);
+      const cut = await waitFor('the flooded one delivered', async () => {
+        const s = await deliveryState(ctx.storageDir, flooded.jobId);
+        return s?.status !== 'pending' && s;
+      });
+      expect(cut.status).toBe('delivered');
+      expect(cut.lastStatus).toBe(200);
+      expect(MAX_ANSWER_BYTES).toBeLessThanOrEqual(64 * 1024);
+    } finally {
+      for (const t of timers) clearInterval(t);
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => slow.close(() => r()));
+    }
+  });
+
+  it('a pending delivery found by a server without a secret is failed with a logged reason, never sent', async () => {
+    const ctx = await context();
+    const job = await finishedJob(ctx.storageDir, receiver.url);
+    const now = new Date().toISOString();
+    const pending: DeliveryState = {
+      jobId: job.jobId, url: receiver.url, status: 'pending', attempts: 1, maxAttempts: 6, nextAttemptAt: now,
+      createdAt: now, updatedAt: now, lastStatus: 500, lastError: 'answered HTTP 500', body: JSON.stringify(job),
+    };
+    await mkdir(join(ctx.storageDir, 'webhooks'), { recursive: true });
+    await writeFile(join(ctx.storageDir, 'webhooks', `${job.jobId}.json`), JSON.stringify(pending));
+    const log = new MemoryLogger();
+    const server = await startServer({
+      context: { ...ctx, log }, port: 0, apiKeys: [], rateLimit: false, worker: false,
+      webhooks: { secret: '', allowPrivate: true, pollIntervalMs: 50 },
+    });
+    opened.push(server);
+    const state = await waitFor('failed', async () => {
+      const s = await deliveryState(ctx.storageDir, job.jobId);
+      return s?.status === 'failed' && s;
+    });
+    expect(state.lastError).toMatch(/no webhook secret/);
+    expect(state.attempts).toBe(1);
+    expect(log.entries.some((e) => e.level === 'warn' && e.message.includes(job.jobId) && /no webhook secret/.test(String(e.fields?.reason)))).toBe(true);
+    await sleep(200);
+    expect(receiver.got).toHaveLength(0);
+  });
+
+  it('a damaged delivery record does not block the delivery: it is written again and the job delivered', async () => {
+    const ctx = await context();
+    const job = await finishedJob(ctx.storageDir, receiver.url);
+    await mkdir(join(ctx.storageDir, 'webhooks'), { recursive: true });
+    await writeFile(join(ctx.storageDir, 'webhooks', `${job.jobId}.json`), '{"jobId": "job-2026');
+    const log = new MemoryLogger();
+    const server = await startServer({
+      context: { ...ctx, log }, port: 0, apiKeys: [], rateLimit: false, worker: false,
+      webhooks: { secret: SECRET, allowPrivate: true, pollIntervalMs: 50 },
+    });
+    opened.push(server);
+    await receiver.until(1);
+    const state = await waitFor('delivered', async () => {
+      const s = await deliveryState(ctx.storageDir, job.jobId);
+      return s?.status === 'delivered' && s;
+    });
+    expect(state.attempts).toBe(1);
+    expect(log.entries.some((e) => e.level === 'warn' && e.message.includes('damaged'))).toBe(true);
+    expect((await readdir(join(ctx.storageDir, 'webhooks'))).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { lookup as dnsLookup } from 'node:dns';
 import type { LookupAddress } from 'node:dns';
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { link, readFile, readdir, unlink, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -118,7 +118,7 @@ export interface DeliveryState {
 export interface WebhookOptions {
   /** HMAC key; default AVATAR_WEBHOOK_SECRET. Without one, webhook params are refused. */
   secret?: string;
-  /** deliver to loopback and private networks (default true; AVATAR_WEBHOOK_ALLOW_PRIVATE=0 turns it off) */
+  /** deliver to loopback, private and link-local networks too (default false; AVATAR_WEBHOOK_ALLOW_PRIVATE=1 turns it on) */
   allowPrivate?: boolean;
   /** tries in all (default 6) */
   attempts?: number;
@@ -126,9 +126,12 @@ export interface WebhookOptions {
   backoffMs?: number;
   /** default 3: waits of 10 s, 30 s, 1.5 min, 4.5 min, 13.5 min */
   backoffFactor?: number;
-  /** one try gives up after this long, ms (default 10 000) */
+  /** one try, connecting to the end of the answer, gives up after this long, ms (default 10 000) */
   timeoutMs?: number;
 }
+
+/** Most bytes of an answer's body read: only the status matters, a receiver must not keep a try busy. */
+export const MAX_ANSWER_BYTES = 4096;
 
 interface ResolvedOptions {
   secret: string | undefined;
@@ -144,7 +147,8 @@ export function resolveWebhookOptions(options: WebhookOptions = {}, env: NodeJS.
   const allowEnv = env.AVATAR_WEBHOOK_ALLOW_PRIVATE;
   return {
     secret: secret !== undefined && secret !== '' ? secret : undefined,
-    allowPrivate: options.allowPrivate ?? !(allowEnv !== undefined && /^(0|false|no|off)$/i.test(allowEnv.trim())),
+    // refused unless asked for: a url naming the server's own network is the classic request forgery
+    allowPrivate: options.allowPrivate ?? (allowEnv !== undefined && /^(1|true|yes|on)$/i.test(allowEnv.trim())),
     attempts: Math.max(1, Math.floor(options.attempts ?? 6)),
     backoffMs: Math.max(0, options.backoffMs ?? 10_000),
     backoffFactor: Math.max(1, options.backoffFactor ?? 3),
@@ -226,13 +230,7 @@ export class WebhookDispatcher {
       nextAttemptAt: now, createdAt: now, updatedAt: now, lastStatus: null, lastError: null,
       body: JSON.stringify(this.redact(job)),
     };
-    try {
-      // exclusive create: of several processes that see the job finish, one delivers
-      await writeFile(this.path(job.jobId), JSON.stringify(state, null, 2), { flag: 'wx' });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
-      throw error;
-    }
+    if (!(await this.create(state))) return;
     if (!this.enabled) {
       await this.finish(state, 'failed', null, 'no webhook secret is configured on this server');
       return;
@@ -258,9 +256,36 @@ export class WebhookDispatcher {
     return join(this.dir, `${jobId}.json`);
   }
 
+  /**
+   * Creates the record of a new delivery: written whole to a temporary name, then linked into
+   * place, which is exclusive and atomic at once — of several processes that see the job finish,
+   * one delivers, and no reader ever sees half a record. A record already there that cannot be
+   * read (damaged on disk) is replaced, so it never silently stops a delivery. False: another
+   * process has it.
+   */
+  private async create(state: DeliveryState): Promise<boolean> {
+    const target = this.path(state.jobId);
+    const temp = join(this.dir, `.${state.jobId}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+    await writeFile(temp, JSON.stringify(state, null, 2), { flag: 'wx' });
+    try {
+      await link(temp, target);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if ((await this.read(state.jobId)) !== undefined) return false;
+      this.log.warn(`webhook state of ${state.jobId} is damaged; it is written again and the delivery starts over`);
+      await atomicWriteFile(target, JSON.stringify(state, null, 2));
+      return true;
+    } finally {
+      await unlink(temp).catch(() => undefined);
+    }
+  }
+
   private async read(jobId: string): Promise<DeliveryState | undefined> {
     try {
-      return JSON.parse(await readFile(this.path(jobId), 'utf8')) as DeliveryState;
+      const state = JSON.parse(await readFile(this.path(jobId), 'utf8')) as Partial<DeliveryState> | null;
+      if (!isDeliveryState(state)) throw new Error('it is not a delivery record');
+      return state;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn(`webhook state of ${jobId} cannot be read`, { reason: errorText(error) });
       return undefined;
@@ -296,10 +321,23 @@ export class WebhookDispatcher {
   }
 
   private async attempt(state: DeliveryState, signal: AbortSignal): Promise<void> {
+    const secret = this.options.secret;
+    if (secret === undefined) {
+      // a delivery left pending by a server that had a secret: unsigned (or signed with an empty
+      // key) it would be forgeable by anyone, so it is not sent at all
+      const reason = 'no webhook secret is configured on this server (AVATAR_WEBHOOK_SECRET); the delivery was not sent';
+      try {
+        await this.finish(state, 'failed', null, reason);
+      } catch (error) {
+        this.log.error(`webhook state of ${state.jobId} cannot be written`, { reason: errorText(error) });
+      }
+      this.log.warn(`webhook for ${state.jobId} given up`, { url: state.url, reason });
+      return;
+    }
     let status: number | null = null;
     let problem: string | null = null;
     try {
-      status = await this.post(state, signal);
+      status = await this.post(state, signal, secret);
       if (status < 200 || status > 299) problem = `answered HTTP ${status}`;
     } catch (error) {
       if (signal.aborted) return;
@@ -334,37 +372,58 @@ export class WebhookDispatcher {
     await atomicWriteFile(this.path(state.jobId), JSON.stringify(state, null, 2));
   }
 
-  /** One POST; resolves with the HTTP status. Redirects are not followed. */
-  private post(state: DeliveryState, signal: AbortSignal): Promise<number> {
-    const { secret, allowPrivate, timeoutMs } = this.options;
+  /**
+   * One POST; resolves with the HTTP status. Redirects are not followed. The whole try — lookup,
+   * connect, send, answer — has one deadline, so a receiver that trickles its answer a byte at a
+   * time cannot hold it; past MAX_ANSWER_BYTES the body is not read further.
+   */
+  private post(state: DeliveryState, stop: AbortSignal, secret: string): Promise<number> {
+    const { allowPrivate, timeoutMs } = this.options;
     const url = checkWebhookUrl(state.url, allowPrivate);
     const body = Buffer.from(state.body, 'utf8');
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = AbortSignal.any([stop, deadline]);
     return new Promise<number>((resolvePost, reject) => {
+      const fail = (error: unknown): void => reject(deadline.aborted && !stop.aborted ? new Error(`no complete answer within ${timeoutMs} ms`) : error);
       const req = send(url, {
         method: 'POST',
         signal,
-        timeout: timeoutMs,
         headers: {
           'content-type': 'application/json; charset=utf-8',
           'content-length': body.length,
           'user-agent': 'avatar-webhook/0.1',
           'x-avatar-job-id': state.jobId,
           'x-avatar-attempt': String(state.attempts + 1),
-          [SIGNATURE_HEADER]: signWebhook(secret ?? '', state.body),
+          [SIGNATURE_HEADER]: signWebhook(secret, state.body),
         },
         // checks the address actually connected to, so a name cannot be pointed inside later
         ...(!allowPrivate && { lookup: publicOnlyLookup }),
       }, (res: IncomingMessage) => {
-        res.resume();
-        res.on('end', () => resolvePost(res.statusCode ?? 0));
-        res.on('error', reject);
+        const status = res.statusCode ?? 0;
+        let read = 0;
+        res.on('data', (chunk: Buffer) => {
+          read += chunk.length;
+          if (read > MAX_ANSWER_BYTES) {
+            resolvePost(status);
+            res.destroy();
+          }
+        });
+        res.on('end', () => resolvePost(status));
+        res.on('error', fail);
+        // cut off without an error event: a promise settled by 'end' or the size cap ignores this
+        res.on('close', () => fail(new Error('the answer was cut off')));
       });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on('error', reject);
+      req.on('error', fail);
       req.end(body);
     });
   }
+}
+
+function isDeliveryState(value: Partial<DeliveryState> | null): value is DeliveryState {
+  return value !== null && typeof value === 'object' && typeof value.jobId === 'string' && typeof value.url === 'string' &&
+    typeof value.body === 'string' && typeof value.attempts === 'number' && typeof value.maxAttempts === 'number' &&
+    (value.status === 'pending' || value.status === 'delivered' || value.status === 'failed');
 }
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;

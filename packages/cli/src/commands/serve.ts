@@ -21,13 +21,14 @@ export function registerServe(program: Command): void {
     .action(async (flags: ServeFlags, command: Command) => {
       await withContext(command, async (ctx, out) => {
         // loaded here, not at start: the server's modules would slow every other command's start
-        const { startServer } = await import('@avatar/server');
+        const { parseCorsOrigins, parseRateLimit, startServer } = await import('@avatar/server');
         const server = await startServer({
           context: ctx, host: flags.host, port: flags.port, worker: flags.worker, handleSignals: true,
           concurrency: flags.concurrency, shutdownGraceMs: Math.round(flags.grace * 1000),
           ...(flags.apiKeysFile !== undefined && { apiKeysFile: flags.apiKeysFile }),
-          ...(flags.rateLimit !== undefined && { rateLimit: flags.rateLimit === 0 ? false : { max: flags.rateLimit, windowMs: 60_000 } }),
-          ...(flags.corsOrigin !== undefined && { corsOrigins: flags.corsOrigin.split(',').map((o) => o.trim().replace(/\/+$/, '')).filter((o) => o.length > 0) }),
+          // the server's own parsers: a flag means what the matching environment variable means
+          ...(flags.rateLimit !== undefined && { rateLimit: parseRateLimit(String(flags.rateLimit), '--rate-limit') }),
+          ...(flags.corsOrigin !== undefined && { corsOrigins: parseCorsOrigins(flags.corsOrigin) }),
         });
         out.note(`serving ${server.url} (storage ${ctx.storageDir}; ${flags.worker ? `jobs run in this process, concurrency ${flags.concurrency}` : 'no worker in this process'})`);
         if (out.json) process.stdout.write(`${JSON.stringify({ url: server.url })}\n`);

@@ -4,12 +4,12 @@ import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyRequest } from 'fastify';
 import { AvatarError, VOICE_ID_PATTERN, atomicWriteFile, toAvatarError } from '@avatar/core';
 import type { Avatar, PipelineCoordinator, VoiceProfile } from '@avatar/core';
 import { errorResponses } from '../schemas.js';
-import { formHooks, installUploads, receivedForm, withClientNames } from '../uploads.js';
-import type { ReceivedForm, UploadLimits } from '../uploads.js';
+import { clientGoneError, formHooks, mediaTypeOf, receivedForm, withClientNames } from '../uploads.js';
+import type { ReceivedForm, Uploads } from '../uploads.js';
 import type { Api, RouteContext } from './context.js';
 
 /*
@@ -119,20 +119,10 @@ function isRefusal(error: AvatarError): boolean {
 function notMultipart(field: string, example: string) {
   return (error: FastifyError, request: FastifyRequest): never => {
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      const type = String(request.headers['content-type'] ?? '').split(';')[0]?.trim().slice(0, 100) || 'an unnamed type';
-      throw new AvatarError('AVATAR_ERR_HTTP_NOT_MULTIPART', { type, field, example });
+      throw new AvatarError('AVATAR_ERR_HTTP_NOT_MULTIPART', { type: mediaTypeOf(request), field, example });
     }
     throw error;
   };
-}
-
-/** Aborted when the client goes away before its answer. */
-function requestSignal(reply: FastifyReply): AbortSignal {
-  const controller = new AbortController();
-  reply.raw.once('close', () => {
-    if (!reply.raw.writableFinished) controller.abort();
-  });
-  return controller.signal;
 }
 
 export function toVoiceInfo(profile: VoiceProfile): VoiceInfo {
@@ -154,8 +144,8 @@ interface AvatarMeta {
 
 export interface AssetRouteOptions {
   coordinator: PipelineCoordinator;
-  /** upload limits (defaults in DEFAULT_UPLOAD_LIMITS) */
-  limits?: Partial<UploadLimits>;
+  /** the server's one Uploads (installUploads), with its limits */
+  uploads: Uploads;
 }
 
 /**
@@ -165,8 +155,7 @@ export interface AssetRouteOptions {
  */
 export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetRouteOptions): void {
   const { storageDir, log } = ctx;
-  const { coordinator } = options;
-  installUploads(api, { storageDir, ...(options.limits && { limits: options.limits }), log });
+  const { coordinator, uploads } = options;
   const avatarsDir = join(storageDir, 'avatars');
   const voices = coordinator.voices;
 
@@ -195,7 +184,7 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
 
   // ---- avatars ----
 
-  const avatarForm = formHooks(() => ({ parent: avatarsDir, files: [{ field: 'photo', kind: 'image', required: true }], fields: [] }));
+  const avatarForm = formHooks(() => ({ parent: avatarsDir, files: [{ field: 'photo', kind: 'image', required: true }], fields: [] }), uploads);
   api.post('/v1/avatars', {
     schema: {
       summary: 'upload a portrait photo: the face check runs at once; a usable photo is kept as an avatar',
@@ -207,60 +196,67 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
     errorHandler: notMultipart('photo', 'portrait.jpg'),
   }, async (request, reply) => {
     const form = receivedForm(request);
-    try {
-      const photo = form.files.photo;
-      if (!photo) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the photo went missing' });
-      const names = new Map([[photo.path, photo.clientName], [form.dir, 'the upload'], [storageDir, 'storage']]);
-      const plugin = coordinator.plugin('face');
-      let avatar: Avatar;
+    // the staging folder is removed (when not committed) before the answer goes out, so a client that
+    // looks right after the answer finds nothing half-kept
+    const outcome = await (async () => {
       try {
-        avatar = await coordinator.runStage(plugin, { imagePath: photo.path }, {
-          signal: requestSignal(reply), workDir: form.dir, log, progress: () => undefined,
-        });
-      } catch (thrown) {
-        const error = withClientNames(toAvatarError(thrown, 'validate_avatar'), names);
-        if (!isRefusal(error)) throw error;
-        // removed before answering, so a client that looks right after the answer finds nothing
-        await form.discard();
-        return reply.code(422).send({
-          error: {
-            code: error.code, message: error.message, hint: error.hint,
-            // the plugin contract hands over the first broken rule; that is the reason given
-            reasons: [{ rule: ruleOf(error), code: error.code, message: error.message, hint: error.hint }],
-          },
-        });
-      }
-      const createdAt = new Date().toISOString();
-      const face = avatar.face;
-      const photoFile = `photo.${photo.ext}`;
-      const info = (avatarId: string): Omit<AvatarInfo, 'imagePath'> => ({
-        avatarId, createdAt, width: avatar.width, height: avatar.height,
-        face: { usable: true, score: face.score, box: { x: face.box.x, y: face.box.y, width: face.box.width, height: face.box.height }, warnings: [] },
-      });
-      await rename(photo.path, join(form.dir, photoFile));
-      // the avatar appears whole or not at all: its folder is renamed into place with everything inside
-      for (let attempt = 0; ; attempt += 1) {
-        const avatarId = `av-${randomBytes(4).toString('hex')}`;
-        const meta: AvatarMeta = {
-          format: META_FORMAT, version: 1, faceEngine: plugin.name,
-          photo: { file: photoFile, format: photo.format, bytes: photo.bytes },
-          avatar: info(avatarId),
-        };
-        await atomicWriteFile(join(form.dir, META_FILE), `${JSON.stringify(meta, null, 2)}\n`);
+        const photo = form.files.photo;
+        if (!photo) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the photo went missing' });
+        const names = new Map([[photo.path, photo.clientName], [form.dir, 'the upload'], [storageDir, 'storage']]);
+        const plugin = coordinator.plugin('face');
+        let avatar: Avatar;
         try {
-          await rename(form.dir, join(avatarsDir, avatarId));
-        } catch (error) {
-          const code = (error as NodeJS.ErrnoException).code;
-          if ((code === 'EEXIST' || code === 'ENOTEMPTY') && attempt < 5) continue;
-          throw error;
+          avatar = await coordinator.runStage(plugin, { imagePath: photo.path }, {
+            signal: form.signal, workDir: form.dir, log, progress: () => undefined,
+          });
+        } catch (thrown) {
+          if (form.signal.aborted) throw clientGoneError();
+          const error = withClientNames(toAvatarError(thrown, 'validate_avatar'), names);
+          if (!isRefusal(error)) throw error;
+          return {
+            refused: {
+              code: error.code, message: error.message, hint: error.hint,
+              // the plugin contract hands over the first broken rule; that is the reason given
+              reasons: [{ rule: ruleOf(error), code: error.code, message: error.message, hint: error.hint }],
+            },
+          };
         }
-        const created: AvatarInfo = { ...meta.avatar, imagePath: `avatars/${avatarId}/${photoFile}` };
-        log.info(`avatar ${avatarId} created`, { width: created.width, height: created.height });
-        return reply.code(201).header('location', `/v1/avatars/${avatarId}`).send({ avatar: created });
+        const createdAt = new Date().toISOString();
+        const face = avatar.face;
+        // checkContent already named the file for its format: photo.<jpg|png|webp>
+        const photoFile = `photo.${photo.ext}`;
+        const info = (avatarId: string): Omit<AvatarInfo, 'imagePath'> => ({
+          avatarId, createdAt, width: avatar.width, height: avatar.height,
+          face: { usable: true, score: face.score, box: { x: face.box.x, y: face.box.y, width: face.box.width, height: face.box.height }, warnings: [] },
+        });
+        // the avatar appears whole or not at all: its folder is renamed into place with everything inside
+        for (let attempt = 0; ; attempt += 1) {
+          const avatarId = `av-${randomBytes(4).toString('hex')}`;
+          const meta: AvatarMeta = {
+            format: META_FORMAT, version: 1, faceEngine: plugin.name,
+            photo: { file: photoFile, format: photo.format, bytes: photo.bytes },
+            avatar: info(avatarId),
+          };
+          await atomicWriteFile(join(form.dir, META_FILE), `${JSON.stringify(meta, null, 2)}\n`);
+          // a client gone by now gets nothing kept: its staging folder is removed below, not committed
+          if (form.signal.aborted) throw clientGoneError();
+          try {
+            await rename(form.dir, join(avatarsDir, avatarId));
+          } catch (error) {
+            const code = (error as NodeJS.ErrnoException).code;
+            if ((code === 'EEXIST' || code === 'ENOTEMPTY') && attempt < 5) continue;
+            throw error;
+          }
+          const created: AvatarInfo = { ...meta.avatar, imagePath: `avatars/${avatarId}/${photoFile}` };
+          log.info(`avatar ${avatarId} created`, { width: created.width, height: created.height });
+          return { created };
+        }
+      } finally {
+        await form.discard();
       }
-    } finally {
-      await form.discard();
-    }
+    })();
+    if (outcome.refused) return reply.code(422).send({ error: outcome.refused });
+    return reply.code(201).header('location', `/v1/avatars/${outcome.created.avatarId}`).send({ avatar: outcome.created });
   });
 
   api.get('/v1/avatars', {
@@ -311,8 +307,10 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
     const gone = join(avatarsDir, `.deleted-${id}-${randomBytes(4).toString('hex')}`);
     try {
       await rename(join(avatarsDir, id), gone);
-    } catch {
-      throw new AvatarError('AVATAR_ERR_HTTP_AVATAR_NOT_FOUND', { id });
+    } catch (error) {
+      // deleted meanwhile by another request; any other failure is the server's
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new AvatarError('AVATAR_ERR_HTTP_AVATAR_NOT_FOUND', { id });
+      throw error;
     }
     await rm(gone, { recursive: true, force: true });
     return reply.code(204).send(null);
@@ -321,7 +319,7 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
   // ---- voices ----
 
   const voicesDir = voices.dir;
-  const voiceForm = formHooks(() => ({ parent: voicesDir, files: [{ field: 'sample', kind: 'audio', required: true }], fields: ['name'] }));
+  const voiceForm = formHooks(() => ({ parent: voicesDir, files: [{ field: 'sample', kind: 'audio', required: true }], fields: ['name'] }), uploads);
   api.post('/v1/voices', {
     schema: {
       summary: 'measure a voice from a recording and save the nearest engine voice as a profile',
@@ -333,24 +331,24 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
     errorHandler: notMultipart('sample', 'sample.wav'),
   }, async (request, reply) => {
     const form: ReceivedForm = receivedForm(request);
+    let profile: VoiceProfile;
     try {
       const sample = form.files.sample;
       if (!sample) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the sample went missing' });
       const name = form.fields.name;
-      const result = await coordinator.matchVoice({ referencePath: sample.path, signal: requestSignal(reply), ...(name !== undefined && { name }) });
+      const result = await coordinator.matchVoice({ referencePath: sample.path, signal: form.signal, ...(name !== undefined && { name }) });
       if (!result.success || !result.profile) {
         const error = result.error;
         const thrown = new AvatarError(error?.code ?? 'AVATAR_ERR_INTERNAL', error?.params ?? { reason: 'voice matching gave no profile' });
         throw withClientNames(thrown, new Map([[sample.path, sample.clientName], [form.dir, 'the upload'], [storageDir, 'storage']]));
       }
-      const profile = result.profile;
-      await form.discard();
-      log.info(`voice profile ${profile.id} created from an upload`, { engine: profile.engine, voice: profile.voice });
-      return reply.code(201).header('location', `/v1/voices/${profile.id}`).send({ voice: toVoiceInfo(profile) });
+      profile = result.profile;
     } finally {
-      // the recording was only needed for the measurement
+      // the recording was only needed for the measurement: gone before the answer
       await form.discard();
     }
+    log.info(`voice profile ${profile.id} created from an upload`, { engine: profile.engine, voice: profile.voice });
+    return reply.code(201).header('location', `/v1/voices/${profile.id}`).send({ voice: toVoiceInfo(profile) });
   });
 
   api.get('/v1/voices', {

@@ -10,7 +10,10 @@ import type { Api, RouteContext } from './context.js';
 /** A comment goes to a stream that has had nothing for this long, so proxies keep it open. */
 const KEEP_ALIVE_MS = 15_000;
 
-/** The one place a job becomes event data ('state' and 'end'); anything kept from clients is taken out here. */
+/**
+ * The one place a job becomes event data ('state' and 'end'). Today it is the job as it is (server paths
+ * are taken out before, by the redactor); a field ever kept from clients would be dropped here.
+ */
 export function jobEventData(job: Job): unknown {
   return job;
 }
@@ -166,6 +169,11 @@ export function registerEventRoutes(api: Api, ctx: RouteContext): void {
     const first = watchers.get(id)?.job ?? await getJob(id);
     reply.hijack();
     const raw: ServerResponse = reply.raw;
+    // a client gone while the job was read has already had its 'close': nothing would ever end its stream
+    if (raw.destroyed || request.raw.destroyed || request.raw.socket?.destroyed) {
+      if (!raw.destroyed) raw.destroy();
+      return;
+    }
     // headers set by hooks (security, CORS) still go out, as on every other reply
     const fromHooks = Object.entries(reply.getHeaders()).filter((e): e is [string, string | number | string[]] => e[1] !== undefined);
     raw.writeHead(200, {

@@ -7,8 +7,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AvatarError, QUALITIES, checkJobParams } from '@avatar/core';
 import type { Job, JobParams, JobStore, JobType } from '@avatar/core';
 import { JobParamsSchema, JobTypeSchema, SubmitBodySchema } from '../schemas.js';
-import { formHooks, receivedForm } from '../uploads.js';
-import type { FileField } from '../uploads.js';
+import { clientGoneError, formHooks, receivedForm } from '../uploads.js';
+import type { FileField, ReceivedFile, Uploads } from '../uploads.js';
 
 /*
  * POST /v1/jobs as a multipart form: the photo and the audio travel with the job. They are checked like
@@ -37,7 +37,8 @@ const FIELDS = ['jobType', ...TEXT_PARAMS, 'maxSeconds', 'quality', 'config', 'w
 const P = JobParamsSchema.properties;
 const binary = (description: string) => Type.Optional(Type.String({ format: 'binary', description }));
 
-export const JobFormSchema = Type.Object(
+/** The text fields of the form, checked before any file is decoded. */
+const JobFormTextSchema = Type.Object(
   {
     jobType: JobTypeSchema,
     text: P.text,
@@ -51,6 +52,13 @@ export const JobFormSchema = Type.Object(
     quality: Type.Optional(Type.Union(QUALITIES.map((q) => Type.Literal(q)), { description: 'config.videoQuality' })),
     config: Type.Optional(Type.String({ maxLength: 20_000, description: 'pipeline settings as JSON text (see docs/configuration.md)' })),
     webhook: Type.Optional(Type.String({ maxLength: 2000, description: 'params.webhook.url: where the finished job is POSTed' })),
+  },
+  { additionalProperties: false },
+);
+
+export const JobFormSchema = Type.Object(
+  {
+    ...JobFormTextSchema.properties,
     avatar: binary('the photo (JPEG, PNG, WebP): avatarImagePath of full_pipeline and video_lipsync, imagePath of avatar_generation and video_encoding'),
     audio: binary('the recording (WAV, MP3, OGG, FLAC, M4A): audioPath of video_lipsync and video_encoding, referencePath of voice_clone'),
   },
@@ -65,10 +73,22 @@ export const SubmitBodies = {
   },
 };
 
-/** Receives a multipart submission before validation; JSON passes untouched, other bodies are refused. */
-export function jobFormHooks(storageDir: string) {
+/**
+ * Receives a multipart submission before validation; JSON passes untouched, other bodies are refused.
+ * The text fields, and which files the job type takes, are checked before any file is decoded.
+ * Without `uploads`, the server's one Uploads (installUploads) is used.
+ */
+export function jobFormHooks(storageDir: string, uploads?: Uploads) {
   const parent = join(storageDir, 'uploads');
-  const hooks = formHooks((request) => (request.isMultipart() ? { parent, files: FILES, fields: FIELDS } : null));
+  const precheck = (fields: Readonly<Record<string, string>>, files: readonly ReceivedFile[]): void => {
+    if (!Value.Check(JobFormTextSchema, fields)) {
+      const first = Value.Errors(JobFormTextSchema, fields).First();
+      throw new AvatarError('AVATAR_ERR_HTTP_VALIDATION', { part: 'body', reason: first ? `body${first.path} ${first.message}` : 'the form fields do not match the schema' });
+    }
+    // the params as they will be, with the files at their planned place: every rule runs now
+    jobFromForm(fields, files.map((f) => ({ field: f.field, ext: 'upload' })), 'up-000000000000');
+  };
+  const hooks = formHooks((request) => (request.isMultipart() ? { parent, files: FILES, fields: FIELDS, precheck } : null), uploads);
   return {
     preValidation: async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
       if (!request.isMultipart()) {
@@ -87,52 +107,56 @@ export function jobFormHooks(storageDir: string) {
 
 const invalid = (field: string, problem: string, expected: string): AvatarError => new AvatarError('AVATAR_ERR_HTTP_UPLOAD_FIELD', { field, problem, expected });
 
+/**
+ * The job a form describes: its params from the text fields, each file at `uploads/<uploadId>/<field>.<ext>`.
+ * Checked by the params schema and the job type's own rules, as a JSON submission is.
+ */
+function jobFromForm(fields: Readonly<Record<string, string>>, files: readonly { field: string; ext: string }[], uploadId: string): { jobType: JobType; params: JobParams } {
+  const jobType = fields.jobType as JobType;
+  const params: JobParams = {};
+  for (const key of TEXT_PARAMS) if (fields[key] !== undefined) params[key] = fields[key];
+  if (fields.maxSeconds !== undefined) params.maxSeconds = Number(fields.maxSeconds);
+  if (fields.webhook !== undefined) params.webhook = { url: fields.webhook };
+  if (fields.config !== undefined || fields.quality !== undefined) {
+    let config: unknown = {};
+    if (fields.config !== undefined) {
+      try {
+        config = JSON.parse(fields.config);
+      } catch {
+        throw invalid('config', 'is not JSON', 'Send the pipeline settings as a JSON object, e.g. {"videoQuality": "medium"}.');
+      }
+      if (config === null || typeof config !== 'object' || Array.isArray(config)) throw invalid('config', 'is not a JSON object', 'Send the pipeline settings as a JSON object, e.g. {"videoQuality": "medium"}.');
+    }
+    params.config = { ...(config as Record<string, JobParams[string]>), ...(fields.quality !== undefined && { videoQuality: fields.quality }) };
+  }
+  const takes = FILE_PARAMS[jobType];
+  for (const file of files) {
+    const param = takes[file.field as 'avatar' | 'audio'];
+    const names = Object.entries(takes).map(([f, p]) => `"${f}" (${p})`).join(', ');
+    if (!param) throw invalid(file.field, `is not an input of ${jobType}`, names ? `${jobType} takes the files ${names}.` : `${jobType} takes no files.`);
+    if (params[param] !== undefined) throw invalid(param, `was given both as a path and as the file "${file.field}"`, 'Send one or the other.');
+    params[param] = `uploads/${uploadId}/${file.field}.${file.ext}`;
+  }
+  // the same rules as a JSON submission: the params schema, then the job type's own
+  if (!Value.Check(JobParamsSchema, params)) {
+    const first = Value.Errors(JobParamsSchema, params).First();
+    throw new AvatarError('AVATAR_ERR_HTTP_VALIDATION', { part: 'body', reason: first ? `params${first.path.replace(/\//g, '.')} ${first.message}` : 'params do not match the schema' });
+  }
+  checkJobParams(jobType, params);
+  return { jobType, params };
+}
+
 /** Turns the checked form into a job: params from its fields, files moved into place, then submit. */
 export async function submitJobForm(request: FastifyRequest, reply: FastifyReply, store: JobStore, storageDir: string): Promise<FastifyReply> {
   const form = receivedForm(request);
   let committed: string | undefined;
   try {
-    const { fields } = form;
-    const jobType = fields.jobType as JobType;
-    const params: JobParams = {};
-    for (const key of TEXT_PARAMS) if (fields[key] !== undefined) params[key] = fields[key];
-    if (fields.maxSeconds !== undefined) params.maxSeconds = Number(fields.maxSeconds);
-    if (fields.webhook !== undefined) params.webhook = { url: fields.webhook };
-    if (fields.config !== undefined || fields.quality !== undefined) {
-      let config: unknown = {};
-      if (fields.config !== undefined) {
-        try {
-          config = JSON.parse(fields.config);
-        } catch {
-          throw invalid('config', 'is not JSON', 'Send the pipeline settings as a JSON object, e.g. {"videoQuality": "medium"}.');
-        }
-        if (config === null || typeof config !== 'object' || Array.isArray(config)) throw invalid('config', 'is not a JSON object', 'Send the pipeline settings as a JSON object, e.g. {"videoQuality": "medium"}.');
-      }
-      params.config = { ...(config as Record<string, JobParams[string]>), ...(fields.quality !== undefined && { videoQuality: fields.quality }) };
-    }
-
     const uploadId = `up-${randomBytes(6).toString('hex')}`;
-    const moves: [string, string][] = [];
-    for (const file of Object.values(form.files)) {
-      const param = FILE_PARAMS[jobType][file.field as 'avatar' | 'audio'];
-      const takes = Object.entries(FILE_PARAMS[jobType]).map(([f, p]) => `"${f}" (${p})`).join(', ');
-      if (!param) throw invalid(file.field, `is not an input of ${jobType}`, takes ? `${jobType} takes the files ${takes}.` : `${jobType} takes no files.`);
-      if (params[param] !== undefined) throw invalid(param, `was given both as a path and as the file "${file.field}"`, 'Send one or the other.');
-      const name = `${file.field}.${file.ext}`;
-      params[param] = `uploads/${uploadId}/${name}`;
-      moves.push([file.path, name]);
-    }
-
-    // the same rules as a JSON submission: the params schema, then the job type's own
-    if (!Value.Check(JobParamsSchema, params)) {
-      const first = Value.Errors(JobParamsSchema, params).First();
-      throw new AvatarError('AVATAR_ERR_HTTP_VALIDATION', { part: 'body', reason: first ? `params${first.path.replace(/\//g, '.')} ${first.message}` : 'params do not match the schema' });
-    }
-    checkJobParams(jobType, params);
-
-    if (moves.length > 0) {
-      // the staging folder holds the checked files; it becomes the job's upload folder in one rename
-      for (const [from, name] of moves) await rename(from, join(form.dir, name));
+    const files = Object.values(form.files);
+    // checkContent named each file <field>.<ext> in the staging folder: the folder moves as it is
+    const { jobType, params } = jobFromForm(form.fields, files, uploadId);
+    if (files.length > 0) {
+      if (form.signal.aborted) throw clientGoneError();
       const target = join(storageDir, 'uploads', uploadId);
       await mkdir(join(storageDir, 'uploads'), { recursive: true });
       await rename(form.dir, target);
@@ -140,9 +164,9 @@ export async function submitJobForm(request: FastifyRequest, reply: FastifyReply
     }
     const job: Job = await store.submit(jobType, params);
     committed = undefined;
-    await form.discard();
     return reply.code(202).header('location', `/v1/jobs/${job.jobId}`).send(job);
   } finally {
+    // the one removal of the staging folder (a no-op once it was renamed into place)
     await form.discard();
     if (committed) await rm(committed, { recursive: true, force: true });
   }

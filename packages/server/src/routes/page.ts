@@ -4,7 +4,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { CONTENT_SECURITY_POLICY } from '../security.js';
+import { CONTENT_SECURITY_POLICY } from '../csp.js';
 import { renderApiDocs } from './docs-page.js';
 import type { OpenApiDocument } from './docs-page.js';
 import type { Api, RouteContext } from './context.js';
