@@ -213,6 +213,35 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(resources.loadedModels).toEqual([]);
   });
 
+  it('starts the encoder\'s preparation before the first stage, and a failing preparation costs the run nothing', async () => {
+    const { plugins: encoders } = await import('@avatar/encode');
+    const ffmpeg = encoders[0] as StagePlugin<'encode'>;
+    for (const failing of [false, true]) {
+      const events: string[] = [];
+      const registry = new PluginRegistry();
+      await registry.loadPackage('@avatar/tts', { from: [ROOT] });
+      registry.register({
+        ...ffmpeg,
+        name: 'watched-ffmpeg',
+        async prewarm() {
+          events.push('prewarm encode');
+          if (failing) throw new Error('not now');
+          await ffmpeg.prewarm?.();
+        },
+        async load(ctx) {
+          events.push('load encode');
+          return ffmpeg.load(ctx);
+        },
+      }, 'test');
+      for (const p of testStages(events)) registry.register(p, 'test');
+      const storage = join(dir, failing ? 's9b' : 's9a');
+      const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+      const result = await coordinator.execute({ text: 'Ready early.', avatarImage: PORTRAIT, outputPath: join(dir, `early-${failing}.mp4`), config: { videoQuality: 'low' } });
+      expect(result.error).toBeNull();
+      expect(events).toEqual(['prewarm encode', 'load face', 'unload face', 'load lipsync', 'load encode', 'unload lipsync']);
+    }
+  });
+
   it('checks inputs before any engine starts', async () => {
     const events: string[] = [];
     const { coordinator } = await coordinatorWith(join(dir, 's5'), testStages(events));

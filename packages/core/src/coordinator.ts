@@ -309,6 +309,7 @@ export class PipelineCoordinator {
         // inputs are checked before any engine starts, so a typo costs nothing
         if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
         const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
+        this.prewarm('encode');
         const maxSeconds = config.maxVideoLengthSeconds;
         const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
         const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, ctx));
@@ -319,6 +320,19 @@ export class PipelineCoordinator {
       }, parseCleanup(request.config), true);
     } finally {
       detach();
+    }
+  }
+
+  /** Starts the installed plugins' optional preparation for later stages, without waiting for it. */
+  private prewarm(...stages: StageKind[]): void {
+    for (const stage of stages) {
+      let plugin: StagePlugin;
+      try {
+        plugin = this.plugin(stage);
+      } catch {
+        continue; // not installed: the stage itself will say so
+      }
+      plugin.prewarm?.().catch((error: unknown) => this.log.debug(`${stage}/${plugin.name}: preparing early failed; loading will say why`, { reason: String(error) }));
     }
   }
 
@@ -375,6 +389,7 @@ export class PipelineCoordinator {
         const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
         const audioPath = resolve(request.audioPath);
         await checkReadableFile(audioPath, 'audio');
+        this.prewarm('encode');
         const avatar = await this.validateAvatar(run, avatarPath, settings.size);
         return this.renderAndEncode(run, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
       }, parseCleanup(request.config), true);

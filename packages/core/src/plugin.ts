@@ -319,6 +319,12 @@ export interface StagePlugin<K extends StageKind = StageKind> {
   readonly resources: ResourceNeeds;
   /** is the engine usable here? (tools installed, model files present) */
   check?(): Promise<PluginCheck>;
+  /**
+   * Optional cheap preparation (tool checks, caches) that a run starts early, while earlier stages work,
+   * so that load() later finds it done. It must not load a model or hold much memory, and may run more
+   * than once. A failure here is ignored: load() reports it.
+   */
+  prewarm?(): Promise<void>;
   load(ctx: LoadContext): Promise<LoadedStage<StageInput<K>, StageOutput<K>>>;
 }
 

@@ -403,10 +403,20 @@ export async function encodeFrames(
  * them before every command), so the first encode does not pay for extra ffmpeg runs. All four
  * questions go out at once: each is a process start of about a tenth of a second.
  */
-export async function warmUp(paths: FfmpegToolPaths = {}): Promise<void> {
+export function warmUp(paths: FfmpegToolPaths = {}): Promise<void> {
   const tools = resolveTools(paths);
-  await firstFailure([toolVersion('ffmpeg', tools.ffmpeg), toolVersion('ffprobe', tools.ffprobe), warmCapabilities(tools.ffmpeg)]);
+  const key = `${tools.ffmpeg}\n${tools.ffprobe}`;
+  let warm = warmed.get(key);
+  if (!warm) {
+    // one answer for everyone who asks while it is on its way (a run's early start, then the stage's load)
+    warm = firstFailure([toolVersion('ffmpeg', tools.ffmpeg), toolVersion('ffprobe', tools.ffprobe), warmCapabilities(tools.ffmpeg)]).then(() => undefined);
+    warmed.set(key, warm);
+    warm.catch(() => warmed.delete(key));
+  }
+  return warm;
 }
+
+const warmed = new Map<string, Promise<void>>();
 
 /** Dispatches on the input kind. */
 export function encodeVideo(input: EncodeInput, options: EncodeOptions = {}): Promise<EncodedVideo> {

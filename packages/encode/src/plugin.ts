@@ -59,6 +59,8 @@ export function createFfmpegPlugin(paths: FfmpegPluginOptions = {}): StagePlugin
     // renderer's frames while the renderer stays loaded
     resources: { device: 'cpu' },
     check: () => check(paths),
+    // the tool checks and fluent-ffmpeg's questions take a few process starts: done while speech and face run
+    prewarm: () => warmUp(paths),
     async load() {
       // A missing ffmpeg fails here, before any stage work, as AVATAR_ERR_TOOL_MISSING.
       await warmUp(paths);
