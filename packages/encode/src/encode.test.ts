@@ -14,7 +14,7 @@ import {
   type FrameStream,
   type RunContext,
 } from '@avatar/core';
-import { plugins } from './index.js';
+import { encodeVideo, plugins } from './index.js';
 import { createFfmpegPlugin, ffmpegPlugin } from './plugin.js';
 import { probeMedia } from './probe.js';
 
@@ -312,6 +312,12 @@ describe('ffmpeg encode plugin', () => {
       if (saved === undefined) delete process.env.AVATAR_FFMPEG;
       else process.env.AVATAR_FFMPEG = saved;
     }
+    await expectNothingWritten('nobin.mp4');
+
+    // called directly, after other encodes filled fluent-ffmpeg's per-process lists (which it then
+    // trusts without running ffmpeg): still a clear error, not a crash of the process
+    const direct = await rejection(encodeVideo(input, { ffmpegPath: join(dir, 'gone-ffmpeg') }));
+    expect(direct.code).toBe('AVATAR_ERR_TOOL_MISSING');
     await expectNothingWritten('nobin.mp4');
   });
 });

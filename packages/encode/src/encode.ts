@@ -156,9 +156,10 @@ async function checkCommon(audioPath: string, outputPath: string, settings: Enco
     });
   }
   const tools = resolveTools(options);
-  // every ffmpeg or ffprobe start costs about a tenth of a second: this one asks what fluent-ffmpeg
-  // must know anyway, and a missing ffmpeg shows here (ffprobe shows when the audio is probed)
-  await warmCapabilities(tools.ffmpeg);
+  // A missing ffmpeg must show here: fluent-ffmpeg, once its per-process lists are filled, spawns it
+  // without asking and crashes on the failed spawn. Both answers are cached, so after the first run
+  // (or the plugin's prewarm) this starts no process; ffprobe shows when the audio is probed.
+  await firstFailure([toolVersion('ffmpeg', tools.ffmpeg), warmCapabilities(tools.ffmpeg)]);
 }
 
 /**
@@ -400,7 +401,7 @@ export async function encodeFrames(
 
 /**
  * Checks the binaries and fills fluent-ffmpeg's per-process cache of formats and encoders (it consults
- * them before every command), so the first encode does not pay for extra ffmpeg runs. All four
+ * them before every command), so the first encode does not pay for extra ffmpeg runs. The four
  * questions go out at once: each is a process start of about a tenth of a second.
  */
 export function warmUp(paths: FfmpegToolPaths = {}): Promise<void> {

@@ -235,19 +235,26 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   const ffprobe = options.ffprobePath ?? env('AVATAR_FFPROBE') ?? 'ffprobe';
   const maxLag = Math.max(1, Math.round(options.maxLagFrames ?? 5));
   const band = clamp(options.borderFraction ?? 0.08, 0.01, 0.45);
-  const info = await probe(path, ffprobe, options.signal);
-  checkBox('mouth', options.mouthBox, info.width, info.height);
-  if (options.faceBox) checkBox('face', options.faceBox, info.width, info.height);
 
   // ---- audio: envelope per video frame ----
   const SR = 16000;
-  // decoded beside the video (two ffmpeg processes at once); stopped if the video cannot be read
+  // decoded beside the probe and the video (it needs neither); stopped if the video cannot be read
   const audioChunks: Buffer[] = [];
   const stopAudio = new AbortController();
   const audioSignal = options.signal ? AbortSignal.any([options.signal, stopAudio.signal]) : stopAudio.signal;
   const audioDecoded = decode(ffmpeg, ['-i', path, '-map', '0:a:0', '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:1'], path, audioSignal, (c) => audioChunks.push(c));
   // awaited after the video; until then a failure must not count as unhandled
   audioDecoded.catch(() => undefined);
+
+  let info: Awaited<ReturnType<typeof probe>>;
+  try {
+    info = await probe(path, ffprobe, options.signal);
+    checkBox('mouth', options.mouthBox, info.width, info.height);
+    if (options.faceBox) checkBox('face', options.faceBox, info.width, info.height);
+  } catch (error) {
+    stopAudio.abort();
+    throw error;
+  }
 
   // ---- video: per-frame measures, streamed ----
   const maxSize = options.maxAnalysisSize ?? 640;
