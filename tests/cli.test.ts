@@ -1,8 +1,9 @@
+import { spawn } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PORTRAIT, ROOT, avatar, ffmpeg, ffprobe, tempDir } from './helpers/cli.js';
+import { CLI, PORTRAIT, ROOT, avatar, ffmpeg, ffprobe, tempDir } from './helpers/cli.js';
 
 let dir: string;
 let storage: string;
@@ -239,5 +240,56 @@ describe('avatar doctor', () => {
     expect(names).toEqual(expect.arrayContaining(['face/onnx-face', 'lipsync/warp', 'inspect/sync-inspector']));
     if (!report.gpu.available) expect(report.gpu.reason).toMatch(/^no GPU/);
     void readFile;
+  });
+});
+
+describe('avatar serve: upload limits from flags and the environment', () => {
+  it('refuses a bad flag and a bad variable before it listens', async () => {
+    const flag = await run(['serve', '--port', '0', '--max-photo-mb', '0']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toMatch(/max-photo-mb must be a number from 0\.01 to 1024/);
+    const env = await run(['serve', '--port', '0'], { AVATAR_UPLOAD_MAX_AUDIO_SECONDS: 'abc' });
+    expect(env.code).toBe(2);
+    expect(env.stderr).toMatch(/AVATAR_ERR_USAGE: AVATAR_UPLOAD_MAX_AUDIO_SECONDS must be a whole number of seconds from 1 to 3600, not "abc"/);
+  });
+
+  it('a flag wins over its variable; a variable alone sets its limit', async () => {
+    const tone = join(dir, 'serve-tone.wav');
+    ffmpeg(['-f', 'lavfi', '-i', 'sine=frequency=220:duration=1', tone]);
+    const child = spawn(process.execPath, [CLI, '--storage', storage, '--json', 'serve', '--port', '0', '--no-worker', '--max-photo-mb', '0.05'], {
+      cwd: ROOT, env: { ...process.env, AVATAR_API_KEYS: '', AVATAR_UPLOAD_MAX_PHOTO_MB: '100', AVATAR_UPLOAD_MAX_AUDIO_MB: '0.01' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const line = out.split('\n').find((l) => l.startsWith('{'));
+          if (line) resolve((JSON.parse(line) as { url: string }).url);
+        });
+        child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+        void exited.then((code) => reject(new Error(`serve ended (${code}): ${err}`)));
+      });
+      const post = async (route: string, field: string, path: string, name: string): Promise<{ status: number; body: { error: { code: string; message: string } } }> => {
+        const fd = new FormData();
+        fd.append(field, new Blob([await readFile(path)]), name);
+        const res = await fetch(`${url}${route}`, { method: 'POST', body: fd });
+        return { status: res.status, body: await res.json() as { error: { code: string; message: string } } };
+      };
+      // the portrait is 60 KB: over the flag's 0.05 MiB, far under the variable's 100 MiB
+      const photo = await post('/v1/avatars', 'photo', PORTRAIT, 'grace.jpg');
+      expect(photo.status).toBe(413);
+      expect(photo.body.error.code).toBe('AVATAR_ERR_HTTP_UPLOAD_TOO_LARGE');
+      expect(photo.body.error.message).toContain('51.2 KiB');
+      // a second of 44.1 kHz audio is 86 KB: over the variable's 0.01 MiB
+      const audio = await post('/v1/voices', 'sample', tone, 'tone.wav');
+      expect(audio.status).toBe(413);
+      expect(audio.body.error.message).toContain('10.2 KiB');
+    } finally {
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    }
   });
 });

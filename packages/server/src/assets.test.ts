@@ -8,38 +8,25 @@ import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { AvatarError, FileJobStore, MemoryLogger, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore } from '@avatar/core';
+import { AvatarError, MemoryLogger } from '@avatar/core';
 import type { Job } from '@avatar/core';
 import { onnxFacePlugin } from '@avatar/face';
-import { DEFAULT_VOICE, flitePlugin, pitchMatchPlugin } from '@avatar/tts';
+import { flitePlugin, pitchMatchPlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
 import { installUploads } from './uploads.js';
 import type { Api } from './routes/context.js';
-import type { RunningServer, ServerContext, ServerOptions, StartOptions } from './server.js';
+import type { RunningServer, ServerOptions, StartOptions } from './server.js';
+import { makeTestContext } from './context.test-helpers.js';
 
 const FIXTURES = new URL('../../../tests/fixtures/', import.meta.url);
 const fixture = (name: string): Promise<Buffer> => readFile(new URL(name, FIXTURES));
 
 interface Inject { statusCode: number; headers: Record<string, unknown>; body: string; rawPayload: Buffer; json<T = unknown>(): T }
 
-async function makeContext(face: typeof onnxFacePlugin = onnxFacePlugin, storage?: string): Promise<ServerContext & { cleanup(): Promise<void> }> {
-  const storageDir = storage ?? await mkdtemp(join(tmpdir(), 'avatar-assets-'));
-  const registry = new PluginRegistry();
-  registry.register(flitePlugin, '@avatar/tts');
-  registry.register(pitchMatchPlugin, '@avatar/tts');
-  registry.register(face, '@avatar/face');
-  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
-  const voices = new VoiceProfileStore(storageDir);
-  const store = new FileJobStore({ storageDir });
-  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
-  return {
-    storageDir, registry, store, coordinator,
-    cleanup: async () => {
-      await store.close();
-      await rm(storageDir, { recursive: true, force: true });
-    },
-  };
-}
+const makeContext = (face: typeof onnxFacePlugin = onnxFacePlugin, storageDir?: string) => makeTestContext('avatar-assets-', {
+  plugins: [[flitePlugin, '@avatar/tts'], [pitchMatchPlugin, '@avatar/tts'], [face, '@avatar/face']],
+  ...(storageDir && { storageDir }),
+});
 
 type Part = { name: string; value: string } | { name: string; data: Uint8Array; filename: string; type?: string };
 

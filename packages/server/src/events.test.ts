@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileJobStore, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore } from '@avatar/core';
 import type { Job, JobStore } from '@avatar/core';
+import { DEFAULT_VOICE } from '@avatar/tts';
 import { startServer } from './server.js';
 import type { RunningServer } from './server.js';
 
@@ -83,7 +84,7 @@ describe('events: one watcher per job, shared by its clients', () => {
     counter = countingStore(files);
     const registry = new PluginRegistry();
     const coordinator = new PipelineCoordinator({
-      registry, storageDir, resources: new ResourceManager({ gpu: new NoGpuProvider('none') }), voices: new VoiceProfileStore(storageDir),
+      registry, storageDir, resources: new ResourceManager({ gpu: new NoGpuProvider('none') }), voices: new VoiceProfileStore(storageDir), defaultVoice: DEFAULT_VOICE,
     });
     server = await startServer({ context: { storageDir, registry, store: counter.store, coordinator }, port: 0, apiKeys: [], worker: false, eventsIntervalMs: INTERVAL });
   });
@@ -239,7 +240,7 @@ describe('events: a client gone while its job is read', () => {
     }) as JobStore;
     const registry = new PluginRegistry();
     const coordinator = new PipelineCoordinator({
-      registry, storageDir, resources: new ResourceManager({ gpu: new NoGpuProvider('none') }), voices: new VoiceProfileStore(storageDir),
+      registry, storageDir, resources: new ResourceManager({ gpu: new NoGpuProvider('none') }), voices: new VoiceProfileStore(storageDir), defaultVoice: DEFAULT_VOICE,
     });
     const server = await startServer({ context: { storageDir, registry, store: held, coordinator }, port: 0, apiKeys: [], worker: false, eventsIntervalMs: 20 });
     try {

@@ -1,37 +1,19 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import {
-  FileJobStore, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore,
-} from '@avatar/core';
+import { PluginRegistry } from '@avatar/core';
 import type { Job } from '@avatar/core';
-import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
+import { flitePlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
-import type { RunningServer, ServerContext } from './server.js';
+import type { RunningServer } from './server.js';
 import { decodeCursor, encodeCursor } from './paging.js';
 import { createRedactor } from './redact.js';
 import { concurrencyFromBudget } from './security.js';
+import { makeTestContext } from './context.test-helpers.js';
 
-async function makeContext(): Promise<ServerContext & { cleanup(): Promise<void> }> {
-  const storageDir = await mkdtemp(join(tmpdir(), 'avatar-jobs-api-'));
-  const registry = new PluginRegistry();
-  registry.register(flitePlugin, '@avatar/tts');
-  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
-  const voices = new VoiceProfileStore(storageDir);
-  const store = new FileJobStore({ storageDir });
-  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
-  return {
-    storageDir, registry, store, coordinator,
-    cleanup: async () => {
-      await store.close();
-      await rm(storageDir, { recursive: true, force: true });
-    },
-  };
-}
+const makeContext = () => makeTestContext('avatar-jobs-api-');
 
 function getText(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -71,7 +53,8 @@ describe('GET /v1/jobs: cursor paging', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const res = await app.inject({ url: `/v1/jobs?limit=${limit}${query}${cursor ? `&cursor=${cursor}` : ''}` });
+      const url: string = `/v1/jobs?limit=${limit}${query}${cursor ? `&cursor=${cursor}` : ''}`;
+      const res = await app.inject({ url });
       expect(res.statusCode, res.body).toBe(200);
       const page = res.json<Page>();
       expect(page.jobs.length).toBeLessThanOrEqual(limit);

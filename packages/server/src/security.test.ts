@@ -5,32 +5,14 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import {
-  AvatarError, FileJobStore, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore,
-} from '@avatar/core';
+import { AvatarError } from '@avatar/core';
 import type { Job } from '@avatar/core';
-import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
-import type { ServerContext } from './server.js';
 import { readApiKeysFile, resolveApiKeys } from './auth.js';
 import { CONTENT_SECURITY_POLICY, corsOriginsFromEnv, isHealthzPath, isKeyFreePath, rateLimitFromEnv } from './security.js';
+import { makeTestContext } from './context.test-helpers.js';
 
-async function makeContext(): Promise<ServerContext & { cleanup(): Promise<void> }> {
-  const storageDir = await mkdtemp(join(tmpdir(), 'avatar-security-'));
-  const registry = new PluginRegistry();
-  registry.register(flitePlugin, '@avatar/tts');
-  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
-  const voices = new VoiceProfileStore(storageDir);
-  const store = new FileJobStore({ storageDir });
-  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
-  return {
-    storageDir, registry, store, coordinator,
-    cleanup: async () => {
-      await store.close();
-      await rm(storageDir, { recursive: true, force: true });
-    },
-  };
-}
+const makeContext = () => makeTestContext('avatar-security-');
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 const codeOf = (body: string): string => (JSON.parse(body) as { error: { code: string } }).error.code;

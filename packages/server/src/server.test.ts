@@ -1,20 +1,17 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import {
-  FileJobStore, JOB_TYPES, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore,
-} from '@avatar/core';
+import { JOB_TYPES } from '@avatar/core';
 import type { Job } from '@avatar/core';
-import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
-import type { RunningServer, ServerContext } from './server.js';
+import type { RunningServer } from './server.js';
 import { ApiKeyChecker, isLoopback, parseApiKeys } from './auth.js';
 import { parseRange } from './files.js';
+import { makeTestContext } from './context.test-helpers.js';
 
 interface Raw { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 
@@ -40,22 +37,7 @@ function parseSse(text: string): { event: string; data: unknown }[] {
   });
 }
 
-async function makeContext(): Promise<ServerContext & { cleanup(): Promise<void> }> {
-  const storageDir = await mkdtemp(join(tmpdir(), 'avatar-server-'));
-  const registry = new PluginRegistry();
-  registry.register(flitePlugin, '@avatar/tts');
-  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
-  const voices = new VoiceProfileStore(storageDir);
-  const store = new FileJobStore({ storageDir });
-  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
-  return {
-    storageDir, registry, store, coordinator,
-    cleanup: async () => {
-      await store.close();
-      await rm(storageDir, { recursive: true, force: true });
-    },
-  };
-}
+const makeContext = () => makeTestContext('avatar-server-');
 
 const expectJsonError = (res: { statusCode: number; headers: Record<string, unknown>; body: string }, status: number, code: string): void => {
   expect(res.statusCode, res.body).toBe(status);

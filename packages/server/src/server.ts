@@ -16,7 +16,8 @@ import { errorBody, installErrorHandlers } from './http-errors.js';
 import { createMetrics } from './metrics.js';
 import { ErrorBodySchema } from './schemas.js';
 import type { RouteContext } from './routes/context.js';
-import { installUploads } from './uploads.js';
+import { installUploads, uploadLimitsFromEnv } from './uploads.js';
+import { removeJobUploads } from './job-uploads.js';
 import type { UploadLimits } from './uploads.js';
 import { registerAssetRoutes } from './routes/assets.js';
 import { registerEventRoutes } from './routes/events.js';
@@ -59,7 +60,7 @@ export interface ServerOptions {
   webhooks?: WebhookOptions & Pick<FinishWatcherOptions, 'pollIntervalMs' | 'scanIntervalMs'>;
   /** jobs the in-process worker runs at once: a number, or 'auto' to derive it from the resource budget (default 1) */
   concurrency?: number | 'auto';
-  /** upload limits for /v1/avatars, /v1/voices and multipart /v1/jobs (defaults: DEFAULT_UPLOAD_LIMITS in uploads.ts) */
+  /** upload limits for /v1/avatars, /v1/voices and multipart /v1/jobs; each one given here wins over its AVATAR_UPLOAD_* variable (uploadLimitsFromEnv), then DEFAULT_UPLOAD_LIMITS */
   uploads?: Partial<UploadLimits>;
 }
 
@@ -80,6 +81,8 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   if (options.host !== undefined) assertSafeListen(options.host, keys);
   const auth = new ApiKeyChecker(keys);
   const corsOrigins = options.corsOrigins ?? corsOriginsFromEnv();
+  // read before anything starts: a bad AVATAR_UPLOAD_* value stops the start with a usage error
+  const uploadLimits = { ...uploadLimitsFromEnv(), ...options.uploads };
   const redactor = createRedactor(storageDir);
 
   const app = Fastify({
@@ -167,6 +170,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     if (fresh) metrics.observeFinished(job);
     return webhooks.jobFinished(job);
   });
+  // the files sent with a job go once it has really ended (a job given back to the queue is not finished)
+  finishes.onFinish(async (job) => {
+    await removeJobUploads(storageDir, job, { store, log });
+  });
   worker?.on((e) => {
     if (e.type === 'completed' || e.type === 'failed' || e.type === 'cancelled') finishes.notify(e.job.jobId);
   });
@@ -198,7 +205,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
 
   const routes: RouteContext = { store: submitStore, redact: redactor, registry, storageDir, log, metrics, streams, eventsIntervalMs, getJob };
   // one Uploads for every multipart route (avatars, voices, jobs), with the server's limits
-  const uploads = installUploads(api, { storageDir, ...(options.uploads && { limits: options.uploads }), log });
+  const uploads = installUploads(api, { storageDir, limits: uploadLimits, log });
   registerJobRoutes(api, routes);
   registerEventRoutes(api, routes);
   registerSystemRoutes(api, routes, app);

@@ -69,6 +69,63 @@ export function resolveUploadLimits(given: Partial<UploadLimits> = {}): UploadLi
   return limits;
 }
 
+/** The upload limits a person sets (`avatar serve` flags, the environment), in the units people think in. */
+export interface UploadLimitSettings {
+  /** largest photo, MiB */
+  maxPhotoMb?: number;
+  /** largest audio file, MiB */
+  maxAudioMb?: number;
+  /** most pixels a photo may have, megapixels */
+  maxPixels?: number;
+  /** longest audio, whole seconds */
+  maxAudioSeconds?: number;
+}
+
+/** The accepted range of each setting, its environment variable and the limit it sets (times `scale`). */
+export const UPLOAD_LIMIT_SETTINGS: Readonly<Record<keyof UploadLimitSettings, { env: string; limit: keyof UploadLimits; scale: number; min: number; max: number; whole: boolean; unit: string }>> = {
+  maxPhotoMb: { env: 'AVATAR_UPLOAD_MAX_PHOTO_MB', limit: 'photoBytes', scale: 1024 * 1024, min: 0.01, max: 1024, whole: false, unit: 'MiB' },
+  maxAudioMb: { env: 'AVATAR_UPLOAD_MAX_AUDIO_MB', limit: 'audioBytes', scale: 1024 * 1024, min: 0.01, max: 2048, whole: false, unit: 'MiB' },
+  maxPixels: { env: 'AVATAR_UPLOAD_MAX_PIXELS', limit: 'imagePixels', scale: 1_000_000, min: 0.01, max: 1000, whole: false, unit: 'megapixels' },
+  maxAudioSeconds: { env: 'AVATAR_UPLOAD_MAX_AUDIO_SECONDS', limit: 'audioSeconds', scale: 1, min: 1, max: 3600, whole: true, unit: 'seconds' },
+};
+
+/** One setting as text, from the environment or a flag named `source`; out of range is a usage error. */
+export function parseUploadSetting(name: keyof UploadLimitSettings, raw: string, source = UPLOAD_LIMIT_SETTINGS[name].env): number {
+  const { min, max, whole, unit } = UPLOAD_LIMIT_SETTINGS[name];
+  const text = raw.trim();
+  // plain decimals only: "0x10" or "1e3" in a setting is more likely a slip than a meaning
+  const n = /^[0-9]+(\.[0-9]+)?$/.test(text) ? Number(text) : NaN;
+  if (!Number.isFinite(n) || n < min || n > max || (whole && !Number.isInteger(n))) {
+    throw new AvatarError('AVATAR_ERR_USAGE', { reason: `${source} must be ${whole ? 'a whole number' : 'a number'} of ${unit} from ${min} to ${max}, not "${raw.slice(0, 100)}"` });
+  }
+  return n;
+}
+
+/** The limits the settings give (bytes, pixels, seconds); settings left out are left out. */
+export function uploadLimitsFromSettings(settings: UploadLimitSettings): Partial<UploadLimits> {
+  const limits: Partial<UploadLimits> = {};
+  for (const name of Object.keys(UPLOAD_LIMIT_SETTINGS) as (keyof UploadLimitSettings)[]) {
+    const value = settings[name];
+    if (value === undefined) continue;
+    const { limit, scale } = UPLOAD_LIMIT_SETTINGS[name];
+    limits[limit] = Math.round(value * scale);
+  }
+  return limits;
+}
+
+/**
+ * AVATAR_UPLOAD_MAX_PHOTO_MB, AVATAR_UPLOAD_MAX_AUDIO_MB, AVATAR_UPLOAD_MAX_PIXELS (megapixels) and
+ * AVATAR_UPLOAD_MAX_AUDIO_SECONDS as limits; unset or empty ones are left out, a bad one is a usage error.
+ */
+export function uploadLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<UploadLimits> {
+  const settings: UploadLimitSettings = {};
+  for (const name of Object.keys(UPLOAD_LIMIT_SETTINGS) as (keyof UploadLimitSettings)[]) {
+    const raw = env[UPLOAD_LIMIT_SETTINGS[name].env];
+    if (raw !== undefined && raw.trim() !== '') settings[name] = parseUploadSetting(name, raw);
+  }
+  return uploadLimitsFromSettings(settings);
+}
+
 export type UploadKind = 'image' | 'audio';
 
 /** A file field a route takes. */

@@ -1,40 +1,20 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AvatarError, FileJobStore, JOB_TYPES, MemoryLogger, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, Worker,
-  checkJobParams, createJobHandlers,
-} from '@avatar/core';
+import { AvatarError, FileJobStore, JOB_TYPES, MemoryLogger, Worker, checkJobParams, createJobHandlers } from '@avatar/core';
 import type { Job, JobParams } from '@avatar/core';
-import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
-import type { RunningServer, ServerContext } from './server.js';
 import { MAX_ANSWER_BYTES, checkWebhookUrl, isPrivateAddress, resolveWebhookOptions, signWebhook, verifyWebhookSignature } from './webhooks.js';
 import type { DeliveryState } from './webhooks.js';
+import { makeTestContext } from './context.test-helpers.js';
 
 const SECRET = 'test-secret-3f9a';
 
-async function makeContext(storageDir?: string): Promise<ServerContext & { cleanup(): Promise<void> }> {
-  const dir = storageDir ?? await mkdtemp(join(tmpdir(), 'avatar-webhooks-'));
-  const registry = new PluginRegistry();
-  registry.register(flitePlugin, '@avatar/tts');
-  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
-  const voices = new VoiceProfileStore(dir);
-  const store = new FileJobStore({ storageDir: dir });
-  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir: dir, defaultVoice: DEFAULT_VOICE });
-  return {
-    storageDir: dir, registry, store, coordinator,
-    cleanup: async () => {
-      await store.close();
-      if (!storageDir) await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
+const makeContext = (storageDir?: string) => makeTestContext('avatar-webhooks-', { ...(storageDir && { storageDir, keep: true }) });
 
 interface Received { at: number; headers: IncomingHttpHeaders; body: string; answered: number }
 
@@ -133,7 +113,8 @@ describe('webhook signing and addresses', () => {
       voice_clone: { referencePath: 'a.wav' }, avatar_generation: { imagePath: 'a.png' }, video_lipsync: { avatarImagePath: 'a.png', audioPath: 'a.wav' },
     };
     for (const type of JOB_TYPES) expect(() => checkJobParams(type, { ...base[type]!, webhook: { url: 'https://example.com/h' } })).not.toThrow();
-    for (const webhook of ['https://example.com', { url: 'ftp://x/' }, { url: 'not a url' }, { url: 'https://u:p@example.com/' }, { url: 'https://e.com/', extra: 1 }, {}]) {
+    const malformed: JobParams['webhook'][] = ['https://example.com', { url: 'ftp://x/' }, { url: 'not a url' }, { url: 'https://u:p@example.com/' }, { url: 'https://e.com/', extra: 1 }, {}];
+    for (const webhook of malformed) {
       expect(() => checkJobParams('voice_synthesis', { text: 'hi', webhook }), JSON.stringify(webhook)).toThrow(/webhook/);
     }
   });

@@ -1,0 +1,40 @@
+// Test support shared by the server's test files: a real storage folder, queue and coordinator with the
+// given engines. Not part of the package (excluded from the build and from the published files).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileJobStore, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore } from '@avatar/core';
+import type { AnyStagePlugin } from '@avatar/core';
+import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
+import type { ServerContext } from './server.js';
+
+export interface TestContext extends ServerContext {
+  /** closes the store and removes the storage folder (unless it was given with keep) */
+  cleanup(): Promise<void>;
+}
+
+export interface TestContextOptions {
+  /** engines and the package each comes from; default: flite only */
+  plugins?: readonly (readonly [AnyStagePlugin, string])[];
+  /** an existing storage folder (default: a new temp folder named after the prefix) */
+  storageDir?: string;
+  /** leave the storage folder in place on cleanup (a test that restarts on the same folder) */
+  keep?: boolean;
+}
+
+export async function makeTestContext(prefix: string, options: TestContextOptions = {}): Promise<TestContext> {
+  const storageDir = options.storageDir ?? await mkdtemp(join(tmpdir(), prefix));
+  const registry = new PluginRegistry();
+  for (const [plugin, from] of options.plugins ?? [[flitePlugin, '@avatar/tts'] as const]) registry.register(plugin, from);
+  const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
+  const voices = new VoiceProfileStore(storageDir);
+  const store = new FileJobStore({ storageDir });
+  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
+  return {
+    storageDir, registry, store, coordinator,
+    cleanup: async () => {
+      await store.close();
+      if (!options.keep) await rm(storageDir, { recursive: true, force: true });
+    },
+  };
+}
