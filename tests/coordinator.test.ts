@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   MemoryLogger, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
 } from '@avatar/core';
-import type { Avatar, FrameStream, ProgressEvent, StagePlugin } from '@avatar/core';
+import type { Avatar, FrameStream, LoadContext, ProgressEvent, StagePlugin } from '@avatar/core';
 import { DEFAULT_VOICE } from '@avatar/tts';
 import { PORTRAIT, ROOT, ffprobe, tempDir } from './helpers/cli.js';
 
@@ -42,7 +42,9 @@ function testStages(events: string[], options: { failFace?: boolean; slowFrames?
       events.push('load lipsync');
       return {
         async run(input): Promise<FrameStream> {
-          const { speech, settings } = input;
+          const { settings } = input;
+          const speech = input.speech;
+          if (!speech) throw new Error('this stand-in renders from synthesised speech only');
           const width = 128;
           const height = 128;
           const frameCount = Math.ceil(speech.durationSeconds * settings.fps);
@@ -228,7 +230,7 @@ describe('PipelineCoordinator with the real engines', () => {
           if (failing) throw new Error('not now');
           await ffmpeg.prewarm?.();
         },
-        async load(ctx) {
+        async load(ctx: LoadContext) {
           events.push('load encode');
           return ffmpeg.load(ctx);
         },
