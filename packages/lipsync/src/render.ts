@@ -251,7 +251,13 @@ export class FaceRenderer {
     });
     this.moved = new Float64Array(this.rest);
     this.headWeight = Float32Array.from(weights);
-    this.triangles = Uint32Array.from(new Delaunator(this.rest).triangles);
+    // Triangulated with the mouth wide open: in the photo the lips touch, and a mesh made there joins the
+    // upper lip to the lower one with thin triangles that an opening mouth stretches into streaks across
+    // the lips. Made on the open shape, no triangle spans the opening except inside it, where the inner
+    // mouth is drawn over them.
+    this.pose({ jawOpen: 1, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0 }, { blink: 0, headAngle: 0, headX: 0, headY: 0 });
+    this.triangles = Uint32Array.from(new Delaunator(this.moved).triangles);
+    this.moved.set(this.rest);
   }
 
   /** Mouth size in pixels: the scale every mouth shape is measured against. */
