@@ -76,6 +76,21 @@ describe('FaceRenderer on a real portrait', () => {
     expect(dark).toBeGreaterThan(3);
   });
 
+  it('no triangle of the mesh joins the upper lip to the lower one outside the opening', () => {
+    // such a triangle is stretched across the lips as the mouth opens and streaks the upper lip
+    const renderer = new FaceRenderer(image, avatar.face.landmarks);
+    const triangles = (renderer as unknown as { triangles: Uint32Array }).triangles;
+    const upper = new Set([49, 50, 51, 52, 53, 61, 62, 63]);
+    const lower = new Set([55, 56, 57, 58, 59, 65, 66, 67]);
+    const inner = (v: number): boolean => v >= 60 && v <= 67;
+    let spanning = 0;
+    for (let t = 0; t < triangles.length; t += 3) {
+      const corners = [triangles[t]!, triangles[t + 1]!, triangles[t + 2]!];
+      if (corners.some((v) => upper.has(v)) && corners.some((v) => lower.has(v)) && !corners.every(inner)) spanning++;
+    }
+    expect(spanning).toBe(0);
+  });
+
   it('lips pressed together (p, b, m) draw no opening', () => {
     const renderer = new FaceRenderer(image, avatar.face.landmarks);
     const closed = renderer.render({ ...OPEN, lipClosure: 1 }, STILL).slice();

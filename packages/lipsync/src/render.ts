@@ -256,6 +256,17 @@ export class FaceRenderer {
     // the lips. Made on the open shape, no triangle spans the opening except inside it, where the inner
     // mouth is drawn over them.
     this.pose({ jawOpen: 1, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0 }, { blink: 0, headAngle: 0, headX: 0, headY: 0 });
+    // and the lower lip pushed further down, so that near the corners, too, the mesh goes around the
+    // opening rather than across it; never so far that it passes the chin
+    {
+      const m = this.moved;
+      const chinRoom = ((m[2 * 8] as number) - (m[2 * 57] as number)) * this.uy.x + ((m[2 * 8 + 1] as number) - (m[2 * 57 + 1] as number)) * this.uy.y;
+      const push = Math.max(0, Math.min(0.25 * this.mouthWidth, chinRoom - 0.15 * this.mouthWidth));
+      for (const i of [55, 56, 57, 58, 59, 65, 66, 67]) {
+        m[2 * i] = (m[2 * i] as number) + this.uy.x * push;
+        m[2 * i + 1] = (m[2 * i + 1] as number) + this.uy.y * push;
+      }
+    }
     this.triangles = Uint32Array.from(new Delaunator(this.moved).triangles);
     this.moved.set(this.rest);
   }
