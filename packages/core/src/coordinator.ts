@@ -309,7 +309,7 @@ export class PipelineCoordinator {
         // inputs are checked before any engine starts, so a typo costs nothing
         if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
         const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
-        this.prewarm('encode');
+        this.prewarm('face', 'encode');
         const maxSeconds = config.maxVideoLengthSeconds;
         const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
         const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, ctx));

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { AvatarError } from '@avatar/core';
-import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import { sha256Hex } from './manifest.js';
 import type { OutputTensor } from './decode.js';
 
@@ -26,6 +26,20 @@ interface Entry {
 
 const sessions = new Map<string, Entry>();
 
+type OnnxRuntime = typeof import('onnxruntime-node');
+let runtime: Promise<OnnxRuntime> | undefined;
+
+/**
+ * onnxruntime-node, loaded on first use rather than when this package is imported: its native
+ * library takes a good part of a second's start-up, which commands that never detect a face should
+ * not pay, and which a run can spend while other stages work (the face plugin's prewarm).
+ */
+export function loadOnnxRuntime(): Promise<OnnxRuntime> {
+  runtime ??= import('onnxruntime-node');
+  runtime.catch(() => { runtime = undefined; });
+  return runtime;
+}
+
 export const DEFAULT_THREADS = 1;
 
 export interface OpenOptions {
@@ -49,6 +63,7 @@ async function create(opts: OpenOptions, threads: number): Promise<InferenceSess
       throw new AvatarError('AVATAR_ERR_MODEL_CHECKSUM', { name: opts.name, path: opts.path, expected: opts.sha256, actual });
     }
   }
+  const { InferenceSession } = await loadOnnxRuntime();
   try {
     return await InferenceSession.create(bytes, {
       intraOpNumThreads: threads,
@@ -82,6 +97,7 @@ export async function openSession(opts: OpenOptions): Promise<SharedSession> {
     throw err;
   }
   let released = false;
+  const { Tensor: OrtTensor } = await loadOnnxRuntime();
   return {
     name: opts.name,
     inputNames: session.inputNames,
@@ -89,7 +105,7 @@ export async function openSession(opts: OpenOptions): Promise<SharedSession> {
     async run(feeds, outputs) {
       if (released) throw new Error(`model ${opts.name} was disposed`);
       const ortFeeds: Record<string, Tensor> = {};
-      for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = new Tensor('float32', v.data, v.dims as number[]);
+      for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = new OrtTensor('float32', v.data, v.dims as number[]);
       const result = outputs ? await session.run(ortFeeds, outputs) : await session.run(ortFeeds);
       const out: Record<string, OutputTensor> = {};
       for (const [k, t] of Object.entries(result)) out[k] = { data: t.data as Float32Array, dims: t.dims };
