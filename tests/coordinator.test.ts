@@ -215,7 +215,7 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(resources.loadedModels).toEqual([]);
   });
 
-  it('starts the encoder\'s preparation before the first stage, and a failing preparation costs the run nothing', async () => {
+  it('starts the encoder\'s preparation early, before the face stage loads, and a failing preparation costs the run nothing', async () => {
     const { plugins: encoders } = await import('@avatar/encode');
     const ffmpeg = encoders[0] as StagePlugin<'encode'>;
     for (const failing of [false, true]) {

@@ -309,10 +309,14 @@ export class PipelineCoordinator {
         // inputs are checked before any engine starts, so a typo costs nothing
         if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
         const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
-        this.prewarm('face', 'encode');
+        // early preparation, spread so that two cores are not asked for three things at once: the face
+        // runtime loads in this process while the speech engine runs in its own, and the encoder's tool
+        // checks (process starts) run beside the face stage, which uses one thread
+        this.prewarm('face');
         const maxSeconds = config.maxVideoLengthSeconds;
         const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
         const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, ctx));
+        this.prewarm('encode');
         const avatar = await this.validateAvatar(run, avatarPath, settings.size);
         return this.renderAndEncode(run, {
           avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
@@ -389,7 +393,7 @@ export class PipelineCoordinator {
         const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
         const audioPath = resolve(request.audioPath);
         await checkReadableFile(audioPath, 'audio');
-        this.prewarm('encode');
+        this.prewarm('face', 'encode');
         const avatar = await this.validateAvatar(run, avatarPath, settings.size);
         return this.renderAndEncode(run, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
       }, parseCleanup(request.config), true);
