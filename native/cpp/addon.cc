@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "probes.h"
+#include "warp.h"
 
 namespace {
 
@@ -66,9 +67,52 @@ Napi::Value StartProbe(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// warpI420(src, dst, width, height, moved, rest, triangles, active, activeCount): synchronous, since a
+// frame takes a fraction of a millisecond and the caller draws frames one after another anyway. Every
+// size is checked here, so a wrong argument is a TypeError/RangeError, never a read out of bounds.
+Napi::Value WarpI420(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 9 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() || !info[3].IsNumber() ||
+      !info[4].IsTypedArray() || !info[5].IsTypedArray() || !info[6].IsTypedArray() || !info[7].IsTypedArray() || !info[8].IsNumber()) {
+    throw Napi::TypeError::New(env, "warpI420(src, dst, width, height, moved, rest, triangles, active, activeCount)");
+  }
+  auto src = info[0].As<Napi::Uint8Array>();
+  auto dst = info[1].As<Napi::Uint8Array>();
+  const int64_t width = info[2].As<Napi::Number>().Int64Value();
+  const int64_t height = info[3].As<Napi::Number>().Int64Value();
+  auto moved = info[4].As<Napi::Float64Array>();
+  auto rest = info[5].As<Napi::Float64Array>();
+  auto triangles = info[6].As<Napi::Uint32Array>();
+  auto active = info[7].As<Napi::Uint32Array>();
+  const int64_t count = info[8].As<Napi::Number>().Int64Value();
+  if (src.TypedArrayType() != napi_uint8_array || dst.TypedArrayType() != napi_uint8_array || moved.TypedArrayType() != napi_float64_array ||
+      rest.TypedArrayType() != napi_float64_array || triangles.TypedArrayType() != napi_uint32_array || active.TypedArrayType() != napi_uint32_array) {
+    throw Napi::TypeError::New(env, "warpI420: src/dst Uint8Array, moved/rest Float64Array, triangles/active Uint32Array");
+  }
+  if (width < 2 || height < 2 || width % 2 != 0 || height % 2 != 0 || width > 16384 || height > 16384) {
+    throw Napi::RangeError::New(env, "warpI420: width and height must be even, 2..16384");
+  }
+  const size_t frameBytes = static_cast<size_t>(width * height * 3 / 2);
+  if (src.ElementLength() != frameBytes || dst.ElementLength() != frameBytes) throw Napi::RangeError::New(env, "warpI420: src and dst must be one I420 frame");
+  if (moved.ElementLength() != rest.ElementLength() || moved.ElementLength() % 2 != 0) throw Napi::RangeError::New(env, "warpI420: moved and rest differ in length");
+  if (count < 0 || static_cast<size_t>(count) > active.ElementLength()) throw Napi::RangeError::New(env, "warpI420: activeCount out of range");
+  const size_t points = moved.ElementLength() / 2;
+  for (size_t i = 0; i < triangles.ElementLength(); i++) {
+    if (triangles[i] >= points) throw Napi::RangeError::New(env, "warpI420: a triangle names a point that does not exist");
+  }
+  for (size_t i = 0; i < static_cast<size_t>(count); i++) {
+    const uint32_t t = active[i];
+    if (t % 3 != 0 || static_cast<size_t>(t) + 2 >= triangles.ElementLength()) throw Napi::RangeError::New(env, "warpI420: an active triangle is out of range");
+  }
+  avatar::WarpI420({src.Data(), dst.Data(), static_cast<int>(width), static_cast<int>(height), moved.Data(), rest.Data(), triangles.Data(), active.Data(),
+                    static_cast<size_t>(count)});
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("queryNvml", Napi::Function::New(env, StartProbe<avatar::NvmlReport, avatar::QueryNvml>, "queryNvml"));
   exports.Set("probeNvenc", Napi::Function::New(env, StartProbe<avatar::NvencReport, avatar::ProbeNvenc>, "probeNvenc"));
+  exports.Set("warpI420", Napi::Function::New(env, WarpI420, "warpI420"));
   Napi::Object build = Napi::Object::New(env);
   build.Set("nvencHeader", avatar::NvencHeaderCompiled());
   build.Set("nvencApiVersion", avatar::NvencHeaderVersion());

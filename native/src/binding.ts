@@ -44,9 +44,27 @@ export interface NativeBuildInfo {
   napiVersion: number;
 }
 
+/**
+ * The renderer's piecewise-affine warp of one I420 frame (see cpp/warp.cc): every triangle whose offset
+ * into `triangles` is among the first `activeCount` of `active`, drawn moved <- rest from `src` into `dst`.
+ */
+export type WarpI420 = (
+  src: Uint8Array,
+  dst: Uint8Array,
+  width: number,
+  height: number,
+  moved: Float64Array,
+  rest: Float64Array,
+  triangles: Uint32Array,
+  active: Uint32Array,
+  activeCount: number,
+) => void;
+
 export interface NativeAddon {
   queryNvml(): Promise<RawNvmlReport>;
   probeNvenc(): Promise<RawNvencReport>;
+  /** absent from builds older than the kernel: callers fall back to their own code */
+  warpI420?: WarpI420;
   readonly buildInfo: NativeBuildInfo;
 }
 

@@ -3,7 +3,7 @@
 // driver, GPU or addon.
 import type { GpuDeviceMemory, GpuMemoryProvider, GpuSnapshot } from '@avatar/core';
 import { loadNative } from './binding.js';
-import type { LoadResult, NativeBuildInfo, RawNvmlReport } from './binding.js';
+import type { LoadResult, NativeBuildInfo, RawNvmlReport, WarpI420 } from './binding.js';
 
 export { defaultCandidates, loadNative } from './binding.js';
 export type {
@@ -13,6 +13,7 @@ export type {
   RawNvencReport,
   RawNvmlDevice,
   RawNvmlReport,
+  WarpI420,
 } from './binding.js';
 
 export interface NativeOptions {
@@ -148,4 +149,14 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
     nvml = { libraryFound: false, ok: false, reason: `NVML query failed: ${errorText(error)}`, driverVersion: null, nvmlVersion: null, deviceCount: 0 };
   }
   return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, nvml };
+}
+
+/**
+ * The compiled frame kernels, or undefined when the addon is not built (or is a build without them):
+ * callers keep a TypeScript version of each and use it then. Never throws.
+ */
+export function frameKernels(options?: NativeOptions): { warpI420: WarpI420 } | undefined {
+  const loaded = load(options);
+  if (!loaded.ok || typeof loaded.addon.warpI420 !== 'function') return undefined;
+  return { warpI420: loaded.addon.warpI420 };
 }

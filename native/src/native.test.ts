@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RawNvencReport, RawNvmlReport } from './index.js';
-import { createNvmlMemoryProvider, detectNvenc, loadNative, nativeStatus, snapshotFromNvml } from './index.js';
+import { createNvmlMemoryProvider, detectNvenc, frameKernels, loadNative, nativeStatus, snapshotFromNvml } from './index.js';
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -72,6 +72,49 @@ describe.skipIf(!hasCmake)('native addon', () => {
     expect(await detectNvenc()).toBe(status);
   });
 
+  it('has the renderer\'s I420 warp: a whole-pixel move copies the photo\'s pixels exactly', () => {
+    const kernels = frameKernels();
+    if (!kernels) throw new Error('the built addon has no warpI420');
+    const W = 64, H = 48;
+    const src = new Uint8Array((W * H * 3) / 2);
+    for (let i = 0; i < src.length; i++) src[i] = (i * 37 + (i >> 7)) & 255;
+    const dst = new Uint8Array(src.length);
+    // a square of two triangles, moved 4 px right and 2 px down
+    const rest = Float64Array.from([10, 10, 40, 10, 40, 36, 10, 36]);
+    const moved = rest.map((v, i) => v + (i % 2 === 0 ? 4 : 2));
+    const triangles = Uint32Array.from([0, 1, 2, 0, 2, 3]);
+    kernels.warpI420(src, dst, W, H, moved, rest, triangles, Uint32Array.from([0, 3]), 2);
+    for (let y = 14; y <= 36; y++) for (let x = 16; x <= 42; x++) expect(dst[y * W + x]).toBe(src[(y - 2) * W + x - 4]);
+    // chroma moved by half as much (2, 1) on its half-size grid
+    const U = W * H;
+    for (let y = 7; y <= 18; y++) for (let x = 8; x <= 21; x++) expect(dst[U + y * (W / 2) + x]).toBe(src[U + (y - 1) * (W / 2) + x - 2]);
+    // outside the moved square nothing is written
+    expect(dst[0]).toBe(0);
+    expect(dst[47 * W + 63]).toBe(0);
+  });
+
+  it('refuses warp arguments that do not fit, before touching memory', () => {
+    const kernels = frameKernels();
+    if (!kernels) throw new Error('the built addon has no warpI420');
+    const frame = new Uint8Array(96);
+    const pts = new Float64Array(6);
+    const tri = Uint32Array.from([0, 1, 2]);
+    const active = Uint32Array.from([0]);
+    const bad = (fn: () => void, kind: typeof TypeError | typeof RangeError, text: RegExp): void => {
+      expect(fn).toThrow(kind);
+      expect(fn).toThrow(text);
+    };
+    bad(() => kernels.warpI420(frame, frame, 7, 8, pts, pts, tri, active, 1), RangeError, /even/);
+    bad(() => kernels.warpI420(frame, new Uint8Array(95), 8, 8, pts, pts, tri, active, 1), RangeError, /one I420 frame/);
+    bad(() => kernels.warpI420(frame, frame, 8, 8, pts, new Float64Array(4), tri, active, 1), RangeError, /differ in length/);
+    bad(() => kernels.warpI420(frame, frame, 8, 8, pts, pts, Uint32Array.from([0, 1, 3]), active, 1), RangeError, /does not exist/);
+    bad(() => kernels.warpI420(frame, frame, 8, 8, pts, pts, tri, Uint32Array.from([3]), 1), RangeError, /out of range/);
+    bad(() => kernels.warpI420(frame, frame, 8, 8, pts, pts, tri, active, 2), RangeError, /activeCount/);
+    const wrong = (kernels.warpI420 as unknown as (...args: unknown[]) => void);
+    bad(() => wrong(frame, frame, 8, 8, new Float32Array(6), pts, tri, active, 1), TypeError, /Float64Array/);
+    bad(() => wrong(frame, frame, 8, 8), TypeError, /warpI420\(/);
+  });
+
   it('reports its status for doctor', async () => {
     const status = await nativeStatus();
     expect(status.built).toBe(true);
@@ -118,6 +161,7 @@ describe('without a usable binary', () => {
     expect(status.built).toBe(false);
     expect(status.build).toBeNull();
     expect(status.detail).toContain('not found');
+    expect(frameKernels(options)).toBeUndefined();
   });
 });
 

@@ -15,6 +15,7 @@ import {
   type FrameStream,
   type Logger,
 } from '@avatar/core';
+import { readMp4Summary } from './container.js';
 import { probeMedia, readAudioInfo, readImageInfo } from './probe.js';
 import { COLOR_FILTER, codecArgs, outputGeometry } from './settings.js';
 import { meaningfulLines, resolveTools, toolMissing, toolVersion, type FfmpegToolPaths, type ResolvedTools } from './tools.js';
@@ -123,26 +124,37 @@ async function withPartialOutput(
     if (options.signal?.aborted) throw cancelled();
     await body(job);
     if (options.signal?.aborted) throw cancelled();
-    const info = await probeMedia(job.partialPath, { ...options, input: 'encoded video' });
-    const video = info.streams.find((s) => s.type === 'video');
-    if (!video?.width || !video.height) throw encodeFailed(outputPath, 'ffmpeg finished but wrote no video stream');
-    if (!info.streams.some((s) => s.type === 'audio')) throw encodeFailed(outputPath, 'ffmpeg finished but wrote no audio stream');
+    const written = await checkWritten(job.partialPath, outputPath, settings, options);
     const { size } = await stat(job.partialPath);
     await rename(job.partialPath, outputPath);
-    return {
-      outputPath,
-      format: settings.format,
-      width: video.width,
-      height: video.height,
-      fps: settings.fps,
-      durationSeconds: info.durationSeconds ?? video.durationSeconds ?? 0,
-      bytes: size,
-    };
+    return { outputPath, format: settings.format, ...written, fps: settings.fps, bytes: size };
   } catch (error) {
     await rm(job.partialPath, { force: true });
     if (options.signal?.aborted && !(error instanceof AvatarError && error.code === 'AVATAR_ERR_TOOL_MISSING')) throw cancelled();
     throw error;
   }
+}
+
+/**
+ * What ffmpeg wrote, read back from the file: a video stream with a size, an audio stream, the duration.
+ * An MP4's own movie header answers this without a process start; anything else goes to ffprobe.
+ */
+async function checkWritten(
+  partialPath: string,
+  outputPath: string,
+  settings: EncodeSettings,
+  options: EncodeOptions,
+): Promise<{ width: number; height: number; durationSeconds: number }> {
+  const mp4 = settings.format === 'mp4' ? await readMp4Summary(partialPath) : undefined;
+  const video = mp4?.tracks.find((t) => t.type === 'video');
+  if (mp4 && video?.width && video.height && mp4.tracks.some((t) => t.type === 'audio')) {
+    return { width: video.width, height: video.height, durationSeconds: mp4.durationSeconds };
+  }
+  const info = await probeMedia(partialPath, { ...options, input: 'encoded video' });
+  const stream = info.streams.find((s) => s.type === 'video');
+  if (!stream?.width || !stream.height) throw encodeFailed(outputPath, 'ffmpeg finished but wrote no video stream');
+  if (!info.streams.some((s) => s.type === 'audio')) throw encodeFailed(outputPath, 'ffmpeg finished but wrote no audio stream');
+  return { width: stream.width, height: stream.height, durationSeconds: info.durationSeconds ?? stream.durationSeconds ?? 0 };
 }
 
 async function checkCommon(audioPath: string, outputPath: string, settings: EncodeSettings, options: EncodeOptions): Promise<void> {

@@ -1,4 +1,5 @@
 import { AvatarError, checkReadableFile } from '@avatar/core';
+import { readWavInfo } from './container.js';
 import { resolveTools, runTool, ToolRunError, meaningfulLines, type FfmpegToolPaths } from './tools.js';
 
 export type MediaStreamType = 'video' | 'audio' | 'subtitle' | 'data' | 'attachment' | 'unknown';
@@ -176,6 +177,9 @@ export async function readAudioInfo(path: string, options: ProbeOptions = {}): P
   await checkReadableFile(path, input);
   const notAudio = (reason: string, cause?: unknown): AvatarError =>
     new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason }, { cause });
+  // the speech engines write plain WAV: its header says all of this without starting ffprobe
+  const wav = await readWavInfo(path);
+  if (wav && wav.durationSeconds > 0) return wav;
   let info: MediaInfo;
   try {
     ({ info } = await probeRaw(path, options));

@@ -8,7 +8,7 @@ import { AvatarError, QUALITY_PRESETS, silentLogger } from '@avatar/core';
 import type { EncodeSettings, FrameStream, RunContext, Speech } from '@avatar/core';
 import { plugins as encodePlugins } from '@avatar/encode';
 import { encodeWav, plugins as ttsPlugins } from '@avatar/tts';
-import { inspectVideo } from './inspect.js';
+import { PgmFrames, inspectVideo } from './inspect.js';
 import { computeMouthTrack, lipGap } from './track.js';
 import type { Box, InspectionReport } from './inspect.js';
 
@@ -280,5 +280,26 @@ describe('inspectVideo on encoded videos with real speech', () => {
         `still ${r.silence.stillnessRatio?.toFixed(3)} closed ${r.silence.closureRatio?.toFixed(3)} border ${r.borders.meanMotion.toFixed(3)}/${r.borders.maxMotion.toFixed(1)} ` +
         `sharp ${r.sharpness.ratio?.toFixed(2)} in ${(r.elapsedSeconds * 1000).toFixed(0)} ms`);
     }
+  });
+});
+
+describe('PgmFrames', () => {
+  const picture = (width: number, height: number, seed: number): Buffer =>
+    Buffer.concat([Buffer.from(`P5\n${width} ${height}\n255\n`, 'latin1'), Buffer.from(Array.from({ length: width * height }, (_, i) => (i * 31 + seed * 7) & 255))]);
+
+  it('splits a stream of pictures into frames wherever the chunks break', () => {
+    const stream = Buffer.concat([picture(5, 3, 1), picture(5, 3, 2), picture(5, 3, 3)]);
+    for (const size of [1, 2, 7, 19, 20, stream.length]) {
+      const got: string[] = [];
+      const frames = new PgmFrames((frame, width, height) => got.push(`${width}x${height}:${frame.toString('hex')}`));
+      for (let at = 0; at < stream.length; at += size) frames.push(stream.subarray(at, at + size));
+      expect(got).toEqual([1, 2, 3].map((seed) => `5x3:${picture(5, 3, seed).subarray(-15).toString('hex')}`));
+    }
+  });
+
+  it('refuses what is not an 8-bit grey picture', () => {
+    const frames = new PgmFrames(() => undefined);
+    expect(() => frames.push(Buffer.from('P6\n4 4\n255\n' + 'x'.repeat(80), 'latin1'))).toThrow(/not PGM/);
+    expect(() => new PgmFrames(() => undefined).push(Buffer.from('P5\n4 4\n65535\n', 'latin1'))).toThrow(/not 8-bit grey/);
   });
 });

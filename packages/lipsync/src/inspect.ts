@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { AvatarError, checkReadableFile } from '@avatar/core';
 import { clamp, pearson, quantile, speechGate, toDb } from './dsp.js';
 
@@ -151,10 +152,21 @@ async function probe(path: string, ffprobe: string, signal: AbortSignal | undefi
   };
 }
 
-/** Runs ffmpeg and hands its stdout over in chunks; never writes anything to disk. */
-function decode(ffmpeg: string, args: string[], path: string, signal: AbortSignal | undefined, onData: (chunk: Buffer) => void): Promise<void> {
+/**
+ * Runs ffmpeg and hands its stdout over in chunks; never writes anything to disk. `onStart` gets the
+ * output stream, for a caller that needs to pause it.
+ */
+function decode(
+  ffmpeg: string,
+  args: string[],
+  path: string,
+  signal: AbortSignal | undefined,
+  onData: (chunk: Buffer) => void,
+  onStart?: (stdout: Readable) => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(ffmpeg, ['-v', 'error', '-nostdin', ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(signal && { signal }) });
+    onStart?.(child.stdout);
     let stderr = '';
     let failed: unknown;
     child.stdout.on('data', (chunk: Buffer) => {
@@ -169,6 +181,56 @@ function decode(ffmpeg: string, args: string[], path: string, signal: AbortSigna
       reject(notVideo(path, stderr.trim().split('\n').pop() || `ffmpeg exited with ${code}`));
     });
   });
+}
+
+/** Frames decoded before the probe answers that are held; past this the decode waits. */
+const MAX_WAITING = 32;
+
+/**
+ * Splits ffmpeg's image2pipe stream of binary PGM pictures ("P5 <width> <height> <maxval>" then one byte
+ * per pixel) into frames, whatever the chunks' boundaries. Each frame is handed over in a buffer that
+ * is reused for the next: a consumer that keeps one must copy it.
+ */
+export class PgmFrames {
+  private header = '';
+  private frame: Buffer = Buffer.alloc(0);
+  /** reading a header (true) or a picture's pixels */
+  private inHeader = true;
+  private width = 0;
+  private height = 0;
+  private filled = 0;
+
+  constructor(private readonly onFrame: (frame: Buffer, width: number, height: number) => void) {}
+
+  push(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.inHeader) {
+        // header: four whitespace-separated fields, then a single whitespace byte before the pixels
+        const byte = chunk[at++] as number;
+        this.header += String.fromCharCode(byte);
+        if (this.header.length > 64) throw new Error('ffmpeg sent a picture header that is not PGM');
+        const m = /^P5\s+(\d+)\s+(\d+)\s+(\d+)\s$/.exec(this.header);
+        if (!m) continue;
+        this.width = Number(m[1]);
+        this.height = Number(m[2]);
+        if (Number(m[3]) !== 255 || this.width < 1 || this.height < 1) throw new Error(`ffmpeg sent a ${this.header.trim()} picture, not 8-bit grey`);
+        this.header = '';
+        if (this.frame.length !== this.width * this.height) this.frame = Buffer.alloc(this.width * this.height);
+        this.inHeader = false;
+        this.filled = 0;
+        continue;
+      }
+      const take = Math.min(this.frame.length - this.filled, chunk.length - at);
+      chunk.copy(this.frame, this.filled, at, at + take);
+      this.filled += take;
+      at += take;
+      if (this.filled === this.frame.length) {
+        this.inHeader = true;
+        this.onFrame(this.frame, this.width, this.height);
+      }
+    }
+  }
 }
 
 interface Rect { x0: number; y0: number; x1: number; y1: number }
@@ -246,6 +308,34 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   // awaited after the video; until then a failure must not count as unhandled
   audioDecoded.catch(() => undefined);
 
+  // ---- video: per-frame measures, streamed ----
+  // The decode starts beside the probe rather than after it. ffmpeg scales the frames to the analysis
+  // size itself and sends each as a PGM picture, whose header carries its size; frames wait (a few, the
+  // decode pauses past MAX_WAITING) until the probe's answer says where the mouth and the borders are.
+  const maxSize = options.maxAnalysisSize ?? 640;
+  const fit = `if(gt(max(iw,ih),${maxSize}),max(2,round(%s*${maxSize}/max(iw,ih))),%s)`;
+  const vf = ['-vf', `scale=w='${fit.replace(/%s/g, 'iw')}':h='${fit.replace(/%s/g, 'ih')}':flags=area`];
+  const stopVideo = new AbortController();
+  const videoSignal = options.signal ? AbortSignal.any([options.signal, stopVideo.signal]) : stopVideo.signal;
+  let analyse: ((frame: Buffer) => void) | undefined;
+  const waiting: Buffer[] = [];
+  let frameSize: { width: number; height: number } | undefined;
+  let pause: (() => void) | undefined;
+  let resume: (() => void) | undefined;
+  const pictures = new PgmFrames((frame, width, height) => {
+    if (frameSize && (frameSize.width !== width || frameSize.height !== height)) {
+      throw notVideo(path, `its frame size changes from ${frameSize.width}x${frameSize.height} to ${width}x${height}`);
+    }
+    frameSize = { width, height };
+    if (analyse) return analyse(frame);
+    waiting.push(Buffer.from(frame));
+    if (waiting.length >= MAX_WAITING) pause?.();
+  });
+  const videoDecoded = decode(ffmpeg, ['-i', path, '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-pix_fmt', 'gray', '-f', 'image2pipe', '-c:v', 'pgm', 'pipe:1'], path, videoSignal,
+    (chunk) => pictures.push(chunk), (stream) => { pause = () => stream.pause(); resume = () => stream.resume(); });
+  // awaited below; until then a failure must not count as unhandled
+  videoDecoded.catch(() => undefined);
+
   let info: Awaited<ReturnType<typeof probe>>;
   try {
     info = await probe(path, ffprobe, options.signal);
@@ -253,48 +343,48 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
     if (options.faceBox) checkBox('face', options.faceBox, info.width, info.height);
   } catch (error) {
     stopAudio.abort();
+    stopVideo.abort();
     throw error;
   }
+  const probed = info;
 
-  // ---- video: per-frame measures, streamed ----
-  const maxSize = options.maxAnalysisSize ?? 640;
-  const scale = Math.min(1, maxSize / Math.max(info.width, info.height));
-  const W = scale < 1 ? Math.max(2, Math.round(info.width * scale)) : info.width;
-  const H = scale < 1 ? Math.max(2, Math.round(info.height * scale)) : info.height;
-  const sx = W / info.width;
-  const mouth = rect(options.mouthBox, sx, W, H);
-  const face = options.faceBox ? rect(options.faceBox, sx, W, H) : undefined;
-  const bw = Math.max(1, Math.round(W * band));
-  const bh = Math.max(1, Math.round(H * band));
-  const bandIdx: number[] = [];
-  for (let y = 0; y < H; y++) {
-    for (let x = 0; x < W; x++) {
-      const inBand = x < bw || x >= W - bw || y < bh || y >= H - bh;
-      const inFace = face && x >= face.x0 && x < face.x1 && y >= face.y0 && y < face.y1;
-      if (inBand && !inFace) bandIdx.push(y * W + x);
-    }
-  }
-  const bandPixels = Int32Array.from(bandIdx);
-  const gx = Math.min(GRID, mouth.x1 - mouth.x0);
-  const gy = Math.min(GRID, mouth.y1 - mouth.y0);
-  const grid = new Int32Array(gx * gy);
-  for (let j = 0; j < gy; j++) {
-    for (let i = 0; i < gx; i++) {
-      const x = mouth.x0 + Math.floor(((i + 0.5) * (mouth.x1 - mouth.x0)) / gx);
-      const y = mouth.y0 + Math.floor(((j + 0.5) * (mouth.y1 - mouth.y0)) / gy);
-      grid[j * gx + i] = y * W + x;
-    }
-  }
-
-  const frameBytes = W * H;
   const crops: Uint8Array[] = [];
   const mouthMotion: number[] = [];
   const borderMotion: number[] = [];
   const sharp: number[] = [];
-  let frame: Buffer = Buffer.alloc(frameBytes);
+  let analysed: { W: number; H: number; bandPixels: Int32Array; grid: Int32Array; mouth: Rect } | undefined;
+  /** Everything that depends on the analysis size, once the first frame has told it. */
+  const setUp = (W: number, H: number): NonNullable<typeof analysed> => {
+    const sx = W / probed.width;
+    const mouth = rect(options.mouthBox, sx, W, H);
+    const face = options.faceBox ? rect(options.faceBox, sx, W, H) : undefined;
+    const bw = Math.max(1, Math.round(W * band));
+    const bh = Math.max(1, Math.round(H * band));
+    const bandIdx: number[] = [];
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) {
+        const inBand = x < bw || x >= W - bw || y < bh || y >= H - bh;
+        const inFace = face && x >= face.x0 && x < face.x1 && y >= face.y0 && y < face.y1;
+        if (inBand && !inFace) bandIdx.push(y * W + x);
+      }
+    }
+    const gx = Math.min(GRID, mouth.x1 - mouth.x0);
+    const gy = Math.min(GRID, mouth.y1 - mouth.y0);
+    const grid = new Int32Array(gx * gy);
+    for (let j = 0; j < gy; j++) {
+      for (let i = 0; i < gx; i++) {
+        const x = mouth.x0 + Math.floor(((i + 0.5) * (mouth.x1 - mouth.x0)) / gx);
+        const y = mouth.y0 + Math.floor(((j + 0.5) * (mouth.y1 - mouth.y0)) / gy);
+        grid[j * gx + i] = y * W + x;
+      }
+    }
+    return { W, H, bandPixels: Int32Array.from(bandIdx), grid, mouth };
+  };
   let prev: Buffer | undefined;
-  let filled = 0;
+  let spare: Buffer | undefined;
   const onFrame = (cur: Buffer): void => {
+    analysed ??= setUp(frameSize?.width ?? 0, frameSize?.height ?? 0);
+    const { W, H, bandPixels, grid, mouth } = analysed;
     const crop = new Uint8Array(grid.length);
     for (let k = 0; k < grid.length; k++) crop[k] = cur[grid[k] as number] as number;
     crops.push(crop);
@@ -322,25 +412,15 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
       mouthMotion.push(0);
       borderMotion.push(0);
     }
+    // keep this frame as the previous one: the parser reuses its buffer, so copy into a spare
+    const keep: Buffer = spare && spare.length === cur.length ? spare : Buffer.alloc(cur.length);
+    cur.copy(keep);
+    spare = prev;
+    prev = keep;
   };
-  const vf = scale < 1 ? ['-vf', `scale=${W}:${H}:flags=area`] : [];
-  const videoDecoded = decode(ffmpeg, ['-i', path, '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'], path, options.signal, (chunk) => {
-    let at = 0;
-    while (at < chunk.length) {
-      const take = Math.min(frameBytes - filled, chunk.length - at);
-      chunk.copy(frame, filled, at, at + take);
-      filled += take;
-      at += take;
-      if (filled === frameBytes) {
-        onFrame(frame);
-        // keep this frame as the previous one; reuse the older buffer for the next
-        const spare: Buffer = prev ?? Buffer.alloc(frameBytes);
-        prev = frame;
-        frame = spare;
-        filled = 0;
-      }
-    }
-  });
+  for (const frame of waiting.splice(0)) onFrame(frame);
+  analyse = onFrame;
+  resume?.();
   try {
     await videoDecoded;
   } catch (error) {
@@ -376,7 +456,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   const restFrames = silent.some(Boolean)
     ? silent.flatMap((s, i) => (s ? [i] : []))
     : (() => { const q = quantile(levels, 0.1); return Array.from(levels.keys()).filter((i) => (levels[i] as number) <= q); })();
-  const rest = new Float64Array(grid.length);
+  const rest = new Float64Array(analysed?.grid.length ?? 0);
   for (const i of restFrames) { const c = crops[i] as Uint8Array; for (let k = 0; k < rest.length; k++) rest[k] = (rest[k] as number) + (c[k] as number); }
   for (let k = 0; k < rest.length; k++) rest[k] = (rest[k] as number) / restFrames.length;
   const openness = crops.map((c) => {
@@ -392,7 +472,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   for (const b of borderMotion) maxBorder = Math.max(maxBorder, b);
   return {
     path,
-    video: { width: info.width, height: info.height, fps, frameCount: frames, durationSeconds: frames / fps, analysedWidth: W, analysedHeight: H },
+    video: { width: info.width, height: info.height, fps, frameCount: frames, durationSeconds: frames / fps, analysedWidth: analysed?.W ?? 0, analysedHeight: analysed?.H ?? 0 },
     audio: { durationSeconds: samples.length / SR, speechFrames: speech.filter(Boolean).length, silentFrames: silent.filter(Boolean).length },
     sync: bestLag(envelope, openness, maxLag, fps),
     motionSync: bestLag(envelopeChange, mouthMotion, maxLag, fps),
@@ -404,7 +484,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
       meanMotion: borderMotion.length > 1 ? borderMotion.slice(1).reduce((a, b) => a + b, 0) / (borderMotion.length - 1) : 0,
       maxMotion: maxBorder,
       bandFraction: band,
-      pixels: bandPixels.length,
+      pixels: analysed?.bandPixels.length ?? 0,
     },
     sharpness: { speaking: speakingSharp, rest: restSharp, ratio: ratio(speakingSharp, restSharp) },
     elapsedSeconds: (performance.now() - started) / 1000,

@@ -5,6 +5,7 @@ import { silentLogger } from '@avatar/core';
 import type { Avatar, RunContext, StagePlugin } from '@avatar/core';
 import { plugins as facePlugins } from '@avatar/face';
 import { spawnSync } from 'node:child_process';
+import { frameKernels } from '@avatar/native';
 import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt, rgbaToI420 } from './render.js';
 import type { FrameState, RgbaImage } from './render.js';
 import type { MouthPose } from './track.js';
@@ -192,6 +193,42 @@ describe('FaceRenderer on a real portrait', () => {
       expect(moved > 0).toBe(changed(rgbaFrame, rgba, width).count > 0);
       if (pose === REST && state === STILL) expect(hash(frame)).toBe(hash(ours));
     }
+  });
+
+  // the addon is optional, so where it is not built there is nothing to compare (bootstrap builds it)
+  it.skipIf(!frameKernels())('the native warp kernel draws the same bytes as the TypeScript one', () => {
+    // cropped close around the face, as a prepared avatar is: the mesh then reaches past the frame's
+    // edges and the kernels' clamped path draws there
+    const xs = avatar.face.landmarks.map((p) => p.x);
+    const ys = avatar.face.landmarks.map((p) => p.y);
+    const x0 = Math.max(0, Math.floor(Math.min(...xs) - 20)), y0 = Math.max(0, Math.floor(Math.min(...ys) - 40));
+    const width = Math.min(image.width - x0, Math.ceil(Math.max(...xs) - x0 + 20)) & ~1;
+    const height = Math.min(image.height - y0, Math.ceil(Math.max(...ys) - y0 + 20)) & ~1;
+    const rgba = new Uint8Array(width * height * 4);
+    for (let y = 0; y < height; y++) rgba.set(image.data.subarray(((y + y0) * image.width + x0) * 4, ((y + y0) * image.width + x0 + width) * 4), y * width * 4);
+    const landmarks = avatar.face.landmarks.map((p) => ({ x: p.x - x0, y: p.y - y0 }));
+    const make = (kernel: 'js' | 'native'): FaceRenderer =>
+      new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p', kernel });
+    const native = make('native');
+    const js = make('js');
+    expect(native.kernel).toBe('native');
+    expect(js.kernel).toBe('js');
+    expect(new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p' }).kernel).toBe('native');
+    expect(() => new FaceRenderer({ width, height, data: rgba }, landmarks, { kernel: 'native' })).toThrow(/I420 frames only/);
+    const blinks = blinkSchedule(12, 30, 5);
+    let moved = 0;
+    for (let i = 0; i < 300; i += 3) {
+      const t = i / 25;
+      // wide head motion too, so triangles reach the frame's edge and take the clamped path
+      const motion = headMotionAt(t, i < 150 ? 'lively' : 'subtle', 5, i < 150 ? 400 : 100);
+      const pose = { ...OPEN, jawOpen: 0.5 + 0.5 * Math.sin(i / 5), lipWidth: Math.cos(i / 9), lipToTeeth: i % 60 < 10 ? 1 : 0 };
+      const state = { blink: blinkAt(t, blinks), ...motion };
+      const a = native.render(pose, state);
+      const b = js.render(pose, state);
+      expect(hash(a)).toBe(hash(b));
+      if (motion.headX !== 0) moved++;
+    }
+    expect(moved).toBeGreaterThan(50);
   });
 
   it('blinks come at irregular intervals near the asked rate, none in the first half second', () => {

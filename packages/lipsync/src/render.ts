@@ -1,5 +1,6 @@
 import Delaunator from 'delaunator';
 import type { FacePoint } from '@avatar/core';
+import { frameKernels, type WarpI420 } from '@avatar/native';
 import type { MouthPose } from './track.js';
 
 /** Tightly packed RGBA, 4 bytes per pixel, row by row. */
@@ -23,6 +24,20 @@ export interface AnimationOptions {
 }
 
 export const DEFAULT_ANIMATION: Readonly<AnimationOptions> = { headMotion: 'subtle', blinkRate: 15, expressiveness: 1, seed: 1 };
+
+export interface RendererOptions {
+  /** scales how far the mouth and jaw move; 1 = natural */
+  expressiveness?: number;
+  /** how many buffers frames are drawn into in turn (see FaceRenderer.render) */
+  ring?: number;
+  pixelFormat?: 'rgba' | 'yuv420p';
+  /**
+   * which warp draws I420 frames: 'auto' (default) the native addon's compiled kernel when it is built,
+   * else the TypeScript one; 'js' always the TypeScript one; 'native' the compiled one or an error.
+   * Both give the same bytes.
+   */
+  kernel?: 'auto' | 'js' | 'native';
+}
 
 /** What one frame shows besides the mouth. */
 export interface FrameState {
@@ -155,8 +170,12 @@ export class FaceRenderer {
   private readonly baseYuv: Uint8Array | null;
   /** one triangle's affine map, reused for every triangle */
   private readonly map = new TriangleMap();
+  /** offsets into `triangles` of this frame's moving triangles (the first activeCount) */
+  private readonly active: Uint32Array;
+  /** the compiled I420 warp, when the native addon has it and frames are I420 */
+  private readonly nativeWarp: WarpI420 | undefined;
 
-  constructor(image: RgbaImage, landmarks: readonly FacePoint[], options: { expressiveness?: number; ring?: number; pixelFormat?: 'rgba' | 'yuv420p' } = {}) {
+  constructor(image: RgbaImage, landmarks: readonly FacePoint[], options: RendererOptions = {}) {
     if (landmarks.length !== 68) throw new Error(`the renderer needs 68 landmarks, got ${landmarks.length}`);
     if (image.data.length !== image.width * image.height * 4) throw new Error('image data is not width x height RGBA');
     this.width = image.width;
@@ -269,6 +288,18 @@ export class FaceRenderer {
     }
     this.triangles = Uint32Array.from(new Delaunator(this.moved).triangles);
     this.moved.set(this.rest);
+    this.active = new Uint32Array(this.triangles.length / 3);
+    const kernel = options.kernel ?? 'auto';
+    const compiled = this.baseYuv && kernel !== 'js' ? frameKernels()?.warpI420 : undefined;
+    if (kernel === 'native' && !compiled) {
+      throw new Error(this.baseYuv ? 'the native warp kernel is not built (npm run build:addon -w native)' : 'the native warp kernel draws I420 frames only');
+    }
+    this.nativeWarp = compiled;
+  }
+
+  /** Which warp draws the frames: the compiled kernel of the native addon, or the TypeScript one. */
+  get kernel(): 'native' | 'js' {
+    return this.nativeWarp ? 'native' : 'js';
   }
 
   /** Mouth size in pixels: the scale every mouth shape is measured against. */
@@ -360,7 +391,8 @@ export class FaceRenderer {
     let by0 = Infinity;
     let bx1 = -Infinity;
     let by1 = -Infinity;
-    const active: number[] = [];
+    const active = this.active;
+    let count = 0;
     for (let t = 0; t < tri.length; t += 3) {
       let moving = false;
       for (let k = 0; k < 3; k++) {
@@ -368,7 +400,7 @@ export class FaceRenderer {
         if (Math.abs((m[2 * v] as number) - (r[2 * v] as number)) > 1e-3 || Math.abs((m[2 * v + 1] as number) - (r[2 * v + 1] as number)) > 1e-3) moving = true;
       }
       if (!moving) continue;
-      active.push(t);
+      active[count++] = t;
       for (let k = 0; k < 3; k++) {
         const v = tri[t + k] as number;
         for (const src of [m, r]) {
@@ -379,16 +411,21 @@ export class FaceRenderer {
         }
       }
     }
-    const now: [number, number, number, number] | null = active.length
+    const now: [number, number, number, number] | null = count > 0
       ? [Math.max(0, Math.floor(bx0) - 1), Math.max(0, Math.floor(by0) - 1), Math.min(this.width - 1, Math.ceil(bx1) + 1), Math.min(this.height - 1, Math.ceil(by1) + 1)]
       : null;
     // restore what this buffer's previous frame changed and this one may not
     const restore = union(this.dirtyOf[this.current] ?? null, now);
     if (restore) this.restore(restore);
-    for (const t of active) {
-      const a = tri[t] as number, b = tri[t + 1] as number, c = tri[t + 2] as number;
-      if (this.baseYuv) this.warpTriangleYuv(a, b, c);
-      else this.warpTriangle(a, b, c);
+    if (this.nativeWarp && this.baseYuv) {
+      this.nativeWarp(this.baseYuv, this.out, this.width, this.height, m, r, tri, active, count);
+    } else {
+      for (let n = 0; n < count; n++) {
+        const t = active[n] as number;
+        const a = tri[t] as number, b = tri[t + 1] as number, c = tri[t + 2] as number;
+        if (this.baseYuv) this.warpTriangleYuv(a, b, c);
+        else this.warpTriangle(a, b, c);
+      }
     }
     if (gap > 0.25) this.drawMouth(mouth);
     this.dirtyOf[this.current] = now;
@@ -728,53 +765,78 @@ class TriangleMap {
  */
 function warpPlanes(map: TriangleMap, src: Uint8Array, dst: Uint8Array, o1: number, o2: number, W: number, H: number): void {
   const { xx, xy, x0, yx, yy, y0, inside } = map;
-  const two = o2 >= 0;
+  // Inside the plane, source positions step in 16.16 fixed point and the bilinear blend is separable
+  // integer arithmetic: no float-to-int conversion per sample, three multiplies per plane. Over a span
+  // of a few hundred pixels the stepping drifts by under 1/100 of a pixel.
+  const stepX = Math.round(xx * 65536);
+  const stepY = Math.round(yx * 65536);
   for (let y = map.minY; y <= map.maxY; y++) {
     if (!map.span(y)) continue;
     const lo = map.lo;
     const hi = map.hi;
-    let sx = xx * lo + xy * y + x0;
-    let sy = yx * lo + yy * y + y0;
-    let o = y * W + lo;
+    const sx = xx * lo + xy * y + x0;
+    const sy = yx * lo + yy * y + y0;
     if (inside) {
-      for (let x = lo; x <= hi; x++, sx += xx, sy += yx, o++) {
-        const ix = sx | 0;
-        const iy = sy | 0;
-        const fx = ((sx - ix) * 256) | 0;
-        const fy = ((sy - iy) * 256) | 0;
-        const i = iy * W + ix;
-        const w11 = fx * fy;
-        const w10 = (fx << 8) - w11;
-        const w01 = (fy << 8) - w11;
-        const w00 = 65536 - (fx << 8) - (fy << 8) + w11;
-        let k = o1 + i;
-        dst[o1 + o] = ((src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 32768) >>> 16;
-        if (two) {
+      const end = y * W + hi;
+      let fxp = Math.round(sx * 65536);
+      let fyp = Math.round(sy * 65536);
+      if (o2 < 0) {
+        for (let o = y * W + lo; o <= end; o++, fxp += stepX, fyp += stepY) {
+          const fx = (fxp >> 8) & 255;
+          const fy = (fyp >> 8) & 255;
+          const k = o1 + (fyp >> 16) * W + (fxp >> 16);
+          const a = src[k] as number;
+          const c = src[k + W] as number;
+          const top = (a << 8) + ((src[k + 1] as number) - a) * fx;
+          const bottom = (c << 8) + ((src[k + W + 1] as number) - c) * fx;
+          dst[o1 + o] = ((top << 8) + (bottom - top) * fy + 32768) >> 16;
+        }
+      } else {
+        for (let o = y * W + lo; o <= end; o++, fxp += stepX, fyp += stepY) {
+          const fx = (fxp >> 8) & 255;
+          const fy = (fyp >> 8) & 255;
+          const i = (fyp >> 16) * W + (fxp >> 16);
+          let k = o1 + i;
+          let a = src[k] as number;
+          let c = src[k + W] as number;
+          let top = (a << 8) + ((src[k + 1] as number) - a) * fx;
+          let bottom = (c << 8) + ((src[k + W + 1] as number) - c) * fx;
+          dst[o1 + o] = ((top << 8) + (bottom - top) * fy + 32768) >> 16;
           k = o2 + i;
-          dst[o2 + o] = ((src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 32768) >>> 16;
+          a = src[k] as number;
+          c = src[k + W] as number;
+          top = (a << 8) + ((src[k + 1] as number) - a) * fx;
+          bottom = (c << 8) + ((src[k + W + 1] as number) - c) * fx;
+          dst[o2 + o] = ((top << 8) + (bottom - top) * fy + 32768) >> 16;
         }
       }
       continue;
     }
-    for (let x = lo; x <= hi; x++, sx += xx, sy += yx, o++) {
-      // bilinear sample, clamped to the plane
-      const fx = sx < 0 ? 0 : sx > W - 1.001 ? W - 1.001 : sx;
-      const fy = sy < 0 ? 0 : sy > H - 1.001 ? H - 1.001 : sy;
-      const ix = fx | 0;
-      const iy = fy | 0;
-      const tx = fx - ix;
-      const ty = fy - iy;
-      const i = iy * W + ix;
-      const w11 = tx * ty;
-      const w10 = tx - w11;
-      const w01 = ty - w11;
-      const w00 = 1 - tx - w01;
-      let k = o1 + i;
-      dst[o1 + o] = (src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 0.5;
-      if (two) {
-        k = o2 + i;
-        dst[o2 + o] = (src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 0.5;
-      }
+    warpRowClamped(src, dst, o1, o2, W, H, y * W + lo, hi - lo + 1, sx, sy, xx, yx);
+  }
+}
+
+/** One row of a triangle whose source reaches the plane's edge: floating point, clamped to the plane. */
+function warpRowClamped(src: Uint8Array, dst: Uint8Array, o1: number, o2: number, W: number, H: number, start: number, count: number, sx0: number, sy0: number, xx: number, yx: number): void {
+  let sx = sx0;
+  let sy = sy0;
+  for (let o = start; o < start + count; o++, sx += xx, sy += yx) {
+    const fx = sx < 0 ? 0 : sx > W - 1.001 ? W - 1.001 : sx;
+    const fy = sy < 0 ? 0 : sy > H - 1.001 ? H - 1.001 : sy;
+    const ix = fx | 0;
+    const iy = fy | 0;
+    const tx = fx - ix;
+    const ty = fy - iy;
+    const i = iy * W + ix;
+    const w11 = tx * ty;
+    const w10 = tx - w11;
+    const w01 = ty - w11;
+    const w00 = 1 - tx - w01;
+    let k = o1 + i;
+    dst[o1 + o] = (src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 0.5;
+    if (o2 >= 0) {
+      k = o2 + i;
+      dst[o2 + o] = (src[k] as number) * w00 + (src[k + 1] as number) * w10 + (src[k + W] as number) * w01 + (src[k + W + 1] as number) * w11 + 0.5;
     }
   }
 }

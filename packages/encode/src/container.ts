@@ -1,0 +1,218 @@
+// Reads the few facts the encoder needs straight from two container formats it meets all the time: the
+// speech engines' WAV files (before encoding) and the MP4 files it has just written (to check them).
+// Each ffprobe run is a process start of about a tenth of a second, on the critical path of every
+// video. Anything these readers do not fully understand returns undefined, and the caller asks ffprobe.
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+
+export interface WavInfo {
+  durationSeconds: number;
+  sampleRate: number;
+  channels: number;
+  /** ffprobe's name for the sample format: pcm_s16le, pcm_f32le... */
+  codec: string;
+}
+
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.alloc(length);
+  const { bytesRead } = await handle.read(buffer, 0, length, position);
+  return buffer.subarray(0, bytesRead);
+}
+
+const PCM = 1;
+const FLOAT = 3;
+const EXTENSIBLE = 0xfffe;
+
+function wavCodec(format: number, bits: number): string | undefined {
+  if (format === PCM) return bits === 8 ? 'pcm_u8' : bits === 16 || bits === 24 || bits === 32 ? `pcm_s${bits}le` : undefined;
+  if (format === FLOAT) return bits === 32 || bits === 64 ? `pcm_f${bits}le` : undefined;
+  return undefined;
+}
+
+/**
+ * A plain RIFF/WAVE file with PCM or float samples: its duration is the data chunk's size over the byte
+ * rate, exactly what ffprobe computes. Streamed headers (sizes left at 0 or 0xffffffff), compressed
+ * formats and anything inconsistent give undefined.
+ */
+export async function readWavInfo(path: string): Promise<WavInfo | undefined> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(path, 'r');
+    const { size } = await handle.stat();
+    const head = await readAt(handle, 0, Math.min(size, 4096));
+    if (head.length < 12 || head.toString('latin1', 0, 4) !== 'RIFF' || head.toString('latin1', 8, 12) !== 'WAVE') return undefined;
+    const riffSize = head.readUInt32LE(4);
+    if (riffSize + 8 > size || riffSize < 36) return undefined;
+    let at = 12;
+    let fmt: { format: number; channels: number; sampleRate: number; byteRate: number; blockAlign: number; bits: number } | undefined;
+    while (at + 8 <= head.length) {
+      const id = head.toString('latin1', at, at + 4);
+      const length = head.readUInt32LE(at + 4);
+      const body = at + 8;
+      if (id === 'fmt ') {
+        if (length < 16 || body + 16 > head.length) return undefined;
+        let format = head.readUInt16LE(body);
+        if (format === EXTENSIBLE) {
+          // the sub-format GUID's first two bytes carry the real format tag
+          if (length < 40 || body + 26 > head.length) return undefined;
+          format = head.readUInt16LE(body + 24);
+        }
+        fmt = {
+          format,
+          channels: head.readUInt16LE(body + 2),
+          sampleRate: head.readUInt32LE(body + 4),
+          byteRate: head.readUInt32LE(body + 8),
+          blockAlign: head.readUInt16LE(body + 12),
+          bits: head.readUInt16LE(body + 14),
+        };
+      } else if (id === 'data') {
+        if (!fmt || length === 0 || length === 0xffffffff || body + length > size) return undefined;
+        const codec = wavCodec(fmt.format, fmt.bits);
+        const { channels, sampleRate, byteRate, blockAlign, bits } = fmt;
+        if (!codec || channels < 1 || channels > 8 || sampleRate < 1000 || sampleRate > 384_000) return undefined;
+        if (blockAlign !== (channels * bits) / 8 || byteRate !== sampleRate * blockAlign) return undefined;
+        return { durationSeconds: length / byteRate, sampleRate, channels, codec };
+      }
+      // chunks are padded to an even length
+      at = body + length + (length & 1);
+    }
+    return undefined;
+  } catch {
+    return undefined;
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+export interface Mp4Track {
+  type: 'video' | 'audio' | 'other';
+  /** the sample entry's four-character code: avc1, mp4a, hvc1... */
+  codec: string;
+  durationSeconds: number;
+  width?: number;
+  height?: number;
+}
+
+export interface Mp4Summary {
+  /** the movie's duration from its header */
+  durationSeconds: number;
+  tracks: Mp4Track[];
+}
+
+interface Box {
+  type: string;
+  /** where the box's content starts and ends, within the buffer it was found in */
+  start: number;
+  end: number;
+}
+
+function* boxes(buf: Buffer, from: number, to: number): Generator<Box> {
+  let at = from;
+  while (at + 8 <= to) {
+    let size = buf.readUInt32BE(at);
+    const type = buf.toString('latin1', at + 4, at + 8);
+    let header = 8;
+    if (size === 1) {
+      if (at + 16 > to) return;
+      size = Number(buf.readBigUInt64BE(at + 8));
+      header = 16;
+    } else if (size === 0) {
+      size = to - at;
+    }
+    if (size < header || at + size > to) return;
+    yield { type, start: at + header, end: at + size };
+    at += size;
+  }
+}
+
+const child = (buf: Buffer, parent: Box, type: string): Box | undefined => {
+  for (const box of boxes(buf, parent.start, parent.end)) if (box.type === type) return box;
+  return undefined;
+};
+
+/** mvhd and mdhd share a layout: version, flags, two times, then the time scale and the duration. */
+function headerDuration(buf: Buffer, box: Box): number | undefined {
+  const version = buf.readUInt8(box.start);
+  const timescaleAt = box.start + (version === 1 ? 20 : 12);
+  if (timescaleAt + (version === 1 ? 12 : 8) > box.end) return undefined;
+  const timescale = buf.readUInt32BE(timescaleAt);
+  const duration = version === 1 ? Number(buf.readBigUInt64BE(timescaleAt + 4)) : buf.readUInt32BE(timescaleAt + 4);
+  return timescale > 0 ? duration / timescale : undefined;
+}
+
+function readTrack(buf: Buffer, trak: Box): Mp4Track | undefined {
+  const mdia = child(buf, trak, 'mdia');
+  const tkhd = child(buf, trak, 'tkhd');
+  if (!mdia || !tkhd) return undefined;
+  const hdlr = child(buf, mdia, 'hdlr');
+  const mdhd = child(buf, mdia, 'mdhd');
+  if (!hdlr || !mdhd || hdlr.start + 12 > hdlr.end) return undefined;
+  const handler = buf.toString('latin1', hdlr.start + 8, hdlr.start + 12);
+  const durationSeconds = headerDuration(buf, mdhd);
+  if (durationSeconds === undefined) return undefined;
+  const stsd = [ 'minf', 'stbl', 'stsd' ].reduce<Box | undefined>((box, type) => (box ? child(buf, box, type) : undefined), mdia);
+  // stsd: version/flags, an entry count, then sample entries that are boxes named by their codec
+  const entry = stsd && stsd.start + 16 <= stsd.end ? buf.toString('latin1', stsd.start + 12, stsd.start + 16) : '';
+  const type = handler === 'vide' ? 'video' : handler === 'soun' ? 'audio' : 'other';
+  const track: Mp4Track = { type, codec: entry, durationSeconds };
+  if (type === 'video') {
+    // tkhd ends with the width and height in 16.16 fixed point
+    if (tkhd.end - 8 < tkhd.start) return undefined;
+    track.width = buf.readUInt32BE(tkhd.end - 8) / 65536;
+    track.height = buf.readUInt32BE(tkhd.end - 4) / 65536;
+  }
+  return track;
+}
+
+/** Top-level boxes are walked by their headers, so the media data itself is never read. */
+const MAX_MOOV_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The movie header and track list of an MP4 file: the duration, and each track's kind, codec, duration
+ * and (video) size. Undefined for anything that is not a plain MP4 with one movie box.
+ */
+export async function readMp4Summary(path: string): Promise<Mp4Summary | undefined> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(path, 'r');
+    const { size } = await handle.stat();
+    let at = 0;
+    let moov: Buffer | undefined;
+    while (at + 8 <= size) {
+      const head = await readAt(handle, at, 16);
+      if (head.length < 8) return undefined;
+      let boxSize = head.readUInt32BE(0);
+      const type = head.toString('latin1', 4, 8);
+      if (boxSize === 1) {
+        if (head.length < 16) return undefined;
+        boxSize = Number(head.readBigUInt64BE(8));
+      } else if (boxSize === 0) {
+        boxSize = size - at;
+      }
+      if (boxSize < 8 || at + boxSize > size) return undefined;
+      if (type === 'moov') {
+        if (boxSize > MAX_MOOV_BYTES) return undefined;
+        moov = await readAt(handle, at, boxSize);
+        break;
+      }
+      at += boxSize;
+    }
+    if (!moov || moov.length < 8) return undefined;
+    const root: Box = { type: 'moov', start: moov.readUInt32BE(0) === 1 ? 16 : 8, end: moov.length };
+    const mvhd = child(moov, root, 'mvhd');
+    const durationSeconds = mvhd ? headerDuration(moov, mvhd) : undefined;
+    if (durationSeconds === undefined) return undefined;
+    const tracks: Mp4Track[] = [];
+    for (const box of boxes(moov, root.start, root.end)) {
+      if (box.type !== 'trak') continue;
+      const track = readTrack(moov, box);
+      if (!track) return undefined;
+      tracks.push(track);
+    }
+    return { durationSeconds, tracks };
+  } catch {
+    return undefined;
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
