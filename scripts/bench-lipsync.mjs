@@ -13,7 +13,8 @@ import { treeRssMB } from './lib/proc.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'packages/cli/dist/bin.js');
 const portrait = join(root, 'tests/fixtures/grace_hopper.jpg');
-const TEXT = 'Hello! I am Grace. This video was made from one photo and this sentence, on an ordinary computer, without a graphics card.';
+// about 10.1 s of speech with the default voice: the target is stated for a 10 s clip
+const TEXT = 'Hello! I am Grace. This video was made from one photo and this sentence, on an ordinary computer, without a graphics card, in a few seconds.';
 
 /** Runs a command, returning wall seconds and the peak RSS of it and its children (node's own, for node). */
 function timed(cmd, args, sample = false) {
@@ -61,9 +62,12 @@ export async function benchRenderer(work) {
   const speech = await speaker.run({ text: TEXT, voice: { engine: 'flite', voice: 'rms', language: 'en-US', rate: 1, pitch: 0 }, outputPath: join(work, 'r.wav'), maxSeconds: 60 }, ctx);
   const track = computeMouthTrack(speech, { fps: 25 });
   const out = { width: image.width, height: image.height, frames: track.frameCount };
-  // RGBA frames, and I420 frames as the pipeline draws them for the encoder
-  for (const [format, prefix] of [['rgba', 'fps_'], ['yuv420p', 'fps_i420_']]) for (const motion of ['none', 'subtle', 'lively']) {
-    const renderer = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: format });
+  // RGBA frames, and I420 frames as the pipeline draws them for the encoder: with the native addon's
+  // compiled warp when it is built (what the pipeline uses), and with the TypeScript warp
+  out.kernel = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: 'yuv420p' }).kernel;
+  const configs = [['rgba', 'fps_', 'auto'], ['yuv420p', 'fps_i420_', 'auto'], ['yuv420p', 'fps_i420_js_', 'js']];
+  for (const [format, prefix, kernel] of configs) for (const motion of ['none', 'subtle', 'lively']) {
+    const renderer = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: format, kernel });
     for (let i = 0; i < 50; i++) renderer.render(poseAt(track, i % track.frameCount), { blink: 0, ...headMotionAt(i / 25, motion, 1, 100) });
     const rounds = [];
     for (let r = 0; r < 3; r++) {
@@ -76,60 +80,63 @@ export async function benchRenderer(work) {
   return out;
 }
 
-/** The CLI end to end, beside ffmpeg alone encoding the same frames and audio at the same settings. */
-export async function benchEndToEnd(work) {
+/**
+ * The CLI end to end, beside ffmpeg alone encoding the same frames and audio at the same settings. The
+ * runs are interleaved (pipeline, ffmpeg fed RGBA, ffmpeg fed I420, and again), so each comparison is
+ * between runs seconds apart: this machine's speed drifts by more than the differences measured.
+ */
+export async function benchEndToEnd(work, rounds = Number(process.env.BENCH_ROUNDS ?? 5)) {
   const storage = join(work, 'storage');
-  const runs = [];
-  let keptFrames = null;
-  // three timed runs, then one more that samples memory from /proc (sampling costs CPU, so it is kept
-  // out of the timed runs)
-  let memory = { peakNodeMB: 0, peakTreeMB: 0 };
-  for (let i = 0; i < 4; i++) {
-    const sampled = i === 3;
-    const r = await timed(process.execPath, [cli, '--storage', storage, '--json', 'pipeline', 'run', TEXT, '--avatar', portrait, '--output', join(work, 'e2e.mp4'), '--quality', 'medium', '--keep-intermediates'], sampled);
-    const result = JSON.parse(r.out);
-    if (sampled) memory = { peakNodeMB: r.peakNodeMB, peakTreeMB: r.peakTreeMB };
-    else runs.push({ seconds: r.seconds, video: result.durationSeconds, stages: Object.fromEntries(result.stages.map((s) => [s.stage, s.wallSeconds])), workDir: result.workDir });
-    keptFrames = result;
-  }
-  // ffmpeg alone: the same frames (decoded back from the video to raw RGBA, outside the timing) and the
-  // same audio, encoded with the same settings
-  const workDir = keptFrames.workDir;
+  const pipeline = (sampled = false) => timed(process.execPath, [cli, '--storage', storage, '--json', 'pipeline', 'run', TEXT, '--avatar', portrait, '--output', join(work, 'e2e.mp4'), '--quality', 'medium', '--keep-intermediates'], sampled);
+  // a first run (not timed) gives the frames and the speech that ffmpeg alone is fed
+  const first = JSON.parse((await pipeline()).out);
+  const workDir = first.workDir;
   const raw = join(work, 'frames.rgba');
   const probe = JSON.parse(spawnSync('ffprobe', ['-v', 'error', '-print_format', 'json', '-show_streams', join(work, 'e2e.mp4')], { encoding: 'utf8' }).stdout);
   const v = probe.streams.find((s) => s.codec_type === 'video');
   spawnSync('ffmpeg', ['-v', 'error', '-y', '-i', join(work, 'e2e.mp4'), '-f', 'rawvideo', '-pix_fmt', 'rgba', raw]);
   const { QUALITY_PRESETS } = await import(join(root, 'packages/core/dist/index.js'));
   const medium = QUALITY_PRESETS.medium;
-  // ffmpeg alone, fed the frames as the renderer draws them (RGBA, converted by ffmpeg) and as they go
-  // down the pipe (I420, converted while drawing)
+  // ffmpeg alone, fed the frames as RGBA (converted by ffmpeg) and as I420 (what the pipeline sends)
   const yuv = join(work, 'frames.yuv');
   spawnSync('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgba', '-s', `${v.width}x${v.height}`, '-i', raw,
     '-vf', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p', '-f', 'rawvideo', yuv]);
   const bareRun = (file, pixFmt, filter) => timed('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', pixFmt, '-s', `${v.width}x${v.height}`, '-r', '25', '-i', file,
     '-i', join(workDir, 'speech.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', medium.preset, '-crf', String(medium.crf),
     '-vf', filter, '-c:a', 'aac', '-b:a', '128k', '-ar', '48000', '-movflags', '+faststart', join(work, 'bare.mp4')]);
-  const bare = [];
-  const bareYuv = [];
-  for (let i = 0; i < 3; i++) {
-    bare.push((await bareRun(raw, 'rgba', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p')).seconds);
-    bareYuv.push((await bareRun(yuv, 'yuv420p', 'setsar=1')).seconds);
+  const runs = [];
+  for (let i = 0; i < rounds; i++) {
+    const r = await pipeline();
+    const result = JSON.parse(r.out);
+    rmSync(result.workDir, { recursive: true, force: true });
+    const stages = Object.fromEntries(result.stages.map((s) => [s.stage, s.wallSeconds]));
+    const rgba = (await bareRun(raw, 'rgba', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p')).seconds;
+    const i420 = (await bareRun(yuv, 'yuv420p', 'setsar=1')).seconds;
+    runs.push({ seconds: r.seconds, video: result.durationSeconds, stages, rgba, i420, ratio: stages.encode_video / rgba, ratioI420: stages.encode_video / i420 });
   }
+  // memory in a run of its own: sampling /proc costs CPU the timed runs should not pay
+  const sampled = await pipeline(true);
+  rmSync(JSON.parse(sampled.out).workDir, { recursive: true, force: true });
   rmSync(workDir, { recursive: true, force: true });
-  const best = runs.sort((a, b) => a.seconds - b.seconds)[1];
-  const encodeMedian = median(runs.map((r) => r.stages.encode_video));
+  const mid = [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor(runs.length / 2)];
+  const range = (xs, digits) => [Math.min(...xs), Math.max(...xs)].map((x) => Number(x.toFixed(digits)));
   return {
-    videoSeconds: best.video,
-    frames: Math.round(best.video * 25),
+    videoSeconds: mid.video,
+    frames: Math.round(mid.video * 25),
+    rounds,
     wallSeconds: Number(median(runs.map((r) => r.seconds)).toFixed(3)),
-    stages: best.stages,
-    peakNodeMB: memory.peakNodeMB,
-    peakTreeMB: memory.peakTreeMB,
-    renderAndEncodeSeconds: Number(encodeMedian.toFixed(3)),
-    ffmpegAloneSeconds: Number(median(bare).toFixed(3)),
-    ratioToFfmpegAlone: Number((encodeMedian / median(bare)).toFixed(2)),
-    ffmpegAloneI420Seconds: Number(median(bareYuv).toFixed(3)),
-    ratioToFfmpegAloneI420: Number((encodeMedian / median(bareYuv)).toFixed(2)),
+    wallSecondsRange: range(runs.map((r) => r.seconds), 3),
+    stages: mid.stages,
+    peakNodeMB: sampled.peakNodeMB,
+    peakTreeMB: sampled.peakTreeMB,
+    renderAndEncodeSeconds: Number(median(runs.map((r) => r.stages.encode_video)).toFixed(3)),
+    ffmpegAloneSeconds: Number(median(runs.map((r) => r.rgba)).toFixed(3)),
+    ffmpegAloneI420Seconds: Number(median(runs.map((r) => r.i420)).toFixed(3)),
+    // medians of the per-round ratios: each compares runs made seconds apart
+    ratioToFfmpegAlone: Number(median(runs.map((r) => r.ratio)).toFixed(2)),
+    ratioToFfmpegAloneRange: range(runs.map((r) => r.ratio), 2),
+    ratioToFfmpegAloneI420: Number(median(runs.map((r) => r.ratioI420)).toFixed(2)),
+    ratioToFfmpegAloneI420Range: range(runs.map((r) => r.ratioI420), 2),
   };
 }
 
@@ -161,9 +168,10 @@ export async function benchLipsync() {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await benchLipsync();
-  console.log(`renderer alone, ${r.renderer.width}x${r.renderer.height}, one thread: RGBA ${r.renderer.fps_none} frames/s without head motion, ${r.renderer.fps_subtle} subtle, ${r.renderer.fps_lively} lively; I420 (as the pipeline draws them) ${r.renderer.fps_i420_none} / ${r.renderer.fps_i420_subtle} / ${r.renderer.fps_i420_lively}`);
+  const q = r.renderer;
+  console.log(`renderer alone, ${q.width}x${q.height}, one thread: RGBA ${q.fps_none} frames/s without head motion, ${q.fps_subtle} subtle, ${q.fps_lively} lively; I420 as the pipeline draws them (${q.kernel} warp) ${q.fps_i420_none} / ${q.fps_i420_subtle} / ${q.fps_i420_lively}; I420 with the TypeScript warp ${q.fps_i420_js_none} / ${q.fps_i420_js_subtle} / ${q.fps_i420_js_lively}`);
   const e = r.endToEnd;
-  console.log(`end to end (text -> MP4, medium, process start included): ${e.videoSeconds} s of video in ${e.wallSeconds} s; render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone on the same ${e.frames} frames ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}); peak RSS node ${e.peakNodeMB} MB, with ffmpeg ${e.peakTreeMB} MB`);
+  console.log(`end to end (text -> MP4, medium, process start included), median of ${e.rounds}: ${e.videoSeconds} s of video in ${e.wallSeconds} s (range ${e.wallSecondsRange.join('-')}); render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone on the same ${e.frames} frames ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}, range ${e.ratioToFfmpegAloneRange.join('-')}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}, range ${e.ratioToFfmpegAloneI420Range.join('-')}); peak RSS node ${e.peakNodeMB} MB, with ffmpeg ${e.peakTreeMB} MB`);
   console.log('stages:', JSON.stringify(e.stages));
   for (const l of r.lengths) console.log(`lipsync ${l.seconds} s: ${l.wallSeconds} s wall, render+encode ${l.renderAndEncodeSeconds} s, peak RSS node ${l.peakNodeMB} MB (with ffmpeg ${l.peakTreeMB} MB), lag ${l.lagFrames} frames, r ${l.correlation}`);
   console.log(JSON.stringify({ bench: 'lipsync', ...r }));

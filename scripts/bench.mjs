@@ -100,9 +100,9 @@ console.log('\nencode:', JSON.stringify(figures.encode));
 console.log('face:', JSON.stringify(figures.face));
 const l = figures.lipsync;
 if (l.renderer) {
-  console.log(`\nrenderer alone, ${l.renderer.width}x${l.renderer.height}, one thread: I420 ${l.renderer.fps_i420_none} frames/s (no head motion), ${l.renderer.fps_i420_subtle} (subtle), ${l.renderer.fps_i420_lively} (lively); RGBA ${l.renderer.fps_none} / ${l.renderer.fps_subtle} / ${l.renderer.fps_lively}`);
+  console.log(`\nrenderer alone, ${l.renderer.width}x${l.renderer.height}, one thread: I420 (${l.renderer.kernel} warp) ${l.renderer.fps_i420_none} frames/s (no head motion), ${l.renderer.fps_i420_subtle} (subtle), ${l.renderer.fps_i420_lively} (lively); I420 with the TypeScript warp ${l.renderer.fps_i420_js_none} / ${l.renderer.fps_i420_js_subtle} / ${l.renderer.fps_i420_js_lively}; RGBA ${l.renderer.fps_none} / ${l.renderer.fps_subtle} / ${l.renderer.fps_lively}`);
   const e = l.endToEnd;
-  console.log(`talking head end to end, medium: ${e.videoSeconds} s of video in ${e.wallSeconds} s (process start included); render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}); peak RSS ${e.peakNodeMB} MB (node), ${e.peakTreeMB} MB (with ffmpeg)`);
+  console.log(`talking head end to end, medium, median of ${e.rounds} interleaved rounds: ${e.videoSeconds} s of video in ${e.wallSeconds} s (range ${e.wallSecondsRange.join("-")}, process start included); render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}, range ${e.ratioToFfmpegAloneRange.join("-")}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}, range ${e.ratioToFfmpegAloneI420Range.join("-")}); peak RSS ${e.peakNodeMB} MB (node), ${e.peakTreeMB} MB (with ffmpeg)`);
   for (const x of l.lengths) console.log(`  ${String(x.seconds).padStart(3)} s of speech: ${x.wallSeconds} s wall, render+encode ${x.renderAndEncodeSeconds} s, peak RSS ${x.peakNodeMB} MB (node), ${x.peakTreeMB} MB (with ffmpeg)`);
 } else console.log('lipsync:', JSON.stringify(l));
 console.log('queue:', JSON.stringify(figures.queue));

@@ -732,30 +732,52 @@ class TriangleMap {
     // affine maps keep a point inside its triangle, so a source triangle with a one-pixel margin inside
     // the plane never samples outside it (the span test allows a hair past the edges: hence the margin)
     this.inside = Math.min(sax, sbx, scx) >= 1 && Math.min(say, sby, scy) >= 1 && Math.max(sax, sbx, scx) <= W - 3 && Math.max(say, sby, scy) <= H - 3;
+    this.setUpSpans();
     return true;
   }
 
-  /** The span of x on row y where u >= 0, v >= 0 and u + v <= 1 (each linear in x); false when empty. */
+  /**
+   * The span of x on row y where u >= 0, v >= 0 and u + v <= 1; false when empty. On a row each of the
+   * three holds on one side of an x that moves linearly with y, so the bounds are set up once per
+   * triangle (setUpSpans) and a row costs three multiply-adds. The native kernel does the same sums.
+   */
   span(y: number): boolean {
-    const { ux, vx } = this;
     let lo = this.minX;
     let hi = this.maxX;
-    const cu = this.uy * y + this.u0;
-    const cv = this.vy * y + this.v0;
-    const cw = 1 - (this.uy + this.vy) * y - (this.u0 + this.v0);
-    const kw = -(ux + vx);
-    if (ux > 1e-12) lo = Math.max(lo, Math.ceil(-(cu + 1e-7) / ux));
-    else if (ux < -1e-12) hi = Math.min(hi, Math.floor(-(cu + 1e-7) / ux));
-    else if (cu < -1e-7) return false;
-    if (vx > 1e-12) lo = Math.max(lo, Math.ceil(-(cv + 1e-7) / vx));
-    else if (vx < -1e-12) hi = Math.min(hi, Math.floor(-(cv + 1e-7) / vx));
-    else if (cv < -1e-7) return false;
-    if (kw > 1e-12) lo = Math.max(lo, Math.ceil(-(cw + 1e-7) / kw));
-    else if (kw < -1e-12) hi = Math.min(hi, Math.floor(-(cw + 1e-7) / kw));
-    else if (cw < -1e-7) return false;
+    const b = this.bounds;
+    for (let k = 0; k < 9; k += 3) {
+      const kind = b[k] as number;
+      const x = (b[k + 1] as number) * y + (b[k + 2] as number);
+      if (kind > 0) lo = Math.max(lo, Math.ceil(x));
+      else if (kind < 0) hi = Math.min(hi, Math.floor(x));
+      else if (x < -1e-7) return false;
+    }
     this.lo = lo;
     this.hi = hi;
     return lo <= hi;
+  }
+
+  /** per bound (u, v, 1 - u - v): kind (+1 lower bound on x, -1 upper, 0 none: all in or all out), slope, intercept */
+  private readonly bounds = new Float64Array(9);
+
+  private setUpSpans(): void {
+    const { ux, uy, u0, vx, vy, v0 } = this;
+    setBound(this.bounds, 0, ux, uy, u0);
+    setBound(this.bounds, 3, vx, vy, v0);
+    setBound(this.bounds, 6, -(ux + vx), -(uy + vy), 1 - (u0 + v0));
+  }
+}
+
+/** k(x, y) = kx * x + ky * y + k0 >= 0 (a hair below, so shared edges belong to both triangles) as a bound on x. */
+function setBound(out: Float64Array, at: number, kx: number, ky: number, k0: number): void {
+  if (kx > 1e-12 || kx < -1e-12) {
+    out[at] = kx > 0 ? 1 : -1;
+    out[at + 1] = -ky / kx;
+    out[at + 2] = -(k0 + 1e-7) / kx;
+  } else {
+    out[at] = 0;
+    out[at + 1] = ky;
+    out[at + 2] = k0;
   }
 }
 
@@ -766,10 +788,11 @@ class TriangleMap {
 function warpPlanes(map: TriangleMap, src: Uint8Array, dst: Uint8Array, o1: number, o2: number, W: number, H: number): void {
   const { xx, xy, x0, yx, yy, y0, inside } = map;
   // Inside the plane, source positions step in 16.16 fixed point and the bilinear blend is separable
-  // integer arithmetic: no float-to-int conversion per sample, three multiplies per plane. Over a span
-  // of a few hundred pixels the stepping drifts by under 1/100 of a pixel.
-  const stepX = Math.round(xx * 65536);
-  const stepY = Math.round(yx * 65536);
+  // integer arithmetic with 7-bit weights (1/128 of a pixel): no float-to-int conversion per sample,
+  // and every product fits a signed 16-bit lane pair, which the native kernel's SIMD loop relies on. Over
+  // a span of a few hundred pixels the stepping drifts by under 1/100 of a pixel.
+  const stepX = Math.floor(xx * 65536 + 0.5);
+  const stepY = Math.floor(yx * 65536 + 0.5);
   for (let y = map.minY; y <= map.maxY; y++) {
     if (!map.span(y)) continue;
     const lo = map.lo;
@@ -778,36 +801,30 @@ function warpPlanes(map: TriangleMap, src: Uint8Array, dst: Uint8Array, o1: numb
     const sy = yx * lo + yy * y + y0;
     if (inside) {
       const end = y * W + hi;
-      let fxp = Math.round(sx * 65536);
-      let fyp = Math.round(sy * 65536);
+      let fxp = Math.floor(sx * 65536 + 0.5);
+      let fyp = Math.floor(sy * 65536 + 0.5);
       if (o2 < 0) {
         for (let o = y * W + lo; o <= end; o++, fxp += stepX, fyp += stepY) {
-          const fx = (fxp >> 8) & 255;
-          const fy = (fyp >> 8) & 255;
+          const fx = (fxp >> 9) & 127;
+          const fy = (fyp >> 9) & 127;
           const k = o1 + (fyp >> 16) * W + (fxp >> 16);
-          const a = src[k] as number;
-          const c = src[k + W] as number;
-          const top = (a << 8) + ((src[k + 1] as number) - a) * fx;
-          const bottom = (c << 8) + ((src[k + W + 1] as number) - c) * fx;
-          dst[o1 + o] = ((top << 8) + (bottom - top) * fy + 32768) >> 16;
+          const top = (src[k] as number) * (128 - fx) + (src[k + 1] as number) * fx;
+          const bottom = (src[k + W] as number) * (128 - fx) + (src[k + W + 1] as number) * fx;
+          dst[o1 + o] = (top * (128 - fy) + bottom * fy + 8192) >> 14;
         }
       } else {
         for (let o = y * W + lo; o <= end; o++, fxp += stepX, fyp += stepY) {
-          const fx = (fxp >> 8) & 255;
-          const fy = (fyp >> 8) & 255;
+          const fx = (fxp >> 9) & 127;
+          const fy = (fyp >> 9) & 127;
           const i = (fyp >> 16) * W + (fxp >> 16);
           let k = o1 + i;
-          let a = src[k] as number;
-          let c = src[k + W] as number;
-          let top = (a << 8) + ((src[k + 1] as number) - a) * fx;
-          let bottom = (c << 8) + ((src[k + W + 1] as number) - c) * fx;
-          dst[o1 + o] = ((top << 8) + (bottom - top) * fy + 32768) >> 16;
+          let top = (src[k] as number) * (128 - fx) + (src[k + 1] as number) * fx;
+          let bottom = (src[k + W] as number) * (128 - fx) + (src[k + W + 1] as number) * fx;
+          dst[o1 + o] = (top * (128 - fy) + bottom * fy + 8192) >> 14;
           k = o2 + i;
-          a = src[k] as number;
-          c = src[k + W] as number;
-          top = (a << 8) + ((src[k + 1] as number) - a) * fx;
-          bottom = (c << 8) + ((src[k + W + 1] as number) - c) * fx;
-          dst[o2 + o] = ((top << 8) + (bottom - top) * fy + 32768) >> 16;
+          top = (src[k] as number) * (128 - fx) + (src[k + 1] as number) * fx;
+          bottom = (src[k + W] as number) * (128 - fx) + (src[k + W + 1] as number) * fx;
+          dst[o2 + o] = (top * (128 - fy) + bottom * fy + 8192) >> 14;
         }
       }
       continue;
