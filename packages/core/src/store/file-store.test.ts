@@ -53,7 +53,7 @@ describe('FileJobStore files', () => {
     expect(await readdir(join(storageDir, 'queue', 'locks'))).toEqual([]);
   });
 
-  it('leaves no temp file behind after writes', async () => {
+  it('leaves no temp file behind after writes, nor a spare after close', async () => {
     const storageDir = await tempDir();
     const store = new FileJobStore({ storageDir });
     const jobs = await Promise.all(Array.from({ length: 10 }, (_, i) => store.submit('voice_clone', { i })));
@@ -63,6 +63,8 @@ describe('FileJobStore files', () => {
       await store.progress(job.jobId, 'w', 0.5, 'x');
       await store.complete(job.jobId, 'w', { i: 1 });
     }
+    // spares of an open store are kept on purpose; close() removes them
+    await store.close();
     const names = [
       ...(await readdir(join(storageDir, 'queue', 'holders'))).filter((n) => !n.startsWith('.')).map(() => 'holder'),
       ...(await readdir(join(storageDir, 'jobs'))),

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, fdatasync, fsync, open as openFd, readFileSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { link, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { AvatarError, type AvatarErrorJSON } from '../errors.js';
 import { atomicWriteSmallFile, fileExists } from '../fsutil.js';
 import {
@@ -51,6 +52,31 @@ const MARKER_SEP = '--';
 /** how long cancel/delete wait for a claimer that holds a pending job's lock */
 const BUSY_WAIT_MS = 10_000;
 
+/** The size of a spare job file; a job whose JSON is longer is written the ordinary way. */
+const SPARE_BYTES = 4096;
+const SPARE_PREFIX = '.spare-';
+/** `.spare-<pid>-<6 hex>-<hostname>`: the hostname goes last because it may contain '-' */
+const SPARE_RE = /^\.spare-(\d+)-[0-9a-f]{6}-(.+)$/;
+/** A spare is all spaces until a job is written over its start; JSON allows the trailing blanks. */
+const SPARE_FILL = Buffer.alloc(SPARE_BYTES, 0x20);
+/** The pool starts at this many spares and doubles, up to SPARE_POOL_MAX, each time it runs dry. */
+const SPARE_POOL_FIRST = 16;
+const SPARE_POOL_MAX = 128;
+/**
+ * How many spare fsyncs run at once: enough to share journal commits, one fewer than the thread
+ * pool has threads so that a submission's own steps never queue behind them.
+ */
+const SPARE_LANES = Math.max(1, Math.min(8, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1));
+/**
+ * A spare holding a whole job this long after its last write belongs to a submission that ended
+ * before its rename: a live submitter renames within milliseconds of writing.
+ */
+const SPARE_SETTLE_MS = 2_000;
+
+const openAsync = promisify(openFd);
+const fsyncAsync = promisify(fsync);
+const fdatasyncAsync = promisify(fdatasync);
+
 // Per-process sequence: keeps FIFO among jobs submitted within the same millisecond.
 let markerSeq = 0;
 const markerKey = (ms: number, seq: number): string =>
@@ -74,6 +100,20 @@ async function unlinkQuiet(path: string): Promise<void> {
  */
 async function readSmall(path: string): Promise<string> {
   return readFileSync(path, 'utf8');
+}
+
+/**
+ * True when `pid` on `host` names a process on this host that no longer exists. A process on
+ * another host, or this very process, is never known to be dead.
+ */
+function ownerIsDead(pid: number, host: string | undefined): boolean {
+  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return errnoCode(error) === 'ESRCH';
+  }
 }
 
 /** Errors that mean "this file system cannot hard-link here": fall back to creating a file. */
@@ -127,6 +167,19 @@ function checkJob(value: unknown, expectedId: string): Job | string {
   return value as unknown as Job;
 }
 
+/** The job a spare file holds, or undefined when it holds no whole, valid job. */
+function spareJob(text: string): Job | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isPlainObject(value) || typeof value.jobId !== 'string') return undefined;
+  const job = checkJob(value, value.jobId);
+  return typeof job === 'string' ? undefined : job;
+}
+
 function parseLock(text: string): LockInfo | undefined {
   try {
     const v: unknown = JSON.parse(text);
@@ -171,6 +224,7 @@ interface LockState {
  * Several processes, on one host or several sharing a folder, may use one storage folder at once.
  *
  *   jobs/<jobId>.json                 the job, always replaced whole (temp file, fsync, rename)
+ *   jobs/.spare-<pid>-<hex>-<host>    a spare: SPARE_BYTES of spaces, committed ahead of time (below)
  *   queue/pending/<key>--<jobId>      empty marker of a pending job; keys sort oldest first
  *   queue/locks/<jobId>.lock          the claim: {workerId, pid, hostname, leaseUntil}
  *   queue/locks/<jobId>.recover       the job's guard (below)
@@ -181,6 +235,14 @@ interface LockState {
  * (heartbeat, progress, finishing, release, recovery) runs under the job's guard, so a worker
  * being declared dead cannot write at the same moment as the process that takes its job back.
  * A guard whose process is gone (same host) or that is older than staleGuardMs is broken.
+ *
+ * Submissions write into spares. An fsync of a new file makes ext4 commit its journal, and that
+ * commit first waits for the data of every other file written meanwhile; rewriting blocks of a file
+ * that are already allocated and committed needs only a data flush. So a submission writes the job's
+ * JSON over the start of a spare (the spaces after it are valid JSON whitespace), flushes it and
+ * renames it to jobs/<jobId>.json, while spares are made and committed in the background, several
+ * to a journal commit. A spare left holding a whole job by a crash before the rename was durable is
+ * moved into place by the next instance that starts or reconciles; see recoverSpare.
  */
 export class FileJobStore implements JobStore {
   readonly storageDir: string;
@@ -202,6 +264,16 @@ export class FileJobStore implements JobStore {
   /** ids of finished jobs seen by reconcile: finished is final, so they are not read again */
   private readonly knownFinished = new Set<string>();
   private reconciling: Promise<void> | undefined;
+  /** committed spares ready for a submission */
+  private readonly spares: string[] = [];
+  /** names of spares this instance made and has not yet used up or removed: recovery leaves them alone */
+  private readonly ownSpares = new Set<string>();
+  /** how many spares the background refill keeps ready; 0 until submissions show they are needed */
+  private spareTarget = 0;
+  private spareMisses = 0;
+  private refilling: Promise<void> | undefined;
+  /** set by close() or when spares cannot be made; submissions then write the ordinary way */
+  private sparesOff = false;
 
   constructor(options: FileJobStoreOptions) {
     this.storageDir = options.storageDir;
@@ -232,6 +304,8 @@ export class FileJobStore implements JobStore {
         this.ready = undefined;
         throw new AvatarError('AVATAR_ERR_STORAGE_NOT_WRITABLE', { path: this.storageDir, reason: errnoCode(error) ?? String(error) }, { cause: error });
       }
+      // Before the first read: a job recovered here is then seen by this instance's get and list.
+      await this.recoverSpares();
     })();
     return this.ready;
   }
@@ -240,6 +314,234 @@ export class FileJobStore implements JobStore {
 
   private async writeJob(job: Job): Promise<void> {
     await atomicWriteSmallFile(this.jobPath(job.jobId), `${JSON.stringify(job, null, 2)}\n`);
+  }
+
+  /** writeJob for a new job: through a spare when one is ready and the job fits in it. */
+  private async writeNewJob(job: Job): Promise<void> {
+    const text = `${JSON.stringify(job, null, 2)}\n`;
+    const bytes = Buffer.from(text, 'utf8');
+    if (bytes.length <= SPARE_BYTES) {
+      const spare = this.takeSpare();
+      if (spare !== undefined && (await this.fillSpare(spare, bytes, this.jobPath(job.jobId)))) return;
+    }
+    await atomicWriteSmallFile(this.jobPath(job.jobId), text);
+  }
+
+  // ---- spares ----
+
+  /** A ready spare, or undefined; keeps the pool topped up and grows it when it runs dry. */
+  private takeSpare(): string | undefined {
+    const spare = this.spares.pop();
+    if (spare === undefined) {
+      // The first miss is the instance's first submission: a one-shot command submits once and
+      // should not pay for a pool. A miss while a refill runs says nothing about the target.
+      if (++this.spareMisses > 1 && !this.refilling && !this.sparesOff) {
+        this.spareTarget = Math.min(SPARE_POOL_MAX, Math.max(SPARE_POOL_FIRST, this.spareTarget * 2));
+        this.refillSpares();
+      }
+    } else if (this.spares.length < this.spareTarget / 2) {
+      this.refillSpares();
+    }
+    return spare;
+  }
+
+  /**
+   * Writes a new job over the start of a spare and renames the spare to `target`. False (the spare
+   * removed) when anything goes wrong: the caller then writes the job the ordinary way.
+   */
+  private async fillSpare(spare: string, bytes: Buffer, target: string): Promise<boolean> {
+    try {
+      // The open, flush and rename go through the thread pool (they can wait on the disk); copying
+      // a few KB into the page cache and closing take microseconds and run inline.
+      const fd = await openAsync(spare, 'r+');
+      try {
+        for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at, at);
+        // The spare's blocks are allocated and committed, and its size does not change, so the file's
+        // data is all that needs flushing: fdatasync does that without a journal commit.
+        await fdatasyncAsync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      try {
+        await rename(spare, target);
+      } catch (error) {
+        // Another process's recovery took this spare for a crashed one (a very slow flush) and
+        // put it in place already: the job is there, and rewriting it could undo a claim.
+        if (errnoCode(error) !== 'ENOENT' || !(await fileExists(target))) throw error;
+      }
+      return true;
+    } catch (error) {
+      this.log.debug('could not use a spare job file; writing the job the ordinary way', { path: spare, reason: errnoCode(error) ?? String(error) });
+      await unlinkQuiet(spare).catch(() => undefined);
+      return false;
+    } finally {
+      this.ownSpares.delete(basename(spare));
+    }
+  }
+
+  /** Starts a background refill up to spareTarget unless one is running. */
+  private refillSpares(): void {
+    if (this.refilling || this.sparesOff) return;
+    const run = async (): Promise<void> => {
+      try {
+        await this.makeSpares(this.spareTarget - this.spares.length);
+      } catch (error) {
+        // Submissions do not need spares: stop making them for this instance and say so once.
+        this.sparesOff = true;
+        const reason = errnoCode(error) ?? String(error);
+        const fields = { path: this.jobsDir, reason };
+        if (reason === 'ENOENT') this.log.debug('stopped making spare job files: the folder is gone', fields);
+        else this.log.warn('cannot make spare job files; submissions are written the ordinary way', fields);
+      }
+    };
+    // .finally runs on a later tick, so `refilling` is cleared only after it was set
+    this.refilling = run().finally(() => {
+      this.refilling = undefined;
+    });
+  }
+
+  /**
+   * Makes `count` spares, each added to the pool as soon as it is committed. Every file is created
+   * at once, from the submission that asked for them; the fsyncs then run SPARE_LANES at a time,
+   * so that ext4 commits them together while a thread stays free for submissions.
+   */
+  private async makeSpares(count: number): Promise<void> {
+    const host = hostname();
+    const names = Array.from({ length: count }, () => `${SPARE_PREFIX}${process.pid}-${randomBytes(3).toString('hex')}-${host}`);
+    // Claimed before they exist, so a recovery pass of this instance never looks at them.
+    for (const name of names) this.ownSpares.add(name);
+    const opened = await Promise.allSettled(names.map((name) => openAsync(join(this.jobsDir, name), 'wx')));
+    const waiting: { path: string; fd: number }[] = [];
+    let failure: unknown;
+    opened.forEach((outcome, i) => {
+      const name = names[i] as string;
+      if (outcome.status === 'fulfilled') {
+        waiting.push({ path: join(this.jobsDir, name), fd: outcome.value });
+      } else {
+        this.ownSpares.delete(name);
+        // a name taken already (two random suffixes alike) just means one spare fewer
+        if (errnoCode(outcome.reason) !== 'EEXIST') failure ??= outcome.reason;
+      }
+    });
+    const lane = async (): Promise<void> => {
+      for (let spare = waiting.shift(); spare; spare = waiting.shift()) {
+        try {
+          for (let at = 0; at < SPARE_BYTES; ) at += writeSync(spare.fd, SPARE_FILL, at, SPARE_BYTES - at, at);
+          await fsyncAsync(spare.fd);
+        } catch (error) {
+          failure ??= error;
+          waiting.unshift(spare); // removed below with the others
+          return;
+        }
+        closeSync(spare.fd);
+        if (this.sparesOff) await this.dropSpare(spare.path);
+        else this.spares.push(spare.path);
+        if (failure !== undefined || this.sparesOff) return;
+      }
+    };
+    if (failure === undefined) await Promise.all(Array.from({ length: SPARE_LANES }, lane));
+    // what is left was not committed: close() came, or making spares failed
+    for (const spare of waiting.splice(0)) {
+      closeSync(spare.fd);
+      await this.dropSpare(spare.path);
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  private async dropSpare(path: string): Promise<void> {
+    await unlinkQuiet(path).catch(() => undefined);
+    this.ownSpares.delete(basename(path));
+  }
+
+  /** Looks at every spare of other instances and processes; see recoverSpare. Never throws. */
+  private async recoverSpares(): Promise<void> {
+    let names: string[];
+    try {
+      names = (await readdir(this.jobsDir)).filter((name) => name.startsWith(SPARE_PREFIX) && !this.ownSpares.has(name));
+    } catch (error) {
+      this.log.warn('could not look for spare job files', { path: this.jobsDir, reason: errnoCode(error) ?? String(error) });
+      return;
+    }
+    for (const name of names) {
+      try {
+        await this.recoverSpare(name);
+      } catch (error) {
+        this.log.warn('could not recover a spare job file', { path: join(this.jobsDir, name), reason: errnoCode(error) ?? String(error) });
+      }
+    }
+  }
+
+  /**
+   * A spare that is not this instance's. A submitter may crash after flushing a job into a spare
+   * and before its rename is durable (the rename is not synced), which leaves the job only in the
+   * spare. So:
+   *   blank:      still unused; removed only when its owner is known dead (this host, pid gone)
+   *   whole job:  moved into place when its owner is dead or its last write is SPARE_SETTLE_MS
+   *               old (after a reboot a pid means nothing); removed when the job file exists
+   *   other text: a torn write; removed when its owner is dead or it is staleGuardMs old
+   * A live owner's spare is never touched while it may be mid-write.
+   */
+  private async recoverSpare(name: string): Promise<void> {
+    const path = join(this.jobsDir, name);
+    let text: string;
+    let mtimeMs: number;
+    try {
+      text = await readSmall(path);
+      mtimeMs = (await stat(path)).mtimeMs;
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return;
+      throw error;
+    }
+    const owner = SPARE_RE.exec(name);
+    const dead = owner ? ownerIsDead(Number(owner[1]), owner[2]) : false;
+    const ageMs = Date.now() - mtimeMs;
+    const body = text.trim();
+    if (body === '') {
+      if (dead) await unlinkQuiet(path);
+      return;
+    }
+    const job = spareJob(body);
+    if (job) {
+      if (dead || ageMs >= SPARE_SETTLE_MS) await this.placeRecovered(path, job);
+      return;
+    }
+    if (dead || ageMs >= this.staleGuardMs) {
+      this.log.warn('removed a torn spare job file left by a crashed process', { path, ageMs: Math.round(ageMs) });
+      await unlinkQuiet(path);
+    }
+  }
+
+  /** Puts a recovered job in place unless its file exists, then drops the spare. */
+  private async placeRecovered(path: string, job: Job): Promise<void> {
+    const target = this.jobPath(job.jobId);
+    let placed = false;
+    try {
+      // A hard link never replaces an existing job file (a rename would), and if a slow submitter
+      // renames the spare meanwhile, its rename of one inode onto itself does nothing.
+      await link(path, target);
+      placed = true;
+    } catch (error) {
+      const code = errnoCode(error) ?? '';
+      if (code === 'ENOENT') return; // moved into place by its owner or by another recoverer
+      if (NO_LINK.has(code)) {
+        if (!(await fileExists(target))) {
+          try {
+            await rename(path, target);
+            placed = true;
+          } catch (renameError) {
+            if (errnoCode(renameError) !== 'ENOENT') throw renameError;
+            return;
+          }
+        }
+      } else if (code !== 'EEXIST') {
+        throw error;
+      }
+    }
+    await unlinkQuiet(path);
+    if (!placed) return;
+    this.log.info(`recovered submitted job ${job.jobId} from a spare file`, { jobId: job.jobId, path });
+    // Queued now rather than at the next reconcile, which may be minutes away in a worker.
+    if (job.status === 'pending' && !(await fileExists(this.lockPath(job.jobId)))) await this.ensureMarker(job);
   }
 
   /** The job, undefined when its file does not exist, or a reason when the file is damaged. */
@@ -434,14 +736,7 @@ export class FileJobStore implements JobStore {
   private async holderIsDead(path: string): Promise<boolean> {
     const text = await readFile(path, 'utf8').catch(() => '');
     const [pidText, host] = text.split(' ');
-    const pid = Number(pidText);
-    if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (error) {
-      return errnoCode(error) === 'ESRCH';
-    }
+    return ownerIsDead(Number(pidText), host);
   }
 
   /** Runs fn under the guard when `workerId` holds the claim and the job is still its running job. */
@@ -506,7 +801,7 @@ export class FileJobStore implements JobStore {
     };
     // Job first, marker second: a crash in between leaves a pending job without a marker, which
     // reconcile() repairs; the other order could let a claimer see a marker with no job.
-    await this.writeJob(job);
+    await this.writeNewJob(job);
     await this.createMarker(job.jobId, markerKey(now.getTime(), ++markerSeq));
     return job;
   }
@@ -821,9 +1116,10 @@ export class FileJobStore implements JobStore {
   }
 
   /**
-   * Repairs what a crash between two steps can leave: a pending job without a marker (crash
-   * between writing the job and its marker) and a running job without a lock. Runs on the first
-   * claim or recovery of this instance, then from recoverExpired every reconcileIntervalMs.
+   * Repairs what a crash between two steps can leave: a job left in a spare (recoverSpare), a
+   * pending job without a marker (crash between writing the job and its marker) and a running job
+   * without a lock. Runs on the first claim or recovery of this instance, then from
+   * recoverExpired every reconcileIntervalMs.
    */
   private async reconcileIfDue(firstOnly: boolean): Promise<string[]> {
     const recovered: string[] = [];
@@ -833,6 +1129,8 @@ export class FileJobStore implements JobStore {
       return recovered;
     }
     this.reconciling = (async () => {
+      // Spares first: a job recovered from one is then given its marker below if it needs one.
+      await this.recoverSpares();
       // Markers before jobs: a marker seen here was written after its job, so the job is listed below.
       const marked = new Set((await readdir(this.pendingDir)).map((n) => n.slice(n.lastIndexOf(MARKER_SEP) + MARKER_SEP.length)));
       const locked = new Set((await readdir(this.locksDir)).map((n) => LOCK_RE.exec(n)?.[1]));
@@ -879,6 +1177,9 @@ export class FileJobStore implements JobStore {
   }
 
   async close(): Promise<void> {
+    this.sparesOff = true;
+    if (this.refilling) await this.refilling;
+    for (const spare of this.spares.splice(0)) await this.dropSpare(spare);
     if (this.reconciling) await this.reconciling.catch(() => undefined);
     const holder = this.holderPath;
     if (holder && holder !== 'none') {
