@@ -153,27 +153,30 @@ async function probe(path: string, ffprobe: string, signal: AbortSignal | undefi
 }
 
 /**
- * Runs ffmpeg and hands its stdout over in chunks; never writes anything to disk. `onStart` gets the
- * output stream, for a caller that needs to pause it.
+ * Runs ffmpeg and hands what it writes over in chunks; never writes anything to disk. Output k of
+ * `outputs` is ffmpeg's `pipe:1` for k = 0 and `pipe:<k + 2>` after that (extra pipes beside stderr).
+ * `onStart` gets the streams, for a caller that needs to pause one.
  */
 function decode(
   ffmpeg: string,
   args: string[],
   path: string,
   signal: AbortSignal | undefined,
-  onData: (chunk: Buffer) => void,
-  onStart?: (stdout: Readable) => void,
+  outputs: ((chunk: Buffer) => void)[],
+  onStart?: (streams: Readable[]) => void,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(ffmpeg, ['-v', 'error', '-nostdin', ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(signal && { signal }) });
-    onStart?.(child.stdout);
+    const extra = outputs.slice(1).map(() => 'pipe' as const);
+    const child = spawn(ffmpeg, ['-v', 'error', '-nostdin', ...args], { stdio: ['ignore', 'pipe', 'pipe', ...extra], ...(signal && { signal }) });
+    const streams = outputs.map((_, k) => child.stdio[k === 0 ? 1 : k + 2] as Readable);
+    onStart?.(streams);
     let stderr = '';
     let failed: unknown;
-    child.stdout.on('data', (chunk: Buffer) => {
+    streams.forEach((stream, k) => stream.on('data', (chunk: Buffer) => {
       if (failed) return;
-      try { onData(chunk); } catch (error) { failed = error; child.kill('SIGKILL'); }
-    });
-    child.stderr.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString('utf8')).slice(-4000); });
+      try { (outputs[k] as (chunk: Buffer) => void)(chunk); } catch (error) { failed = error; child.kill('SIGKILL'); }
+    }));
+    child.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString('utf8')).slice(-4000); });
     child.on('error', (error: NodeJS.ErrnoException) => reject(toolError('ffmpeg', ffmpeg, error) ?? error));
     child.on('close', (code) => {
       if (failed) return reject(failed);
@@ -298,25 +301,17 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   const maxLag = Math.max(1, Math.round(options.maxLagFrames ?? 5));
   const band = clamp(options.borderFraction ?? 0.08, 0.01, 0.45);
 
-  // ---- audio: envelope per video frame ----
+  // ---- one ffmpeg decodes both: the frames (measured as they come) and the audio (16 kHz mono float) ----
+  // It starts beside the probe rather than after it. ffmpeg scales the frames to the analysis size itself
+  // and sends each as a PGM picture, whose header carries its size; frames wait (a few; the decode pauses
+  // past MAX_WAITING) until the probe's answer says where the mouth and the borders are.
   const SR = 16000;
-  // decoded beside the probe and the video (it needs neither); stopped if the video cannot be read
   const audioChunks: Buffer[] = [];
-  const stopAudio = new AbortController();
-  const audioSignal = options.signal ? AbortSignal.any([options.signal, stopAudio.signal]) : stopAudio.signal;
-  const audioDecoded = decode(ffmpeg, ['-i', path, '-map', '0:a:0', '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:1'], path, audioSignal, (c) => audioChunks.push(c));
-  // awaited after the video; until then a failure must not count as unhandled
-  audioDecoded.catch(() => undefined);
-
-  // ---- video: per-frame measures, streamed ----
-  // The decode starts beside the probe rather than after it. ffmpeg scales the frames to the analysis
-  // size itself and sends each as a PGM picture, whose header carries its size; frames wait (a few, the
-  // decode pauses past MAX_WAITING) until the probe's answer says where the mouth and the borders are.
   const maxSize = options.maxAnalysisSize ?? 640;
   const fit = `if(gt(max(iw,ih),${maxSize}),max(2,round(%s*${maxSize}/max(iw,ih))),%s)`;
   const vf = ['-vf', `scale=w='${fit.replace(/%s/g, 'iw')}':h='${fit.replace(/%s/g, 'ih')}':flags=area`];
-  const stopVideo = new AbortController();
-  const videoSignal = options.signal ? AbortSignal.any([options.signal, stopVideo.signal]) : stopVideo.signal;
+  const stopDecode = new AbortController();
+  const decodeSignal = options.signal ? AbortSignal.any([options.signal, stopDecode.signal]) : stopDecode.signal;
   let analyse: ((frame: Buffer) => void) | undefined;
   const waiting: Buffer[] = [];
   let frameSize: { width: number; height: number } | undefined;
@@ -331,10 +326,16 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
     waiting.push(Buffer.from(frame));
     if (waiting.length >= MAX_WAITING) pause?.();
   });
-  const videoDecoded = decode(ffmpeg, ['-i', path, '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-pix_fmt', 'gray', '-f', 'image2pipe', '-c:v', 'pgm', 'pipe:1'], path, videoSignal,
-    (chunk) => pictures.push(chunk), (stream) => { pause = () => stream.pause(); resume = () => stream.resume(); });
+  const decoded = decode(ffmpeg, [
+    '-i', path,
+    '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-pix_fmt', 'gray', '-f', 'image2pipe', '-c:v', 'pgm', 'pipe:1',
+    '-map', '0:a:0', '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:3',
+  ], path, decodeSignal, [(chunk) => pictures.push(chunk), (chunk) => audioChunks.push(chunk)], ([video]) => {
+    pause = () => video?.pause();
+    resume = () => video?.resume();
+  });
   // awaited below; until then a failure must not count as unhandled
-  videoDecoded.catch(() => undefined);
+  decoded.catch(() => undefined);
 
   let info: Awaited<ReturnType<typeof probe>>;
   try {
@@ -342,8 +343,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
     checkBox('mouth', options.mouthBox, info.width, info.height);
     if (options.faceBox) checkBox('face', options.faceBox, info.width, info.height);
   } catch (error) {
-    stopAudio.abort();
-    stopVideo.abort();
+    stopDecode.abort();
     throw error;
   }
   const probed = info;
@@ -421,13 +421,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   for (const frame of waiting.splice(0)) onFrame(frame);
   analyse = onFrame;
   resume?.();
-  try {
-    await videoDecoded;
-  } catch (error) {
-    stopAudio.abort();
-    throw error;
-  }
-  await audioDecoded;
+  await decoded;
   const audioBytes = Buffer.concat(audioChunks);
   const samples = new Float32Array(audioBytes.buffer, audioBytes.byteOffset, Math.floor(audioBytes.length / 4));
   const frames = crops.length;
