@@ -111,6 +111,8 @@ export interface NativeStatus {
   /** Where it was loaded from, or why no candidate loaded. */
   detail: string;
   build: NativeBuildInfo | null;
+  /** the renderer's compiled kernels this build has (the renderer uses its TypeScript ones otherwise) */
+  frameKernels: string[];
   nvml: {
     libraryFound: boolean;
     /** NVML initialised. */
@@ -131,6 +133,7 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
       built: false,
       detail: loaded.reason,
       build: null,
+      frameKernels: [],
       nvml: { libraryFound: false, ok: false, reason: 'native addon not built', driverVersion: null, nvmlVersion: null, deviceCount: 0 },
     };
   }
@@ -148,7 +151,8 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
   } catch (error) {
     nvml = { libraryFound: false, ok: false, reason: `NVML query failed: ${errorText(error)}`, driverVersion: null, nvmlVersion: null, deviceCount: 0 };
   }
-  return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, nvml };
+  const frameKernels = typeof loaded.addon.warpI420 === 'function' ? ['warpI420'] : [];
+  return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, frameKernels, nvml };
 }
 
 /**

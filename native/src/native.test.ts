@@ -120,6 +120,7 @@ describe.skipIf(!hasCmake)('native addon', () => {
     expect(status.built).toBe(true);
     expect(status.detail).toBe(`loaded ${binary}`);
     expect(status.build?.napiVersion).toBe(8);
+    expect(status.frameKernels).toEqual(['warpI420']);
     if (!status.nvml.libraryFound) {
       expect(status.nvml).toEqual({
         libraryFound: false,
@@ -160,6 +161,7 @@ describe('without a usable binary', () => {
     const status = await nativeStatus(options);
     expect(status.built).toBe(false);
     expect(status.build).toBeNull();
+    expect(status.frameKernels).toEqual([]);
     expect(status.detail).toContain('not found');
     expect(frameKernels(options)).toBeUndefined();
   });

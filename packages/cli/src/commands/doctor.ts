@@ -64,8 +64,9 @@ export function registerDoctor(program: Command): void {
           for (const f of ctx.pluginFailures) lines.push(`  BROKEN  ${f.message}`);
           if (stagesMissing.length) lines.push(`  not installed: ${stagesMissing.join(', ')} stage (full pipeline runs stop at that stage)`);
           lines.push('', `GPU: ${gpu.available ? gpu.devices.map((d) => `#${d.index} ${d.name}, ${d.usedMB}/${d.totalMB} MB used`).join('; ') : gpu.reason}`);
-          const n = native as { built?: boolean; detail?: string; reason?: string };
+          const n = native as { built?: boolean; detail?: string; reason?: string; frameKernels?: string[] };
           lines.push(`native addon: ${n.built ? 'built' : 'not built'} (${n.detail ?? n.reason ?? 'no detail'})`);
+          lines.push(`renderer warp: ${n.frameKernels?.includes('warpI420') ? 'compiled (native addon)' : 'TypeScript (build the native addon for the compiled one: npm run build:addon -w native)'}`);
           lines.push(`NVENC: ${nvenc.available ? 'available' : 'not available'} (${nvenc.reason})`);
           const vram = ctx.resources.budgets.vramMB;
           lines.push(`memory budgets: host ${ctx.resources.budgets.ramMB} MB, GPU ${vram !== undefined ? `${vram} MB` : gpu.available ? "the GPU's total" : '0 MB (no GPU)'}`);
