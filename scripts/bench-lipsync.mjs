@@ -13,7 +13,7 @@ import { treeRssMB } from './lib/proc.mjs';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'packages/cli/dist/bin.js');
 const portrait = join(root, 'tests/fixtures/grace_hopper.jpg');
-// about 10.1 s of speech with the default voice: the target is stated for a 10 s clip
+// a 10.6 s clip with the default voice: the target is stated for a 10 s clip
 const TEXT = 'Hello! I am Grace. This video was made from one photo and this sentence, on an ordinary computer, without a graphics card, in a few seconds.';
 
 /** Runs a command, returning wall seconds and the peak RSS of it and its children (node's own, for node). */

@@ -5,6 +5,8 @@
 #include "probes.h"
 #include "warp.h"
 
+#include <cmath>
+
 namespace {
 
 Napi::Object ToJs(Napi::Env env, const avatar::NvmlReport& r) {
@@ -68,7 +70,7 @@ Napi::Value StartProbe(const Napi::CallbackInfo& info) {
 }
 
 // warpI420(src, dst, width, height, moved, rest, triangles, active, activeCount): synchronous, since a
-// frame takes a fraction of a millisecond and the caller draws frames one after another anyway. Every
+// frame takes about a millisecond and the caller draws frames one after another anyway. Every
 // size is checked here, so a wrong argument is a TypeError/RangeError, never a read out of bounds.
 Napi::Value WarpI420(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -89,13 +91,22 @@ Napi::Value WarpI420(const Napi::CallbackInfo& info) {
       rest.TypedArrayType() != napi_float64_array || triangles.TypedArrayType() != napi_uint32_array || active.TypedArrayType() != napi_uint32_array) {
     throw Napi::TypeError::New(env, "warpI420: src/dst Uint8Array, moved/rest Float64Array, triangles/active Uint32Array");
   }
-  if (width < 2 || height < 2 || width % 2 != 0 || height % 2 != 0 || width > 16384 || height > 16384) {
-    throw Napi::RangeError::New(env, "warpI420: width and height must be even, 2..16384");
+  // at least 4: a chroma plane then has two samples a side, which bilinear sampling needs
+  if (width < 4 || height < 4 || width % 2 != 0 || height % 2 != 0 || width > 16384 || height > 16384) {
+    throw Napi::RangeError::New(env, "warpI420: width and height must be even, 4..16384");
   }
   const size_t frameBytes = static_cast<size_t>(width * height * 3 / 2);
   if (src.ElementLength() != frameBytes || dst.ElementLength() != frameBytes) throw Napi::RangeError::New(env, "warpI420: src and dst must be one I420 frame");
   if (moved.ElementLength() != rest.ElementLength() || moved.ElementLength() % 2 != 0) throw Napi::RangeError::New(env, "warpI420: moved and rest differ in length");
   if (count < 0 || static_cast<size_t>(count) > active.ElementLength()) throw Napi::RangeError::New(env, "warpI420: activeCount out of range");
+  // Coordinates far outside any frame (or not numbers at all) would overflow the kernel's integer
+  // conversions; a mesh never has them.
+  for (size_t i = 0; i < moved.ElementLength(); i++) {
+    const double m = moved[i], r = rest[i];
+    if (!std::isfinite(m) || !std::isfinite(r) || std::fabs(m) > 1048576 || std::fabs(r) > 1048576) {
+      throw Napi::RangeError::New(env, "warpI420: a point is not a finite coordinate within 2^20 pixels");
+    }
+  }
   const size_t points = moved.ElementLength() / 2;
   for (size_t i = 0; i < triangles.ElementLength(); i++) {
     if (triangles[i] >= points) throw Napi::RangeError::New(env, "warpI420: a triangle names a point that does not exist");

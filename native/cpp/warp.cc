@@ -94,7 +94,8 @@ struct TriangleMap {
     double l = minX;
     double h = maxX;
     for (const Bound& b : bounds) {
-      const double x = b.slope * y + b.at;
+      // clamped near the triangle's box: the same span, and never a value too big to round through int64
+      const double x = std::min(maxX + 1.0, std::max(minX - 1.0, b.slope * y + b.at));
       if (b.kind > 0) l = std::max(l, Ceil(x));
       else if (b.kind < 0) h = std::min(h, Floor(x));
       else if (x < -1e-7) return false;
@@ -182,9 +183,17 @@ void WarpPlanes(TriangleMap& m, const uint8_t* src, uint8_t* dst, int64_t o1, in
     const double sx = m.xx * lo + m.xy * y + m.x0;
     const double sy = m.yx * lo + m.yy * y + m.y0;
     const int64_t row = static_cast<int64_t>(y) * W;
-    if (m.inside) {
-      int32_t fxp = static_cast<int32_t>(Floor(sx * 65536 + 0.5));
-      int32_t fyp = static_cast<int32_t>(Floor(sy * 65536 + 0.5));
+    const double fx0 = Floor(sx * 65536 + 0.5);
+    const double fy0 = Floor(sy * 65536 + 0.5);
+    const double fx1 = fx0 + static_cast<double>(hi - lo) * stepX;
+    const double fy1 = fy0 + static_cast<double>(hi - lo) * stepY;
+    // Every read of the fixed-point path must stay inside the plane. The triangle test says so, and the
+    // row's two ends (positions move linearly along it) confirm it even for a sliver of a triangle.
+    const double limitX = (W - 1) * 65536.0;
+    const double limitY = (H - 1) * 65536.0;
+    if (m.inside && fx0 >= 0 && fx1 >= 0 && fx0 < limitX && fx1 < limitX && fy0 >= 0 && fy1 >= 0 && fy0 < limitY && fy1 < limitY) {
+      int32_t fxp = static_cast<int32_t>(fx0);
+      int32_t fyp = static_cast<int32_t>(fy0);
       uint8_t* d1 = dst + o1 + row;
       const uint8_t* s1 = src + o1;
       uint8_t* d2 = o2 < 0 ? nullptr : dst + o2 + row;

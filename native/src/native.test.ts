@@ -110,6 +110,9 @@ describe.skipIf(!hasCmake)('native addon', () => {
     bad(() => kernels.warpI420(frame, frame, 8, 8, pts, pts, Uint32Array.from([0, 1, 3]), active, 1), RangeError, /does not exist/);
     bad(() => kernels.warpI420(frame, frame, 8, 8, pts, pts, tri, Uint32Array.from([3]), 1), RangeError, /out of range/);
     bad(() => kernels.warpI420(frame, frame, 8, 8, pts, pts, tri, active, 2), RangeError, /activeCount/);
+    bad(() => kernels.warpI420(new Uint8Array(6), new Uint8Array(6), 2, 2, pts, pts, tri, active, 1), RangeError, /4\.\.16384/);
+    bad(() => kernels.warpI420(frame, frame, 8, 8, Float64Array.from([0, 0, 4, Number.NaN, 2, 2]), pts, tri, active, 1), RangeError, /finite/);
+    bad(() => kernels.warpI420(frame, frame, 8, 8, pts, Float64Array.from([0, 0, 4, 1e7, 2, 2]), tri, active, 1), RangeError, /finite/);
     const wrong = (kernels.warpI420 as unknown as (...args: unknown[]) => void);
     bad(() => wrong(frame, frame, 8, 8, new Float32Array(6), pts, tri, active, 1), TypeError, /Float64Array/);
     bad(() => wrong(frame, frame, 8, 8), TypeError, /warpI420\(/);

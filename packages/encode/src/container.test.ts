@@ -92,5 +92,15 @@ describe('readMp4Summary', () => {
     broken.writeUInt32BE(0x7fffffff, 0);
     await writeFile(file('broken.mp4'), broken);
     expect(await readMp4Summary(file('broken.mp4'))).toBeUndefined();
+    // a movie header whose duration is unknown (all ones) or zero, as fragmented files have
+    const fast = await readFile(file('fast.mp4'));
+    const mvhd = fast.indexOf(Buffer.from('mvhd'));
+    expect(mvhd).toBeGreaterThan(0);
+    for (const [name, duration] of [['unknown.mp4', 0xffffffff], ['zero.mp4', 0]] as const) {
+      const copy = Buffer.from(fast);
+      copy.writeUInt32BE(duration, mvhd + 4 + 16); // version 0: flags, two times, time scale, duration
+      await writeFile(file(name), copy);
+      expect(await readMp4Summary(file(name))).toBeUndefined();
+    }
   });
 });

@@ -136,8 +136,10 @@ function headerDuration(buf: Buffer, box: Box): number | undefined {
   const timescaleAt = box.start + (version === 1 ? 20 : 12);
   if (timescaleAt + (version === 1 ? 12 : 8) > box.end) return undefined;
   const timescale = buf.readUInt32BE(timescaleAt);
-  const duration = version === 1 ? Number(buf.readBigUInt64BE(timescaleAt + 4)) : buf.readUInt32BE(timescaleAt + 4);
-  return timescale > 0 ? duration / timescale : undefined;
+  const raw = version === 1 ? buf.readBigUInt64BE(timescaleAt + 4) : BigInt(buf.readUInt32BE(timescaleAt + 4));
+  // all ones means "unknown", and 0 is what a fragmented file says: neither is a duration
+  if (timescale === 0 || raw === 0n || raw === (version === 1 ? 0xffffffffffffffffn : 0xffffffffn)) return undefined;
+  return Number(raw) / timescale;
 }
 
 function readTrack(buf: Buffer, trak: Box): Mp4Track | undefined {

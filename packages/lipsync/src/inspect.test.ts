@@ -1,5 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -272,6 +272,23 @@ describe('inspectVideo on encoded videos with real speech', () => {
     expect((notVideo as AvatarError).code).toBe('AVATAR_ERR_INPUT_NOT_VIDEO');
     const noTool = await inspectVideo(join(dir, 'sync.mp4'), { mouthBox: MOUTH, ffprobePath: '/nonexistent/ffprobe' }).catch((e: unknown) => e);
     expect((noTool as AvatarError).code).toBe('AVATAR_ERR_TOOL_MISSING');
+  });
+
+  it('stops its decode when the probe answers late and the boxes are wrong: no ffmpeg left behind', async () => {
+    // a probe that answers after the decode has filled its waiting room and paused
+    const slowProbe = join(dir, 'slow-ffprobe.sh');
+    await writeFile(slowProbe, '#!/bin/sh\nsleep 1.5\nexec ffprobe "$@"\n', { mode: 0o755 });
+    const children = (): string[] => {
+      const out = spawnSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' }).stdout;
+      return out.split('\n').filter((line) => /ffmpeg .*-c:v pgm/.test(line));
+    };
+    const started = Date.now();
+    const outside = await inspectVideo(join(dir, 'sync.mp4'), { mouthBox: { x: 180, y: 180, width: 40, height: 20 }, ffprobePath: slowProbe }).catch((e: unknown) => e);
+    expect((outside as AvatarError).code).toBe('AVATAR_ERR_USAGE');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+    // the killed decode is reaped within moments
+    for (let i = 0; i < 50 && children().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(children()).toEqual([]);
   });
 
   it('prints the figures', () => {

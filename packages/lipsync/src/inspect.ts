@@ -167,7 +167,9 @@ function decode(
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     const extra = outputs.slice(1).map(() => 'pipe' as const);
-    const child = spawn(ffmpeg, ['-v', 'error', '-nostdin', ...args], { stdio: ['ignore', 'pipe', 'pipe', ...extra], ...(signal && { signal }) });
+    // SIGKILL on abort: a decode whose output the caller paused is blocked writing into a full pipe,
+    // and ffmpeg's SIGTERM handler lets that write resume, so SIGTERM would leave it running
+    const child = spawn(ffmpeg, ['-v', 'error', '-nostdin', ...args], { stdio: ['ignore', 'pipe', 'pipe', ...extra], killSignal: 'SIGKILL', ...(signal && { signal }) });
     const streams = outputs.map((_, k) => child.stdio[k === 0 ? 1 : k + 2] as Readable);
     onStart?.(streams);
     let stderr = '';
@@ -344,6 +346,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
     if (options.faceBox) checkBox('face', options.faceBox, info.width, info.height);
   } catch (error) {
     stopDecode.abort();
+    resume?.();
     throw error;
   }
   const probed = info;

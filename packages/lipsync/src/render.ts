@@ -290,7 +290,8 @@ export class FaceRenderer {
     this.moved.set(this.rest);
     this.active = new Uint32Array(this.triangles.length / 3);
     const kernel = options.kernel ?? 'auto';
-    const compiled = this.baseYuv && kernel !== 'js' ? frameKernels()?.warpI420 : undefined;
+    // (a chroma plane needs two samples a side for the compiled kernel's bilinear reads)
+    const compiled = this.baseYuv && kernel !== 'js' && this.width >= 4 && this.height >= 4 ? frameKernels()?.warpI420 : undefined;
     if (kernel === 'native' && !compiled) {
       throw new Error(this.baseYuv ? 'the native warp kernel is not built (npm run build:addon -w native)' : 'the native warp kernel draws I420 frames only');
     }
@@ -747,7 +748,8 @@ class TriangleMap {
     const b = this.bounds;
     for (let k = 0; k < 9; k += 3) {
       const kind = b[k] as number;
-      const x = (b[k + 1] as number) * y + (b[k + 2] as number);
+      // clamped near the triangle's box: the same span, and the native kernel rounds it through int64
+      const x = Math.min(this.maxX + 1, Math.max(this.minX - 1, (b[k + 1] as number) * y + (b[k + 2] as number)));
       if (kind > 0) lo = Math.max(lo, Math.ceil(x));
       else if (kind < 0) hi = Math.min(hi, Math.floor(x));
       else if (x < -1e-7) return false;
@@ -799,10 +801,18 @@ function warpPlanes(map: TriangleMap, src: Uint8Array, dst: Uint8Array, o1: numb
     const hi = map.hi;
     const sx = xx * lo + xy * y + x0;
     const sy = yx * lo + yy * y + y0;
-    if (inside) {
+    const fx0 = Math.floor(sx * 65536 + 0.5);
+    const fy0 = Math.floor(sy * 65536 + 0.5);
+    const fx1 = fx0 + (hi - lo) * stepX;
+    const fy1 = fy0 + (hi - lo) * stepY;
+    // Every read of the fixed-point path must stay inside the plane. The triangle test says so, and the
+    // row's two ends (positions move linearly along it) confirm it even for a sliver of a triangle.
+    const limitX = (W - 1) * 65536;
+    const limitY = (H - 1) * 65536;
+    if (inside && fx0 >= 0 && fx1 >= 0 && fx0 < limitX && fx1 < limitX && fy0 >= 0 && fy1 >= 0 && fy0 < limitY && fy1 < limitY) {
       const end = y * W + hi;
-      let fxp = Math.floor(sx * 65536 + 0.5);
-      let fyp = Math.floor(sy * 65536 + 0.5);
+      let fxp = fx0;
+      let fyp = fy0;
       if (o2 < 0) {
         for (let o = y * W + lo; o <= end; o++, fxp += stepX, fyp += stepY) {
           const fx = (fxp >> 9) & 127;

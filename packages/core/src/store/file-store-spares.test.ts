@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { hostname, tmpdir, uptime } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -157,14 +157,30 @@ describe('FileJobStore spare job files', () => {
     expect(await store.claim('w', LEASE)).toMatchObject({ jobId: job.jobId, status: 'running' });
   });
 
-  it('recovers a job from an old spare even when its pid is alive (a pid means nothing after a reboot)', async () => {
+  it('recovers a job from a spare written before this machine booted, even when its pid is alive now', async () => {
     const storageDir = await tempDir();
     const job = await aJob();
-    const spare = await writeSpare(storageDir, livePid(), jobText(job), hostname(), 60_000);
+    const spare = await writeSpare(storageDir, livePid(), jobText(job), hostname(), (uptime() + 60) * 1000);
     const other = openStore(storageDir);
     expect(await other.recoverExpired()).toEqual([]);
     expect(await exists(spare)).toBe(false);
     expect(await other.claim('w', LEASE)).toMatchObject({ jobId: job.jobId });
+  });
+
+  it('leaves a live owner\'s spare holding a job alone however old (its flush may be slow); another host\'s once stale', async () => {
+    const storageDir = await tempDir();
+    const [mine, theirs, fresh] = [await aJob(), await aJob(), await aJob()];
+    const local = await writeSpare(storageDir, livePid(), jobText(mine), hostname(), 60_000);
+    const remote = await writeSpare(storageDir, 12345, jobText(theirs), 'host-b', 60_000);
+    const recent = await writeSpare(storageDir, 12346, jobText(fresh), 'host-c', 1_000);
+    const store = openStore(storageDir, undefined, 10_000);
+    await store.recoverExpired();
+    expect(await readFile(local, 'utf8')).toBe(jobText(mine).padEnd(SPARE_BYTES, ' '));
+    expect(await store.get(mine.jobId)).toBeUndefined();
+    expect(await exists(remote)).toBe(false);
+    expect(await store.get(theirs.jobId)).toMatchObject({ jobId: theirs.jobId, status: 'pending' });
+    expect(await exists(recent)).toBe(true);
+    expect(await store.get(fresh.jobId)).toBeUndefined();
   });
 
   it('leaves a fresh spare of a live process alone, even one holding a whole job', async () => {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fdatasync, fsync, open as openFd, readFileSync, writeSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { hostname, uptime } from 'node:os';
 import { link, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -67,11 +67,8 @@ const SPARE_POOL_MAX = 128;
  * pool has threads so that a submission's own steps never queue behind them.
  */
 const SPARE_LANES = Math.max(1, Math.min(8, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1));
-/**
- * A spare holding a whole job this long after its last write belongs to a submission that ended
- * before its rename: a live submitter renames within milliseconds of writing.
- */
-const SPARE_SETTLE_MS = 2_000;
+/** When this machine started (epoch ms): a file last written before it has no live writer here. */
+const bootedAtMs = (): number => Date.now() - uptime() * 1000;
 
 const openAsync = promisify(openFd);
 const fsyncAsync = promisify(fsync);
@@ -476,10 +473,13 @@ export class FileJobStore implements JobStore {
    * and before its rename is durable (the rename is not synced), which leaves the job only in the
    * spare. So:
    *   blank:      still unused; removed only when its owner is known dead (this host, pid gone)
-   *   whole job:  moved into place when its owner is dead or its last write is SPARE_SETTLE_MS
-   *               old (after a reboot a pid means nothing); removed when the job file exists
-   *   other text: a torn write; removed when its owner is dead or it is staleGuardMs old
-   * A live owner's spare is never touched while it may be mid-write.
+   *   whole job:  moved into place (unless the job file exists) once its owner is gone: on this host,
+   *               its process is dead or the spare was written before this machine booted (a pid
+   *               means nothing after a reboot); on another host, it is staleGuardMs old. A live
+   *               owner's flush can take seconds on a busy disk, and until it returns the job is
+   *               the owner's to place.
+   *   other text: a torn write; removed when its owner is gone in the same sense
+   * A spare whose owner may still be running is never touched.
    */
   private async recoverSpare(name: string): Promise<void> {
     const path = join(this.jobsDir, name);
@@ -495,6 +495,8 @@ export class FileJobStore implements JobStore {
     const owner = SPARE_RE.exec(name);
     const dead = owner ? ownerIsDead(Number(owner[1]), owner[2]) : false;
     const ageMs = Date.now() - mtimeMs;
+    const local = owner?.[2] === hostname();
+    const gone = dead || (local ? mtimeMs < bootedAtMs() : ageMs >= this.staleGuardMs);
     const body = text.trim();
     if (body === '') {
       if (dead) await unlinkQuiet(path);
@@ -502,10 +504,10 @@ export class FileJobStore implements JobStore {
     }
     const job = spareJob(body);
     if (job) {
-      if (dead || ageMs >= SPARE_SETTLE_MS) await this.placeRecovered(path, job);
+      if (gone) await this.placeRecovered(path, job);
       return;
     }
-    if (dead || ageMs >= this.staleGuardMs) {
+    if (gone) {
       this.log.warn('removed a torn spare job file left by a crashed process', { path, ageMs: Math.round(ageMs) });
       await unlinkQuiet(path);
     }
