@@ -404,12 +404,11 @@ export class FaceRenderer {
       active[count++] = t;
       for (let k = 0; k < 3; k++) {
         const v = tri[t + k] as number;
-        for (const src of [m, r]) {
-          bx0 = Math.min(bx0, src[2 * v] as number);
-          bx1 = Math.max(bx1, src[2 * v] as number);
-          by0 = Math.min(by0, src[2 * v + 1] as number);
-          by1 = Math.max(by1, src[2 * v + 1] as number);
-        }
+        const mx = m[2 * v] as number, my = m[2 * v + 1] as number, rx = r[2 * v] as number, ry = r[2 * v + 1] as number;
+        bx0 = Math.min(bx0, mx, rx);
+        bx1 = Math.max(bx1, mx, rx);
+        by0 = Math.min(by0, my, ry);
+        by1 = Math.max(by1, my, ry);
       }
     }
     const now: [number, number, number, number] | null = count > 0
@@ -885,10 +884,19 @@ const OUTLINE_REACH = 3;
 class OutlineRows {
   private readonly ax: Float64Array;
   private readonly ay: Float64Array;
+  private readonly ex: Float64Array;
+  private readonly ey: Float64Array;
+  /** per edge: its x extent widened by the reach, its squared length */
+  private readonly reachX0: Float64Array;
+  private readonly reachX1: Float64Array;
+  private readonly len: Float64Array;
   private readonly bx: Float64Array;
   private readonly by: Float64Array;
-  private near: number[] = [];
-  private crossings: number[] = [];
+  /** this row's edges within reach, and the x where edges cross it (the first nearCount / crossCount) */
+  private readonly near: Int32Array;
+  private readonly crossings: Float64Array;
+  private nearCount = 0;
+  private crossCount = 0;
   private y = 0;
 
   constructor(poly: readonly Vec[]) {
@@ -897,39 +905,55 @@ class OutlineRows {
     this.ay = new Float64Array(n);
     this.bx = new Float64Array(n);
     this.by = new Float64Array(n);
+    this.ex = new Float64Array(n);
+    this.ey = new Float64Array(n);
+    this.reachX0 = new Float64Array(n);
+    this.reachX1 = new Float64Array(n);
+    this.len = new Float64Array(n);
+    this.near = new Int32Array(n);
+    this.crossings = new Float64Array(n);
     for (let i = 0, j = n - 1; i < n; j = i++) {
-      this.ax[i] = (poly[i] as Vec).x;
-      this.ay[i] = (poly[i] as Vec).y;
-      this.bx[i] = (poly[j] as Vec).x;
-      this.by[i] = (poly[j] as Vec).y;
+      const ax = (poly[i] as Vec).x, ay = (poly[i] as Vec).y, bx = (poly[j] as Vec).x, by = (poly[j] as Vec).y;
+      this.ax[i] = ax;
+      this.ay[i] = ay;
+      this.bx[i] = bx;
+      this.by[i] = by;
+      const ex = bx - ax, ey = by - ay;
+      this.ex[i] = ex;
+      this.ey[i] = ey;
+      this.reachX0[i] = Math.min(ax, ax + ex) - OUTLINE_REACH;
+      this.reachX1[i] = Math.max(ax, ax + ex) + OUTLINE_REACH;
+      this.len[i] = ex * ex + ey * ey;
     }
   }
 
   row(y: number): void {
     this.y = y;
-    this.near = [];
-    this.crossings = [];
+    let near = 0;
+    let cross = 0;
     for (let i = 0; i < this.ax.length; i++) {
       const ay = this.ay[i] as number, by = this.by[i] as number;
       const ax = this.ax[i] as number, bx = this.bx[i] as number;
-      if (ay > y !== by > y) this.crossings.push(((bx - ax) * (y - ay)) / (by - ay) + ax);
-      if (Math.min(ay, by) - OUTLINE_REACH <= y && y <= Math.max(ay, by) + OUTLINE_REACH) this.near.push(i);
+      if (ay > y !== by > y) this.crossings[cross++] = ((bx - ax) * (y - ay)) / (by - ay) + ax;
+      if (Math.min(ay, by) - OUTLINE_REACH <= y && y <= Math.max(ay, by) + OUTLINE_REACH) this.near[near++] = i;
     }
+    this.nearCount = near;
+    this.crossCount = cross;
   }
 
   /** at (x, row y): positive inside, negative outside, magnitude at most OUTLINE_REACH */
   distance(x: number): number {
     // even-odd rule: inside when an odd number of edges cross the row to the right of x
     let inside = false;
-    for (const cx of this.crossings) if (x < cx) inside = !inside;
+    for (let k = 0; k < this.crossCount; k++) if (x < (this.crossings[k] as number)) inside = !inside;
     let best = OUTLINE_REACH * OUTLINE_REACH;
     const y = this.y;
-    for (const i of this.near) {
+    for (let k = 0; k < this.nearCount; k++) {
+      const i = this.near[k] as number;
+      if ((this.reachX0[i] as number) > x || (this.reachX1[i] as number) < x) continue;
       const ax = this.ax[i] as number, ay = this.ay[i] as number;
-      const ex = (this.bx[i] as number) - ax;
-      const ey = (this.by[i] as number) - ay;
-      if (Math.min(ax, ax + ex) - OUTLINE_REACH > x || Math.max(ax, ax + ex) + OUTLINE_REACH < x) continue;
-      const len = ex * ex + ey * ey;
+      const ex = this.ex[i] as number, ey = this.ey[i] as number;
+      const len = this.len[i] as number;
       const t = len > 0 ? Math.max(0, Math.min(1, ((x - ax) * ex + (y - ay) * ey) / len)) : 0;
       const dx = ax + t * ex - x;
       const dy = ay + t * ey - y;
