@@ -120,10 +120,51 @@ Napi::Value WarpI420(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mouthI420(dst, width, height, outline, params): params are [x0, x1, y0, y1, centerX, top, bottom,
+// gapHeight, mouthW, teethH, lowerTeethH, toothPitch, mouthWidth, uxx, uxy, uyx, uyy].
+Napi::Value MouthI420(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsTypedArray() || !info[4].IsTypedArray()) {
+    throw Napi::TypeError::New(env, "mouthI420(dst, width, height, outline, params)");
+  }
+  auto dst = info[0].As<Napi::Uint8Array>();
+  const int64_t width = info[1].As<Napi::Number>().Int64Value();
+  const int64_t height = info[2].As<Napi::Number>().Int64Value();
+  auto outline = info[3].As<Napi::Float64Array>();
+  auto params = info[4].As<Napi::Float64Array>();
+  if (dst.TypedArrayType() != napi_uint8_array || outline.TypedArrayType() != napi_float64_array || params.TypedArrayType() != napi_float64_array) {
+    throw Napi::TypeError::New(env, "mouthI420: dst Uint8Array, outline and params Float64Array");
+  }
+  if (width < 4 || height < 4 || width % 2 != 0 || height % 2 != 0 || width > 16384 || height > 16384) {
+    throw Napi::RangeError::New(env, "mouthI420: width and height must be even, 4..16384");
+  }
+  if (dst.ElementLength() != static_cast<size_t>(width * height * 3 / 2)) throw Napi::RangeError::New(env, "mouthI420: dst must be one I420 frame");
+  if (outline.ElementLength() < 6 || outline.ElementLength() % 2 != 0 || outline.ElementLength() > 4096) throw Napi::RangeError::New(env, "mouthI420: the outline needs 3 to 2048 points");
+  if (params.ElementLength() != 17) throw Napi::RangeError::New(env, "mouthI420: params must hold 17 numbers");
+  for (size_t i = 0; i < outline.ElementLength(); i++) {
+    if (!std::isfinite(outline[i]) || std::fabs(outline[i]) > 1048576) throw Napi::RangeError::New(env, "mouthI420: an outline point is not a finite coordinate within 2^20 pixels");
+  }
+  for (size_t i = 0; i < 17; i++) {
+    if (!std::isfinite(params[i])) throw Napi::RangeError::New(env, "mouthI420: a parameter is not a finite number");
+  }
+  const double x0 = params[0], x1 = params[1], y0 = params[2], y1 = params[3];
+  if (x0 != std::floor(x0) || x1 != std::floor(x1) || y0 != std::floor(y0) || y1 != std::floor(y1) || x0 < 0 || y0 < 0 || x1 < x0 || y1 < y0 ||
+      x1 > static_cast<double>(width - 1) || y1 > static_cast<double>(height - 1)) {
+    throw Napi::RangeError::New(env, "mouthI420: the box must be whole pixels inside the frame");
+  }
+  avatar::MouthFrame frame{dst.Data(), static_cast<int>(width), static_cast<int>(height), outline.Data(), outline.ElementLength() / 2,
+                           static_cast<int>(x0), static_cast<int>(x1), static_cast<int>(y0), static_cast<int>(y1),
+                           params[4], params[5], params[6], params[7], params[8], params[9], params[10], params[11], params[12],
+                           params[13], params[14], params[15], params[16]};
+  avatar::MouthI420(frame);
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("queryNvml", Napi::Function::New(env, StartProbe<avatar::NvmlReport, avatar::QueryNvml>, "queryNvml"));
   exports.Set("probeNvenc", Napi::Function::New(env, StartProbe<avatar::NvencReport, avatar::ProbeNvenc>, "probeNvenc"));
   exports.Set("warpI420", Napi::Function::New(env, WarpI420, "warpI420"));
+  exports.Set("mouthI420", Napi::Function::New(env, MouthI420, "mouthI420"));
   Napi::Object build = Napi::Object::New(env);
   build.Set("nvencHeader", avatar::NvencHeaderCompiled());
   build.Set("nvencApiVersion", avatar::NvencHeaderVersion());

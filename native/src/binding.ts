@@ -60,11 +60,18 @@ export type WarpI420 = (
   activeCount: number,
 ) => void;
 
+/**
+ * The renderer's inner mouth drawn into one I420 frame (see cpp/mouth.cc). `params`: [x0, x1, y0, y1,
+ * centerX, top, bottom, gapHeight, mouthW, teethH, lowerTeethH, toothPitch, mouthWidth, uxx, uxy, uyx, uyy].
+ */
+export type MouthI420 = (dst: Uint8Array, width: number, height: number, outline: Float64Array, params: Float64Array) => void;
+
 export interface NativeAddon {
   queryNvml(): Promise<RawNvmlReport>;
   probeNvenc(): Promise<RawNvencReport>;
   /** absent from builds older than the kernel: callers fall back to their own code */
   warpI420?: WarpI420;
+  mouthI420?: MouthI420;
   readonly buildInfo: NativeBuildInfo;
 }
 

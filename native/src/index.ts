@@ -3,7 +3,7 @@
 // driver, GPU or addon.
 import type { GpuDeviceMemory, GpuMemoryProvider, GpuSnapshot } from '@avatar/core';
 import { loadNative } from './binding.js';
-import type { LoadResult, NativeBuildInfo, RawNvmlReport, WarpI420 } from './binding.js';
+import type { LoadResult, MouthI420, NativeBuildInfo, RawNvmlReport, WarpI420 } from './binding.js';
 
 export { defaultCandidates, loadNative } from './binding.js';
 export type {
@@ -12,6 +12,7 @@ export type {
   NativeBuildInfo,
   RawNvencReport,
   RawNvmlDevice,
+  MouthI420,
   RawNvmlReport,
   WarpI420,
 } from './binding.js';
@@ -151,7 +152,7 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
   } catch (error) {
     nvml = { libraryFound: false, ok: false, reason: `NVML query failed: ${errorText(error)}`, driverVersion: null, nvmlVersion: null, deviceCount: 0 };
   }
-  const frameKernels = typeof loaded.addon.warpI420 === 'function' ? ['warpI420'] : [];
+  const frameKernels = (['warpI420', 'mouthI420'] as const).filter((k) => typeof loaded.addon[k] === 'function');
   return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, frameKernels, nvml };
 }
 
@@ -159,8 +160,9 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
  * The compiled frame kernels, or undefined when the addon is not built (or is a build without them):
  * callers keep a TypeScript version of each and use it then. Never throws.
  */
-export function frameKernels(options?: NativeOptions): { warpI420: WarpI420 } | undefined {
+export function frameKernels(options?: NativeOptions): { warpI420: WarpI420; mouthI420: MouthI420 } | undefined {
   const loaded = load(options);
-  if (!loaded.ok || typeof loaded.addon.warpI420 !== 'function') return undefined;
-  return { warpI420: loaded.addon.warpI420 };
+  const { warpI420, mouthI420 } = loaded.ok ? loaded.addon : {};
+  if (typeof warpI420 !== 'function' || typeof mouthI420 !== 'function') return undefined;
+  return { warpI420, mouthI420 };
 }

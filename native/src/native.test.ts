@@ -118,12 +118,35 @@ describe.skipIf(!hasCmake)('native addon', () => {
     bad(() => wrong(frame, frame, 8, 8), TypeError, /warpI420\(/);
   });
 
+  it('refuses inner-mouth arguments that do not fit, before touching memory', () => {
+    const kernels = frameKernels();
+    if (!kernels) throw new Error('the built addon has no frame kernels');
+    const frame = new Uint8Array(96);
+    const outline = Float64Array.from([2, 2, 5, 2, 5, 5, 2, 5]);
+    const params = (box: number[]): Float64Array => Float64Array.from([...box, 3.5, 2, 5, 3, 3, 1, 0, 1, 8, 1, 0, 0, 1]);
+    const bad = (fn: () => void, kind: typeof TypeError | typeof RangeError, text: RegExp): void => {
+      expect(fn).toThrow(kind);
+      expect(fn).toThrow(text);
+    };
+    bad(() => kernels.mouthI420(frame, 8, 8, outline, params([0, 8, 0, 7])), RangeError, /inside the frame/);
+    bad(() => kernels.mouthI420(frame, 8, 8, outline, params([0, 7, 0.5, 7])), RangeError, /whole pixels/);
+    bad(() => kernels.mouthI420(frame, 8, 8, outline, params([3, 2, 0, 7])), RangeError, /inside the frame/);
+    bad(() => kernels.mouthI420(frame, 8, 8, Float64Array.from([1, 1, 2, 2]), params([0, 7, 0, 7])), RangeError, /3 to 2048 points/);
+    bad(() => kernels.mouthI420(frame, 8, 8, Float64Array.from([1, 1, 2, Number.NaN, 3, 3]), params([0, 7, 0, 7])), RangeError, /finite/);
+    bad(() => kernels.mouthI420(frame, 8, 8, outline, Float64Array.from([0, 7, 0, 7])), RangeError, /17 numbers/);
+    bad(() => kernels.mouthI420(new Uint8Array(95), 8, 8, outline, params([0, 7, 0, 7])), RangeError, /one I420 frame/);
+    // a box inside the frame draws the mouth there and nowhere else
+    kernels.mouthI420(frame, 8, 8, outline, params([1, 6, 1, 6]));
+    expect(frame[0]).toBe(0);
+    expect(frame[3 * 8 + 3]).toBeGreaterThan(0);
+  });
+
   it('reports its status for doctor', async () => {
     const status = await nativeStatus();
     expect(status.built).toBe(true);
     expect(status.detail).toBe(`loaded ${binary}`);
     expect(status.build?.napiVersion).toBe(8);
-    expect(status.frameKernels).toEqual(['warpI420']);
+    expect(status.frameKernels).toEqual(['warpI420', 'mouthI420']);
     if (!status.nvml.libraryFound) {
       expect(status.nvml).toEqual({
         libraryFound: false,

@@ -1,6 +1,6 @@
 import Delaunator from 'delaunator';
 import type { FacePoint } from '@avatar/core';
-import { frameKernels, type WarpI420 } from '@avatar/native';
+import { frameKernels, type MouthI420, type WarpI420 } from '@avatar/native';
 import type { MouthPose } from './track.js';
 
 /** Tightly packed RGBA, 4 bytes per pixel, row by row. */
@@ -172,8 +172,9 @@ export class FaceRenderer {
   private readonly map = new TriangleMap();
   /** offsets into `triangles` of this frame's moving triangles (the first activeCount) */
   private readonly active: Uint32Array;
-  /** the compiled I420 warp, when the native addon has it and frames are I420 */
+  /** the compiled I420 warp and inner mouth, when the native addon has them and frames are I420 */
   private readonly nativeWarp: WarpI420 | undefined;
+  private readonly nativeMouth: MouthI420 | undefined;
 
   constructor(image: RgbaImage, landmarks: readonly FacePoint[], options: RendererOptions = {}) {
     if (landmarks.length !== 68) throw new Error(`the renderer needs 68 landmarks, got ${landmarks.length}`);
@@ -291,11 +292,12 @@ export class FaceRenderer {
     this.active = new Uint32Array(this.triangles.length / 3);
     const kernel = options.kernel ?? 'auto';
     // (a chroma plane needs two samples a side for the compiled kernel's bilinear reads)
-    const compiled = this.baseYuv && kernel !== 'js' && this.width >= 4 && this.height >= 4 ? frameKernels()?.warpI420 : undefined;
+    const compiled = this.baseYuv && kernel !== 'js' && this.width >= 4 && this.height >= 4 ? frameKernels() : undefined;
     if (kernel === 'native' && !compiled) {
       throw new Error(this.baseYuv ? 'the native warp kernel is not built (npm run build:addon -w native)' : 'the native warp kernel draws I420 frames only');
     }
-    this.nativeWarp = compiled;
+    this.nativeWarp = compiled?.warpI420;
+    this.nativeMouth = compiled?.mouthI420;
   }
 
   /** Which warp draws the frames: the compiled kernel of the native addon, or the TypeScript one. */
@@ -568,6 +570,15 @@ export class FaceRenderer {
     const lowerTeethH = Math.max(0, Math.min(height * 0.18, 0.07 * this.mouthWidth) * Math.min(1, height / (0.35 * this.mouthWidth) - 0.6));
     const toothPitch = this.mouthWidth / 8.5;
     const out = this.out;
+    if (this.nativeMouth && this.baseYuv) {
+      const outline = new Float64Array(poly.length * 2);
+      poly.forEach((q, i) => {
+        outline[2 * i] = q.x;
+        outline[2 * i + 1] = q.y;
+      });
+      this.nativeMouth(out, W, this.height, outline, Float64Array.of(x0, x1, y0, y1, centerX, top, bottom, height, mouthW, teethH, lowerTeethH, toothPitch, this.mouthWidth, ux.x, ux.y, uy.x, uy.y));
+      return;
+    }
     // for I420 frames: per chroma block, the summed coverage and coverage-weighted U and V
     const cx0 = x0 >> 1, cx1 = x1 >> 1, cy0 = y0 >> 1, cy1 = y1 >> 1;
     const cw = cx1 - cx0 + 1;

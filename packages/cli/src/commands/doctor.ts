@@ -66,7 +66,8 @@ export function registerDoctor(program: Command): void {
           lines.push('', `GPU: ${gpu.available ? gpu.devices.map((d) => `#${d.index} ${d.name}, ${d.usedMB}/${d.totalMB} MB used`).join('; ') : gpu.reason}`);
           const n = native as { built?: boolean; detail?: string; reason?: string; frameKernels?: string[] };
           lines.push(`native addon: ${n.built ? 'built' : 'not built'} (${n.detail ?? n.reason ?? 'no detail'})`);
-          lines.push(`renderer warp: ${n.frameKernels?.includes('warpI420') ? 'compiled (native addon)' : 'TypeScript (build the native addon for the compiled one: npm run build:addon -w native)'}`);
+          const compiled = n.frameKernels?.includes('warpI420') && n.frameKernels.includes('mouthI420');
+          lines.push(`renderer (warp and inner mouth): ${compiled ? 'compiled (native addon)' : 'TypeScript (build the native addon for the compiled one: npm run build:addon -w native)'}`);
           lines.push(`NVENC: ${nvenc.available ? 'available' : 'not available'} (${nvenc.reason})`);
           const vram = ctx.resources.budgets.vramMB;
           lines.push(`memory budgets: host ${ctx.resources.budgets.ramMB} MB, GPU ${vram !== undefined ? `${vram} MB` : gpu.available ? "the GPU's total" : '0 MB (no GPU)'}`);
