@@ -285,9 +285,10 @@ describe('inspectVideo on encoded videos with real speech', () => {
     const started = Date.now();
     const outside = await inspectVideo(join(dir, 'sync.mp4'), { mouthBox: { x: 180, y: 180, width: 40, height: 20 }, ffprobePath: slowProbe }).catch((e: unknown) => e);
     expect((outside as AvatarError).code).toBe('AVATAR_ERR_USAGE');
+    // the scenario happened: the answer came after the slow probe (not a speed check)
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
     // the killed decode is reaped within moments
-    for (let i = 0; i < 50 && children().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 250 && children().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(children()).toEqual([]);
   });
 
