@@ -176,6 +176,8 @@ void WarpPlanes(TriangleMap& m, const uint8_t* src, uint8_t* dst, int64_t o1, in
   const __m128i laneX = _mm_set_epi32(stepX * 3, stepX * 2, stepX, 0);
   const __m128i laneY = _mm_set_epi32(stepY * 3, stepY * 2, stepY, 0);
 #endif
+  const double limitX = (W - 1) * 65536.0;
+  const double limitY = (H - 1) * 65536.0;
   for (int y = m.minY; y <= m.maxY; y++) {
     if (!m.Span(y)) continue;
     const int lo = m.lo;
@@ -189,8 +191,6 @@ void WarpPlanes(TriangleMap& m, const uint8_t* src, uint8_t* dst, int64_t o1, in
     const double fy1 = fy0 + static_cast<double>(hi - lo) * stepY;
     // Every read of the fixed-point path must stay inside the plane. The triangle test says so, and the
     // row's two ends (positions move linearly along it) confirm it even for a sliver of a triangle.
-    const double limitX = (W - 1) * 65536.0;
-    const double limitY = (H - 1) * 65536.0;
     if (m.inside && fx0 >= 0 && fx1 >= 0 && fx0 < limitX && fx1 < limitX && fy0 >= 0 && fy1 >= 0 && fy0 < limitY && fy1 < limitY) {
       int32_t fxp = static_cast<int32_t>(fx0);
       int32_t fyp = static_cast<int32_t>(fy0);

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants as fsConstants, fsync, open as openFs, writeSync } from 'node:fs';
-import { promisify } from 'node:util';
+import { closeSync, constants as fsConstants, writeSync } from 'node:fs';
 import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { AvatarError } from './errors.js';
+import { fsyncFd, openFd } from './fdio.js';
 
 /**
  * Writes a file so that a reader sees the old content or the new one, never a mix:
@@ -26,9 +26,6 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array): 
   }
 }
 
-const fsyncAsync = promisify(fsync);
-const openAsync = promisify(openFs);
-
 /**
  * atomicWriteFile for small files written often (job records, locks): the same temp file, fsync and
  * rename, with fewer trips through the thread pool. Steps that can wait on the file system's journal
@@ -38,13 +35,13 @@ const openAsync = promisify(openFs);
  */
 export async function atomicWriteSmallFile(path: string, data: string): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const fd = await openAsync(tmp, 'w');
+  const fd = await openFd(tmp, 'w');
   try {
     try {
       const bytes = Buffer.from(data, 'utf8');
       // a regular file takes it in one write; the loop covers a short write all the same
       for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
-      await fsyncAsync(fd);
+      await fsyncFd(fd);
     } finally {
       closeSync(fd);
     }

@@ -32,9 +32,9 @@ export interface RendererOptions {
   ring?: number;
   pixelFormat?: 'rgba' | 'yuv420p';
   /**
-   * which warp draws I420 frames: 'auto' (default) the native addon's compiled kernel when it is built,
-   * else the TypeScript one; 'js' always the TypeScript one; 'native' the compiled one or an error.
-   * Both give the same bytes.
+   * what draws I420 frames (the warp and the inner mouth): 'auto' (default) the native addon's compiled
+   * kernels when it is built, else the TypeScript ones; 'js' always the TypeScript ones; 'native' the
+   * compiled ones or an error. Both give the same bytes.
    */
   kernel?: 'auto' | 'js' | 'native';
 }
@@ -805,6 +805,8 @@ function warpPlanes(map: TriangleMap, src: Uint8Array, dst: Uint8Array, o1: numb
   // a span of a few hundred pixels the stepping drifts by under 1/100 of a pixel.
   const stepX = Math.floor(xx * 65536 + 0.5);
   const stepY = Math.floor(yx * 65536 + 0.5);
+  const limitX = (W - 1) * 65536;
+  const limitY = (H - 1) * 65536;
   for (let y = map.minY; y <= map.maxY; y++) {
     if (!map.span(y)) continue;
     const lo = map.lo;
@@ -817,8 +819,6 @@ function warpPlanes(map: TriangleMap, src: Uint8Array, dst: Uint8Array, o1: numb
     const fy1 = fy0 + (hi - lo) * stepY;
     // Every read of the fixed-point path must stay inside the plane. The triangle test says so, and the
     // row's two ends (positions move linearly along it) confirm it even for a sliver of a triangle.
-    const limitX = (W - 1) * 65536;
-    const limitY = (H - 1) * 65536;
     if (inside && fx0 >= 0 && fx1 >= 0 && fx0 < limitX && fx1 < limitX && fy0 >= 0 && fy1 >= 0 && fy0 < limitY && fy1 < limitY) {
       const end = y * W + hi;
       let fxp = fx0;

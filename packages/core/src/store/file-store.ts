@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fdatasync, fsync, open as openFd, readFileSync, writeSync } from 'node:fs';
+import { closeSync, readFileSync, writeSync } from 'node:fs';
 import { hostname, uptime } from 'node:os';
 import { link, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { AvatarError, type AvatarErrorJSON } from '../errors.js';
+import { fdatasyncFd, fsyncFd, openFd } from '../fdio.js';
 import { atomicWriteSmallFile, fileExists } from '../fsutil.js';
 import {
   JOB_STATUSES,
@@ -69,10 +69,6 @@ const SPARE_POOL_MAX = 128;
 const SPARE_LANES = Math.max(1, Math.min(8, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1));
 /** When this machine started (epoch ms): a file last written before it has no live writer here. */
 const bootedAtMs = (): number => Date.now() - uptime() * 1000;
-
-const openAsync = promisify(openFd);
-const fsyncAsync = promisify(fsync);
-const fdatasyncAsync = promisify(fdatasync);
 
 // Per-process sequence: keeps FIFO among jobs submitted within the same millisecond.
 let markerSeq = 0;
@@ -350,12 +346,12 @@ export class FileJobStore implements JobStore {
     try {
       // The open, flush and rename go through the thread pool (they can wait on the disk); copying
       // a few KB into the page cache and closing take microseconds and run inline.
-      const fd = await openAsync(spare, 'r+');
+      const fd = await openFd(spare, 'r+');
       try {
         for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at, at);
         // The spare's blocks are allocated and committed, and its size does not change, so the file's
         // data is all that needs flushing: fdatasync does that without a journal commit.
-        await fdatasyncAsync(fd);
+        await fdatasyncFd(fd);
       } finally {
         closeSync(fd);
       }
@@ -407,7 +403,7 @@ export class FileJobStore implements JobStore {
     const names = Array.from({ length: count }, () => `${SPARE_PREFIX}${process.pid}-${randomBytes(3).toString('hex')}-${host}`);
     // Claimed before they exist, so a recovery pass of this instance never looks at them.
     for (const name of names) this.ownSpares.add(name);
-    const opened = await Promise.allSettled(names.map((name) => openAsync(join(this.jobsDir, name), 'wx')));
+    const opened = await Promise.allSettled(names.map((name) => openFd(join(this.jobsDir, name), 'wx')));
     const waiting: { path: string; fd: number }[] = [];
     let failure: unknown;
     opened.forEach((outcome, i) => {
@@ -424,7 +420,7 @@ export class FileJobStore implements JobStore {
       for (let spare = waiting.shift(); spare; spare = waiting.shift()) {
         try {
           for (let at = 0; at < SPARE_BYTES; ) at += writeSync(spare.fd, SPARE_FILL, at, SPARE_BYTES - at, at);
-          await fsyncAsync(spare.fd);
+          await fsyncFd(spare.fd);
         } catch (error) {
           failure ??= error;
           waiting.unshift(spare); // removed below with the others
