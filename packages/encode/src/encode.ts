@@ -15,7 +15,8 @@ import {
   type FrameStream,
   type Logger,
 } from '@avatar/core';
-import { readMp4Summary } from './container.js';
+import { readMp4Summary } from '@avatar/core';
+import { recallFacts, rememberFacts, toolIdentity } from './facts.js';
 import { probeMedia, readAudioInfo, readImageInfo } from './probe.js';
 import { COLOR_FILTER, codecArgs, outputGeometry } from './settings.js';
 import { meaningfulLines, resolveTools, toolMissing, toolVersion, type FfmpegToolPaths, type ResolvedTools } from './tools.js';
@@ -107,7 +108,14 @@ function start(command: ffmpeg.FfmpegCommand, job: Job, onStderr: (line: string)
 function newCommand(job: Job): ffmpeg.FfmpegCommand {
   // setFfmpegPath writes fluent-ffmpeg's module-wide setting; it is read when the command spawns,
   // so set it on every command (the path may come from an option or the environment).
-  return ffmpeg({ stdoutLines: 200 }).setFfmpegPath(job.tools.ffmpeg);
+  const command = ffmpeg({ stdoutLines: 200 }).setFfmpegPath(job.tools.ffmpeg);
+  // fluent-ffmpeg asks these two before it spawns; with the answers at hand it starts no extra process
+  const known = answered.get(job.tools.ffmpeg);
+  if (known) {
+    command.availableFormats = (callback) => (callback as (error: Error | null, formats: ffmpeg.Formats) => void)(null, known.formats);
+    command.availableEncoders = (callback) => (callback as (error: Error | null, encoders: ffmpeg.Encoders) => void)(null, known.encoders);
+  }
+  return command;
 }
 
 /** Checks, temp file, rename on success, cleanup on failure: the part every encode shares. */
@@ -184,27 +192,51 @@ async function firstFailure<T extends readonly unknown[]>(promises: { [K in keyo
   return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
-const capabilities = new Map<string, Promise<void>>();
+interface Capabilities {
+  formats: ffmpeg.Formats;
+  encoders: ffmpeg.Encoders;
+}
+
+const capabilities = new Map<string, Promise<Capabilities | undefined>>();
+/** Answers at hand, by ffmpeg path: every command is given them (see newCommand). */
+const answered = new Map<string, Capabilities>();
 
 /**
- * fluent-ffmpeg checks the formats and encoders an ffmpeg offers before each run, asking ffmpeg itself
- * the first time in a process. Asked here, beside the audio probe, its answers are cached by the time the
- * encode starts. A missing ffmpeg is AVATAR_ERR_TOOL_MISSING; other failures are left for the run,
- * whose error carries ffmpeg's own words.
+ * fluent-ffmpeg checks the formats and encoders an ffmpeg offers before each run. Its own answers
+ * cost two ffmpeg runs per process; these are kept on disk with the binary's other facts (facts.ts),
+ * asked for only when the binary is new or changed, and handed to each command. A missing ffmpeg is
+ * AVATAR_ERR_TOOL_MISSING; other failures are left for the run, whose error carries ffmpeg's own words.
  */
-function warmCapabilities(ffmpegPath: string): Promise<void> {
+function warmCapabilities(ffmpegPath: string): Promise<Capabilities | undefined> {
   let warm = capabilities.get(ffmpegPath);
   if (!warm) {
-    const command = ffmpeg().setFfmpegPath(ffmpegPath);
-    const ask = (what: 'availableFormats' | 'availableEncoders'): Promise<void> =>
-      new Promise((resolve, reject) => command[what]((error) => {
-        if (!error) return resolve();
-        capabilities.delete(ffmpegPath);
-        if (/ENOENT|EACCES/.test(String((error as NodeJS.ErrnoException).code ?? error.message))) reject(toolMissing('ffmpeg', ffmpegPath, error));
-        else resolve();
-      }));
-    warm = firstFailure([ask('availableFormats'), ask('availableEncoders')]).then(() => undefined);
+    warm = (async () => {
+      const identity = await toolIdentity(ffmpegPath);
+      const kept = await recallFacts(identity);
+      if (kept.formats && kept.encoders) {
+        answered.set(ffmpegPath, { formats: kept.formats, encoders: kept.encoders });
+        return answered.get(ffmpegPath);
+      }
+      const command = ffmpeg().setFfmpegPath(ffmpegPath);
+      // the typings say the callback's error is always an Error; fluent-ffmpeg passes null on success
+      const ask = <T>(what: (callback: (error: Error | null, answer: T) => void) => void): Promise<T | undefined> =>
+        new Promise((resolve, reject) => what((error, answer) => {
+          if (!error) return resolve(answer);
+          if (/ENOENT|EACCES/.test(String((error as NodeJS.ErrnoException).code ?? error.message))) reject(toolMissing('ffmpeg', ffmpegPath, error));
+          else resolve(undefined);
+        }));
+      const [formats, encoders] = await firstFailure([
+        ask<ffmpeg.Formats>((callback) => command.availableFormats(callback as ffmpeg.FormatsCallback)),
+        ask<ffmpeg.Encoders>((callback) => command.availableEncoders(callback as ffmpeg.EncodersCallback)),
+      ]);
+      if (!formats || !encoders) return undefined;
+      answered.set(ffmpegPath, { formats, encoders });
+      await rememberFacts(identity, { formats, encoders });
+      return answered.get(ffmpegPath);
+    })();
     capabilities.set(ffmpegPath, warm);
+    // a failure or a partial answer is asked again next time
+    warm.then((known) => { if (!known) capabilities.delete(ffmpegPath); }, () => capabilities.delete(ffmpegPath));
   }
   return warm;
 }
@@ -412,9 +444,9 @@ export async function encodeFrames(
 }
 
 /**
- * Checks the binaries and fills fluent-ffmpeg's per-process cache of formats and encoders (it consults
- * them before every command), so the first encode does not pay for extra ffmpeg runs. The four
- * questions go out at once: each is a process start of about a tenth of a second.
+ * Checks the binaries and gathers the formats and encoders fluent-ffmpeg consults before every command,
+ * so the first encode does not pay for extra ffmpeg runs. The answers are kept on disk while the binaries
+ * stay the same; when they must be asked, the four questions go out at once (each is a process start).
  */
 export function warmUp(paths: FfmpegToolPaths = {}): Promise<void> {
   const tools = resolveTools(paths);

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { AvatarError } from '@avatar/core';
+import { recallFacts, rememberFacts, toolIdentity } from './facts.js';
 
 export const FFMPEG_INSTALL = 'apt-get install -y ffmpeg';
 
@@ -81,12 +82,19 @@ export function runTool(
 const versions = new Map<string, string>();
 
 /**
- * The first line of `<binary> -version`, checked once per binary path; a missing binary throws
- * AVATAR_ERR_TOOL_MISSING. Only successes are cached, so installing the tool later is noticed.
+ * The first line of `<binary> -version`, asked once per binary path and kept on disk while the binary
+ * stays the same (facts.ts); a missing binary throws AVATAR_ERR_TOOL_MISSING. Only successes are kept,
+ * so installing the tool later is noticed.
  */
 export async function toolVersion(toolName: 'ffmpeg' | 'ffprobe', binary: string): Promise<string> {
   const known = versions.get(binary);
   if (known !== undefined) return known;
+  const identity = await toolIdentity(binary);
+  const kept = (await recallFacts(identity)).version;
+  if (kept !== undefined) {
+    versions.set(binary, kept);
+    return kept;
+  }
   let out: ToolOutput;
   try {
     out = await runTool(toolName, binary, ['-hide_banner', '-version']);
@@ -97,6 +105,7 @@ export async function toolVersion(toolName: 'ffmpeg' | 'ffprobe', binary: string
   const first = out.stdout.split('\n')[0]?.trim() ?? '';
   const version = /version\s+(\S+)/.exec(first)?.[1] ?? (first || 'unknown');
   versions.set(binary, version);
+  await rememberFacts(identity, { version });
   return version;
 }
 
