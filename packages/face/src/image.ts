@@ -1,4 +1,5 @@
-import sharp from 'sharp';
+import type sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import { AvatarError, checkReadableFile, readFileHead, sniffImage } from '@avatar/core';
 import type { ImageKind } from '@avatar/core';
 import type { RgbImage } from './models/types.js';
@@ -65,7 +66,7 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
   // The header alone gives the size, so a decompression bomb is refused before any pixel is decoded.
   let meta: sharp.Metadata;
   try {
-    meta = await sharp(path, { limitInputPixels: false }).metadata();
+    meta = await (await loadSharp())(path, { limitInputPixels: false }).metadata();
   } catch (error) {
     throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: firstLine(error) }, { cause: error });
   }
@@ -81,7 +82,7 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
 
   try {
     // failOn 'truncated': a cut-off file is refused; harmless warnings (odd markers) are not.
-    const { data, info } = await sharp(path, { limitInputPixels: limitPixels, failOn: 'truncated', sequentialRead: true })
+    const { data, info } = await (await loadSharp())(path, { limitInputPixels: limitPixels, failOn: 'truncated', sequentialRead: true })
       .rotate()
       .flatten({ background: { r: 255, g: 255, b: 255 } })
       .toColourspace('srgb')

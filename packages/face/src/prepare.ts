@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
-import sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import { AvatarError, atomicWriteFile, checkWritableTarget } from '@avatar/core';
 import type { AvatarFace, FaceBox, FacePoint, FaceQuality, HeadPose } from '@avatar/core';
 import type { Point, RgbImage } from './models/types.js';
@@ -97,6 +97,7 @@ export async function alignAndCrop(source: RgbImage, landmarks: readonly Point[]
   if (scale < 1) {
     const w = Math.max(1, Math.round(source.width * scale));
     const h = Math.max(1, Math.round(source.height * scale));
+    const sharp = await loadSharp();
     const { data, info } = await sharp(Buffer.from(source.data.buffer, source.data.byteOffset, source.data.byteLength), { raw: { width: source.width, height: source.height, channels: 3 } })
       .resize(w, h, { kernel: 'lanczos3', fit: 'fill' })
       .raw()
@@ -189,6 +190,7 @@ export async function writePreparedAvatar(input: WriteAvatarInput): Promise<{ fa
   const crop = await alignAndCrop(input.source, input.landmarks, input.sourcePose.roll, input.size);
   const pose = estimatePose(crop.landmarks);
   const quality: FaceQuality = measureQuality(crop.image, crop.box, crop.landmarks);
+  const sharp = await loadSharp();
   const png = await sharp(Buffer.from(crop.image.data.buffer, crop.image.data.byteOffset, crop.image.data.byteLength), { raw: { width: crop.image.width, height: crop.image.height, channels: 3 } })
     .png({ compressionLevel: 6 })
     .toBuffer();

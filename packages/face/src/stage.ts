@@ -7,6 +7,7 @@ import { analyseImage } from './analyse.js';
 import { loadImage } from './image.js';
 import { listModelManifests, loadDetector, loadLandmarks } from './models/index.js';
 import { loadOnnxRuntime } from './models/session.js';
+import { loadSharp } from './sharp.js';
 import type { Point, RgbImage } from './models/types.js';
 import type { AvatarSidecar } from './prepare.js';
 import { readSidecar, sha256, writePreparedAvatar } from './prepare.js';
@@ -175,9 +176,9 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
     apiVersion: PLUGIN_API_VERSION,
     description: 'ONNX face detection and 68-point landmarks (converted face-api models): photo checks for lip-sync, head pose, avatar preparation',
     resources: { device: 'cpu', ramMB: FACE_RAM_MB },
-    // the runtime's native library loads while speech is synthesised; the models load with the stage
+    // the runtime's and sharp's native libraries load while speech is synthesised; the models load with the stage
     prewarm: async () => {
-      await loadOnnxRuntime();
+      await Promise.all([loadOnnxRuntime(), loadSharp()]);
     },
     async check(): Promise<PluginCheck> {
       try {

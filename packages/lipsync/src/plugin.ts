@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import sharp from 'sharp';
+import { loadSharp } from './sharp.js';
 import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, defineStagePlugin } from '@avatar/core';
 import type { FaceBox, FacePoint, FrameRegions, FrameStream, InspectionSummary, LipsyncInput, RunContext, StagePlugin } from '@avatar/core';
 import { inspectVideo } from './inspect.js';
@@ -84,6 +84,7 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
     throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_LONG', { input: 'audio', seconds: `more than ${input.maxSeconds}`, limit: input.maxSeconds });
   }
   const size = frameSize(avatar.width, avatar.height, settings.size);
+  const sharp = await loadSharp();
   const { data } = await sharp(avatar.imagePath, { limitInputPixels: 100_000_000 })
     .rotate()
     .resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' })
@@ -129,7 +130,7 @@ export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
   description: 'talking head from the photo itself: a landmark-mesh warp driven by the speech, with blinks and head motion',
   resources: { device: 'cpu', ramMB: 64 },
   async check() {
-    return { ok: true, detail: 'built in (sharp ' + sharp.versions.sharp + ')' };
+    return { ok: true, detail: 'built in (sharp ' + (await loadSharp()).versions.sharp + ')' };
   },
   async load() {
     return { run: render, async unload() {} };

@@ -35,6 +35,11 @@ let runtime: Promise<OnnxRuntime> | undefined;
  * not pay, and which a run can spend while other stages work (the face plugin's prewarm).
  */
 export function loadOnnxRuntime(): Promise<OnnxRuntime> {
+  // The runtime's Linux build reports usage by default: it keeps a database under
+  // ~/.cache/Microsoft, syncing it to disk on every load, and leaves an empty mat-debug-<pid>.log in
+  // /tmp for each process. Face detection here sends nothing anywhere, so that is off unless the
+  // user has set the variable themselves. It is read when the library loads, hence before the import.
+  process.env.ORT_DISABLE_TELEMETRY ??= '1';
   runtime ??= import('onnxruntime-node');
   runtime.catch(() => { runtime = undefined; });
   return runtime;
