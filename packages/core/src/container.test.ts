@@ -5,12 +5,36 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMp4Summary, readWavInfo } from './container.js';
-import { probeMedia } from './probe.js';
 
 // Every answer of the header readers is checked against ffprobe's on real files ffmpeg and espeak-ng write.
 const run = promisify(execFile);
 let dir: string;
 const file = (name: string): string => join(dir, name);
+
+interface Probed {
+  durationSeconds?: number;
+  streams: Array<{ type: string; codec: string; width?: number; height?: number; sampleRate?: number; channels?: number; durationSeconds?: number; frames?: number; frameRate?: number; start?: number }>;
+}
+
+/** ffprobe's view of a file, in the reader's terms. */
+async function probe(path: string): Promise<Probed> {
+  const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries',
+    'stream=codec_type,codec_name,width,height,sample_rate,channels,duration,nb_frames,avg_frame_rate,start_time:format=duration', '-of', 'json', path]);
+  const info = JSON.parse(stdout) as { streams: Array<Record<string, string | number>>; format: { duration?: string } };
+  const num = (v: string | number | undefined): number | undefined => (v === undefined || v === 'N/A' ? undefined : Number(v));
+  const rate = (v: string | number | undefined): number | undefined => {
+    const [n, d] = String(v ?? '').split('/').map(Number);
+    return n && d ? n / d : undefined;
+  };
+  return {
+    durationSeconds: num(info.format.duration),
+    streams: info.streams.map((s) => ({
+      type: String(s.codec_type), codec: String(s.codec_name), width: num(s.width), height: num(s.height),
+      sampleRate: num(s.sample_rate), channels: num(s.channels), durationSeconds: num(s.duration),
+      frames: num(s.nb_frames), frameRate: rate(s.avg_frame_rate), start: num(s.start_time),
+    })),
+  };
+}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'avatar-container-'));
@@ -26,6 +50,13 @@ beforeAll(async () => {
     gen('-f', 'lavfi', '-i', 'testsrc=size=160x90:rate=30:duration=1.5', '-f', 'lavfi', '-i', 'sine=duration=1.5',
       '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', file('moov-at-end.mp4')),
     gen('-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=25:duration=1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', file('silent.mp4')),
+    // B-frames (composition offsets) and AAC priming, both behind edit lists, as the encoder writes them
+    gen('-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=25:duration=2', '-f', 'lavfi', '-i', 'sine=duration=2',
+      '-c:v', 'libx264', '-preset', 'medium', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-movflags', '+faststart', '-shortest', file('bframes.mp4')),
+    gen('-f', 'lavfi', '-i', 'testsrc=size=160x90:rate=30000/1001:duration=1.5', '-f', 'lavfi', '-i', 'sine=duration=1.5',
+      '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', file('ntsc.mp4')),
+    // composition offsets without an edit list: ffmpeg's start rule there is left to ffprobe
+    gen('-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=25:duration=2', '-c:v', 'libx264', '-preset', 'medium', '-pix_fmt', 'yuv420p', '-use_editlist', '0', file('no-edits.mp4')),
     gen('-f', 'lavfi', '-i', 'testsrc=size=96x64:rate=25:duration=1', '-f', 'lavfi', '-i', 'sine=duration=1',
       '-c:v', 'libvpx-vp9', '-deadline', 'realtime', '-c:a', 'libopus', '-shortest', file('clip.webm')),
     run('espeak-ng', ['-w', file('espeak.wav'), 'Reading a header.']),
@@ -40,7 +71,7 @@ afterAll(async () => {
 describe('readWavInfo', () => {
   it.each(['s16.wav', 'f32.wav', 's24x3.wav', 'espeak.wav'])('reads %s as ffprobe does', async (name) => {
     const ours = await readWavInfo(file(name));
-    const probed = await probeMedia(file(name));
+    const probed = await probe(file(name));
     const audio = probed.streams[0];
     expect(ours).toBeDefined();
     expect(ours?.sampleRate).toBe(audio?.sampleRate);
@@ -68,9 +99,42 @@ describe('readWavInfo', () => {
 });
 
 describe('readMp4Summary', () => {
+  beforeAll(async () => {
+    // the same streams, the video (then the audio) starting later: an empty edit before the media
+    const copy = (offset: 'video' | 'audio', name: string) => run('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y',
+      ...(offset === 'audio' ? ['-itsoffset', '0.3'] : []), '-i', file('bframes.mp4'),
+      ...(offset === 'video' ? ['-itsoffset', '0.5'] : []), '-i', file('bframes.mp4'),
+      '-map', '1:v', '-map', '0:a', '-c', 'copy', file(name)]);
+    await Promise.all([copy('video', 'video-late.mp4'), copy('audio', 'audio-late.mp4')]);
+  });
+
+  it.each(['fast.mp4', 'bframes.mp4', 'ntsc.mp4', 'video-late.mp4', 'audio-late.mp4'])('reads frame rate, frame count and start times of %s as ffprobe does', async (name) => {
+    const ours = await readMp4Summary(file(name));
+    const probed = await probe(file(name));
+    expect(ours?.tracks.length).toBe(probed.streams.length);
+    for (const [i, stream] of probed.streams.entries()) {
+      const track = ours?.tracks[i];
+      expect(track?.sampleCount).toBe(stream.frames);
+      // ffprobe rounds an edit to its stream's time base: 0.276009 s where the edit says 0.276
+      expect(Math.abs((track?.startSeconds ?? -1) - (stream.start ?? 0))).toBeLessThan(1e-4);
+      if (stream.type === 'video') expect(Math.abs((track?.frameRate ?? 0) - (stream.frameRate ?? -1))).toBeLessThan(1e-9);
+    }
+    // the two copies really do start late, so the start rule is exercised
+    if (name === 'video-late.mp4') expect(ours?.tracks.find((t) => t.type === 'video')?.startSeconds).toBeCloseTo(0.5, 3);
+    if (name === 'audio-late.mp4') expect(ours?.tracks.find((t) => t.type === 'audio')?.startSeconds).toBeGreaterThan(0.25);
+  });
+
+  it('leaves the start to ffprobe where ffmpeg would read composition offsets without an edit list', async () => {
+    const ours = await readMp4Summary(file('no-edits.mp4'));
+    const probed = await probe(file('no-edits.mp4'));
+    expect(probed.streams[0]?.start).toBeGreaterThan(0);
+    expect(ours?.tracks[0]?.type).toBe('video');
+    expect(ours?.tracks[0]?.startSeconds).toBeUndefined();
+  });
+
   it.each(['fast.mp4', 'moov-at-end.mp4', 'silent.mp4'])('reads the tracks of %s as ffprobe does', async (name) => {
     const ours = await readMp4Summary(file(name));
-    const probed = await probeMedia(file(name));
+    const probed = await probe(file(name));
     expect(ours).toBeDefined();
     expect(ours?.tracks.map((t) => t.type)).toEqual(probed.streams.map((s) => s.type));
     const video = ours?.tracks.find((t) => t.type === 'video');

@@ -1,7 +1,8 @@
-// Reads the few facts the encoder needs straight from two container formats it meets all the time: the
-// speech engines' WAV files (before encoding) and the MP4 files it has just written (to check them).
-// Each ffprobe run is a process start of about a tenth of a second, on the critical path of every
-// video. Anything these readers do not fully understand returns undefined, and the caller asks ffprobe.
+// Reads the few facts a run needs straight from two container formats it meets all the time: the
+// speech engines' WAV files (before encoding) and the MP4 files the encoder has just written (to check
+// them, then to inspect them). Each ffprobe run is a process start of about a tenth of a second, on the
+// critical path of every video. Anything these readers do not fully understand returns undefined, and
+// the caller asks ffprobe.
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 
@@ -89,6 +90,17 @@ export interface Mp4Track {
   /** the sample entry's four-character code: avc1, mp4a, hvc1... */
   codec: string;
   durationSeconds: number;
+  /** samples (frames, for video) in the sample table */
+  sampleCount: number;
+  /** video: samples over the time they span (what ffprobe calls the average frame rate) */
+  frameRate?: number;
+  /**
+   * When the first sample is presented, as ffmpeg reads the edit list: the empty edits before the
+   * media, or 0 when the media starts at once. Undefined where ffmpeg's rules go further than this
+   * reader follows (several edits, a changed rate, composition offsets without an edit list).
+   */
+  startSeconds?: number;
+  /** video: the coded picture size from the sample entry */
   width?: number;
   height?: number;
 }
@@ -142,7 +154,55 @@ function headerDuration(buf: Buffer, box: Box): number | undefined {
   return Number(raw) / timescale;
 }
 
-function readTrack(buf: Buffer, trak: Box): Mp4Track | undefined {
+const path = (buf: Buffer, from: Box, types: readonly string[]): Box | undefined =>
+  types.reduce<Box | undefined>((box, type) => (box ? child(buf, box, type) : undefined), from);
+
+/** Sample count and total duration (media time scale units) from the time-to-sample table. */
+function sampleTimes(buf: Buffer, stts: Box): { count: number; span: number } | undefined {
+  if (stts.start + 8 > stts.end) return undefined;
+  const entries = buf.readUInt32BE(stts.start + 4);
+  if (stts.start + 8 + entries * 8 > stts.end) return undefined;
+  let count = 0;
+  let span = 0;
+  for (let i = 0, at = stts.start + 8; i < entries; i++, at += 8) {
+    const n = buf.readUInt32BE(at);
+    count += n;
+    span += n * buf.readUInt32BE(at + 4);
+  }
+  return { count, span };
+}
+
+/**
+ * The start time ffmpeg gives a track: leading empty edits (media time -1) delay it; the one edit that
+ * follows picks where the media starts, which ffmpeg presents at that moment. Undefined for edit lists
+ * with more than one media edit or another rate, and for a track with composition offsets but no edit
+ * list (ffmpeg then starts at the first offset, which this reader leaves to it).
+ */
+function startOf(buf: Buffer, trak: Box, movieTimescale: number, hasOffsets: boolean): number | undefined {
+  const elst = path(buf, trak, ['edts', 'elst']);
+  if (!elst) return hasOffsets ? undefined : 0;
+  if (elst.start + 8 > elst.end) return undefined;
+  const version = buf.readUInt8(elst.start);
+  const entries = buf.readUInt32BE(elst.start + 4);
+  const size = version === 1 ? 20 : 12;
+  if (entries < 1 || elst.start + 8 + entries * size > elst.end) return undefined;
+  let empty = 0;
+  let media = 0;
+  for (let i = 0, at = elst.start + 8; i < entries; i++, at += size) {
+    const duration = version === 1 ? Number(buf.readBigUInt64BE(at)) : buf.readUInt32BE(at);
+    const mediaTime = version === 1 ? Number(buf.readBigInt64BE(at + 8)) : buf.readInt32BE(at + 4);
+    const rate = buf.readInt16BE(at + (version === 1 ? 16 : 8));
+    if (mediaTime === -1) {
+      if (media > 0) return undefined;
+      empty += duration;
+    } else {
+      if (rate !== 1 || ++media > 1) return undefined;
+    }
+  }
+  return media === 1 && movieTimescale > 0 ? empty / movieTimescale : undefined;
+}
+
+function readTrack(buf: Buffer, trak: Box, movieTimescale: number): Mp4Track | undefined {
   const mdia = child(buf, trak, 'mdia');
   const tkhd = child(buf, trak, 'tkhd');
   if (!mdia || !tkhd) return undefined;
@@ -152,16 +212,25 @@ function readTrack(buf: Buffer, trak: Box): Mp4Track | undefined {
   const handler = buf.toString('latin1', hdlr.start + 8, hdlr.start + 12);
   const durationSeconds = headerDuration(buf, mdhd);
   if (durationSeconds === undefined) return undefined;
-  const stsd = [ 'minf', 'stbl', 'stsd' ].reduce<Box | undefined>((box, type) => (box ? child(buf, box, type) : undefined), mdia);
+  const stbl = path(buf, mdia, ['minf', 'stbl']);
+  const stsd = stbl && child(buf, stbl, 'stsd');
+  const stts = stbl && child(buf, stbl, 'stts');
+  const times = stts && sampleTimes(buf, stts);
+  if (!stsd || !times) return undefined;
   // stsd: version/flags, an entry count, then sample entries that are boxes named by their codec
-  const entry = stsd && stsd.start + 16 <= stsd.end ? buf.toString('latin1', stsd.start + 12, stsd.start + 16) : '';
+  const entry = stsd.start + 16 <= stsd.end ? stsd.start + 8 : undefined;
+  const codec = entry === undefined ? '' : buf.toString('latin1', entry + 4, entry + 8);
   const type = handler === 'vide' ? 'video' : handler === 'soun' ? 'audio' : 'other';
-  const track: Mp4Track = { type, codec: entry, durationSeconds };
+  const track: Mp4Track = { type, codec, durationSeconds, sampleCount: times.count };
+  const start = startOf(buf, trak, movieTimescale, stbl !== undefined && child(buf, stbl, 'ctts') !== undefined);
+  if (start !== undefined) track.startSeconds = start;
   if (type === 'video') {
-    // tkhd ends with the width and height in 16.16 fixed point
-    if (tkhd.end - 8 < tkhd.start) return undefined;
-    track.width = buf.readUInt32BE(tkhd.end - 8) / 65536;
-    track.height = buf.readUInt32BE(tkhd.end - 4) / 65536;
+    // a visual sample entry: box header, 6 reserved bytes, a reference index, 16 bytes, then the size
+    if (entry === undefined || entry + 36 > stsd.end) return undefined;
+    track.width = buf.readUInt16BE(entry + 32);
+    track.height = buf.readUInt16BE(entry + 34);
+    const timescale = buf.readUInt32BE(mdhd.start + (buf.readUInt8(mdhd.start) === 1 ? 20 : 12));
+    if (times.span > 0) track.frameRate = (times.count * timescale) / times.span;
   }
   return track;
 }
@@ -170,8 +239,9 @@ function readTrack(buf: Buffer, trak: Box): Mp4Track | undefined {
 const MAX_MOOV_BYTES = 64 * 1024 * 1024;
 
 /**
- * The movie header and track list of an MP4 file: the duration, and each track's kind, codec, duration
- * and (video) size. Undefined for anything that is not a plain MP4 with one movie box.
+ * The movie header and track list of an MP4 file: the duration, and each track's kind, codec, duration,
+ * sample count, start and (video) size and frame rate. Undefined for anything that is not a plain MP4
+ * with one movie box.
  */
 export async function readMp4Summary(path: string): Promise<Mp4Summary | undefined> {
   let handle: FileHandle | undefined;
@@ -203,11 +273,12 @@ export async function readMp4Summary(path: string): Promise<Mp4Summary | undefin
     const root: Box = { type: 'moov', start: moov.readUInt32BE(0) === 1 ? 16 : 8, end: moov.length };
     const mvhd = child(moov, root, 'mvhd');
     const durationSeconds = mvhd ? headerDuration(moov, mvhd) : undefined;
-    if (durationSeconds === undefined) return undefined;
+    if (!mvhd || durationSeconds === undefined) return undefined;
+    const movieTimescale = moov.readUInt32BE(mvhd.start + (moov.readUInt8(mvhd.start) === 1 ? 20 : 12));
     const tracks: Mp4Track[] = [];
     for (const box of boxes(moov, root.start, root.end)) {
       if (box.type !== 'trak') continue;
-      const track = readTrack(moov, box);
+      const track = readTrack(moov, box, movieTimescale);
       if (!track) return undefined;
       tracks.push(track);
     }

@@ -3,6 +3,7 @@ export * from './jobs.js';
 export * from './log.js';
 export * from './fsutil.js';
 export * from './media.js';
+export * from './container.js';
 export * from './config.js';
 export * from './plugin.js';
 export * from './gpu.js';

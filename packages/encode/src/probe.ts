@@ -1,5 +1,5 @@
 import { AvatarError, checkReadableFile } from '@avatar/core';
-import { readWavInfo } from './container.js';
+import { readWavInfo } from '@avatar/core';
 import { resolveTools, runTool, ToolRunError, meaningfulLines, type FfmpegToolPaths } from './tools.js';
 
 export type MediaStreamType = 'video' | 'audio' | 'subtitle' | 'data' | 'attachment' | 'unknown';

@@ -8,7 +8,7 @@ import { AvatarError, QUALITY_PRESETS, silentLogger } from '@avatar/core';
 import type { EncodeSettings, FrameStream, RunContext, Speech } from '@avatar/core';
 import { plugins as encodePlugins } from '@avatar/encode';
 import { encodeWav, plugins as ttsPlugins } from '@avatar/tts';
-import { PgmFrames, inspectVideo } from './inspect.js';
+import { PgmFrames, inspectVideo, probe, probeMp4 } from './inspect.js';
 import { computeMouthTrack, lipGap } from './track.js';
 import type { Box, InspectionReport } from './inspect.js';
 
@@ -190,6 +190,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** sync.mp4's streams in Matroska, which the inspector leaves to ffprobe; made once. */
+let mkvCopy: Promise<string> | undefined;
+function matroskaCopy(): Promise<string> {
+  mkvCopy ??= promisify(execFile)('ffmpeg', ['-v', 'error', '-y', '-i', join(dir, 'sync.mp4'), '-c', 'copy', join(dir, 'sync.mkv')]).then(() => join(dir, 'sync.mkv'));
+  return mkvCopy;
+}
+
 const get = (name: string): InspectionReport => {
   const r = reports.get(name);
   if (!r) throw new Error(`no report ${name}`);
@@ -270,8 +277,26 @@ describe('inspectVideo on encoded videos with real speech', () => {
     await writeFile(text, 'not a video at all');
     const notVideo = await inspectVideo(text, { mouthBox: MOUTH }).catch((e: unknown) => e);
     expect((notVideo as AvatarError).code).toBe('AVATAR_ERR_INPUT_NOT_VIDEO');
-    const noTool = await inspectVideo(join(dir, 'sync.mp4'), { mouthBox: MOUTH, ffprobePath: '/nonexistent/ffprobe' }).catch((e: unknown) => e);
+    // an MP4 is read in this process; another container needs ffprobe, and a missing one is named
+    const mkv = await matroskaCopy();
+    const noTool = await inspectVideo(mkv, { mouthBox: MOUTH, ffprobePath: '/nonexistent/ffprobe' }).catch((e: unknown) => e);
     expect((noTool as AvatarError).code).toBe('AVATAR_ERR_TOOL_MISSING');
+    const noDecoder = await inspectVideo(join(dir, 'sync.mp4'), { mouthBox: MOUTH, ffmpegPath: '/nonexistent/ffmpeg' }).catch((e: unknown) => e);
+    expect((noDecoder as AvatarError).code).toBe('AVATAR_ERR_TOOL_MISSING');
+  });
+
+  it('reads an MP4 in this process as ffprobe does, and leaves anything else to ffprobe', async () => {
+    const path = join(dir, 'sync.mp4');
+    const ours = await probeMp4(path);
+    const theirs = await probe(path, 'ffprobe', undefined);
+    expect(ours).toBeDefined();
+    expect({ ...ours, duration: 0 }).toEqual({ ...theirs, duration: 0 });
+    expect(Math.abs((ours?.duration ?? 0) - theirs.duration)).toBeLessThan(0.03);
+    expect(await probeMp4(await matroskaCopy())).toBeUndefined();
+    // and the report needs no ffprobe for an MP4
+    const report = await inspectVideo(path, { mouthBox: MOUTH, ffprobePath: '/nonexistent/ffprobe' });
+    expect(report.sync.lagFrames).toBe(get('sync').sync.lagFrames);
+    expect(report.sync.correlation).toBe(get('sync').sync.correlation);
   });
 
   it('stops its decode when the probe answers late and the boxes are wrong: no ffmpeg left behind', async () => {
@@ -283,7 +308,7 @@ describe('inspectVideo on encoded videos with real speech', () => {
       return out.split('\n').filter((line) => /ffmpeg .*-c:v pgm/.test(line));
     };
     const started = Date.now();
-    const outside = await inspectVideo(join(dir, 'sync.mp4'), { mouthBox: { x: 180, y: 180, width: 40, height: 20 }, ffprobePath: slowProbe }).catch((e: unknown) => e);
+    const outside = await inspectVideo(await matroskaCopy(), { mouthBox: { x: 180, y: 180, width: 40, height: 20 }, ffprobePath: slowProbe }).catch((e: unknown) => e);
     expect((outside as AvatarError).code).toBe('AVATAR_ERR_USAGE');
     // the scenario happened: the answer came after the slow probe (not a speed check)
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400);

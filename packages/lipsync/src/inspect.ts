@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { AvatarError, checkReadableFile } from '@avatar/core';
+import { AvatarError, checkReadableFile, readMp4Summary } from '@avatar/core';
 import { clamp, pearson, quantile, speechGate, toDb } from './dsp.js';
 
 /** A rectangle in the video's own pixels. */
@@ -42,7 +42,7 @@ export interface LagMeasure {
 
 /**
  * What the inspector measured, from the finished file alone (no renderer numbers). All motion
- * figures are mean absolute differences in 8-bit grey levels per pixel.
+ * figures are mean absolute differences in 8-bit luma levels (the video's own Y values) per pixel.
  */
 export interface InspectionReport {
   path: string;
@@ -94,7 +94,8 @@ export interface InspectionReport {
   elapsedSeconds: number;
 }
 
-interface Probe {
+/** What the inspector needs to know of a video before it measures; exported for tests only. */
+export interface Probe {
   width: number;
   height: number;
   fps: number;
@@ -124,7 +125,7 @@ function rate(text: string | undefined): number {
   return n && d ? n / d : Number(n) || 0;
 }
 
-async function probe(path: string, ffprobe: string, signal: AbortSignal | undefined): Promise<Probe> {
+export async function probe(path: string, ffprobe: string, signal: AbortSignal | undefined): Promise<Probe> {
   const args = ['-v', 'error', '-show_entries', 'stream=codec_type,width,height,avg_frame_rate,r_frame_rate,start_time,nb_frames:format=duration', '-of', 'json', path];
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile(ffprobe, args, { encoding: 'utf8', maxBuffer: 1 << 22, ...(signal && { signal }) }, (error, out, err) => {
@@ -149,6 +150,27 @@ async function probe(path: string, ffprobe: string, signal: AbortSignal | undefi
     videoStart: Number(v.start_time) || 0,
     audioStart: Number(a.start_time) || 0,
     duration: Number(info.format?.duration) || 0,
+  };
+}
+
+/**
+ * The same facts from an MP4's movie box, read in this process: a finished video is nearly always the
+ * encoder's own MP4, and ffprobe's process start is the slower part of a look at it. Undefined for
+ * anything the reader does not fully follow (no audio, an edit list it leaves to ffmpeg, not MP4).
+ */
+export async function probeMp4(path: string): Promise<Probe | undefined> {
+  const mp4 = await readMp4Summary(path);
+  const v = mp4?.tracks.find((t) => t.type === 'video');
+  const a = mp4?.tracks.find((t) => t.type === 'audio');
+  if (!mp4 || !v?.width || !v.height || !v.frameRate || v.startSeconds === undefined || a?.startSeconds === undefined) return undefined;
+  return {
+    width: v.width,
+    height: v.height,
+    fps: v.frameRate,
+    frameCount: v.sampleCount || undefined,
+    videoStart: v.startSeconds,
+    audioStart: a.startSeconds,
+    duration: mp4.durationSeconds,
   };
 }
 
@@ -287,6 +309,9 @@ const meanOf = (values: ArrayLike<number>, pick: (i: number) => boolean): number
 };
 const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b <= 0 ? null : a / b);
 
+/** 8-bit formats whose first plane is luma, which ffmpeg's extractplanes filter can take as it is. */
+const LUMA_FORMATS = 'yuv420p|yuvj420p|yuv422p|yuvj422p|yuv444p|yuvj444p|gray';
+
 /** Grid points sampled inside the mouth box for the openness measure (at most 64 x 64). */
 const GRID = 64;
 
@@ -311,7 +336,10 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   const audioChunks: Buffer[] = [];
   const maxSize = options.maxAnalysisSize ?? 640;
   const fit = `if(gt(max(iw,ih),${maxSize}),max(2,round(%s*${maxSize}/max(iw,ih))),%s)`;
-  const vf = ['-vf', `scale=w='${fit.replace(/%s/g, 'iw')}':h='${fit.replace(/%s/g, 'ih')}':flags=area`];
+  // Luma is taken as it is: for the usual 8-bit YUV video the format filter passes frames through and
+  // extractplanes hands on the Y plane, where a conversion to grey would cost a third of the decode.
+  // Anything else (RGB, 10-bit) is converted to a YUV format first.
+  const vf = ['-vf', `scale=w='${fit.replace(/%s/g, 'iw')}':h='${fit.replace(/%s/g, 'ih')}':flags=area,format=${LUMA_FORMATS},extractplanes=y`];
   const stopDecode = new AbortController();
   const decodeSignal = options.signal ? AbortSignal.any([options.signal, stopDecode.signal]) : stopDecode.signal;
   let analyse: ((frame: Buffer) => void) | undefined;
@@ -330,7 +358,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   });
   const decoded = decode(ffmpeg, [
     '-i', path,
-    '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-pix_fmt', 'gray', '-f', 'image2pipe', '-c:v', 'pgm', 'pipe:1',
+    '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-f', 'image2pipe', '-c:v', 'pgm', 'pipe:1',
     '-map', '0:a:0', '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:3',
   ], path, decodeSignal, [(chunk) => pictures.push(chunk), (chunk) => audioChunks.push(chunk)], ([video]) => {
     pause = () => video?.pause();
@@ -341,7 +369,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
 
   let info: Awaited<ReturnType<typeof probe>>;
   try {
-    info = await probe(path, ffprobe, options.signal);
+    info = (await probeMp4(path)) ?? (await probe(path, ffprobe, options.signal));
     checkBox('mouth', options.mouthBox, info.width, info.height);
     if (options.faceBox) checkBox('face', options.faceBox, info.width, info.height);
   } catch (error) {

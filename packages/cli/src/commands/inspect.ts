@@ -37,7 +37,7 @@ function describeReport(r: InspectionReport): string {
       (inSync ? '  [in sync]' : '  [NOT in sync: want |lag| <= 1 and correlation >= 0.5]'),
     `motion sync  mouth motion vs envelope change: lag ${r.motionSync.lagFrames >= 0 ? '+' : ''}${r.motionSync.lagFrames} frames, correlation ${r.motionSync.correlation.toFixed(2)}`,
     `silence      motion ratio silence/speech ${fixed(r.silence.stillnessRatio, 3)}, distance-from-rest ratio ${fixed(r.silence.closureRatio, 3)} (0 = still and closed)`,
-    `borders      mean motion ${r.borders.meanMotion.toFixed(3)} grey levels, max ${r.borders.maxMotion.toFixed(2)} (${(r.borders.bandFraction * 100).toFixed(0)}% band, ${r.borders.pixels} px)`,
+    `borders      mean motion ${r.borders.meanMotion.toFixed(3)} luma levels, max ${r.borders.maxMotion.toFixed(2)} (${(r.borders.bandFraction * 100).toFixed(0)}% band, ${r.borders.pixels} px)`,
     `sharpness    mouth speaking/rest ${fixed(r.sharpness.ratio)} (Laplacian variance ${fixed(r.sharpness.speaking, 1)} vs ${fixed(r.sharpness.rest, 1)})`,
   ];
   return lines.join('\n');
