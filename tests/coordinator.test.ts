@@ -244,6 +244,44 @@ describe('PipelineCoordinator with the real engines', () => {
     }
   });
 
+  it('prepares the face stage once the speech engine runs, not before it starts, and after a speech stage that reports nothing', async () => {
+    const { plugins: speakers } = await import('@avatar/tts');
+    const { plugins: encoders } = await import('@avatar/encode');
+    const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
+    for (const quiet of [false, true]) {
+      const events: string[] = [];
+      const registry = new PluginRegistry();
+      registry.register({
+        ...flite,
+        async load(ctx: LoadContext) {
+          const loaded = await flite.load(ctx);
+          return {
+            run: (input, runCtx) => loaded.run(input, {
+              ...runCtx,
+              progress: (fraction, detail) => {
+                if (quiet) return;
+                events.push(`speech ${fraction}`);
+                runCtx.progress(fraction, detail);
+              },
+            }),
+            unload: () => loaded.unload(),
+          };
+        },
+      }, 'test');
+      registry.register(encoders[0] as StagePlugin, 'test');
+      const [face, lipsync] = testStages(events) as [StagePlugin<'face'>, StagePlugin];
+      registry.register({ ...face, async prewarm() { events.push('prewarm face'); } }, 'test');
+      registry.register(lipsync, 'test');
+      const storage = join(dir, quiet ? 's10b' : 's10a');
+      const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+      const result = await coordinator.execute({ text: 'Warm when it speaks.', avatarImage: PORTRAIT, outputPath: join(dir, `warm-${quiet}.mp4`), config: { videoQuality: 'low' } });
+      expect(result.error).toBeNull();
+      // flite's first report above 0 comes from its process start; the face stage prepares after it
+      expect(events.slice(0, quiet ? 2 : 4)).toEqual(quiet ? ['prewarm face', 'load face'] : ['speech 0', 'speech 0.1', 'prewarm face', 'speech 1']);
+      expect(events.filter((e) => e === 'prewarm face')).toHaveLength(1);
+    }
+  });
+
   it('checks inputs before any engine starts', async () => {
     const events: string[] = [];
     const { coordinator } = await coordinatorWith(join(dir, 's5'), testStages(events));

@@ -310,12 +310,24 @@ export class PipelineCoordinator {
         if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
         const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
         // early preparation, spread so that two cores are not asked for three things at once: the face
-        // runtime loads in this process while the speech engine runs in its own, and the encoder's tool
-        // checks (process starts) run beside the face stage, which uses one thread
-        this.prewarm('face');
+        // stage's native libraries load in this process once the speech engine reports that it is
+        // running (its first progress above 0) in its own, not before (loading them first would delay
+        // the engine's start), and the encoder's checks run beside the face stage, which uses one thread
+        let faceWarm = false;
+        const warmFace = (): void => {
+          if (!faceWarm) this.prewarm('face');
+          faceWarm = true;
+        };
         const maxSeconds = config.maxVideoLengthSeconds;
         const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
-        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, ctx));
+        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, {
+          ...ctx,
+          progress: (fraction, detail) => {
+            if (fraction > 0) warmFace();
+            ctx.progress(fraction, detail);
+          },
+        }));
+        warmFace(); // an engine that reports no progress
         this.prewarm('encode');
         const avatar = await this.validateAvatar(run, avatarPath, settings.size);
         return this.renderAndEncode(run, {

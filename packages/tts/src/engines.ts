@@ -98,7 +98,6 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   const partial = partialPathFor(input.outputPath);
   const binary = options.binary ?? spec.binary;
   try {
-    ctx.progress(0.1, `synthesising with ${spec.name} ${voice.voice}`);
     const raw = join(tmpDir, 'engine.wav');
     const rendered = await spec.render({
       text: spec.name === 'espeak-ng' ? spokenText : stripAccents(spokenText),
@@ -107,7 +106,12 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
       tmpDir,
       binary,
       signal: ctx.signal,
-      ...(options.onSpawn && { onSpawn: options.onSpawn }),
+      // reported once the engine's process runs: a run prepares its next stage from then on (the
+      // coordinator's prewarm), using this process while the engine works in its own
+      onSpawn: (pid) => {
+        ctx.progress(0.1, `synthesising with ${spec.name} ${voice.voice}`);
+        options.onSpawn?.(pid);
+      },
     });
     if (Math.abs(rendered.pitchLeft) >= 0.05) {
       ctx.progress(0.8, 'shifting pitch');
