@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { loadSharp } from './sharp.js';
 import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, defineStagePlugin } from '@avatar/core';
 import type { FaceBox, FacePoint, FrameRegions, FrameStream, InspectionSummary, LipsyncInput, RunContext, StagePlugin } from '@avatar/core';
 import { inspectVideo } from './inspect.js';
 import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render.js';
-import { computeMouthTrack, poseAt } from './track.js';
+import { loadSharp } from './sharp.js';
+import { computeMouthTrack, poseAt, trackFrameCount } from './track.js';
 import type { SpeechAudio } from './track.js';
 
 const ffmpegPath = (): string => process.env.AVATAR_FFMPEG ?? 'ffmpeg';
@@ -69,6 +69,9 @@ export function regionsFromLandmarks(points: readonly FacePoint[], width: number
   };
 }
 
+/** Frame buffers the renderer cycles through: the encoder may hold three in flight while the next is drawn. */
+const RING = 4;
+
 /** Renders the talking head: the mouth track from the speech drives a warp of the avatar's own pixels. */
 async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream> {
   const { avatar, settings, animation } = input;
@@ -84,30 +87,32 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
     throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_LONG', { input: 'audio', seconds: `more than ${input.maxSeconds}`, limit: input.maxSeconds });
   }
   const size = frameSize(avatar.width, avatar.height, settings.size);
-  const sharp = await loadSharp();
-  const { data } = await sharp(avatar.imagePath, { limitInputPixels: 100_000_000 })
-    .rotate()
-    .resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' })
-    .ensureAlpha()
-    .raw()
-    .toBuffer({ resolveWithObject: true });
   const sx = size.width / avatar.width;
   const sy = size.height / avatar.height;
   const points = landmarks.map((p) => ({ x: p.x * sx, y: p.y * sy }));
-  // four buffers: the encoder may hold three frames in flight while the next is drawn
-  const renderer = new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
-    expressiveness: 1,
-    ring: 4,
-    pixelFormat: 'yuv420p',
-  });
   const fps = settings.fps;
-  const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
-  const blinks = blinkSchedule(track.durationSeconds, animation.blinkRate, animation.seed);
-  const frameCount = track.frameCount;
+  const frameCount = trackFrameCount(audio, fps);
+  const blinks = blinkSchedule(audio.pcm.length / audio.sampleRate, animation.blinkRate, animation.seed);
   const regions = regionsFromLandmarks(points, size.width, size.height);
   const signal = ctx.signal;
-  // frames are drawn as the encoder asks for them, so per-frame progress is the encoder's to report
+  // Frames are drawn as the encoder asks for them, so per-frame progress is the encoder's to report.
+  // The photo's pixels, the mesh and the mouth track are made on the first request: the encoder asks
+  // once its ffmpeg has started, and ffmpeg takes a tenth of a second or more before it reads a frame,
+  // time this process would otherwise spend waiting.
   async function* frames(): AsyncGenerator<Uint8Array> {
+    const sharp = await loadSharp();
+    const { data } = await sharp(avatar.imagePath, { limitInputPixels: 100_000_000 })
+      .rotate()
+      .resize(size.width, size.height, { fit: 'fill', kernel: 'lanczos3' })
+      .ensureAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const renderer = new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
+      expressiveness: 1,
+      ring: RING,
+      pixelFormat: 'yuv420p',
+    });
+    const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
     for (let i = 0; i < frameCount; i++) {
       signal.throwIfAborted();
       const t = i / fps;
@@ -116,7 +121,7 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
     }
   }
   ctx.progress(1, `${frameCount} frames ready to stream`);
-  return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: renderer.ring, pixelFormat: 'yuv420p' };
+  return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: RING, pixelFormat: 'yuv420p' };
 }
 
 /**

@@ -247,6 +247,13 @@ function toFrames(values: Float32Array, frameCount: number, fps: number, hop: nu
   return out;
 }
 
+/** How many frames the track of this speech has at `fps` (known before the track is computed). */
+export function trackFrameCount(speech: Pick<SpeechAudio, 'pcm' | 'sampleRate'>, fps: number): number {
+  if (!(fps > 0) || !Number.isFinite(fps)) throw new RangeError(`fps must be above 0 (got ${fps})`);
+  if (!(speech.sampleRate > 0)) throw new RangeError(`sampleRate must be above 0 (got ${speech.sampleRate})`);
+  return Math.max(0, Math.ceil((speech.pcm.length / speech.sampleRate) * fps - 1e-9));
+}
+
 /**
  * The mouth-shape track for a speech clip: frame i of the video (shown at i/fps) gets one value per
  * parameter. Driven by the audio (loudness, band balance, frication), so it works for any language
@@ -255,11 +262,9 @@ function toFrames(values: Float32Array, frameCount: number, fps: number, hop: nu
  */
 export function computeMouthTrack(speech: SpeechAudio, options: MouthTrackOptions): MouthTrack {
   const { fps } = options;
-  if (!(fps > 0) || !Number.isFinite(fps)) throw new RangeError(`fps must be above 0 (got ${fps})`);
-  if (!(speech.sampleRate > 0)) throw new RangeError(`sampleRate must be above 0 (got ${speech.sampleRate})`);
+  const frameCount = trackFrameCount(speech, fps);
   const expressiveness = clamp(options.expressiveness ?? 1, 0, 2);
   const durationSeconds = speech.pcm.length / speech.sampleRate;
-  const frameCount = Math.max(0, Math.ceil(durationSeconds * fps - 1e-9));
   const hopSamples = Math.max(1, Math.round(speech.sampleRate * HOP_SECONDS));
   const hop = hopSamples / speech.sampleRate;
   const blocks = Math.max(1, Math.ceil(speech.pcm.length / hopSamples));
