@@ -8,6 +8,7 @@ import {
   checkReadableFile,
   checkWritableTarget,
   partialPathFor,
+  readMp4Summary,
   silentLogger,
   type EncodeInput,
   type EncodedVideo,
@@ -15,7 +16,6 @@ import {
   type FrameStream,
   type Logger,
 } from '@avatar/core';
-import { readMp4Summary } from '@avatar/core';
 import { recallFacts, rememberFacts, toolIdentity } from './facts.js';
 import { probeMedia, readAudioInfo, readImageInfo } from './probe.js';
 import { COLOR_FILTER, codecArgs, outputGeometry } from './settings.js';
