@@ -162,7 +162,6 @@ export class FaceRenderer {
   private readonly ux: Vec;
   private readonly uy: Vec;
   private readonly mouthWidth: number;
-  private readonly faceScale: number;
   private readonly pivot: Vec;
   private readonly expressiveness: number;
 
@@ -208,7 +207,6 @@ export class FaceRenderer {
     this.uy = { x: -this.ux.y, y: this.ux.x };
     const p = (i: number): FacePoint => landmarks[i] as FacePoint;
     this.mouthWidth = Math.hypot(p(54).x - p(48).x, p(54).y - p(48).y);
-    this.faceScale = iod;
     const center = mean(landmarks, 0, 67);
     let radius = 0;
     for (const q of landmarks) radius = Math.max(radius, Math.hypot(q.x - center.x, q.y - center.y));
