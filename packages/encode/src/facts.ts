@@ -60,8 +60,24 @@ async function locate(binary: string): Promise<string | undefined> {
   return undefined;
 }
 
-/** The key for `binary`'s facts, or undefined when it cannot be found (its spawn will say why). */
-export async function toolIdentity(binary: string): Promise<string | undefined> {
+/** Identities found in this process, by binary: a run asks for ffmpeg's twice (version, capabilities). */
+const identities = new Map<string, Promise<string | undefined>>();
+
+/**
+ * The key for `binary`'s facts, or undefined when it cannot be found (its spawn will say why). Found
+ * once per process, like the answers themselves; a binary not found is looked for again next time.
+ */
+export function toolIdentity(binary: string): Promise<string | undefined> {
+  let found = identities.get(binary);
+  if (!found) {
+    found = findIdentity(binary);
+    identities.set(binary, found);
+    void found.then((id) => { if (id === undefined) identities.delete(binary); });
+  }
+  return found;
+}
+
+async function findIdentity(binary: string): Promise<string | undefined> {
   try {
     const path = await locate(binary);
     if (!path) return undefined;

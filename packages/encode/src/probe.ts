@@ -1,5 +1,4 @@
-import { AvatarError, checkReadableFile } from '@avatar/core';
-import { readWavInfo } from '@avatar/core';
+import { AvatarError, checkReadableFile, readWavInfo } from '@avatar/core';
 import { resolveTools, runTool, ToolRunError, meaningfulLines, type FfmpegToolPaths } from './tools.js';
 
 export type MediaStreamType = 'video' | 'audio' | 'subtitle' | 'data' | 'attachment' | 'unknown';
