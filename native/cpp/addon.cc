@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "probes.h"
+#include "mouth.h"
 #include "warp.h"
 
 #include <cmath>
@@ -120,8 +121,8 @@ Napi::Value WarpI420(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// mouthI420(dst, width, height, outline, params): params are [x0, x1, y0, y1, centerX, top, bottom,
-// gapHeight, mouthW, teethH, lowerTeethH, toothPitch, mouthWidth, uxx, uxy, uyx, uyy].
+// mouthI420(dst, width, height, outline, params): params is the block of mouth.h's AVATAR_MOUTH_PARAMS,
+// in list order (exported as mouthParamFields).
 Napi::Value MouthI420(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsTypedArray() || !info[4].IsTypedArray()) {
@@ -140,11 +141,13 @@ Napi::Value MouthI420(const Napi::CallbackInfo& info) {
   }
   if (dst.ElementLength() != static_cast<size_t>(width * height * 3 / 2)) throw Napi::RangeError::New(env, "mouthI420: dst must be one I420 frame");
   if (outline.ElementLength() < 6 || outline.ElementLength() % 2 != 0 || outline.ElementLength() > 4096) throw Napi::RangeError::New(env, "mouthI420: the outline needs 3 to 2048 points");
-  if (params.ElementLength() != 17) throw Napi::RangeError::New(env, "mouthI420: params must hold 17 numbers");
+  if (params.ElementLength() != avatar::kMouthParamCount) {
+    throw Napi::RangeError::New(env, "mouthI420: params must hold " + std::to_string(avatar::kMouthParamCount) + " numbers");
+  }
   for (size_t i = 0; i < outline.ElementLength(); i++) {
     if (!std::isfinite(outline[i]) || std::fabs(outline[i]) > 1048576) throw Napi::RangeError::New(env, "mouthI420: an outline point is not a finite coordinate within 2^20 pixels");
   }
-  for (size_t i = 0; i < 17; i++) {
+  for (size_t i = 0; i < avatar::kMouthParamCount; i++) {
     if (!std::isfinite(params[i])) throw Napi::RangeError::New(env, "mouthI420: a parameter is not a finite number");
   }
   const double x0 = params[0], x1 = params[1], y0 = params[2], y1 = params[3];
@@ -153,9 +156,7 @@ Napi::Value MouthI420(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "mouthI420: the box must be whole pixels inside the frame");
   }
   avatar::MouthFrame frame{dst.Data(), static_cast<int>(width), static_cast<int>(height), outline.Data(), outline.ElementLength() / 2,
-                           static_cast<int>(x0), static_cast<int>(x1), static_cast<int>(y0), static_cast<int>(y1),
-                           params[4], params[5], params[6], params[7], params[8], params[9], params[10], params[11], params[12],
-                           params[13], params[14], params[15], params[16]};
+                           avatar::MouthParamsFrom(params.Data())};
   avatar::MouthI420(frame);
   return env.Undefined();
 }
@@ -165,6 +166,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeNvenc", Napi::Function::New(env, StartProbe<avatar::NvencReport, avatar::ProbeNvenc>, "probeNvenc"));
   exports.Set("warpI420", Napi::Function::New(env, WarpI420, "warpI420"));
   exports.Set("mouthI420", Napi::Function::New(env, MouthI420, "mouthI420"));
+  Napi::Array fields = Napi::Array::New(env, avatar::kMouthParamCount);
+  for (size_t i = 0; i < avatar::kMouthParamCount; i++) fields.Set(static_cast<uint32_t>(i), avatar::MouthParamNames()[i]);
+  exports.Set("mouthParamFields", fields);
   Napi::Object build = Napi::Object::New(env);
   build.Set("nvencHeader", avatar::NvencHeaderCompiled());
   build.Set("nvencApiVersion", avatar::NvencHeaderVersion());

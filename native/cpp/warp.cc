@@ -1,5 +1,5 @@
 // The talking-head renderer's piecewise-affine warp of I420 frames, the same arithmetic as the
-// TypeScript kernel in packages/lipsync/src/render.ts (warpPlanes and TriangleMap), step for step, so
+// TypeScript kernel in packages/lipsync/src/render/warp.ts (warpPlanes) and triangle-map.ts (TriangleMap), step for step, so
 // both give the same bytes: compiled, it costs a fraction of the JIT's time per sample, which leaves the
 // CPU to the video encoder running beside it. Doubles throughout where the TypeScript uses numbers, and
 // no fused multiply-add (see CMakeLists.txt), so every rounding matches.

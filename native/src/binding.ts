@@ -61,8 +61,8 @@ export type WarpI420 = (
 ) => void;
 
 /**
- * The renderer's inner mouth drawn into one I420 frame (see cpp/mouth.cc). `params`: [x0, x1, y0, y1,
- * centerX, top, bottom, gapHeight, mouthW, teethH, lowerTeethH, toothPitch, mouthWidth, uxx, uxy, uyx, uyy].
+ * The renderer's inner mouth drawn into one I420 frame (see cpp/mouth.cc). `params`: the block of
+ * cpp/mouth.h, one number per name in `mouthParamFields`, in that order.
  */
 export type MouthI420 = (dst: Uint8Array, width: number, height: number, outline: Float64Array, params: Float64Array) => void;
 
@@ -72,6 +72,8 @@ export interface NativeAddon {
   /** absent from builds older than the kernel: callers fall back to their own code */
   warpI420?: WarpI420;
   mouthI420?: MouthI420;
+  /** the names of the mouth kernel's parameters, in block order */
+  mouthParamFields?: readonly string[];
   readonly buildInfo: NativeBuildInfo;
 }
 

@@ -156,13 +156,21 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
   return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, frameKernels, nvml };
 }
 
+/** The renderer's compiled kernels (see cpp/warp.cc and cpp/mouth.cc). */
+export interface FrameKernels {
+  warpI420: WarpI420;
+  mouthI420: MouthI420;
+  /** the mouth kernel's parameter names in block order: a caller checks them against its own list */
+  mouthParamFields: readonly string[];
+}
+
 /**
  * The compiled frame kernels, or undefined when the addon is not built (or is a build without them):
  * callers keep a TypeScript version of each and use it then. Never throws.
  */
-export function frameKernels(options?: NativeOptions): { warpI420: WarpI420; mouthI420: MouthI420 } | undefined {
+export function frameKernels(options?: NativeOptions): FrameKernels | undefined {
   const loaded = load(options);
-  const { warpI420, mouthI420 } = loaded.ok ? loaded.addon : {};
-  if (typeof warpI420 !== 'function' || typeof mouthI420 !== 'function') return undefined;
-  return { warpI420, mouthI420 };
+  const { warpI420, mouthI420, mouthParamFields } = loaded.ok ? loaded.addon : {};
+  if (typeof warpI420 !== 'function' || typeof mouthI420 !== 'function' || !Array.isArray(mouthParamFields)) return undefined;
+  return { warpI420, mouthI420, mouthParamFields };
 }

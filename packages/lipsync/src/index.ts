@@ -7,8 +7,8 @@ export { REST, VISEMES, visemeFor } from './visemes.js';
 export type { VisemeClass, VisemeTarget } from './visemes.js';
 export { inspectVideo } from './inspect.js';
 export type { Box, InspectionReport, InspectOptions, LagMeasure } from './inspect.js';
-export { DEFAULT_ANIMATION, FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render.js';
-export type { AnimationOptions, FrameState, HeadMotion, RendererOptions, RgbaImage } from './render.js';
+export { DEFAULT_ANIMATION, FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render/index.js';
+export type { AnimationOptions, FrameState, HeadMotion, RendererOptions, RgbaImage } from './render/index.js';
 export { decodeRecording, frameSize, regionsFromLandmarks, syncInspectorPlugin, warpPlugin } from './plugin.js';
 
 /** What the plugin registry loads from this package: the renderer and the sync inspector. */

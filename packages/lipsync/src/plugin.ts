@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, defineStagePlugin } from '@avatar/core';
 import type { FaceBox, FacePoint, FrameRegions, FrameStream, InspectionSummary, LipsyncInput, RunContext, StagePlugin } from '@avatar/core';
 import { inspectVideo } from './inspect.js';
-import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render.js';
+import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render/index.js';
 import { loadSharp } from './sharp.js';
 import { computeMouthTrack, poseAt, trackFrameCount } from './track.js';
 import type { SpeechAudio } from './track.js';

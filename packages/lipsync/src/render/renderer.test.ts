@@ -6,12 +6,13 @@ import type { Avatar, RunContext, StagePlugin } from '@avatar/core';
 import { plugins as facePlugins } from '@avatar/face';
 import { spawnSync } from 'node:child_process';
 import { frameKernels } from '@avatar/native';
-import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt, rgbaToI420 } from './render.js';
-import type { FrameState, RgbaImage } from './render.js';
-import type { MouthPose } from './track.js';
+import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt, rgbaToI420 } from './index.js';
+import type { FrameState, RgbaImage } from './index.js';
+import { MOUTH_PARAM_FIELDS } from './mouth.js';
+import type { MouthPose } from '../track.js';
 
 // The renderer is tested on a real portrait with landmarks from the real face stage.
-const PORTRAIT = new URL('../../../tests/fixtures/grace_hopper.jpg', import.meta.url).pathname;
+const PORTRAIT = new URL('../../../../tests/fixtures/grace_hopper.jpg', import.meta.url).pathname;
 const REST: MouthPose = { jawOpen: 0, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0 };
 const OPEN: MouthPose = { jawOpen: 0.8, lipWidth: 0.1, lipClosure: 0, teethVisible: 0.6, lipToTeeth: 0 };
 const STILL: FrameState = { blink: 0, headAngle: 0, headX: 0, headY: 0 };
@@ -212,6 +213,8 @@ describe('FaceRenderer on a real portrait', () => {
     const native = make('native');
     const js = make('js');
     expect(native.kernel).toBe('native');
+    // the compiled mouth reads its parameters from a block laid out as mouth.ts lists them
+    expect(frameKernels()?.mouthParamFields).toEqual(MOUTH_PARAM_FIELDS);
     expect(js.kernel).toBe('js');
     expect(new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p' }).kernel).toBe('native');
     expect(() => new FaceRenderer({ width, height, data: rgba }, landmarks, { kernel: 'native' })).toThrow(/I420 frames only/);

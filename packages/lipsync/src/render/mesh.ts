@@ -1,0 +1,89 @@
+import Delaunator from 'delaunator';
+import type { FacePoint } from '@avatar/core';
+import type { FaceFrame, Vec } from './geometry.js';
+import { poseMesh } from './pose.js';
+import type { PoseBase } from './pose.js';
+
+/**
+ * The control points of the warp and their triangulation: the 68 landmarks, points that hold the brow
+ * and cheeks still during a blink, a ring around the head that follows it halfway, and anchors on a
+ * rectangle that never move, so every pixel outside it is the photo's, frame after frame.
+ */
+export interface FaceMesh extends PoseBase {
+  readonly triangles: Uint32Array;
+}
+
+export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, expressiveness: number): FaceMesh {
+  const p = (i: number): FacePoint => landmarks[i] as FacePoint;
+  const { ux, uy, iod, center, radius } = frame;
+  const pts: Vec[] = landmarks.map((q) => ({ x: q.x, y: q.y }));
+  const weights: number[] = landmarks.map(() => 1);
+  // the forehead moves with the head: points above the brows
+  for (const i of [17, 19, 21, 22, 24, 26]) {
+    pts.push({ x: p(i).x - uy.x * iod * 0.7, y: p(i).y - uy.y * iod * 0.7 });
+    weights.push(1);
+  }
+  // around each eye, points that stay put during a blink: the lid closes without bending the brow,
+  // the glasses or the cheek
+  for (const [corner0, corner1, up0, up1, low0, low1] of [[36, 39, 37, 38, 41, 40], [42, 45, 43, 44, 47, 46]] as const) {
+    const eyeWidth = Math.hypot(p(corner1).x - p(corner0).x, p(corner1).y - p(corner0).y);
+    for (const i of [up0, up1]) {
+      pts.push({ x: p(i).x - uy.x * eyeWidth * 0.3, y: p(i).y - uy.y * eyeWidth * 0.3 });
+      weights.push(1);
+    }
+    for (const i of [low0, low1]) {
+      pts.push({ x: p(i).x + uy.x * eyeWidth * 0.22, y: p(i).y + uy.y * eyeWidth * 0.22 });
+      weights.push(1);
+    }
+    for (const [i, dir] of [[corner0, -1], [corner1, 1]] as const) {
+      pts.push({ x: p(i).x + ux.x * eyeWidth * 0.18 * dir, y: p(i).y + ux.y * eyeWidth * 0.18 * dir });
+      weights.push(1);
+    }
+  }
+  // a ring around the head that follows it halfway, so motion fades out smoothly
+  const rx = radius * 1.3;
+  const ry = radius * 1.4;
+  for (let k = 0; k < 16; k++) {
+    const a = (k / 16) * Math.PI * 2;
+    const lx = Math.cos(a) * rx;
+    const ly = Math.sin(a) * ry;
+    pts.push({ x: center.x + ux.x * lx + uy.x * ly, y: center.y + ux.y * lx + uy.y * ly });
+    weights.push(0.45);
+  }
+  // fixed anchors on a rectangle well outside the ring: the warp ends there
+  const x0 = Math.floor(center.x - rx * 1.18);
+  const x1 = Math.ceil(center.x + rx * 1.18);
+  const y0 = Math.floor(center.y - ry * 1.18);
+  const y1 = Math.ceil(center.y + ry * 1.18);
+  for (let k = 0; k < 5; k++) {
+    const fx = x0 + ((x1 - x0) * k) / 4;
+    const fy = y0 + ((y1 - y0) * k) / 4;
+    pts.push({ x: fx, y: y0 }, { x: fx, y: y1 });
+    weights.push(0, 0);
+    if (k > 0 && k < 4) {
+      pts.push({ x: x0, y: fy }, { x: x1, y: fy });
+      weights.push(0, 0);
+    }
+  }
+  const rest = new Float64Array(pts.length * 2);
+  pts.forEach((q, i) => {
+    rest[2 * i] = q.x;
+    rest[2 * i + 1] = q.y;
+  });
+  const headWeight = Float32Array.from(weights);
+  // Triangulated with the mouth wide open: in the photo the lips touch, and a mesh made there joins the
+  // upper lip to the lower one with thin triangles that an opening mouth stretches into streaks across
+  // the lips. Made on the open shape, no triangle spans the opening except inside it, where the inner
+  // mouth is drawn over them.
+  const open = new Float64Array(rest.length);
+  poseMesh({ rest, headWeight, frame }, open, { jawOpen: 1, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0 }, { blink: 0, headAngle: 0, headX: 0, headY: 0 }, expressiveness);
+  // and the lower lip pushed further down, so that near the corners, too, the mesh goes around the
+  // opening rather than across it; never so far that it passes the chin
+  const chinRoom = ((open[2 * 8] as number) - (open[2 * 57] as number)) * uy.x + ((open[2 * 8 + 1] as number) - (open[2 * 57 + 1] as number)) * uy.y;
+  const push = Math.max(0, Math.min(0.25 * frame.mouthWidth, chinRoom - 0.15 * frame.mouthWidth));
+  for (const i of [55, 56, 57, 58, 59, 65, 66, 67]) {
+    open[2 * i] = (open[2 * i] as number) + uy.x * push;
+    open[2 * i + 1] = (open[2 * i + 1] as number) + uy.y * push;
+  }
+  return { rest, headWeight, frame, triangles: Uint32Array.from(new Delaunator(open).triangles) };
+}

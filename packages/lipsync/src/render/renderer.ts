@@ -1,0 +1,216 @@
+import type { FacePoint } from '@avatar/core';
+import { frameKernels, type MouthI420, type WarpI420 } from '@avatar/native';
+import type { MouthPose } from '../track.js';
+import { rgbaToI420 } from './color.js';
+import { faceFrame, union } from './geometry.js';
+import type { FaceFrame } from './geometry.js';
+import { buildMesh } from './mesh.js';
+import type { FaceMesh } from './mesh.js';
+import { MOUTH_PARAM_FIELDS, drawMouthI420, drawMouthRgba, mouthOutline, mouthParams, packMouthParams } from './mouth.js';
+import { poseMesh } from './pose.js';
+import { TriangleMap } from './triangle-map.js';
+import type { Box, FrameState, RendererOptions, RgbaImage } from './types.js';
+import { warpTriangleI420 } from './warp.js';
+import { warpTriangleRgba } from './warp-rgba.js';
+
+/**
+ * Renders frames of a talking face by moving the photo's own pixels: a piecewise-affine warp over a
+ * triangulation of the 68 landmarks plus fixed anchors (mesh.ts), posed for each frame (pose.ts), an
+ * inner mouth drawn into the lip opening (mouth.ts), and blinks and head motion on the same mesh.
+ * Frames are RGBA, or I420 drawn as I420 (then no RGBA frame exists at all).
+ */
+export class FaceRenderer {
+  readonly width: number;
+  readonly height: number;
+  private readonly base: Uint8Array;
+  private readonly mesh: FaceMesh;
+  private readonly face: FaceFrame;
+  private readonly moved: Float64Array;
+  /** frames are drawn into these in turn, so a consumer may still read the last few while the next is drawn */
+  private readonly buffers: Uint8Array[];
+  /** per buffer: the region that differs from the photo */
+  private readonly dirtyOf: (Box | null)[];
+  private current = 0;
+  private out: Uint8Array;
+  private readonly expressiveness: number;
+  /** the photo as I420, when frames are drawn as I420 */
+  private readonly baseYuv: Uint8Array | null;
+  /** one triangle's affine map, reused for every triangle */
+  private readonly map = new TriangleMap();
+  /** offsets into the mesh's triangles of this frame's moving triangles (the first activeCount) */
+  private readonly active: Uint32Array;
+  /** the compiled I420 warp and inner mouth, when the native addon has them and frames are I420 */
+  private readonly nativeWarp: WarpI420 | undefined;
+  private readonly nativeMouth: MouthI420 | undefined;
+  /** the native mouth kernel's parameter block, reused every frame */
+  private readonly mouthBlock = new Float64Array(MOUTH_PARAM_FIELDS.length);
+
+  constructor(image: RgbaImage, landmarks: readonly FacePoint[], options: RendererOptions = {}) {
+    if (landmarks.length !== 68) throw new Error(`the renderer needs 68 landmarks, got ${landmarks.length}`);
+    if (image.data.length !== image.width * image.height * 4) throw new Error('image data is not width x height RGBA');
+    this.width = image.width;
+    this.height = image.height;
+    this.base = image.data;
+    const ring = Math.max(1, options.ring ?? 1);
+    if (options.pixelFormat === 'yuv420p') {
+      // Drawn as I420 directly: warping one luma and two quarter-size chroma planes moves half the
+      // samples of warping RGB, and no frame needs converting afterwards.
+      if (image.width % 2 !== 0 || image.height % 2 !== 0) throw new Error('I420 frames need even sizes');
+      const yuv = new Uint8Array((image.width * image.height * 3) / 2);
+      rgbaToI420(image.data, image.width, image.height, yuv, 0, 0, image.width - 1, image.height - 1);
+      this.baseYuv = yuv;
+      this.buffers = Array.from({ length: ring }, () => yuv.slice());
+    } else {
+      this.baseYuv = null;
+      this.buffers = Array.from({ length: ring }, () => new Uint8Array(image.data));
+    }
+    this.dirtyOf = this.buffers.map(() => null);
+    this.out = this.buffers[0] as Uint8Array;
+    this.expressiveness = options.expressiveness ?? 1;
+    this.face = faceFrame(landmarks);
+    this.mesh = buildMesh(landmarks, this.face, this.expressiveness);
+    this.moved = new Float64Array(this.mesh.rest);
+    this.active = new Uint32Array(this.mesh.triangles.length / 3);
+    const kernel = options.kernel ?? 'auto';
+    // (a chroma plane needs two samples a side for the compiled kernel's bilinear reads)
+    const built = this.baseYuv && kernel !== 'js' && this.width >= 4 && this.height >= 4 ? frameKernels() : undefined;
+    // an addon built from other sources reads another parameter block: it is not used
+    const compiled = built && built.mouthParamFields.join() === MOUTH_PARAM_FIELDS.join() ? built : undefined;
+    if (kernel === 'native' && !compiled) {
+      throw new Error(!this.baseYuv ? 'the native warp kernel draws I420 frames only'
+        : built ? 'the native addon was built from other renderer sources: rebuild it (npm run build:addon -w native)'
+        : 'the native warp kernel is not built (npm run build:addon -w native)');
+    }
+    this.nativeWarp = compiled?.warpI420;
+    this.nativeMouth = compiled?.mouthI420;
+  }
+
+  /** Which kernels draw the frames: the compiled ones of the native addon, or the TypeScript ones. */
+  get kernel(): 'native' | 'js' {
+    return this.nativeWarp ? 'native' : 'js';
+  }
+
+  /** Mouth size in pixels: the scale every mouth shape is measured against. */
+  get mouthScale(): number {
+    return this.face.mouthWidth;
+  }
+
+  /** The mesh's triangles, as corner indices in threes (the first 68 points are the landmarks). */
+  get triangles(): Uint32Array {
+    return this.mesh.triangles;
+  }
+
+  /** How many buffers frames are drawn into in turn. */
+  get ring(): number {
+    return this.buffers.length;
+  }
+
+  /**
+   * Renders one frame into the next of the renderer's own buffers and returns it. Buffers are reused in
+   * turn: the call `ring` calls later overwrites this one, so a consumer that keeps frames must copy them.
+   */
+  render(mouth: MouthPose, state: FrameState): Uint8Array {
+    this.current = (this.current + 1) % this.buffers.length;
+    this.out = this.buffers[this.current] as Uint8Array;
+    const { gap } = poseMesh(this.mesh, this.moved, mouth, state, this.expressiveness);
+    const count = this.collectMoving();
+    const now = this.movingBox(count);
+    // restore what this buffer's previous frame changed and this one may not
+    const restore = union(this.dirtyOf[this.current] ?? null, now);
+    if (restore) this.restore(restore);
+    this.warp(count);
+    if (gap > 0.25) this.drawMouth(mouth);
+    this.dirtyOf[this.current] = now;
+    return this.out;
+  }
+
+  /** Lists the triangles with a moved corner in `active` (only they change pixels) and returns their count. */
+  private collectMoving(): number {
+    const tri = this.mesh.triangles;
+    const m = this.moved;
+    const r = this.mesh.rest;
+    const active = this.active;
+    let count = 0;
+    for (let t = 0; t < tri.length; t += 3) {
+      for (let k = 0; k < 3; k++) {
+        const v = tri[t + k] as number;
+        if (Math.abs((m[2 * v] as number) - (r[2 * v] as number)) > 1e-3 || Math.abs((m[2 * v + 1] as number) - (r[2 * v + 1] as number)) > 1e-3) {
+          active[count++] = t;
+          break;
+        }
+      }
+    }
+    return count;
+  }
+
+  /** The box around the moving triangles, where they are and where they come from, a pixel wider. */
+  private movingBox(count: number): Box | null {
+    if (count === 0) return null;
+    const tri = this.mesh.triangles;
+    const m = this.moved;
+    const r = this.mesh.rest;
+    let bx0 = Infinity, by0 = Infinity, bx1 = -Infinity, by1 = -Infinity;
+    for (let n = 0; n < count; n++) {
+      const t = this.active[n] as number;
+      for (let k = 0; k < 3; k++) {
+        const v = tri[t + k] as number;
+        const mx = m[2 * v] as number, my = m[2 * v + 1] as number, rx = r[2 * v] as number, ry = r[2 * v + 1] as number;
+        bx0 = Math.min(bx0, mx, rx);
+        bx1 = Math.max(bx1, mx, rx);
+        by0 = Math.min(by0, my, ry);
+        by1 = Math.max(by1, my, ry);
+      }
+    }
+    return [Math.max(0, Math.floor(bx0) - 1), Math.max(0, Math.floor(by0) - 1), Math.min(this.width - 1, Math.ceil(bx1) + 1), Math.min(this.height - 1, Math.ceil(by1) + 1)];
+  }
+
+  /** Draws the moving triangles from the photo into the current buffer. */
+  private warp(count: number): void {
+    const tri = this.mesh.triangles;
+    const m = this.moved;
+    const r = this.mesh.rest;
+    const W = this.width;
+    const H = this.height;
+    if (this.baseYuv && this.nativeWarp) {
+      this.nativeWarp(this.baseYuv, this.out, W, H, m, r, tri, this.active, count);
+      return;
+    }
+    for (let n = 0; n < count; n++) {
+      const t = this.active[n] as number;
+      const a = tri[t] as number, b = tri[t + 1] as number, c = tri[t + 2] as number;
+      if (this.baseYuv) warpTriangleI420(this.map, m, r, a, b, c, this.baseYuv, this.out, W, H);
+      else if (this.map.set(m, r, a, b, c, 1, 0, W, H)) warpTriangleRgba(this.map, this.base, this.out, W, H);
+    }
+  }
+
+  /** Copies the photo back over a region (inclusive corners) of the current buffer. */
+  private restore([x0, y0, x1, y1]: Box): void {
+    const W = this.width;
+    const base = this.baseYuv;
+    if (!base) {
+      for (let y = y0; y <= y1; y++) {
+        const start = (y * W + x0) * 4;
+        this.out.set(this.base.subarray(start, start + (x1 - x0 + 1) * 4), start);
+      }
+      return;
+    }
+    for (let y = y0; y <= y1; y++) this.out.set(base.subarray(y * W + x0, y * W + x1 + 1), y * W + x0);
+    const half = W / 2;
+    const cx0 = x0 >> 1, cx1 = x1 >> 1;
+    for (const plane of [W * this.height, (W * this.height * 5) / 4]) {
+      for (let y = y0 >> 1; y <= y1 >> 1; y++) {
+        const start = plane + y * half;
+        this.out.set(base.subarray(start + cx0, start + cx1 + 1), start + cx0);
+      }
+    }
+  }
+
+  /** Draws the inside of the open mouth into the opening between the inner lips. */
+  private drawMouth(mouth: MouthPose): void {
+    const outline = mouthOutline(this.moved);
+    const params = mouthParams(this.moved, outline, this.face, mouth, this.width, this.height);
+    if (this.baseYuv && this.nativeMouth) this.nativeMouth(this.out, this.width, this.height, outline, packMouthParams(params, this.mouthBlock));
+    else if (this.baseYuv) drawMouthI420(this.out, this.width, this.height, outline, params);
+    else drawMouthRgba(this.out, this.width, outline, params);
+  }
+}
