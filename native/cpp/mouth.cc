@@ -14,51 +14,126 @@ namespace {
 // JavaScript's conversion of a number to an unsigned byte: truncation, then modulo 256.
 inline uint8_t ToByte(double v) { return static_cast<uint8_t>(static_cast<int32_t>(v)); }
 
+constexpr double kToothEnds[6] = {0.185, 0.328, 0.491, 0.642, 0.784, 1};
+constexpr double kToothReach[6] = {1, 0.86, 0.95, 0.8, 0.74, 0.66};
+
+inline double Clamp01(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+inline double Clamp255(double v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
+inline double Bump(double t) {
+  const double a = t < 0 ? -t : t;
+  if (a >= 1) return 0;
+  const double q = 1 - a * a;
+  return q * q;
+}
+
+// grainAt: the same 32-bit integer hash as JavaScript's Math.imul arithmetic.
+inline double GrainAt(int x, int y) {
+  uint32_t h = static_cast<uint32_t>(x) * 374761393u + static_cast<uint32_t>(y) * 668265263u;
+  h = (h ^ (h >> 13)) * 1274126177u;
+  h ^= h >> 16;
+  return static_cast<double>(h & 0xffff) / 32768 - 1;
+}
+
+struct Tooth {
+  double cover, shade, edge;
+};
+
+// toothAt
+inline void ToothAt(const MouthParams& p, double along, double reach, double length, Tooth& out) {
+  const double a = Clamp01((along < 0 ? -along : along) / p.archHalf);
+  const double a4 = a * a * a * a;
+  const double s = a * (0.72 + 0.28 * a4);
+  int j = 0;
+  while (j < 5 && s >= kToothEnds[j]) j++;
+  const double lo = j == 0 ? 0 : kToothEnds[j - 1];
+  const double hi = kToothEnds[j];
+  const double u = (s - lo) / (hi - lo);
+  const double widthPx = ((hi - lo) * p.archHalf) / (0.72 + 1.4 * a4);
+  const double fromSide = (u < 0.5 ? u : 1 - u) * widthPx;
+  const double toothLength = length * kToothReach[j];
+  const double radius = std::min(0.22 * widthPx, 0.25 * toothLength);
+  double edge = toothLength;
+  if (fromSide < radius) {
+    const double k = radius - fromSide;
+    edge = toothLength - (radius - std::sqrt(radius * radius - k * k));
+  }
+  out.edge = edge;
+  out.cover = Clamp01((edge - reach) / (1.2 * p.softness) + 0.5);
+  const double g = Clamp01(reach / (0.22 * toothLength + 1));
+  const double gum = 0.62 + 0.38 * g * (2 - g);
+  const double back = 1 - 0.45 * s * s - 0.15 * s * s * s * s;
+  const double round = 0.95 + 0.05 * (1 - (2 * u - 1) * (2 * u - 1));
+  const double between = 1 - 0.12 * Bump(fromSide / (0.6 + 0.6 * p.softness));
+  const double shine = 0.08 * Bump((reach - 0.35 * toothLength) / (0.22 * toothLength + 1)) * Bump((2 * u - 1) / 0.8) * (1 - s);
+  out.shade = gum * back * round * between + shine;
+}
+
 struct Shade {
   double r, g, b;
 };
 
-// The colour inside the mouth at (x, y), d pixels inside the outline (shadeMouth).
-inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, Shade& out) {
+// shadeMouth: the colour inside the mouth at (x, y), d pixels inside the outline, whose column spans
+// top to bottom there.
+inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double top, double bottom, Shade& out) {
   const double x = xi, y = yi;
-  const double height = p.gapHeight;
   const double along = (x - p.centerX) * p.uxx + (y - p.top) * p.uxy;
   const double down = (x - p.centerX) * p.uyx + (y - p.top) * p.uyy;
-  const double side = std::min(1.0, std::fabs(along) / (p.mouthW / 2));
-  const double depth = std::min(1.0, std::max(0.0, d / 3));
-  double cr = 70 - 35 * depth - 20 * side;
-  double cg = 24 - 12 * depth - 8 * side;
-  double cb = 28 - 12 * depth - 8 * side;
-  const double bottomDist = p.bottom - y;
-  if (height > 0.22 * p.mouthWidth && bottomDist < height * 0.45) {
-    const double tz = 1 - std::min(1.0, std::fabs(along) / (p.mouthW * 0.32));
-    const double tt = std::min(1.0, (height * 0.45 - bottomDist) / (height * 0.3)) * tz;
-    cr += (150 - cr) * tt * 0.8;
-    cg += (62 - cg) * tt * 0.8;
-    cb += (70 - cb) * tt * 0.8;
+  const double side = std::min(1.0, (along < 0 ? -along : along) / (p.mouthW / 2));
+  const double fromBottom = p.bottom - y;
+  const double v = Clamp01((y - top) / (bottom - top + 1));
+  const double deep = (1 - side * side) * 4 * v * (1 - v);
+  const double k = 1 - 0.72 * deep - 0.3 * side * side;
+  double cr = p.cavityR * k, cg = p.cavityG * k, cb = p.cavityB * k;
+  if (p.tongue > 0) {
+    const double q = along / (0.45 * p.mouthW);
+    const double rise = 0.4 * p.gapHeight * p.tongue * (1 - q * q);
+    if (rise > 0) {
+      const double cover = Clamp01((rise - fromBottom) / (2 * p.softness + 0.08 * rise) + 0.5);
+      const double lit = (0.35 + 0.4 * Clamp01(1 - fromBottom / (rise + 1))) * (1 - 0.35 * q * q);
+      cr += (p.tongueR * lit - cr) * cover;
+      cg += (p.tongueG * lit - cg) * cover;
+      cb += (p.tongueB * lit - cb) * cover;
+    }
   }
-  if (down >= -1 && down < p.teethH) {
-    const double edge = 1 - std::max(0.0, (down - p.teethH * 0.7) / (p.teethH * 0.3 + 1e-6)) * 0.3;
-    const double gum = std::min(1.0, std::max(0.0, down + 1) / (p.teethH * 0.25 + 1));
-    const double shade = (1 - 0.6 * side * side) * edge * (0.7 + 0.3 * gum);
-    const double gapLine = std::fabs(std::fmod(along / p.toothPitch + 100.5, 1.0) - 0.5) < 0.07 ? 0.86 : 1;
-    const double k = shade * gapLine;
-    cr = 232 * k;
-    cg = 218 * k;
-    cb = 192 * k;
-  } else if (p.lowerTeethH > 0.5 && bottomDist >= 0 && bottomDist < p.lowerTeethH) {
-    const double shade = (1 - 0.6 * side * side) * 0.75;
-    cr = 222 * shade;
-    cg = 212 * shade;
-    cb = 194 * shade;
+  Tooth tooth{0, 0, 0};
+  double edge = 0;
+  if (p.teethH > 0) {
+    ToothAt(p, along, down, p.teethH, tooth);
+    edge = tooth.edge;
   }
-  const double rim = std::max(0.0, 1 - d / 1.6) * 0.35;
-  out.r = cr * (1 - rim);
-  out.g = cg * (1 - rim);
-  out.b = cb * (1 - rim);
+  const double below = down - edge;
+  if (below > 0) {
+    const double shadow = 1 - 0.45 * Bump(below / (0.3 * p.gapHeight + 1));
+    cr *= shadow;
+    cg *= shadow;
+    cb *= shadow;
+  }
+  if (p.lowerTeethH > 0.5 && fromBottom > -1) {
+    ToothAt(p, along * 1.12, fromBottom, p.lowerTeethH * (1 - side * side), tooth);
+    const double lit = tooth.shade * 0.6;
+    cr += (p.teethR * lit - cr) * tooth.cover;
+    cg += (p.teethG * lit - cg) * tooth.cover;
+    cb += (p.teethB * lit - cb) * tooth.cover;
+  }
+  if (p.teethH > 0) {
+    ToothAt(p, along, down, p.teethH, tooth);
+    const double clear = Clamp01((down - 0.82 * tooth.edge) / (0.18 * tooth.edge + 0.5));
+    const double lit = tooth.shade * (1 - 0.25 * clear);
+    cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * tooth.cover;
+    cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * tooth.cover;
+    cb += (p.teethB * lit - cb) * tooth.cover;
+  }
+  const double rim = 1 - 0.35 * Clamp01(1 - d / (1.2 + p.softness));
+  const double noise = p.grain * 0.9 * GrainAt(xi, yi);
+  out.r = Clamp255(cr * rim + noise);
+  out.g = Clamp255(cg * rim + noise);
+  out.b = Clamp255(cb * rim + noise);
 }
 
-inline double Coverage(double d) { return d >= 0.7 ? 1 : d <= -0.7 ? 0 : (d + 0.7) / 1.4; }
+inline double Coverage(double d, double softness) {
+  const double w = softness * 0.8 < 0.7 ? 0.7 : softness * 0.8;
+  return d >= w ? 1 : d <= -w ? 0 : (d + w) / (2 * w);
+}
 
 }  // namespace
 
@@ -70,15 +145,17 @@ void MouthI420(const MouthFrame& f) {
   const int cw = cx1 - cx0 + 1;
   std::vector<double> chroma(static_cast<size_t>(3) * cw * (cy1 - cy0 + 1), 0.0);
   OutlineRows rows(f.outline, f.points);
+  std::vector<double> tops(static_cast<size_t>(x1 - x0 + 1)), bottoms(static_cast<size_t>(x1 - x0 + 1));
+  ColumnSpans(f.outline, f.points, x0, x1, p.top, p.bottom, tops.data(), bottoms.data());
   uint8_t* out = f.dst;
   Shade c{0, 0, 0};
   for (int y = y0; y <= y1; y++) {
     rows.Row(y);
     for (int x = x0; x <= x1; x++) {
       const double d = rows.Distance(x);
-      const double alpha = Coverage(d);
+      const double alpha = Coverage(d, p.softness);
       if (alpha <= 0) continue;
-      ShadeMouth(p, x, y, d, c);
+      ShadeMouth(p, x, y, d, tops[x - x0], bottoms[x - x0], c);
       const double cr = c.r, cg = c.g, cb = c.b;
       const size_t o = static_cast<size_t>(y) * W + x;
       out[o] = ToByte(out[o] * (1 - alpha) + (16 + (47 * cr + 157 * cg + 16 * cb) / 256) * alpha + 0.5);

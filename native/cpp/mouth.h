@@ -11,8 +11,10 @@ namespace avatar {
 #define AVATAR_MOUTH_PARAMS(X) \
   X(x0) X(x1) X(y0) X(y1) \
   X(centerX) X(top) X(bottom) X(gapHeight) X(mouthW) \
-  X(teethH) X(lowerTeethH) X(toothPitch) \
-  X(mouthWidth) X(uxx) X(uxy) X(uyx) X(uyy)
+  X(teethH) X(lowerTeethH) X(archHalf) \
+  X(mouthWidth) X(uxx) X(uxy) X(uyx) X(uyy) \
+  X(teethR) X(teethG) X(teethB) X(cavityR) X(cavityG) X(cavityB) X(tongueR) X(tongueG) X(tongueB) X(tongue) \
+  X(softness) X(grain)
 
 struct MouthParams {
 #define AVATAR_FIELD(name) double name;

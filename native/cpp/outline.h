@@ -67,4 +67,23 @@ class OutlineRows {
   int y_ = 0;
 };
 
+// columnSpans: per column x0..x1, the outline's topmost and lowest crossing, or the fallbacks.
+inline void ColumnSpans(const double* poly, size_t n, int x0, int x1, double fallbackTop, double fallbackBottom, double* tops, double* bottoms) {
+  for (int xi = x0; xi <= x1; xi++) {
+    const double x = xi;
+    double top = INFINITY;
+    double bottom = -INFINITY;
+    for (size_t i = 0, j = n - 1; i < n; j = i++) {
+      const double ax = poly[2 * i], ay = poly[2 * i + 1], bx = poly[2 * j], by = poly[2 * j + 1];
+      if ((ax > x) != (bx > x)) {
+        const double y = ay + ((by - ay) * (x - ax)) / (bx - ax);
+        if (y < top) top = y;
+        if (y > bottom) bottom = y;
+      }
+    }
+    tops[xi - x0] = top <= bottom ? top : fallbackTop;
+    bottoms[xi - x0] = top <= bottom ? bottom : fallbackBottom;
+  }
+}
+
 }  // namespace avatar

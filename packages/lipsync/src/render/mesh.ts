@@ -1,23 +1,57 @@
 import Delaunator from 'delaunator';
 import type { FacePoint } from '@avatar/core';
 import type { FaceFrame, Vec } from './geometry.js';
-import { poseMesh } from './pose.js';
-import type { PoseBase } from './pose.js';
+import { placeCurve, poseMesh } from './pose.js';
+import type { Curve, PoseBase } from './pose.js';
 
 /**
- * The control points of the warp and their triangulation: the 68 landmarks, points that hold the brow
- * and cheeks still during a blink, a ring around the head that follows it halfway, and anchors on a
- * rectangle that never move, so every pixel outside it is the photo's, frame after frame.
+ * The control points of the warp and their triangulation: the 68 landmarks, points on smooth curves
+ * between the lips' landmarks, the bite line's two sides when the photo shows teeth, points that hold
+ * the brow and cheeks still during a blink, a ring around the head that follows it halfway, and anchors
+ * on a rectangle that never move, so every pixel outside it is the photo's, frame after frame.
  */
 export interface FaceMesh extends PoseBase {
   readonly triangles: Uint32Array;
+  /**
+   * The opening drawn into: a closed curve through the inner lips (60-67), or, when the photo shows
+   * teeth, through the corners and the bite line's two sides, so the photo's teeth stay on either side.
+   */
+  readonly opening: Curve;
 }
 
-export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, expressiveness: number): FaceMesh {
+/** Points between two landmarks of a lip outline: the warp then bends the lips along curves, not corners. */
+const INNER_LIP_STEPS = 4;
+const OUTER_LIP_STEPS = 2;
+
+export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, expressiveness: number, bite: readonly FacePoint[] | null = null): FaceMesh {
   const p = (i: number): FacePoint => landmarks[i] as FacePoint;
   const { ux, uy, iod, center, radius } = frame;
   const pts: Vec[] = landmarks.map((q) => ({ x: q.x, y: q.y }));
   const weights: number[] = landmarks.map(() => 1);
+  // the bite line, twice: its upper side stays with the skull (the upper teeth), its lower side moves
+  // with the jaw (the lower teeth or lip)
+  let biteUpper: number[] | null = null;
+  let biteLower: number[] | null = null;
+  if (bite) {
+    biteUpper = bite.map((q) => pts.push({ x: q.x, y: q.y }) - 1);
+    biteLower = bite.map((q) => pts.push({ x: q.x, y: q.y }) - 1);
+    for (let k = 0; k < 6; k++) weights.push(1);
+  }
+  const curves: Curve[] = [];
+  const addCurve = (controls: readonly number[], steps: number): Curve => {
+    const curve = { controls, steps, first: pts.length };
+    for (let k = 0; k < controls.length * (steps - 1); k++) {
+      pts.push({ x: 0, y: 0 });
+      weights.push(1);
+    }
+    curves.push(curve);
+    return curve;
+  };
+  addCurve([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59], OUTER_LIP_STEPS);
+  const lips = addCurve([60, 61, 62, 63, 64, 65, 66, 67], INNER_LIP_STEPS);
+  const opening = biteUpper && biteLower
+    ? addCurve([60, ...biteUpper, 64, ...[...biteLower].reverse()], INNER_LIP_STEPS)
+    : lips;
   // the forehead moves with the head: points above the brows
   for (const i of [17, 19, 21, 22, 24, 26]) {
     pts.push({ x: p(i).x - uy.x * iod * 0.7, y: p(i).y - uy.y * iod * 0.7 });
@@ -70,20 +104,23 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
     rest[2 * i] = q.x;
     rest[2 * i + 1] = q.y;
   });
+  for (const curve of curves) placeCurve(rest, curve);
   const headWeight = Float32Array.from(weights);
+  const base: PoseBase = { rest, headWeight, frame, curves, bite: biteUpper && biteLower ? { upper: biteUpper, lower: biteLower } : null };
   // Triangulated with the mouth wide open: in the photo the lips touch, and a mesh made there joins the
   // upper lip to the lower one with thin triangles that an opening mouth stretches into streaks across
   // the lips. Made on the open shape, no triangle spans the opening except inside it, where the inner
   // mouth is drawn over them.
   const open = new Float64Array(rest.length);
-  poseMesh({ rest, headWeight, frame }, open, { jawOpen: 1, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0 }, { blink: 0, headAngle: 0, headX: 0, headY: 0 }, expressiveness);
+  poseMesh(base, open, { jawOpen: 1, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0 }, { blink: 0, headAngle: 0, headX: 0, headY: 0 }, expressiveness);
   // and the lower lip pushed further down, so that near the corners, too, the mesh goes around the
   // opening rather than across it; never so far that it passes the chin
   const chinRoom = ((open[2 * 8] as number) - (open[2 * 57] as number)) * uy.x + ((open[2 * 8 + 1] as number) - (open[2 * 57 + 1] as number)) * uy.y;
   const push = Math.max(0, Math.min(0.25 * frame.mouthWidth, chinRoom - 0.15 * frame.mouthWidth));
-  for (const i of [55, 56, 57, 58, 59, 65, 66, 67]) {
+  for (const i of [55, 56, 57, 58, 59, 65, 66, 67, ...(biteLower ?? [])]) {
     open[2 * i] = (open[2 * i] as number) + uy.x * push;
     open[2 * i + 1] = (open[2 * i + 1] as number) + uy.y * push;
   }
-  return { rest, headWeight, frame, triangles: Uint32Array.from(new Delaunator(open).triangles) };
+  for (const curve of curves) placeCurve(open, curve);
+  return { ...base, opening, triangles: Uint32Array.from(new Delaunator(open).triangles) };
 }

@@ -1,5 +1,7 @@
-import { OutlineRows } from './outline.js';
-import type { FaceFrame, Vec } from './geometry.js';
+import { OutlineRows, columnSpans } from './outline.js';
+import type { FaceFrame } from './geometry.js';
+import type { Curve } from './pose.js';
+import type { MouthAppearance } from './appearance.js';
 import type { MouthPose } from '../track.js';
 
 // The inner mouth: the cavity, teeth and tongue drawn into the lip opening. Its compiled twin is
@@ -12,12 +14,17 @@ import type { MouthPose } from '../track.js';
 export const MOUTH_PARAM_FIELDS = [
   // the box drawn in: whole pixels inside the frame, inclusive
   'x0', 'x1', 'y0', 'y1',
-  // the opening's middle column, the inner lips' top and bottom there, and the opening's height and width
+  // the opening's middle column, its top and bottom there, and its height and width
   'centerX', 'top', 'bottom', 'gapHeight', 'mouthW',
-  // how far the upper and lower teeth reach into the opening, and one tooth's width
-  'teethH', 'lowerTeethH', 'toothPitch',
+  // how far the drawn upper and lower teeth reach into the opening (0: none drawn, the photo's own show),
+  // and half the width of the teeth's arch as seen from the front
+  'teethH', 'lowerTeethH', 'archHalf',
   // the mouth's width at rest (corner to corner), and the face's axes (along the eyes, down the face)
   'mouthWidth', 'uxx', 'uxy', 'uyx', 'uyy',
+  // colours in the photo's light: teeth, the cavity near the lips, the tongue; how much tongue shows
+  'teethR', 'teethG', 'teethB', 'cavityR', 'cavityG', 'cavityB', 'tongueR', 'tongueG', 'tongueB', 'tongue',
+  // the photo's edge blur (sigma, pixels) and grain (levels) around the mouth
+  'softness', 'grain',
 ] as const;
 
 export type MouthParams = Record<(typeof MOUTH_PARAM_FIELDS)[number], number>;
@@ -30,28 +37,8 @@ export function packMouthParams(params: MouthParams, block: Float64Array = new F
   return block;
 }
 
-/**
- * The opening's outline: a closed Catmull-Rom spline through the eight inner-lip landmarks (60-67),
- * as x, y pairs. Lips are curves; the landmarks alone make an octagon.
- */
-export function mouthOutline(moved: Float64Array): Float64Array {
-  const corners: Vec[] = [];
-  for (let i = 60; i <= 67; i++) corners.push({ x: moved[2 * i] as number, y: moved[2 * i + 1] as number });
-  const out = new Float64Array(8 * 4 * 2);
-  let n = 0;
-  for (let i = 0; i < 8; i++) {
-    const p0 = corners[(i + 7) % 8] as Vec, p1 = corners[i] as Vec, p2 = corners[(i + 1) % 8] as Vec, p3 = corners[(i + 2) % 8] as Vec;
-    for (let k = 0; k < 4; k++) {
-      const t = k / 4, t2 = t * t, t3 = t2 * t;
-      out[n++] = 0.5 * (2 * p1.x + (-p0.x + p2.x) * t + (2 * p0.x - 5 * p1.x + 4 * p2.x - p3.x) * t2 + (-p0.x + 3 * p1.x - 3 * p2.x + p3.x) * t3);
-      out[n++] = 0.5 * (2 * p1.y + (-p0.y + p2.y) * t + (2 * p0.y - 5 * p1.y + 4 * p2.y - p3.y) * t2 + (-p0.y + 3 * p1.y - 3 * p2.y + p3.y) * t3);
-    }
-  }
-  return out;
-}
-
 /** This frame's mouth figures, from the posed control points (`moved`) and the opening's outline. */
-export function mouthParams(moved: Float64Array, outline: Float64Array, face: FaceFrame, mouth: MouthPose, W: number, H: number): MouthParams {
+export function mouthParams(moved: Float64Array, opening: Curve, outline: Float64Array, face: FaceFrame, look: MouthAppearance, mouth: MouthPose, W: number, H: number): MouthParams {
   let minX = Infinity, maxX = -Infinity, minY = Infinity, maxY = -Infinity;
   for (let i = 0; i < outline.length; i += 2) {
     const x = outline[i] as number, y = outline[i + 1] as number;
@@ -62,9 +49,11 @@ export function mouthParams(moved: Float64Array, outline: Float64Array, face: Fa
   }
   const mouthWidth = face.mouthWidth;
   // face-aligned coordinates of the upper and lower inner lip at the mouth's middle
-  const top = moved[2 * 62 + 1] as number;
-  const bottom = moved[2 * 66 + 1] as number;
+  const top = moved[2 * (opening.controls[2] as number) + 1] as number;
+  const bottom = moved[2 * (opening.controls[6] as number) + 1] as number;
   const gapHeight = Math.max(1, bottom - top);
+  // the photo's own teeth, when it shows them, stay where they are: none are drawn
+  const drawTeeth = look.bite === null;
   return {
     x0: Math.max(0, Math.floor(minX) - 1),
     x1: Math.min(W - 1, Math.ceil(maxX) + 1),
@@ -75,14 +64,27 @@ export function mouthParams(moved: Float64Array, outline: Float64Array, face: Fa
     bottom,
     gapHeight,
     mouthW: Math.max(1, maxX - minX),
-    teethH: Math.min(gapHeight * 0.55, 0.17 * mouthWidth) * Math.min(1, 0.35 + 1.1 * Math.max(mouth.teethVisible, mouth.lipToTeeth)),
-    lowerTeethH: Math.max(0, Math.min(gapHeight * 0.18, 0.07 * mouthWidth) * Math.min(1, gapHeight / (0.35 * mouthWidth) - 0.6)),
-    toothPitch: mouthWidth / 8.5,
+    teethH: drawTeeth ? Math.min(gapHeight * 0.6, 0.2 * mouthWidth) * Math.min(1, 0.35 + 1.1 * Math.max(mouth.teethVisible, mouth.lipToTeeth)) : 0,
+    lowerTeethH: drawTeeth ? Math.max(0, Math.min(gapHeight * 0.2, 0.07 * mouthWidth) * Math.min(1, gapHeight / (0.3 * mouthWidth) - 0.6)) : 0,
+    // the last teeth vanish into the corners
+    archHalf: 0.47 * mouthWidth,
     mouthWidth,
     uxx: face.ux.x,
     uxy: face.ux.y,
     uyx: face.uy.x,
     uyy: face.uy.y,
+    teethR: look.teeth.r,
+    teethG: look.teeth.g,
+    teethB: look.teeth.b,
+    cavityR: look.cavity.r,
+    cavityG: look.cavity.g,
+    cavityB: look.cavity.b,
+    tongueR: look.tongue.r,
+    tongueG: look.tongue.g,
+    tongueB: look.tongue.b,
+    tongue: Math.max(0, Math.min(1, gapHeight / (0.14 * mouthWidth) - 0.6)),
+    softness: look.softness,
+    grain: look.grain,
   };
 }
 
@@ -93,64 +95,171 @@ interface Shade {
   b: number;
 }
 
-/** The colour inside the mouth at (x, y), `d` pixels inside the outline. */
-function shadeMouth(p: MouthParams, x: number, y: number, d: number, out: Shade): void {
-  const height = p.gapHeight;
-  // position inside the mouth, in the face's own frame
-  const along = (x - p.centerX) * p.uxx + (y - p.top) * p.uxy;
-  const down = (x - p.centerX) * p.uyx + (y - p.top) * p.uyy;
-  const side = Math.min(1, Math.abs(along) / (p.mouthW / 2));
-  const depth = Math.min(1, Math.max(0, d / 3));
-  // the cavity: dark red, darker toward the back and the corners
-  let cr = 70 - 35 * depth - 20 * side;
-  let cg = 24 - 12 * depth - 8 * side;
-  let cb = 28 - 12 * depth - 8 * side;
-  const bottomDist = p.bottom - y;
-  if (height > 0.22 * p.mouthWidth && bottomDist < height * 0.45) {
-    // tongue: a soft reddish mound at the bottom middle
-    const tz = 1 - Math.min(1, Math.abs(along) / (p.mouthW * 0.32));
-    const tt = Math.min(1, (height * 0.45 - bottomDist) / (height * 0.3)) * tz;
-    cr += (150 - cr) * tt * 0.8;
-    cg += (62 - cg) * tt * 0.8;
-    cb += (70 - cb) * tt * 0.8;
-  }
-  if (down >= -1 && down < p.teethH) {
-    // upper teeth: off-white, shaded toward the corners and the biting edge, faint gaps between teeth
-    const edge = 1 - Math.max(0, (down - p.teethH * 0.7) / (p.teethH * 0.3 + 1e-6)) * 0.3;
-    const gum = Math.min(1, Math.max(0, down + 1) / (p.teethH * 0.25 + 1));
-    const shade = (1 - 0.6 * side * side) * edge * (0.7 + 0.3 * gum);
-    const gapLine = Math.abs(((along / p.toothPitch + 100.5) % 1) - 0.5) < 0.07 ? 0.86 : 1;
-    const k = shade * gapLine;
-    cr = 232 * k;
-    cg = 218 * k;
-    cb = 192 * k;
-  } else if (p.lowerTeethH > 0.5 && bottomDist >= 0 && bottomDist < p.lowerTeethH) {
-    const shade = (1 - 0.6 * side * side) * 0.75;
-    cr = 222 * shade;
-    cg = 212 * shade;
-    cb = 194 * shade;
-  }
-  // a shadow just inside the lips
-  const rim = Math.max(0, 1 - d / 1.6) * 0.35;
-  out.r = cr * (1 - rim);
-  out.g = cg * (1 - rim);
-  out.b = cb * (1 - rim);
+/**
+ * Where each tooth of one side ends, from the middle outward, as a share of the arch from the midline to
+ * the last tooth seen: the widths of human upper teeth (central incisor 8.6 mm, lateral 6.6, canine 7.6,
+ * premolars 7.0 and 6.6, first molar 10).
+ */
+const TOOTH_ENDS = [0.185, 0.328, 0.491, 0.642, 0.784, 1];
+/** How far each tooth reaches below the gum, as a share of the central incisor's reach. */
+const TOOTH_REACH = [1, 0.86, 0.95, 0.8, 0.74, 0.66];
+
+const clamp01 = (v: number): number => (v < 0 ? 0 : v > 1 ? 1 : v);
+const clamp255 = (v: number): number => (v < 0 ? 0 : v > 255 ? 255 : v);
+/** A smooth bump: 1 at 0, falling to 0 at |t| = 1 and beyond. */
+const bump = (t: number): number => {
+  const a = t < 0 ? -t : t;
+  if (a >= 1) return 0;
+  const q = 1 - a * a;
+  return q * q;
+};
+
+/**
+ * Film-like grain: a fixed pseudo-random value in -1..1 per pixel (integer hashing, the same in the native
+ * kernel), so the drawn mouth carries the photo's noise instead of looking smoother than the lips.
+ */
+function grainAt(x: number, y: number): number {
+  let h = (Math.imul(x, 374761393) + Math.imul(y, 668265263)) | 0;
+  h = Math.imul(h ^ (h >>> 13), 1274126177);
+  h ^= h >>> 16;
+  return (h & 0xffff) / 32768 - 1;
 }
 
-/** Coverage of a pixel `d` pixels inside the outline: its edge blends into the lips over about a pixel. */
-const coverage = (d: number): number => (d >= 0.7 ? 1 : d <= -0.7 ? 0 : (d + 0.7) / 1.4);
+/**
+ * One tooth row (upper or lower) at `along` pixels from the middle and `reach` pixels from the gum, of
+ * teeth reaching `length` pixels at the middle: its coverage (0 past the biting edge) and shading.
+ */
+function toothAt(p: MouthParams, along: number, reach: number, length: number, out: { cover: number; shade: number; edge: number }): void {
+  // where on the arch: seen from the front, the teeth narrow toward the corners as the arch turns away
+  const a = clamp01((along < 0 ? -along : along) / p.archHalf);
+  const a4 = a * a * a * a;
+  const s = a * (0.72 + 0.28 * a4);
+  let j = 0;
+  while (j < 5 && s >= (TOOTH_ENDS[j] as number)) j++;
+  const lo = j === 0 ? 0 : (TOOTH_ENDS[j - 1] as number);
+  const hi = TOOTH_ENDS[j] as number;
+  const u = (s - lo) / (hi - lo);
+  // the tooth's width on screen, and this pixel's distance from its nearer side
+  const widthPx = ((hi - lo) * p.archHalf) / (0.72 + 1.4 * a4);
+  const fromSide = (u < 0.5 ? u : 1 - u) * widthPx;
+  // the biting edge, its corners rounded
+  const toothLength = length * (TOOTH_REACH[j] as number);
+  const radius = Math.min(0.22 * widthPx, 0.25 * toothLength);
+  let edge = toothLength;
+  if (fromSide < radius) {
+    const k = radius - fromSide;
+    edge = toothLength - (radius - Math.sqrt(radius * radius - k * k));
+  }
+  out.edge = edge;
+  out.cover = clamp01((edge - reach) / (1.2 * p.softness) + 0.5);
+  // shading: the gum's shadow, darker toward the back, each tooth rounded, a soft line between teeth,
+  // a faint highlight on the front teeth, and a greyer, translucent biting edge
+  const g = clamp01(reach / (0.22 * toothLength + 1));
+  const gum = 0.62 + 0.38 * g * (2 - g);
+  const back = 1 - 0.45 * s * s - 0.15 * s * s * s * s;
+  const round = 0.95 + 0.05 * (1 - (2 * u - 1) * (2 * u - 1));
+  const between = 1 - 0.12 * bump(fromSide / (0.6 + 0.6 * p.softness));
+  const shine = 0.08 * bump((reach - 0.35 * toothLength) / (0.22 * toothLength + 1)) * bump((2 * u - 1) / 0.8) * (1 - s);
+  out.shade = gum * back * round * between + shine;
+}
+
+/** The mouth's colour at one pixel, set by shadeMouth. */
+interface Shade {
+  r: number;
+  g: number;
+  b: number;
+}
+
+const tooth = { cover: 0, shade: 0, edge: 0 };
+
+/**
+ * The colour inside the mouth at (x, y), `d` pixels inside the outline, whose column spans `top` to
+ * `bottom` there.
+ */
+function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number, bottom: number, out: Shade): void {
+  // across the mouth in the face's own frame; down from the opening's upper edge in this column
+  // (teeth and tongue hang from the middle of the opening along the face's axes, so the lips cover them
+  // toward the corners; the cavity's shading follows this column's own edges)
+  const along = (x - p.centerX) * p.uxx + (y - p.top) * p.uxy;
+  const down = (x - p.centerX) * p.uyx + (y - p.top) * p.uyy;
+  const side = Math.min(1, (along < 0 ? -along : along) / (p.mouthW / 2));
+  const fromBottom = p.bottom - y;
+  // the cavity: the photo's lip colour darkened, darkest in the middle of the opening (the throat) and
+  // toward the corners
+  const v = clamp01((y - top) / (bottom - top + 1));
+  const deep = (1 - side * side) * 4 * v * (1 - v);
+  const k = 1 - 0.72 * deep - 0.3 * side * side;
+  let cr = p.cavityR * k, cg = p.cavityG * k, cb = p.cavityB * k;
+  // the tongue: a mound rising from behind the lower lip, lit at the front, darker toward its sides
+  if (p.tongue > 0) {
+    const q = along / (0.45 * p.mouthW);
+    const rise = 0.4 * p.gapHeight * p.tongue * (1 - q * q);
+    if (rise > 0) {
+      // its far edge lies deep in the mouth: softer than the photo's edges
+      const cover = clamp01((rise - fromBottom) / (2 * p.softness + 0.08 * rise) + 0.5);
+      const lit = (0.35 + 0.4 * clamp01(1 - fromBottom / (rise + 1))) * (1 - 0.35 * q * q);
+      cr += (p.tongueR * lit - cr) * cover;
+      cg += (p.tongueG * lit - cg) * cover;
+      cb += (p.tongueB * lit - cb) * cover;
+    }
+  }
+  // the upper teeth (drawn, or the photo's own above the opening) shade what lies just below them
+  let edge = 0;
+  if (p.teethH > 0) {
+    toothAt(p, along, down, p.teethH, tooth);
+    edge = tooth.edge;
+  }
+  const below = down - edge;
+  if (below > 0) {
+    const shadow = 1 - 0.45 * bump(below / (0.3 * p.gapHeight + 1));
+    cr *= shadow;
+    cg *= shadow;
+    cb *= shadow;
+  }
+  if (p.lowerTeethH > 0.5 && fromBottom > -1) {
+    toothAt(p, along * 1.12, fromBottom, p.lowerTeethH * (1 - side * side), tooth);
+    const lit = tooth.shade * 0.6;
+    cr += (p.teethR * lit - cr) * tooth.cover;
+    cg += (p.teethG * lit - cg) * tooth.cover;
+    cb += (p.teethB * lit - cb) * tooth.cover;
+  }
+  if (p.teethH > 0) {
+    toothAt(p, along, down, p.teethH, tooth);
+    // the last sixth of a tooth's length is thinner and lets the dark through: greyer, a little blue
+    const clear = clamp01((down - 0.82 * tooth.edge) / (0.18 * tooth.edge + 0.5));
+    const lit = tooth.shade * (1 - 0.25 * clear);
+    cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * tooth.cover;
+    cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * tooth.cover;
+    cb += (p.teethB * lit - cb) * tooth.cover;
+  }
+  // a shadow just inside the lips, and the photo's grain
+  const rim = 1 - 0.35 * clamp01(1 - d / (1.2 + p.softness));
+  const noise = p.grain * 0.9 * grainAt(x, y);
+  out.r = clamp255(cr * rim + noise);
+  out.g = clamp255(cg * rim + noise);
+  out.b = clamp255(cb * rim + noise);
+}
+
+/** Coverage of a pixel `d` pixels inside the outline: its edge blends into the lips as softly as the photo's edges. */
+const coverage = (d: number, softness: number): number => {
+  const w = softness * 0.8 < 0.7 ? 0.7 : softness * 0.8;
+  return d >= w ? 1 : d <= -w ? 0 : (d + w) / (2 * w);
+};
 
 /** Draws the mouth into an RGBA frame. */
 export function drawMouthRgba(out: Uint8Array, W: number, outline: Float64Array, p: MouthParams): void {
   const rows = new OutlineRows(outline);
+  const tops = new Float64Array(p.x1 - p.x0 + 1);
+  const bottoms = new Float64Array(p.x1 - p.x0 + 1);
+  columnSpans(outline, p.x0, p.x1, p.top, p.bottom, tops, bottoms);
   const c: Shade = { r: 0, g: 0, b: 0 };
   for (let y = p.y0; y <= p.y1; y++) {
     rows.row(y);
     for (let x = p.x0; x <= p.x1; x++) {
       const d = rows.distance(x);
-      const alpha = coverage(d);
+      const alpha = coverage(d, p.softness);
       if (alpha <= 0) continue;
-      shadeMouth(p, x, y, d, c);
+      shadeMouth(p, x, y, d, tops[x - p.x0] as number, bottoms[x - p.x0] as number, c);
       const o = (y * W + x) * 4;
       out[o] = (out[o] as number) * (1 - alpha) + c.r * alpha + 0.5;
       out[o + 1] = (out[o + 1] as number) * (1 - alpha) + c.g * alpha + 0.5;
@@ -169,14 +278,17 @@ export function drawMouthI420(out: Uint8Array, W: number, H: number, outline: Fl
   const cw = cx1 - cx0 + 1;
   const chroma = new Float64Array(3 * cw * (cy1 - cy0 + 1));
   const rows = new OutlineRows(outline);
+  const tops = new Float64Array(p.x1 - p.x0 + 1);
+  const bottoms = new Float64Array(p.x1 - p.x0 + 1);
+  columnSpans(outline, p.x0, p.x1, p.top, p.bottom, tops, bottoms);
   const c: Shade = { r: 0, g: 0, b: 0 };
   for (let y = p.y0; y <= p.y1; y++) {
     rows.row(y);
     for (let x = p.x0; x <= p.x1; x++) {
       const d = rows.distance(x);
-      const alpha = coverage(d);
+      const alpha = coverage(d, p.softness);
       if (alpha <= 0) continue;
-      shadeMouth(p, x, y, d, c);
+      shadeMouth(p, x, y, d, tops[x - p.x0] as number, bottoms[x - p.x0] as number, c);
       const cr = c.r, cg = c.g, cb = c.b;
       const o = y * W + x;
       out[o] = (out[o] as number) * (1 - alpha) + (16 + (47 * cr + 157 * cg + 16 * cb) / 256) * alpha + 0.5;

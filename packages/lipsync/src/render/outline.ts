@@ -89,3 +89,68 @@ export class OutlineRows {
     return inside ? d : -d;
   }
 }
+
+/**
+ * Per column x0..x1, where the outline (x, y pairs) starts and ends: its topmost and lowest crossing of
+ * the column, or the fallbacks where it has none. The mouth is shaded from these local edges, so a
+ * smile-shaped opening is as dark under its own upper edge at the sides as in the middle.
+ */
+export function columnSpans(poly: Float64Array, x0: number, x1: number, fallbackTop: number, fallbackBottom: number, tops: Float64Array, bottoms: Float64Array): void {
+  const n = poly.length / 2;
+  for (let x = x0; x <= x1; x++) {
+    let top = Infinity;
+    let bottom = -Infinity;
+    for (let i = 0, j = n - 1; i < n; j = i++) {
+      const ax = poly[2 * i] as number, ay = poly[2 * i + 1] as number, bx = poly[2 * j] as number, by = poly[2 * j + 1] as number;
+      if (ax > x !== bx > x) {
+        const y = ay + ((by - ay) * (x - ax)) / (bx - ax);
+        if (y < top) top = y;
+        if (y > bottom) bottom = y;
+      }
+    }
+    tops[x - x0] = top <= bottom ? top : fallbackTop;
+    bottoms[x - x0] = top <= bottom ? bottom : fallbackBottom;
+  }
+}
+
+/**
+ * Rounds every corner of a closed polygon (x, y pairs) that turns by more than `maxTurn` radians: the
+ * corner is cut back along both edges (by up to 0.4 of the shorter one) and replaced by a quadratic curve
+ * through it, sampled so that no corner of the result turns by more than `maxTurn`. A Catmull-Rom curve
+ * through the lips' landmarks turns sharply at the end of a narrow opening; this keeps it a curve there.
+ */
+export function roundCorners(outline: Float64Array, maxTurn: number): Float64Array {
+  // corners a twentieth of a pixel apart are one corner: their turn says nothing about the shape
+  const kept: number[] = [];
+  for (let i = 0; i < outline.length; i += 2) {
+    const x = outline[i] as number, y = outline[i + 1] as number;
+    const px = kept.length > 0 ? (kept[kept.length - 2] as number) : (outline[outline.length - 2] as number);
+    const py = kept.length > 0 ? (kept[kept.length - 1] as number) : (outline[outline.length - 1] as number);
+    if (Math.hypot(x - px, y - py) >= 0.05) kept.push(x, y);
+  }
+  const poly = kept.length >= 6 ? kept : Array.from(outline);
+  const n = poly.length / 2;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const a = (i + n - 1) % n, c = (i + 1) % n;
+    const bx = poly[2 * i] as number, by = poly[2 * i + 1] as number;
+    const ex = bx - (poly[2 * a] as number), ey = by - (poly[2 * a + 1] as number);
+    const fx = (poly[2 * c] as number) - bx, fy = (poly[2 * c + 1] as number) - by;
+    const le = Math.hypot(ex, ey), lf = Math.hypot(fx, fy);
+    const turn = le > 0 && lf > 0 ? Math.abs(Math.atan2(ex * fy - ey * fx, ex * fx + ey * fy)) : 0;
+    if (turn <= maxTurn) {
+      out.push(bx, by);
+      continue;
+    }
+    const cut = 0.4 * Math.min(le, lf);
+    const px = bx - (ex / le) * cut, py = by - (ey / le) * cut;
+    const qx = bx + (fx / lf) * cut, qy = by + (fy / lf) * cut;
+    // (a quadratic curve turns fastest at its middle: more samples than the average turn asks for)
+    const steps = Math.ceil((1.6 * turn) / maxTurn) + 1;
+    for (let k = 0; k <= steps; k++) {
+      const t = k / steps, s = 1 - t;
+      out.push(s * s * px + 2 * s * t * bx + t * t * qx, s * s * py + 2 * s * t * by + t * t * qy);
+    }
+  }
+  return Float64Array.from(out);
+}

@@ -2,12 +2,70 @@ import type { MouthPose } from '../track.js';
 import type { FaceFrame } from './geometry.js';
 import type { FrameState } from './types.js';
 
+/**
+ * A closed Catmull-Rom curve through some of the mesh's points (`controls`, indices), sampled `steps`
+ * times per segment: the samples between two controls are mesh points of their own, from index `first`
+ * on, placed from the controls wherever they move (placeCurve).
+ */
+export interface Curve {
+  readonly controls: readonly number[];
+  readonly steps: number;
+  readonly first: number;
+}
+
 /** The mesh's control points at rest and how each follows the head: what posing a frame starts from. */
 export interface PoseBase {
   readonly rest: Float64Array;
   /** per control point: how much it follows the head (1 face, 0.45 mid ring, 0 anchors) */
   readonly headWeight: Float32Array;
   readonly frame: FaceFrame;
+  /** curves whose samples are placed from their controls after the controls move */
+  readonly curves: readonly Curve[];
+  /**
+   * when the photo shows teeth: the bite line's upper side (stays with the skull) and lower side (moves
+   * with the lower inner lip: jaw and lower teeth), per column 61/67, 62/66, 63/65
+   */
+  readonly bite: { readonly upper: readonly number[]; readonly lower: readonly number[] } | null;
+}
+
+const catmullRom = (p0: number, p1: number, p2: number, p3: number, t: number): number => {
+  const t2 = t * t, t3 = t2 * t;
+  return 0.5 * (2 * p1 + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3);
+};
+
+/**
+ * Samples a closed curve from its controls in `points`, `steps` times per segment starting at each
+ * control (t = 0 gives the control itself), into `out` from point index `at` on; `skipControls` leaves
+ * the controls out. Returns the next free index.
+ */
+function sampleCurve(points: Float64Array, curve: Curve, steps: number, out: Float64Array, at: number, skipControls: boolean): number {
+  const { controls } = curve;
+  const n = controls.length;
+  let o = at;
+  for (let i = 0; i < n; i++) {
+    const a = controls[(i + n - 1) % n] as number, b = controls[i] as number, c = controls[(i + 1) % n] as number, d = controls[(i + 2) % n] as number;
+    for (let k = skipControls ? 1 : 0; k < steps; k++, o++) {
+      const t = k / steps;
+      out[2 * o] = catmullRom(points[2 * a] as number, points[2 * b] as number, points[2 * c] as number, points[2 * d] as number, t);
+      out[2 * o + 1] = catmullRom(points[2 * a + 1] as number, points[2 * b + 1] as number, points[2 * c + 1] as number, points[2 * d + 1] as number, t);
+    }
+  }
+  return o;
+}
+
+/** Places a curve's samples in `points` from its controls there. */
+export function placeCurve(points: Float64Array, curve: Curve): void {
+  sampleCurve(points, curve, curve.steps, points, curve.first, true);
+}
+
+/**
+ * The curve as a closed polygon, x, y pairs, sampled `steps` times per segment (a multiple of the
+ * curve's own steps, so its mesh points are among the corners): the outline a frame draws along.
+ */
+export function curveOutline(points: Float64Array, curve: Curve, steps = curve.steps): Float64Array {
+  const out = new Float64Array(curve.controls.length * steps * 2);
+  sampleCurve(points, curve, steps, out, 0, false);
+  return out;
 }
 
 /** How strongly each jaw contour point (0..16) follows the chin when the jaw drops. */
@@ -35,24 +93,64 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
   };
   // jaw and chin follow the jaw drop, fading toward the ears
   for (let i = 0; i <= 16; i++) move(i, 0, (JAW_FOLLOW[i] as number) * jawDrop);
-  // upper lip lifts a little; the lower lip carries most of the opening
-  const pout = Math.max(0, -width) * 0.035 * W;
-  for (const i of [50, 51, 52]) move(i, 0, -0.1 * gap - pout);
-  for (const i of [49, 53]) move(i, 0, -0.06 * gap - pout * 0.6);
-  for (const i of [61, 62, 63]) move(i, 0, -0.12 * gap);
-  const lower = 0.88 * gap + 0.12 * jawDrop - tuck * 0.03 * W;
-  for (const i of [56, 57, 58]) move(i, 0, lower + pout);
-  for (const i of [55, 59]) move(i, 0, 0.7 * lower + pout * 0.6);
-  for (const i of [65, 66, 67]) move(i, 0, lower);
-  // corners: spread or round, and drop a little as the mouth opens
-  const spread = width >= 0 ? width * 0.07 * W : width * 0.11 * W;
-  const pinch = 0.05 * gap;
-  move(48, -spread + pinch, 0.3 * gap);
-  move(60, -spread + pinch, 0.3 * gap);
-  move(54, spread - pinch, 0.3 * gap);
-  move(64, spread - pinch, 0.3 * gap);
-  // eyelids: the upper lid comes down onto the lower one
+  // The lips move as two bands: each inner-lip landmark by its own amount (the lower lip carries most of
+  // the opening, the upper lifts a little, the corners drop a little), and every outer-lip landmark as the
+  // inner lip does at the same place across the mouth, so both lips keep their thickness. The corners
+  // spread (ee) or come in (oo, w), the lips between following by their distance from the middle, and
+  // rounded lips push out.
   const rest = base.rest;
+  const lower = 0.88 * gap + 0.12 * jawDrop - tuck * 0.03 * W;
+  const cornerDown = 0.3 * gap;
+  // the upper lip lifts a little, but not over the photo's own teeth: those would stretch
+  const lift = base.bite ? 0 : 0.1 * gap;
+  const spread = (width >= 0 ? width * 0.07 * W : width * 0.11 * W) - 0.05 * gap;
+  const pout = Math.max(0, -width) * 0.035 * W;
+  // rounded lips purse: they gather toward the middle, the opening between them more than the lips'
+  // outer edge, so it narrows toward a circle
+  const purse = Math.max(0, -width) * 0.14 * W;
+  const mid = { x: ((rest[2 * 60] as number) + (rest[2 * 64] as number)) / 2, y: ((rest[2 * 60 + 1] as number) + (rest[2 * 64 + 1] as number)) / 2 };
+  const acrossOf = (i: number): number => ((rest[2 * i] as number) - mid.x) * ux.x + ((rest[2 * i + 1] as number) - mid.y) * ux.y;
+  const half = Math.max(1, Math.abs(acrossOf(64) - acrossOf(60)) / 2);
+  const bands: readonly (readonly [readonly number[], readonly number[], readonly number[], number])[] = [
+    // inner chain (corner to corner), its drops, the outer landmarks that follow it, and how they push out
+    [[60, 61, 62, 63, 64], [cornerDown, -lift, -1.2 * lift, -lift, cornerDown], [49, 50, 51, 52, 53], -pout],
+    [[60, 67, 66, 65, 64], [cornerDown, 0.94 * lower, lower, 0.94 * lower, cornerDown], [59, 58, 57, 56, 55], pout],
+  ];
+  for (const [chain, drops, outer, push] of bands) {
+    const across = chain.map(acrossOf);
+    const dropAt = (x: number): number => {
+      if (x <= (across[0] as number)) return drops[0] as number;
+      for (let k = 1; k < chain.length; k++) {
+        const x0 = across[k - 1] as number, x1 = across[k] as number;
+        if (x <= x1) return (drops[k - 1] as number) + ((drops[k] as number) - (drops[k - 1] as number)) * (x1 > x0 ? (x - x0) / (x1 - x0) : 1);
+      }
+      return drops[chain.length - 1] as number;
+    };
+    // (the upper lip over the photo's own teeth keeps still, or the teeth would stretch)
+    const squeeze = base.bite && chain === bands[0]![0] ? 0 : purse;
+    for (const i of chain.slice(1, -1)) {
+      const t = acrossOf(i) / half;
+      move(i, (spread - squeeze) * t, dropAt(acrossOf(i)));
+    }
+    for (const i of outer) {
+      const t = Math.max(-1, Math.min(1, acrossOf(i) / half));
+      move(i, (spread - 0.7 * squeeze) * t, dropAt(acrossOf(i)) + push * (1 - t * t));
+    }
+  }
+  move(48, -spread, cornerDown);
+  move(60, purse - spread, cornerDown);
+  move(54, spread, cornerDown);
+  move(64, spread - purse, cornerDown);
+  if (base.bite) {
+    // the lower teeth move with the lower lip; the upper ones stay with the skull
+    base.bite.lower.forEach((i, k) => {
+      const lip = 67 - k;
+      m[2 * i] = (m[2 * i] as number) + (m[2 * lip] as number) - (rest[2 * lip] as number);
+      m[2 * i + 1] = (m[2 * i + 1] as number) + (m[2 * lip + 1] as number) - (rest[2 * lip + 1] as number);
+    });
+  }
+  for (const curve of base.curves) placeCurve(m, curve);
+  // eyelids: the upper lid comes down onto the lower one
   if (state.blink > 0) {
     for (const [upper, lower2] of [[37, 41], [38, 40], [43, 47], [44, 46]] as const) {
       const dx = (rest[2 * lower2] as number) - (rest[2 * upper] as number);

@@ -19,6 +19,10 @@ const STILL: FrameState = { blink: 0, headAngle: 0, headX: 0, headY: 0 };
 
 let image: RgbaImage;
 let avatar: Avatar;
+// a photo that shows its teeth: the mouth is then drawn between them (the other branch of the kernels)
+const SMILE = new URL('../../../../tests/fixtures/faces/astronaut_eileen_collins.jpg', import.meta.url).pathname;
+let smileImage: RgbaImage;
+let smile: Avatar;
 
 const hash = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
@@ -27,9 +31,12 @@ beforeAll(async () => {
   const loaded = await face.load({ log: silentLogger, storageDir: '/tmp' });
   const ctx: RunContext = { signal: new AbortController().signal, progress() {}, log: silentLogger, workDir: '/tmp' };
   avatar = await loaded.run({ imagePath: PORTRAIT }, ctx);
+  smile = await loaded.run({ imagePath: SMILE }, ctx);
   await loaded.unload();
   const { data, info } = await sharp(PORTRAIT).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
   image = { width: info.width, height: info.height, data: new Uint8Array(data) };
+  const smilePixels = await sharp(SMILE).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+  smileImage = { width: smilePixels.info.width, height: smilePixels.info.height, data: new Uint8Array(smilePixels.data) };
 });
 
 /** Pixels that differ between two RGBA frames, and their bounding box. */
@@ -197,43 +204,52 @@ describe('FaceRenderer on a real portrait', () => {
   });
 
   // the addon is optional, so where it is not built there is nothing to compare (bootstrap builds it)
-  it.skipIf(!frameKernels())('the native warp kernel draws the same bytes as the TypeScript one', () => {
-    // cropped close around the face, as a prepared avatar is: the mesh then reaches past the frame's
-    // edges and the kernels' clamped path draws there
-    const xs = avatar.face.landmarks.map((p) => p.x);
-    const ys = avatar.face.landmarks.map((p) => p.y);
-    const x0 = Math.max(0, Math.floor(Math.min(...xs) - 20)), y0 = Math.max(0, Math.floor(Math.min(...ys) - 40));
-    const width = Math.min(image.width - x0, Math.ceil(Math.max(...xs) - x0 + 20)) & ~1;
-    const height = Math.min(image.height - y0, Math.ceil(Math.max(...ys) - y0 + 20)) & ~1;
-    const rgba = new Uint8Array(width * height * 4);
-    for (let y = 0; y < height; y++) rgba.set(image.data.subarray(((y + y0) * image.width + x0) * 4, ((y + y0) * image.width + x0 + width) * 4), y * width * 4);
-    const landmarks = avatar.face.landmarks.map((p) => ({ x: p.x - x0, y: p.y - y0 }));
-    const make = (kernel: 'js' | 'native'): FaceRenderer =>
-      new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p', kernel });
-    const native = make('native');
-    const js = make('js');
-    expect(native.kernel).toBe('native');
-    // the compiled mouth reads its parameters from a block laid out as mouth.ts lists them
-    expect(frameKernels()?.mouthParamFields).toEqual(MOUTH_PARAM_FIELDS);
-    expect(js.kernel).toBe('js');
-    expect(new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p' }).kernel).toBe('native');
-    expect(() => new FaceRenderer({ width, height, data: rgba }, landmarks, { kernel: 'native' })).toThrow(/I420 frames only/);
-    const blinks = blinkSchedule(12, 30, 5);
-    let moved = 0;
-    for (let i = 0; i < 300; i += 3) {
-      const t = i / 25;
-      // wide head motion too, so triangles reach the frame's edge and take the clamped path
-      const motion = headMotionAt(t, i < 150 ? 'lively' : 'subtle', 5, i < 150 ? 400 : 100);
-      const pose = { ...OPEN, jawOpen: 0.5 + 0.5 * Math.sin(i / 5), lipWidth: Math.cos(i / 9), lipToTeeth: i % 60 < 10 ? 1 : 0 };
-      const state = { blink: blinkAt(t, blinks), ...motion };
-      const a = native.render(pose, state);
-      const b = js.render(pose, state);
-      expect(hash(a)).toBe(hash(b));
-      if (motion.headX !== 0) moved++;
-    }
-    expect(moved).toBeGreaterThan(50);
+  it.skipIf(!frameKernels())('the native kernels draw the same bytes as the TypeScript ones, with drawn teeth and with the photo\'s own', () => {
+    parity(image, avatar, { photoTeeth: false });
+    parity(smileImage, smile, { photoTeeth: true });
   });
+});
 
+/** Renders 100 frames with the native kernels and with the TypeScript ones and compares them byte for byte. */
+function parity(image: RgbaImage, avatar: Avatar, expected: { photoTeeth: boolean }): void {
+  // cropped close around the face, as a prepared avatar is: the mesh then reaches past the frame's
+  // edges and the kernels' clamped path draws there
+  const xs = avatar.face.landmarks.map((p) => p.x);
+  const ys = avatar.face.landmarks.map((p) => p.y);
+  const x0 = Math.max(0, Math.floor(Math.min(...xs) - 20)), y0 = Math.max(0, Math.floor(Math.min(...ys) - 40));
+  const width = Math.min(image.width - x0, Math.ceil(Math.max(...xs) - x0 + 20)) & ~1;
+  const height = Math.min(image.height - y0, Math.ceil(Math.max(...ys) - y0 + 20)) & ~1;
+  const rgba = new Uint8Array(width * height * 4);
+  for (let y = 0; y < height; y++) rgba.set(image.data.subarray(((y + y0) * image.width + x0) * 4, ((y + y0) * image.width + x0 + width) * 4), y * width * 4);
+  const landmarks = avatar.face.landmarks.map((p) => ({ x: p.x - x0, y: p.y - y0 }));
+  const make = (kernel: 'js' | 'native'): FaceRenderer =>
+    new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p', kernel });
+  const native = make('native');
+  const js = make('js');
+  expect(native.kernel).toBe('native');
+  expect(native.photoTeeth).toBe(expected.photoTeeth);
+  // the compiled mouth reads its parameters from a block laid out as mouth.ts lists them
+  expect(frameKernels()?.mouthParamFields).toEqual(MOUTH_PARAM_FIELDS);
+  expect(js.kernel).toBe('js');
+  expect(new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p' }).kernel).toBe('native');
+  expect(() => new FaceRenderer({ width, height, data: rgba }, landmarks, { kernel: 'native' })).toThrow(/I420 frames only/);
+  const blinks = blinkSchedule(12, 30, 5);
+  let moved = 0;
+  for (let i = 0; i < 300; i += 3) {
+    const t = i / 25;
+    // wide head motion too, so triangles reach the frame's edge and take the clamped path
+    const motion = headMotionAt(t, i < 150 ? 'lively' : 'subtle', 5, i < 150 ? 400 : 100);
+    const pose = { ...OPEN, jawOpen: 0.5 + 0.5 * Math.sin(i / 5), lipWidth: Math.cos(i / 9), lipToTeeth: i % 60 < 10 ? 1 : 0 };
+    const state = { blink: blinkAt(t, blinks), ...motion };
+    const a = native.render(pose, state);
+    const b = js.render(pose, state);
+    expect(hash(a)).toBe(hash(b));
+    if (motion.headX !== 0) moved++;
+  }
+  expect(moved).toBeGreaterThan(50);
+}
+
+describe('blink schedule', () => {
   it('blinks come at irregular intervals near the asked rate, none in the first half second', () => {
     const times = blinkSchedule(120, 15, 3);
     expect(times[0]).toBeGreaterThan(0.5);

@@ -6,12 +6,22 @@ import { faceFrame, union } from './geometry.js';
 import type { FaceFrame } from './geometry.js';
 import { buildMesh } from './mesh.js';
 import type { FaceMesh } from './mesh.js';
-import { MOUTH_PARAM_FIELDS, drawMouthI420, drawMouthRgba, mouthOutline, mouthParams, packMouthParams } from './mouth.js';
-import { poseMesh } from './pose.js';
+import { MOUTH_PARAM_FIELDS, drawMouthI420, drawMouthRgba, mouthParams, packMouthParams } from './mouth.js';
+import { curveOutline, poseMesh } from './pose.js';
+import { measureMouth } from './appearance.js';
+import type { MouthAppearance } from './appearance.js';
+import { roundCorners } from './outline.js';
 import { TriangleMap } from './triangle-map.js';
 import type { Box, FrameState, RendererOptions, RgbaImage } from './types.js';
 import { warpTriangleI420 } from './warp.js';
 import { warpTriangleRgba } from './warp-rgba.js';
+
+/**
+ * The opening's drawn outline: the mesh's curve sampled three times as densely, its sharpest turns (the
+ * ends of a narrow opening) rounded so that no corner of it turns by more than 25 degrees.
+ */
+const OPENING_STEPS = 12;
+const MAX_TURN = (25 * Math.PI) / 180;
 
 /**
  * Renders frames of a talking face by moving the photo's own pixels: a piecewise-affine warp over a
@@ -25,6 +35,8 @@ export class FaceRenderer {
   private readonly base: Uint8Array;
   private readonly mesh: FaceMesh;
   private readonly face: FaceFrame;
+  /** the photo's own teeth, light, grain and sharpness around the mouth */
+  private readonly look: MouthAppearance;
   private readonly moved: Float64Array;
   /** frames are drawn into these in turn, so a consumer may still read the last few while the next is drawn */
   private readonly buffers: Uint8Array[];
@@ -68,7 +80,8 @@ export class FaceRenderer {
     this.out = this.buffers[0] as Uint8Array;
     this.expressiveness = options.expressiveness ?? 1;
     this.face = faceFrame(landmarks);
-    this.mesh = buildMesh(landmarks, this.face, this.expressiveness);
+    this.look = measureMouth(image, landmarks, this.face);
+    this.mesh = buildMesh(landmarks, this.face, this.expressiveness, this.look.bite);
     this.moved = new Float64Array(this.mesh.rest);
     this.active = new Uint32Array(this.mesh.triangles.length / 3);
     const kernel = options.kernel ?? 'auto';
@@ -98,6 +111,25 @@ export class FaceRenderer {
   /** The mesh's triangles, as corner indices in threes (the first 68 points are the landmarks). */
   get triangles(): Uint32Array {
     return this.mesh.triangles;
+  }
+
+  /** Where the 68 landmarks stand in a frame of this mouth and state (what render() draws). */
+  landmarksFor(mouth: MouthPose, state: FrameState): FacePoint[] {
+    const moved = new Float64Array(this.mesh.rest.length);
+    poseMesh(this.mesh, moved, mouth, state, this.expressiveness);
+    return Array.from({ length: 68 }, (_, i) => ({ x: moved[2 * i] as number, y: moved[2 * i + 1] as number }));
+  }
+
+  /** The outline of the opening drawn into for this mouth and state, as x, y pairs. */
+  openingFor(mouth: MouthPose, state: FrameState): Float64Array {
+    const moved = new Float64Array(this.mesh.rest.length);
+    poseMesh(this.mesh, moved, mouth, state, this.expressiveness);
+    return roundCorners(curveOutline(moved, this.mesh.opening, OPENING_STEPS), MAX_TURN);
+  }
+
+  /** Whether the photo shows its own teeth, which then stay (the upper ones with the skull, the lower with the jaw). */
+  get photoTeeth(): boolean {
+    return this.look.bite !== null;
   }
 
   /** How many buffers frames are drawn into in turn. */
@@ -207,8 +239,8 @@ export class FaceRenderer {
 
   /** Draws the inside of the open mouth into the opening between the inner lips. */
   private drawMouth(mouth: MouthPose): void {
-    const outline = mouthOutline(this.moved);
-    const params = mouthParams(this.moved, outline, this.face, mouth, this.width, this.height);
+    const outline = roundCorners(curveOutline(this.moved, this.mesh.opening, OPENING_STEPS), MAX_TURN);
+    const params = mouthParams(this.moved, this.mesh.opening, outline, this.face, this.look, mouth, this.width, this.height);
     if (this.baseYuv && this.nativeMouth) this.nativeMouth(this.out, this.width, this.height, outline, packMouthParams(params, this.mouthBlock));
     else if (this.baseYuv) drawMouthI420(this.out, this.width, this.height, outline, params);
     else drawMouthRgba(this.out, this.width, outline, params);

@@ -1,0 +1,230 @@
+import sharp from 'sharp';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '@avatar/core';
+import type { FacePoint, RunContext, StagePlugin } from '@avatar/core';
+import { plugins as facePlugins } from '@avatar/face';
+import { VISEMES } from '../visemes.js';
+import type { MouthPose } from '../track.js';
+import { FaceRenderer } from './index.js';
+import type { FrameState } from './index.js';
+
+// The mouth judged on real photos at 1024 px, as `--quality high` draws it: the photo's own teeth where it
+// has them, lips that keep their shape, smooth outlines, teeth with no regular grid, colours from the
+// photo's light, a jaw that drops.
+const FIXTURES = new URL('../../../../tests/fixtures/', import.meta.url).pathname;
+const PHOTOS = {
+  closed: `${FIXTURES}grace_hopper.jpg`,
+  teeth: `${FIXTURES}faces/astronaut_eileen_collins.jpg`,
+  beard: `${FIXTURES}faces/mendeleev_beard.jpg`,
+  greyBeard: `${FIXTURES}faces/lamport_beard.jpg`,
+  moustache: `${FIXTURES}faces/barkla.jpg`,
+} as const;
+type Photo = keyof typeof PHOTOS;
+
+const STILL: FrameState = { blink: 0, headAngle: 0, headX: 0, headY: 0 };
+const REST: MouthPose = { jawOpen: 0, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0 };
+const viseme = (phone: string): MouthPose => {
+  const [, v] = VISEMES[phone]!;
+  return { jawOpen: v.jaw, lipWidth: v.width ?? 0, lipClosure: v.closure, teethVisible: v.teeth ?? 0, lipToTeeth: v.lipToTeeth };
+};
+const OPEN_POSES = ['aa', 'ae', 'ow', 'uw', 'iy', 'eh', 'f'].map(viseme);
+
+interface Subject {
+  width: number;
+  height: number;
+  rgba: Uint8Array;
+  landmarks: FacePoint[];
+  renderer: FaceRenderer;
+}
+
+/** A photo enlarged (or shrunk) to 1024 px on its longer side, with its landmarks from the real face stage. */
+async function subject(path: string, adjust: (s: sharp.Sharp) => sharp.Sharp = (s) => s): Promise<Subject> {
+  const meta = await sharp(path).metadata();
+  const scale = 1024 / Math.max(meta.width!, meta.height!);
+  const width = Math.round((meta.width! * scale) / 2) * 2, height = Math.round((meta.height! * scale) / 2) * 2;
+  const png = await adjust(sharp(path).resize(width, height, { fit: 'fill', kernel: 'lanczos3' })).png().toBuffer();
+  const file = `/tmp/avatar-mouth-test-${process.pid}-${Math.random().toString(36).slice(2)}.png`;
+  await sharp(png).toFile(file);
+  const face = facePlugins.find((p) => p.stage === 'face') as StagePlugin<'face'>;
+  const loaded = await face.load({ log: silentLogger, storageDir: '/tmp' });
+  const ctx: RunContext = { signal: new AbortController().signal, progress() {}, log: silentLogger, workDir: '/tmp' };
+  const avatar = await loaded.run({ imagePath: file }, ctx);
+  await loaded.unload();
+  const { data } = await sharp(png).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+  const rgba = new Uint8Array(data);
+  const landmarks = avatar.face.landmarks;
+  return { width, height, rgba, landmarks, renderer: new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p' }) };
+}
+
+const subjects = {} as Record<Photo, Subject>;
+beforeAll(async () => {
+  for (const [name, path] of Object.entries(PHOTOS) as [Photo, string][]) subjects[name] = await subject(path);
+}, 60_000);
+
+const mouthWidth = (lm: readonly FacePoint[]): number => Math.hypot(lm[54]!.x - lm[48]!.x, lm[54]!.y - lm[48]!.y);
+
+function polygonArea(points: readonly FacePoint[]): number {
+  let s = 0;
+  for (let k = 0; k < points.length; k++) {
+    const p = points[k]!, q = points[(k + 1) % points.length]!;
+    s += p.x * q.y - q.x * p.y;
+  }
+  return Math.abs(s) / 2;
+}
+
+/** Normalised cross-correlation of two equally long sample lists. */
+function ncc(a: readonly number[], b: readonly number[]): number {
+  const ma = a.reduce((s, v) => s + v, 0) / a.length, mb = b.reduce((s, v) => s + v, 0) / b.length;
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += (a[i]! - ma) * (b[i]! - mb);
+    aa += (a[i]! - ma) ** 2;
+    bb += (b[i]! - mb) ** 2;
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+describe('the mouth on real photos at 1024 px', () => {
+  it('keeps the photo\'s own teeth: the upper teeth stay where the photo has them as the mouth opens', () => {
+    const { renderer, landmarks: lm, width } = subjects.teeth;
+    expect(renderer.photoTeeth).toBe(true);
+    for (const name of ['closed', 'beard', 'greyBeard', 'moustache'] as const) expect(subjects[name].renderer.photoTeeth, name).toBe(false);
+    const photo = renderer.render(REST, STILL).slice();
+    // the upper teeth: below the upper inner lip, the upper half of the photo's opening, between 61 and 63
+    const top = Math.ceil(Math.max(lm[61]!.y, lm[62]!.y, lm[63]!.y)) + 1;
+    const bottom = Math.floor((lm[62]!.y + lm[66]!.y) / 2);
+    const x0 = Math.ceil(lm[61]!.x), x1 = Math.floor(lm[63]!.x);
+    expect((bottom - top + 1) * (x1 - x0 + 1)).toBeGreaterThan(60);
+    for (const pose of [viseme('aa'), viseme('eh'), viseme('ow')]) {
+      const frame = renderer.render(pose, STILL);
+      const a: number[] = [], b: number[] = [];
+      for (let y = top; y <= bottom; y++) for (let x = x0; x <= x1; x++) {
+        a.push(photo[y * width + x]!);
+        b.push(frame[y * width + x]!);
+      }
+      expect(ncc(a, b)).toBeGreaterThanOrEqual(0.9);
+    }
+  });
+
+  it('the lower lip keeps its area (within 20 %) as the mouth opens, on every photo', () => {
+    const LOWER_LIP = [48, 59, 58, 57, 56, 55, 54, 64, 65, 66, 67, 60];
+    for (const [name, { renderer, landmarks }] of Object.entries(subjects)) {
+      const rest = polygonArea(LOWER_LIP.map((i) => landmarks[i]!));
+      for (const pose of OPEN_POSES) {
+        const moved = renderer.landmarksFor(pose, STILL);
+        const ratio = polygonArea(LOWER_LIP.map((i) => moved[i]!)) / rest;
+        expect(Math.abs(ratio - 1), `${name} ${JSON.stringify(pose)}`).toBeLessThanOrEqual(0.2);
+      }
+    }
+  });
+
+  it('the opening is a smooth curve: no corner of its outline turns by more than 30 degrees', () => {
+    for (const [name, { renderer }] of Object.entries(subjects)) {
+      for (const pose of OPEN_POSES) {
+        for (const state of [STILL, { blink: 0, headAngle: 0.03, headX: 4, headY: -3 }]) {
+          const o = renderer.openingFor(pose, state);
+          const n = o.length / 2;
+          expect(n).toBeGreaterThan(32);
+          let worst = 0;
+          for (let i = 0; i < n; i++) {
+            const a = (i + n - 1) % n, c = (i + 1) % n;
+            const ex = o[2 * i]! - o[2 * a]!, ey = o[2 * i + 1]! - o[2 * a + 1]!;
+            const fx = o[2 * c]! - o[2 * i]!, fy = o[2 * c + 1]! - o[2 * i + 1]!;
+            if (Math.hypot(ex, ey) < 0.05 || Math.hypot(fx, fy) < 0.05) continue;
+            worst = Math.max(worst, Math.abs(Math.atan2(ex * fy - ey * fx, ex * fx + ey * fy)));
+          }
+          expect((worst * 180) / Math.PI, `${name} ${JSON.stringify(pose)}`).toBeLessThanOrEqual(30);
+        }
+      }
+    }
+  });
+
+  it('drawn teeth have no regular grid: the teeth row across the mouth does not repeat itself', () => {
+    // Periodic lines repeat at one spacing: the profile across the teeth, less its smooth shading, then
+    // correlates almost perfectly with itself shifted by that spacing. Teeth that narrow along the arch
+    // do not. A control: evenly spaced thin lines over shaded teeth (as drawn before) score 0.88.
+    const repeat = (profile: readonly number[]): number => {
+      const n = profile.length;
+      const detail = profile.map((v, i) => {
+        let s = 0, c = 0;
+        for (let j = Math.max(0, i - 4); j <= Math.min(n - 1, i + 4); j++, c++) s += profile[j]!;
+        return v - s / c;
+      });
+      const energy = detail.reduce((s, v) => s + v * v, 0);
+      let best = 0;
+      for (let lag = 5; lag <= n / 3; lag++) {
+        let s = 0;
+        for (let i = 0; i + lag < n; i++) s += detail[i]! * detail[i + lag]!;
+        best = Math.max(best, ((s / energy) * n) / (n - lag));
+      }
+      return best;
+    };
+    const grid = Array.from({ length: 80 }, (_, i) => {
+      const along = i - 40, pitch = 113 / 8.5;
+      const line = Math.abs((((along / pitch + 100.5) % 1) - 0.5)) < 0.07 ? 0.86 : 1;
+      return 209 * (1 - 0.6 * (along / 56.5) ** 2) * line;
+    });
+    expect(repeat(grid)).toBeGreaterThan(0.8);
+    for (const name of ['closed', 'greyBeard', 'moustache'] as const) {
+      const { renderer, width } = subjects[name];
+      const pose = viseme('aa');
+      const moved = renderer.landmarksFor(pose, STILL);
+      const w = mouthWidth(moved);
+      // a band through the upper teeth, across the middle 70 % of the mouth
+      const cx = (moved[62]!.x + moved[66]!.x) / 2;
+      const y0 = Math.round(moved[62]!.y + 0.03 * w), y1 = Math.round(moved[62]!.y + 0.09 * w);
+      const x0 = Math.round(cx - 0.35 * w), x1 = Math.round(cx + 0.35 * w);
+      const frame = renderer.render(pose, STILL);
+      const profile: number[] = [];
+      for (let x = x0; x <= x1; x++) {
+        let s = 0;
+        for (let y = y0; y <= y1; y++) s += frame[y * width + x]!;
+        profile.push(s / (y1 - y0 + 1));
+      }
+      // the teeth are there (light), and they do not repeat
+      expect(profile.reduce((s, v) => s + v, 0) / profile.length, name).toBeGreaterThan(100);
+      expect(repeat(profile), name).toBeLessThan(0.6);
+    }
+  });
+
+  it('the jaw drops: chin landmarks move down as it opens, the frame\'s border stays the photo\'s', () => {
+    for (const [name, { renderer, landmarks, width, height }] of Object.entries(subjects)) {
+      const photo = renderer.render(REST, STILL).slice();
+      const pose = viseme('aa');
+      const moved = renderer.landmarksFor(pose, STILL);
+      const w = mouthWidth(landmarks);
+      for (const i of [7, 8, 9]) expect(moved[i]!.y - landmarks[i]!.y, `${name} ${i}`).toBeGreaterThan(0.15 * w);
+      // the jaw's upper ends, by the ears, do not move
+      for (const i of [0, 16]) expect(Math.abs(moved[i]!.y - landmarks[i]!.y), `${name} ${i}`).toBeLessThan(0.01 * w);
+      const frame = renderer.render(pose, STILL);
+      for (let x = 0; x < width; x++) for (const y of [0, height - 1]) expect(frame[y * width + x]).toBe(photo[y * width + x]);
+    }
+  });
+
+  it('drawn teeth take the photo\'s exposure and colour: darker in a dark photo, grey in a grey one', async () => {
+    const [dark, grey] = await Promise.all([subject(PHOTOS.closed, (s) => s.linear(0.4, 0)), subject(PHOTOS.closed, (s) => s.grayscale())]);
+    /** mean luma and mean chroma distance from grey over the upper teeth's band */
+    const teeth = ({ renderer, width, height }: Subject): { luma: number; chroma: number } => {
+      const pose = viseme('aa');
+      const moved = renderer.landmarksFor(pose, STILL);
+      const w = mouthWidth(moved);
+      const frame = renderer.render(pose, STILL);
+      const cx = Math.round((moved[62]!.x + moved[66]!.x) / 2);
+      let luma = 0, chroma = 0, n = 0;
+      for (let y = Math.round(moved[62]!.y + 0.04 * w); y <= Math.round(moved[62]!.y + 0.08 * w); y += 2) {
+        for (let x = cx - Math.round(0.1 * w); x <= cx + Math.round(0.1 * w); x += 2) {
+          luma += frame[y * width + x]!;
+          const c = (y >> 1) * (width >> 1) + (x >> 1);
+          chroma += Math.abs(frame[width * height + c]! - 128) + Math.abs(frame[(width * height * 5) / 4 + c]! - 128);
+          n++;
+        }
+      }
+      return { luma: luma / n, chroma: chroma / n };
+    };
+    const normal = teeth(subjects.closed);
+    expect(normal.luma).toBeGreaterThan(150);
+    expect(teeth(dark).luma).toBeLessThan(0.6 * normal.luma);
+    expect(normal.chroma).toBeGreaterThan(4);
+    expect(teeth(grey).chroma).toBeLessThan(2);
+  }, 30_000);
+});
