@@ -1,7 +1,7 @@
 // The talking head's speed and memory: the renderer alone (one core, 512x512), end-to-end runs of the CLI
 // (text -> MP4, process start included) beside ffmpeg alone encoding the same frames at the same settings,
 // and render + encode of 10, 60 and 120 s of speech (time and peak memory against length).
-// Imports the built packages (npm run build).   node scripts/bench-lipsync.mjs
+// Imports the built packages (npm run build).   node scripts/bench-lipsync.mjs [--renderer]
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -76,6 +76,21 @@ export async function benchRenderer(work) {
       rounds.push(track.frameCount / ((performance.now() - t0) / 1000));
     }
     out[`${prefix}${motion}`] = Math.round(median(rounds));
+  }
+  // at 1024 px (the photo enlarged, its landmarks with it): what --quality high draws
+  const { data: big } = await sharp(avatar.imagePath).resize(image.width * 2, image.height * 2, { kernel: 'lanczos3' }).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+  const large = { width: image.width * 2, height: image.height * 2, data: new Uint8Array(big) };
+  const landmarks2 = avatar.face.landmarks.map((p) => ({ x: p.x * 2 + 0.5, y: p.y * 2 + 0.5 }));
+  for (const motion of ['none', 'subtle', 'lively']) {
+    const renderer = new FaceRenderer(large, landmarks2, { pixelFormat: 'yuv420p' });
+    for (let i = 0; i < 50; i++) renderer.render(poseAt(track, i % track.frameCount), { blink: 0, ...headMotionAt(i / 25, motion, 1, 200) });
+    const rounds = [];
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < track.frameCount; i++) renderer.render(poseAt(track, i), { blink: 0, ...headMotionAt(i / 25, motion, 1, 200) });
+      rounds.push(track.frameCount / ((performance.now() - t0) / 1000));
+    }
+    out[`fps_i420_1024_${motion}`] = Math.round(median(rounds));
   }
   return out;
 }
@@ -166,10 +181,19 @@ export async function benchLipsync() {
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--renderer') {
+  // the renderer alone: node scripts/bench-lipsync.mjs --renderer
+  const work = mkdtempSync(join(tmpdir(), 'avatar-bench-renderer-'));
+  try {
+    console.log(JSON.stringify({ bench: 'renderer', ...(await benchRenderer(work)) }));
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const r = await benchLipsync();
   const q = r.renderer;
   console.log(`renderer alone, ${q.width}x${q.height}, one thread: RGBA ${q.fps_none} frames/s without head motion, ${q.fps_subtle} subtle, ${q.fps_lively} lively; I420 as the pipeline draws them (${q.kernel} warp) ${q.fps_i420_none} / ${q.fps_i420_subtle} / ${q.fps_i420_lively}; I420 with the TypeScript warp ${q.fps_i420_js_none} / ${q.fps_i420_js_subtle} / ${q.fps_i420_js_lively}`);
+  if (q.fps_i420_1024_none) console.log(`renderer alone at ${q.width * 2}x${q.height * 2}, I420 (${q.kernel}): ${q.fps_i420_1024_none} / ${q.fps_i420_1024_subtle} / ${q.fps_i420_1024_lively} frames/s`);
   const e = r.endToEnd;
   console.log(`end to end (text -> MP4, medium, process start included), median of ${e.rounds}: ${e.videoSeconds} s of video in ${e.wallSeconds} s (range ${e.wallSecondsRange.join('-')}); render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone on the same ${e.frames} frames ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}, range ${e.ratioToFfmpegAloneRange.join('-')}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}, range ${e.ratioToFfmpegAloneI420Range.join('-')}); peak RSS node ${e.peakNodeMB} MB, with ffmpeg ${e.peakTreeMB} MB`);
   console.log('stages:', JSON.stringify(e.stages));

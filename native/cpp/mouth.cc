@@ -95,11 +95,11 @@ inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double to
       cb += (p.tongueB * lit - cb) * cover;
     }
   }
-  Tooth tooth{0, 0, 0};
+  Tooth upper{0, 0, 0}, tooth{0, 0, 0};
   double edge = 0;
   if (p.teethH > 0) {
-    ToothAt(p, along, down, p.teethH, tooth);
-    edge = tooth.edge;
+    ToothAt(p, along, down, p.teethH, upper);
+    edge = upper.edge;
   }
   const double below = down - edge;
   if (below > 0) {
@@ -108,20 +108,20 @@ inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double to
     cg *= shadow;
     cb *= shadow;
   }
-  if (p.lowerTeethH > 0.5 && fromBottom > -1) {
-    ToothAt(p, along * 1.12, fromBottom, p.lowerTeethH * (1 - side * side), tooth);
+  const double lowerReach = p.lowerTeethH * (1 - side * side);
+  if (p.lowerTeethH > 0.5 && fromBottom > -1 && fromBottom < lowerReach + p.softness + 1) {
+    ToothAt(p, along * 1.12, fromBottom, lowerReach, tooth);
     const double lit = tooth.shade * 0.6;
     cr += (p.teethR * lit - cr) * tooth.cover;
     cg += (p.teethG * lit - cg) * tooth.cover;
     cb += (p.teethB * lit - cb) * tooth.cover;
   }
-  if (p.teethH > 0) {
-    ToothAt(p, along, down, p.teethH, tooth);
-    const double clear = Clamp01((down - 0.82 * tooth.edge) / (0.18 * tooth.edge + 0.5));
-    const double lit = tooth.shade * (1 - 0.25 * clear);
-    cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * tooth.cover;
-    cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * tooth.cover;
-    cb += (p.teethB * lit - cb) * tooth.cover;
+  if (p.teethH > 0 && upper.cover > 0) {
+    const double clear = Clamp01((down - 0.82 * upper.edge) / (0.18 * upper.edge + 0.5));
+    const double lit = upper.shade * (1 - 0.25 * clear);
+    cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * upper.cover;
+    cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * upper.cover;
+    cb += (p.teethB * lit - cb) * upper.cover;
   }
   const double rim = 1 - 0.35 * Clamp01(1 - d / (1.2 + p.softness));
   const double noise = p.grain * 0.9 * GrainAt(xi, yi);

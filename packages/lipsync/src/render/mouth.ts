@@ -170,6 +170,7 @@ interface Shade {
   b: number;
 }
 
+const upper = { cover: 0, shade: 0, edge: 0 };
 const tooth = { cover: 0, shade: 0, edge: 0 };
 
 /**
@@ -206,8 +207,8 @@ function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number
   // the upper teeth (drawn, or the photo's own above the opening) shade what lies just below them
   let edge = 0;
   if (p.teethH > 0) {
-    toothAt(p, along, down, p.teethH, tooth);
-    edge = tooth.edge;
+    toothAt(p, along, down, p.teethH, upper);
+    edge = upper.edge;
   }
   const below = down - edge;
   if (below > 0) {
@@ -216,21 +217,22 @@ function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number
     cg *= shadow;
     cb *= shadow;
   }
-  if (p.lowerTeethH > 0.5 && fromBottom > -1) {
-    toothAt(p, along * 1.12, fromBottom, p.lowerTeethH * (1 - side * side), tooth);
+  // (past a tooth's reach its cover is 0 and it changes nothing: not worked out there)
+  const lowerReach = p.lowerTeethH * (1 - side * side);
+  if (p.lowerTeethH > 0.5 && fromBottom > -1 && fromBottom < lowerReach + p.softness + 1) {
+    toothAt(p, along * 1.12, fromBottom, lowerReach, tooth);
     const lit = tooth.shade * 0.6;
     cr += (p.teethR * lit - cr) * tooth.cover;
     cg += (p.teethG * lit - cg) * tooth.cover;
     cb += (p.teethB * lit - cb) * tooth.cover;
   }
-  if (p.teethH > 0) {
-    toothAt(p, along, down, p.teethH, tooth);
+  if (p.teethH > 0 && upper.cover > 0) {
     // the last sixth of a tooth's length is thinner and lets the dark through: greyer, a little blue
-    const clear = clamp01((down - 0.82 * tooth.edge) / (0.18 * tooth.edge + 0.5));
-    const lit = tooth.shade * (1 - 0.25 * clear);
-    cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * tooth.cover;
-    cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * tooth.cover;
-    cb += (p.teethB * lit - cb) * tooth.cover;
+    const clear = clamp01((down - 0.82 * upper.edge) / (0.18 * upper.edge + 0.5));
+    const lit = upper.shade * (1 - 0.25 * clear);
+    cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * upper.cover;
+    cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * upper.cover;
+    cb += (p.teethB * lit - cb) * upper.cover;
   }
   // a shadow just inside the lips, and the photo's grain
   const rim = 1 - 0.35 * clamp01(1 - d / (1.2 + p.softness));

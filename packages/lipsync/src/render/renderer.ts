@@ -17,10 +17,11 @@ import { warpTriangleI420 } from './warp.js';
 import { warpTriangleRgba } from './warp-rgba.js';
 
 /**
- * The opening's drawn outline: the mesh's curve sampled three times as densely, its sharpest turns (the
- * ends of a narrow opening) rounded so that no corner of it turns by more than 25 degrees.
+ * The opening's drawn outline: the mesh's curve sampled twice as densely (at 1024 px a side of it then
+ * strays under 0.1 px from the curve), its sharpest turns (the ends of a narrow opening) rounded so that
+ * no corner of it turns by more than 25 degrees. Denser costs the mouth kernel time for nothing seen.
  */
-const OPENING_STEPS = 12;
+const OPENING_STEPS = 8;
 const MAX_TURN = (25 * Math.PI) / 180;
 
 /**
