@@ -122,5 +122,25 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
     open[2 * i + 1] = (open[2 * i + 1] as number) + uy.y * push;
   }
   for (const curve of curves) placeCurve(open, curve);
-  return { ...base, opening, triangles: Uint32Array.from(new Delaunator(open).triangles) };
+  return { ...base, opening, triangles: openingFirst(new Delaunator(open).triangles, lips, opening, biteUpper, biteLower) };
+}
+
+/**
+ * The triangles with the ones inside the opening first (every corner on the inner lips or the bite
+ * line): frames draw them in this order, so where pressed lips fold the opening's triangles under them
+ * (a smile's opening, closed for p, b, m, is curved), the lips are drawn over them, never the teeth
+ * between them over the lips.
+ */
+function openingFirst(triangles: ArrayLike<number>, lips: Curve, opening: Curve, biteUpper: readonly number[] | null, biteLower: readonly number[] | null): Uint32Array {
+  const inside = new Set<number>([...lips.controls, ...opening.controls, ...(biteUpper ?? []), ...(biteLower ?? [])]);
+  for (const curve of new Set([lips, opening])) {
+    for (let k = 0; k < curve.controls.length * (curve.steps - 1); k++) inside.add(curve.first + k);
+  }
+  const first: number[] = [];
+  const rest: number[] = [];
+  for (let t = 0; t < triangles.length; t += 3) {
+    const corners = [triangles[t] as number, triangles[t + 1] as number, triangles[t + 2] as number];
+    (corners.every((v) => inside.has(v)) ? first : rest).push(...corners);
+  }
+  return Uint32Array.from([...first, ...rest]);
 }

@@ -149,6 +149,28 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
       m[2 * i + 1] = (m[2 * i + 1] as number) + (m[2 * lip + 1] as number) - (rest[2 * lip + 1] as number);
     });
   }
+  // Pressed lips (p, b, m) meet even where the photo's lips are apart (a smile showing its teeth): each
+  // inner lip moves to the line between them, its outer edge most of the way with it, and the photo's
+  // teeth between them are covered as the lips meet.
+  if (closure > 0) {
+    for (let k = 0; k < 3; k++) {
+      const up = 61 + k, low = 67 - k;
+      const meetX = ((rest[2 * up] as number) + (rest[2 * low] as number)) / 2;
+      const meetY = ((rest[2 * up + 1] as number) + (rest[2 * low + 1] as number)) / 2;
+      const shift = (i: number, toward: number, share: number): void => {
+        m[2 * i] = (m[2 * i] as number) + closure * share * (meetX - (rest[2 * toward] as number));
+        m[2 * i + 1] = (m[2 * i + 1] as number) + closure * share * (meetY - (rest[2 * toward + 1] as number));
+      };
+      shift(up, up, 1);
+      shift(low, low, 1);
+      shift(50 + k, up, 0.6);
+      shift(58 - k, low, 0.6);
+      if (base.bite) {
+        shift(base.bite.upper[k] as number, base.bite.upper[k] as number, 1);
+        shift(base.bite.lower[k] as number, base.bite.lower[k] as number, 1);
+      }
+    }
+  }
   for (const curve of base.curves) placeCurve(m, curve);
   // eyelids: the upper lid comes down onto the lower one
   if (state.blink > 0) {
