@@ -248,12 +248,17 @@ const coverage = (d: number, softness: number): number => {
   return d >= w ? 1 : d <= -w ? 0 : (d + w) / (2 * w);
 };
 
-/** Draws the mouth into an RGBA frame. */
-export function drawMouthRgba(out: Uint8Array, W: number, outline: Float64Array, p: MouthParams): void {
-  const rows = new OutlineRows(outline);
+/** What both drawing loops walk the box with: distances to the outline by row, its extent by column. */
+function scan(outline: Float64Array, p: MouthParams): { rows: OutlineRows; tops: Float64Array; bottoms: Float64Array } {
   const tops = new Float64Array(p.x1 - p.x0 + 1);
   const bottoms = new Float64Array(p.x1 - p.x0 + 1);
   columnSpans(outline, p.x0, p.x1, p.top, p.bottom, tops, bottoms);
+  return { rows: new OutlineRows(outline), tops, bottoms };
+}
+
+/** Draws the mouth into an RGBA frame. */
+export function drawMouthRgba(out: Uint8Array, W: number, outline: Float64Array, p: MouthParams): void {
+  const { rows, tops, bottoms } = scan(outline, p);
   const c: Shade = { r: 0, g: 0, b: 0 };
   for (let y = p.y0; y <= p.y1; y++) {
     rows.row(y);
@@ -279,10 +284,7 @@ export function drawMouthI420(out: Uint8Array, W: number, H: number, outline: Fl
   const cx0 = p.x0 >> 1, cx1 = p.x1 >> 1, cy0 = p.y0 >> 1, cy1 = p.y1 >> 1;
   const cw = cx1 - cx0 + 1;
   const chroma = new Float64Array(3 * cw * (cy1 - cy0 + 1));
-  const rows = new OutlineRows(outline);
-  const tops = new Float64Array(p.x1 - p.x0 + 1);
-  const bottoms = new Float64Array(p.x1 - p.x0 + 1);
-  columnSpans(outline, p.x0, p.x1, p.top, p.bottom, tops, bottoms);
+  const { rows, tops, bottoms } = scan(outline, p);
   const c: Shade = { r: 0, g: 0, b: 0 };
   for (let y = p.y0; y <= p.y1; y++) {
     rows.row(y);
