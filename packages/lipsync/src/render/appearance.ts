@@ -108,8 +108,9 @@ export function measureMouth(image: RgbaImage, landmarks: readonly FacePoint[], 
   const grey = saturation(highlight.r, highlight.g, highlight.b) < 0.04 && lipSat < 0.04;
   const light = (channel: number, neutral: number): number => (grey ? 1 : 1 + 0.4 * (channel / highLuma / neutral - 1));
   const gain = { r: light(highlight.r, 1.12), g: light(highlight.g, 0.97), b: light(highlight.b, 0.86) };
-  // teeth a little brighter than the skin's highlights, never brighter than the photo allows
-  const teethLuma = Math.min(235, highLuma * 1.04);
+  // teeth about as bright as the skin's highlights (inside the mouth they are in the lips' shade), never
+  // brighter than the photo allows
+  const teethLuma = Math.min(235, highLuma * 0.96);
   const teethBase = { r: 0.97, g: 0.95, b: 0.88 };
   const teethScale = teethLuma / luma(teethBase.r, teethBase.g, teethBase.b);
   const clamp = (v: number): number => Math.max(0, Math.min(255, v));

@@ -68,7 +68,11 @@ export function curveOutline(points: Float64Array, curve: Curve, steps = curve.s
   return out;
 }
 
-/** How strongly each jaw contour point (0..16) follows the chin when the jaw drops. */
+/**
+ * How strongly each jaw contour point (0..16) follows the chin when the jaw drops: the jaw turns about
+ * the axis through its two joints, by the ears, and seen from the front a point's drop is its depth in
+ * front of that axis (the chin's the most; the jaw's angles below the ears hardly any; the joints none).
+ */
 const JAW_FOLLOW = [0, 0, 0, 0.1, 0.3, 0.55, 0.78, 0.93, 1, 0.93, 0.78, 0.55, 0.3, 0.1, 0, 0, 0];
 
 /**
