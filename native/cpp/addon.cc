@@ -150,13 +150,18 @@ Napi::Value MouthI420(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < avatar::kMouthParamCount; i++) {
     if (!std::isfinite(params[i])) throw Napi::RangeError::New(env, "mouthI420: a parameter is not a finite number");
   }
+  // the figures the kernel divides by
+  const avatar::MouthParams figures = avatar::MouthParamsFrom(params.Data());
+  if (!(figures.mouthW >= 1) || !(figures.gapHeight >= 1) || !(figures.archHalf > 0) || !(figures.softness > 0)) {
+    throw Napi::RangeError::New(env, "mouthI420: mouthW and gapHeight must be at least 1, archHalf and softness above 0");
+  }
   const double x0 = params[0], x1 = params[1], y0 = params[2], y1 = params[3];
   if (x0 != std::floor(x0) || x1 != std::floor(x1) || y0 != std::floor(y0) || y1 != std::floor(y1) || x0 < 0 || y0 < 0 || x1 < x0 || y1 < y0 ||
       x1 > static_cast<double>(width - 1) || y1 > static_cast<double>(height - 1)) {
     throw Napi::RangeError::New(env, "mouthI420: the box must be whole pixels inside the frame");
   }
   avatar::MouthFrame frame{dst.Data(), static_cast<int>(width), static_cast<int>(height), outline.Data(), outline.ElementLength() / 2,
-                           avatar::MouthParamsFrom(params.Data())};
+                           figures};
   avatar::MouthI420(frame);
   return env.Undefined();
 }

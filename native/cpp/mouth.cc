@@ -12,7 +12,8 @@ namespace avatar {
 namespace {
 
 // JavaScript's conversion of a number to an unsigned byte: truncation, then modulo 256.
-inline uint8_t ToByte(double v) { return static_cast<uint8_t>(static_cast<int32_t>(v)); }
+// (NaN stores 0 in JavaScript; casting it is undefined in C++, so it is caught first)
+inline uint8_t ToByte(double v) { return v == v ? static_cast<uint8_t>(static_cast<int32_t>(v)) : 0; }
 
 constexpr double kToothEnds[6] = {0.185, 0.328, 0.491, 0.642, 0.784, 1};
 constexpr double kToothReach[6] = {1, 0.86, 0.95, 0.8, 0.74, 0.66};
@@ -123,7 +124,7 @@ inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double to
     cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * upper.cover;
     cb += (p.teethB * lit - cb) * upper.cover;
   }
-  const double rim = 1 - 0.35 * Clamp01(1 - d / (1.2 + p.softness));
+  const double rim = 1 - 0.35 * Clamp01(1 - d / std::min(kReach, 1.2 + p.softness));
   const double noise = p.grain * 0.9 * GrainAt(xi, yi);
   out.r = Clamp255(cr * rim + noise);
   out.g = Clamp255(cg * rim + noise);
@@ -131,7 +132,7 @@ inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double to
 }
 
 inline double Coverage(double d, double softness) {
-  const double w = softness * 0.8 < 0.7 ? 0.7 : softness * 0.8;
+  const double w = softness * 0.8 < 0.7 ? 0.7 : softness * 0.8;  // coverageReach
   return d >= w ? 1 : d <= -w ? 0 : (d + w) / (2 * w);
 }
 
@@ -146,7 +147,7 @@ void MouthI420(const MouthFrame& f) {
   std::vector<double> chroma(static_cast<size_t>(3) * cw * (cy1 - cy0 + 1), 0.0);
   OutlineRows rows(f.outline, f.points);
   std::vector<double> tops(static_cast<size_t>(x1 - x0 + 1)), bottoms(static_cast<size_t>(x1 - x0 + 1));
-  ColumnSpans(f.outline, f.points, x0, x1, p.top, p.bottom, tops.data(), bottoms.data());
+  ColumnSpans(f.outline, f.points, x0, x1, p.top, p.top + p.gapHeight, tops.data(), bottoms.data());
   uint8_t* out = f.dst;
   Shade c{0, 0, 0};
   for (int y = y0; y <= y1; y++) {

@@ -138,6 +138,10 @@ describe.skipIf(!hasCmake)('native addon', () => {
     bad(() => kernels.mouthI420(frame, 8, 8, outline, Float64Array.from([0, 7, 0, 7])), RangeError, new RegExp(`${kernels.mouthParamFields.length} numbers`));
     expect(kernels.mouthParamFields.slice(0, 4)).toEqual(['x0', 'x1', 'y0', 'y1']);
     bad(() => kernels.mouthI420(new Uint8Array(95), 8, 8, outline, params([0, 7, 0, 7])), RangeError, /one I420 frame/);
+    // figures the kernel divides by are checked too
+    const soft = params([0, 7, 0, 7]);
+    soft[kernels.mouthParamFields.indexOf('softness')] = 0;
+    bad(() => kernels.mouthI420(frame, 8, 8, outline, soft), RangeError, /softness above 0/);
     // a box inside the frame draws the mouth there and nowhere else
     kernels.mouthI420(frame, 8, 8, outline, params([1, 6, 1, 6]));
     expect(frame[0]).toBe(0);

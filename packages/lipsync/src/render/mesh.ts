@@ -1,7 +1,7 @@
 import Delaunator from 'delaunator';
 import type { FacePoint } from '@avatar/core';
 import type { FaceFrame, Vec } from './geometry.js';
-import { placeCurve, poseMesh } from './pose.js';
+import { lipPlaces, placeCurve, poseMesh } from './pose.js';
 import type { Curve, PoseBase } from './pose.js';
 
 /**
@@ -106,7 +106,7 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
   });
   for (const curve of curves) placeCurve(rest, curve);
   const headWeight = Float32Array.from(weights);
-  const base: PoseBase = { rest, headWeight, frame, curves, bite: biteUpper && biteLower ? { upper: biteUpper, lower: biteLower } : null };
+  const base: PoseBase = { rest, headWeight, frame, curves, bite: biteUpper && biteLower ? { upper: biteUpper, lower: biteLower } : null, lips: lipPlaces(rest, frame) };
   // Triangulated with the mouth wide open: in the photo the lips touch, and a mesh made there joins the
   // upper lip to the lower one with thin triangles that an opening mouth stretches into streaks across
   // the lips. Made on the open shape, no triangle spans the opening except inside it, where the inner

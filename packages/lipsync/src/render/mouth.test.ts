@@ -109,10 +109,12 @@ describe('the mouth on real photos at 1024 px', () => {
   it('p, b and m close the lips over the photo\'s own teeth', () => {
     const { renderer, landmarks: lm, width } = subjects.teeth;
     const photo = renderer.render(REST, STILL).slice();
-    const closed = renderer.landmarksFor(viseme('p'), STILL);
-    for (const [up, low] of [[61, 67], [62, 66], [63, 65]] as const) expect(Math.hypot(closed[up]!.x - closed[low]!.x, closed[up]!.y - closed[low]!.y)).toBeLessThan(1);
+    // (with the jaw still a little open, as the track allows during a closure)
+    const pressed = { ...viseme('p'), jawOpen: 0.15 };
+    const closed = renderer.landmarksFor(pressed, STILL);
+    for (const [up, low] of [[61, 67], [62, 66], [63, 65]] as const) expect(Math.hypot(closed[up]!.x - closed[low]!.x, closed[up]!.y - closed[low]!.y)).toBeLessThan(0.01);
     // where the photo's teeth were, the lips now are: darker, as lips are
-    const frame = renderer.render(viseme('p'), STILL);
+    const frame = renderer.render(pressed, STILL);
     let before = 0, after = 0, n = 0;
     for (let y = Math.ceil(lm[62]!.y) + 1; y < Math.floor(lm[66]!.y); y++) for (let x = Math.ceil(lm[61]!.x); x <= Math.floor(lm[63]!.x); x++, n++) {
       before += photo[y * width + x]!;

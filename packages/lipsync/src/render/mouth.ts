@@ -1,4 +1,4 @@
-import { OutlineRows, columnSpans } from './outline.js';
+import { OUTLINE_REACH, OutlineRows, columnSpans } from './outline.js';
 import type { FaceFrame } from './geometry.js';
 import type { Curve } from './pose.js';
 import type { MouthAppearance } from './appearance.js';
@@ -48,17 +48,19 @@ export function mouthParams(moved: Float64Array, opening: Curve, outline: Float6
     maxY = Math.max(maxY, y);
   }
   const mouthWidth = face.mouthWidth;
-  // face-aligned coordinates of the upper and lower inner lip at the mouth's middle
+  // the opening's top and bottom at its middle (inner lips, or the bite line's sides), as image rows
   const top = moved[2 * (opening.controls[2] as number) + 1] as number;
   const bottom = moved[2 * (opening.controls[6] as number) + 1] as number;
   const gapHeight = Math.max(1, bottom - top);
   // the photo's own teeth, when it shows them, stay where they are: none are drawn
   const drawTeeth = look.bite === null;
+  // the box reaches as far past the outline as its blended edge does
+  const pad = Math.ceil(coverageReach(look.softness)) + 1;
   return {
-    x0: Math.max(0, Math.floor(minX) - 1),
-    x1: Math.min(W - 1, Math.ceil(maxX) + 1),
-    y0: Math.max(0, Math.floor(minY) - 1),
-    y1: Math.min(H - 1, Math.ceil(maxY) + 1),
+    x0: Math.max(0, Math.floor(minX) - pad),
+    x1: Math.min(W - 1, Math.ceil(maxX) + pad),
+    y0: Math.max(0, Math.floor(minY) - pad),
+    y1: Math.min(H - 1, Math.ceil(maxY) + pad),
     centerX: (minX + maxX) / 2,
     top,
     bottom,
@@ -86,13 +88,6 @@ export function mouthParams(moved: Float64Array, opening: Curve, outline: Float6
     softness: look.softness,
     grain: look.grain,
   };
-}
-
-/** The mouth's colour at one pixel, set by shadeMouth. */
-interface Shade {
-  r: number;
-  g: number;
-  b: number;
 }
 
 /**
@@ -235,16 +230,20 @@ function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number
     cb += (p.teethB * lit - cb) * upper.cover;
   }
   // a shadow just inside the lips, and the photo's grain
-  const rim = 1 - 0.35 * clamp01(1 - d / (1.2 + p.softness));
+  // (over at most OUTLINE_REACH pixels: distances stop there)
+  const rim = 1 - 0.35 * clamp01(1 - d / Math.min(OUTLINE_REACH, 1.2 + p.softness));
   const noise = p.grain * 0.9 * grainAt(x, y);
   out.r = clamp255(cr * rim + noise);
   out.g = clamp255(cg * rim + noise);
   out.b = clamp255(cb * rim + noise);
 }
 
-/** Coverage of a pixel `d` pixels inside the outline: its edge blends into the lips as softly as the photo's edges. */
+/** How far either side of the outline its edge blends into the lips: as softly as the photo's edges. */
+const coverageReach = (softness: number): number => (softness * 0.8 < 0.7 ? 0.7 : softness * 0.8);
+
+/** Coverage of a pixel `d` pixels inside the outline. */
 const coverage = (d: number, softness: number): number => {
-  const w = softness * 0.8 < 0.7 ? 0.7 : softness * 0.8;
+  const w = coverageReach(softness);
   return d >= w ? 1 : d <= -w ? 0 : (d + w) / (2 * w);
 };
 
@@ -252,7 +251,7 @@ const coverage = (d: number, softness: number): number => {
 function scan(outline: Float64Array, p: MouthParams): { rows: OutlineRows; tops: Float64Array; bottoms: Float64Array } {
   const tops = new Float64Array(p.x1 - p.x0 + 1);
   const bottoms = new Float64Array(p.x1 - p.x0 + 1);
-  columnSpans(outline, p.x0, p.x1, p.top, p.bottom, tops, bottoms);
+  columnSpans(outline, p.x0, p.x1, p.top, p.top + p.gapHeight, tops, bottoms);
   return { rows: new OutlineRows(outline), tops, bottoms };
 }
 

@@ -26,6 +26,21 @@ export interface PoseBase {
    * with the lower inner lip: jaw and lower teeth), per column 61/67, 62/66, 63/65
    */
   readonly bite: { readonly upper: readonly number[]; readonly lower: readonly number[] } | null;
+  /**
+   * the lip landmarks' places across the mouth at rest (per landmark index, along the eyes, from the
+   * middle between the inner corners) and half the inner corners' distance: what the lips' bands move by
+   */
+  readonly lips: { readonly across: Float64Array; readonly half: number };
+}
+
+/** The lips' places across the mouth at rest, for PoseBase.lips. */
+export function lipPlaces(rest: Float64Array, frame: FaceFrame): PoseBase['lips'] {
+  const { ux } = frame;
+  const midX = ((rest[2 * 60] as number) + (rest[2 * 64] as number)) / 2;
+  const midY = ((rest[2 * 60 + 1] as number) + (rest[2 * 64 + 1] as number)) / 2;
+  const across = new Float64Array(68);
+  for (let i = 48; i < 68; i++) across[i] = ((rest[2 * i] as number) - midX) * ux.x + ((rest[2 * i + 1] as number) - midY) * ux.y;
+  return { across, half: Math.max(1, Math.abs((across[64] as number) - (across[60] as number)) / 2) };
 }
 
 const catmullRom = (p0: number, p1: number, p2: number, p3: number, t: number): number => {
@@ -103,6 +118,7 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
   // spread (ee) or come in (oo, w), the lips between following by their distance from the middle, and
   // rounded lips push out.
   const rest = base.rest;
+  const { across: acrossOf, half } = base.lips;
   const lower = 0.88 * gap + 0.12 * jawDrop - tuck * 0.03 * W;
   const cornerDown = 0.3 * gap;
   // the upper lip lifts a little, but not over the photo's own teeth: those would stretch
@@ -112,39 +128,38 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
   // rounded lips purse: they gather toward the middle, the opening between them more than the lips'
   // outer edge, so it narrows toward a circle
   const purse = Math.max(0, -width) * 0.14 * W;
-  const mid = { x: ((rest[2 * 60] as number) + (rest[2 * 64] as number)) / 2, y: ((rest[2 * 60 + 1] as number) + (rest[2 * 64 + 1] as number)) / 2 };
-  const acrossOf = (i: number): number => ((rest[2 * i] as number) - mid.x) * ux.x + ((rest[2 * i + 1] as number) - mid.y) * ux.y;
-  const half = Math.max(1, Math.abs(acrossOf(64) - acrossOf(60)) / 2);
   const bands: readonly (readonly [readonly number[], readonly number[], readonly number[], number])[] = [
     // inner chain (corner to corner), its drops, the outer landmarks that follow it, and how they push out
     [[60, 61, 62, 63, 64], [cornerDown, -lift, -1.2 * lift, -lift, cornerDown], [49, 50, 51, 52, 53], -pout],
     [[60, 67, 66, 65, 64], [cornerDown, 0.94 * lower, lower, 0.94 * lower, cornerDown], [59, 58, 57, 56, 55], pout],
   ];
   for (const [chain, drops, outer, push] of bands) {
-    const across = chain.map(acrossOf);
     const dropAt = (x: number): number => {
-      if (x <= (across[0] as number)) return drops[0] as number;
+      if (x <= (acrossOf[chain[0] as number] as number)) return drops[0] as number;
       for (let k = 1; k < chain.length; k++) {
-        const x0 = across[k - 1] as number, x1 = across[k] as number;
+        const x0 = acrossOf[chain[k - 1] as number] as number, x1 = acrossOf[chain[k] as number] as number;
         if (x <= x1) return (drops[k - 1] as number) + ((drops[k] as number) - (drops[k - 1] as number)) * (x1 > x0 ? (x - x0) / (x1 - x0) : 1);
       }
       return drops[chain.length - 1] as number;
     };
-    // (the upper lip over the photo's own teeth keeps still, or the teeth would stretch)
-    const squeeze = base.bite && chain === bands[0]![0] ? 0 : purse;
-    for (const i of chain.slice(1, -1)) {
-      const t = acrossOf(i) / half;
-      move(i, (spread - squeeze) * t, dropAt(acrossOf(i)));
+    // (over the photo's own teeth the lips do not purse: the teeth under them would stretch)
+    const squeeze = base.bite ? 0 : purse;
+    for (let k = 1; k < chain.length - 1; k++) {
+      const i = chain[k] as number;
+      const x = acrossOf[i] as number;
+      move(i, ((spread - squeeze) * x) / half, dropAt(x));
     }
     for (const i of outer) {
-      const t = Math.max(-1, Math.min(1, acrossOf(i) / half));
-      move(i, (spread - 0.7 * squeeze) * t, dropAt(acrossOf(i)) + push * (1 - t * t));
+      const x = acrossOf[i] as number;
+      const t = Math.max(-1, Math.min(1, x / half));
+      move(i, (spread - 0.7 * squeeze) * t, dropAt(x) + push * (1 - t * t));
     }
   }
+  const cornerPurse = base.bite ? 0 : purse;
   move(48, -spread, cornerDown);
-  move(60, purse - spread, cornerDown);
+  move(60, cornerPurse - spread, cornerDown);
   move(54, spread, cornerDown);
-  move(64, spread - purse, cornerDown);
+  move(64, spread - cornerPurse, cornerDown);
   if (base.bite) {
     // the lower teeth move with the lower lip; the upper ones stay with the skull
     base.bite.lower.forEach((i, k) => {
@@ -153,25 +168,29 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
       m[2 * i + 1] = (m[2 * i + 1] as number) + (m[2 * lip + 1] as number) - (rest[2 * lip + 1] as number);
     });
   }
-  // Pressed lips (p, b, m) meet even where the photo's lips are apart (a smile showing its teeth): each
-  // inner lip moves to the line between them, its outer edge most of the way with it, and the photo's
-  // teeth between them are covered as the lips meet.
+  // Pressed lips (p, b, m) meet even where the photo's lips are apart (a smile showing its teeth) or the
+  // jaw is still a little open: each inner lip moves toward the line between them by `closure` of the way
+  // from where it is, its outer edge most of that way with it, and the photo's teeth between them (the
+  // bite line's two sides) are covered as the lips meet.
   if (closure > 0) {
     for (let k = 0; k < 3; k++) {
       const up = 61 + k, low = 67 - k;
-      const meetX = ((rest[2 * up] as number) + (rest[2 * low] as number)) / 2;
-      const meetY = ((rest[2 * up + 1] as number) + (rest[2 * low + 1] as number)) / 2;
-      const shift = (i: number, toward: number, share: number): void => {
-        m[2 * i] = (m[2 * i] as number) + closure * share * (meetX - (rest[2 * toward] as number));
-        m[2 * i + 1] = (m[2 * i + 1] as number) + closure * share * (meetY - (rest[2 * toward + 1] as number));
+      const meetX = ((m[2 * up] as number) + (m[2 * low] as number)) / 2;
+      const meetY = ((m[2 * up + 1] as number) + (m[2 * low + 1] as number)) / 2;
+      const pull = (i: number, follower: number): void => {
+        const dx = closure * (meetX - (m[2 * i] as number)), dy = closure * (meetY - (m[2 * i + 1] as number));
+        m[2 * i] = (m[2 * i] as number) + dx;
+        m[2 * i + 1] = (m[2 * i + 1] as number) + dy;
+        m[2 * follower] = (m[2 * follower] as number) + 0.6 * dx;
+        m[2 * follower + 1] = (m[2 * follower + 1] as number) + 0.6 * dy;
       };
-      shift(up, up, 1);
-      shift(low, low, 1);
-      shift(50 + k, up, 0.6);
-      shift(58 - k, low, 0.6);
+      pull(up, 50 + k);
+      pull(low, 58 - k);
       if (base.bite) {
-        shift(base.bite.upper[k] as number, base.bite.upper[k] as number, 1);
-        shift(base.bite.lower[k] as number, base.bite.lower[k] as number, 1);
+        for (const i of [base.bite.upper[k] as number, base.bite.lower[k] as number]) {
+          m[2 * i] = (m[2 * i] as number) + closure * (meetX - (m[2 * i] as number));
+          m[2 * i + 1] = (m[2 * i + 1] as number) + closure * (meetY - (m[2 * i + 1] as number));
+        }
       }
     }
   }

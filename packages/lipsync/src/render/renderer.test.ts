@@ -239,7 +239,7 @@ function parity(image: RgbaImage, avatar: Avatar, expected: { photoTeeth: boolea
     const t = i / 25;
     // wide head motion too, so triangles reach the frame's edge and take the clamped path
     const motion = headMotionAt(t, i < 150 ? 'lively' : 'subtle', 5, i < 150 ? 400 : 100);
-    const pose = { ...OPEN, jawOpen: 0.5 + 0.5 * Math.sin(i / 5), lipWidth: Math.cos(i / 9), lipToTeeth: i % 60 < 10 ? 1 : 0 };
+    const pose = { ...OPEN, jawOpen: 0.5 + 0.5 * Math.sin(i / 5), lipWidth: Math.cos(i / 9), lipToTeeth: i % 60 < 10 ? 1 : 0, lipClosure: i % 45 < 9 ? (i % 45) / 8 : 0 };
     const state = { blink: blinkAt(t, blinks), ...motion };
     const a = native.render(pose, state);
     const b = js.render(pose, state);

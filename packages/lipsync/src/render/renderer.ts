@@ -93,7 +93,7 @@ export class FaceRenderer {
     if (kernel === 'native' && !compiled) {
       throw new Error(!this.baseYuv ? 'the native warp kernel draws I420 frames only'
         : built ? 'the native addon was built from other renderer sources: rebuild it (npm run build:addon -w native)'
-        : 'the native warp kernel is not built (npm run build:addon -w native)');
+        : 'the native frame kernels are not built, or come from an older build (npm run build:addon -w native)');
     }
     this.nativeWarp = compiled?.warpI420;
     this.nativeMouth = compiled?.mouthI420;
@@ -152,7 +152,7 @@ export class FaceRenderer {
     const restore = union(this.dirtyOf[this.current] ?? null, now);
     if (restore) this.restore(restore);
     this.warp(count);
-    if (gap > 0.25) this.drawMouth(mouth);
+    if (gap > 0.25 && this.openingHeight() > 0.25) this.drawMouth(mouth);
     this.dirtyOf[this.current] = now;
     return this.out;
   }
@@ -238,10 +238,24 @@ export class FaceRenderer {
     }
   }
 
+  /**
+   * The opening's height at its middle as posed, along the face: a tucked lower lip (f, v) under pressed
+   * lips can pass the upper one even while the pose's gap is not 0, and then there is nothing to draw.
+   */
+  private openingHeight(): number {
+    const { controls } = this.mesh.opening;
+    const top = controls[2] as number, bottom = controls[6] as number;
+    const m = this.moved;
+    const { uy } = this.face;
+    return ((m[2 * bottom] as number) - (m[2 * top] as number)) * uy.x + ((m[2 * bottom + 1] as number) - (m[2 * top + 1] as number)) * uy.y;
+  }
+
   /** Draws the inside of the open mouth into the opening between the inner lips. */
   private drawMouth(mouth: MouthPose): void {
     const outline = roundCorners(curveOutline(this.moved, this.mesh.opening, OPENING_STEPS), MAX_TURN);
     const params = mouthParams(this.moved, this.mesh.opening, outline, this.face, this.look, mouth, this.width, this.height);
+    // an opening outside the frame has nothing to draw
+    if (params.x1 < params.x0 || params.y1 < params.y0) return;
     if (this.baseYuv && this.nativeMouth) this.nativeMouth(this.out, this.width, this.height, outline, packMouthParams(params, this.mouthBlock));
     else if (this.baseYuv) drawMouthI420(this.out, this.width, this.height, outline, params);
     else drawMouthRgba(this.out, this.width, outline, params);
