@@ -65,33 +65,28 @@ export async function benchRenderer(work) {
   // RGBA frames, and I420 frames as the pipeline draws them for the encoder: with the native addon's
   // compiled warp when it is built (what the pipeline uses), and with the TypeScript warp
   out.kernel = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: 'yuv420p' }).kernel;
-  const configs = [['rgba', 'fps_', 'auto'], ['yuv420p', 'fps_i420_', 'auto'], ['yuv420p', 'fps_i420_js_', 'js']];
-  for (const [format, prefix, kernel] of configs) for (const motion of ['none', 'subtle', 'lively']) {
-    const renderer = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: format, kernel });
-    for (let i = 0; i < 50; i++) renderer.render(poseAt(track, i % track.frameCount), { blink: 0, ...headMotionAt(i / 25, motion, 1, 100) });
+  /** Median frames/s over three passes of the track, after 50 frames of warm-up. */
+  const fps = (img, landmarks, options, motion, faceScale) => {
+    const renderer = new FaceRenderer(img, landmarks, options);
+    const state = (i) => ({ blink: 0, ...headMotionAt(i / 25, motion, 1, faceScale) });
+    for (let i = 0; i < 50; i++) renderer.render(poseAt(track, i % track.frameCount), state(i));
     const rounds = [];
     for (let r = 0; r < 3; r++) {
       const t0 = performance.now();
-      for (let i = 0; i < track.frameCount; i++) renderer.render(poseAt(track, i), { blink: 0, ...headMotionAt(i / 25, motion, 1, 100) });
+      for (let i = 0; i < track.frameCount; i++) renderer.render(poseAt(track, i), state(i));
       rounds.push(track.frameCount / ((performance.now() - t0) / 1000));
     }
-    out[`${prefix}${motion}`] = Math.round(median(rounds));
+    return Math.round(median(rounds));
+  };
+  const configs = [['rgba', 'fps_', 'auto'], ['yuv420p', 'fps_i420_', 'auto'], ['yuv420p', 'fps_i420_js_', 'js']];
+  for (const [format, prefix, kernel] of configs) for (const motion of ['none', 'subtle', 'lively']) {
+    out[`${prefix}${motion}`] = fps(image, avatar.face.landmarks, { pixelFormat: format, kernel }, motion, 100);
   }
   // at 1024 px (the photo enlarged, its landmarks with it): what --quality high draws
   const { data: big } = await sharp(avatar.imagePath).resize(image.width * 2, image.height * 2, { kernel: 'lanczos3' }).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
   const large = { width: image.width * 2, height: image.height * 2, data: new Uint8Array(big) };
   const landmarks2 = avatar.face.landmarks.map((p) => ({ x: p.x * 2 + 0.5, y: p.y * 2 + 0.5 }));
-  for (const motion of ['none', 'subtle', 'lively']) {
-    const renderer = new FaceRenderer(large, landmarks2, { pixelFormat: 'yuv420p' });
-    for (let i = 0; i < 50; i++) renderer.render(poseAt(track, i % track.frameCount), { blink: 0, ...headMotionAt(i / 25, motion, 1, 200) });
-    const rounds = [];
-    for (let r = 0; r < 3; r++) {
-      const t0 = performance.now();
-      for (let i = 0; i < track.frameCount; i++) renderer.render(poseAt(track, i), { blink: 0, ...headMotionAt(i / 25, motion, 1, 200) });
-      rounds.push(track.frameCount / ((performance.now() - t0) / 1000));
-    }
-    out[`fps_i420_1024_${motion}`] = Math.round(median(rounds));
-  }
+  for (const motion of ['none', 'subtle', 'lively']) out[`fps_i420_1024_${motion}`] = fps(large, landmarks2, { pixelFormat: 'yuv420p' }, motion, 200);
   return out;
 }
 

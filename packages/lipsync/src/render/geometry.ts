@@ -1,11 +1,12 @@
 import type { FacePoint } from '@avatar/core';
+import type { Box } from './types.js';
 
 export interface Vec {
   x: number;
   y: number;
 }
 
-export const meanOf = (points: readonly FacePoint[], from: number, to: number): Vec => {
+const meanOf = (points: readonly FacePoint[], from: number, to: number): Vec => {
   let x = 0;
   let y = 0;
   for (let i = from; i <= to; i++) {
@@ -57,8 +58,8 @@ export function faceFrame(landmarks: readonly FacePoint[]): FaceFrame {
 }
 
 /** The smallest box holding both boxes; null stands for no box. */
-export function union<T extends readonly [number, number, number, number]>(a: T | null, b: T | null): [number, number, number, number] | null {
-  if (!a) return b ? [b[0], b[1], b[2], b[3]] : null;
-  if (!b) return [a[0], a[1], a[2], a[3]];
+export function union(a: Box | null, b: Box | null): Box | null {
+  if (!a) return b;
+  if (!b) return a;
   return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
 }
