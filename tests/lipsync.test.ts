@@ -59,6 +59,7 @@ describe('avatar lipsync: a portrait and a recording', () => {
     ['a smile showing its teeth', 'faces/astronaut_eileen_collins.jpg'],
     ['a full beard, black and white', 'faces/mendeleev_beard.jpg'],
     ['a grey beard and glasses', 'faces/lamport_beard.jpg'],
+    ['a moustache above a high collar, the chin close to it', 'faces/barkla.jpg'],
   ])('stays in sync on %s', async (_, photo) => {
     const out = join(dir, `talk-${photo.replace(/\W+/g, '-')}.mp4`);
     const r = await run(['lipsync', '--avatar', join(ROOT, 'tests/fixtures', photo), '--audio', recording, '--output', out, '--quality', 'low']);

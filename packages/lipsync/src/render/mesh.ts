@@ -1,7 +1,8 @@
 import Delaunator from 'delaunator';
 import type { FacePoint } from '@avatar/core';
 import type { FaceFrame, Vec } from './geometry.js';
-import { lipPlaces, placeCurve, poseMesh } from './pose.js';
+import type { UnderJaw } from './jaw.js';
+import { curveSamples, lipPlaces, placeCurve, poseMesh } from './pose.js';
 import type { Curve, PoseBase } from './pose.js';
 
 /**
@@ -22,10 +23,26 @@ export interface FaceMesh extends PoseBase {
 /** Points between two landmarks of a lip outline: the warp then bends the lips along curves, not corners. */
 const INNER_LIP_STEPS = 4;
 const OUTER_LIP_STEPS = 2;
+const JAW_STEPS = 3;
+/** how much the points below the jaw follow the head: between the face (1) and the ring around it (0.45) */
+const UNDER_JAW_HEAD = 0.75;
 
-export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, expressiveness: number, bite: readonly FacePoint[] | null = null): FaceMesh {
+/** The ring around the head that follows it halfway: its radii along the face's axes. */
+export function headRing(frame: FaceFrame): { rx: number; ry: number } {
+  return { rx: frame.radius * 1.3, ry: frame.radius * 1.4 };
+}
+
+export interface MeshParts {
+  /** the bite line when the photo shows teeth (MouthAppearance.bite) */
+  bite?: readonly FacePoint[] | null;
+  /** points below the jaw line and how they follow it (underJaw) */
+  underJaw?: UnderJaw | null;
+}
+
+export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, expressiveness: number, parts: MeshParts = {}): FaceMesh {
   const p = (i: number): FacePoint => landmarks[i] as FacePoint;
-  const { ux, uy, iod, center, radius } = frame;
+  const { ux, uy, iod, center } = frame;
+  const bite = parts.bite ?? null;
   const pts: Vec[] = landmarks.map((q) => ({ x: q.x, y: q.y }));
   const weights: number[] = landmarks.map(() => 1);
   // the bite line, twice: its upper side stays with the skull (the upper teeth), its lower side moves
@@ -38,11 +55,12 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
     for (let k = 0; k < 6; k++) weights.push(1);
   }
   const curves: Curve[] = [];
-  const addCurve = (controls: readonly number[], steps: number): Curve => {
-    const curve = { controls, steps, first: pts.length };
-    for (let k = 0; k < controls.length * (steps - 1); k++) {
+  /** a curve's samples follow the head as its controls do (`weight`) */
+  const addCurve = (controls: readonly number[], steps: number, { open = false, weight = 1 } = {}): Curve => {
+    const curve = { controls, steps, first: pts.length, open };
+    for (let k = 0; k < curveSamples(curve); k++) {
       pts.push({ x: 0, y: 0 });
-      weights.push(1);
+      weights.push(weight);
     }
     curves.push(curve);
     return curve;
@@ -52,6 +70,9 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
   const opening = biteUpper && biteLower
     ? addCurve([60, ...biteUpper, 64, ...[...biteLower].reverse()], INNER_LIP_STEPS)
     : lips;
+  // the jaw line bends as a curve when the chin drops: the edge of the chin against the neck or a collar
+  // stays smooth, with no corner where one landmark's drop gives way to the next's
+  addCurve([2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], JAW_STEPS, { open: true });
   // the forehead moves with the head: points above the brows
   for (const i of [17, 19, 21, 22, 24, 26]) {
     pts.push({ x: p(i).x - uy.x * iod * 0.7, y: p(i).y - uy.y * iod * 0.7 });
@@ -74,9 +95,18 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
       weights.push(1);
     }
   }
+  // below the jaw line, points that follow the chin as what is there does (a beard, or a neck that stays)
+  let under: PoseBase['underJaw'] = null;
+  if (parts.underJaw) {
+    under = { first: pts.length, jaw: parts.underJaw.jaw, follow: parts.underJaw.follow };
+    const controls = parts.underJaw.points.map((q) => {
+      weights.push(UNDER_JAW_HEAD);
+      return pts.push({ x: q.x, y: q.y }) - 1;
+    });
+    addCurve(controls, 2, { open: true, weight: UNDER_JAW_HEAD });
+  }
   // a ring around the head that follows it halfway, so motion fades out smoothly
-  const rx = radius * 1.3;
-  const ry = radius * 1.4;
+  const { rx, ry } = headRing(frame);
   for (let k = 0; k < 16; k++) {
     const a = (k / 16) * Math.PI * 2;
     const lx = Math.cos(a) * rx;
@@ -106,7 +136,7 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
   });
   for (const curve of curves) placeCurve(rest, curve);
   const headWeight = Float32Array.from(weights);
-  const base: PoseBase = { rest, headWeight, frame, curves, bite: biteUpper && biteLower ? { upper: biteUpper, lower: biteLower } : null, lips: lipPlaces(rest, frame) };
+  const base: PoseBase = { rest, headWeight, frame, curves, bite: biteUpper && biteLower ? { upper: biteUpper, lower: biteLower } : null, lips: lipPlaces(rest, frame), underJaw: under };
   // Triangulated with the mouth wide open: in the photo the lips touch, and a mesh made there joins the
   // upper lip to the lower one with thin triangles that an opening mouth stretches into streaks across
   // the lips. Made on the open shape, no triangle spans the opening except inside it, where the inner
@@ -134,7 +164,7 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
 function openingFirst(triangles: ArrayLike<number>, lips: Curve, opening: Curve, biteUpper: readonly number[] | null, biteLower: readonly number[] | null): Uint32Array {
   const inside = new Set<number>([...lips.controls, ...opening.controls, ...(biteUpper ?? []), ...(biteLower ?? [])]);
   for (const curve of new Set([lips, opening])) {
-    for (let k = 0; k < curve.controls.length * (curve.steps - 1); k++) inside.add(curve.first + k);
+    for (let k = 0; k < curveSamples(curve); k++) inside.add(curve.first + k);
   }
   const first: number[] = [];
   const rest: number[] = [];

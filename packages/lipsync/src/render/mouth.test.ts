@@ -27,6 +27,8 @@ const viseme = (phone: string): MouthPose => {
   const [, v] = VISEMES[phone]!;
   return { jawOpen: v.jaw, lipWidth: v.width ?? 0, lipClosure: v.closure, teethVisible: v.teeth ?? 0, lipToTeeth: v.lipToTeeth };
 };
+/** mean luma change allowed in the neck below the chin as the jaw opens wide (before the jaw's lower row: 37 on the collar of `moustache`) */
+const NECK_CHANGE = 3;
 const OPEN_POSES = ['aa', 'ae', 'ow', 'uw', 'iy', 'eh', 'f'].map(viseme);
 
 interface Subject {
@@ -216,6 +218,26 @@ describe('the mouth on real photos at 1024 px', () => {
       for (const i of [0, 16]) expect(Math.abs(moved[i]!.y - landmarks[i]!.y), `${name} ${i}`).toBeLessThan(0.01 * w);
       const frame = renderer.render(pose, STILL);
       for (let x = 0; x < width; x++) for (const y of [0, height - 1]) expect(frame[y * width + x]).toBe(photo[y * width + x]);
+    }
+  });
+
+  it('the neck below the jaw stays: the chin passes over it rather than pulling it along', () => {
+    // (not the full beard, which hangs from the chin and moves with it)
+    for (const [name, { renderer, landmarks, width, height }] of Object.entries(subjects).filter(([n]) => n !== 'beard')) {
+      const photo = renderer.render(REST, STILL).slice();
+      const frame = renderer.render(viseme('aa'), STILL);
+      const w = mouthWidth(landmarks);
+      const chin = landmarks[8]!;
+      // a band across the neck, from 0.6 to 0.9 of the mouth's width below the chin: mean change in luma
+      let change = 0, n = 0;
+      for (let y = Math.round(chin.y + 0.6 * w); y <= Math.min(height - 1, Math.round(chin.y + 0.9 * w)); y++) {
+        for (let x = Math.max(0, Math.round(chin.x - 0.5 * w)); x <= Math.min(width - 1, Math.round(chin.x + 0.5 * w)); x++) {
+          change += Math.abs(frame[y * width + x]! - photo[y * width + x]!);
+          n++;
+        }
+      }
+      expect(n, name).toBeGreaterThan(0);
+      expect(change / n, name).toBeLessThan(NECK_CHANGE);
     }
   });
 

@@ -1,17 +1,25 @@
 import type { MouthPose } from '../track.js';
 import type { FaceFrame } from './geometry.js';
+import { JAW_FOLLOW, MAX_JAW_DROP } from './jaw.js';
 import type { FrameState } from './types.js';
 
 /**
- * A closed Catmull-Rom curve through some of the mesh's points (`controls`, indices), sampled `steps`
- * times per segment: the samples between two controls are mesh points of their own, from index `first`
- * on, placed from the controls wherever they move (placeCurve).
+ * A Catmull-Rom curve through some of the mesh's points (`controls`, indices), sampled `steps` times per
+ * segment: the samples between two controls are mesh points of their own, from index `first` on, placed
+ * from the controls wherever they move (placeCurve). Closed unless `open` (the jaw line ends by the ears).
  */
 export interface Curve {
   readonly controls: readonly number[];
   readonly steps: number;
   readonly first: number;
+  readonly open?: boolean;
 }
+
+/** How many segments a curve has: one per control when closed, one fewer when open. */
+const segmentsOf = (curve: Curve): number => curve.controls.length - (curve.open ? 1 : 0);
+
+/** How many mesh points a curve's samples between its controls take. */
+export const curveSamples = (curve: Curve): number => segmentsOf(curve) * (curve.steps - 1);
 
 /** The mesh's control points at rest and how each follows the head: what posing a frame starts from. */
 export interface PoseBase {
@@ -31,6 +39,8 @@ export interface PoseBase {
    * middle between the inner corners) and half the inner corners' distance: what the lips' bands move by
    */
   readonly lips: { readonly across: Float64Array; readonly half: number };
+  /** points below the jaw line, from mesh index `first` on: the jaw point above each, and its share of that point's drop */
+  readonly underJaw: { readonly first: number; readonly jaw: readonly number[]; readonly follow: readonly number[] } | null;
 }
 
 /** The lips' places across the mouth at rest, for PoseBase.lips. */
@@ -56,9 +66,11 @@ const catmullRom = (p0: number, p1: number, p2: number, p3: number, t: number): 
 function sampleCurve(points: Float64Array, curve: Curve, steps: number, out: Float64Array, at: number, skipControls: boolean): number {
   const { controls } = curve;
   const n = controls.length;
+  // an open curve's end segments repeat their end control as the one beyond it
+  const control = (k: number): number => controls[curve.open ? Math.max(0, Math.min(n - 1, k)) : (k + n) % n] as number;
   let o = at;
-  for (let i = 0; i < n; i++) {
-    const a = controls[(i + n - 1) % n] as number, b = controls[i] as number, c = controls[(i + 1) % n] as number, d = controls[(i + 2) % n] as number;
+  for (let i = 0; i < segmentsOf(curve); i++) {
+    const a = control(i - 1), b = control(i), c = control(i + 1), d = control(i + 2);
     for (let k = skipControls ? 1 : 0; k < steps; k++, o++) {
       const t = k / steps;
       out[2 * o] = catmullRom(points[2 * a] as number, points[2 * b] as number, points[2 * c] as number, points[2 * d] as number, t);
@@ -78,17 +90,10 @@ export function placeCurve(points: Float64Array, curve: Curve): void {
  * curve's own steps, so its mesh points are among the corners): the outline a frame draws along.
  */
 export function curveOutline(points: Float64Array, curve: Curve, steps = curve.steps): Float64Array {
-  const out = new Float64Array(curve.controls.length * steps * 2);
+  const out = new Float64Array(segmentsOf(curve) * steps * 2);
   sampleCurve(points, curve, steps, out, 0, false);
   return out;
 }
-
-/**
- * How strongly each jaw contour point (0..16) follows the chin when the jaw drops: the jaw turns about
- * the axis through its two joints, by the ears, and seen from the front a point's drop is its depth in
- * front of that axis (the chin's the most; the jaw's angles below the ears hardly any; the joints none).
- */
-const JAW_FOLLOW = [0, 0, 0, 0.1, 0.3, 0.55, 0.78, 0.93, 1, 0.93, 0.78, 0.55, 0.3, 0.1, 0, 0, 0];
 
 /**
  * Moves the control points for one frame into `moved`: mouth, jaw and eyelids, then the whole head.
@@ -105,13 +110,18 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
   const width = Math.max(-1, Math.min(1, mouth.lipWidth * e));
   // f/v: the lower lip tucks under the upper teeth, leaving a sliver where the teeth show
   const gap = 0.5 * W * jaw * (1 - closure) * (1 - 0.75 * tuck) + 0.05 * W * tuck * (1 - closure);
-  const jawDrop = 0.42 * W * jaw;
+  const jawDrop = MAX_JAW_DROP * W * jaw;
   const move = (i: number, along: number, down: number): void => {
     m[2 * i] = (m[2 * i] as number) + ux.x * along + uy.x * down;
     m[2 * i + 1] = (m[2 * i + 1] as number) + ux.y * along + uy.y * down;
   };
   // jaw and chin follow the jaw drop, fading toward the ears
   for (let i = 0; i <= 16; i++) move(i, 0, (JAW_FOLLOW[i] as number) * jawDrop);
+  // and below the jaw line, the beard with them, the neck hardly
+  if (base.underJaw) {
+    const { first, jaw: above, follow } = base.underJaw;
+    above.forEach((i, k) => move(first + k, 0, (follow[k] as number) * (JAW_FOLLOW[i] as number) * jawDrop));
+  }
   // The lips move as two bands: each inner-lip landmark by its own amount (the lower lip carries most of
   // the opening, the upper lifts a little, the corners drop a little), and every outer-lip landmark as the
   // inner lip does at the same place across the mouth, so both lips keep their thickness. The corners

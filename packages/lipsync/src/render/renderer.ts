@@ -4,7 +4,8 @@ import type { MouthPose } from '../track.js';
 import { rgbaToI420 } from './color.js';
 import { faceFrame, union } from './geometry.js';
 import type { FaceFrame } from './geometry.js';
-import { buildMesh } from './mesh.js';
+import { underJaw } from './jaw.js';
+import { buildMesh, headRing } from './mesh.js';
 import type { FaceMesh } from './mesh.js';
 import { MOUTH_PARAM_FIELDS, drawMouthI420, drawMouthRgba, mouthParams, packMouthParams } from './mouth.js';
 import { curveOutline, poseMesh } from './pose.js';
@@ -82,7 +83,10 @@ export class FaceRenderer {
     this.expressiveness = options.expressiveness ?? 1;
     this.face = faceFrame(landmarks);
     this.look = measureMouth(image, landmarks, this.face);
-    this.mesh = buildMesh(landmarks, this.face, this.expressiveness, this.look.bite);
+    this.mesh = buildMesh(landmarks, this.face, this.expressiveness, {
+      bite: this.look.bite,
+      underJaw: underJaw(image, landmarks, this.face, headRing(this.face)),
+    });
     this.moved = new Float64Array(this.mesh.rest);
     this.active = new Uint32Array(this.mesh.triangles.length / 3);
     const kernel = options.kernel ?? 'auto';
