@@ -23,7 +23,7 @@ export function createOutput(json: boolean): Output {
       const error = thrown instanceof AvatarError ? thrown : toAvatarError(thrown);
       if (json) process.stdout.write(`${JSON.stringify({ error: error.toJSON() }, null, 2)}\n`);
       process.stderr.write(`error ${error.code}: ${error.message}\n  ${error.hint}\n`);
-      if (error.code === 'AVATAR_ERR_INTERNAL' && process.env.AVATAR_DEBUG && error.cause instanceof Error) process.stderr.write(`${error.cause.stack}\n`);
+      if (process.env.AVATAR_DEBUG && error.cause instanceof Error) process.stderr.write(`${error.cause.stack}\n`);
       return error.exitCode;
     },
   };
@@ -31,13 +31,23 @@ export function createOutput(json: boolean): Output {
 
 /** Log lines on stderr: warnings always, the rest with --verbose. */
 export function createLogger(verbose: boolean): Logger {
-  const line = (level: string, message: string): void => {
-    process.stderr.write(`${level} ${message}\n`);
+  const line = (level: string, message: string, fields?: Record<string, unknown>): void => {
+    process.stderr.write(`${level} ${message}${describeFields(fields)}\n`);
   };
   return {
-    debug: (m) => { if (verbose) line('debug', m); },
-    info: (m) => { if (verbose) line('info', m); },
-    warn: (m) => line('warning', m),
-    error: (m) => { if (verbose) line('error', m); },
+    debug: (m, f) => { if (verbose) line('debug', m, f); },
+    info: (m, f) => { if (verbose) line('info', m, f); },
+    warn: (m, f) => line('warning', m, f),
+    // (a failed stage's error is printed once more at the end, with its hint, by Output.error)
+    error: (m, f) => { if (verbose) line('error', m, f); },
   };
+}
+
+/** A log line's fields as ` (key value, ...)`: what a reader needs to act on (a cause, a code, an id). */
+function describeFields(fields: Record<string, unknown> | undefined): string {
+  if (!fields) return '';
+  const parts = Object.entries(fields)
+    .filter(([, value]) => value !== undefined && value !== null && value !== '')
+    .map(([key, value]) => `${key} ${typeof value === 'string' ? value : JSON.stringify(value)}`);
+  return parts.length ? ` (${parts.join(', ')})` : '';
 }

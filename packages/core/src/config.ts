@@ -139,8 +139,8 @@ export function parsePipelineConfig(input: unknown, base: Readonly<PipelineConfi
   return out;
 }
 
-/** The output extension must match the format, so a player never gets a WebM named .mp4. */
-export function checkOutputExtension(path: string, format: OutputFormat, input = 'output path'): void {
+/** The output extension must match the format, so a player never gets a WebM named .mp4 (or a WAV, a PNG named otherwise). */
+export function checkOutputExtension(path: string, format: OutputFormat | 'wav' | 'png', input = 'output path'): void {
   const dot = path.lastIndexOf('.');
   const extension = dot >= 0 && dot > path.lastIndexOf('/') ? path.slice(dot + 1).toLowerCase() : '';
   if (extension !== format) {

@@ -267,6 +267,17 @@ export class PipelineCoordinator {
     return { voice: { engine: profile.engine, voice: profile.voice, language: profile.language, rate: profile.rate, pitch: profile.pitch }, profile };
   }
 
+  /**
+   * Checks a text against the voice that would say it, as a run would before synthesising: the profile
+   * exists, its engine is installed, and the engine's own checks pass (every character sayable, not
+   * too long). Nothing is synthesised.
+   */
+  async checkText(text: string, voiceProfileId: string | null | undefined, maxSeconds: number): Promise<void> {
+    if (!text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
+    const { voice } = await this.resolveVoice(voiceProfileId);
+    await this.registry.get('tts', voice.engine).checkInput?.({ text, voice, maxSeconds });
+  }
+
   private async begin(request: CommonRequest, plan: readonly StageName[]): Promise<{ run: StageRun; controller: AbortController; detach: () => void }> {
     const runId = request.runId ?? `run-${Date.now()}-${randomBytes(3).toString('hex')}`;
     const workDir = join(this.storageDir, 'work', runId);

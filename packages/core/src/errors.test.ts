@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { AvatarError, ERRORS, isAvatarError, toAvatarError } from './errors.js';
+import { AvatarError, ERRORS, intendedPath, isAvatarError, toAvatarError } from './errors.js';
 
 const doc = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
 
@@ -45,5 +45,30 @@ describe('error table', () => {
     expect(toAvatarError(abort, 'encode_video').code).toBe('AVATAR_ERR_CANCELLED');
     expect(toAvatarError(abort, 'encode_video').message).toContain('encode_video');
     expect(toAvatarError(new TypeError('x')).code).toBe('AVATAR_ERR_INTERNAL');
+  });
+});
+
+describe('a file system\'s failures', () => {
+  const systemError = (code: string, fields: Record<string, string>): Error => Object.assign(new Error(`${code}: failed`), { code, ...fields });
+
+  it('get codes of their own, naming the file and its folder, never "a bug"', () => {
+    const full = toAvatarError(systemError('ENOSPC', { syscall: 'copyfile', path: '/s/work/a.wav', dest: '/s/work/run-1/.speech.partial-12-ab12cd.wav' }));
+    expect(full.code).toBe('AVATAR_ERR_STORAGE_FULL');
+    expect(full.params).toMatchObject({ path: '/s/work/run-1/speech.wav', folder: '/s/work/run-1' });
+    expect(full.exitCode).toBe(1);
+    expect(full.httpStatus).toBe(507);
+    expect(toAvatarError(systemError('EDQUOT', { path: '/q/x' })).message).toContain('quota');
+    expect(toAvatarError(systemError('EROFS', { path: '/ro/x.json' })).code).toBe('AVATAR_ERR_STORAGE_READ_ONLY');
+    const io = toAvatarError(systemError('EIO', { path: '/bad/x', syscall: 'fsync' }));
+    expect(io.code).toBe('AVATAR_ERR_STORAGE_IO');
+    expect(io.message).toContain('fsync /bad/x');
+    expect(toAvatarError(systemError('EACCES', { path: '/x' })).code).toBe('AVATAR_ERR_INTERNAL');
+  });
+
+  it('name the file the user knows, not the temporary one written beside it', () => {
+    expect(intendedPath('/o/..out.partial-5076-afff0e.partial-5076-5f5be4.mp4')).toBe('/o/out.mp4');
+    expect(intendedPath('/s/jobs/.job-1.json.tmp-12-abcd1234')).toBe('/s/jobs/job-1.json');
+    expect(intendedPath('/o/.video.partial-1-ab.webm')).toBe('/o/video.webm');
+    expect(intendedPath('/o/plain.partial.mp4')).toBe('/o/plain.partial.mp4');
   });
 });

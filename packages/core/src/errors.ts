@@ -5,6 +5,8 @@
  * docs/errors.md documents every code; a test keeps the two in step.
  */
 
+import { dirname } from 'node:path';
+
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
 export interface ErrorSpec {
@@ -29,7 +31,7 @@ export const ERRORS = {
     '{input} has characters the {engine} voice cannot say: {chars}',
     'Remove or spell out those characters, or pick a voice for that language (avatar voices create --engine espeak-ng --language ...).',
   ),
-  AVATAR_ERR_INPUT_FILE_MISSING: usage('{input} not found: {path}', 'Check the path; relative paths are taken from the current folder.', 400),
+  AVATAR_ERR_INPUT_FILE_MISSING: usage('{input} not found: {path}', "Check the path; relative paths are taken from the current folder (in a queued job's params, from the storage folder).", 400),
   AVATAR_ERR_INPUT_FILE_UNREADABLE: usage('{input} cannot be read: {path} ({reason})', 'Check the file permissions.'),
   AVATAR_ERR_INPUT_NOT_IMAGE: usage('{input} is not a JPEG, PNG or WebP image: {path} ({reason})', 'Give a photo in JPEG, PNG or WebP format.', 415),
   AVATAR_ERR_INPUT_IMAGE_UNSUPPORTED: usage(
@@ -61,6 +63,7 @@ export const ERRORS = {
   // output
   AVATAR_ERR_OUTPUT_DIR_MISSING: usage('the folder for {input} does not exist: {path}', 'Create the folder first or choose another output path.'),
   AVATAR_ERR_OUTPUT_NOT_WRITABLE: usage('the folder for {input} is not writable: {path}', 'Choose a folder you can write to.'),
+  AVATAR_ERR_OUTPUT_IS_DIRECTORY: usage('{input} {path} is a folder, not a file', 'Name a file to write, e.g. {path}/video.mp4, or another path.'),
   AVATAR_ERR_OUTPUT_EXTENSION: usage(
     '{input} ends in "{extension}" but the output format is {format}',
     'Name the output "*.{format}" or choose the matching format (--format).',
@@ -148,6 +151,22 @@ export const ERRORS = {
   AVATAR_ERR_JOB_NOT_FINISHED: usage('job {id} is {status}; it has no result yet', 'Wait until it finishes (GET /v1/jobs/{id}/events, or "avatar jobs status {id}").', 409),
   AVATAR_ERR_JOB_NO_RESULT: usage('job {id} has no result file to send: {reason}', 'Look at the job ("avatar jobs status {id}"); submit it again if you need the file.', 409),
   AVATAR_ERR_STORAGE_NOT_WRITABLE: failure('storage folder {path} is not writable: {reason}', 'Point --storage (or AVATAR_STORAGE) at a writable folder.', 503),
+  // the disk underneath: what was being written is removed, so nothing half-written stays
+  AVATAR_ERR_STORAGE_FULL: failure(
+    'the disk holding {folder} is full ({reason}) while writing {path}',
+    'Free space on that disk, or point --storage / --output at one with room, then run again: nothing half-written was kept, and queued jobs wait.',
+    507,
+  ),
+  AVATAR_ERR_STORAGE_READ_ONLY: failure(
+    'the folder {folder} is on a read-only file system (writing {path})',
+    'Point --storage / --output at a writable folder, or remount the disk read-write.',
+    503,
+  ),
+  AVATAR_ERR_STORAGE_IO: failure(
+    'the disk holding {folder} reported an input/output error ({operation} {path})',
+    'The disk or its file system is failing: check it (dmesg, fsck) before running again; nothing half-written was kept.',
+    503,
+  ),
   // HTTP API
   AVATAR_ERR_HTTP_VALIDATION: usage('the request {part} is invalid: {reason}', 'Fix the request; GET /openapi.json describes every route.'),
   AVATAR_ERR_HTTP_BAD_REQUEST: usage('the request cannot be read: {reason}', 'Send a JSON body with Content-Type: application/json.'),
@@ -259,10 +278,58 @@ export function isAvatarError(value: unknown, code?: ErrorCode): value is Avatar
   return value instanceof AvatarError && (code === undefined || value.code === code);
 }
 
-/** Any thrown value as an AvatarError: aborts become cancellations, the rest internal errors. */
+/**
+ * The file a user knows by name: a file is written under a hidden temporary name beside it
+ * (`.name.partial-<pid>-<hex>.ext`, `.name.tmp-<pid>-<hex>`, fsutil.ts) and renamed when whole.
+ */
+export function intendedPath(path: string): string {
+  let out = path;
+  for (let before = ''; before !== out; ) {
+    before = out;
+    out = out.replace(/(^|\/)\.([^/]+?)\.partial-\d+-[0-9a-f]+(\.[^./]*)?$/, '$1$2$3').replace(/(^|\/)\.([^/]+?)\.tmp-\d+-[0-9a-f]+$/, '$1$2');
+  }
+  return out;
+}
+
+/** Where a system error happened: the file written (a copy's destination), and the folder holding it. */
+function systemErrorPlace(error: NodeJS.ErrnoException & { dest?: string }): { path: string; folder: string } {
+  const written = error.dest ?? error.path;
+  if (!written) return { path: 'a file', folder: 'its folder' };
+  const path = intendedPath(written);
+  return { path, folder: dirname(path) };
+}
+
+/**
+ * A file system's own failure (a full disk, a read-only or failing one) as the error of its own code,
+ * naming the file and its folder; undefined for any other value. Every write in the project ends up
+ * here through toAvatarError, so none of them is reported as a bug.
+ */
+export function storageError(value: unknown): AvatarError | undefined {
+  if (!(value instanceof Error)) return undefined;
+  const error = value as NodeJS.ErrnoException & { dest?: string };
+  switch (error.code) {
+    case 'ENOSPC':
+      return new AvatarError('AVATAR_ERR_STORAGE_FULL', { ...systemErrorPlace(error), reason: 'no space left' }, { cause: value });
+    case 'EDQUOT':
+      return new AvatarError('AVATAR_ERR_STORAGE_FULL', { ...systemErrorPlace(error), reason: 'the disk quota is used up' }, { cause: value });
+    case 'EROFS':
+      return new AvatarError('AVATAR_ERR_STORAGE_READ_ONLY', systemErrorPlace(error), { cause: value });
+    case 'EIO':
+      return new AvatarError('AVATAR_ERR_STORAGE_IO', { ...systemErrorPlace(error), operation: error.syscall ?? 'writing' }, { cause: value });
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Any thrown value as an AvatarError: aborts become cancellations, a file system's failures their own
+ * codes (storageError), the rest internal errors.
+ */
 export function toAvatarError(value: unknown, stage = 'run'): AvatarError {
   if (value instanceof AvatarError) return value;
   if (value instanceof Error && value.name === 'AbortError') return new AvatarError('AVATAR_ERR_CANCELLED', { stage }, { cause: value });
+  const storage = storageError(value);
+  if (storage) return storage;
   const reason = value instanceof Error ? value.message : String(value);
   return new AvatarError('AVATAR_ERR_INTERNAL', { reason }, { cause: value });
 }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, writeSync } from 'node:fs';
-import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { access, mkdir, open, rename, rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
-import { AvatarError } from './errors.js';
+import { AvatarError, storageError } from './errors.js';
 import { fsyncFd, openFd } from './fdio.js';
 
 /**
@@ -13,17 +13,24 @@ export async function atomicWriteFile(path: string, data: string | Uint8Array): 
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const handle = await open(tmp, 'w');
   try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(tmp, path);
   } catch (error) {
+    // a full disk fails the write: the torn temp file goes too
     await rm(tmp, { force: true });
-    throw error;
+    throw namingPath(error, path);
   }
+}
+
+/** Writes through a file descriptor fail without a path: the error then names the file being written. */
+export function namingPath(error: unknown, path: string): unknown {
+  if (error instanceof Error && (error as NodeJS.ErrnoException).path === undefined) (error as NodeJS.ErrnoException).path = path;
+  return error;
 }
 
 /**
@@ -48,8 +55,44 @@ export async function atomicWriteSmallFile(path: string, data: string): Promise<
     await rename(tmp, path);
   } catch (error) {
     await rm(tmp, { force: true });
-    throw error;
+    throw namingPath(error, path);
   }
+}
+
+/**
+ * Writes a new small file whole or not at all: a write that fails after the file was made (a full
+ * disk) removes it, so no empty or torn file is left for a reader to take as written. `exclusive`
+ * fails with EEXIST when the file is there already, and then leaves that file alone.
+ */
+export async function writeWholeFile(path: string, data: string, options: { exclusive?: boolean } = {}): Promise<void> {
+  const handle = await open(path, options.exclusive ? 'wx' : 'w');
+  try {
+    try {
+      await handle.writeFile(data);
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    await rm(path, { force: true });
+    throw namingPath(error, path);
+  }
+}
+
+/** Free space under which a tool's failure to write is taken for a full disk (a WAV header, a frame). */
+const NEARLY_FULL_BYTES = 256 * 1024;
+
+/**
+ * When the disk holding `path` is (nearly) full, the error that says so, for a tool that failed to
+ * write there in its own words (or wrote a short file); undefined otherwise, or when it cannot tell.
+ */
+export async function diskFullAt(path: string, cause?: unknown): Promise<AvatarError | undefined> {
+  try {
+    const fs = await statfs(dirname(path));
+    if (fs.bavail * fs.bsize >= NEARLY_FULL_BYTES) return undefined;
+  } catch {
+    return undefined;
+  }
+  return storageError(Object.assign(new Error(`ENOSPC: no space left on device, write '${path}'`), { code: 'ENOSPC', path, syscall: 'write', cause }));
 }
 
 /** A path beside `target` to write into before renaming onto it; keeps the extension. */
@@ -87,8 +130,10 @@ export async function checkReadableFile(path: string, input: string): Promise<vo
   }
 }
 
-/** Checks that an output path can be written: the folder exists and is writable. */
+/** Checks that an output path can be written: not a folder itself, its folder exists and is writable. */
 export async function checkWritableTarget(path: string, input: string): Promise<void> {
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.isDirectory()) throw new AvatarError('AVATAR_ERR_OUTPUT_IS_DIRECTORY', { input, path });
   const dir = dirname(path);
   let info;
   try {

@@ -12,6 +12,7 @@ export * from './registry.js';
 export * from './voices.js';
 export * from './coordinator.js';
 export * from './handlers.js';
+export * from './job-checks.js';
 export * from './store/types.js';
 export * from './store/file-store.js';
 export * from './worker.js';

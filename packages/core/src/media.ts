@@ -24,13 +24,57 @@ export async function readFileHead(path: string, bytes: number): Promise<Uint8Ar
   }
 }
 
-/** Checks that `path` is a readable JPEG, PNG or WebP file; `input` names it in the error. */
-export async function checkImageFile(path: string, input: string): Promise<ImageKind> {
+/** The most pixels a photo may have unless a limit is given (AVATAR_FACE_MAX_MEGAPIXELS, the upload limit). */
+export const PHOTO_MAX_MEGAPIXELS = 40;
+
+/** Image formats a decoder could read that avatar does not accept, named for the error. */
+export function unacceptedImageFormat(head: Uint8Array): string | undefined {
+  const ascii = (from: number, to: number): string => String.fromCharCode(...head.subarray(from, to));
+  if (ascii(0, 4) === 'GIF8') return 'GIF';
+  if ((head[0] === 0x49 && head[1] === 0x49 && head[2] === 0x2a) || (head[0] === 0x4d && head[1] === 0x4d && head[3] === 0x2a)) return 'TIFF';
+  if (ascii(0, 2) === 'BM') return 'BMP';
+  if (ascii(4, 8) === 'ftyp') return ascii(8, 12).startsWith('avi') ? 'AVIF' : 'HEIF';
+  if (head[0] === 0xff && head[1] === 0x0a) return 'JPEG XL';
+  if (ascii(0, 5) === '<?xml' || ascii(0, 4) === '<svg') return 'SVG';
+  return undefined;
+}
+
+/**
+ * The error for a file whose first bytes are no accepted photo: another image format by name
+ * (IMAGE_UNSUPPORTED), anything else NOT_IMAGE.
+ */
+export function notAcceptedImage(head: Uint8Array, input: string, path: string): AvatarError {
+  if (head.length === 0) return new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'the file is empty' });
+  const other = unacceptedImageFormat(head);
+  if (other) return new AvatarError('AVATAR_ERR_INPUT_IMAGE_UNSUPPORTED', { input, path, format: other });
+  return new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its content is not a JPEG, PNG or WebP header' });
+}
+
+/** The pixel limit in force: AVATAR_FACE_MAX_MEGAPIXELS when it is set to a positive number, else the default. */
+export function photoPixelLimit(env: NodeJS.ProcessEnv = process.env): number {
+  const asked = Number(env.AVATAR_FACE_MAX_MEGAPIXELS);
+  return Number.isFinite(asked) && asked > 0 ? asked : PHOTO_MAX_MEGAPIXELS;
+}
+
+/** The error for a photo over the pixel limit, or undefined when it is within it. */
+export function photoTooLarge(size: ImageSize, input: string, path: string, maxMegapixels = photoPixelLimit()): AvatarError | undefined {
+  const { width, height } = size;
+  if (width * height <= Math.floor(maxMegapixels * 1e6)) return undefined;
+  return new AvatarError('AVATAR_ERR_INPUT_IMAGE_TOO_LARGE', { input, path, width, height, megapixels: ((width * height) / 1e6).toFixed(1), limit: maxMegapixels });
+}
+
+/**
+ * Checks that `path` is a readable JPEG, PNG or WebP file within the pixel limit (from its header:
+ * nothing is decoded); `input` names it in the error. Every command that reads a photo starts here.
+ */
+export async function checkImageFile(path: string, input: string, options: { maxMegapixels?: number } = {}): Promise<ImageKind> {
   await checkReadableFile(path, input);
-  const head = await readFileHead(path, 16);
-  if (head.length === 0) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'the file is empty' });
+  const head = await readFileHead(path, 32);
   const kind = sniffImage(head);
-  if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its content is not a JPEG, PNG or WebP header' });
+  if (!kind) throw notAcceptedImage(head, input, path);
+  const size = await readImageSize(path);
+  const tooLarge = size && photoTooLarge(size, input, path, options.maxMegapixels);
+  if (tooLarge) throw tooLarge;
   return kind;
 }
 

@@ -325,8 +325,17 @@ export interface StagePlugin<K extends StageKind = StageKind> {
    * than once. A failure here is ignored: load() reports it.
    */
   prewarm?(): Promise<void>;
+  /**
+   * Optional checks of an input that load no model and write nothing (can this voice say this text?),
+   * run when a job is submitted, so that one that cannot succeed is refused then rather than when a
+   * worker runs it. Rejects with the AvatarError the run would give; resolves when the input can be tried.
+   */
+  checkInput?(input: InputToCheck<K>): Promise<void>;
   load(ctx: LoadContext): Promise<LoadedStage<StageInput<K>, StageOutput<K>>>;
 }
+
+/** A stage's input before a run: what it is given, without the file the run writes. */
+export type InputToCheck<K extends StageKind> = Omit<StageInput<K>, 'outputPath'>;
 
 /** Any stage plugin, whatever its stage. */
 export type AnyStagePlugin = { [K in StageKind]: StagePlugin<K> }[StageKind];

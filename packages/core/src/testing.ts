@@ -4,3 +4,4 @@
  */
 export { runJobStoreConformance } from './store/conformance.js';
 export type { ConformanceOptions, ConformanceStore, JobStoreFactory } from './store/conformance.js';
+export { pngDeclaring } from './fixtures.js';

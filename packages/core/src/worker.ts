@@ -48,6 +48,11 @@ export interface WorkerRunSummary {
   failed: number;
   cancelled: number;
   released: number;
+  /**
+   * With `once`: why the last claim failed, when it did (a full disk, a store gone away); the jobs
+   * it could not claim are still queued.
+   */
+  claimError?: AvatarError;
 }
 
 /** Why a running job's signal aborted. */
@@ -134,6 +139,7 @@ export class Worker {
   private async loop(once: boolean): Promise<WorkerRunSummary> {
     let lastRecover = 0;
     let idle = false;
+    let claimError: AvatarError | undefined;
     while (!this.stopping) {
       if (Date.now() - lastRecover >= this.leaseMs / 2) {
         lastRecover = Date.now();
@@ -149,8 +155,15 @@ export class Worker {
         let job: Job | undefined;
         try {
           job = await this.store.claim(this.workerId, { leaseMs: this.leaseMs });
-        } catch (error) {
-          this.log.error('claiming a job failed', { reason: String(error), workerId: this.workerId });
+          if (claimError) this.log.warn('claiming jobs works again', { workerId: this.workerId });
+          claimError = undefined;
+        } catch (thrown) {
+          // Said once per cause, not on every poll; the job stays queued and the next poll tries again.
+          const error = toAvatarError(thrown, 'claim');
+          if (claimError?.message !== error.message) {
+            this.log.warn(`claiming a job failed: ${error.code}: ${error.message}. ${error.hint}`, { workerId: this.workerId });
+          }
+          claimError = error;
           queueEmpty = true;
           break;
         }
@@ -179,7 +192,7 @@ export class Worker {
       await this.waitForWake(queueEmpty ? this.pollMs : Math.max(this.pollMs, this.leaseMs / 2));
     }
     await Promise.all([...this.running.values()].map((r) => r.done));
-    return { ...this.summary };
+    return { ...this.summary, ...(once && claimError ? { claimError } : {}) };
   }
 
   /** Ends the loop's current (or next) wait: a job ended or stop was called. */

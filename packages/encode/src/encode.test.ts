@@ -267,12 +267,12 @@ describe('ffmpeg encode plugin', () => {
     await expectNothingWritten('producer-failed.mp4');
   });
 
-  it('a text file named .png is refused with the decoder\'s reason', async () => {
+  it('a text file named .png is refused from its first bytes, before any decoder sees it', async () => {
     const fake = join(dir, 'fake.png');
     await writeFile(fake, 'this is not a picture\n');
     const error = await rejection(encode({ kind: 'still', imagePath: fake, audioPath: speech, outputPath: join(dir, 'fake.mp4'), settings: low }));
     expect(error.code).toBe('AVATAR_ERR_INPUT_NOT_IMAGE');
-    expect(error.message).toContain('Invalid PNG signature');
+    expect(error.message).toContain('not a JPEG, PNG or WebP header');
     await expectNothingWritten('fake.mp4');
   });
 

@@ -4,12 +4,14 @@ import type { Writable } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
 import {
   AvatarError,
+  checkImageFile,
   checkOutputExtension,
   checkReadableFile,
   checkWritableTarget,
   partialPathFor,
   readMp4Summary,
   silentLogger,
+  storageError,
   type EncodeInput,
   type EncodedVideo,
   type EncodeSettings,
@@ -37,6 +39,22 @@ function cancelled(): AvatarError {
 
 function encodeFailed(outputPath: string, reason: string, cause?: unknown): AvatarError {
   return new AvatarError('AVATAR_ERR_ENCODE_FAILED', { output: outputPath, reason }, { cause });
+}
+
+/** ffmpeg's own words for a file system's failures, as the errno they stand for. */
+const DISK_FAULTS: readonly (readonly [RegExp, string])[] = [
+  [/No space left on device/i, 'ENOSPC'],
+  [/Disk quota exceeded/i, 'EDQUOT'],
+  [/Read-only file system/i, 'EROFS'],
+  [/Input\/output error/i, 'EIO'],
+];
+
+/** A file system's failure that ffmpeg reported while writing `path`, as the error of its code. */
+function diskFault(stderr: string, path: string): AvatarError | undefined {
+  for (const [pattern, code] of DISK_FAULTS) {
+    if (pattern.test(stderr)) return storageError(Object.assign(new Error(`${code}: ffmpeg writing ${path}`), { code, path, syscall: 'write' }));
+  }
+  return undefined;
 }
 
 /** "00:01:02.50" -> 62.5 */
@@ -88,7 +106,9 @@ function start(command: ffmpeg.FfmpegCommand, job: Job, onStderr: (line: string)
           return;
         }
         const reason = meaningfulLines(stderr ?? '', 3) || error.message;
-        reject(encodeFailed(job.outputPath, reason, error));
+        // the disk under the output filled up: that is the machine, not the encoding
+        const storage = diskFault(stderr ?? '', job.partialPath);
+        reject(storage ?? encodeFailed(job.outputPath, reason, error));
       })
       .on('end', () => resolve());
     command.run();
@@ -251,7 +271,8 @@ export async function encodeStill(
   options: EncodeOptions = {},
 ): Promise<EncodedVideo> {
   const { imagePath, audioPath, outputPath, settings } = input;
-  await checkReadableFile(imagePath, 'avatar image');
+  // the photo's kind and pixel count from its header, before any decoder sees it
+  await checkImageFile(imagePath, 'avatar image');
   const [, image, audio] = await firstFailure([
     checkCommon(audioPath, outputPath, settings, options),
     readImageInfo(imagePath, { ...options, input: 'avatar image' }),

@@ -1,11 +1,11 @@
 import type sharp from 'sharp';
 import { loadSharp } from './sharp.js';
-import { AvatarError, checkReadableFile, readFileHead, sniffImage } from '@avatar/core';
+import { AvatarError, PHOTO_MAX_MEGAPIXELS, checkReadableFile, notAcceptedImage, photoTooLarge, readFileHead, sniffImage } from '@avatar/core';
 import type { ImageKind } from '@avatar/core';
 import type { RgbImage } from './models/types.js';
 
 /** Photos larger than this are refused before decoding: a 40 MP photo already holds any portrait. */
-export const DEFAULT_MAX_MEGAPIXELS = 40;
+export const DEFAULT_MAX_MEGAPIXELS = PHOTO_MAX_MEGAPIXELS;
 
 export interface LoadImageOptions {
   /** names the file in errors, e.g. "avatar image" */
@@ -25,21 +25,6 @@ export interface LoadedImage {
   wasGray: boolean;
 }
 
-/** Image formats sharp can read that avatar does not accept, named for the error. */
-function otherFormat(head: Uint8Array): string | undefined {
-  const ascii = (from: number, to: number): string => String.fromCharCode(...head.subarray(from, to));
-  if (ascii(0, 4) === 'GIF8') return 'GIF';
-  if ((head[0] === 0x49 && head[1] === 0x49 && head[2] === 0x2a) || (head[0] === 0x4d && head[1] === 0x4d && head[3] === 0x2a)) return 'TIFF';
-  if (ascii(0, 2) === 'BM') return 'BMP';
-  if (ascii(4, 8) === 'ftyp') {
-    const brand = ascii(8, 12);
-    return brand.startsWith('avi') ? 'AVIF' : 'HEIF';
-  }
-  if (head[0] === 0xff && head[1] === 0x0a) return 'JPEG XL';
-  if (ascii(0, 5) === '<?xml' || ascii(0, 4) === '<svg') return 'SVG';
-  return undefined;
-}
-
 function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   return (text.split('\n').find((l) => l.trim()) ?? text).trim();
@@ -55,13 +40,8 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
   const maxMegapixels = options.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
   await checkReadableFile(path, input);
   const head = await readFileHead(path, 32);
-  if (head.length === 0) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'the file is empty' });
   const format = sniffImage(head);
-  if (!format) {
-    const other = otherFormat(head);
-    if (other) throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_UNSUPPORTED', { input, path, format: other });
-    throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its content is not a JPEG, PNG or WebP header' });
-  }
+  if (!format) throw notAcceptedImage(head, input, path);
 
   // The header alone gives the size, so a decompression bomb is refused before any pixel is decoded.
   let meta: sharp.Metadata;
@@ -74,11 +54,8 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
   const height = meta.height ?? 0;
   if (width <= 0 || height <= 0) throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: 'the header gives no image size' });
   const limitPixels = Math.floor(maxMegapixels * 1e6);
-  if (width * height > limitPixels) {
-    throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_TOO_LARGE', {
-      input, path, width, height, megapixels: (width * height / 1e6).toFixed(1), limit: maxMegapixels,
-    });
-  }
+  const tooLarge = photoTooLarge({ width, height }, input, path, maxMegapixels);
+  if (tooLarge) throw tooLarge;
 
   try {
     // failOn 'truncated': a cut-off file is refused; harmless warnings (odd markers) are not.

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { AvatarError, MemoryLogger } from '@avatar/core';
+import { pngDeclaring } from '@avatar/core/testing';
 import type { Job } from '@avatar/core';
 import { onnxFacePlugin } from '@avatar/face';
 import { flitePlugin, pitchMatchPlugin } from '@avatar/tts';
@@ -95,25 +95,6 @@ const expectError = (res: Inject, status: number, code: string): { code: string;
   expect(res.body).not.toMatch(/\n\s+at |node_modules|\.ts:\d+|\/tmp\/|avatar-assets-|\.upload-/);
   return body.error;
 };
-
-/** A PNG whose header claims `width` x `height` pixels, with one tiny compressed row behind it. */
-function pngClaiming(width: number, height: number): Buffer {
-  const chunk = (type: string, data: Buffer): Buffer => {
-    const head = Buffer.alloc(4);
-    head.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([head, body, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
-  // a zlib stream of zeros: decoding it would make width*height*3 bytes from a few hundred
-  const idat = execFileSync('python3', ['-c', 'import sys,zlib; sys.stdout.buffer.write(zlib.compress(bytes(4_000_000), 9))']);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', Buffer.alloc(0))]);
-}
 
 /** A real JPEG with its frame header rewritten to claim another size. */
 function jpegClaiming(jpeg: Buffer, width: number, height: number): Buffer {
@@ -235,7 +216,7 @@ describe('uploads: avatars, voices and multipart jobs', () => {
     expect(error.message).toContain('photo.png');
     // GIF is an image, but not one the pipeline takes
     const gif = Buffer.from('R0lGODlhAQABAIAAAAAAAP///ywAAAAAAQABAAACAUwAOw==', 'base64');
-    expectError(await post('/v1/avatars', await form([{ name: 'photo', data: gif, filename: 'x.jpg', type: 'image/jpeg' }])), 415, 'AVATAR_ERR_INPUT_NOT_IMAGE');
+    expectError(await post('/v1/avatars', await form([{ name: 'photo', data: gif, filename: 'x.jpg', type: 'image/jpeg' }])), 415, 'AVATAR_ERR_INPUT_IMAGE_UNSUPPORTED');
     // a JPEG that ends after its first bytes has no frame header to size it by
     expectError(await post('/v1/avatars', await form([{ name: 'photo', data: grace.subarray(0, 300), filename: 'cut.jpg' }])), 422, 'AVATAR_ERR_INPUT_IMAGE_DAMAGED');
     // a JPEG whose header is fine but whose pixels are garbage is refused by the decoder, not kept
@@ -246,7 +227,7 @@ describe('uploads: avatars, voices and multipart jobs', () => {
   });
 
   it('refuses decompression bombs from their header, before decoding a pixel', async () => {
-    const png = pngClaiming(30000, 30000);
+    const png = pngDeclaring(30000, 30000, 4_000_000);
     expect(png.length).toBeLessThan(64 * 1024);
     const started = performance.now();
     const res = await post('/v1/avatars', await form([{ name: 'photo', data: png, filename: 'bomb.png' }]));
@@ -418,7 +399,7 @@ describe('uploads: avatars, voices and multipart jobs', () => {
     expectError(await post('/v1/jobs', await form([{ name: 'jobType', value: 'full_pipeline' }, { name: 'text', value: 'Hi' }, { name: 'avatarImagePath', value: 'a.jpg' }, photo])), 400, 'AVATAR_ERR_HTTP_UPLOAD_FIELD');
     expectError(await post('/v1/jobs', await form([{ name: 'jobType', value: 'full_pipeline' }, { name: 'text', value: 'Hi' }, { name: 'config', value: '{not json' }, photo])), 400, 'AVATAR_ERR_HTTP_UPLOAD_FIELD');
     expectError(await post('/v1/jobs', await form([{ name: 'jobType', value: 'full_pipeline' }, { name: 'text', value: 'Hi' }, { name: 'quality', value: 'ultra' }, photo])), 400, 'AVATAR_ERR_HTTP_VALIDATION');
-    expectError(await post('/v1/jobs', await form([{ name: 'jobType', value: 'full_pipeline' }, { name: 'text', value: 'Hi' }, { name: 'avatar', data: pngClaiming(30000, 30000), filename: 'bomb.png' }])), 413, 'AVATAR_ERR_HTTP_UPLOAD_PIXELS');
+    expectError(await post('/v1/jobs', await form([{ name: 'jobType', value: 'full_pipeline' }, { name: 'text', value: 'Hi' }, { name: 'avatar', data: pngDeclaring(30000, 30000, 4_000_000), filename: 'bomb.png' }])), 413, 'AVATAR_ERR_HTTP_UPLOAD_PIXELS');
     expectError(await post('/v1/jobs', await form([{ name: 'jobType', value: 'voice_clone' }, { name: 'audio', data: grace, filename: 'a.wav' }])), 415, 'AVATAR_ERR_INPUT_NOT_AUDIO');
     expectError(await post('/v1/jobs', await form([{ name: 'jobType', value: 'voice_synthesis' }, { name: 'unknown', value: 'x' }])), 400, 'AVATAR_ERR_HTTP_UPLOAD_FIELD');
     // no body at all, or one that is neither JSON nor a form

@@ -1,3 +1,4 @@
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +15,7 @@ import { concurrencyFromBudget } from './security.js';
 import { makeTestContext } from './context.test-helpers.js';
 
 const makeContext = () => makeTestContext('avatar-jobs-api-');
+const PORTRAIT = new URL('../../../tests/fixtures/grace_hopper.jpg', import.meta.url).pathname;
 
 function getText(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -36,6 +38,8 @@ describe('GET /v1/jobs: cursor paging', () => {
   beforeAll(async () => {
     ctx = await makeContext();
     app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false });
+    // inputs are checked at submit: the reference recording must be there
+    await writeFile(join(ctx.storageDir, 'ref.wav'), 'RIFF');
     // several within one millisecond: the cursor must still give each exactly once
     for (let i = 0; i < 11; i++) {
       const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: i % 3 ? 'voice_synthesis' : 'voice_clone', params: i % 3 ? { text: `job ${i}` } : { referencePath: 'ref.wav' } } });
@@ -251,6 +255,8 @@ describe('pipeline settings are checked at submit', () => {
   beforeAll(async () => {
     ctx = await makeContext();
     app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false });
+    await mkdir(join(ctx.storageDir, 'avatars'), { recursive: true });
+    await copyFile(PORTRAIT, join(ctx.storageDir, 'avatars/me.jpg'));
   });
   afterAll(async () => {
     await app?.close();
@@ -265,25 +271,44 @@ describe('pipeline settings are checked at submit', () => {
   const errorOf = (body: string) => (JSON.parse(body) as { error: { code: string; message: string } }).error;
 
   it('a bad setting in JSON or in a form is refused with 400 AVATAR_ERR_CONFIG_INVALID and nothing is queued', async () => {
-    const json = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.png', config: { videoQuality: 'ultra' } } } });
+    const json = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.jpg', config: { videoQuality: 'ultra' } } } });
     expect(json.statusCode).toBe(400);
     expect(errorOf(json.body).code).toBe('AVATAR_ERR_CONFIG_INVALID');
     expect(errorOf(json.body).message).toContain('videoQuality');
 
-    const unknown = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.png', config: { videoQualty: 'high' } } } });
+    const unknown = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.jpg', config: { videoQualty: 'high' } } } });
     expect(unknown.statusCode).toBe(400);
     expect(errorOf(unknown.body).code).toBe('AVATAR_ERR_CONFIG_INVALID');
 
-    const multipart = form({ jobType: 'full_pipeline', text: 'hi', avatarImagePath: 'avatars/me.png', config: '{"videoQuality":"ultra"}' });
+    const multipart = form({ jobType: 'full_pipeline', text: 'hi', avatarImagePath: 'avatars/me.jpg', config: '{"videoQuality":"ultra"}' });
     const viaForm = await app.inject({ method: 'POST', url: '/v1/jobs', ...multipart });
     expect(viaForm.statusCode).toBe(400);
     expect(errorOf(viaForm.body).code).toBe('AVATAR_ERR_CONFIG_INVALID');
     expect(await ctx.store.list()).toHaveLength(0);
 
-    const good = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.png', config: { videoQuality: 'high', seed: 7 } } } });
+    const good = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'full_pipeline', params: { text: 'hi', avatarImagePath: 'avatars/me.jpg', config: { videoQuality: 'high', seed: 7 } } } });
     expect(good.statusCode, good.body).toBe(202);
-    const goodForm = await app.inject({ method: 'POST', url: '/v1/jobs', ...form({ jobType: 'full_pipeline', text: 'hi', avatarImagePath: 'avatars/me.png', config: '{"encodingCrf": 20}' }) });
+    const goodForm = await app.inject({ method: 'POST', url: '/v1/jobs', ...form({ jobType: 'full_pipeline', text: 'hi', avatarImagePath: 'avatars/me.jpg', config: '{"encodingCrf": 20}' }) });
     expect(goodForm.statusCode, goodForm.body).toBe(202);
     expect(await ctx.store.list()).toHaveLength(2);
+  });
+
+  it('inputs are checked at submit as a run checks them: files, text, voice; nothing bad is queued', async () => {
+    const before = (await ctx.store.list()).length;
+    const submit = (params: Record<string, unknown>, jobType = 'full_pipeline') => app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType, params } });
+    const refused: [Record<string, unknown>, number, string, string?][] = [
+      [{ text: 'hi', avatarImagePath: 'avatars/missing.jpg' }, 400, 'AVATAR_ERR_INPUT_FILE_MISSING'],
+      [{ text: ' \n\t ', avatarImagePath: 'avatars/me.jpg' }, 400, 'AVATAR_ERR_INPUT_TEXT_EMPTY'],
+      [{ text: '\u{1F600}\u{1F600}', avatarImagePath: 'avatars/me.jpg' }, 400, 'AVATAR_ERR_INPUT_TEXT_UNSAYABLE'],
+      [{ text: 'hi', avatarImagePath: 'avatars/me.jpg', voiceProfileId: 'vp-0123abcd' }, 404, 'AVATAR_ERR_VOICE_NOT_FOUND'],
+      [{ text: 'hi', avatarImagePath: 'avatars' }, 400, 'AVATAR_ERR_INPUT_FILE_UNREADABLE'],
+      [{ imagePath: 'avatars/me.jpg', audioPath: 'avatars/none.wav' }, 400, 'AVATAR_ERR_INPUT_FILE_MISSING', 'video_encoding'],
+    ];
+    for (const [params, status, code, jobType] of refused) {
+      const res = await submit(params, jobType);
+      expect(res.statusCode, `${JSON.stringify(params)}: ${res.body}`).toBe(status);
+      expect(errorOf(res.body).code, JSON.stringify(params)).toBe(code);
+    }
+    expect(await ctx.store.list()).toHaveLength(before);
   });
 });

@@ -203,7 +203,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   };
 
 
-  const routes: RouteContext = { store: submitStore, redact: redactor, registry, storageDir, log, metrics, streams, eventsIntervalMs, getJob };
+  const routes: RouteContext = { store: submitStore, coordinator: context.coordinator, redact: redactor, registry, storageDir, log, metrics, streams, eventsIntervalMs, getJob };
   // one Uploads for every multipart route (avatars, voices, jobs), with the server's limits
   const uploads = installUploads(api, { storageDir, limits: uploadLimits, log });
   registerJobRoutes(api, routes);

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
 import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AvatarError, readFileHead, readImageSize, sniffAudio, sniffImage } from '@avatar/core';
+import { AvatarError, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError } from '@avatar/core';
 import type { AudioKind, ErrorParams, ImageKind, Logger } from '@avatar/core';
 import type { Api } from './routes/context.js';
 
@@ -470,6 +470,9 @@ export class Uploads {
       await pipeline(part.file, counter, createWriteStream(path, { flags: 'wx' }));
     } catch (error) {
       if (error instanceof AvatarError) throw error;
+      // the server's disk, not the client's file
+      const storage = storageError(error);
+      if (storage) throw storage;
       throw new AvatarError('AVATAR_ERR_HTTP_UPLOAD_MALFORMED', { reason: `the file in field "${field.field}" ended early (${firstLine(error instanceof Error ? error.message : String(error))})` });
     }
     if (part.file.truncated) throw tooLarge();
@@ -508,7 +511,8 @@ export class Uploads {
     let checked: Omit<UploadedFile, 'ext' | 'path'>;
     if (file.kind === 'image') {
       const kind = sniffImage(head);
-      if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its bytes do not start like a JPEG, PNG or WebP file; the name and Content-Type are not looked at' });
+      // (the bytes decide, never the name or Content-Type)
+      if (!kind) throw notAcceptedImage(head, input, path);
       const size = await readImageSize(file.path);
       if (!size) throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: `its ${kind.toUpperCase()} header gives no image size` });
       const pixels = size.width * size.height;

@@ -1,13 +1,13 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { lookup as dnsLookup } from 'node:dns';
 import type { LookupAddress } from 'node:dns';
-import { link, readFile, readdir, unlink, writeFile } from 'node:fs/promises';
+import { link, readFile, readdir, unlink } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import { join } from 'node:path';
-import { AvatarError, atomicWriteFile, ensureDir, isFinished, isJobId } from '@avatar/core';
+import { AvatarError, atomicWriteFile, ensureDir, isFinished, isJobId, writeWholeFile } from '@avatar/core';
 import type { Job, JobParams, JobStore, Logger } from '@avatar/core';
 
 // ---- signing ----
@@ -266,8 +266,8 @@ export class WebhookDispatcher {
   private async create(state: DeliveryState): Promise<boolean> {
     const target = this.path(state.jobId);
     const temp = join(this.dir, `.${state.jobId}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-    await writeFile(temp, JSON.stringify(state, null, 2), { flag: 'wx' });
     try {
+      await writeWholeFile(temp, JSON.stringify(state, null, 2), { exclusive: true });
       await link(temp, target);
       return true;
     } catch (error) {

@@ -1,7 +1,7 @@
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AvatarError, PLUGIN_API_VERSION, partialPathFor } from '@avatar/core';
-import type { PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
+import { AvatarError, PLUGIN_API_VERSION, diskFullAt, partialPathFor, writeWholeFile } from '@avatar/core';
+import type { InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
 import { runTool, toolVersion, whichTool } from './spawn.js';
 import { prepareText, stripAccents } from './text.js';
 import { espeakPitchParam, ESPEAK_PITCH_TABLE, findVoice, listVoices } from './voices.js';
@@ -147,6 +147,8 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
     return speech;
   } catch (error) {
     await rm(partial, { force: true });
+    // an engine on a full disk writes a short file or fails with its own words: the disk is the cause
+    if (error instanceof AvatarError && error.code === 'AVATAR_ERR_TTS_FAILED') throw (await diskFullAt(join(tmpDir, 'engine.wav'), error)) ?? error;
     throw error;
   } finally {
     await rm(tmpDir, { recursive: true, force: true });
@@ -168,6 +170,11 @@ function makePlugin(spec: EngineSpec, options: EngineOptions = {}): StagePlugin<
       const voices = await spec.installedVoices(binary).catch(() => []);
       if (voices.length === 0) return { ok: false, detail: `${spec.name} ${version} at ${path} has no voices installed`, install: INSTALL[spec.name] };
       return { ok: true, detail: `${spec.name} ${version} at ${path}; voices: ${voices.join(', ')}` };
+    },
+    // the checks a run starts with, without the engine: the voice's settings, the text sayable and short enough
+    async checkInput(input: InputToCheck<'tts'>): Promise<void> {
+      checkVoiceSettings(spec, input.voice);
+      prepareText(input.text, input.voice, input.maxSeconds);
     },
     async load() {
       return {
@@ -228,7 +235,7 @@ const fliteSpec: EngineSpec = {
       }
     }
     const textFile = join(job.tmpDir, 'text.txt');
-    await writeFile(textFile, `${job.text}\n`);
+    await writeWholeFile(textFile, `${job.text}\n`);
     const args = ['-voice', job.voice.voice];
     let pitchLeft = job.voice.pitch;
     const info = findVoice('flite', job.voice.voice);
@@ -295,7 +302,7 @@ const festivalSpec: EngineSpec = {
       `(utt.save.wave utt ${schemeString(job.wavPath)} 'riff)`,
       `(utt.save.segs utt ${schemeString(segs)})`,
     ];
-    await writeFile(script, `${lines.join('\n')}\n`);
+    await writeWholeFile(script, `${lines.join('\n')}\n`);
     await runTool(job.binary, ['--batch', script], {
       tool: 'festival', install: INSTALL.festival, engine: 'festival', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
     });
@@ -321,7 +328,7 @@ const espeakSpec: EngineSpec = {
   voicePattern: /^[A-Za-z0-9_-]+(\+[A-Za-z0-9_-]+)?$/,
   async render(job) {
     const textFile = join(job.tmpDir, 'text.txt');
-    await writeFile(textFile, `${job.text}\n`);
+    await writeWholeFile(textFile, `${job.text}\n`);
     const p = espeakPitchParam(job.voice.pitch);
     const reached = ESPEAK_PITCH_TABLE.find(([value]) => value === p)?.[1] ?? pitchForParam(p);
     const wpm = Math.round(ESPEAK_DEFAULT_WPM * job.voice.rate);

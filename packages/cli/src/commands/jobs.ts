@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Job, JobParams, JobType, JsonValue, WorkerEvent } from '@avatar/core';
-import { AvatarError, JOB_STATUSES, JOB_TYPES, Worker, checkJobParams, createJobHandlers, isJobType } from '@avatar/core';
+import { AvatarError, JOB_STATUSES, JOB_TYPES, Worker, checkJobInputs, createJobHandlers, isJobType } from '@avatar/core';
 import type { Output } from '../output.js';
 import { addAnimationOptions, addVideoOptions, configFromFlags, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
 import type { VideoFlags } from '../shared.js';
@@ -83,7 +83,7 @@ export function registerJobs(program: Command): void {
     await withContext(command, async (ctx, out) => {
       if (!isJobType(flags.type)) throw new AvatarError('AVATAR_ERR_JOB_TYPE_UNKNOWN', { type: flags.type, known: JOB_TYPES.join(', ') });
       const params = paramsFromFlags(flags.type, flags);
-      checkJobParams(flags.type, params);
+      await checkJobInputs(ctx.coordinator, flags.type, params);
       const job = await ctx.store.submit(flags.type, params);
       out.result(job, () => `queued ${job.jobId} (${job.jobType}); run "avatar worker" to process it`);
     });
@@ -184,7 +184,8 @@ export function registerWorker(program: Command): void {
         try {
           const summary = await worker.run({ once: flags.once });
           out.note(`worker done: ${summary.completed} completed, ${summary.failed} failed, ${summary.cancelled} cancelled, ${summary.released} returned to the queue`);
-          return 0;
+          // the queue could not be read or claimed from (a full disk): the jobs wait, and this says why
+          return summary.claimError ? out.error(summary.claimError) : 0;
         } finally {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);

@@ -4,9 +4,9 @@ import { hostname, uptime } from 'node:os';
 import { link, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AvatarError, type AvatarErrorJSON } from '../errors.js';
+import { AvatarError, storageError, type AvatarErrorJSON } from '../errors.js';
 import { fdatasyncFd, fsyncFd, openFd } from '../fdio.js';
-import { atomicWriteSmallFile, fileExists } from '../fsutil.js';
+import { atomicWriteSmallFile, fileExists, writeWholeFile } from '../fsutil.js';
 import {
   JOB_STATUSES,
   JOB_TYPES,
@@ -295,7 +295,7 @@ export class FileJobStore implements JobStore {
         await writeFile(this.markerTemplate, '', { flag: 'a' });
       } catch (error) {
         this.ready = undefined;
-        throw new AvatarError('AVATAR_ERR_STORAGE_NOT_WRITABLE', { path: this.storageDir, reason: errnoCode(error) ?? String(error) }, { cause: error });
+        throw storageError(error) ?? new AvatarError('AVATAR_ERR_STORAGE_NOT_WRITABLE', { path: this.storageDir, reason: errnoCode(error) ?? String(error) }, { cause: error });
       }
       // Before the first read: a job recovered here is then seen by this instance's get and list.
       await this.recoverSpares();
@@ -613,17 +613,12 @@ export class FileJobStore implements JobStore {
   // ---- locks and guards ----
 
   private async createLock(id: string, workerId: string, leaseMs: number): Promise<boolean> {
-    let handle;
     try {
-      handle = await open(this.lockPath(id), 'wx');
+      // whole or not at all: an empty lock (a full disk) would hold the job until it counts as stale
+      await writeWholeFile(this.lockPath(id), this.lockText(workerId, leaseMs), { exclusive: true });
     } catch (error) {
       if (errnoCode(error) === 'EEXIST') return false;
       throw error;
-    }
-    try {
-      await handle.writeFile(this.lockText(workerId, leaseMs));
-    } finally {
-      await handle.close();
     }
     return true;
   }
@@ -672,7 +667,7 @@ export class FileJobStore implements JobStore {
       if (this.holderPath !== 'none') {
         if (!this.holderPath) {
           const holder = join(this.holdersDir, `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`);
-          await writeFile(holder, content);
+          await writeWholeFile(holder, content);
           this.holderPath = holder;
         }
         try {
@@ -688,12 +683,7 @@ export class FileJobStore implements JobStore {
           this.holderPath = 'none';
         }
       }
-      const handle = await open(path, 'wx');
-      try {
-        await handle.writeFile(content);
-      } finally {
-        await handle.close();
-      }
+      await writeWholeFile(path, content, { exclusive: true });
       return true;
     } catch (error) {
       if (errnoCode(error) === 'EEXIST') return false;
@@ -842,7 +832,7 @@ export class FileJobStore implements JobStore {
   async cancel(jobId: string): Promise<CancelOutcome> {
     return this.whenSettled(jobId, 'cancelled', async (job) => {
       if (job.status === 'running') {
-        await writeFile(this.cancelPath(jobId), new Date().toISOString());
+        await writeWholeFile(this.cancelPath(jobId), new Date().toISOString());
         // The worker may have finished between our read and the request: drop the stale request.
         const now = await this.readJob(jobId);
         if (now?.status === 'running') return { job: now, outcome: 'requested' };

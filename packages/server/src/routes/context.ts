@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { Job, JobStore, Logger, PluginRegistry } from '@avatar/core';
+import type { Job, JobStore, Logger, PipelineCoordinator, PluginRegistry } from '@avatar/core';
 import type { ServerMetrics } from '../metrics.js';
 import type { Redactor } from '../redact.js';
 
@@ -10,6 +10,8 @@ export type Api = FastifyInstance<RawServerDefault, RawRequestDefaultExpression,
 /** What every group of routes shares; built once by buildServer. */
 export interface RouteContext {
   store: JobStore;
+  /** checks a job's inputs before it is queued, as its run would */
+  coordinator: PipelineCoordinator;
   registry: PluginRegistry;
   /** absolute */
   storageDir: string;

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AvatarError, QUALITIES, checkJobParams } from '@avatar/core';
-import type { Job, JobParams, JobStore, JobType } from '@avatar/core';
+import { AvatarError, QUALITIES, checkJobInputs, checkJobParams } from '@avatar/core';
+import type { Job, JobParams, JobStore, JobType, PipelineCoordinator } from '@avatar/core';
 import { JobParamsSchema, JobTypeSchema, SubmitBodySchema } from '../schemas.js';
 import { clientGoneError, formHooks, receivedForm } from '../uploads.js';
 import type { FileField, ReceivedFile, Uploads } from '../uploads.js';
@@ -147,7 +147,7 @@ function jobFromForm(fields: Readonly<Record<string, string>>, files: readonly {
 }
 
 /** Turns the checked form into a job: params from its fields, files moved into place, then submit. */
-export async function submitJobForm(request: FastifyRequest, reply: FastifyReply, store: JobStore, storageDir: string): Promise<FastifyReply> {
+export async function submitJobForm(request: FastifyRequest, reply: FastifyReply, store: JobStore, storageDir: string, coordinator: PipelineCoordinator): Promise<FastifyReply> {
   const form = receivedForm(request);
   let committed: string | undefined;
   try {
@@ -162,6 +162,8 @@ export async function submitJobForm(request: FastifyRequest, reply: FastifyReply
       await rename(form.dir, target);
       committed = target;
     }
+    // with the files in place: the same checks as a JSON submission's
+    await checkJobInputs(coordinator, jobType, params);
     const job: Job = await store.submit(jobType, params);
     committed = undefined;
     return reply.code(202).header('location', `/v1/jobs/${job.jobId}`).send(job);

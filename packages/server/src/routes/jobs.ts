@@ -3,7 +3,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { extname, sep } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
-import { AvatarError, checkJobParams, isFinished } from '@avatar/core';
+import { AvatarError, checkJobInputs, isFinished } from '@avatar/core';
 import type { JobParams } from '@avatar/core';
 import { contentTypeFor, parseRange } from '../files.js';
 import { decodeCursor, encodeCursor } from '../paging.js';
@@ -16,7 +16,7 @@ const FileSchema = (description: string) => Type.Unsafe<NodeJS.ReadableStream>({
 
 /** Submit, list, read, cancel jobs and download their results. */
 export function registerJobRoutes(api: Api, ctx: RouteContext): void {
-  const { store, storageDir, getJob } = ctx;
+  const { store, storageDir, getJob, coordinator } = ctx;
 
   api.post('/v1/jobs', {
     schema: {
@@ -26,11 +26,11 @@ export function registerJobRoutes(api: Api, ctx: RouteContext): void {
     },
     ...jobFormHooks(storageDir),
   }, async (request, reply) => {
-    if (request.isMultipart()) return submitJobForm(request, reply, store, storageDir);
+    if (request.isMultipart()) return submitJobForm(request, reply, store, storageDir, coordinator);
     const body = request.body as Static<typeof SubmitBodySchema>;
     const { jobType } = body;
     const params = body.params as JobParams;
-    checkJobParams(jobType, params);
+    await checkJobInputs(coordinator, jobType, params);
     const job = await store.submit(jobType, params);
     return reply.code(202).header('location', `/v1/jobs/${job.jobId}`).send(job);
   });
