@@ -228,8 +228,15 @@ describe('avatar CLI: bad input gets a clear error, a non-zero exit and writes n
 
 describe('avatar doctor', () => {
   it('lists the built-in engines with their tools and says there is no GPU plainly', async () => {
-    const r = await run(['--json', 'doctor']);
-    expect(r.code, r.stderr).toBe(0);
+    // a storage folder of its own: the one the tests above share holds a damaged job file on purpose
+    const r = await avatar(['--storage', join(dir, 'doctor-storage'), '--json', 'doctor']);
+    expect(r.code, `${r.stderr}\n${r.stdout.slice(0, 2000)}`).toBe(0);
+    expect((JSON.parse(r.stdout) as { storageFindings: unknown[] }).storageFindings).toEqual([]);
+    // and that one it names, with what to do, exiting 1
+    const shared = await run(['--json', 'doctor']);
+    expect(shared.code).toBe(1);
+    const findings = (JSON.parse(shared.stdout) as { storageFindings: { kind: string; path: string; advice: string }[] }).storageFindings;
+    expect(findings).toEqual([expect.objectContaining({ kind: 'damaged_job', path: expect.stringContaining('job-20260101000000-deadbeef.json'), advice: expect.stringContaining('delete it') })]);
     const report = JSON.parse(r.stdout) as { plugins: { stage: string; name: string; source: string; check: { ok: boolean } }[]; gpu: { available: boolean; reason?: string }; stagesMissing: string[] };
     const names = report.plugins.map((p) => `${p.stage}/${p.name}`);
     expect(names).toEqual(expect.arrayContaining(['tts/flite', 'tts/festival', 'tts/espeak-ng', 'encode/ffmpeg', 'voice/pitch-match']));

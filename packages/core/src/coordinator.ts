@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, rename, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { PipelineConfig } from './config.js';
 import { animationOf, checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
 import type { AvatarErrorJSON } from './errors.js';
 import { AvatarError, toAvatarError } from './errors.js';
 import { checkReadableFile, checkWritableTarget, ensureDir, partialPathFor } from './fsutil.js';
+import { claimWorkDir, sweepLeftovers, sweepPartials } from './leftovers.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
@@ -228,6 +229,7 @@ export class PipelineCoordinator {
   readonly registry: PluginRegistry;
   readonly resources: ResourceManager;
   readonly voices: VoiceProfileStore;
+  private swept: Promise<void> | undefined;
   readonly storageDir: string;
   readonly log: Logger;
   private readonly defaultVoice: VoiceSettings;
@@ -278,7 +280,19 @@ export class PipelineCoordinator {
     await this.registry.get('tts', voice.engine).checkInput?.({ text, voice, maxSeconds });
   }
 
-  private async begin(request: CommonRequest, plan: readonly StageName[]): Promise<{ run: StageRun; controller: AbortController; detach: () => void }> {
+  /**
+   * Removes what killed processes left in the storage folder (work folders, partials of outputs:
+   * leftovers.ts); once per coordinator, at its first run or when a worker or server starts.
+   */
+  sweepLeftovers(): Promise<void> {
+    this.swept ??= sweepLeftovers(this.storageDir, { log: this.log }).then(() => undefined);
+    return this.swept;
+  }
+
+  private async begin(request: CommonRequest & { outputPath?: string }, plan: readonly StageName[]): Promise<{ run: StageRun; controller: AbortController; detach: () => void }> {
+    await this.sweepLeftovers();
+    // and beside this run's output, where a killed run would have left its partial
+    if (request.outputPath) await sweepPartials([dirname(resolve(request.outputPath))], { log: this.log });
     const runId = request.runId ?? `run-${Date.now()}-${randomBytes(3).toString('hex')}`;
     const workDir = join(this.storageDir, 'work', runId);
     const controller = new AbortController();
@@ -293,6 +307,7 @@ export class PipelineCoordinator {
   private async finish(run: StageRun, work: () => Promise<Outcome>, cleanup: boolean, finalStage: boolean): Promise<RunResult> {
     try {
       await ensureDir(run.workDir);
+      await claimWorkDir(run.workDir);
       const outcome = await work();
       // the output appears at its path only now, when every stage has succeeded
       if (outcome.publish) await publishFile(outcome.publish.from, outcome.publish.to);

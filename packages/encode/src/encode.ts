@@ -8,6 +8,7 @@ import {
   checkOutputExtension,
   checkReadableFile,
   checkWritableTarget,
+  guardedCommand,
   partialPathFor,
   readMp4Summary,
   silentLogger,
@@ -125,10 +126,32 @@ function start(command: ffmpeg.FfmpegCommand, job: Job, onStderr: (line: string)
   };
 }
 
+/** The two steps of fluent-ffmpeg's spawn that dieWithThisProcess takes over (fluent-ffmpeg 2.1's own methods). */
+interface FfmpegSpawnSteps {
+  _getFfmpegPath(callback: (error: Error | null, path?: string) => void): void;
+  _spawnFfmpeg(args: string[], ...rest: unknown[]): unknown;
+}
+
+/**
+ * Makes the command's ffmpeg die with this process (guardedCommand): an encoder orphaned by a SIGKILL
+ * would otherwise encode to the end into a file nobody takes. fluent-ffmpeg spawns the path it finds
+ * with the arguments it built and offers no prefix, so both steps are taken over for this command.
+ */
+function dieWithThisProcess(command: ffmpeg.FfmpegCommand, ffmpegPath: string): void {
+  const guarded = guardedCommand(ffmpegPath, []);
+  if (guarded.command === ffmpegPath) return;
+  const steps = command as unknown as FfmpegSpawnSteps;
+  if (typeof steps._getFfmpegPath !== 'function' || typeof steps._spawnFfmpeg !== 'function') return; // another fluent-ffmpeg
+  const spawnFfmpeg = steps._spawnFfmpeg.bind(command);
+  steps._getFfmpegPath = (callback) => callback(null, guarded.command);
+  steps._spawnFfmpeg = (args, ...rest) => spawnFfmpeg([...guarded.args, ...args], ...rest);
+}
+
 function newCommand(job: Job): ffmpeg.FfmpegCommand {
   // setFfmpegPath writes fluent-ffmpeg's module-wide setting; it is read when the command spawns,
   // so set it on every command (the path may come from an option or the environment).
   const command = ffmpeg({ stdoutLines: 200 }).setFfmpegPath(job.tools.ffmpeg);
+  dieWithThisProcess(command, job.tools.ffmpeg);
   // fluent-ffmpeg asks these two before it spawns; with the answers at hand it starts no extra process
   const known = answered.get(job.tools.ffmpeg);
   if (known) {

@@ -243,6 +243,8 @@ export async function startServer(options: StartOptions): Promise<RunningServer>
   const apiKeys = resolveApiKeys(options);
   assertSafeListen(host, apiKeys);
   const app = await buildServer({ ...options, host, apiKeys });
+  // what killed runs left in the storage folder goes before the first request
+  await options.context.coordinator.sweepLeftovers();
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => (resolveClosed = r));
   app.addHook('onClose', async () => resolveClosed());

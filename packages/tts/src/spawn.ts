@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import { AvatarError } from '@avatar/core';
+import { AvatarError, guardedCommand } from '@avatar/core';
 
 export interface ToolRunOptions {
   /** the tool's name in errors ("flite") */
@@ -42,7 +42,9 @@ export function runTool(command: string, args: readonly string[], options: ToolR
   const { signal } = options;
   if (signal?.aborted) return Promise.reject(new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' }));
   return new Promise<ToolResult>((resolve, reject) => {
-    const child = spawn(command, [...args], { cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'], windowsHide: true });
+    // (dies with this process: an engine orphaned by a SIGKILL would write on for nobody)
+    const guarded = guardedCommand(command, args);
+    const child = spawn(guarded.command, guarded.args, { cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'], windowsHide: true });
     let stdout = '';
     let stderr = '';
     let settled = false;

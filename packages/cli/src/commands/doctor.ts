@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { GpuSnapshot, PluginCheck } from '@avatar/core';
-import { PLUGIN_API_VERSION } from '@avatar/core';
+import { PLUGIN_API_VERSION, checkStorage } from '@avatar/core';
 import { withContext } from '../shared.js';
 
 interface NativeStatusModule {
@@ -23,7 +23,7 @@ async function nativeReport(): Promise<{ native: unknown; nvenc: { available: bo
 
 export function registerDoctor(program: Command): void {
   program.command('doctor')
-    .description('check the tools, engines, GPU and native addon this machine has, and say what to install')
+    .description('check the tools, engines, GPU and native addon this machine has, and the storage folder\'s consistency, and say what to do')
     .action(async (_flags: unknown, command: Command) => {
       await withContext(command, async (ctx, out) => {
         const plugins: { stage: string; name: string; source: string; check: PluginCheck }[] = [];
@@ -39,10 +39,13 @@ export function registerDoctor(program: Command): void {
         const gpu: GpuSnapshot = await ctx.resources.gpu.query();
         const { native, nvenc } = await nativeReport();
         const stagesMissing = (['face', 'lipsync', 'inspect'] as const).filter((s) => !ctx.registry.find(s));
+        // the storage folder as it is: nothing is changed or removed here
+        const storageFindings = await checkStorage(ctx.storageDir, ctx.store);
         const report = {
           node: process.version,
           pluginApiVersion: PLUGIN_API_VERSION,
           storage: ctx.storageDir,
+          storageFindings,
           plugins,
           pluginFailures: ctx.pluginFailures.map((f) => f.toJSON()),
           stagesMissing,
@@ -51,7 +54,7 @@ export function registerDoctor(program: Command): void {
           nvenc,
           budgets: ctx.resources.budgets,
         };
-        const ok = plugins.every((p) => p.check.ok) && ctx.pluginFailures.length === 0;
+        const ok = plugins.every((p) => p.check.ok) && ctx.pluginFailures.length === 0 && storageFindings.length === 0;
         out.result(report, () => {
           const lines = [`node ${process.version}, plugin API ${PLUGIN_API_VERSION}, storage ${ctx.storageDir}`, '', 'engines:'];
           for (const p of plugins) {
@@ -71,7 +74,10 @@ export function registerDoctor(program: Command): void {
           lines.push(`NVENC: ${nvenc.available ? 'available' : 'not available'} (${nvenc.reason})`);
           const vram = ctx.resources.budgets.vramMB;
           lines.push(`memory budgets: host ${ctx.resources.budgets.ramMB} MB, GPU ${vram !== undefined ? `${vram} MB` : gpu.available ? "the GPU's total" : '0 MB (no GPU)'}`);
-          lines.push('', ok ? 'all engines ready' : 'some engines are missing: install what is listed above');
+          lines.push('', `storage folder: ${storageFindings.length === 0 ? 'consistent (no damaged job files, expired claims or left-over files)' : `${storageFindings.length} to look at`}`);
+          for (const f of storageFindings) lines.push(`  ${f.kind} ${f.path}: ${f.detail}`, `          ${f.advice}`);
+          const enginesOk = plugins.every((p) => p.check.ok) && ctx.pluginFailures.length === 0;
+          lines.push('', enginesOk ? 'all engines ready' : 'some engines are missing: install what is listed above');
           return lines.join('\n');
         });
         return ok ? 0 : 1;

@@ -164,6 +164,8 @@ export function registerWorker(program: Command): void {
     .option('--lease <seconds>', 'how long a claim holds without a heartbeat', parseNumberIn('lease', 1, 3600), 30)
     .action(async (flags: { once: boolean; concurrency: number; lease: number }, command: Command) => {
       await withContext(command, async (ctx, out) => {
+        // what killed runs and workers left in the storage folder goes first
+        await ctx.coordinator.sweepLeftovers();
         const worker = new Worker({
           store: ctx.store, handlers: createJobHandlers(ctx.coordinator), concurrency: flags.concurrency, leaseMs: flags.lease * 1000, log: ctx.log,
         });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, readFileSync, writeSync } from 'node:fs';
-import { hostname, uptime } from 'node:os';
+import { hostname } from 'node:os';
 import { link, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,7 +23,8 @@ import {
   type JobType,
 } from '../jobs.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { CancelOutcome, ClaimOptions, JobStats, JobStore, ListFilter } from './types.js';
+import { bootedAtMs, ownerIsDead } from '../owner.js';
+import type { CancelOutcome, ClaimOptions, JobStats, JobStore, ListFilter, StorageFinding } from './types.js';
 
 export interface FileJobStoreOptions {
   /** the shared folder; `jobs/` and `queue/` live under it */
@@ -67,8 +68,6 @@ const SPARE_POOL_MAX = 128;
  * pool has threads so that a submission's own steps never queue behind them.
  */
 const SPARE_LANES = Math.max(1, Math.min(8, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 1));
-/** When this machine started (epoch ms): a file last written before it has no live writer here. */
-const bootedAtMs = (): number => Date.now() - uptime() * 1000;
 
 // Per-process sequence: keeps FIFO among jobs submitted within the same millisecond.
 let markerSeq = 0;
@@ -93,20 +92,6 @@ async function unlinkQuiet(path: string): Promise<void> {
  */
 async function readSmall(path: string): Promise<string> {
   return readFileSync(path, 'utf8');
-}
-
-/**
- * True when `pid` on `host` names a process on this host that no longer exists. A process on
- * another host, or this very process, is never known to be dead.
- */
-function ownerIsDead(pid: number, host: string | undefined): boolean {
-  if (host !== hostname() || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (error) {
-    return errnoCode(error) === 'ESRCH';
-  }
 }
 
 /** Errors that mean "this file system cannot hard-link here": fall back to creating a file. */
@@ -810,6 +795,40 @@ export class FileJobStore implements JobStore {
       && (!after || job.createdAt < after.createdAt || (job.createdAt === after.createdAt && job.jobId < after.jobId)));
     selected.sort((a, b) => (a.createdAt === b.createdAt ? (a.jobId < b.jobId ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1));
     return filter.limit === undefined ? selected : selected.slice(0, Math.max(0, filter.limit));
+  }
+
+  /**
+   * What is wrong in the queue's files, changing nothing (avatar doctor): damaged job files, and
+   * claims whose lease ran out with no worker to take the job back yet.
+   */
+  async checkConsistency(): Promise<StorageFinding[]> {
+    const now = Date.now();
+    await this.init();
+    const findings: StorageFinding[] = [];
+    for (const name of await readdir(this.jobsDir)) {
+      const id = name.endsWith('.json') && !name.startsWith('.') ? name.slice(0, -'.json'.length) : '';
+      if (!isJobId(id)) continue;
+      const loaded = await this.loadJob(id);
+      if (loaded && 'corrupt' in loaded) {
+        const error = this.corruptError(id, loaded.corrupt);
+        findings.push({ kind: 'damaged_job', path: this.jobPath(id), detail: loaded.corrupt, advice: error.hint });
+      }
+    }
+    for (const name of await readdir(this.locksDir)) {
+      const id = LOCK_RE.exec(name)?.[1];
+      if (!id) continue;
+      const lock = await this.readLock(id).catch(() => undefined);
+      if (!lock || !this.lockExpired(lock, now)) continue;
+      findings.push({
+        kind: 'expired_claim',
+        path: this.lockPath(id),
+        detail: lock.info
+          ? `job ${id} was claimed by ${lock.info.workerId} (process ${lock.info.pid} on ${lock.info.hostname}), whose lease ended ${new Date(lock.info.leaseUntil).toISOString()}`
+          : `job ${id} has an empty or unreadable claim`,
+        advice: 'Start a worker ("avatar worker"): it takes the job back and runs it again, or fails it once out of attempts.',
+      });
+    }
+    return findings;
   }
 
   /** Every readable job; damaged files are skipped with a warning, temp files ignored. */

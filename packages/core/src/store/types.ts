@@ -65,5 +65,17 @@ export interface JobStore {
   isCancelRequested(jobId: string): Promise<boolean>;
   /** takes back claims whose lease expired; returns the ids it re-queued or failed */
   recoverExpired(): Promise<string[]>;
+  /** Optional: what is wrong in the store's own records, changing nothing (avatar doctor). */
+  checkConsistency?(): Promise<StorageFinding[]>;
   close(): Promise<void>;
+}
+
+/** Something wrong in a storage folder that a person may need to act on (avatar doctor). */
+export interface StorageFinding {
+  kind: 'damaged_job' | 'expired_claim' | 'leftover_work' | 'leftover_partial';
+  path: string;
+  /** what is wrong */
+  detail: string;
+  /** what to do */
+  advice: string;
 }
