@@ -3,6 +3,7 @@ import { readFile, readdir, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { FileJobStore } from '@avatar/core';
 import { CLI, PORTRAIT, avatar, ffmpeg, tempDir } from './helpers/cli.js';
 
 // A run killed with SIGKILL in the middle of encoding: its ffmpeg dies with it (not encoding on for
@@ -96,5 +97,22 @@ describe.skipIf(process.platform !== 'linux')('a run killed with SIGKILL', () =>
     expect(next.code, next.stderr).toBe(0);
     expect(await readdir(join(storage, 'work'))).toEqual([]);
     expect((await readdir(dir)).sort()).toEqual(['next.mp4', 'storage']);
+  });
+
+  it('a worker --once that finds a job still held by a gone worker\'s lease says why it leaves it', async () => {
+    const storage = join(await tempDir('avatar-held-'), 'storage');
+    const store = new FileJobStore({ storageDir: storage });
+    try {
+      const job = await store.submit('voice_synthesis', { text: 'Held.' });
+      // the claim of a worker that is gone, its lease not yet run out
+      expect((await store.claim('w-gone', { leaseMs: 600_000 }))?.jobId).toBe(job.jobId);
+      const r = await avatar(['--storage', storage, 'worker', '--once']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain(`left ${job.jobId}`);
+      expect(r.stderr).toContain('claimed by worker w-gone');
+      expect(r.stderr).toContain('lease ends');
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -29,8 +29,13 @@ export function createOutput(json: boolean): Output {
   };
 }
 
-/** Log lines on stderr: warnings always, the rest with --verbose. */
-export function createLogger(verbose: boolean): Logger {
+/**
+ * Log lines on stderr: warnings always, the rest with --verbose. Errors too only with --verbose
+ * by default, since a command prints its own failure once more with its hint; `errors: 'always'` for
+ * services, whose log is where a failure is read.
+ */
+export function createLogger(verbose: boolean, options: { errors?: 'always' | 'verbose' } = {}): Logger {
+  const errors = verbose || options.errors === 'always';
   const line = (level: string, message: string, fields?: Record<string, unknown>): void => {
     process.stderr.write(`${level} ${message}${describeFields(fields)}\n`);
   };
@@ -38,8 +43,7 @@ export function createLogger(verbose: boolean): Logger {
     debug: (m, f) => { if (verbose) line('debug', m, f); },
     info: (m, f) => { if (verbose) line('info', m, f); },
     warn: (m, f) => line('warning', m, f),
-    // (a failed stage's error is printed once more at the end, with its hint, by Output.error)
-    error: (m, f) => { if (verbose) line('error', m, f); },
+    error: (m, f) => { if (errors) line('error', m, f); },
   };
 }
 

@@ -17,13 +17,22 @@ export function globals(command: Command): GlobalOptions {
   return command.optsWithGlobals<GlobalOptions>();
 }
 
-/** Opens storage, plugins and queue for one command, runs it, maps errors to exit codes. */
-export async function withContext(command: Command, fn: (ctx: CliContext, out: Output, opts: GlobalOptions) => Promise<number | void>): Promise<void> {
+type CommandBody = (ctx: CliContext, out: Output, opts: GlobalOptions) => Promise<number | void>;
+
+/**
+ * Opens storage, plugins and queue for one command, runs it, maps errors to exit codes. A `service`
+ * (a worker, the server) logs errors without --verbose: nobody sees its answers, the log is all there is.
+ */
+export async function withContext(command: Command, fn: CommandBody): Promise<void>;
+export async function withContext(command: Command, options: { service: boolean }, fn: CommandBody): Promise<void>;
+export async function withContext(command: Command, first: CommandBody | { service: boolean }, second?: CommandBody): Promise<void> {
+  const service = typeof first === 'function' ? false : first.service;
+  const fn = typeof first === 'function' ? first : (second as CommandBody);
   const opts = globals(command);
   const out = createOutput(opts.json);
   let ctx: CliContext | undefined;
   try {
-    ctx = await openContext({ storage: storageFrom(opts.storage), log: createLogger(opts.verbose) });
+    ctx = await openContext({ storage: storageFrom(opts.storage), log: createLogger(opts.verbose, { errors: service ? 'always' : 'verbose' }) });
     const code = await fn(ctx, out, opts);
     process.exitCode = code ?? 0;
   } catch (error) {

@@ -147,7 +147,8 @@ export const ERRORS = {
     'job {id} was abandoned by its worker {attempts} times (last worker {workerId} stopped renewing its lease)',
     'Look at the worker logs; the job can be submitted again.',
   ),
-  AVATAR_ERR_QUEUE_CORRUPT_FILE: failure('job file {path} is damaged and was skipped: {reason}', 'Move the file away or delete it; other jobs are unaffected.'),
+  // (409 over HTTP: the job exists, but its record cannot be read as it is)
+  AVATAR_ERR_QUEUE_CORRUPT_FILE: failure('job file {path} is damaged and was skipped: {reason}', 'Move the file away or delete it; other jobs are unaffected.', 409),
   AVATAR_ERR_JOB_NOT_FINISHED: usage('job {id} is {status}; it has no result yet', 'Wait until it finishes (GET /v1/jobs/{id}/events, or "avatar jobs status {id}").', 409),
   AVATAR_ERR_JOB_NO_RESULT: usage('job {id} has no result file to send: {reason}', 'Look at the job ("avatar jobs status {id}"); submit it again if you need the file.', 409),
   AVATAR_ERR_STORAGE_NOT_WRITABLE: failure('storage folder {path} is not writable: {reason}', 'Point --storage (or AVATAR_STORAGE) at a writable folder.', 503),

@@ -1,5 +1,6 @@
 export * from './errors.js';
 export * from './jobs.js';
+export * from './json-depth.js';
 export * from './log.js';
 export * from './fsutil.js';
 export * from './child-guard.js';

@@ -44,14 +44,15 @@ export function installErrorHandlers(app: FastifyInstance, options: { bodyLimit:
     const contentType = request.headers['content-type'];
     const mapped = toHttpError(error, options.bodyLimit, typeof contentType === 'string' ? contentType : undefined);
     if (mapped.httpStatus >= 500) {
-      options.log.error(`${request.method} ${request.routeOptions.url ?? 'unknown route'} failed`, {
+      // every 5xx says why in the log, at error level, under the id the answer carries (x-request-id)
+      options.log.error(`${request.method} ${request.routeOptions.url ?? 'unknown route'} failed (request ${request.id}): ${mapped.code}: ${error instanceof AvatarError ? error.message : String(error)}`, {
+        requestId: request.id,
         code: mapped.code,
-        reason: error instanceof AvatarError ? error.message : String(error),
         ...(error.stack && !(error instanceof AvatarError) && { stack: error.stack }),
       });
     }
     // an internal error's reason is for the log only; every other message loses its server paths
-    const safe = mapped.code === 'AVATAR_ERR_INTERNAL' ? new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'see the server log' }) : mapped;
+    const safe = mapped.code === 'AVATAR_ERR_INTERNAL' ? new AvatarError('AVATAR_ERR_INTERNAL', { reason: `see the server log for request ${request.id}` }) : mapped;
     const body = errorBody(safe);
     body.error.message = options.redact(body.error.message);
     body.error.hint = options.redact(body.error.hint);

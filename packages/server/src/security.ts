@@ -1,5 +1,7 @@
 import { availableParallelism } from 'node:os';
+import { maxHeaderSize } from 'node:http';
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
@@ -72,15 +74,22 @@ export const isKeyFreePath = (url: string): boolean => isHealthzPath(url) || pat
  * streams, the router's own refusals, the shutdown answer) carry them too.
  */
 export function setSecurityHeaders(raw: ServerResponse, corsOn: boolean): void {
-  raw.setHeader('content-security-policy', CONTENT_SECURITY_POLICY);
-  raw.setHeader('x-content-type-options', 'nosniff');
-  raw.setHeader('x-frame-options', 'DENY');
-  raw.setHeader('referrer-policy', 'no-referrer');
-  raw.setHeader('cross-origin-opener-policy', 'same-origin');
-  // results may be embedded by the allowed origins when CORS is on
-  raw.setHeader('cross-origin-resource-policy', corsOn ? 'cross-origin' : 'same-origin');
-  raw.setHeader('permissions-policy', 'camera=(self), microphone=(self), geolocation=(), payment=(), usb=()');
-  raw.setHeader('x-dns-prefetch-control', 'off');
+  for (const [name, value] of Object.entries(securityHeaders(corsOn))) raw.setHeader(name, value);
+}
+
+/** The security headers every answer carries, by name. */
+export function securityHeaders(corsOn: boolean): Record<string, string> {
+  return {
+    'content-security-policy': CONTENT_SECURITY_POLICY,
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    'referrer-policy': 'no-referrer',
+    'cross-origin-opener-policy': 'same-origin',
+    // results may be embedded by the allowed origins when CORS is on
+    'cross-origin-resource-policy': corsOn ? 'cross-origin' : 'same-origin',
+    'permissions-policy': 'camera=(self), microphone=(self), geolocation=(), payment=(), usb=()',
+    'x-dns-prefetch-control': 'off',
+  };
 }
 
 /**
@@ -151,4 +160,25 @@ export function concurrencyFromBudget(registry: PluginRegistry, resources: Pick<
   const largestModelMB = Math.max(256, ...registry.list().map(({ plugin }) => plugin.resources.ramMB ?? 0));
   const byMemory = Math.floor(resources.budgets.ramMB / largestModelMB);
   return Math.max(1, Math.min(byMemory, Math.floor(cpus / 2), 16));
+}
+
+/** What the HTTP parser could not read, as Node would answer it, in the one error shape with the security headers. */
+const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string, string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', `the request headers are larger than the server accepts (${Math.round(maxHeaderSize / 1024)} KB)`],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'the request did not arrive in time'],
+};
+
+/**
+ * Answers a request the HTTP parser refused before fastify saw it (fastify's clientErrorHandler):
+ * the status Node would give, the project's error body and the security headers every answer has.
+ */
+export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, corsOn: boolean): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, text, reason] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad Request', 'the request is not valid HTTP'];
+  if (socket.writable) {
+    const body = JSON.stringify(errorBody(new AvatarError('AVATAR_ERR_HTTP_BAD_REQUEST', { reason })));
+    const headers = Object.entries(securityHeaders(corsOn)).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    socket.write(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`);
+  }
+  socket.destroy(error);
 }

@@ -223,7 +223,7 @@ describe('server: bad input', () => {
     expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis', params: {} })), 400, 'AVATAR_ERR_JOB_PARAMS_INVALID');
     expectJsonError(await post(JSON.stringify({ jobType: 'full_pipeline', params: { text: 'hi' } })), 400, 'AVATAR_ERR_JOB_PARAMS_INVALID');
     expectJsonError(await post(JSON.stringify({ jobType: 'voice_synthesis', params: { text: 'x', avatarImagePath: 'a.png' } })), 400, 'AVATAR_ERR_JOB_PARAMS_INVALID');
-    expectJsonError(await post(JSON.stringify({ jobType: 'make_coffee', params: {} })), 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    expectJsonError(await post(JSON.stringify({ jobType: 'make_coffee', params: {} })), 400, 'AVATAR_ERR_JOB_TYPE_UNKNOWN');
     expectJsonError(await post(JSON.stringify([1, 2])), 400, 'AVATAR_ERR_HTTP_VALIDATION');
     expectJsonError(await post('text=hi', 'application/x-www-form-urlencoded'), 415, 'AVATAR_ERR_HTTP_UNSUPPORTED_MEDIA');
     expectJsonError(await app.inject({ url: '/v1/jobs?limit=0' }), 400, 'AVATAR_ERR_HTTP_VALIDATION');

@@ -1,14 +1,15 @@
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { AvatarError, Worker, createJobHandlers, parsePipelineConfig, silentLogger } from '@avatar/core';
+import { AvatarError, MAX_JSON_DEPTH, Worker, createJobHandlers, nestedDeeperThan, parsePipelineConfig, silentLogger } from '@avatar/core';
 import type { Job, JobStore, Logger, PipelineCoordinator, PluginRegistry, WorkerOptions } from '@avatar/core';
 import { ApiKeyChecker, assertSafeListen, resolveApiKeys } from './auth.js';
 import { createRedactor } from './redact.js';
-import { concurrencyFromBudget, corsOriginsFromEnv, isKeyFreePath, rateLimitFromEnv, registerSecurity, setSecurityHeaders } from './security.js';
+import { answerClientError, concurrencyFromBudget, corsOriginsFromEnv, isKeyFreePath, rateLimitFromEnv, registerSecurity, setSecurityHeaders } from './security.js';
 import type { RateLimitOptions } from './security.js';
 import { FinishWatcher, WebhookDispatcher, withSubmitHooks } from './webhooks.js';
 import type { FinishWatcherOptions, WebhookOptions } from './webhooks.js';
@@ -88,6 +89,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   const app = Fastify({
     logger: false,
     bodyLimit,
+    // ids a log line and an answer share; never taken from the client (they would reach the log)
+    genReqId: () => `req-${randomBytes(6).toString('hex')}`,
+    // the socket's own failures (headers too large, a request that is not HTTP) in the one error shape too
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, corsOrigins.length > 0),
     routerOptions: { maxParamLength: 200 },
     // refuse rather than strip unknown fields, and never turn "12" into 12: a wrong type is an error
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
@@ -105,6 +110,23 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     },
   });
   installErrorHandlers(app, { bodyLimit, log, redact: redactor.text });
+  // JSON bodies as fastify reads them (prototype poisoning refused), and no deeper than any input
+  // needs: a document nested thousands deep is refused here, not by a stack overflow later
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    parseJson(request, body as string, (error: Error | null, value?: unknown) => {
+      if (error) return done(error, undefined);
+      if (nestedDeeperThan(value, MAX_JSON_DEPTH)) {
+        return done(new AvatarError('AVATAR_ERR_HTTP_BAD_REQUEST', { reason: `the JSON is nested deeper than ${MAX_JSON_DEPTH} levels` }), undefined);
+      }
+      done(null, value);
+    });
+  });
+  // every answer names its request: a 5xx's log line carries the same id
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
   app.addSchema(ErrorBodySchema);
   // before the key check: preflights carry no key, and refused keys count toward the limit
   await registerSecurity(app, { auth, redactor, rateLimit: options.rateLimit ?? rateLimitFromEnv(), corsOrigins });

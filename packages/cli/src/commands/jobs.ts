@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Job, JobParams, JobType, JsonValue, WorkerEvent } from '@avatar/core';
-import { AvatarError, JOB_STATUSES, JOB_TYPES, Worker, checkJobInputs, createJobHandlers, isJobType } from '@avatar/core';
+import { AvatarError, JOB_STATUSES, JOB_TYPES, MAX_JSON_DEPTH, Worker, checkJobInputs, createJobHandlers, isJobType, nestedDeeperThan } from '@avatar/core';
 import type { Output } from '../output.js';
 import { addAnimationOptions, addVideoOptions, configFromFlags, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
 import type { VideoFlags } from '../shared.js';
@@ -45,6 +45,9 @@ function paramsFromFlags(jobType: JobType, flags: SubmitFlags): JobParams {
     }
     if (!extra || typeof extra !== 'object' || Array.isArray(extra)) {
       throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: '--params', problem: 'is not a JSON object', expected: 'Give a JSON object.' });
+    }
+    if (nestedDeeperThan(extra, MAX_JSON_DEPTH)) {
+      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: '--params', problem: `is nested deeper than ${MAX_JSON_DEPTH} levels`, expected: 'Give the parameters as a flat JSON object (config one level down).' });
     }
     Object.assign(params, extra as Record<string, JsonValue>);
   }
@@ -163,7 +166,7 @@ export function registerWorker(program: Command): void {
     .option('--concurrency <n>', 'jobs at a time (models still load one at a time)', parseIntIn('concurrency', 1, 64), 1)
     .option('--lease <seconds>', 'how long a claim holds without a heartbeat', parseNumberIn('lease', 1, 3600), 30)
     .action(async (flags: { once: boolean; concurrency: number; lease: number }, command: Command) => {
-      await withContext(command, async (ctx, out) => {
+      await withContext(command, { service: true }, async (ctx, out) => {
         // what killed runs and workers left in the storage folder goes first
         await ctx.coordinator.sweepLeftovers();
         const worker = new Worker({
@@ -186,6 +189,12 @@ export function registerWorker(program: Command): void {
         try {
           const summary = await worker.run({ once: flags.once });
           out.note(`worker done: ${summary.completed} completed, ${summary.failed} failed, ${summary.cancelled} cancelled, ${summary.released} returned to the queue`);
+          if (flags.once) {
+            // jobs still held by another worker's claim are left to it, or to whoever takes them back when its lease ends
+            for (const job of await ctx.store.list({ status: 'running' })) {
+              out.note(`left ${job.jobId} (${job.jobType}): claimed by worker ${job.workerId ?? 'unknown'}; if that worker is gone, a worker takes the job back once its lease ends (avatar doctor shows expired claims)`);
+            }
+          }
           // the queue could not be read or claimed from (a full disk): the jobs wait, and this says why
           return summary.claimError ? out.error(summary.claimError) : 0;
         } finally {

@@ -24,7 +24,7 @@ export function registerServe(program: Command): void {
     .option('--max-pixels <megapixels>', 'most pixels an uploaded photo may have, megapixels (default AVATAR_UPLOAD_MAX_PIXELS or 40)', parseNumberIn('max-pixels', 0.01, 1000))
     .option('--max-audio-seconds <n>', 'longest audio upload, seconds as decoded (default AVATAR_UPLOAD_MAX_AUDIO_SECONDS or 120)', parseIntIn('max-audio-seconds', 1, 3600))
     .action(async (flags: ServeFlags, command: Command) => {
-      await withContext(command, async (ctx, out) => {
+      await withContext(command, { service: true }, async (ctx, out) => {
         // loaded here, not at start: the server's modules would slow every other command's start
         const { parseCorsOrigins, parseRateLimit, startServer, uploadLimitsFromSettings } = await import('@avatar/server');
         // flags win over the AVATAR_UPLOAD_* variables, one limit at a time (the server reads those)

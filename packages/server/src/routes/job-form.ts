@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AvatarError, QUALITIES, checkJobInputs, checkJobParams } from '@avatar/core';
+import { AvatarError, JOB_TYPES, QUALITIES, checkJobInputs, checkJobParams, isJobType } from '@avatar/core';
 import type { Job, JobParams, JobStore, JobType, PipelineCoordinator } from '@avatar/core';
 import { JobParamsSchema, JobTypeSchema, SubmitBodySchema } from '../schemas.js';
 import { clientGoneError, formHooks, receivedForm } from '../uploads.js';
@@ -97,6 +97,12 @@ export function jobFormHooks(storageDir: string, uploads?: Uploads) {
         if (request.mediaType !== 'application/json') {
           // a body type some other parser read (text/plain): only JSON and forms submit jobs
           throw new AvatarError('AVATAR_ERR_HTTP_UNSUPPORTED_MEDIA', { type: String(request.mediaType ?? 'unknown').slice(0, 100) });
+        }
+        // an unknown job type is named as such, with the known ones, before the schema lists every
+        // constant it is not
+        const jobType = (request.body as { jobType?: unknown } | null)?.jobType;
+        if (typeof jobType === 'string' && !isJobType(jobType)) {
+          throw new AvatarError('AVATAR_ERR_JOB_TYPE_UNKNOWN', { type: jobType.slice(0, 100), known: JOB_TYPES.join(', ') });
         }
       }
       await hooks.preValidation(request, reply);
