@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AvatarError } from './errors.js';
-import { checkImageFile, readImageSize, sniffAudio, sniffImage } from './media.js';
+import { checkImageFile, readImageSize, sniffAudio, sniffImage, unacceptedImageFormat } from './media.js';
 
 const u16be = (n: number): number[] => [(n >> 8) & 0xff, n & 0xff];
 const u16le = (n: number): number[] => [n & 0xff, (n >> 8) & 0xff];
@@ -29,9 +29,11 @@ const IMAGE_HEADS: Record<string, Uint8Array> = {
 
 const AUDIO_HEADS: Record<string, { head: Uint8Array; kind: string }> = {
   wav: { head: Uint8Array.from([...ascii('RIFF'), ...u32le(36), ...ascii('WAVE'), ...ascii('fmt ')]), kind: 'wav' },
-  'mp3-id3': { head: Uint8Array.from([...ascii('ID3'), 4, 0, 0, 0, 0, 0, 0]), kind: 'mp3' },
+  // an empty ID3 tag, then the first MPEG frame header
+  'mp3-id3': { head: Uint8Array.from([...ascii('ID3'), 4, 0, 0, 0, 0, 0, 0, 0xff, 0xfb, 0x90, 0x64, ...new Array<number>(16).fill(0)]), kind: 'mp3' },
   'mp3-frame': { head: Uint8Array.from([0xff, 0xfb, 0x90, 0x64]), kind: 'mp3' },
-  ogg: { head: Uint8Array.from([...ascii('OggS'), 0, 2, 0, 0]), kind: 'ogg' },
+  // the first page's header (version, flags, granule, serial, sequence, checksum, one segment), then the Opus head
+  ogg: { head: Uint8Array.from([...ascii('OggS'), 0, 2, ...new Array<number>(20).fill(0), 1, 19, ...ascii('OpusHead'), 1, 1, 0, 0, 0x80, 0xbb, 0, 0, 0, 0, 0]), kind: 'ogg' },
   flac: { head: Uint8Array.from([...ascii('fLaC'), 0, 0, 0, 34]), kind: 'flac' },
   m4a: { head: Uint8Array.from([...u32be(32), ...ascii('ftyp'), ...ascii('M4A '), 0, 0, 2, 0]), kind: 'm4a' },
 };
@@ -116,7 +118,7 @@ describe('readImageSize', () => {
         await writeFile(path, head.subarray(0, length));
         const result = await checkImageFile(path, 'the photo').then((kind) => kind, (error: unknown) => error);
         if (typeof result === 'string') {
-          expect(result).toBe(sniffImage(head));
+          expect(result).toBe(await sniffImage(head));
         } else {
           expect(result).toBeInstanceOf(AvatarError);
           expect((result as AvatarError).code).toBe('AVATAR_ERR_INPUT_NOT_IMAGE');
@@ -127,17 +129,27 @@ describe('readImageSize', () => {
 });
 
 describe('sniffAudio and sniffImage on cut heads', () => {
-  it.each(Object.entries(AUDIO_HEADS))('%s: recognised whole, never a throw when cut', (_name, { head, kind }) => {
-    expect(sniffAudio(head)).toBe(kind);
+  it.each(Object.entries(AUDIO_HEADS))('%s: recognised whole, never a rejection when cut', async (_name, { head, kind }) => {
+    expect(await sniffAudio(head)).toBe(kind);
     for (let length = 0; length < head.length; length += 1) {
       const cut = head.subarray(0, length);
-      expect(() => sniffAudio(cut)).not.toThrow();
-      expect(() => sniffImage(cut)).not.toThrow();
+      await expect(sniffAudio(cut)).resolves.not.toThrow();
+      await expect(sniffImage(cut)).resolves.not.toThrow();
     }
   });
 
-  it('does not take an image for audio or audio for an image', () => {
-    for (const head of Object.values(IMAGE_HEADS)) expect(sniffAudio(head)).toBeUndefined();
-    for (const { head } of Object.values(AUDIO_HEADS)) expect(sniffImage(head)).toBeUndefined();
+  it('does not take an image for audio or audio for an image', async () => {
+    for (const head of Object.values(IMAGE_HEADS)) expect(await sniffAudio(head)).toBeUndefined();
+    for (const { head } of Object.values(AUDIO_HEADS)) expect(await sniffImage(head)).toBeUndefined();
+  });
+
+  it('names the image formats it does not take, and takes SVG text for one too', async () => {
+    expect(await unacceptedImageFormat(Uint8Array.from([...ascii('GIF89a'), 1, 0, 1, 0, 0, 0, 0]))).toBe('GIF');
+    expect(await unacceptedImageFormat(Uint8Array.from([...ascii('BM'), ...new Array<number>(30).fill(0)]))).toBe('BMP');
+    // a TIFF's first bytes with its directory further on, as sharp writes it
+    expect(await unacceptedImageFormat(Uint8Array.from([0x49, 0x49, 0x2a, 0, 0x40, 0x9c, 0, 0, ...new Array<number>(64).fill(0)]))).toBe('TIFF');
+    expect(await unacceptedImageFormat(Uint8Array.from(ascii('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>')))).toBe('SVG');
+    expect(await unacceptedImageFormat(IMAGE_HEADS.png!)).toBeUndefined();
+    expect(await unacceptedImageFormat(AUDIO_HEADS.wav!.head)).toBeUndefined();
   });
 });

@@ -1,15 +1,29 @@
 import { open } from 'node:fs/promises';
+import { fileTypeFromBuffer } from 'file-type';
 import { AvatarError } from './errors.js';
 import { checkReadableFile } from './fsutil.js';
 
 export type ImageKind = 'jpeg' | 'png' | 'webp';
 
-/** The image format from the first bytes; never trusts the file name. */
-export function sniffImage(head: Uint8Array): ImageKind | undefined {
-  if (head.length >= 3 && head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return 'jpeg';
-  if (head.length >= 8 && [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a].every((b, i) => head[i] === b)) return 'png';
-  if (head.length >= 12 && String.fromCharCode(...head.subarray(0, 4)) === 'RIFF' && String.fromCharCode(...head.subarray(8, 12)) === 'WEBP') return 'webp';
-  return undefined;
+/** How many first bytes of a file its kind is told from: what file-type reads at most. */
+export const SNIFF_BYTES = 4100;
+
+/** What a file's first bytes say it is (file-type's extension for it), never its name; undefined when they say nothing. */
+async function sniff(head: Uint8Array): Promise<string | undefined> {
+  try {
+    return (await fileTypeFromBuffer(head))?.ext;
+  } catch {
+    return undefined; // bytes file-type cannot make sense of say nothing either
+  }
+}
+
+/** file-type's extensions of the photos avatar takes (an animated PNG is read for its first frame). */
+const IMAGE_KINDS: Readonly<Record<string, ImageKind>> = { jpg: 'jpeg', png: 'png', apng: 'png', webp: 'webp' };
+
+/** The image format from the first bytes (up to SNIFF_BYTES); never trusts the file name. */
+export async function sniffImage(head: Uint8Array): Promise<ImageKind | undefined> {
+  const ext = await sniff(head);
+  return ext === undefined ? undefined : IMAGE_KINDS[ext];
 }
 
 /** The first `bytes` bytes of a file (fewer when it is shorter). */
@@ -27,25 +41,30 @@ export async function readFileHead(path: string, bytes: number): Promise<Uint8Ar
 /** The most pixels a photo may have unless a limit is given (AVATAR_FACE_MAX_MEGAPIXELS, the upload limit). */
 export const PHOTO_MAX_MEGAPIXELS = 40;
 
-/** Image formats a decoder could read that avatar does not accept, named for the error. */
-export function unacceptedImageFormat(head: Uint8Array): string | undefined {
-  const ascii = (from: number, to: number): string => String.fromCharCode(...head.subarray(from, to));
-  if (ascii(0, 4) === 'GIF8') return 'GIF';
-  if ((head[0] === 0x49 && head[1] === 0x49 && head[2] === 0x2a) || (head[0] === 0x4d && head[1] === 0x4d && head[3] === 0x2a)) return 'TIFF';
-  if (ascii(0, 2) === 'BM') return 'BMP';
-  if (ascii(4, 8) === 'ftyp') return ascii(8, 12).startsWith('avi') ? 'AVIF' : 'HEIF';
-  if (head[0] === 0xff && head[1] === 0x0a) return 'JPEG XL';
-  if (ascii(0, 5) === '<?xml' || ascii(0, 4) === '<svg') return 'SVG';
-  return undefined;
+/** Image formats a decoder could read that avatar does not accept, by file-type's extension, named for the error. */
+const OTHER_IMAGES: Readonly<Record<string, string>> = {
+  gif: 'GIF', tif: 'TIFF', bmp: 'BMP', avif: 'AVIF', heic: 'HEIF', jxl: 'JPEG XL', jp2: 'JPEG 2000', ico: 'ICO', psd: 'PSD',
+};
+
+/** The name of an image format avatar does not take, from the first bytes; undefined for anything else. */
+export async function unacceptedImageFormat(head: Uint8Array): Promise<string | undefined> {
+  const ext = await sniff(head);
+  if (ext !== undefined && ext !== 'xml') return OTHER_IMAGES[ext];
+  // a TIFF whose directory lies past the first bytes (sharp writes it at the end): file-type follows
+  // it only in the whole file, so the byte order mark and 42 name it here
+  if ((head[0] === 0x49 && head[1] === 0x49 && head[2] === 0x2a && head[3] === 0) || (head[0] === 0x4d && head[1] === 0x4d && head[2] === 0 && head[3] === 0x2a)) return 'TIFF';
+  // SVG is text: file-type says XML at most
+  const text = String.fromCharCode(...head.subarray(0, 256)).trimStart();
+  return text.startsWith('<svg') || (text.startsWith('<?xml') && text.includes('<svg')) ? 'SVG' : undefined;
 }
 
 /**
  * The error for a file whose first bytes are no accepted photo: another image format by name
  * (IMAGE_UNSUPPORTED), anything else NOT_IMAGE.
  */
-export function notAcceptedImage(head: Uint8Array, input: string, path: string): AvatarError {
+export async function notAcceptedImage(head: Uint8Array, input: string, path: string): Promise<AvatarError> {
   if (head.length === 0) return new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'the file is empty' });
-  const other = unacceptedImageFormat(head);
+  const other = await unacceptedImageFormat(head);
   if (other) return new AvatarError('AVATAR_ERR_INPUT_IMAGE_UNSUPPORTED', { input, path, format: other });
   return new AvatarError('AVATAR_ERR_INPUT_NOT_IMAGE', { input, path, reason: 'its content is not a JPEG, PNG or WebP header' });
 }
@@ -69,9 +88,9 @@ export function photoTooLarge(size: ImageSize, input: string, path: string, maxM
  */
 export async function checkImageFile(path: string, input: string, options: { maxMegapixels?: number } = {}): Promise<ImageKind> {
   await checkReadableFile(path, input);
-  const head = await readFileHead(path, 32);
-  const kind = sniffImage(head);
-  if (!kind) throw notAcceptedImage(head, input, path);
+  const head = await readFileHead(path, SNIFF_BYTES);
+  const kind = await sniffImage(head);
+  if (!kind) throw await notAcceptedImage(head, input, path);
   const size = await readImageSize(path);
   const tooLarge = size && photoTooLarge(size, input, path, options.maxMegapixels);
   if (tooLarge) throw tooLarge;
@@ -80,27 +99,18 @@ export async function checkImageFile(path: string, input: string, options: { max
 
 export type AudioKind = 'wav' | 'mp3' | 'ogg' | 'flac' | 'm4a';
 
-/** ISO media brands of audio files (and of MP4s, whose audio track is then what counts). */
-const MP4_AUDIO_BRANDS = new Set(['M4A ', 'M4B ', 'mp41', 'mp42', 'isom', 'iso2', 'iso5', 'dash', '3gp4', '3gp5']);
+/** file-type's extensions of the recordings avatar takes (an MP4's or 3GP's audio track is what counts). */
+const AUDIO_KINDS: Readonly<Record<string, AudioKind>> = {
+  wav: 'wav', mp3: 'mp3', ogg: 'ogg', opus: 'ogg', oga: 'ogg', spx: 'ogg', flac: 'flac', m4a: 'm4a', m4b: 'm4a', mp4: 'm4a', '3gp': 'm4a', '3g2': 'm4a',
+};
 
 /**
- * The audio container from the first bytes (at least 12); never trusts the file name. Finding a
+ * The audio container from the first bytes (up to SNIFF_BYTES); never trusts the file name. Finding a
  * container says nothing about whether its content decodes: a decoder has to confirm that.
  */
-export function sniffAudio(head: Uint8Array): AudioKind | undefined {
-  const ascii = (from: number, to: number): string => (head.length >= to ? String.fromCharCode(...head.subarray(from, to)) : '');
-  if ((ascii(0, 4) === 'RIFF' || ascii(0, 4) === 'RF64') && ascii(8, 12) === 'WAVE') return 'wav';
-  if (ascii(0, 4) === 'fLaC') return 'flac';
-  if (ascii(0, 4) === 'OggS') return 'ogg';
-  if (ascii(4, 8) === 'ftyp' && MP4_AUDIO_BRANDS.has(ascii(8, 12))) return 'm4a';
-  if (ascii(0, 3) === 'ID3') return 'mp3';
-  // an MPEG audio frame header: 11 sync bits, a known version, layer III, a bitrate index that is neither free nor bad
-  const [b0 = 0, b1 = 0, b2 = 0] = head;
-  if (head.length >= 3 && b0 === 0xff && (b1 & 0xe0) === 0xe0 && (b1 & 0x18) !== 0x08 && (b1 & 0x06) === 0x02) {
-    const bitrate = b2 >> 4;
-    if (bitrate !== 0 && bitrate !== 0x0f && (b2 & 0x0c) !== 0x0c) return 'mp3';
-  }
-  return undefined;
+export async function sniffAudio(head: Uint8Array): Promise<AudioKind | undefined> {
+  const ext = await sniff(head);
+  return ext === undefined ? undefined : AUDIO_KINDS[ext];
 }
 
 export interface ImageSize {
@@ -115,6 +125,11 @@ const JPEG_SOF = new Set([0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc6, 0xc7, 0xc9, 0xca, 
  * The pixel size a JPEG, PNG or WebP file declares in its header, read without decoding any pixel,
  * so a decompression bomb (a small file that claims a huge size) can be refused first.
  * undefined when the header is not one of those formats or gives no size.
+ *
+ * Written here rather than taken from image-size: its last release that runs on Node 20 (2.0.2; later
+ * ones need Node 22) sized WebP files cut short (16 to 39 bytes of a 38x22 one) as 1x1 instead of
+ * giving none, and gave no size for a JPEG that ends after its frame header; media.test.ts holds both
+ * cases. Measured 2026-12-06 by running media.test.ts against it.
  */
 export async function readImageSize(path: string): Promise<ImageSize | undefined> {
   const handle = await open(path, 'r');
@@ -125,6 +140,7 @@ export async function readImageSize(path: string): Promise<ImageSize | undefined
       return buffer.subarray(0, bytesRead);
     };
     const head = await read(0, 32);
+    const kind = await sniffImage(await read(0, SNIFF_BYTES));
     // every multi-byte read is checked against what was actually read: a cut header gives undefined
     const le = (at: number, bytes: number): number | undefined => {
       if (at + bytes > head.length) return undefined;
@@ -138,7 +154,6 @@ export async function readImageSize(path: string): Promise<ImageSize | undefined
       for (let i = 0; i < bytes; i += 1) value = value * 256 + (head[at + i] ?? 0);
       return value;
     };
-    const kind = sniffImage(head);
     const sized = (width: number | undefined, height: number | undefined): ImageSize | undefined =>
       (width !== undefined && height !== undefined && width > 0 && height > 0 ? { width, height } : undefined);
     const ascii = (from: number, to: number): string => (head.length >= to ? String.fromCharCode(...head.subarray(from, to)) : '');

@@ -1,6 +1,6 @@
 import type sharp from 'sharp';
 import { loadSharp } from './sharp.js';
-import { AvatarError, PHOTO_MAX_MEGAPIXELS, checkReadableFile, notAcceptedImage, photoTooLarge, readFileHead, sniffImage } from '@avatar/core';
+import { AvatarError, PHOTO_MAX_MEGAPIXELS, SNIFF_BYTES, checkReadableFile, notAcceptedImage, photoTooLarge, readFileHead, sniffImage } from '@avatar/core';
 import type { ImageKind } from '@avatar/core';
 import type { RgbImage } from './models/types.js';
 
@@ -39,9 +39,9 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
   const input = options.input ?? 'image';
   const maxMegapixels = options.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
   await checkReadableFile(path, input);
-  const head = await readFileHead(path, 32);
-  const format = sniffImage(head);
-  if (!format) throw notAcceptedImage(head, input, path);
+  const head = await readFileHead(path, SNIFF_BYTES);
+  const format = await sniffImage(head);
+  if (!format) throw await notAcceptedImage(head, input, path);
 
   // The header alone gives the size, so a decompression bomb is refused before any pixel is decoded.
   let meta: sharp.Metadata;

@@ -77,7 +77,12 @@ export function setSecurityHeaders(raw: ServerResponse, corsOn: boolean): void {
   for (const [name, value] of Object.entries(securityHeaders(corsOn))) raw.setHeader(name, value);
 }
 
-/** The security headers every answer carries, by name. */
+/**
+ * The security headers every answer carries, by name. One table rather than @fastify/helmet: helmet
+ * sets them from a request hook, and two kinds of answer never reach one (the router's refusals in
+ * frameworkErrors, and what the HTTP parser refuses before fastify sees a request, answered on the
+ * raw socket by answerClientError); the same table serves those and every routed answer.
+ */
 export function securityHeaders(corsOn: boolean): Record<string, string> {
   return {
     'content-security-policy': CONTENT_SECURITY_POLICY,

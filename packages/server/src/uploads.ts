@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
 import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AvatarError, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError } from '@avatar/core';
+import { AvatarError, SNIFF_BYTES, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError } from '@avatar/core';
 import type { AudioKind, ErrorParams, ImageKind, Logger } from '@avatar/core';
 import type { Api } from './routes/context.js';
 
@@ -507,12 +507,12 @@ export class Uploads {
   private async checkContent(file: ReceivedFile, signal: AbortSignal): Promise<UploadedFile> {
     const input = `form field "${file.field}"`;
     const path = file.clientName;
-    const head = await readFileHead(file.path, 64);
+    const head = await readFileHead(file.path, SNIFF_BYTES);
     let checked: Omit<UploadedFile, 'ext' | 'path'>;
     if (file.kind === 'image') {
-      const kind = sniffImage(head);
+      const kind = await sniffImage(head);
       // (the bytes decide, never the name or Content-Type)
-      if (!kind) throw notAcceptedImage(head, input, path);
+      if (!kind) throw await notAcceptedImage(head, input, path);
       const size = await readImageSize(file.path);
       if (!size) throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: `its ${kind.toUpperCase()} header gives no image size` });
       const pixels = size.width * size.height;
@@ -524,7 +524,7 @@ export class Uploads {
       }
       checked = { ...file, format: kind, width: size.width, height: size.height };
     } else {
-      const kind = sniffAudio(head);
+      const kind = await sniffAudio(head);
       if (!kind) throw new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason: 'its bytes do not start like a WAV, MP3, OGG, FLAC or M4A file; the name and Content-Type are not looked at' });
       const decoded = await decodeSeconds(file.path, kind, this.limits.audioSeconds, this.limits.decodeTimeoutMs, signal);
       if (signal.aborted) throw clientGoneError();
