@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PORTRAIT, avatar, tempDir } from './helpers/cli.js';
@@ -95,3 +96,56 @@ describe.skipIf(disk.reason !== undefined)(`a full disk${disk.reason ? ` (skippe
     expect(freed.stderr).toContain('1 completed');
   });
 });
+
+describe.skipIf(disk.reason !== undefined)(`a read-only disk${disk.reason ? ` (skipped: ${disk.reason})` : ''}`, () => {
+  it('a run, a submission and a worker say so with AVATAR_ERR_STORAGE_READ_ONLY naming the folder, exit 1', async () => {
+    const dir = await tempDir('avatar-read-only-');
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', dir], { encoding: 'utf8' });
+    expect(mounted.status, mounted.stderr).toBe(0);
+    try {
+      const storage = join(dir, 'storage');
+      for (const args of [
+        ['pipeline', 'run', TEXT, '--avatar', PORTRAIT, '--output', join(tmpdir(), `avatar-ro-${process.pid}.mp4`)],
+        ['jobs', 'submit', '--type', 'voice_synthesis', '--text', 'Hello.'],
+        ['worker', '--once'],
+      ]) {
+        const r = await avatar(['--storage', storage, '--json', ...args]);
+        expect(r.code, `${args[0]}: ${r.stderr}`).toBe(1);
+        const error = (JSON.parse(r.stdout) as { error: { code: string; message: string } }).error;
+        expect(error.code, args[0]).toBe('AVATAR_ERR_STORAGE_READ_ONLY');
+        expect(error.message).toContain(storage);
+      }
+    } finally {
+      spawnSync('umount', [dir]);
+    }
+  });
+});
+
+/** A shared library that makes every fsync and fdatasync fail with EIO, as a failing disk does; undefined (with why) without a C compiler. */
+async function failingFsync(): Promise<{ library?: string; reason?: string }> {
+  if (process.platform !== 'linux') return { reason: 'LD_PRELOAD fault injection needs Linux' };
+  const dir = await tempDir('avatar-fsync-eio-');
+  await writeFile(join(dir, 'eio.c'), '#include <errno.h>\nint fsync(int fd) { (void)fd; errno = EIO; return -1; }\nint fdatasync(int fd) { (void)fd; errno = EIO; return -1; }\n');
+  const built = spawnSync('cc', ['-shared', '-fPIC', '-o', join(dir, 'eio.so'), join(dir, 'eio.c')], { encoding: 'utf8' });
+  return built.status === 0 ? { library: join(dir, 'eio.so') } : { reason: `no C compiler to build the fault injector (${(built.stderr || built.error?.message || '').trim()})` };
+}
+
+const eio = await failingFsync();
+
+describe.skipIf(eio.library === undefined)(`a disk whose fsync fails${eio.reason ? ` (skipped: ${eio.reason})` : ''}`, () => {
+  it('a submission and a run fail with AVATAR_ERR_STORAGE_IO, keep nothing half-written, and the queue works once the disk does', async () => {
+    const storage = join(await tempDir('avatar-eio-'), 'storage');
+    const failing = { env: { LD_PRELOAD: eio.library! } };
+    const submitted = await avatar(['--storage', storage, '--json', 'jobs', 'submit', '--type', 'voice_synthesis', '--text', 'Hello.'], failing);
+    expect(submitted.code, submitted.stderr).toBe(1);
+    expect((JSON.parse(submitted.stdout) as { error: { code: string } }).error.code).toBe('AVATAR_ERR_STORAGE_IO');
+    const run = await avatar(['--storage', storage, '--json', 'pipeline', 'run', 'Hello.', '--avatar', PORTRAIT, '--output', join(storage, 'out.mp4'), '--quality', 'low'], failing);
+    expect(run.code, run.stderr).toBe(1);
+    expect((JSON.parse(run.stdout) as { error: { code: string; message: string } }).error.message).toMatch(/input\/output error \(fsync /);
+    // no job record, temp file or output: only the queue's own empty marker
+    expect(await filesUnder(storage)).toEqual(['queue/.marker']);
+    const healthy = await avatar(['--storage', storage, 'jobs', 'submit', '--type', 'voice_synthesis', '--text', 'Hello.']);
+    expect(healthy.code, healthy.stderr).toBe(0);
+  });
+});
+

@@ -1,6 +1,6 @@
-import { mkdir, access } from 'node:fs/promises';
+import { access, mkdir, rmdir } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   AvatarError,
@@ -10,6 +10,7 @@ import {
   PluginRegistry,
   ResourceManager,
   VoiceProfileStore,
+  storageError,
 } from '@avatar/core';
 import type { GpuMemoryProvider, Logger } from '@avatar/core';
 import { DEFAULT_VOICE } from '@avatar/tts';
@@ -45,7 +46,29 @@ async function ensureWritableStorage(dir: string): Promise<void> {
     await mkdir(dir, { recursive: true });
     await access(dir, fsConstants.W_OK);
   } catch (error) {
-    throw new AvatarError('AVATAR_ERR_STORAGE_NOT_WRITABLE', { path: dir, reason: (error as NodeJS.ErrnoException).code ?? String(error) });
+    // a recursive mkdir on a read-only disk says ENOENT: the nearest folder that exists says why
+    const cause = (await whyNotWritable(dir)) ?? error;
+    throw storageError(cause) ?? new AvatarError('AVATAR_ERR_STORAGE_NOT_WRITABLE', { path: dir, reason: (cause as NodeJS.ErrnoException).code ?? String(cause) }, { cause });
+  }
+}
+
+/** The error writing into the nearest existing folder at or above `dir` gives (EROFS, EACCES...), if any. */
+async function whyNotWritable(dir: string): Promise<unknown> {
+  for (let at = dir; ; at = dirname(at)) {
+    try {
+      await access(at, fsConstants.F_OK);
+    } catch {
+      if (dirname(at) === at) return undefined;
+      continue;
+    }
+    try {
+      await mkdir(join(at, `.avatar-probe-${process.pid}`));
+      await rmdir(join(at, `.avatar-probe-${process.pid}`));
+      return undefined;
+    } catch (error) {
+      // named for the storage folder it was trying to make, not the probe
+      return Object.assign(error as NodeJS.ErrnoException, { path: dir });
+    }
   }
 }
 
