@@ -17,6 +17,8 @@ inline uint8_t ToByte(double v) { return v == v ? static_cast<uint8_t>(static_ca
 
 constexpr double kToothEnds[6] = {0.185, 0.328, 0.491, 0.642, 0.784, 1};
 constexpr double kToothReach[6] = {1, 0.86, 0.95, 0.8, 0.74, 0.66};
+// a drawn edge's linear ramp, in the photo's edge blur: as wide as a Gaussian edge's 10-90 % rise (mouth.ts EDGE_RAMP)
+constexpr double kEdgeRamp = 3.2;
 
 inline double Clamp01(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
 inline double Clamp255(double v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
@@ -59,7 +61,7 @@ inline void ToothAt(const MouthParams& p, double along, double reach, double len
     edge = toothLength - (radius - std::sqrt(radius * radius - k * k));
   }
   out.edge = edge;
-  out.cover = Clamp01((edge - reach) / (1.2 * p.softness) + 0.5);
+  out.cover = Clamp01((edge - reach) / (kEdgeRamp * p.softness) + 0.5);
   const double g = Clamp01(reach / (0.22 * toothLength + 1));
   const double gum = 0.62 + 0.38 * g * (2 - g);
   const double back = 1 - 0.45 * s * s - 0.15 * s * s * s * s;
@@ -110,7 +112,7 @@ inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double to
     cb *= shadow;
   }
   const double lowerReach = p.lowerTeethH * (1 - side * side);
-  if (p.lowerTeethH > 0.5 && fromBottom > -1 && fromBottom < lowerReach + p.softness + 1) {
+  if (p.lowerTeethH > 0.5 && fromBottom > -1 && fromBottom < lowerReach + 0.5 * kEdgeRamp * p.softness + 1) {
     ToothAt(p, along * 1.12, fromBottom, lowerReach, tooth);
     const double lit = tooth.shade * 0.6;
     cr += (p.teethR * lit - cr) * tooth.cover;

@@ -135,7 +135,7 @@ export function measureMouth(image: RgbaImage, landmarks: readonly FacePoint[], 
  * goes as 1 / s; blurring again by 1 px makes it sqrt(s^2 + 1), so the ratio R of the two energies is
  * s / sqrt(s^2 + 1), and s = R / sqrt(1 - R^2). (Central differences add a little blur of their own.)
  */
-function measureTexture(image: RgbaImage, pixels: readonly number[]): { grain: number; softness: number } {
+export function measureTexture(image: RgbaImage, pixels: readonly number[]): { grain: number; softness: number } {
   const { width: W, height: H, data } = image;
   const Y = (i: number): number => luma(data[4 * i] as number, data[4 * i + 1] as number, data[4 * i + 2] as number);
   // 1-4-6-4-1 binomial smoothing: close to a Gaussian of sigma 1

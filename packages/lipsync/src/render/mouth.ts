@@ -146,7 +146,7 @@ function toothAt(p: MouthParams, along: number, reach: number, length: number, o
     edge = toothLength - (radius - Math.sqrt(radius * radius - k * k));
   }
   out.edge = edge;
-  out.cover = clamp01((edge - reach) / (1.2 * p.softness) + 0.5);
+  out.cover = clamp01((edge - reach) / (EDGE_RAMP * p.softness) + 0.5);
   // shading: the gum's shadow, darker toward the back, each tooth rounded, a soft line between teeth,
   // a faint highlight on the front teeth, and a greyer, translucent biting edge
   const g = clamp01(reach / (0.22 * toothLength + 1));
@@ -214,7 +214,7 @@ function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number
   }
   // (past a tooth's reach its cover is 0 and it changes nothing: not worked out there)
   const lowerReach = p.lowerTeethH * (1 - side * side);
-  if (p.lowerTeethH > 0.5 && fromBottom > -1 && fromBottom < lowerReach + p.softness + 1) {
+  if (p.lowerTeethH > 0.5 && fromBottom > -1 && fromBottom < lowerReach + 0.5 * EDGE_RAMP * p.softness + 1) {
     toothAt(p, along * 1.12, fromBottom, lowerReach, tooth);
     const lit = tooth.shade * 0.6;
     cr += (p.teethR * lit - cr) * tooth.cover;
@@ -237,6 +237,14 @@ function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number
   out.g = clamp255(cg * rim + noise);
   out.b = clamp255(cb * rim + noise);
 }
+
+/**
+ * How wide, in the photo's edge blur (a Gaussian sigma), a drawn edge's linear ramp is: a ramp 3.2
+ * sigmas wide rises from 10 % to 90 % over the same 2.56 sigmas as a Gaussian-blurred edge, so a tooth's
+ * biting edge is as soft as the photo's own edges (at 1.2, as before, a photo blurred by 3 px showed
+ * teeth edges measuring 1.1 px).
+ */
+const EDGE_RAMP = 3.2;
 
 /** How far either side of the outline its edge blends into the lips: as softly as the photo's edges. */
 const coverageReach = (softness: number): number => (softness * 0.8 < 0.7 ? 0.7 : softness * 0.8);
