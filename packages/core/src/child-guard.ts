@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
@@ -11,9 +12,10 @@ import { delimiter, join } from 'node:path';
 
 const resolved = new Map<string, string | undefined>();
 
-/** The absolute path `command` runs from, searched in PATH as the shell does; cached per command. */
+/** The absolute path `command` runs from, searched in PATH as the shell does; cached per command and PATH. */
 function which(command: string): string | undefined {
-  if (resolved.has(command)) return resolved.get(command);
+  const key = `${command}\0${process.env.PATH ?? ''}`;
+  if (resolved.has(key)) return resolved.get(key);
   const candidates = command.includes('/') ? [command] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
   let found: string | undefined;
   for (const candidate of candidates) {
@@ -25,8 +27,16 @@ function which(command: string): string | undefined {
       // not here
     }
   }
-  resolved.set(command, found);
+  resolved.set(key, found);
   return found;
+}
+
+let pdeathsig: boolean | undefined;
+
+/** Whether this setpriv knows --pdeathsig (util-linux 2.33 on; busybox's applet does not): tried once. */
+function setprivKnowsPdeathsig(setpriv: string): boolean {
+  pdeathsig ??= spawnSync(setpriv, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0;
+  return pdeathsig;
 }
 
 /**
@@ -35,7 +45,8 @@ function which(command: string): string | undefined {
  * still fails to spawn with ENOENT, as callers expect), else the command as given.
  */
 export function guardedCommand(command: string, args: readonly string[]): { command: string; args: string[] } {
-  const setpriv = process.platform === 'linux' ? which('setpriv') : undefined;
+  const found = process.platform === 'linux' ? which('setpriv') : undefined;
+  const setpriv = found && setprivKnowsPdeathsig(found) ? found : undefined;
   const tool = setpriv ? which(command) : undefined;
   if (!setpriv || !tool) return { command, args: [...args] };
   return { command: setpriv, args: ['--pdeathsig', 'KILL', '--', tool, ...args] };

@@ -3,6 +3,12 @@
 // them, then to inspect them). Each ffprobe run is a process start of about a tenth of a second, on the
 // critical path of every video. Anything these readers do not fully understand returns undefined, and
 // the caller asks ffprobe.
+//
+// Against mp4box (2.4.1), 2026-12-06: on the pipeline's own MP4s (4.9 s at 256 px, 7.6 s at 512 px) both
+// give the same duration, tracks, codecs, sample counts and sizes; this reader takes 0.6 ms a file,
+// reading only the movie box, and mp4box 0.9 to 1.2 ms with the whole file already in memory (it wants
+// the file fed to it). The start times from edit lists (ffmpeg's rule, startOf) would stay here either
+// way, and anything odd falls back to ffprobe, so the reader stays.
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 

@@ -6,7 +6,7 @@ import { animationOf, checkOutputExtension, parsePipelineConfig, resolveEncodeSe
 import type { AvatarErrorJSON } from './errors.js';
 import { AvatarError, toAvatarError } from './errors.js';
 import { checkReadableFile, checkWritableTarget, ensureDir, partialPathFor } from './fsutil.js';
-import { claimWorkDir, sweepLeftovers, sweepPartials } from './leftovers.js';
+import { claimWorkDir, keepWorkDir, sweepLeftovers, sweepPartials } from './leftovers.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
@@ -313,6 +313,8 @@ export class PipelineCoordinator {
       if (outcome.publish) await publishFile(outcome.publish.from, outcome.publish.to);
       if (finalStage) await run.stage('cleanup', async () => { if (cleanup) await rm(run.workDir, { recursive: true, force: true }); });
       else if (cleanup) await rm(run.workDir, { recursive: true, force: true });
+      // kept on purpose: no later sweep takes it for a killed run's
+      if (!cleanup) await keepWorkDir(run.workDir);
       return run.result(outcome, !cleanup);
     } catch (thrown) {
       // once the run is aborted, whatever a stage throws on its way out is the cancellation

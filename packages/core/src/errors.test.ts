@@ -69,6 +69,7 @@ describe('a file system\'s failures', () => {
     expect(intendedPath('/o/..out.partial-5076-afff0e.partial-5076-5f5be4.mp4')).toBe('/o/out.mp4');
     expect(intendedPath('/s/jobs/.job-1.json.tmp-12-abcd1234')).toBe('/s/jobs/job-1.json');
     expect(intendedPath('/o/.video.partial-1-ab.webm')).toBe('/o/video.webm');
+    expect(intendedPath('/o/.video.partial-4242-a1b2c3-d4e5f6.mp4')).toBe('/o/video.mp4');
     expect(intendedPath('/o/plain.partial.mp4')).toBe('/o/plain.partial.mp4');
   });
 });

@@ -281,13 +281,13 @@ export function isAvatarError(value: unknown, code?: ErrorCode): value is Avatar
 
 /**
  * The file a user knows by name: a file is written under a hidden temporary name beside it
- * (`.name.partial-<pid>-<hex>.ext`, `.name.tmp-<pid>-<hex>`, fsutil.ts) and renamed when whole.
+ * (`.name.partial-<pid>-<tag>-<hex>.ext`, `.name.tmp-<pid>-<hex>`, fsutil.ts) and renamed when whole.
  */
 export function intendedPath(path: string): string {
   let out = path;
   for (let before = ''; before !== out; ) {
     before = out;
-    out = out.replace(/(^|\/)\.([^/]+?)\.partial-\d+-[0-9a-f]+(\.[^./]*)?$/, '$1$2$3').replace(/(^|\/)\.([^/]+?)\.tmp-\d+-[0-9a-f]+$/, '$1$2');
+    out = out.replace(/(^|\/)\.([^/]+?)\.partial-\d+(?:-[0-9a-f]+)+(\.[^./]*)?$/, '$1$2$3').replace(/(^|\/)\.([^/]+?)\.tmp-\d+-[0-9a-f]+$/, '$1$2');
   }
   return out;
 }

@@ -4,6 +4,7 @@ import { access, mkdir, open, rename, rm, stat, statfs } from 'node:fs/promises'
 import { basename, dirname, extname, join } from 'node:path';
 import { AvatarError, storageError } from './errors.js';
 import { fsyncFd, openFd } from './fdio.js';
+import { ownerTag } from './owner.js';
 
 /**
  * Writes a file so that a reader sees the old content or the new one, never a mix:
@@ -95,10 +96,14 @@ export async function diskFullAt(path: string, cause?: unknown): Promise<AvatarE
   return storageError(Object.assign(new Error(`ENOSPC: no space left on device, write '${path}'`), { code: 'ENOSPC', path, syscall: 'write', cause }));
 }
 
-/** A path beside `target` to write into before renaming onto it; keeps the extension. */
+/**
+ * A path beside `target` to write into before renaming onto it; keeps the extension. The name says
+ * whose it is (`.<name>.partial-<pid>-<host tag>-<random>.<ext>`), so that what a killed process
+ * leaves can be told from what a live one, here or on another host, is still writing (leftovers.ts).
+ */
 export function partialPathFor(target: string): string {
   const ext = extname(target);
-  return join(dirname(target), `.${basename(target, ext)}.partial-${process.pid}-${randomBytes(3).toString('hex')}${ext}`);
+  return join(dirname(target), `.${basename(target, ext)}.partial-${process.pid}-${ownerTag()}-${randomBytes(3).toString('hex')}${ext}`);
 }
 
 export async function ensureDir(path: string): Promise<void> {

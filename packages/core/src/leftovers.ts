@@ -3,30 +3,49 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { writeWholeFile } from './fsutil.js';
 import { silentLogger, type Logger } from './log.js';
-import { bootedAtMs, ownerIsDead } from './owner.js';
+import { bootedAtMs, ownerIsDead, ownerTag, pidNamespace } from './owner.js';
 
 /**
  * What a killed process leaves: its run's work folder (`<storage>/work/<runId>`) and the hidden
- * partial beside an output (`.<name>.partial-<pid>-<hex>.<ext>`, fsutil's partialPathFor). Later
- * runs, workers and servers remove them by the store's rules for its spares: the owner is a process
- * of this host that is gone, or nothing was written for a day (an owner on another host sharing the
- * storage, or one whose process id came back). Never one that is still being written.
+ * partial beside an output (`.<name>.partial-<pid>-<owner tag>-<hex>.<ext>`, fsutil's partialPathFor).
+ * Later runs, workers and servers remove them, never one that is still in use:
+ * - a work folder whose process (same host, same pid namespace) is gone, or, whoever made it, that
+ *   nothing was written in for a day; never one a run kept on purpose (--keep-intermediates);
+ * - a partial whose owner tag is this host's and pid namespace's, whose process is gone, and that has
+ *   been quiet two minutes (a process id can come back); in the storage folder's outputs also any
+ *   partial not written for a day (another host's, or an older name without a tag). In a user's own
+ *   folder only this host's dead processes' partials are touched.
  */
 
 /** The file in a work folder naming the process that made it. */
 const OWNER_FILE = '.owner';
-/** A partial of a dead process id, quiet this long, is left over (another host's live writer keeps writing). */
+/** A partial of a dead process of this host, quiet this long, is left over. */
 const QUIET_MS = 2 * 60_000;
-/** Anything not written for this long is left over, whoever made it. */
+/** Anything in the storage folder not written for this long is left over, whoever made it. */
 const STALE_MS = 24 * 3600_000;
-const PARTIAL_RE = /^\..+\.partial-(\d+)-[0-9a-f]{6}(\.[^.]*)?$/;
+/** partialPathFor's names: pid, owner tag (absent in older names), random */
+const PARTIAL_RE = /^\..+\.partial-(\d+)-(?:([0-9a-f]{6})-)?[0-9a-f]{6}(\.[^.]*)?$/;
+
+interface Owner {
+  pid?: unknown;
+  hostname?: unknown;
+  pidns?: unknown;
+  /** the run kept its folder on purpose: never swept */
+  kept?: unknown;
+}
 
 /** Marks a new work folder as this process's. */
 export async function claimWorkDir(dir: string): Promise<void> {
-  await writeWholeFile(join(dir, OWNER_FILE), `${JSON.stringify({ pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString() })}\n`);
+  const owner = { pid: process.pid, hostname: hostname(), pidns: pidNamespace(), startedAt: new Date().toISOString() };
+  await writeWholeFile(join(dir, OWNER_FILE), `${JSON.stringify(owner)}\n`);
 }
 
-/** The newest write time under `dir` (the folder itself and its files, one level deep and below). */
+/** Marks a work folder a run keeps on purpose (--keep-intermediates): no sweep removes it. */
+export async function keepWorkDir(dir: string): Promise<void> {
+  await writeWholeFile(join(dir, OWNER_FILE), `${JSON.stringify({ kept: true, keptAt: new Date().toISOString() })}\n`);
+}
+
+/** The newest write time under `dir` (the folder itself and everything in it). */
 async function lastWritten(dir: string): Promise<number> {
   let newest = (await stat(dir)).mtimeMs;
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
@@ -39,30 +58,29 @@ async function lastWritten(dir: string): Promise<number> {
   return newest;
 }
 
-/** Why a work folder is left over, or undefined when it may still be in use. */
+/** Why a work folder is left over, or undefined when it may still be in use (or was kept). */
 async function workDirLeftOver(dir: string, now: number): Promise<string | undefined> {
-  let owner: { pid?: unknown; hostname?: unknown } | undefined;
+  let owner: Owner | undefined;
   try {
-    owner = JSON.parse(await readFile(join(dir, OWNER_FILE), 'utf8')) as { pid?: unknown; hostname?: unknown };
+    owner = JSON.parse(await readFile(join(dir, OWNER_FILE), 'utf8')) as Owner;
   } catch {
     owner = undefined; // not marked yet (just made), or made by an older version
   }
-  if (owner && typeof owner.pid === 'number' && ownerIsDead(owner.pid, typeof owner.hostname === 'string' ? owner.hostname : undefined)) {
-    return `its process ${owner.pid} is gone`;
-  }
+  if (owner?.kept === true) return undefined;
+  const here = owner !== undefined && owner.hostname === hostname() && owner.pidns === pidNamespace();
+  if (here && typeof owner?.pid === 'number' && ownerIsDead(owner.pid, hostname())) return `its process ${owner.pid} is gone`;
   const written = await lastWritten(dir);
-  if (written < bootedAtMs()) return 'written before this machine started';
+  // (this machine's start says nothing of another host's writers)
+  if (here && written < bootedAtMs()) return 'written before this machine started';
   if (now - written > STALE_MS) return 'nothing written for a day';
   return undefined;
 }
 
 /** Why a partial is left over, or undefined when it may still be written. */
-async function partialLeftOver(path: string, pid: number, now: number): Promise<string | undefined> {
+async function partialLeftOver(path: string, pid: number, tag: string | undefined, now: number, anyOwner: boolean): Promise<string | undefined> {
   const written = (await stat(path)).mtimeMs;
-  if (written < bootedAtMs()) return 'written before this machine started';
-  if (now - written > STALE_MS) return 'nothing written for a day';
-  // the name holds no host: a dead id here only counts once the file has been quiet a while
-  if (ownerIsDead(pid, hostname()) && now - written > QUIET_MS) return `its process ${pid} is gone`;
+  if (tag === ownerTag() && ownerIsDead(pid, hostname()) && now - written > QUIET_MS) return `its process ${pid} is gone`;
+  if (anyOwner && now - written > STALE_MS) return 'nothing written for a day';
   return undefined;
 }
 
@@ -76,6 +94,11 @@ export interface SweepOptions {
   now?: number;
   /** find what is left over, remove nothing */
   dryRun?: boolean;
+  /**
+   * also partials of any owner not written for a day: for the storage folder's own outputs, not for
+   * a user's folder (default false)
+   */
+  anyOwner?: boolean;
 }
 
 /**
@@ -97,7 +120,7 @@ export async function sweepPartials(folders: readonly string[], options: SweepOp
       if (!match) continue;
       const path = join(folder, name);
       try {
-        const reason = await partialLeftOver(path, Number(match[1]), now);
+        const reason = await partialLeftOver(path, Number(match[1]), match[2], now, options.anyOwner ?? false);
         if (!reason) continue;
         if (!options.dryRun) await rm(path, { force: true });
         removed.push({ path, reason });
@@ -138,6 +161,6 @@ export async function sweepLeftovers(storageDir: string, options: SweepOptions =
       // removed meanwhile, or not a folder
     }
   }
-  removed.push(...(await sweepPartials([join(storageDir, 'outputs')], { ...options, log, now })).removed);
+  removed.push(...(await sweepPartials([join(storageDir, 'outputs')], { ...options, log, now, anyOwner: true })).removed);
   return { removed };
 }

@@ -29,6 +29,8 @@ const IMAGE_HEADS: Record<string, Uint8Array> = {
 
 const AUDIO_HEADS: Record<string, { head: Uint8Array; kind: string }> = {
   wav: { head: Uint8Array.from([...ascii('RIFF'), ...u32le(36), ...ascii('WAVE'), ...ascii('fmt ')]), kind: 'wav' },
+  // a WAV over 4 GB: its sizes in a ds64 chunk
+  rf64: { head: Uint8Array.from([...ascii('RF64'), 0xff, 0xff, 0xff, 0xff, ...ascii('WAVE'), ...ascii('ds64')]), kind: 'wav' },
   // an empty ID3 tag, then the first MPEG frame header
   'mp3-id3': { head: Uint8Array.from([...ascii('ID3'), 4, 0, 0, 0, 0, 0, 0, 0xff, 0xfb, 0x90, 0x64, ...new Array<number>(16).fill(0)]), kind: 'mp3' },
   'mp3-frame': { head: Uint8Array.from([0xff, 0xfb, 0x90, 0x64]), kind: 'mp3' },

@@ -110,7 +110,13 @@ const AUDIO_KINDS: Readonly<Record<string, AudioKind>> = {
  */
 export async function sniffAudio(head: Uint8Array): Promise<AudioKind | undefined> {
   const ext = await sniff(head);
-  return ext === undefined ? undefined : AUDIO_KINDS[ext];
+  if (ext !== undefined) return AUDIO_KINDS[ext];
+  // what file-type leaves out: RF64 (a WAV over 4 GB), and an ID3 tag followed by padding or a first
+  // frame past the bytes read (ffmpeg decodes both; a decoder confirms the rest)
+  const ascii = (from: number, to: number): string => (head.length >= to ? String.fromCharCode(...head.subarray(from, to)) : '');
+  if (ascii(0, 4) === 'RF64' && ascii(8, 12) === 'WAVE') return 'wav';
+  if (ascii(0, 3) === 'ID3') return 'mp3';
+  return undefined;
 }
 
 export interface ImageSize {

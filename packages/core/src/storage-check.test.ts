@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkStorage } from './storage-check.js';
 import { FileJobStore } from './store/file-store.js';
+import { pidNamespace } from './owner.js';
 
 describe('checkStorage (avatar doctor)', () => {
   let storage: string;
@@ -32,7 +33,7 @@ describe('checkStorage (avatar doctor)', () => {
     const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
     const work = join(storage, 'work', 'run-1-abcdef');
     await mkdir(work, { recursive: true });
-    await writeFile(join(work, '.owner'), JSON.stringify({ pid: dead, hostname: hostname() }));
+    await writeFile(join(work, '.owner'), JSON.stringify({ pid: dead, hostname: hostname(), pidns: pidNamespace() }));
     const before = await readdir(storage, { recursive: true });
 
     const findings = await checkStorage(storage, store);

@@ -50,10 +50,17 @@ const DISK_FAULTS: readonly (readonly [RegExp, string])[] = [
   [/Input\/output error/i, 'EIO'],
 ];
 
-/** A file system's failure that ffmpeg reported while writing `path`, as the error of its code. */
+/** ffmpeg's lines about writing its output (what a failing input says is not the disk's fault). */
+const WRITING = /av_interleaved_write_frame|Error writing trailer|Error submitting a packet to the muxer|Could not write header|Error opening output/i;
+
+/**
+ * A file system's failure that ffmpeg reported while writing `path`, as the error of its code: only
+ * from a line about the output (its path, or the muxer writing), never a decoder's or an input's.
+ */
 function diskFault(stderr: string, path: string): AvatarError | undefined {
+  const lines = stderr.split('\n').filter((line) => line.includes(path) || WRITING.test(line));
   for (const [pattern, code] of DISK_FAULTS) {
-    if (pattern.test(stderr)) return storageError(Object.assign(new Error(`${code}: ffmpeg writing ${path}`), { code, path, syscall: 'write' }));
+    if (lines.some((line) => pattern.test(line))) return storageError(Object.assign(new Error(`${code}: ffmpeg writing ${path}`), { code, path, syscall: 'write' }));
   }
   return undefined;
 }

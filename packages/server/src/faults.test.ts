@@ -57,6 +57,10 @@ describe('server faults', () => {
   it('every answer carries a request id; a 5xx logs its cause and stack at error level under that id', async () => {
     const ok = await app.inject({ url: '/healthz' });
     expect(ok.headers['x-request-id']).toMatch(/^req-[0-9a-f]{12}$/);
+    // the router's own refusals too, which come before any hook
+    const badUrl = await app.inject({ url: '/v1/jobs/%E0%A4%A' });
+    expect(badUrl.statusCode).toBe(400);
+    expect(badUrl.headers['x-request-id']).toMatch(/^req-[0-9a-f]{12}$/);
     const list = ctx.store.list.bind(ctx.store);
     ctx.store.list = async () => {
       throw new TypeError('the disk went away');

@@ -180,7 +180,9 @@ const CLIENT_ERRORS: Readonly<Record<string, readonly [number, string, string]>>
 export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, corsOn: boolean): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const [status, text, reason] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad Request', 'the request is not valid HTTP'];
-  if (socket.writable) {
+  // (as Node does: not over an answer already under way on this connection)
+  const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+  if (socket.writable && !answering) {
     const body = JSON.stringify(errorBody(new AvatarError('AVATAR_ERR_HTTP_BAD_REQUEST', { reason })));
     const headers = Object.entries(securityHeaders(corsOn)).map(([name, value]) => `${name}: ${value}\r\n`).join('');
     socket.write(`HTTP/1.1 ${status} ${text}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`);

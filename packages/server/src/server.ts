@@ -99,9 +99,10 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     // fastify's own 503 has neither our error shape nor our headers: registerSecurity answers instead
     return503OnClosing: false,
     // the router's own refusals (an over-long path segment, a badly encoded URL) in the one error shape too
-    frameworkErrors: (error, _request, reply) => {
+    frameworkErrors: (error, request, reply) => {
       // these come before any hook: the headers are set here
       setSecurityHeaders(reply.raw, corsOrigins.length > 0);
+      reply.raw.setHeader('x-request-id', request.id);
       const refused = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? new AvatarError('AVATAR_ERR_HTTP_VALIDATION', { part: 'params', reason: 'a path segment is longer than 200 characters' })
         : new AvatarError('AVATAR_ERR_HTTP_BAD_REQUEST', { reason: 'the URL is not validly encoded' });

@@ -851,7 +851,10 @@ export class FileJobStore implements JobStore {
   async cancel(jobId: string): Promise<CancelOutcome> {
     return this.whenSettled(jobId, 'cancelled', async (job) => {
       if (job.status === 'running') {
-        await writeWholeFile(this.cancelPath(jobId), new Date().toISOString());
+        // exclusive: a failed write must never remove a request made before (it is then already asked)
+        await writeWholeFile(this.cancelPath(jobId), new Date().toISOString(), { exclusive: true }).catch((error: unknown) => {
+          if (errnoCode(error) !== 'EEXIST') throw error;
+        });
         // The worker may have finished between our read and the request: drop the stale request.
         const now = await this.readJob(jobId);
         if (now?.status === 'running') return { job: now, outcome: 'requested' };
