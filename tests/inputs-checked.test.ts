@@ -78,4 +78,15 @@ describe('inputs checked before any work', () => {
     const listed = await run(['jobs', 'list']);
     expect(JSON.parse(listed.stdout)).toEqual([]);
   });
+
+  it('a job may take as input the output of a job queued ahead of it, not of one that does not exist', async () => {
+    const speech = await run(['jobs', 'submit', '--type', 'voice_synthesis', '--text', 'Hello.']);
+    expect(speech.code, speech.stderr).toBe(0);
+    const { jobId } = JSON.parse(speech.stdout) as { jobId: string };
+    const next = await run(['jobs', 'submit', '--type', 'video_lipsync', '--avatar', PORTRAIT, '--audio', join(storage, 'outputs', `${jobId}.wav`)]);
+    expect(next.code, next.stderr).toBe(0);
+    const none = await run(['jobs', 'submit', '--type', 'video_lipsync', '--avatar', PORTRAIT, '--audio', join(storage, 'outputs', 'job-20200101000000-0badf00d.wav')]);
+    expect(none.code).toBe(2);
+    expect(errorOf(none.stdout).code).toBe('AVATAR_ERR_INPUT_FILE_MISSING');
+  });
 });

@@ -1,11 +1,13 @@
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { checkOutputExtension, parsePipelineConfig } from './config.js';
 import type { OutputFormat } from './config.js';
 import type { PipelineCoordinator } from './coordinator.js';
-import { AvatarError } from './errors.js';
+import { AvatarError, isAvatarError } from './errors.js';
 import { checkReadableFile, checkWritableTarget } from './fsutil.js';
 import { checkJobParams } from './handlers.js';
+import { isFinished } from './jobs.js';
 import type { JobParams, JobType } from './jobs.js';
+import type { JobStore } from './store/types.js';
 import { checkImageFile } from './media.js';
 
 /**
@@ -14,12 +16,30 @@ import { checkImageFile } from './media.js';
  * the right kind, the text sayable by the chosen voice, an output path that can be written). A job
  * that cannot succeed is refused at submit with the code its run would fail with.
  */
-export async function checkJobInputs(coordinator: PipelineCoordinator, jobType: JobType, params: JobParams): Promise<void> {
+export async function checkJobInputs(coordinator: PipelineCoordinator, jobType: JobType, params: JobParams, options: { store?: JobStore } = {}): Promise<void> {
   checkJobParams(jobType, params);
   // paths in params are absolute, or taken from the storage folder (as the job handlers take them)
   const path = (key: string): string => {
     const value = String(params[key]);
     return isAbsolute(value) ? value : join(coordinator.storageDir, value);
+  };
+  /**
+   * Checks an input file; one not there yet that is the default output of a job still queued or
+   * running (`<storage>/outputs/<jobId>.<ext>`) is taken as coming: a job may follow the one that makes
+   * its input. Whether it can be read is then checked when it runs.
+   */
+  const input = async (key: string, check: (file: string) => Promise<unknown>): Promise<void> => {
+    const file = path(key);
+    try {
+      await check(file);
+    } catch (error) {
+      if (!isAvatarError(error, 'AVATAR_ERR_INPUT_FILE_MISSING') || !(await comingFromQueuedJob(file))) throw error;
+    }
+  };
+  const comingFromQueuedJob = async (file: string): Promise<boolean> => {
+    const match = /^(job-\d{14}-[0-9a-f]{8})\.[a-z0-9]+$/.exec(relative(join(coordinator.storageDir, 'outputs'), file));
+    const job = match?.[1] && options.store ? await options.store.get(match[1]) : undefined;
+    return job !== undefined && !isFinished(job.status);
   };
   const given = (key: string): boolean => typeof params[key] === 'string' && params[key] !== '';
   const config = parsePipelineConfig(params.config ?? {});
@@ -33,7 +53,7 @@ export async function checkJobInputs(coordinator: PipelineCoordinator, jobType: 
   switch (jobType) {
     case 'full_pipeline':
       await output(config.outputFormat);
-      await checkImageFile(path('avatarImagePath'), 'avatar image');
+      await input('avatarImagePath', (file) => checkImageFile(file, 'avatar image'));
       await coordinator.checkText(String(params.text), voiceId, config.maxVideoLengthSeconds);
       return;
     case 'voice_synthesis':
@@ -42,20 +62,20 @@ export async function checkJobInputs(coordinator: PipelineCoordinator, jobType: 
       return;
     case 'video_encoding':
       await output(config.outputFormat);
-      await checkImageFile(path('imagePath'), 'image');
-      await checkReadableFile(path('audioPath'), 'audio');
+      await input('imagePath', (file) => checkImageFile(file, 'image'));
+      await input('audioPath', (file) => checkReadableFile(file, 'audio'));
       return;
     case 'video_lipsync':
       await output(config.outputFormat);
-      await checkImageFile(path('avatarImagePath'), 'avatar image');
-      await checkReadableFile(path('audioPath'), 'audio');
+      await input('avatarImagePath', (file) => checkImageFile(file, 'avatar image'));
+      await input('audioPath', (file) => checkReadableFile(file, 'audio'));
       return;
     case 'avatar_generation':
       await output('png', 'avatar output');
-      await checkImageFile(path('imagePath'), 'avatar image');
+      await input('imagePath', (file) => checkImageFile(file, 'avatar image'));
       return;
     case 'voice_clone':
-      await checkReadableFile(path('referencePath'), 'reference recording');
+      await input('referencePath', (file) => checkReadableFile(file, 'reference recording'));
       return;
     default: {
       const unknown: never = jobType;

@@ -86,7 +86,7 @@ export function registerJobs(program: Command): void {
     await withContext(command, async (ctx, out) => {
       if (!isJobType(flags.type)) throw new AvatarError('AVATAR_ERR_JOB_TYPE_UNKNOWN', { type: flags.type, known: JOB_TYPES.join(', ') });
       const params = paramsFromFlags(flags.type, flags);
-      await checkJobInputs(ctx.coordinator, flags.type, params);
+      await checkJobInputs(ctx.coordinator, flags.type, params, { store: ctx.store });
       const job = await ctx.store.submit(flags.type, params);
       out.result(job, () => `queued ${job.jobId} (${job.jobType}); run "avatar worker" to process it`);
     });

@@ -169,7 +169,7 @@ export async function submitJobForm(request: FastifyRequest, reply: FastifyReply
       committed = target;
     }
     // with the files in place: the same checks as a JSON submission's
-    await checkJobInputs(coordinator, jobType, params);
+    await checkJobInputs(coordinator, jobType, params, { store });
     const job: Job = await store.submit(jobType, params);
     committed = undefined;
     return reply.code(202).header('location', `/v1/jobs/${job.jobId}`).send(job);

@@ -30,7 +30,7 @@ export function registerJobRoutes(api: Api, ctx: RouteContext): void {
     const body = request.body as Static<typeof SubmitBodySchema>;
     const { jobType } = body;
     const params = body.params as JobParams;
-    await checkJobInputs(coordinator, jobType, params);
+    await checkJobInputs(coordinator, jobType, params, { store });
     const job = await store.submit(jobType, params);
     return reply.code(202).header('location', `/v1/jobs/${job.jobId}`).send(job);
   });
