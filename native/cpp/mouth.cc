@@ -134,7 +134,7 @@ inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double to
 }
 
 inline double Coverage(double d, double softness) {
-  const double w = softness * 0.8 < 0.7 ? 0.7 : softness * 0.8;  // coverageReach
+  const double w = softness * 0.5 * kEdgeRamp < 0.7 ? 0.7 : softness * 0.5 * kEdgeRamp;  // coverageReach
   return d >= w ? 1 : d <= -w ? 0 : (d + w) / (2 * w);
 }
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 namespace avatar {
-constexpr double kReach = 3;  // OUTLINE_REACH
+constexpr double kReach = 5;  // OUTLINE_REACH
 
 // Signed distance to the outline (positive inside), row by row and capped at kReach.
 class OutlineRows {

@@ -246,8 +246,12 @@ function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number
  */
 const EDGE_RAMP = 3.2;
 
-/** How far either side of the outline its edge blends into the lips: as softly as the photo's edges. */
-const coverageReach = (softness: number): number => (softness * 0.8 < 0.7 ? 0.7 : softness * 0.8);
+/**
+ * How far either side of the outline its edge blends into the lips: half an EDGE_RAMP, so the edge of
+ * the opening is as soft as the photo's edges (at 0.8 sigmas a side it was half as soft), and at least
+ * 0.7 px, so a sharp photo's opening is still smooth. OUTLINE_REACH bounds it (3 sigmas at most: 4.8 px).
+ */
+const coverageReach = (softness: number): number => (softness * 0.5 * EDGE_RAMP < 0.7 ? 0.7 : softness * 0.5 * EDGE_RAMP);
 
 /** Coverage of a pixel `d` pixels inside the outline. */
 const coverage = (d: number, softness: number): number => {

@@ -1,5 +1,5 @@
 /** Distances beyond this are reported as this: the mouth's shading is the same from there on. */
-export const OUTLINE_REACH = 3;
+export const OUTLINE_REACH = 5;
 
 /**
  * Signed distance to a closed polygon's outline (positive inside), row by row and capped at
