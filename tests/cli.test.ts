@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -203,18 +203,33 @@ describe('avatar CLI: bad input gets a clear error, a non-zero exit and writes n
     expect(existsSync(join(dir, 'z.mp4'))).toBe(false);
   });
 
-  it('an output folder that cannot be written to is refused before any work', async () => {
-    // root may write anywhere, so run as an ordinary user when the tests run as root
-    const asUser = process.getuid?.() === 0 ? 65534 : undefined;
+  it('an output folder that cannot be written to is refused before any work', async (test) => {
     const base = await tempDir('avatar-ro-');
-    await chmod(base, 0o777);
     const locked = join(base, 'locked');
     await mkdir(locked);
     await chmod(locked, 0o555);
-    const r = await avatar(['--storage', join(base, 'storage'), 'tts', 'hello', '--output', join(locked, 'x.wav')], { cwd: base, ...(asUser !== undefined && { uid: asUser }) });
-    expect(r.stderr).toContain('AVATAR_ERR_OUTPUT_NOT_WRITABLE: the folder for output path is not writable');
-    expect(r.code).toBe(2);
-    expect(await readdir(locked)).toEqual([]);
+    // Root may write anywhere, whatever the mode. As root, the folder is a read-only mount instead; where
+    // that is refused, an ordinary user runs the CLI, if it can reach it (a clone under /root it cannot).
+    let unmount = false;
+    let asUser: number | undefined;
+    if (process.getuid?.() === 0) {
+      unmount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,ro', 'tmpfs', locked]).status === 0;
+      if (!unmount) {
+        if (spawnSync(process.execPath, [CLI, '--version'], { uid: 65534, gid: 65534 }).status !== 0) {
+          test.skip(`as root, neither a read-only mount nor an ordinary user that can run ${CLI} is available here`);
+        }
+        asUser = 65534;
+        await chmod(base, 0o777);
+      }
+    }
+    try {
+      const r = await avatar(['--storage', join(base, 'storage'), 'tts', 'hello', '--output', join(locked, 'x.wav')], { cwd: base, ...(asUser !== undefined && { uid: asUser }) });
+      expect(r.stderr).toContain('AVATAR_ERR_OUTPUT_NOT_WRITABLE: the folder for output path is not writable');
+      expect(r.code).toBe(2);
+      expect(await readdir(locked)).toEqual([]);
+    } finally {
+      if (unmount) spawnSync('umount', [locked]);
+    }
   });
 
   it('help and version exit 0', async () => {
