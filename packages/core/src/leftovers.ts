@@ -85,8 +85,8 @@ async function partialLeftOver(path: string, pid: number, tag: string | undefine
 }
 
 export interface SweepReport {
-  /** what was removed (with dryRun: what would be), each with why */
-  removed: { path: string; reason: string }[];
+  /** what was removed (with dryRun: what would be), each with what it is and why */
+  removed: { path: string; kind: 'work' | 'partial'; reason: string }[];
 }
 
 export interface SweepOptions {
@@ -123,7 +123,7 @@ export async function sweepPartials(folders: readonly string[], options: SweepOp
         const reason = await partialLeftOver(path, Number(match[1]), match[2], now, options.anyOwner ?? false);
         if (!reason) continue;
         if (!options.dryRun) await rm(path, { force: true });
-        removed.push({ path, reason });
+        removed.push({ path, kind: 'partial', reason });
       } catch {
         // gone meanwhile (its owner renamed it into place)
       }
@@ -153,7 +153,7 @@ export async function sweepLeftovers(storageDir: string, options: SweepOptions =
     try {
       const reason = await workDirLeftOver(dir, now);
       if (!reason) continue;
-      removed.push({ path: dir, reason });
+      removed.push({ path: dir, kind: 'work', reason });
       if (options.dryRun) continue;
       await rm(dir, { recursive: true, force: true });
       log.info(`removed a left-over work folder ${dir}: ${reason}`);

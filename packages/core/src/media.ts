@@ -145,8 +145,9 @@ export async function readImageSize(path: string): Promise<ImageSize | undefined
       const { bytesRead } = await handle.read(buffer, 0, length, position);
       return buffer.subarray(0, bytesRead);
     };
-    const head = await read(0, 32);
-    const kind = await sniffImage(await read(0, SNIFF_BYTES));
+    // one read serves both the kind and the size (the sizes lie in the first 32 bytes)
+    const head = await read(0, SNIFF_BYTES);
+    const kind = await sniffImage(head);
     // every multi-byte read is checked against what was actually read: a cut header gives undefined
     const le = (at: number, bytes: number): number | undefined => {
       if (at + bytes > head.length) return undefined;

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { sweepLeftovers } from './leftovers.js';
 import type { JobStore, StorageFinding } from './store/types.js';
 
@@ -9,8 +8,8 @@ import type { JobStore, StorageFinding } from './store/types.js';
  */
 export async function checkStorage(storageDir: string, store: JobStore): Promise<StorageFinding[]> {
   const findings: StorageFinding[] = [];
-  for (const { path, reason } of (await sweepLeftovers(storageDir, { dryRun: true })).removed) {
-    const work = path.startsWith(join(storageDir, 'work'));
+  for (const { path, kind, reason } of (await sweepLeftovers(storageDir, { dryRun: true })).removed) {
+    const work = kind === 'work';
     findings.push({
       kind: work ? 'leftover_work' : 'leftover_partial',
       path,

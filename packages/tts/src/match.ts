@@ -8,7 +8,7 @@ import { createTtsPlugin } from './engines.js';
 import type { EngineOptions } from './engines.js';
 import { runTool, whichTool } from './spawn.js';
 import type { EngineName } from './voices.js';
-import { readWav, toFloat } from './wav.js';
+import { toFloat } from './wav.js';
 
 export const MIN_VOICED_SECONDS = 3;
 /** only this much of a long recording is analysed: enough for stable figures, quick to decode */
