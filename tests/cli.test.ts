@@ -94,7 +94,7 @@ describe('avatar CLI: voices', () => {
   it('refuses an unknown engine naming the installed ones', async () => {
     const r = await run(['voices', 'create', '--engine', 'nonesuch']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/no tts engine named "nonesuch" \(known: .*flite/);
+    expect(r.stderr).toMatch(/no tts engine named "nonesuch" is installed \(installed: .*flite/);
   });
 });
 

@@ -85,14 +85,15 @@ describe('PipelineCoordinator with the real engines', () => {
     dir = await tempDir('avatar-coord-');
   });
 
-  it('without a face stage: fails at validate_avatar, reports the stages done, leaves nothing', async () => {
+  it('without a face stage: refused before any work, leaves nothing', async () => {
     const { coordinator } = await coordinatorWith(join(dir, 's1'));
     const out = join(dir, 'a.mp4');
     const result = await coordinator.execute({ text: 'Testing one two three.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' } });
     expect(result.success).toBe(false);
-    expect(result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech']);
+    expect(result.stagesCompleted).toEqual([]);
     expect(result.error?.code).toBe('AVATAR_ERR_STAGE_NOT_INSTALLED');
-    expect(result.stages.map((s) => s.stage)).toEqual(['load_profile', 'synthesize_speech']);
+    expect(result.error?.message).toContain('the face stage is not installed');
+    expect(result.stages).toEqual([]);
     expect(existsSync(out)).toBe(false);
     expect(await readdir(join(dir, 's1', 'work'))).toEqual([]);
   });
@@ -152,7 +153,8 @@ describe('PipelineCoordinator with the real engines', () => {
     const out = join(dir, 'c.mp4');
     const result = await coordinator.execute({ text: 'Fail at the face.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low', cleanupIntermediates: false } });
     expect(result.success).toBe(false);
-    expect(result.error?.message).toContain('no face in this photo');
+    expect(result.error?.code).toBe('AVATAR_ERR_ENGINE_FAILED');
+    expect(result.error?.message).toBe('the face engine "test-face" (test) failed: no face in this photo');
     expect(result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech']);
     expect(events).toEqual(['load face', 'unload face']);
     expect(resources.loadedModels).toEqual([]);

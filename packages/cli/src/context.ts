@@ -1,4 +1,4 @@
-import { access, mkdir, rmdir } from 'node:fs/promises';
+import { access, mkdir, readFile, rmdir } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,10 +10,13 @@ import {
   PluginRegistry,
   ResourceManager,
   VoiceProfileStore,
+  mergeEngineOptions,
+  parseEngineAssignments,
+  parseEngineChoice,
+  parseEngineOptions,
   storageError,
 } from '@avatar/core';
-import type { GpuMemoryProvider, Logger } from '@avatar/core';
-import { DEFAULT_VOICE } from '@avatar/tts';
+import type { EngineChoice, EngineOptions, GpuMemoryProvider, Logger } from '@avatar/core';
 
 /** The engines that ship with avatar; they load through the same path as any third-party package. */
 export const BUILTIN_PACKAGES = ['@avatar/tts', '@avatar/encode', '@avatar/face', '@avatar/lipsync'] as const;
@@ -97,6 +100,53 @@ function budgetFromEnv(name: string): number | undefined {
   return n;
 }
 
+/** The settings file: $AVATAR_CONFIG, else `<storage>/config.json` when there is one. */
+export function configPathFor(storageDir: string, env: NodeJS.ProcessEnv = process.env): { path: string; required: boolean } {
+  const named = env.AVATAR_CONFIG?.trim();
+  return named ? { path: resolve(named), required: true } : { path: join(storageDir, 'config.json'), required: false };
+}
+
+/**
+ * Engine defaults for every run of this process (CLI, worker, server): the settings file's
+ * `engines` and `engineOptions`, then AVATAR_ENGINES (`stage=name,...`) over them. A run's own
+ * choices (flags, a job's params.config) go over these.
+ */
+export async function engineDefaults(storageDir: string, env: NodeJS.ProcessEnv = process.env): Promise<{ engines: EngineChoice; engineOptions: EngineOptions }> {
+  const { path, required } = configPathFor(storageDir, env);
+  let engines: EngineChoice = {};
+  let engineOptions: EngineOptions = {};
+  let text: string | undefined;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if (required || (error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `settings file ${path}`, problem: 'cannot be read', value: (error as NodeJS.ErrnoException).code ?? String(error), expected: 'Give a readable JSON file (AVATAR_CONFIG), or unset AVATAR_CONFIG.' });
+    }
+  }
+  if (text !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `settings file ${path}`, problem: 'is not JSON', value: (error as Error).message, expected: 'Write it as a JSON object, e.g. {"engines": {"lipsync": "warp"}}.' });
+    }
+    const known = ['engines', 'engineOptions'];
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `settings file ${path}`, problem: 'is not a JSON object', value: typeof parsed, expected: `Give an object with ${known.join(' and ')}.` });
+    }
+    const raw = parsed as Record<string, unknown>;
+    const unknown = Object.keys(raw).find((k) => !known.includes(k));
+    if (unknown !== undefined) {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `${unknown} in ${path}`, problem: 'is not a setting of the settings file', value: unknown, expected: `Known settings: ${known.join(', ')}.` });
+    }
+    engines = parseEngineChoice(raw.engines, `engines in ${path}`);
+    engineOptions = parseEngineOptions(raw.engineOptions, `engineOptions in ${path}`);
+  }
+  const fromEnv = (env.AVATAR_ENGINES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (fromEnv.length) engines = { ...engines, ...parseEngineAssignments(fromEnv, 'AVATAR_ENGINES') };
+  return { engines, engineOptions: mergeEngineOptions({}, engineOptions) };
+}
+
 export async function openContext(options: ContextOptions): Promise<CliContext> {
   const storageDir = options.storage;
   await ensureWritableStorage(storageDir);
@@ -113,7 +163,8 @@ export async function openContext(options: ContextOptions): Promise<CliContext> 
   });
   const voices = new VoiceProfileStore(storageDir);
   const store = new FileJobStore({ storageDir, log: options.log });
-  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE, log: options.log });
+  const defaults = await engineDefaults(storageDir);
+  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, ...defaults, log: options.log });
   return {
     storageDir, registry, resources, voices, store, coordinator, pluginFailures: failures, log: options.log,
     close: () => store.close(),

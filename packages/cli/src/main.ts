@@ -1,5 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { AvatarError, EXIT } from '@avatar/core';
+import { AvatarError, EXIT, isAvatarError } from '@avatar/core';
 import { registerAvatars } from './commands/avatars.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
@@ -53,7 +53,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       return EXIT.usage;
     }
-    if (error instanceof AvatarError) {
+    if (isAvatarError(error)) {
       process.stderr.write(`error ${error.code}: ${error.message}\n  ${error.hint}\n`);
       return error.exitCode;
     }

@@ -1,4 +1,4 @@
-import { AvatarError, toAvatarError } from '@avatar/core';
+import { AvatarError, isAvatarError, toAvatarError } from '@avatar/core';
 import type { Logger } from '@avatar/core';
 
 export interface Output {
@@ -20,7 +20,7 @@ export function createOutput(json: boolean): Output {
       process.stderr.write(`${text}\n`);
     },
     error(thrown) {
-      const error = thrown instanceof AvatarError ? thrown : toAvatarError(thrown);
+      const error = isAvatarError(thrown) ? thrown : toAvatarError(thrown);
       if (json) process.stdout.write(`${JSON.stringify({ error: error.toJSON() }, null, 2)}\n`);
       process.stderr.write(`error ${error.code}: ${error.message}\n  ${error.hint}\n`);
       if (process.env.AVATAR_DEBUG && error.cause instanceof Error) process.stderr.write(`${error.cause.stack}\n`);

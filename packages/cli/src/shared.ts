@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { ENCODING_PRESETS, HEAD_MOTIONS, OUTPUT_FORMATS, QUALITIES, formatFromPath } from '@avatar/core';
+import { ENCODING_PRESETS, HEAD_MOTIONS, OUTPUT_FORMATS, QUALITIES, formatFromPath, parseEngineAssignments, parseEngineOptionAssignments } from '@avatar/core';
 import type { PipelineConfig } from '@avatar/core';
 import type { CliContext } from './context.js';
 import { openContext, storageFrom } from './context.js';
@@ -73,7 +73,29 @@ export function oneOfParser(name: string, allowed: readonly string[]) {
   };
 }
 
-export interface VideoFlags {
+export interface EngineFlags {
+  engine?: string[];
+  engineOption?: string[];
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** --engine STAGE=NAME and --engine-option STAGE.OPTION=VALUE, repeatable, on every command that runs stages. */
+export function addEngineOptions(command: Command): Command {
+  return command
+    .option('--engine <stage=name>', 'the engine for a stage, e.g. lipsync=warp (repeatable; "avatar doctor" lists the installed engines)', collect)
+    .option('--engine-option <stage.option=value>', 'an option for the engine of a stage, e.g. face.minFaceSize=48 (repeatable)', collect);
+}
+
+/** The engine choices and options the flags set; checked against the installed engines when the run starts. */
+export function engineConfigFromFlags(flags: EngineFlags): Partial<PipelineConfig> {
+  const config: Partial<PipelineConfig> = {};
+  if (flags.engine?.length) config.engines = parseEngineAssignments(flags.engine);
+  if (flags.engineOption?.length) config.engineOptions = parseEngineOptionAssignments(flags.engineOption);
+  return config;
+}
+
+export interface VideoFlags extends EngineFlags {
   headMotion?: string;
   blinkRate?: number;
   expressiveness?: number;
@@ -97,7 +119,7 @@ export function addAnimationOptions(command: Command): Command {
 }
 
 export function addVideoOptions(command: Command): Command {
-  return command
+  return addEngineOptions(command)
     .option('--quality <q>', `quality preset: ${QUALITIES.join('|')} (default high; see docs/configuration.md)`, oneOfParser('quality', QUALITIES))
     .option('--fps <n>', 'frames per second (overrides the preset), above 0 and at most 60', parseFps)
     .option('--crf <n>', 'constant rate factor 0..51, lower is better (overrides the preset)', parseIntIn('crf', 0, 51))
@@ -107,7 +129,7 @@ export function addVideoOptions(command: Command): Command {
 
 /** Pipeline settings from flags; the format follows the output's extension unless --format says otherwise. */
 export function configFromFlags(flags: VideoFlags, outputPath: string): Partial<PipelineConfig> {
-  const config: Partial<PipelineConfig> = {};
+  const config: Partial<PipelineConfig> = engineConfigFromFlags(flags);
   if (flags.quality) config.videoQuality = flags.quality as PipelineConfig['videoQuality'];
   if (flags.fps !== undefined) config.videoFps = flags.fps;
   if (flags.crf !== undefined) config.encodingCrf = flags.crf;

@@ -1,3 +1,5 @@
+import type { EngineChoice, EngineOptions } from './engines.js';
+import { parseEngineChoice, parseEngineOptions } from './engines.js';
 import { AvatarError } from './errors.js';
 
 export const QUALITIES = ['high', 'medium', 'low'] as const;
@@ -46,6 +48,10 @@ export interface PipelineConfig {
   expressiveness: number;
   /** seeds blinks and head motion: the same inputs and seed give the same video */
   seed: number;
+  /** the engine for each stage by name; unset stages use the default (the first installed, a built-in) */
+  engines: EngineChoice;
+  /** options for the engine that runs each stage, checked against its schema */
+  engineOptions: EngineOptions;
 }
 
 export const DEFAULT_PIPELINE_CONFIG: Readonly<PipelineConfig> = {
@@ -60,6 +66,8 @@ export const DEFAULT_PIPELINE_CONFIG: Readonly<PipelineConfig> = {
   blinkRate: 15,
   expressiveness: 1,
   seed: 1,
+  engines: Object.freeze({}),
+  engineOptions: Object.freeze({}),
 };
 
 /** The settings the encoder uses once the preset and the overrides are combined. */
@@ -120,7 +128,7 @@ export function parsePipelineConfig(input: unknown, base: Readonly<PipelineConfi
   for (const key of Object.keys(raw)) {
     if (!known.includes(key)) throw invalid(key, 'is not a setting', raw[key], `Known settings: ${known.join(', ')}.`);
   }
-  const out: PipelineConfig = { ...base };
+  const out: PipelineConfig = { ...base, engines: { ...base.engines }, engineOptions: { ...base.engineOptions } };
   const has = (key: keyof PipelineConfig): boolean => raw[key] !== undefined && raw[key] !== null;
   if (has('maxVideoLengthSeconds')) out.maxVideoLengthSeconds = numberIn('maxVideoLengthSeconds', raw.maxVideoLengthSeconds, 0, 3600, false, true);
   if (has('outputFormat')) out.outputFormat = oneOf('outputFormat', raw.outputFormat, OUTPUT_FORMATS);
@@ -136,6 +144,9 @@ export function parsePipelineConfig(input: unknown, base: Readonly<PipelineConfi
   if (has('blinkRate')) out.blinkRate = numberIn('blinkRate', raw.blinkRate, 0, 60, false);
   if (has('expressiveness')) out.expressiveness = numberIn('expressiveness', raw.expressiveness, 0, 2, false);
   if (has('seed')) out.seed = numberIn('seed', raw.seed, 0, 2 ** 31 - 1, true);
+  // a run's choices overlay the base's stage by stage
+  if (has('engines')) out.engines = { ...base.engines, ...parseEngineChoice(raw.engines) };
+  if (has('engineOptions')) out.engineOptions = { ...base.engineOptions, ...parseEngineOptions(raw.engineOptions) };
   return out;
 }
 

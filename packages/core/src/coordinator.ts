@@ -3,14 +3,16 @@ import { copyFile, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { PipelineConfig } from './config.js';
 import { animationOf, checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
+import type { EngineChoice, EngineOptions } from './engines.js';
+import { resolvePluginOptions } from './engines.js';
 import type { AvatarErrorJSON } from './errors.js';
-import { AvatarError, toAvatarError } from './errors.js';
+import { AvatarError, isAvatarError, storageError, toAvatarError } from './errors.js';
 import { checkReadableFile, checkWritableTarget, ensureDir, partialPathFor } from './fsutil.js';
 import { claimWorkDir, keepWorkDir, sweepLeftovers, sweepPartials } from './leftovers.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
-import type { Avatar, InspectionSummary, LipsyncInput, LoadContext, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
+import type { Avatar, InspectionSummary, LipsyncInput, LoadContext, LoadedStage, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
 import type { ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
@@ -48,6 +50,8 @@ export interface ProgressEvent {
 
 export interface StageReport {
   stage: StageName;
+  /** the engine that ran it, when a plugin did */
+  engine?: string;
   wallSeconds: number;
   rssStartMB: number;
   rssEndMB: number;
@@ -68,7 +72,30 @@ export interface RunResult {
   workDir: string | null;
   /** the finished video measured from the outside, when an inspector is installed */
   inspection?: InspectionSummary;
+  /** the engine that ran each stage, with the package it came from */
+  engines: Partial<Record<StageKind, EngineUsed>>;
 }
+
+export interface EngineUsed {
+  name: string;
+  /** package name@version, or the file it was registered from */
+  package: string;
+}
+
+/** A stage's engine, chosen and with its options checked, ready to run. */
+export interface ResolvedEngine<K extends StageKind = StageKind> {
+  plugin: StagePlugin<K>;
+  options: Readonly<Record<string, unknown>>;
+  /** the package it came from */
+  source: string;
+  /** another than the stage's default engine (the first registered, a built-in): it passes its check() before a run uses it */
+  chosen: boolean;
+}
+
+/** The parts of a configuration that pick engines. */
+export type EngineConfig = Pick<PipelineConfig, 'engines' | 'engineOptions'>;
+
+type EnginePlan = { [K in StageKind]?: ResolvedEngine<K> };
 
 /** What a successful run produced. */
 interface Outcome {
@@ -96,6 +123,8 @@ export interface PipelineRequest extends CommonRequest {
 
 export interface SpeechRequest extends CommonRequest {
   text: string;
+  /** only `engines` and `engineOptions` matter here */
+  config?: Partial<PipelineConfig> | PipelineConfig;
   voiceProfileId?: string | null;
   /** a .wav path */
   outputPath: string;
@@ -132,6 +161,8 @@ export interface VoiceMatchRequest extends CommonRequest {
   name?: string;
   /** the engine that measures the voice; default: the first 'voice' plugin */
   engine?: string;
+  /** only `engines` and `engineOptions` matter here */
+  config?: Partial<PipelineConfig> | PipelineConfig;
 }
 
 export interface CoordinatorOptions {
@@ -139,10 +170,12 @@ export interface CoordinatorOptions {
   resources: ResourceManager;
   voices: VoiceProfileStore;
   storageDir: string;
-  /** the voice used when a run names no profile */
-  defaultVoice: VoiceSettings;
-  /** engine names per stage; default: the first registered for that stage */
-  engines?: Partial<Record<StageKind, string>>;
+  /** the voice used when a run names no profile and picks no tts engine; default: the default tts engine's own */
+  defaultVoice?: VoiceSettings;
+  /** engine names per stage, for runs that name none (a config file, AVATAR_ENGINES); default: the first registered */
+  engines?: EngineChoice;
+  /** options for those engines; they apply where a run keeps the engine they were set for */
+  engineOptions?: EngineOptions;
   log?: Logger;
 }
 
@@ -150,6 +183,7 @@ export interface CoordinatorOptions {
 class StageRun {
   readonly completed: StageName[] = [];
   readonly reports: StageReport[] = [];
+  readonly engines: Partial<Record<StageKind, EngineUsed>> = {};
   private readonly started = performance.now();
   current: StageName;
 
@@ -179,8 +213,9 @@ class StageRun {
   /** Files this run wrote beside their targets, removed when it fails. */
   readonly temporaries: string[] = [];
 
-  async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>): Promise<T> {
+  async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>, engine?: ResolvedEngine): Promise<T> {
     this.current = name;
+    if (engine) this.engines[engine.plugin.stage] = { name: engine.plugin.name, package: engine.source };
     // cleanup always runs; once the last stage has done its work, the run has succeeded and a late
     // cancel no longer undoes it
     const last = name === 'cleanup' || name === this.plan[this.plan.length - 1];
@@ -196,7 +231,7 @@ class StageRun {
     const tracked = await this.coordinator.resources.track(() => fn(ctx));
     if (!last) this.signal.throwIfAborted();
     await this.coordinator.resources.snapshot(`end ${name}`);
-    this.reports.push({ stage: name, wallSeconds: round(tracked.wallSeconds), rssStartMB: tracked.rssStartMB, rssEndMB: tracked.rssEndMB, peakRssMB: tracked.peakRssMB });
+    this.reports.push({ stage: name, ...(engine && { engine: engine.plugin.name }), wallSeconds: round(tracked.wallSeconds), rssStartMB: tracked.rssStartMB, rssEndMB: tracked.rssEndMB, peakRssMB: tracked.peakRssMB });
     this.completed.push(name);
     this.progress(name, 1);
     return tracked.value;
@@ -208,6 +243,7 @@ class StageRun {
       stages: [...this.reports],
       totalSeconds: round((performance.now() - this.started) / 1000),
       workDir: keptWorkDir ? this.workDir : null,
+      engines: { ...this.engines },
     };
     if ('error' in outcome) return { success: false, outputPath: null, durationSeconds: null, error: outcome.error.toJSON(), ...base };
     return {
@@ -232,8 +268,11 @@ export class PipelineCoordinator {
   private swept: Promise<void> | undefined;
   readonly storageDir: string;
   readonly log: Logger;
-  private readonly defaultVoice: VoiceSettings;
-  private readonly engines: Partial<Record<StageKind, string>>;
+  private readonly defaultVoice: VoiceSettings | undefined;
+  private readonly engines: EngineChoice;
+  private readonly engineOptions: EngineOptions;
+  /** check() outcomes of chosen engines, kept while they pass */
+  private readonly checks = new Map<StagePlugin, Promise<PluginCheck>>();
 
   constructor(options: CoordinatorOptions) {
     this.registry = options.registry;
@@ -241,32 +280,132 @@ export class PipelineCoordinator {
     this.voices = options.voices;
     this.storageDir = resolve(options.storageDir);
     this.defaultVoice = options.defaultVoice;
-    this.engines = options.engines ?? {};
+    this.engines = { ...options.engines };
+    this.engineOptions = { ...options.engineOptions };
     this.log = options.log ?? silentLogger;
   }
 
-  /** The engine for a stage: the configured one, else the first registered; AVATAR_ERR_STAGE_NOT_INSTALLED when none. */
-  plugin<K extends StageKind>(stage: K, name?: string): StagePlugin<K> {
-    const wanted = name ?? this.engines[stage];
-    if (wanted) return this.registry.get(stage, wanted);
-    const found = this.registry.find(stage);
-    if (!found) throw new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage });
-    return found;
+  /**
+   * The engine for a stage with its options checked: the run's choice (`config.engines`), else the
+   * defaults' (a config file, AVATAR_ENGINES), else the stage's default, the first registered.
+   * AVATAR_ERR_PLUGIN_NOT_FOUND (listing the installed ones) for a name nobody installed,
+   * AVATAR_ERR_STAGE_NOT_INSTALLED when the stage has no engine, AVATAR_ERR_ENGINE_OPTION_INVALID
+   * for options its schema refuses.
+   */
+  engine<K extends StageKind>(stage: K, config?: Partial<EngineConfig>): ResolvedEngine<K> {
+    const asked = config?.engines?.[stage];
+    const fallback = this.engines[stage];
+    const name = asked ?? fallback;
+    const entry = this.registry.entry(stage, name);
+    if (!entry) {
+      if (name !== undefined) this.registry.get(stage, name); // throws, naming the installed ones
+      throw new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage });
+    }
+    const plugin = entry.plugin as StagePlugin<K>;
+    // options set with the defaults go with the engine they were set for
+    const defaultName = fallback ?? this.registry.entry(stage)?.plugin.name;
+    const base = plugin.name === defaultName ? this.engineOptions[stage] : undefined;
+    const options = resolvePluginOptions(entry.plugin, { ...base, ...config?.engineOptions?.[stage] }, entry.source);
+    return { plugin, options, source: entry.source, chosen: entry !== this.registry.entry(stage) };
   }
 
-  private loadContext(signal: AbortSignal): LoadContext {
-    return { log: this.log, signal, storageDir: this.storageDir };
+  /**
+   * The engines a run needs, resolved before any work; `optional` stages (the inspector) only where
+   * installed or chosen. A chosen engine must also pass its check() (tools and models there); the
+   * stage's default engine reports what it lacks when it runs, as it always has.
+   */
+  private async engineFor<K extends StageKind>(stage: K, config: Partial<EngineConfig>, optional = false): Promise<ResolvedEngine<K> | undefined> {
+    if (optional && !config.engines?.[stage] && !this.engines[stage] && !this.registry.entry(stage)) return undefined;
+    const engine = this.engine(stage, config);
+    if (engine.chosen) await this.ready(engine);
+    return engine;
   }
 
-  /** Loads the plugin through the ResourceManager, runs it once, unloads it. */
-  async runStage<K extends StageKind>(plugin: StagePlugin<K>, input: StageInput<K>, ctx: RunContext, options: { alongside?: boolean } = {}): Promise<StageOutput<K>> {
-    return this.resources.withModel(plugin, this.loadContext(ctx.signal), (loaded) => loaded.run(input, ctx), options);
+  private async plan(config: Partial<EngineConfig>, required: readonly StageKind[], optional: readonly StageKind[] = []): Promise<EnginePlan> {
+    this.checkNamed(config);
+    const plan: Record<string, ResolvedEngine | undefined> = {};
+    for (const stage of required) plan[stage] = await this.engineFor(stage, config);
+    for (const stage of optional) plan[stage] = await this.engineFor(stage, config, true);
+    return plan as EnginePlan;
   }
 
-  async resolveVoice(voiceProfileId: string | null | undefined): Promise<{ voice: VoiceSettings; profile: VoiceProfile | null }> {
-    if (!voiceProfileId) return { voice: { ...this.defaultVoice }, profile: null };
-    const profile = await this.voices.get(voiceProfileId);
-    return { voice: { engine: profile.engine, voice: profile.voice, language: profile.language, rate: profile.rate, pitch: profile.pitch }, profile };
+  /**
+   * Every engine a configuration names, and every stage it sets options for, checked even where this
+   * run does not use that stage: a typo is refused rather than silently ignored.
+   */
+  private checkNamed(config: Partial<EngineConfig>): void {
+    const stages = new Set([...Object.keys(config.engines ?? {}), ...Object.keys(config.engineOptions ?? {})] as StageKind[]);
+    for (const stage of stages) {
+      if (config.engines?.[stage] !== undefined || this.engines[stage] !== undefined || this.registry.entry(stage)) this.engine(stage, config);
+    }
+  }
+
+  /** Runs a chosen engine's check() once per process while it passes; AVATAR_ERR_ENGINE_UNAVAILABLE with what it lacks. */
+  private async ready(engine: ResolvedEngine): Promise<void> {
+    const { plugin } = engine;
+    if (!plugin.check) return;
+    let pending = this.checks.get(plugin);
+    if (!pending) {
+      pending = plugin.check().catch((error: unknown): PluginCheck => ({ ok: false, detail: error instanceof Error ? error.message : String(error) }));
+      this.checks.set(plugin, pending);
+    }
+    const outcome = await pending;
+    if (outcome.ok) return;
+    this.checks.delete(plugin);
+    const known = this.registry.list(plugin.stage).map((e) => e.plugin.name).join(', ');
+    throw new AvatarError('AVATAR_ERR_ENGINE_UNAVAILABLE', {
+      stage: plugin.stage, engine: plugin.name, source: engine.source, detail: outcome.detail,
+      install: outcome.install ?? 'see "avatar doctor"', known,
+    });
+  }
+
+  private loadContext(signal: AbortSignal, options: Readonly<Record<string, unknown>>): LoadContext {
+    return { log: this.log, signal, storageDir: this.storageDir, options };
+  }
+
+  /** Loads the engine through the ResourceManager, runs it once, unloads it. */
+  async runStage<K extends StageKind>(engine: ResolvedEngine<K>, input: StageInput<K>, ctx: RunContext, options: { alongside?: boolean } = {}): Promise<StageOutput<K>> {
+    return this.withEngine(engine, ctx.signal, (loaded) => loaded.run(input, ctx), options);
+  }
+
+  /**
+   * An engine loaded through the ResourceManager for `fn`. What it throws that is not one of the
+   * project's errors (a plain Error from a plugin's load or run) becomes AVATAR_ERR_ENGINE_FAILED
+   * naming the engine and its package, not an internal error of the host.
+   */
+  private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStage<StageInput<K>, StageOutput<K>>) => Promise<T>, options: { alongside?: boolean } = {}): Promise<T> {
+    try {
+      return await this.resources.withModel(engine.plugin, this.loadContext(signal, engine.options), fn, options);
+    } catch (error) {
+      throw engineFault(engine, error, signal);
+    }
+  }
+
+  /**
+   * The voice a run speaks with: its profile's, or without one the chosen tts engine's default voice.
+   * A profile names its engine; a run that picks another tts engine for it is refused.
+   */
+  async resolveVoice(voiceProfileId: string | null | undefined, config: Partial<EngineConfig> = {}): Promise<{ voice: VoiceSettings; profile: VoiceProfile | null }> {
+    const asked = config.engines?.tts;
+    if (voiceProfileId) {
+      const profile = await this.voices.get(voiceProfileId);
+      if (asked !== undefined && asked !== profile.engine) {
+        throw new AvatarError('AVATAR_ERR_ENGINE_CONFLICT', { id: profile.id, profileEngine: profile.engine, engine: asked });
+      }
+      return { voice: { engine: profile.engine, voice: profile.voice, language: profile.language, rate: profile.rate, pitch: profile.pitch }, profile };
+    }
+    const name = asked ?? this.engines.tts ?? this.defaultVoice?.engine;
+    if (this.defaultVoice && name === this.defaultVoice.engine) return { voice: { ...this.defaultVoice }, profile: null };
+    const { plugin } = this.engine('tts', { engines: name !== undefined ? { tts: name } : {} });
+    if (!plugin.defaultVoice) throw new AvatarError('AVATAR_ERR_ENGINE_NO_DEFAULT_VOICE', { engine: plugin.name });
+    return { voice: { engine: plugin.name, voice: plugin.defaultVoice.voice, language: plugin.defaultVoice.language, rate: 1, pitch: 0 }, profile: null };
+  }
+
+  /** The tts engine that speaks a voice, with the run's options for it. */
+  private async ttsEngine(voice: VoiceSettings, config: Partial<EngineConfig>): Promise<ResolvedEngine<'tts'>> {
+    const engine = await this.engineFor('tts', { ...config, engines: { ...config.engines, tts: voice.engine } });
+    if (!engine) throw new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage: 'tts' });
+    return engine;
   }
 
   /**
@@ -274,10 +413,20 @@ export class PipelineCoordinator {
    * exists, its engine is installed, and the engine's own checks pass (every character sayable, not
    * too long). Nothing is synthesised.
    */
-  async checkText(text: string, voiceProfileId: string | null | undefined, maxSeconds: number): Promise<void> {
+  async checkText(text: string, voiceProfileId: string | null | undefined, maxSeconds: number, config: Partial<EngineConfig> = {}): Promise<void> {
     if (!text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
-    const { voice } = await this.resolveVoice(voiceProfileId);
-    await this.registry.get('tts', voice.engine).checkInput?.({ text, voice, maxSeconds });
+    const { voice } = await this.resolveVoice(voiceProfileId, config);
+    const tts = this.engine('tts', { ...config, engines: { ...config.engines, tts: voice.engine } });
+    await tts.plugin.checkInput?.({ text, voice, maxSeconds });
+  }
+
+  /**
+   * Checks a job's engine choices as its run would before any work (no check() here: that runs where
+   * the job runs): each named engine installed, the options set accepted by its schema. A stage with
+   * no engine here is left to the worker, which may have one.
+   */
+  checkEngines(config: Partial<EngineConfig>): void {
+    this.checkNamed(config);
   }
 
   /**
@@ -334,31 +483,32 @@ export class PipelineCoordinator {
     const { run, detach } = await this.begin(request, ['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup']);
     try {
       return await this.finish(run, async () => {
-        // inputs are checked before any engine starts, so a typo costs nothing
+        // inputs and engines are checked before any engine starts, so a typo costs nothing
         if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
         const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
+        const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
         // early preparation, spread so that two cores are not asked for three things at once: the face
         // stage's native libraries load in this process once the speech engine reports that it is
         // running (its first progress above 0) in its own, not before (loading them first would delay
         // the engine's start), and the encoder's checks run beside the face stage, which uses one thread
         let faceWarm = false;
         const warmFace = (): void => {
-          if (!faceWarm) this.prewarm('face');
+          if (!faceWarm) this.prewarm(engines.face);
           faceWarm = true;
         };
         const maxSeconds = config.maxVideoLengthSeconds;
-        const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
-        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, maxSeconds, {
+        const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
+        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, maxSeconds, {
           ...ctx,
           progress: (fraction, detail) => {
             if (fraction > 0) warmFace();
             ctx.progress(fraction, detail);
           },
-        }));
+        }), tts);
         warmFace(); // an engine that reports no progress
-        this.prewarm('encode');
-        const avatar = await this.validateAvatar(run, avatarPath, settings.size);
-        return this.renderAndEncode(run, {
+        this.prewarm(engines.encode);
+        const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
+        return this.renderAndEncode(run, engines, {
           avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
         }, outputPath);
       }, parseCleanup(request.config), true);
@@ -367,17 +517,18 @@ export class PipelineCoordinator {
     }
   }
 
-  /** Starts the installed plugins' optional preparation for later stages, without waiting for it. */
-  private prewarm(...stages: StageKind[]): void {
-    for (const stage of stages) {
-      let plugin: StagePlugin;
-      try {
-        plugin = this.plugin(stage);
-      } catch {
-        continue; // not installed: the stage itself will say so
-      }
-      plugin.prewarm?.().catch((error: unknown) => this.log.debug(`${stage}/${plugin.name}: preparing early failed; loading will say why`, { reason: String(error) }));
-    }
+  /** The voice of a run and the tts engine that speaks it, ready (load_profile). */
+  private async voiceAndEngine(voiceProfileId: string | null | undefined, config: Partial<EngineConfig>): Promise<{ voice: VoiceSettings; tts: ResolvedEngine<'tts'> }> {
+    this.checkNamed(config);
+    const { voice } = await this.resolveVoice(voiceProfileId, config);
+    return { voice, tts: await this.ttsEngine(voice, config) };
+  }
+
+  /** Starts an engine's optional preparation for a later stage, without waiting for it. */
+  private prewarm(engine: ResolvedEngine | undefined): void {
+    if (!engine?.plugin.prewarm) return;
+    const { plugin } = engine;
+    plugin.prewarm?.().catch((error: unknown) => this.log.debug(`${plugin.stage}/${plugin.name}: preparing early failed; loading will say why`, { reason: String(error) }));
   }
 
   /** Settings and paths of a talking-head run, checked: output extension and folder, the avatar image. */
@@ -392,10 +543,11 @@ export class PipelineCoordinator {
   }
 
   /** The face stage hands over a prepared avatar (aligned, cropped to the preset's size) in the work folder. */
-  private validateAvatar(run: StageRun, avatarPath: string, size: number): Promise<Avatar> {
-    return run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), {
+  private validateAvatar(run: StageRun, engines: EnginePlan, avatarPath: string, size: number): Promise<Avatar> {
+    const face = required(engines.face, 'face');
+    return run.stage('validate_avatar', (ctx) => this.runStage(face, {
       imagePath: avatarPath, prepare: { outputPath: join(ctx.workDir, 'avatar.png'), size, reuse: true },
-    }, ctx));
+    }, ctx), face);
   }
 
   /**
@@ -403,23 +555,23 @@ export class PipelineCoordinator {
    * consumes its frames, so both stages run inside one model slot and no frame touches the disk.
    * An installed inspector then measures the finished video from the outside.
    */
-  private async renderAndEncode(run: StageRun, input: LipsyncInput, outputPath: string): Promise<Outcome> {
-    const lipsync = this.plugin('lipsync');
-    const encoder = this.plugin('encode');
+  private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, outputPath: string): Promise<Outcome> {
+    const lipsync = required(engines.lipsync, 'lipsync');
+    const encoder = required(engines.encode, 'encode');
     const { settings } = input;
     // the video is encoded and inspected beside its target and moved onto it when the whole run succeeds
     const partial = partialPathFor(outputPath);
     run.temporaries.push(partial);
-    const { video, regions } = await this.resources.withModel(lipsync, this.loadContext(run.signal), async (renderer) => {
-      const frames = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx));
+    const { video, regions } = await this.withEngine(lipsync, run.signal, async (renderer) => {
+      const frames = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx), lipsync);
       const encoded = await run.stage('encode_video', (ctx) =>
-        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings }, ctx, { alongside: true }));
+        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings }, ctx, { alongside: true }), encoder);
       return { video: encoded, regions: frames.regions };
     });
-    const inspector = this.registry.find('inspect');
+    const inspector = engines.inspect;
     let inspection: InspectionSummary | undefined;
     if (inspector && regions) {
-      inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx));
+      inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx), inspector);
     }
     return { outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), publish: { from: partial, to: outputPath } };
   }
@@ -433,17 +585,18 @@ export class PipelineCoordinator {
         const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
         const audioPath = resolve(request.audioPath);
         await checkReadableFile(audioPath, 'audio');
-        this.prewarm('face', 'encode');
-        const avatar = await this.validateAvatar(run, avatarPath, settings.size);
-        return this.renderAndEncode(run, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
+        const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
+        this.prewarm(engines.face);
+        this.prewarm(engines.encode);
+        const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
+        return this.renderAndEncode(run, engines, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
       }, parseCleanup(request.config), true);
     } finally {
       detach();
     }
   }
 
-  private async synthesizeInto(voice: VoiceSettings, text: string, maxSeconds: number, ctx: RunContext): Promise<Speech> {
-    const tts = this.registry.get('tts', voice.engine);
+  private async synthesizeInto(tts: ResolvedEngine<'tts'>, voice: VoiceSettings, text: string, maxSeconds: number, ctx: RunContext): Promise<Speech> {
     const speech = await this.runStage(tts, { text, voice, outputPath: join(ctx.workDir, 'speech.wav'), maxSeconds }, ctx);
     if (speech.durationSeconds > maxSeconds) {
       throw new AvatarError('AVATAR_ERR_INPUT_TEXT_TOO_LONG', { input: 'text', seconds: speech.durationSeconds.toFixed(1), limit: maxSeconds });
@@ -464,8 +617,9 @@ export class PipelineCoordinator {
           throw new AvatarError('AVATAR_ERR_OUTPUT_EXTENSION', { input: 'output path', extension: dot > outputPath.lastIndexOf('/') ? outputPath.slice(dot) : '(no extension)', format: 'wav' });
         }
         await checkWritableTarget(outputPath, 'output path');
-        const voice = await run.stage('load_profile', async () => (await this.resolveVoice(request.voiceProfileId)).voice);
-        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(voice, request.text, request.maxSeconds ?? 120, ctx));
+        const config = parsePipelineConfig(request.config ?? {});
+        const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
+        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, request.maxSeconds ?? 120, ctx), tts);
         return { outputPath, durationSeconds: speech.durationSeconds, publish: { from: speech.wavPath, to: outputPath } };
       }, !request.keepIntermediates, false);
     } finally {
@@ -485,9 +639,10 @@ export class PipelineCoordinator {
         await checkImageFile(resolve(request.imagePath), 'image');
         await checkReadableFile(resolve(request.audioPath), 'audio');
         const settings = resolveEncodeSettings(config);
-        const video = await run.stage('encode_video', (ctx) => this.runStage(this.plugin('encode'), {
+        const encoder = required((await this.plan(config, ['encode'])).encode, 'encode');
+        const video = await run.stage('encode_video', (ctx) => this.runStage(encoder, {
           kind: 'still', imagePath: resolve(request.imagePath), audioPath: resolve(request.audioPath), outputPath, settings,
-        }, ctx));
+        }, ctx), encoder);
         return { outputPath: video.outputPath, durationSeconds: video.durationSeconds };
       }, true, false);
     } finally {
@@ -514,7 +669,8 @@ export class PipelineCoordinator {
         const imagePath = resolve(request.imagePath);
         await checkImageFile(imagePath, 'avatar image');
         const size = resolveEncodeSettings(config).size;
-        avatar = await run.stage('validate_avatar', (ctx) => this.runStage(this.plugin('face'), { imagePath, prepare: { outputPath, size } }, ctx));
+        const face = required((await this.plan(config, ['face'])).face, 'face');
+        avatar = await run.stage('validate_avatar', (ctx) => this.runStage(face, { imagePath, prepare: { outputPath, size } }, ctx), face);
         return { outputPath, durationSeconds: 0 };
       }, true, false);
       return { ...result, avatar };
@@ -531,7 +687,10 @@ export class PipelineCoordinator {
       const result = await this.finish(run, async () => {
         const referencePath = resolve(request.referencePath);
         await checkReadableFile(referencePath, 'reference recording');
-        const match: VoiceMatch = await run.stage('match_voice', (ctx) => this.runStage(this.plugin('voice', request.engine), { referencePath }, ctx));
+        const config = parsePipelineConfig(request.config ?? {});
+        const engines = request.engine ? { ...config.engines, voice: request.engine } : config.engines;
+        const matcher = required((await this.plan({ engines, engineOptions: config.engineOptions }, ['voice'])).voice, 'voice');
+        const match: VoiceMatch = await run.stage('match_voice', (ctx) => this.runStage(matcher, { referencePath }, ctx), matcher);
         profile = await this.voices.create(match.settings, { ...(request.name && { name: request.name }), measured: match.measured, reason: match.reason });
         return { outputPath: join(this.voices.dir, `${profile.id}.json`), durationSeconds: match.measured.durationSeconds };
       }, true, false);
@@ -540,6 +699,20 @@ export class PipelineCoordinator {
       detach();
     }
   }
+}
+
+/** A plugin's failure as the host reports it: the project's own errors as they are, anything else named for the engine. */
+function engineFault(engine: ResolvedEngine, error: unknown, signal: AbortSignal): unknown {
+  if (signal.aborted || isAvatarError(error) || storageError(error)) return error;
+  if (error instanceof Error && error.name === 'AbortError') return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new AvatarError('AVATAR_ERR_ENGINE_FAILED', { stage: engine.plugin.stage, engine: engine.plugin.name, source: engine.source, reason }, { cause: error });
+}
+
+/** A required stage's engine from a plan (plan() throws when one is missing, so this never does). */
+function required<K extends StageKind>(engine: ResolvedEngine<K> | undefined, stage: K): ResolvedEngine<K> {
+  if (!engine) throw new AvatarError('AVATAR_ERR_STAGE_NOT_INSTALLED', { stage });
+  return engine;
 }
 
 function parseCleanup(config: PipelineRequest['config']): boolean {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { AvatarError, ERRORS, intendedPath, isAvatarError, toAvatarError } from './errors.js';
+import { AvatarError, ERRORS, defineErrorCodes, errorSpec, intendedPath, isAvatarError, toAvatarError } from './errors.js';
 
 const doc = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
 
@@ -71,5 +71,67 @@ describe('a file system\'s failures', () => {
     expect(intendedPath('/o/.video.partial-1-ab.webm')).toBe('/o/video.webm');
     expect(intendedPath('/o/.video.partial-4242-a1b2c3-d4e5f6.mp4')).toBe('/o/video.mp4');
     expect(intendedPath('/o/plain.partial.mp4')).toBe('/o/plain.partial.mp4');
+  });
+});
+
+describe('errors across copies of this package and from plugins', () => {
+  /** What another copy of @avatar/core throws: its own class, the same Symbol.for brand. */
+  class ForeignAvatarError extends Error {
+    override readonly name = 'AvatarError';
+    readonly hint = 'Pick a voice the engine has.';
+    readonly httpStatus = 422;
+    readonly exitCode = 2;
+    readonly params = { voice: 'xx' };
+    constructor(readonly code: string) {
+      super('voice xx is not installed');
+      Object.defineProperty(this, Symbol.for('avatar.error'), { value: true });
+    }
+    toJSON() {
+      return { code: this.code, message: this.message, hint: this.hint, params: this.params };
+    }
+  }
+
+  it('are recognised by their brand, not by instanceof, and keep code, message, hint, exit code and status', () => {
+    const foreign = new ForeignAvatarError('AVATAR_ERR_INPUT_TEXT_UNSAYABLE');
+    expect(foreign instanceof AvatarError).toBe(false);
+    expect(isAvatarError(foreign)).toBe(true);
+    expect(isAvatarError(foreign, 'AVATAR_ERR_INPUT_TEXT_UNSAYABLE')).toBe(true);
+    const adopted = toAvatarError(foreign);
+    expect(adopted).toBeInstanceOf(AvatarError);
+    expect(adopted.toJSON()).toEqual(foreign.toJSON());
+    expect([adopted.exitCode, adopted.httpStatus]).toEqual([2, 422]);
+    expect(adopted.cause).toBe(foreign);
+    // a plain object or an unbranded Error with a code is not one of ours
+    expect(isAvatarError({ code: 'AVATAR_ERR_INTERNAL' })).toBe(false);
+    expect(isAvatarError(Object.assign(new Error('x'), { code: 'ENOENT' }))).toBe(false);
+  });
+
+  it('a plugin defines codes of its own, namespaced, with message, hint, exit code and status', () => {
+    const errors = defineErrorCodes('whisper', {
+      VOICE_MISSING: { message: 'the whisper voice {voice} is not installed', hint: 'Install {voice} with espeak-ng.', httpStatus: 422, exitCode: 2 },
+      CRASHED: { message: 'espeak-ng crashed', hint: 'Run it by hand to see why.' },
+    });
+    expect(errors.codes.VOICE_MISSING).toBe('WHISPER_ERR_VOICE_MISSING');
+    const error = errors.create('VOICE_MISSING', { voice: 'en-xx' });
+    expect(error).toBeInstanceOf(AvatarError);
+    expect(error.toJSON()).toEqual({ code: 'WHISPER_ERR_VOICE_MISSING', message: 'the whisper voice en-xx is not installed', hint: 'Install en-xx with espeak-ng.', params: { voice: 'en-xx' } });
+    expect([error.exitCode, error.httpStatus]).toEqual([2, 422]);
+    expect(errors.create('CRASHED').exitCode).toBe(1);
+    expect(errorSpec('WHISPER_ERR_CRASHED')).toMatchObject({ httpStatus: 500, exitCode: 1 });
+    // a stored job's error comes back with the plugin's meaning
+    const back = AvatarError.fromJSON(error.toJSON());
+    expect([back.code, back.message, back.exitCode, back.httpStatus]).toEqual([error.code, error.message, 2, 422]);
+    // the same definition again (a second copy of the plugin) is fine, another meaning is not
+    expect(() => defineErrorCodes('whisper', { CRASHED: { message: 'espeak-ng crashed', hint: 'Run it by hand to see why.' } })).not.toThrow();
+    expect(() => defineErrorCodes('whisper', { CRASHED: { message: 'something else', hint: 'Run it by hand to see why.' } })).toThrow(/another meaning/);
+    expect(() => defineErrorCodes('avatar', { X: { message: 'm', hint: 'h' } })).toThrow(/not avatar/);
+    expect(() => defineErrorCodes('whisper', { lower: { message: 'm', hint: 'h' } })).toThrow(/upper case/);
+  });
+
+  it('rebuilds a stored error: host codes written again from their params, unknown ones kept as they were', () => {
+    const known = AvatarError.fromJSON({ code: 'AVATAR_ERR_CANCELLED', message: 'old words', hint: 'old hint', params: { stage: 'encode_video' } });
+    expect(known.message).toBe('the run was cancelled during encode_video');
+    const unknown = AvatarError.fromJSON({ code: 'NEWER_ERR_THING', message: 'a newer host said this', hint: 'do that', params: {} });
+    expect([unknown.message, unknown.hint, unknown.exitCode]).toEqual(['a newer host said this', 'do that', 1]);
   });
 });

@@ -16,8 +16,9 @@ export interface ErrorSpec {
   readonly exitCode: 0 | 1 | 2;
 }
 
-const usage = (message: string, hint: string, httpStatus = 400): ErrorSpec => ({ message, hint, httpStatus, exitCode: EXIT.usage });
-const failure = (message: string, hint: string, httpStatus = 500): ErrorSpec => ({ message, hint, httpStatus, exitCode: EXIT.failed });
+// generic so that each entry keeps its templates' literal types: the params a code needs are then known to the compiler
+const usage = <const M extends string, const H extends string>(message: M, hint: H, httpStatus = 400) => ({ message, hint, httpStatus, exitCode: EXIT.usage });
+const failure = <const M extends string, const H extends string>(message: M, hint: H, httpStatus = 500) => ({ message, hint, httpStatus, exitCode: EXIT.failed });
 
 export const ERRORS = {
   // input: text, files, audio
@@ -123,7 +124,25 @@ export const ERRORS = {
   ),
   AVATAR_ERR_STAGE_FAILED: failure('stage {stage} failed: {reason}', 'See the cause above; the run left nothing at the output path.'),
   // plugins
-  AVATAR_ERR_PLUGIN_NOT_FOUND: usage('no {stage} engine named "{name}" (known: {known})', 'Pick one of the known engines, or install the package that provides it.', 404),
+  AVATAR_ERR_PLUGIN_NOT_FOUND: usage('no {stage} engine named "{name}" is installed (installed: {known})', 'Pick one of the installed engines (avatar plugins list), or install the package that provides it.'),
+  AVATAR_ERR_ENGINE_UNAVAILABLE: failure(
+    'the {stage} engine "{engine}" ({source}) cannot run here: {detail}',
+    'Install what it needs ({install}), or pick another {stage} engine (installed: {known}).',
+    503,
+  ),
+  AVATAR_ERR_ENGINE_FAILED: failure(
+    'the {stage} engine "{engine}" ({source}) failed: {reason}',
+    'This is a fault in that engine: report it to the authors of {source}, or pick another {stage} engine. Nothing was written at the output path.',
+  ),
+  AVATAR_ERR_ENGINE_OPTION_INVALID: usage('option {option} of the {stage} engine "{engine}" ({source}) {problem}', '{expected}'),
+  AVATAR_ERR_ENGINE_CONFLICT: usage(
+    'voice profile {id} speaks with the {profileEngine} engine, but the run picks the tts engine "{engine}"',
+    'Leave out the tts engine choice (a profile names its own engine), or use a voice profile made for {engine} (avatar voices list).',
+  ),
+  AVATAR_ERR_ENGINE_NO_DEFAULT_VOICE: usage(
+    'the tts engine "{engine}" has no default voice, and the run names no voice profile',
+    'Create a voice profile for it (avatar voices create --engine {engine} --voice ...) and pass its id.',
+  ),
   AVATAR_ERR_PLUGIN_INVALID: failure('plugin {name} from {source} is invalid: {reason}', 'Fix the plugin package or remove it.'),
   AVATAR_ERR_PLUGIN_API_VERSION: failure(
     'plugin {name} from {source} was written for plugin API {got}; this version speaks {supported}',
@@ -238,6 +257,38 @@ export const ERRORS = {
 export type ErrorCode = keyof typeof ERRORS;
 export type ErrorParams = Readonly<Record<string, string | number | boolean | undefined>>;
 
+/** The `{name}` placeholders of a template. */
+export type Placeholders<S extends string> = S extends `${string}{${infer P}}${infer Rest}` ? P | Placeholders<Rest> : never;
+
+/** The params a spec's message and hint need: each placeholder required, more allowed. */
+export type ParamsOf<Spec extends { readonly message: string; readonly hint: string }> =
+  [Placeholders<Spec['message'] | Spec['hint']>] extends [never]
+    ? ErrorParams
+    : { readonly [K in Placeholders<Spec['message'] | Spec['hint']>]: string | number | boolean } & ErrorParams;
+
+/** The params code C needs. */
+export type ParamsFor<C extends ErrorCode> = ParamsOf<(typeof ERRORS)[C]>;
+
+/**
+ * An error code a plugin defines: its namespace (upper case, not AVATAR), then _ERR_, then the name,
+ * e.g. WHISPER_ERR_VOICE_MISSING. defineErrorCodes makes them.
+ */
+export type PluginErrorCode = `${string}_ERR_${string}`;
+
+type ConstructorArgs = { [C in ErrorCode]: [code: C, ...rest: {} extends ParamsFor<C> ? [params?: ParamsFor<C>, options?: { cause?: unknown }] : [params: ParamsFor<C>, options?: { cause?: unknown }]] }[ErrorCode];
+
+/** Marks the project's errors so that any copy of this package recognises them (not instanceof: a plugin may bundle its own copy). */
+export const AVATAR_ERROR_BRAND: unique symbol = Symbol.for('avatar.error') as never;
+
+// plugins' error codes, kept where every copy of this package finds them
+const PLUGIN_CODES_KEY = Symbol.for('avatar.errorCodes');
+type CodeTable = Map<string, ErrorSpec & { namespace: string }>;
+function pluginCodeTable(): CodeTable {
+  const holder = globalThis as { [PLUGIN_CODES_KEY]?: CodeTable };
+  holder[PLUGIN_CODES_KEY] ??= new Map();
+  return holder[PLUGIN_CODES_KEY];
+}
+
 function fill(template: string, params: ErrorParams): string {
   return template.replace(/\{(\w+)\}/g, (whole, key: string) => {
     const value = params[key];
@@ -246,7 +297,7 @@ function fill(template: string, params: ErrorParams): string {
 }
 
 export interface AvatarErrorJSON {
-  code: ErrorCode;
+  code: ErrorCode | PluginErrorCode;
   message: string;
   hint: string;
   params: ErrorParams;
@@ -254,13 +305,16 @@ export interface AvatarErrorJSON {
 
 export class AvatarError extends Error {
   override readonly name = 'AvatarError';
-  readonly code: ErrorCode;
+  readonly code: ErrorCode | PluginErrorCode;
   readonly params: ErrorParams;
   readonly hint: string;
   readonly httpStatus: number;
   readonly exitCode: 0 | 1 | 2;
+  declare readonly [AVATAR_ERROR_BRAND]: true;
 
-  constructor(code: ErrorCode, params: ErrorParams = {}, options: { cause?: unknown } = {}) {
+  /** `new AvatarError(code, params)`: every placeholder of the code's message and hint must be given. */
+  constructor(...args: ConstructorArgs) {
+    const [code, params = {}, options = {}] = args as [ErrorCode, ErrorParams?, { cause?: unknown }?];
     const spec: ErrorSpec = ERRORS[code];
     super(fill(spec.message, params), options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
@@ -268,6 +322,36 @@ export class AvatarError extends Error {
     this.hint = fill(spec.hint, params);
     this.httpStatus = spec.httpStatus;
     this.exitCode = spec.exitCode;
+    Object.defineProperty(this, AVATAR_ERROR_BRAND, { value: true });
+  }
+
+  /**
+   * An error with a spec of its own: a plugin's code (defineErrorCodes), or one from another copy of
+   * this package, taken over as it was written there.
+   */
+  static withSpec(code: ErrorCode | PluginErrorCode, spec: Pick<ErrorSpec, 'httpStatus' | 'exitCode'> & { message: string; hint: string }, params: ErrorParams, options: { cause?: unknown; filled?: boolean } = {}): AvatarError {
+    const error = new AvatarError('AVATAR_ERR_INTERNAL', { reason: '' }, options);
+    const message = options.filled ? spec.message : fill(spec.message, params);
+    Object.defineProperties(error, {
+      message: { value: message, writable: true, configurable: true },
+      code: { value: code },
+      params: { value: params },
+      hint: { value: options.filled ? spec.hint : fill(spec.hint, params) },
+      httpStatus: { value: spec.httpStatus },
+      exitCode: { value: spec.exitCode },
+    });
+    error.stack = `${error.name}: ${message}${error.stack?.slice(error.stack.indexOf('\n')) ?? ''}`;
+    return error;
+  }
+
+  /**
+   * The error a JSON form describes (a job's stored error, a run's result): message and hint written
+   * again from the params where the code is known here, kept as they were otherwise.
+   */
+  static fromJSON(json: AvatarErrorJSON, options: { cause?: unknown } = {}): AvatarError {
+    const spec = errorSpec(json.code);
+    if (spec) return AvatarError.withSpec(json.code, spec, json.params, options);
+    return AvatarError.withSpec(json.code, { message: json.message, hint: json.hint, httpStatus: 500, exitCode: EXIT.failed }, json.params, { ...options, filled: true });
   }
 
   toJSON(): AvatarErrorJSON {
@@ -275,8 +359,75 @@ export class AvatarError extends Error {
   }
 }
 
-export function isAvatarError(value: unknown, code?: ErrorCode): value is AvatarError {
-  return value instanceof AvatarError && (code === undefined || value.code === code);
+/**
+ * Whether a value is one of the project's errors, by its brand (Symbol.for, as fastify marks its own),
+ * so an error from a plugin that bundles its own copy of this package is still recognised.
+ */
+export function isAvatarError(value: unknown, code?: ErrorCode | PluginErrorCode): value is AvatarError {
+  const branded = value instanceof AvatarError || (value instanceof Error && (value as { [AVATAR_ERROR_BRAND]?: unknown })[AVATAR_ERROR_BRAND] === true);
+  return branded && typeof (value as AvatarError).code === 'string' && (code === undefined || (value as AvatarError).code === code);
+}
+
+/** What a code means (message and hint templates, exit code, HTTP status): the project's own or a plugin's. */
+export function errorSpec(code: string): ErrorSpec | undefined {
+  return (ERRORS as Record<string, ErrorSpec>)[code] ?? pluginCodeTable().get(code);
+}
+
+/** One plugin error: templates with {name} placeholders, and what it means to the CLI and the server. */
+export interface PluginErrorSpec {
+  readonly message: string;
+  readonly hint: string;
+  /** default 500 */
+  readonly httpStatus?: number;
+  /** 2: the user's input or settings; 1 (default): the run failed */
+  readonly exitCode?: 1 | 2;
+}
+
+export interface PluginErrors<T extends Record<string, PluginErrorSpec>> {
+  /** each name's full code, e.g. codes.VOICE_MISSING === 'WHISPER_ERR_VOICE_MISSING' */
+  readonly codes: { readonly [N in keyof T & string]: PluginErrorCode };
+  /** the error for a name; every placeholder of its message and hint must be given */
+  create<N extends keyof T & string>(name: N, ...rest: {} extends ParamsOf<T[N]> ? [params?: ParamsOf<T[N]>, options?: { cause?: unknown }] : [params: ParamsOf<T[N]>, options?: { cause?: unknown }]): AvatarError;
+}
+
+/**
+ * A plugin's own error codes, namespaced: `defineErrorCodes('whisper', { VOICE_MISSING: {...} })`
+ * gives WHISPER_ERR_VOICE_MISSING. The CLI exits and the server answers with the spec's codes, and
+ * `avatar plugins info` lists them. A namespace is the plugin package's to keep; redefining a code
+ * with another meaning throws.
+ */
+export function defineErrorCodes<const T extends Record<string, PluginErrorSpec>>(namespace: string, table: T): PluginErrors<T> {
+  const ns = namespace.toUpperCase().replace(/[^A-Z0-9]+/g, '_').replace(/^_+|_+$/g, '');
+  if (!/^[A-Z][A-Z0-9_]{1,31}$/.test(ns) || ns === 'AVATAR') throw new TypeError(`error namespace "${namespace}" must be a plugin's name (letters and digits), not avatar`);
+  const codes: Record<string, PluginErrorCode> = {};
+  const specs = new Map<string, ErrorSpec>();
+  const registry = pluginCodeTable();
+  for (const [name, entry] of Object.entries(table)) {
+    if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new TypeError(`error name "${name}" must be upper case, e.g. VOICE_MISSING`);
+    const code: PluginErrorCode = `${ns}_ERR_${name}`;
+    const spec: ErrorSpec = { message: entry.message, hint: entry.hint, httpStatus: entry.httpStatus ?? 500, exitCode: entry.exitCode ?? EXIT.failed };
+    const known = registry.get(code);
+    if (known && (known.message !== spec.message || known.hint !== spec.hint || known.httpStatus !== spec.httpStatus || known.exitCode !== spec.exitCode)) {
+      throw new TypeError(`error code ${code} is already defined with another meaning`);
+    }
+    registry.set(code, { ...spec, namespace: ns });
+    codes[name] = code;
+    specs.set(name, spec);
+  }
+  return {
+    codes: codes as PluginErrors<T>['codes'],
+    create(name, ...rest) {
+      const [params = {}, options = {}] = rest as [ErrorParams?, { cause?: unknown }?];
+      const spec = specs.get(name);
+      if (!spec) throw new TypeError(`no error named ${name} in ${ns}`);
+      return AvatarError.withSpec(`${ns}_ERR_${name}`, spec, params, options);
+    },
+  };
+}
+
+/** The plugin error codes defined in this process, by code. */
+export function pluginErrorCodes(): ReadonlyMap<string, ErrorSpec & { namespace: string }> {
+  return pluginCodeTable();
 }
 
 /**
@@ -328,6 +479,11 @@ export function storageError(value: unknown): AvatarError | undefined {
  */
 export function toAvatarError(value: unknown, stage = 'run'): AvatarError {
   if (value instanceof AvatarError) return value;
+  // one of ours from another copy of this package (a plugin's own): taken over as it was written
+  if (isAvatarError(value)) {
+    const { code, params, hint, httpStatus, exitCode, message } = value;
+    return AvatarError.withSpec(code, { message, hint, httpStatus, exitCode: exitCode === 0 || exitCode === 2 ? exitCode : EXIT.failed }, params ?? {}, { cause: value, filled: true });
+  }
   if (value instanceof Error && value.name === 'AbortError') return new AvatarError('AVATAR_ERR_CANCELLED', { stage }, { cause: value });
   const storage = storageError(value);
   if (storage) return storage;

@@ -1,6 +1,6 @@
 import { isAbsolute, join } from 'node:path';
 import type { PipelineCoordinator, RunResult } from './coordinator.js';
-import { AvatarError } from './errors.js';
+import { AvatarError, ERRORS, errorSpec } from './errors.js';
 import { ensureDir } from './fsutil.js';
 import type { JobParams, JobResult, JobType, JsonValue } from './jobs.js';
 import type { JobContext, JobHandlers } from './worker.js';
@@ -8,9 +8,9 @@ import type { JobContext, JobHandlers } from './worker.js';
 /** The parameters each job type takes (camelCase; paths absolute, or relative to the storage folder). */
 export const JOB_PARAMS: Record<JobType, { required: readonly string[]; optional: readonly string[] }> = {
   full_pipeline: { required: ['text', 'avatarImagePath'], optional: ['voiceProfileId', 'outputPath', 'config'] },
-  voice_synthesis: { required: ['text'], optional: ['voiceProfileId', 'outputPath', 'maxSeconds'] },
+  voice_synthesis: { required: ['text'], optional: ['voiceProfileId', 'outputPath', 'maxSeconds', 'config'] },
   video_encoding: { required: ['imagePath', 'audioPath'], optional: ['outputPath', 'config'] },
-  voice_clone: { required: ['referencePath'], optional: ['name'] },
+  voice_clone: { required: ['referencePath'], optional: ['name', 'config'] },
   avatar_generation: { required: ['imagePath'], optional: ['outputPath', 'config'] },
   video_lipsync: { required: ['avatarImagePath', 'audioPath'], optional: ['outputPath', 'config'] },
 };
@@ -71,8 +71,11 @@ const str = (params: JobParams, key: string): string | undefined => {
 
 function toResult(run: RunResult, extra: JobResult = {}): JobResult {
   if (!run.success) {
-    const error = run.error;
-    throw new AvatarError(error?.code ?? 'AVATAR_ERR_INTERNAL', { ...(error?.params ?? {}), stagesCompleted: run.stagesCompleted.join(',') || 'none' });
+    const error = run.error ?? new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'a failed run without an error' }).toJSON();
+    // the run's error as it was (a plugin's code too), with the stages it completed
+    const spec = errorSpec(error.code) ?? ERRORS.AVATAR_ERR_INTERNAL;
+    throw AvatarError.withSpec(error.code, { message: error.message, hint: error.hint, httpStatus: spec.httpStatus, exitCode: spec.exitCode },
+      { ...error.params, stagesCompleted: run.stagesCompleted.join(',') || 'none' }, { filled: true });
   }
   return {
     outputPath: run.outputPath,
@@ -80,6 +83,7 @@ function toResult(run: RunResult, extra: JobResult = {}): JobResult {
     stagesCompleted: run.stagesCompleted,
     stages: run.stages.map((s) => ({ ...s }) as unknown as JsonValue),
     totalSeconds: run.totalSeconds,
+    engines: JSON.parse(JSON.stringify(run.engines)) as JsonValue,
     ...(run.inspection && { inspection: JSON.parse(JSON.stringify(run.inspection)) as JsonValue }),
     ...extra,
   };
@@ -128,6 +132,7 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
         text: String(ctx.job.params.text),
         voiceProfileId: str(ctx.job.params, 'voiceProfileId') ?? null,
         outputPath: await output(ctx, 'wav'),
+        config: configOf(ctx),
         ...(maxSeconds !== undefined && { maxSeconds }),
       });
       return toResult(run);
@@ -144,7 +149,7 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
     },
     voice_clone: async (ctx) => {
       const name = str(ctx.job.params, 'name');
-      const run = await coordinator.matchVoice({ ...common(ctx), referencePath: inStorage(String(ctx.job.params.referencePath)), ...(name && { name }) });
+      const run = await coordinator.matchVoice({ ...common(ctx), referencePath: inStorage(String(ctx.job.params.referencePath)), config: configOf(ctx), ...(name && { name }) });
       const profile = run.profile;
       return toResult(run, profile ? { voiceProfileId: profile.id, profile: JSON.parse(JSON.stringify(profile)) as JsonValue } : {});
     },

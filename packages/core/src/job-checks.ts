@@ -50,15 +50,16 @@ export async function checkJobInputs(coordinator: PipelineCoordinator, jobType: 
     await checkWritableTarget(target, input);
   };
   const voiceId = given('voiceProfileId') ? String(params.voiceProfileId) : null;
+  coordinator.checkEngines(config);
   switch (jobType) {
     case 'full_pipeline':
       await output(config.outputFormat);
       await input('avatarImagePath', (file) => checkImageFile(file, 'avatar image'));
-      await coordinator.checkText(String(params.text), voiceId, config.maxVideoLengthSeconds);
+      await coordinator.checkText(String(params.text), voiceId, config.maxVideoLengthSeconds, config);
       return;
     case 'voice_synthesis':
       await output('wav');
-      await coordinator.checkText(String(params.text), voiceId, typeof params.maxSeconds === 'number' ? params.maxSeconds : 120);
+      await coordinator.checkText(String(params.text), voiceId, typeof params.maxSeconds === 'number' ? params.maxSeconds : 120, config);
       return;
     case 'video_encoding':
       await output(config.outputFormat);

@@ -270,6 +270,24 @@ export interface LoadContext {
   signal?: AbortSignal;
   /** the storage folder, for caches a plugin keeps between runs */
   storageDir: string;
+  /**
+   * The options the user set for this engine (config `engineOptions`, `--engine-option`), checked
+   * against the plugin's `options` schema and completed with its defaults; {} when it declares none.
+   */
+  options: Readonly<Record<string, unknown>>;
+}
+
+/** One option in a plugin's options schema: a JSON Schema (draft 7) of its value, with a description users see. */
+export type PluginOptionSchema = Readonly<Record<string, unknown>> & { readonly description?: string };
+
+/**
+ * The options an engine takes, as a JSON Schema of an object (plain, or built with TypeBox). Options
+ * not listed are refused; `default`s are filled in before load() sees them.
+ */
+export interface PluginOptionsSchema {
+  readonly type: 'object';
+  readonly properties: Readonly<Record<string, PluginOptionSchema>>;
+  readonly required?: readonly string[];
 }
 
 export interface RunContext {
@@ -317,6 +335,13 @@ export interface StagePlugin<K extends StageKind = StageKind> {
   readonly apiVersion: number;
   readonly description?: string;
   readonly resources: ResourceNeeds;
+  /** the options it takes; none when absent (any option set for it is then refused) */
+  readonly options?: PluginOptionsSchema;
+  /**
+   * tts engines: the voice a run without a voice profile speaks with when this engine is chosen
+   * (its rate and pitch are the voice's own).
+   */
+  readonly defaultVoice?: { readonly voice: string; readonly language: string };
   /** is the engine usable here? (tools installed, model files present) */
   check?(): Promise<PluginCheck>;
   /**

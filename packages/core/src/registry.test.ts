@@ -60,7 +60,7 @@ describe('PluginRegistry', () => {
       error = e as AvatarError;
     }
     expect(error?.code).toBe('AVATAR_ERR_PLUGIN_NOT_FOUND');
-    expect(error?.message).toContain('known: tone');
+    expect(error?.message).toContain('installed: tone');
   });
 
   it('refuses malformed plugins, other API versions and duplicates', () => {

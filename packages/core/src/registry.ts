@@ -1,7 +1,8 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { AvatarError } from './errors.js';
+import { optionsSchemaProblem } from './engines.js';
+import { AvatarError, isAvatarError } from './errors.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import type { AnyStagePlugin, StageKind, StagePlugin } from './plugin.js';
@@ -115,6 +116,12 @@ export class PluginRegistry {
     }
     if (typeof p.load !== 'function') throw invalid('load must be a function');
     if (p.check !== undefined && typeof p.check !== 'function') throw invalid('check must be a function');
+    if (p.options !== undefined) {
+      const problem = optionsSchemaProblem(p.options);
+      if (problem) throw invalid(problem);
+    }
+    const voice = p.defaultVoice as { voice?: unknown; language?: unknown } | undefined;
+    if (voice !== undefined && (typeof voice?.voice !== 'string' || typeof voice.language !== 'string')) throw invalid('defaultVoice must name a voice and a language');
     const key = `${p.stage}/${p.name}`;
     const existing = this.byKey.get(key)?.source ?? pending.get(key);
     if (existing !== undefined) {
@@ -229,7 +236,7 @@ export class PluginRegistry {
       try {
         await this.loadPackage(spec);
       } catch (error) {
-        const err = error instanceof AvatarError ? error : new AvatarError('AVATAR_ERR_PLUGIN_INVALID', { name: spec, source: spec, reason: String(error) });
+        const err = isAvatarError(error) ? error : new AvatarError('AVATAR_ERR_PLUGIN_INVALID', { name: spec, source: spec, reason: String(error) });
         failures.push(err);
         this.log.warn(err.message, { code: err.code });
       }
@@ -237,9 +244,18 @@ export class PluginRegistry {
     return { failures };
   }
 
+  /**
+   * The engine `name` of `stage`, or without a name the stage's default: the first registered for it
+   * (the built-in packages load first, so their engines are the defaults).
+   */
   find<K extends StageKind>(stage: K, name?: string): StagePlugin<K> | undefined {
-    if (name) return this.byKey.get(`${stage}/${name}`)?.plugin as StagePlugin<K> | undefined;
-    for (const entry of this.byKey.values()) if (entry.plugin.stage === stage) return entry.plugin as StagePlugin<K>;
+    return this.entry(stage, name)?.plugin as StagePlugin<K> | undefined;
+  }
+
+  /** As find, with the package the engine came from. */
+  entry(stage: StageKind, name?: string): RegisteredPlugin | undefined {
+    if (name) return this.byKey.get(`${stage}/${name}`);
+    for (const entry of this.byKey.values()) if (entry.plugin.stage === stage) return entry;
     return undefined;
   }
 

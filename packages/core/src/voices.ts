@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AvatarError } from './errors.js';
+import { AvatarError, isAvatarError } from './errors.js';
 import { atomicWriteFile, ensureDir } from './fsutil.js';
 import type { SpeakerMeasurement, VoiceSettings } from './plugin.js';
 
@@ -96,7 +96,7 @@ export class VoiceProfileStore {
       try {
         profiles.push(await this.get(id));
       } catch (error) {
-        if (error instanceof AvatarError) damaged.push(error);
+        if (isAvatarError(error)) damaged.push(error);
       }
     }
     profiles.sort((a, b) => b.createdAt.localeCompare(a.createdAt));

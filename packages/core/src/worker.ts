@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { AvatarError, toAvatarError } from './errors.js';
+import { AvatarError, isAvatarError, toAvatarError } from './errors.js';
 import type { Job, JobResult, JobType } from './jobs.js';
 import { silentLogger, type Logger } from './log.js';
 import type { JobStore } from './store/types.js';
@@ -368,7 +368,7 @@ export class Worker {
     } else if (reason === 'shutdown') {
       await this.record('released', await this.store.release(id, this.workerId), id);
     } else if (outcome.kind === 'error') {
-      const error = outcome.error instanceof AvatarError ? outcome.error : toAvatarError(outcome.error, lastStage ?? job.jobType);
+      const error = isAvatarError(outcome.error) ? outcome.error : toAvatarError(outcome.error, lastStage ?? job.jobType);
       log.warn(`job ${id} failed: ${error.message}`, { jobId: id, code: error.code });
       await this.record('failed', await this.store.fail(id, this.workerId, error.toJSON()), id);
     }

@@ -9,6 +9,7 @@ import {
   checkReadableFile,
   checkWritableTarget,
   guardedCommand,
+  isAvatarError,
   partialPathFor,
   readMp4Summary,
   silentLogger,
@@ -188,7 +189,7 @@ async function withPartialOutput(
     return { outputPath, format: settings.format, ...written, fps: settings.fps, bytes: size };
   } catch (error) {
     await rm(job.partialPath, { force: true });
-    if (options.signal?.aborted && !(error instanceof AvatarError && error.code === 'AVATAR_ERR_TOOL_MISSING')) throw cancelled();
+    if (options.signal?.aborted && !isAvatarError(error, 'AVATAR_ERR_TOOL_MISSING')) throw cancelled();
     throw error;
   }
 }

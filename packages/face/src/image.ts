@@ -1,6 +1,6 @@
 import type sharp from 'sharp';
 import { loadSharp } from './sharp.js';
-import { AvatarError, PHOTO_MAX_MEGAPIXELS, SNIFF_BYTES, checkReadableFile, notAcceptedImage, photoTooLarge, readFileHead, sniffImage } from '@avatar/core';
+import { AvatarError, PHOTO_MAX_MEGAPIXELS, SNIFF_BYTES, checkReadableFile, isAvatarError, notAcceptedImage, photoTooLarge, readFileHead, sniffImage } from '@avatar/core';
 import type { ImageKind } from '@avatar/core';
 import type { RgbImage } from './models/types.js';
 
@@ -75,7 +75,7 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
       wasGray: meta.channels !== undefined && meta.channels <= 2,
     };
   } catch (error) {
-    if (error instanceof AvatarError) throw error;
+    if (isAvatarError(error)) throw error;
     throw new AvatarError('AVATAR_ERR_INPUT_IMAGE_DAMAGED', { input, path, reason: firstLine(error) }, { cause: error });
   }
 }

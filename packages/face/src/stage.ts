@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION } from '@avatar/core';
-import type { Avatar, AvatarFace, FaceInput, HeadPose, LoadedStage, PluginCheck, StagePlugin } from '@avatar/core';
+import type { Avatar, AvatarFace, FaceInput, HeadPose, LoadedStage, PluginCheck, PluginOptionsSchema, StagePlugin } from '@avatar/core';
 import type { AnalyseOptions, FaceEngines, PhotoReport } from './analyse.js';
 import { analyseImage } from './analyse.js';
 import { loadImage } from './image.js';
@@ -166,6 +166,46 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines, optio
   return { imagePath: outputPath, width: prepare.size, height: prepare.size, face: written.face };
 }
 
+const number = (description: string, minimum: number, maximum: number): { type: 'number'; description: string; minimum: number; maximum: number } =>
+  ({ type: 'number', description, minimum, maximum });
+
+/**
+ * The options users set for this engine (`--engine-option face.minFaceSize=48`, config
+ * `engineOptions.face`). Unset ones fall back to the AVATAR_FACE_* environment, then the defaults
+ * (docs/face.md), so they carry no schema defaults.
+ */
+export const FACE_OPTIONS_SCHEMA = {
+  type: 'object',
+  properties: {
+    detector: { type: 'string', enum: ['tiny', 'ssd'], description: 'face detector: tiny (default, fast) or ssd (finds smaller faces)' },
+    landmarks: { type: 'string', enum: ['tiny', 'full'], description: 'landmark model: full (default) or tiny' },
+    minFaceSize: number('smallest face width accepted, px (default 64)', 1, 4096),
+    maxYaw: number('largest |yaw| accepted, degrees (default 30)', 0, 90),
+    maxPitch: number('largest |pitch| accepted, degrees (default 25)', 0, 90),
+    dominance: number('with several faces, how many times wider the largest must be (default 1.5)', 1, 100),
+    minScore: number('detections below this confidence are ignored (default 0.5)', 0, 1),
+    darkLuma: number('warn below this mean face luminance, 0..255 (default 40)', 0, 255),
+    maxBrightFraction: number('warn when this share of the face is blown out (default 0.25)', 0, 1),
+    minSharpnessRatio: number('warn when the face is this much blurrier than the image (default 0.25)', 0, 100),
+    maxMegapixels: { type: 'number', exclusiveMinimum: 0, description: 'refuse photos over this many megapixels (default 40)' },
+  },
+} as const satisfies PluginOptionsSchema;
+
+const THRESHOLD_KEYS = ['minFaceSize', 'maxYaw', 'maxPitch', 'dominance', 'minScore', 'darkLuma', 'maxBrightFraction', 'minSharpnessRatio'] as const;
+
+/** Engine options (flat, as users set them) over the options the plugin was created with. */
+export function faceOptionsFrom(given: Readonly<Record<string, unknown>>, base: FacePluginOptions = {}): FacePluginOptions {
+  const thresholds: Partial<FaceThresholds> = { ...base.thresholds };
+  for (const key of THRESHOLD_KEYS) if (typeof given[key] === 'number') thresholds[key] = given[key];
+  return {
+    ...base,
+    ...(typeof given.detector === 'string' && { detector: given.detector as DetectorChoice }),
+    ...(typeof given.landmarks === 'string' && { landmarks: given.landmarks as LandmarkChoice }),
+    ...(typeof given.maxMegapixels === 'number' && { maxMegapixels: given.maxMegapixels }),
+    thresholds,
+  };
+}
+
 /** Model memory: both sessions with their weights and buffers, measured with the ssd detector and the full landmark net. */
 export const FACE_RAM_MB = 160;
 
@@ -176,6 +216,7 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
     apiVersion: PLUGIN_API_VERSION,
     description: 'ONNX face detection and 68-point landmarks (converted face-api models): photo checks for lip-sync, head pose, avatar preparation',
     resources: { device: 'cpu', ramMB: FACE_RAM_MB },
+    options: FACE_OPTIONS_SCHEMA,
     // the runtime's and sharp's native libraries load while speech is synthesised; the models load with the stage
     prewarm: async () => {
       await Promise.all([loadOnnxRuntime(), loadSharp()]);
@@ -194,8 +235,8 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
         return { ok: false, detail: error instanceof Error ? error.message : String(error), install: 'npm run bootstrap (converts the face models)' };
       }
     },
-    async load(): Promise<LoadedStage<FaceInput, Avatar>> {
-      const resolved = resolveFaceOptions(options);
+    async load(ctx): Promise<LoadedStage<FaceInput, Avatar>> {
+      const resolved = resolveFaceOptions(faceOptionsFrom(ctx.options, options));
       const engines = await loadFaceEngines(resolved);
       return {
         run: async (input, ctx) => {

@@ -157,5 +157,5 @@ export function judgeFaces(faces: readonly CheckedFace[], thresholds: FaceThresh
 export function verdictError(verdict: Verdict): AvatarError | null {
   const reason = verdict.reasons[0];
   if (!reason) return null;
-  return new AvatarError(reason.error.code, reason.error.params);
+  return AvatarError.fromJSON(reason.error);
 }

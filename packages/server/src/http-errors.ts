@@ -1,4 +1,4 @@
-import { AvatarError } from '@avatar/core';
+import { AvatarError, isAvatarError } from '@avatar/core';
 import type { Logger } from '@avatar/core';
 import type { FastifyError, FastifyInstance } from 'fastify';
 
@@ -20,7 +20,7 @@ export function quoteHeader(value: string | undefined): string {
 
 /** Fastify's own failures (parsing, validation, limits) as AvatarErrors with stable codes. */
 export function toHttpError(error: FastifyError, bodyLimit: number, contentType?: string): AvatarError {
-  if (error instanceof AvatarError) return error;
+  if (isAvatarError(error)) return error;
   if (error.validation) {
     const part = error.validationContext ?? 'request';
     return new AvatarError('AVATAR_ERR_HTTP_VALIDATION', { part, reason: error.message });
@@ -45,10 +45,10 @@ export function installErrorHandlers(app: FastifyInstance, options: { bodyLimit:
     const mapped = toHttpError(error, options.bodyLimit, typeof contentType === 'string' ? contentType : undefined);
     if (mapped.httpStatus >= 500) {
       // every 5xx says why in the log, at error level, under the id the answer carries (x-request-id)
-      options.log.error(`${request.method} ${request.routeOptions.url ?? 'unknown route'} failed (request ${request.id}): ${mapped.code}: ${error instanceof AvatarError ? error.message : String(error)}`, {
+      options.log.error(`${request.method} ${request.routeOptions.url ?? 'unknown route'} failed (request ${request.id}): ${mapped.code}: ${isAvatarError(error) ? error.message : String(error)}`, {
         requestId: request.id,
         code: mapped.code,
-        ...(error.stack && !(error instanceof AvatarError) && { stack: error.stack }),
+        ...(error.stack && !(isAvatarError(error)) && { stack: error.stack }),
       });
     }
     // an internal error's reason is for the log only; every other message loses its server paths

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
 import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AvatarError, SNIFF_BYTES, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError } from '@avatar/core';
+import { AvatarError, SNIFF_BYTES, isAvatarError, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError } from '@avatar/core';
 import type { AudioKind, ErrorParams, ImageKind, Logger } from '@avatar/core';
 import type { Api } from './routes/context.js';
 
@@ -301,7 +301,7 @@ const firstLine = (text: string): string => (text.split('\n').map((l) => l.trim(
 
 /** The multipart parser's own refusals as AvatarErrors with stable codes. */
 function parserError(error: unknown, limits: { files: number; fields: number; parts: number }): AvatarError {
-  if (error instanceof AvatarError) return error;
+  if (isAvatarError(error)) return error;
   const code = (error as { code?: unknown }).code;
   const message = error instanceof Error ? error.message : String(error);
   switch (code) {
@@ -415,7 +415,7 @@ export class Uploads {
         try {
           leave = await this.gate.enter(signal);
         } catch (error) {
-          if (error instanceof AvatarError && error.code === 'AVATAR_ERR_HTTP_BUSY') void reply.header('retry-after', String(BUSY_RETRY_AFTER_S));
+          if (isAvatarError(error, 'AVATAR_ERR_HTTP_BUSY')) void reply.header('retry-after', String(BUSY_RETRY_AFTER_S));
           throw error;
         }
         try {
@@ -469,7 +469,7 @@ export class Uploads {
     try {
       await pipeline(part.file, counter, createWriteStream(path, { flags: 'wx' }));
     } catch (error) {
-      if (error instanceof AvatarError) throw error;
+      if (isAvatarError(error)) throw error;
       // the server's disk, not the client's file
       const storage = storageError(error);
       if (storage) throw storage;
@@ -646,5 +646,5 @@ export function withClientNames(error: AvatarError, names: ReadonlyMap<string, s
     if (next !== value) changed = true;
     params[key] = next;
   }
-  return changed ? new AvatarError(error.code, params, { cause: error }) : error;
+  return changed ? AvatarError.fromJSON({ ...error.toJSON(), params }, { cause: error }) : error;
 }

@@ -1,10 +1,10 @@
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AvatarError, PLUGIN_API_VERSION, diskFullAt, partialPathFor, writeWholeFile } from '@avatar/core';
+import { AvatarError, PLUGIN_API_VERSION, diskFullAt, isAvatarError, partialPathFor, writeWholeFile } from '@avatar/core';
 import type { InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
 import { runTool, toolVersion, whichTool } from './spawn.js';
 import { prepareText, stripAccents } from './text.js';
-import { espeakPitchParam, ESPEAK_PITCH_TABLE, findVoice, listVoices } from './voices.js';
+import { DEFAULT_VOICE, espeakPitchParam, ESPEAK_PITCH_TABLE, findVoice, listVoices } from './voices.js';
 import type { EngineName } from './voices.js';
 import { readWav } from './wav.js';
 
@@ -148,11 +148,18 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   } catch (error) {
     await rm(partial, { force: true });
     // an engine on a full disk writes a short file or fails with its own words: the disk is the cause
-    if (error instanceof AvatarError && error.code === 'AVATAR_ERR_TTS_FAILED') throw (await diskFullAt(join(tmpDir, 'engine.wav'), error)) ?? error;
+    if (isAvatarError(error, 'AVATAR_ERR_TTS_FAILED')) throw (await diskFullAt(join(tmpDir, 'engine.wav'), error)) ?? error;
     throw error;
   } finally {
     await rm(tmpDir, { recursive: true, force: true });
   }
+}
+
+/** What a run without a voice profile speaks with on this engine: the project's default voice, or the engine's first known one. */
+function defaultVoiceOf(engine: EngineName): { voice: string; language: string } {
+  const voice = engine === DEFAULT_VOICE.engine ? DEFAULT_VOICE : listVoices(engine)[0];
+  if (!voice) throw new Error(`no known voice for ${engine}`);
+  return { voice: voice.voice, language: voice.language };
 }
 
 function makePlugin(spec: EngineSpec, options: EngineOptions = {}): StagePlugin<'tts'> {
@@ -163,6 +170,7 @@ function makePlugin(spec: EngineSpec, options: EngineOptions = {}): StagePlugin<
     apiVersion: PLUGIN_API_VERSION,
     description: spec.description,
     resources: { device: 'cpu', ramMB: spec.name === 'festival' ? 200 : 50 },
+    defaultVoice: defaultVoiceOf(spec.name),
     async check(): Promise<PluginCheck> {
       const path = await whichTool(binary);
       if (!path) return { ok: false, detail: `${spec.name} not found (${binary})`, install: INSTALL[spec.name] };

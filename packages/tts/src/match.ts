@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AvatarError, PLUGIN_API_VERSION, atomicWriteFile, checkReadableFile, silentLogger } from '@avatar/core';
+import { AvatarError, PLUGIN_API_VERSION, atomicWriteFile, checkReadableFile, isAvatarError, silentLogger } from '@avatar/core';
 import type { LoadContext, RunContext, SpeakerMeasurement, StagePlugin, VoiceMatch, VoiceMatchInput, VoiceSettings } from '@avatar/core';
 import { analyzeSpeech } from './analysis.js';
 import type { SpeechAnalysis } from './analysis.js';
@@ -129,7 +129,7 @@ export async function calibrateVoices(storageDir: string, options: { signal?: Ab
         out.push(cached);
         continue;
       }
-      const loaded = await createTtsPlugin(c.engine, options.engineOptions?.[c.engine]).load({ log: silentLogger, storageDir, signal });
+      const loaded = await createTtsPlugin(c.engine, options.engineOptions?.[c.engine]).load({ log: silentLogger, storageDir, signal, options: {} });
       try {
         const speech = await loaded.run(
           { text: CALIBRATION_SENTENCE, voice: { engine: c.engine, voice: c.voice, language: c.language, rate: 1, pitch: 0 }, outputPath: join(tmp, `${c.engine}-${c.voice}.wav`), maxSeconds: 60 },
@@ -142,7 +142,7 @@ export async function calibrateVoices(storageDir: string, options: { signal?: Ab
         changed = true;
       } catch (error) {
         // an engine that is not installed simply is not a candidate; anything else is a real failure
-        if (!(error instanceof AvatarError && (error.code === 'AVATAR_ERR_TOOL_MISSING' || error.code === 'AVATAR_ERR_CONFIG_INVALID'))) throw error;
+        if (!(isAvatarError(error) && (error.code === 'AVATAR_ERR_TOOL_MISSING' || error.code === 'AVATAR_ERR_CONFIG_INVALID'))) throw error;
       } finally {
         await loaded.unload();
       }

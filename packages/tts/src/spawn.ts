@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import { AvatarError, guardedCommand } from '@avatar/core';
+import { AvatarError, guardedCommand, isAvatarError } from '@avatar/core';
 
 export interface ToolRunOptions {
   /** the tool's name in errors ("flite") */
@@ -109,7 +109,7 @@ export async function toolVersion(command: string, args: readonly string[], pick
     const { stdout, stderr } = await runTool(command, args, { tool: command, install: '', engine: command });
     return pick.exec(`${stdout}\n${stderr}`)?.[1];
   } catch (error) {
-    if (error instanceof AvatarError && error.code === 'AVATAR_ERR_TTS_FAILED') return pick.exec(String(error.params.reason))?.[1];
+    if (isAvatarError(error, 'AVATAR_ERR_TTS_FAILED')) return pick.exec(String(error.params.reason))?.[1];
     return undefined;
   }
 }

@@ -1,13 +1,14 @@
 import type { Command } from 'commander';
-import { AvatarError, QUALITIES, QUALITY_PRESETS, toAvatarError } from '@avatar/core';
+import { AvatarError, QUALITIES, QUALITY_PRESETS, resolvePluginOptions, toAvatarError } from '@avatar/core';
 import type { PipelineConfig } from '@avatar/core';
-import { THRESHOLD_ENV, checkFace, disposeFaceEngines, loadFaceEngines, resolveFaceOptions } from '@avatar/face';
-import type { FaceCheck, FaceThresholds } from '@avatar/face';
+import { checkFace, disposeFaceEngines, faceOptionsFrom, loadFaceEngines, onnxFacePlugin, resolveFaceOptions } from '@avatar/face';
+import type { FaceCheck } from '@avatar/face';
 import { createOutput } from '../output.js';
-import { globals, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
+import { addEngineOptions, engineConfigFromFlags, globals, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
+import type { EngineFlags } from '../shared.js';
 import { reportRun, runWithProgress } from './run.js';
 
-interface ThresholdFlags {
+interface ThresholdFlags extends EngineFlags {
   minFace?: number;
   maxYaw?: number;
   maxPitch?: number;
@@ -15,20 +16,26 @@ interface ThresholdFlags {
 }
 
 function addThresholdOptions(command: Command): Command {
-  return command
+  return addEngineOptions(command)
     .option('--min-face <px>', 'smallest face width accepted, px (default 64; $AVATAR_FACE_MIN_SIZE)', parseIntIn('min-face', 1, 4096))
     .option('--max-yaw <deg>', 'largest |yaw| accepted, degrees (default 30; $AVATAR_FACE_MAX_YAW)', parseNumberIn('max-yaw', 0, 90))
     .option('--max-pitch <deg>', 'largest |pitch| accepted, degrees (default 25; $AVATAR_FACE_MAX_PITCH)', parseNumberIn('max-pitch', 0, 90))
     .option('--detector <name>', 'face detector: tiny|ssd (default tiny; $AVATAR_FACE_DETECTOR)', oneOfParser('detector', ['tiny', 'ssd']));
 }
 
-/** Flags become the environment the face plugin reads when it loads, so check and prepare agree. */
-function applyThresholdFlags(flags: ThresholdFlags): void {
-  const set: Partial<Record<keyof FaceThresholds, number | undefined>> = { minFaceSize: flags.minFace, maxYaw: flags.maxYaw, maxPitch: flags.maxPitch };
-  for (const [key, value] of Object.entries(set) as [keyof FaceThresholds, number | undefined][]) {
-    if (value !== undefined) process.env[THRESHOLD_ENV[key]] = String(value);
-  }
-  if (flags.detector) process.env.AVATAR_FACE_DETECTOR = flags.detector;
+/**
+ * The face engine's options from the flags: --engine-option face.* with the short flags over them
+ * (--min-face is face.minFaceSize), so that check and prepare judge a photo alike.
+ */
+function faceEngineConfig(flags: ThresholdFlags): Partial<PipelineConfig> {
+  const config = engineConfigFromFlags(flags);
+  const short = {
+    ...(flags.minFace !== undefined && { minFaceSize: flags.minFace }),
+    ...(flags.maxYaw !== undefined && { maxYaw: flags.maxYaw }),
+    ...(flags.maxPitch !== undefined && { maxPitch: flags.maxPitch }),
+    ...(flags.detector !== undefined && { detector: flags.detector }),
+  };
+  return { ...config, engineOptions: { ...config.engineOptions, face: { ...config.engineOptions?.face, ...short } } };
 }
 
 const fmt = (n: number): string => (Math.round(n * 10) / 10).toString();
@@ -64,10 +71,11 @@ export function registerAvatars(program: Command): void {
     .action(async (photo: string, flags: ThresholdFlags, command: Command) => {
       const opts = globals(command);
       const out = createOutput(opts.json);
-      applyThresholdFlags(flags);
       let engines: Awaited<ReturnType<typeof loadFaceEngines>> | undefined;
       try {
-        const options = resolveFaceOptions();
+        // the report needs the built-in face engine's own analysis; its options are checked by its schema
+        const given = resolvePluginOptions(onnxFacePlugin, faceEngineConfig(flags).engineOptions?.face, '@avatar/face');
+        const options = resolveFaceOptions(faceOptionsFrom(given));
         engines = await loadFaceEngines(options);
         const { check } = await checkFace(photo, engines, options);
         out.result({ ...check, usable: check.verdict.usable }, () => describeCheck(check));
@@ -92,9 +100,8 @@ export function registerAvatars(program: Command): void {
     .requiredOption('--output <path>', 'where to write the avatar (.png); the sidecar goes beside it as <name>.face.json')
     .option('--quality <q>', `size preset: ${QUALITIES.map((q) => `${q} ${QUALITY_PRESETS[q].size}px`).join(', ')}`, oneOfParser('quality', QUALITIES), 'high'))
     .action(async (photo: string, flags: ThresholdFlags & { output: string; quality: string }, command: Command) => {
-      applyThresholdFlags(flags);
       await withContext(command, async (ctx, out) => {
-        const config: Partial<PipelineConfig> = { videoQuality: flags.quality as PipelineConfig['videoQuality'] };
+        const config: Partial<PipelineConfig> = { ...faceEngineConfig(flags), videoQuality: flags.quality as PipelineConfig['videoQuality'] };
         const result = await runWithProgress((signal, onProgress) =>
           ctx.coordinator.prepareAvatar({ imagePath: photo, outputPath: flags.output, config, signal, onProgress }));
         if (!result.success || !result.avatar) return reportRun(out, result, 'avatar');

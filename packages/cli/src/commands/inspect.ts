@@ -78,7 +78,7 @@ async function regionsFromFirstFrame(ctx: CliContext, video: string): Promise<{ 
       throw new AvatarError('AVATAR_ERR_INPUT_NOT_VIDEO', { input: 'video', path: video, reason: (r.stderr || String(r.error)).trim().split('\n').pop() ?? 'no video stream' });
     }
     const runCtx: RunContext = { signal: new AbortController().signal, progress() {}, log: ctx.log, workDir: dir };
-    const avatar = await ctx.coordinator.runStage(ctx.coordinator.plugin('face'), { imagePath: frame }, runCtx);
+    const avatar = await ctx.coordinator.runStage(ctx.coordinator.engine('face'), { imagePath: frame }, runCtx);
     return regionsFromLandmarks(avatar.face.landmarks, avatar.width, avatar.height);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { Job, JobParams, JobType, JsonValue, WorkerEvent } from '@avatar/core';
 import { AvatarError, JOB_STATUSES, JOB_TYPES, MAX_JSON_DEPTH, Worker, checkJobInputs, createJobHandlers, isJobType, nestedDeeperThan } from '@avatar/core';
 import type { Output } from '../output.js';
-import { addAnimationOptions, addVideoOptions, configFromFlags, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
+import { addAnimationOptions, addVideoOptions, configFromFlags, engineConfigFromFlags, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
 import type { VideoFlags } from '../shared.js';
 
 function describeJob(job: Job): string {
@@ -13,6 +13,14 @@ function describeJob(job: Job): string {
   ];
   if (job.error) lines.push(`  error ${job.error.code}: ${job.error.message}`, `    ${job.error.hint}`);
   if (job.result && typeof job.result.outputPath === 'string') lines.push(`  output ${job.result.outputPath}`);
+  const engines = job.result?.engines;
+  if (engines && typeof engines === 'object' && !Array.isArray(engines)) {
+    const used = Object.entries(engines).map(([stage, e]) => {
+      const { name, package: pkg } = (e ?? {}) as { name?: unknown; package?: unknown };
+      return `${stage} ${String(name)}${typeof pkg === 'string' ? ` (${pkg})` : ''}`;
+    });
+    if (used.length) lines.push(`  engines: ${used.join(', ')}`);
+  }
   return lines.join('\n');
 }
 
@@ -59,8 +67,10 @@ function paramsFromFlags(jobType: JobType, flags: SubmitFlags): JobParams {
   if (flags.reference) params.referencePath = abs(flags.reference);
   if (flags.name) params.name = flags.name;
   if (flags.output) params.outputPath = abs(flags.output);
-  if (['full_pipeline', 'video_encoding', 'video_lipsync', 'avatar_generation'].includes(jobType)) {
-    const config = configFromFlags(flags, flags.output ?? '');
+  // speech and voice jobs take only the engine choices; video jobs every setting
+  const video = ['full_pipeline', 'video_encoding', 'video_lipsync', 'avatar_generation'].includes(jobType);
+  const config = video ? configFromFlags(flags, flags.output ?? '') : engineConfigFromFlags(flags);
+  if (video || Object.keys(config).length > 0) {
     params.config = { ...(params.config as Record<string, JsonValue> | undefined), ...(config as Record<string, JsonValue>) };
   }
   return params;

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import type { ProgressEvent, RunResult } from '@avatar/core';
-import { AvatarError, ERRORS } from '@avatar/core';
+import { AvatarError, ERRORS, errorSpec } from '@avatar/core';
 import { createProgress } from '../progress.js';
 import type { Output } from '../output.js';
-import { addAnimationOptions, addVideoOptions, configFromFlags, parseNumberIn, withContext } from '../shared.js';
-import type { VideoFlags } from '../shared.js';
+import { addAnimationOptions, addEngineOptions, addVideoOptions, configFromFlags, engineConfigFromFlags, parseNumberIn, withContext } from '../shared.js';
+import type { EngineFlags, VideoFlags } from '../shared.js';
 
 /** Ctrl-C aborts the run: the stage stops, intermediates go, nothing is left at the output path. */
 export function interruptSignal(): { signal: AbortSignal; dispose(): void } {
@@ -36,7 +36,7 @@ export async function runWithProgress<T extends RunResult>(fn: (signal: AbortSig
 export function reportRun(out: Output, result: RunResult, what: string): number {
   if (result.success) {
     out.result(result, () => {
-      const stages = result.stages.map((s) => `  ${s.stage.padEnd(18)} ${s.wallSeconds.toFixed(2)}s  peak RSS ${s.peakRssMB} MB`).join('\n');
+      const stages = result.stages.map((s) => `  ${s.stage.padEnd(18)} ${s.wallSeconds.toFixed(2)}s  peak RSS ${s.peakRssMB} MB${s.engine ? `  (${s.engine})` : ''}`).join('\n');
       const i = result.inspection;
       const inspection = i
         ? `\n  inspection: lip-sync lag ${i.lagFrames} frames (correlation ${i.correlation.toFixed(2)}), mouth in silences ${i.silenceStillness.toFixed(2)}, border motion ${i.borderMotion.toFixed(2)}, mouth sharpness ratio ${i.sharpnessRatio.toFixed(2)}`
@@ -50,7 +50,7 @@ export function reportRun(out: Output, result: RunResult, what: string): number 
   const code = error?.code ?? 'AVATAR_ERR_INTERNAL';
   process.stderr.write(`error ${code}: ${error?.message}\n  ${error?.hint}\n`);
   process.stderr.write(`  stages completed: ${result.stagesCompleted.length ? result.stagesCompleted.join(', ') : 'none'}; nothing was written at the output path\n`);
-  return (ERRORS[code] ?? ERRORS.AVATAR_ERR_INTERNAL).exitCode;
+  return (errorSpec(code) ?? ERRORS.AVATAR_ERR_INTERNAL).exitCode;
 }
 
 interface PipelineFlags extends VideoFlags {
@@ -103,16 +103,17 @@ export function registerLipsync(program: Command): void {
 }
 
 export function registerTts(program: Command): void {
-  program.command('tts')
+  addEngineOptions(program.command('tts'))
     .description('synthesize TEXT to a WAV file')
     .argument('<text>', 'what to say')
     .requiredOption('--output <path>', 'WAV file to write')
     .option('--voice <id>', 'voice profile id (vp-xxxxxxxx); default: the built-in default voice')
     .option('--max-seconds <n>', 'longest speech allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
-    .action(async (text: string, flags: { output: string; voice?: string; maxSeconds?: number }, command: Command) => {
+    .action(async (text: string, flags: EngineFlags & { output: string; voice?: string; maxSeconds?: number }, command: Command) => {
       await withContext(command, async (ctx, out) => {
+        const config = engineConfigFromFlags(flags);
         const result = await runWithProgress((signal, onProgress) => ctx.coordinator.speak({
-          text, voiceProfileId: flags.voice ?? null, outputPath: flags.output, signal, onProgress,
+          text, voiceProfileId: flags.voice ?? null, outputPath: flags.output, signal, onProgress, config,
           ...(flags.maxSeconds !== undefined && { maxSeconds: flags.maxSeconds }),
         }));
         return reportRun(out, result, 'speech');

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { VoiceProfile } from '@avatar/core';
-import { DEFAULT_VOICE } from '@avatar/tts';
+import { AvatarError } from '@avatar/core';
 import { parseNumberIn, withContext } from '../shared.js';
 import { reportRun, runWithProgress } from './run.js';
 
@@ -23,17 +23,20 @@ export function registerVoices(program: Command): void {
 
   voices.command('create')
     .description('create a voice profile from engine settings')
-    .option('--engine <name>', 'speech engine (see "avatar doctor" for the installed ones)', DEFAULT_VOICE.engine)
-    .option('--voice <name>', "the engine's voice", DEFAULT_VOICE.voice)
-    .option('--language <tag>', 'language, e.g. en-US', DEFAULT_VOICE.language)
+    .option('--engine <name>', 'speech engine (default: the default tts engine; "avatar plugins list --stage tts" lists the installed ones)')
+    .option('--voice <name>', "the engine's voice (default: the engine's default voice)")
+    .option('--language <tag>', "language, e.g. en-US (default: the engine's default voice's)")
     .option('--rate <r>', 'speaking rate, 1 = normal (0.25..4)', parseNumberIn('rate', 0.25, 4), 1)
     .option('--pitch <st>', 'pitch shift in semitones (-24..24)', parseNumberIn('pitch', -24, 24), 0)
     .option('--name <text>', 'a name to recognise it by')
-    .action(async (flags: { engine: string; voice: string; language: string; rate: number; pitch: number; name?: string }, command: Command) => {
+    .action(async (flags: { engine?: string; voice?: string; language?: string; rate: number; pitch: number; name?: string }, command: Command) => {
       await withContext(command, async (ctx, out) => {
-        ctx.registry.get('tts', flags.engine);
+        const { plugin } = ctx.coordinator.engine('tts', { engines: flags.engine ? { tts: flags.engine } : {} });
+        const voice = flags.voice ?? plugin.defaultVoice?.voice;
+        if (!voice) throw new AvatarError('AVATAR_ERR_ENGINE_NO_DEFAULT_VOICE', { engine: plugin.name });
+        const language = flags.language ?? (flags.voice === undefined ? plugin.defaultVoice?.language : undefined) ?? 'en-US';
         const profile = await ctx.voices.create(
-          { engine: flags.engine, voice: flags.voice, language: flags.language, rate: flags.rate, pitch: flags.pitch },
+          { engine: plugin.name, voice, language, rate: flags.rate, pitch: flags.pitch },
           flags.name ? { name: flags.name } : {},
         );
         out.result(profile, () => describe(profile));
@@ -44,10 +47,11 @@ export function registerVoices(program: Command): void {
     .description('match a voice to a reference recording: measures pitch and speaking rate, then picks the nearest engine voice and settings. This is voice matching, not neural voice cloning: the result sounds like a synthetic voice tuned toward the speaker, not like the speaker.')
     .argument('<recording>', 'reference recording (WAV, MP3, OGG, FLAC), at least a few seconds of speech')
     .option('--name <text>', 'a name to recognise it by')
-    .action(async (recording: string, flags: { name?: string }, command: Command) => {
+    .option('--engine <name>', 'the voice-matching engine (default: the default voice engine)')
+    .action(async (recording: string, flags: { name?: string; engine?: string }, command: Command) => {
       await withContext(command, async (ctx, out) => {
         const result = await runWithProgress((signal, onProgress) =>
-          ctx.coordinator.matchVoice({ referencePath: recording, signal, onProgress, ...(flags.name && { name: flags.name }) }));
+          ctx.coordinator.matchVoice({ referencePath: recording, signal, onProgress, ...(flags.name && { name: flags.name }), ...(flags.engine && { engine: flags.engine }) }));
         if (!result.success || !result.profile) return reportRun(out, result, 'voice');
         const profile = result.profile;
         out.result(profile, () => describe(profile));
@@ -61,9 +65,10 @@ export function registerVoices(program: Command): void {
       await withContext(command, async (ctx, out) => {
         const { profiles, damaged } = await ctx.voices.list();
         for (const d of damaged) out.note(`warning ${d.code}: ${d.message}`);
-        out.result(profiles, () => profiles.length
-          ? profiles.map((p) => `${p.id}  ${p.engine}/${p.voice}  rate ${p.rate} pitch ${p.pitch}  ${p.name}`).join('\n')
-          : `no voice profiles yet; the default voice is ${DEFAULT_VOICE.engine}/${DEFAULT_VOICE.voice}`);
+        const fallback = profiles.length ? undefined : (await ctx.coordinator.resolveVoice(null)).voice;
+        out.result(profiles, () => fallback
+          ? `no voice profiles yet; the default voice is ${fallback.engine}/${fallback.voice}`
+          : profiles.map((p) => `${p.id}  ${p.engine}/${p.voice}  rate ${p.rate} pitch ${p.pitch}  ${p.name}`).join('\n'));
       });
     });
 

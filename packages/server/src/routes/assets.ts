@@ -203,10 +203,10 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
         const photo = form.files.photo;
         if (!photo) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the photo went missing' });
         const names = new Map([[photo.path, photo.clientName], [form.dir, 'the upload'], [storageDir, 'storage']]);
-        const plugin = coordinator.plugin('face');
+        const faceEngine = coordinator.engine('face');
         let avatar: Avatar;
         try {
-          avatar = await coordinator.runStage(plugin, { imagePath: photo.path }, {
+          avatar = await coordinator.runStage(faceEngine, { imagePath: photo.path }, {
             signal: form.signal, workDir: form.dir, log, progress: () => undefined,
           });
         } catch (thrown) {
@@ -233,7 +233,7 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
         for (let attempt = 0; ; attempt += 1) {
           const avatarId = `av-${randomBytes(4).toString('hex')}`;
           const meta: AvatarMeta = {
-            format: META_FORMAT, version: 1, faceEngine: plugin.name,
+            format: META_FORMAT, version: 1, faceEngine: faceEngine.plugin.name,
             photo: { file: photoFile, format: photo.format, bytes: photo.bytes },
             avatar: info(avatarId),
           };
@@ -339,7 +339,7 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
       const result = await coordinator.matchVoice({ referencePath: sample.path, signal: form.signal, ...(name !== undefined && { name }) });
       if (!result.success || !result.profile) {
         const error = result.error;
-        const thrown = new AvatarError(error?.code ?? 'AVATAR_ERR_INTERNAL', error?.params ?? { reason: 'voice matching gave no profile' });
+        const thrown = error ? AvatarError.fromJSON(error) : new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'voice matching gave no profile' });
         throw withClientNames(thrown, new Map([[sample.path, sample.clientName], [form.dir, 'the upload'], [storageDir, 'storage']]));
       }
       profile = result.profile;

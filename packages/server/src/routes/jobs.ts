@@ -3,7 +3,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { extname, sep } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
-import { AvatarError, checkJobInputs, isFinished } from '@avatar/core';
+import { AvatarError, checkJobInputs, isAvatarError, isFinished } from '@avatar/core';
 import type { JobParams } from '@avatar/core';
 import { contentTypeFor, parseRange } from '../files.js';
 import { decodeCursor, encodeCursor } from '../paging.js';
@@ -91,7 +91,7 @@ export function registerJobRoutes(api: Api, ctx: RouteContext): void {
       if (!info.isFile()) throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its output is not a file' });
       size = info.size;
     } catch (error) {
-      if (error instanceof AvatarError) throw error;
+      if (isAvatarError(error)) throw error;
       throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its file is no longer there' });
     }
     const ext = extname(file).toLowerCase().replace(/[^.a-z0-9]/g, '');

@@ -1,0 +1,154 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore } from '@avatar/core';
+import type { EngineChoice, EngineOptions, LoadContext, StagePlugin } from '@avatar/core';
+import { PORTRAIT, ROOT, ffprobe, tempDir } from './helpers/cli.js';
+
+// Engine choice through the coordinator, with the real speech and encode engines and a third-party
+// encode engine registered after the built-ins (as an installed package would be).
+
+let SPEECH = '';
+
+async function setUp(storage: string, options: { engines?: EngineChoice; engineOptions?: EngineOptions; extra?: StagePlugin[] } = {}) {
+  const registry = new PluginRegistry();
+  await registry.loadPackage('@avatar/tts', { from: [ROOT] });
+  await registry.loadPackage('@avatar/encode', { from: [ROOT] });
+  for (const p of options.extra ?? []) registry.register(p, 'acme-encoders@2.1.0');
+  const coordinator = new PipelineCoordinator({
+    registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage,
+    ...(options.engines && { engines: options.engines }), ...(options.engineOptions && { engineOptions: options.engineOptions }),
+  });
+  return { coordinator, registry };
+}
+
+/** The built-in encoder under another name, with an option and a record of what each load was given. */
+function taggedEncoder(ffmpeg: StagePlugin<'encode'>, seen: Readonly<Record<string, unknown>>[], extra: Partial<StagePlugin<'encode'>> = {}): StagePlugin<'encode'> {
+  return {
+    ...ffmpeg,
+    name: 'tagged',
+    options: { type: 'object', properties: { tag: { type: 'string', maxLength: 20, default: 'none', description: 'a word to remember' } } },
+    async load(ctx: LoadContext) {
+      seen.push(ctx.options);
+      return ffmpeg.load({ ...ctx, options: {} });
+    },
+    ...extra,
+  };
+}
+
+describe('choosing engines', () => {
+  let dir: string;
+  let ffmpeg: StagePlugin<'encode'>;
+  beforeAll(async () => {
+    dir = await tempDir('avatar-engines-');
+    SPEECH = join(dir, 'hello.wav');
+    expect(spawnSync('flite', ['-t', 'Hello there, this is a test.', '-o', SPEECH]).status).toBe(0);
+    const { plugins } = await import('@avatar/encode');
+    ffmpeg = plugins.find((p) => p.stage === 'encode') as StagePlugin<'encode'>;
+  });
+
+  it('runs the stage default unless a run picks another, and records which engine ran', async () => {
+    const seen: Readonly<Record<string, unknown>>[] = [];
+    const { coordinator } = await setUp(join(dir, 's1'), { extra: [taggedEncoder(ffmpeg, seen)] });
+    const plain = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'plain.mp4'), config: { videoQuality: 'low' } });
+    expect(plain.error).toBeNull();
+    expect(plain.engines).toEqual({ encode: { name: 'ffmpeg', package: '@avatar/encode@0.1.0' } });
+    expect(seen).toEqual([]);
+
+    const tagged = await coordinator.encodeStill({
+      imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'tagged.mp4'),
+      config: { videoQuality: 'low', engines: { encode: 'tagged' }, engineOptions: { encode: { tag: 'hello' } } },
+    });
+    expect(tagged.error).toBeNull();
+    expect(tagged.engines).toEqual({ encode: { name: 'tagged', package: 'acme-encoders@2.1.0' } });
+    expect(tagged.stages.find((s) => s.stage === 'encode_video')?.engine).toBe('tagged');
+    expect(seen).toEqual([{ tag: 'hello' }]);
+    expect(ffprobe(join(dir, 'tagged.mp4')).streams.map((s) => s.codec_name).sort()).toEqual(['aac', 'h264']);
+  });
+
+  it('takes defaults for a process (a config file, AVATAR_ENGINES); their options go with the engine they were set for', async () => {
+    const seen: Readonly<Record<string, unknown>>[] = [];
+    const { coordinator } = await setUp(join(dir, 's2'), {
+      engines: { encode: 'tagged' }, engineOptions: { encode: { tag: 'server' } }, extra: [taggedEncoder(ffmpeg, seen)],
+    });
+    const byDefault = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'd1.mp4'), config: { videoQuality: 'low' } });
+    expect(byDefault.engines.encode?.name).toBe('tagged');
+    expect(seen).toEqual([{ tag: 'server' }]);
+    // a run that picks the built-in encoder is not handed the tagged engine's options (it takes none)
+    const builtIn = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'd2.mp4'), config: { videoQuality: 'low', engines: { encode: 'ffmpeg' } } });
+    expect(builtIn.error).toBeNull();
+    expect(builtIn.engines.encode?.name).toBe('ffmpeg');
+  });
+
+  it('refuses an unknown engine before any work, listing the installed ones', async () => {
+    const { coordinator } = await setUp(join(dir, 's3'));
+    const out = join(dir, 'never.mp4');
+    const result = await coordinator.execute({ text: 'Never spoken.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low', engines: { encode: 'nvenc' } } });
+    expect(result.success).toBe(false);
+    expect(result.error?.code).toBe('AVATAR_ERR_PLUGIN_NOT_FOUND');
+    expect(result.error?.message).toBe('no encode engine named "nvenc" is installed (installed: ffmpeg)');
+    expect(result.stagesCompleted).toEqual([]);
+    expect(existsSync(out)).toBe(false);
+    expect(await readdir(join(dir, 's3', 'work'))).toEqual([]);
+    // also for a stage this run does not use: a typo is never ignored
+    const speech = await coordinator.speak({ text: 'Hello.', outputPath: join(dir, 'x.wav'), config: { engines: { lipsync: 'wrap' } } });
+    expect(speech.error?.code).toBe('AVATAR_ERR_PLUGIN_NOT_FOUND');
+    expect(existsSync(join(dir, 'x.wav'))).toBe(false);
+  });
+
+  it('refuses a chosen engine whose check fails, and a bad option, naming engine, package and option', async () => {
+    const seen: Readonly<Record<string, unknown>>[] = [];
+    const missing = taggedEncoder(ffmpeg, seen, { name: 'hw', async check() { return { ok: false, detail: 'no encoder chip found', install: 'a GPU with NVENC' }; } });
+    const { coordinator } = await setUp(join(dir, 's4'), { extra: [missing, taggedEncoder(ffmpeg, seen)] });
+    const unavailable = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'hw.mp4'), config: { engines: { encode: 'hw' } } });
+    expect(unavailable.error?.code).toBe('AVATAR_ERR_ENGINE_UNAVAILABLE');
+    expect(unavailable.error?.message).toBe('the encode engine "hw" (acme-encoders@2.1.0) cannot run here: no encoder chip found');
+    expect(unavailable.error?.hint).toBe('Install what it needs (a GPU with NVENC), or pick another encode engine (installed: ffmpeg, hw, tagged).');
+    const badOption = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'bad.mp4'), config: { engines: { encode: 'tagged' }, engineOptions: { encode: { tag: 42 } } } });
+    expect(badOption.error?.code).toBe('AVATAR_ERR_ENGINE_OPTION_INVALID');
+    expect(badOption.error?.message).toBe('option tag of the encode engine "tagged" (acme-encoders@2.1.0) must be string');
+    expect(badOption.stagesCompleted).toEqual([]);
+    expect(seen).toEqual([]);
+    expect(existsSync(join(dir, 'hw.mp4')) || existsSync(join(dir, 'bad.mp4'))).toBe(false);
+  });
+
+  it('a plugin that throws a plain Error from load or run is named in the error; the host goes on working', async () => {
+    const loadThrows = taggedEncoder(ffmpeg, [], { name: 'broken-load', async load() { throw new Error('cannot open the device'); } });
+    const runThrows = taggedEncoder(ffmpeg, [], {
+      name: 'broken-run',
+      async load() {
+        return { async run() { throw new TypeError('frames is not iterable'); }, async unload() {} };
+      },
+    });
+    const { coordinator } = await setUp(join(dir, 's5'), { extra: [loadThrows, runThrows] });
+    for (const [name, reason] of [['broken-load', 'cannot open the device'], ['broken-run', 'frames is not iterable']] as const) {
+      const out = join(dir, `${name}.mp4`);
+      const result = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: out, config: { engines: { encode: name } } });
+      expect(result.error?.code).toBe('AVATAR_ERR_ENGINE_FAILED');
+      expect(result.error?.message).toBe(`the encode engine "${name}" (acme-encoders@2.1.0) failed: ${reason}`);
+      expect(existsSync(out)).toBe(false);
+    }
+    const after = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'after.mp4'), config: { videoQuality: 'low' } });
+    expect(after.error).toBeNull();
+  });
+
+  it('a tts engine picked without a voice profile speaks with its own default voice; with a profile of another engine it is refused', async () => {
+    const { coordinator } = await setUp(join(dir, 's6'));
+    const espeak = await coordinator.speak({ text: 'Hello there.', outputPath: join(dir, 'espeak.wav'), config: { engines: { tts: 'espeak-ng' } } });
+    expect(espeak.error).toBeNull();
+    expect(espeak.engines.tts?.name).toBe('espeak-ng');
+    expect((await coordinator.resolveVoice(null, { engines: { tts: 'espeak-ng' } })).voice).toEqual({ engine: 'espeak-ng', voice: 'en-us', language: 'en-US', rate: 1, pitch: 0 });
+    expect((await coordinator.resolveVoice(null)).voice.engine).toBe('flite');
+
+    const profile = await coordinator.voices.create({ engine: 'flite', voice: 'slt', language: 'en-US', rate: 1, pitch: 0 });
+    const conflict = await coordinator.speak({ text: 'Hello.', voiceProfileId: profile.id, outputPath: join(dir, 'conflict.wav'), config: { engines: { tts: 'espeak-ng' } } });
+    expect(conflict.error?.code).toBe('AVATAR_ERR_ENGINE_CONFLICT');
+    expect(conflict.error?.message).toContain(`voice profile ${profile.id} speaks with the flite engine`);
+    // a default tts engine for the process does not override a profile's own engine
+    const { coordinator: withDefault } = await setUp(join(dir, 's6'), { engines: { tts: 'espeak-ng' } });
+    const spoken = await withDefault.speak({ text: 'Hello.', voiceProfileId: profile.id, outputPath: join(dir, 'profile.wav') });
+    expect(spoken.engines.tts?.name).toBe('flite');
+  });
+});
