@@ -98,6 +98,54 @@ describe('avatar CLI: voices', () => {
   });
 });
 
+describe('avatar CLI: engines', () => {
+  it('plugins list and info describe every installed engine: package, default, options, licences, check', async () => {
+    const list = await run(['--json', 'plugins', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    const plugins = JSON.parse(list.stdout) as { stage: string; name: string; package: string; default: boolean; license: { commercialUse: boolean } | null; check: { ok: boolean } }[];
+    expect(plugins.map((p) => `${p.stage}/${p.name}`)).toEqual(expect.arrayContaining(['tts/flite', 'face/onnx-face', 'lipsync/warp', 'encode/ffmpeg', 'inspect/sync-inspector', 'voice/pitch-match']));
+    expect(plugins.filter((p) => p.default).map((p) => p.stage).sort()).toEqual(['encode', 'face', 'inspect', 'lipsync', 'tts', 'voice']);
+    expect(plugins.every((p) => p.license?.commercialUse === true && p.check.ok)).toBe(true);
+    const info = await run(['plugins', 'info', 'onnx-face']);
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.stdout).toContain('package: @avatar/face@0.1.0, plugin API 1');
+    expect(info.stdout).toContain('minFaceSize (number): smallest face width accepted, px (default 64)');
+    expect(info.stdout).toContain('models: tiny_face_detector MIT; face_landmark_68 MIT');
+    const missing = await run(['plugins', 'info', 'nvenc']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('no such engine named "nvenc" is installed (installed: tts/flite,');
+  });
+
+  it('--engine-option reaches the face engine (avatars check and prepare judge alike), --commercial-safe refuses the research-only detector', async () => {
+    const strict = await run(['--json', 'avatars', 'check', PORTRAIT, '--engine-option', 'face.minFaceSize=4000']);
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toContain('AVATAR_ERR_FACE_TOO_SMALL');
+    const prepared = await run(['avatars', 'prepare', PORTRAIT, '--output', join(dir, 'strict.png'), '--quality', 'low', '--min-face', '4000']);
+    expect(prepared.code).toBe(2);
+    expect(prepared.stderr).toContain('AVATAR_ERR_FACE_TOO_SMALL');
+    const bad = await run(['avatars', 'check', PORTRAIT, '--engine-option', 'face.minFacePx=48']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('option minFacePx of the face engine "onnx-face" (@avatar/face) is not an option of this engine');
+    const safe = await run(['avatars', 'prepare', PORTRAIT, '--output', join(dir, 'ssd.png'), '--quality', 'low', '--detector', 'ssd', '--commercial-safe']);
+    expect(safe.code).toBe(2);
+    expect(safe.stderr).toContain('AVATAR_ERR_ENGINE_LICENSE');
+    expect(existsSync(join(dir, 'strict.png')) || existsSync(join(dir, 'ssd.png'))).toBe(false);
+  });
+
+  it('a settings file sets engine defaults for every command; a bad one is refused naming the file', async () => {
+    const settings = join(dir, 'settings.json');
+    await writeFile(settings, JSON.stringify({ engines: { tts: 'espeak-ng' } }));
+    const out = join(dir, 'espeak.wav');
+    const r = await run(['--json', 'tts', 'Spoken by the engine the settings name.', '--output', out], { AVATAR_CONFIG: settings });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { engines: { tts: { name: string } } }).engines.tts.name).toBe('espeak-ng');
+    await writeFile(settings, JSON.stringify({ engines: { tts: 'espeak-ng' }, quality: 'high' }));
+    const bad = await run(['tts', 'x', '--output', join(dir, 'x.wav')], { AVATAR_CONFIG: settings });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`quality in ${settings} is not a setting of the settings file`);
+  });
+});
+
 describe('avatar CLI: the job queue', () => {
   it('submits jobs, a worker runs them once, status and stats report them', async () => {
     const wavJob = await run(['--json', 'jobs', 'submit', '--type', 'voice_synthesis', '--text', 'Queued speech works.']);

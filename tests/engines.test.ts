@@ -12,7 +12,7 @@ import { PORTRAIT, ROOT, ffprobe, tempDir } from './helpers/cli.js';
 
 let SPEECH = '';
 
-async function setUp(storage: string, options: { engines?: EngineChoice; engineOptions?: EngineOptions; extra?: StagePlugin[] } = {}) {
+async function setUp(storage: string, options: { engines?: EngineChoice; engineOptions?: EngineOptions; extra?: StagePlugin[]; commercialSafe?: boolean } = {}) {
   const registry = new PluginRegistry();
   await registry.loadPackage('@avatar/tts', { from: [ROOT] });
   await registry.loadPackage('@avatar/encode', { from: [ROOT] });
@@ -20,6 +20,7 @@ async function setUp(storage: string, options: { engines?: EngineChoice; engineO
   const coordinator = new PipelineCoordinator({
     registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage,
     ...(options.engines && { engines: options.engines }), ...(options.engineOptions && { engineOptions: options.engineOptions }),
+    ...(options.commercialSafe && { commercialSafe: true }),
   });
   return { coordinator, registry };
 }
@@ -29,6 +30,7 @@ function taggedEncoder(ffmpeg: StagePlugin<'encode'>, seen: Readonly<Record<stri
   return {
     ...ffmpeg,
     name: 'tagged',
+    license: undefined, // a third party's engine that declares none
     options: { type: 'object', properties: { tag: { type: 'string', maxLength: 20, default: 'none', description: 'a word to remember' } } },
     async load(ctx: LoadContext) {
       seen.push(ctx.options);
@@ -54,7 +56,7 @@ describe('choosing engines', () => {
     const { coordinator } = await setUp(join(dir, 's1'), { extra: [taggedEncoder(ffmpeg, seen)] });
     const plain = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'plain.mp4'), config: { videoQuality: 'low' } });
     expect(plain.error).toBeNull();
-    expect(plain.engines).toEqual({ encode: { name: 'ffmpeg', package: '@avatar/encode@0.1.0' } });
+    expect(plain.engines).toEqual({ encode: { name: 'ffmpeg', package: '@avatar/encode@0.1.0', license: expect.objectContaining({ commercialUse: true }) } });
     expect(seen).toEqual([]);
 
     const tagged = await coordinator.encodeStill({
@@ -132,6 +134,26 @@ describe('choosing engines', () => {
     }
     const after = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'after.mp4'), config: { videoQuality: 'low' } });
     expect(after.error).toBeNull();
+  });
+
+  it('commercialSafe refuses an engine without a licence or with a model not cleared for commercial use; results list the licences', async () => {
+    const { onnxFacePlugin } = await import('@avatar/face');
+    const extra = [taggedEncoder(ffmpeg, []), onnxFacePlugin as StagePlugin];
+    const { coordinator } = await setUp(join(dir, 's7'), { extra });
+    const undeclared = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'u.mp4'), config: { commercialSafe: true, engines: { encode: 'tagged' } } });
+    expect(undeclared.error?.code).toBe('AVATAR_ERR_ENGINE_LICENSE');
+    expect(undeclared.error?.message).toBe('the encode engine "tagged" (acme-encoders@2.1.0) is not cleared for commercial use: it declares no licence');
+    const ssd = await coordinator.prepareAvatar({ imagePath: PORTRAIT, outputPath: join(dir, 'ssd.png'), config: { commercialSafe: true, engineOptions: { face: { detector: 'ssd' } } } });
+    expect(ssd.error?.code).toBe('AVATAR_ERR_ENGINE_LICENSE');
+    expect(ssd.error?.message).toContain('model ssd_mobilenetv1 is under MIT (trained on WIDER FACE, whose images are for research use only)');
+    expect(ssd.stagesCompleted).toEqual([]);
+    const cleared = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'c.mp4'), config: { commercialSafe: true, videoQuality: 'low' } });
+    expect(cleared.error).toBeNull();
+    expect(cleared.engines.encode?.license).toMatchObject({ commercialUse: true, code: expect.stringContaining('ffmpeg') });
+    // a process that requires it refuses whatever a run says
+    const { coordinator: strict } = await setUp(join(dir, 's7'), { extra, commercialSafe: true });
+    const loose = await strict.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'l.mp4'), config: { commercialSafe: false, engines: { encode: 'tagged' } } });
+    expect(loose.error?.code).toBe('AVATAR_ERR_ENGINE_LICENSE');
   });
 
   it('a tts engine picked without a voice profile speaks with its own default voice; with a profile of another engine it is refused', async () => {

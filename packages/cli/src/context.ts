@@ -111,10 +111,11 @@ export function configPathFor(storageDir: string, env: NodeJS.ProcessEnv = proce
  * `engines` and `engineOptions`, then AVATAR_ENGINES (`stage=name,...`) over them. A run's own
  * choices (flags, a job's params.config) go over these.
  */
-export async function engineDefaults(storageDir: string, env: NodeJS.ProcessEnv = process.env): Promise<{ engines: EngineChoice; engineOptions: EngineOptions }> {
+export async function engineDefaults(storageDir: string, env: NodeJS.ProcessEnv = process.env): Promise<{ engines: EngineChoice; engineOptions: EngineOptions; commercialSafe: boolean }> {
   const { path, required } = configPathFor(storageDir, env);
   let engines: EngineChoice = {};
   let engineOptions: EngineOptions = {};
+  let commercialSafe = false;
   let text: string | undefined;
   try {
     text = await readFile(path, 'utf8');
@@ -130,7 +131,7 @@ export async function engineDefaults(storageDir: string, env: NodeJS.ProcessEnv 
     } catch (error) {
       throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `settings file ${path}`, problem: 'is not JSON', value: (error as Error).message, expected: 'Write it as a JSON object, e.g. {"engines": {"lipsync": "warp"}}.' });
     }
-    const known = ['engines', 'engineOptions'];
+    const known = ['engines', 'engineOptions', 'commercialSafe'];
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
       throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `settings file ${path}`, problem: 'is not a JSON object', value: typeof parsed, expected: `Give an object with ${known.join(' and ')}.` });
     }
@@ -141,10 +142,21 @@ export async function engineDefaults(storageDir: string, env: NodeJS.ProcessEnv 
     }
     engines = parseEngineChoice(raw.engines, `engines in ${path}`);
     engineOptions = parseEngineOptions(raw.engineOptions, `engineOptions in ${path}`);
+    if (raw.commercialSafe !== undefined && typeof raw.commercialSafe !== 'boolean') {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: `commercialSafe in ${path}`, problem: 'must be true or false', value: JSON.stringify(raw.commercialSafe), expected: 'Give true or false.' });
+    }
+    commercialSafe = raw.commercialSafe === true;
+  }
+  const safe = env.AVATAR_COMMERCIAL_SAFE?.trim();
+  if (safe) {
+    if (!['0', '1', 'true', 'false'].includes(safe)) {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'AVATAR_COMMERCIAL_SAFE', problem: 'must be 1 or 0', value: safe, expected: 'Set AVATAR_COMMERCIAL_SAFE=1 to refuse engines not cleared for commercial use.' });
+    }
+    commercialSafe = safe === '1' || safe === 'true';
   }
   const fromEnv = (env.AVATAR_ENGINES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   if (fromEnv.length) engines = { ...engines, ...parseEngineAssignments(fromEnv, 'AVATAR_ENGINES') };
-  return { engines, engineOptions: mergeEngineOptions({}, engineOptions) };
+  return { engines, engineOptions: mergeEngineOptions({}, engineOptions), commercialSafe };
 }
 
 export async function openContext(options: ContextOptions): Promise<CliContext> {

@@ -5,6 +5,7 @@ import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerEncode, registerLipsync, registerPipeline, registerTts } from './commands/run.js';
 import { registerJobs, registerWorker } from './commands/jobs.js';
+import { registerPlugins } from './commands/plugins.js';
 import { registerServe } from './commands/serve.js';
 import { registerVoices } from './commands/voices.js';
 import type { GlobalOptions } from './shared.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerWorker(program);
   registerServe(program);
   registerInspect(program);
+  registerPlugins(program);
   registerDoctor(program);
   for (const command of program.commands) {
     command.exitOverride();

@@ -76,6 +76,7 @@ export function oneOfParser(name: string, allowed: readonly string[]) {
 export interface EngineFlags {
   engine?: string[];
   engineOption?: string[];
+  commercialSafe?: boolean;
 }
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
@@ -84,7 +85,8 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 export function addEngineOptions(command: Command): Command {
   return command
     .option('--engine <stage=name>', 'the engine for a stage, e.g. lipsync=warp (repeatable; "avatar doctor" lists the installed engines)', collect)
-    .option('--engine-option <stage.option=value>', 'an option for the engine of a stage, e.g. face.minFaceSize=48 (repeatable)', collect);
+    .option('--engine-option <stage.option=value>', 'an option for the engine of a stage, e.g. face.minFaceSize=48 (repeatable)', collect)
+    .option('--commercial-safe', 'refuse engines and models not cleared for commercial use ("avatar plugins list" shows each licence)');
 }
 
 /** The engine choices and options the flags set; checked against the installed engines when the run starts. */
@@ -92,6 +94,7 @@ export function engineConfigFromFlags(flags: EngineFlags): Partial<PipelineConfi
   const config: Partial<PipelineConfig> = {};
   if (flags.engine?.length) config.engines = parseEngineAssignments(flags.engine);
   if (flags.engineOption?.length) config.engineOptions = parseEngineOptionAssignments(flags.engineOption);
+  if (flags.commercialSafe) config.commercialSafe = true;
   return config;
 }
 

@@ -52,6 +52,8 @@ export interface PipelineConfig {
   engines: EngineChoice;
   /** options for the engine that runs each stage, checked against its schema */
   engineOptions: EngineOptions;
+  /** refuse engines and models not cleared for commercial use (a server may require it for every run) */
+  commercialSafe: boolean;
 }
 
 export const DEFAULT_PIPELINE_CONFIG: Readonly<PipelineConfig> = {
@@ -68,6 +70,7 @@ export const DEFAULT_PIPELINE_CONFIG: Readonly<PipelineConfig> = {
   seed: 1,
   engines: Object.freeze({}),
   engineOptions: Object.freeze({}),
+  commercialSafe: false,
 };
 
 /** The settings the encoder uses once the preset and the overrides are combined. */
@@ -146,6 +149,10 @@ export function parsePipelineConfig(input: unknown, base: Readonly<PipelineConfi
   if (has('seed')) out.seed = numberIn('seed', raw.seed, 0, 2 ** 31 - 1, true);
   // a run's choices overlay the base's stage by stage
   if (has('engines')) out.engines = { ...base.engines, ...parseEngineChoice(raw.engines) };
+  if (has('commercialSafe')) {
+    if (typeof raw.commercialSafe !== 'boolean') throw invalid('commercialSafe', 'must be true or false', raw.commercialSafe, 'Give true or false.');
+    out.commercialSafe = raw.commercialSafe;
+  }
   if (has('engineOptions')) out.engineOptions = { ...base.engineOptions, ...parseEngineOptions(raw.engineOptions) };
   return out;
 }

@@ -12,7 +12,7 @@ import { claimWorkDir, keepWorkDir, sweepLeftovers, sweepPartials } from './left
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
-import type { Avatar, InspectionSummary, LipsyncInput, LoadContext, LoadedStage, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
+import type { Avatar, EngineLicense, InspectionSummary, LipsyncInput, LoadContext, LoadedStage, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
 import type { ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
@@ -80,6 +80,8 @@ export interface EngineUsed {
   name: string;
   /** package name@version, or the file it was registered from */
   package: string;
+  /** the licences of its code and the models it loaded, as it declares them */
+  license?: EngineLicense;
 }
 
 /** A stage's engine, chosen and with its options checked, ready to run. */
@@ -88,12 +90,14 @@ export interface ResolvedEngine<K extends StageKind = StageKind> {
   options: Readonly<Record<string, unknown>>;
   /** the package it came from */
   source: string;
+  /** what it declares for these options */
+  license?: EngineLicense;
   /** another than the stage's default engine (the first registered, a built-in): it passes its check() before a run uses it */
   chosen: boolean;
 }
 
 /** The parts of a configuration that pick engines. */
-export type EngineConfig = Pick<PipelineConfig, 'engines' | 'engineOptions'>;
+export type EngineConfig = Pick<PipelineConfig, 'engines' | 'engineOptions' | 'commercialSafe'>;
 
 type EnginePlan = { [K in StageKind]?: ResolvedEngine<K> };
 
@@ -176,6 +180,8 @@ export interface CoordinatorOptions {
   engines?: EngineChoice;
   /** options for those engines; they apply where a run keeps the engine they were set for */
   engineOptions?: EngineOptions;
+  /** every run refuses engines and models not cleared for commercial use (a run may ask for it too) */
+  commercialSafe?: boolean;
   log?: Logger;
 }
 
@@ -215,7 +221,7 @@ class StageRun {
 
   async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>, engine?: ResolvedEngine): Promise<T> {
     this.current = name;
-    if (engine) this.engines[engine.plugin.stage] = { name: engine.plugin.name, package: engine.source };
+    if (engine) this.engines[engine.plugin.stage] = { name: engine.plugin.name, package: engine.source, ...(engine.license && { license: engine.license }) };
     // cleanup always runs; once the last stage has done its work, the run has succeeded and a late
     // cancel no longer undoes it
     const last = name === 'cleanup' || name === this.plan[this.plan.length - 1];
@@ -271,6 +277,7 @@ export class PipelineCoordinator {
   private readonly defaultVoice: VoiceSettings | undefined;
   private readonly engines: EngineChoice;
   private readonly engineOptions: EngineOptions;
+  private readonly commercialSafe: boolean;
   /** check() outcomes of chosen engines, kept while they pass */
   private readonly checks = new Map<StagePlugin, Promise<PluginCheck>>();
 
@@ -282,6 +289,7 @@ export class PipelineCoordinator {
     this.defaultVoice = options.defaultVoice;
     this.engines = { ...options.engines };
     this.engineOptions = { ...options.engineOptions };
+    this.commercialSafe = options.commercialSafe ?? false;
     this.log = options.log ?? silentLogger;
   }
 
@@ -306,7 +314,8 @@ export class PipelineCoordinator {
     const defaultName = fallback ?? this.registry.entry(stage)?.plugin.name;
     const base = plugin.name === defaultName ? this.engineOptions[stage] : undefined;
     const options = resolvePluginOptions(entry.plugin, { ...base, ...config?.engineOptions?.[stage] }, entry.source);
-    return { plugin, options, source: entry.source, chosen: entry !== this.registry.entry(stage) };
+    const license = plugin.license?.(options);
+    return { plugin, options, source: entry.source, ...(license && { license }), chosen: entry !== this.registry.entry(stage) };
   }
 
   /**
@@ -317,6 +326,7 @@ export class PipelineCoordinator {
   private async engineFor<K extends StageKind>(stage: K, config: Partial<EngineConfig>, optional = false): Promise<ResolvedEngine<K> | undefined> {
     if (optional && !config.engines?.[stage] && !this.engines[stage] && !this.registry.entry(stage)) return undefined;
     const engine = this.engine(stage, config);
+    if (this.commercialSafe || config.commercialSafe) clearedForCommercialUse(engine);
     if (engine.chosen) await this.ready(engine);
     return engine;
   }
@@ -698,6 +708,20 @@ export class PipelineCoordinator {
     } finally {
       detach();
     }
+  }
+}
+
+/** AVATAR_ERR_ENGINE_LICENSE unless the engine declares licences that all allow commercial use. */
+function clearedForCommercialUse(engine: ResolvedEngine): void {
+  const { plugin, license, source } = engine;
+  const refuse = (reason: string): never => {
+    throw new AvatarError('AVATAR_ERR_ENGINE_LICENSE', { stage: plugin.stage, engine: plugin.name, source, reason });
+  };
+  if (!license) refuse('it declares no licence');
+  else if (!license.commercialUse) refuse(`its code is under ${license.code}${license.note ? ` (${license.note})` : ''}`);
+  else {
+    const model = license.models.find((m) => !m.commercialUse);
+    if (model) refuse(`model ${model.name} is under ${model.license}${model.note ? ` (${model.note})` : ''}`);
   }
 }
 

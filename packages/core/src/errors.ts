@@ -134,6 +134,11 @@ export const ERRORS = {
     'the {stage} engine "{engine}" ({source}) failed: {reason}',
     'This is a fault in that engine: report it to the authors of {source}, or pick another {stage} engine. Nothing was written at the output path.',
   ),
+  AVATAR_ERR_ENGINE_LICENSE: usage(
+    'the {stage} engine "{engine}" ({source}) is not cleared for commercial use: {reason}',
+    'Pick another {stage} engine or other options for it (avatar plugins list shows each licence), or run without commercialSafe where the use is not commercial.',
+    422,
+  ),
   AVATAR_ERR_ENGINE_OPTION_INVALID: usage('option {option} of the {stage} engine "{engine}" ({source}) {problem}', '{expected}'),
   AVATAR_ERR_ENGINE_CONFLICT: usage(
     'voice profile {id} speaks with the {profileEngine} engine, but the run picks the tts engine "{engine}"',

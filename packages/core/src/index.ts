@@ -14,6 +14,7 @@ export * from './plugin.js';
 export * from './gpu.js';
 export * from './resources.js';
 export * from './registry.js';
+export * from './plugin-info.js';
 export * from './voices.js';
 export * from './coordinator.js';
 export * from './handlers.js';

@@ -327,6 +327,30 @@ export interface PluginCheck {
   models?: ModelReport[];
 }
 
+/** The terms of a model's weights, as a plugin declares them. */
+export interface ModelLicense {
+  /** the model as the plugin names it */
+  name: string;
+  /** SPDX id where there is one, else the terms in a few words */
+  license: string;
+  /** may what it makes be used commercially (false where unknown or unclear) */
+  commercialUse: boolean;
+  /** where the weights come from (package and version, or an address) */
+  source: string;
+  /** why, when commercialUse needs explaining */
+  note?: string;
+}
+
+/** The terms an engine runs under: its code (and the tool it drives), and each model it loads. */
+export interface EngineLicense {
+  /** SPDX id of the plugin's code, with the tool it runs where that matters, e.g. "MIT (runs espeak-ng: GPL-3.0-or-later)" */
+  code: string;
+  commercialUse: boolean;
+  /** the models this engine loads with the given options (none for a tool-only engine) */
+  models: ModelLicense[];
+  note?: string;
+}
+
 export interface StagePlugin<K extends StageKind = StageKind> {
   /** the engine name users pick in config: 'flite', 'ffmpeg', ... */
   readonly name: string;
@@ -342,6 +366,12 @@ export interface StagePlugin<K extends StageKind = StageKind> {
    * (its rate and pitch are the voice's own).
    */
   readonly defaultVoice?: { readonly voice: string; readonly language: string };
+  /**
+   * The licences of its code and of the models it loads with these (checked) options. Runs with
+   * `commercialSafe` refuse an engine that declares none or one not cleared for commercial use;
+   * every run records what it declares.
+   */
+  license?(options: Readonly<Record<string, unknown>>): EngineLicense;
   /** is the engine usable here? (tools installed, model files present) */
   check?(): Promise<PluginCheck>;
   /**

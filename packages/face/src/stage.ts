@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION } from '@avatar/core';
-import type { Avatar, AvatarFace, FaceInput, HeadPose, LoadedStage, PluginCheck, PluginOptionsSchema, StagePlugin } from '@avatar/core';
+import type { Avatar, AvatarFace, EngineLicense, FaceInput, HeadPose, LoadedStage, ModelLicense, PluginCheck, PluginOptionsSchema, StagePlugin } from '@avatar/core';
 import type { AnalyseOptions, FaceEngines, PhotoReport } from './analyse.js';
 import { analyseImage } from './analyse.js';
 import { loadImage } from './image.js';
@@ -206,6 +206,17 @@ export function faceOptionsFrom(given: Readonly<Record<string, unknown>>, base: 
   };
 }
 
+const FACE_API = '@vladmandic/face-api (converted to ONNX by models/build.mjs)';
+
+/** The two models a face run loads with these options, and their terms (models/README.md). */
+export function faceLicense(options: ResolvedFaceOptions): EngineLicense {
+  const detector: ModelLicense = options.detector === 'ssd'
+    ? { name: 'ssd_mobilenetv1', license: 'MIT', commercialUse: false, source: FACE_API, note: 'trained on WIDER FACE, whose images are for research use only' }
+    : { name: 'tiny_face_detector', license: 'MIT', commercialUse: true, source: FACE_API };
+  const landmarks: ModelLicense = { name: options.landmarks === 'tiny' ? 'face_landmark_68_tiny' : 'face_landmark_68', license: 'MIT', commercialUse: true, source: FACE_API };
+  return { code: 'MIT (runs onnxruntime-node: MIT)', commercialUse: true, models: [detector, landmarks] };
+}
+
 /** Model memory: both sessions with their weights and buffers, measured with the ssd detector and the full landmark net. */
 export const FACE_RAM_MB = 160;
 
@@ -217,6 +228,7 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
     description: 'ONNX face detection and 68-point landmarks (converted face-api models): photo checks for lip-sync, head pose, avatar preparation',
     resources: { device: 'cpu', ramMB: FACE_RAM_MB },
     options: FACE_OPTIONS_SCHEMA,
+    license: (given) => faceLicense(resolveFaceOptions(faceOptionsFrom(given, options))),
     // the runtime's and sharp's native libraries load while speech is synthesised; the models load with the stage
     prewarm: async () => {
       await Promise.all([loadOnnxRuntime(), loadSharp()]);

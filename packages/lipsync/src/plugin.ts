@@ -134,6 +134,8 @@ export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
   apiVersion: PLUGIN_API_VERSION,
   description: 'talking head from the photo itself: a landmark-mesh warp driven by the speech, with blinks and head motion',
   resources: { device: 'cpu', ramMB: 64 },
+  // no model: the photo is warped by the project's own code
+  license: () => ({ code: 'MIT', commercialUse: true, models: [] }),
   async check() {
     return { ok: true, detail: 'built in (sharp ' + (await loadSharp()).versions.sharp + ')' };
   },
@@ -149,6 +151,7 @@ export const syncInspectorPlugin: StagePlugin<'inspect'> = defineStagePlugin({
   apiVersion: PLUGIN_API_VERSION,
   description: 'mouth motion against the audio envelope, stillness in silences, border motion, mouth sharpness',
   resources: { device: 'cpu' },
+  license: () => ({ code: 'MIT (decodes with ffmpeg: LGPL-2.1-or-later / GPL-2.0-or-later as built by Debian)', commercialUse: true, models: [] }),
   async load() {
     return {
       async run(input, ctx): Promise<InspectionSummary> {

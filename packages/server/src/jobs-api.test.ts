@@ -201,6 +201,7 @@ describe('path redaction: no server path reaches a client', () => {
     }
     expect(job?.status, JSON.stringify(job?.error)).toBe('completed');
     expect(job?.result?.outputPath).toBe(`outputs/${id}.wav`);
+    expect(job?.result?.engines).toEqual({ tts: { name: 'flite', package: '@avatar/tts', license: expect.objectContaining({ code: expect.stringContaining('flite'), commercialUse: true }) } });
     expect(JSON.stringify(job)).not.toContain(ctx.storageDir);
     // the file is still served from its real place
     const file = await server.app.inject({ url: `/v1/jobs/${id}/result` });
@@ -310,5 +311,32 @@ describe('pipeline settings are checked at submit', () => {
       expect(errorOf(res.body).code, JSON.stringify(params)).toBe(code);
     }
     expect(await ctx.store.list()).toHaveLength(before);
+  });
+
+  it('engine choices in params.config are checked at submit: an unknown engine or a bad option is a 400 naming it, nothing queued', async () => {
+    const before = (await ctx.store.list()).length;
+    const submit = (config: Record<string, unknown>) => app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Which engine?', config } } });
+    const unknown = await submit({ engines: { tts: 'shout' } });
+    expect(unknown.statusCode).toBe(400);
+    expect(errorOf(unknown.body)).toMatchObject({ code: 'AVATAR_ERR_PLUGIN_NOT_FOUND', message: 'no tts engine named "shout" is installed (installed: flite)' });
+    const badOption = await submit({ engineOptions: { tts: { speed: 2 } } });
+    expect(badOption.statusCode).toBe(400);
+    expect(errorOf(badOption.body)).toMatchObject({ code: 'AVATAR_ERR_ENGINE_OPTION_INVALID', message: 'option speed of the tts engine "flite" (@avatar/tts) is not an option of this engine' });
+    const notStage = await submit({ engines: { mouth: 'warp' } });
+    expect(errorOf(notStage.body).code).toBe('AVATAR_ERR_CONFIG_INVALID');
+    expect(await ctx.store.list()).toHaveLength(before);
+    const named = await submit({ engines: { tts: 'flite' } });
+    expect(named.statusCode, named.body).toBe(202);
+  });
+
+  it('GET /v1/plugins describes the installed engines as `avatar plugins list` does', async () => {
+    const res = await app.inject({ url: '/v1/plugins' });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json()).toEqual([expect.objectContaining({
+      stage: 'tts', name: 'flite', package: '@avatar/tts', default: true, options: null,
+      license: expect.objectContaining({ commercialUse: true }), defaultVoice: { voice: 'rms', language: 'en-US' }, check: expect.objectContaining({ ok: true }),
+    })]);
+    expect((await app.inject({ url: '/v1/plugins?stage=face' })).json()).toEqual([]);
+    expect((await app.inject({ url: '/v1/plugins?stage=mouth' })).statusCode).toBe(400);
   });
 });

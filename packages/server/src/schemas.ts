@@ -111,6 +111,28 @@ export const ReadySchema = Type.Object({
   plugins: Type.Array(Type.Object({ stage: Type.String(), name: Type.String(), ok: Type.Boolean(), detail: Type.String() })),
 });
 
+const ModelLicenseSchema = Type.Object({
+  name: Type.String(), license: Type.String(), commercialUse: Type.Boolean(), source: Type.String(), note: Type.Optional(Type.String()),
+});
+
+/** One installed engine, as `avatar plugins list --json` gives it. */
+export const PluginSchema = Type.Object({
+  stage: Type.String(),
+  name: Type.String(),
+  package: Type.String({ description: 'package name@version' }),
+  apiVersion: Type.Integer(),
+  description: Type.String(),
+  default: Type.Boolean({ description: 'the stage\'s default engine' }),
+  resources: Type.Object({ device: Type.String(), ramMB: Type.Optional(Type.Number()), vramMB: Type.Optional(Type.Number()) }),
+  options: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()], { description: 'the JSON Schema of its options (params.config.engineOptions.STAGE)' }),
+  license: Type.Union([
+    Type.Object({ code: Type.String(), commercialUse: Type.Boolean(), models: Type.Array(ModelLicenseSchema), note: Type.Optional(Type.String()) }),
+    Type.Null(),
+  ]),
+  defaultVoice: Type.Optional(Type.Object({ voice: Type.String(), language: Type.String() })),
+  check: Type.Optional(Type.Object({ ok: Type.Boolean(), detail: Type.String(), install: Type.Optional(Type.String()) })),
+});
+
 /** The error answers a route may give, all in the one error shape. */
 export function errorResponses(...statuses: number[]): Record<number, TSchema> {
   return Object.fromEntries(statuses.map((s) => [s, Type.Ref(ErrorBodySchema)]));

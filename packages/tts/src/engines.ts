@@ -1,7 +1,7 @@
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION, diskFullAt, isAvatarError, partialPathFor, writeWholeFile } from '@avatar/core';
-import type { InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
+import type { EngineLicense, InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
 import { runTool, toolVersion, whichTool } from './spawn.js';
 import { prepareText, stripAccents } from './text.js';
 import { DEFAULT_VOICE, espeakPitchParam, ESPEAK_PITCH_TABLE, findVoice, listVoices } from './voices.js';
@@ -155,6 +155,22 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   }
 }
 
+/** The engine programs and their voices, as Debian ships them: all allow commercial use. */
+const ENGINE_LICENSES: Readonly<Record<EngineName, EngineLicense>> = {
+  flite: {
+    code: 'MIT (runs flite: BSD-style CMU licence)', commercialUse: true,
+    models: [{ name: 'flite voices (cmu_us_slt, rms, awb, kal)', license: 'BSD-style CMU licence', commercialUse: true, source: 'Debian flite' }],
+  },
+  festival: {
+    code: 'MIT (runs festival: X11-style licence)', commercialUse: true,
+    models: [{ name: 'cmu_us_slt_arctic_hts', license: 'BSD-style CMU ARCTIC / HTS licence', commercialUse: true, source: 'Debian festvox-us-slt-hts' }],
+  },
+  'espeak-ng': {
+    code: 'MIT (runs espeak-ng: GPL-3.0-or-later)', commercialUse: true,
+    models: [{ name: 'espeak-ng voices', license: 'GPL-3.0-or-later', commercialUse: true, source: 'Debian espeak-ng-data' }],
+  },
+};
+
 /** What a run without a voice profile speaks with on this engine: the project's default voice, or the engine's first known one. */
 function defaultVoiceOf(engine: EngineName): { voice: string; language: string } {
   const voice = engine === DEFAULT_VOICE.engine ? DEFAULT_VOICE : listVoices(engine)[0];
@@ -171,6 +187,7 @@ function makePlugin(spec: EngineSpec, options: EngineOptions = {}): StagePlugin<
     description: spec.description,
     resources: { device: 'cpu', ramMB: spec.name === 'festival' ? 200 : 50 },
     defaultVoice: defaultVoiceOf(spec.name),
+    license: () => ENGINE_LICENSES[spec.name],
     async check(): Promise<PluginCheck> {
       const path = await whichTool(binary);
       if (!path) return { ok: false, detail: `${spec.name} not found (${binary})`, install: INSTALL[spec.name] };

@@ -201,6 +201,8 @@ export function createPitchMatchPlugin(options: PitchMatchOptions = {}): StagePl
     apiVersion: PLUGIN_API_VERSION,
     description: 'Voice matching (not neural cloning): measures pitch and speaking rate and picks the nearest engine voice',
     resources: { device: 'cpu', ramMB: 100 },
+    // measures with the project's own code; decodes with ffmpeg and speaks calibration sentences with the tts engines
+    license: () => ({ code: 'MIT (runs ffmpeg and the speech engines)', commercialUse: true, models: [] }),
     async check() {
       const path = await whichTool('ffmpeg');
       return path ? { ok: true, detail: `ffmpeg at ${path}` } : { ok: false, detail: 'ffmpeg not found', install: 'sudo apt-get install -y ffmpeg' };

@@ -3,7 +3,9 @@ import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { ReadySchema, StatsSchema, errorResponses } from '../schemas.js';
+import { STAGE_KINDS, describePlugins } from '@avatar/core';
+import type { StageKind } from '@avatar/core';
+import { PluginSchema, ReadySchema, StatsSchema, errorResponses } from '../schemas.js';
 import type { Api, RouteContext } from './context.js';
 
 const READY_CACHE_MS = 10_000;
@@ -65,6 +67,17 @@ export function registerSystemRoutes(api: Api, ctx: RouteContext, app: FastifyIn
     }
     const { report } = readyCache;
     return reply.code(report.ready ? 200 : 503).send(report);
+  });
+
+  api.get('/v1/plugins', {
+    schema: {
+      summary: 'the installed engines for each stage: package, options, licences, whether each can run here',
+      querystring: Type.Object({ stage: Type.Optional(Type.Union(STAGE_KINDS.map((s) => Type.Literal(s)))) }),
+      response: { 200: Type.Array(PluginSchema), ...errorResponses(400, 401) },
+    },
+  }, async (request) => {
+    const { stage } = request.query as { stage?: StageKind };
+    return describePlugins(registry, { ...(stage && { stage }), check: true });
   });
 
   api.get('/metrics', {

@@ -1,0 +1,71 @@
+import { resolvePluginOptions } from './engines.js';
+import type { EngineLicense, PluginCheck, PluginOptionsSchema, ResourceNeeds, StageKind } from './plugin.js';
+import type { PluginRegistry, RegisteredPlugin } from './registry.js';
+
+/** What `avatar plugins` and GET /v1/plugins say about one installed engine. */
+export interface PluginDescription {
+  stage: StageKind;
+  name: string;
+  /** package name@version, or where it was registered from */
+  package: string;
+  apiVersion: number;
+  description: string;
+  /** the stage's default engine (the first registered for it) */
+  default: boolean;
+  resources: ResourceNeeds;
+  /** the options it takes (JSON Schema), or null */
+  options: PluginOptionsSchema | null;
+  /** its licences with its default options, or null when it declares none */
+  license: EngineLicense | null;
+  defaultVoice?: { voice: string; language: string };
+  /** its check() outcome, when asked for */
+  check?: PluginCheck;
+}
+
+const CHECK_TIMEOUT_MS = 10_000;
+
+async function runCheck(entry: RegisteredPlugin): Promise<PluginCheck> {
+  const { plugin } = entry;
+  if (!plugin.check) return { ok: true, detail: 'no check offered' };
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`took over ${CHECK_TIMEOUT_MS / 1000} s`)), CHECK_TIMEOUT_MS);
+    });
+    return await Promise.race([plugin.check(), late]);
+  } catch (error) {
+    return { ok: false, detail: `check failed: ${error instanceof Error ? error.message : String(error)}` };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function licenseOf(entry: RegisteredPlugin): EngineLicense | null {
+  try {
+    return entry.plugin.license?.(resolvePluginOptions(entry.plugin, {}, entry.source)) ?? null;
+  } catch {
+    return null; // a licence that needs options set: said per run
+  }
+}
+
+/** Every installed engine (or one stage's), described; with `check`, each engine's check() outcome too. */
+export async function describePlugins(registry: PluginRegistry, options: { stage?: StageKind; check?: boolean } = {}): Promise<PluginDescription[]> {
+  const entries = registry.list(options.stage);
+  return Promise.all(entries.map(async (entry) => {
+    const { plugin } = entry;
+    const description: PluginDescription = {
+      stage: plugin.stage,
+      name: plugin.name,
+      package: entry.source,
+      apiVersion: plugin.apiVersion,
+      description: plugin.description ?? '',
+      default: registry.entry(plugin.stage) === entry,
+      resources: plugin.resources,
+      options: plugin.options ?? null,
+      license: licenseOf(entry),
+      ...(plugin.defaultVoice && { defaultVoice: { voice: plugin.defaultVoice.voice, language: plugin.defaultVoice.language } }),
+    };
+    if (options.check) description.check = await runCheck(entry);
+    return description;
+  }));
+}
