@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION } from '@avatar/core';
 import type { Avatar, AvatarFace, EngineLicense, FaceInput, HeadPose, LoadedStage, ModelLicense, PluginCheck, PluginOptionsSchema, StagePlugin } from '@avatar/core';
@@ -141,8 +141,10 @@ function faceOf(check: FaceCheck): AvatarFace {
  * The face stage: judges the photo (refusing with the first broken rule) and, when asked, writes the
  * prepared avatar and returns it. A prepared avatar of the wanted size is used as it is.
  */
-export async function runFaceStage(input: FaceInput, engines: FaceEngines, options: ResolvedFaceOptions): Promise<Avatar> {
+export async function runFaceStage(input: FaceInput, engines: FaceEngines, options: ResolvedFaceOptions, signal?: AbortSignal): Promise<Avatar> {
+  signal?.throwIfAborted();
   const { check, source } = await checkFace(input.imagePath, engines, options);
+  signal?.throwIfAborted();
   const refusal = verdictError(check.verdict);
   if (refusal) throw refusal;
   const prepare = input.prepare;
@@ -163,6 +165,11 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines, optio
     sourcePose: source.pose,
     models: source.models,
   });
+  if (signal?.aborted) {
+    // cancelled while the files were written: a cancelled run leaves none
+    await Promise.all([rm(outputPath, { force: true }), rm(written.sidecarPath, { force: true })]);
+    signal.throwIfAborted();
+  }
   return { imagePath: outputPath, width: prepare.size, height: prepare.size, face: written.face };
 }
 
@@ -253,7 +260,7 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
       return {
         run: async (input, ctx) => {
           ctx.progress(0.1, 'detecting the face');
-          const avatar = await runFaceStage(input, engines, resolved);
+          const avatar = await runFaceStage(input, engines, resolved, ctx.signal);
           ctx.progress(1);
           return avatar;
         },
