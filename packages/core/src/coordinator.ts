@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { PipelineConfig } from './config.js';
 import { animationOf, checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
 import type { EngineChoice, EngineOptions } from './engines.js';
-import { resolvePluginOptions } from './engines.js';
+import { resolvePluginOptions } from './plugin-options.js';
 import type { AvatarErrorJSON } from './errors.js';
 import { AvatarError, isAvatarError, storageError, toAvatarError } from './errors.js';
 import { checkReadableFile, checkWritableTarget, ensureDir, partialPathFor } from './fsutil.js';

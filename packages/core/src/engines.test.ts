@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parsePipelineConfig } from './config.js';
-import { mergeEngineOptions, parseEngineAssignments, parseEngineChoice, parseEngineOptionAssignments, parseEngineOptions, resolvePluginOptions } from './engines.js';
+import { mergeEngineOptions, parseEngineAssignments, parseEngineChoice, parseEngineOptionAssignments, parseEngineOptions } from './engines.js';
+import { resolvePluginOptions } from './plugin-options.js';
 import { AvatarError } from './errors.js';
 import { PLUGIN_API_VERSION } from './plugin.js';
 import type { PluginOptionsSchema, StagePlugin } from './plugin.js';

@@ -10,6 +10,7 @@ export * from './media.js';
 export * from './container.js';
 export * from './config.js';
 export * from './engines.js';
+export * from './plugin-options.js';
 export * from './plugin.js';
 export * from './gpu.js';
 export * from './resources.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMp4Summary, readWavInfo } from './container.js';
-import { resolvePluginOptions } from './engines.js';
+import { resolvePluginOptions } from './plugin-options.js';
 import { isAvatarError } from './errors.js';
 import { silentLogger } from './log.js';
 import type { AnyStagePlugin, LoadedStage, RunContext, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';

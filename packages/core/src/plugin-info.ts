@@ -1,4 +1,4 @@
-import { resolvePluginOptions } from './engines.js';
+import { resolvePluginOptions } from './plugin-options.js';
 import type { EngineLicense, PluginCheck, PluginOptionsSchema, ResourceNeeds, StageKind } from './plugin.js';
 import type { PluginRegistry, RegisteredPlugin } from './registry.js';
 

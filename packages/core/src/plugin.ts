@@ -4,13 +4,10 @@ import type { Logger } from './log.js';
 /** The plugin contract version this core speaks. A plugin states the version it was written for. */
 export const PLUGIN_API_VERSION = 1 as const;
 
-export const STAGE_KINDS = ['voice', 'tts', 'face', 'lipsync', 'encode', 'inspect'] as const;
-/**
- * voice: reference recording -> voice settings (voice_clone); tts: text -> speech;
- * face: photo -> avatar; lipsync: avatar + speech -> frames; encode: frames or still + audio -> video;
- * inspect: a finished video -> quality figures measured from the outside.
- */
-export type StageKind = (typeof STAGE_KINDS)[number];
+import type { StageKind } from './stage-kinds.js';
+
+export { STAGE_KINDS } from './stage-kinds.js';
+export type { StageKind } from './stage-kinds.js';
 
 // ---- values the stages hand each other (text -> audio -> frames -> MP4) ----
 

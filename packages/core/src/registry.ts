@@ -1,7 +1,7 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { optionsSchemaProblem } from './engines.js';
+import { optionsSchemaProblem } from './plugin-options.js';
 import { AvatarError, isAvatarError } from './errors.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
