@@ -17,6 +17,13 @@ module.exports = {
       to: { path: '^(packages/(tts|encode|face|lipsync|cli|server))/', pathNot: '^packages/$1/' },
     },
     {
+      name: 'front-ends-through-the-registry',
+      comment: 'the CLI and the server reach engines only through the registry and the coordinator; packages/cli/src/context.ts is the one place that names the built-in packages, as strings the registry loads (tests may import engines to make real inputs)',
+      severity: 'error',
+      from: { path: '^packages/(cli|server)/src/', pathNot: '\\.test(-helpers)?\\.ts$' },
+      to: { path: '^packages/(tts|encode|face|lipsync)/' },
+    },
+    {
       name: 'no-front-end-imports',
       comment: 'nothing but the front ends themselves imports a front end',
       severity: 'error',

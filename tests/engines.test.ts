@@ -156,6 +156,25 @@ describe('choosing engines', () => {
     expect(loose.error?.code).toBe('AVATAR_ERR_ENGINE_LICENSE');
   });
 
+  it('a photo is judged by the chosen face engine; one that cannot report on a photo says so', async () => {
+    const { onnxFacePlugin } = await import('@avatar/face');
+    const face = onnxFacePlugin as StagePlugin<'face'>;
+    const runOnly: StagePlugin<'face'> = {
+      ...face, name: 'run-only',
+      async load(ctx) {
+        const loaded = await face.load(ctx);
+        return { run: (input, runCtx) => loaded.run(input, runCtx), unload: () => loaded.unload() };
+      },
+    };
+    const { coordinator } = await setUp(join(dir, 's8'), { extra: [face as StagePlugin, runOnly as StagePlugin] });
+    const assessed = await coordinator.assessFace(PORTRAIT, { config: { engineOptions: { face: { minFaceSize: 4000 } } } });
+    expect(assessed.faces).toHaveLength(1);
+    expect(assessed.verdict.usable).toBe(false);
+    expect(assessed.verdict.reasons[0]?.error.code).toBe('AVATAR_ERR_FACE_TOO_SMALL');
+    const unsupported = await coordinator.assessFace(PORTRAIT, { config: { engines: { face: 'run-only' } } }).catch((e: unknown) => e);
+    expect(unsupported).toMatchObject({ code: 'AVATAR_ERR_ENGINE_UNSUPPORTED', message: 'the face engine "run-only" (acme-encoders@2.1.0) cannot report on a photo without preparing it' });
+  });
+
   it('a tts engine picked without a voice profile speaks with its own default voice; with a profile of another engine it is refused', async () => {
     const { coordinator } = await setUp(join(dir, 's6'));
     const espeak = await coordinator.speak({ text: 'Hello there.', outputPath: join(dir, 'espeak.wav'), config: { engines: { tts: 'espeak-ng' } } });

@@ -19,9 +19,10 @@ describe('avatar avatars', () => {
   it('check: a usable portrait exits 0 with faces, pose, quality and the verdict', async () => {
     const r = await run(['--json', 'avatars', 'check', PORTRAIT]);
     expect(r.code, r.stderr).toBe(0);
-    const check = JSON.parse(r.stdout) as { usable: boolean; report: { faces: { pose: { yaw: number } ; landmarks: unknown[] }[] } };
+    const check = JSON.parse(r.stdout) as { usable: boolean; faces: { pose: { yaw: number }; landmarks: unknown[] }[]; details: { timings: unknown } };
     expect(check.usable).toBe(true);
-    expect(check.report.faces[0]?.landmarks).toHaveLength(68);
+    expect(check.faces[0]?.landmarks).toHaveLength(68);
+    expect(check.details.timings).toBeDefined(); // the engine's own full report
     const human = await run(['avatars', 'check', PORTRAIT]);
     expect(human.stdout).toMatch(/pose: yaw -?[\d.]+, pitch -?[\d.]+, roll -?[\d.]+ degrees/);
     expect(human.stdout).toContain('verdict: usable');

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { DEFAULT_PIPELINE_CONFIG, resolveEncodeSettings, silentLogger } from '@avatar/core';
+import { DEFAULT_PIPELINE_CONFIG, regionsFromLandmarks, resolveEncodeSettings, silentLogger } from '@avatar/core';
 import type { Avatar, EncodeSettings, Speech, StagePlugin, VoiceSettings } from '@avatar/core';
 import { runStagePluginConformance } from '@avatar/core/testing';
 import { plugins as encoders } from '@avatar/encode';
 import { plugins as faces } from '@avatar/face';
-import { plugins as renderers, regionsFromLandmarks } from '@avatar/lipsync';
+import { plugins as renderers } from '@avatar/lipsync';
 import { plugins as speakers } from '@avatar/tts';
 import { PORTRAIT } from './helpers/cli.js';
 

@@ -12,7 +12,7 @@ import { claimWorkDir, keepWorkDir, sweepLeftovers, sweepPartials } from './left
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
-import type { Avatar, EngineLicense, InspectionSummary, LipsyncInput, LoadContext, LoadedStage, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
+import type { Avatar, EngineLicense, FaceAssessment, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
 import type { ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
@@ -383,12 +383,30 @@ export class PipelineCoordinator {
    * project's errors (a plain Error from a plugin's load or run) becomes AVATAR_ERR_ENGINE_FAILED
    * naming the engine and its package, not an internal error of the host.
    */
-  private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStage<StageInput<K>, StageOutput<K>>) => Promise<T>, options: { alongside?: boolean } = {}): Promise<T> {
+  private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStageOf<K>) => Promise<T>, options: { alongside?: boolean } = {}): Promise<T> {
     try {
       return await this.resources.withModel(engine.plugin, this.loadContext(signal, engine.options), fn, options);
     } catch (error) {
       throw engineFault(engine, error, signal);
     }
+  }
+
+  /**
+   * What the face engine says of a photo, preparing nothing: the faces it finds and whether the photo can
+   * be animated, with each reason (`avatar avatars check`). The engine is chosen and its options checked
+   * as for a run; one that cannot report on a photo gives AVATAR_ERR_ENGINE_UNSUPPORTED.
+   */
+  async assessFace(imagePath: string, options: { config?: Partial<PipelineConfig>; signal?: AbortSignal } = {}): Promise<FaceAssessment> {
+    const config = parsePipelineConfig(options.config ?? {});
+    const face = required((await this.plan(config, ['face'])).face, 'face');
+    const signal = options.signal ?? new AbortController().signal;
+    const ctx: RunContext = { signal, workDir: this.storageDir, log: this.log, progress: () => undefined };
+    return this.withEngine(face, signal, async (loaded) => {
+      if (!loaded.assess) {
+        throw new AvatarError('AVATAR_ERR_ENGINE_UNSUPPORTED', { stage: 'face', engine: face.plugin.name, source: face.source, what: 'report on a photo without preparing it' });
+      }
+      return loaded.assess(resolve(imagePath), ctx);
+    });
   }
 
   /**

@@ -139,6 +139,11 @@ export const ERRORS = {
     'Pick another {stage} engine or other options for it (avatar plugins list shows each licence), or run without commercialSafe where the use is not commercial.',
     422,
   ),
+  AVATAR_ERR_ENGINE_UNSUPPORTED: usage(
+    'the {stage} engine "{engine}" ({source}) cannot {what}',
+    'Pick a {stage} engine that can (avatar plugins list), such as the default one.',
+    422,
+  ),
   AVATAR_ERR_ENGINE_OPTION_INVALID: usage('option {option} of the {stage} engine "{engine}" ({source}) {problem}', '{expected}'),
   AVATAR_ERR_ENGINE_CONFLICT: usage(
     'voice profile {id} speaks with the {profileEngine} engine, but the run picks the tts engine "{engine}"',

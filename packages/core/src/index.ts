@@ -12,6 +12,7 @@ export * from './config.js';
 export * from './engines.js';
 export * from './plugin-options.js';
 export * from './plugin.js';
+export * from './regions.js';
 export * from './gpu.js';
 export * from './resources.js';
 export * from './registry.js';

@@ -6,7 +6,7 @@ import { readMp4Summary, readWavInfo } from './container.js';
 import { resolvePluginOptions } from './plugin-options.js';
 import { isAvatarError } from './errors.js';
 import { silentLogger } from './log.js';
-import type { AnyStagePlugin, LoadedStage, RunContext, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';
+import type { AnyStagePlugin, LoadedStageOf, RunContext, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';
 import { PLUGIN_API_VERSION } from './plugin.js';
 import { PluginRegistry } from './registry.js';
 
@@ -164,7 +164,7 @@ export function runStagePluginConformance<K extends StageKind>(plugin: StagePlug
       return dir;
     };
     const loadOptions = (): Readonly<Record<string, unknown>> => resolvePluginOptions(plugin as unknown as AnyStagePlugin, options.options, options.source ?? 'conformance');
-    const load = async (signal?: AbortSignal): Promise<LoadedStage<StageInput<K>, StageOutput<K>>> =>
+    const load = async (signal?: AbortSignal): Promise<LoadedStageOf<K>> =>
       plugin.load({ log: silentLogger, storageDir: join(root, 'storage'), options: loadOptions(), ...(signal && { signal }) });
 
     beforeAll(async () => {

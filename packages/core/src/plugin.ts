@@ -1,4 +1,5 @@
 import type { EncodeSettings } from './config.js';
+import type { AvatarErrorJSON } from './errors.js';
 import type { Logger } from './log.js';
 
 /** The plugin contract version this core speaks. A plugin states the version it was written for. */
@@ -222,6 +223,7 @@ export interface EncodedVideo {
 
 export interface InspectInput {
   videoPath: string;
+  /** where the mouth and the face are; a face box of zero area means the face is not known */
   regions: FrameRegions;
 }
 
@@ -301,6 +303,52 @@ export interface LoadedStage<In, Out> {
   /** always called after load, also when run fails */
   unload(): Promise<void>;
 }
+
+/** One face a face engine found, as `avatar avatars check` reports it. */
+export interface AssessedFace {
+  box: FaceBox;
+  score: number;
+  /** 68 points, where the engine placed them */
+  landmarks?: readonly FacePoint[];
+  pose?: HeadPose;
+  quality?: FaceQuality;
+}
+
+/** What a face engine says of a photo without preparing anything: the faces, and whether it can be animated and why not. */
+export interface FaceAssessment {
+  path: string;
+  width: number;
+  height: number;
+  /** a prepared avatar: its face comes from its sidecar, not from detection */
+  prepared: boolean;
+  sidecarPath?: string;
+  models?: { detector: string; landmarks: string };
+  /** largest first */
+  faces: AssessedFace[];
+  verdict: {
+    usable: boolean;
+    /** every rule the photo breaks, most important first, each with the error a run would give */
+    reasons: { rule: string; measured: number | string; limit: number | string; error: AvatarErrorJSON }[];
+    /** what does not stop a run but may spoil it (dark, blown out, blurry) */
+    warnings: { rule: string; measured: number; limit: number; message: string }[];
+  };
+  /** the engine's own full report */
+  details?: Readonly<Record<string, unknown>>;
+}
+
+/** What a loaded engine of each stage may offer besides run. */
+export interface StageExtras {
+  voice: object;
+  tts: object;
+  /** `avatar avatars check` and the server's photo checks ask this; an engine without it cannot report on a photo */
+  face: { assess?(imagePath: string, ctx: RunContext): Promise<FaceAssessment> };
+  lipsync: object;
+  encode: object;
+  inspect: object;
+}
+
+/** A loaded engine of stage K. */
+export type LoadedStageOf<K extends StageKind> = LoadedStage<StageInput<K>, StageOutput<K>> & StageExtras[K];
 
 /** A model file a plugin runs, as `avatar doctor` lists it. */
 export interface ModelReport {
@@ -383,7 +431,7 @@ export interface StagePlugin<K extends StageKind = StageKind> {
    * worker runs it. Rejects with the AvatarError the run would give; resolves when the input can be tried.
    */
   checkInput?(input: InputToCheck<K>): Promise<void>;
-  load(ctx: LoadContext): Promise<LoadedStage<StageInput<K>, StageOutput<K>>>;
+  load(ctx: LoadContext): Promise<LoadedStageOf<K>>;
 }
 
 /** A stage's input before a run: what it is given, without the file the run writes. */

@@ -4,7 +4,7 @@ import type { GpuMemoryProvider, GpuSnapshot } from './gpu.js';
 import { NoGpuProvider } from './gpu.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
-import type { LoadContext, LoadedStage, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';
+import type { LoadContext, LoadedStageOf, StageKind, StagePlugin } from './plugin.js';
 
 export interface MemorySnapshot {
   label: string;
@@ -145,7 +145,7 @@ export class ResourceManager {
   async withModel<K extends StageKind, T>(
     plugin: StagePlugin<K>,
     ctx: LoadContext,
-    fn: (stage: LoadedStage<StageInput<K>, StageOutput<K>>) => Promise<T>,
+    fn: (stage: LoadedStageOf<K>) => Promise<T>,
     options: { alongside?: boolean } = {},
   ): Promise<T> {
     const ramMB = plugin.resources.ramMB ?? 0;
@@ -156,7 +156,7 @@ export class ResourceManager {
     // a plugin that declares no memory (a tool run as a child process, say) takes no model slot
     const heavy = ramMB > 0 || vramMB > 0;
     if (heavy) await this.admit(label, ramMB, vramMB, options.alongside ?? false, ctx.signal);
-    let loaded: LoadedStage<StageInput<K>, StageOutput<K>> | undefined;
+    let loaded: LoadedStageOf<K> | undefined;
     try {
       await this.snapshot(`before load ${label}`);
       loaded = await plugin.load(ctx);

@@ -13,7 +13,7 @@ export type { AlignedCrop, AvatarSidecar, WriteAvatarInput } from './prepare.js'
 export { DEFAULT_FACE_THRESHOLDS, THRESHOLD_ENV, judgeFaces, resolveThresholds, verdictError } from './validate.js';
 export type { CheckedFace, FaceRule, FaceThresholds, QualityWarning, RuleFailure, Verdict } from './validate.js';
 export {
-  FACE_OPTIONS_SCHEMA, FACE_RAM_MB, checkFace, createFacePlugin, faceOptionsFrom, disposeFaceEngines, loadFaceEngines, onnxFacePlugin, resolveFaceOptions, runFaceStage,
+  FACE_OPTIONS_SCHEMA, FACE_RAM_MB, checkFace, createFacePlugin, faceOptionsFrom, toAssessment, disposeFaceEngines, loadFaceEngines, onnxFacePlugin, resolveFaceOptions, runFaceStage,
 } from './stage.js';
 export type { DetectorChoice, FaceCheck, FacePluginOptions, LandmarkChoice, ResolvedFaceOptions } from './stage.js';
 export type { Box, DetectedFace, FaceDetector, LandmarkModel, Point, RgbImage } from './models/types.js';

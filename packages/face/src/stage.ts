@@ -1,7 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION } from '@avatar/core';
-import type { Avatar, AvatarFace, EngineLicense, FaceInput, HeadPose, LoadedStage, ModelLicense, PluginCheck, PluginOptionsSchema, StagePlugin } from '@avatar/core';
+import type { Avatar, AvatarFace, EngineLicense, FaceAssessment, FaceInput, HeadPose, LoadedStageOf, ModelLicense, PluginCheck, PluginOptionsSchema, StagePlugin } from '@avatar/core';
 import type { AnalyseOptions, FaceEngines, PhotoReport } from './analyse.js';
 import { analyseImage } from './analyse.js';
 import { loadImage } from './image.js';
@@ -119,6 +119,26 @@ function fromSidecar(path: string, sidecar: AvatarSidecar, sidecarPath: string, 
   return {
     check: { path, prepared: true, sidecarPath, face, width: image.width, height: image.height, verdict },
     source: { image, bytes, landmarks: face.landmarks, score: face.score, pose: face.pose, models: face.models },
+  };
+}
+
+/** A check as the stage contract reports it (`avatar avatars check`): the faces, the verdict, and the full report in details. */
+export function toAssessment(check: FaceCheck): FaceAssessment {
+  const faces = check.report?.faces ?? (check.face ? [check.face] : []);
+  const models = check.report?.models ?? check.face?.models;
+  return {
+    path: check.path,
+    width: check.width,
+    height: check.height,
+    prepared: check.prepared,
+    ...(check.sidecarPath !== undefined && { sidecarPath: check.sidecarPath }),
+    ...(models && { models }),
+    faces: faces.map((f) => ({
+      box: f.box, score: f.score,
+      ...(f.landmarks && { landmarks: f.landmarks }), ...(f.pose && { pose: { yaw: f.pose.yaw, pitch: f.pose.pitch, roll: f.pose.roll } }), ...(f.quality && { quality: f.quality }),
+    })),
+    verdict: { usable: check.verdict.usable, reasons: check.verdict.reasons, warnings: check.verdict.warnings },
+    ...(check.report && { details: JSON.parse(JSON.stringify(check.report)) as Record<string, unknown> }),
   };
 }
 
@@ -254,10 +274,14 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
         return { ok: false, detail: error instanceof Error ? error.message : String(error), install: 'npm run bootstrap (converts the face models)' };
       }
     },
-    async load(ctx): Promise<LoadedStage<FaceInput, Avatar>> {
+    async load(ctx): Promise<LoadedStageOf<'face'>> {
       const resolved = resolveFaceOptions(faceOptionsFrom(ctx.options, options));
       const engines = await loadFaceEngines(resolved);
       return {
+        assess: async (imagePath, runCtx) => {
+          runCtx.signal.throwIfAborted();
+          return toAssessment((await checkFace(imagePath, engines, resolved)).check);
+        },
         run: async (input, ctx) => {
           ctx.progress(0.1, 'detecting the face');
           const avatar = await runFaceStage(input, engines, resolved, ctx.signal);

@@ -9,7 +9,7 @@ export { inspectVideo } from './inspect.js';
 export type { Box, InspectionReport, InspectOptions, LagMeasure } from './inspect.js';
 export { DEFAULT_ANIMATION, FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render/index.js';
 export type { AnimationOptions, FrameState, HeadMotion, RendererOptions, RgbaImage } from './render/index.js';
-export { decodeRecording, frameSize, regionsFromLandmarks, syncInspectorPlugin, warpPlugin } from './plugin.js';
+export { decodeRecording, frameSize, syncInspectorPlugin, warpPlugin } from './plugin.js';
 
 /** What the plugin registry loads from this package: the renderer and the sync inspector. */
 export const plugins: readonly AnyStagePlugin[] = [warpPlugin, syncInspectorPlugin];

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
-import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, defineStagePlugin } from '@avatar/core';
-import type { FaceBox, FacePoint, FrameRegions, FrameStream, InspectionSummary, LipsyncInput, RunContext, StagePlugin } from '@avatar/core';
+import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, defineStagePlugin, regionsFromLandmarks } from '@avatar/core';
+import type { FrameStream, InspectionSummary, LipsyncInput, RunContext, StagePlugin } from '@avatar/core';
 import { inspectVideo } from './inspect.js';
 import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render/index.js';
 import { loadSharp } from './sharp.js';
@@ -44,29 +44,6 @@ export function frameSize(width: number, height: number, size: number): { width:
   const scale = Math.min(1, size / Math.max(width, height));
   const even = (n: number): number => Math.max(2, Math.floor(n / 2) * 2);
   return { width: even(width * scale), height: even(height * scale), scale };
-}
-
-function boxAround(points: readonly FacePoint[], margin: number, width: number, height: number): FaceBox {
-  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
-  for (const p of points) {
-    x0 = Math.min(x0, p.x);
-    y0 = Math.min(y0, p.y);
-    x1 = Math.max(x1, p.x);
-    y1 = Math.max(y1, p.y);
-  }
-  const mx = (x1 - x0) * margin;
-  const my = (y1 - y0) * margin;
-  const bx = Math.max(0, Math.floor(x0 - mx));
-  const by = Math.max(0, Math.floor(y0 - my));
-  return { x: bx, y: by, width: Math.min(width, Math.ceil(x1 + mx)) - bx, height: Math.min(height, Math.ceil(y1 + my)) - by };
-}
-
-/** The face and mouth (with the chin below it: where lips and jaw move) as boxes, from 68 landmarks. */
-export function regionsFromLandmarks(points: readonly FacePoint[], width: number, height: number): FrameRegions {
-  return {
-    face: boxAround(points, 0.05, width, height),
-    mouth: boxAround([...points.slice(48, 68), points[57] as FacePoint, points[8] as FacePoint], 0.15, width, height),
-  };
 }
 
 /** Frame buffers the renderer cycles through: the encoder may hold three in flight while the next is drawn. */
@@ -151,12 +128,22 @@ export const syncInspectorPlugin: StagePlugin<'inspect'> = defineStagePlugin({
   apiVersion: PLUGIN_API_VERSION,
   description: 'mouth motion against the audio envelope, stillness in silences, border motion, mouth sharpness',
   resources: { device: 'cpu' },
+  options: {
+    type: 'object',
+    properties: {
+      // 320 px by default: the measures are relative, and a quarter of the pixels of a 640 px analysis
+      maxAnalysisSize: { type: 'integer', minimum: 64, maximum: 4096, default: 320, description: 'frames are analysed downscaled to at most this many pixels on the longer side' },
+    },
+  },
   license: () => ({ code: 'MIT (decodes with ffmpeg: LGPL-2.1-or-later / GPL-2.0-or-later as built by Debian)', commercialUse: true, models: [] }),
-  async load() {
+  async load(loadCtx) {
+    const maxAnalysisSize = Number(loadCtx.options.maxAnalysisSize ?? 320);
     return {
       async run(input, ctx): Promise<InspectionSummary> {
-        // analysed at up to 320 px: the measures are relative, and a quarter of the pixels of a 640 px analysis
-        const report = await inspectVideo(input.videoPath, { mouthBox: input.regions.mouth, faceBox: input.regions.face, maxAnalysisSize: 320, signal: ctx.signal });
+        const { mouth, face } = input.regions;
+        // a face box of no area: not known, so the whole border band is measured
+        const faceBox = face.width > 0 && face.height > 0 ? face : undefined;
+        const report = await inspectVideo(input.videoPath, { mouthBox: mouth, ...(faceBox && { faceBox }), maxAnalysisSize, signal: ctx.signal });
         return {
           lagFrames: report.sync.lagFrames,
           correlation: round(report.sync.correlation),

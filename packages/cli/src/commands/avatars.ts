@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
-import { AvatarError, QUALITIES, QUALITY_PRESETS, resolvePluginOptions, toAvatarError } from '@avatar/core';
-import type { PipelineConfig } from '@avatar/core';
-import { checkFace, disposeFaceEngines, faceOptionsFrom, loadFaceEngines, onnxFacePlugin, resolveFaceOptions } from '@avatar/face';
-import type { FaceCheck } from '@avatar/face';
-import { createOutput } from '../output.js';
-import { addEngineOptions, engineConfigFromFlags, globals, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
+import { AvatarError, QUALITIES, QUALITY_PRESETS, toAvatarError } from '@avatar/core';
+import type { FaceAssessment, PipelineConfig } from '@avatar/core';
+import { addEngineOptions, engineConfigFromFlags, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
 import type { EngineFlags } from '../shared.js';
 import { reportRun, runWithProgress } from './run.js';
 
@@ -40,10 +37,10 @@ function faceEngineConfig(flags: ThresholdFlags): Partial<PipelineConfig> {
 
 const fmt = (n: number): string => (Math.round(n * 10) / 10).toString();
 
-function describeCheck(c: FaceCheck): string {
+function describeCheck(c: FaceAssessment): string {
   const lines: string[] = [`${c.path}: ${c.width}x${c.height}${c.prepared ? ` (prepared avatar, face details from ${c.sidecarPath})` : ''}`];
-  const faces = c.report?.faces ?? (c.face ? [{ box: c.face.box, score: c.face.score, pose: c.face.pose, quality: c.face.quality }] : []);
-  if (c.report) lines.push(`  models: detector ${c.report.models.detector}, landmarks ${c.report.models.landmarks}`);
+  const { faces } = c;
+  if (c.models && !c.prepared) lines.push(`  models: detector ${c.models.detector}, landmarks ${c.models.landmarks}`);
   lines.push(`  faces: ${faces.length}`);
   faces.forEach((f, i) => {
     lines.push(`  face ${i + 1}: ${Math.round(f.box.width)}x${Math.round(f.box.height)} px at (${Math.round(f.box.x)}, ${Math.round(f.box.y)}), score ${f.score.toFixed(2)}`);
@@ -69,29 +66,20 @@ export function registerAvatars(program: Command): void {
     .description('detect the face, measure pose and quality, say whether the photo can be animated and why not (exit 0 usable, 1 refused)')
     .argument('<photo>', 'JPEG, PNG or WebP photo, or a prepared avatar'))
     .action(async (photo: string, flags: ThresholdFlags, command: Command) => {
-      const opts = globals(command);
-      const out = createOutput(opts.json);
-      let engines: Awaited<ReturnType<typeof loadFaceEngines>> | undefined;
-      try {
-        // the report needs the built-in face engine's own analysis; its options are checked by its schema
-        const given = resolvePluginOptions(onnxFacePlugin, faceEngineConfig(flags).engineOptions?.face, '@avatar/face');
-        const options = resolveFaceOptions(faceOptionsFrom(given));
-        engines = await loadFaceEngines(options);
-        const { check } = await checkFace(photo, engines, options);
-        out.result({ ...check, usable: check.verdict.usable }, () => describeCheck(check));
-        process.exitCode = check.verdict.usable ? 0 : 1;
-      } catch (thrown) {
-        const error = toAvatarError(thrown);
-        if (isRefusal(error)) {
-          out.result({ path: photo, usable: false, verdict: { usable: false, chosen: null, reasons: [{ rule: 'decodable', measured: 'no', limit: 'yes', error: error.toJSON() }], warnings: [] } },
+      await withContext(command, async (ctx, out) => {
+        try {
+          // the face engine the settings pick (the built-in one unless told otherwise), with its options
+          const check = await ctx.coordinator.assessFace(photo, { config: faceEngineConfig(flags) });
+          out.result({ ...check, usable: check.verdict.usable }, () => describeCheck(check));
+          return check.verdict.usable ? 0 : 1;
+        } catch (thrown) {
+          const error = toAvatarError(thrown);
+          if (!isRefusal(error)) throw error;
+          out.result({ path: photo, usable: false, faces: [], verdict: { usable: false, reasons: [{ rule: 'decodable', measured: 'no', limit: 'yes', error: error.toJSON() }], warnings: [] } },
             () => `${photo}\nverdict: refused\n  decodable: ${error.message}\n    ${error.hint}`);
-          process.exitCode = 1;
-        } else {
-          process.exitCode = out.error(error);
+          return 1;
         }
-      } finally {
-        if (engines) await disposeFaceEngines(engines);
-      }
+      });
     });
 
   addThresholdOptions(avatars.command('prepare')

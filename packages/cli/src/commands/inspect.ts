@@ -4,12 +4,34 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { AvatarError, checkReadableFile } from '@avatar/core';
-import type { RunContext } from '@avatar/core';
-import { inspectVideo, regionsFromLandmarks } from '@avatar/lipsync';
-import type { Box, InspectionReport } from '@avatar/lipsync';
+import { AvatarError, checkReadableFile, regionsFromLandmarks } from '@avatar/core';
+import type { FaceBox, InspectionSummary, PipelineConfig, RunContext } from '@avatar/core';
 import type { CliContext } from '../context.js';
-import { withContext } from '../shared.js';
+import { addEngineOptions, engineConfigFromFlags, withContext } from '../shared.js';
+import type { EngineFlags } from '../shared.js';
+
+type Box = FaceBox;
+
+/** The parts of the built-in inspector's full report (its `details`) this command prints. */
+interface InspectionReport {
+  path: string;
+  video: { width: number; height: number; fps: number; frameCount: number; durationSeconds: number };
+  audio: { speechFrames: number; silentFrames: number };
+  sync: { lagFrames: number; lagSeconds: number; correlation: number };
+  motionSync: { lagFrames: number; correlation: number };
+  silence: { stillnessRatio: number | null; closureRatio: number | null };
+  borders: { meanMotion: number; maxMotion: number; bandFraction: number; pixels: number };
+  sharpness: { ratio: number | null; speaking: number | null; rest: number | null };
+}
+
+/** Whether an inspector's details are a report this command knows how to print in full. */
+function isFullReport(details: Readonly<Record<string, unknown>>): details is Readonly<Record<string, unknown>> & InspectionReport {
+  return ['video', 'audio', 'sync', 'motionSync', 'silence', 'borders', 'sharpness'].every((key) => typeof details[key] === 'object' && details[key] !== null);
+}
+
+function describeSummary(path: string, s: InspectionSummary): string {
+  return `${path}: lip-sync lag ${s.lagFrames} frames (correlation ${s.correlation.toFixed(2)}), mouth in silences ${s.silenceStillness.toFixed(2)}, border motion ${s.borderMotion.toFixed(2)}, mouth sharpness ratio ${s.sharpnessRatio.toFixed(2)}`;
+}
 
 /** "x,y,w,h" in video pixels. */
 export function parseBox(name: string) {
@@ -44,7 +66,7 @@ function describeReport(r: InspectionReport): string {
 }
 
 export function registerInspect(program: Command): void {
-  program.command('inspect')
+  addEngineOptions(program.command('inspect'))
     .description('measure a finished video from the outside: lip-sync lag and correlation, mouth rest in silences, motion at the frame borders, mouth sharpness')
     .argument('<video>', 'an MP4 or WebM file with a video stream and an audio track')
     .option('--mouth <x,y,w,h>', 'the mouth region in video pixels (default: found by the face stage in the first frame)', parseBox('--mouth'))
@@ -56,20 +78,29 @@ export function registerInspect(program: Command): void {
       'Figures are explained in docs/lipsync.md. Lag is in video frames; positive means the mouth moves',
       'after the sound. The command reports; it does not fail on bad figures.',
     ].join('\n'))
-    .action(async (video: string, flags: { mouth?: Box; face?: Box }, command: Command) => {
+    .action(async (video: string, flags: EngineFlags & { mouth?: Box; face?: Box }, command: Command) => {
       await withContext(command, async (ctx, out) => {
+        const config = engineConfigFromFlags(flags);
+        const path = resolve(video);
+        await checkReadableFile(path, 'video');
         let mouth = flags.mouth;
         let face = flags.face;
-        if (!mouth) ({ mouth, face } = { ...(await regionsFromFirstFrame(ctx, resolve(video))), ...(face && { face }) });
-        const report = await inspectVideo(video, { mouthBox: mouth, ...(face && { faceBox: face }) });
-        out.result(report, () => describeReport(report));
+        if (!mouth) ({ mouth, face } = { ...(await regionsFromFirstFrame(ctx, path, config)), ...(face && { face }) });
+        // without --face, the whole frame but its border band is taken as the face
+        const regions = { mouth, face: face ?? { x: 0, y: 0, width: 0, height: 0 } };
+        const inspector = ctx.coordinator.engine('inspect', config);
+        const runCtx: RunContext = { signal: new AbortController().signal, progress() {}, log: ctx.log, workDir: ctx.storageDir };
+        const summary = await ctx.coordinator.runStage(inspector, { videoPath: path, regions }, runCtx);
+        // the inspector's full report where it gives one, else its summary figures
+        const { details } = summary;
+        if (isFullReport(details)) out.result(details, () => describeReport(details));
+        else out.result(summary, () => describeSummary(path, summary));
       });
     });
 }
 
 /** The face stage on the video's first frame (decoded to a temporary PNG): mouth and face regions. */
-async function regionsFromFirstFrame(ctx: CliContext, video: string): Promise<{ mouth: Box; face: Box }> {
-  await checkReadableFile(video, 'video');
+async function regionsFromFirstFrame(ctx: CliContext, video: string, config: Partial<PipelineConfig>): Promise<{ mouth: Box; face: Box }> {
   const dir = await mkdtemp(join(tmpdir(), 'avatar-inspect-'));
   try {
     const frame = join(dir, 'first.png');
@@ -78,7 +109,7 @@ async function regionsFromFirstFrame(ctx: CliContext, video: string): Promise<{ 
       throw new AvatarError('AVATAR_ERR_INPUT_NOT_VIDEO', { input: 'video', path: video, reason: (r.stderr || String(r.error)).trim().split('\n').pop() ?? 'no video stream' });
     }
     const runCtx: RunContext = { signal: new AbortController().signal, progress() {}, log: ctx.log, workDir: dir };
-    const avatar = await ctx.coordinator.runStage(ctx.coordinator.engine('face'), { imagePath: frame }, runCtx);
+    const avatar = await ctx.coordinator.runStage(ctx.coordinator.engine('face', config), { imagePath: frame }, runCtx);
     return regionsFromLandmarks(avatar.face.landmarks, avatar.width, avatar.height);
   } finally {
     await rm(dir, { recursive: true, force: true });
