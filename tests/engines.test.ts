@@ -156,6 +156,36 @@ describe('choosing engines', () => {
     expect(loose.error?.code).toBe('AVATAR_ERR_ENGINE_LICENSE');
   });
 
+  it('an engine that ignores the cancel is left behind after a grace period, named; nothing is written and the host goes on', async () => {
+    const deaf = taggedEncoder(ffmpeg, [], {
+      name: 'deaf',
+      async load() {
+        return {
+          // never looks at its signal
+          run: () => new Promise((resolveLater) => setTimeout(resolveLater, 20_000).unref()),
+          async unload() {},
+        };
+      },
+    });
+    const registry = new PluginRegistry();
+    await registry.loadPackage('@avatar/encode', { from: [ROOT] });
+    registry.register(deaf, 'acme-encoders@2.1.0');
+    const storage = join(dir, 's9');
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, cancelGraceMs: 300 });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const started = performance.now();
+    const out = join(dir, 'deaf.mp4');
+    const result = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: out, config: { engines: { encode: 'deaf' } }, signal: controller.signal });
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(result.error?.code).toBe('AVATAR_ERR_ENGINE_STUCK');
+    expect(result.error?.message).toBe('the encode engine "deaf" (acme-encoders@2.1.0) did not stop within 0.3s of the run being cancelled; the run ended without it');
+    expect(existsSync(out)).toBe(false);
+    expect(await readdir(join(storage, 'work'))).toEqual([]);
+    const after = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'after-deaf.mp4'), config: { videoQuality: 'low' } });
+    expect(after.error).toBeNull();
+  });
+
   it('a photo is judged by the chosen face engine; one that cannot report on a photo says so', async () => {
     const { onnxFacePlugin } = await import('@avatar/face');
     const face = onnxFacePlugin as StagePlugin<'face'>;

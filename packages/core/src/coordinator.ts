@@ -182,6 +182,8 @@ export interface CoordinatorOptions {
   engineOptions?: EngineOptions;
   /** every run refuses engines and models not cleared for commercial use (a run may ask for it too) */
   commercialSafe?: boolean;
+  /** how long an engine may go on after its run is cancelled before the run ends without it (default 10 s) */
+  cancelGraceMs?: number;
   log?: Logger;
 }
 
@@ -278,6 +280,7 @@ export class PipelineCoordinator {
   private readonly engines: EngineChoice;
   private readonly engineOptions: EngineOptions;
   private readonly commercialSafe: boolean;
+  private readonly cancelGraceMs: number;
   /** check() outcomes of chosen engines, kept while they pass */
   private readonly checks = new Map<StagePlugin, Promise<PluginCheck>>();
 
@@ -290,6 +293,7 @@ export class PipelineCoordinator {
     this.engines = { ...options.engines };
     this.engineOptions = { ...options.engineOptions };
     this.commercialSafe = options.commercialSafe ?? false;
+    this.cancelGraceMs = options.cancelGraceMs ?? 10_000;
     this.log = options.log ?? silentLogger;
   }
 
@@ -385,7 +389,13 @@ export class PipelineCoordinator {
    */
   private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStageOf<K>) => Promise<T>, options: { alongside?: boolean } = {}): Promise<T> {
     try {
-      return await this.resources.withModel(engine.plugin, this.loadContext(signal, engine.options), fn, options);
+      // an engine that does not stop when cancelled is left behind after a grace period, so the run ends
+      const bounded = (loaded: LoadedStageOf<K>): Promise<T> => settleSoonAfterAbort(fn(loaded), signal, this.cancelGraceMs, () => {
+        const stuck = new AvatarError('AVATAR_ERR_ENGINE_STUCK', { stage: engine.plugin.stage, engine: engine.plugin.name, source: engine.source, seconds: this.cancelGraceMs / 1000 });
+        this.log.warn(stuck.message, { code: stuck.code });
+        return stuck;
+      });
+      return await this.resources.withModel(engine.plugin, this.loadContext(signal, engine.options), bounded, options);
     } catch (error) {
       throw engineFault(engine, error, signal);
     }
@@ -495,7 +505,8 @@ export class PipelineCoordinator {
       return run.result(outcome, !cleanup);
     } catch (thrown) {
       // once the run is aborted, whatever a stage throws on its way out is the cancellation
-      const error = run.signal.aborted
+      // (an engine that ignored the cancel is named: the run still ends, without it)
+      const error = run.signal.aborted && !isAvatarError(thrown, 'AVATAR_ERR_ENGINE_STUCK')
         ? new AvatarError('AVATAR_ERR_CANCELLED', { stage: run.current }, { cause: thrown })
         : toAvatarError(thrown, run.current);
       // a failed run always removes its intermediates and what it wrote beside its outputs
@@ -749,6 +760,22 @@ function engineFault(engine: ResolvedEngine, error: unknown, signal: AbortSignal
   if (error instanceof Error && error.name === 'AbortError') return error;
   const reason = error instanceof Error ? error.message : String(error);
   return new AvatarError('AVATAR_ERR_ENGINE_FAILED', { stage: engine.plugin.stage, engine: engine.plugin.name, source: engine.source, reason }, { cause: error });
+}
+
+/** `work`, or once `signal` has aborted and `graceMs` passed without it settling, the error `stuck` gives. */
+function settleSoonAfterAbort<T>(work: Promise<T>, signal: AbortSignal, graceMs: number, stuck: () => AvatarError): Promise<T> {
+  return new Promise<T>((resolvePromise, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = (): void => {
+      timer = setTimeout(() => reject(stuck()), graceMs);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolvePromise, reject).finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    });
+  });
 }
 
 /** A required stage's engine from a plan (plan() throws when one is missing, so this never does). */

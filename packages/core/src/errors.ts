@@ -139,6 +139,11 @@ export const ERRORS = {
     'Pick another {stage} engine or other options for it (avatar plugins list shows each licence), or run without commercialSafe where the use is not commercial.',
     422,
   ),
+  AVATAR_ERR_ENGINE_STUCK: failure(
+    'the {stage} engine "{engine}" ({source}) did not stop within {seconds}s of the run being cancelled; the run ended without it',
+    'Nothing was left at the output path. The engine ignores cancellation: report it to the authors of {source}, or pick another {stage} engine.',
+    409,
+  ),
   AVATAR_ERR_ENGINE_UNSUPPORTED: usage(
     'the {stage} engine "{engine}" ({source}) cannot {what}',
     'Pick a {stage} engine that can (avatar plugins list), such as the default one.',
