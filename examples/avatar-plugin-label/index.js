@@ -1,13 +1,13 @@
 // avatar-plugin-label: an encode engine that burns a visible label into the video, for the disclosure
 // many places now ask of synthetic media ("AI-generated"), a presenter's name or a copyright line.
 // It encodes with ffmpeg like the built-in engine and draws the label with ffmpeg's drawtext filter.
-// Plain JavaScript; @avatar/core (the host's) gives it error codes of its own and child processes
-// that die with the host.
+// Plain JavaScript; @avatar/core (the host's) gives it error codes of its own, where ffmpeg is, and
+// child processes that die with the host.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { defineErrorCodes, guardedCommand, PLUGIN_API_VERSION } from '@avatar/core';
+import { FFMPEG_INSTALL, defineErrorCodes, ffmpegPath, ffprobePath, guardedCommand, PLUGIN_API_VERSION } from '@avatar/core';
 
 const errors = defineErrorCodes('label', {
   FFMPEG_MISSING: {
@@ -25,8 +25,6 @@ const errors = defineErrorCodes('label', {
     hint: 'Check the inputs and the label options; ffmpeg\'s own words are in the message.',
   },
 });
-
-const ffmpegPath = () => process.env.AVATAR_FFMPEG?.trim() || 'ffmpeg';
 
 /** The font drawtext uses: the option, else what fontconfig picks for "sans", else DejaVu Sans where Debian puts it. */
 function findFont(fontFile) {
@@ -167,8 +165,7 @@ async function encode(input, options, ctx) {
 
 /** What the written file holds: its picture size and duration, as ffprobe reads them. */
 function probe(path) {
-  const ffprobe = process.env.AVATAR_FFPROBE?.trim() || 'ffprobe';
-  const r = spawnSync(ffprobe, ['-v', 'error', '-of', 'json', '-select_streams', 'v:0', '-show_entries', 'stream=width,height:format=duration', path], { encoding: 'utf8' });
+  const r = spawnSync(ffprobePath(), ['-v', 'error', '-of', 'json', '-select_streams', 'v:0', '-show_entries', 'stream=width,height:format=duration', path], { encoding: 'utf8' });
   const parsed = r.status === 0 ? JSON.parse(r.stdout) : {};
   const stream = parsed.streams?.[0] ?? {};
   return { width: stream.width ?? 0, height: stream.height ?? 0, durationSeconds: Number(parsed.format?.duration ?? 0) };
@@ -199,7 +196,7 @@ export const labelPlugin = {
   }),
   async check() {
     const r = spawnSync(ffmpegPath(), ['-hide_banner', '-filters'], { encoding: 'utf8' });
-    if (r.error || r.status !== 0) return { ok: false, detail: `${ffmpegPath()} not found`, install: 'sudo apt-get install -y ffmpeg' };
+    if (r.error || r.status !== 0) return { ok: false, detail: `${ffmpegPath()} not found`, install: FFMPEG_INSTALL };
     if (!/\bdrawtext\b/.test(r.stdout)) return { ok: false, detail: `${ffmpegPath()} has no drawtext filter`, install: 'an ffmpeg built with libfreetype (Debian\'s is)' };
     const font = findFont();
     if (!font) return { ok: false, detail: 'no sans font found by fontconfig', install: 'sudo apt-get install -y fonts-dejavu-core' };

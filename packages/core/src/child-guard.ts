@@ -10,12 +10,16 @@ import { delimiter, join } from 'node:path';
  * tool's own). Where setpriv is missing (another system) the tool runs as it is.
  */
 
-const resolved = new Map<string, string | undefined>();
+const resolved = new Map<string, string>();
 
-/** The absolute path `command` runs from, searched in PATH as the shell does; cached per command and PATH. */
-function which(command: string): string | undefined {
+/**
+ * The absolute path `command` runs from, searched in PATH as the shell does. Where it was found is
+ * kept per command and PATH; that it was not is not, so a tool installed while a server runs is seen.
+ */
+export function findExecutable(command: string): string | undefined {
   const key = `${command}\0${process.env.PATH ?? ''}`;
-  if (resolved.has(key)) return resolved.get(key);
+  const known = resolved.get(key);
+  if (known !== undefined) return known;
   const candidates = command.includes('/') ? [command] : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
   let found: string | undefined;
   for (const candidate of candidates) {
@@ -27,7 +31,7 @@ function which(command: string): string | undefined {
       // not here
     }
   }
-  resolved.set(key, found);
+  if (found !== undefined) resolved.set(key, found);
   return found;
 }
 
@@ -45,9 +49,9 @@ function setprivKnowsPdeathsig(setpriv: string): boolean {
  * still fails to spawn with ENOENT, as callers expect), else the command as given.
  */
 export function guardedCommand(command: string, args: readonly string[]): { command: string; args: string[] } {
-  const found = process.platform === 'linux' ? which('setpriv') : undefined;
+  const found = process.platform === 'linux' ? findExecutable('setpriv') : undefined;
   const setpriv = found && setprivKnowsPdeathsig(found) ? found : undefined;
-  const tool = setpriv ? which(command) : undefined;
+  const tool = setpriv ? findExecutable(command) : undefined;
   if (!setpriv || !tool) return { command, args: [...args] };
   return { command: setpriv, args: ['--pdeathsig', 'KILL', '--', tool, ...args] };
 }

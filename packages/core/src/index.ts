@@ -4,6 +4,7 @@ export * from './json-depth.js';
 export * from './log.js';
 export * from './fsutil.js';
 export * from './child-guard.js';
+export * from './tools.js';
 export * from './leftovers.js';
 export * from './storage-check.js';
 export * from './media.js';

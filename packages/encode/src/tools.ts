@@ -1,8 +1,8 @@
-import { execFile } from 'node:child_process';
-import { AvatarError } from '@avatar/core';
+import { FFMPEG_INSTALL, ffmpegPath, ffprobePath, runTool as runCoreTool, toolMissing as coreToolMissing } from '@avatar/core';
+import type { AvatarError } from '@avatar/core';
 import { recallFacts, rememberFacts, toolIdentity } from './facts.js';
 
-export const FFMPEG_INSTALL = 'apt-get install -y ffmpeg';
+export { FFMPEG_INSTALL } from '@avatar/core';
 
 /** Where the ffmpeg and ffprobe binaries are. */
 export interface FfmpegToolPaths {
@@ -20,13 +20,9 @@ export interface ResolvedTools {
 /** Read at call time, so a changed environment takes effect without reloading the module. */
 export function resolveTools(paths: FfmpegToolPaths = {}): ResolvedTools {
   return {
-    ffmpeg: paths.ffmpegPath ?? nonEmpty(process.env.AVATAR_FFMPEG) ?? 'ffmpeg',
-    ffprobe: paths.ffprobePath ?? nonEmpty(process.env.AVATAR_FFPROBE) ?? 'ffprobe',
+    ffmpeg: paths.ffmpegPath ?? ffmpegPath(),
+    ffprobe: paths.ffprobePath ?? ffprobePath(),
   };
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value;
 }
 
 export interface ToolOutput {
@@ -46,36 +42,27 @@ export class ToolRunError extends Error {
   }
 }
 
-function isSpawnMissing(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR';
-}
-
 export function toolMissing(toolName: 'ffmpeg' | 'ffprobe', binary: string, cause?: unknown): AvatarError {
-  const tool = binary === toolName ? toolName : `${toolName} (${binary})`;
-  return new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool, install: FFMPEG_INSTALL }, { cause });
+  return coreToolMissing(toolName, binary, FFMPEG_INSTALL, cause);
 }
 
-/** Runs a tool to completion and collects its output; a missing binary becomes AVATAR_ERR_TOOL_MISSING. */
+/**
+ * Runs ffmpeg or ffprobe to completion (core's runTool: dies with this process) and collects its
+ * output; a missing binary is AVATAR_ERR_TOOL_MISSING, a failure a ToolRunError the caller maps.
+ */
 export function runTool(
   toolName: 'ffmpeg' | 'ffprobe',
   binary: string,
   args: readonly string[],
   options: { signal?: AbortSignal; maxBuffer?: number } = {},
 ): Promise<ToolOutput> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      binary,
-      args,
-      { encoding: 'utf8', maxBuffer: options.maxBuffer ?? 32 * 1024 * 1024, ...(options.signal && { signal: options.signal }) },
-      (error, stdout, stderr) => {
-        if (!error) return resolve({ stdout, stderr });
-        if (isSpawnMissing(error)) return reject(toolMissing(toolName, binary, error));
-        if (error.name === 'AbortError') return reject(error);
-        const exitCode = typeof error.code === 'number' ? error.code : null;
-        reject(new ToolRunError(toolName, exitCode, stderr));
-      },
-    );
+  return runCoreTool(binary, args, {
+    tool: toolName,
+    install: FFMPEG_INSTALL,
+    failure: (said, code) => new ToolRunError(toolName, code, said),
+    cancelled: () => new DOMException('The operation was aborted', 'AbortError'),
+    maxStdout: options.maxBuffer ?? 32 * 1024 * 1024,
+    ...(options.signal && { signal: options.signal }),
   });
 }
 

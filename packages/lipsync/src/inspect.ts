@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { AvatarError, checkReadableFile, readMp4Summary } from '@avatar/core';
+import { AvatarError, FFMPEG_INSTALL, checkReadableFile, ffmpegPath, ffprobePath, readMp4Summary, toolMissing } from '@avatar/core';
 import { clamp, pearson, quantile, speechGate, toDb } from './dsp.js';
 
 /** A rectangle in the video's own pixels. */
@@ -105,17 +105,8 @@ export interface Probe {
   duration: number;
 }
 
-const FFMPEG_INSTALL = 'apt-get install -y ffmpeg';
-const env = (name: string): string | undefined => {
-  const v = process.env[name];
-  return v && v.trim() ? v : undefined;
-};
-
 function toolError(tool: string, binary: string, error: { code?: string | number | null | undefined }): AvatarError | undefined {
-  if (error.code === 'ENOENT' || error.code === 'EACCES') {
-    return new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool: binary === tool ? tool : `${tool} (${binary})`, install: FFMPEG_INSTALL }, { cause: error });
-  }
-  return undefined;
+  return error.code === 'ENOENT' || error.code === 'EACCES' ? toolMissing(tool, binary, FFMPEG_INSTALL, error) : undefined;
 }
 
 const notVideo = (path: string, reason: string): AvatarError => new AvatarError('AVATAR_ERR_INPUT_NOT_VIDEO', { input: 'video', path, reason });
@@ -323,8 +314,8 @@ const GRID = 64;
 export async function inspectVideo(path: string, options: InspectOptions): Promise<InspectionReport> {
   const started = performance.now();
   await checkReadableFile(path, 'video');
-  const ffmpeg = options.ffmpegPath ?? env('AVATAR_FFMPEG') ?? 'ffmpeg';
-  const ffprobe = options.ffprobePath ?? env('AVATAR_FFPROBE') ?? 'ffprobe';
+  const ffmpeg = options.ffmpegPath ?? ffmpegPath();
+  const ffprobe = options.ffprobePath ?? ffprobePath();
   const maxLag = Math.max(1, Math.round(options.maxLagFrames ?? 5));
   const band = clamp(options.borderFraction ?? 0.08, 0.01, 0.45);
 

@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, defineStagePlugin, regionsFromLandmarks } from '@avatar/core';
+import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, decodeAudio, defineStagePlugin, regionsFromLandmarks } from '@avatar/core';
 import type { FrameStream, InspectionSummary, LipsyncInput, RunContext, StagePlugin } from '@avatar/core';
 import { inspectVideo } from './inspect.js';
 import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render/index.js';
@@ -7,36 +6,14 @@ import { loadSharp } from './sharp.js';
 import { computeMouthTrack, poseAt, trackFrameCount } from './track.js';
 import type { SpeechAudio } from './track.js';
 
-const ffmpegPath = (): string => process.env.AVATAR_FFMPEG ?? 'ffmpeg';
-
 /** Decodes a user's recording to 16 kHz mono PCM with ffmpeg; the bytes never touch the disk. */
 export async function decodeRecording(path: string, signal?: AbortSignal, maxSeconds?: number): Promise<SpeechAudio & { durationSeconds: number }> {
   await checkReadableFile(path, 'audio');
-  const sampleRate = 16000;
-  const chunks: Buffer[] = [];
-  let stderr = '';
-  const code = await new Promise<number>((resolve, reject) => {
-    // past the limit there is nothing to decode: a long file is refused without holding it all in memory
-    const limit = maxSeconds !== undefined ? ['-t', String(maxSeconds + 0.5)] : [];
-    const child = spawn(ffmpegPath(), ['-v', 'error', '-nostdin', '-i', path, ...limit, '-vn', '-ac', '1', '-ar', String(sampleRate), '-f', 's16le', 'pipe:1'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(signal && { signal }),
-    });
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') reject(new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool: 'ffmpeg', install: 'apt-get install -y ffmpeg' }));
-      else reject(error);
-    });
-    child.on('close', (status) => resolve(status ?? 1));
+  // past the limit there is nothing to decode: a long file is refused without holding it all in memory
+  const { samples, sampleRate, durationSeconds } = await decodeAudio(path, {
+    sampleRate: 16000, ...(maxSeconds !== undefined && { maxSeconds: maxSeconds + 0.5 }), ...(signal && { signal }),
   });
-  const bytes = Buffer.concat(chunks);
-  if (code !== 0 || bytes.length < 2) {
-    const reason = stderr.trim().split('\n').slice(-2).join(' ') || 'no audio stream';
-    throw new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input: 'audio', path, reason });
-  }
-  const pcm = new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + (bytes.length & ~1)));
-  return { pcm, sampleRate, durationSeconds: pcm.length / sampleRate };
+  return { pcm: samples, sampleRate, durationSeconds };
 }
 
 /** Frame size: the avatar scaled so its longer side is at most `size`, both sides even (what H.264 needs). */

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
 import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AvatarError, SNIFF_BYTES, isAvatarError, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError } from '@avatar/core';
+import { AvatarError, FFMPEG_INSTALL, SNIFF_BYTES, ffmpegPath, isAvatarError, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError, toolMissing } from '@avatar/core';
 import type { AudioKind, ErrorParams, ImageKind, Logger } from '@avatar/core';
 import type { Api } from './routes/context.js';
 
@@ -316,7 +316,7 @@ function parserError(error: unknown, limits: { files: number; fields: number; pa
 
 /** Decodes audio with ffmpeg and counts the samples; the header's own duration is never trusted. */
 function decodeSeconds(path: string, kind: AudioKind, limitSeconds: number, timeoutMs: number, signal?: AbortSignal): Promise<{ seconds: number } | { error: string }> {
-  const ffmpeg = process.env.AVATAR_FFMPEG?.trim() || 'ffmpeg';
+  const ffmpeg = ffmpegPath();
   const rate = 8000;
   const args = [
     '-nostdin', '-hide_banner', '-v', 'error', '-protocol_whitelist', 'file', '-f', DEMUXERS[kind], '-i', path,
@@ -332,7 +332,7 @@ function decodeSeconds(path: string, kind: AudioKind, limitSeconds: number, time
     child.stderr.on('data', (chunk: Buffer) => { if (stderr.length < 4096) stderr += chunk.toString('utf8'); });
     child.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT' || error.code === 'EACCES') {
-        reject(new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool: 'ffmpeg', install: 'apt-get install -y ffmpeg' }, { cause: error }));
+        reject(toolMissing('ffmpeg', ffmpeg, FFMPEG_INSTALL, error));
       } else if (error.name === 'AbortError') {
         resolve({ error: timeout.aborted ? `decoding took longer than ${Math.round(timeoutMs / 1000)}s` : 'the request ended' });
       } else {

@@ -21,7 +21,6 @@ export {
   CALIBRATION_SENTENCE,
   chooseVoice,
   createPitchMatchPlugin,
-  decodeAudio,
   MATCH_CANDIDATES,
   measureSpeaker,
   MIN_VOICED_SECONDS,
@@ -48,7 +47,7 @@ export type { PitchTrack, SpeechAnalysis } from './analysis.js';
 export { encodeWav, parseWav, readWav, toFloat } from './wav.js';
 export type { WavData } from './wav.js';
 export { runTool, toolVersion, whichTool } from './spawn.js';
-export type { ToolResult, ToolRunOptions } from './spawn.js';
+export type { ToolResult, TtsToolOptions } from './spawn.js';
 
 /** What the plugin registry loads from this package. */
 export const plugins: readonly AnyStagePlugin[] = [flitePlugin, festivalPlugin, espeakPlugin, pitchMatchPlugin];

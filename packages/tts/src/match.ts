@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AvatarError, PLUGIN_API_VERSION, atomicWriteFile, checkReadableFile, isAvatarError, silentLogger } from '@avatar/core';
-import type { LoadContext, RunContext, SpeakerMeasurement, StagePlugin, VoiceMatch, VoiceMatchInput, VoiceSettings } from '@avatar/core';
+import { AvatarError, FFMPEG_INSTALL, PLUGIN_API_VERSION, atomicWriteFile, checkReadableFile, decodeAudio, isAvatarError, silentLogger } from '@avatar/core';
+import type { DecodedAudio, LoadContext, RunContext, SpeakerMeasurement, StagePlugin, VoiceMatch, VoiceMatchInput, VoiceSettings } from '@avatar/core';
 import { analyzeSpeech } from './analysis.js';
 import type { SpeechAnalysis } from './analysis.js';
 import { createTtsPlugin } from './engines.js';
@@ -46,37 +46,16 @@ interface CalibrationFile {
   voices: Record<string, VoiceCalibration>;
 }
 
-/** Decodes any audio ffmpeg reads to 16 kHz mono float samples. */
-export async function decodeAudio(path: string, workDir: string, signal?: AbortSignal, input = 'reference recording'): Promise<{ samples: Float32Array; sampleRate: number; durationSeconds: number }> {
+/** A reference recording (any audio ffmpeg reads), its first minute as 16 kHz mono float samples. */
+async function decodeReference(path: string, signal?: AbortSignal): Promise<DecodedAudio<Float32Array>> {
+  const input = 'reference recording';
   await checkReadableFile(path, input);
-  await mkdir(workDir, { recursive: true });
-  const tmp = await mkdtemp(join(workDir, '.decode-'));
-  try {
-    const out = join(tmp, 'audio.f32');
-    await runTool('ffmpeg', ['-nostdin', '-v', 'error', '-i', path, '-t', String(MAX_ANALYSED_SECONDS), '-vn', '-ac', '1', '-ar', '16000', '-f', 'f32le', '-y', out], {
-      tool: 'ffmpeg',
-      install: 'sudo apt-get install -y ffmpeg',
-      engine: 'ffmpeg',
-      ...(signal && { signal }),
-      failure: (stderr) => {
-        const said = stderr.split('\n').filter(Boolean).slice(-2).join('; ');
-        // ffmpeg reads text as a "tty" video, so a text file ends here rather than as invalid data
-        const reason = /does not contain any stream|matches no streams/.test(said) ? `it has no audio stream (ffmpeg: ${said})` : `ffmpeg: ${said}`;
-        return new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason });
-      },
-    });
-    const bytes = await readFile(out);
-    const samples = new Float32Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.byteLength / 4)).slice();
-    if (samples.length === 0) throw new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason: 'it holds no audio samples' });
-    return { samples, sampleRate: 16000, durationSeconds: samples.length / 16000 };
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
+  return decodeAudio(path, { sampleRate: 16000, format: 'f32', maxSeconds: MAX_ANALYSED_SECONDS, input, ...(signal && { signal }) });
 }
 
 /** Measures a speaker from a recording; refuses recordings with less than 3 s of voiced speech. */
-export async function measureSpeaker(path: string, workDir: string, signal?: AbortSignal): Promise<SpeakerMeasurement & { analysis: SpeechAnalysis }> {
-  const audio = await decodeAudio(path, workDir, signal);
+export async function measureSpeaker(path: string, signal?: AbortSignal): Promise<SpeakerMeasurement & { analysis: SpeechAnalysis }> {
+  const audio = await decodeReference(path, signal);
   const analysis = analyzeSpeech(audio.samples, audio.sampleRate);
   if (analysis.voicedSeconds < MIN_VOICED_SECONDS) {
     throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_SHORT', {
@@ -205,13 +184,13 @@ export function createPitchMatchPlugin(options: PitchMatchOptions = {}): StagePl
     license: () => ({ code: 'MIT (runs ffmpeg and the speech engines)', commercialUse: true, models: [] }),
     async check() {
       const path = await whichTool('ffmpeg');
-      return path ? { ok: true, detail: `ffmpeg at ${path}` } : { ok: false, detail: 'ffmpeg not found', install: 'sudo apt-get install -y ffmpeg' };
+      return path ? { ok: true, detail: `ffmpeg at ${path}` } : { ok: false, detail: 'ffmpeg not found', install: FFMPEG_INSTALL };
     },
     async load(loadCtx: LoadContext) {
       return {
         async run(input: VoiceMatchInput, ctx: RunContext): Promise<VoiceMatch> {
           ctx.progress(0, 'measuring the recording');
-          const { analysis: _analysis, ...measured } = await measureSpeaker(input.referencePath, ctx.workDir, ctx.signal);
+          const { analysis: _analysis, ...measured } = await measureSpeaker(input.referencePath, ctx.signal);
           ctx.progress(0.4, 'measuring the voices');
           const calibrations = await calibrateVoices(loadCtx.storageDir, { signal: ctx.signal, ...options });
           const match = chooseVoice(measured, calibrations, options.candidates);

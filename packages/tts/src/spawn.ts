@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
-import { AvatarError, guardedCommand, isAvatarError } from '@avatar/core';
+import { AvatarError, isAvatarError, runTool as runCoreTool } from '@avatar/core';
+import type { ToolResult } from '@avatar/core';
 
-export interface ToolRunOptions {
+export { whichTool } from '@avatar/core';
+export type { ToolResult } from '@avatar/core';
+
+export interface TtsToolOptions {
   /** the tool's name in errors ("flite") */
   tool: string;
   /** the command that installs it, for AVATAR_ERR_TOOL_MISSING */
@@ -21,86 +21,22 @@ export interface ToolRunOptions {
   failure?: (stderr: string, code: number | null) => AvatarError;
 }
 
-export interface ToolResult {
-  stdout: string;
-  stderr: string;
-}
-
-const KEEP = 64 * 1024;
-
-function tail(text: string, max = 2000): string {
-  const trimmed = text.trim();
-  return trimmed.length > max ? `...${trimmed.slice(-max)}` : trimmed;
-}
-
 /**
- * Runs a tool with an argument array (no shell, so text can never become a command). ENOENT becomes
- * AVATAR_ERR_TOOL_MISSING with the install command, a non-zero exit AVATAR_ERR_TTS_FAILED with the tool's
- * stderr, and an abort kills the child and rejects with AVATAR_ERR_CANCELLED.
+ * A speech engine's tool, run through core's runTool: a non-zero exit is AVATAR_ERR_TTS_FAILED with what
+ * the tool said (unless `failure` says otherwise), an abort AVATAR_ERR_CANCELLED during tts.
  */
-export function runTool(command: string, args: readonly string[], options: ToolRunOptions): Promise<ToolResult> {
-  const { signal } = options;
-  if (signal?.aborted) return Promise.reject(new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' }));
-  return new Promise<ToolResult>((resolve, reject) => {
-    // (dies with this process: an engine orphaned by a SIGKILL would write on for nobody)
-    const guarded = guardedCommand(command, args);
-    const child = spawn(guarded.command, guarded.args, { cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'], windowsHide: true });
-    let stdout = '';
-    let stderr = '';
-    let settled = false;
-    const finish = (error: AvatarError | undefined): void => {
-      if (settled) return;
-      settled = true;
-      signal?.removeEventListener('abort', onAbort);
-      if (error) reject(error);
-      else resolve({ stdout, stderr });
-    };
-    const onAbort = (): void => {
-      child.kill('SIGKILL');
-      finish(new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' }));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      if (stdout.length < KEEP * 16) stdout += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr = (stderr + chunk).slice(-KEEP);
-    });
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT' || error.code === 'EACCES') {
-        finish(new AvatarError('AVATAR_ERR_TOOL_MISSING', { tool: `${options.tool} (${command})`, install: options.install }, { cause: error }));
-      } else {
-        finish(new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: options.engine, reason: error.message }, { cause: error }));
-      }
-    });
-    child.on('spawn', () => {
-      if (child.pid !== undefined) options.onSpawn?.(child.pid);
-    });
-    child.on('close', (code, sig) => {
-      if (code === 0) return finish(undefined);
-      const reason = tail(stderr) || tail(stdout) || (sig ? `killed by ${sig}` : `exit code ${String(code)}`);
-      finish(options.failure?.(reason, code) ?? new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: options.engine, reason }));
-    });
-    // a child that exits before reading stdin must not crash us with EPIPE
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.stdin ?? '');
+export function runTool(command: string, args: readonly string[], options: TtsToolOptions): Promise<ToolResult> {
+  return runCoreTool(command, args, {
+    tool: options.tool,
+    install: options.install,
+    failure: (said, code) => options.failure?.(said, code) ?? new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: options.engine, reason: said }),
+    cancelled: () => new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' }),
+    maxStdout: 1024 * 1024,
+    ...(options.signal && { signal: options.signal }),
+    ...(options.stdin !== undefined && { stdin: options.stdin }),
+    ...(options.cwd !== undefined && { cwd: options.cwd }),
+    ...(options.onSpawn && { onSpawn: options.onSpawn }),
   });
-}
-
-/** The absolute path `command` runs from, searching PATH like the shell does; undefined when absent. */
-export async function whichTool(command: string): Promise<string | undefined> {
-  const candidates = command.includes('/')
-    ? [command]
-    : (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, command));
-  for (const candidate of candidates) {
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here; try the next folder
-    }
-  }
-  return undefined;
 }
 
 /** The version `pick` finds in the tool's output (exit status ignored), or undefined when it cannot run. */

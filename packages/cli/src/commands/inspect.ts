@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { AvatarError, checkReadableFile, regionsFromLandmarks } from '@avatar/core';
+import { AvatarError, checkReadableFile, ffmpegPath, regionsFromLandmarks } from '@avatar/core';
 import type { FaceBox, InspectionSummary, PipelineConfig, RunContext } from '@avatar/core';
 import type { CliContext } from '../context.js';
 import { addEngineOptions, engineConfigFromFlags, withContext } from '../shared.js';
@@ -104,7 +104,7 @@ async function regionsFromFirstFrame(ctx: CliContext, video: string, config: Par
   const dir = await mkdtemp(join(tmpdir(), 'avatar-inspect-'));
   try {
     const frame = join(dir, 'first.png');
-    const r = spawnSync(process.env.AVATAR_FFMPEG ?? 'ffmpeg', ['-v', 'error', '-nostdin', '-i', video, '-frames:v', '1', frame], { encoding: 'utf8' });
+    const r = spawnSync(ffmpegPath(), ['-v', 'error', '-nostdin', '-i', video, '-frames:v', '1', frame], { encoding: 'utf8' });
     if (r.error || r.status !== 0) {
       throw new AvatarError('AVATAR_ERR_INPUT_NOT_VIDEO', { input: 'video', path: video, reason: (r.stderr || String(r.error)).trim().split('\n').pop() ?? 'no video stream' });
     }
