@@ -125,7 +125,7 @@ describe('avatar CLI: engines', () => {
     expect(prepared.stderr).toContain('AVATAR_ERR_FACE_TOO_SMALL');
     const bad = await run(['avatars', 'check', PORTRAIT, '--engine-option', 'face.minFacePx=48']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain('option minFacePx of the face engine "onnx-face" (@avatar/face) is not an option of this engine');
+    expect(bad.stderr).toContain('option minFacePx of the face engine "onnx-face" (@avatar/face@0.1.0) is not an option of this engine');
     const safe = await run(['avatars', 'prepare', PORTRAIT, '--output', join(dir, 'ssd.png'), '--quality', 'low', '--detector', 'ssd', '--commercial-safe']);
     expect(safe.code).toBe(2);
     expect(safe.stderr).toContain('AVATAR_ERR_ENGINE_LICENSE');

@@ -63,6 +63,13 @@ describe('third-party plugin package', () => {
     await run(['worker', '--once'], { AVATAR_ENGINES: 'tts=whisper' });
     const status = await run(['jobs', 'status', job.jobId]);
     expect(status.stdout).toContain('engines: tts whisper (avatar-plugin-whisper@1.0.0)');
+    // or per job: params.config.engines, set by --engine on jobs submit, run by a worker with no defaults
+    const perJob = JSON.parse((await run(['--json', 'jobs', 'submit', '--type', 'voice_synthesis', '--text', 'Chosen for this job.', '--engine', 'tts=whisper', '--engine-option', 'tts.wordsPerMinute=120'])).stdout) as { jobId: string; params: { config: unknown } };
+    expect(perJob.params.config).toEqual({ engines: { tts: 'whisper' }, engineOptions: { tts: { wordsPerMinute: 120 } } });
+    await run(['worker', '--once']);
+    const ran = JSON.parse((await run(['--json', 'jobs', 'status', perJob.jobId])).stdout) as { status: string; result: { engines: Record<string, { name: string }> } };
+    expect(ran.status).toBe('completed');
+    expect(ran.result.engines.tts?.name).toBe('whisper');
   });
 
   it('its own error codes, thrown with its own copy of core, keep their code and exit code in the CLI and the queue', async () => {

@@ -301,7 +301,7 @@ describe('ffmpeg encode plugin', () => {
     expect(error.code).toBe('AVATAR_ERR_TOOL_MISSING');
     expect(error.message).toContain('no-such-ffmpeg');
     expect(error.hint).toContain('apt-get install -y ffmpeg');
-    expect(await missing.check!()).toMatchObject({ ok: false, install: 'apt-get install -y ffmpeg' });
+    expect(await missing.check!()).toMatchObject({ ok: false, install: 'sudo apt-get install -y ffmpeg' });
 
     const saved = process.env.AVATAR_FFMPEG;
     process.env.AVATAR_FFMPEG = join(dir, 'also-missing');
