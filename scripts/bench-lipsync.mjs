@@ -50,7 +50,7 @@ export async function benchRenderer(work) {
   const { FaceRenderer, headMotionAt, computeMouthTrack, poseAt } = await import(join(root, 'packages/lipsync/dist/index.js'));
   const face = (await import(join(root, 'packages/face/dist/index.js'))).plugins[0];
   const silent = { debug() {}, info() {}, warn() {}, error() {} };
-  const loaded = await face.load({ log: silent, storageDir: work });
+  const loaded = await face.load({ log: silent, storageDir: work, options: {} });
   const ctx = { signal: new AbortController().signal, progress() {}, log: silent, workDir: work };
   const avatar = await loaded.run({ imagePath: portrait, prepare: { outputPath: join(work, 'avatar.png'), size: 512 } }, ctx);
   await loaded.unload();
@@ -58,7 +58,7 @@ export async function benchRenderer(work) {
   const image = { width: info.width, height: info.height, data: new Uint8Array(data) };
   // a real speech track drives the mouth
   const tts = (await import(join(root, 'packages/tts/dist/index.js'))).plugins.find((p) => p.name === 'flite');
-  const speaker = await tts.load({ log: silent, storageDir: work });
+  const speaker = await tts.load({ log: silent, storageDir: work, options: {} });
   const speech = await speaker.run({ text: TEXT, voice: { engine: 'flite', voice: 'rms', language: 'en-US', rate: 1, pitch: 0 }, outputPath: join(work, 'r.wav'), maxSeconds: 60 }, ctx);
   const track = computeMouthTrack(speech, { fps: 25 });
   const out = { width: image.width, height: image.height, frames: track.frameCount };

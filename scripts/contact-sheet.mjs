@@ -33,7 +33,7 @@ const { FaceRenderer, VISEMES } = await import(join(root, 'packages/lipsync/dist
 const face = (await import(join(root, 'packages/face/dist/index.js'))).plugins.find((p) => p.stage === 'face');
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const ctx = { signal: new AbortController().signal, progress() {}, log: silent, workDir: '/tmp' };
-const detector = await face.load({ log: silent, storageDir: '/tmp' });
+const detector = await face.load({ log: silent, storageDir: '/tmp', options: {} });
 
 const pose = (phone) => {
   const [, v] = VISEMES[phone];

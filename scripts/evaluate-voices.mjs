@@ -67,7 +67,7 @@ const rows = [];
 try {
   for (const c of candidates) {
     const settings = { engine: c.engine, voice: c.voice, language: c.voice.startsWith('en-gb') ? 'en-GB' : 'en-US', rate: 1, pitch: 0 };
-    const loaded = await createTtsPlugin(c.engine).load({ log: silent, storageDir: dir });
+    const loaded = await createTtsPlugin(c.engine).load({ log: silent, storageDir: dir, options: {} });
     let errors = 0;
     let refWords = 0;
     let synthSeconds = 0;
