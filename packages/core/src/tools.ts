@@ -122,6 +122,10 @@ export interface DecodeAudioOptions {
   maxSeconds?: number;
   /** names the file in errors (default "audio") */
   input?: string;
+  /** ffmpeg's demuxer for the file, when it must not guess (an upload whose bytes were sniffed) */
+  demuxer?: string;
+  /** a decode that takes longer is refused as AVATAR_ERR_INPUT_NOT_AUDIO */
+  timeoutMs?: number;
   signal?: AbortSignal;
 }
 
@@ -142,21 +146,28 @@ export async function decodeAudio(path: string, options: DecodeAudioOptions): Pr
   const input = options.input ?? 'audio';
   const float = options.format === 'f32';
   const limit = options.maxSeconds !== undefined ? ['-t', String(options.maxSeconds)] : [];
-  const args = ['-nostdin', '-v', 'error', '-i', path, ...limit, '-vn', '-ac', '1', '-ar', String(options.sampleRate), '-f', float ? 'f32le' : 's16le', 'pipe:1'];
+  // local files only: a file that names other files or addresses (a playlist) reads nothing else
+  const demuxer = options.demuxer ? ['-f', options.demuxer] : [];
+  const args = ['-nostdin', '-hide_banner', '-v', 'error', '-protocol_whitelist', 'file', ...demuxer, '-i', path, ...limit,
+    '-map', '0:a:0', '-vn', '-ac', '1', '-ar', String(options.sampleRate), '-f', float ? 'f32le' : 's16le', 'pipe:1'];
+  const timeout = options.timeoutMs !== undefined ? AbortSignal.timeout(options.timeoutMs) : undefined;
+  const stop = timeout && options.signal ? AbortSignal.any([options.signal, timeout]) : (timeout ?? options.signal);
   const bytes = await new Promise<Buffer>((resolve, reject) => {
     const binary = ffmpegPath();
     const guarded = guardedCommand(binary, args);
-    const child = spawn(guarded.command, guarded.args, { stdio: ['ignore', 'pipe', 'pipe'], ...(options.signal && { signal: options.signal }) });
+    const child = spawn(guarded.command, guarded.args, { stdio: ['ignore', 'pipe', 'pipe'], ...(stop && { signal: stop }) });
     const chunks: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
     child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4096); });
     child.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT' || error.code === 'EACCES') reject(toolMissing('ffmpeg', binary, FFMPEG_INSTALL, error));
-      else reject(error);
+      else if (timeout?.aborted && !options.signal?.aborted) {
+        reject(new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason: `decoding took longer than ${Math.round((options.timeoutMs ?? 0) / 1000)}s` }));
+      } else reject(error);
     });
     child.on('close', (status) => {
-      if (options.signal?.aborted) return; // the 'error' handler answers
+      if (stop?.aborted) return; // the 'error' handler answers
       const data = Buffer.concat(chunks);
       if (status === 0 && data.length >= (float ? 4 : 2)) return resolve(data);
       const said = stderr.trim().split('\n').filter(Boolean).slice(-2).join('; ');

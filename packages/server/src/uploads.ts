@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -9,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import multipart from '@fastify/multipart';
 import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { AvatarError, FFMPEG_INSTALL, SNIFF_BYTES, ffmpegPath, isAvatarError, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError, toolMissing } from '@avatar/core';
+import { AvatarError, SNIFF_BYTES, decodeAudio, isAvatarError, notAcceptedImage, readFileHead, readImageSize, sniffAudio, sniffImage, storageError } from '@avatar/core';
 import type { AudioKind, ErrorParams, ImageKind, Logger } from '@avatar/core';
 import type { Api } from './routes/context.js';
 
@@ -314,37 +313,18 @@ function parserError(error: unknown, limits: { files: number; fields: number; pa
   }
 }
 
-/** Decodes audio with ffmpeg and counts the samples; the header's own duration is never trusted. */
-function decodeSeconds(path: string, kind: AudioKind, limitSeconds: number, timeoutMs: number, signal?: AbortSignal): Promise<{ seconds: number } | { error: string }> {
-  const ffmpeg = ffmpegPath();
+/** Decodes audio with ffmpeg (core's decodeAudio) and counts the samples; the header's own duration is never trusted. */
+async function decodeSeconds(path: string, kind: AudioKind, limitSeconds: number, timeoutMs: number, signal?: AbortSignal): Promise<{ seconds: number } | { error: string }> {
   const rate = 8000;
-  const args = [
-    '-nostdin', '-hide_banner', '-v', 'error', '-protocol_whitelist', 'file', '-f', DEMUXERS[kind], '-i', path,
-    '-map', '0:a:0', '-t', String(limitSeconds + 1), '-vn', '-ac', '1', '-ar', String(rate), '-f', 's16le', 'pipe:1',
-  ];
-  return new Promise((resolve, reject) => {
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const stop = signal ? AbortSignal.any([signal, timeout]) : timeout;
-    const child = spawn(ffmpeg, args, { stdio: ['ignore', 'pipe', 'pipe'], signal: stop });
-    let bytes = 0;
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => { bytes += chunk.length; });
-    child.stderr.on('data', (chunk: Buffer) => { if (stderr.length < 4096) stderr += chunk.toString('utf8'); });
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT' || error.code === 'EACCES') {
-        reject(toolMissing('ffmpeg', ffmpeg, FFMPEG_INSTALL, error));
-      } else if (error.name === 'AbortError') {
-        resolve({ error: timeout.aborted ? `decoding took longer than ${Math.round(timeoutMs / 1000)}s` : 'the request ended' });
-      } else {
-        reject(error);
-      }
-    });
-    child.on('close', (code) => {
-      if (stop.aborted) return; // answered by the 'error' handler
-      if (code !== 0) return resolve({ error: firstLine(stderr.split(path).join('the file')) || `ffmpeg ended with code ${code}` });
-      resolve({ seconds: bytes / 2 / rate });
-    });
-  });
+  try {
+    // the demuxer the bytes were sniffed as, never a guess from the content; past the limit nothing is decoded
+    const { durationSeconds } = await decodeAudio(path, { sampleRate: rate, demuxer: DEMUXERS[kind], maxSeconds: limitSeconds + 1, timeoutMs, ...(signal && { signal }) });
+    return { seconds: durationSeconds };
+  } catch (error) {
+    if (signal?.aborted) return { error: 'the request ended' };
+    if (isAvatarError(error, 'AVATAR_ERR_INPUT_NOT_AUDIO')) return { error: String(error.params.reason).split(path).join('the file') };
+    throw error;
+  }
 }
 
 /**
