@@ -21,6 +21,12 @@ export interface MouthAppearance {
    * which move with the jaw); null when the photo shows no teeth.
    */
   bite: [FacePoint, FacePoint, FacePoint] | null;
+  /**
+   * Where the opening's edge really lies between each corner and the inner lips' middle, when the photo
+   * shows teeth and its opening reaches past the landmarks' curve there (a smile's dark corners, which
+   * the detector's inner-lip landmarks cut across): pressed lips then close over those corners too.
+   */
+  corners: OpeningCorners | null;
   /** teeth as they would look in this photo's light and exposure */
   teeth: Rgb;
   /** the cavity at the front (darker toward the back), and the tongue: from the lips' own colour */
@@ -30,6 +36,14 @@ export interface MouthAppearance {
   grain: number;
   /** the blur of the photo's edges around the mouth (Gaussian sigma, pixels) */
   softness: number;
+}
+
+/** Points on the opening's edge near each inner corner (60, 64), from the corner toward the middle (CORNER_ALONG). */
+export interface OpeningCorners {
+  upperLeft: FacePoint[];
+  upperRight: FacePoint[];
+  lowerLeft: FacePoint[];
+  lowerRight: FacePoint[];
 }
 
 const luma = (r: number, g: number, b: number): number => 0.2126 * r + 0.7152 * g + 0.0722 * b;
@@ -126,7 +140,39 @@ export function measureMouth(image: RgbaImage, landmarks: readonly FacePoint[], 
   }
 
   const { grain, softness } = measureTexture(image, around);
-  return { bite: findBite(image, landmarks, inner, lipLuma, lipSat, at, face), teeth, cavity, tongue, grain, softness };
+  const bite = findBite(image, landmarks, inner, lipLuma, lipSat, at, face);
+  const corners = bite ? findOpeningCorners(landmarks, lipLuma, at, face) : null;
+  return { bite, corners, teeth, cavity, tongue, grain, softness };
+}
+
+/** How far along the way from a corner (60, 64) toward the inner lips' middle landmarks the corner points sit. */
+const CORNER_ALONG = [0.15, 0.4] as const;
+
+/**
+ * The opening's edge near each corner: from the point a third of the way along the landmarks' straight
+ * line toward 61 (upper) or 67 (lower), outward across the lip for as long as the photo there is darker
+ * than the lips (the cavity at a smile's corners) or brighter (teeth), up to a sixth of the mouth's width.
+ * Null when every edge lies within a pixel of the landmarks' line: the curve through them already fits.
+ */
+function findOpeningCorners(landmarks: readonly FacePoint[], lipLuma: number, at: (x: number, y: number) => number, face: FaceFrame): OpeningCorners | null {
+  const p = (i: number): FacePoint => landmarks[i] as FacePoint;
+  const { uy, mouthWidth } = face;
+  const smooth = (x: number, y: number): number => (at(x, y) * 4 + at(x - 1, y) + at(x + 1, y) + at(x, y - 1) + at(x, y + 1)) / 8;
+  const opening = (x: number, y: number): boolean => {
+    const v = smooth(x, y);
+    return v < 0.78 * lipLuma || v > 1.15 * lipLuma + 6;
+  };
+  let moved = 0;
+  const edge = (corner: number, toward: number, outward: 1 | -1): FacePoint[] => CORNER_ALONG.map((along) => {
+    const c = p(corner), t = p(toward);
+    const q = { x: c.x + (t.x - c.x) * along, y: c.y + (t.y - c.y) * along };
+    let reach = 0;
+    for (let s = 0.5; s <= mouthWidth / 6 && opening(q.x + uy.x * s * outward, q.y + uy.y * s * outward); s += 0.5) reach = s;
+    moved = Math.max(moved, reach);
+    return { x: q.x + uy.x * reach * outward, y: q.y + uy.y * reach * outward };
+  });
+  const corners = { upperLeft: edge(60, 61, -1), upperRight: edge(64, 63, -1), lowerLeft: edge(60, 67, 1), lowerRight: edge(64, 65, 1) };
+  return moved >= 1 ? corners : null;
 }
 
 /**

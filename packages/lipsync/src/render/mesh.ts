@@ -1,6 +1,7 @@
 import Delaunator from 'delaunator';
 import type { FacePoint } from '@avatar/core';
 import type { FaceFrame, Vec } from './geometry.js';
+import type { OpeningCorners } from './appearance.js';
 import type { UnderJaw } from './jaw.js';
 import { curveSamples, lipPlaces, placeCurve, poseMesh } from './pose.js';
 import type { Curve, PoseBase } from './pose.js';
@@ -37,6 +38,8 @@ export interface MeshParts {
   bite?: readonly FacePoint[] | null;
   /** points below the jaw line and how they follow it (underJaw) */
   underJaw?: UnderJaw | null;
+  /** the opening's edge near the corners where the landmarks' curve misses it (MouthAppearance.corners) */
+  corners?: OpeningCorners | null;
 }
 
 export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, expressiveness: number, parts: MeshParts = {}): FaceMesh {
@@ -54,6 +57,17 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
     biteLower = bite.map((q) => pts.push({ x: q.x, y: q.y }) - 1);
     for (let k = 0; k < 6; k++) weights.push(1);
   }
+  // the opening's edge near the corners, as points on the inner lips' curve between a corner and the middle
+  // (each side's from the corner inward; upper and lower in step, so the k-th of each meet)
+  let corners: { upperLeft: number[]; upperRight: number[]; lowerLeft: number[]; lowerRight: number[] } | null = null;
+  if (parts.corners) {
+    const add = (list: readonly FacePoint[]): number[] => list.map((q) => {
+      weights.push(1);
+      return pts.push({ x: q.x, y: q.y }) - 1;
+    });
+    const c = parts.corners;
+    corners = { upperLeft: add(c.upperLeft), upperRight: add(c.upperRight), lowerLeft: add(c.lowerLeft), lowerRight: add(c.lowerRight) };
+  }
   const curves: Curve[] = [];
   /** a curve's samples follow the head as its controls do (`weight`) */
   const addCurve = (controls: readonly number[], steps: number, { open = false, weight = 1 } = {}): Curve => {
@@ -66,7 +80,13 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
     return curve;
   };
   addCurve([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59], OUTER_LIP_STEPS);
-  const lips = addCurve([60, 61, 62, 63, 64, 65, 66, 67], INNER_LIP_STEPS);
+  // around the mouth: upper lip left to right, lower lip right to left
+  const lips = corners
+    ? addCurve([
+      60, ...corners.upperLeft, 61, 62, 63, ...[...corners.upperRight].reverse(),
+      64, ...corners.lowerRight, 65, 66, 67, ...[...corners.lowerLeft].reverse(),
+    ], INNER_LIP_STEPS)
+    : addCurve([60, 61, 62, 63, 64, 65, 66, 67], INNER_LIP_STEPS);
   const opening = biteUpper && biteLower
     ? addCurve([60, ...biteUpper, 64, ...[...biteLower].reverse()], INNER_LIP_STEPS)
     : lips;
@@ -136,7 +156,8 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
   });
   for (const curve of curves) placeCurve(rest, curve);
   const headWeight = Float32Array.from(weights);
-  const base: PoseBase = { rest, headWeight, frame, curves, bite: biteUpper && biteLower ? { upper: biteUpper, lower: biteLower } : null, lips: lipPlaces(rest, frame), underJaw: under };
+  const pairs = corners ? { upper: [...corners.upperLeft, ...corners.upperRight], lower: [...corners.lowerLeft, ...corners.lowerRight] } : null;
+  const base: PoseBase = { rest, headWeight, frame, curves, bite: biteUpper && biteLower ? { upper: biteUpper, lower: biteLower } : null, corners: pairs, lips: lipPlaces(rest, frame), underJaw: under };
   // Triangulated with the mouth wide open: in the photo the lips touch, and a mesh made there joins the
   // upper lip to the lower one with thin triangles that an opening mouth stretches into streaks across
   // the lips. Made on the open shape, no triangle spans the opening except inside it, where the inner
@@ -147,7 +168,7 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
   // opening rather than across it; never so far that it passes the chin
   const chinRoom = ((open[2 * 8] as number) - (open[2 * 57] as number)) * uy.x + ((open[2 * 8 + 1] as number) - (open[2 * 57 + 1] as number)) * uy.y;
   const push = Math.max(0, Math.min(0.25 * frame.mouthWidth, chinRoom - 0.15 * frame.mouthWidth));
-  for (const i of [55, 56, 57, 58, 59, 65, 66, 67, ...(biteLower ?? [])]) {
+  for (const i of [55, 56, 57, 58, 59, 65, 66, 67, ...(biteLower ?? []), ...(pairs?.lower ?? [])]) {
     open[2 * i] = (open[2 * i] as number) + uy.x * push;
     open[2 * i + 1] = (open[2 * i + 1] as number) + uy.y * push;
   }

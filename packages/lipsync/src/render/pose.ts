@@ -34,6 +34,8 @@ export interface PoseBase {
    * with the lower inner lip: jaw and lower teeth), per column 61/67, 62/66, 63/65
    */
   readonly bite: { readonly upper: readonly number[]; readonly lower: readonly number[] } | null;
+  /** points on the inner lips' curve near the corners (left, right), where the photo's opening reaches past the landmarks */
+  readonly corners: { readonly upper: readonly number[]; readonly lower: readonly number[] } | null;
   /**
    * the lip landmarks' places across the mouth at rest (per landmark index, along the eyes, from the
    * middle between the inner corners) and half the inner corners' distance: what the lips' bands move by
@@ -48,8 +50,9 @@ export function lipPlaces(rest: Float64Array, frame: FaceFrame): PoseBase['lips'
   const { ux } = frame;
   const midX = ((rest[2 * 60] as number) + (rest[2 * 64] as number)) / 2;
   const midY = ((rest[2 * 60 + 1] as number) + (rest[2 * 64 + 1] as number)) / 2;
-  const across = new Float64Array(68);
-  for (let i = 48; i < 68; i++) across[i] = ((rest[2 * i] as number) - midX) * ux.x + ((rest[2 * i + 1] as number) - midY) * ux.y;
+  // every point's (the lips', and any added on the lips' curve after the landmarks)
+  const across = new Float64Array(rest.length / 2);
+  for (let i = 48; i < across.length; i++) across[i] = ((rest[2 * i] as number) - midX) * ux.x + ((rest[2 * i + 1] as number) - midY) * ux.y;
   return { across, half: Math.max(1, Math.abs((across[64] as number) - (across[60] as number)) / 2) };
 }
 
@@ -138,12 +141,13 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
   // rounded lips purse: they gather toward the middle, the opening between them more than the lips'
   // outer edge, so it narrows toward a circle
   const purse = Math.max(0, -width) * 0.14 * W;
-  const bands: readonly (readonly [readonly number[], readonly number[], readonly number[], number])[] = [
-    // inner chain (corner to corner), its drops, the outer landmarks that follow it, and how they push out
-    [[60, 61, 62, 63, 64], [cornerDown, -lift, -1.2 * lift, -lift, cornerDown], [49, 50, 51, 52, 53], -pout],
-    [[60, 67, 66, 65, 64], [cornerDown, 0.94 * lower, lower, 0.94 * lower, cornerDown], [59, 58, 57, 56, 55], pout],
+  const bands: readonly (readonly [readonly number[], readonly number[], readonly number[], number, readonly number[]])[] = [
+    // inner chain (corner to corner), its drops, the outer landmarks that follow it, how they push out,
+    // and the points added on the inner lip near the corners, which move as the chain does where they are
+    [[60, 61, 62, 63, 64], [cornerDown, -lift, -1.2 * lift, -lift, cornerDown], [49, 50, 51, 52, 53], -pout, base.corners?.upper ?? []],
+    [[60, 67, 66, 65, 64], [cornerDown, 0.94 * lower, lower, 0.94 * lower, cornerDown], [59, 58, 57, 56, 55], pout, base.corners?.lower ?? []],
   ];
-  for (const [chain, drops, outer, push] of bands) {
+  for (const [chain, drops, outer, push, added] of bands) {
     const dropAt = (x: number): number => {
       if (x <= (acrossOf[chain[0] as number] as number)) return drops[0] as number;
       for (let k = 1; k < chain.length; k++) {
@@ -154,8 +158,7 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
     };
     // (over the photo's own teeth the lips do not purse: the teeth under them would stretch)
     const squeeze = base.bite ? 0 : purse;
-    for (let k = 1; k < chain.length - 1; k++) {
-      const i = chain[k] as number;
+    for (const i of [...chain.slice(1, -1), ...added]) {
       const x = acrossOf[i] as number;
       move(i, ((spread - squeeze) * x) / half, dropAt(x));
     }
@@ -183,6 +186,15 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
   // from where it is, its outer edge most of that way with it, and the photo's teeth between them (the
   // bite line's two sides) are covered as the lips meet.
   if (closure > 0) {
+    // the points near the corners meet their opposite as the landmarks do
+    base.corners?.upper.forEach((up, k) => {
+      const low = base.corners?.lower[k] as number;
+      const meetX = ((m[2 * up] as number) + (m[2 * low] as number)) / 2, meetY = ((m[2 * up + 1] as number) + (m[2 * low + 1] as number)) / 2;
+      for (const i of [up, low]) {
+        m[2 * i] = (m[2 * i] as number) + closure * (meetX - (m[2 * i] as number));
+        m[2 * i + 1] = (m[2 * i + 1] as number) + closure * (meetY - (m[2 * i + 1] as number));
+      }
+    });
     for (let k = 0; k < 3; k++) {
       const up = 61 + k, low = 67 - k;
       const meetX = ((m[2 * up] as number) + (m[2 * low] as number)) / 2;

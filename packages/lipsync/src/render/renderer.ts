@@ -85,6 +85,7 @@ export class FaceRenderer {
     this.look = measureMouth(image, landmarks, this.face);
     this.mesh = buildMesh(landmarks, this.face, this.expressiveness, {
       bite: this.look.bite,
+      corners: this.look.corners,
       underJaw: underJaw(image, landmarks, this.face, headRing(this.face)),
     });
     this.moved = new Float64Array(this.mesh.rest);
