@@ -23,5 +23,9 @@ export * from './coordinator.js';
 export * from './handlers.js';
 export * from './job-checks.js';
 export * from './store/types.js';
+// the job lifecycle every store shares (store/lifecycle.ts)
+export {
+  abandonedJob, cancelledJob, checkJobRecord, claimedJob, completedJob, failedJob, jobStats, newJob, newestFirst, progressedJob, releasedJob, requeuedJob, selectJobs,
+} from './store/lifecycle.js';
 export * from './store/file-store.js';
 export * from './worker.js';

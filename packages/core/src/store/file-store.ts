@@ -7,23 +7,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AvatarError, storageError, type AvatarErrorJSON } from '../errors.js';
 import { fdatasyncFd, fsyncFd, openFd } from '../fdio.js';
 import { atomicWriteSmallFile, fileExists, writeWholeFile } from '../fsutil.js';
-import {
-  JOB_STATUSES,
-  JOB_TYPES,
-  isFinished,
-  isJobId,
-  isJobStatus,
-  isJobType,
-  newJobId,
-  runSeconds,
-  type Job,
-  type JobParams,
-  type JobResult,
-  type JobStatus,
-  type JobType,
-} from '../jobs.js';
+import { isFinished, isJobId, type Job, type JobParams, type JobResult, type JobType } from '../jobs.js';
 import { silentLogger, type Logger } from '../log.js';
 import { bootedAtMs, ownerIsDead } from '../owner.js';
+import {
+  abandonedJob,
+  cancelledJob,
+  checkJobRecord,
+  claimedJob,
+  completedJob,
+  failedJob,
+  isPlainObject,
+  jobStats,
+  newJob,
+  progressedJob,
+  releasedJob,
+  selectJobs,
+} from './lifecycle.js';
 import type { CancelOutcome, ClaimOptions, JobStats, JobStore, ListFilter, StorageFinding } from './types.js';
 
 export interface FileJobStoreOptions {
@@ -97,54 +97,6 @@ async function readSmall(path: string): Promise<string> {
 /** Errors that mean "this file system cannot hard-link here": fall back to creating a file. */
 const NO_LINK = new Set(['EMLINK', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'ENOSYS']);
 
-const isPlainObject = (value: unknown): value is Record<string, unknown> => {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto: unknown = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-};
-
-/** The path of the first value that is not JSON (undefined, function, NaN, Date...), or undefined. */
-function firstNonJson(value: unknown, path: string, depth = 0): string | undefined {
-  if (depth > 64) return path;
-  if (value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
-  if (typeof value === 'number') return Number.isFinite(value) ? undefined : path;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const bad = firstNonJson(value[i], `${path}[${i}]`, depth + 1);
-      if (bad) return bad;
-    }
-    return undefined;
-  }
-  if (isPlainObject(value)) {
-    for (const [key, item] of Object.entries(value)) {
-      const bad = firstNonJson(item, `${path}.${key}`, depth + 1);
-      if (bad) return bad;
-    }
-    return undefined;
-  }
-  return path;
-}
-
-const isStringOrNull = (v: unknown): boolean => v === null || typeof v === 'string';
-const isObjectOrNull = (v: unknown): boolean => v === null || isPlainObject(v);
-
-/** A parsed job file checked field by field; a string says why it is not a job. */
-function checkJob(value: unknown, expectedId: string): Job | string {
-  if (!isPlainObject(value)) return 'not a JSON object';
-  const v = value;
-  if (typeof v.jobId !== 'string' || !isJobId(v.jobId)) return 'jobId missing or malformed';
-  if (v.jobId !== expectedId) return `jobId ${v.jobId} does not match the file name`;
-  if (typeof v.status !== 'string' || !isJobStatus(v.status)) return 'status missing or unknown';
-  if (typeof v.jobType !== 'string' || !isJobType(v.jobType)) return 'jobType missing or unknown';
-  if (!isPlainObject(v.params)) return 'params is not an object';
-  if (typeof v.createdAt !== 'string' || Number.isNaN(Date.parse(v.createdAt))) return 'createdAt is not a date';
-  if (!isStringOrNull(v.startedAt) || !isStringOrNull(v.completedAt)) return 'startedAt/completedAt malformed';
-  if (!isObjectOrNull(v.result) || !isObjectOrNull(v.error)) return 'result/error malformed';
-  if (typeof v.progress !== 'number' || typeof v.attempts !== 'number') return 'progress/attempts not numbers';
-  if (!isStringOrNull(v.stage) || !isStringOrNull(v.workerId)) return 'stage/workerId malformed';
-  return value as unknown as Job;
-}
-
 /** The job a spare file holds, or undefined when it holds no whole, valid job. */
 function spareJob(text: string): Job | undefined {
   let value: unknown;
@@ -154,7 +106,7 @@ function spareJob(text: string): Job | undefined {
     return undefined;
   }
   if (!isPlainObject(value) || typeof value.jobId !== 'string') return undefined;
-  const job = checkJob(value, value.jobId);
+  const job = checkJobRecord(value, value.jobId);
   return typeof job === 'string' ? undefined : job;
 }
 
@@ -542,7 +494,7 @@ export class FileJobStore implements JobStore {
     } catch (error) {
       return { corrupt: `invalid JSON (${(error as Error).message})` };
     }
-    const job = checkJob(value, id);
+    const job = checkJobRecord(value, id);
     return typeof job === 'string' ? { corrupt: job } : job;
   }
 
@@ -737,41 +689,9 @@ export class FileJobStore implements JobStore {
   // ---- JobStore: clients ----
 
   async submit(jobType: JobType, params: JobParams): Promise<Job> {
-    if (typeof jobType !== 'string' || !isJobType(jobType)) {
-      throw new AvatarError('AVATAR_ERR_JOB_TYPE_UNKNOWN', { type: String(jobType), known: JOB_TYPES.join(', ') });
-    }
-    if (!isPlainObject(params)) {
-      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', {
-        field: 'params',
-        problem: 'is not an object',
-        expected: 'Give the parameters as a JSON object, e.g. {"text": "Hello"}.',
-      });
-    }
-    const bad = firstNonJson(params, 'params');
-    if (bad) {
-      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', {
-        field: bad,
-        problem: 'is not a JSON value',
-        expected: 'Use only strings, finite numbers, booleans, null, arrays and plain objects.',
-      });
-    }
-    await this.init();
     const now = new Date();
-    const job: Job = {
-      jobId: newJobId(now),
-      status: 'pending',
-      jobType,
-      params: structuredClone(params),
-      createdAt: now.toISOString(),
-      startedAt: null,
-      completedAt: null,
-      result: null,
-      error: null,
-      progress: 0,
-      stage: null,
-      attempts: 0,
-      workerId: null,
-    };
+    const job = newJob(jobType, params, now);
+    await this.init();
     // Job first, marker second: a crash in between leaves a pending job without a marker, which
     // reconcile() repairs; the other order could let a claimer see a marker with no job.
     await this.writeNewJob(job);
@@ -787,14 +707,7 @@ export class FileJobStore implements JobStore {
 
   async list(filter: ListFilter = {}): Promise<Job[]> {
     await this.init();
-    const statuses = filter.status === undefined ? undefined : new Set<JobStatus>(typeof filter.status === 'string' ? [filter.status] : filter.status);
-    const types = filter.type === undefined ? undefined : new Set<JobType>(typeof filter.type === 'string' ? [filter.type] : filter.type);
-    const jobs = await this.loadAll();
-    const after = filter.after;
-    const selected = jobs.filter((job) => (!statuses || statuses.has(job.status)) && (!types || types.has(job.jobType))
-      && (!after || job.createdAt < after.createdAt || (job.createdAt === after.createdAt && job.jobId < after.jobId)));
-    selected.sort((a, b) => (a.createdAt === b.createdAt ? (a.jobId < b.jobId ? 1 : -1) : a.createdAt < b.createdAt ? 1 : -1));
-    return filter.limit === undefined ? selected : selected.slice(0, Math.max(0, filter.limit));
+    return selectJobs(await this.loadAll(), filter);
   }
 
   /**
@@ -861,12 +774,7 @@ export class FileJobStore implements JobStore {
         await unlinkQuiet(this.cancelPath(jobId));
         return undefined;
       }
-      const cancelled: Job = {
-        ...job,
-        status: 'cancelled',
-        completedAt: new Date().toISOString(),
-        error: new AvatarError('AVATAR_ERR_JOB_CANCELLED', { id: jobId, stage: 'queue' }).toJSON(),
-      };
+      const cancelled = cancelledJob(job, null);
       await this.writeJob(cancelled);
       await this.removeMarkers(jobId);
       return { job: cancelled, outcome: 'cancelled' };
@@ -926,26 +834,7 @@ export class FileJobStore implements JobStore {
   }
 
   async stats(): Promise<JobStats> {
-    const jobs = await this.list();
-    const byStatus = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as Record<JobStatus, number>;
-    const byType = Object.fromEntries(JOB_TYPES.map((t) => [t, 0])) as Record<JobType, number>;
-    const runs: Partial<Record<JobType, { sum: number; n: number }>> = {};
-    for (const job of jobs) {
-      byStatus[job.status] += 1;
-      byType[job.jobType] += 1;
-      const seconds = job.status === 'completed' ? runSeconds(job) : undefined;
-      if (seconds !== undefined) {
-        const acc = (runs[job.jobType] ??= { sum: 0, n: 0 });
-        acc.sum += seconds;
-        acc.n += 1;
-      }
-    }
-    const meanRunSeconds: Partial<Record<JobType, number>> = {};
-    for (const type of JOB_TYPES) {
-      const acc = runs[type];
-      if (acc) meanRunSeconds[type] = acc.sum / acc.n;
-    }
-    return { total: jobs.length, byStatus, byType, meanRunSeconds };
+    return jobStats(await this.list());
   }
 
   // ---- JobStore: workers ----
@@ -977,18 +866,7 @@ export class FileJobStore implements JobStore {
           await unlinkQuiet(markerPath);
           continue;
         }
-        const running: Job = {
-          ...job,
-          status: 'running',
-          startedAt: new Date().toISOString(),
-          completedAt: null,
-          workerId,
-          attempts: job.attempts + 1,
-          stage: null,
-          progress: 0,
-          result: null,
-          error: null,
-        };
+        const running = claimedJob(job, workerId);
         await this.writeJob(running);
         claimed = running;
         await unlinkQuiet(markerPath);
@@ -1012,46 +890,23 @@ export class FileJobStore implements JobStore {
   }
 
   progress(jobId: string, workerId: string, progress: number, stage: string | null): Promise<boolean> {
-    const fraction = Number.isFinite(progress) ? Math.min(1, Math.max(0, progress)) : 0;
-    return this.asOwner(jobId, workerId, (job) => this.writeJob({ ...job, progress: fraction, stage }));
+    return this.asOwner(jobId, workerId, (job) => this.writeJob(progressedJob(job, progress, stage)));
   }
 
   complete(jobId: string, workerId: string, result: JobResult): Promise<boolean> {
-    return this.asOwner(jobId, workerId, (job) =>
-      this.finish({ ...job, status: 'completed', progress: 1, result, error: null, completedAt: new Date().toISOString() }),
-    );
+    return this.asOwner(jobId, workerId, (job) => this.finish(completedJob(job, result)));
   }
 
   fail(jobId: string, workerId: string, error: AvatarErrorJSON): Promise<boolean> {
-    return this.asOwner(jobId, workerId, (job) =>
-      this.finish({ ...job, status: 'failed', error, completedAt: new Date().toISOString() }),
-    );
+    return this.asOwner(jobId, workerId, (job) => this.finish(failedJob(job, error)));
   }
 
   markCancelled(jobId: string, workerId: string, stage: string | null): Promise<boolean> {
-    return this.asOwner(jobId, workerId, (job) => this.finish(this.cancelledJob(job, stage)));
+    return this.asOwner(jobId, workerId, (job) => this.finish(cancelledJob(job, stage)));
   }
 
-  private cancelledJob(job: Job, stage: string | null): Job {
-    return {
-      ...job,
-      status: 'cancelled',
-      stage,
-      completedAt: new Date().toISOString(),
-      error: new AvatarError('AVATAR_ERR_JOB_CANCELLED', { id: job.jobId, stage: stage ?? 'run' }).toJSON(),
-    };
-  }
-
-  /** A shutdown is not the job's fault: the attempt is not counted. A pending cancel request wins. */
   release(jobId: string, workerId: string): Promise<boolean> {
-    return this.asOwner(jobId, workerId, async (job) => {
-      if (await fileExists(this.cancelPath(jobId))) return this.finish(this.cancelledJob(job, job.stage));
-      return this.finish(this.requeued(job, Math.max(0, job.attempts - 1)));
-    });
-  }
-
-  private requeued(job: Job, attempts: number): Job {
-    return { ...job, status: 'pending', attempts, workerId: null, startedAt: null, stage: null, progress: 0 };
+    return this.asOwner(jobId, workerId, async (job) => this.finish(releasedJob(job, { cancelRequested: await fileExists(this.cancelPath(jobId)) })));
   }
 
   async isCancelRequested(jobId: string): Promise<boolean> {
@@ -1106,15 +961,7 @@ export class FileJobStore implements JobStore {
 
   /** A running job whose worker is gone: cancelled if asked, failed when out of attempts, else pending. */
   private async takeBack(job: Job, workerId: string): Promise<void> {
-    let next: Job;
-    if (await fileExists(this.cancelPath(job.jobId))) {
-      next = this.cancelledJob(job, job.stage);
-    } else if (job.attempts >= this.maxAttempts) {
-      const error = new AvatarError('AVATAR_ERR_QUEUE_WORKER_LOST', { id: job.jobId, attempts: job.attempts, workerId });
-      next = { ...job, status: 'failed', workerId: null, error: error.toJSON(), completedAt: new Date().toISOString() };
-    } else {
-      next = this.requeued(job, job.attempts);
-    }
+    const next = abandonedJob(job, { workerId, maxAttempts: this.maxAttempts, cancelRequested: await fileExists(this.cancelPath(job.jobId)) });
     this.log.warn(`job ${job.jobId} lost its worker ${workerId}: now ${next.status}`, {
       code: 'AVATAR_ERR_QUEUE_WORKER_LOST',
       jobId: job.jobId,
