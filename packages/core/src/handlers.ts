@@ -5,65 +5,6 @@ import { ensureDir } from './fsutil.js';
 import type { JobParams, JobResult, JobType, JsonValue } from './jobs.js';
 import type { JobContext, JobHandlers } from './worker.js';
 
-/** The parameters each job type takes (camelCase; paths absolute, or relative to the storage folder). */
-export const JOB_PARAMS: Record<JobType, { required: readonly string[]; optional: readonly string[] }> = {
-  full_pipeline: { required: ['text', 'avatarImagePath'], optional: ['voiceProfileId', 'outputPath', 'config'] },
-  voice_synthesis: { required: ['text'], optional: ['voiceProfileId', 'outputPath', 'maxSeconds', 'config'] },
-  video_encoding: { required: ['imagePath', 'audioPath'], optional: ['outputPath', 'config'] },
-  voice_clone: { required: ['referencePath'], optional: ['name', 'config'] },
-  avatar_generation: { required: ['imagePath'], optional: ['outputPath', 'config'] },
-  video_lipsync: { required: ['avatarImagePath', 'audioPath'], optional: ['outputPath', 'config'] },
-};
-
-/**
- * Parameters every job type takes besides its own. `webhook: {url}` asks the HTTP server to POST
- * the finished job to that URL; the handlers ignore it.
- */
-export const JOB_COMMON_PARAMS: readonly string[] = ['webhook'];
-
-function checkWebhookParam(v: JsonValue): void {
-  const bad = (problem: string): AvatarError =>
-    new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: 'webhook', problem, expected: 'Give {"url": "https://..."}.' });
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('must be an object');
-  const extra = Object.keys(v).find((k) => k !== 'url');
-  if (extra !== undefined) throw bad(`has an unknown field ${extra}`);
-  if (typeof v.url !== 'string') throw bad('needs a url');
-  let url: URL;
-  try {
-    url = new URL(v.url);
-  } catch {
-    throw bad('has a url that cannot be read');
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw bad('must be an http or https url');
-  if (url.username !== '' || url.password !== '') throw bad('must not carry a user name or password');
-}
-
-/** Checks a job's params against its type before it is queued, so a bad job fails at submit, not later. */
-export function checkJobParams(jobType: JobType, params: JobParams): void {
-  const spec = JOB_PARAMS[jobType];
-  const known = [...spec.required, ...spec.optional, ...JOB_COMMON_PARAMS];
-  for (const key of Object.keys(params)) {
-    if (!known.includes(key)) throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: `is not a parameter of ${jobType}`, expected: `Known parameters: ${known.join(', ')}.` });
-  }
-  for (const key of spec.required) {
-    const v = params[key];
-    if (v === undefined || v === null || v === '') throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: `is required for ${jobType}`, expected: `Give ${key}.` });
-  }
-  for (const key of known) {
-    const v = params[key];
-    if (v === undefined || v === null) continue;
-    if (key === 'webhook') {
-      checkWebhookParam(v);
-    } else if (key === 'config') {
-      if (typeof v !== 'object' || Array.isArray(v)) throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: 'must be an object', expected: 'Give the pipeline settings as a JSON object.' });
-    } else if (key === 'maxSeconds') {
-      if (typeof v !== 'number') throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: 'must be a number', expected: 'Give seconds as a number.' });
-    } else if (typeof v !== 'string') {
-      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: key, problem: 'must be a string', expected: `Give ${key} as text.` });
-    }
-  }
-}
-
 const str = (params: JobParams, key: string): string | undefined => {
   const v = params[key];
   return typeof v === 'string' && v !== '' ? v : undefined;

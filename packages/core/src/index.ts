@@ -20,6 +20,7 @@ export * from './registry.js';
 export * from './plugin-info.js';
 export * from './voices.js';
 export * from './coordinator.js';
+export * from './job-params.js';
 export * from './handlers.js';
 export * from './job-checks.js';
 export * from './store/types.js';

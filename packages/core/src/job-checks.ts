@@ -4,7 +4,7 @@ import type { OutputFormat } from './config.js';
 import type { PipelineCoordinator } from './coordinator.js';
 import { AvatarError, isAvatarError } from './errors.js';
 import { checkReadableFile, checkWritableTarget } from './fsutil.js';
-import { checkJobParams } from './handlers.js';
+import { checkJobParams } from './job-params.js';
 import { isFinished } from './jobs.js';
 import type { JobParams, JobType } from './jobs.js';
 import type { JobStore } from './store/types.js';

@@ -329,6 +329,18 @@ describe('pipeline settings are checked at submit', () => {
     expect(named.statusCode, named.body).toBe(202);
   });
 
+  it('job parameters over HTTP are core\'s own: the same limits refused the same way, no output path', async () => {
+    const { HTTP_JOB_PARAMS } = await import('./schemas.js');
+    const { JOB_PARAM_SPECS } = await import('@avatar/core');
+    expect([...HTTP_JOB_PARAMS, 'outputPath'].sort()).toEqual(Object.keys(JOB_PARAM_SPECS).sort());
+    const long = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'x'.repeat(20_001) } } });
+    expect(long.statusCode).toBe(400);
+    const out = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Hi', outputPath: '/tmp/x.wav' } } });
+    expect(out.statusCode).toBe(400);
+    const seconds = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Hi', maxSeconds: 3601 } } });
+    expect(seconds.statusCode).toBe(400);
+  });
+
   it('GET /v1/plugins describes the installed engines as `avatar plugins list` does', async () => {
     const res = await app.inject({ url: '/v1/plugins' });
     expect(res.statusCode, res.body).toBe(200);

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { TSchema } from '@sinclair/typebox';
-import { JOB_ID_PATTERN, JOB_STATUSES, JOB_TYPES, VOICE_ID_PATTERN } from '@avatar/core';
+import { JOB_ID_PATTERN, JOB_PARAM_SPECS, JOB_STATUSES, JOB_TYPES } from '@avatar/core';
+import type { JobParamName, JobParamSpec } from '@avatar/core';
 
 /**
  * A file inside the storage folder: relative, plain segments, none starting with a dot, so a
@@ -14,30 +15,40 @@ export const JobTypeSchema = literals(JOB_TYPES);
 export const JobStatusSchema = literals(JOB_STATUSES);
 export const JobIdSchema = Type.String({ pattern: JOB_ID_PATTERN.source, description: 'job id, job-YYYYMMDDHHMMSS-<8 hex>' });
 
-const storagePath = (description: string) => Type.String({ pattern: STORAGE_PATH_PATTERN, maxLength: 800, description });
+/**
+ * One job parameter's schema, from core's table of them (JOB_PARAM_SPECS): the same types and limits as
+ * the queue's own check. Over HTTP a file is one inside the storage folder, named relative to it.
+ */
+function paramSchema(name: JobParamName): TSchema {
+  const spec: JobParamSpec = JOB_PARAM_SPECS[name];
+  const { description } = spec;
+  if (name === 'webhook') {
+    return Type.Object(
+      { url: Type.String({ pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$', maxLength: 2000, description: 'http(s) url the finished job is POSTed to, signed (X-Avatar-Signature)' }) },
+      { additionalProperties: false, description: `${description}; needs AVATAR_WEBHOOK_SECRET on the server` },
+    );
+  }
+  if (spec.type === 'object') return Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { description });
+  if (spec.type === 'number') {
+    return Type.Number({ description, ...(spec.exclusiveMinimum !== undefined && { exclusiveMinimum: spec.exclusiveMinimum }), ...(spec.maximum !== undefined && { maximum: spec.maximum }) });
+  }
+  if (spec.path) return Type.String({ pattern: STORAGE_PATH_PATTERN, maxLength: 800, description: `${description}, relative to the storage folder` });
+  return Type.String({
+    description,
+    ...(spec.minLength !== undefined && { minLength: spec.minLength }),
+    ...(spec.maxLength !== undefined && { maxLength: spec.maxLength }),
+    ...(spec.pattern !== undefined && { pattern: spec.pattern }),
+  });
+}
 
 /**
  * Every parameter a job may take over HTTP. There is no outputPath: results always go to
  * <storage>/outputs/<jobId>.<ext>, so a client cannot make the server write anywhere else.
- * Which parameters each job type needs is checked by core's checkJobParams.
+ * Every field is optional here; which ones a job type requires is checked by core's checkJobParams.
  */
-// every field is optional here; which ones a job type requires is checked by checkJobParams
+export const HTTP_JOB_PARAMS = (Object.keys(JOB_PARAM_SPECS) as JobParamName[]).filter((name) => !(JOB_PARAM_SPECS[name] as JobParamSpec).localOnly) as Exclude<JobParamName, 'outputPath'>[];
 export const JobParamsSchema = Type.Partial(Type.Object(
-  {
-    text: Type.String({ minLength: 1, maxLength: 20_000, description: 'the text to speak' }),
-    voiceProfileId: Type.String({ pattern: VOICE_ID_PATTERN.source, description: 'voice profile id, vp-<8 hex>' }),
-    maxSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 3600 }),
-    avatarImagePath: storagePath('portrait photo, relative to the storage folder'),
-    imagePath: storagePath('still image, relative to the storage folder'),
-    audioPath: storagePath('audio file, relative to the storage folder'),
-    referencePath: storagePath('reference recording, relative to the storage folder'),
-    name: Type.String({ minLength: 1, maxLength: 100 }),
-    config: Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { description: 'pipeline settings (see docs/configuration.md)' }),
-    webhook: Type.Object(
-      { url: Type.String({ pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^\\s]+$', maxLength: 2000, description: 'http(s) url the finished job is POSTed to, signed (X-Avatar-Signature)' }) },
-      { additionalProperties: false, description: 'POST the job here when it ends; needs AVATAR_WEBHOOK_SECRET on the server' },
-    ),
-  },
+  Object.fromEntries(HTTP_JOB_PARAMS.map((name) => [name, paramSchema(name)])) as Record<Exclude<JobParamName, 'outputPath'>, TSchema>,
   { additionalProperties: false },
 ), { additionalProperties: false });
 

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { Job, JobParams, JobType, JsonValue, WorkerEvent } from '@avatar/core';
-import { AvatarError, JOB_STATUSES, JOB_TYPES, MAX_JSON_DEPTH, Worker, checkJobInputs, createJobHandlers, isJobType, nestedDeeperThan } from '@avatar/core';
+import type { Job, JobParamName, JobParamSpec, JobParams, JobType, JsonValue, WorkerEvent } from '@avatar/core';
+import { AvatarError, JOB_PARAMS, JOB_PARAM_SPECS, JOB_STATUSES, JOB_TYPES, MAX_JSON_DEPTH, Worker, checkJobInputs, createJobHandlers, isJobType, nestedDeeperThan } from '@avatar/core';
 import type { Output } from '../output.js';
 import { addAnimationOptions, addVideoOptions, configFromFlags, engineConfigFromFlags, oneOfParser, parseIntIn, parseNumberIn, withContext } from '../shared.js';
 import type { VideoFlags } from '../shared.js';
@@ -76,23 +76,25 @@ function paramsFromFlags(jobType: JobType, flags: SubmitFlags): JobParams {
   return params;
 }
 
+/** The job types that take a parameter. */
+const typesTaking = (name: JobParamName): JobType[] =>
+  JOB_TYPES.filter((type) => JOB_PARAMS[type].required.includes(name) || JOB_PARAMS[type].optional.includes(name));
+
 export function registerJobs(program: Command): void {
   const jobs = program.command('jobs').description('the persistent job queue: submit work, watch it, cancel it');
 
-  addAnimationOptions(addVideoOptions(
+  const submit = addAnimationOptions(addVideoOptions(
     jobs.command('submit')
       .description('queue a job; a worker ("avatar worker") runs it')
       .requiredOption('--type <type>', `job type: ${JOB_TYPES.join('|')}`, oneOfParser('type', JOB_TYPES))
-      .option('--text <text>', 'text to speak (full_pipeline, voice_synthesis)')
-      .option('--voice <id>', 'voice profile id')
-      .option('--avatar <path>', 'portrait photo (full_pipeline, video_lipsync, avatar_generation)')
-      .option('--image <path>', 'still image (video_encoding)')
-      .option('--audio <path>', 'audio file (video_encoding, video_lipsync)')
-      .option('--reference <path>', 'reference recording (voice_clone)')
-      .option('--name <text>', 'name for the new voice profile (voice_clone)')
-      .option('--output <path>', 'where the result goes (default: <storage>/outputs/<jobId>.<ext>)')
-      .option('--params <json>', 'more parameters as a JSON object'),
-  )).action(async (flags: SubmitFlags, command: Command) => {
+      .option('--avatar <path>', `${JOB_PARAM_SPECS.avatarImagePath.description} (${typesTaking('avatarImagePath').join(', ')}; avatar_generation's photo)`),
+  ));
+  // the rest of the flags from core's table of job parameters, each with the job types that take it
+  for (const name of Object.keys(JOB_PARAM_SPECS) as JobParamName[]) {
+    const spec: JobParamSpec = JOB_PARAM_SPECS[name];
+    if (spec.flag) submit.option(spec.flag, `${spec.description} (${typesTaking(name).join(', ') || 'every job'})`);
+  }
+  submit.option('--params <json>', 'more parameters as a JSON object').action(async (flags: SubmitFlags, command: Command) => {
     await withContext(command, async (ctx, out) => {
       if (!isJobType(flags.type)) throw new AvatarError('AVATAR_ERR_JOB_TYPE_UNKNOWN', { type: flags.type, known: JOB_TYPES.join(', ') });
       const params = paramsFromFlags(flags.type, flags);
