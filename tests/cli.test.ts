@@ -132,6 +132,15 @@ describe('avatar CLI: engines', () => {
     expect(existsSync(join(dir, 'strict.png')) || existsSync(join(dir, 'ssd.png'))).toBe(false);
   });
 
+  it('--store picks the job queue: a store no package provides is refused, its password never shown', async () => {
+    const r = await run(['--store', 'redis://worker:s3cret@127.0.0.1:6399/0', 'jobs', 'list']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('error AVATAR_ERR_STORE_UNSUPPORTED: no job store for redis: URLs is installed');
+    expect(r.stderr + r.stdout).not.toContain('s3cret');
+    const env = await run(['jobs', 'list'], { AVATAR_STORE: 'file:' });
+    expect(env.code, env.stderr).toBe(0);
+  });
+
   it('a settings file sets engine defaults for every command; a bad one is refused naming the file', async () => {
     const settings = join(dir, 'settings.json');
     await writeFile(settings, JSON.stringify({ engines: { tts: 'espeak-ng' } }));

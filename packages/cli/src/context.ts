@@ -4,7 +4,6 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   AvatarError,
-  FileJobStore,
   NoGpuProvider,
   PipelineCoordinator,
   PluginRegistry,
@@ -14,9 +13,10 @@ import {
   parseEngineAssignments,
   parseEngineChoice,
   parseEngineOptions,
+  openJobStore,
   storageError,
 } from '@avatar/core';
-import type { EngineChoice, EngineOptions, GpuMemoryProvider, Logger } from '@avatar/core';
+import type { EngineChoice, EngineOptions, GpuMemoryProvider, JobStore, Logger } from '@avatar/core';
 
 /** The engines that ship with avatar; they load through the same path as any third-party package. */
 export const BUILTIN_PACKAGES = ['@avatar/tts', '@avatar/encode', '@avatar/face', '@avatar/lipsync'] as const;
@@ -25,6 +25,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export interface ContextOptions {
   storage: string;
+  /** the job store's URL (--store, AVATAR_STORE); none: the file store in the storage folder */
+  store?: string;
   log: Logger;
 }
 
@@ -33,7 +35,7 @@ export interface CliContext {
   registry: PluginRegistry;
   resources: ResourceManager;
   voices: VoiceProfileStore;
-  store: FileJobStore;
+  store: JobStore;
   coordinator: PipelineCoordinator;
   pluginFailures: AvatarError[];
   log: Logger;
@@ -174,7 +176,7 @@ export async function openContext(options: ContextOptions): Promise<CliContext> 
     ...(ramBudgetMB !== undefined && { ramBudgetMB }),
   });
   const voices = new VoiceProfileStore(storageDir);
-  const store = new FileJobStore({ storageDir, log: options.log });
+  const store = await openJobStore(options.store ?? process.env.AVATAR_STORE, { storageDir, log: options.log, kinds: registry.jobStores });
   const defaults = await engineDefaults(storageDir);
   const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, ...defaults, log: options.log });
   return {

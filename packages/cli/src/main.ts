@@ -15,6 +15,7 @@ export function buildProgram(): Command {
     .description('Text and one portrait photo in, a lip-synced talking-head video out.')
     .version('0.1.0')
     .addOption(new Option('--storage <dir>', 'storage folder: jobs, voices, outputs (default ./storage or $AVATAR_STORAGE)'))
+    .addOption(new Option('--store <url>', 'the job queue: a store URL such as redis://host:6379/0 where a store package provides it (default: files in the storage folder, or $AVATAR_STORE)'))
     .option('--json', 'print machine-readable JSON on stdout', false)
     .option('--verbose', 'log stages, memory and engine details on stderr', false)
     .showHelpAfterError('(run with --help for usage)')

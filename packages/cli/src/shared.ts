@@ -9,6 +9,7 @@ import { createLogger, createOutput } from './output.js';
 
 export interface GlobalOptions {
   storage?: string;
+  store?: string;
   json: boolean;
   verbose: boolean;
 }
@@ -32,7 +33,7 @@ export async function withContext(command: Command, first: CommandBody | { servi
   const out = createOutput(opts.json);
   let ctx: CliContext | undefined;
   try {
-    ctx = await openContext({ storage: storageFrom(opts.storage), log: createLogger(opts.verbose, { errors: service ? 'always' : 'verbose' }) });
+    ctx = await openContext({ storage: storageFrom(opts.storage), ...(opts.store !== undefined && { store: opts.store }), log: createLogger(opts.verbose, { errors: service ? 'always' : 'verbose' }) });
     const code = await fn(ctx, out, opts);
     process.exitCode = code ?? 0;
   } catch (error) {

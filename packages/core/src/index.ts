@@ -29,4 +29,5 @@ export {
   abandonedJob, cancelledJob, checkJobRecord, claimedJob, completedJob, failedJob, jobStats, newJob, newestFirst, progressedJob, releasedJob, requeuedJob, selectJobs,
 } from './store/lifecycle.js';
 export * from './store/file-store.js';
+export * from './store/open.js';
 export * from './worker.js';

@@ -6,6 +6,7 @@ import { AvatarError, isAvatarError } from './errors.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import type { AnyStagePlugin, StageKind, StagePlugin } from './plugin.js';
+import type { JobStoreKind } from './store/open.js';
 import { PLUGIN_API_VERSION, STAGE_KINDS } from './plugin.js';
 
 export interface RegisteredPlugin {
@@ -80,6 +81,8 @@ function manifestOf(pkg: Record<string, unknown>): PluginPackageManifest | undef
  */
 export class PluginRegistry {
   private readonly byKey = new Map<string, RegisteredPlugin>();
+  /** job store kinds that packages export as `jobStores` (store/open.ts) */
+  readonly jobStores: JobStoreKind[] = [];
   private readonly loadedPackages = new Set<string>();
   private readonly log: Logger;
 
@@ -133,7 +136,19 @@ export class PluginRegistry {
 
   /** Registers every plugin a module exports as `plugins` (or `default.plugins`). */
   registerModule(mod: unknown, source: string): number {
-    const m = mod as { plugins?: unknown; default?: { plugins?: unknown } } | null;
+    const m = mod as { plugins?: unknown; jobStores?: unknown; default?: { plugins?: unknown; jobStores?: unknown } } | null;
+    const stores = m?.jobStores ?? m?.default?.jobStores;
+    if (Array.isArray(stores)) {
+      for (const kind of stores as unknown[]) {
+        const k = kind as Partial<JobStoreKind> | null;
+        if (!k || !Array.isArray(k.schemes) || typeof k.open !== 'function') {
+          throw new AvatarError('AVATAR_ERR_PLUGIN_INVALID', { name: source, source, reason: 'a jobStores entry needs schemes and open()' });
+        }
+        this.jobStores.push({ schemes: k.schemes, open: k.open.bind(k), source });
+      }
+      // a package may provide job stores only
+      if ((m?.plugins ?? m?.default?.plugins) === undefined) return 0;
+    }
     const list = m?.plugins ?? m?.default?.plugins;
     if (!Array.isArray(list)) {
       throw new AvatarError('AVATAR_ERR_PLUGIN_INVALID', { name: source, source, reason: 'its main module does not export a "plugins" array' });
