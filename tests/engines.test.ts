@@ -150,6 +150,14 @@ describe('choosing engines', () => {
     const cleared = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'c.mp4'), config: { commercialSafe: true, videoQuality: 'low' } });
     expect(cleared.error).toBeNull();
     expect(cleared.engines.encode?.license).toMatchObject({ commercialUse: true, code: expect.stringContaining('ffmpeg') });
+    // voice matching too: a matcher with no declared licence is refused before it measures anything
+    const echo: StagePlugin<'voice'> = {
+      name: 'echo', stage: 'voice', apiVersion: 1, resources: { device: 'cpu' },
+      async load() { return { async run() { throw new Error('not reached'); }, async unload() {} }; },
+    };
+    const { coordinator: voices } = await setUp(join(dir, 's7v'), { extra: [echo as StagePlugin] });
+    const matched = await voices.matchVoice({ referencePath: SPEECH, engine: 'echo', config: { commercialSafe: true } });
+    expect(matched.error?.code).toBe('AVATAR_ERR_ENGINE_LICENSE');
     // a process that requires it refuses whatever a run says
     const { coordinator: strict } = await setUp(join(dir, 's7'), { extra, commercialSafe: true });
     const loose = await strict.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'l.mp4'), config: { commercialSafe: false, engines: { encode: 'tagged' } } });

@@ -476,33 +476,36 @@ export class PipelineCoordinator {
     return this.swept;
   }
 
-  private async begin(request: CommonRequest & { outputPath?: string }, plan: readonly StageName[]): Promise<{ run: StageRun; controller: AbortController; detach: () => void }> {
+  /**
+   * Runs a plan of stages as one run: leftovers swept, a work folder claimed, the caller's cancel
+   * followed, `work` run, its output published onto its path only once every stage has succeeded, the
+   * work folder removed (unless kept), and a failure turned into a result that says which stages
+   * completed, with intermediates and anything written beside the output removed. A plan that lists
+   * `cleanup` reports it as a stage. Never throws.
+   */
+  private async runPlan(request: CommonRequest & { outputPath?: string }, plan: readonly StageName[], options: { keepWorkDir: boolean }, work: (run: StageRun) => Promise<Outcome>): Promise<RunResult> {
     await this.sweepLeftovers();
     // and beside this run's output, where a killed run would have left its partial
     if (request.outputPath) await sweepPartials([dirname(resolve(request.outputPath))], { log: this.log });
     const runId = request.runId ?? `run-${Date.now()}-${randomBytes(3).toString('hex')}`;
-    const workDir = join(this.storageDir, 'work', runId);
     const controller = new AbortController();
     const outer = request.signal;
     const onAbort = (): void => controller.abort(outer?.reason);
     if (outer?.aborted) controller.abort(outer.reason);
     else outer?.addEventListener('abort', onAbort, { once: true });
-    const run = new StageRun(this, workDir, plan, controller.signal, request.onProgress);
-    return { run, controller, detach: () => outer?.removeEventListener('abort', onAbort) };
-  }
-
-  private async finish(run: StageRun, work: () => Promise<Outcome>, cleanup: boolean, finalStage: boolean): Promise<RunResult> {
+    const run = new StageRun(this, join(this.storageDir, 'work', runId), plan, controller.signal, request.onProgress);
+    const removeWorkDir = (): Promise<void> => rm(run.workDir, { recursive: true, force: true });
     try {
       await ensureDir(run.workDir);
       await claimWorkDir(run.workDir);
-      const outcome = await work();
+      const outcome = await work(run);
       // the output appears at its path only now, when every stage has succeeded
       if (outcome.publish) await publishFile(outcome.publish.from, outcome.publish.to);
-      if (finalStage) await run.stage('cleanup', async () => { if (cleanup) await rm(run.workDir, { recursive: true, force: true }); });
-      else if (cleanup) await rm(run.workDir, { recursive: true, force: true });
+      if (plan.includes('cleanup')) await run.stage('cleanup', async () => { if (!options.keepWorkDir) await removeWorkDir(); });
+      else if (!options.keepWorkDir) await removeWorkDir();
       // kept on purpose: no later sweep takes it for a killed run's
-      if (!cleanup) await keepWorkDir(run.workDir);
-      return run.result(outcome, !cleanup);
+      if (options.keepWorkDir) await keepWorkDir(run.workDir);
+      return run.result(outcome, options.keepWorkDir);
     } catch (thrown) {
       // once the run is aborted, whatever a stage throws on its way out is the cancellation
       // (an engine that ignored the cancel is named: the run still ends, without it)
@@ -510,50 +513,48 @@ export class PipelineCoordinator {
         ? new AvatarError('AVATAR_ERR_CANCELLED', { stage: run.current }, { cause: thrown })
         : toAvatarError(thrown, run.current);
       // a failed run always removes its intermediates and what it wrote beside its outputs
-      await rm(run.workDir, { recursive: true, force: true }).catch(() => undefined);
+      await removeWorkDir().catch(() => undefined);
       for (const path of run.temporaries) await rm(path, { force: true }).catch(() => undefined);
       this.log.error(`${run.current} failed: ${error.message}`, { code: error.code });
       return run.result({ error }, false);
+    } finally {
+      outer?.removeEventListener('abort', onAbort);
     }
   }
 
   /** Text + voice + photo -> talking-head video. Never throws: failures come back in the result. */
   async execute(request: PipelineRequest): Promise<RunResult> {
-    const { run, detach } = await this.begin(request, ['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup']);
-    try {
-      return await this.finish(run, async () => {
-        // inputs and engines are checked before any engine starts, so a typo costs nothing
-        if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
-        const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
-        const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
-        // early preparation, spread so that two cores are not asked for three things at once: the face
-        // stage's native libraries load in this process once the speech engine reports that it is
-        // running (its first progress above 0) in its own, not before (loading them first would delay
-        // the engine's start), and the encoder's checks run beside the face stage, which uses one thread
-        let faceWarm = false;
-        const warmFace = (): void => {
-          if (!faceWarm) this.prewarm(engines.face);
-          faceWarm = true;
-        };
-        const maxSeconds = config.maxVideoLengthSeconds;
-        const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
-        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, maxSeconds, {
-          ...ctx,
-          progress: (fraction, detail) => {
-            if (fraction > 0) warmFace();
-            ctx.progress(fraction, detail);
-          },
-        }), tts);
-        warmFace(); // an engine that reports no progress
-        this.prewarm(engines.encode);
-        const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
-        return this.renderAndEncode(run, engines, {
-          avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
-        }, outputPath);
-      }, parseCleanup(request.config), true);
-    } finally {
-      detach();
-    }
+    const plan: StageName[] = ['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup'];
+    return this.runPlan(request, plan, { keepWorkDir: !parseCleanup(request.config) }, async (run) => {
+      // inputs and engines are checked before any engine starts, so a typo costs nothing
+      if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
+      const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
+      const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
+      // early preparation, spread so that two cores are not asked for three things at once: the face
+      // stage's native libraries load in this process once the speech engine reports that it is
+      // running (its first progress above 0) in its own, not before (loading them first would delay
+      // the engine's start), and the encoder's checks run beside the face stage, which uses one thread
+      let faceWarm = false;
+      const warmFace = (): void => {
+        if (!faceWarm) this.prewarm(engines.face);
+        faceWarm = true;
+      };
+      const maxSeconds = config.maxVideoLengthSeconds;
+      const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
+      const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, maxSeconds, {
+        ...ctx,
+        progress: (fraction, detail) => {
+          if (fraction > 0) warmFace();
+          ctx.progress(fraction, detail);
+        },
+      }), tts);
+      warmFace(); // an engine that reports no progress
+      this.prewarm(engines.encode);
+      const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
+      return this.renderAndEncode(run, engines, {
+        avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
+      }, outputPath);
+    });
   }
 
   /** The voice of a run and the tts engine that speaks it, ready (load_profile). */
@@ -618,21 +619,16 @@ export class PipelineCoordinator {
   /** A portrait + a recording -> talking-head video (video_lipsync). */
   async lipsync(request: LipsyncRequest): Promise<RunResult> {
     const plan: StageName[] = ['validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup'];
-    const { run, detach } = await this.begin(request, plan);
-    try {
-      return await this.finish(run, async () => {
-        const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
-        const audioPath = resolve(request.audioPath);
-        await checkReadableFile(audioPath, 'audio');
-        const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
-        this.prewarm(engines.face);
-        this.prewarm(engines.encode);
-        const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
-        return this.renderAndEncode(run, engines, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
-      }, parseCleanup(request.config), true);
-    } finally {
-      detach();
-    }
+    return this.runPlan(request, plan, { keepWorkDir: !parseCleanup(request.config) }, async (run) => {
+      const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
+      const audioPath = resolve(request.audioPath);
+      await checkReadableFile(audioPath, 'audio');
+      const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
+      this.prewarm(engines.face);
+      this.prewarm(engines.encode);
+      const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
+      return this.renderAndEncode(run, engines, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
+    });
   }
 
   private async synthesizeInto(tts: ResolvedEngine<'tts'>, voice: VoiceSettings, text: string, maxSeconds: number, ctx: RunContext): Promise<Speech> {
@@ -646,47 +642,37 @@ export class PipelineCoordinator {
   /** Text -> WAV at `outputPath` (voice_synthesis). */
   async speak(request: SpeechRequest): Promise<RunResult> {
     const plan: StageName[] = ['load_profile', 'synthesize_speech'];
-    const { run, detach } = await this.begin(request, plan);
-    try {
-      return await this.finish(run, async () => {
-        const outputPath = resolve(request.outputPath);
-        if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
-        if (!outputPath.toLowerCase().endsWith('.wav')) {
-          const dot = outputPath.lastIndexOf('.');
-          throw new AvatarError('AVATAR_ERR_OUTPUT_EXTENSION', { input: 'output path', extension: dot > outputPath.lastIndexOf('/') ? outputPath.slice(dot) : '(no extension)', format: 'wav' });
-        }
-        await checkWritableTarget(outputPath, 'output path');
-        const config = parsePipelineConfig(request.config ?? {});
-        const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
-        const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, request.maxSeconds ?? 120, ctx), tts);
-        return { outputPath, durationSeconds: speech.durationSeconds, publish: { from: speech.wavPath, to: outputPath } };
-      }, !request.keepIntermediates, false);
-    } finally {
-      detach();
-    }
+    return this.runPlan(request, plan, { keepWorkDir: request.keepIntermediates === true }, async (run) => {
+      const outputPath = resolve(request.outputPath);
+      if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
+      if (!outputPath.toLowerCase().endsWith('.wav')) {
+        const dot = outputPath.lastIndexOf('.');
+        throw new AvatarError('AVATAR_ERR_OUTPUT_EXTENSION', { input: 'output path', extension: dot > outputPath.lastIndexOf('/') ? outputPath.slice(dot) : '(no extension)', format: 'wav' });
+      }
+      await checkWritableTarget(outputPath, 'output path');
+      const config = parsePipelineConfig(request.config ?? {});
+      const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
+      const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, request.maxSeconds ?? 120, ctx), tts);
+      return { outputPath, durationSeconds: speech.durationSeconds, publish: { from: speech.wavPath, to: outputPath } };
+    });
   }
 
   /** Still image + audio -> video (video_encoding). */
   async encodeStill(request: StillVideoRequest): Promise<RunResult> {
-    const { run, detach } = await this.begin(request, ['encode_video']);
-    try {
-      return await this.finish(run, async () => {
-        const config = parsePipelineConfig(request.config ?? {});
-        const outputPath = resolve(request.outputPath);
-        checkOutputExtension(outputPath, config.outputFormat);
-        await checkWritableTarget(outputPath, 'output path');
-        await checkImageFile(resolve(request.imagePath), 'image');
-        await checkReadableFile(resolve(request.audioPath), 'audio');
-        const settings = resolveEncodeSettings(config);
-        const encoder = required((await this.plan(config, ['encode'])).encode, 'encode');
-        const video = await run.stage('encode_video', (ctx) => this.runStage(encoder, {
-          kind: 'still', imagePath: resolve(request.imagePath), audioPath: resolve(request.audioPath), outputPath, settings,
-        }, ctx), encoder);
-        return { outputPath: video.outputPath, durationSeconds: video.durationSeconds };
-      }, true, false);
-    } finally {
-      detach();
-    }
+    return this.runPlan(request, ['encode_video'], { keepWorkDir: false }, async (run) => {
+      const config = parsePipelineConfig(request.config ?? {});
+      const outputPath = resolve(request.outputPath);
+      checkOutputExtension(outputPath, config.outputFormat);
+      await checkWritableTarget(outputPath, 'output path');
+      await checkImageFile(resolve(request.imagePath), 'image');
+      await checkReadableFile(resolve(request.audioPath), 'audio');
+      const settings = resolveEncodeSettings(config);
+      const encoder = required((await this.plan(config, ['encode'])).encode, 'encode');
+      const video = await run.stage('encode_video', (ctx) => this.runStage(encoder, {
+        kind: 'still', imagePath: resolve(request.imagePath), audioPath: resolve(request.audioPath), outputPath, settings,
+      }, ctx), encoder);
+      return { outputPath: video.outputPath, durationSeconds: video.durationSeconds };
+    });
   }
 
   /**
@@ -694,49 +680,39 @@ export class PipelineCoordinator {
    * cropped PNG with its JSON sidecar at `outputPath`; a refused photo leaves nothing there.
    */
   async prepareAvatar(request: AvatarRequest): Promise<RunResult & { avatar: Avatar | null }> {
-    const { run, detach } = await this.begin(request, ['validate_avatar']);
     let avatar: Avatar | null = null;
-    try {
-      const result = await this.finish(run, async () => {
-        const config = parsePipelineConfig(request.config ?? {});
-        const outputPath = resolve(request.outputPath);
-        if (!outputPath.toLowerCase().endsWith('.png')) {
-          const dot = outputPath.lastIndexOf('.');
-          throw new AvatarError('AVATAR_ERR_OUTPUT_EXTENSION', { input: 'avatar output', extension: dot > outputPath.lastIndexOf('/') ? outputPath.slice(dot) : '(no extension)', format: 'png' });
-        }
-        await checkWritableTarget(outputPath, 'avatar output');
-        const imagePath = resolve(request.imagePath);
-        await checkImageFile(imagePath, 'avatar image');
-        const size = resolveEncodeSettings(config).size;
-        const face = required((await this.plan(config, ['face'])).face, 'face');
-        avatar = await run.stage('validate_avatar', (ctx) => this.runStage(face, { imagePath, prepare: { outputPath, size } }, ctx), face);
-        return { outputPath, durationSeconds: 0 };
-      }, true, false);
-      return { ...result, avatar };
-    } finally {
-      detach();
-    }
+    const result = await this.runPlan(request, ['validate_avatar'], { keepWorkDir: false }, async (run) => {
+      const config = parsePipelineConfig(request.config ?? {});
+      const outputPath = resolve(request.outputPath);
+      if (!outputPath.toLowerCase().endsWith('.png')) {
+        const dot = outputPath.lastIndexOf('.');
+        throw new AvatarError('AVATAR_ERR_OUTPUT_EXTENSION', { input: 'avatar output', extension: dot > outputPath.lastIndexOf('/') ? outputPath.slice(dot) : '(no extension)', format: 'png' });
+      }
+      await checkWritableTarget(outputPath, 'avatar output');
+      const imagePath = resolve(request.imagePath);
+      await checkImageFile(imagePath, 'avatar image');
+      const size = resolveEncodeSettings(config).size;
+      const face = required((await this.plan(config, ['face'])).face, 'face');
+      avatar = await run.stage('validate_avatar', (ctx) => this.runStage(face, { imagePath, prepare: { outputPath, size } }, ctx), face);
+      return { outputPath, durationSeconds: 0 };
+    });
+    return { ...result, avatar };
   }
 
   /** Reference recording -> a stored voice profile with the measured figures (voice_clone). */
   async matchVoice(request: VoiceMatchRequest): Promise<RunResult & { profile: VoiceProfile | null }> {
-    const { run, detach } = await this.begin(request, ['match_voice']);
     let profile: VoiceProfile | null = null;
-    try {
-      const result = await this.finish(run, async () => {
-        const referencePath = resolve(request.referencePath);
-        await checkReadableFile(referencePath, 'reference recording');
-        const config = parsePipelineConfig(request.config ?? {});
-        const engines = request.engine ? { ...config.engines, voice: request.engine } : config.engines;
-        const matcher = required((await this.plan({ engines, engineOptions: config.engineOptions }, ['voice'])).voice, 'voice');
-        const match: VoiceMatch = await run.stage('match_voice', (ctx) => this.runStage(matcher, { referencePath }, ctx), matcher);
-        profile = await this.voices.create(match.settings, { ...(request.name && { name: request.name }), measured: match.measured, reason: match.reason });
-        return { outputPath: join(this.voices.dir, `${profile.id}.json`), durationSeconds: match.measured.durationSeconds };
-      }, true, false);
-      return { ...result, profile };
-    } finally {
-      detach();
-    }
+    const result = await this.runPlan(request, ['match_voice'], { keepWorkDir: false }, async (run) => {
+      const referencePath = resolve(request.referencePath);
+      await checkReadableFile(referencePath, 'reference recording');
+      const config = parsePipelineConfig(request.config ?? {});
+      const engines = request.engine ? { ...config.engines, voice: request.engine } : config.engines;
+      const matcher = required((await this.plan({ ...config, engines }, ['voice'])).voice, 'voice');
+      const match: VoiceMatch = await run.stage('match_voice', (ctx) => this.runStage(matcher, { referencePath }, ctx), matcher);
+      profile = await this.voices.create(match.settings, { ...(request.name && { name: request.name }), measured: match.measured, reason: match.reason });
+      return { outputPath: join(this.voices.dir, `${profile.id}.json`), durationSeconds: match.measured.durationSeconds };
+    });
+    return { ...result, profile };
   }
 }
 
