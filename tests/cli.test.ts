@@ -129,6 +129,14 @@ describe('avatar CLI: engines', () => {
     const safe = await run(['avatars', 'prepare', PORTRAIT, '--output', join(dir, 'ssd.png'), '--quality', 'low', '--detector', 'ssd', '--commercial-safe']);
     expect(safe.code).toBe(2);
     expect(safe.stderr).toContain('AVATAR_ERR_ENGINE_LICENSE');
+    // and inspect, which runs the face engine on a video's first frame, holds it to the same rule
+    const wav = join(dir, 'safe.wav');
+    expect((await run(['tts', 'Hello.', '--output', wav])).code).toBe(0);
+    const still = join(dir, 'safe.mp4');
+    expect((await run(['encode', '--image', PORTRAIT, '--audio', wav, '--output', still, '--quality', 'low'])).code).toBe(0);
+    const inspect = await run(['inspect', still, '--commercial-safe', '--engine-option', 'face.detector=ssd']);
+    expect(inspect.code).toBe(2);
+    expect(inspect.stderr).toContain('AVATAR_ERR_ENGINE_LICENSE');
     expect(existsSync(join(dir, 'strict.png')) || existsSync(join(dir, 'ssd.png'))).toBe(false);
   });
 
@@ -139,6 +147,12 @@ describe('avatar CLI: engines', () => {
     expect(r.stderr + r.stdout).not.toContain('s3cret');
     const env = await run(['jobs', 'list'], { AVATAR_STORE: 'file:' });
     expect(env.code, env.stderr).toBe(0);
+    // a command that needs no queue is not stopped by one that cannot be opened
+    const unrelated = await run(['plugins', 'list', '--no-check'], { AVATAR_STORE: 'redis://worker:s3cret@127.0.0.1:6399/0' });
+    expect(unrelated.code, unrelated.stderr).toBe(0);
+    const odd = await run(['--store', 'redis://admin:se/cr@t@db host', 'jobs', 'list']);
+    expect(odd.code).toBe(2);
+    expect(odd.stderr).not.toContain('se/cr');
   });
 
   it('a settings file sets engine defaults for every command; a bad one is refused naming the file', async () => {

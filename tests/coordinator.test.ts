@@ -162,6 +162,37 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(await readdir(join(dir, 's3', 'work'))).toEqual([]);
   });
 
+  it('a renderer whose frames fail mid-encode is the engine named, not the encoder pulling them', async () => {
+    const events: string[] = [];
+    const [face, lipsync] = testStages(events) as [StagePlugin, StagePlugin<'lipsync'>];
+    const broken: StagePlugin<'lipsync'> = {
+      ...lipsync, name: 'broken-renderer',
+      async load(ctx) {
+        const inner = await lipsync.load(ctx);
+        return {
+          async run(input, runCtx) {
+            const stream = await inner.run(input, runCtx);
+            async function* failing(): AsyncGenerator<Uint8Array> {
+              let n = 0;
+              for await (const frame of stream.frames) {
+                if (++n > 3) throw new Error('renderer bug at frame 4');
+                yield frame;
+              }
+            }
+            return { ...stream, frames: failing() };
+          },
+          unload: () => inner.unload(),
+        };
+      },
+    };
+    const { coordinator } = await coordinatorWith(join(dir, 's3b'), [face, broken as StagePlugin]);
+    const out = join(dir, 'blame.mp4');
+    const result = await coordinator.execute({ text: 'The renderer breaks here.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' } });
+    expect(result.error?.code).toBe('AVATAR_ERR_ENGINE_FAILED');
+    expect(result.error?.message).toBe('the lipsync engine "broken-renderer" (test) failed: renderer bug at frame 4');
+    expect(existsSync(out)).toBe(false);
+  });
+
   it('cancelling mid-encode stops the run, unloads the renderer and writes nothing', async () => {
     const events: string[] = [];
     const { coordinator, resources } = await coordinatorWith(join(dir, 's4'), testStages(events, { slowFrames: true }));

@@ -50,6 +50,26 @@ runStagePluginConformance(label, {
   source: 'avatar-plugin-label@1.0.0',
 });
 
+describe('the example label engine, loaded directly', () => {
+  it('draws a label with "%" and braces as written, where ffmpeg would otherwise expand or drop it', async () => {
+    const dir = await tempDir('avatar-label-');
+    const audioPath = speechFile(dir);
+    const ctx = { signal: never, workDir: dir, log: silentLogger, progress: () => undefined };
+    const encodeWith = async (plugin: StagePlugin<'encode'>, options: Record<string, unknown>, name: string): Promise<string> => {
+      const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options });
+      const outputPath = join(dir, name);
+      await loaded.run({ kind: 'still', imagePath: PORTRAIT, audioPath, outputPath, settings: LOW }, ctx).finally(() => loaded.unload());
+      return outputPath;
+    };
+    const { plugins: encoders } = await import('@avatar/encode');
+    const plain = await encodeWith(encoders.find((p) => p.stage === 'encode') as StagePlugin<'encode'>, {}, 'plain.mp4');
+    const labelled = await encodeWith(label, { text: '100% {real}', position: 'top-left', size: 0.08, opacity: 1 }, 'percent.mp4');
+    const video = ffprobe(labelled).streams.find((s) => s.codec_type === 'video');
+    const [width, height] = [video?.width ?? 0, video?.height ?? 0];
+    expect(regionDifference(grayFrame(plain, 1), grayFrame(labelled, 1), width, height, [0.02, 0.02, 0.45, 0.14])).toBeGreaterThan(15);
+  });
+});
+
 /** Mean absolute difference of two gray frames over a box given in shares of the frame. */
 function regionDifference(a: Buffer, b: Buffer, width: number, height: number, box: [number, number, number, number]): number {
   const [x0, y0, x1, y1] = [Math.round(box[0] * width), Math.round(box[1] * height), Math.round(box[2] * width), Math.round(box[3] * height)];

@@ -5,8 +5,8 @@
 // child processes that die with the host.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { FFMPEG_INSTALL, defineErrorCodes, ffmpegPath, ffprobePath, guardedCommand, PLUGIN_API_VERSION } from '@avatar/core';
 
 const errors = defineErrorCodes('label', {
@@ -43,13 +43,16 @@ const PLACES = {
   'bottom-right': ['w-tw-h*0.03', 'h-th-h*0.03'],
 };
 
-/** drawtext reads the label from a file, so no text needs escaping for the filter graph. */
-function labelFilter(options, textFile, font, height) {
+/**
+ * The drawtext filter. The label and the font are read from files named relative to the folder ffmpeg
+ * runs in (label.txt, a link to the font), so no path or text needs escaping in the filter graph; and
+ * `expansion=none`, or drawtext would read "%{...}" in a label as an expression and "100% real" as none.
+ */
+function labelFilter(options, height) {
   const [x, y] = PLACES[options.position];
   const pad = Math.max(2, Math.round(height * options.size * 0.3));
   return [
-    `fontfile=${font.replace(/([\\:'])/g, '\\$1')}`,
-    `textfile=${textFile.replace(/([\\:'])/g, '\\$1')}`,
+    'fontfile=font', 'textfile=label.txt', 'expansion=none',
     `fontcolor=white@${options.opacity}`,
     `fontsize=h*${options.size}`,
     `x=${x}`, `y=${y}`,
@@ -75,11 +78,11 @@ function scaleFilter(size) {
   return `scale=w='if(gte(iw,ih),${side},-2)':h='if(gte(iw,ih),-2,${side})':flags=lanczos:out_color_matrix=bt709:out_range=tv`;
 }
 
-/** Runs ffmpeg; `feed` writes its stdin (frames), or nothing. Kills it when the signal aborts. */
-function runFfmpeg(args, { signal, feed }) {
+/** Runs ffmpeg in `cwd`; `feed` writes its stdin (frames), or nothing. Kills it when the signal aborts. */
+function runFfmpeg(args, { signal, feed, cwd }) {
   return new Promise((resolve, reject) => {
     const { command, args: guarded } = guardedCommand(ffmpegPath(), args);
-    const child = spawn(command, guarded, { stdio: [feed ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
+    const child = spawn(command, guarded, { cwd, stdio: [feed ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => { stderr = (stderr + d.toString()).slice(-4000); });
     const onAbort = () => child.kill('SIGKILL');
@@ -121,42 +124,44 @@ async function encode(input, options, ctx) {
   if (!font) throw errors.create('FONT_MISSING', { detail: options.fontFile ? `${options.fontFile} does not exist` : 'fontconfig found no sans font' });
   const { settings } = input;
   // written beside the target under a hidden name and renamed when whole: a failed or cancelled run leaves nothing
-  const partial = join(dirname(input.outputPath), `.${basename(input.outputPath)}.label-${process.pid}-${Date.now().toString(36)}`);
+  // (absolute: ffmpeg runs in a scratch folder of its own)
+  const outputPath = resolve(input.outputPath);
+  const partial = join(dirname(outputPath), `.${basename(outputPath)}.label-${process.pid}-${Date.now().toString(36)}`);
   const scratch = await mkdtemp(join(ctx.workDir, 'label-'));
-  const textFile = join(scratch, 'label.txt');
-  await writeFile(textFile, options.text);
+  await writeFile(join(scratch, 'label.txt'), options.text);
+  await symlink(font, join(scratch, 'font'));
   ctx.progress(0, 'encoding with a label');
   try {
     let args;
     let feed;
     if (input.kind === 'still') {
       const height = settings.size;
-      args = ['-loop', '1', '-framerate', String(settings.fps), '-i', input.imagePath, '-i', input.audioPath,
-        '-vf', `${scaleFilter(settings.size)},drawtext=${labelFilter(options, textFile, font, height)},format=yuv420p`, '-shortest'];
+      args = ['-loop', '1', '-framerate', String(settings.fps), '-i', resolve(input.imagePath), '-i', resolve(input.audioPath),
+        '-vf', `${scaleFilter(settings.size)},drawtext=${labelFilter(options, height)},format=yuv420p`, '-shortest'];
     } else {
       const { frames } = input;
       const height = frames.height;
       const pixFmt = frames.pixelFormat ?? 'rgba';
       const toYuv = pixFmt === 'rgba' ? 'scale=out_color_matrix=bt709:out_range=tv,' : '';
       args = ['-f', 'rawvideo', '-pix_fmt', pixFmt, '-s', `${frames.width}x${frames.height}`, '-framerate', String(frames.fps), '-i', 'pipe:0',
-        '-i', input.audioPath, '-vf', `${toYuv}drawtext=${labelFilter(options, textFile, font, height)},format=yuv420p`, '-shortest'];
+        '-i', resolve(input.audioPath), '-vf', `${toYuv}drawtext=${labelFilter(options, height)},format=yuv420p`, '-shortest'];
       feed = (stdin) => writeFrames(stdin, frames, ctx.signal, ctx.progress);
     }
     args = ['-v', 'error', '-nostdin', '-y', ...args, '-map', '0:v:0', '-map', '1:a:0', '-r', String(settings.fps),
       '-colorspace', 'bt709', '-color_primaries', 'bt709', '-color_trc', 'bt709', ...codecArgs(settings), partial];
     try {
-      await runFfmpeg(args, { signal: ctx.signal, ...(feed && { feed }) });
+      await runFfmpeg(args, { signal: ctx.signal, cwd: scratch, ...(feed && { feed }) });
     } catch (error) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       if (error && typeof error === 'object' && Symbol.for('avatar.error') in error) throw error;
       throw errors.create('ENCODE_FAILED', { output: input.outputPath, reason: error instanceof Error ? error.message : String(error) });
     }
     ctx.signal.throwIfAborted();
-    await rename(partial, input.outputPath);
-    const { size } = await stat(input.outputPath);
-    const probed = probe(input.outputPath);
+    await rename(partial, outputPath);
+    const { size } = await stat(outputPath);
+    const probed = probe(outputPath);
     ctx.progress(1);
-    return { outputPath: input.outputPath, format: settings.format, ...probed, fps: settings.fps, bytes: size };
+    return { outputPath, format: settings.format, ...probed, fps: settings.fps, bytes: size };
   } finally {
     await rm(partial, { force: true });
     await rm(scratch, { recursive: true, force: true });

@@ -13,8 +13,10 @@ import {
   parseEngineAssignments,
   parseEngineChoice,
   parseEngineOptions,
+  isAvatarError,
   openJobStore,
   storageError,
+  unavailableStore,
 } from '@avatar/core';
 import type { EngineChoice, EngineOptions, GpuMemoryProvider, JobStore, Logger } from '@avatar/core';
 
@@ -154,7 +156,8 @@ export async function engineDefaults(storageDir: string, env: NodeJS.ProcessEnv 
     if (!['0', '1', 'true', 'false'].includes(safe)) {
       throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'AVATAR_COMMERCIAL_SAFE', problem: 'must be 1 or 0', value: safe, expected: 'Set AVATAR_COMMERCIAL_SAFE=1 to refuse engines not cleared for commercial use.' });
     }
-    commercialSafe = safe === '1' || safe === 'true';
+    // it can require commercial safety, never lift what the settings file requires
+    commercialSafe ||= safe === '1' || safe === 'true';
   }
   const fromEnv = (env.AVATAR_ENGINES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   if (fromEnv.length) engines = { ...engines, ...parseEngineAssignments(fromEnv, 'AVATAR_ENGINES') };
@@ -176,8 +179,15 @@ export async function openContext(options: ContextOptions): Promise<CliContext> 
     ...(ramBudgetMB !== undefined && { ramBudgetMB }),
   });
   const voices = new VoiceProfileStore(storageDir);
-  const store = await openJobStore(options.store ?? process.env.AVATAR_STORE, { storageDir, log: options.log, kinds: registry.jobStores });
   const defaults = await engineDefaults(storageDir);
+  // opened for every command, but a store that cannot be opened only stops those that use it
+  let store: JobStore;
+  try {
+    store = await openJobStore(options.store ?? process.env.AVATAR_STORE, { storageDir, log: options.log, kinds: registry.jobStores });
+  } catch (error) {
+    if (!isAvatarError(error, 'AVATAR_ERR_STORE_UNSUPPORTED') && !isAvatarError(error, 'AVATAR_ERR_CONFIG_INVALID')) throw error;
+    store = unavailableStore(error);
+  }
   const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, ...defaults, log: options.log });
   return {
     storageDir, registry, resources, voices, store, coordinator, pluginFailures: failures, log: options.log,

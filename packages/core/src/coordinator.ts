@@ -335,6 +335,17 @@ export class PipelineCoordinator {
     return engine;
   }
 
+  /**
+   * A stage's engine for work outside a run (the CLI's inspect, the server's photo checks), resolved as a
+   * run resolves it: the names the configuration gives checked, its licences held to commercialSafe, a
+   * chosen engine's check() passed.
+   */
+  async resolveEngine<K extends StageKind>(stage: K, config: Partial<PipelineConfig> = {}): Promise<ResolvedEngine<K>> {
+    const parsed = parsePipelineConfig(config);
+    this.checkNamed(parsed);
+    return required(await this.engineFor(stage, parsed), stage);
+  }
+
   private async plan(config: Partial<EngineConfig>, required: readonly StageKind[], optional: readonly StageKind[] = []): Promise<EnginePlan> {
     this.checkNamed(config);
     const plan: Record<string, ResolvedEngine | undefined> = {};
@@ -350,6 +361,8 @@ export class PipelineCoordinator {
   private checkNamed(config: Partial<EngineConfig>): void {
     const stages = new Set([...Object.keys(config.engines ?? {}), ...Object.keys(config.engineOptions ?? {})] as StageKind[]);
     for (const stage of stages) {
+      // options for the tts engine are checked once the voice says which engine speaks (ttsEngine)
+      if (stage === 'tts' && config.engines?.tts === undefined) continue;
       if (config.engines?.[stage] !== undefined || this.engines[stage] !== undefined || this.registry.entry(stage)) this.engine(stage, config);
     }
   }
@@ -387,15 +400,16 @@ export class PipelineCoordinator {
    * project's errors (a plain Error from a plugin's load or run) becomes AVATAR_ERR_ENGINE_FAILED
    * naming the engine and its package, not an internal error of the host.
    */
-  private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStageOf<K>) => Promise<T>, options: { alongside?: boolean } = {}): Promise<T> {
+  private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStageOf<K>) => Promise<T>, options: { alongside?: boolean; graceMs?: number } = {}): Promise<T> {
+    const graceMs = options.graceMs ?? this.cancelGraceMs;
     try {
       // an engine that does not stop when cancelled is left behind after a grace period, so the run ends
-      const bounded = (loaded: LoadedStageOf<K>): Promise<T> => settleSoonAfterAbort(fn(loaded), signal, this.cancelGraceMs, () => {
-        const stuck = new AvatarError('AVATAR_ERR_ENGINE_STUCK', { stage: engine.plugin.stage, engine: engine.plugin.name, source: engine.source, seconds: this.cancelGraceMs / 1000 });
+      const bounded = (loaded: LoadedStageOf<K>): Promise<T> => settleSoonAfterAbort(fn(loaded), signal, graceMs, () => {
+        const stuck = new AvatarError('AVATAR_ERR_ENGINE_STUCK', { stage: engine.plugin.stage, engine: engine.plugin.name, source: engine.source, seconds: graceMs / 1000 });
         this.log.warn(stuck.message, { code: stuck.code });
         return stuck;
       });
-      return await this.resources.withModel(engine.plugin, this.loadContext(signal, engine.options), bounded, options);
+      return await this.resources.withModel(engine.plugin, this.loadContext(signal, engine.options), bounded, { alongside: options.alongside ?? false });
     } catch (error) {
       throw engineFault(engine, error, signal);
     }
@@ -455,6 +469,7 @@ export class PipelineCoordinator {
     if (!text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
     const { voice } = await this.resolveVoice(voiceProfileId, config);
     const tts = this.engine('tts', { ...config, engines: { ...config.engines, tts: voice.engine } });
+    if (this.commercialSafe || config.commercialSafe) clearedForCommercialUse(tts);
     await tts.plugin.checkInput?.({ text, voice, maxSeconds });
   }
 
@@ -463,8 +478,13 @@ export class PipelineCoordinator {
    * the job runs): each named engine installed, the options set accepted by its schema. A stage with
    * no engine here is left to the worker, which may have one.
    */
-  checkEngines(config: Partial<EngineConfig>): void {
+  checkEngines(config: Partial<EngineConfig>, stages: readonly StageKind[] = []): void {
     this.checkNamed(config);
+    // with commercialSafe, a job whose engines could only be refused when it runs is refused now
+    if (!this.commercialSafe && !config.commercialSafe) return;
+    for (const stage of stages) {
+      if (config.engines?.[stage] !== undefined || this.engines[stage] !== undefined || this.registry.entry(stage)) clearedForCommercialUse(this.engine(stage, config));
+    }
   }
 
   /**
@@ -602,12 +622,15 @@ export class PipelineCoordinator {
     // the video is encoded and inspected beside its target and moved onto it when the whole run succeeds
     const partial = partialPathFor(outputPath);
     run.temporaries.push(partial);
+    // (the renderer's own grace is the longer: when the encoder ignores a cancel, it is the one named)
     const { video, regions } = await this.withEngine(lipsync, run.signal, async (renderer) => {
-      const frames = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx), lipsync);
+      const rendered = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx), lipsync);
+      // what the renderer throws while the encoder pulls its frames is the renderer's fault, not the encoder's
+      const frames = { ...rendered, frames: blamed(rendered.frames, lipsync, run.signal) };
       const encoded = await run.stage('encode_video', (ctx) =>
         this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings }, ctx, { alongside: true }), encoder);
-      return { video: encoded, regions: frames.regions };
-    });
+      return { video: encoded, regions: rendered.regions };
+    }, { graceMs: 2 * this.cancelGraceMs });
     const inspector = engines.inspect;
     let inspection: InspectionSummary | undefined;
     if (inspector && regions) {
@@ -668,10 +691,14 @@ export class PipelineCoordinator {
       await checkReadableFile(resolve(request.audioPath), 'audio');
       const settings = resolveEncodeSettings(config);
       const encoder = required((await this.plan(config, ['encode'])).encode, 'encode');
+      // written beside the target and moved onto it once the run has succeeded (an engine left behind
+      // by a cancel can only write the partial, which the failed run removes)
+      const partial = partialPathFor(outputPath);
+      run.temporaries.push(partial);
       const video = await run.stage('encode_video', (ctx) => this.runStage(encoder, {
-        kind: 'still', imagePath: resolve(request.imagePath), audioPath: resolve(request.audioPath), outputPath, settings,
+        kind: 'still', imagePath: resolve(request.imagePath), audioPath: resolve(request.audioPath), outputPath: partial, settings,
       }, ctx), encoder);
-      return { outputPath: video.outputPath, durationSeconds: video.durationSeconds };
+      return { outputPath, durationSeconds: video.durationSeconds, publish: { from: partial, to: outputPath } };
     });
   }
 
@@ -752,6 +779,15 @@ function settleSoonAfterAbort<T>(work: Promise<T>, signal: AbortSignal, graceMs:
       signal.removeEventListener('abort', onAbort);
     });
   });
+}
+
+/** A renderer's frames, whose plain errors are reported as the renderer's (AVATAR_ERR_ENGINE_FAILED naming it). */
+async function* blamed(frames: AsyncIterable<Uint8Array>, engine: ResolvedEngine, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  try {
+    yield* frames;
+  } catch (error) {
+    throw engineFault(engine, error, signal);
+  }
 }
 
 /** A required stage's engine from a plan (plan() throws when one is missing, so this never does). */

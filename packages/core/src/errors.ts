@@ -141,7 +141,7 @@ export const ERRORS = {
   ),
   AVATAR_ERR_ENGINE_STUCK: failure(
     'the {stage} engine "{engine}" ({source}) did not stop within {seconds}s of the run being cancelled; the run ended without it',
-    'Nothing was left at the output path. The engine ignores cancellation: report it to the authors of {source}, or pick another {stage} engine.',
+    'What the run wrote was removed and nothing was published at the output path. The engine ignores cancellation: report it to the authors of {source}, or pick another {stage} engine.',
     409,
   ),
   AVATAR_ERR_ENGINE_UNSUPPORTED: usage(

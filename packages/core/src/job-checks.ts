@@ -7,8 +7,22 @@ import { checkReadableFile, checkWritableTarget } from './fsutil.js';
 import { checkJobParams } from './job-params.js';
 import { isFinished } from './jobs.js';
 import type { JobParams, JobType } from './jobs.js';
+import type { StageKind } from './plugin.js';
 import type { JobStore } from './store/types.js';
 import { checkImageFile } from './media.js';
+
+/** The settings a speech or voice job takes in its config. */
+const ENGINE_SETTINGS: readonly string[] = ['engines', 'engineOptions', 'commercialSafe'];
+
+/** The stages (besides tts, which the voice picks) each job type runs, whose licences commercialSafe checks at submit. */
+const JOB_STAGES: Record<JobType, readonly StageKind[]> = {
+  full_pipeline: ['face', 'lipsync', 'encode', 'inspect'],
+  voice_synthesis: [],
+  video_encoding: ['encode'],
+  voice_clone: ['voice'],
+  avatar_generation: ['face'],
+  video_lipsync: ['face', 'lipsync', 'encode', 'inspect'],
+};
 
 /**
  * Checks a job before it is queued, as its run would check it before any work: the params' shape,
@@ -50,7 +64,14 @@ export async function checkJobInputs(coordinator: PipelineCoordinator, jobType: 
     await checkWritableTarget(target, input);
   };
   const voiceId = given('voiceProfileId') ? String(params.voiceProfileId) : null;
-  coordinator.checkEngines(config);
+  // speech and voice jobs make no video: of the settings they take the engine ones only
+  if (jobType === 'voice_synthesis' || jobType === 'voice_clone') {
+    const extra = Object.keys((params.config ?? {}) as object).find((key) => !ENGINE_SETTINGS.includes(key));
+    if (extra !== undefined) {
+      throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: `config.${extra}`, problem: `is not a setting of ${jobType}`, expected: `${jobType} takes only ${ENGINE_SETTINGS.join(', ')} in config.` });
+    }
+  }
+  coordinator.checkEngines(config, JOB_STAGES[jobType]);
   switch (jobType) {
     case 'full_pipeline':
       await output(config.outputFormat);

@@ -26,6 +26,9 @@ export interface StageConformanceOptions<K extends StageKind> {
   timeoutMs?: number;
 }
 
+/** A run that finishes this long after its signal aborted was not stopped by it. */
+const LATE_FINISH_MS = 250;
+
 interface Recorded {
   progress: number[];
 }
@@ -253,9 +256,17 @@ export function runStagePluginConformance<K extends StageKind>(plugin: StagePlug
       let outcome: 'finished' | 'stopped' = 'finished';
       try {
         const output = await loaded.run(input, runContext(controller.signal, dir, { progress: [] }));
-        // a lip-sync engine works while its frames are consumed: the abort comes after the first one
-        if (plugin.stage === 'lipsync') await drainFrames(output as StageOutput<'lipsync'>, abort);
-        if (controller.signal.aborted) outcome = 'stopped';
+        if (plugin.stage === 'lipsync') {
+          // a lip-sync engine works while its frames are consumed: the abort comes after the first one,
+          // and the frames must stop coming (or end in an error) before the last
+          const frames = output as StageOutput<'lipsync'>;
+          const count = await drainFrames(frames, abort);
+          expect(count, 'frames yielded after the abort').toBeLessThan(frames.frameCount);
+          outcome = 'stopped';
+        } else if (abortedAt > 0) {
+          // it finished after its signal aborted: fine only when it was finishing anyway
+          expect(performance.now() - abortedAt, 'ms the run went on after its signal aborted').toBeLessThan(LATE_FINISH_MS);
+        }
       } catch (error) {
         outcome = 'stopped';
         // an abort, or one of the project's errors (a cancellation); not an unrelated crash

@@ -327,6 +327,9 @@ describe('pipeline settings are checked at submit', () => {
     expect(await ctx.store.list()).toHaveLength(before);
     const named = await submit({ engines: { tts: 'flite' } });
     expect(named.statusCode, named.body).toBe(202);
+    // a speech job takes the engine settings only
+    const video = await submit({ videoFps: 30 });
+    expect(errorOf(video.body)).toMatchObject({ code: 'AVATAR_ERR_JOB_PARAMS_INVALID', message: 'job parameter config.videoFps is not a setting of voice_synthesis' });
   });
 
   it('job parameters over HTTP are core\'s own: the same limits refused the same way, no output path', async () => {

@@ -88,7 +88,7 @@ export function registerInspect(program: Command): void {
         if (!mouth) ({ mouth, face } = { ...(await regionsFromFirstFrame(ctx, path, config)), ...(face && { face }) });
         // without --face, the whole frame but its border band is taken as the face
         const regions = { mouth, face: face ?? { x: 0, y: 0, width: 0, height: 0 } };
-        const inspector = ctx.coordinator.engine('inspect', config);
+        const inspector = await ctx.coordinator.resolveEngine('inspect', config);
         const runCtx: RunContext = { signal: new AbortController().signal, progress() {}, log: ctx.log, workDir: ctx.storageDir };
         const summary = await ctx.coordinator.runStage(inspector, { videoPath: path, regions }, runCtx);
         // the inspector's full report where it gives one, else its summary figures
@@ -109,7 +109,7 @@ async function regionsFromFirstFrame(ctx: CliContext, video: string, config: Par
       throw new AvatarError('AVATAR_ERR_INPUT_NOT_VIDEO', { input: 'video', path: video, reason: (r.stderr || String(r.error)).trim().split('\n').pop() ?? 'no video stream' });
     }
     const runCtx: RunContext = { signal: new AbortController().signal, progress() {}, log: ctx.log, workDir: dir };
-    const avatar = await ctx.coordinator.runStage(ctx.coordinator.engine('face', config), { imagePath: frame }, runCtx);
+    const avatar = await ctx.coordinator.runStage(await ctx.coordinator.resolveEngine('face', config), { imagePath: frame }, runCtx);
     return regionsFromLandmarks(avatar.face.landmarks, avatar.width, avatar.height);
   } finally {
     await rm(dir, { recursive: true, force: true });

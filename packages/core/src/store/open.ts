@@ -25,6 +25,22 @@ export interface JobStoreKind {
   open(url: URL, options: JobStoreOpenOptions): Promise<JobStore>;
 }
 
+/**
+ * A store that could not be opened, for commands that may never need one: each use rejects with the
+ * error that opening gave, so `avatar tts` works with a bad AVATAR_STORE and `avatar jobs list` says why not.
+ */
+export function unavailableStore(error: Error): JobStore {
+  return new Proxy({} as JobStore, {
+    get: (_target, name) => {
+      if (name === 'close') return async () => undefined;
+      if (typeof name !== 'string' || name === 'then') return undefined; // never taken for a promise
+      return async () => {
+        throw error;
+      };
+    },
+  });
+}
+
 /** A URL as it may be shown: its password (and a user name with it) replaced, never logged. */
 export function redactedUrl(url: URL): string {
   if (!url.password && !url.username) return url.href;
@@ -46,7 +62,8 @@ export async function openJobStore(spec: string | undefined, options: JobStoreOp
   try {
     url = new URL(trimmed);
   } catch {
-    throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'store', problem: 'is not a URL', value: trimmed.replace(/:[^:@/]*@/, ':***@'), expected: 'Give redis://host:port[/db], or leave it out for the file store in the storage folder.' });
+    // (whatever stands between "//" and the last "@" may be a password: never shown)
+    throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'store', problem: 'is not a URL', value: trimmed.replace(/\/\/.*@/, '//***@'), expected: 'Give redis://host:port[/db], or leave it out for the file store in the storage folder.' });
   }
   const kind = (options.kinds ?? []).find((k) => k.schemes.includes(url.protocol));
   if (!kind) {

@@ -203,7 +203,7 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
         const photo = form.files.photo;
         if (!photo) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the photo went missing' });
         const names = new Map([[photo.path, photo.clientName], [form.dir, 'the upload'], [storageDir, 'storage']]);
-        const faceEngine = coordinator.engine('face');
+        const faceEngine = await coordinator.resolveEngine('face');
         let avatar: Avatar;
         try {
           avatar = await coordinator.runStage(faceEngine, { imagePath: photo.path }, {

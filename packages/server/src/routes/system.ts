@@ -50,6 +50,7 @@ export function registerSystemRoutes(api: Api, ctx: RouteContext, app: FastifyIn
   }, async () => ({ ok: true }));
 
   let readyCache: { at: number; report: ReadyReport } | undefined;
+  const pluginsCache = new Map<string, { at: number; list: Awaited<ReturnType<typeof describePlugins>> }>();
   api.get('/readyz', {
     schema: { summary: 'storage writable and every engine usable', response: { 200: ReadySchema, 503: ReadySchema, ...errorResponses(401) } },
   }, async (_request, reply) => {
@@ -77,7 +78,13 @@ export function registerSystemRoutes(api: Api, ctx: RouteContext, app: FastifyIn
     },
   }, async (request) => {
     const { stage } = request.query as { stage?: StageKind };
-    return describePlugins(registry, { ...(stage && { stage }), check: true });
+    // each engine's check may start programs: answered from the last look for 10 s, as /readyz is
+    const key = stage ?? '*';
+    const kept = pluginsCache.get(key);
+    if (kept && Date.now() - kept.at < READY_CACHE_MS) return kept.list;
+    const list = await describePlugins(registry, { ...(stage && { stage }), check: true });
+    pluginsCache.set(key, { at: Date.now(), list });
+    return list;
   });
 
   api.get('/metrics', {
