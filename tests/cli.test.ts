@@ -162,6 +162,9 @@ describe('avatar CLI: engines', () => {
     const r = await run(['--json', 'tts', 'Spoken by the engine the settings name.', '--output', out], { AVATAR_CONFIG: settings });
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as { engines: { tts: { name: string } } }).engines.tts.name).toBe('espeak-ng');
+    // and plugins list says which engine runs get
+    const listed = JSON.parse((await run(['--json', 'plugins', 'list', '--stage', 'tts', '--no-check'], { AVATAR_CONFIG: settings })).stdout) as { name: string; default: boolean }[];
+    expect(listed.filter((p) => p.default).map((p) => p.name)).toEqual(['espeak-ng']);
     await writeFile(settings, JSON.stringify({ engines: { tts: 'espeak-ng' }, quality: 'high' }));
     const bad = await run(['tts', 'x', '--output', join(dir, 'x.wav')], { AVATAR_CONFIG: settings });
     expect(bad.code).toBe(2);

@@ -335,6 +335,11 @@ export class PipelineCoordinator {
     return engine;
   }
 
+  /** The engines (and their options) this coordinator's runs take by default: a settings file, AVATAR_ENGINES. */
+  get engineDefaults(): { engines: EngineChoice; engineOptions: EngineOptions } {
+    return { engines: { ...this.engines }, engineOptions: { ...this.engineOptions } };
+  }
+
   /**
    * A stage's engine for work outside a run (the CLI's inspect, the server's photo checks), resolved as a
    * run resolves it: the names the configuration gives checked, its licences held to commercialSafe, a

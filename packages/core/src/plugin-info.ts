@@ -1,4 +1,5 @@
 import { resolvePluginOptions } from './plugin-options.js';
+import type { EngineChoice, EngineOptions } from './engines.js';
 import type { EngineLicense, PluginCheck, PluginOptionsSchema, ResourceNeeds, StageKind } from './plugin.js';
 import type { PluginRegistry, RegisteredPlugin } from './registry.js';
 
@@ -10,7 +11,7 @@ export interface PluginDescription {
   package: string;
   apiVersion: number;
   description: string;
-  /** the stage's default engine (the first registered for it) */
+  /** the engine a run of this stage gets when it names none (the defaults', else the first registered) */
   default: boolean;
   resources: ResourceNeeds;
   /** the options it takes (JSON Schema), or null */
@@ -40,29 +41,35 @@ async function runCheck(entry: RegisteredPlugin): Promise<PluginCheck> {
   }
 }
 
-function licenseOf(entry: RegisteredPlugin): EngineLicense | null {
+function licenseOf(entry: RegisteredPlugin, options: Readonly<Record<string, unknown>> | undefined): EngineLicense | null {
   try {
-    return entry.plugin.license?.(resolvePluginOptions(entry.plugin, {}, entry.source)) ?? null;
+    return entry.plugin.license?.(resolvePluginOptions(entry.plugin, options, entry.source)) ?? null;
   } catch {
     return null; // a licence that needs options set: said per run
   }
 }
 
-/** Every installed engine (or one stage's), described; with `check`, each engine's check() outcome too. */
-export async function describePlugins(registry: PluginRegistry, options: { stage?: StageKind; check?: boolean } = {}): Promise<PluginDescription[]> {
+/**
+ * Every installed engine (or one stage's), described; with `check`, each engine's check() outcome too.
+ * `defaults` (a coordinator's engineDefaults) say which engine runs take, and the options its licence is
+ * described with.
+ */
+export async function describePlugins(registry: PluginRegistry, options: { stage?: StageKind; check?: boolean; defaults?: { engines: EngineChoice; engineOptions: EngineOptions } } = {}): Promise<PluginDescription[]> {
   const entries = registry.list(options.stage);
   return Promise.all(entries.map(async (entry) => {
     const { plugin } = entry;
+    const named = options.defaults?.engines[plugin.stage];
+    const isDefault = named !== undefined ? plugin.name === named : registry.entry(plugin.stage) === entry;
     const description: PluginDescription = {
       stage: plugin.stage,
       name: plugin.name,
       package: entry.source,
       apiVersion: plugin.apiVersion,
       description: plugin.description ?? '',
-      default: registry.entry(plugin.stage) === entry,
+      default: isDefault,
       resources: plugin.resources,
       options: plugin.options ?? null,
-      license: licenseOf(entry),
+      license: licenseOf(entry, isDefault ? options.defaults?.engineOptions[plugin.stage] : undefined),
       ...(plugin.defaultVoice && { defaultVoice: { voice: plugin.defaultVoice.voice, language: plugin.defaultVoice.language } }),
     };
     if (options.check) description.check = await runCheck(entry);

@@ -51,7 +51,7 @@ export function registerPlugins(program: Command): void {
     .option('--no-check', 'do not run the engines\' checks (faster)')
     .action(async (flags: { stage?: StageKind; check: boolean }, command: Command) => {
       await withContext(command, async (ctx, out) => {
-        const list = await describePlugins(ctx.registry, { ...(flags.stage && { stage: flags.stage }), check: flags.check });
+        const list = await describePlugins(ctx.registry, { ...(flags.stage && { stage: flags.stage }), check: flags.check, defaults: ctx.coordinator.engineDefaults });
         for (const f of ctx.pluginFailures) out.note(`warning ${f.code}: ${f.message}`);
         out.result(list, () => (list.length ? list.map(summary).join('\n') : 'no engines installed'));
         return list.every((p) => p.check?.ok ?? true) ? 0 : 1;
@@ -64,7 +64,8 @@ export function registerPlugins(program: Command): void {
     .option('--stage <stage>', 'its stage, where two stages have engines of that name', oneOfParser('stage', STAGE_KINDS))
     .action(async (name: string, flags: { stage?: StageKind }, command: Command) => {
       await withContext(command, async (ctx, out) => {
-        const all = await describePlugins(ctx.registry, flags.stage ? { stage: flags.stage } : {});
+        const defaults = ctx.coordinator.engineDefaults;
+        const all = await describePlugins(ctx.registry, { ...(flags.stage && { stage: flags.stage }), defaults });
         const matching = all.filter((p) => p.name === name);
         if (matching.length === 0) {
           const stage = flags.stage ?? 'such';
@@ -73,7 +74,7 @@ export function registerPlugins(program: Command): void {
         if (matching.length > 1) {
           throw new AvatarError('AVATAR_ERR_USAGE', { reason: `engines named ${name} exist for ${matching.map((p) => p.stage).join(' and ')}: say which with --stage` });
         }
-        const [found] = await describePlugins(ctx.registry, { stage: (matching[0] as PluginDescription).stage, check: true }).then((l) => l.filter((p) => p.name === name));
+        const [found] = await describePlugins(ctx.registry, { stage: (matching[0] as PluginDescription).stage, check: true, defaults }).then((l) => l.filter((p) => p.name === name));
         const plugin = found as PluginDescription;
         out.result(plugin, () => details(plugin));
         return plugin.check?.ok === false ? 1 : 0;

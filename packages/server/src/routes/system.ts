@@ -82,7 +82,7 @@ export function registerSystemRoutes(api: Api, ctx: RouteContext, app: FastifyIn
     const key = stage ?? '*';
     const kept = pluginsCache.get(key);
     if (kept && Date.now() - kept.at < READY_CACHE_MS) return kept.list;
-    const list = await describePlugins(registry, { ...(stage && { stage }), check: true });
+    const list = await describePlugins(registry, { ...(stage && { stage }), check: true, defaults: ctx.coordinator.engineDefaults });
     pluginsCache.set(key, { at: Date.now(), list });
     return list;
   });
