@@ -37,6 +37,18 @@ inline double GrainAt(int x, int y) {
   return static_cast<double>(h & 0xffff) / 32768 - 1;
 }
 
+// grainAtScale: the grain on a grid `scale` pixels apart, blended bilinearly (the same arithmetic).
+inline double GrainAtScale(int x, int y, double scale) {
+  if (scale <= 1) return GrainAt(x, y);
+  const double gx = x / scale, gy = y / scale;
+  const double fix = std::floor(gx), fiy = std::floor(gy);
+  const int ix = static_cast<int>(fix), iy = static_cast<int>(fiy);
+  const double fx = gx - fix, fy = gy - fiy;
+  const double top = GrainAt(ix, iy) + (GrainAt(ix + 1, iy) - GrainAt(ix, iy)) * fx;
+  const double bottom = GrainAt(ix, iy + 1) + (GrainAt(ix + 1, iy + 1) - GrainAt(ix, iy + 1)) * fx;
+  return 1.5 * (top + (bottom - top) * fy);
+}
+
 struct Tooth {
   double cover, shade, edge;
 };
@@ -127,7 +139,7 @@ inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double to
     cb += (p.teethB * lit - cb) * upper.cover;
   }
   const double rim = 1 - 0.35 * Clamp01(1 - d / std::min(kReach, 1.2 + p.softness));
-  const double noise = p.grain * 0.9 * GrainAt(xi, yi);
+  const double noise = p.grain * 0.9 * GrainAtScale(xi, yi, p.grainScale);
   out.r = Clamp255(cr * rim + noise);
   out.g = Clamp255(cg * rim + noise);
   out.b = Clamp255(cb * rim + noise);

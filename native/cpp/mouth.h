@@ -14,7 +14,7 @@ namespace avatar {
   X(teethH) X(lowerTeethH) X(archHalf) \
   X(mouthWidth) X(uxx) X(uxy) X(uyx) X(uyy) \
   X(teethR) X(teethG) X(teethB) X(cavityR) X(cavityG) X(cavityB) X(tongueR) X(tongueG) X(tongueB) X(tongue) \
-  X(softness) X(grain)
+  X(softness) X(grain) X(grainScale)
 
 struct MouthParams {
 #define AVATAR_FIELD(name) double name;

@@ -32,8 +32,13 @@ export interface MouthAppearance {
   /** the cavity at the front (darker toward the back), and the tongue: from the lips' own colour */
   cavity: Rgb;
   tongue: Rgb;
-  /** the photo's grain around the mouth: the spread of luma left by a 3x3 smoothing, in levels */
+  /** the photo's grain around the mouth: the spread of luma left by a smoothing at `grainScale`, in levels */
   grain: number;
+  /**
+   * the grain's size in pixels: 1 for a photo at its own size; more for one enlarged to the frame's size,
+   * whose grain was enlarged with it (the drawn grain is made as coarse)
+   */
+  grainScale: number;
   /** the blur of the photo's edges around the mouth (Gaussian sigma, pixels) */
   softness: number;
 }
@@ -139,10 +144,10 @@ export function measureMouth(image: RgbaImage, landmarks: readonly FacePoint[], 
     Object.assign(tongue, { r: t, g: t, b: t });
   }
 
-  const { grain, softness } = measureTexture(image, around);
+  const { grain, grainScale, softness } = measureTexture(image, around);
   const bite = findBite(image, landmarks, inner, lipLuma, lipSat, at, face);
   const corners = bite ? findOpeningCorners(landmarks, lipLuma, at, face) : null;
-  return { bite, corners, teeth, cavity, tongue, grain, softness };
+  return { bite, corners, teeth, cavity, tongue, grain, grainScale, softness };
 }
 
 /** How far along the way from a corner (60, 64) toward the inner lips' middle landmarks the corner points sit. */
@@ -181,7 +186,7 @@ function findOpeningCorners(landmarks: readonly FacePoint[], lipLuma: number, at
  * goes as 1 / s; blurring again by 1 px makes it sqrt(s^2 + 1), so the ratio R of the two energies is
  * s / sqrt(s^2 + 1), and s = R / sqrt(1 - R^2). (Central differences add a little blur of their own.)
  */
-export function measureTexture(image: RgbaImage, pixels: readonly number[]): { grain: number; softness: number } {
+export function measureTexture(image: RgbaImage, pixels: readonly number[]): { grain: number; grainScale: number; softness: number } {
   const { width: W, height: H, data } = image;
   const Y = (i: number): number => luma(data[4 * i] as number, data[4 * i + 1] as number, data[4 * i + 2] as number);
   // 1-4-6-4-1 binomial smoothing: close to a Gaussian of sigma 1
@@ -190,22 +195,16 @@ export function measureTexture(image: RgbaImage, pixels: readonly number[]): { g
     for (let dy = -2; dy <= 2; dy++) for (let dx = -2; dx <= 2; dx++) s += Y(i + dy * W + dx) * (BINOMIAL[dx + 2] as number) * (BINOMIAL[dy + 2] as number);
     return s / 256;
   };
-  const residuals: number[] = [];
   const edges: { sharp: number; blurred: number }[] = [];
   // every other pixel is enough for both figures, at half the cost (about 20 ms for a 1024 px face)
   for (let k = 0; k < pixels.length; k += 2) {
     const i = pixels[k] as number;
     const x = i % W, y = (i - x) / W;
     if (x < 3 || y < 3 || x >= W - 4 || y >= H - 4) continue;
-    let m = 0;
-    for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) m += Y(i + dy * W + dx);
-    residuals.push(Math.abs(Y(i) - m / 9));
     const gx = (Y(i + 1) - Y(i - 1)) / 2, gy = (Y(i + W) - Y(i - W)) / 2;
     const bx = (smooth(i + 1) - smooth(i - 1)) / 2, by = (smooth(i + W) - smooth(i - W)) / 2;
     edges.push({ sharp: gx * gx + gy * gy, blurred: bx * bx + by * by });
   }
-  residuals.sort((a, b) => a - b);
-  const grain = Math.min(8, 1.25 * (residuals[Math.floor(residuals.length / 2)] ?? 0));
   // only the strongest edges (by their blurred gradient, which noise hardly reaches): on them the ratio
   // is the edges' own, not the grain's
   edges.sort((a, b) => b.blurred - a.blurred);
@@ -218,10 +217,33 @@ export function measureTexture(image: RgbaImage, pixels: readonly number[]): { g
   // Faces are not ideal steps, and the differences blur too: on photos blurred by a known sigma (1, 2 and
   // 3 px on grace_hopper.jpg) the formula read 0.7 of the true blur, so it is scaled back.
   const softness = Math.max(0.5, Math.min(3, (1.4 * ratio) / Math.sqrt(1 - ratio * ratio)));
-  return { grain, softness };
+  // A photo enlarged to the frame's size carries its grain enlarged too: coarser than a pixel. Where the
+  // luma's spread against its neighbours 2 px away is over 2.3 times its spread against the next pixels,
+  // the grain is measured, and drawn, 2 px coarse. (Measured around the mouth of the fixture photos:
+  // 1.55-1.90 at or below their own size, 2.37-2.86 enlarged 1.14 to 2 times, 2.09 at 1.2 times.)
+  const spread = (s: number): number => {
+    const residuals: number[] = [];
+    for (let k = 0; k < pixels.length; k += 2) {
+      const i = pixels[k] as number;
+      const x = i % W, y = (i - x) / W;
+      if (x < 3 * s || y < 3 * s || x >= W - 3 * s - 1 || y >= H - 3 * s - 1) continue;
+      let m = 0;
+      for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) m += Y(i + dy * s * W + dx * s);
+      residuals.push(Math.abs(Y(i) - m / 9));
+    }
+    residuals.sort((a, b) => a - b);
+    return residuals[Math.floor(residuals.length / 2)] ?? 0;
+  };
+  const fine = spread(1);
+  const coarse = spread(2);
+  const grainScale = fine > 0 && coarse > COARSE_GRAIN_RATIO * fine ? 2 : 1;
+  const grain = Math.min(8, 1.25 * (grainScale === 2 ? coarse : fine));
+  return { grain, grainScale, softness };
 }
 
 const BINOMIAL = [1, 4, 6, 4, 1];
+/** The spread 2 px away over the spread 1 px away above which a photo's grain is taken as 2 px coarse. */
+const COARSE_GRAIN_RATIO = 2.3;
 
 /**
  * Whether the opening between the inner lips shows teeth, and where the upper teeth end. Teeth are

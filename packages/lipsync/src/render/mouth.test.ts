@@ -298,6 +298,27 @@ describe('the mouth on real photos at 1024 px', () => {
     }
   });
 
+  it('the drawn grain is as coarse and as strong as the photo\'s, at its own size and enlarged', async () => {
+    // grace_hopper.jpg is 512x600: at 600 px tall it is at its own size, at 1024 enlarged 1.7 times
+    const measure = async (size: number) => {
+      const meta = await sharp(PHOTOS.closed).metadata();
+      const scale = size / Math.max(meta.width!, meta.height!);
+      const width = Math.round((meta.width! * scale) / 2) * 2, height = Math.round((meta.height! * scale) / 2) * 2;
+      const { data } = await sharp(PHOTOS.closed).resize(width, height, { fit: 'fill', kernel: 'lanczos3' }).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+      // the cheek below the left eye: skin, no edges
+      const pixels: number[] = [];
+      for (let y = Math.round(0.5 * height); y < Math.round(0.58 * height); y++) for (let x = Math.round(0.32 * width); x < Math.round(0.42 * width); x++) pixels.push(y * width + x);
+      return measureTexture({ width, height, data: new Uint8Array(data) }, pixels);
+    };
+    const own = await measure(600);
+    const enlarged = await measure(1024);
+    expect(own.grainScale).toBe(1);
+    expect(enlarged.grainScale).toBe(2);
+    // measured at its own scale, the grain is about as strong either way (at 1 px the enlarged one's would read a third)
+    expect(enlarged.grain / own.grain).toBeGreaterThan(0.7);
+    expect(enlarged.grain / own.grain).toBeLessThan(1.4);
+  });
+
   it('drawn teeth take the photo\'s exposure and colour: darker in a dark photo, grey in a grey one', async () => {
     const [dark, grey] = await Promise.all([subject(PHOTOS.closed, (s) => s.linear(0.4, 0)), subject(PHOTOS.closed, (s) => s.grayscale())]);
     /** mean luma and mean chroma distance from grey over the upper teeth's band */

@@ -23,8 +23,8 @@ export const MOUTH_PARAM_FIELDS = [
   'mouthWidth', 'uxx', 'uxy', 'uyx', 'uyy',
   // colours in the photo's light: teeth, the cavity near the lips, the tongue; how much tongue shows
   'teethR', 'teethG', 'teethB', 'cavityR', 'cavityG', 'cavityB', 'tongueR', 'tongueG', 'tongueB', 'tongue',
-  // the photo's edge blur (sigma, pixels) and grain (levels) around the mouth
-  'softness', 'grain',
+  // the photo's edge blur (sigma, pixels) and grain (levels) around the mouth, and the grain's size (pixels)
+  'softness', 'grain', 'grainScale',
 ] as const;
 
 export type MouthParams = Record<(typeof MOUTH_PARAM_FIELDS)[number], number>;
@@ -87,6 +87,7 @@ export function mouthParams(moved: Float64Array, opening: Curve, outline: Float6
     tongue: Math.max(0, Math.min(1, gapHeight / (0.14 * mouthWidth) - 0.6)),
     softness: look.softness,
     grain: look.grain,
+    grainScale: look.grainScale,
   };
 }
 
@@ -118,6 +119,21 @@ function grainAt(x: number, y: number): number {
   h = Math.imul(h ^ (h >>> 13), 1274126177);
   h ^= h >>> 16;
   return (h & 0xffff) / 32768 - 1;
+}
+
+/**
+ * The grain at `scale` pixels: at 1 a value per pixel; coarser, the values of a grid `scale` pixels apart
+ * blended bilinearly (and raised by 1.5, the spread bilinear blending takes away), as a photo enlarged
+ * by that much carries its own grain.
+ */
+function grainAtScale(x: number, y: number, scale: number): number {
+  if (scale <= 1) return grainAt(x, y);
+  const gx = x / scale, gy = y / scale;
+  const ix = Math.floor(gx), iy = Math.floor(gy);
+  const fx = gx - ix, fy = gy - iy;
+  const top = grainAt(ix, iy) + (grainAt(ix + 1, iy) - grainAt(ix, iy)) * fx;
+  const bottom = grainAt(ix, iy + 1) + (grainAt(ix + 1, iy + 1) - grainAt(ix, iy + 1)) * fx;
+  return 1.5 * (top + (bottom - top) * fy);
 }
 
 /**
@@ -232,7 +248,7 @@ function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number
   // a shadow just inside the lips, and the photo's grain
   // (over at most OUTLINE_REACH pixels: distances stop there)
   const rim = 1 - 0.35 * clamp01(1 - d / Math.min(OUTLINE_REACH, 1.2 + p.softness));
-  const noise = p.grain * 0.9 * grainAt(x, y);
+  const noise = p.grain * 0.9 * grainAtScale(x, y, p.grainScale);
   out.r = clamp255(cr * rim + noise);
   out.g = clamp255(cg * rim + noise);
   out.b = clamp255(cb * rim + noise);

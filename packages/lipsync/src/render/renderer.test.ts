@@ -208,10 +208,18 @@ describe('FaceRenderer on a real portrait', () => {
     parity(image, avatar, { photoTeeth: false });
     parity(smileImage, smile, { photoTeeth: true });
   });
+
+  it.skipIf(!frameKernels())('and on a photo enlarged to the frame\'s size, whose grain is drawn coarse', async () => {
+    // 1.7 times: the grain then measures 2 px coarse, which the kernels draw on a grid (grainAtScale)
+    const width = Math.round(image.width * 1.7), height = Math.round(image.height * 1.7);
+    const { data } = await sharp(PORTRAIT).resize(width, height, { fit: 'fill', kernel: 'lanczos3' }).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    const enlarged = { ...avatar, face: { ...avatar.face, landmarks: avatar.face.landmarks.map((p) => ({ x: p.x * 1.7, y: p.y * 1.7 })) } };
+    parity({ width, height, data: new Uint8Array(data) }, enlarged, { photoTeeth: false, grainScale: 2 });
+  });
 });
 
 /** Renders 100 frames with the native kernels and with the TypeScript ones and compares them byte for byte. */
-function parity(image: RgbaImage, avatar: Avatar, expected: { photoTeeth: boolean }): void {
+function parity(image: RgbaImage, avatar: Avatar, expected: { photoTeeth: boolean; grainScale?: number }): void {
   // cropped close around the face, as a prepared avatar is: the mesh then reaches past the frame's
   // edges and the kernels' clamped path draws there
   const xs = avatar.face.landmarks.map((p) => p.x);
@@ -228,6 +236,7 @@ function parity(image: RgbaImage, avatar: Avatar, expected: { photoTeeth: boolea
   const js = make('js');
   expect(native.kernel).toBe('native');
   expect(native.photoTeeth).toBe(expected.photoTeeth);
+  if (expected.grainScale !== undefined) expect(native.grainScale).toBe(expected.grainScale);
   // the compiled mouth reads its parameters from a block laid out as mouth.ts lists them
   expect(frameKernels()?.mouthParamFields).toEqual(MOUTH_PARAM_FIELDS);
   expect(js.kernel).toBe('js');

@@ -138,6 +138,11 @@ export class FaceRenderer {
     return this.look.bite !== null;
   }
 
+  /** How coarse the photo's grain is, in pixels, as the drawn mouth copies it (1: a photo at its own size). */
+  get grainScale(): number {
+    return this.look.grainScale;
+  }
+
   /** How many buffers frames are drawn into in turn. */
   get ring(): number {
     return this.buffers.length;
