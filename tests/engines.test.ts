@@ -192,6 +192,28 @@ describe('choosing engines', () => {
     expect(await readdir(join(storage, 'work'))).toEqual([]);
     const after = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'after-deaf.mp4'), config: { videoQuality: 'low' } });
     expect(after.error).toBeNull();
+
+    // the same for a load that ignores the cancel, and for an unload that never returns
+    const slowLoad = taggedEncoder(ffmpeg, [], { name: 'slow-load', load: () => new Promise((resolveLater) => setTimeout(resolveLater, 20_000).unref()) });
+    const hangingUnload = taggedEncoder(ffmpeg, [], {
+      name: 'hanging-unload',
+      async load() {
+        return {
+          run: (_input: unknown, ctx: { signal: AbortSignal }) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('stopped')))),
+          unload: () => new Promise(() => undefined),
+        } as never;
+      },
+    });
+    registry.register(slowLoad, 'acme-encoders@2.1.0');
+    registry.register(hangingUnload, 'acme-encoders@2.1.0');
+    for (const [name, code] of [['slow-load', 'AVATAR_ERR_ENGINE_STUCK'], ['hanging-unload', 'AVATAR_ERR_CANCELLED']] as const) {
+      const stop = new AbortController();
+      setTimeout(() => stop.abort(), 100);
+      const begun = performance.now();
+      const ended = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, `${name}.mp4`), config: { engines: { encode: name } }, signal: stop.signal });
+      expect(performance.now() - begun, name).toBeLessThan(3000);
+      expect(ended.error?.code, name).toBe(code);
+    }
   });
 
   it('a photo is judged by the chosen face engine; one that cannot report on a photo says so', async () => {

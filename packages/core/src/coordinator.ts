@@ -407,14 +407,32 @@ export class PipelineCoordinator {
    */
   private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStageOf<K>) => Promise<T>, options: { alongside?: boolean; graceMs?: number } = {}): Promise<T> {
     const graceMs = options.graceMs ?? this.cancelGraceMs;
+    const { plugin } = engine;
+    // An engine that does not stop when cancelled is left behind after a grace period, so the run ends:
+    // in its load, its run and its unload alike.
+    const graced = <R>(work: Promise<R>): Promise<R> => settleSoonAfterAbort(work, signal, graceMs, () => {
+      const stuck = new AvatarError('AVATAR_ERR_ENGINE_STUCK', { stage: plugin.stage, engine: plugin.name, source: engine.source, seconds: graceMs / 1000 });
+      this.log.warn(stuck.message, { code: stuck.code });
+      return stuck;
+    });
+    const boundedPlugin: StagePlugin<K> = Object.create(plugin, {
+      load: {
+        value: async (ctx: LoadContext): Promise<LoadedStageOf<K>> => {
+          const loading = plugin.load(ctx);
+          let loaded: LoadedStageOf<K>;
+          try {
+            loaded = await graced(loading);
+          } catch (error) {
+            // a load left behind still finishes: what it loads is unloaded then
+            loading.then((late) => late.unload(), () => undefined).catch(() => undefined);
+            throw error;
+          }
+          return Object.create(loaded, { unload: { value: () => graced(loaded.unload()) } }) as LoadedStageOf<K>;
+        },
+      },
+    }) as StagePlugin<K>;
     try {
-      // an engine that does not stop when cancelled is left behind after a grace period, so the run ends
-      const bounded = (loaded: LoadedStageOf<K>): Promise<T> => settleSoonAfterAbort(fn(loaded), signal, graceMs, () => {
-        const stuck = new AvatarError('AVATAR_ERR_ENGINE_STUCK', { stage: engine.plugin.stage, engine: engine.plugin.name, source: engine.source, seconds: graceMs / 1000 });
-        this.log.warn(stuck.message, { code: stuck.code });
-        return stuck;
-      });
-      return await this.resources.withModel(engine.plugin, this.loadContext(signal, engine.options), bounded, { alongside: options.alongside ?? false });
+      return await this.resources.withModel(boundedPlugin, this.loadContext(signal, engine.options), (loaded) => graced(fn(loaded)), { alongside: options.alongside ?? false });
     } catch (error) {
       throw engineFault(engine, error, signal);
     }
