@@ -44,8 +44,9 @@ inline double GrainAtScale(int x, int y, double scale) {
   const double fix = std::floor(gx), fiy = std::floor(gy);
   const int ix = static_cast<int>(fix), iy = static_cast<int>(fiy);
   const double fx = gx - fix, fy = gy - fiy;
-  const double top = GrainAt(ix, iy) + (GrainAt(ix + 1, iy) - GrainAt(ix, iy)) * fx;
-  const double bottom = GrainAt(ix, iy + 1) + (GrainAt(ix + 1, iy + 1) - GrainAt(ix, iy + 1)) * fx;
+  const double g00 = GrainAt(ix, iy), g10 = GrainAt(ix + 1, iy), g01 = GrainAt(ix, iy + 1), g11 = GrainAt(ix + 1, iy + 1);
+  const double top = g00 + (g10 - g00) * fx;
+  const double bottom = g01 + (g11 - g01) * fx;
   return 1.5 * (top + (bottom - top) * fy);
 }
 

@@ -328,11 +328,16 @@ export class PipelineCoordinator {
    * stage's default engine reports what it lacks when it runs, as it always has.
    */
   private async engineFor<K extends StageKind>(stage: K, config: Partial<EngineConfig>, optional = false): Promise<ResolvedEngine<K> | undefined> {
-    if (optional && !config.engines?.[stage] && !this.engines[stage] && !this.registry.entry(stage)) return undefined;
+    if (optional && !this.hasEngine(stage, config)) return undefined;
     const engine = this.engine(stage, config);
     if (this.commercialSafe || config.commercialSafe) clearedForCommercialUse(engine);
     if (engine.chosen) await this.ready(engine);
     return engine;
+  }
+
+  /** Whether a stage has an engine to resolve: one the run or the defaults name, or one installed. */
+  private hasEngine(stage: StageKind, config: Partial<EngineConfig>): boolean {
+    return config.engines?.[stage] !== undefined || this.engines[stage] !== undefined || this.registry.entry(stage) !== undefined;
   }
 
   /** The engines (and their options) this coordinator's runs take by default: a settings file, AVATAR_ENGINES. */
@@ -368,7 +373,7 @@ export class PipelineCoordinator {
     for (const stage of stages) {
       // options for the tts engine are checked once the voice says which engine speaks (ttsEngine)
       if (stage === 'tts' && config.engines?.tts === undefined) continue;
-      if (config.engines?.[stage] !== undefined || this.engines[stage] !== undefined || this.registry.entry(stage)) this.engine(stage, config);
+      if (this.hasEngine(stage, config)) this.engine(stage, config);
     }
   }
 
@@ -444,8 +449,7 @@ export class PipelineCoordinator {
    * as for a run; one that cannot report on a photo gives AVATAR_ERR_ENGINE_UNSUPPORTED.
    */
   async assessFace(imagePath: string, options: { config?: Partial<PipelineConfig>; signal?: AbortSignal } = {}): Promise<FaceAssessment> {
-    const config = parsePipelineConfig(options.config ?? {});
-    const face = required((await this.plan(config, ['face'])).face, 'face');
+    const face = await this.resolveEngine('face', options.config ?? {});
     const signal = options.signal ?? new AbortController().signal;
     const ctx: RunContext = { signal, workDir: this.storageDir, log: this.log, progress: () => undefined };
     return this.withEngine(face, signal, async (loaded) => {
@@ -506,7 +510,7 @@ export class PipelineCoordinator {
     // with commercialSafe, a job whose engines could only be refused when it runs is refused now
     if (!this.commercialSafe && !config.commercialSafe) return;
     for (const stage of stages) {
-      if (config.engines?.[stage] !== undefined || this.engines[stage] !== undefined || this.registry.entry(stage)) clearedForCommercialUse(this.engine(stage, config));
+      if (this.hasEngine(stage, config)) clearedForCommercialUse(this.engine(stage, config));
     }
   }
 

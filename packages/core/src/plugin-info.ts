@@ -1,6 +1,6 @@
 import { resolvePluginOptions } from './plugin-options.js';
 import type { EngineChoice, EngineOptions } from './engines.js';
-import type { EngineLicense, PluginCheck, PluginOptionsSchema, ResourceNeeds, StageKind } from './plugin.js';
+import type { AnyStagePlugin, EngineLicense, PluginCheck, PluginOptionsSchema, ResourceNeeds, StageKind } from './plugin.js';
 import type { PluginRegistry, RegisteredPlugin } from './registry.js';
 
 /** What `avatar plugins` and GET /v1/plugins say about one installed engine. */
@@ -25,13 +25,19 @@ export interface PluginDescription {
 
 const CHECK_TIMEOUT_MS = 10_000;
 
-async function runCheck(entry: RegisteredPlugin): Promise<PluginCheck> {
-  const { plugin } = entry;
+/**
+ * A plugin's check() outcome, never throwing: a check that throws, or takes longer than `timeoutMs`
+ * (when given), is a failed one; a plugin without a check passes. `avatar doctor`, `avatar plugins`,
+ * GET /v1/plugins and /readyz all ask this way.
+ */
+export async function checkPlugin(plugin: AnyStagePlugin, options: { timeoutMs?: number } = {}): Promise<PluginCheck> {
   if (!plugin.check) return { ok: true, detail: 'no check offered' };
+  const { timeoutMs } = options;
   let timer: NodeJS.Timeout | undefined;
   try {
+    if (timeoutMs === undefined) return await plugin.check();
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`took over ${CHECK_TIMEOUT_MS / 1000} s`)), CHECK_TIMEOUT_MS);
+      timer = setTimeout(() => reject(new Error(`took over ${timeoutMs / 1000} s`)), timeoutMs);
     });
     return await Promise.race([plugin.check(), late]);
   } catch (error) {
@@ -72,7 +78,7 @@ export async function describePlugins(registry: PluginRegistry, options: { stage
       license: licenseOf(entry, isDefault ? options.defaults?.engineOptions[plugin.stage] : undefined),
       ...(plugin.defaultVoice && { defaultVoice: { voice: plugin.defaultVoice.voice, language: plugin.defaultVoice.language } }),
     };
-    if (options.check) description.check = await runCheck(entry);
+    if (options.check) description.check = await checkPlugin(plugin, { timeoutMs: CHECK_TIMEOUT_MS });
     return description;
   }));
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { GpuSnapshot, PluginCheck } from '@avatar/core';
-import { PLUGIN_API_VERSION, checkStorage } from '@avatar/core';
+import { PLUGIN_API_VERSION, checkPlugin, checkStorage } from '@avatar/core';
 import { withContext } from '../shared.js';
 
 interface NativeStatusModule {
@@ -27,15 +27,7 @@ export function registerDoctor(program: Command): void {
     .action(async (_flags: unknown, command: Command) => {
       await withContext(command, async (ctx, out) => {
         const plugins: { stage: string; name: string; source: string; check: PluginCheck }[] = [];
-        for (const { plugin, source } of ctx.registry.list()) {
-          let check: PluginCheck;
-          try {
-            check = plugin.check ? await plugin.check() : { ok: true, detail: 'no check offered' };
-          } catch (error) {
-            check = { ok: false, detail: `check failed: ${(error as Error).message}` };
-          }
-          plugins.push({ stage: plugin.stage, name: plugin.name, source, check });
-        }
+        for (const { plugin, source } of ctx.registry.list()) plugins.push({ stage: plugin.stage, name: plugin.name, source, check: await checkPlugin(plugin) });
         const gpu: GpuSnapshot = await ctx.resources.gpu.query();
         const { native, nvenc } = await nativeReport();
         const stagesMissing = (['face', 'lipsync', 'inspect'] as const).filter((s) => !ctx.registry.find(s));

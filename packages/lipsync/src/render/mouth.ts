@@ -131,8 +131,9 @@ function grainAtScale(x: number, y: number, scale: number): number {
   const gx = x / scale, gy = y / scale;
   const ix = Math.floor(gx), iy = Math.floor(gy);
   const fx = gx - ix, fy = gy - iy;
-  const top = grainAt(ix, iy) + (grainAt(ix + 1, iy) - grainAt(ix, iy)) * fx;
-  const bottom = grainAt(ix, iy + 1) + (grainAt(ix + 1, iy + 1) - grainAt(ix, iy + 1)) * fx;
+  const g00 = grainAt(ix, iy), g10 = grainAt(ix + 1, iy), g01 = grainAt(ix, iy + 1), g11 = grainAt(ix + 1, iy + 1);
+  const top = g00 + (g10 - g00) * fx;
+  const bottom = g01 + (g11 - g01) * fx;
   return 1.5 * (top + (bottom - top) * fy);
 }
 

@@ -3,7 +3,7 @@ import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { STAGE_KINDS, describePlugins } from '@avatar/core';
+import { STAGE_KINDS, checkPlugin, describePlugins } from '@avatar/core';
 import type { StageKind } from '@avatar/core';
 import { PluginSchema, ReadySchema, StatsSchema, errorResponses } from '../schemas.js';
 import type { Api, RouteContext } from './context.js';
@@ -15,15 +15,6 @@ interface ReadyReport {
   ready: boolean;
   storage: { ok: boolean; detail: string };
   plugins: { stage: string; name: string; ok: boolean; detail: string }[];
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 async function storageWritable(dir: string): Promise<{ ok: boolean; detail: string }> {
@@ -57,12 +48,8 @@ export function registerSystemRoutes(api: Api, ctx: RouteContext, app: FastifyIn
     if (!readyCache || Date.now() - readyCache.at > READY_CACHE_MS) {
       const storage = await storageWritable(storageDir);
       const plugins = await Promise.all(registry.list().map(async ({ plugin }) => {
-        try {
-          const check = plugin.check ? await withTimeout(plugin.check(), CHECK_TIMEOUT_MS, `${plugin.stage}/${plugin.name} check`) : { ok: true, detail: 'no check offered' };
-          return { stage: plugin.stage, name: plugin.name, ok: check.ok, detail: check.detail };
-        } catch (error) {
-          return { stage: plugin.stage, name: plugin.name, ok: false, detail: `check failed: ${(error as Error).message}` };
-        }
+        const check = await checkPlugin(plugin, { timeoutMs: CHECK_TIMEOUT_MS });
+        return { stage: plugin.stage, name: plugin.name, ok: check.ok, detail: check.detail };
       }));
       readyCache = { at: Date.now(), report: { ready: storage.ok && plugins.every((p) => p.ok), storage, plugins } };
     }
