@@ -165,12 +165,16 @@ describe('choosing engines', () => {
   });
 
   it('an engine that ignores the cancel is left behind after a grace period, named; nothing is written and the host goes on', async () => {
+    const controller = new AbortController();
     const deaf = taggedEncoder(ffmpeg, [], {
       name: 'deaf',
       async load() {
         return {
-          // never looks at its signal
-          run: () => new Promise((resolveLater) => setTimeout(resolveLater, 20_000).unref()),
+          // never looks at its signal; the run is cancelled once it is under way
+          run: () => {
+            setTimeout(() => controller.abort(), 100);
+            return new Promise((resolveLater) => setTimeout(resolveLater, 20_000).unref());
+          },
           async unload() {},
         };
       },
@@ -180,8 +184,6 @@ describe('choosing engines', () => {
     registry.register(deaf, 'acme-encoders@2.1.0');
     const storage = join(dir, 's9');
     const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, cancelGraceMs: 300 });
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 100);
     const started = performance.now();
     const out = join(dir, 'deaf.mp4');
     const result = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: out, config: { engines: { encode: 'deaf' } }, signal: controller.signal });
@@ -193,13 +195,28 @@ describe('choosing engines', () => {
     const after = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, 'after-deaf.mp4'), config: { videoQuality: 'low' } });
     expect(after.error).toBeNull();
 
-    // the same for a load that ignores the cancel, and for an unload that never returns
-    const slowLoad = taggedEncoder(ffmpeg, [], { name: 'slow-load', load: () => new Promise((resolveLater) => setTimeout(resolveLater, 20_000).unref()) });
+    // the same for a load that ignores the cancel, and for an unload that never returns: each run is
+    // cancelled once its engine is loading or running
+    let stop = new AbortController();
+    const cancelSoon = (): void => {
+      const current = stop;
+      setTimeout(() => current.abort(), 100);
+    };
+    const slowLoad = taggedEncoder(ffmpeg, [], {
+      name: 'slow-load',
+      load: () => {
+        cancelSoon();
+        return new Promise((resolveLater) => setTimeout(resolveLater, 20_000).unref());
+      },
+    });
     const hangingUnload = taggedEncoder(ffmpeg, [], {
       name: 'hanging-unload',
       async load() {
         return {
-          run: (_input: unknown, ctx: { signal: AbortSignal }) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('stopped')))),
+          run: (_input: unknown, ctx: { signal: AbortSignal }) => {
+            cancelSoon();
+            return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('stopped'))));
+          },
           unload: () => new Promise(() => undefined),
         } as never;
       },
@@ -207,8 +224,7 @@ describe('choosing engines', () => {
     registry.register(slowLoad, 'acme-encoders@2.1.0');
     registry.register(hangingUnload, 'acme-encoders@2.1.0');
     for (const [name, code] of [['slow-load', 'AVATAR_ERR_ENGINE_STUCK'], ['hanging-unload', 'AVATAR_ERR_CANCELLED']] as const) {
-      const stop = new AbortController();
-      setTimeout(() => stop.abort(), 100);
+      stop = new AbortController();
       const begun = performance.now();
       const ended = await coordinator.encodeStill({ imagePath: PORTRAIT, audioPath: SPEECH, outputPath: join(dir, `${name}.mp4`), config: { engines: { encode: name } }, signal: stop.signal });
       expect(performance.now() - begun, name).toBeLessThan(3000);
