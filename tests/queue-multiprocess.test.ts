@@ -1,5 +1,5 @@
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,35 +7,15 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileJobStore } from '@avatar/core';
+import { ensureBuilt } from './helpers/built.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORKER = join(ROOT, 'tests/queue/worker.mjs');
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
 
-/** Newest modification time of the non-test sources under `dir`. */
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
-    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
 beforeAll(() => {
-  // The worker processes run the built JavaScript of core: build it unless it is up to date
-  // (rebuilding needlessly would rewrite files other test processes may be loading).
-  const built = ['index.js', 'worker.js', 'store/file-store.js'].map((f) => join(ROOT, 'packages/core/dist', f));
-  const oldestBuilt = Math.min(...built.map((f) => (existsSync(f) ? statSync(f).mtimeMs : 0)));
-  if (oldestBuilt > newestSource(join(ROOT, 'packages/core/src'))) return;
-  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'packages/core/tsconfig.json')], {
-    encoding: 'utf8',
-  });
-  if (!existsSync(join(ROOT, 'packages/core/dist/worker.js')) || !existsSync(join(ROOT, 'packages/core/dist/store/file-store.js'))) {
-    throw new Error(`building packages/core failed:\n${tsc.stdout}${tsc.stderr}`);
-  }
+  ensureBuilt([{ name: 'core', files: ['index.js', 'worker.js', 'store/open.js', 'store/file-store.js'] }]);
 });
 
 afterEach(() => {

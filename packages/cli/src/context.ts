@@ -21,7 +21,7 @@ import {
 import type { EngineChoice, EngineOptions, GpuMemoryProvider, JobStore, Logger } from '@avatar/core';
 
 /** The engines that ship with avatar; they load through the same path as any third-party package. */
-export const BUILTIN_PACKAGES = ['@avatar/tts', '@avatar/encode', '@avatar/face', '@avatar/lipsync'] as const;
+export const BUILTIN_PACKAGES = ['@avatar/tts', '@avatar/encode', '@avatar/face', '@avatar/lipsync', '@avatar/queue-redis'] as const;
 
 const here = dirname(fileURLToPath(import.meta.url));
 

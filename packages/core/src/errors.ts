@@ -189,6 +189,12 @@ export const ERRORS = {
     'no job store for {scheme} URLs is installed ({url}); this one opens: {known}',
     'Install the package that provides it (for redis:// and rediss://, a Redis store package), or leave out --store and AVATAR_STORE for the file store in the storage folder.',
   ),
+  // a server store (Redis) that does not answer; its password is never part of {url}
+  AVATAR_ERR_STORE_UNAVAILABLE: failure(
+    'the job store at {url} does not answer: {reason}',
+    'Start it or check the address (--store, AVATAR_STORE) and its password (AVATAR_REDIS_PASSWORD); workers keep retrying and resume when it is back.',
+    503,
+  ),
   AVATAR_ERR_STORAGE_NOT_WRITABLE: failure('storage folder {path} is not writable: {reason}', 'Point --storage (or AVATAR_STORAGE) at a writable folder.', 503),
   // the disk underneath: what was being written is removed, so nothing half-written stays
   AVATAR_ERR_STORAGE_FULL: failure(

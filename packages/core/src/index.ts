@@ -26,7 +26,7 @@ export * from './job-checks.js';
 export * from './store/types.js';
 // the job lifecycle every store shares (store/lifecycle.ts)
 export {
-  abandonedJob, cancelledJob, checkJobRecord, claimedJob, completedJob, failedJob, jobStats, newJob, newestFirst, progressedJob, releasedJob, requeuedJob, selectJobs,
+  abandonedJob, cancelledJob, checkJobRecord, clampProgress, claimedJob, completedJob, failedJob, jobStats, newJob, newestFirst, progressedJob, releasedJob, requeuedJob, selectJobs,
 } from './store/lifecycle.js';
 export * from './store/file-store.js';
 export * from './store/open.js';

@@ -399,4 +399,34 @@ describe('Worker', () => {
     const failed: Job[] = await store.list({ status: 'failed' });
     expect(failed).toHaveLength(1);
   });
+  it('writes the outcome once a store that stopped answering is back, while the lease holds', async () => {
+    const { store } = await newStore();
+    const job = await store.submit('voice_synthesis', {});
+    let refusals = 2;
+    const complete = store.complete.bind(store);
+    // a server store in a restart: the first two writes find nobody answering
+    store.complete = async (...args) => {
+      if (refusals-- > 0) throw new AvatarError('AVATAR_ERR_STORE_UNAVAILABLE', { url: 'redis://127.0.0.1:1', reason: 'connect ECONNREFUSED' });
+      return complete(...args);
+    };
+    const log = new MemoryLogger();
+    const { worker } = newWorker({ store, log, leaseMs: 30_000, handlers: { voice_synthesis: async () => ({ ok: true }) } });
+    expect(await worker.run({ once: true })).toEqual({ completed: 1, failed: 0, cancelled: 0, released: 0 });
+    expect(await store.get(job.jobId)).toMatchObject({ status: 'completed', result: { ok: true }, attempts: 1 });
+    expect(log.entries.filter((e) => e.message.includes('AVATAR_ERR_STORE_UNAVAILABLE'))).toHaveLength(2);
+  });
+
+  it('gives up on the outcome once the lease is over, and says so', async () => {
+    const { store } = await newStore();
+    await store.submit('voice_synthesis', {});
+    store.complete = async () => {
+      throw new AvatarError('AVATAR_ERR_STORE_UNAVAILABLE', { url: 'redis://127.0.0.1:1', reason: 'connect ECONNREFUSED' });
+    };
+    const log = new MemoryLogger();
+    const { worker } = newWorker({ store, log, leaseMs: 300, heartbeatMs: 100, handlers: { voice_synthesis: async () => ({ ok: true }) } });
+    const started = Date.now();
+    await worker.run({ once: true }).catch(() => undefined);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(log.entries.some((e) => e.level === 'error' && e.message.includes('failed to record its outcome'))).toBe(true);
+  });
 });

@@ -268,12 +268,16 @@ export class Worker {
     };
 
     let beating = false;
+    // when the lease was last renewed (at worst): the claim holds until this plus the lease
+    let lastRenewed = Date.now();
     const heartbeat = setInterval(() => {
       if (beating || signal.aborted || settled) return;
       beating = true;
       void (async () => {
         try {
+          const beganAt = Date.now();
           const renewed = await this.store.heartbeat(id, this.workerId, { leaseMs: this.leaseMs });
+          if (renewed) lastRenewed = Math.max(lastRenewed, beganAt);
           if (settled) return;
           if (!renewed) {
             log.warn(`job ${id}: lost its claim; stopping it`, { jobId: id, workerId: this.workerId });
@@ -361,16 +365,36 @@ export class Worker {
       log.warn(`job ${id}: abandoned after losing its claim`, { jobId: id, workerId: this.workerId });
       return;
     }
+    // the outcome is written while the claim may still hold: a store that does not answer for a
+    // while (a Redis restart) gets it once it is back, so the job is neither lost nor run again
+    const until = lastRenewed + this.leaseMs;
     if (outcome.kind === 'ok') {
-      await this.record('completed', await this.store.complete(id, this.workerId, outcome.result), id);
+      const result = outcome.result;
+      await this.record('completed', await this.persist(id, until, () => this.store.complete(id, this.workerId, result)), id);
     } else if (reason === 'cancelled') {
-      await this.record('cancelled', await this.store.markCancelled(id, this.workerId, lastStage), id);
+      await this.record('cancelled', await this.persist(id, until, () => this.store.markCancelled(id, this.workerId, lastStage)), id);
     } else if (reason === 'shutdown') {
-      await this.record('released', await this.store.release(id, this.workerId), id);
+      await this.record('released', await this.persist(id, until, () => this.store.release(id, this.workerId)), id);
     } else if (outcome.kind === 'error') {
       const error = isAvatarError(outcome.error) ? outcome.error : toAvatarError(outcome.error, lastStage ?? job.jobType);
       log.warn(`job ${id} failed: ${error.message}`, { jobId: id, code: error.code });
-      await this.record('failed', await this.store.fail(id, this.workerId, error.toJSON()), id);
+      await this.record('failed', await this.persist(id, until, () => this.store.fail(id, this.workerId, error.toJSON())), id);
+    }
+  }
+
+  /**
+   * A final write, tried again while the store does not answer (AVATAR_ERR_STORE_UNAVAILABLE) and the
+   * claim's lease may still hold; any other error, or the lease's end, is thrown.
+   */
+  private async persist(id: string, until: number, write: () => Promise<boolean>): Promise<boolean> {
+    for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
+      try {
+        return await write();
+      } catch (error) {
+        if (!isAvatarError(error, 'AVATAR_ERR_STORE_UNAVAILABLE') || Date.now() + wait > until) throw error;
+        this.log.warn(`job ${id}: ${error.code}: ${error.message}; trying again in ${wait} ms`, { jobId: id });
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
     }
   }
 

@@ -3,8 +3,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FileJobStore, NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore } from '@avatar/core';
-import type { AnyStagePlugin } from '@avatar/core';
+import { randomBytes } from 'node:crypto';
+import { NoGpuProvider, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, openJobStore } from '@avatar/core';
+import type { AnyStagePlugin, JobStore } from '@avatar/core';
+import { jobStores } from '@avatar/queue-redis';
 import { DEFAULT_VOICE, flitePlugin } from '@avatar/tts';
 import type { ServerContext } from './server.js';
 
@@ -28,7 +30,7 @@ export async function makeTestContext(prefix: string, options: TestContextOption
   for (const [plugin, from] of options.plugins ?? [[flitePlugin, '@avatar/tts'] as const]) registry.register(plugin, from);
   const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
   const voices = new VoiceProfileStore(storageDir);
-  const store = new FileJobStore({ storageDir });
+  const store = await testStore(storageDir);
   const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
   return {
     storageDir, registry, store, coordinator,
@@ -37,4 +39,14 @@ export async function makeTestContext(prefix: string, options: TestContextOption
       if (!options.keep) await rm(storageDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The file store in the storage folder; with AVATAR_TEST_STORE=redis://host:port, a Redis store under a
+ * prefix of its own (the same suites run against every store: tests/server-on-redis.test.ts).
+ */
+export async function testStore(storageDir: string): Promise<JobStore> {
+  const url = process.env.AVATAR_TEST_STORE;
+  if (!url) return openJobStore(undefined, { storageDir });
+  return openJobStore(`${url}/0?prefix=api${randomBytes(4).toString('hex')}`, { storageDir, kinds: jobStores });
 }

@@ -103,8 +103,12 @@ export function claimedJob(job: Job, workerId: string, now = new Date()): Job {
 
 /** progress: a fraction 0..1 (anything else is clamped; not a number is 0) and the stage. */
 export function progressedJob(job: Job, progress: number, stage: string | null): Job {
-  const fraction = Number.isFinite(progress) ? Math.min(1, Math.max(0, progress)) : 0;
-  return { ...job, progress: fraction, stage };
+  return { ...job, progress: clampProgress(progress), stage };
+}
+
+/** A progress as stored: a fraction 0..1, anything else clamped, not a number 0. */
+export function clampProgress(progress: number): number {
+  return Number.isFinite(progress) ? Math.min(1, Math.max(0, progress)) : 0;
 }
 
 export function completedJob(job: Job, result: JobResult, now = new Date()): Job {

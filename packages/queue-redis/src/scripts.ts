@@ -1,0 +1,59 @@
+import type { Redis } from 'ioredis';
+
+// The two state changes BullMQ has no command for, as Lua scripts over BullMQ's own keys (its key
+// layout: <prefix>:<queue>:wait|paused|prioritized|active|completed|failed|events, a hash per job,
+// <job>:lock holding the owner's token). Each runs atomically in Redis like BullMQ's own scripts.
+
+/** progress and stage, written only by the worker whose token holds the lock; tagged with the attempt */
+const PROGRESS = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ats = redis.call('HGET', KEYS[2], 'ats') or '0'
+local fraction = ARGV[2]
+if fraction == '' then
+  -- keep this attempt's progress, change only the stage
+  if redis.call('HGET', KEYS[2], 'avpa') == ats then fraction = redis.call('HGET', KEYS[2], 'avp') or '0' else fraction = '0' end
+end
+redis.call('HSET', KEYS[2], 'avp', fraction, 'avs', ARGV[3], 'avpa', ats)
+return 1
+`;
+
+/**
+ * A job still waiting is failed with the given reason (a cancel in the queue, or a recovered job out of
+ * attempts); in 'cancel' mode a running one gets a cancel request instead. Answers what it found.
+ */
+const FINISH_WAITING = `
+local id = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+if redis.call('ZSCORE', KEYS[6], id) then return 'completed' end
+if redis.call('ZSCORE', KEYS[7], id) then return 'failed' end
+local removed = redis.call('LREM', KEYS[2], 1, id) + redis.call('LREM', KEYS[3], 1, id) + redis.call('ZREM', KEYS[4], id)
+if removed > 0 then
+  redis.call('ZADD', KEYS[7], ARGV[3], id)
+  redis.call('HSET', KEYS[1], 'failedReason', ARGV[2], 'finishedOn', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'defa', 'avcancel')
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', 10000, '*', 'event', 'failed', 'jobId', id, 'failedReason', ARGV[2], 'prev', 'waiting')
+  return 'finished'
+end
+if ARGV[4] == 'cancel' and redis.call('LPOS', KEYS[5], id) then
+  redis.call('HSET', KEYS[1], 'avcancel', '1')
+  return 'requested'
+end
+return 'running'
+`;
+
+export type FinishOutcome = 'missing' | 'completed' | 'failed' | 'finished' | 'requested' | 'running';
+
+export interface StoreScripts {
+  avatarProgress(lockKey: string, jobKey: string, token: string, fraction: string, stageJson: string): Promise<number>;
+  avatarFinishWaiting(
+    jobKey: string, wait: string, paused: string, prioritized: string, active: string, completed: string, failed: string, events: string,
+    jobId: string, reason: string, nowMs: string, mode: 'cancel' | 'finish',
+  ): Promise<FinishOutcome>;
+}
+
+/** Registers the scripts on a connection (ioredis sends each by its SHA, loading it on first use). */
+export function withScripts(redis: Redis): Redis & StoreScripts {
+  redis.defineCommand('avatarProgress', { numberOfKeys: 2, lua: PROGRESS });
+  redis.defineCommand('avatarFinishWaiting', { numberOfKeys: 8, lua: FINISH_WAITING });
+  return redis as Redis & StoreScripts;
+}

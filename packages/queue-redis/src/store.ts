@@ -1,0 +1,447 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AvatarError, abandonedJob, cancelledJob, clampProgress, isJobId, jobStats, newJob, selectJobs, silentLogger,
+  type AvatarErrorJSON, type CancelOutcome, type ClaimOptions, type Job, type JobParams, type JobResult, type JobStats, type JobStatus,
+  type JobStore, type JobType, type ListFilter, type Logger,
+} from '@avatar/core';
+import { Job as BullJob, Queue, Worker as BullWorker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { redisTarget, type RedisTarget } from './connection.js';
+import { RECORD_FIELDS, jobFromHash, type QueueState, type RawRecord } from './record.js';
+import { withScripts, type FinishOutcome, type StoreScripts } from './scripts.js';
+
+export interface RedisJobStoreOptions {
+  /** redis://[user:password@]host[:port][/db][?prefix=name], rediss:// for TLS */
+  url: URL;
+  /** a job whose worker vanished this many times is failed instead of re-queued (default 3) */
+  maxAttempts?: number;
+  log?: Logger;
+  /** how long an operation waits for Redis to answer before AVATAR_ERR_STORE_UNAVAILABLE (default 5 s) */
+  connectTimeoutMs?: number;
+  /** where AVATAR_REDIS_PASSWORD is read (default process.env) */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The BullMQ queue every avatar worker and server of one Redis (and prefix) shares. */
+const QUEUE_NAME = 'jobs';
+
+// BullMQ's answers when a token no longer holds a job's lock (scripts' finishedErrors): the worker
+// lost its claim, which the contract reports as `false`, not as an error.
+const LOST_CLAIM = /^(Missing lock for job|Lock mismatch for job|Missing key for job|Job \S+ is not in the \w+ state)/;
+const lostClaim = (error: unknown): boolean => error instanceof Error && LOST_CLAIM.test(error.message);
+
+// The state sets BullMQ keeps, by the status they stand for.
+const SETS: Record<QueueState, readonly { key: string; kind: 'list' | 'zset' }[]> = {
+  pending: [{ key: 'wait', kind: 'list' }, { key: 'paused', kind: 'list' }, { key: 'prioritized', kind: 'zset' }, { key: 'delayed', kind: 'zset' }],
+  running: [{ key: 'active', kind: 'list' }],
+  completed: [{ key: 'completed', kind: 'zset' }],
+  failed: [{ key: 'failed', kind: 'zset' }],
+};
+const STATES_OF: Record<JobStatus, QueueState> = { pending: 'pending', running: 'running', completed: 'completed', failed: 'failed', cancelled: 'failed' };
+
+interface Loaded {
+  job: Job;
+  raw: RawRecord & { avcancel?: string; defa?: string };
+  state: QueueState;
+}
+
+/**
+ * The job store on Redis through BullMQ: the queue, claims (BullMQ locks), lease renewal and the
+ * recovery of lost workers (BullMQ's stalled-job check) are BullMQ's; the job JSON is the same as the
+ * file store's (record.ts says how it is kept). Opening connects lazily: a command that never uses the
+ * store never waits for Redis.
+ */
+export class RedisJobStore implements JobStore {
+  readonly shownUrl: string;
+  private readonly target: RedisTarget;
+  private readonly redis: Redis & StoreScripts;
+  private bullQueue: Queue | undefined;
+  private readonly workers = new Map<string, BullWorker>();
+  private readonly maxAttempts: number;
+  private readonly log: Logger;
+  private readonly connectTimeoutMs: number;
+  private lastError: Error | undefined;
+  private readyWait: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(options: RedisJobStoreOptions) {
+    this.target = redisTarget(options.url, options.env);
+    this.shownUrl = this.target.shown;
+    this.maxAttempts = options.maxAttempts ?? 3;
+    this.log = options.log ?? silentLogger;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
+    this.redis = withScripts(new Redis({
+      ...this.target.options,
+      lazyConnect: true,
+      // commands wait through a reconnect (a worker's complete() lands once Redis is back);
+      // ready() bounds how long an operation waits when Redis is down before it starts
+      maxRetriesPerRequest: null,
+      connectTimeout: this.connectTimeoutMs,
+      retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 3_000),
+      connectionName: 'avatar',
+    }));
+    // ioredis reports every failed (re)connect here; kept for the next error message, never thrown
+    this.redis.on('error', (error: Error) => {
+      if (this.lastError?.message !== error.message) this.log.debug(`job store ${this.shownUrl}: ${error.message}`);
+      this.lastError = error;
+    });
+    this.redis.on('ready', () => {
+      if (this.lastError) this.log.debug(`job store ${this.shownUrl} answers again`);
+      this.lastError = undefined;
+    });
+  }
+
+  /**
+   * The BullMQ queue, made once Redis has answered: BullMQ sets a connection up once, and one that
+   * failed to set up stays failed, so nothing of BullMQ is made while Redis is away.
+   */
+  private get queue(): Queue {
+    if (!this.bullQueue) {
+      this.bullQueue = new Queue(QUEUE_NAME, { connection: this.redis, prefix: this.target.prefix });
+      this.bullQueue.on('error', (error: Error) => { this.lastError = error; });
+    }
+    return this.bullQueue;
+  }
+
+  // --- connection ------------------------------------------------------------------------------
+
+  private unavailable(reason: string): AvatarError {
+    return new AvatarError('AVATAR_ERR_STORE_UNAVAILABLE', { url: this.shownUrl, reason });
+  }
+
+  /** Resolves once Redis answers; rejects with AVATAR_ERR_STORE_UNAVAILABLE after connectTimeoutMs. */
+  private ready(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    if (this.closed) return Promise.reject(this.unavailable('this store was closed'));
+    // one wait shared by every operation that arrives while Redis is away
+    this.readyWait ??= new Promise<void>((resolve, reject) => {
+      if (this.redis.status === 'wait') this.redis.connect().catch(() => undefined); // the error arrives on 'error'
+      const onReady = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.redis.off('ready', onReady);
+        reject(this.unavailable(this.lastError?.message ?? `no answer within ${this.connectTimeoutMs} ms`));
+      }, this.connectTimeoutMs);
+      this.redis.once('ready', onReady);
+    }).finally(() => {
+      this.readyWait = undefined;
+    });
+    return this.readyWait;
+  }
+
+  private key(jobId: string): string {
+    return this.queue.toKey(jobId);
+  }
+
+  /**
+   * A BullMQ worker per worker id: its name is what BullMQ records as the job's worker (`pb`), its
+   * lock duration the lease its claims take (a claim whose reply is lost expires with that lease).
+   */
+  private bullWorker(workerId: string, leaseMs = 30_000): BullWorker {
+    let worker = this.workers.get(workerId);
+    if (!worker) {
+      worker = new BullWorker(QUEUE_NAME, null, {
+        connection: this.redis,
+        prefix: this.target.prefix,
+        name: workerId,
+        autorun: false,
+        lockDuration: leaseMs,
+        // the contract's attempts: the job fails once it was lost maxAttempts times
+        maxStalledCount: Math.max(0, this.maxAttempts - 1),
+        // recoverExpired runs the stalled check itself, when the avatar worker loop asks
+        stalledInterval: 1,
+        skipStalledCheck: true,
+        skipLockRenewal: true,
+      });
+      worker.on('error', (error: Error) => { this.lastError = error; });
+      this.workers.set(workerId, worker);
+    }
+    return worker;
+  }
+
+  // --- reading ---------------------------------------------------------------------------------
+
+  /** One job and its state, read in one transaction. */
+  private async load(jobId: string): Promise<Loaded | undefined> {
+    const k = this.queue.keys;
+    const replies = await this.redis.multi()
+      .hmget(this.key(jobId), ...RECORD_FIELDS, 'avcancel', 'defa')
+      .zscore(k.completed!, jobId)
+      .zscore(k.failed!, jobId)
+      .lpos(k.active!, jobId)
+      .exec();
+    if (!replies) throw this.unavailable('a read was interrupted');
+    for (const [error] of replies) if (error) throw error;
+    const values = replies[0]![1] as (string | null)[];
+    if (values[0] === null) return undefined; // no name: no such job
+    const state: QueueState = replies[1]![1] !== null ? 'completed' : replies[2]![1] !== null ? 'failed' : replies[3]![1] !== null ? 'running' : 'pending';
+    return this.parse(jobId, values, state);
+  }
+
+  private parse(jobId: string, values: readonly (string | null)[], state: QueueState): Loaded {
+    const raw: Loaded['raw'] = {};
+    const fields = [...RECORD_FIELDS, 'avcancel', 'defa'] as const;
+    fields.forEach((field, i) => {
+      const value = values[i];
+      if (value !== null && value !== undefined) raw[field] = value;
+    });
+    const job = jobFromHash(jobId, raw, state);
+    if (typeof job === 'string') throw new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: `${this.shownUrl} ${this.key(jobId)}`, reason: job });
+    return { job, raw, state };
+  }
+
+  /** Every job in the given states (all states when none are given). */
+  private async loadAll(states: readonly QueueState[] = ['pending', 'running', 'completed', 'failed']): Promise<Job[]> {
+    await this.ready();
+    const tx = this.redis.multi();
+    const order: QueueState[] = [];
+    for (const state of states) {
+      for (const set of SETS[state]) {
+        const key = this.queue.toKey(set.key);
+        if (set.kind === 'list') tx.lrange(key, 0, -1);
+        else tx.zrange(key, 0, -1);
+        order.push(state);
+      }
+    }
+    const replies = await tx.exec();
+    if (!replies) throw this.unavailable('a read was interrupted');
+    const stateOf = new Map<string, QueueState>();
+    replies.forEach(([error, ids], i) => {
+      if (error) throw error;
+      for (const id of ids as string[]) stateOf.set(id, order[i]!);
+    });
+    const ids = [...stateOf.keys()].filter(isJobId);
+    const jobs: Job[] = [];
+    // batches keep one reply small however long the queue is
+    for (let start = 0; start < ids.length; start += 500) {
+      const batch = ids.slice(start, start + 500);
+      const pipe = this.redis.pipeline();
+      for (const id of batch) pipe.hmget(this.key(id), ...RECORD_FIELDS, 'avcancel', 'defa');
+      const rows = (await pipe.exec()) ?? [];
+      rows.forEach(([error, values], i) => {
+        const id = batch[i]!;
+        if (error) throw error;
+        if ((values as (string | null)[])[0] === null) return; // deleted meanwhile
+        try {
+          jobs.push(this.parse(id, values as (string | null)[], stateOf.get(id)!).job);
+        } catch (damaged) {
+          this.log.warn(`skipping a damaged job record: ${(damaged as Error).message}`, { jobId: id });
+        }
+      });
+    }
+    return jobs;
+  }
+
+  // --- the contract ----------------------------------------------------------------------------
+
+  async submit(jobType: JobType, params: JobParams): Promise<Job> {
+    const job = newJob(jobType, params);
+    await this.ready();
+    await this.queue.add(job.jobType, job.params, {
+      jobId: job.jobId,
+      timestamp: Date.parse(job.createdAt),
+      attempts: 1,
+      removeOnComplete: false,
+      removeOnFail: false,
+      stackTraceLimit: 0,
+    });
+    return job;
+  }
+
+  async get(jobId: string): Promise<Job | undefined> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return undefined;
+    await this.ready();
+    return (await this.load(jobId))?.job;
+  }
+
+  /**
+   * BullMQ keeps jobs in one set per state: a list reads the sets of the statuses asked for (all of
+   * them without a status filter) and every record in them, then filters, orders and pages like
+   * every store (selectJobs): its cost grows with the jobs kept, as the file store's does.
+   */
+  async list(filter: ListFilter = {}): Promise<Job[]> {
+    const statuses = filter.status === undefined ? undefined : typeof filter.status === 'string' ? [filter.status] : filter.status;
+    if (statuses?.length === 0 || filter.limit === 0) return [];
+    const states = statuses ? [...new Set(statuses.map((s) => STATES_OF[s]))] : undefined;
+    return selectJobs(await this.loadAll(states), filter);
+  }
+
+  async stats(): Promise<JobStats> {
+    return jobStats(await this.loadAll());
+  }
+
+  async cancel(jobId: string): Promise<CancelOutcome> {
+    const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
+    if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
+    await this.ready();
+    const before = await this.load(jobId);
+    if (!before) throw notFound();
+    const finished = (job: Job): AvatarError => new AvatarError('AVATAR_ERR_JOB_FINISHED', { id: jobId, status: job.status, action: 'cancelled' });
+    if (before.state === 'completed' || before.state === 'failed') throw finished(before.job);
+    const reason = JSON.stringify(cancelledJob({ ...before.job, status: 'pending' }, null).error);
+    const outcome = await this.finishWaiting(jobId, reason, 'cancel');
+    const after = await this.load(jobId);
+    if (!after || outcome === 'missing') throw notFound();
+    if (outcome === 'finished') return { job: after.job, outcome: 'cancelled' };
+    if (outcome === 'requested' || after.state === 'running') return { job: after.job, outcome: 'requested' };
+    throw finished(after.job);
+  }
+
+  async delete(jobId: string): Promise<void> {
+    const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
+    if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
+    await this.ready();
+    const loaded = await this.load(jobId);
+    if (!loaded) throw notFound();
+    const running = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_RUNNING', { id: jobId, action: 'deleted' });
+    if (loaded.state === 'running') throw running();
+    // BullMQ removes a job only while no worker holds its lock: a claim that came first wins
+    if ((await this.queue.remove(jobId)) !== 1) {
+      if ((await this.load(jobId))?.state === 'running') throw running();
+      throw notFound();
+    }
+  }
+
+  async claim(workerId: string, options: ClaimOptions): Promise<Job | undefined> {
+    await this.ready();
+    const worker = this.bullWorker(workerId, options.leaseMs);
+    for (;;) {
+      // (a job that stalled too often is failed by BullMQ here and the next one is taken)
+      const next = await worker.getNextJob(workerId, { block: false });
+      if (!next?.id) return undefined;
+      if (options.leaseMs !== worker.opts.lockDuration) await this.queue.scripts.extendLock(next.id, workerId, options.leaseMs);
+      const loaded = await this.load(next.id);
+      if (!loaded || loaded.state !== 'running') continue;
+      // cancelled while its last worker was lost, before recovery finished it: it ends here
+      if (loaded.raw.avcancel === '1') {
+        await this.markCancelled(next.id, workerId, loaded.job.stage);
+        continue;
+      }
+      return loaded.job;
+    }
+  }
+
+  async heartbeat(jobId: string, workerId: string, options: ClaimOptions): Promise<boolean> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+    await this.ready();
+    return (await this.queue.scripts.extendLock(jobId, workerId, options.leaseMs)) === 1;
+  }
+
+  async progress(jobId: string, workerId: string, progress: number, stage: string | null): Promise<boolean> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+    await this.ready();
+    return (await this.redis.avatarProgress(`${this.key(jobId)}:lock`, this.key(jobId), workerId, String(clampProgress(progress)), JSON.stringify(stage))) === 1;
+  }
+
+  async complete(jobId: string, workerId: string, result: JobResult): Promise<boolean> {
+    return this.finish(jobId, workerId, (job) => job.moveToCompleted(result, workerId, false));
+  }
+
+  async fail(jobId: string, workerId: string, error: AvatarErrorJSON): Promise<boolean> {
+    return this.finish(jobId, workerId, (job) => job.moveToFailed(new Error(JSON.stringify(error)), workerId, false));
+  }
+
+  async markCancelled(jobId: string, workerId: string, stage: string | null): Promise<boolean> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+    await this.ready();
+    // the stage it stopped at, written only if this worker still holds the job
+    if ((await this.redis.avatarProgress(`${this.key(jobId)}:lock`, this.key(jobId), workerId, '', JSON.stringify(stage))) !== 1) return false;
+    const loaded = await this.load(jobId);
+    if (!loaded || loaded.state !== 'running') return false;
+    const error = cancelledJob(loaded.job, stage).error!;
+    return this.finish(jobId, workerId, (job) => job.moveToFailed(new Error(JSON.stringify(error)), workerId, false));
+  }
+
+  async release(jobId: string, workerId: string): Promise<boolean> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+    await this.ready();
+    const loaded = await this.load(jobId);
+    if (!loaded || loaded.state !== 'running') return false;
+    if (loaded.raw.avcancel === '1') return this.markCancelled(jobId, workerId, loaded.job.stage);
+    try {
+      // back to the head of the queue (BullMQ pushes it where workers take from)
+      await this.queue.scripts.moveJobFromActiveToWait(jobId, workerId);
+    } catch (error) {
+      if (lostClaim(error)) return false;
+      throw error;
+    }
+    // the attempt is given back; BullMQ counted it when the job was claimed
+    await this.redis.hincrby(this.key(jobId), 'avrel', 1);
+    return true;
+  }
+
+  async isCancelRequested(jobId: string): Promise<boolean> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+    await this.ready();
+    const replies = await this.redis.multi().hget(this.key(jobId), 'avcancel').lpos(this.queue.keys.active!, jobId).exec();
+    return replies?.[0]?.[1] === '1' && replies[1]?.[1] !== null;
+  }
+
+  /**
+   * BullMQ's stalled-job check, twice: its first pass takes back jobs marked by an earlier pass and
+   * marks the active ones, the second takes back those of them whose lock has expired by now. A job
+   * out of attempts (or asked to stop) is then failed (or cancelled) instead of waiting to be claimed.
+   */
+  async recoverExpired(): Promise<string[]> {
+    await this.ready();
+    const checker = this.bullWorker('avatar-recovery');
+    const first = await checker.scripts.moveStalledJobsToWait();
+    await sleep(2); // past the check's 1 ms throttle (stalledInterval)
+    const second = await checker.scripts.moveStalledJobsToWait();
+    const ids = [...new Set([...first, ...second])];
+    for (const id of ids) {
+      const loaded = await this.load(id);
+      if (!loaded || loaded.state !== 'pending') continue;
+      // the attempt that was lost, as it was while it ran
+      const lost = jobFromHash(id, loaded.raw, 'running');
+      if (typeof lost === 'string') continue;
+      const after = abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: this.maxAttempts, cancelRequested: loaded.raw.avcancel === '1' });
+      if (after.status !== 'pending' || loaded.raw.defa !== undefined) {
+        const error = after.status === 'pending' ? abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: 0, cancelRequested: false }).error : after.error;
+        await this.finishWaiting(id, JSON.stringify(error), 'finish');
+      }
+    }
+    return ids;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.workers.values()].map((w) => w.close().catch(() => undefined)));
+    this.workers.clear();
+    await this.bullQueue?.close().catch(() => undefined);
+    if (this.redis.status === 'ready') await this.redis.quit().catch(() => undefined);
+    else this.redis.disconnect();
+  }
+
+  // --- helpers ---------------------------------------------------------------------------------
+
+  private async finish(jobId: string, workerId: string, move: (job: BullJob) => Promise<unknown>): Promise<boolean> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+    await this.ready();
+    const job = await BullJob.fromId(this.queue, jobId);
+    if (!job) return false;
+    try {
+      await move(job);
+      return true;
+    } catch (error) {
+      if (lostClaim(error)) return false;
+      throw error;
+    }
+  }
+
+  private finishWaiting(jobId: string, reason: string, mode: 'cancel' | 'finish'): Promise<FinishOutcome> {
+    const k = (name: string): string => this.queue.toKey(name);
+    return this.redis.avatarFinishWaiting(
+      this.key(jobId), k('wait'), k('paused'), k('prioritized'), k('active'), k('completed'), k('failed'), k('events'),
+      jobId, reason, String(Date.now()), mode,
+    );
+  }
+}
+
+/** Opens a Redis store for `redis://` and `rediss://` URLs (the `jobStores` kind of this package). */
+export function openRedisJobStore(url: URL, options: { log?: Logger; maxAttempts?: number } = {}): RedisJobStore {
+  return new RedisJobStore({ url, ...(options.log && { log: options.log }), ...(options.maxAttempts !== undefined && { maxAttempts: options.maxAttempts }) });
+}
