@@ -5,11 +5,14 @@
 //   (b) JSON submissions (POST /v1/jobs);
 //   (c) 1,000 event streams held on a few running jobs while their progress changes, server RSS
 //       sampled from /proc, then ended by finishing the jobs (every stream must get its 'end');
-//       a second GET run while they are held shows what the streams cost the rest of the API.
+//       a second GET run while they are held shows what the streams cost the rest of the API;
+//   (d) GET one job over the file store and over the Redis store (a redis-server this script starts on a
+//       loopback port), taking turns, several rounds: the Redis store's rate against the file store's.
 // Prints a table and one `JSON {...}` line. `benchServer()` returns the figures for scripts/bench.mjs.
 //
 // Usage: node scripts/bench-server.mjs [--seconds 10] [--connections 30] [--post-connections 10]
 //                                      [--streams 1000] [--stream-jobs 4] [--hold-seconds 20]
+//        node scripts/bench-server.mjs --stores-only [--rounds 3] [--store-seconds 5]   # (d) alone
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -27,12 +30,12 @@ const CLI = join(ROOT, 'packages/cli/dist/bin.js');
 const CORE = join(ROOT, 'packages/core/dist/index.js');
 
 /** `avatar serve` on a free loopback port; resolves once it prints its address. */
-function startServer(storageDir) {
+function startServer(storageDir, storeUrl = '') {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, '--storage', storageDir, '--json', 'serve', '--port', '0', '--no-worker'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       // the rate limit stays in the path (its cost is part of every request) but never refuses here
-      env: { ...process.env, AVATAR_API_KEYS: '', AVATAR_API_KEYS_FILE: '', AVATAR_RATE_LIMIT: '100000000' },
+      env: { ...process.env, AVATAR_API_KEYS: '', AVATAR_API_KEYS_FILE: '', AVATAR_RATE_LIMIT: '100000000', AVATAR_STORE: storeUrl },
     });
     let out = '';
     let err = '';
@@ -241,6 +244,7 @@ export async function benchServer(o = {}) {
         getDuring,
       },
       idleRssMB,
+      stores: await benchStoreGets({ connections }),
       cpus: cpus().length,
       cpu: cpus()[0]?.model,
       node: process.version,
@@ -253,12 +257,78 @@ export async function benchServer(o = {}) {
   }
 }
 
+/**
+ * GET one job over each store, the stores taking turns for `rounds` rounds (each a fresh server, a warm-up
+ * and `seconds` of load): the median rate of each and the Redis store's share of the file store's.
+ */
+export async function benchStoreGets(o = {}) {
+  const { rounds = 3, seconds = 5, connections = 30 } = o;
+  const testing = await import(pathToFileURL(join(ROOT, 'packages/queue-redis/dist/testing.js')).href);
+  const found = testing.findRedisServer();
+  if ('missing' in found) return { skipped: found.missing };
+  const { openJobStore } = await import(pathToFileURL(CORE).href);
+  const { jobStores } = await import(pathToFileURL(join(ROOT, 'packages/queue-redis/dist/index.js')).href);
+  const redis = await testing.startRedisServer();
+  const params = { text: 'The quick brown fox jumps over the lazy dog. '.repeat(8), maxSeconds: 60 };
+  const runs = { file: [], redis: [] };
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const kind of ['file', 'redis']) {
+        const storageDir = await mkdtemp(join(tmpdir(), 'avatar-bench-stores-'));
+        const storeUrl = kind === 'redis' ? `${redis.url}/0?prefix=get${round}` : '';
+        const store = await openJobStore(storeUrl || undefined, { storageDir, kinds: jobStores });
+        const { child, url } = await startServer(storageDir, storeUrl);
+        try {
+          const one = await store.submit('voice_synthesis', params);
+          const jobUrl = `${url}/v1/jobs/${one.jobId}`;
+          await cannon({ url: jobUrl, connections, duration: 2 });
+          const r = await measured(child.pid, { url: jobUrl, connections, duration: seconds });
+          if (r.non2xx > 0 || r.errors > 0) throw new Error(`${kind}: ${r.non2xx} answers not 2xx, ${r.errors} errors`);
+          runs[kind].push(r);
+        } finally {
+          child.kill('SIGTERM');
+          await new Promise((r) => { child.once('exit', r); setTimeout(r, 5000); });
+          await store.close();
+          await rm(storageDir, { recursive: true, force: true });
+        }
+      }
+    }
+  } finally {
+    await redis.dispose();
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const of = (kind) => ({
+    requestsPerSecond: median(runs[kind].map((r) => r.requestsPerSecond)),
+    p99Ms: median(runs[kind].map((r) => r.p99Ms)),
+    serverCpuUsPerRequest: median(runs[kind].map((r) => r.serverCpuUsPerRequest)),
+    runs: runs[kind].map((r) => r.requestsPerSecond),
+  });
+  const file = of('file');
+  const onRedis = of('redis');
+  return { rounds, seconds, connections, file, redis: onRedis, redisShare: Number((onRedis.requestsPerSecond / file.requestsPerSecond).toFixed(2)) };
+}
+
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
   return i < 0 ? fallback : Number(process.argv[i + 1]);
 }
 
-if (process.argv[1] === SELF) {
+function printStores(g) {
+  if (g.skipped) {
+    console.log(`  GET over the Redis store: skipped (${g.skipped})`);
+    return;
+  }
+  console.log(`  GET /v1/jobs/:id by store, ${g.rounds} interleaved rounds of ${g.seconds} s, ${g.connections} connections (medians):`);
+  console.log(`    file store   ${g.file.requestsPerSecond} req/s, p99 ${g.file.p99Ms} ms, ${g.file.serverCpuUsPerRequest} µs CPU/req (runs ${g.file.runs.join(', ')})`);
+  console.log(`    Redis store  ${g.redis.requestsPerSecond} req/s, p99 ${g.redis.p99Ms} ms, ${g.redis.serverCpuUsPerRequest} µs CPU/req (runs ${g.redis.runs.join(', ')})`);
+  console.log(`    Redis / file ${g.redisShare}   target >= 0.8`);
+}
+
+if (process.argv[1] === SELF && process.argv.includes('--stores-only')) {
+  const g = await benchStoreGets({ rounds: arg('rounds', 3), seconds: arg('store-seconds', 5), connections: arg('connections', 30) });
+  printStores(g);
+  console.log(`JSON ${JSON.stringify({ bench: 'server-stores', ...g })}`);
+} else if (process.argv[1] === SELF) {
   const r = await benchServer({
     seconds: arg('seconds', 10), connections: arg('connections', 30), postConnections: arg('post-connections', 10),
     streams: arg('streams', 1000), streamJobs: arg('stream-jobs', 4), holdSeconds: arg('hold-seconds', 20),
@@ -274,5 +344,6 @@ if (process.argv[1] === SELF) {
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((row) => row[c].length)));
   console.log(`HTTP server ${r.url} (${r.cpus} CPUs, ${r.cpu}, Node ${r.node}; load tool in this process, server in a child)`);
   for (const row of rows) console.log(`  ${row[0].padEnd(w[0])}  ${row[1].padStart(w[1])}  ${row[2].padEnd(w[2])}  ${row[3]}`);
+  printStores(r.stores);
   console.log(`JSON ${JSON.stringify({ bench: 'server', ...r })}`);
 }

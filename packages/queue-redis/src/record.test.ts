@@ -7,7 +7,7 @@ const base: RawRecord = { name: 'voice_synthesis', data: '{"text":"hi"}', timest
 
 describe('jobFromHash', () => {
   it('reads a pending job as the contract shows it: nothing of an earlier attempt', () => {
-    const job = jobFromHash(ID, { ...base, ats: '2', avrel: '1', processedOn: '1', pb: 'w1', avp: '0.5', avs: '"lip_sync"', avpa: '2' }, 'pending');
+    const job = jobFromHash(ID, { ...base, ats: '1', processedOn: '1', pb: 'w1', avp: '0.5', avs: '"lip_sync"', avpa: '1' }, 'pending');
     expect(job).toEqual({
       jobId: ID, status: 'pending', jobType: 'voice_synthesis', params: { text: 'hi' }, createdAt: '2026-12-07T12:00:00.000Z',
       startedAt: null, completedAt: null, result: null, error: null, progress: 0, stage: null, attempts: 1, workerId: null,
@@ -33,7 +33,7 @@ describe('jobFromHash', () => {
 
   it('reads a cancelled job from its error; cancelled in the queue it never started', () => {
     const inQueue = new AvatarError('AVATAR_ERR_JOB_CANCELLED', { id: ID, stage: 'queue' }).toJSON();
-    expect(jobFromHash(ID, { ...base, ats: '1', avrel: '1', pb: 'w1', processedOn: '5', failedReason: JSON.stringify(inQueue), finishedOn: '9' }, 'failed'))
+    expect(jobFromHash(ID, { ...base, ats: '0', pb: 'w1', processedOn: '5', failedReason: JSON.stringify(inQueue), finishedOn: '9' }, 'failed'))
       .toMatchObject({ status: 'cancelled', startedAt: null, workerId: null, error: inQueue, completedAt: new Date(9).toISOString() });
     const midRun = new AvatarError('AVATAR_ERR_JOB_CANCELLED', { id: ID, stage: 'lip_sync' }).toJSON();
     expect(jobFromHash(ID, { ...base, ats: '1', pb: 'w1', processedOn: '5', avp: '0.3', avs: '"lip_sync"', avpa: '1', failedReason: JSON.stringify(midRun), finishedOn: '9' }, 'failed'))

@@ -4,7 +4,7 @@ import { AvatarError, checkJobRecord, type AvatarErrorJSON, type Job } from '@av
 // gives. BullMQ owns: name (the job type), data (the params), timestamp (createdAt), processedOn,
 // finishedOn, returnvalue (the result), failedReason, ats (attempts started), pb (the worker), stc,
 // defa. This store adds fields BullMQ leaves alone, all starting with "av":
-//   avrel   releases: a shutdown gives its attempt back, so attempts = ats - avrel
+// (a release, which gives its attempt back, takes one off ats, so attempts are ats)
 //   avcancel "1" once a cancel was asked for a running job
 //   avp, avs, avpa: progress, stage (JSON: a string or null) and the attempt (ats) they belong to;
 //           a new claim starts a new attempt, so the previous attempt's progress no longer shows
@@ -18,7 +18,7 @@ export type QueueState = 'pending' | 'running' | 'completed' | 'failed';
 export const STALLED_REASON = 'job stalled more than allowable limit';
 
 /** The hash fields a record is read from. */
-export const RECORD_FIELDS = ['name', 'data', 'timestamp', 'processedOn', 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'pb', 'avrel', 'avp', 'avs', 'avpa'] as const;
+export const RECORD_FIELDS = ['name', 'data', 'timestamp', 'processedOn', 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'pb', 'avp', 'avs', 'avpa'] as const;
 export type RawRecord = Partial<Record<(typeof RECORD_FIELDS)[number], string>>;
 
 const iso = (ms: string | undefined): string | null => {
@@ -44,8 +44,8 @@ export function failureOf(jobId: string, raw: RawRecord, attempts: number): Avat
   return new AvatarError('AVATAR_ERR_INTERNAL', { reason: reason || 'the queue failed the job without a reason' }).toJSON();
 }
 
-/** attempts counted the way the contract counts them: started, less those given back */
-export const attemptsOf = (raw: RawRecord): number => Math.max(0, Number(raw.ats ?? 0) - Number(raw.avrel ?? 0));
+/** attempts counted the way the contract counts them: started, less those given back (ats) */
+export const attemptsOf = (raw: RawRecord): number => Math.max(0, Number(raw.ats ?? 0));
 
 /**
  * The Job a BullMQ hash and its state stand for; a string says why it is not one (a damaged record).

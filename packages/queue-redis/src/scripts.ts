@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 
-// The two state changes BullMQ has no command for, as Lua scripts over BullMQ's own keys (its key
+// An atomic read and the two state changes BullMQ has no command for, as Lua scripts over BullMQ's keys (its key
 // layout: <prefix>:<queue>:wait|paused|prioritized|active|completed|failed|events, a hash per job,
 // <job>:lock holding the owner's token). Each runs atomically in Redis like BullMQ's own scripts.
 
@@ -41,9 +41,24 @@ end
 return 'running'
 `;
 
+/** A job's fields and its state in one atomic read: {state, values of ARGV[2..]} ('' state: no such job). */
+const READ = `
+local values = redis.call('HMGET', KEYS[1], unpack(ARGV, 2))
+if not values[1] then return {''} end
+local state = 'pending'
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then state = 'completed'
+elseif redis.call('ZSCORE', KEYS[3], ARGV[1]) then state = 'failed'
+elseif redis.call('LPOS', KEYS[4], ARGV[1]) then state = 'running' end
+local reply = {state}
+for i = 1, #values do reply[i + 1] = values[i] or false end
+return reply
+`;
+
 export type FinishOutcome = 'missing' | 'completed' | 'failed' | 'finished' | 'requested' | 'running';
 
 export interface StoreScripts {
+  /** ARGV: the job id, then the fields to read (the first must always be set, e.g. name) */
+  avatarRead(jobKey: string, completed: string, failed: string, active: string, jobId: string, ...fields: string[]): Promise<(string | null)[]>;
   avatarProgress(lockKey: string, jobKey: string, token: string, fraction: string, stageJson: string): Promise<number>;
   avatarFinishWaiting(
     jobKey: string, wait: string, paused: string, prioritized: string, active: string, completed: string, failed: string, events: string,
@@ -53,6 +68,7 @@ export interface StoreScripts {
 
 /** Registers the scripts on a connection (ioredis sends each by its SHA, loading it on first use). */
 export function withScripts(redis: Redis): Redis & StoreScripts {
+  redis.defineCommand('avatarRead', { numberOfKeys: 4, lua: READ });
   redis.defineCommand('avatarProgress', { numberOfKeys: 2, lua: PROGRESS });
   redis.defineCommand('avatarFinishWaiting', { numberOfKeys: 8, lua: FINISH_WAITING });
   return redis as Redis & StoreScripts;

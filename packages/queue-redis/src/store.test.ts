@@ -126,7 +126,7 @@ if ('missing' in found) {
       expect(error.message).toContain(`redis://:***@127.0.0.1:${port}/0`);
       expect(error.message).toContain('ECONNREFUSED');
       expect(JSON.stringify(error.toJSON()) + JSON.stringify(log.entries)).not.toContain('hunter2');
-      // opening never waits: only the use that needs Redis does
+      await expect(store.ping()).rejects.toMatchObject({ code: 'AVATAR_ERR_STORE_UNAVAILABLE' });
       await store.close();
     });
 
@@ -144,6 +144,7 @@ if ('missing' in found) {
         expect((caught as AvatarError).message).not.toContain('wrong-one');
         await wrong.close();
         const right = new RedisJobStore({ url: new URL(`${locked.url}/0`), env: { AVATAR_REDIS_PASSWORD: 'right-one' } });
+        await right.ping();
         expect(await right.list()).toEqual([]);
         await right.close();
       } finally {

@@ -37,6 +37,8 @@ const SETS: Record<QueueState, readonly { key: string; kind: 'list' | 'zset' }[]
   completed: [{ key: 'completed', kind: 'zset' }],
   failed: [{ key: 'failed', kind: 'zset' }],
 };
+/** what a read takes from a job's hash: the record, the cancel request and BullMQ's deferred failure */
+const READ_FIELDS = [...RECORD_FIELDS, 'avcancel', 'defa'] as const;
 const STATES_OF: Record<JobStatus, QueueState> = { pending: 'pending', running: 'running', completed: 'completed', failed: 'failed', cancelled: 'failed' };
 
 interface Loaded {
@@ -57,6 +59,7 @@ export class RedisJobStore implements JobStore {
   private readonly redis: Redis & StoreScripts;
   private bullQueue: Queue | undefined;
   private readonly workers = new Map<string, BullWorker>();
+  private readonly claimed = new Map<string, BullJob>();
   private readonly maxAttempts: number;
   private readonly log: Logger;
   private readonly connectTimeoutMs: number;
@@ -163,27 +166,18 @@ export class RedisJobStore implements JobStore {
 
   // --- reading ---------------------------------------------------------------------------------
 
-  /** One job and its state, read in one transaction. */
+  /** One job and its state, read atomically in one round trip. */
   private async load(jobId: string): Promise<Loaded | undefined> {
     const k = this.queue.keys;
-    const replies = await this.redis.multi()
-      .hmget(this.key(jobId), ...RECORD_FIELDS, 'avcancel', 'defa')
-      .zscore(k.completed!, jobId)
-      .zscore(k.failed!, jobId)
-      .lpos(k.active!, jobId)
-      .exec();
-    if (!replies) throw this.unavailable('a read was interrupted');
-    for (const [error] of replies) if (error) throw error;
-    const values = replies[0]![1] as (string | null)[];
-    if (values[0] === null) return undefined; // no name: no such job
-    const state: QueueState = replies[1]![1] !== null ? 'completed' : replies[2]![1] !== null ? 'failed' : replies[3]![1] !== null ? 'running' : 'pending';
-    return this.parse(jobId, values, state);
+    const reply = await this.redis.avatarRead(this.key(jobId), k.completed!, k.failed!, k.active!, jobId, ...READ_FIELDS);
+    const state = reply[0];
+    if (state !== 'pending' && state !== 'running' && state !== 'completed' && state !== 'failed') return undefined; // no such job
+    return this.parse(jobId, reply.slice(1), state);
   }
 
   private parse(jobId: string, values: readonly (string | null)[], state: QueueState): Loaded {
     const raw: Loaded['raw'] = {};
-    const fields = [...RECORD_FIELDS, 'avcancel', 'defa'] as const;
-    fields.forEach((field, i) => {
+    READ_FIELDS.forEach((field, i) => {
       const value = values[i];
       if (value !== null && value !== undefined) raw[field] = value;
     });
@@ -218,7 +212,7 @@ export class RedisJobStore implements JobStore {
     for (let start = 0; start < ids.length; start += 500) {
       const batch = ids.slice(start, start + 500);
       const pipe = this.redis.pipeline();
-      for (const id of batch) pipe.hmget(this.key(id), ...RECORD_FIELDS, 'avcancel', 'defa');
+      for (const id of batch) pipe.hmget(this.key(id), ...READ_FIELDS);
       const rows = (await pipe.exec()) ?? [];
       rows.forEach(([error, values], i) => {
         const id = batch[i]!;
@@ -312,14 +306,24 @@ export class RedisJobStore implements JobStore {
       const next = await worker.getNextJob(workerId, { block: false });
       if (!next?.id) return undefined;
       if (options.leaseMs !== worker.opts.lockDuration) await this.queue.scripts.extendLock(next.id, workerId, options.leaseMs);
-      const loaded = await this.load(next.id);
-      if (!loaded || loaded.state !== 'running') continue;
-      // cancelled while its last worker was lost, before recovery finished it: it ends here
-      if (loaded.raw.avcancel === '1') {
-        await this.markCancelled(next.id, workerId, loaded.job.stage);
+      // the record as BullMQ handed it over with the claim: no second read
+      const job = jobFromHash(next.id, {
+        name: next.name,
+        data: JSON.stringify(next.data),
+        timestamp: String(next.timestamp),
+        processedOn: String(next.processedOn ?? Date.now()),
+        ats: String(next.attemptsStarted),
+        pb: next.processedBy ?? workerId,
+      }, 'running');
+      if (typeof job === 'string') {
+        // damaged: failed at once with the reason, so it does not come back
+        const error = new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: `${this.shownUrl} ${this.key(next.id)}`, reason: job });
+        await next.moveToFailed(new Error(JSON.stringify(error.toJSON())), workerId, false).catch(() => undefined);
+        this.log.warn(error.message, { jobId: next.id });
         continue;
       }
-      return loaded.job;
+      this.remember(next);
+      return job;
     }
   }
 
@@ -367,16 +371,18 @@ export class RedisJobStore implements JobStore {
       if (lostClaim(error)) return false;
       throw error;
     }
-    // the attempt is given back; BullMQ counted it when the job was claimed
-    await this.redis.hincrby(this.key(jobId), 'avrel', 1);
+    this.claimed.delete(jobId);
+    // the attempt is given back (BullMQ counted it when the job was claimed), its progress forgotten
+    await this.redis.multi().hincrby(this.key(jobId), 'ats', -1).hdel(this.key(jobId), 'avp', 'avs', 'avpa').exec();
     return true;
   }
 
   async isCancelRequested(jobId: string): Promise<boolean> {
     if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
     await this.ready();
-    const replies = await this.redis.multi().hget(this.key(jobId), 'avcancel').lpos(this.queue.keys.active!, jobId).exec();
-    return replies?.[0]?.[1] === '1' && replies[1]?.[1] !== null;
+    const k = this.queue.keys;
+    const [state, , cancel] = await this.redis.avatarRead(this.key(jobId), k.completed!, k.failed!, k.active!, jobId, 'name', 'avcancel');
+    return state === 'running' && cancel === '1';
   }
 
   /**
@@ -406,6 +412,11 @@ export class RedisJobStore implements JobStore {
     return ids;
   }
 
+  async ping(): Promise<void> {
+    await this.ready();
+    await this.redis.ping();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -418,13 +429,20 @@ export class RedisJobStore implements JobStore {
 
   // --- helpers ---------------------------------------------------------------------------------
 
+  /** A claimed BullMQ job kept for the worker's final write (saves reading it back); bounded. */
+  private remember(job: BullJob): void {
+    if (this.claimed.size >= 1_000) this.claimed.delete(this.claimed.keys().next().value!);
+    this.claimed.set(job.id!, job);
+  }
+
   private async finish(jobId: string, workerId: string, move: (job: BullJob) => Promise<unknown>): Promise<boolean> {
     if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
     await this.ready();
-    const job = await BullJob.fromId(this.queue, jobId);
+    const job = this.claimed.get(jobId) ?? (await BullJob.fromId(this.queue, jobId));
     if (!job) return false;
     try {
       await move(job);
+      this.claimed.delete(jobId);
       return true;
     } catch (error) {
       if (lostClaim(error)) return false;

@@ -119,6 +119,7 @@ export const StatsSchema = Type.Object({
 export const ReadySchema = Type.Object({
   ready: Type.Boolean(),
   storage: Type.Object({ ok: Type.Boolean(), detail: Type.String() }),
+  queue: Type.Object({ ok: Type.Boolean(), detail: Type.String() }),
   plugins: Type.Array(Type.Object({ stage: Type.String(), name: Type.String(), ok: Type.Boolean(), detail: Type.String() })),
 });
 

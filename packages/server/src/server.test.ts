@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { JOB_TYPES } from '@avatar/core';
+import { AvatarError, JOB_TYPES } from '@avatar/core';
 import type { Job } from '@avatar/core';
 import { buildServer, startServer } from './server.js';
 import type { RunningServer } from './server.js';
@@ -128,8 +128,9 @@ describe('server: a job end to end on a listening server', () => {
   it('answers health, readiness and the OpenAPI document', async () => {
     expect((await server.app.inject({ url: '/healthz' })).json()).toEqual({ ok: true });
     const ready = await server.app.inject({ url: '/readyz' });
-    const report = ready.json<{ ready: boolean; storage: { ok: boolean }; plugins: { name: string; ok: boolean }[] }>();
+    const report = ready.json<{ ready: boolean; storage: { ok: boolean }; queue: { ok: boolean }; plugins: { name: string; ok: boolean }[] }>();
     expect(report.storage.ok).toBe(true);
+    expect(report.queue.ok).toBe(true);
     expect(report.plugins.map((p) => p.name)).toEqual(['flite']);
     expect(ready.statusCode).toBe(report.ready ? 200 : 503);
     const doc = (await server.app.inject({ url: '/openapi.json' })).json<{ openapi: string; paths: Record<string, unknown> }>();
@@ -558,5 +559,25 @@ describe('server: fuzz over every route', () => {
       if (answer !== '') expect(answer, text.slice(0, 60)).toMatch(/^HTTP\/1\.[01] 4\d\d /);
     }
     expect((await get(`${server.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('readiness and the job store', () => {
+  it('is not ready while the job store does not answer, and says why', async () => {
+    const ctx = await makeContext();
+    const away = new AvatarError('AVATAR_ERR_STORE_UNAVAILABLE', { url: 'redis://:***@10.0.0.1:6379/0', reason: 'connect ECONNREFUSED 10.0.0.1:6379' });
+    // the store as a Redis store is while its server is down: every use fails the same way
+    const store = new Proxy(ctx.store, {
+      get: (target, name, receiver) => (name === 'ping' ? async () => { throw away; } : Reflect.get(target, name, receiver)),
+    });
+    const app = await buildServer({ context: { ...ctx, store }, apiKeys: [], worker: false });
+    try {
+      const ready = await app.inject({ url: '/readyz' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json()).toMatchObject({ ready: false, queue: { ok: false, detail: away.message } });
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
   });
 });

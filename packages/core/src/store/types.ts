@@ -65,6 +65,8 @@ export interface JobStore {
   isCancelRequested(jobId: string): Promise<boolean>;
   /** takes back claims whose lease expired; returns the ids it re-queued or failed */
   recoverExpired(): Promise<string[]>;
+  /** Optional, for a store on a server: resolves once the server answers, rejects with why not (readiness). */
+  ping?(): Promise<void>;
   /** Optional: what is wrong in the store's own records, changing nothing (avatar doctor). */
   checkConsistency?(): Promise<StorageFinding[]>;
   close(): Promise<void>;

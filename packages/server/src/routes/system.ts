@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { STAGE_KINDS, checkPlugin, describePlugins } from '@avatar/core';
-import type { StageKind } from '@avatar/core';
+import type { JobStore, StageKind } from '@avatar/core';
 import { PluginSchema, ReadySchema, StatsSchema, errorResponses } from '../schemas.js';
 import type { Api, RouteContext } from './context.js';
 
@@ -14,6 +14,7 @@ const CHECK_TIMEOUT_MS = 5_000;
 interface ReadyReport {
   ready: boolean;
   storage: { ok: boolean; detail: string };
+  queue: { ok: boolean; detail: string };
   plugins: { stage: string; name: string; ok: boolean; detail: string }[];
 }
 
@@ -25,6 +26,17 @@ async function storageWritable(dir: string): Promise<{ ok: boolean; detail: stri
     return { ok: true, detail: 'writable' };
   } catch (error) {
     return { ok: false, detail: `not writable (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
+  }
+}
+
+/** A store on a server (Redis) answers; the file store is the storage folder, checked above. */
+async function queueAnswers(store: JobStore): Promise<{ ok: boolean; detail: string }> {
+  if (!store.ping) return { ok: true, detail: 'the file store in the storage folder' };
+  try {
+    await store.ping();
+    return { ok: true, detail: 'answers' };
+  } catch (error) {
+    return { ok: false, detail: error instanceof Error ? error.message : String(error) };
   }
 }
 
@@ -43,15 +55,16 @@ export function registerSystemRoutes(api: Api, ctx: RouteContext, app: FastifyIn
   let readyCache: { at: number; report: ReadyReport } | undefined;
   const pluginsCache = new Map<string, { at: number; list: Awaited<ReturnType<typeof describePlugins>> }>();
   api.get('/readyz', {
-    schema: { summary: 'storage writable and every engine usable', response: { 200: ReadySchema, 503: ReadySchema, ...errorResponses(401) } },
+    schema: { summary: 'storage writable, the job store answering and every engine usable', response: { 200: ReadySchema, 503: ReadySchema, ...errorResponses(401) } },
   }, async (_request, reply) => {
     if (!readyCache || Date.now() - readyCache.at > READY_CACHE_MS) {
       const storage = await storageWritable(storageDir);
+      const queue = await queueAnswers(store);
       const plugins = await Promise.all(registry.list().map(async ({ plugin }) => {
         const check = await checkPlugin(plugin, { timeoutMs: CHECK_TIMEOUT_MS });
         return { stage: plugin.stage, name: plugin.name, ok: check.ok, detail: check.detail };
       }));
-      readyCache = { at: Date.now(), report: { ready: storage.ok && plugins.every((p) => p.ok), storage, plugins } };
+      readyCache = { at: Date.now(), report: { ready: storage.ok && queue.ok && plugins.every((p) => p.ok), storage, queue, plugins } };
     }
     const { report } = readyCache;
     return reply.code(report.ready ? 200 : 503).send(report);
