@@ -140,16 +140,24 @@ describe('avatar CLI: engines', () => {
     expect(existsSync(join(dir, 'strict.png')) || existsSync(join(dir, 'ssd.png'))).toBe(false);
   });
 
-  it('--store picks the job queue: a store no package provides is refused, its password never shown', async () => {
-    const r = await run(['--store', 'redis://worker:s3cret@127.0.0.1:6399/0', 'jobs', 'list']);
+  it('--store picks the job queue: a store no package provides is refused, a Redis that does not answer is named; a password is never shown', async () => {
+    const r = await run(['--store', 'memcached://worker:s3cret@127.0.0.1:11211', 'jobs', 'list']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('error AVATAR_ERR_STORE_UNSUPPORTED: no job store for redis: URLs is installed');
+    expect(r.stderr).toContain('error AVATAR_ERR_STORE_UNSUPPORTED: no job store for memcached: URLs is installed');
+    expect(r.stderr).toContain('redis:, rediss:');
     expect(r.stderr + r.stdout).not.toContain('s3cret');
     const env = await run(['jobs', 'list'], { AVATAR_STORE: 'file:' });
     expect(env.code, env.stderr).toBe(0);
-    // a command that needs no queue is not stopped by one that cannot be opened
-    const unrelated = await run(['plugins', 'list', '--no-check'], { AVATAR_STORE: 'redis://worker:s3cret@127.0.0.1:6399/0' });
-    expect(unrelated.code, unrelated.stderr).toBe(0);
+    // nothing listens on port 1: the Redis store says so within its wait
+    const away = await run(['--store', 'redis://worker:s3cret@127.0.0.1:1/0', 'jobs', 'list']);
+    expect(away.code).toBe(1);
+    expect(away.stderr).toContain('error AVATAR_ERR_STORE_UNAVAILABLE: the job store at redis://***:***@127.0.0.1:1/0 does not answer: connect ECONNREFUSED');
+    expect(away.stderr + away.stdout).not.toContain('s3cret');
+    // a command that needs no queue is not stopped by one that cannot be opened or reached
+    for (const store of ['memcached://worker:s3cret@127.0.0.1:11211', 'redis://worker:s3cret@127.0.0.1:1/0']) {
+      const unrelated = await run(['plugins', 'list', '--no-check'], { AVATAR_STORE: store });
+      expect(unrelated.code, unrelated.stderr).toBe(0);
+    }
     const odd = await run(['--store', 'redis://admin:se/cr@t@db host', 'jobs', 'list']);
     expect(odd.code).toBe(2);
     expect(odd.stderr).not.toContain('se/cr');

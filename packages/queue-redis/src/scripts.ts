@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 
-// An atomic read and the two state changes BullMQ has no command for, as Lua scripts over BullMQ's keys (its key
+// An atomic read, the two state changes BullMQ has no command for (as Lua scripts over BullMQ's keys),
+// and a counter the servers of one Redis share (its key
 // layout: <prefix>:<queue>:wait|paused|prioritized|active|completed|failed|events, a hash per job,
 // <job>:lock holding the owner's token). Each runs atomically in Redis like BullMQ's own scripts.
 
@@ -54,9 +55,21 @@ for i = 1, #values do reply[i + 1] = values[i] or false end
 return reply
 `;
 
+/** A fixed-window counter: the count with this call and the ms left of the window. */
+const COUNT = `
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+`;
+
 export type FinishOutcome = 'missing' | 'completed' | 'failed' | 'finished' | 'requested' | 'running';
 
 export interface StoreScripts {
+  avatarCount(key: string, windowMs: string): Promise<[number, number]>;
   /** ARGV: the job id, then the fields to read (the first must always be set, e.g. name) */
   avatarRead(jobKey: string, completed: string, failed: string, active: string, jobId: string, ...fields: string[]): Promise<(string | null)[]>;
   avatarProgress(lockKey: string, jobKey: string, token: string, fraction: string, stageJson: string): Promise<number>;
@@ -69,6 +82,7 @@ export interface StoreScripts {
 /** Registers the scripts on a connection (ioredis sends each by its SHA, loading it on first use). */
 export function withScripts(redis: Redis): Redis & StoreScripts {
   redis.defineCommand('avatarRead', { numberOfKeys: 4, lua: READ });
+  redis.defineCommand('avatarCount', { numberOfKeys: 1, lua: COUNT });
   redis.defineCommand('avatarProgress', { numberOfKeys: 2, lua: PROGRESS });
   redis.defineCommand('avatarFinishWaiting', { numberOfKeys: 8, lua: FINISH_WAITING });
   return redis as Redis & StoreScripts;

@@ -94,6 +94,25 @@ if ('missing' in found) {
       }
     });
 
+    it('counts in fixed windows that every store on the prefix shares (the HTTP rate limit)', async () => {
+      const { store, url } = fresh();
+      const other = new RedisJobStore({ url });
+      try {
+        expect(await store.countInWindow('rate:ip:10.0.0.9', 300)).toMatchObject({ count: 1 });
+        expect(await other.countInWindow('rate:ip:10.0.0.9', 300)).toMatchObject({ count: 2 });
+        const third = await store.countInWindow('rate:ip:10.0.0.9', 300);
+        expect(third.count).toBe(3);
+        expect(third.resetInMs).toBeGreaterThan(0);
+        expect(third.resetInMs).toBeLessThanOrEqual(300);
+        expect(await store.countInWindow('rate:key:0', 300)).toMatchObject({ count: 1 });
+        await sleep(350);
+        expect(await other.countInWindow('rate:ip:10.0.0.9', 300)).toMatchObject({ count: 1 });
+      } finally {
+        await store.close();
+        await other.close();
+      }
+    });
+
     it('names a damaged record with AVATAR_ERR_QUEUE_CORRUPT_FILE (409); a list skips it and says so', async () => {
       const log = new MemoryLogger();
       const url = new URL(`${server!.url}/0?prefix=d${randomBytes(4).toString('hex')}`);

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AvatarError, abandonedJob, cancelledJob, clampProgress, isJobId, jobStats, newJob, selectJobs, silentLogger,
   type AvatarErrorJSON, type CancelOutcome, type ClaimOptions, type Job, type JobParams, type JobResult, type JobStats, type JobStatus,
@@ -393,8 +392,12 @@ export class RedisJobStore implements JobStore {
   async recoverExpired(): Promise<string[]> {
     await this.ready();
     const checker = this.bullWorker('avatar-recovery');
+    // BullMQ throttles the check with a key that lives stalledInterval (1 ms): it goes first, since the
+    // avatar worker loop paces recovery itself and a timer may fire within the same millisecond
+    const throttle = this.queue.keys['stalled-check']!;
+    await this.redis.del(throttle);
     const first = await checker.scripts.moveStalledJobsToWait();
-    await sleep(2); // past the check's 1 ms throttle (stalledInterval)
+    await this.redis.del(throttle);
     const second = await checker.scripts.moveStalledJobsToWait();
     const ids = [...new Set([...first, ...second])];
     for (const id of ids) {
@@ -410,6 +413,13 @@ export class RedisJobStore implements JobStore {
       }
     }
     return ids;
+  }
+
+  /** Counts under `<prefix>:counts:`, beside the queue's keys: one Lua call, atomic across servers. */
+  async countInWindow(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }> {
+    await this.ready();
+    const [count, resetInMs] = await this.redis.avatarCount(`${this.target.prefix}:counts:${key}`, String(Math.max(1, Math.round(windowMs))));
+    return { count, resetInMs };
   }
 
   async ping(): Promise<void> {

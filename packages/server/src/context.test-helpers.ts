@@ -22,6 +22,8 @@ export interface TestContextOptions {
   storageDir?: string;
   /** leave the storage folder in place on cleanup (a test that restarts on the same folder) */
   keep?: boolean;
+  /** the job store's URL, as given (default: AVATAR_TEST_STORE under a prefix of its own, else the file store) */
+  storeUrl?: string;
 }
 
 export async function makeTestContext(prefix: string, options: TestContextOptions = {}): Promise<TestContext> {
@@ -30,7 +32,7 @@ export async function makeTestContext(prefix: string, options: TestContextOption
   for (const [plugin, from] of options.plugins ?? [[flitePlugin, '@avatar/tts'] as const]) registry.register(plugin, from);
   const resources = new ResourceManager({ gpu: new NoGpuProvider('no GPU in this test') });
   const voices = new VoiceProfileStore(storageDir);
-  const store = await testStore(storageDir);
+  const store = options.storeUrl ? await openJobStore(options.storeUrl, { storageDir, kinds: jobStores }) : await testStore(storageDir);
   const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, defaultVoice: DEFAULT_VOICE });
   return {
     storageDir, registry, store, coordinator,

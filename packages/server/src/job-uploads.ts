@@ -1,5 +1,6 @@
 import { lstat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import fp from 'fastify-plugin';
 import { isFinished } from '@avatar/core';
 import type { Job, JobParams, JobStore, Logger } from '@avatar/core';
 
@@ -89,3 +90,13 @@ export async function removeJobUploads(storageDir: string, job: Job, options: { 
   }
   return removed;
 }
+
+/**
+ * The files sent with a job go once it has really ended (a job given back to the queue is not
+ * finished), whichever server or worker saw it end (plugin avatar-job-uploads).
+ */
+export const jobUploadsPlugin = fp<{ storageDir: string; store: JobStore; log: Logger }>(async (app, { storageDir, store, log }) => {
+  app.avatarFinishes.onFinish(async (job) => {
+    await removeJobUploads(storageDir, job, { store, log });
+  });
+}, { name: 'avatar-job-uploads', dependencies: ['avatar-finishes'], fastify: '5.x' });

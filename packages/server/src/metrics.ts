@@ -1,3 +1,4 @@
+import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { JOB_STATUSES } from '@avatar/core';
 import type { Job, JobStore } from '@avatar/core';
@@ -77,3 +78,23 @@ export function createMetrics(store: JobStore): ServerMetrics {
   };
   return { registry, httpRequests, stageSeconds, jobSeconds, observeFinished };
 }
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** the server's Prometheus metrics (plugin avatar-metrics) */
+    avatarMetrics: ServerMetrics;
+  }
+}
+
+/** Request counts by route and status, and the timings of every job that finishes (plugin avatar-metrics). */
+export const metricsPlugin = fp<{ store: JobStore }>(async (app, { store }) => {
+  const metrics = createMetrics(store);
+  app.decorate('avatarMetrics', metrics);
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpRequests.inc({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+  });
+  // only jobs that ended while this server watched: a restart does not count old ones again
+  app.avatarFinishes.onFinish((job, fresh) => {
+    if (fresh) metrics.observeFinished(job);
+  });
+}, { name: 'avatar-metrics', dependencies: ['avatar-finishes'], fastify: '5.x' });

@@ -2,11 +2,12 @@ import { availableParallelism } from 'node:os';
 import { maxHeaderSize } from 'node:http';
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
+import type { FastifyRateLimitStoreCtor } from '@fastify/rate-limit';
 import { AvatarError } from '@avatar/core';
-import type { PluginRegistry, ResourceManager } from '@avatar/core';
+import type { JobStore, PluginRegistry, ResourceManager } from '@avatar/core';
 import type { ApiKeyChecker } from './auth.js';
 import { errorBody } from './http-errors.js';
 import type { Redactor } from './redact.js';
@@ -29,6 +30,8 @@ export interface SecurityOptions {
   /** origins allowed to call the API from a browser; none (the default) means no CORS headers at all */
   corsOrigins?: readonly string[];
   redactor: Redactor;
+  /** counts kept by the job store (several servers on one Redis share them); none: each server counts alone */
+  counter?: JobStore['countInWindow'];
 }
 
 /** A rate limit as text (requests per minute per key; 0: no limit), from the environment or a flag named `source`. */
@@ -98,11 +101,27 @@ export function securityHeaders(corsOn: boolean): Record<string, string> {
 }
 
 /**
- * Rate limiting, CORS, security headers and path redaction. Call before the API-key check is
- * installed: CORS preflights (which carry no key) are answered first, and the limit also counts
- * requests that fail authentication.
+ * Each key's count for @fastify/rate-limit kept by the job store's shared counter, so a client cannot
+ * get N times the limit by spreading its requests over N servers.
  */
-export async function registerSecurity(app: FastifyInstance, options: SecurityOptions): Promise<void> {
+function sharedCounts(count: NonNullable<JobStore['countInWindow']>): FastifyRateLimitStoreCtor {
+  return class SharedCounts {
+    incr(key: string, callback: (error: Error | null, result?: { current: number; ttl: number }) => void, timeWindow: number): void {
+      count(`rate:${key}`, timeWindow).then(({ count: current, resetInMs }) => callback(null, { current, ttl: resetInMs }), (error: Error) => callback(error));
+    }
+
+    child(): SharedCounts {
+      return this;
+    }
+  } as unknown as FastifyRateLimitStoreCtor;
+}
+
+/**
+ * Rate limiting, CORS, security headers and path redaction (plugin avatar-security). Registered
+ * before the API-key check (plugin avatar-auth): CORS preflights (which carry no key) are answered
+ * first, and the limit also counts requests that fail authentication.
+ */
+export const securityPlugin = fp<SecurityOptions>(async (app, options) => {
   const { auth, redactor } = options;
   const corsOrigins = options.corsOrigins ?? [];
 
@@ -146,6 +165,8 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
       allowList: (request) => isHealthzPath(request.url),
       errorResponseBuilder: (_request, context) =>
         new AvatarError('AVATAR_ERR_HTTP_RATE_LIMITED', { limit: context.max, window: windowText(windowMs), retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)) }),
+      // a shared counter that does not answer (Redis away) lets requests through: the routes say what is wrong
+      ...(options.counter && { store: sharedCounts(options.counter), skipOnError: true }),
     });
     // one hook for every request, routes and not-found alike, before the key check
     app.addHook('onRequest', app.rateLimit());
@@ -153,7 +174,26 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
 
   // every job a route answers with (and the SSE stream, which calls redactor itself) loses server paths
   app.addHook('preSerialization', async (_request, _reply, payload) => redactor.payload(payload));
-}
+}, { name: 'avatar-security', fastify: '5.x' });
+
+/**
+ * The API-key check (plugin avatar-auth): with keys configured, every request but the key-free paths
+ * (/healthz, the page) needs one, and the OpenAPI document says which routes need none.
+ */
+export const authPlugin = fp<{ auth: ApiKeyChecker }>(async (app, { auth }) => {
+  if (auth.enabled) {
+    app.addHook('onRequest', async (request, reply) => {
+      if (isKeyFreePath(request.url)) return;
+      if (auth.check(request.headers.authorization)) return;
+      // no detail: a caller learns neither whether a key was close nor which part was wrong
+      return reply.code(401).header('www-authenticate', 'Bearer').type('application/json; charset=utf-8').send(errorBody(new AvatarError('AVATAR_ERR_HTTP_UNAUTHORIZED')));
+    });
+  }
+  // (the global requirement is dropped for them)
+  app.addHook('onRoute', (route) => {
+    if (isKeyFreePath(route.url) || route.url.startsWith('/static/')) route.schema = { ...route.schema, security: [] };
+  });
+}, { name: 'avatar-auth', dependencies: ['avatar-security'], fastify: '5.x' });
 
 /**
  * How many jobs one worker may run at once within the resource budget: models load one at a time

@@ -5,13 +5,16 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { AvatarError, JOB_TYPES } from '@avatar/core';
+import Fastify from 'fastify';
+import { AvatarError, JOB_TYPES, silentLogger } from '@avatar/core';
 import type { Job } from '@avatar/core';
 import { buildServer, startServer } from './server.js';
 import type { RunningServer } from './server.js';
 import { ApiKeyChecker, isLoopback, parseApiKeys } from './auth.js';
 import { parseRange } from './files.js';
 import { makeTestContext } from './context.test-helpers.js';
+import { finishesPlugin } from './finish-watcher.js';
+import { webhooksPlugin } from './webhooks.js';
 
 interface Raw { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 
@@ -575,6 +578,26 @@ describe('readiness and the job store', () => {
       const ready = await app.inject({ url: '/readyz' });
       expect(ready.statusCode).toBe(503);
       expect(ready.json()).toMatchObject({ ready: false, queue: { ok: false, detail: away.message } });
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+});
+
+describe('the server\'s subsystems', () => {
+  it('are named fastify plugins whose wiring fastify checks: one registered without what it needs does not start', async () => {
+    const ctx = await makeContext();
+    const app = Fastify();
+    try {
+      // the webhooks need the finish watcher, which is missing here
+      await expect(app.register(webhooksPlugin, { storageDir: ctx.storageDir, log: silentLogger, redact: (job) => job })).rejects.toMatchObject({ code: 'FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED' });
+      const wired = Fastify();
+      await wired.register(finishesPlugin, { store: ctx.store, log: silentLogger });
+      await wired.register(webhooksPlugin, { storageDir: ctx.storageDir, log: silentLogger, redact: (job) => job });
+      await wired.ready();
+      expect(wired.hasDecorator('avatarWebhooks')).toBe(true);
+      await wired.close();
     } finally {
       await app.close();
       await ctx.cleanup();

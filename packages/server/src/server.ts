@@ -5,20 +5,25 @@ import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { AvatarError, MAX_JSON_DEPTH, Worker, createJobHandlers, nestedDeeperThan, parsePipelineConfig, silentLogger } from '@avatar/core';
+import fp from 'fastify-plugin';
+import { AvatarError, MAX_JSON_DEPTH, nestedDeeperThan, parsePipelineConfig, silentLogger } from '@avatar/core';
 import type { Job, JobStore, Logger, PipelineCoordinator, PluginRegistry, WorkerOptions } from '@avatar/core';
 import { ApiKeyChecker, assertSafeListen, resolveApiKeys } from './auth.js';
 import { createRedactor } from './redact.js';
-import { answerClientError, concurrencyFromBudget, corsOriginsFromEnv, isKeyFreePath, rateLimitFromEnv, registerSecurity, setSecurityHeaders } from './security.js';
+import type { Redactor } from './redact.js';
+import { answerClientError, authPlugin, concurrencyFromBudget, corsOriginsFromEnv, rateLimitFromEnv, securityPlugin, setSecurityHeaders } from './security.js';
 import type { RateLimitOptions } from './security.js';
-import { FinishWatcher, WebhookDispatcher, withSubmitHooks } from './webhooks.js';
-import type { FinishWatcherOptions, WebhookOptions } from './webhooks.js';
+import { webhooksPlugin } from './webhooks.js';
+import type { WebhookOptions } from './webhooks.js';
+import { finishesPlugin, withSubmitHooks } from './finish-watcher.js';
+import type { FinishWatcherOptions } from './finish-watcher.js';
+import { workerPlugin } from './in-process-worker.js';
 import { errorBody, installErrorHandlers } from './http-errors.js';
-import { createMetrics } from './metrics.js';
+import { metricsPlugin } from './metrics.js';
 import { ErrorBodySchema } from './schemas.js';
 import type { RouteContext } from './routes/context.js';
 import { installUploads, uploadLimitsFromEnv } from './uploads.js';
-import { removeJobUploads } from './job-uploads.js';
+import { jobUploadsPlugin } from './job-uploads.js';
 import type { UploadLimits } from './uploads.js';
 import { registerAssetRoutes } from './routes/assets.js';
 import { registerEventRoutes } from './routes/events.js';
@@ -129,27 +134,16 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     void reply.header('x-request-id', request.id);
   });
   app.addSchema(ErrorBodySchema);
-  // before the key check: preflights carry no key, and refused keys count toward the limit
-  await registerSecurity(app, { auth, redactor, rateLimit: options.rateLimit ?? rateLimitFromEnv(), corsOrigins });
 
-  const metrics = createMetrics(store);
-  app.addHook('onResponse', async (request, reply) => {
-    metrics.httpRequests.inc({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+  // The server's subsystems are named fastify plugins that declare what they need: fastify refuses to
+  // start when one is registered without those (FST_ERR_PLUGIN_DEPENDENCY_NOT_REGISTERED).
+  // Before the key check: preflights carry no key, and refused keys count toward the limit; several
+  // servers on one shared store (Redis) count together.
+  await app.register(securityPlugin, {
+    auth, redactor, rateLimit: options.rateLimit ?? rateLimitFromEnv(), corsOrigins,
+    ...(store.countInWindow && { counter: store.countInWindow.bind(store) }),
   });
-
-  if (auth.enabled) {
-    app.addHook('onRequest', async (request, reply) => {
-      if (isKeyFreePath(request.url)) return;
-      if (auth.check(request.headers.authorization)) return;
-      // no detail: a caller learns neither whether a key was close nor which part was wrong
-      return reply.code(401).header('www-authenticate', 'Bearer').type(JSON_TYPE).send(errorBody(new AvatarError('AVATAR_ERR_HTTP_UNAUTHORIZED')));
-    });
-  }
-
-  // the OpenAPI document says which routes need no key (the global requirement is dropped for them)
-  app.addHook('onRoute', (route) => {
-    if (isKeyFreePath(route.url) || route.url.startsWith('/static/')) route.schema = { ...route.schema, security: [] };
-  });
+  await app.register(authPlugin, { auth });
   await app.register(swagger, {
     openapi: {
       info: { title: 'avatar HTTP API', version: '0.1.0', description: 'Submit jobs, follow their progress, download results.' },
@@ -158,85 +152,74 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     },
   });
 
-  // ---- the in-process worker ----
-  let worker: Worker | undefined;
-  let workerRun: Promise<unknown> | undefined;
-  if (options.worker !== false) {
-    const workerOptions = typeof options.worker === 'object' ? options.worker : {};
-    const concurrency = options.concurrency === 'auto' ? concurrencyFromBudget(registry, context.coordinator.resources) : options.concurrency;
-    worker = new Worker({ ...(concurrency !== undefined && { concurrency }), ...workerOptions, store, handlers: createJobHandlers(context.coordinator), log });
-    app.addHook('onReady', async () => {
-      workerRun = worker?.run().catch((error: unknown) => log.error('the in-process worker stopped', { reason: String(error) }));
-    });
-  }
-
-  // ---- open event streams, ended on shutdown so close() does not wait for clients ----
+  // open event streams end first on shutdown, so close() does not wait for their clients
   const streams = new Set<() => void>();
   app.addHook('preClose', async () => {
     for (const end of [...streams]) end();
-    if (worker) {
-      // a running job gets the grace period, then goes back to the queue for the next start
-      await worker.stop({ graceMs: options.shutdownGraceMs ?? 0 });
-      await workerRun;
-    }
-    // requests still being answered get a few seconds; a client that never reads its answer must not
-    // hold the shutdown forever
+  });
+
+  // finished jobs, whoever ran them: stage metrics, webhooks, the clean-up of uploaded files
+  await app.register(finishesPlugin, { store, log, ...options.webhooks });
+  await app.register(metricsPlugin, { store });
+  await app.register(webhooksPlugin, { storageDir, ...(options.webhooks && { webhooks: options.webhooks }), log, redact: redactor.job });
+  await app.register(jobUploadsPlugin, { storageDir, store, log });
+  if (options.worker !== false) {
+    const concurrency = options.concurrency === 'auto' ? concurrencyFromBudget(registry, context.coordinator.resources) : options.concurrency;
+    const worker = { ...(concurrency !== undefined && { concurrency }), ...(typeof options.worker === 'object' ? options.worker : {}) };
+    await app.register(workerPlugin, { store, coordinator: context.coordinator, log, worker, shutdownGraceMs: options.shutdownGraceMs ?? 0 });
+  }
+  app.addHook('preClose', async () => {
+    // (after the worker's stop) requests still being answered get a few seconds; a client that never
+    // reads its answer must not hold the shutdown forever
     const force = setTimeout(() => app.server.closeAllConnections(), options.closeConnectionsAfterMs ?? 5_000);
     force.unref();
     app.server.once('close', () => clearTimeout(force));
   });
 
-  // ---- finished jobs, whoever ran them: stage metrics and webhooks ----
-  const finishes = new FinishWatcher({ store, log, ...options.webhooks });
-  const webhooks = new WebhookDispatcher(storageDir, { ...(options.webhooks && { webhooks: options.webhooks }), log, redact: redactor.job });
-  finishes.onFinish((job, fresh) => {
-    if (fresh) metrics.observeFinished(job);
-    return webhooks.jobFinished(job);
-  });
-  // the files sent with a job go once it has really ended (a job given back to the queue is not finished)
-  finishes.onFinish(async (job) => {
-    await removeJobUploads(storageDir, job, { store, log });
-  });
-  worker?.on((e) => {
-    if (e.type === 'completed' || e.type === 'failed' || e.type === 'cancelled') finishes.notify(e.job.jobId);
-  });
-  app.addHook('onReady', async () => {
-    await webhooks.start();
-    await finishes.start();
-  });
-  app.addHook('onClose', async () => {
-    await finishes.stop();
-    await webhooks.stop();
-  });
+  await app.register(routesPlugin, { context, storageDir, redactor, log, streams, eventsIntervalMs, uploadLimits });
+  return app;
+}
+
+interface RoutesOptions {
+  context: ServerContext;
+  storageDir: string;
+  redactor: Redactor;
+  log: Logger;
+  streams: Set<() => void>;
+  eventsIntervalMs: number;
+  uploadLimits: Partial<UploadLimits>;
+}
+
+/** Every route (plugin avatar-routes), over the subsystems it uses. */
+const routesPlugin = fp<RoutesOptions>(async (app, options) => {
+  const { context, storageDir, redactor, log } = options;
+  const { store, registry } = context;
   const submitStore = withSubmitHooks(store, {
     before: (params) => {
       // the settings are checked now (JSON and form submits alike), so a bad one fails here, not in the worker
       parsePipelineConfig(params.config);
-      webhooks.checkParams(params);
+      app.avatarWebhooks.checkParams(params);
     },
-    after: (job) => finishes.track(job.jobId),
+    after: (job) => app.avatarFinishes.track(job.jobId),
   });
-
-  const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const notFound = (id: string): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id });
   const getJob = async (id: string): Promise<Job> => {
     const job = await store.get(id);
-    if (!job) throw notFound(id);
+    if (!job) throw new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id });
     return job;
   };
-
-
-  const routes: RouteContext = { store: submitStore, coordinator: context.coordinator, redact: redactor, registry, storageDir, log, metrics, streams, eventsIntervalMs, getJob };
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const routes: RouteContext = {
+    store: submitStore, coordinator: context.coordinator, redact: redactor, registry, storageDir, log,
+    metrics: app.avatarMetrics, streams: options.streams, eventsIntervalMs: options.eventsIntervalMs, getJob,
+  };
   // one Uploads for every multipart route (avatars, voices, jobs), with the server's limits
-  const uploads = installUploads(api, { storageDir, limits: uploadLimits, log });
+  const uploads = installUploads(api, { storageDir, limits: options.uploadLimits, log });
   registerJobRoutes(api, routes);
   registerEventRoutes(api, routes);
   registerSystemRoutes(api, routes, app);
   registerPageRoutes(api, routes);
   registerAssetRoutes(api, routes, { coordinator: context.coordinator, uploads });
-
-  return app;
-}
+}, { name: 'avatar-routes', dependencies: ['avatar-auth', 'avatar-metrics', 'avatar-finishes', 'avatar-webhooks', 'avatar-job-uploads'], fastify: '5.x' });
 
 export interface StartOptions extends ServerOptions {
   /** default 127.0.0.1 */

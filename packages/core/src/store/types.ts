@@ -67,6 +67,11 @@ export interface JobStore {
   recoverExpired(): Promise<string[]>;
   /** Optional, for a store on a server: resolves once the server answers, rejects with why not (readiness). */
   ping?(): Promise<void>;
+  /**
+   * Optional, for a store several servers share: counts `key` in fixed windows of `windowMs` for all of
+   * them (the HTTP rate limit); the count includes this call, `resetInMs` is what is left of the window.
+   */
+  countInWindow?(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }>;
   /** Optional: what is wrong in the store's own records, changing nothing (avatar doctor). */
   checkConsistency?(): Promise<StorageFinding[]>;
   close(): Promise<void>;
