@@ -2,7 +2,7 @@ import { isAbsolute, join } from 'node:path';
 import type { PipelineCoordinator, RunResult } from './coordinator.js';
 import { AvatarError, ERRORS, errorSpec } from './errors.js';
 import { ensureDir } from './fsutil.js';
-import type { JobParams, JobResult, JobType, JsonValue } from './jobs.js';
+import type { JobParams, JobResult, JsonValue } from './jobs.js';
 import type { JobContext, JobHandlers } from './worker.js';
 
 const str = (params: JobParams, key: string): string | undefined => {
