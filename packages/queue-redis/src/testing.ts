@@ -1,6 +1,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,7 +18,7 @@ export function findRedisServer(): { path: string } | { missing: string } {
 }
 
 export interface RedisServer {
-  /** redis://127.0.0.1:<port> */
+  /** redis://127.0.0.1:<port>, or rediss://localhost:<port> with TLS */
   readonly url: string;
   readonly port: number;
   /** its working folder (the append-only file lives here) */
@@ -42,10 +44,19 @@ export async function freeLoopbackPort(): Promise<number> {
   });
 }
 
-/** True once the server answers PING with PONG (not LOADING). */
-function pings(port: number): Promise<boolean> {
+/** Files of a TLS set-up: the server's certificate and key, and the CA that signed it. */
+export interface RedisTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+}
+
+/** True once the server answers PING with PONG (not LOADING); over TLS when `tls` is given. */
+function pings(port: number, tls?: RedisTls): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
+    const socket: Socket = tls
+      ? tlsConnect({ host: '127.0.0.1', port, ca: readFileSync(tls.caFile), servername: 'localhost' })
+      : createConnection({ host: '127.0.0.1', port });
     let reply = '';
     const done = (ok: boolean): void => {
       socket.destroy();
@@ -53,10 +64,11 @@ function pings(port: number): Promise<boolean> {
     };
     socket.setTimeout(500, () => done(false));
     socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once(tls ? 'secureConnect' : 'connect', () => socket.write('PING\r\n'));
     socket.on('data', (data) => {
       reply += data.toString();
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+      // (a server with a password answers NOAUTH: it is up all the same)
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'));
     });
   });
 }
@@ -64,9 +76,10 @@ function pings(port: number): Promise<boolean> {
 /**
  * Starts redis-server on a free loopback port. `appendOnly` keeps every write in an append-only file
  * synced at each write, so a restart (even after SIGKILL) loses nothing. `port`: a port chosen
- * beforehand (freeLoopbackPort), e.g. one that workers were already pointed at.
+ * beforehand (freeLoopbackPort), e.g. one that workers were already pointed at. `tls`: it speaks
+ * only TLS (rediss://localhost:<port>); `password`: it asks for one.
  */
-export async function startRedisServer(options: { appendOnly?: boolean; port?: number } = {}): Promise<RedisServer> {
+export async function startRedisServer(options: { appendOnly?: boolean; port?: number; tls?: RedisTls; password?: string } = {}): Promise<RedisServer> {
   const found = findRedisServer();
   if ('missing' in found) throw new Error(found.missing);
   const dir = await mkdtemp(join(tmpdir(), 'avatar-redis-'));
@@ -75,16 +88,21 @@ export async function startRedisServer(options: { appendOnly?: boolean; port?: n
   let output = '';
 
   const start = async (): Promise<void> => {
+    const tls = options.tls;
     const args = [
-      '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
+      ...(tls
+        ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile, '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', 'no']
+        : ['--port', String(port)]),
+      '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--daemonize', 'no', '--loglevel', 'warning',
       '--appendonly', options.appendOnly ? 'yes' : 'no', '--appendfsync', 'always',
+      ...(options.password ? ['--requirepass', options.password] : []),
     ];
     const started = spawn(found.path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child = started;
     started.stdout?.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
     started.stderr?.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-4000); });
     const deadline = Date.now() + 10_000;
-    while (!(await pings(port))) {
+    while (!(await pings(port, options.tls))) {
       if (started.exitCode !== null || Date.now() > deadline) {
         started.kill('SIGKILL');
         throw new Error(`redis-server did not start on port ${port}: ${output}`);
@@ -104,7 +122,7 @@ export async function startRedisServer(options: { appendOnly?: boolean; port?: n
 
   await start();
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: options.tls ? `rediss://localhost:${port}` : `redis://127.0.0.1:${port}`,
     port,
     dir,
     get pid() {
@@ -117,4 +135,23 @@ export async function startRedisServer(options: { appendOnly?: boolean; port?: n
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A CA and a server certificate for localhost and 127.0.0.1 made with openssl in `dir`, for a TLS
+ * test; undefined (with the reason) where openssl is not installed.
+ */
+export function makeTestCertificates(dir: string): RedisTls | { missing: string } {
+  const run = (args: string[]): boolean => spawnSync('openssl', args, { cwd: dir, stdio: 'ignore' }).status === 0;
+  if (spawnSync('sh', ['-c', 'command -v openssl'], { stdio: 'ignore' }).status !== 0) return { missing: 'openssl is not installed' };
+  const ok = run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=avatar test CA'])
+    && run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost'])
+    && run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', writeExt(dir)]);
+  return ok ? { certFile: join(dir, 'server.pem'), keyFile: join(dir, 'server.key'), caFile: join(dir, 'ca.pem') } : { missing: 'openssl could not make the test certificates' };
+}
+
+function writeExt(dir: string): string {
+  const path = join(dir, 'ext.cnf');
+  writeFileSync(path, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  return path;
 }
