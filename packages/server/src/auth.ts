@@ -31,6 +31,15 @@ export class ApiKeyChecker {
     return this.match(header) >= 0;
   }
 
+  /**
+   * A name for the key the header carries, the same on every server that has the key whatever its
+   * other keys (the first 16 hex digits of its SHA-256: never the key), or undefined for none.
+   */
+  bucket(header: string | undefined): string | undefined {
+    const i = this.match(header);
+    return i < 0 ? undefined : this.digests[i]!.toString('hex').slice(0, 16);
+  }
+
   /** which key the Authorization header carries (its index), or -1; same constant-time comparison */
   match(header: string | undefined): number {
     if (typeof header !== 'string') return -1;

@@ -159,8 +159,9 @@ export const securityPlugin = fp<SecurityOptions>(async (app, options) => {
       max,
       timeWindow: windowMs,
       keyGenerator: (request) => {
-        const key = auth.enabled ? auth.match(request.headers.authorization) : -1;
-        return key >= 0 ? `key:${key}` : `ip:${request.ip}`;
+        // (counts several servers share name the key itself, not its place in one server's list)
+        const key = auth.enabled ? auth.bucket(request.headers.authorization) : undefined;
+        return key !== undefined ? `key:${key}` : `ip:${request.ip}`;
       },
       allowList: (request) => isHealthzPath(request.url),
       errorResponseBuilder: (_request, context) =>

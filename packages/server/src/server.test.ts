@@ -363,6 +363,12 @@ describe('server: helpers', () => {
     expect(checker.check('Bearer secrets')).toBe(false);
     expect(checker.check(undefined)).toBe(false);
     expect(new ApiKeyChecker([]).check('Bearer ')).toBe(false);
+    // a key's rate-limit bucket is the same on servers with other keys beside it, and never the key
+    const bucket = checker.bucket('Bearer secret');
+    expect(bucket).toMatch(/^[0-9a-f]{16}$/);
+    expect(new ApiKeyChecker(['other', 'secret']).bucket('Bearer secret')).toBe(bucket);
+    expect(new ApiKeyChecker(['other', 'secret']).bucket('Bearer other')).not.toBe(bucket);
+    expect(checker.bucket('Bearer guess')).toBeUndefined();
     for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost']) expect(isLoopback(h)).toBe(true);
     for (const h of ['0.0.0.0', '::', '10.0.0.1', 'example.com', '128.0.0.1']) expect(isLoopback(h)).toBe(false);
   });
