@@ -34,6 +34,7 @@ describe('redisTarget', () => {
     for (const [url, problem] of [
       ['redis://h/zero', 'names the database'],
       ['redis://h/0?queue=x', 'unknown parameter "queue"'],
+      ['redis://h/0?password=topsecret', 'unknown parameter "password"'],
       ['redis://h/0?prefix=a:b', 'prefix'],
       ['http://h', 'scheme http:'],
     ] as const) {

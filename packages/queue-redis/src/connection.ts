@@ -13,7 +13,14 @@ export interface RedisTarget {
 const PREFIX_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
 function invalid(url: URL, problem: string, expected: string): AvatarError {
-  return new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'store', problem, value: redactedUrl(url), expected });
+  return new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'store', problem, value: shownUrl(url), expected });
+}
+
+/** The URL as it may be shown: no password, and of its parameters only the prefix's value (another may be a secret). */
+function shownUrl(url: URL): string {
+  const copy = new URL(url.href);
+  for (const key of [...copy.searchParams.keys()]) if (key !== 'prefix') copy.searchParams.set(key, '***');
+  return redactedUrl(copy);
 }
 
 /**
@@ -44,5 +51,5 @@ export function redisTarget(url: URL, env: NodeJS.ProcessEnv = process.env): Red
     ...(password !== undefined && { password }),
     ...(url.protocol === 'rediss:' && { tls: { servername: host } }),
   };
-  return { options, shown: redactedUrl(url), prefix };
+  return { options, shown: shownUrl(url), prefix };
 }

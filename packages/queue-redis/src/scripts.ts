@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 
-// An atomic read, the two state changes BullMQ has no command for (as Lua scripts over BullMQ's keys),
+// An atomic read, the state changes BullMQ has no command for (as Lua scripts over BullMQ's keys),
 // and a counter the servers of one Redis share (its key
 // layout: <prefix>:<queue>:wait|paused|prioritized|active|completed|failed|events, a hash per job,
 // <job>:lock holding the owner's token). Each runs atomically in Redis like BullMQ's own scripts.
@@ -55,6 +55,29 @@ for i = 1, #values do reply[i + 1] = values[i] or false end
 return reply
 `;
 
+/**
+ * release, in one step: only by the lock's holder; a job with a cancel request is left for the caller
+ * to mark cancelled; otherwise back to the head of the queue (as BullMQ's moveJobFromActiveToWait
+ * puts it: the wait list, a marker for blocked workers, a 'waiting' event) with its attempt given back
+ * (ats) and its progress forgotten. Atomic, so no claim, cancel or second release comes in between.
+ */
+const RELEASE = `
+local id = ARGV[1]
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 'lost' end
+if redis.call('HGET', KEYS[1], 'avcancel') == '1' then return 'cancel' end
+if redis.call('LREM', KEYS[3], 1, id) == 0 then return 'lost' end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[5], id)
+redis.call('HINCRBY', KEYS[1], 'ats', -1)
+redis.call('HDEL', KEYS[1], 'avp', 'avs', 'avpa')
+redis.call('RPUSH', KEYS[4], id)
+local meta = redis.call('HMGET', KEYS[6], 'paused', 'concurrency')
+local maxed = meta[2] and redis.call('LLEN', KEYS[3]) >= tonumber(meta[2])
+if not meta[1] and not maxed then redis.call('ZADD', KEYS[7], 0, '0') end
+redis.call('XADD', KEYS[8], 'MAXLEN', '~', 10000, '*', 'event', 'waiting', 'jobId', id, 'prev', 'active')
+return 'released'
+`;
+
 /** A fixed-window counter: the count with this call and the ms left of the window. */
 const COUNT = `
 local n = redis.call('INCR', KEYS[1])
@@ -69,6 +92,10 @@ return {n, ttl}
 export type FinishOutcome = 'missing' | 'completed' | 'failed' | 'finished' | 'requested' | 'running';
 
 export interface StoreScripts {
+  avatarRelease(
+    jobKey: string, lockKey: string, active: string, wait: string, stalled: string, meta: string, marker: string, events: string,
+    jobId: string, token: string,
+  ): Promise<'lost' | 'cancel' | 'released'>;
   avatarCount(key: string, windowMs: string): Promise<[number, number]>;
   /** ARGV: the job id, then the fields to read (the first must always be set, e.g. name) */
   avatarRead(jobKey: string, completed: string, failed: string, active: string, jobId: string, ...fields: string[]): Promise<(string | null)[]>;
@@ -83,6 +110,7 @@ export interface StoreScripts {
 export function withScripts(redis: Redis): Redis & StoreScripts {
   redis.defineCommand('avatarRead', { numberOfKeys: 4, lua: READ });
   redis.defineCommand('avatarCount', { numberOfKeys: 1, lua: COUNT });
+  redis.defineCommand('avatarRelease', { numberOfKeys: 8, lua: RELEASE });
   redis.defineCommand('avatarProgress', { numberOfKeys: 2, lua: PROGRESS });
   redis.defineCommand('avatarFinishWaiting', { numberOfKeys: 8, lua: FINISH_WAITING });
   return redis as Redis & StoreScripts;

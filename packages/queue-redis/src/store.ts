@@ -1,5 +1,5 @@
 import {
-  AvatarError, abandonedJob, cancelledJob, clampProgress, isJobId, jobStats, newJob, selectJobs, silentLogger,
+  AvatarError, abandonedJob, cancelledJob, clampProgress, isAvatarError, isJobId, jobStats, newJob, selectJobs, silentLogger,
   type AvatarErrorJSON, type CancelOutcome, type ClaimOptions, type Job, type JobParams, type JobResult, type JobStats, type JobStatus,
   type JobStore, type JobType, type ListFilter, type Logger,
 } from '@avatar/core';
@@ -28,6 +28,8 @@ const QUEUE_NAME = 'jobs';
 // lost its claim, which the contract reports as `false`, not as an error.
 const LOST_CLAIM = /^(Missing lock for job|Lock mismatch for job|Missing key for job|Job \S+ is not in the \w+ state)/;
 const lostClaim = (error: unknown): boolean => error instanceof Error && LOST_CLAIM.test(error.message);
+// ioredis's and the socket's words for a connection that went away, or a command with no answer in time
+const CONNECTION_LOST = /Connection is closed|Command timed out|Stream isn't writeable|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH/i;
 
 // The state sets BullMQ keeps, by the status they stand for.
 const SETS: Record<QueueState, readonly { key: string; kind: 'list' | 'zset' }[]> = {
@@ -59,6 +61,8 @@ export class RedisJobStore implements JobStore {
   private bullQueue: Queue | undefined;
   private readonly workers = new Map<string, BullWorker>();
   private readonly claimed = new Map<string, BullJob>();
+  /** final moves whose answer was lost: the next try may find them done */
+  private readonly inDoubt = new Set<string>();
   private readonly maxAttempts: number;
   private readonly log: Logger;
   private readonly connectTimeoutMs: number;
@@ -78,6 +82,12 @@ export class RedisJobStore implements JobStore {
       // commands wait through a reconnect (a worker's complete() lands once Redis is back);
       // ready() bounds how long an operation waits when Redis is down before it starts
       maxRetriesPerRequest: null,
+      // a command whose answer was lost with the connection is not sent again blindly: it fails as
+      // AVATAR_ERR_STORE_UNAVAILABLE and the caller (Worker.persist) tries again knowing it may have landed
+      autoResendUnfulfilledCommands: false,
+      // a half-open connection must not hold an operation forever
+      commandTimeout: 15_000,
+      keepAlive: 10_000,
       connectTimeout: this.connectTimeoutMs,
       retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 3_000),
       connectionName: 'avatar',
@@ -230,23 +240,27 @@ export class RedisJobStore implements JobStore {
   // --- the contract ----------------------------------------------------------------------------
 
   async submit(jobType: JobType, params: JobParams): Promise<Job> {
-    const job = newJob(jobType, params);
-    await this.ready();
-    await this.queue.add(job.jobType, job.params, {
-      jobId: job.jobId,
-      timestamp: Date.parse(job.createdAt),
-      attempts: 1,
-      removeOnComplete: false,
-      removeOnFail: false,
-      stackTraceLimit: 0,
+    return this.io(async () => {
+      const job = newJob(jobType, params);
+      await this.ready();
+      await this.queue.add(job.jobType, job.params, {
+        jobId: job.jobId,
+        timestamp: Date.parse(job.createdAt),
+        attempts: 1,
+        removeOnComplete: false,
+        removeOnFail: false,
+        stackTraceLimit: 0,
+      });
+      return job;
     });
-    return job;
   }
 
   async get(jobId: string): Promise<Job | undefined> {
-    if (typeof jobId !== 'string' || !isJobId(jobId)) return undefined;
-    await this.ready();
-    return (await this.load(jobId))?.job;
+    return this.io(async () => {
+      if (typeof jobId !== 'string' || !isJobId(jobId)) return undefined;
+      await this.ready();
+      return (await this.load(jobId))?.job;
+    });
   }
 
   /**
@@ -255,133 +269,146 @@ export class RedisJobStore implements JobStore {
    * every store (selectJobs): its cost grows with the jobs kept, as the file store's does.
    */
   async list(filter: ListFilter = {}): Promise<Job[]> {
-    const statuses = filter.status === undefined ? undefined : typeof filter.status === 'string' ? [filter.status] : filter.status;
-    if (statuses?.length === 0 || filter.limit === 0) return [];
-    const states = statuses ? [...new Set(statuses.map((s) => STATES_OF[s]))] : undefined;
-    return selectJobs(await this.loadAll(states), filter);
+    return this.io(async () => {
+      const statuses = filter.status === undefined ? undefined : typeof filter.status === 'string' ? [filter.status] : filter.status;
+      if (statuses?.length === 0 || filter.limit === 0) return [];
+      const states = statuses ? [...new Set(statuses.map((s) => STATES_OF[s]))] : undefined;
+      return selectJobs(await this.loadAll(states), filter);
+    });
   }
 
   async stats(): Promise<JobStats> {
-    return jobStats(await this.loadAll());
+    return this.io(async () => {
+      return jobStats(await this.loadAll());
+    });
   }
 
   async cancel(jobId: string): Promise<CancelOutcome> {
-    const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
-    if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
-    await this.ready();
-    const before = await this.load(jobId);
-    if (!before) throw notFound();
-    const finished = (job: Job): AvatarError => new AvatarError('AVATAR_ERR_JOB_FINISHED', { id: jobId, status: job.status, action: 'cancelled' });
-    if (before.state === 'completed' || before.state === 'failed') throw finished(before.job);
-    const reason = JSON.stringify(cancelledJob({ ...before.job, status: 'pending' }, null).error);
-    const outcome = await this.finishWaiting(jobId, reason, 'cancel');
-    const after = await this.load(jobId);
-    if (!after || outcome === 'missing') throw notFound();
-    if (outcome === 'finished') return { job: after.job, outcome: 'cancelled' };
-    if (outcome === 'requested' || after.state === 'running') return { job: after.job, outcome: 'requested' };
-    throw finished(after.job);
+    return this.io(async () => {
+      const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
+      if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
+      await this.ready();
+      const before = await this.load(jobId);
+      if (!before) throw notFound();
+      const finished = (job: Job): AvatarError => new AvatarError('AVATAR_ERR_JOB_FINISHED', { id: jobId, status: job.status, action: 'cancelled' });
+      if (before.state === 'completed' || before.state === 'failed') throw finished(before.job);
+      const reason = JSON.stringify(cancelledJob({ ...before.job, status: 'pending' }, null).error);
+      const outcome = await this.finishWaiting(jobId, reason, 'cancel');
+      const after = await this.load(jobId);
+      if (!after || outcome === 'missing') throw notFound();
+      if (outcome === 'finished') return { job: after.job, outcome: 'cancelled' };
+      if (outcome === 'requested' || after.state === 'running') return { job: after.job, outcome: 'requested' };
+      throw finished(after.job);
+    });
   }
 
   async delete(jobId: string): Promise<void> {
-    const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
-    if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
-    await this.ready();
-    const loaded = await this.load(jobId);
-    if (!loaded) throw notFound();
-    const running = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_RUNNING', { id: jobId, action: 'deleted' });
-    if (loaded.state === 'running') throw running();
-    // BullMQ removes a job only while no worker holds its lock: a claim that came first wins
-    if ((await this.queue.remove(jobId)) !== 1) {
-      if ((await this.load(jobId))?.state === 'running') throw running();
-      throw notFound();
-    }
+    return this.io(async () => {
+      const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
+      if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
+      await this.ready();
+      const loaded = await this.load(jobId);
+      if (!loaded) throw notFound();
+      const running = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_RUNNING', { id: jobId, action: 'deleted' });
+      if (loaded.state === 'running') throw running();
+      // BullMQ removes a job only while no worker holds its lock: a claim that came first wins
+      if ((await this.queue.remove(jobId)) !== 1) {
+        if ((await this.load(jobId))?.state === 'running') throw running();
+        throw notFound();
+      }
+    });
   }
 
   async claim(workerId: string, options: ClaimOptions): Promise<Job | undefined> {
-    await this.ready();
-    const worker = this.bullWorker(workerId, options.leaseMs);
-    for (;;) {
-      // (a job that stalled too often is failed by BullMQ here and the next one is taken)
-      const next = await worker.getNextJob(workerId, { block: false });
-      if (!next?.id) return undefined;
-      if (options.leaseMs !== worker.opts.lockDuration) await this.queue.scripts.extendLock(next.id, workerId, options.leaseMs);
-      // the record as BullMQ handed it over with the claim: no second read
-      const job = jobFromHash(next.id, {
-        name: next.name,
-        data: JSON.stringify(next.data),
-        timestamp: String(next.timestamp),
-        processedOn: String(next.processedOn ?? Date.now()),
-        ats: String(next.attemptsStarted),
-        pb: next.processedBy ?? workerId,
-      }, 'running');
-      if (typeof job === 'string') {
-        // damaged: failed at once with the reason, so it does not come back
-        const error = new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: `${this.shownUrl} ${this.key(next.id)}`, reason: job });
-        await next.moveToFailed(new Error(JSON.stringify(error.toJSON())), workerId, false).catch(() => undefined);
-        this.log.warn(error.message, { jobId: next.id });
-        continue;
+    return this.io(async () => {
+      await this.ready();
+      const worker = this.bullWorker(workerId, options.leaseMs);
+      for (;;) {
+        // (a job that stalled too often is failed by BullMQ here and the next one is taken)
+        const next = await worker.getNextJob(workerId, { block: false });
+        if (!next?.id) return undefined;
+        if (options.leaseMs !== worker.opts.lockDuration) await this.queue.scripts.extendLock(next.id, workerId, options.leaseMs);
+        // the record as BullMQ handed it over with the claim: no second read
+        const job = jobFromHash(next.id, {
+          name: next.name,
+          data: JSON.stringify(next.data),
+          timestamp: String(next.timestamp),
+          processedOn: String(next.processedOn ?? Date.now()),
+          ats: String(next.attemptsStarted),
+          pb: next.processedBy ?? workerId,
+        }, 'running');
+        if (typeof job === 'string') {
+          // damaged: failed at once with the reason, so it does not come back
+          const error = new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: `${this.shownUrl} ${this.key(next.id)}`, reason: job });
+          await next.moveToFailed(new Error(JSON.stringify(error.toJSON())), workerId, false).catch(() => undefined);
+          this.log.warn(error.message, { jobId: next.id });
+          continue;
+        }
+        this.remember(next);
+        return job;
       }
-      this.remember(next);
-      return job;
-    }
+    });
   }
 
   async heartbeat(jobId: string, workerId: string, options: ClaimOptions): Promise<boolean> {
-    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-    await this.ready();
-    return (await this.queue.scripts.extendLock(jobId, workerId, options.leaseMs)) === 1;
+    return this.io(async () => {
+      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+      await this.ready();
+      return (await this.queue.scripts.extendLock(jobId, workerId, options.leaseMs)) === 1;
+    });
   }
 
   async progress(jobId: string, workerId: string, progress: number, stage: string | null): Promise<boolean> {
-    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-    await this.ready();
-    return (await this.redis.avatarProgress(`${this.key(jobId)}:lock`, this.key(jobId), workerId, String(clampProgress(progress)), JSON.stringify(stage))) === 1;
+    return this.io(async () => {
+      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+      await this.ready();
+      return (await this.redis.avatarProgress(`${this.key(jobId)}:lock`, this.key(jobId), workerId, String(clampProgress(progress)), JSON.stringify(stage))) === 1;
+    });
   }
 
   async complete(jobId: string, workerId: string, result: JobResult): Promise<boolean> {
-    return this.finish(jobId, workerId, (job) => job.moveToCompleted(result, workerId, false));
+    return this.finish(jobId, workerId, (job) => job.moveToCompleted(result, workerId, false), (job) => job.status === 'completed');
   }
 
   async fail(jobId: string, workerId: string, error: AvatarErrorJSON): Promise<boolean> {
-    return this.finish(jobId, workerId, (job) => job.moveToFailed(new Error(JSON.stringify(error)), workerId, false));
+    return this.finish(jobId, workerId, (job) => job.moveToFailed(new Error(JSON.stringify(error)), workerId, false), (job) => job.status === 'failed' && job.error?.code === error.code);
   }
 
   async markCancelled(jobId: string, workerId: string, stage: string | null): Promise<boolean> {
-    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-    await this.ready();
-    // the stage it stopped at, written only if this worker still holds the job
-    if ((await this.redis.avatarProgress(`${this.key(jobId)}:lock`, this.key(jobId), workerId, '', JSON.stringify(stage))) !== 1) return false;
-    const loaded = await this.load(jobId);
-    if (!loaded || loaded.state !== 'running') return false;
-    const error = cancelledJob(loaded.job, stage).error!;
-    return this.finish(jobId, workerId, (job) => job.moveToFailed(new Error(JSON.stringify(error)), workerId, false));
+    return this.io(async () => {
+      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+      await this.ready();
+      // the stage it stopped at, written only if this worker still holds the job
+      if ((await this.redis.avatarProgress(`${this.key(jobId)}:lock`, this.key(jobId), workerId, '', JSON.stringify(stage))) !== 1) return false;
+      const loaded = await this.load(jobId);
+      if (!loaded || loaded.state !== 'running') return false;
+      const error = cancelledJob(loaded.job, stage).error!;
+      return this.finish(jobId, workerId, (job) => job.moveToFailed(new Error(JSON.stringify(error)), workerId, false), (job) => job.status === 'cancelled');
+    });
   }
 
   async release(jobId: string, workerId: string): Promise<boolean> {
-    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-    await this.ready();
-    const loaded = await this.load(jobId);
-    if (!loaded || loaded.state !== 'running') return false;
-    if (loaded.raw.avcancel === '1') return this.markCancelled(jobId, workerId, loaded.job.stage);
-    try {
-      // back to the head of the queue (BullMQ pushes it where workers take from)
-      await this.queue.scripts.moveJobFromActiveToWait(jobId, workerId);
-    } catch (error) {
-      if (lostClaim(error)) return false;
-      throw error;
-    }
-    this.claimed.delete(jobId);
-    // the attempt is given back (BullMQ counted it when the job was claimed), its progress forgotten
-    await this.redis.multi().hincrby(this.key(jobId), 'ats', -1).hdel(this.key(jobId), 'avp', 'avs', 'avpa').exec();
-    return true;
+    return this.io(async () => {
+      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+      await this.ready();
+      const k = (name: string): string => this.queue.toKey(name);
+      const outcome = await this.redis.avatarRelease(
+        this.key(jobId), `${this.key(jobId)}:lock`, k('active'), k('wait'), k('stalled'), k('meta'), k('marker'), k('events'), jobId, workerId,
+      );
+      if (outcome === 'cancel') return this.markCancelled(jobId, workerId, (await this.load(jobId))?.job.stage ?? null);
+      if (outcome === 'released') this.claimed.delete(jobId);
+      return outcome === 'released';
+    });
   }
 
   async isCancelRequested(jobId: string): Promise<boolean> {
-    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-    await this.ready();
-    const k = this.queue.keys;
-    const [state, , cancel] = await this.redis.avatarRead(this.key(jobId), k.completed!, k.failed!, k.active!, jobId, 'name', 'avcancel');
-    return state === 'running' && cancel === '1';
+    return this.io(async () => {
+      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
+      await this.ready();
+      const k = this.queue.keys;
+      const [state, , cancel] = await this.redis.avatarRead(this.key(jobId), k.completed!, k.failed!, k.active!, jobId, 'name', 'avcancel');
+      return state === 'running' && cancel === '1';
+    });
   }
 
   /**
@@ -390,41 +417,50 @@ export class RedisJobStore implements JobStore {
    * out of attempts (or asked to stop) is then failed (or cancelled) instead of waiting to be claimed.
    */
   async recoverExpired(): Promise<string[]> {
-    await this.ready();
-    const checker = this.bullWorker('avatar-recovery');
-    // BullMQ throttles the check with a key that lives stalledInterval (1 ms): it goes first, since the
-    // avatar worker loop paces recovery itself and a timer may fire within the same millisecond
-    const throttle = this.queue.keys['stalled-check']!;
-    await this.redis.del(throttle);
-    const first = await checker.scripts.moveStalledJobsToWait();
-    await this.redis.del(throttle);
-    const second = await checker.scripts.moveStalledJobsToWait();
-    const ids = [...new Set([...first, ...second])];
-    for (const id of ids) {
-      const loaded = await this.load(id);
-      if (!loaded || loaded.state !== 'pending') continue;
-      // the attempt that was lost, as it was while it ran
-      const lost = jobFromHash(id, loaded.raw, 'running');
-      if (typeof lost === 'string') continue;
-      const after = abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: this.maxAttempts, cancelRequested: loaded.raw.avcancel === '1' });
-      if (after.status !== 'pending' || loaded.raw.defa !== undefined) {
-        const error = after.status === 'pending' ? abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: 0, cancelRequested: false }).error : after.error;
-        await this.finishWaiting(id, JSON.stringify(error), 'finish');
+    return this.io(async () => {
+      await this.ready();
+      const checker = this.bullWorker('avatar-recovery');
+      // BullMQ throttles the check with a key that lives stalledInterval (1 ms): it goes first, since the
+      // avatar worker loop paces recovery itself and a timer may fire within the same millisecond
+      const throttle = this.queue.keys['stalled-check']!;
+      await this.redis.del(throttle);
+      const first = await checker.scripts.moveStalledJobsToWait();
+      await this.redis.del(throttle);
+      const second = await checker.scripts.moveStalledJobsToWait();
+      const ids = [...new Set([...first, ...second])];
+      for (const id of ids) {
+        const loaded = await this.load(id);
+        if (!loaded || loaded.state !== 'pending') continue;
+        // the attempt that was lost, as it was while it ran
+        const lost = jobFromHash(id, loaded.raw, 'running');
+        if (typeof lost === 'string') continue;
+        const after = abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: this.maxAttempts, cancelRequested: loaded.raw.avcancel === '1' });
+        if (after.status !== 'pending' || loaded.raw.defa !== undefined) {
+          const error = after.status === 'pending' ? abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: 0, cancelRequested: false }).error : after.error;
+          await this.finishWaiting(id, JSON.stringify(error), 'finish');
+        }
       }
-    }
-    return ids;
+      return ids;
+    });
   }
 
   /** Counts under `<prefix>:counts:`, beside the queue's keys: one Lua call, atomic across servers. */
   async countInWindow(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }> {
-    await this.ready();
-    const [count, resetInMs] = await this.redis.avatarCount(`${this.target.prefix}:counts:${key}`, String(Math.max(1, Math.round(windowMs))));
-    return { count, resetInMs };
+    return this.io(async () => {
+      // on every request: while Redis is away it fails at once (the limiter then lets requests
+      // through) instead of holding each request for the connect wait
+      if (this.redis.status === 'wait') await this.ready();
+      else if (this.redis.status !== 'ready') throw this.unavailable(this.lastError?.message ?? `the connection is ${this.redis.status}`);
+      const [count, resetInMs] = await this.redis.avatarCount(`${this.target.prefix}:counts:${key}`, String(Math.max(1, Math.round(windowMs))));
+      return { count, resetInMs };
+    });
   }
 
   async ping(): Promise<void> {
-    await this.ready();
-    await this.redis.ping();
+    return this.io(async () => {
+      await this.ready();
+      await this.redis.ping();
+    });
   }
 
   async close(): Promise<void> {
@@ -445,17 +481,41 @@ export class RedisJobStore implements JobStore {
     this.claimed.set(job.id!, job);
   }
 
-  private async finish(jobId: string, workerId: string, move: (job: BullJob) => Promise<unknown>): Promise<boolean> {
+  /**
+   * A lock-checked final move. Refused for want of the lock, it may still have landed: a reply lost
+   * with the connection makes the worker write again (Worker.persist), and the first write may have
+   * been done; `landed` says whether the job is as this write would have left it.
+   */
+  private async finish(jobId: string, workerId: string, move: (job: BullJob) => Promise<unknown>, landed: (job: Job) => boolean): Promise<boolean> {
     if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-    await this.ready();
-    const job = this.claimed.get(jobId) ?? (await BullJob.fromId(this.queue, jobId));
-    if (!job) return false;
+    return this.io(async () => {
+      await this.ready();
+      const job = this.claimed.get(jobId) ?? (await BullJob.fromId(this.queue, jobId));
+      if (!job) return false;
+      try {
+        await move(job);
+        this.claimed.delete(jobId);
+        this.inDoubt.delete(jobId);
+        return true;
+      } catch (error) {
+        if (!lostClaim(error)) {
+          // no answer: the move may or may not have been done
+          if (!isAvatarError(error)) this.inDoubt.add(jobId);
+          throw error;
+        }
+        if (!this.inDoubt.delete(jobId)) return false;
+        const now = await this.load(jobId);
+        return now !== undefined && now.raw.pb === workerId && landed(now.job);
+      }
+    });
+  }
+
+  /** Runs an operation; a connection lost or timed out under it is AVATAR_ERR_STORE_UNAVAILABLE. */
+  private async io<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      await move(job);
-      this.claimed.delete(jobId);
-      return true;
+      return await fn();
     } catch (error) {
-      if (lostClaim(error)) return false;
+      if (error instanceof Error && !isAvatarError(error) && CONNECTION_LOST.test(error.message)) throw this.unavailable(error.message);
       throw error;
     }
   }

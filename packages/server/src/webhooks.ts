@@ -453,14 +453,16 @@ declare module 'fastify' {
 }
 
 /**
- * Webhook deliveries for jobs that end (plugin avatar-webhooks): started as the server boots, so
- * deliveries left pending by an earlier run resume and the finish watcher's first look finds it ready.
+ * Webhook deliveries for jobs that end (plugin avatar-webhooks): deliveries an earlier run left
+ * pending resume once the server is ready (a job seen ending before that starts the dispatcher itself).
  */
 export const webhooksPlugin = fp<{ storageDir: string; webhooks?: WebhookOptions; log: Logger; redact: (job: Job) => Job }>(async (app, options) => {
   const dispatcher = new WebhookDispatcher(options.storageDir, { ...(options.webhooks && { webhooks: options.webhooks }), log: options.log, redact: options.redact });
   app.decorate('avatarWebhooks', dispatcher);
   app.avatarFinishes.onFinish((job) => dispatcher.jobFinished(job));
-  await dispatcher.start();
+  app.addHook('onReady', async () => {
+    await dispatcher.start();
+  });
   app.addHook('onClose', async () => {
     // nothing new is handed over while the deliveries under way finish
     await app.avatarFinishes.stop();
