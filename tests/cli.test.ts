@@ -153,6 +153,11 @@ describe('avatar CLI: engines', () => {
     expect(away.code).toBe(1);
     expect(away.stderr).toContain('error AVATAR_ERR_STORE_UNAVAILABLE: the job store at redis://***:***@127.0.0.1:1/0 does not answer: connect ECONNREFUSED');
     expect(away.stderr + away.stdout).not.toContain('s3cret');
+    // the doctor says whether the store answers, and fails when it does not
+    const doctor = await run(['--store', 'redis://worker:s3cret@127.0.0.1:1/0', '--json', 'doctor']);
+    expect(doctor.code).toBe(1);
+    expect(JSON.parse(doctor.stdout)).toMatchObject({ queue: { location: 'redis://***:***@127.0.0.1:1/0', ok: false } });
+    expect(doctor.stdout + doctor.stderr).not.toContain('s3cret');
     // a command that needs no queue is not stopped by one that cannot be opened or reached
     for (const store of ['memcached://worker:s3cret@127.0.0.1:11211', 'redis://worker:s3cret@127.0.0.1:1/0']) {
       const unrelated = await run(['plugins', 'list', '--no-check'], { AVATAR_STORE: store });

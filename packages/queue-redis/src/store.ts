@@ -55,7 +55,8 @@ interface Loaded {
  * store never waits for Redis.
  */
 export class RedisJobStore implements JobStore {
-  readonly shownUrl: string;
+  /** the URL as it may be shown (JobStore.location) */
+  readonly location: string;
   private readonly target: RedisTarget;
   private readonly redis: Redis & StoreScripts;
   private bullQueue: Queue | undefined;
@@ -72,7 +73,7 @@ export class RedisJobStore implements JobStore {
 
   constructor(options: RedisJobStoreOptions) {
     this.target = redisTarget(options.url, options.env);
-    this.shownUrl = this.target.shown;
+    this.location = this.target.shown;
     this.maxAttempts = options.maxAttempts ?? 3;
     this.log = options.log ?? silentLogger;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
@@ -94,11 +95,11 @@ export class RedisJobStore implements JobStore {
     }));
     // ioredis reports every failed (re)connect here; kept for the next error message, never thrown
     this.redis.on('error', (error: Error) => {
-      if (this.lastError?.message !== error.message) this.log.debug(`job store ${this.shownUrl}: ${error.message}`);
+      if (this.lastError?.message !== error.message) this.log.debug(`job store ${this.location}: ${error.message}`);
       this.lastError = error;
     });
     this.redis.on('ready', () => {
-      if (this.lastError) this.log.debug(`job store ${this.shownUrl} answers again`);
+      if (this.lastError) this.log.debug(`job store ${this.location} answers again`);
       this.lastError = undefined;
     });
   }
@@ -118,7 +119,7 @@ export class RedisJobStore implements JobStore {
   // --- connection ------------------------------------------------------------------------------
 
   private unavailable(reason: string): AvatarError {
-    return new AvatarError('AVATAR_ERR_STORE_UNAVAILABLE', { url: this.shownUrl, reason });
+    return new AvatarError('AVATAR_ERR_STORE_UNAVAILABLE', { url: this.location, reason });
   }
 
   /** Resolves once Redis answers; rejects with AVATAR_ERR_STORE_UNAVAILABLE after connectTimeoutMs. */
@@ -191,7 +192,7 @@ export class RedisJobStore implements JobStore {
       if (value !== null && value !== undefined) raw[field] = value;
     });
     const job = jobFromHash(jobId, raw, state);
-    if (typeof job === 'string') throw new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: `${this.shownUrl} ${this.key(jobId)}`, reason: job });
+    if (typeof job === 'string') throw new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: `${this.location} ${this.key(jobId)}`, reason: job });
     return { job, raw, state };
   }
 
@@ -339,7 +340,7 @@ export class RedisJobStore implements JobStore {
         }, 'running');
         if (typeof job === 'string') {
           // damaged: failed at once with the reason, so it does not come back
-          const error = new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: `${this.shownUrl} ${this.key(next.id)}`, reason: job });
+          const error = new AvatarError('AVATAR_ERR_QUEUE_CORRUPT_FILE', { path: `${this.location} ${this.key(next.id)}`, reason: job });
           await next.moveToFailed(new Error(JSON.stringify(error.toJSON())), workerId, false).catch(() => undefined);
           this.log.warn(error.message, { jobId: next.id });
           continue;

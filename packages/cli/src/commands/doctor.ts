@@ -33,11 +33,21 @@ export function registerDoctor(program: Command): void {
         const stagesMissing = (['face', 'lipsync', 'inspect'] as const).filter((s) => !ctx.registry.find(s));
         // the storage folder as it is: nothing is changed or removed here
         const storageFindings = await checkStorage(ctx.storageDir, ctx.store);
+        // a store on a server (Redis): does it answer?
+        const queue = { location: ctx.store.location ?? 'the file store in the storage folder', ok: true, detail: 'answers' };
+        if (ctx.store.ping) {
+          try {
+            await ctx.store.ping();
+          } catch (error) {
+            Object.assign(queue, { ok: false, detail: error instanceof Error ? error.message : String(error) });
+          }
+        }
         const report = {
           node: process.version,
           pluginApiVersion: PLUGIN_API_VERSION,
           storage: ctx.storageDir,
           storageFindings,
+          queue,
           plugins,
           pluginFailures: ctx.pluginFailures.map((f) => f.toJSON()),
           stagesMissing,
@@ -46,7 +56,7 @@ export function registerDoctor(program: Command): void {
           nvenc,
           budgets: ctx.resources.budgets,
         };
-        const ok = plugins.every((p) => p.check.ok) && ctx.pluginFailures.length === 0 && storageFindings.length === 0;
+        const ok = plugins.every((p) => p.check.ok) && ctx.pluginFailures.length === 0 && storageFindings.length === 0 && queue.ok;
         out.result(report, () => {
           const lines = [`node ${process.version}, plugin API ${PLUGIN_API_VERSION}, storage ${ctx.storageDir}`, '', 'engines:'];
           for (const p of plugins) {
@@ -66,6 +76,7 @@ export function registerDoctor(program: Command): void {
           lines.push(`NVENC: ${nvenc.available ? 'available' : 'not available'} (${nvenc.reason})`);
           const vram = ctx.resources.budgets.vramMB;
           lines.push(`memory budgets: host ${ctx.resources.budgets.ramMB} MB, GPU ${vram !== undefined ? `${vram} MB` : gpu.available ? "the GPU's total" : '0 MB (no GPU)'}`);
+          lines.push('', `job store: ${queue.location}${ctx.store.ping ? `: ${queue.ok ? 'answers' : queue.detail}` : ''}`);
           lines.push('', `storage folder: ${storageFindings.length === 0 ? 'consistent (no damaged job files, expired claims or left-over files)' : `${storageFindings.length} to look at`}`);
           for (const f of storageFindings) lines.push(`  ${f.kind} ${f.path}: ${f.detail}`, `          ${f.advice}`);
           const enginesOk = plugins.every((p) => p.check.ok) && ctx.pluginFailures.length === 0;

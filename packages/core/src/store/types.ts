@@ -65,6 +65,8 @@ export interface JobStore {
   isCancelRequested(jobId: string): Promise<boolean>;
   /** takes back claims whose lease expired; returns the ids it re-queued or failed */
   recoverExpired(): Promise<string[]>;
+  /** Optional: where the store is, as it may be shown (a URL without its password); none: the storage folder */
+  readonly location?: string;
   /** Optional, for a store on a server: resolves once the server answers, rejects with why not (readiness). */
   ping?(): Promise<void>;
   /**
