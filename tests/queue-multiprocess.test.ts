@@ -1,5 +1,4 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FileJobStore } from '@avatar/core';
 import { ensureBuilt } from './helpers/built.js';
+import { exited, logLines, until } from './helpers/processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const WORKER = join(ROOT, 'tests/queue/worker.mjs');
@@ -34,24 +34,6 @@ function startWorker(storageDir: string, logFile: string, mode: 'fast' | 'hang',
   });
   children.push(child);
   return child;
-}
-
-const exited = (child: ChildProcess): Promise<number | null> =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve(child.exitCode)
-    : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-
-async function logLines(logFile: string): Promise<string[][]> {
-  const text = existsSync(logFile) ? await readFile(logFile, 'utf8') : '';
-  return text.split('\n').filter(Boolean).map((line) => line.split(' '));
-}
-
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 describe('file queue across processes', () => {

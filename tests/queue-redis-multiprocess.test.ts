@@ -1,6 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,6 +8,7 @@ import { RedisJobStore } from '../packages/queue-redis/src/store.js';
 import { findRedisServer, freeLoopbackPort, startRedisServer, type RedisServer } from '@avatar/queue-redis/testing';
 import { ROOT, avatar } from './helpers/cli.js';
 import { ensureBuilt } from './helpers/built.js';
+import { exited, logLines, until } from './helpers/processes.js';
 
 // Many worker processes on one Redis: every job runs exactly once, through a SIGKILLed worker, a
 // Redis crash and restart, and a Redis that is not there yet when the workers start.
@@ -38,24 +38,8 @@ function startWorker(url: string, dir: string, options: { mode?: 'fast' | 'hang'
   return { child, stderr: () => stderr };
 }
 
-const exited = (child: ChildProcess): Promise<number | null> =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve(child.exitCode)
-    : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-
-async function logLines(dir: string): Promise<string[][]> {
-  const file = join(dir, 'runs.log');
-  const text = existsSync(file) ? await readFile(file, 'utf8') : '';
-  return text.split('\n').filter(Boolean).map((line) => line.split(' '));
-}
-
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
+/** The run log the workers in `dir` append to. */
+const runLines = (dir: string): Promise<string[][]> => logLines(join(dir, 'runs.log'));
 
 async function setup(server: RedisServer): Promise<{ url: string; dir: string; store: RedisJobStore }> {
   const dir = await mkdtemp(join(tmpdir(), 'avatar-redis-mp-'));
@@ -68,7 +52,7 @@ async function setup(server: RedisServer): Promise<{ url: string; dir: string; s
 
 /** Each submitted job ran exactly once and completed with the result of the process that ran it. */
 async function expectEachRanOnce(dir: string, store: RedisJobStore, submitted: ReadonlySet<string>): Promise<void> {
-  const runs = (await logLines(dir)).filter(([event]) => event === 'run');
+  const runs = (await runLines(dir)).filter(([event]) => event === 'run');
   const ids = runs.map(([, id]) => id!);
   expect(ids.length).toBe(submitted.size);
   expect(new Set(ids)).toEqual(submitted);
@@ -113,7 +97,7 @@ if ('missing' in found) {
       expect(await Promise.all(workers.map((w) => exited(w.child)))).toEqual([0, 0, 0]);
       await expectEachRanOnce(dir, store, submitted);
       expect((await store.list()).every((j) => j.attempts === 1)).toBe(true);
-      const pids = new Set((await logLines(dir)).map(([, , pid]) => pid));
+      const pids = new Set((await runLines(dir)).map(([, , pid]) => pid));
       expect(pids.size).toBeGreaterThanOrEqual(2);
     });
 
@@ -121,7 +105,7 @@ if ('missing' in found) {
       const { url, dir, store } = await setup(server);
       const job = await store.submit('voice_synthesis', { text: 'survive' });
       const doomed = startWorker(url, dir, { mode: 'hang', leaseMs: 1_000, once: false });
-      await until(async () => (await logLines(dir)).some(([e, id]) => e === 'start' && id === job.jobId), 15_000, 'the job to start');
+      await until(async () => (await runLines(dir)).some(([e, id]) => e === 'start' && id === job.jobId), 15_000, 'the job to start');
       await sleep(150);
       doomed.child.kill('SIGKILL');
       await exited(doomed.child);
@@ -132,7 +116,7 @@ if ('missing' in found) {
       rescuer.child.kill('SIGTERM');
       expect(await exited(rescuer.child)).toBe(0);
       expect(await store.get(job.jobId)).toMatchObject({ status: 'completed', attempts: 2, result: { pid: rescuer.child.pid } });
-      const lines = await logLines(dir);
+      const lines = await runLines(dir);
       expect(lines.filter(([e]) => e === 'start').map(([, , pid]) => Number(pid))).toEqual([doomed.child.pid, rescuer.child.pid]);
       expect(lines.filter(([e]) => e === 'run')).toEqual([['run', job.jobId, String(rescuer.child.pid)]]);
     });
@@ -145,7 +129,7 @@ if ('missing' in found) {
       for (let i = 0; i < 150; i++) submitted.add((await store.submit('voice_synthesis', { i })).jobId);
       // the lease outlasts the outage: the claims held when Redis went away still hold when it is back
       const workers = Array.from({ length: 3 }, () => startWorker(url, dir, { leaseMs: 20_000, once: false, jobMs: 15 }));
-      await until(async () => (await logLines(dir)).filter(([e]) => e === 'run').length >= 40, 30_000, '40 jobs to run');
+      await until(async () => (await runLines(dir)).filter(([e]) => e === 'run').length >= 40, 30_000, '40 jobs to run');
       await durable.stop('SIGKILL');
       // longer than an operation waits (5 s): workers see AVATAR_ERR_STORE_UNAVAILABLE and keep trying
       await sleep(6_000);
