@@ -91,6 +91,21 @@ describe('avatar CLI: voices', () => {
     expect(gone.stderr).toContain('AVATAR_ERR_VOICE_NOT_FOUND');
   });
 
+  it('lists the engines\' own voices by language, and a profile made from one speaks its language', async () => {
+    const listed = await run(['--json', 'voices', 'engines', '--language', 'pt']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((JSON.parse(listed.stdout) as { engine: string; voice: string; language: string }[]).map((v) => `${v.engine}:${v.voice}:${v.language}`).sort())
+      .toEqual(['espeak-ng:pt-br:pt-BR', 'espeak-ng:pt:pt']);
+    const human = await run(['voices', 'engines', '--engine', 'flite']);
+    expect(human.stdout).toMatch(/^flite\s+rms\s+en-US\s+male/m);
+    const created = await run(['--json', 'voices', 'create', '--engine', 'espeak-ng', '--voice', 'pt-br']);
+    expect(created.code, created.stderr).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ engine: 'espeak-ng', voice: 'pt-br', language: 'pt-BR' });
+    const unknown = await run(['voices', 'engines', '--engine', 'nonesuch']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('AVATAR_ERR_PLUGIN_NOT_FOUND');
+  });
+
   it('refuses an unknown engine naming the installed ones', async () => {
     const r = await run(['voices', 'create', '--engine', 'nonesuch']);
     expect(r.code).toBe(2);

@@ -1,6 +1,6 @@
 import { resolvePluginOptions } from './plugin-options.js';
 import type { EngineChoice, EngineOptions } from './engines.js';
-import type { AnyStagePlugin, EngineLicense, PluginCheck, PluginOptionsSchema, ResourceNeeds, StageKind } from './plugin.js';
+import type { AnyStagePlugin, EngineLicense, EngineVoice, PluginCheck, PluginOptionsSchema, ResourceNeeds, StageKind } from './plugin.js';
 import type { PluginRegistry, RegisteredPlugin } from './registry.js';
 
 /** What `avatar plugins` and GET /v1/plugins say about one installed engine. */
@@ -81,4 +81,28 @@ export async function describePlugins(registry: PluginRegistry, options: { stage
     if (options.check) description.check = await checkPlugin(plugin, { timeoutMs: CHECK_TIMEOUT_MS });
     return description;
   }));
+}
+
+/** A voice of an installed speech engine, named as a voice setting names it. */
+export interface InstalledVoice extends EngineVoice {
+  /** the tts engine: a voice setting's `engine` */
+  readonly engine: string;
+}
+
+/**
+ * The voices every installed speech engine (or the one named) can speak with here, engine by engine in
+ * the registry's order, each engine's by language; `language`: only those whose tag is it or starts with
+ * it ("pt" takes pt-BR). AVATAR_ERR_PLUGIN_NOT_FOUND for an engine not installed.
+ */
+export async function installedVoices(registry: PluginRegistry, options: { engine?: string; language?: string } = {}): Promise<InstalledVoice[]> {
+  const prefix = options.language?.toLowerCase();
+  const speaks = (tag: string): boolean => !prefix || tag.toLowerCase() === prefix || tag.toLowerCase().startsWith(`${prefix}-`);
+  const plugins = options.engine ? [registry.get('tts', options.engine)] : registry.list('tts').map((e) => e.plugin);
+  const lists = await Promise.all(plugins.map(async (plugin) => {
+    const voices = plugin.voices ? await plugin.voices().catch(() => []) : [];
+    return voices.filter((v) => speaks(v.language))
+      .sort((a, b) => a.language.localeCompare(b.language) || a.voice.localeCompare(b.voice))
+      .map((v): InstalledVoice => ({ engine: plugin.name, ...v }));
+  }));
+  return lists.flat();
 }

@@ -396,6 +396,17 @@ export interface EngineLicense {
   note?: string;
 }
 
+/** A voice a tts engine speaks with (StagePlugin.voices). */
+export interface EngineVoice {
+  /** the engine's own name for it: a voice setting's `voice` */
+  readonly voice: string;
+  /** a BCP 47 language tag, e.g. en-US, pt-BR, cmn */
+  readonly language: string;
+  readonly gender?: 'female' | 'male';
+  /** the language or voice in words, e.g. "Brazilian Portuguese" */
+  readonly description?: string;
+}
+
 export interface StagePlugin<K extends StageKind = StageKind> {
   /** the engine name users pick in config: 'flite', 'ffmpeg', ... */
   readonly name: string;
@@ -411,6 +422,11 @@ export interface StagePlugin<K extends StageKind = StageKind> {
    * (its rate and pitch are the voice's own).
    */
   readonly defaultVoice?: { readonly voice: string; readonly language: string };
+  /**
+   * tts engines: the voices installed here, each with its language, as a voice setting names them
+   * (none when the engine is not installed). Lists may be long: espeak-ng speaks over a hundred languages.
+   */
+  voices?(): Promise<readonly EngineVoice[]>;
   /**
    * The licences of its code and of the models it loads with these (checked) options. Runs with
    * `commercialSafe` refuse an engine that declares none or one not cleared for commercial use;

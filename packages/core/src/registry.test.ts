@@ -6,6 +6,7 @@ import { AvatarError } from './errors.js';
 import { PLUGIN_API_VERSION } from './plugin.js';
 import type { StagePlugin } from './plugin.js';
 import { PluginRegistry, packageEntry } from './registry.js';
+import { installedVoices } from './plugin-info.js';
 
 const tone: StagePlugin<'tts'> = {
   name: 'tone',
@@ -123,5 +124,28 @@ describe('PluginRegistry', () => {
     expect(packageEntry({ exports: { '.': { source: './src/i.ts', default: './dist/i.js' } } }, ['source', 'default'])).toBe('./src/i.ts');
     expect(packageEntry({ exports: './x.js' })).toBe('./x.js');
     expect(packageEntry({ main: 'lib/m.js' })).toBe('lib/m.js');
+  });
+});
+
+describe('installedVoices', () => {
+  const speaker = (name: string, voices: StagePlugin<'tts'>['voices']): StagePlugin<'tts'> => ({ ...tone, name, ...(voices && { voices }) });
+
+  it('lists each speech engine\'s voices by language, filters by engine and language, and names an engine not installed', async () => {
+    const registry = new PluginRegistry();
+    registry.register(speaker('many', async () => [
+      { voice: 'pt-br', language: 'pt-BR', gender: 'male', description: 'Portuguese (Brazil)' },
+      { voice: 'af', language: 'af' },
+      { voice: 'pt', language: 'pt' },
+    ]), 'test');
+    registry.register(speaker('silent', undefined), 'test');
+    registry.register(speaker('broken', async () => { throw new Error('the program crashed'); }), 'test');
+    expect((await installedVoices(registry)).map((v) => `${v.engine}:${v.voice}`)).toEqual(['many:af', 'many:pt', 'many:pt-br']);
+    expect((await installedVoices(registry, { language: 'PT' })).map((v) => v.voice)).toEqual(['pt', 'pt-br']);
+    expect((await installedVoices(registry, { language: 'pt-br' })).map((v) => v.voice)).toEqual(['pt-br']);
+    // "p" is not a prefix of "pt" in the tag's sense
+    expect(await installedVoices(registry, { language: 'p' })).toEqual([]);
+    expect(await installedVoices(registry, { engine: 'silent' })).toEqual([]);
+    await expect(installedVoices(registry, { engine: 'nope' })).rejects.toMatchObject({ code: 'AVATAR_ERR_PLUGIN_NOT_FOUND' });
+    expect(codeOf(() => registry.register({ ...tone, name: 'odd', voices: 'many' as never }, 'test'))).toBe('AVATAR_ERR_PLUGIN_INVALID');
   });
 });

@@ -119,6 +119,7 @@ export class PluginRegistry {
     }
     if (typeof p.load !== 'function') throw invalid('load must be a function');
     if (p.check !== undefined && typeof p.check !== 'function') throw invalid('check must be a function');
+    if (p.voices !== undefined && typeof p.voices !== 'function') throw invalid('voices must be a function');
     if (p.license !== undefined && typeof p.license !== 'function') throw invalid('license must be a function of the options');
     if (p.options !== undefined) {
       const problem = optionsSchemaProblem(p.options);

@@ -11,7 +11,7 @@ import { AvatarError, MemoryLogger } from '@avatar/core';
 import { pngDeclaring } from '@avatar/core/testing';
 import type { Job } from '@avatar/core';
 import { onnxFacePlugin } from '@avatar/face';
-import { flitePlugin, pitchMatchPlugin } from '@avatar/tts';
+import { espeakPlugin, flitePlugin, pitchMatchPlugin } from '@avatar/tts';
 import { buildServer, startServer } from './server.js';
 import { installUploads } from './uploads.js';
 import type { Api } from './routes/context.js';
@@ -416,6 +416,42 @@ describe('uploads: avatars, voices and multipart jobs', () => {
     expect(Object.keys(jobs ?? {}).sort()).toEqual(['application/json', 'multipart/form-data']);
     expect(jobs?.['multipart/form-data']?.schema.properties.avatar?.format).toBe('binary');
     for (const path of ['/v1/avatars', '/v1/avatars/{id}', '/v1/avatars/{id}/photo', '/v1/voices', '/v1/voices/{id}']) expect(doc.paths[path], path).toBeDefined();
+  });
+});
+
+describe('the speech engines\' own voices', () => {
+  it('GET /v1/engine-voices lists each installed engine\'s voices with their languages; by engine and language; a profile from one speaks its language', async () => {
+    const ctx = await makeTestContext('avatar-engine-voices-', { plugins: [[flitePlugin, '@avatar/tts'], [espeakPlugin, '@avatar/tts']] });
+    const app = await buildServer({ context: ctx, apiKeys: [], worker: false, rateLimit: false } as ServerOptions);
+    try {
+      type Voices = { voices: { engine: string; voice: string; language: string; gender?: string }[] };
+      const all = (await app.inject({ url: '/v1/engine-voices' })).json<Voices>().voices;
+      expect(all).toContainEqual({ engine: 'flite', voice: 'rms', language: 'en-US', gender: 'male', description: expect.any(String) });
+      expect(all.filter((v) => v.engine === 'espeak-ng').length).toBeGreaterThan(100);
+      const portuguese = (await app.inject({ url: '/v1/engine-voices?language=pt' })).json<Voices>().voices;
+      expect(portuguese.map((v) => `${v.engine}:${v.voice}`).sort()).toEqual(['espeak-ng:pt', 'espeak-ng:pt-br']);
+      const flite = (await app.inject({ url: '/v1/engine-voices?engine=flite' })).json<Voices>().voices;
+      expect(new Set(flite.map((v) => v.engine))).toEqual(new Set(['flite']));
+      expectError((await app.inject({ url: '/v1/engine-voices?engine=nonesuch' })) as unknown as Inject, 400, 'AVATAR_ERR_PLUGIN_NOT_FOUND');
+      expectError((await app.inject({ url: '/v1/engine-voices?engine=../x' })) as unknown as Inject, 400, 'AVATAR_ERR_HTTP_VALIDATION');
+
+      // a profile from one of them speaks its language, and a job can name it
+      const made = await app.inject({ method: 'POST', url: '/v1/voices/from-engine', payload: { engine: 'espeak-ng', voice: 'pt-br', rate: 1.1, name: 'Brasil' } });
+      expect(made.statusCode, made.body).toBe(201);
+      const profile = made.json<{ voice: { voiceProfileId: string; engine: string; voice: string; language: string; rate: number; name: string } }>().voice;
+      expect(profile).toMatchObject({ engine: 'espeak-ng', voice: 'pt-br', language: 'pt-BR', rate: 1.1, name: 'Brasil' });
+      expect(made.headers.location).toBe(`/v1/voices/${profile.voiceProfileId}`);
+      const job = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Olá! Tudo bem?', voiceProfileId: profile.voiceProfileId } } });
+      expect(job.statusCode, job.body).toBe(202);
+      const notListed = expectError((await app.inject({ method: 'POST', url: '/v1/voices/from-engine', payload: { engine: 'flite', voice: 'hal9000' } })) as unknown as Inject, 400, 'AVATAR_ERR_CONFIG_INVALID');
+      expect(notListed.message).toContain('hal9000');
+      expect(notListed.hint).toContain('rms');
+      expectError((await app.inject({ method: 'POST', url: '/v1/voices/from-engine', payload: { engine: 'nonesuch', voice: 'x' } })) as unknown as Inject, 400, 'AVATAR_ERR_PLUGIN_NOT_FOUND');
+      expectError((await app.inject({ method: 'POST', url: '/v1/voices/from-engine', payload: { engine: 'flite', voice: 'rms', rate: 9 } })) as unknown as Inject, 400, 'AVATAR_ERR_HTTP_VALIDATION');
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
   });
 });
 

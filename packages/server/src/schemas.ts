@@ -116,6 +116,15 @@ export const StatsSchema = Type.Object({
   meanRunSeconds: Type.Record(Type.String(), Type.Number()),
 });
 
+/** A voice a speech engine speaks with (GET /v1/engine-voices). */
+export const EngineVoiceSchema = Type.Object({
+  engine: Type.String(),
+  voice: Type.String(),
+  language: Type.String(),
+  gender: Type.Optional(Type.Union([Type.Literal('female'), Type.Literal('male')])),
+  description: Type.Optional(Type.String()),
+});
+
 export const ReadySchema = Type.Object({
   ready: Type.Boolean(),
   storage: Type.Object({ ok: Type.Boolean(), detail: Type.String() }),

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAvatarError, silentLogger } from '@avatar/core';
 import type { RunContext, Speech, StagePlugin, VoiceSettings } from '@avatar/core';
 import { analyzeSpeech } from './analysis.js';
-import { createTtsPlugin, parseFlitePhonemes } from './engines.js';
+import { createTtsPlugin, parseEspeakVoices, parseFlitePhonemes } from './engines.js';
 import { plugins } from './index.js';
 import { runTool } from './spawn.js';
 import { estimateSpeechSeconds } from './text.js';
@@ -189,5 +189,37 @@ describe('engine failures and cancellation', () => {
       { phoneme: 'pau', start: 0.5, end: 0.6 },
       { phoneme: 'ay', start: 0.6, end: 0.9 },
     ]);
+  });
+});
+
+describe('the voices each engine lists', () => {
+  it('reads espeak-ng\'s voice table: the code as the voice, a BCP 47 language, gender and name', () => {
+    const table = [
+      'Pty Language       Age/Gender VoiceName          File                 Other Languages',
+      ' 5  af              --/M      Afrikaans          gmw/af               ',
+      ' 5  pt-br           --/M      Portuguese_(Brazil) roa/pt-BR           (pt 5)',
+      ' 5  en-gb-x-rp      --/F      English_(Received_Pronunciation) gmw/en-GB-x-rp (en 4)',
+      ' 5  cmn-latn-pinyin --/M      Chinese_Mandarin_latin_as_Pinyin sit/cmn-Latn-pinyin',
+      ' 5  af              --/M      Afrikaans          gmw/af               ',
+    ].join('\n');
+    expect(parseEspeakVoices(table)).toEqual([
+      { voice: 'af', language: 'af', gender: 'male', description: 'Afrikaans' },
+      { voice: 'pt-br', language: 'pt-BR', gender: 'male', description: 'Portuguese (Brazil)' },
+      { voice: 'en-gb-x-rp', language: 'en-GB-x-rp', gender: 'female', description: 'English (Received Pronunciation)' },
+      { voice: 'cmn-latn-pinyin', language: 'cmn-Latn-pinyin', gender: 'male', description: 'Chinese Mandarin latin as Pinyin' },
+    ]);
+  });
+
+  it('lists what is installed here: espeak-ng over a hundred languages, flite its English voices, each one it can speak with', async () => {
+    const espeak = await createTtsPlugin('espeak-ng').voices!();
+    expect(espeak.length).toBeGreaterThan(100);
+    expect(espeak).toContainEqual(expect.objectContaining({ voice: 'pt-br', language: 'pt-BR' }));
+    const flite = await createTtsPlugin('flite').voices!();
+    expect(flite).toContainEqual(expect.objectContaining({ voice: 'rms', language: 'en-US', gender: 'male' }));
+    // a listed voice speaks: Brazilian Portuguese through espeak-ng
+    const speech = await speak(createTtsPlugin('espeak-ng'), { engine: 'espeak-ng', voice: 'pt-br', language: 'pt-BR', rate: 1, pitch: 0 }, 'Olá! Este vídeo foi feito a partir de uma foto.', 'pt-br.wav');
+    expect(speech.durationSeconds).toBeGreaterThan(1);
+    // an engine whose program is missing lists none
+    expect(await createTtsPlugin('flite', { binary: '/nonexistent/flite' }).voices!()).toEqual([]);
   });
 });

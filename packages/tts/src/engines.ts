@@ -1,7 +1,7 @@
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION, diskFullAt, isAvatarError, partialPathFor, writeWholeFile } from '@avatar/core';
-import type { EngineLicense, InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
+import type { EngineLicense, EngineVoice, InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
 import { runTool, toolVersion, whichTool } from './spawn.js';
 import { prepareText, stripAccents } from './text.js';
 import { DEFAULT_VOICE, espeakPitchParam, ESPEAK_PITCH_TABLE, findVoice, listVoices } from './voices.js';
@@ -50,6 +50,16 @@ interface EngineSpec {
   render(job: RenderJob): Promise<RenderResult>;
   version(binary: string): Promise<string | undefined>;
   installedVoices(binary: string): Promise<string[]>;
+  /** the installed voices with their languages; default: installedVoices, described from KNOWN_VOICES */
+  describedVoices?(binary: string): Promise<EngineVoice[]>;
+}
+
+/** An installed voice as KNOWN_VOICES describes it; one it does not know is taken to speak American English. */
+function described(engine: EngineName, voice: string): EngineVoice {
+  const known = findVoice(engine, voice);
+  return known
+    ? { voice, language: known.language, gender: known.gender, description: known.description }
+    : { voice, language: 'en-US' };
 }
 
 function invalidVoice(field: string, problem: string, value: unknown, expected: string): AvatarError {
@@ -195,6 +205,11 @@ function makePlugin(spec: EngineSpec, options: EngineOptions = {}): StagePlugin<
       const voices = await spec.installedVoices(binary).catch(() => []);
       if (voices.length === 0) return { ok: false, detail: `${spec.name} ${version} at ${path} has no voices installed`, install: INSTALL[spec.name] };
       return { ok: true, detail: `${spec.name} ${version} at ${path}; voices: ${voices.join(', ')}` };
+    },
+    async voices(): Promise<readonly EngineVoice[]> {
+      if (!(await whichTool(binary))) return [];
+      if (spec.describedVoices) return spec.describedVoices(binary).catch(() => []);
+      return (await spec.installedVoices(binary).catch(() => [])).map((voice) => described(spec.name, voice));
     },
     // the checks a run starts with, without the engine: the voice's settings, the text sayable and short enough
     async checkInput(input: InputToCheck<'tts'>): Promise<void> {
@@ -367,10 +382,45 @@ const espeakSpec: EngineSpec = {
   },
   version: (binary) => toolVersion(binary, ['--version'], /text-to-speech:\s*([\w.-]+)/),
   async installedVoices(binary) {
+    return (await this.describedVoices!(binary)).map((v) => v.voice);
+  },
+  async describedVoices(binary) {
     const { stdout } = await runTool(binary, ['--voices'], { tool: 'espeak-ng', install: INSTALL['espeak-ng'], engine: 'espeak-ng' });
-    return [...new Set(stdout.split('\n').slice(1).map((line) => line.trim().split(/\s+/)[1] ?? '').filter(Boolean))];
+    return parseEspeakVoices(stdout);
   },
 };
+
+/** espeak-ng's language code in BCP 47's case: a region upper-case, a script title-case, private use as it is. */
+function bcp47(code: string): string {
+  const [language, ...rest] = code.split('-');
+  let privateUse = false;
+  const subtags = rest.map((part) => {
+    if (privateUse || part.toLowerCase() === 'x') {
+      privateUse = true;
+      return part;
+    }
+    if (/^[a-z]{2}$/i.test(part)) return part.toUpperCase();
+    if (/^[a-z]{4}$/i.test(part)) return part[0]!.toUpperCase() + part.slice(1).toLowerCase();
+    return part;
+  });
+  return [language!.toLowerCase(), ...subtags].join('-');
+}
+
+/**
+ * `espeak-ng --voices`: a header, then "Pty Language Age/Gender VoiceName File Other" per voice. The
+ * language code is what -v takes; it is also the language, as a BCP 47 tag (en-us -> en-US).
+ */
+export function parseEspeakVoices(text: string): EngineVoice[] {
+  const seen = new Map<string, EngineVoice>();
+  for (const line of text.split('\n').slice(1)) {
+    const [, code, ageGender, name] = line.trim().split(/\s+/);
+    if (!code || seen.has(code) || !/^[A-Za-z0-9-]+$/.test(code)) continue;
+    const language = bcp47(code);
+    const gender = ageGender?.endsWith('/F') ? 'female' : ageGender?.endsWith('/M') ? 'male' : undefined;
+    seen.set(code, { voice: code, language, ...(gender && { gender }), ...(name && { description: name.replace(/_/g, ' ') }) });
+  }
+  return [...seen.values()];
+}
 
 /** The semitone shift an espeak-ng -p value gives, interpolated from the measured table. */
 function pitchForParam(p: number): number {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { VoiceProfile } from '@avatar/core';
-import { AvatarError } from '@avatar/core';
+import { AvatarError, installedVoices } from '@avatar/core';
 import { parseNumberIn, withContext } from '../shared.js';
 import { reportRun, runWithProgress } from './run.js';
 
@@ -25,7 +25,7 @@ export function registerVoices(program: Command): void {
     .description('create a voice profile from engine settings')
     .option('--engine <name>', 'speech engine (default: the default tts engine; "avatar plugins list --stage tts" lists the installed ones)')
     .option('--voice <name>', "the engine's voice (default: the engine's default voice)")
-    .option('--language <tag>', "language, e.g. en-US (default: the engine's default voice's)")
+    .option('--language <tag>', "language, e.g. en-US (default: the voice's own, as 'avatar voices engines' lists it)")
     .option('--rate <r>', 'speaking rate, 1 = normal (0.25..4)', parseNumberIn('rate', 0.25, 4), 1)
     .option('--pitch <st>', 'pitch shift in semitones (-24..24)', parseNumberIn('pitch', -24, 24), 0)
     .option('--name <text>', 'a name to recognise it by')
@@ -34,7 +34,9 @@ export function registerVoices(program: Command): void {
         const { plugin } = ctx.coordinator.engine('tts', { engines: flags.engine ? { tts: flags.engine } : {} });
         const voice = flags.voice ?? plugin.defaultVoice?.voice;
         if (!voice) throw new AvatarError('AVATAR_ERR_ENGINE_NO_DEFAULT_VOICE', { engine: plugin.name });
-        const language = flags.language ?? (flags.voice === undefined ? plugin.defaultVoice?.language : undefined) ?? 'en-US';
+        // a voice the engine lists speaks its own language (espeak-ng's pt-br: pt-BR)
+        const listed = flags.voice === undefined ? undefined : (await installedVoices(ctx.registry, { engine: plugin.name })).find((v) => v.voice === flags.voice);
+        const language = flags.language ?? listed?.language ?? (flags.voice === undefined ? plugin.defaultVoice?.language : undefined) ?? 'en-US';
         const profile = await ctx.voices.create(
           { engine: plugin.name, voice, language, rate: flags.rate, pitch: flags.pitch },
           flags.name ? { name: flags.name } : {},
@@ -69,6 +71,19 @@ export function registerVoices(program: Command): void {
         out.result(profiles, () => fallback
           ? `no voice profiles yet; the default voice is ${fallback.engine}/${fallback.voice}`
           : profiles.map((p) => `${p.id}  ${p.engine}/${p.voice}  rate ${p.rate} pitch ${p.pitch}  ${p.name}`).join('\n'));
+      });
+    });
+
+  voices.command('engines')
+    .description('list the voices the speech engines installed here speak with, and their languages; "avatar voices create --engine E --voice V" makes a profile that speaks with one')
+    .option('--engine <name>', 'only this engine (flite, festival, espeak-ng, or an installed plugin\'s)')
+    .option('--language <tag>', 'only voices of this language (pt takes pt-BR too)')
+    .action(async (flags: { engine?: string; language?: string }, command: Command) => {
+      await withContext(command, async (ctx, out) => {
+        const voices = await installedVoices(ctx.registry, { ...(flags.engine && { engine: flags.engine }), ...(flags.language && { language: flags.language }) });
+        out.result(voices, () => voices.length === 0
+          ? 'no voices: no speech engine installed here has one (avatar doctor says what to install)'
+          : voices.map((v) => `${v.engine.padEnd(10)} ${v.voice.padEnd(18)} ${v.language.padEnd(14)} ${v.gender ?? ''}${v.description ? `  ${v.description}` : ''}`).join('\n'));
       });
     });
 

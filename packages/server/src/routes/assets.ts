@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
 import type { FastifyError, FastifyRequest } from 'fastify';
-import { AvatarError, VOICE_ID_PATTERN, atomicWriteFile, toAvatarError } from '@avatar/core';
+import { AvatarError, VOICE_ID_PATTERN, atomicWriteFile, installedVoices, toAvatarError } from '@avatar/core';
 import type { Avatar, PipelineCoordinator, VoiceProfile } from '@avatar/core';
-import { errorResponses } from '../schemas.js';
+import { EngineVoiceSchema, errorResponses } from '../schemas.js';
 import { clientGoneError, formHooks, mediaTypeOf, receivedForm, withClientNames } from '../uploads.js';
 import type { ReceivedForm, Uploads } from '../uploads.js';
 import type { Api, RouteContext } from './context.js';
@@ -357,6 +357,53 @@ export function registerAssetRoutes(api: Api, ctx: RouteContext, options: AssetR
     const { profiles, damaged } = await voices.list();
     for (const d of damaged) log.warn(`a voice profile was skipped: ${d.message}`, { code: d.code });
     return { voices: profiles.map(toVoiceInfo) };
+  });
+
+  // the voices the speech engines themselves speak with, in every language they have: what a job's
+  // voice settings (engine, voice, language) may name without a saved profile
+  api.get('/v1/engine-voices', {
+    schema: {
+      summary: 'the voices each installed speech engine speaks with here, with their languages',
+      querystring: Type.Object({
+        engine: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$', description: 'only this engine (e.g. espeak-ng)' })),
+        language: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9-]{1,35}$', description: 'only voices whose language starts with this tag (e.g. pt, en-GB)' })),
+      }, { additionalProperties: false }),
+      response: { 200: Type.Object({ voices: Type.Array(EngineVoiceSchema) }), ...errorResponses(400, 401) },
+    },
+  }, async (request) => {
+    const { engine, language } = request.query as { engine?: string; language?: string };
+    return { voices: await installedVoices(ctx.registry, { ...(engine && { engine }), ...(language && { language }) }) };
+  });
+
+  // a profile from an engine's own voice (JSON): what `avatar voices create` does, over HTTP
+  api.post('/v1/voices/from-engine', {
+    schema: {
+      summary: 'save a voice profile that speaks with one of an engine\'s own voices (GET /v1/engine-voices lists them)',
+      body: Type.Object({
+        engine: Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' }),
+        voice: Type.String({ minLength: 1, maxLength: 200 }),
+        language: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9-]{1,35}$', description: "default: the voice's own" })),
+        rate: Type.Optional(Type.Number({ minimum: 0.25, maximum: 4, description: 'speaking rate, 1 = normal' })),
+        pitch: Type.Optional(Type.Number({ minimum: -24, maximum: 24, description: 'semitones' })),
+        name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+      }, { additionalProperties: false }),
+      response: { 201: Type.Object({ voice: VoiceInfoSchema }), ...errorResponses(400, 401) },
+    },
+  }, async (request, reply) => {
+    const body = request.body as { engine: string; voice: string; language?: string; rate?: number; pitch?: number; name?: string };
+    // the engine must be installed, and a voice it lists keeps its language; one it does not list is refused
+    const listed = await installedVoices(ctx.registry, { engine: body.engine });
+    const own = listed.find((v) => v.voice === body.voice);
+    if (!own) {
+      const known = listed.slice(0, 20).map((v) => v.voice).join(', ') + (listed.length > 20 ? `, ... (${listed.length} in all: GET /v1/engine-voices?engine=${body.engine})` : '');
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', { field: 'voice', problem: `is not a voice ${body.engine} has here`, value: JSON.stringify(body.voice), expected: listed.length ? `One of: ${known}.` : `${body.engine} lists no voices here: see avatar doctor.` });
+    }
+    const profile = await voices.create(
+      { engine: body.engine, voice: body.voice, language: body.language ?? own.language, rate: body.rate ?? 1, pitch: body.pitch ?? 0 },
+      body.name !== undefined ? { name: body.name } : {},
+    );
+    log.info(`voice profile ${profile.id} created from ${body.engine}/${body.voice}`, { engine: profile.engine, voice: profile.voice });
+    return reply.code(201).header('location', `/v1/voices/${profile.id}`).send({ voice: toVoiceInfo(profile) });
   });
 
   api.get('/v1/voices/:id', {
