@@ -235,6 +235,21 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(`the web page in a real browser${HAVE_
     expect(await row.locator('.job-status').textContent()).toBe('Done');
     expect(await row.locator('a').getAttribute('href')).toBe(`/v1/jobs/${jobId}/result`);
 
+    // any voice an engine has, in its language: Brazilian Portuguese from espeak-ng, saved as a profile
+    // once and named by the job
+    const portuguese = page.locator('#voice optgroup[label="espeak-ng voices"] option[lang="pt-BR"]');
+    expect(await portuguese.count()).toBe(1);
+    expect(await page.locator('#voice optgroup[label="espeak-ng voices"] option').count()).toBeGreaterThan(100);
+    await page.selectOption('#voice', await portuguese.getAttribute('value') ?? '');
+    await page.fill('#text', 'Olá! Este vídeo foi feito a partir de uma foto.');
+    await page.click('#submit');
+    await page.waitForFunction(() => /Queued as job-/.test(document.getElementById('form-status')?.textContent ?? ''), undefined, { timeout: 20_000 });
+    const spoken = (await page.textContent('#form-status'))!.match(/job-\d{14}-[0-9a-f]{8}/)![0];
+    const inPortuguese = (await server.app.inject({ url: `/v1/jobs/${spoken}` })).json<Job>();
+    const profile = (await server.app.inject({ url: `/v1/voices/${String(inPortuguese.params.voiceProfileId)}` })).json<{ engine: string; voice: string; language: string }>();
+    expect(profile).toMatchObject({ engine: 'espeak-ng', voice: 'pt-br', language: 'pt-BR' });
+    await server.app.inject({ method: 'DELETE', url: `/v1/jobs/${spoken}` });
+
     expect(complaints.errors).toEqual([]);
     await page.close();
   });

@@ -87,18 +87,48 @@ onUnauthorized(() => {
 
 const voiceSelect = $('voice');
 
+/** an engine voice's option value: "engine:<engine>:<voice>" (saved profiles' values are their ids) */
+const ENGINE_VOICE = /^engine:([^:]+):(.+)$/;
+
 async function loadVoices() {
-  const { voices } = await api.get('/v1/voices');
+  const [{ voices }, engine] = await Promise.all([
+    api.get('/v1/voices'),
+    // the engines' own voices, in every language they speak; a server without them still lists profiles
+    api.get('/v1/engine-voices').catch(() => ({ voices: [] })),
+  ]);
   const chosen = voiceSelect.value;
   const options = [el('option', { value: '' }, 'Default voice')];
-  for (const voice of voices ?? []) {
-    // only saved profiles can be named in a job; built-in voices are what "Default voice" picks from
-    if (typeof voice.voiceProfileId !== 'string') continue;
-    const detail = [voice.engine, voice.voice].filter(Boolean).join(' / ');
-    options.push(el('option', { value: voice.voiceProfileId }, detail ? `${voice.name} (${detail})` : voice.name ?? voice.voiceProfileId));
+  const saved = (voices ?? []).filter((voice) => typeof voice.voiceProfileId === 'string');
+  if (saved.length) {
+    options.push(el('optgroup', { label: 'Saved voices' }, ...saved.map((voice) => {
+      const detail = [voice.engine, voice.voice].filter(Boolean).join(' / ');
+      return el('option', { value: voice.voiceProfileId }, detail ? `${voice.name} (${detail})` : voice.name ?? voice.voiceProfileId);
+    })));
+  }
+  // one group per engine, each voice by its language
+  const byEngine = new Map();
+  for (const v of engine.voices ?? []) byEngine.set(v.engine, [...(byEngine.get(v.engine) ?? []), v]);
+  for (const [name, list] of byEngine) {
+    options.push(el('optgroup', { label: `${name} voices` }, ...list.map((v) =>
+      el('option', { value: `engine:${v.engine}:${v.voice}`, lang: v.language }, `${v.language} · ${v.description ?? v.voice}${v.gender ? ` (${v.gender})` : ''}`))));
   }
   voiceSelect.replaceChildren(...options);
   if ([...voiceSelect.options].some((o) => o.value === chosen)) voiceSelect.value = chosen;
+}
+
+/** engine voices already saved as a profile on this page, by option value */
+const madeProfiles = new Map();
+
+/** The voice profile a job names: the chosen one, or one made once from the chosen engine voice. */
+async function chosenProfile() {
+  const value = voiceSelect.value;
+  const engineVoice = ENGINE_VOICE.exec(value);
+  if (!engineVoice) return value || undefined;
+  if (!madeProfiles.has(value)) {
+    const { voice } = await api.post('/v1/voices/from-engine', { engine: engineVoice[1], voice: engineVoice[2] });
+    madeProfiles.set(value, voice.voiceProfileId);
+  }
+  return madeProfiles.get(value);
 }
 
 $('voice-upload').addEventListener('click', async () => {
@@ -202,11 +232,12 @@ $('job-form').addEventListener('submit', async (event) => {
   }
   const quality = document.querySelector('input[name="quality"]:checked')?.value ?? 'medium';
   const params = { text, avatarImagePath: avatar.imagePath, config: { videoQuality: quality } };
-  if (voiceSelect.value) params.voiceProfileId = voiceSelect.value;
   const submit = $('submit');
   submit.disabled = true;
   say(formStatus, 'busy', 'Sending…');
   try {
+    const voiceProfileId = await chosenProfile();
+    if (voiceProfileId) params.voiceProfileId = voiceProfileId;
     const job = await api.post('/v1/jobs', { jobType: 'full_pipeline', params });
     say(formStatus, 'ok', `Queued as ${job.jobId}.`);
     void loadJobs();
