@@ -162,6 +162,9 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(`the web page in a real browser${HAVE_
 
     await page.fill('#text', 'Hello from the web page.');
     await page.check('input[name="quality"][value="low"]');
+    await page.check('input[name="head-motion"][value="lively"]');
+    await page.fill('#blink-rate', '24');
+    expect(await page.textContent('#blink-rate-value')).toBe('24');
 
     // record what the progress area shows while the job runs, to see it move rather than jump to the end
     await page.evaluate(() => {
@@ -195,7 +198,7 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(`the web page in a real browser${HAVE_
     const jobId = await page.getAttribute('#result-section', 'data-job-id');
     expect(jobId).toMatch(/^job-/);
     const job = (await server.app.inject({ url: `/v1/jobs/${jobId}` })).json<Job>();
-    expect(job).toMatchObject({ status: 'completed', jobType: 'full_pipeline', params: { text: 'Hello from the web page.', voiceProfileId, config: { videoQuality: 'low' } } });
+    expect(job).toMatchObject({ status: 'completed', jobType: 'full_pipeline', params: { text: 'Hello from the web page.', voiceProfileId, config: { videoQuality: 'low', headMotion: 'lively', blinkRate: 24 } } });
     expect(String(job.params.avatarImagePath)).not.toMatch(/^\//);
     finishedJob = job;
 

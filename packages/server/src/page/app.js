@@ -87,6 +87,10 @@ onUnauthorized(() => {
 
 const voiceSelect = $('voice');
 
+$('blink-rate').addEventListener('input', () => {
+  $('blink-rate-value').value = $('blink-rate').value;
+});
+
 /** an engine voice's option value: "engine:<engine>:<voice>" (saved profiles' values are their ids) */
 const ENGINE_VOICE = /^engine:([^:]+):(.+)$/;
 
@@ -231,7 +235,9 @@ $('job-form').addEventListener('submit', async (event) => {
     return;
   }
   const quality = document.querySelector('input[name="quality"]:checked')?.value ?? 'medium';
-  const params = { text, avatarImagePath: avatar.imagePath, config: { videoQuality: quality } };
+  const headMotion = document.querySelector('input[name="head-motion"]:checked')?.value ?? 'subtle';
+  const blinkRate = Number($('blink-rate').value);
+  const params = { text, avatarImagePath: avatar.imagePath, config: { videoQuality: quality, headMotion, blinkRate } };
   const submit = $('submit');
   submit.disabled = true;
   say(formStatus, 'busy', 'Sending…');
