@@ -148,6 +148,30 @@ export class RedisJobStore implements JobStore {
     return this.queue.toKey(jobId);
   }
 
+  /** where BullMQ keeps the token of the worker that holds a job */
+  private lockKey(jobId: string): string {
+    return `${this.key(jobId)}:lock`;
+  }
+
+  /** A worker's operation on one job: `none` for an id that cannot be a job's, else `fn` once Redis answers. */
+  private onJob<T>(jobId: string, none: T, fn: () => Promise<T>): Promise<T> {
+    if (typeof jobId !== 'string' || !isJobId(jobId)) return Promise.resolve(none);
+    return this.io(async () => {
+      await this.ready();
+      return fn();
+    });
+  }
+
+  /** The job, or AVATAR_ERR_JOB_NOT_FOUND (cancel, delete). */
+  private async found(jobId: string): Promise<Loaded> {
+    if (typeof jobId === 'string' && isJobId(jobId)) {
+      await this.ready();
+      const loaded = await this.load(jobId);
+      if (loaded) return loaded;
+    }
+    throw new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
+  }
+
   /**
    * A BullMQ worker per worker id: its name is what BullMQ records as the job's worker (`pb`), its
    * lock duration the lease its claims take (a claim whose reply is lost expires with that lease).
@@ -286,17 +310,13 @@ export class RedisJobStore implements JobStore {
 
   async cancel(jobId: string): Promise<CancelOutcome> {
     return this.io(async () => {
-      const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
-      if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
-      await this.ready();
-      const before = await this.load(jobId);
-      if (!before) throw notFound();
+      const before = await this.found(jobId);
       const finished = (job: Job): AvatarError => new AvatarError('AVATAR_ERR_JOB_FINISHED', { id: jobId, status: job.status, action: 'cancelled' });
       if (before.state === 'completed' || before.state === 'failed') throw finished(before.job);
       const reason = JSON.stringify(cancelledJob({ ...before.job, status: 'pending' }, null).error);
       const outcome = await this.finishWaiting(jobId, reason, 'cancel');
-      const after = await this.load(jobId);
-      if (!after || outcome === 'missing') throw notFound();
+      const after = outcome === 'missing' ? undefined : await this.load(jobId);
+      if (!after) throw new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: jobId });
       if (outcome === 'finished') return { job: after.job, outcome: 'cancelled' };
       if (outcome === 'requested' || after.state === 'running') return { job: after.job, outcome: 'requested' };
       throw finished(after.job);
@@ -305,17 +325,13 @@ export class RedisJobStore implements JobStore {
 
   async delete(jobId: string): Promise<void> {
     return this.io(async () => {
-      const notFound = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: String(jobId) });
-      if (typeof jobId !== 'string' || !isJobId(jobId)) throw notFound();
-      await this.ready();
-      const loaded = await this.load(jobId);
-      if (!loaded) throw notFound();
+      const loaded = await this.found(jobId);
       const running = (): AvatarError => new AvatarError('AVATAR_ERR_JOB_RUNNING', { id: jobId, action: 'deleted' });
       if (loaded.state === 'running') throw running();
       // BullMQ removes a job only while no worker holds its lock: a claim that came first wins
       if ((await this.queue.remove(jobId)) !== 1) {
         if ((await this.load(jobId))?.state === 'running') throw running();
-        throw notFound();
+        throw new AvatarError('AVATAR_ERR_JOB_NOT_FOUND', { id: jobId });
       }
     });
   }
@@ -352,19 +368,12 @@ export class RedisJobStore implements JobStore {
   }
 
   async heartbeat(jobId: string, workerId: string, options: ClaimOptions): Promise<boolean> {
-    return this.io(async () => {
-      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-      await this.ready();
-      return (await this.queue.scripts.extendLock(jobId, workerId, options.leaseMs)) === 1;
-    });
+    return this.onJob(jobId, false, async () => (await this.queue.scripts.extendLock(jobId, workerId, options.leaseMs)) === 1);
   }
 
   async progress(jobId: string, workerId: string, progress: number, stage: string | null): Promise<boolean> {
-    return this.io(async () => {
-      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-      await this.ready();
-      return (await this.redis.avatarProgress(`${this.key(jobId)}:lock`, this.key(jobId), workerId, String(clampProgress(progress)), JSON.stringify(stage))) === 1;
-    });
+    return this.onJob(jobId, false, async () =>
+      (await this.redis.avatarProgress(this.lockKey(jobId), this.key(jobId), workerId, String(clampProgress(progress)), JSON.stringify(stage))) === 1);
   }
 
   async complete(jobId: string, workerId: string, result: JobResult): Promise<boolean> {
@@ -376,11 +385,9 @@ export class RedisJobStore implements JobStore {
   }
 
   async markCancelled(jobId: string, workerId: string, stage: string | null): Promise<boolean> {
-    return this.io(async () => {
-      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-      await this.ready();
+    return this.onJob(jobId, false, async () => {
       // the stage it stopped at, written only if this worker still holds the job
-      if ((await this.redis.avatarProgress(`${this.key(jobId)}:lock`, this.key(jobId), workerId, '', JSON.stringify(stage))) !== 1) return false;
+      if ((await this.redis.avatarProgress(this.lockKey(jobId), this.key(jobId), workerId, '', JSON.stringify(stage))) !== 1) return false;
       const loaded = await this.load(jobId);
       if (!loaded || loaded.state !== 'running') return false;
       const error = cancelledJob(loaded.job, stage).error!;
@@ -389,12 +396,10 @@ export class RedisJobStore implements JobStore {
   }
 
   async release(jobId: string, workerId: string): Promise<boolean> {
-    return this.io(async () => {
-      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-      await this.ready();
+    return this.onJob(jobId, false, async () => {
       const k = (name: string): string => this.queue.toKey(name);
       const outcome = await this.redis.avatarRelease(
-        this.key(jobId), `${this.key(jobId)}:lock`, k('active'), k('wait'), k('stalled'), k('meta'), k('marker'), k('events'), jobId, workerId,
+        this.key(jobId), this.lockKey(jobId), k('active'), k('wait'), k('stalled'), k('meta'), k('marker'), k('events'), jobId, workerId,
       );
       if (outcome === 'cancel') return this.markCancelled(jobId, workerId, (await this.load(jobId))?.job.stage ?? null);
       if (outcome === 'released') this.claimed.delete(jobId);
@@ -403,9 +408,7 @@ export class RedisJobStore implements JobStore {
   }
 
   async isCancelRequested(jobId: string): Promise<boolean> {
-    return this.io(async () => {
-      if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-      await this.ready();
+    return this.onJob(jobId, false, async () => {
       const k = this.queue.keys;
       const [state, , cancel] = await this.redis.avatarRead(this.key(jobId), k.completed!, k.failed!, k.active!, jobId, 'name', 'avcancel');
       return state === 'running' && cancel === '1';
@@ -435,11 +438,10 @@ export class RedisJobStore implements JobStore {
         // the attempt that was lost, as it was while it ran
         const lost = jobFromHash(id, loaded.raw, 'running');
         if (typeof lost === 'string') continue;
-        const after = abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: this.maxAttempts, cancelRequested: loaded.raw.avcancel === '1' });
-        if (after.status !== 'pending' || loaded.raw.defa !== undefined) {
-          const error = after.status === 'pending' ? abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: 0, cancelRequested: false }).error : after.error;
-          await this.finishWaiting(id, JSON.stringify(error), 'finish');
-        }
+        // (BullMQ's own verdict, out of stalls, counts as out of attempts)
+        const outOfAttempts = loaded.raw.defa !== undefined;
+        const after = abandonedJob(lost, { workerId: loaded.raw.pb ?? 'unknown', maxAttempts: outOfAttempts ? 0 : this.maxAttempts, cancelRequested: loaded.raw.avcancel === '1' });
+        if (after.status !== 'pending') await this.finishWaiting(id, JSON.stringify(after.error), 'finish');
       }
       return ids;
     });
@@ -488,9 +490,7 @@ export class RedisJobStore implements JobStore {
    * been done; `landed` says whether the job is as this write would have left it.
    */
   private async finish(jobId: string, workerId: string, move: (job: BullJob) => Promise<unknown>, landed: (job: Job) => boolean): Promise<boolean> {
-    if (typeof jobId !== 'string' || !isJobId(jobId)) return false;
-    return this.io(async () => {
-      await this.ready();
+    return this.onJob(jobId, false, async () => {
       const job = this.claimed.get(jobId) ?? (await BullJob.fromId(this.queue, jobId));
       if (!job) return false;
       try {

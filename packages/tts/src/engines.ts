@@ -190,6 +190,7 @@ function defaultVoiceOf(engine: EngineName): { voice: string; language: string }
 
 function makePlugin(spec: EngineSpec, options: EngineOptions = {}): StagePlugin<'tts'> {
   const binary = options.binary ?? spec.binary;
+  let listed: Promise<EngineVoice[]> | undefined;
   return {
     name: spec.name,
     stage: 'tts',
@@ -206,10 +207,18 @@ function makePlugin(spec: EngineSpec, options: EngineOptions = {}): StagePlugin<
       if (voices.length === 0) return { ok: false, detail: `${spec.name} ${version} at ${path} has no voices installed`, install: INSTALL[spec.name] };
       return { ok: true, detail: `${spec.name} ${version} at ${path}; voices: ${voices.join(', ')}` };
     },
-    async voices(): Promise<readonly EngineVoice[]> {
-      if (!(await whichTool(binary))) return [];
-      if (spec.describedVoices) return spec.describedVoices(binary).catch(() => []);
-      return (await spec.installedVoices(binary).catch(() => [])).map((voice) => described(spec.name, voice));
+    voices(): Promise<readonly EngineVoice[]> {
+      // the installed voices do not change while this runs: asked once (each ask starts the program),
+      // again only after an answer of none
+      listed ??= (async () => {
+        if (!(await whichTool(binary))) return [];
+        if (spec.describedVoices) return spec.describedVoices(binary).catch(() => []);
+        return (await spec.installedVoices(binary).catch(() => [])).map((voice) => described(spec.name, voice));
+      })().then((voices) => {
+        if (voices.length === 0) listed = undefined;
+        return voices;
+      });
+      return listed;
     },
     // the checks a run starts with, without the engine: the voice's settings, the text sayable and short enough
     async checkInput(input: InputToCheck<'tts'>): Promise<void> {
