@@ -83,13 +83,13 @@ for (const [name, path, adjust] of list) {
   const lm = avatar.face.landmarks;
   const { data } = await sharp(photoPath).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
   const renderer = new FaceRenderer({ width: W, height: H, data: new Uint8Array(data) }, lm, { pixelFormat: 'yuv420p' });
-  // the mouth with the chin below it, as wide as the jaw between its corners
+  // the mouth with the chin and what is below it, as wide as the jaw between its corners
   const xs = [...lm.slice(3, 14), ...lm.slice(48, 68)].map((p) => p.x), ys = [lm[33], lm[8]].map((p) => p.y);
   const mw = Math.hypot(lm[54].x - lm[48].x, lm[54].y - lm[48].y);
   const left = Math.max(0, Math.floor(Math.min(...xs.slice(11)) - 0.45 * mw));
   const right = Math.min(W, Math.ceil(Math.max(...xs.slice(11)) + 0.45 * mw));
   const top = Math.max(0, Math.floor(ys[0] - 0.1 * mw));
-  const bottom = Math.min(H, Math.ceil(ys[1] + 0.45 * mw));
+  const bottom = Math.min(H, Math.ceil(ys[1] + 0.9 * mw)); // down to the neck: a beard moves over it
   const region = { left, top, width: right - left, height: bottom - top };
   const tiles = [await sharp(photoPath).extract(region).removeAlpha().raw().toBuffer()];
   for (const [, mouth] of COLUMNS) {

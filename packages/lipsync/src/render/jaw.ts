@@ -12,6 +12,9 @@ export const JAW_FOLLOW = [0, 0, 0, 0.1, 0.3, 0.55, 0.78, 0.93, 1, 0.93, 0.78, 0
 /** How far the chin drops with the jaw wide open, as a share of the mouth's width. */
 export const MAX_JAW_DROP = 0.42;
 
+/** How much what hangs from the chin (a beard) follows its drop: most of it; the rest stretches the beard. */
+const BEARD_FOLLOW = 0.85;
+
 /** The jaw contour points a point below the jaw line is placed under. */
 const UNDER = [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
 
@@ -26,8 +29,10 @@ export interface UnderJaw {
   readonly points: readonly Vec[];
   /** per point: the jaw contour point above it */
   readonly jaw: readonly number[];
-  /** per point: the share of that jaw point's drop it moves by (0 to 0.85) */
+  /** per point: the share of that jaw point's drop it moves by (0 to 1) */
   readonly follow: readonly number[];
+  /** per point: the most it moves down in the shape the mesh is triangulated on (short of the ring) */
+  readonly reach: readonly number[];
 }
 
 /** Mean colour of the pixels within `r` of (x, y), or null when none is in the image. */
@@ -47,16 +52,56 @@ function meanAround(image: RgbaImage, x: number, y: number, r: number): [number,
   return n ? [sr / n, sg / n, sb / n] : null;
 }
 
+/** A colour's hue on the chroma plane (r - luma, b - luma), and how much chroma it has. */
+interface Hue {
+  readonly luma: number;
+  readonly angle: number;
+  readonly chroma: number;
+}
+
+function hueOf([r, g, b]: readonly [number, number, number]): Hue {
+  const luma = 0.299 * r + 0.587 * g + 0.114 * b;
+  return { luma, angle: Math.atan2(b - luma, r - luma), chroma: Math.hypot(r - luma, b - luma) };
+}
+
+/** Smallest difference between two angles, in degrees. */
+function angleBetween(a: number, b: number): number {
+  const d = Math.abs(a - b) % (2 * Math.PI);
+  return ((d > Math.PI ? 2 * Math.PI - d : d) * 180) / Math.PI;
+}
+
+/**
+ * Hair, not skin: grey (little chroma for its brightness, as the skin's would be) or of another hue than
+ * the skin. Only in a colour photo, where the skin has a hue to compare with.
+ */
+function hairAgainst(skin: Hue, c: Hue): boolean {
+  const grey = c.chroma < Math.max(4, (0.35 * skin.chroma * c.luma) / Math.max(1, skin.luma));
+  return grey || angleBetween(c.angle, skin.angle) > 60;
+}
+
+/**
+ * A beard on both sides of the jaw line, told by hue where brightness cannot tell it: a grey beard is
+ * dark in its roots and shadows and light at its ends, so just inside and just below the jaw line can
+ * differ in brightness more than a beard and a collar do, yet both are unlike the skin and alike in hue.
+ */
+function beardAcross(skin: Hue | null, inside: Hue, below: Hue): boolean {
+  if (!skin || skin.chroma < 6) return false; // a grey photo: brightness is all there is
+  if (!hairAgainst(skin, inside) || !hairAgainst(skin, below)) return false;
+  const greyish = (c: Hue): boolean => c.chroma < 6;
+  return greyish(inside) || greyish(below) || angleBetween(inside.angle, below.angle) < 45;
+}
+
 /**
  * Places the points below the jaw line and measures how each follows the jaw. `ring` is the ellipse
- * (centre and radii along the face's axes) that follows the head halfway: the points stay well inside it.
+ * (centre and radii along the face's axes) that follows the head halfway: the points stay inside it.
  */
 export function underJaw(image: RgbaImage, landmarks: readonly FacePoint[], face: FaceFrame, ring: { rx: number; ry: number }): UnderJaw {
   const p = (i: number): FacePoint => landmarks[i] as FacePoint;
   const { ux, uy, center, mouthWidth: W } = face;
-  const points: Vec[] = [];
-  const measured: number[] = [];
-  for (const i of UNDER) {
+  // the skin's own hue, on the lower nose (bare in a bearded face; the bridge may hold glasses)
+  const noseSkin = meanAround(image, (p(29).x + p(30).x) / 2, (p(29).y + p(30).y) / 2, Math.max(1.5, 0.05 * W));
+  const skin = noseSkin ? hueOf(noseSkin) : null;
+  const rays = UNDER.map((i) => {
     // outward across the jaw line: perpendicular to it, away from the face's centre
     const tx = p(i + 1).x - p(i - 1).x, ty = p(i + 1).y - p(i - 1).y;
     const tl = Math.hypot(tx, ty) || 1;
@@ -65,36 +110,70 @@ export function underJaw(image: RgbaImage, landmarks: readonly FacePoint[], face
       nx = -nx;
       ny = -ny;
     }
+    const toRing = distanceToEllipse(p(i), { x: nx, y: ny }, center, ux, uy, ring.rx, ring.ry);
     // below the jaw by more than the chin's drop, farther under the chin, which drops the most; no
     // farther than 70 % of the way to the ring
     const wanted = W * (0.2 + 0.3 * (JAW_FOLLOW[i] as number));
-    const toRing = distanceToEllipse(p(i), { x: nx, y: ny }, center, ux, uy, ring.rx, ring.ry);
-    const d = Math.max(0, Math.min(wanted, 0.7 * toRing));
-    points.push({ x: p(i).x + nx * d, y: p(i).y + ny * d });
-    // what is just inside the jaw line against what is just below it: alike (a beard, or skin that goes
-    // on) moves with the chin; unlike (a shadowed neck, a collar, the background) stays
-    const r = Math.max(1.5, 0.07 * W);
-    const inside = meanAround(image, p(i).x - nx * 0.14 * W, p(i).y - ny * 0.14 * W, r);
-    const below = meanAround(image, p(i).x + nx * 0.5 * d, p(i).y + ny * 0.5 * d, r);
-    const distance = inside && below ? Math.hypot(inside[0] - below[0], inside[1] - below[1], inside[2] - below[2]) : Infinity;
-    measured.push(0.85 * Math.max(0, Math.min(1, 1 - distance / 50)));
-  }
+    return { i, from: p(i), nx, ny, toRing, d: Math.max(0, Math.min(wanted, 0.7 * toRing)) };
+  });
+  // what is just inside the jaw line against what is just below it: alike (a beard, or skin that goes
+  // on) moves with the chin; unlike (a shadowed neck, a collar, the background) stays
+  const r = Math.max(1.5, 0.07 * W);
+  // colour differences shrink with the light: a dark photo's are measured as if it were lit as most are
+  const exposure = skin ? Math.max(1, 150 / Math.max(1, skin.luma)) : 1;
+  const beards: boolean[] = [];
+  const measured = rays.map(({ from, nx, ny, d }) => {
+    const inside = meanAround(image, from.x - nx * 0.14 * W, from.y - ny * 0.14 * W, r);
+    const below = meanAround(image, from.x + nx * 0.5 * d, from.y + ny * 0.5 * d, r);
+    const distance = inside && below ? exposure * Math.hypot(inside[0] - below[0], inside[1] - below[1], inside[2] - below[2]) : Infinity;
+    const beard = inside && below ? beardAcross(skin, hueOf(inside), hueOf(below)) : false;
+    beards.push(beard);
+    return beard ? BEARD_FOLLOW : BEARD_FOLLOW * Math.max(0, Math.min(1, 1 - distance / 50));
+  });
   // One share for the whole chin: a beard does not end halfway along the jaw, and shares that differ
   // from point to point would bend straight edges below it (a collar's) into steps. The middle's
   // median: the sides of the jaw see past the neck to the background more often.
   const middle = measured.slice(2, -2).sort((a, b) => a - b);
   const share = middle[Math.floor(middle.length / 2)] as number;
+  // A beard told by its hue hangs below the jaw line as far as it goes: the row goes to where the skin
+  // of the neck begins, so the whole beard moves with the chin and passes over the neck, rather than
+  // its lower part being squeezed against a row that stays.
+  const bearded = skin !== null && beards.slice(2, -2).filter(Boolean).length * 2 > beards.length - 4;
+  if (bearded) {
+    for (const ray of rays) ray.d = Math.max(ray.d, beardEnd(image, skin, ray, ray.d, 0.85 * ray.toRing, W));
+  }
+  const points: Vec[] = rays.map(({ from, nx, ny, d }) => ({ x: from.x + nx * d, y: from.y + ny * d }));
   // Where the ring leaves little room below the jaw, a point moves enough to keep a fifth of its
   // distance when the chin drops all the way: the skin between is squeezed, never folded. (The jaw
   // point comes toward it by the part of its drop along their line: d / cos of the way down.)
-  const follow = points.map((q, k) => {
-    const i = UNDER[k] as number;
-    const d = Math.hypot(q.x - p(i).x, q.y - p(i).y);
-    const down = d > 0 ? ((q.x - p(i).x) * uy.x + (q.y - p(i).y) * uy.y) / d : 0;
+  const follow = rays.map(({ i, nx, ny, d }) => {
+    const down = nx * uy.x + ny * uy.y;
     const approach = MAX_JAW_DROP * W * (JAW_FOLLOW[i] as number) * down;
     return approach > 0 ? Math.max(share, Math.min(1, 1 - (0.8 * d) / approach)) : share;
   });
-  return { points, jaw: UNDER, follow };
+  // A beard's row may pass the ring as it drops: what it passes is drawn under it (mesh.ts draws the
+  // triangles below the row first). The mesh is triangulated with the row short of the ring, as at rest.
+  const reach = points.map((q) => 0.8 * distanceToEllipse(q, uy, center, ux, uy, ring.rx, ring.ry));
+  return { points, jaw: UNDER, follow, reach };
+}
+
+/**
+ * How far along a ray from the jaw line a beard goes: to the first of two samples in a row that show the
+ * skin's hue (the neck), between `from` and `to`; `from` when no skin shows (the beard meets hair, a
+ * collar or the background, which stay: the row does not drag them along).
+ */
+function beardEnd(image: RgbaImage, skin: Hue, ray: { from: Vec; nx: number; ny: number }, from: number, to: number, W: number): number {
+  const step = 0.04 * W;
+  let skinned = 0;
+  for (let t = from; t <= to; t += step) {
+    const c = meanAround(image, ray.from.x + ray.nx * t, ray.from.y + ray.ny * t, Math.max(1, 0.04 * W));
+    if (c && !hairAgainst(skin, hueOf(c))) {
+      if (++skinned === 2) return Math.min(to, t - step + 0.08 * W);
+    } else {
+      skinned = 0;
+    }
+  }
+  return from;
 }
 
 /** How far from `from` along the unit direction `dir` the ellipse (radii along ux and uy) is. */

@@ -172,8 +172,36 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
     open[2 * i] = (open[2 * i] as number) + uy.x * push;
     open[2 * i + 1] = (open[2 * i + 1] as number) + uy.y * push;
   }
+  // and the row below the jaw short of the ring, as at rest: a beard's row that passes it as it drops
+  // folds the skin it passes under the beard, which the order below draws over it
+  if (parts.underJaw && under) {
+    const row = under.first;
+    parts.underJaw.reach.forEach((most, k) => {
+      const i = row + k;
+      const down = ((open[2 * i] as number) - (rest[2 * i] as number)) * uy.x + ((open[2 * i + 1] as number) - (rest[2 * i + 1] as number)) * uy.y;
+      if (down <= most) return;
+      open[2 * i] = (open[2 * i] as number) - uy.x * (down - most);
+      open[2 * i + 1] = (open[2 * i + 1] as number) - uy.y * (down - most);
+    });
+  }
   for (const curve of curves) placeCurve(open, curve);
-  return { ...base, opening, triangles: openingFirst(new Delaunator(open).triangles, lips, opening, biteUpper, biteLower) };
+  const triangles = openingFirst(new Delaunator(open).triangles, lips, opening, biteUpper, biteLower);
+  return { ...base, opening, triangles: under ? belowJawFirst(triangles, under.first) : triangles };
+}
+
+/**
+ * The triangles below the jaw's row first (every corner on the row, the ring or the anchors, which come
+ * after it), keeping the order otherwise: when a beard's row drops past the ring, the skin it folds is
+ * drawn under the beard, as the beard hides the neck in a photo.
+ */
+function belowJawFirst(triangles: Uint32Array, row: number): Uint32Array {
+  const first: number[] = [];
+  const rest: number[] = [];
+  for (let t = 0; t < triangles.length; t += 3) {
+    const corners = [triangles[t] as number, triangles[t + 1] as number, triangles[t + 2] as number];
+    (corners.every((v) => v >= row) ? first : rest).push(...corners);
+  }
+  return Uint32Array.from([...first, ...rest]);
 }
 
 /**
