@@ -147,6 +147,13 @@ export function measureMouth(image: RgbaImage, landmarks: readonly FacePoint[], 
   const { grain, grainScale, softness } = measureTexture(image, around);
   const bite = findBite(image, landmarks, inner, lipLuma, lipSat, at, face);
   const corners = bite ? findOpeningCorners(landmarks, lipLuma, at, face) : null;
+  // A photo that shows its teeth gives their colour itself (the lower teeth an opening reveals are drawn
+  // in it): the brightest quarter of the opening, which the teeth fill but for gaps and shadows.
+  if (bite) {
+    const ranked = inner.map((i) => ({ i, l: luma(data[4 * i] as number, data[4 * i + 1] as number, data[4 * i + 2] as number) })).sort((a, b) => b.l - a.l);
+    const own = meanColour(image, ranked.slice(0, Math.max(1, Math.floor(ranked.length / 4))).map(({ i }) => i));
+    Object.assign(teeth, grey ? { r: luma(own.r, own.g, own.b), g: luma(own.r, own.g, own.b), b: luma(own.r, own.g, own.b) } : own);
+  }
   return { bite, corners, teeth, cavity, tongue, grain, grainScale, softness };
 }
 

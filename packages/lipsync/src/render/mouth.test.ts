@@ -109,6 +109,26 @@ describe('the mouth on real photos at 1024 px', () => {
     }
   });
 
+  it('a wide vowel on a smile shows the lower teeth the smile hid, in the colour of the photo\'s own teeth', () => {
+    // Down the middle of the opening: just above the lower lip's inner edge, light and neutral lower
+    // teeth, not the red tongue or the dark of the mouth.
+    const { renderer, width, height } = subjects.teeth;
+    const pose = viseme('aa');
+    const frame = renderer.render(pose, STILL);
+    const moved = renderer.landmarksFor(pose, STILL);
+    const w = mouthWidth(moved);
+    const x = Math.round((moved[62]!.x + moved[66]!.x) / 2);
+    const v = (y: number): number => frame[(width * height * 5) / 4 + (y >> 1) * (width >> 1) + (x >> 1)]!;
+    let darkest = Infinity, brightest = { luma: 0, y: 0 };
+    for (let y = Math.round(moved[62]!.y); y <= Math.round(moved[66]!.y); y++) darkest = Math.min(darkest, frame[y * width + x]!);
+    for (let y = Math.round(moved[66]!.y - 0.08 * w); y <= Math.round(moved[66]!.y); y++) {
+      if (frame[y * width + x]! > brightest.luma) brightest = { luma: frame[y * width + x]!, y };
+    }
+    expect(brightest.luma - darkest).toBeGreaterThan(70);
+    // (the tongue and the lips here are red: V above 143)
+    expect(v(brightest.y)).toBeLessThan(140);
+  });
+
   it('p, b and m close the lips over the photo\'s own teeth', () => {
     const { renderer, landmarks: lm, width } = subjects.teeth;
     const photo = renderer.render(REST, STILL).slice();

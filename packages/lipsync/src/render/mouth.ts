@@ -52,7 +52,8 @@ export function mouthParams(moved: Float64Array, opening: Curve, outline: Float6
   const top = moved[2 * (opening.controls[2] as number) + 1] as number;
   const bottom = moved[2 * (opening.controls[6] as number) + 1] as number;
   const gapHeight = Math.max(1, bottom - top);
-  // the photo's own teeth, when it shows them, stay where they are: none are drawn
+  // the photo's own upper teeth, when it shows them, stay where they are: none are drawn over them (the
+  // lower teeth, which a smile hides behind the lower lip, are drawn as the opening reveals them)
   const drawTeeth = look.bite === null;
   // the box reaches as far past the outline as its blended edge does
   const pad = Math.ceil(coverageReach(look.softness)) + 1;
@@ -67,7 +68,7 @@ export function mouthParams(moved: Float64Array, opening: Curve, outline: Float6
     gapHeight,
     mouthW: Math.max(1, maxX - minX),
     teethH: drawTeeth ? Math.min(gapHeight * 0.6, 0.2 * mouthWidth) * Math.min(1, 0.35 + 1.1 * Math.max(mouth.teethVisible, mouth.lipToTeeth)) : 0,
-    lowerTeethH: drawTeeth ? Math.max(0, Math.min(gapHeight * 0.2, 0.07 * mouthWidth) * Math.min(1, gapHeight / (0.3 * mouthWidth) - 0.6)) : 0,
+    lowerTeethH: Math.max(0, Math.min(gapHeight * 0.2, 0.07 * mouthWidth) * Math.min(1, gapHeight / (0.3 * mouthWidth) - 0.6)),
     // the last teeth vanish into the corners
     archHalf: 0.47 * mouthWidth,
     mouthWidth,
