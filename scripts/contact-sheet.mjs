@@ -2,7 +2,7 @@
 // photo's own mouth, then the rendered mouth at rest, in a wide vowel (aa), a rounded vowel (uw), a
 // closed consonant (p) and f/v, as the pipeline draws them at `--quality high` (I420, the compiled kernels
 // when the addon is built). Photos smaller than the size are enlarged to it first, so every mouth is judged
-// at that size. Run through `npm run contact-sheet` (it builds first).
+// at that size or more (larger ones stay at their own). Run through `npm run contact-sheet` (it builds first).
 //   node scripts/contact-sheet.mjs [--size 1024] [--zoom 1] [--out out/contact-sheets] [photo ...]
 import { mkdirSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
@@ -25,6 +25,8 @@ const PHOTOS = [
   ['beard', join(fixtures, 'faces/mendeleev_beard.jpg')],
   ['beard-older', join(fixtures, 'faces/lamport_beard.jpg')],
   ['moustache', join(fixtures, 'faces/barkla.jpg')],
+  // the same photograph at 1024x1346: its own detail, not an enlargement
+  ['large', join(fixtures, 'faces/barkla_1024.jpg')],
   ['dark', join(fixtures, 'faces/astronaut_eileen_collins.jpg'), (s) => s.linear(0.35, 0).gamma(1.2)],
   ['grayscale', join(fixtures, 'grace_hopper.jpg'), (s) => s.grayscale()],
 ];
@@ -69,7 +71,7 @@ for (const [name, path, adjust] of list) {
     continue; // a fixture this checkout does not have
   }
   const meta = await sharp(input).metadata();
-  const scale = size / Math.max(meta.width, meta.height);
+  const scale = Math.max(1, size / Math.max(meta.width, meta.height)); // larger photos stay as they are
   const W = Math.round((meta.width * scale) / 2) * 2, H = Math.round((meta.height * scale) / 2) * 2;
   const photoPath = join(values.out, `.${name}.png`);
   await sharp(input).resize(W, H, { fit: 'fill', kernel: 'lanczos3' }).toFile(photoPath);

@@ -134,7 +134,7 @@ inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double to
   }
   if (p.teethH > 0 && upper.cover > 0) {
     const double clear = Clamp01((down - 0.82 * upper.edge) / (0.18 * upper.edge + 0.5));
-    const double lit = upper.shade * (1 - 0.25 * clear);
+    const double lit = upper.shade * (1 - 0.12 * clear);
     cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * upper.cover;
     cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * upper.cover;
     cb += (p.teethB * lit - cb) * upper.cover;

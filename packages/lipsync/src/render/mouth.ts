@@ -242,7 +242,7 @@ function shadeMouth(p: MouthParams, x: number, y: number, d: number, top: number
   if (p.teethH > 0 && upper.cover > 0) {
     // the last sixth of a tooth's length is thinner and lets the dark through: greyer, a little blue
     const clear = clamp01((down - 0.82 * upper.edge) / (0.18 * upper.edge + 0.5));
-    const lit = upper.shade * (1 - 0.25 * clear);
+    const lit = upper.shade * (1 - 0.12 * clear);
     cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * upper.cover;
     cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * upper.cover;
     cb += (p.teethB * lit - cb) * upper.cover;

@@ -145,8 +145,9 @@ export function roundCorners(outline: Float64Array, maxTurn: number): Float64Arr
     const cut = 0.4 * Math.min(le, lf);
     const px = bx - (ex / le) * cut, py = by - (ey / le) * cut;
     const qx = bx + (fx / lf) * cut, qy = by + (fy / lf) * cut;
-    // (a quadratic curve turns fastest at its middle: more samples than the average turn asks for)
-    const steps = Math.ceil((1.6 * turn) / maxTurn) + 1;
+    // (a quadratic curve turns fastest at its middle, the more so the more its two sides differ in length:
+    // more samples than the average turn asks for; at 1.6 times, a slit's tip on a 1346 px photo kept a 31 degree turn)
+    const steps = Math.ceil((2.2 * turn) / maxTurn) + 1;
     for (let k = 0; k <= steps; k++) {
       const t = k / steps, s = 1 - t;
       out.push(s * s * px + 2 * s * t * bx + t * t * qx, s * s * py + 2 * s * t * by + t * t * qy);
