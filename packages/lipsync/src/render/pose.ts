@@ -168,7 +168,9 @@ export function poseMesh(base: PoseBase, moved: Float64Array, mouth: MouthPose, 
       move(i, (spread - 0.7 * squeeze) * t, dropAt(x) + push * (1 - t * t));
     }
   }
-  const cornerPurse = base.bite ? 0 : purse;
+  // and the inner corners most: the lips meet at the sides, so the opening's ends round off instead of
+  // running out to the corners in points
+  const cornerPurse = base.bite ? 0 : purse * (1 + 0.6 * Math.max(0, -width));
   move(48, -spread, cornerDown);
   move(60, cornerPurse - spread, cornerDown);
   move(54, spread, cornerDown);
