@@ -3,6 +3,8 @@ import type { Logger } from '@avatar/core';
 
 export interface Output {
   json: boolean;
+  /** stdout carries a video (`--output -`): results go to stderr */
+  stdoutTaken: boolean;
   /** machine-readable or human text on stdout */
   result(value: unknown, human: () => string): void;
   /** human notes on stderr (never mixed into --json output) */
@@ -10,18 +12,24 @@ export interface Output {
   error(error: unknown): number;
 }
 
-export function createOutput(json: boolean): Output {
+/**
+ * Results on stdout, notes and errors on stderr; `stdoutTaken` (a command writing its video to stdout,
+ * `--output -`) puts the results on stderr too, so nothing but the video reaches stdout.
+ */
+export function createOutput(json: boolean, { stdoutTaken = false }: { stdoutTaken?: boolean } = {}): Output {
+  const results = stdoutTaken ? process.stderr : process.stdout;
   return {
     json,
+    stdoutTaken,
     result(value, human) {
-      process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+      results.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
     },
     note(text) {
       process.stderr.write(`${text}\n`);
     },
     error(thrown) {
       const error = isAvatarError(thrown) ? thrown : toAvatarError(thrown);
-      if (json) process.stdout.write(`${JSON.stringify({ error: error.toJSON() }, null, 2)}\n`);
+      if (json) results.write(`${JSON.stringify({ error: error.toJSON() }, null, 2)}\n`);
       process.stderr.write(`error ${error.code}: ${error.message}\n  ${error.hint}\n`);
       if (process.env.AVATAR_DEBUG && error.cause instanceof Error) process.stderr.write(`${error.cause.stack}\n`);
       return error.exitCode;

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { ENCODING_PRESETS, HEAD_MOTIONS, OUTPUT_FORMATS, QUALITIES, formatFromPath, parseEngineAssignments, parseEngineOptionAssignments } from '@avatar/core';
+import { ENCODING_PRESETS, HEAD_MOTIONS, LIVE_OUTPUT, OUTPUT_FORMATS, QUALITIES, formatFromPath, parseEngineAssignments, parseEngineOptionAssignments } from '@avatar/core';
 import type { PipelineConfig } from '@avatar/core';
 import type { CliContext } from './context.js';
 import { openContext, storageFrom } from './context.js';
@@ -30,7 +30,7 @@ export async function withContext(command: Command, first: CommandBody | { servi
   const service = typeof first === 'function' ? false : first.service;
   const fn = typeof first === 'function' ? first : (second as CommandBody);
   const opts = globals(command);
-  const out = createOutput(opts.json);
+  const out = createOutput(opts.json, { stdoutTaken: (command.opts() as { output?: unknown }).output === LIVE_OUTPUT });
   let ctx: CliContext | undefined;
   try {
     ctx = await openContext({ storage: storageFrom(opts.storage), ...(opts.store !== undefined && { store: opts.store }), log: createLogger(opts.verbose, { errors: service ? 'always' : 'verbose' }) });

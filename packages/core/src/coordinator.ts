@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import type { Writable } from 'node:stream';
 import type { PipelineConfig } from './config.js';
 import { animationOf, checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
 import type { EngineChoice, EngineOptions } from './engines.js';
@@ -101,6 +102,9 @@ export type EngineConfig = Pick<PipelineConfig, 'engines' | 'engineOptions' | 'c
 
 type EnginePlan = { [K in StageKind]?: ResolvedEngine<K> };
 
+/** What a run with live output reports as its output path: the video went to a stream, as a CLI's "-" does. */
+export const LIVE_OUTPUT = '-';
+
 /** What a successful run produced. */
 interface Outcome {
   outputPath: string;
@@ -117,7 +121,16 @@ export interface CommonRequest {
   runId?: string;
 }
 
-export interface PipelineRequest extends CommonRequest {
+/** A talking-head run's video as it is encoded: fragmented MP4 into a stream (a pipe, stdout), no file kept. */
+export interface LiveRequest {
+  /**
+   * Where the video goes as it is encoded (MP4 only): `outputPath` is then ignored and nothing is
+   * written beside it; the run inspects a copy in its work folder, removed at cleanup.
+   */
+  live?: Writable;
+}
+
+export interface PipelineRequest extends CommonRequest, LiveRequest {
   text: string;
   voiceProfileId?: string | null;
   avatarImage: string;
@@ -152,7 +165,7 @@ export interface AvatarRequest extends CommonRequest {
   config?: Partial<PipelineConfig> | PipelineConfig;
 }
 
-export interface LipsyncRequest extends CommonRequest {
+export interface LipsyncRequest extends CommonRequest, LiveRequest {
   avatarImage: string;
   /** the recording the avatar speaks: WAV, MP3, OGG... */
   audioPath: string;
@@ -530,10 +543,10 @@ export class PipelineCoordinator {
    * completed, with intermediates and anything written beside the output removed. A plan that lists
    * `cleanup` reports it as a stage. Never throws.
    */
-  private async runPlan(request: CommonRequest & { outputPath?: string }, plan: readonly StageName[], options: { keepWorkDir: boolean }, work: (run: StageRun) => Promise<Outcome>): Promise<RunResult> {
+  private async runPlan(request: CommonRequest & LiveRequest & { outputPath?: string }, plan: readonly StageName[], options: { keepWorkDir: boolean }, work: (run: StageRun) => Promise<Outcome>): Promise<RunResult> {
     await this.sweepLeftovers();
     // and beside this run's output, where a killed run would have left its partial
-    if (request.outputPath) await sweepPartials([dirname(resolve(request.outputPath))], { log: this.log });
+    if (request.outputPath && !request.live) await sweepPartials([dirname(resolve(request.outputPath))], { log: this.log });
     const runId = request.runId ?? `run-${Date.now()}-${randomBytes(3).toString('hex')}`;
     const controller = new AbortController();
     const outer = request.signal;
@@ -600,7 +613,7 @@ export class PipelineCoordinator {
       const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
       return this.renderAndEncode(run, engines, {
         avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
-      }, outputPath);
+      }, { outputPath, live: request.live });
     });
   }
 
@@ -618,13 +631,26 @@ export class PipelineCoordinator {
     plugin.prewarm?.().catch((error: unknown) => this.log.debug(`${plugin.stage}/${plugin.name}: preparing early failed; loading will say why`, { reason: String(error) }));
   }
 
-  /** Settings and paths of a talking-head run, checked: output extension and folder, the avatar image. */
-  private async checkTalkingHeadRequest(request: { config?: Partial<PipelineConfig> | PipelineConfig; outputPath: string; avatarImage: string }) {
+  /**
+   * Settings and paths of a talking-head run, checked: output extension and folder (or, for live output,
+   * an MP4 and an encoder that can stream it), the avatar image.
+   */
+  private async checkTalkingHeadRequest(request: LiveRequest & { config?: Partial<PipelineConfig> | PipelineConfig; outputPath: string; avatarImage: string }) {
     const config: PipelineConfig = parsePipelineConfig(request.config ?? {});
-    const outputPath = resolve(request.outputPath);
     const avatarPath = resolve(request.avatarImage);
-    checkOutputExtension(outputPath, config.outputFormat);
-    await checkWritableTarget(outputPath, 'output path');
+    let outputPath = LIVE_OUTPUT;
+    if (request.live) {
+      if (config.outputFormat !== 'mp4') {
+        throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
+          field: 'outputFormat', problem: 'must be mp4 for live output (fragmented MP4 as it is encoded)', value: config.outputFormat,
+          expected: 'Use --format mp4 (the default) with --output -, or write a .webm file.',
+        });
+      }
+    } else {
+      outputPath = resolve(request.outputPath);
+      checkOutputExtension(outputPath, config.outputFormat);
+      await checkWritableTarget(outputPath, 'output path');
+    }
     await checkImageFile(avatarPath, 'avatar image');
     return { config, settings: resolveEncodeSettings(config), outputPath, avatarPath };
   }
@@ -642,12 +668,20 @@ export class PipelineCoordinator {
    * consumes its frames, so both stages run inside one model slot and no frame touches the disk.
    * An installed inspector then measures the finished video from the outside.
    */
-  private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, outputPath: string): Promise<Outcome> {
+  private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, target: { outputPath: string; live: Writable | undefined }): Promise<Outcome> {
     const lipsync = required(engines.lipsync, 'lipsync');
     const encoder = required(engines.encode, 'encode');
     const { settings } = input;
-    // the video is encoded and inspected beside its target and moved onto it when the whole run succeeds
-    const partial = partialPathFor(outputPath);
+    const { outputPath, live } = target;
+    if (live && !encoder.plugin.liveOutput) {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
+        field: 'output', problem: `is live (-), which encode engine ${encoder.plugin.name} cannot write`, value: '-',
+        expected: 'Write to a file, or choose an encode engine that streams (ffmpeg).',
+      });
+    }
+    // the video is encoded and inspected beside its target and moved onto it when the whole run
+    // succeeds; a live video is inspected from a copy in the work folder, which cleanup removes
+    const partial = live ? join(run.workDir, 'live.mp4') : partialPathFor(outputPath);
     run.temporaries.push(partial);
     // (the renderer's own grace is the longer: when the encoder ignores a cancel, it is the one named)
     const { video, regions } = await this.withEngine(lipsync, run.signal, async (renderer) => {
@@ -655,7 +689,7 @@ export class PipelineCoordinator {
       // what the renderer throws while the encoder pulls its frames is the renderer's fault, not the encoder's
       const frames = { ...rendered, frames: blamed(rendered.frames, lipsync, run.signal) };
       const encoded = await run.stage('encode_video', (ctx) =>
-        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings }, ctx, { alongside: true }), encoder);
+        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings, ...(live && { live }) }, ctx, { alongside: true }), encoder);
       return { video: encoded, regions: rendered.regions };
     }, { graceMs: 2 * this.cancelGraceMs });
     const inspector = engines.inspect;
@@ -663,7 +697,7 @@ export class PipelineCoordinator {
     if (inspector && regions) {
       inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx), inspector);
     }
-    return { outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), publish: { from: partial, to: outputPath } };
+    return { outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), ...(!live && { publish: { from: partial, to: outputPath } }) };
   }
 
   /** A portrait + a recording -> talking-head video (video_lipsync). */
@@ -677,7 +711,7 @@ export class PipelineCoordinator {
       this.prewarm(engines.face);
       this.prewarm(engines.encode);
       const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
-      return this.renderAndEncode(run, engines, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, outputPath);
+      return this.renderAndEncode(run, engines, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, { outputPath, live: request.live });
     });
   }
 

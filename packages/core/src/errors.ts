@@ -109,6 +109,10 @@ export const ERRORS = {
   AVATAR_ERR_TOOL_MISSING: failure('{tool} is not installed or not on PATH', 'Install it: {install}', 503),
   AVATAR_ERR_TTS_FAILED: failure('the {engine} speech engine failed: {reason}', 'Run "avatar doctor" to check the engine; try another voice profile.'),
   AVATAR_ERR_ENCODE_FAILED: failure('ffmpeg could not encode {output}: {reason}', 'Check the inputs and settings; ffmpeg said why above.'),
+  AVATAR_ERR_LIVE_OUTPUT_CLOSED: failure(
+    'the live video\'s reader went away after {bytes} bytes',
+    'Keep the player or the pipe open until the video ends (the run stopped; nothing was kept).',
+  ),
   // models (ONNX files built by npm run models, or brought by the user with a descriptor)
   AVATAR_ERR_MODEL_MISSING: failure('model {name} is not built: {path}', 'Run "npm run models" (or the set-up step, npm run bootstrap) to build it.', 503),
   AVATAR_ERR_MODEL_CHECKSUM: failure(

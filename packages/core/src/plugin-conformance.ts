@@ -1,12 +1,14 @@
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QUALITY_PRESETS } from './config.js';
 import { readMp4Summary, readWavInfo } from './container.js';
 import { resolvePluginOptions } from './plugin-options.js';
 import { isAvatarError } from './errors.js';
 import { silentLogger } from './log.js';
-import type { AnyStagePlugin, LoadedStageOf, RunContext, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';
+import type { AnyStagePlugin, FrameStream, LoadedStageOf, RunContext, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';
 import { PLUGIN_API_VERSION } from './plugin.js';
 import { PluginRegistry } from './registry.js';
 
@@ -24,6 +26,39 @@ export interface StageConformanceOptions<K extends StageKind> {
   source?: string;
   /** time allowed for one test (default 60 s) */
   timeoutMs?: number;
+}
+
+/** Two seconds of 25 fps RGBA frames, a bright bar crossing a grey field: what a live encode is fed. */
+function barFrames(): FrameStream {
+  const width = 64, height = 48, count = 50;
+  async function* frames(): AsyncGenerator<Uint8Array> {
+    for (let i = 0; i < count; i++) {
+      const frame = new Uint8Array(width * height * 4).fill(96);
+      for (let y = 0; y < height; y++) for (let x = i; x < i + 8 && x < width; x++) frame.fill(230, 4 * (y * width + x), 4 * (y * width + x) + 3);
+      yield frame;
+    }
+  }
+  return { width, height, fps: 25, frameCount: count, frames: frames() };
+}
+
+/** A two-second 16 kHz mono tone as a WAV file. */
+async function toneWav(path: string): Promise<void> {
+  const rate = 16_000, samples = 2 * rate;
+  const wav = Buffer.alloc(44 + 2 * samples);
+  wav.write('RIFF', 0, 'latin1');
+  wav.writeUInt32LE(36 + 2 * samples, 4);
+  wav.write('WAVEfmt ', 8, 'latin1');
+  wav.writeUInt32LE(16, 16);
+  wav.writeUInt16LE(1, 20);
+  wav.writeUInt16LE(1, 22);
+  wav.writeUInt32LE(rate, 24);
+  wav.writeUInt32LE(2 * rate, 28);
+  wav.writeUInt16LE(2, 32);
+  wav.writeUInt16LE(16, 34);
+  wav.write('data', 36, 'latin1');
+  wav.writeUInt32LE(2 * samples, 40);
+  for (let i = 0; i < samples; i++) wav.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 220 * i) / rate)), 44 + 2 * i);
+  await writeFile(path, wav);
 }
 
 /** A run that finishes this long after its signal aborted was not stopped by it. */
@@ -150,7 +185,8 @@ function outputPathOf(stage: StageKind, input: unknown): string | undefined {
  * shape, plugin API version), its check() answers, load and unload pair (also without a run, and twice in a
  * row), a run gives an output of the stage's type (audio of the stated rate and length, frames of the stated
  * size and count, a file of the stated bytes...), progress stays in 0..1 and never goes back, and an abort
- * stops a run within a bounded time leaving no output file. Call it from a test file:
+ * stops a run within a bounded time leaving no output file; an encoder that declares liveOutput streams
+ * fragmented MP4 to `live`, the bytes of its file. Call it from a test file:
  *
  * ```ts
  * runStagePluginConformance(myPlugin, { input: (dir) => ({ text: 'Hello.', voice, outputPath: join(dir, 'a.wav'), maxSeconds: 30 }) });
@@ -217,6 +253,33 @@ export function runStagePluginConformance<K extends StageKind>(plugin: StagePlug
         expect(f, `progress ${i}`).toBeLessThanOrEqual(1);
         if (i > 0) expect(f, `progress ${i} after ${recorded.progress[i - 1]}`).toBeGreaterThanOrEqual(recorded.progress[i - 1] ?? 0);
       }
+    }, timeout);
+
+    // (only for the engines it applies to: a test that cannot fail is not listed)
+    if (plugin.stage === 'encode' && plugin.liveOutput) it('streams fragmented MP4 to live while it encodes (it declares liveOutput), the bytes of its file', async () => {
+      const dir = await fresh();
+      const audioPath = join(dir, 'tone.wav');
+      await toneWav(audioPath);
+      const chunks: Buffer[] = [];
+      const live = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk);
+          callback();
+        },
+      });
+      const outputPath = join(dir, 'live.mp4');
+      const input = { kind: 'frames', frames: barFrames(), audioPath, outputPath, settings: { format: 'mp4', ...QUALITY_PRESETS.low }, live } as const;
+      const loaded = await load();
+      try {
+        await loaded.run(input as unknown as StageInput<K>, runContext(new AbortController().signal, dir, { progress: [] }));
+      } finally {
+        await loaded.unload();
+      }
+      const streamed = Buffer.concat(chunks);
+      expect(chunks.length, 'chunks written to live').toBeGreaterThan(0);
+      expect(streamed.toString('latin1', 4, 8), 'the stream starts with an ftyp box').toBe('ftyp');
+      expect(streamed.includes('moof'), 'the stream is fragmented (moof boxes)').toBe(true);
+      expect(streamed.equals(await readFile(outputPath)), 'live and the file hold the same bytes').toBe(true);
     }, timeout);
 
     it('does not start a run whose signal is already aborted, and writes nothing', async () => {

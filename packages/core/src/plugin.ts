@@ -1,3 +1,4 @@
+import type { Writable } from 'node:stream';
 import type { EncodeSettings } from './config.js';
 import type { AvatarErrorJSON } from './errors.js';
 import type { Logger } from './log.js';
@@ -209,7 +210,20 @@ export interface FrameStream {
 
 export type EncodeInput =
   | { kind: 'still'; imagePath: string; audioPath: string; outputPath: string; settings: EncodeSettings }
-  | { kind: 'frames'; frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings };
+  | {
+    kind: 'frames';
+    frames: FrameStream;
+    audioPath: string;
+    outputPath: string;
+    settings: EncodeSettings;
+    /**
+     * Where the video also goes as it is encoded, as fragmented MP4 (fragments of about a second, each
+     * playable once written), for an encoder that declares `liveOutput`. The file at `outputPath` is
+     * the same bytes. A `live` that fails (its reader went away) fails the encode with
+     * AVATAR_ERR_LIVE_OUTPUT_CLOSED.
+     */
+    live?: Writable;
+  };
 
 export interface EncodedVideo {
   outputPath: string;
@@ -427,6 +441,8 @@ export interface StagePlugin<K extends StageKind = StageKind> {
    * (none when the engine is not installed). Lists may be long: espeak-ng speaks over a hundred languages.
    */
   voices?(): Promise<readonly EngineVoice[]>;
+  /** encode engines: can write the video to `EncodeInput.live` while encoding it (fragmented MP4) */
+  readonly liveOutput?: boolean;
   /**
    * The licences of its code and of the models it loads with these (checked) options. Runs with
    * `commercialSafe` refuse an engine that declares none or one not cleared for commercial use;

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -227,6 +228,67 @@ describe('ffmpeg encode plugin', () => {
     }
     expect(progress.filter((f) => f < 1).length).toBeGreaterThan(10);
     expect(progress.at(-1)).toBe(1);
+  });
+
+  it('live output: fragmented MP4 reaches the stream while frames are still being drawn, the same bytes as the file', async () => {
+    const outputPath = join(dir, 'live.mp4');
+    let drawn = 0;
+    let drawnAtFirstFragment = -1;
+    const chunks: Buffer[] = [];
+    const live = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        if (drawnAtFirstFragment < 0 && chunk.includes('moof')) drawnAtFirstFragment = drawn;
+        chunks.push(chunk);
+        callback();
+      },
+    });
+    const settings: EncodeSettings = { ...low, fps: 25, preset: 'ultrafast' };
+    const frames = movingSquare(250, { onFrame: (i) => { drawn = i + 1; } });
+    const tenSeconds = join(dir, 'ten.wav');
+    await ffmpegGen('-f', 'lavfi', '-i', 'sine=frequency=200:sample_rate=16000:duration=10', tenSeconds);
+    const video = await encode({ kind: 'frames', frames, audioPath: tenSeconds, outputPath, settings, live });
+    expect(ffmpegPlugin.liveOutput).toBe(true);
+    // (a fragment per second: the first is out long before the tenth second is drawn)
+    expect(drawnAtFirstFragment).toBeGreaterThan(0);
+    expect(drawnAtFirstFragment).toBeLessThan(150);
+    const streamed = Buffer.concat(chunks);
+    expect(streamed.equals(await readFile(outputPath))).toBe(true);
+    const boxes = topLevelBoxes(streamed);
+    expect(boxes.slice(0, 2)).toEqual(['ftyp', 'moov']);
+    expect(boxes.filter((b) => b === 'moof').length).toBeGreaterThanOrEqual(9);
+    expect(Math.abs(video.durationSeconds - 10)).toBeLessThan(0.1);
+    const info = await probeMedia(outputPath);
+    // (a fragmented MP4 lists no frame count: its length says the frames are all there)
+    const v = info.streams.find((x) => x.type === 'video');
+    expect(v?.codec).toBe('h264');
+    expect(Math.abs((v?.durationSeconds ?? 0) - 10)).toBeLessThan(0.1);
+    expect(info.streams.find((x) => x.type === 'audio')?.codec).toBe('aac');
+  });
+
+  it('live output whose reader goes away: AVATAR_ERR_LIVE_OUTPUT_CLOSED, ffmpeg stopped, nothing left', async () => {
+    const outputPath = join(dir, 'live-closed.mp4');
+    let taken = 0;
+    const live = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        taken += chunk.byteLength;
+        // as a pipe whose reader closed: the write fails with EPIPE
+        callback(taken > 20_000 ? Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }) : null);
+      },
+    });
+    live.on('error', () => {});
+    const error = await rejection(encode({ kind: 'frames', frames: movingSquare(100_000), audioPath: longAudio, outputPath, settings: { ...low, preset: 'ultrafast' }, live }));
+    expect(error.code).toBe('AVATAR_ERR_LIVE_OUTPUT_CLOSED');
+    expect(error.message).toMatch(/reader went away after \d+ bytes/);
+    await expectNothingWritten('live-closed.mp4');
+  });
+
+  it('live output is MP4: WebM is refused before ffmpeg starts', async () => {
+    const outputPath = join(dir, 'live.webm');
+    const live = new Writable({ write: (_c, _e, callback) => callback() });
+    const error = await rejection(encode({ kind: 'frames', frames: movingSquare(10), audioPath: twoSeconds, outputPath, settings: { ...low, format: 'webm' }, live }));
+    expect(error.code).toBe('AVATAR_ERR_CONFIG_INVALID');
+    expect(error.message).toMatch(/mp4 for live output/);
+    await expectNothingWritten('live.webm');
   });
 
   it('abort mid-stream kills ffmpeg and leaves nothing at the output path', async () => {

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
-import { rename, rm, stat } from 'node:fs/promises';
-import type { Writable } from 'node:stream';
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { finished as streamFinished } from 'node:stream/promises';
 import ffmpeg from 'fluent-ffmpeg';
 import {
   AvatarError,
@@ -114,6 +115,12 @@ function start(command: ffmpeg.FfmpegCommand, job: Job, onStderr: (line: string)
           reject(toolMissing('ffmpeg', job.tools.ffmpeg, error));
           return;
         }
+        // what ffmpeg wrote to failed on our side (LiveTee): the live reader went away, or the disk
+        const fromOutput = (error as { outputStreamError?: unknown }).outputStreamError;
+        if (fromOutput !== undefined) {
+          reject(isAvatarError(fromOutput) ? fromOutput : storageError(fromOutput) ?? encodeFailed(job.outputPath, String(fromOutput), fromOutput));
+          return;
+        }
         const reason = meaningfulLines(stderr ?? '', 3) || error.message;
         // the disk under the output filled up: that is the machine, not the encoding
         const storage = diskFault(stderr ?? '', job.partialPath);
@@ -206,7 +213,8 @@ async function checkWritten(
 ): Promise<{ width: number; height: number; durationSeconds: number }> {
   const mp4 = settings.format === 'mp4' ? await readMp4Summary(partialPath) : undefined;
   const video = mp4?.tracks.find((t) => t.type === 'video');
-  if (mp4 && video?.width && video.height && mp4.tracks.some((t) => t.type === 'audio')) {
+  // (a fragmented MP4's header has no samples and no duration: ffprobe reads its fragments)
+  if (mp4 && video?.width && video.height && mp4.durationSeconds > 0 && mp4.tracks.some((t) => t.type === 'audio')) {
     return { width: video.width, height: video.height, durationSeconds: mp4.durationSeconds };
   }
   const info = await probeMedia(partialPath, { ...options, input: 'encoded video' });
@@ -358,6 +366,73 @@ class FrameSizeError extends Error {
 }
 
 /**
+ * ffmpeg's fragmented MP4 as it comes out, into the partial file and into the live stream: each chunk is
+ * taken by both before the next is asked for, so a slow reader slows the encoder (and with it the
+ * renderer) instead of filling memory. A failing live stream fails the encode with
+ * AVATAR_ERR_LIVE_OUTPUT_CLOSED; a failing file with the storage error it is.
+ */
+class LiveTee extends Writable {
+  /** bytes the live stream has taken */
+  bytes = 0;
+  private file: FileHandle | undefined;
+  private liveError: unknown;
+  private readonly onLiveError = (error: unknown): void => {
+    this.liveError ??= error;
+  };
+
+  constructor(private readonly path: string, private readonly live: Writable) {
+    // no 'close' for fluent-ffmpeg to see: it takes a closed output for a failure and kills ffmpeg
+    super({ emitClose: false });
+    // a reader that goes away shows as an 'error' on the stream, maybe after the write's callback
+    live.on('error', this.onLiveError);
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    open(this.path, 'w').then((file) => {
+      this.file = file;
+      callback();
+    }, callback);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    Promise.all([(this.file as FileHandle).write(chunk), this.toLive(chunk)]).then(() => callback(), (error: Error) => callback(error));
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.release().then(() => callback(), callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.release().then(() => callback(error), () => callback(error));
+  }
+
+  private async release(): Promise<void> {
+    this.live.off('error', this.onLiveError);
+    const file = this.file;
+    this.file = undefined;
+    await file?.close();
+  }
+
+  private toLive(chunk: Buffer): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const closed = (cause: unknown): AvatarError => new AvatarError('AVATAR_ERR_LIVE_OUTPUT_CLOSED', { bytes: this.bytes }, { cause });
+      if (this.liveError !== undefined || this.live.destroyed || this.live.writableEnded) {
+        reject(closed(this.liveError));
+        return;
+      }
+      this.live.write(chunk, (error) => {
+        if (error ?? this.liveError) {
+          reject(closed(error ?? this.liveError));
+          return;
+        }
+        this.bytes += chunk.byteLength;
+        resolve();
+      });
+    });
+  }
+}
+
+/**
  * Raw RGBA frames piped into ffmpeg's stdin and encoded with the audio in one pass; no frame touches
  * the disk. A producer that cycles through `ring` buffers lets up to `ring - 1` frames be in flight
  * while it draws the next, so drawing and encoding overlap; with the default of one buffer, each frame
@@ -365,10 +440,10 @@ class FrameSizeError extends Error {
  * stream, and no buffer is overwritten while ffmpeg may still read it.
  */
 export async function encodeFrames(
-  input: { frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings },
+  input: { frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings; live?: Writable },
   options: EncodeOptions = {},
 ): Promise<EncodedVideo> {
-  const { frames, audioPath, outputPath } = input;
+  const { frames, audioPath, outputPath, live } = input;
   // The stream's own frame rate is the truth: frames were rendered for it.
   const settings: EncodeSettings = { ...input.settings, fps: frames.fps };
   const { width, height } = frames;
@@ -379,8 +454,13 @@ export async function encodeFrames(
     checkCommon(audioPath, outputPath, settings, options),
     readAudioInfo(audioPath, { ...options, input: 'audio' }),
   ]);
+  if (live && settings.format !== 'mp4') {
+    throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
+      field: 'output format', problem: 'must be mp4 for live output', value: settings.format, expected: 'Stream MP4, or write WebM to a file.',
+    });
+  }
   const geometry = outputGeometry(width, height, settings.size);
-  const codec = codecArgs(settings, false);
+  const codec = codecArgs(settings, false, { live: live !== undefined });
   const yuv = frames.pixelFormat === 'yuv420p';
   if (yuv && (width % 2 !== 0 || height % 2 !== 0)) {
     throw encodeFailed(outputPath, `a yuv420p frame stream needs even sizes, got ${width}x${height}`);
@@ -395,7 +475,8 @@ export async function encodeFrames(
   }
 
   return withPartialOutput(outputPath, settings, options, async (job) => {
-    job.log.info('encoding frame stream', { width: geometry.width, height: geometry.height, frames: expected, fps: frames.fps, format: settings.format });
+    job.log.info('encoding frame stream', { width: geometry.width, height: geometry.height, frames: expected, fps: frames.fps, format: settings.format, live: live !== undefined });
+    const tee = live ? new LiveTee(job.partialPath, live) : undefined;
     const command = newCommand(job)
       .input('pipe:0')
       .inputFormat('rawvideo')
@@ -412,7 +493,7 @@ export async function encodeFrames(
       .videoCodec(codec.videoCodec)
       .audioCodec(codec.audioCodec)
       .format(codec.muxer)
-      .output(job.partialPath);
+      .output(tee ?? job.partialPath);
     const running = start(command, job, () => {});
 
     let abortWait: () => void = () => {};
@@ -477,6 +558,8 @@ export async function encodeFrames(
       }
       if (finished) stdin.end();
       await running.done;
+      // the last fragments may still be on their way to the file and the reader
+      if (tee) await streamFinished(tee);
       if (!finished) throw encodeFailed(outputPath, `ffmpeg stopped after ${written} frames`);
       if (written === 0) throw encodeFailed(outputPath, 'the frame stream had no frames');
       if (expected > 0 && written !== expected) {
@@ -486,6 +569,7 @@ export async function encodeFrames(
     } catch (error) {
       running.kill();
       await running.done.catch(() => {});
+      tee?.destroy();
       if (!finished) void Promise.resolve(iterator.return?.()).catch(() => {});
       if (error instanceof FrameSizeError) throw encodeFailed(outputPath, error.message, error);
       throw error;

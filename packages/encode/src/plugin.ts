@@ -58,6 +58,8 @@ export function createFfmpegPlugin(paths: FfmpegPluginOptions = {}): StagePlugin
     // ffmpeg runs as a child process and holds no model: it takes no model slot, so it can consume a
     // renderer's frames while the renderer stays loaded
     resources: { device: 'cpu' },
+    // streamed frames can go out as fragmented MP4 while they are encoded (EncodeInput.live)
+    liveOutput: true,
     // ffmpeg runs as a separate program; Debian's build (with x264) is GPL, which allows commercial use
     license: () => ({ code: 'MIT (runs ffmpeg with libx264: GPL-2.0-or-later as built by Debian)', commercialUse: true, models: [] }),
     check: () => check(paths),

@@ -76,8 +76,11 @@ export interface CodecArgs {
   options: string[];
 }
 
-/** Codec options for the output; `still` adds x264's stillimage tuning. */
-export function codecArgs(settings: EncodeSettings, still: boolean): CodecArgs {
+/**
+ * Codec options for the output; `still` adds x264's stillimage tuning; `live` makes the MP4 fragmented
+ * (see LIVE_MP4).
+ */
+export function codecArgs(settings: EncodeSettings, still: boolean, { live = false }: { live?: boolean } = {}): CodecArgs {
   // 48 kHz is what players and browsers expect from MP4/WebM audio; it is also the rate at which
   // ffmpeg's AAC encoder spends the least time on the 16-32 kHz speech the engines produce
   const audio = ['-b:a', `${Math.round(settings.audioBitrateKbps)}k`, '-ar', '48000'];
@@ -111,7 +114,17 @@ export function codecArgs(settings: EncodeSettings, still: boolean): CodecArgs {
       ...COLOR_TAGS,
       ...audio,
       // the index (moov) before the data, so a browser starts playing before the download ends
-      '-movflags', '+faststart',
+      ...(live ? liveMp4(settings.fps) : ['-movflags', '+faststart']),
     ],
   };
+}
+
+/**
+ * A fragmented MP4 that a player can start on as it arrives: the header first with no samples in it
+ * (empty_moov), then one fragment per key frame, a key frame every second (so the first fragment is
+ * out once a second of video is encoded); default_base_moof is what browsers' Media Source expects.
+ */
+function liveMp4(fps: number): string[] {
+  const gop = String(Math.max(1, Math.round(fps)));
+  return ['-g', gop, '-keyint_min', gop, '-movflags', '+frag_keyframe+empty_moov+default_base_moof'];
 }

@@ -1,6 +1,7 @@
+import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { ProgressEvent, RunResult } from '@avatar/core';
-import { AvatarError, ERRORS, errorSpec } from '@avatar/core';
+import { AvatarError, ERRORS, LIVE_OUTPUT, errorSpec } from '@avatar/core';
 import { createProgress } from '../progress.js';
 import type { Output } from '../output.js';
 import { addAnimationOptions, addEngineOptions, addVideoOptions, configFromFlags, engineConfigFromFlags, parseNumberIn, withContext } from '../shared.js';
@@ -32,6 +33,16 @@ export async function runWithProgress<T extends RunResult>(fn: (signal: AbortSig
   }
 }
 
+/**
+ * `--output -`: the video goes to stdout as it is encoded (fragmented MP4), for a player or a pipe;
+ * stdout's own failure (the reader went away) is the run's to report, never an uncaught error.
+ */
+function liveTarget(output: string): { live?: Writable } {
+  if (output !== LIVE_OUTPUT) return {};
+  process.stdout.on('error', () => {});
+  return { live: process.stdout };
+}
+
 /** Prints a run's result and gives the exit code its error maps to. */
 export function reportRun(out: Output, result: RunResult, what: string): number {
   if (result.success) {
@@ -49,9 +60,12 @@ export function reportRun(out: Output, result: RunResult, what: string): number 
   if (out.json) out.result(result, () => '');
   const code = error?.code ?? 'AVATAR_ERR_INTERNAL';
   process.stderr.write(`error ${code}: ${error?.message}\n  ${error?.hint}\n`);
-  process.stderr.write(`  stages completed: ${result.stagesCompleted.length ? result.stagesCompleted.join(', ') : 'none'}; nothing was written at the output path\n`);
+  const kept = result.outputPath === LIVE_OUTPUT || out.stdoutTaken ? 'the video on stdout stops where it was' : 'nothing was written at the output path';
+  process.stderr.write(`  stages completed: ${result.stagesCompleted.length ? result.stagesCompleted.join(', ') : 'none'}; ${kept}\n`);
   return (errorSpec(code) ?? ERRORS.AVATAR_ERR_INTERNAL).exitCode;
 }
+
+const OUTPUT_HELP = 'video to write (.mp4 or .webm); - writes MP4 to stdout as it is encoded (fragmented: play it with "| ffplay -"), with progress and the result on stderr';
 
 interface PipelineFlags extends VideoFlags {
   voice?: string;
@@ -67,7 +81,7 @@ export function registerPipeline(program: Command): void {
       .argument('<text>', 'what the avatar says')
       .option('--voice <id>', 'voice profile id (vp-xxxxxxxx); default: the built-in default voice')
       .requiredOption('--avatar <path>', 'portrait photo (JPEG, PNG or WebP)')
-      .requiredOption('--output <path>', 'video to write (.mp4 or .webm)'),
+      .requiredOption('--output <path>', OUTPUT_HELP),
   ))
     .option('--max-seconds <n>', 'longest video allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
     .option('--keep-intermediates', 'keep the work folder (speech, frames metadata) for debugging', false)
@@ -75,7 +89,7 @@ export function registerPipeline(program: Command): void {
       await withContext(command, async (ctx, out) => {
         const result = await runWithProgress((signal, onProgress) => ctx.coordinator.execute({
           text, voiceProfileId: flags.voice ?? null, avatarImage: flags.avatar, outputPath: flags.output,
-          config: configFromFlags(flags, flags.output), signal, onProgress,
+          config: configFromFlags(flags, flags.output), signal, onProgress, ...liveTarget(flags.output),
         }));
         return reportRun(out, result, 'video');
       });
@@ -88,14 +102,14 @@ export function registerLipsync(program: Command): void {
       .description('make a portrait speak a recording: the mouth follows the audio (any language, any voice)')
       .requiredOption('--avatar <path>', 'portrait photo (JPEG, PNG or WebP) or a prepared avatar')
       .requiredOption('--audio <path>', 'the recording (WAV, MP3, OGG, FLAC...)')
-      .requiredOption('--output <path>', 'video to write (.mp4 or .webm)'),
+      .requiredOption('--output <path>', OUTPUT_HELP),
   ))
     .option('--max-seconds <n>', 'longest video allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
     .action(async (flags: VideoFlags & { avatar: string; audio: string; output: string }, command: Command) => {
       await withContext(command, async (ctx, out) => {
         const result = await runWithProgress((signal, onProgress) => ctx.coordinator.lipsync({
           avatarImage: flags.avatar, audioPath: flags.audio, outputPath: flags.output,
-          config: configFromFlags(flags, flags.output), signal, onProgress,
+          config: configFromFlags(flags, flags.output), signal, onProgress, ...liveTarget(flags.output),
         }));
         return reportRun(out, result, 'video');
       });
