@@ -257,6 +257,38 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(`the web page in a real browser${HAVE_
     await page.close();
   });
 
+  it('plays the video live while it is made, before the job completes, then the finished file (behind a key: through hls.js)', async () => {
+    // Behind a key, as the browser's own HLS cannot send it: hls.js plays (this Chromium has HLS of its
+    // own, which the page uses without a key)
+    const { page, complaints } = await openPage(context, keyed.url);
+    await waitReady(page);
+    await page.fill('#key', KEY);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => sessionStorage.getItem('avatar.apiKey') !== null, undefined, { timeout: 10_000 });
+    await page.setInputFiles('#photo', PORTRAIT);
+    await page.waitForSelector('#photo-verdict[data-verdict="usable"]', { timeout: 30_000 });
+    // long enough that encoding it outlasts starting the player
+    await page.fill('#text', 'This video is played while it is being made. '.repeat(12));
+    await page.check('input[name="quality"][value="medium"]');
+    await page.click('#submit');
+    await page.waitForSelector('#result-section[data-live="playing"]', { timeout: 90_000 });
+    const jobId = await page.getAttribute('#result-section', 'data-job-id');
+    const during = (await server.app.inject({ url: `/v1/jobs/${jobId}` })).json<Job>();
+    expect(during.params.live).toBe(true);
+    expect(during.status, 'the job when the live video started to play').toBe('running');
+    expect(await page.getAttribute('#result-section', 'data-live-player')).toBe('hls.js');
+    // once the job is done, the finished file takes over
+    // (the download link, hidden while the video was not whole, comes back with the file)
+    await page.waitForSelector('#download', { state: 'visible', timeout: 90_000 });
+    expect((await server.app.inject({ url: `/v1/jobs/${jobId}` })).json<Job>().status).toBe('completed');
+    expect(await page.getAttribute('#result-section', 'data-live')).toBeNull();
+    const switched = await page.evaluate(() => ({ src: (document.getElementById('video') as HTMLVideoElement).currentSrc, href: (document.getElementById('download') as HTMLAnchorElement).href }));
+    expect(switched.href).toMatch(/^blob:/);
+    expect(switched.src).toBe(switched.href);
+    expect(complaints.errors).toEqual([]);
+    await page.close();
+  });
+
   it('shows why a photo without a face cannot be used and does not submit', async () => {
     const before = (await server.app.inject({ url: '/v1/jobs' })).json<{ jobs: Job[] }>().jobs.length;
     const { page, complaints } = await openPage(context, server.url);

@@ -295,3 +295,75 @@ export async function readMp4Summary(path: string): Promise<Mp4Summary | undefin
     await handle?.close().catch(() => undefined);
   }
 }
+
+/** A track of a fragmented MP4's header, by its id: what its fragments' times are read against. */
+export interface FragmentTrack {
+  type: 'video' | 'audio' | 'other';
+  timescale: number;
+  /** trex's default sample duration, for fragments that give none */
+  defaultDuration: number;
+}
+
+/** The tracks of an MP4 header box's content (`moov`, as a buffer holding the whole box), by track id. */
+export function movieTracks(moov: Buffer): Map<number, FragmentTrack> {
+  const tracks = new Map<number, FragmentTrack>();
+  const root: Box = { type: 'moov', start: 8, end: moov.length };
+  const defaults = new Map<number, number>();
+  const mvex = child(moov, root, 'mvex');
+  if (mvex) {
+    for (const trex of boxes(moov, mvex.start, mvex.end)) {
+      // trex: version/flags, track id, sample description index, default duration...
+      if (trex.type === 'trex' && trex.start + 16 <= trex.end) defaults.set(moov.readUInt32BE(trex.start + 4), moov.readUInt32BE(trex.start + 12));
+    }
+  }
+  for (const trak of boxes(moov, root.start, root.end)) {
+    if (trak.type !== 'trak') continue;
+    const tkhd = child(moov, trak, 'tkhd');
+    const mdhd = path(moov, trak, ['mdia', 'mdhd']);
+    const hdlr = path(moov, trak, ['mdia', 'hdlr']);
+    if (!tkhd || !mdhd || !hdlr || hdlr.start + 12 > hdlr.end) continue;
+    const id = moov.readUInt32BE(tkhd.start + (moov.readUInt8(tkhd.start) === 1 ? 20 : 12));
+    const timescale = moov.readUInt32BE(mdhd.start + (moov.readUInt8(mdhd.start) === 1 ? 20 : 12));
+    const handler = moov.toString('latin1', hdlr.start + 8, hdlr.start + 12);
+    tracks.set(id, { type: handler === 'vide' ? 'video' : handler === 'soun' ? 'audio' : 'other', timescale, defaultDuration: defaults.get(id) ?? 0 });
+  }
+  return tracks;
+}
+
+/**
+ * When a fragment (`moof`, as a buffer holding the whole box) starts and how long it lasts, in seconds,
+ * on its first video track (else its first track): from its decode time (tfdt) and its samples' durations
+ * (trun, or the defaults of tfhd and trex). Undefined when the fragment does not say.
+ */
+export function fragmentSpan(moof: Buffer, tracks: ReadonlyMap<number, FragmentTrack>): { start: number; duration: number } | undefined {
+  const root: Box = { type: 'moof', start: 8, end: moof.length };
+  let best: { start: number; duration: number; video: boolean } | undefined;
+  for (const traf of boxes(moof, root.start, root.end)) {
+    if (traf.type !== 'traf') continue;
+    const tfhd = child(moof, traf, 'tfhd');
+    const tfdt = child(moof, traf, 'tfdt');
+    if (!tfhd || !tfdt || tfhd.start + 8 > tfhd.end) continue;
+    const track = tracks.get(moof.readUInt32BE(tfhd.start + 4));
+    if (!track || track.timescale === 0) continue;
+    const decodeTime = moof.readUInt8(tfdt.start) === 1 ? Number(moof.readBigUInt64BE(tfdt.start + 4)) : moof.readUInt32BE(tfdt.start + 4);
+    // tfhd: its flags say which optional fields follow the track id, in this order
+    const tfhdFlags = moof.readUInt32BE(tfhd.start) & 0xffffff;
+    let at = tfhd.start + 8;
+    if (tfhdFlags & 0x1) at += 8;
+    if (tfhdFlags & 0x2) at += 4;
+    const defaultDuration = tfhdFlags & 0x8 && at + 4 <= tfhd.end ? moof.readUInt32BE(at) : track.defaultDuration;
+    let ticks = 0;
+    for (const trun of boxes(moof, traf.start, traf.end)) {
+      if (trun.type !== 'trun') continue;
+      const flags = moof.readUInt32BE(trun.start) & 0xffffff;
+      const count = moof.readUInt32BE(trun.start + 4);
+      let p = trun.start + 8 + (flags & 0x1 ? 4 : 0) + (flags & 0x4 ? 4 : 0);
+      const perSample = (flags & 0x100 ? 4 : 0) + (flags & 0x200 ? 4 : 0) + (flags & 0x400 ? 4 : 0) + (flags & 0x800 ? 4 : 0);
+      if (!(flags & 0x100)) ticks += count * defaultDuration;
+      else for (let i = 0; i < count && p + 4 <= trun.end; i++, p += perSample) ticks += moof.readUInt32BE(p);
+    }
+    const span = { start: decodeTime / track.timescale, duration: ticks / track.timescale, video: track.type === 'video' };
+    if (!best || (span.video && !best.video)) best = span;
+  }
+  return best && { start: best.start, duration: best.duration };
+}

@@ -121,13 +121,15 @@ export interface CommonRequest {
   runId?: string;
 }
 
-/** A talking-head run's video as it is encoded: fragmented MP4 into a stream (a pipe, stdout), no file kept. */
+/** A talking-head run's video as it is encoded: fragmented MP4 into a stream (a pipe, stdout, an HlsWriter). */
 export interface LiveRequest {
-  /**
-   * Where the video goes as it is encoded (MP4 only): `outputPath` is then ignored and nothing is
-   * written beside it; the run inspects a copy in its work folder, removed at cleanup.
-   */
+  /** Where the video also goes as it is encoded, as fragmented MP4 (MP4 only); the file at `outputPath` holds the same bytes. */
   live?: Writable;
+  /**
+   * With `live`: keep no file. `outputPath` is then ignored and nothing is written beside it; the run
+   * inspects a copy in its work folder, removed at cleanup, and reports its output as "-".
+   */
+  liveOnly?: boolean;
 }
 
 export interface PipelineRequest extends CommonRequest, LiveRequest {
@@ -546,7 +548,7 @@ export class PipelineCoordinator {
   private async runPlan(request: CommonRequest & LiveRequest & { outputPath?: string }, plan: readonly StageName[], options: { keepWorkDir: boolean }, work: (run: StageRun) => Promise<Outcome>): Promise<RunResult> {
     await this.sweepLeftovers();
     // and beside this run's output, where a killed run would have left its partial
-    if (request.outputPath && !request.live) await sweepPartials([dirname(resolve(request.outputPath))], { log: this.log });
+    if (request.outputPath && !(request.live && request.liveOnly)) await sweepPartials([dirname(resolve(request.outputPath))], { log: this.log });
     const runId = request.runId ?? `run-${Date.now()}-${randomBytes(3).toString('hex')}`;
     const controller = new AbortController();
     const outer = request.signal;
@@ -613,7 +615,7 @@ export class PipelineCoordinator {
       const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
       return this.renderAndEncode(run, engines, {
         avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
-      }, { outputPath, live: request.live });
+      }, { outputPath, live: request.live, liveOnly: request.liveOnly === true });
     });
   }
 
@@ -639,14 +641,13 @@ export class PipelineCoordinator {
     const config: PipelineConfig = parsePipelineConfig(request.config ?? {});
     const avatarPath = resolve(request.avatarImage);
     let outputPath = LIVE_OUTPUT;
-    if (request.live) {
-      if (config.outputFormat !== 'mp4') {
-        throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
-          field: 'outputFormat', problem: 'must be mp4 for live output (fragmented MP4 as it is encoded)', value: config.outputFormat,
-          expected: 'Use --format mp4 (the default) with --output -, or write a .webm file.',
-        });
-      }
-    } else {
+    if (request.live && config.outputFormat !== 'mp4') {
+      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
+        field: 'outputFormat', problem: 'must be mp4 for live output (fragmented MP4 as it is encoded)', value: config.outputFormat,
+        expected: 'Use --format mp4 (the default) with --output - or live jobs, or write a .webm file.',
+      });
+    }
+    if (!(request.live && request.liveOnly)) {
       outputPath = resolve(request.outputPath);
       checkOutputExtension(outputPath, config.outputFormat);
       await checkWritableTarget(outputPath, 'output path');
@@ -668,11 +669,12 @@ export class PipelineCoordinator {
    * consumes its frames, so both stages run inside one model slot and no frame touches the disk.
    * An installed inspector then measures the finished video from the outside.
    */
-  private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, target: { outputPath: string; live: Writable | undefined }): Promise<Outcome> {
+  private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, target: { outputPath: string; live: Writable | undefined; liveOnly: boolean }): Promise<Outcome> {
     const lipsync = required(engines.lipsync, 'lipsync');
     const encoder = required(engines.encode, 'encode');
     const { settings } = input;
     const { outputPath, live } = target;
+    const liveOnly = live !== undefined && target.liveOnly;
     if (live && !encoder.plugin.liveOutput) {
       throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
         field: 'output', problem: `is live (-), which encode engine ${encoder.plugin.name} cannot write`, value: '-',
@@ -681,7 +683,7 @@ export class PipelineCoordinator {
     }
     // the video is encoded and inspected beside its target and moved onto it when the whole run
     // succeeds; a live video is inspected from a copy in the work folder, which cleanup removes
-    const partial = live ? join(run.workDir, 'live.mp4') : partialPathFor(outputPath);
+    const partial = liveOnly ? join(run.workDir, 'live.mp4') : partialPathFor(outputPath);
     run.temporaries.push(partial);
     // (the renderer's own grace is the longer: when the encoder ignores a cancel, it is the one named)
     const { video, regions } = await this.withEngine(lipsync, run.signal, async (renderer) => {
@@ -697,7 +699,7 @@ export class PipelineCoordinator {
     if (inspector && regions) {
       inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx), inspector);
     }
-    return { outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), ...(!live && { publish: { from: partial, to: outputPath } }) };
+    return { outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), ...(!liveOnly && { publish: { from: partial, to: outputPath } }) };
   }
 
   /** A portrait + a recording -> talking-head video (video_lipsync). */
@@ -711,7 +713,7 @@ export class PipelineCoordinator {
       this.prewarm(engines.face);
       this.prewarm(engines.encode);
       const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
-      return this.renderAndEncode(run, engines, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, { outputPath, live: request.live });
+      return this.renderAndEncode(run, engines, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, { outputPath, live: request.live, liveOnly: request.liveOnly === true });
     });
   }
 

@@ -189,6 +189,11 @@ export const ERRORS = {
   AVATAR_ERR_QUEUE_CORRUPT_FILE: failure('job file {path} is damaged and was skipped: {reason}', 'Move the file away or delete it; other jobs are unaffected.', 409),
   AVATAR_ERR_JOB_NOT_FINISHED: usage('job {id} is {status}; it has no result yet', 'Wait until it finishes (GET /v1/jobs/{id}/events, or "avatar jobs status {id}").', 409),
   AVATAR_ERR_JOB_NO_RESULT: usage('job {id} has no result file to send: {reason}', 'Look at the job ("avatar jobs status {id}"); submit it again if you need the file.', 409),
+  AVATAR_ERR_JOB_NO_LIVE: usage(
+    'job {id} has no live video file {file}: {reason}',
+    'Submit full_pipeline or video_lipsync jobs with "live": true; the playlist appears once the first second is encoded.',
+    404,
+  ),
   AVATAR_ERR_STORE_UNSUPPORTED: usage(
     'no job store for {scheme} URLs is installed ({url}); this one opens: {known}',
     'Install the package that provides it (for redis:// and rediss://, a Redis store package), or leave out --store and AVATAR_STORE for the file store in the storage folder.',

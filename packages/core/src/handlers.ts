@@ -1,7 +1,10 @@
+import { rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
+import { finished } from 'node:stream/promises';
 import type { PipelineCoordinator, RunResult } from './coordinator.js';
 import { AvatarError, ERRORS, errorSpec } from './errors.js';
 import { ensureDir } from './fsutil.js';
+import { HlsWriter, liveDirFor } from './hls.js';
 import type { JobParams, JobResult, JsonValue } from './jobs.js';
 import type { JobContext, JobHandlers } from './worker.js';
 
@@ -46,6 +49,28 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
     const extension = ext === 'video' ? ((configOf(ctx).outputFormat as string | undefined) ?? 'mp4') : ext;
     return join(storage, 'outputs', `${ctx.job.jobId}.${extension}`);
   };
+  /**
+   * A talking-head run, published as HLS while it is made when the job asks (`live: true`): the playlist
+   * ends when the video is whole; a failed or cancelled run's live files go with it. Each attempt starts
+   * the live folder afresh.
+   */
+  const withLive = async (ctx: JobContext, run: (live: { live?: HlsWriter }) => Promise<RunResult>): Promise<RunResult> => {
+    if (ctx.job.params.live !== true) return run({});
+    const dir = liveDirFor(storage, ctx.job.jobId);
+    await rm(dir, { recursive: true, force: true });
+    const writer = new HlsWriter(dir);
+    // a writer that fails (a full disk) fails the encode through the live stream; its error is the run's
+    writer.on('error', () => {});
+    const result = await run({ live: writer });
+    if (result.success && !writer.destroyed) {
+      writer.end();
+      const ended = await finished(writer).then(() => true, () => false);
+      if (ended) return result;
+    }
+    writer.destroy();
+    await rm(dir, { recursive: true, force: true });
+    return result;
+  };
   const common = (ctx: JobContext) => ({
     signal: ctx.signal,
     // each attempt works in a folder of its own, so a retry never shares files with an earlier run
@@ -56,14 +81,16 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
 
   return {
     full_pipeline: async (ctx) => {
-      const run = await coordinator.execute({
+      const outputPath = await output(ctx, 'video');
+      const run = await withLive(ctx, (live) => coordinator.execute({
         ...common(ctx),
         text: String(ctx.job.params.text),
         voiceProfileId: str(ctx.job.params, 'voiceProfileId') ?? null,
         avatarImage: inStorage(String(ctx.job.params.avatarImagePath)),
-        outputPath: await output(ctx, 'video'),
+        outputPath,
         config: configOf(ctx),
-      });
+        ...live,
+      }));
       return toResult(run);
     },
     voice_synthesis: async (ctx) => {
@@ -107,13 +134,15 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
       } : {});
     },
     video_lipsync: async (ctx) => {
-      const run = await coordinator.lipsync({
+      const outputPath = await output(ctx, 'video');
+      const run = await withLive(ctx, (live) => coordinator.lipsync({
         ...common(ctx),
         avatarImage: inStorage(String(ctx.job.params.avatarImagePath)),
         audioPath: inStorage(String(ctx.job.params.audioPath)),
-        outputPath: await output(ctx, 'video'),
+        outputPath,
         config: configOf(ctx),
-      });
+        ...live,
+      }));
       return toResult(run);
     },
   };

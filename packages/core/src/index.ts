@@ -9,6 +9,7 @@ export * from './leftovers.js';
 export * from './storage-check.js';
 export * from './media.js';
 export * from './container.js';
+export * from './hls.js';
 export * from './config.js';
 export * from './engines.js';
 export * from './plugin-options.js';

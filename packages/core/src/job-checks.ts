@@ -57,6 +57,9 @@ export async function checkJobInputs(coordinator: PipelineCoordinator, jobType: 
   };
   const given = (key: string): boolean => typeof params[key] === 'string' && params[key] !== '';
   const config = parsePipelineConfig(params.config ?? {});
+  if (params.live === true && config.outputFormat !== 'mp4') {
+    throw new AvatarError('AVATAR_ERR_JOB_PARAMS_INVALID', { field: 'live', problem: `needs MP4 output, not ${config.outputFormat}`, expected: 'Leave outputFormat at mp4 for a live job, or drop "live".' });
+  }
   const output = async (format: OutputFormat | 'wav' | 'png', input = 'output path'): Promise<void> => {
     if (!given('outputPath')) return; // the default, in the storage folder's outputs
     const target = path('outputPath');

@@ -8,7 +8,7 @@ import { VOICE_ID_PATTERN } from './voices.js';
 
 /** One job parameter. */
 export interface JobParamSpec {
-  type: 'string' | 'number' | 'object';
+  type: 'string' | 'number' | 'boolean' | 'object';
   /** what it is, for documentation, the OpenAPI document and --help */
   description: string;
   /** a file: absolute, or relative to the storage folder (over HTTP: inside it, relative only) */
@@ -37,6 +37,7 @@ export const JOB_PARAM_SPECS = {
   name: { type: 'string', minLength: 1, maxLength: 100, description: 'a name for the new voice profile', flag: '--name <text>' },
   outputPath: { type: 'string', path: true, localOnly: true, maxLength: 4096, description: 'where the result goes (default: <storage>/outputs/<jobId>.<ext>)', flag: '--output <path>' },
   config: { type: 'object', description: 'pipeline settings (docs/configuration.md), engines and their options included' },
+  live: { type: 'boolean', description: 'publish the video as HLS while it is made (GET /v1/jobs/:id/live/playlist.m3u8; MP4 only)', flag: '--live' },
   webhook: { type: 'object', description: 'POST the finished job here: {"url": "https://..."}' },
 } as const satisfies Record<string, JobParamSpec>;
 
@@ -44,12 +45,12 @@ export type JobParamName = keyof typeof JOB_PARAM_SPECS;
 
 /** The parameters each job type takes (camelCase; paths absolute, or relative to the storage folder). */
 export const JOB_PARAMS: Record<JobType, { required: readonly JobParamName[]; optional: readonly JobParamName[] }> = {
-  full_pipeline: { required: ['text', 'avatarImagePath'], optional: ['voiceProfileId', 'outputPath', 'config'] },
+  full_pipeline: { required: ['text', 'avatarImagePath'], optional: ['voiceProfileId', 'outputPath', 'config', 'live'] },
   voice_synthesis: { required: ['text'], optional: ['voiceProfileId', 'outputPath', 'maxSeconds', 'config'] },
   video_encoding: { required: ['imagePath', 'audioPath'], optional: ['outputPath', 'config'] },
   voice_clone: { required: ['referencePath'], optional: ['name', 'config'] },
   avatar_generation: { required: ['imagePath'], optional: ['outputPath', 'config'] },
-  video_lipsync: { required: ['avatarImagePath', 'audioPath'], optional: ['outputPath', 'config'] },
+  video_lipsync: { required: ['avatarImagePath', 'audioPath'], optional: ['outputPath', 'config', 'live'] },
 };
 
 /**
@@ -83,6 +84,10 @@ function checkParam(key: JobParamName, v: JsonValue): void {
   if (key === 'webhook') return checkWebhookParam(v);
   if (spec.type === 'object') {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalid(key, 'must be an object', `Give ${key} as a JSON object.`);
+    return;
+  }
+  if (spec.type === 'boolean') {
+    if (typeof v !== 'boolean') throw invalid(key, 'must be true or false', `Give ${key} as true or false.`);
     return;
   }
   if (spec.type === 'number') {

@@ -29,6 +29,7 @@ function paramSchema(name: JobParamName): TSchema {
     );
   }
   if (spec.type === 'object') return Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { description });
+  if (spec.type === 'boolean') return Type.Boolean({ description });
   if (spec.type === 'number') {
     return Type.Number({ description, ...(spec.exclusiveMinimum !== undefined && { exclusiveMinimum: spec.exclusiveMinimum }), ...(spec.maximum !== undefined && { maximum: spec.maximum }) });
   }

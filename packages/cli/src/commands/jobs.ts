@@ -38,6 +38,7 @@ interface SubmitFlags extends VideoFlags {
   output?: string;
   name?: string;
   params?: string;
+  live?: boolean;
 }
 
 /** Job params from flags; file paths become absolute so any worker finds them. */
@@ -67,6 +68,7 @@ function paramsFromFlags(jobType: JobType, flags: SubmitFlags): JobParams {
   if (flags.reference) params.referencePath = abs(flags.reference);
   if (flags.name) params.name = flags.name;
   if (flags.output) params.outputPath = abs(flags.output);
+  if (flags.live) params.live = true;
   // speech and voice jobs take only the engine choices; video jobs every setting
   const video = ['full_pipeline', 'video_encoding', 'video_lipsync', 'avatar_generation'].includes(jobType);
   const config = video ? configFromFlags(flags, flags.output ?? '') : engineConfigFromFlags(flags);

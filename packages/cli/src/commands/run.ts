@@ -37,10 +37,10 @@ export async function runWithProgress<T extends RunResult>(fn: (signal: AbortSig
  * `--output -`: the video goes to stdout as it is encoded (fragmented MP4), for a player or a pipe;
  * stdout's own failure (the reader went away) is the run's to report, never an uncaught error.
  */
-function liveTarget(output: string): { live?: Writable } {
+function liveTarget(output: string): { live?: Writable; liveOnly?: boolean } {
   if (output !== LIVE_OUTPUT) return {};
   process.stdout.on('error', () => {});
-  return { live: process.stdout };
+  return { live: process.stdout, liveOnly: true };
 }
 
 /** Prints a run's result and gives the exit code its error maps to. */

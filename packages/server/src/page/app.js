@@ -1,6 +1,7 @@
 // The avatar web page: text, voice and photo in; a job submitted, followed live, played and
 // downloaded. Plain DOM, no framework; every request goes through api.js.
 import { ApiError, api, fetchBlob, getApiKey, hasApiKey, onUnauthorized, setApiKey, streamEvents } from './api.js';
+import { playLive } from './live.js';
 
 const $ = (id) => {
   const element = document.getElementById(id);
@@ -237,7 +238,8 @@ $('job-form').addEventListener('submit', async (event) => {
   const quality = document.querySelector('input[name="quality"]:checked')?.value ?? 'medium';
   const headMotion = document.querySelector('input[name="head-motion"]:checked')?.value ?? 'subtle';
   const blinkRate = Number($('blink-rate').value);
-  const params = { text, avatarImagePath: avatar.imagePath, config: { videoQuality: quality, headMotion, blinkRate } };
+  // published as HLS while it is made, so the video plays before the job is done
+  const params = { text, avatarImagePath: avatar.imagePath, live: true, config: { videoQuality: quality, headMotion, blinkRate } };
   const submit = $('submit');
   submit.disabled = true;
   say(formStatus, 'busy', 'Sending…');
@@ -290,6 +292,7 @@ function showProgress(job) {
 
 async function follow(job) {
   following?.controller.abort();
+  stopLiveOf?.();
   const controller = new AbortController();
   following = { jobId: job.jobId, controller };
   progressSection.hidden = false;
@@ -299,12 +302,30 @@ async function follow(job) {
   stagesList.dataset.seen = '';
   const text = $('progress-text');
   let stage = job.stage ?? null;
+  // the live video, from the first encoded second until the finished file takes over
+  let stopLive;
+  const startLive = () => {
+    stopLive = playLive(video, job.jobId, {
+      onPlaying: (player) => {
+        if (following?.controller !== controller) return;
+        $('result-section').dataset.live = 'playing';
+        $('result-section').dataset.livePlayer = player;
+      },
+    });
+    stopLiveOf = stopLive;
+    resetResultSection();
+    $('result-h').textContent = 'Your video, as it is made';
+    $('result-section').dataset.live = 'waiting';
+    $('result-section').dataset.jobId = job.jobId;
+    $('result-section').hidden = false;
+  };
   const announce = (message) => {
     if (text.textContent !== message) text.textContent = message;
   };
   const update = (value) => {
     showProgress(value);
     if (value.stage && value.stage !== stage) stage = value.stage;
+    if (value.status === 'running' && job.params?.live === true && (stage === 'encode_video' || stage === 'generate_lipsync') && !stopLive) startLive();
     renderStages(job.jobType, stage, FINISHED.has(value.status) ? value.status : null);
     if (value.status === 'pending') announce('Waiting for a worker…');
     else if (value.status === 'running') announce(stage ? `${stageLabel(stage)}…` : 'Starting…');
@@ -334,6 +355,7 @@ async function follow(job) {
     return;
   }
   if (following?.controller !== controller) return;
+  stopLive?.();
   following = undefined;
   $('cancel').hidden = true;
   update(final);
@@ -363,12 +385,28 @@ $('cancel').addEventListener('click', async () => {
 const video = $('video');
 const download = $('download');
 let resultObjectUrl;
+/** stops the live video of the job followed last, if it plays */
+let stopLiveOf;
+
+/** The result section cleared of a previous video. */
+function resetResultSection() {
+  if (resultObjectUrl) URL.revokeObjectURL(resultObjectUrl);
+  resultObjectUrl = undefined;
+  video.removeAttribute('src');
+  video.load();
+  download.removeAttribute('href');
+  // (nothing to download until the video is whole)
+  download.hidden = true;
+}
 
 async function showResult(job) {
   const section = $('result-section');
   const path = `/v1/jobs/${encodeURIComponent(job.jobId)}/result`;
+  stopLiveOf?.();
   if (resultObjectUrl) URL.revokeObjectURL(resultObjectUrl);
   resultObjectUrl = undefined;
+  delete section.dataset.live;
+  delete section.dataset.livePlayer;
   const outputExt = /\.[a-z0-9]{1,5}$/i.exec(String(job.result?.outputPath ?? ''))?.[0] ?? '.mp4';
   let ext = outputExt.toLowerCase();
   if (hasApiKey()) {
@@ -385,6 +423,7 @@ async function showResult(job) {
   const src = resultObjectUrl ?? path;
   video.src = src;
   download.href = src;
+  download.hidden = false;
   download.download = `${job.jobId}${ext}`;
   $('result-h').textContent = job.jobType === 'full_pipeline' ? 'Your video' : `Result of ${job.jobId}`;
   section.hidden = false;

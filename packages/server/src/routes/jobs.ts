@@ -1,18 +1,20 @@
 import { createReadStream } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
-import { extname, sep } from 'node:path';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { extname, join, sep } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import type { Static } from '@sinclair/typebox';
-import { AvatarError, checkJobInputs, isAvatarError, isFinished } from '@avatar/core';
+import { AvatarError, HLS_PLAYLIST, checkJobInputs, isAvatarError, isFinished, isHlsFile, liveDirFor } from '@avatar/core';
 import type { JobParams } from '@avatar/core';
 import { contentTypeFor, parseRange } from '../files.js';
 import { decodeCursor, encodeCursor } from '../paging.js';
-import { JobIdParamsSchema, JobSchema, ListQuerySchema, ListReplySchema, SubmitBodySchema, errorResponses } from '../schemas.js';
+import { JobIdParamsSchema, JobIdSchema, JobSchema, ListQuerySchema, ListReplySchema, SubmitBodySchema, errorResponses } from '../schemas.js';
 import type { Api, RouteContext } from './context.js';
 import { SubmitBodies, jobFormHooks, submitJobForm } from './job-form.js';
 
 /** A streamed file; the serialiser never sees it, the schema documents it. */
 const FileSchema = (description: string) => Type.Unsafe<NodeJS.ReadableStream>({ type: 'string', format: 'binary', description });
+/** a small file sent whole from memory */
+const BytesSchema = (description: string) => Type.Unsafe<Buffer>({ type: 'string', format: 'binary', description });
 
 /** Submit, list, read, cancel jobs and download their results. */
 export function registerJobRoutes(api: Api, ctx: RouteContext): void {
@@ -113,6 +115,34 @@ export function registerJobRoutes(api: Api, ctx: RouteContext): void {
         .send(createReadStream(file, { start: range.start, end: range.end }));
     }
     return reply.header('content-length', size).send(createReadStream(file));
+  });
+
+  api.get('/v1/jobs/:id/live/:file', {
+    schema: {
+      summary: 'a live job\'s video while it is made, as HLS: playlist.m3u8 (an EVENT playlist that ends when the video is whole), init.mp4 and seg-NNNNN.m4s',
+      params: Type.Object({ id: JobIdSchema, file: Type.String({ maxLength: 40, description: 'playlist.m3u8, init.mp4 or seg-NNNNN.m4s' }) }, { additionalProperties: false }),
+      response: { 200: BytesSchema('the playlist or a segment'), ...errorResponses(400, 401, 404) },
+    },
+  }, async (request, reply) => {
+    const job = await getJob(request.params.id);
+    const { file } = request.params;
+    const noLive = (reason: string): AvatarError => new AvatarError('AVATAR_ERR_JOB_NO_LIVE', { id: job.jobId, file, reason });
+    if (!isHlsFile(file)) throw noLive('a live video has playlist.m3u8, init.mp4 and seg-NNNNN.m4s only');
+    // (whatever a killed worker left behind: a job that did not succeed has no live video)
+    if (job.status === 'failed' || job.status === 'cancelled') throw noLive(`it ended ${job.status}, and its live files went with it`);
+    let data: Buffer;
+    try {
+      // written whole and renamed into place (HlsWriter): what is there is complete
+      data = await readFile(join(liveDirFor(storageDir, job.jobId), file));
+    } catch {
+      if (job.params.live !== true) throw noLive('it was not submitted with "live": true');
+      throw noLive(job.status === 'completed' ? 'it is no longer there' : 'it is not written yet');
+    }
+    return reply
+      .header('content-type', file === HLS_PLAYLIST ? 'application/vnd.apple.mpegurl' : 'video/mp4')
+      // the playlist grows until it ends; a segment never changes once it is there
+      .header('cache-control', file === HLS_PLAYLIST ? 'no-cache' : 'private, max-age=3600, immutable')
+      .send(data);
   });
 
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -49,13 +50,22 @@ export interface PageAssets {
   files: Map<string, Asset>;
 }
 
+/**
+ * Files the page takes from npm packages, served beside its own under these names: hls.js (Apache-2.0)
+ * plays a live job's HLS where the browser has no HLS of its own; its light ES module build, loaded by
+ * the page only when it plays a live video.
+ */
+const PACKAGED: Readonly<Record<string, string>> = { 'hls.js': 'hls.js/dist/hls.light.min.mjs' };
+
 /** Reads the page folder once: the files are small, and a fixed set means no request ever names a path. */
 export function loadPageAssets(dir = pageDir()): PageAssets {
   const names = readdirSync(dir).filter((n) => TYPES[extname(n)] && statSync(join(dir, n)).isFile()).sort();
   const whole = createHash('sha256');
   const raw = new Map<string, Buffer>();
-  for (const name of names) {
-    const body = readFileSync(join(dir, name));
+  const require = createRequire(import.meta.url);
+  const sources: [string, string][] = [...names.map((name): [string, string] => [name, join(dir, name)]), ...Object.entries(PACKAGED).map(([name, id]): [string, string] => [name, require.resolve(id)])];
+  for (const [name, path] of sources) {
+    const body = readFileSync(path);
     raw.set(name, body);
     whole.update(name).update('\0').update(body).update('\0');
   }

@@ -1,0 +1,132 @@
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { fragmentSpan, movieTracks, type FragmentTrack } from './container.js';
+import { atomicWriteFile, ensureDir } from './fsutil.js';
+
+/** The files of a live video, as a player asks for them. */
+export const HLS_PLAYLIST = 'playlist.m3u8';
+export const HLS_INIT = 'init.mp4';
+/** seg-00000.m4s, seg-00001.m4s, ... */
+export const HLS_SEGMENT = /^seg-\d{5}\.m4s$/;
+/** Every name a live folder may hold: what a server may serve from it. */
+export const isHlsFile = (name: string): boolean => name === HLS_PLAYLIST || name === HLS_INIT || HLS_SEGMENT.test(name);
+
+/** Where a job's live video is written: `<storage>/live/<jobId>/`. */
+export const liveDirFor = (storageDir: string, jobId: string): string => join(storageDir, 'live', jobId);
+
+/** No fragment of a live video comes near this: a larger box is a stream that is not one. */
+const MAX_BOX_BYTES = 1 << 30;
+
+const segmentName = (index: number): string => `seg-${String(index).padStart(5, '0')}.m4s`;
+
+/**
+ * A fragmented MP4 as it is encoded (the live output of an encode engine) turned into HLS in a folder:
+ * the header (ftyp + moov) as `init.mp4`, each fragment (moof + mdat: a second of video) as a segment,
+ * and an EVENT playlist that lists a segment once it is whole, and ends (EXT-X-ENDLIST) when the stream
+ * does. Every file is written under a temporary name and renamed, so a player never reads a torn one.
+ * The stream is taken as it comes: a box is cut out once its bytes are in, nothing else is kept.
+ */
+export class HlsWriter extends Writable {
+  private pending: Buffer = Buffer.alloc(0);
+  private header: Buffer[] = [];
+  private tracks: ReadonlyMap<number, FragmentTrack> | undefined;
+  /** the fragment being gathered: its moof, then its mdat */
+  private fragment: Buffer[] = [];
+  private readonly segments: { name: string; seconds: number }[] = [];
+  private started = false;
+
+  constructor(readonly dir: string) {
+    super();
+  }
+
+  /** Seconds listed so far. */
+  get seconds(): number {
+    return this.segments.reduce((sum, s) => sum + s.seconds, 0);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.drain().then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    (async () => {
+      await this.drain();
+      await this.closeFragment();
+      await this.writePlaylist(true);
+    })().then(() => callback(), callback);
+  }
+
+  /** Cuts whole top-level boxes off the front of what has come in. */
+  private async drain(): Promise<void> {
+    for (;;) {
+      if (this.pending.length < 8) return;
+      let size = this.pending.readUInt32BE(0);
+      if (size === 1) {
+        if (this.pending.length < 16) return;
+        size = Number(this.pending.readBigUInt64BE(8));
+      }
+      const type = this.pending.toString('latin1', 4, 8);
+      if (size < 8 || size > MAX_BOX_BYTES || !/^[a-z0-9 ]{4}$/i.test(type)) throw new Error(`the live video is not MP4: a box "${type}" of ${size} bytes`);
+      if (!this.tracks && this.header.length === 0 && type !== 'ftyp') throw new Error(`the live video is not MP4: it starts with "${type}", not ftyp`);
+      if (this.pending.length < size) return;
+      const box = this.pending.subarray(0, size);
+      this.pending = this.pending.subarray(size);
+      await this.take(type, box);
+    }
+  }
+
+  private async take(type: string, box: Buffer): Promise<void> {
+    if (!this.tracks) {
+      if (type !== 'moof') {
+        this.header.push(box);
+        if (type === 'moov') this.tracks = movieTracks(box);
+        return;
+      }
+      throw new Error('the live video has a fragment before its header');
+    }
+    if (!this.started) {
+      await ensureDir(this.dir);
+      await atomicWriteFile(join(this.dir, HLS_INIT), Buffer.concat(this.header));
+      this.header = [];
+      this.started = true;
+    }
+    if (type === 'moof') {
+      await this.closeFragment();
+      this.fragment = [box];
+      return;
+    }
+    // an mfra (the index a finished file ends with) or anything else outside a fragment is not played
+    if (this.fragment.length > 0 && type !== 'mfra') this.fragment.push(box);
+  }
+
+  /** Writes the gathered fragment as the next segment and lists it. */
+  private async closeFragment(): Promise<void> {
+    if (this.fragment.length === 0) return;
+    const [moof] = this.fragment as [Buffer];
+    const span = this.tracks ? fragmentSpan(moof, this.tracks) : undefined;
+    const seconds = span && span.duration > 0 ? span.duration : 1;
+    const name = segmentName(this.segments.length);
+    await atomicWriteFile(join(this.dir, name), Buffer.concat(this.fragment));
+    this.fragment = [];
+    this.segments.push({ name, seconds });
+    await this.writePlaylist(false);
+  }
+
+  private async writePlaylist(ended: boolean): Promise<void> {
+    if (!this.started) return;
+    // (an EVENT playlist's target may not change as it grows: 2 s holds a fragment a second, and a last one)
+    const target = Math.max(2, ...this.segments.map((s) => Math.ceil(s.seconds)));
+    const lines = [
+      '#EXTM3U',
+      '#EXT-X-VERSION:7',
+      `#EXT-X-TARGETDURATION:${target}`,
+      '#EXT-X-PLAYLIST-TYPE:EVENT',
+      '#EXT-X-INDEPENDENT-SEGMENTS',
+      `#EXT-X-MAP:URI="${HLS_INIT}"`,
+      ...this.segments.flatMap((s) => [`#EXTINF:${s.seconds.toFixed(3)},`, s.name]),
+      ...(ended ? ['#EXT-X-ENDLIST'] : []),
+    ];
+    await atomicWriteFile(join(this.dir, HLS_PLAYLIST), `${lines.join('\n')}\n`);
+  }
+}
