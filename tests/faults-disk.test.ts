@@ -69,6 +69,30 @@ describe.skipIf(disk.reason !== undefined)(`a full disk${disk.reason ? ` (skippe
     expect([...failedIn]).toEqual(expect.arrayContaining(['synthesize_speech', 'validate_avatar', 'encode_video']));
   });
 
+  it('a live job whose disk fills while the video and its segments are written fails with its code and leaves neither', async () => {
+    const failedIn = new Set<string>();
+    for (const leave of [400_000, 700_000, 1_000_000]) {
+      const storage = join(dir, 'live-queue');
+      await rm(storage, { recursive: true, force: true });
+      await rm(filler, { force: true });
+      const queued = await avatar(['--storage', storage, '--json', 'jobs', 'submit', '--type', 'full_pipeline', '--text', TEXT, '--avatar', PORTRAIT, '--quality', 'medium', '--live']);
+      expect(queued.code, queued.stderr).toBe(0);
+      const { jobId } = JSON.parse(queued.stdout) as { jobId: string };
+      await fill(leave);
+      await avatar(['--storage', storage, 'worker', '--once']);
+      const job = JSON.parse((await avatar(['--storage', storage, '--json', 'jobs', 'status', jobId])).stdout) as { status: string; error: { code: string; params: { stagesCompleted?: string } } | null };
+      if (job.status === 'completed') continue;
+      expect(job.status, `${leave} bytes free`).toBe('failed');
+      expect(job.error?.code, `${leave} bytes free`).toBe('AVATAR_ERR_STORAGE_FULL');
+      // neither the video nor its live files, nor a temporary file of either
+      const left = (await filesUnder(storage)).filter((f) => f.startsWith('outputs/') || f.startsWith('live/') || f.startsWith('work/'));
+      expect(left, `${leave} bytes free`).toEqual([]);
+      const done = (job.error?.params.stagesCompleted ?? '').split(',');
+      failedIn.add(['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video'][done.filter(Boolean).length] ?? 'later');
+    }
+    expect([...failedIn]).toContain('encode_video');
+  });
+
   it('a submission and a worker on a full disk say so and exit 1; no empty lock is left; freed space, the job runs', async () => {
     const storage = join(dir, 'queue');
     await rm(storage, { recursive: true, force: true });

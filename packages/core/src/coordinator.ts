@@ -592,6 +592,7 @@ export class PipelineCoordinator {
       if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
       const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
       const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
+      this.checkLiveEncoder(engines, request.live);
       // early preparation, spread so that two cores are not asked for three things at once: the face
       // stage's native libraries load in this process once the speech engine reports that it is
       // running (its first progress above 0) in its own, not before (loading them first would delay
@@ -624,6 +625,16 @@ export class PipelineCoordinator {
     this.checkNamed(config);
     const { voice } = await this.resolveVoice(voiceProfileId, config);
     return { voice, tts: await this.ttsEngine(voice, config) };
+  }
+
+  /** Live output needs an encoder that streams: checked with the engines, before any stage runs. */
+  private checkLiveEncoder(engines: EnginePlan, live: Writable | undefined): void {
+    const encoder = engines.encode;
+    if (!live || !encoder || encoder.plugin.liveOutput) return;
+    throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
+      field: 'output', problem: `is live, which encode engine ${encoder.plugin.name} cannot write`, value: 'live',
+      expected: 'Write to a file, or choose an encode engine that streams (ffmpeg).',
+    });
   }
 
   /** Starts an engine's optional preparation for a later stage, without waiting for it. */
@@ -675,12 +686,6 @@ export class PipelineCoordinator {
     const { settings } = input;
     const { outputPath, live } = target;
     const liveOnly = live !== undefined && target.liveOnly;
-    if (live && !encoder.plugin.liveOutput) {
-      throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
-        field: 'output', problem: `is live (-), which encode engine ${encoder.plugin.name} cannot write`, value: '-',
-        expected: 'Write to a file, or choose an encode engine that streams (ffmpeg).',
-      });
-    }
     // the video is encoded and inspected beside its target and moved onto it when the whole run
     // succeeds; a live video is inspected from a copy in the work folder, which cleanup removes
     const partial = liveOnly ? join(run.workDir, 'live.mp4') : partialPathFor(outputPath);
@@ -710,6 +715,7 @@ export class PipelineCoordinator {
       const audioPath = resolve(request.audioPath);
       await checkReadableFile(audioPath, 'audio');
       const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
+      this.checkLiveEncoder(engines, request.live);
       this.prewarm(engines.face);
       this.prewarm(engines.encode);
       const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);

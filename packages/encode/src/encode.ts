@@ -415,7 +415,8 @@ class LiveTee extends Writable {
 
   private toLive(chunk: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
-      const closed = (cause: unknown): AvatarError => new AvatarError('AVATAR_ERR_LIVE_OUTPUT_CLOSED', { bytes: this.bytes }, { cause });
+      // a live stream that writes files (HLS) may fail as a disk does; any other failure is its reader's
+      const closed = (cause: unknown): AvatarError => storageError(cause) ?? new AvatarError('AVATAR_ERR_LIVE_OUTPUT_CLOSED', { bytes: this.bytes }, { cause });
       if (this.liveError !== undefined || this.live.destroyed || this.live.writableEnded) {
         reject(closed(this.liveError));
         return;
