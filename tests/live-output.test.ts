@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -103,6 +103,22 @@ describe('live output: the video on stdout while it is made', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/AVATAR_ERR_CONFIG_INVALID: outputFormat must be mp4 for live output/);
     expect(r.stdout).toBe('');
+  });
+
+  it('--output - is refused for a command that writes no video stream (tts, encode): exit 2, no file named "-"', async () => {
+    for (const args of [['tts', 'Hello.', '--output', '-'], ['encode', '--image', PORTRAIT, '--audio', recording, '--output', '-']]) {
+      const r = await avatar(['--storage', storage, ...args], { cwd: dir });
+      expect(r.code, args[0]).toBe(2);
+      expect(r.stderr).toMatch(/AVATAR_ERR_USAGE: --output - \(the video on stdout\) is for "pipeline run" and "lipsync" only/);
+    }
+    expect(await readdir(dir)).not.toContain('-');
+  });
+
+  // (util-linux's script gives the command a terminal; Debian's bsdutils installs it everywhere)
+  it.skipIf(spawnSync('script', ['--version']).status !== 0)('--output - into a terminal is refused: video is not for a screen', () => {
+    const r = spawnSync('script', ['-qec', `${process.execPath} ${CLI} --storage ${storage} lipsync --avatar ${PORTRAIT} --audio ${recording} --output -`, '/dev/null'], { encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toMatch(/AVATAR_ERR_USAGE: --output - writes video to stdout, which is a terminal here/);
   });
 
   it('without --json too, the report goes to stderr and stdout holds the video alone', async () => {

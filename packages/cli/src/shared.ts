@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { ENCODING_PRESETS, HEAD_MOTIONS, LIVE_OUTPUT, OUTPUT_FORMATS, QUALITIES, formatFromPath, parseEngineAssignments, parseEngineOptionAssignments } from '@avatar/core';
+import { AvatarError, ENCODING_PRESETS, HEAD_MOTIONS, LIVE_OUTPUT, OUTPUT_FORMATS, QUALITIES, formatFromPath, parseEngineAssignments, parseEngineOptionAssignments } from '@avatar/core';
 import type { PipelineConfig } from '@avatar/core';
 import type { CliContext } from './context.js';
 import { openContext, storageFrom } from './context.js';
@@ -30,9 +30,11 @@ export async function withContext(command: Command, first: CommandBody | { servi
   const service = typeof first === 'function' ? false : first.service;
   const fn = typeof first === 'function' ? first : (second as CommandBody);
   const opts = globals(command);
-  const out = createOutput(opts.json, { stdoutTaken: (command.opts() as { output?: unknown }).output === LIVE_OUTPUT });
+  const live = (command.opts() as { output?: unknown }).output === LIVE_OUTPUT;
+  const out = createOutput(opts.json, { stdoutTaken: live && takesLiveOutput(command) });
   let ctx: CliContext | undefined;
   try {
+    if (live) checkLiveOutput(command);
     ctx = await openContext({ storage: storageFrom(opts.storage), ...(opts.store !== undefined && { store: opts.store }), log: createLogger(opts.verbose, { errors: service ? 'always' : 'verbose' }) });
     const code = await fn(ctx, out, opts);
     process.exitCode = code ?? 0;
@@ -40,6 +42,21 @@ export async function withContext(command: Command, first: CommandBody | { servi
     process.exitCode = out.error(error);
   } finally {
     await ctx?.close();
+  }
+}
+
+/** The commands whose `--output -` is the video on stdout as it is encoded: `pipeline run` and `lipsync`. */
+function takesLiveOutput(command: Command): boolean {
+  return command.name() === 'lipsync' || (command.name() === 'run' && command.parent?.name() === 'pipeline');
+}
+
+/** `--output -` only where it means live video, and never into a terminal. */
+function checkLiveOutput(command: Command): void {
+  if (!takesLiveOutput(command)) {
+    throw new AvatarError('AVATAR_ERR_USAGE', { reason: '--output - (the video on stdout) is for "pipeline run" and "lipsync" only: give a file name' });
+  }
+  if (process.stdout.isTTY) {
+    throw new AvatarError('AVATAR_ERR_USAGE', { reason: '--output - writes video to stdout, which is a terminal here: pipe it to a player ("| ffplay -") or give a file name' });
   }
 }
 

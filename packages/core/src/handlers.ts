@@ -67,7 +67,12 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
       const ended = await finished(writer).then(() => true, () => false);
       if (ended) return result;
     }
-    writer.destroy();
+    // (once it has closed, no write of its is still on its way to recreate the folder)
+    if (!writer.closed) {
+      const closed = new Promise((resolve) => writer.once('close', resolve));
+      writer.destroy();
+      await closed;
+    }
     await rm(dir, { recursive: true, force: true });
     return result;
   };

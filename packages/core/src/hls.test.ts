@@ -68,10 +68,10 @@ describe('HLS from a live fragmented MP4', () => {
     const out = join(dir, 'whole');
     const writer = new HlsWriter(out);
     await feed(writer, fmp4, [7, 1000, 65_536, 13]);
-    // before the end: whole segments only, and no end mark (the last fragment is not known to be whole)
+    // before the end: every fragment listed as soon as its media data was in, and no end mark
     const during = await readFile(join(out, HLS_PLAYLIST), 'utf8');
     expect(during).not.toContain('#EXT-X-ENDLIST');
-    expect(during.match(/^seg-\d{5}\.m4s$/gm)).toEqual(['seg-00000.m4s', 'seg-00001.m4s', 'seg-00002.m4s', 'seg-00003.m4s']);
+    expect(during.match(/^seg-\d{5}\.m4s$/gm)).toEqual(['seg-00000.m4s', 'seg-00001.m4s', 'seg-00002.m4s', 'seg-00003.m4s', 'seg-00004.m4s']);
     await new Promise<void>((resolve) => writer.end(resolve));
     const playlist = await readFile(join(out, HLS_PLAYLIST), 'utf8');
     expect(playlist).toMatch(/^#EXTM3U\n/);
@@ -94,6 +94,26 @@ describe('HLS from a live fragmented MP4', () => {
     expect(info.streams.find((s) => s.codec_type === 'video')?.nb_read_frames).toBe(String(Math.round(SECONDS * 25)));
     expect(info.streams.some((s) => s.codec_type === 'audio')).toBe(true);
     expect(Math.abs(Number(info.format.duration) - SECONDS)).toBeLessThan(0.1);
+  });
+
+  it('lists a fragment as soon as its media data is in, and writes nothing once destroyed', async () => {
+    const boxes = topBoxes(fmp4);
+    const firstMdat = boxes.findIndex((b) => b.type === 'mdat');
+    const upToFirst = Buffer.concat(boxes.slice(0, firstMdat + 1).map((b) => b.bytes));
+    const out = join(dir, 'early');
+    const writer = new HlsWriter(out);
+    await feed(writer, upToFirst, [upToFirst.length]);
+    // the first second is playable before the second fragment has begun
+    expect((await readFile(join(out, HLS_PLAYLIST), 'utf8')).match(/^seg-\d{5}\.m4s$/gm)).toEqual(['seg-00000.m4s']);
+    // destroyed while a write is on its way (a cancelled run): once destroy has called back, nothing more
+    // is written, so the folder can be removed for good
+    const rest = fmp4.subarray(upToFirst.length);
+    writer.write(rest);
+    writer.destroy();
+    await new Promise((resolve) => writer.once('close', resolve));
+    await rm(out, { recursive: true, force: true });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await readdir(dir)).not.toContain('early');
   });
 
   it('refuses a stream that is not MP4 rather than writing nonsense', async () => {

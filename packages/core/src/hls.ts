@@ -24,16 +24,21 @@ const segmentName = (index: number): string => `seg-${String(index).padStart(5, 
  * the header (ftyp + moov) as `init.mp4`, each fragment (moof + mdat: a second of video) as a segment,
  * and an EVENT playlist that lists a segment once it is whole, and ends (EXT-X-ENDLIST) when the stream
  * does. Every file is written under a temporary name and renamed, so a player never reads a torn one.
- * The stream is taken as it comes: a box is cut out once its bytes are in, nothing else is kept.
+ * The stream is taken as it comes: a box is cut out once its bytes are in, a fragment written as soon as
+ * its media data is, nothing else is kept.
  */
 export class HlsWriter extends Writable {
-  private pending: Buffer = Buffer.alloc(0);
+  /** what has come in and is not cut into boxes yet, as it came (joined only to cut a box out) */
+  private chunks: Buffer[] = [];
+  private pendingBytes = 0;
   private header: Buffer[] = [];
   private tracks: ReadonlyMap<number, FragmentTrack> | undefined;
-  /** the fragment being gathered: its moof, then its mdat */
+  /** the fragment being gathered: its moof (its mdat closes it) */
   private fragment: Buffer[] = [];
   private readonly segments: { name: string; seconds: number }[] = [];
   private started = false;
+  /** the write in progress: destroy waits for it, so nothing is written once destroy has called back */
+  private busy: Promise<void> = Promise.resolve();
 
   constructor(readonly dir: string) {
     super();
@@ -45,38 +50,68 @@ export class HlsWriter extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.drain().then(() => callback(), callback);
+    this.chunks.push(chunk);
+    this.pendingBytes += chunk.byteLength;
+    this.busy = this.drain();
+    this.busy.then(() => callback(), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    (async () => {
+    this.busy = (async () => {
       await this.drain();
       await this.closeFragment();
       await this.writePlaylist(true);
-    })().then(() => callback(), callback);
+    })();
+    this.busy.then(() => callback(), callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.busy.then(() => callback(error), () => callback(error));
+  }
+
+  /** The first `n` bytes of what is pending (n at most pendingBytes). */
+  private peek(n: number): Buffer {
+    const first = this.chunks[0] as Buffer;
+    if (first.byteLength >= n) return first;
+    return Buffer.concat(this.chunks, this.pendingBytes).subarray(0, n);
+  }
+
+  /** Takes the first `n` bytes off what is pending. */
+  private cut(n: number): Buffer {
+    const first = this.chunks[0] as Buffer;
+    let box: Buffer;
+    if (first.byteLength >= n) {
+      box = first.subarray(0, n);
+      if (first.byteLength > n) this.chunks[0] = first.subarray(n);
+      else this.chunks.shift();
+    } else {
+      const all = Buffer.concat(this.chunks, this.pendingBytes);
+      box = all.subarray(0, n);
+      this.chunks = all.byteLength > n ? [all.subarray(n)] : [];
+    }
+    this.pendingBytes -= n;
+    return box;
   }
 
   /** Cuts whole top-level boxes off the front of what has come in. */
   private async drain(): Promise<void> {
-    for (;;) {
-      if (this.pending.length < 8) return;
-      let size = this.pending.readUInt32BE(0);
+    while (!this.destroyed && this.pendingBytes >= 8) {
+      const head = this.peek(Math.min(16, this.pendingBytes));
+      let size = head.readUInt32BE(0);
       if (size === 1) {
-        if (this.pending.length < 16) return;
-        size = Number(this.pending.readBigUInt64BE(8));
+        if (head.byteLength < 16) return;
+        size = Number(head.readBigUInt64BE(8));
       }
-      const type = this.pending.toString('latin1', 4, 8);
+      const type = head.toString('latin1', 4, 8);
       if (size < 8 || size > MAX_BOX_BYTES || !/^[a-z0-9 ]{4}$/i.test(type)) throw new Error(`the live video is not MP4: a box "${type}" of ${size} bytes`);
       if (!this.tracks && this.header.length === 0 && type !== 'ftyp') throw new Error(`the live video is not MP4: it starts with "${type}", not ftyp`);
-      if (this.pending.length < size) return;
-      const box = this.pending.subarray(0, size);
-      this.pending = this.pending.subarray(size);
-      await this.take(type, box);
+      if (this.pendingBytes < size) return;
+      await this.take(type, this.cut(size));
     }
   }
 
   private async take(type: string, box: Buffer): Promise<void> {
+    if (this.destroyed) return;
     if (!this.tracks) {
       if (type !== 'moof') {
         this.header.push(box);
@@ -96,13 +131,16 @@ export class HlsWriter extends Writable {
       this.fragment = [box];
       return;
     }
-    // an mfra (the index a finished file ends with) or anything else outside a fragment is not played
-    if (this.fragment.length > 0 && type !== 'mfra') this.fragment.push(box);
+    // a fragment is its moof and its mdat: whole once the mdat is in, listed at once
+    if (this.fragment.length > 0 && type !== 'mfra') {
+      this.fragment.push(box);
+      if (type === 'mdat') await this.closeFragment();
+    }
   }
 
   /** Writes the gathered fragment as the next segment and lists it. */
   private async closeFragment(): Promise<void> {
-    if (this.fragment.length === 0) return;
+    if (this.fragment.length === 0 || this.destroyed) return;
     const [moof] = this.fragment as [Buffer];
     const span = this.tracks ? fragmentSpan(moof, this.tracks) : undefined;
     const seconds = span && span.duration > 0 ? span.duration : 1;
@@ -114,7 +152,7 @@ export class HlsWriter extends Writable {
   }
 
   private async writePlaylist(ended: boolean): Promise<void> {
-    if (!this.started) return;
+    if (!this.started || this.destroyed) return;
     // (an EVENT playlist's target may not change as it grows: 2 s holds a fragment a second, and a last one)
     const target = Math.max(2, ...this.segments.map((s) => Math.ceil(s.seconds)));
     const lines = [
@@ -123,6 +161,8 @@ export class HlsWriter extends Writable {
       `#EXT-X-TARGETDURATION:${target}`,
       '#EXT-X-PLAYLIST-TYPE:EVENT',
       '#EXT-X-INDEPENDENT-SEGMENTS',
+      // from the beginning, however late a player joins (an EVENT playlist's players start near its end)
+      '#EXT-X-START:TIME-OFFSET=0',
       `#EXT-X-MAP:URI="${HLS_INIT}"`,
       ...this.segments.flatMap((s) => [`#EXTINF:${s.seconds.toFixed(3)},`, s.name]),
       ...(ended ? ['#EXT-X-ENDLIST'] : []),

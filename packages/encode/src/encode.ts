@@ -365,6 +365,15 @@ class FrameSizeError extends Error {
   override readonly name = 'FrameSizeError';
 }
 
+/** Writes all of `chunk`: a write may take part of it (a disk filling up) without failing. */
+async function writeAll(file: FileHandle, chunk: Buffer): Promise<void> {
+  for (let at = 0; at < chunk.byteLength;) {
+    const { bytesWritten } = await file.write(chunk, at);
+    if (bytesWritten <= 0) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+    at += bytesWritten;
+  }
+}
+
 /**
  * ffmpeg's fragmented MP4 as it comes out, into the partial file and into the live stream: each chunk is
  * taken by both before the next is asked for, so a slow reader slows the encoder (and with it the
@@ -395,7 +404,7 @@ class LiveTee extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    Promise.all([(this.file as FileHandle).write(chunk), this.toLive(chunk)]).then(() => callback(), (error: Error) => callback(error));
+    Promise.all([writeAll(this.file as FileHandle, chunk), this.toLive(chunk)]).then(() => callback(), (error: Error) => callback(error));
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -478,6 +487,9 @@ export async function encodeFrames(
   return withPartialOutput(outputPath, settings, options, async (job) => {
     job.log.info('encoding frame stream', { width: geometry.width, height: geometry.height, frames: expected, fps: frames.fps, format: settings.format, live: live !== undefined });
     const tee = live ? new LiveTee(job.partialPath, live) : undefined;
+    // (fluent-ffmpeg listens only once ffmpeg is spawned: a file that cannot be opened fails before; the
+    // failure reaches the run through ffmpeg's end and streamFinished below)
+    tee?.on('error', () => {});
     const command = newCommand(job)
       .input('pipe:0')
       .inputFormat('rawvideo')
@@ -570,9 +582,12 @@ export async function encodeFrames(
     } catch (error) {
       running.kill();
       await running.done.catch(() => {});
+      // the tee's own failure (its file, its reader) is the cause whatever ffmpeg said of it
+      const teeError = tee?.errored;
       tee?.destroy();
       if (!finished) void Promise.resolve(iterator.return?.()).catch(() => {});
       if (error instanceof FrameSizeError) throw encodeFailed(outputPath, error.message, error);
+      if (teeError && !isAvatarError(error, 'AVATAR_ERR_CANCELLED')) throw isAvatarError(teeError) ? teeError : storageError(teeError) ?? error;
       throw error;
     } finally {
       job.signal?.removeEventListener('abort', onAbort);

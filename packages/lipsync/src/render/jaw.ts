@@ -168,7 +168,10 @@ function beardEnd(image: RgbaImage, skin: Hue, ray: { from: Vec; nx: number; ny:
   for (let t = from; t <= to; t += step) {
     const c = meanAround(image, ray.from.x + ray.nx * t, ray.from.y + ray.ny * t, Math.max(1, 0.04 * W));
     if (c && !hairAgainst(skin, hueOf(c))) {
-      if (++skinned === 2) return Math.min(to, t - step + 0.08 * W);
+      // the skin begins a step back; a little past it, so the beard's soft edge moves with the beard (none
+      // where the skin is there at once: that ray has no beard to carry)
+      const begins = t - step;
+      if (++skinned === 2) return begins <= from ? from : Math.min(to, begins + 0.08 * W);
     } else {
       skinned = 0;
     }

@@ -355,7 +355,6 @@ async function follow(job) {
     return;
   }
   if (following?.controller !== controller) return;
-  stopLive?.();
   following = undefined;
   $('cancel').hidden = true;
   update(final);
@@ -363,10 +362,17 @@ async function follow(job) {
   if (final.status === 'completed') {
     announce('Done: the video is ready.');
     await showResult(final);
-  } else if (final.status === 'failed') {
-    say(text, 'error', `The job failed: ${final.error?.message ?? 'no reason given'}`, final.error?.hint);
   } else {
-    say(text, '', 'The job was cancelled.');
+    // no video after all: the live player goes with its section
+    if (stopLive) {
+      stopLive();
+      resetResultSection();
+      delete $('result-section').dataset.live;
+      delete $('result-section').dataset.livePlayer;
+      $('result-section').hidden = true;
+    }
+    if (final.status === 'failed') say(text, 'error', `The job failed: ${final.error?.message ?? 'no reason given'}`, final.error?.hint);
+    else say(text, '', 'The job was cancelled.');
   }
 }
 
@@ -402,11 +408,11 @@ function resetResultSection() {
 async function showResult(job) {
   const section = $('result-section');
   const path = `/v1/jobs/${encodeURIComponent(job.jobId)}/result`;
-  stopLiveOf?.();
+  // (the live video, if it plays, goes on until the finished file is at hand)
+  const live = section.dataset.jobId === job.jobId ? section.dataset.live : undefined;
+  if (!live) stopLiveOf?.();
   if (resultObjectUrl) URL.revokeObjectURL(resultObjectUrl);
   resultObjectUrl = undefined;
-  delete section.dataset.live;
-  delete section.dataset.livePlayer;
   const outputExt = /\.[a-z0-9]{1,5}$/i.exec(String(job.result?.outputPath ?? ''))?.[0] ?? '.mp4';
   let ext = outputExt.toLowerCase();
   if (hasApiKey()) {
@@ -421,7 +427,20 @@ async function showResult(job) {
     }
   }
   const src = resultObjectUrl ?? path;
+  // from the live video to the finished file, where the viewer was, playing if it played
+  const resumeAt = live ? video.currentTime : 0;
+  const resume = live === 'playing' && !video.paused;
+  stopLiveOf?.();
+  stopLiveOf = undefined;
+  delete section.dataset.live;
+  delete section.dataset.livePlayer;
   video.src = src;
+  if (resumeAt > 0) {
+    video.addEventListener('loadedmetadata', () => {
+      video.currentTime = Math.min(resumeAt, video.duration || resumeAt);
+      if (resume) video.play().catch(() => {});
+    }, { once: true });
+  }
   download.href = src;
   download.hidden = false;
   download.download = `${job.jobId}${ext}`;

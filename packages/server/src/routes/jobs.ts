@@ -140,8 +140,8 @@ export function registerJobRoutes(api: Api, ctx: RouteContext): void {
     }
     return reply
       .header('content-type', file === HLS_PLAYLIST ? 'application/vnd.apple.mpegurl' : 'video/mp4')
-      // the playlist grows until it ends; a segment never changes once it is there
-      .header('cache-control', file === HLS_PLAYLIST ? 'no-cache' : 'private, max-age=3600, immutable')
+      // the playlist grows until it ends, and a retried job writes its segments again under the same names
+      .header('cache-control', 'no-cache')
       .send(data);
   });
 
