@@ -277,7 +277,7 @@ describe('PipelineCoordinator with the real engines', () => {
     }
   });
 
-  it('prepares the face stage once the speech engine runs, not before it starts, and after a speech stage that reports nothing', async () => {
+  it('runs the face stage beside the speech once the speech engine runs, not before it starts, and after a speech stage that reports nothing', async () => {
     const { plugins: speakers } = await import('@avatar/tts');
     const { plugins: encoders } = await import('@avatar/encode');
     const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
@@ -289,29 +289,43 @@ describe('PipelineCoordinator with the real engines', () => {
         async load(ctx: LoadContext) {
           const loaded = await flite.load(ctx);
           return {
-            run: (input, runCtx) => loaded.run(input, {
-              ...runCtx,
-              progress: (fraction, detail) => {
-                if (quiet) return;
-                events.push(`speech ${fraction}`);
-                runCtx.progress(fraction, detail);
-              },
-            }),
+            run: async (input, runCtx) => {
+              const speech = await loaded.run(input, {
+                ...runCtx,
+                progress: (fraction, detail) => {
+                  if (quiet) return;
+                  events.push(`speech ${fraction}`);
+                  runCtx.progress(fraction, detail);
+                },
+              });
+              // a slower engine: the face stage has time to run beside it
+              await new Promise((resolve) => setTimeout(resolve, 400));
+              events.push('speech done');
+              return speech;
+            },
             unload: () => loaded.unload(),
           };
         },
       }, 'test');
       registry.register(encoders[0] as StagePlugin, 'test');
       const [face, lipsync] = testStages(events) as [StagePlugin<'face'>, StagePlugin];
-      registry.register({ ...face, async prewarm() { events.push('prewarm face'); } }, 'test');
+      registry.register(face, 'test');
       registry.register(lipsync, 'test');
       const storage = join(dir, quiet ? 's10b' : 's10a');
       const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
       const result = await coordinator.execute({ text: 'Warm when it speaks.', avatarImage: PORTRAIT, outputPath: join(dir, `warm-${quiet}.mp4`), config: { videoQuality: 'low' } });
       expect(result.error).toBeNull();
-      // flite's first report above 0 comes from its process start; the face stage prepares after it
-      expect(events.slice(0, quiet ? 2 : 4)).toEqual(quiet ? ['prewarm face', 'load face'] : ['speech 0', 'speech 0.1', 'prewarm face', 'speech 1']);
-      expect(events.filter((e) => e === 'prewarm face')).toHaveLength(1);
+      // flite's first report above 0 comes from its process start; the face stage starts after it, and
+      // (side by side) before the speech is done; without reports, once it is done
+      if (quiet) expect(events.slice(0, 2)).toEqual(['speech done', 'load face']);
+      else {
+        expect(events.slice(0, 2)).toEqual(['speech 0', 'speech 0.1']);
+        expect(events.indexOf('load face')).toBeGreaterThan(1);
+        expect(events.indexOf('load face'), events.join(", ")).toBeLessThan(events.indexOf('speech done'));
+      }
+      expect(events.filter((e) => e === 'load face')).toHaveLength(1);
+      // both reported, in the plan's order, the run's progress never going back
+      expect(result.stagesCompleted.slice(0, 3)).toEqual(['load_profile', 'synthesize_speech', 'validate_avatar']);
     }
   });
 

@@ -15,7 +15,7 @@ import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
 import type { Avatar, EngineLicense, FaceAssessment, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
-import type { ResourceManager } from './resources.js';
+import type { Alongside, ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
 
 export const PIPELINE_STAGES = [
@@ -220,18 +220,25 @@ class StageRun {
     this.current = plan[0] ?? 'cleanup';
   }
 
-  private weightBefore(stage: StageName): number {
-    const total = this.plan.reduce((s, n) => s + STAGE_WEIGHT[n], 0);
-    const before = this.plan.slice(0, this.plan.indexOf(stage)).reduce((s, n) => s + STAGE_WEIGHT[n], 0);
-    return before / total;
-  }
+  /** How far each stage of the plan has come (0..1): stages that run side by side each count their own. */
+  private readonly done = new Map<StageName, number>();
 
   progress(stage: StageName, stageFraction: number, detail?: string): void {
+    const f = Math.min(1, Math.max(0, stageFraction));
+    // a stage never goes back, and one that starts counts every stage before it in the plan as done (a
+    // stage the plan skips, such as an inspection without an inspector): the run's fraction only grows
+    this.done.set(stage, Math.max(this.done.get(stage) ?? 0, f));
+    for (const earlier of this.plan.slice(0, this.plan.indexOf(stage))) if (!this.running.has(earlier)) this.done.set(earlier, 1);
     if (!this.onProgress) return;
     const total = this.plan.reduce((s, n) => s + STAGE_WEIGHT[n], 0);
-    const f = Math.min(1, Math.max(0, stageFraction));
-    this.onProgress({ stage, stageFraction: f, fraction: Math.min(1, this.weightBefore(stage) + (STAGE_WEIGHT[stage] / total) * f), ...(detail !== undefined && { detail }) });
+    const reached = this.plan.reduce((s, n) => s + STAGE_WEIGHT[n] * (this.done.get(n) ?? 0), 0);
+    this.onProgress({ stage, stageFraction: f, fraction: Math.min(1, reached / total), ...(detail !== undefined && { detail }) });
   }
+
+  /** Stages running now; more than one when the plan runs them side by side. */
+  private readonly running = new Set<StageName>();
+  /** the stage whose failure ended the run, when one did */
+  failedStage: StageName | undefined;
 
   /** Files this run wrote beside their targets, removed when it fails. */
   readonly temporaries: string[] = [];
@@ -242,22 +249,34 @@ class StageRun {
     // cleanup always runs; once the last stage has done its work, the run has succeeded and a late
     // cancel no longer undoes it
     const last = name === 'cleanup' || name === this.plan[this.plan.length - 1];
-    if (name !== 'cleanup') this.signal.throwIfAborted();
-    await this.coordinator.resources.snapshot(`start ${name}`);
-    this.progress(name, 0);
-    const ctx: RunContext = {
-      signal: this.signal,
-      workDir: this.workDir,
-      log: this.coordinator.log,
-      progress: (fraction, detail) => this.progress(name, fraction, detail),
-    };
-    const tracked = await this.coordinator.resources.track(() => fn(ctx));
-    if (!last) this.signal.throwIfAborted();
-    await this.coordinator.resources.snapshot(`end ${name}`);
-    this.reports.push({ stage: name, ...(engine && { engine: engine.plugin.name }), wallSeconds: round(tracked.wallSeconds), rssStartMB: tracked.rssStartMB, rssEndMB: tracked.rssEndMB, peakRssMB: tracked.peakRssMB });
-    this.completed.push(name);
-    this.progress(name, 1);
-    return tracked.value;
+    this.running.add(name);
+    try {
+      if (name !== 'cleanup') this.signal.throwIfAborted();
+      await this.coordinator.resources.snapshot(`start ${name}`);
+      this.progress(name, 0);
+      const ctx: RunContext = {
+        signal: this.signal,
+        workDir: this.workDir,
+        log: this.coordinator.log,
+        progress: (fraction, detail) => this.progress(name, fraction, detail),
+      };
+      const tracked = await this.coordinator.resources.track(() => fn(ctx));
+      if (!last) this.signal.throwIfAborted();
+      await this.coordinator.resources.snapshot(`end ${name}`);
+      this.reports.push({ stage: name, ...(engine && { engine: engine.plugin.name }), wallSeconds: round(tracked.wallSeconds), rssStartMB: tracked.rssStartMB, rssEndMB: tracked.rssEndMB, peakRssMB: tracked.peakRssMB });
+      // (stages that ran side by side are listed in the plan's order, whichever finished first)
+      this.completed.push(name);
+      this.completed.sort((a, b) => this.plan.indexOf(a) - this.plan.indexOf(b));
+      this.reports.sort((a, b) => this.plan.indexOf(a.stage) - this.plan.indexOf(b.stage));
+      this.running.delete(name);
+      this.progress(name, 1);
+      return tracked.value;
+    } catch (error) {
+      this.running.delete(name);
+      // the first stage to fail is the one the run's error names, whatever ran beside it
+      this.failedStage ??= name;
+      throw error;
+    }
   }
 
   result(outcome: Outcome | { error: AvatarError }, keptWorkDir: boolean): RunResult {
@@ -416,7 +435,7 @@ export class PipelineCoordinator {
   }
 
   /** Loads the engine through the ResourceManager, runs it once, unloads it. */
-  async runStage<K extends StageKind>(engine: ResolvedEngine<K>, input: StageInput<K>, ctx: RunContext, options: { alongside?: boolean } = {}): Promise<StageOutput<K>> {
+  async runStage<K extends StageKind>(engine: ResolvedEngine<K>, input: StageInput<K>, ctx: RunContext, options: { alongside?: Alongside } = {}): Promise<StageOutput<K>> {
     return this.withEngine(engine, ctx.signal, (loaded) => loaded.run(input, ctx), options);
   }
 
@@ -425,7 +444,7 @@ export class PipelineCoordinator {
    * project's errors (a plain Error from a plugin's load or run) becomes AVATAR_ERR_ENGINE_FAILED
    * naming the engine and its package, not an internal error of the host.
    */
-  private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStageOf<K>) => Promise<T>, options: { alongside?: boolean; graceMs?: number } = {}): Promise<T> {
+  private async withEngine<K extends StageKind, T>(engine: ResolvedEngine<K>, signal: AbortSignal, fn: (loaded: LoadedStageOf<K>) => Promise<T>, options: { alongside?: Alongside; graceMs?: number } = {}): Promise<T> {
     const graceMs = options.graceMs ?? this.cancelGraceMs;
     const { plugin } = engine;
     // An engine that does not stop when cancelled is left behind after a grace period, so the run ends:
@@ -572,12 +591,12 @@ export class PipelineCoordinator {
       // once the run is aborted, whatever a stage throws on its way out is the cancellation
       // (an engine that ignored the cancel is named: the run still ends, without it)
       const error = run.signal.aborted && !isAvatarError(thrown, 'AVATAR_ERR_ENGINE_STUCK')
-        ? new AvatarError('AVATAR_ERR_CANCELLED', { stage: run.current }, { cause: thrown })
-        : toAvatarError(thrown, run.current);
+        ? new AvatarError('AVATAR_ERR_CANCELLED', { stage: run.failedStage ?? run.current }, { cause: thrown })
+        : toAvatarError(thrown, run.failedStage ?? run.current);
       // a failed run always removes its intermediates and what it wrote beside its outputs
       await removeWorkDir().catch(() => undefined);
       for (const path of run.temporaries) await rm(path, { force: true }).catch(() => undefined);
-      this.log.error(`${run.current} failed: ${error.message}`, { code: error.code });
+      this.log.error(`${run.failedStage ?? run.current} failed: ${error.message}`, { code: error.code });
       return run.result({ error }, false);
     } finally {
       outer?.removeEventListener('abort', onAbort);
@@ -593,27 +612,34 @@ export class PipelineCoordinator {
       const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
       const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
       this.checkLiveEncoder(engines, request.live);
-      // early preparation, spread so that two cores are not asked for three things at once: the face
-      // stage's native libraries load in this process once the speech engine reports that it is
-      // running (its first progress above 0) in its own, not before (loading them first would delay
-      // the engine's start), and the encoder's checks run beside the face stage, which uses one thread
-      let faceWarm = false;
-      const warmFace = (): void => {
-        if (!faceWarm) this.prewarm(engines.face);
-        faceWarm = true;
-      };
+      // The face stage runs beside the speech: the speech engine works in its own process, the face
+      // stage in this one (one thread), so on two cores neither waits for the other; the face stage starts
+      // once the speech engine reports that it is running (its first progress above 0), since loading the
+      // face stage's native libraries first would delay the engine's start. The encoder's checks go with
+      // the face stage.
       const maxSeconds = config.maxVideoLengthSeconds;
       const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
-      const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, maxSeconds, {
+      let startFace: () => void = () => {};
+      const speechRunning = new Promise<void>((resolve) => { startFace = resolve; });
+      const speaking = run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, maxSeconds, {
         ...ctx,
         progress: (fraction, detail) => {
-          if (fraction > 0) warmFace();
+          if (fraction > 0) startFace();
           ctx.progress(fraction, detail);
         },
       }), tts);
-      warmFace(); // an engine that reports no progress
-      this.prewarm(engines.encode);
-      const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
+      // (an engine that reports no progress: the face stage starts when its speech is done)
+      speaking.then(startFace, startFace);
+      const facing = speechRunning.then(() => {
+        this.prewarm(engines.encode);
+        return this.validateAvatar(run, engines, avatarPath, settings.size, { besideSpeech: true });
+      });
+      // both settle before the run goes on or fails: no stage is left running behind a failed one
+      const [spoken, faced] = await Promise.allSettled([speaking, facing]);
+      if (spoken.status === 'rejected') throw spoken.reason;
+      if (faced.status === 'rejected') throw faced.reason;
+      const speech = spoken.value;
+      const avatar = faced.value;
       return this.renderAndEncode(run, engines, {
         avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
       }, { outputPath, live: request.live, liveOnly: request.liveOnly === true });
@@ -667,12 +693,16 @@ export class PipelineCoordinator {
     return { config, settings: resolveEncodeSettings(config), outputPath, avatarPath };
   }
 
-  /** The face stage hands over a prepared avatar (aligned, cropped to the preset's size) in the work folder. */
-  private validateAvatar(run: StageRun, engines: EnginePlan, avatarPath: string, size: number): Promise<Avatar> {
+  /**
+   * The face stage hands over a prepared avatar (aligned, cropped to the preset's size) in the work
+   * folder. `besideSpeech`: it runs while the speech engine holds the model slot, alongside it when the
+   * memory budget has room (as the encoder runs beside the renderer), else once the slot is free.
+   */
+  private validateAvatar(run: StageRun, engines: EnginePlan, avatarPath: string, size: number, { besideSpeech = false } = {}): Promise<Avatar> {
     const face = required(engines.face, 'face');
     return run.stage('validate_avatar', (ctx) => this.runStage(face, {
       imagePath: avatarPath, prepare: { outputPath: join(ctx.workDir, 'avatar.png'), size, reuse: true },
-    }, ctx), face);
+    }, ctx, { alongside: besideSpeech ? 'if-room' : false }), face);
   }
 
   /**

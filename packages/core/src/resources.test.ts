@@ -60,6 +60,39 @@ describe('ResourceManager', () => {
     expect(events).toEqual(['load a', 'start a', 'end a', 'unload a', 'load b', 'start b', 'end b', 'unload b']);
   });
 
+  it('"if-room": beside the loaded model when the budget has room, else it waits for the slot; a free slot is taken as usual', async () => {
+    const slow = (events: string[], tag: string) => async (): Promise<void> => {
+      events.push(`start ${tag}`);
+      await new Promise((r) => setTimeout(r, 30));
+      events.push(`end ${tag}`);
+    };
+    // room: b runs while a is loaded
+    const beside: string[] = [];
+    const roomy = new ResourceManager({ ramBudgetMB: 1000 });
+    const a = roomy.withModel(model('a', { device: 'cpu', ramMB: 100 }, beside), ctx, slow(beside, 'a'));
+    await new Promise((r) => setTimeout(r, 5));
+    await Promise.all([a, roomy.withModel(model('b', { device: 'cpu', ramMB: 100 }, beside), ctx, slow(beside, 'b'), { alongside: 'if-room' })]);
+    expect(beside.indexOf('start b')).toBeLessThan(beside.indexOf('end a'));
+    // no room: b waits for a to go, instead of failing as a plain alongside model would
+    const after: string[] = [];
+    const tight = new ResourceManager({ ramBudgetMB: 150 });
+    const first = tight.withModel(model('a', { device: 'cpu', ramMB: 100 }, after), ctx, slow(after, 'a'));
+    await new Promise((r) => setTimeout(r, 5));
+    await Promise.all([first, tight.withModel(model('b', { device: 'cpu', ramMB: 100 }, after), ctx, slow(after, 'b'), { alongside: 'if-room' })]);
+    expect(after).toEqual(['load a', 'start a', 'end a', 'unload a', 'load b', 'start b', 'end b', 'unload b']);
+    await expect(tight.withModel(model('c', { device: 'cpu', ramMB: 100 }, after), ctx, async () => {
+      await tight.withModel(model('d', { device: 'cpu', ramMB: 100 }, after), ctx, async () => undefined, { alongside: true });
+    })).rejects.toMatchObject({ code: 'AVATAR_ERR_RESOURCE_BUDGET' });
+    // a free slot: taken as a model of its own, so the next one waits for it
+    const alone: string[] = [];
+    const free = new ResourceManager({ ramBudgetMB: 1000 });
+    await Promise.all([
+      free.withModel(model('a', { device: 'cpu', ramMB: 100 }, alone), ctx, slow(alone, 'a'), { alongside: 'if-room' }),
+      free.withModel(model('b', { device: 'cpu', ramMB: 100 }, alone), ctx, slow(alone, 'b')),
+    ]);
+    expect(alone).toEqual(['load a', 'start a', 'end a', 'unload a', 'load b', 'start b', 'end b', 'unload b']);
+  });
+
   it('refuses a model larger than the budget, naming both figures', async () => {
     const rm = new ResourceManager({ ramBudgetMB: 100 });
     await expect(rm.withModel(model('big', { device: 'cpu', ramMB: 500 }, []), ctx, async () => 1))

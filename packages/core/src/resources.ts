@@ -41,6 +41,9 @@ interface Waiter {
   wake: () => void;
 }
 
+/** How a model is admitted beside others: see ResourceManager.withModel. */
+export type Alongside = boolean | 'if-room';
+
 /**
  * Loads models one at a time within a memory budget and always unloads them, also on failure.
  * Logs host and GPU memory at every load and unload. Budgets are checked against what each
@@ -101,7 +104,10 @@ export class ResourceManager {
     return ram <= this.ramBudget && vram <= (this.vramBudget ?? 0);
   }
 
-  private async admit(name: string, ramMB: number, vramMB: number, alongside: boolean, signal?: AbortSignal): Promise<void> {
+  private async admit(name: string, ramMB: number, vramMB: number, wanted: Alongside, signal?: AbortSignal): Promise<void> {
+    // 'if-room': a free model slot if there is one, else beside what is loaded when the budget allows it
+    // now, else a slot waited for
+    const alongside = wanted === 'if-room' ? !this.fits(ramMB, vramMB, false) && this.fits(ramMB, vramMB, true) : wanted;
     if (ramMB > this.ramBudget) {
       throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: ramMB, kind: 'host', kindUpper: 'RAM', budgetMB: this.ramBudget });
     }
@@ -140,13 +146,15 @@ export class ResourceManager {
   /**
    * Loads the plugin's model, runs `fn` with it, unloads it: also when `fn` or the load fails.
    * `alongside`: the model runs next to one already loaded by the caller (within the memory budget, but
-   * without waiting for a model slot, which the caller holds).
+   * without waiting for a model slot, which the caller holds); 'if-room': next to what is loaded when
+   * the budget has room for it now, otherwise it waits for a slot as any other (a stage that may run
+   * beside another, such as the face stage beside the speech, but need not).
    */
   async withModel<K extends StageKind, T>(
     plugin: StagePlugin<K>,
     ctx: LoadContext,
     fn: (stage: LoadedStageOf<K>) => Promise<T>,
-    options: { alongside?: boolean } = {},
+    options: { alongside?: Alongside } = {},
   ): Promise<T> {
     const ramMB = plugin.resources.ramMB ?? 0;
     // 'any' runs on the CPU when there is no GPU, so its GPU figure only counts where there is one
