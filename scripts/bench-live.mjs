@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { startServe } from './lib/serve.mjs';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
 const CLI = join(ROOT, 'packages/cli/dist/bin.js');
@@ -45,23 +46,6 @@ function cliRun(storage, output) {
       if (code !== 0) reject(new Error(`avatar exited ${code}: ${err}`));
       else resolve({ firstByteMs: firstByte, firstFragmentMs: firstFragment, totalMs: performance.now() - started, bytes });
     });
-  });
-}
-
-/** `avatar serve` with its worker on a free loopback port. */
-function startServer(storage) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '--storage', storage, '--json', 'serve', '--port', '0'], {
-      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, AVATAR_API_KEYS: '', AVATAR_API_KEYS_FILE: '', AVATAR_RATE_LIMIT: '100000000' },
-    });
-    let out = '', err = '';
-    child.stderr.on('data', (d) => { err += d; });
-    child.stdout.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve({ child, url: JSON.parse(line).url });
-    });
-    child.once('exit', (code) => reject(new Error(`avatar serve exited ${code}: ${err}`)));
   });
 }
 
@@ -99,7 +83,7 @@ try {
   const storage = join(work, 'server');
   const prepared = spawnSync(process.execPath, [CLI, '--storage', storage, 'avatars', 'prepare', PORTRAIT, '--output', join(storage, 'avatar.png'), '--quality', 'medium'], { encoding: 'utf8' });
   if (prepared.status !== 0) throw new Error(`avatars prepare: ${prepared.stderr}`);
-  const server = await startServer(storage);
+  const server = await startServe(storage);
   const http = [];
   try {
     await httpRun(server.url); // the first job also warms the worker's engines

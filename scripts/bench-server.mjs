@@ -13,7 +13,6 @@
 // Usage: node scripts/bench-server.mjs [--seconds 10] [--connections 30] [--post-connections 10]
 //                                      [--streams 1000] [--stream-jobs 4] [--hold-seconds 20]
 //        node scripts/bench-server.mjs --stores-only [--rounds 3] [--store-seconds 5]   # (d) alone
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { Agent, get as httpGet } from 'node:http';
@@ -23,31 +22,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
 import { treeRssMB } from './lib/proc.mjs';
+import { startServe } from './lib/serve.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = join(SELF, '..', '..');
 const CLI = join(ROOT, 'packages/cli/dist/bin.js');
 const CORE = join(ROOT, 'packages/core/dist/index.js');
 
-/** `avatar serve` on a free loopback port; resolves once it prints its address. */
-function startServer(storageDir, storeUrl = '') {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '--storage', storageDir, '--json', 'serve', '--port', '0', '--no-worker'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      // the rate limit stays in the path (its cost is part of every request) but never refuses here
-      env: { ...process.env, AVATAR_API_KEYS: '', AVATAR_API_KEYS_FILE: '', AVATAR_RATE_LIMIT: '100000000', AVATAR_STORE: storeUrl },
-    });
-    let out = '';
-    let err = '';
-    child.stderr.on('data', (d) => { err += d; });
-    child.stdout.on('data', (d) => {
-      out += d;
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve({ child, url: JSON.parse(line).url });
-    });
-    child.once('exit', (code) => reject(new Error(`avatar serve exited ${code}: ${err}`)));
-  });
-}
+/** `avatar serve` without a worker on a free loopback port, over the given job store. */
+const startServer = (storageDir, storeUrl = '') => startServe(storageDir, { extra: ['--no-worker'], env: { AVATAR_STORE: storeUrl } });
 
 function cannon(options) {
   return new Promise((resolve, reject) => {
