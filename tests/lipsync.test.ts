@@ -11,6 +11,7 @@ interface Result {
   stagesCompleted: string[];
   error: { code: string; message: string } | null;
   inspection?: { lagFrames: number; correlation: number; borderMotion: number; silenceStillness: number; sharpnessRatio: number };
+  paths?: { render?: { path: string; notUsed?: string }; encode?: { path: string; notUsed?: string } };
 }
 
 // video_lipsync: a portrait speaks a recording that no engine of ours made (here espeak-ng, stored as OGG).
@@ -38,6 +39,11 @@ describe('avatar lipsync: a portrait and a recording', () => {
     expect(r.code, r.stderr).toBe(0);
     const result = JSON.parse(r.stdout) as Result;
     expect(result.stagesCompleted).toEqual(['validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup']);
+    // which way it ran, and why not a faster one: the compiled kernels when the addon is built (the set-up
+    // step builds it), VP9 for WebM, and no GPU path in this version
+    const built = existsSync(join(ROOT, 'native/build/Release/avatar_native.node'));
+    expect(result.paths?.render).toMatchObject({ path: built ? 'native' : 'ts', notUsed: expect.stringContaining('cuda: ') });
+    expect(result.paths?.encode).toEqual({ path: 'libvpx-vp9', notUsed: 'nvenc: NVENC has no VP9 encoder' });
     const i = result.inspection!;
     expect(Math.abs(i.lagFrames)).toBeLessThanOrEqual(1);
     expect(i.correlation).toBeGreaterThanOrEqual(0.5);

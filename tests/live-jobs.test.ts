@@ -90,6 +90,8 @@ describe('live jobs: HLS while the video is made', () => {
     const info = JSON.parse(probe.stdout) as { streams: { codec_name: string }[]; format: { duration: string } };
     expect(info.streams.map((s) => s.codec_name).sort()).toEqual(['aac', 'h264']);
     const done = await job(queued.jobId);
+    // the job's result says which way it ran
+    expect((done.result as { paths?: { encode?: { path: string } } }).paths?.encode?.path).toBe('libx264');
     expect(Math.abs(Number(info.format.duration) - Number(done.result?.durationSeconds))).toBeLessThan(0.15);
     // the result is the same encode, kept as a file
     const result = await get(`/v1/jobs/${queued.jobId}/result`);

@@ -13,7 +13,7 @@ import { claimWorkDir, keepWorkDir, sweepLeftovers, sweepPartials } from './left
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
-import type { Avatar, EngineLicense, FaceAssessment, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
+import type { Avatar, ComputePath, EngineLicense, FaceAssessment, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
 import type { Alongside, ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
@@ -75,6 +75,8 @@ export interface RunResult {
   inspection?: InspectionSummary;
   /** the engine that ran each stage, with the package it came from */
   engines: Partial<Record<StageKind, EngineUsed>>;
+  /** how the frames were drawn and the video encoded, and why a faster way was not taken, where the engines say */
+  paths?: { render?: ComputePath; encode?: ComputePath };
 }
 
 export interface EngineUsed {
@@ -110,6 +112,7 @@ interface Outcome {
   outputPath: string;
   durationSeconds: number;
   inspection?: InspectionSummary;
+  paths?: RunResult['paths'];
   /** a finished file to move onto its target once every stage has succeeded */
   publish?: { from: string; to: string };
 }
@@ -291,6 +294,7 @@ class StageRun {
     return {
       success: true, outputPath: outcome.outputPath, durationSeconds: round(outcome.durationSeconds), error: null, ...base,
       ...(outcome.inspection && { inspection: outcome.inspection }),
+      ...(outcome.paths && { paths: outcome.paths }),
     };
   }
 }
@@ -721,20 +725,25 @@ export class PipelineCoordinator {
     const partial = liveOnly ? join(run.workDir, 'live.mp4') : partialPathFor(outputPath);
     run.temporaries.push(partial);
     // (the renderer's own grace is the longer: when the encoder ignores a cancel, it is the one named)
-    const { video, regions } = await this.withEngine(lipsync, run.signal, async (renderer) => {
+    const { video, regions, renderPath } = await this.withEngine(lipsync, run.signal, async (renderer) => {
       const rendered = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx), lipsync);
       // what the renderer throws while the encoder pulls its frames is the renderer's fault, not the encoder's
       const frames = { ...rendered, frames: blamed(rendered.frames, lipsync, run.signal) };
       const encoded = await run.stage('encode_video', (ctx) =>
         this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings, ...(live && { live }) }, ctx, { alongside: true }), encoder);
-      return { video: encoded, regions: rendered.regions };
+      // (the renderer says how it drew once it has drawn: read now)
+      return { video: encoded, regions: rendered.regions, renderPath: rendered.computePath };
     }, { graceMs: 2 * this.cancelGraceMs });
     const inspector = engines.inspect;
     let inspection: InspectionSummary | undefined;
     if (inspector && regions) {
       inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx), inspector);
     }
-    return { outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), ...(!liveOnly && { publish: { from: partial, to: outputPath } }) };
+    const paths = { ...(renderPath && { render: { ...renderPath } }), ...(video.computePath && { encode: { ...video.computePath } }) };
+    return {
+      outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), ...(Object.keys(paths).length > 0 && { paths }),
+      ...(!liveOnly && { publish: { from: partial, to: outputPath } }),
+    };
   }
 
   /** A portrait + a recording -> talking-head video (video_lipsync). */

@@ -29,6 +29,7 @@ function toResult(run: RunResult, extra: JobResult = {}): JobResult {
     totalSeconds: run.totalSeconds,
     engines: JSON.parse(JSON.stringify(run.engines)) as JsonValue,
     ...(run.inspection && { inspection: JSON.parse(JSON.stringify(run.inspection)) as JsonValue }),
+    ...(run.paths && { paths: JSON.parse(JSON.stringify(run.paths)) as JsonValue }),
     ...extra,
   };
 }

@@ -206,6 +206,18 @@ export interface FrameStream {
    */
   ring?: number;
   regions?: FrameRegions;
+  /**
+   * How the frames are drawn (e.g. 'native': the compiled kernels on the CPU; 'ts': TypeScript), and why
+   * a faster way was not taken. Set once the first frame is drawn, when the engine says.
+   */
+  computePath?: ComputePath;
+}
+
+/** Which way a stage did its work, and why a faster one was not taken (run results list them). */
+export interface ComputePath {
+  path: string;
+  /** the faster ways not taken, each with its reason, as "cuda: ..." */
+  notUsed?: string;
 }
 
 export type EncodeInput =
@@ -227,6 +239,8 @@ export type EncodeInput =
 
 export interface EncodedVideo {
   outputPath: string;
+  /** the video encoder that ran (libx264, libvpx-vp9...), and why a faster one was not taken */
+  computePath?: ComputePath;
   format: EncodeSettings['format'];
   width: number;
   height: number;

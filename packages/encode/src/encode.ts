@@ -15,6 +15,7 @@ import {
   readMp4Summary,
   silentLogger,
   storageError,
+  type ComputePath,
   type EncodeInput,
   type EncodedVideo,
   type EncodeSettings,
@@ -176,6 +177,13 @@ function newCommand(job: Job): ffmpeg.FfmpegCommand {
   return command;
 }
 
+/** The encoder this engine runs for a format, and why not a GPU's (run results list it). */
+function computePathOf(settings: EncodeSettings): ComputePath {
+  return settings.format === 'webm'
+    ? { path: 'libvpx-vp9', notUsed: 'nvenc: NVENC has no VP9 encoder' }
+    : { path: 'libx264', notUsed: 'nvenc: this engine encodes on the CPU only' };
+}
+
 /** Checks, temp file, rename on success, cleanup on failure: the part every encode shares. */
 async function withPartialOutput(
   outputPath: string,
@@ -193,7 +201,7 @@ async function withPartialOutput(
     const written = await checkWritten(job.partialPath, outputPath, settings, options);
     const { size } = await stat(job.partialPath);
     await rename(job.partialPath, outputPath);
-    return { outputPath, format: settings.format, ...written, fps: settings.fps, bytes: size };
+    return { outputPath, format: settings.format, ...written, fps: settings.fps, bytes: size, computePath: computePathOf(settings) };
   } catch (error) {
     await rm(job.partialPath, { force: true });
     if (options.signal?.aborted && !isAvatarError(error, 'AVATAR_ERR_TOOL_MISSING')) throw cancelled();

@@ -66,6 +66,9 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
       ring: RING,
       pixelFormat: 'yuv420p',
     });
+    stream.computePath = renderer.kernel === 'native'
+      ? { path: 'native', notUsed: `cuda: ${CPU_ONLY}` }
+      : { path: 'ts', notUsed: `native: ${renderer.nativeMissing ?? 'not available'}; cuda: ${CPU_ONLY}` };
     const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
     for (let i = 0; i < frameCount; i++) {
       signal.throwIfAborted();
@@ -75,8 +78,12 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
     }
   }
   ctx.progress(1, `${frameCount} frames ready to stream`);
-  return { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: RING, pixelFormat: 'yuv420p' };
+  const stream: FrameStream = { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: RING, pixelFormat: 'yuv420p' };
+  return stream;
 }
+
+/** Why frames are not drawn on a GPU: this engine has no GPU kernels. */
+const CPU_ONLY = 'this engine draws frames on the CPU only';
 
 /**
  * The embedded lip-sync engine: no model to download, no GPU. It holds no model either; its memory is the

@@ -52,7 +52,10 @@ export function reportRun(out: Output, result: RunResult, what: string): number 
       const inspection = i
         ? `\n  inspection: lip-sync lag ${i.lagFrames} frames (correlation ${i.correlation.toFixed(2)}), mouth in silences ${i.silenceStillness.toFixed(2)}, border motion ${i.borderMotion.toFixed(2)}, mouth sharpness ratio ${i.sharpnessRatio.toFixed(2)}`
         : '';
-      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s${inspection}`;
+      const paths = result.paths
+        ? `\n  ${Object.entries(result.paths).map(([kind, p]) => `${kind}: ${p.path}${p.notUsed ? ` (not ${p.notUsed})` : ''}`).join('; ')}`
+        : '';
+      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s${inspection}${paths}`;
     });
     return 0;
   }

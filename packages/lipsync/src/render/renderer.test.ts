@@ -58,6 +58,15 @@ function changed(a: Uint8Array, b: Uint8Array, width: number): { count: number; 
 }
 
 describe('FaceRenderer on a real portrait', () => {
+  it('says why the compiled kernels are not drawing, when they are not', () => {
+    expect(new FaceRenderer(image, avatar.face.landmarks).nativeMissing).toBe('the compiled kernels draw I420 frames only');
+    const asked = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: 'yuv420p', kernel: 'js' });
+    expect(asked.kernel).toBe('js');
+    expect(asked.nativeMissing).toBe('the TypeScript kernels were asked for');
+    const auto = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: 'yuv420p' });
+    expect(auto.nativeMissing === undefined).toBe(auto.kernel === 'native');
+  });
+
   it('at rest, with no blink and no head motion, the frame is the photo itself', () => {
     const renderer = new FaceRenderer(image, avatar.face.landmarks);
     expect(changed(renderer.render(REST, STILL), image.data, image.width).count).toBe(0);

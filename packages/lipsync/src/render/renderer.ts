@@ -102,7 +102,16 @@ export class FaceRenderer {
     }
     this.nativeWarp = compiled?.warpI420;
     this.nativeMouth = compiled?.mouthI420;
+    if (!compiled) {
+      this.nativeMissing = !this.baseYuv ? 'the compiled kernels draw I420 frames only'
+        : kernel === 'js' ? 'the TypeScript kernels were asked for'
+        : built ? 'the native addon was built from other renderer sources (npm run build:addon -w native)'
+        : 'the native addon is not built (npm run build:addon -w native)';
+    }
   }
+
+  /** Why the compiled kernels are not drawing the frames, when they are not. */
+  readonly nativeMissing: string | undefined;
 
   /** Which kernels draw the frames: the compiled ones of the native addon, or the TypeScript ones. */
   get kernel(): 'native' | 'js' {
