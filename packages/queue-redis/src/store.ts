@@ -469,6 +469,11 @@ export class RedisJobStore implements JobStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // A BullMQ object's connection starts by asking the server for its version; closed before that answer,
+    // the question fails once the connection goes, where no one listens any more (an unhandled rejection).
+    // So each is let finish starting first (briefly: a Redis that does not answer is not waited for).
+    const started = (ready: Promise<unknown>): Promise<unknown> => Promise.race([ready.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+    await Promise.all([...[...this.workers.values()].map((w) => started(w.waitUntilReady())), ...(this.bullQueue ? [started(this.bullQueue.waitUntilReady())] : [])]);
     await Promise.all([...this.workers.values()].map((w) => w.close().catch(() => undefined)));
     this.workers.clear();
     await this.bullQueue?.close().catch(() => undefined);
