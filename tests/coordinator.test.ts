@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  MemoryLogger, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
+  AvatarError, MemoryLogger, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
 } from '@avatar/core';
 import type { Avatar, FrameStream, LoadContext, ProgressEvent, StagePlugin } from '@avatar/core';
 import { DEFAULT_VOICE } from '@avatar/tts';
@@ -327,6 +327,70 @@ describe('PipelineCoordinator with the real engines', () => {
       // both reported, in the plan's order, the run's progress never going back
       expect(result.stagesCompleted.slice(0, 3)).toEqual(['load_profile', 'synthesize_speech', 'validate_avatar']);
     }
+  });
+
+  it('beside the speech: a speech that fails stops the face stage, and the run names the stage that failed first', async () => {
+    const { plugins: speakers } = await import('@avatar/tts');
+    const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
+    // a speech engine that starts (reports), then fails a little later; or one that takes its time
+    const speech = (fails: boolean): StagePlugin<'tts'> => ({
+      ...flite,
+      async load(ctx: LoadContext) {
+        const loaded = await flite.load(ctx);
+        return {
+          run: async (input, runCtx) => {
+            runCtx.progress(0.1, 'started');
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            if (fails) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: 'stand-in failure' });
+            return loaded.run(input, runCtx);
+          },
+          unload: () => loaded.unload(),
+        };
+      },
+    });
+    // a face stage that takes a second unless it is stopped, or finds no face at once
+    const face = (findsNone: boolean, events: string[]): StagePlugin<'face'> => defineStagePlugin({
+      name: 'test-face', stage: 'face', apiVersion: 1, resources: { device: 'cpu', ramMB: 50 },
+      async load() {
+        events.push('load face');
+        return {
+          async run(_input, ctx) {
+            if (findsNone) throw new AvatarError('AVATAR_ERR_FACE_NONE', { input: 'avatar image' });
+            await new Promise<void>((resolve, reject) => {
+              const timer = setTimeout(resolve, 1_000);
+              ctx.signal.addEventListener('abort', () => { clearTimeout(timer); events.push('face stopped'); reject(ctx.signal.reason); }, { once: true });
+            });
+            throw new Error('the face stage should have been stopped');
+          },
+          async unload() { events.push('unload face'); },
+        };
+      },
+    });
+    const run = async (fails: boolean, findsNone: boolean, events: string[]) => {
+      const registry = new PluginRegistry();
+      registry.register(speech(fails), 'test');
+      const { plugins: encoders } = await import('@avatar/encode');
+      registry.register(encoders[0] as StagePlugin, 'test');
+      const [, lipsync] = testStages(events) as [StagePlugin<'face'>, StagePlugin];
+      registry.register(face(findsNone, events), 'test');
+      registry.register(lipsync, 'test');
+      const storage = join(dir, `s11-${fails}-${findsNone}`);
+      const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+      const started = performance.now();
+      const result = await coordinator.execute({ text: 'Side by side.', avatarImage: PORTRAIT, outputPath: join(dir, `side-${fails}-${findsNone}.mp4`), config: { videoQuality: 'low' } });
+      return { result, ms: performance.now() - started };
+    };
+    // the speech fails while the face stage works: the face stage is stopped, the speech's error reported
+    const stopped: string[] = [];
+    const failedSpeech = await run(true, false, stopped);
+    expect(failedSpeech.result.error?.code).toBe('AVATAR_ERR_TTS_FAILED');
+    expect(failedSpeech.result.stagesCompleted).toEqual(['load_profile']);
+    expect(stopped).toEqual(['load face', 'face stopped', 'unload face']);
+    expect(failedSpeech.ms).toBeLessThan(900); // not the face stage's second
+    // the face stage finds no face while the speech goes on: its error is the run's, once the speech is done
+    const noFace = await run(false, true, []);
+    expect(noFace.result.error?.code).toBe('AVATAR_ERR_FACE_NONE');
+    expect(noFace.result.stagesCompleted).toEqual(['load_profile', 'synthesize_speech']);
   });
 
   it('checks inputs before any engine starts', async () => {

@@ -246,7 +246,8 @@ class StageRun {
   /** Files this run wrote beside their targets, removed when it fails. */
   readonly temporaries: string[] = [];
 
-  async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>, engine?: ResolvedEngine): Promise<T> {
+  /** `signal`: a stage run beside another may be stopped on its own (one linked to the run's). */
+  async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>, engine?: ResolvedEngine, { signal = this.signal }: { signal?: AbortSignal } = {}): Promise<T> {
     this.current = name;
     if (engine) this.engines[engine.plugin.stage] = { name: engine.plugin.name, package: engine.source, ...(engine.license && { license: engine.license }) };
     // cleanup always runs; once the last stage has done its work, the run has succeeded and a late
@@ -254,17 +255,17 @@ class StageRun {
     const last = name === 'cleanup' || name === this.plan[this.plan.length - 1];
     this.running.add(name);
     try {
-      if (name !== 'cleanup') this.signal.throwIfAborted();
+      if (name !== 'cleanup') signal.throwIfAborted();
       await this.coordinator.resources.snapshot(`start ${name}`);
       this.progress(name, 0);
       const ctx: RunContext = {
-        signal: this.signal,
+        signal,
         workDir: this.workDir,
         log: this.coordinator.log,
         progress: (fraction, detail) => this.progress(name, fraction, detail),
       };
       const tracked = await this.coordinator.resources.track(() => fn(ctx));
-      if (!last) this.signal.throwIfAborted();
+      if (!last) signal.throwIfAborted();
       await this.coordinator.resources.snapshot(`end ${name}`);
       this.reports.push({ stage: name, ...(engine && { engine: engine.plugin.name }), wallSeconds: round(tracked.wallSeconds), rssStartMB: tracked.rssStartMB, rssEndMB: tracked.rssEndMB, peakRssMB: tracked.peakRssMB });
       // (stages that ran side by side are listed in the plan's order, whichever finished first)
@@ -623,27 +624,41 @@ export class PipelineCoordinator {
       // the face stage.
       const maxSeconds = config.maxVideoLengthSeconds;
       const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
-      let startFace: () => void = () => {};
-      const speechRunning = new Promise<void>((resolve) => { startFace = resolve; });
+      // the face stage has a signal of its own, linked to the run's: a failed speech stops it too
+      const beside = new AbortController();
+      const onRunAbort = (): void => beside.abort(run.signal.reason);
+      run.signal.addEventListener('abort', onRunAbort, { once: true });
+      let goFace: (go: boolean) => void = () => {};
+      const faceGo = new Promise<boolean>((resolve) => { goFace = resolve; });
       const speaking = run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, maxSeconds, {
         ...ctx,
         progress: (fraction, detail) => {
-          if (fraction > 0) startFace();
+          if (fraction > 0) goFace(true);
           ctx.progress(fraction, detail);
         },
       }), tts);
       // (an engine that reports no progress: the face stage starts when its speech is done)
-      speaking.then(startFace, startFace);
-      const facing = speechRunning.then(() => {
+      speaking.then(() => goFace(true), (error: unknown) => {
+        beside.abort(error);
+        goFace(false);
+      });
+      const facing = faceGo.then((go) => {
+        if (!go) return undefined;
         this.prewarm(engines.encode);
-        return this.validateAvatar(run, engines, avatarPath, settings.size, { besideSpeech: true });
+        return this.validateAvatar(run, engines, avatarPath, settings.size, { besideSpeech: true, signal: beside.signal });
       });
       // both settle before the run goes on or fails: no stage is left running behind a failed one
-      const [spoken, faced] = await Promise.allSettled([speaking, facing]);
+      const [spoken, faced] = await Promise.allSettled([speaking, facing]).finally(() => run.signal.removeEventListener('abort', onRunAbort));
+      // the error the run reports: an engine that ignored a cancel first (it is named), else the first
+      // stage that failed
+      const failures = [spoken, faced].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+      const stuck = failures.find((reason) => isAvatarError(reason, 'AVATAR_ERR_ENGINE_STUCK'));
+      if (stuck) throw stuck;
+      if (faced.status === 'rejected' && (spoken.status !== 'rejected' || run.failedStage === 'validate_avatar')) throw faced.reason;
       if (spoken.status === 'rejected') throw spoken.reason;
-      if (faced.status === 'rejected') throw faced.reason;
       const speech = spoken.value;
-      const avatar = faced.value;
+      const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
+      if (!avatar) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the face stage did not run' });
       return this.renderAndEncode(run, engines, {
         avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
       }, { outputPath, live: request.live, liveOnly: request.liveOnly === true });
@@ -702,11 +717,11 @@ export class PipelineCoordinator {
    * folder. `besideSpeech`: it runs while the speech engine holds the model slot, alongside it when the
    * memory budget has room (as the encoder runs beside the renderer), else once the slot is free.
    */
-  private validateAvatar(run: StageRun, engines: EnginePlan, avatarPath: string, size: number, { besideSpeech = false } = {}): Promise<Avatar> {
+  private validateAvatar(run: StageRun, engines: EnginePlan, avatarPath: string, size: number, { besideSpeech = false, signal }: { besideSpeech?: boolean; signal?: AbortSignal } = {}): Promise<Avatar> {
     const face = required(engines.face, 'face');
     return run.stage('validate_avatar', (ctx) => this.runStage(face, {
       imagePath: avatarPath, prepare: { outputPath: join(ctx.workDir, 'avatar.png'), size, reuse: true },
-    }, ctx, { alongside: besideSpeech ? 'if-room' : false }), face);
+    }, ctx, { alongside: besideSpeech ? 'if-room' : false }), face, signal ? { signal } : {});
   }
 
   /**

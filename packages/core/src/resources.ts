@@ -105,9 +105,6 @@ export class ResourceManager {
   }
 
   private async admit(name: string, ramMB: number, vramMB: number, wanted: Alongside, signal?: AbortSignal): Promise<void> {
-    // 'if-room': a free model slot if there is one, else beside what is loaded when the budget allows it
-    // now, else a slot waited for
-    const alongside = wanted === 'if-room' ? !this.fits(ramMB, vramMB, false) && this.fits(ramMB, vramMB, true) : wanted;
     if (ramMB > this.ramBudget) {
       throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: ramMB, kind: 'host', kindUpper: 'RAM', budgetMB: this.ramBudget });
     }
@@ -115,9 +112,13 @@ export class ResourceManager {
     if (vramMB > vramBudget) {
       throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: vramMB, kind: 'GPU', kindUpper: 'VRAM', budgetMB: vramBudget });
     }
+    // 'if-room': a free model slot if there is one, else beside what is loaded when the budget allows it,
+    // else a slot waited for (decided again each time it wakes: what is loaded changes meanwhile)
+    const decide = (): boolean => (wanted === 'if-room' ? !this.fits(ramMB, vramMB, false) && this.fits(ramMB, vramMB, true) : wanted);
+    let alongside = decide();
     while (!this.fits(ramMB, vramMB, alongside)) {
       signal?.throwIfAborted();
-      if (alongside) {
+      if (wanted === true) {
         // a model loaded alongside another (an encoder consuming a renderer's frames) cannot wait for
         // that one to go: say so instead of waiting forever
         throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: vramMB || ramMB, kind: vramMB ? 'GPU' : 'host', kindUpper: vramMB ? 'VRAM' : 'RAM', budgetMB: vramMB ? (this.vramBudget ?? 0) : this.ramBudget });
@@ -132,6 +133,7 @@ export class ResourceManager {
         this.waiters.push(waiter);
         signal?.addEventListener('abort', onAbort, { once: true });
       });
+      alongside = decide();
     }
     this.loaded.push({ name, ramMB, vramMB, alongside });
   }

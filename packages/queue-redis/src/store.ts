@@ -466,14 +466,24 @@ export class RedisJobStore implements JobStore {
     });
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  close(): Promise<void> {
+    // every caller waits for the same closing
+    this.closing ??= this.shut();
+    return this.closing;
+  }
+
+  private closing: Promise<void> | undefined;
+
+  private async shut(): Promise<void> {
     this.closed = true;
     // A BullMQ object's connection starts by asking the server for its version; closed before that answer,
     // the question fails once the connection goes, where no one listens any more (an unhandled rejection).
-    // So each is let finish starting first (briefly: a Redis that does not answer is not waited for).
-    const started = (ready: Promise<unknown>): Promise<unknown> => Promise.race([ready.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
-    await Promise.all([...[...this.workers.values()].map((w) => started(w.waitUntilReady())), ...(this.bullQueue ? [started(this.bullQueue.waitUntilReady())] : [])]);
+    // So each is let finish starting first (for 5 s at most: a Redis that does not answer is not waited for).
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => { timer = setTimeout(resolve, 5_000); });
+    const starting = [...[...this.workers.values()].map((w) => w.waitUntilReady()), ...(this.bullQueue ? [this.bullQueue.waitUntilReady()] : [])];
+    await Promise.race([Promise.all(starting.map((ready) => ready.catch(() => undefined))), limit]);
+    clearTimeout(timer);
     await Promise.all([...this.workers.values()].map((w) => w.close().catch(() => undefined)));
     this.workers.clear();
     await this.bullQueue?.close().catch(() => undefined);
