@@ -195,6 +195,11 @@ export class Worker {
     return { ...this.summary, ...(once && claimError ? { claimError } : {}) };
   }
 
+  /** A job was just submitted: look for it now rather than at the next poll. */
+  jobSubmitted(): void {
+    this.poke();
+  }
+
   /** Ends the loop's current (or next) wait: a job ended or stop was called. */
   private poke(): void {
     this.poked = true;

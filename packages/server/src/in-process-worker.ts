@@ -20,8 +20,9 @@ export interface InProcessWorkerOptions {
 
 /**
  * Runs jobs in the server's process (plugin avatar-worker): from when the server is ready until it
- * closes, when a running job gets the grace period and then goes back to the queue. A job it ends is
- * looked at by the finish watcher at once rather than at its next poll.
+ * closes, when a running job gets the grace period and then goes back to the queue. A job submitted to
+ * this server is claimed at once, and a job it ends is looked at by the finish watcher at once, rather
+ * than at their next polls.
  */
 export const workerPlugin = fp<InProcessWorkerOptions>(async (app, options) => {
   const { log } = options;
@@ -33,6 +34,10 @@ export const workerPlugin = fp<InProcessWorkerOptions>(async (app, options) => {
   let run: Promise<unknown> | undefined;
   app.addHook('onReady', async () => {
     run = worker.run().catch((error: unknown) => log.error('the in-process worker stopped', { reason: String(error) }));
+  });
+  // a job submitted here is claimed at once, not at the worker's next poll (up to pollMs later)
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.method === 'POST' && request.routeOptions.url === '/v1/jobs' && reply.statusCode === 202) worker.jobSubmitted();
   });
   app.addHook('preClose', async () => {
     await worker.stop({ graceMs: options.shutdownGraceMs });

@@ -237,6 +237,27 @@ describe('worker concurrency from the resource budget', () => {
     expect(concurrencyFromBudget(registry, budget(1 << 20), 1)).toBe(1);
   });
 
+  it('a job submitted to a server with a worker is claimed at once, not at the worker\'s next poll', async () => {
+    const ctx = await makeContext();
+    // (a poll a minute apart: without the wake the job would wait for it)
+    const app = await buildServer({ context: ctx, apiKeys: [], rateLimit: false, worker: { pollMs: 60_000 } });
+    try {
+      await app.ready();
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the worker's first look found nothing
+      const submitted = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { jobType: 'voice_synthesis', params: { text: 'Straight away.' } } });
+      expect(submitted.statusCode, submitted.body).toBe(202);
+      const { jobId } = submitted.json<{ jobId: string }>();
+      let status = '';
+      for (const started = Date.now(); Date.now() - started < 15_000 && status !== 'completed' && status !== 'failed'; await new Promise((r) => setTimeout(r, 50))) {
+        status = (await app.inject({ url: `/v1/jobs/${jobId}` })).json<{ status: string }>().status;
+      }
+      expect(status).toBe('completed');
+    } finally {
+      await app.close();
+      await ctx.cleanup();
+    }
+  });
+
   it("'auto' builds a server whose worker is sized from the budget", async () => {
     const ctx = await makeContext();
     try {
