@@ -44,11 +44,6 @@ export class HlsWriter extends Writable {
     super();
   }
 
-  /** Seconds listed so far. */
-  get seconds(): number {
-    return this.segments.reduce((sum, s) => sum + s.seconds, 0);
-  }
-
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.chunks.push(chunk);
     this.pendingBytes += chunk.byteLength;

@@ -152,7 +152,8 @@ export function measureMouth(image: RgbaImage, landmarks: readonly FacePoint[], 
   if (bite) {
     const ranked = inner.map((i) => ({ i, l: luma(data[4 * i] as number, data[4 * i + 1] as number, data[4 * i + 2] as number) })).sort((a, b) => b.l - a.l);
     const own = meanColour(image, ranked.slice(0, Math.max(1, Math.floor(ranked.length / 4))).map(({ i }) => i));
-    Object.assign(teeth, grey ? { r: luma(own.r, own.g, own.b), g: luma(own.r, own.g, own.b), b: luma(own.r, own.g, own.b) } : own);
+    const ownLuma = luma(own.r, own.g, own.b);
+    Object.assign(teeth, grey ? { r: ownLuma, g: ownLuma, b: ownLuma } : own);
   }
   return { bite, corners, teeth, cavity, tongue, grain, grainScale, softness };
 }

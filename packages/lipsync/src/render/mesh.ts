@@ -194,14 +194,19 @@ export function buildMesh(landmarks: readonly FacePoint[], frame: FaceFrame, exp
  * after it), keeping the order otherwise: when a beard's row drops past the ring, the skin it folds is
  * drawn under the beard, as the beard hides the neck in a photo.
  */
-function belowJawFirst(triangles: Uint32Array, row: number): Uint32Array {
-  const first: number[] = [];
-  const rest: number[] = [];
+function belowJawFirst(triangles: ArrayLike<number>, row: number): Uint32Array {
+  return cornersFirst(triangles, (v) => v >= row);
+}
+
+/** The triangles whose every corner passes `first` before the others, each group in its own order. */
+function cornersFirst(triangles: ArrayLike<number>, first: (corner: number) => boolean): Uint32Array {
+  const before: number[] = [];
+  const after: number[] = [];
   for (let t = 0; t < triangles.length; t += 3) {
     const corners = [triangles[t] as number, triangles[t + 1] as number, triangles[t + 2] as number];
-    (corners.every((v) => v >= row) ? first : rest).push(...corners);
+    (corners.every(first) ? before : after).push(...corners);
   }
-  return Uint32Array.from([...first, ...rest]);
+  return Uint32Array.from([...before, ...after]);
 }
 
 /**
@@ -215,11 +220,5 @@ function openingFirst(triangles: ArrayLike<number>, lips: Curve, opening: Curve,
   for (const curve of new Set([lips, opening])) {
     for (let k = 0; k < curveSamples(curve); k++) inside.add(curve.first + k);
   }
-  const first: number[] = [];
-  const rest: number[] = [];
-  for (let t = 0; t < triangles.length; t += 3) {
-    const corners = [triangles[t] as number, triangles[t + 1] as number, triangles[t + 2] as number];
-    (corners.every((v) => inside.has(v)) ? first : rest).push(...corners);
-  }
-  return Uint32Array.from([...first, ...rest]);
+  return cornersFirst(triangles, (v) => inside.has(v));
 }
