@@ -38,9 +38,9 @@ runStagePluginConformance(label, {
     const audioPath = speechFile(dir);
     const face = faces.find((p) => p.stage === 'face') as StagePlugin<'face'>;
     const ctx = { signal: never, workDir: dir, log: silentLogger, progress: () => undefined };
-    const faceStage = await face.load({ log: silentLogger, storageDir: dir, options: {} });
+    const faceStage = await face.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
     const portrait = await faceStage.run({ imagePath: PORTRAIT, prepare: { outputPath: join(dir, 'avatar.png'), size: LOW.size } }, ctx).finally(() => faceStage.unload());
-    const renderer = await warpPlugin.load({ log: silentLogger, storageDir: dir, options: {} });
+    const renderer = await warpPlugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
     const frames = await renderer.run({
       avatar: portrait, audioPath, maxSeconds: 60, settings: LOW, animation: { headMotion: 'subtle', blinkRate: 15, expressiveness: 1, seed: 1 },
     }, ctx);
@@ -56,7 +56,7 @@ describe('the example label engine, loaded directly', () => {
     const audioPath = speechFile(dir);
     const ctx = { signal: never, workDir: dir, log: silentLogger, progress: () => undefined };
     const encodeWith = async (plugin: StagePlugin<'encode'>, options: Record<string, unknown>, name: string): Promise<string> => {
-      const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options });
+      const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options, device: { kind: 'cpu' } });
       const outputPath = join(dir, name);
       await loaded.run({ kind: 'still', imagePath: PORTRAIT, audioPath, outputPath, settings: LOW }, ctx).finally(() => loaded.unload());
       return outputPath;

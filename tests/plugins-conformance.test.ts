@@ -31,7 +31,7 @@ function speechFile(dir: string, name = 'speech.wav'): string {
 
 async function speech(dir: string): Promise<Speech> {
   const flite = find<StagePlugin<'tts'>>(speakers, 'tts', 'flite');
-  const loaded = await flite.load({ log: silentLogger, storageDir: dir, options: {} });
+  const loaded = await flite.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
   try {
     const voice: VoiceSettings = { engine: 'flite', voice: 'slt', language: 'en-US', rate: 1, pitch: 0 };
     return await loaded.run({ text: TEXT, voice, outputPath: join(dir, 'speech.wav'), maxSeconds: 60 }, runCtx(dir));
@@ -42,7 +42,7 @@ async function speech(dir: string): Promise<Speech> {
 
 async function avatar(dir: string): Promise<Avatar> {
   const face = find<StagePlugin<'face'>>(faces, 'face', 'onnx-face');
-  const loaded = await face.load({ log: silentLogger, storageDir: dir, options: {} });
+  const loaded = await face.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
   try {
     return await loaded.run({ imagePath: PORTRAIT, prepare: { outputPath: join(dir, 'avatar.png'), size: LOW.size } }, runCtx(dir));
   } finally {
@@ -88,7 +88,7 @@ runStagePluginConformance(find<StagePlugin<'encode'>>(encoders, 'encode', 'ffmpe
 runStagePluginConformance(find<StagePlugin<'inspect'>>(renderers, 'inspect', 'sync-inspector'), {
   input: async (dir) => {
     const encoder = find<StagePlugin<'encode'>>(encoders, 'encode', 'ffmpeg');
-    const loaded = await encoder.load({ log: silentLogger, storageDir: dir, options: {} });
+    const loaded = await encoder.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
     const videoPath = join(dir, 'still.mp4');
     try {
       await loaded.run({ kind: 'still', imagePath: PORTRAIT, audioPath: speechFile(dir), outputPath: videoPath, settings: LOW }, runCtx(dir));

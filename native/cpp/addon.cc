@@ -23,6 +23,7 @@ Napi::Object ToJs(Napi::Env env, const avatar::NvmlReport& r) {
     Napi::Object dev = Napi::Object::New(env);
     dev.Set("index", d.index);
     dev.Set("name", d.name);
+    dev.Set("uuid", d.uuid);
     // Byte counts stay exact as doubles up to 8 PiB.
     dev.Set("totalBytes", static_cast<double>(d.totalBytes));
     dev.Set("usedBytes", static_cast<double>(d.usedBytes));

@@ -19,6 +19,7 @@ struct nvmlMemory_t {
 
 constexpr unsigned kNameBuffer = 96;     // NVML_DEVICE_NAME_V2_BUFFER_SIZE
 constexpr unsigned kVersionBuffer = 80;  // NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE
+constexpr unsigned kUuidBuffer = 96;     // NVML_DEVICE_UUID_V2_BUFFER_SIZE
 
 struct NvmlApi {
   void* lib = nullptr;
@@ -29,6 +30,7 @@ struct NvmlApi {
   nvmlReturn_t (*getCount)(unsigned*) = nullptr;
   nvmlReturn_t (*getHandle)(unsigned, nvmlDevice_t*) = nullptr;
   nvmlReturn_t (*getName)(nvmlDevice_t, char*, unsigned) = nullptr;
+  nvmlReturn_t (*getUuid)(nvmlDevice_t, char*, unsigned) = nullptr;
   nvmlReturn_t (*getMemory)(nvmlDevice_t, nvmlMemory_t*) = nullptr;
   nvmlReturn_t (*driverVersion)(char*, unsigned) = nullptr;
   nvmlReturn_t (*nvmlVersion)(char*, unsigned) = nullptr;
@@ -53,6 +55,7 @@ const NvmlApi& Api() {
     api.getCount = Pick<decltype(api.getCount)>(api.lib, "nvmlDeviceGetCount_v2", "nvmlDeviceGetCount");
     api.getHandle = Pick<decltype(api.getHandle)>(api.lib, "nvmlDeviceGetHandleByIndex_v2", "nvmlDeviceGetHandleByIndex");
     api.getName = Symbol<decltype(api.getName)>(api.lib, "nvmlDeviceGetName");
+    api.getUuid = Symbol<decltype(api.getUuid)>(api.lib, "nvmlDeviceGetUUID");
     api.getMemory = Symbol<decltype(api.getMemory)>(api.lib, "nvmlDeviceGetMemoryInfo");
     api.driverVersion = Symbol<decltype(api.driverVersion)>(api.lib, "nvmlSystemGetDriverVersion");
     api.nvmlVersion = Symbol<decltype(api.nvmlVersion)>(api.lib, "nvmlSystemGetNVMLVersion");
@@ -110,6 +113,8 @@ NvmlReport QueryNvml() {
       }
       char name[kNameBuffer] = {0};
       if (api.getName != nullptr && api.getName(handle, name, sizeof name) == 0) device.name = name;
+      char uuid[kUuidBuffer] = {0};
+      if (api.getUuid != nullptr && api.getUuid(handle, uuid, sizeof uuid) == 0) device.uuid = uuid;
       nvmlMemory_t memory{};
       rc = api.getMemory(handle, &memory);
       if (rc != 0) {

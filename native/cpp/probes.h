@@ -11,6 +11,7 @@ namespace avatar {
 struct NvmlDevice {
   unsigned index = 0;
   std::string name;
+  std::string uuid;  // "GPU-...", as nvidia-smi -L and CUDA_VISIBLE_DEVICES write it; empty when unknown
   uint64_t totalBytes = 0;
   uint64_t usedBytes = 0;
   uint64_t freeBytes = 0;

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 export interface RawNvmlDevice {
   index: number;
   name: string;
+  /** NVML's UUID ("GPU-..."); '' when the driver could not say */
+  uuid: string;
   totalBytes: number;
   usedBytes: number;
   freeBytes: number;

@@ -45,6 +45,7 @@ export function snapshotFromNvml(raw: RawNvmlReport): GpuSnapshot {
     devices.push({
       index: d.index,
       name: d.name || `GPU ${d.index}`,
+      ...(d.uuid && { uuid: d.uuid }),
       totalMB: Math.floor(d.totalBytes / MiB),
       usedMB: Math.floor(d.usedBytes / MiB),
       freeMB: Math.floor(d.freeBytes / MiB),

@@ -244,7 +244,7 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     expect(snapshotFromNvml(result)).toEqual({
       available: true,
       source: 'nvml (driver 999.1.2)',
-      devices: [{ index: 0, name: 'Fake GPU 0', totalMB: 81920, usedMB: 1536, freeMB: 80384 }],
+      devices: [{ index: 0, name: 'Fake GPU 0', uuid: 'GPU-00000000-fake-4e1d-9c3a-000000000000', totalMB: 81920, usedMB: 1536, freeMB: 80384 }],
     });
   });
 

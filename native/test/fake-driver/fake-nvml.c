@@ -37,6 +37,10 @@ int nvmlDeviceGetName(void* handle, char* buf, unsigned len) {
   snprintf(buf, len, "Fake GPU %d", handle == &devices[0] ? 0 : 1);
   return 0;
 }
+int nvmlDeviceGetUUID(void* handle, char* buf, unsigned len) {
+  snprintf(buf, len, "GPU-0000000%d-fake-4e1d-9c3a-000000000000", handle == &devices[0] ? 0 : 1);
+  return 0;
+}
 int nvmlDeviceGetMemoryInfo(void* handle, mem_t* m) {
   if (handle != &devices[0]) return 4;
   m->total = 80ULL << 30;  /* 81920 MiB */

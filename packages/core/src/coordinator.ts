@@ -435,7 +435,7 @@ export class PipelineCoordinator {
     });
   }
 
-  private loadContext(signal: AbortSignal, options: Readonly<Record<string, unknown>>): LoadContext {
+  private loadContext(signal: AbortSignal, options: Readonly<Record<string, unknown>>): Omit<LoadContext, 'device'> {
     return { log: this.log, signal, storageDir: this.storageDir, options };
   }
 

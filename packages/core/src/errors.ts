@@ -174,6 +174,16 @@ export const ERRORS = {
     'Raise the budget (AVATAR_{kindUpper}_BUDGET_MB) or pick a lighter engine.',
     503,
   ),
+  AVATAR_ERR_GPU_MEMORY: failure(
+    '{name} needs {needMB} MB of GPU memory, but the GPU with the most room, {device}, has {freeMB} MB free',
+    'Free GPU memory (nvidia-smi lists what uses it), run fewer jobs at once, or pick a lighter engine.',
+    503,
+  ),
+  AVATAR_ERR_GPU_UNAVAILABLE: failure(
+    '{name} runs only on a GPU, and none can be used here ({reason})',
+    'Run it on a machine with an NVIDIA GPU and driver (avatar doctor says what was found), or pick an engine that runs on the CPU.',
+    503,
+  ),
   // jobs and queue
   AVATAR_ERR_JOB_NOT_FOUND: usage('job {id} does not exist', 'List jobs with "avatar jobs list".', 404),
   AVATAR_ERR_JOB_FINISHED: usage('job {id} already finished ({status}); it cannot be {action}', 'Nothing to do: look at its result with "avatar jobs status {id}".', 409),

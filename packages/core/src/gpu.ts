@@ -2,6 +2,8 @@
 export interface GpuDeviceMemory {
   index: number;
   name: string;
+  /** NVML's UUID ("GPU-..."), where the driver gives one */
+  uuid?: string;
   totalMB: number;
   usedMB: number;
   freeMB: number;

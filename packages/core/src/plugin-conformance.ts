@@ -8,7 +8,7 @@ import { readMp4Summary, readWavInfo } from './container.js';
 import { resolvePluginOptions } from './plugin-options.js';
 import { isAvatarError } from './errors.js';
 import { silentLogger } from './log.js';
-import type { AnyStagePlugin, FrameStream, LoadedStageOf, RunContext, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';
+import type { AnyStagePlugin, FrameStream, LoadedStageOf, ModelDevice, RunContext, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';
 import { PLUGIN_API_VERSION } from './plugin.js';
 import { PluginRegistry } from './registry.js';
 
@@ -26,6 +26,8 @@ export interface StageConformanceOptions<K extends StageKind> {
   source?: string;
   /** time allowed for one test (default 60 s) */
   timeoutMs?: number;
+  /** the device load() is given (default the CPU; a plugin that runs only on a GPU must name one) */
+  device?: ModelDevice;
 }
 
 /** Two seconds of 25 fps RGBA frames, a bright bar crossing a grey field: what a live encode is fed. */
@@ -204,7 +206,12 @@ export function runStagePluginConformance<K extends StageKind>(plugin: StagePlug
     };
     const loadOptions = (): Readonly<Record<string, unknown>> => resolvePluginOptions(plugin as unknown as AnyStagePlugin, options.options, options.source ?? 'conformance');
     const load = async (signal?: AbortSignal): Promise<LoadedStageOf<K>> =>
-      plugin.load({ log: silentLogger, storageDir: join(root, 'storage'), options: loadOptions(), ...(signal && { signal }) });
+      plugin.load({ log: silentLogger, storageDir: join(root, 'storage'), options: loadOptions(), device: loadDevice(), ...(signal && { signal }) });
+    const loadDevice = (): ModelDevice => {
+      if (options.device) return options.device;
+      if (plugin.resources.device === 'gpu') throw new Error(`${plugin.stage}/${plugin.name} runs only on a GPU: give the suite a GPU device (options.device)`);
+      return { kind: 'cpu' };
+    };
 
     beforeAll(async () => {
       root = await mkdtemp(join(tmpdir(), `avatar-conformance-${plugin.stage}-`));

@@ -302,7 +302,21 @@ export interface LoadContext {
    * against the plugin's `options` schema and completed with its defaults; {} when it declares none.
    */
   options: Readonly<Record<string, unknown>>;
+  /**
+   * Where the model is to run, chosen by the host before load(): the CPU, or the GPU with room for
+   * what the plugin declared (`resources.vramMB`). A plugin of `device: 'any'` gets the CPU when no GPU
+   * is present or none has room (with the reason); one of `device: 'gpu'` always gets a GPU.
+   */
+  device: ModelDevice;
 }
+
+/**
+ * A model's device. `index` is NVML's index of the GPU (the order `nvidia-smi` lists them in), not
+ * CUDA's ordinal: match them by `uuid` where CUDA_VISIBLE_DEVICES or CUDA_DEVICE_ORDER reorders GPUs.
+ */
+export type ModelDevice =
+  | { readonly kind: 'cpu'; readonly reason?: string }
+  | { readonly kind: 'gpu'; readonly index: number; readonly name: string; readonly uuid?: string; readonly freeMB: number };
 
 /** One option in a plugin's options schema: a JSON Schema (draft 7) of its value, with a description users see. */
 export type PluginOptionSchema = Readonly<Record<string, unknown>> & { readonly description?: string };

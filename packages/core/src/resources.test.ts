@@ -5,7 +5,7 @@ import { MemoryLogger, silentLogger } from './log.js';
 import type { LoadContext, StagePlugin } from './plugin.js';
 import { ResourceManager } from './resources.js';
 
-const ctx: LoadContext = { log: silentLogger, storageDir: '/tmp' };
+const ctx: Omit<LoadContext, 'device'> = { log: silentLogger, storageDir: '/tmp', options: {} };
 
 function model(name: string, resources: StagePlugin<'tts'>['resources'], events: string[]): StagePlugin<'tts'> {
   return {
@@ -97,19 +97,110 @@ describe('ResourceManager', () => {
     const rm = new ResourceManager({ ramBudgetMB: 100 });
     await expect(rm.withModel(model('big', { device: 'cpu', ramMB: 500 }, []), ctx, async () => 1))
       .rejects.toMatchObject({ code: 'AVATAR_ERR_RESOURCE_BUDGET', message: 'tts/big needs 500 MB of host memory but the budget is 100 MB' });
-    await expect(rm.withModel(model('gpu', { device: 'gpu', vramMB: 2000 }, []), ctx, async () => 1))
-      .rejects.toMatchObject({ code: 'AVATAR_ERR_RESOURCE_BUDGET', params: expect.objectContaining({ kind: 'GPU', budgetMB: 0 }) });
   });
 
-  it('takes the GPU budget from the provider', async () => {
-    const gpu: GpuMemoryProvider = {
-      name: 'fixed',
-      async query() { return { available: true, source: 'test', devices: [{ index: 0, name: 'Test GPU', totalMB: 8000, usedMB: 500, freeMB: 7500 }] }; },
-    };
-    const rm = new ResourceManager({ gpu });
-    expect(await rm.withModel(model('g', { device: 'gpu', vramMB: 4000 }, []), ctx, async () => 'ran')).toBe('ran');
-    expect(rm.budgets.vramMB).toBe(8000);
-    expect(new NoGpuProvider('no GPU: test').name).toBe('none');
+  describe('GPU placement (from what NVML reports free)', () => {
+    /** a provider whose GPUs lose what the fake models load, as real ones would */
+    function gpus(devices: { name: string; totalMB: number; freeMB: number }[]): GpuMemoryProvider & { take(index: number, mb: number): void } {
+      const state = devices.map((d, index) => ({ index, uuid: `GPU-${index}`, usedMB: d.totalMB - d.freeMB, ...d }));
+      return {
+        name: 'fake',
+        async query() { return { available: true, source: 'fake', devices: state.map((d) => ({ ...d })) }; },
+        take(index, mbs) { const d = state[index]!; d.freeMB -= mbs; d.usedMB += mbs; },
+      };
+    }
+    function gpuModel(name: string, resources: StagePlugin<'tts'>['resources'], provider: ReturnType<typeof gpus>, seen: LoadContext['device'][], events: string[] = []): StagePlugin<'tts'> {
+      return {
+        name, stage: 'tts', apiVersion: 1, resources,
+        async load(loadCtx) {
+          seen.push(loadCtx.device);
+          events.push(`load ${name}`);
+          const on = loadCtx.device;
+          // memory shows in NVML a moment after load() starts, as a real allocation would
+          await new Promise((r) => setTimeout(r, 10));
+          if (on.kind === 'gpu') provider.take(on.index, resources.vramMB ?? 0);
+          return {
+            async run() { throw new Error('not run'); },
+            async unload() { events.push(`unload ${name}`); if (on.kind === 'gpu') provider.take(on.index, -(resources.vramMB ?? 0)); },
+          };
+        },
+      };
+    }
+
+    it('gives load() the GPU with the most free memory, not the largest', async () => {
+      const provider = gpus([{ name: 'Big but busy', totalMB: 80000, freeMB: 3000 }, { name: 'Small and idle', totalMB: 16000, freeMB: 15000 }]);
+      const seen: LoadContext['device'][] = [];
+      const rm = new ResourceManager({ gpu: provider });
+      await rm.withModel(gpuModel('g', { device: 'gpu', vramMB: 4000 }, provider, seen), ctx, async () => undefined);
+      expect(seen).toEqual([{ kind: 'gpu', index: 1, name: 'Small and idle', uuid: 'GPU-1', freeMB: 15000 }]);
+      expect(rm.budgets.vramMB).toBeUndefined();
+    });
+
+    it('refuses a model no GPU has room for before loading it, naming the GPU, its free memory and the need', async () => {
+      const provider = gpus([{ name: 'H100', totalMB: 80000, freeMB: 1200 }, { name: 'H100', totalMB: 80000, freeMB: 900 }]);
+      const seen: LoadContext['device'][] = [];
+      const rm = new ResourceManager({ gpu: provider });
+      await expect(rm.withModel(gpuModel('big', { device: 'gpu', vramMB: 4000 }, provider, seen), ctx, async () => 1)).rejects.toMatchObject({
+        code: 'AVATAR_ERR_GPU_MEMORY',
+        message: 'tts/big needs 4000 MB of GPU memory, but the GPU with the most room, GPU 0 (H100), has 1200 MB free',
+      });
+      expect(seen).toEqual([]);
+      expect(rm.loadedModels).toEqual([]);
+    });
+
+    it('runs a model that may use either on the CPU when no GPU has room or there is none, saying why', async () => {
+      const provider = gpus([{ name: 'H100', totalMB: 80000, freeMB: 1200 }]);
+      const seen: LoadContext['device'][] = [];
+      const log = new MemoryLogger();
+      await new ResourceManager({ gpu: provider, log }).withModel(gpuModel('either', { device: 'any', vramMB: 4000, ramMB: 10 }, provider, seen), ctx, async () => 1);
+      await new ResourceManager().withModel(gpuModel('either', { device: 'any', vramMB: 4000, ramMB: 10 }, provider, seen), ctx, async () => 1);
+      await new ResourceManager({ gpu: provider, vramBudgetMB: 1000 }).withModel(gpuModel('either', { device: 'any', vramMB: 4000, ramMB: 10 }, provider, seen), ctx, async () => 1);
+      expect(seen).toEqual([
+        { kind: 'cpu', reason: 'GPU 0 (H100) has 1200 MB free, 4000 MB needed' },
+        { kind: 'cpu', reason: 'no GPU: no GPU memory provider is installed' },
+        { kind: 'cpu', reason: 'it needs 4000 MB of GPU memory, over the budget of 1000 MB' },
+      ]);
+      expect(log.entries.map((e) => e.message)).toContain('tts/either runs on the CPU: GPU 0 (H100) has 1200 MB free, 4000 MB needed');
+    });
+
+    it('refuses a GPU-only model where there is no GPU, or over the GPU budget', async () => {
+      const provider = gpus([{ name: 'H100', totalMB: 80000, freeMB: 70000 }]);
+      await expect(new ResourceManager().withModel(gpuModel('cuda', { device: 'gpu', vramMB: 100 }, provider, []), ctx, async () => 1)).rejects.toMatchObject({
+        code: 'AVATAR_ERR_GPU_UNAVAILABLE', message: 'tts/cuda runs only on a GPU, and none can be used here (no GPU: no GPU memory provider is installed)',
+      });
+      // one that declares no memory is still placed on a GPU
+      await expect(new ResourceManager().withModel(gpuModel('light', { device: 'gpu' }, provider, []), ctx, async () => 1)).rejects.toMatchObject({ code: 'AVATAR_ERR_GPU_UNAVAILABLE' });
+      await expect(new ResourceManager({ gpu: provider, vramBudgetMB: 50 }).withModel(gpuModel('cuda', { device: 'gpu', vramMB: 100 }, provider, []), ctx, async () => 1)).rejects.toMatchObject({
+        code: 'AVATAR_ERR_RESOURCE_BUDGET', params: expect.objectContaining({ kind: 'GPU', budgetMB: 50 }),
+      });
+    });
+
+    it('counts what a model still loading declared, so two admitted at once go to different GPUs', async () => {
+      const provider = gpus([{ name: 'A', totalMB: 8000, freeMB: 6000 }, { name: 'B', totalMB: 8000, freeMB: 6000 }]);
+      const seen: LoadContext['device'][] = [];
+      const rm = new ResourceManager({ gpu: provider, maxLoadedModels: 2 });
+      await Promise.all([
+        rm.withModel(gpuModel('one', { device: 'gpu', vramMB: 4000 }, provider, seen), ctx, async () => undefined),
+        rm.withModel(gpuModel('two', { device: 'gpu', vramMB: 4000 }, provider, seen), ctx, async () => undefined),
+      ]);
+      expect(seen.map((d) => (d.kind === 'gpu' ? d.index : 'cpu')).sort()).toEqual([0, 1]);
+    });
+
+    it('waits for its own models to leave a GPU rather than failing, then loads', async () => {
+      const provider = gpus([{ name: 'A', totalMB: 8000, freeMB: 6000 }]);
+      const seen: LoadContext['device'][] = [];
+      const events: string[] = [];
+      const rm = new ResourceManager({ gpu: provider, maxLoadedModels: 2 });
+      const first = rm.withModel(gpuModel('one', { device: 'gpu', vramMB: 4000 }, provider, seen, events), ctx, async () => {
+        await new Promise((r) => setTimeout(r, 40));
+        events.push('one ran');
+      });
+      await new Promise((r) => setTimeout(r, 20));
+      await Promise.all([first, rm.withModel(gpuModel('two', { device: 'gpu', vramMB: 4000 }, provider, seen, events), ctx, async () => { events.push('two ran'); })]);
+      expect(events).toEqual(['load one', 'one ran', 'unload one', 'load two', 'two ran', 'unload two']);
+      expect(seen).toEqual([expect.objectContaining({ index: 0, freeMB: 6000 }), expect.objectContaining({ index: 0, freeMB: 6000 })]);
+      expect(new NoGpuProvider('no GPU: test').name).toBe('none');
+    });
   });
 
   it('light plugins (no declared memory) do not wait for the model slot', async () => {

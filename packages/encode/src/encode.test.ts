@@ -54,7 +54,7 @@ function ctx(signal = new AbortController().signal, progress: (f: number, d?: st
 }
 
 async function encode(input: EncodeInput, context: RunContext = ctx(), plugin = ffmpegPlugin) {
-  const loaded = await plugin.load({ log: context.log, storageDir: dir, options: {} });
+  const loaded = await plugin.load({ log: context.log, storageDir: dir, options: {}, device: { kind: 'cpu' } });
   try {
     return await loaded.run(input, context);
   } finally {

@@ -32,7 +32,7 @@ describe('the face package at start-up', () => {
       const loadModels = `
 const { plugins } = await import(${JSON.stringify(DIST)});
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
-const face = await plugins.find((p) => p.stage === 'face').load({ log: silent, storageDir: ${JSON.stringify(home)}, options: {} });
+const face = await plugins.find((p) => p.stage === 'face').load({ log: silent, storageDir: ${JSON.stringify(home)}, options: {}, device: { kind: 'cpu' } });
 await face.unload();
 console.log(process.pid);
 `;

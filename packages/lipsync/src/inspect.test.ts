@@ -32,7 +32,7 @@ function ctx(): RunContext {
 async function speak(text: string, name: string): Promise<Speech> {
   const plugin = ttsPlugins.find((p) => p.name === 'flite');
   if (!plugin || plugin.stage !== 'tts') throw new Error('no flite plugin');
-  const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {} });
+  const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
   try {
     return await loaded.run({ text, voice: { engine: 'flite', voice: 'slt', language: 'en-US', rate: 1, pitch: 0 }, outputPath: join(dir, name), maxSeconds: 60 }, ctx());
   } finally {
@@ -115,7 +115,7 @@ function frames(variant: Variant): FrameStream {
 async function build(name: string, variant: Variant): Promise<string> {
   const plugin = encodePlugins.find((p) => p.name === 'ffmpeg');
   if (!plugin || plugin.stage !== 'encode') throw new Error('no ffmpeg encode plugin');
-  const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {} });
+  const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
   const settings: EncodeSettings = { format: 'mp4', ...QUALITY_PRESETS.low, fps: FPS };
   const outputPath = join(dir, `${name}.mp4`);
   try {

@@ -15,7 +15,7 @@ const speeches = new Map<string, Speech>();
 async function speak(engine: string, voice: string, text: string): Promise<Speech> {
   const plugin = ttsPlugins.find((p) => p.name === engine && p.stage === 'tts');
   if (!plugin || plugin.stage !== 'tts') throw new Error(`no ${engine} plugin`);
-  const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {} });
+  const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
   const ctx: RunContext = { signal: new AbortController().signal, progress: () => undefined, log: silentLogger, workDir: dir };
   try {
     return await loaded.run(

@@ -26,7 +26,7 @@ function ctx(signal = new AbortController().signal): RunContext {
 }
 
 async function speak(plugin: StagePlugin<'tts'>, voice: VoiceSettings, text: string, name: string, signal?: AbortSignal): Promise<Speech> {
-  const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {} });
+  const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
   try {
     return await loaded.run({ text, voice, outputPath: join(dir, name), maxSeconds: 60 }, ctx(signal));
   } finally {
@@ -157,7 +157,7 @@ describe('engine failures and cancellation', () => {
     const estimate = estimateSpeechSeconds(SENTENCE, voice);
     // the estimate errs short by design, so a limit between the two passes the early check only
     expect(real).toBeGreaterThan(estimate);
-    const loaded = await createTtsPlugin('flite').load({ log: silentLogger, storageDir: dir, options: {} });
+    const loaded = await createTtsPlugin('flite').load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
     const error = await loaded
       .run({ text: SENTENCE, voice, outputPath: join(dir, 'limit.wav'), maxSeconds: (estimate + real) / 2 }, ctx())
       .catch((e: unknown) => e);

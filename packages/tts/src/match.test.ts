@@ -24,7 +24,7 @@ async function espeak(args: string[], text: string, out: string): Promise<string
 }
 
 async function match(path: string): Promise<VoiceMatch> {
-  const loaded = await plugin.load({ log: silentLogger, storageDir: join(dir, 'storage'), options: {} });
+  const loaded = await plugin.load({ log: silentLogger, storageDir: join(dir, 'storage'), options: {}, device: { kind: 'cpu' } });
   try {
     return await loaded.run({ referencePath: path }, ctx());
   } finally {
@@ -72,7 +72,7 @@ describe('pitch-match', () => {
 
   it('gives the low speaker a lower-pitched voice than the high one, and it sounds that way', async () => {
     const pitchOf = async (m: VoiceMatch, name: string): Promise<number> => {
-      const loaded = await createTtsPlugin(m.settings.engine as 'flite').load({ log: silentLogger, storageDir: dir, options: {} });
+      const loaded = await createTtsPlugin(m.settings.engine as 'flite').load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
       const speech = await loaded.run({ text: PASSAGE, voice: m.settings, outputPath: join(dir, name), maxSeconds: 60 }, ctx());
       return analyzeSpeech(toFloat(speech.pcm), speech.sampleRate).medianPitchHz;
     };

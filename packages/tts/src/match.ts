@@ -108,7 +108,7 @@ export async function calibrateVoices(storageDir: string, options: { signal?: Ab
         out.push(cached);
         continue;
       }
-      const loaded = await createTtsPlugin(c.engine, options.engineOptions?.[c.engine]).load({ log: silentLogger, storageDir, signal, options: {} });
+      const loaded = await createTtsPlugin(c.engine, options.engineOptions?.[c.engine]).load({ log: silentLogger, storageDir, signal, options: {}, device: { kind: 'cpu' } });
       try {
         const speech = await loaded.run(
           { text: CALIBRATION_SENTENCE, voice: { engine: c.engine, voice: c.voice, language: c.language, rate: 1, pitch: 0 }, outputPath: join(tmp, `${c.engine}-${c.voice}.wav`), maxSeconds: 60 },

@@ -75,7 +75,7 @@ export function registerDoctor(program: Command): void {
           lines.push(`renderer (warp and inner mouth): ${compiled ? 'compiled (native addon)' : 'TypeScript (build the native addon for the compiled one: npm run build:addon -w native)'}`);
           lines.push(`NVENC: ${nvenc.available ? 'available' : 'not available'} (${nvenc.reason})`);
           const vram = ctx.resources.budgets.vramMB;
-          lines.push(`memory budgets: host ${ctx.resources.budgets.ramMB} MB, GPU ${vram !== undefined ? `${vram} MB` : gpu.available ? "the GPU's total" : '0 MB (no GPU)'}`);
+          lines.push(`memory budgets: host ${ctx.resources.budgets.ramMB} MB, GPU ${gpu.available ? `what each GPU has free${vram !== undefined ? `, at most ${vram} MB` : ''} (a model goes to the GPU with the most room)` : 'none (models that can run on the CPU do)'}`);
           lines.push('', `job store: ${queue.location}${ctx.store.ping ? `: ${queue.ok ? 'answers' : queue.detail}` : ''}`);
           lines.push('', `storage folder: ${storageFindings.length === 0 ? 'consistent (no damaged job files, expired claims or left-over files)' : `${storageFindings.length} to look at`}`);
           for (const f of storageFindings) lines.push(`  ${f.kind} ${f.path}: ${f.detail}`, `          ${f.advice}`);

@@ -51,7 +51,7 @@ async function subject(path: string, adjust: (s: sharp.Sharp) => sharp.Sharp = (
   const file = `/tmp/avatar-mouth-test-${process.pid}-${Math.random().toString(36).slice(2)}.png`;
   await sharp(png).toFile(file);
   const face = facePlugins.find((p) => p.stage === 'face') as StagePlugin<'face'>;
-  const loaded = await face.load({ log: silentLogger, storageDir: '/tmp', options: {} });
+  const loaded = await face.load({ log: silentLogger, storageDir: '/tmp', options: {}, device: { kind: 'cpu' } });
   const ctx: RunContext = { signal: new AbortController().signal, progress() {}, log: silentLogger, workDir: '/tmp' };
   const avatar = await loaded.run({ imagePath: file }, ctx);
   await loaded.unload();

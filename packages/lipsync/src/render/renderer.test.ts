@@ -28,7 +28,7 @@ const hash = (bytes: Uint8Array): string => createHash('sha256').update(bytes).d
 
 beforeAll(async () => {
   const face = facePlugins.find((p) => p.stage === 'face') as StagePlugin<'face'>;
-  const loaded = await face.load({ log: silentLogger, storageDir: '/tmp', options: {} });
+  const loaded = await face.load({ log: silentLogger, storageDir: '/tmp', options: {}, device: { kind: 'cpu' } });
   const ctx: RunContext = { signal: new AbortController().signal, progress() {}, log: silentLogger, workDir: '/tmp' };
   avatar = await loaded.run({ imagePath: PORTRAIT }, ctx);
   smile = await loaded.run({ imagePath: SMILE }, ctx);
