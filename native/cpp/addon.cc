@@ -2,11 +2,13 @@
 // a CUDA context far longer) and resolve promises; "no GPU" is a resolved value, never a rejection.
 #include <napi.h>
 
+#include "cuda_ptx.h"
 #include "probes.h"
 #include "mouth.h"
 #include "warp.h"
 
 #include <cmath>
+#include <string>
 
 namespace {
 
@@ -74,7 +76,8 @@ Napi::Value StartProbe(const Napi::CallbackInfo& info) {
 // warpI420(src, dst, width, height, moved, rest, triangles, active, activeCount): synchronous, since a
 // frame takes about a millisecond and the caller draws frames one after another anyway. Every
 // size is checked here, so a wrong argument is a TypeError/RangeError, never a read out of bounds.
-Napi::Value WarpI420(const Napi::CallbackInfo& info) {
+template <void (*Draw)(const avatar::WarpFrame&)>
+Napi::Value WarpWith(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 9 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() || !info[3].IsNumber() ||
       !info[4].IsTypedArray() || !info[5].IsTypedArray() || !info[6].IsTypedArray() || !info[7].IsTypedArray() || !info[8].IsNumber()) {
@@ -117,14 +120,15 @@ Napi::Value WarpI420(const Napi::CallbackInfo& info) {
     const uint32_t t = active[i];
     if (t % 3 != 0 || static_cast<size_t>(t) + 2 >= triangles.ElementLength()) throw Napi::RangeError::New(env, "warpI420: an active triangle is out of range");
   }
-  avatar::WarpI420({src.Data(), dst.Data(), static_cast<int>(width), static_cast<int>(height), moved.Data(), rest.Data(), triangles.Data(), active.Data(),
+  Draw({src.Data(), dst.Data(), static_cast<int>(width), static_cast<int>(height), moved.Data(), rest.Data(), triangles.Data(), active.Data(),
                     static_cast<size_t>(count)});
   return env.Undefined();
 }
 
 // mouthI420(dst, width, height, outline, params): params is the block of mouth.h's AVATAR_MOUTH_PARAMS,
 // in list order (exported as mouthParamFields).
-Napi::Value MouthI420(const Napi::CallbackInfo& info) {
+template <void (*Draw)(const avatar::MouthFrame&)>
+Napi::Value MouthWith(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsTypedArray() || !info[4].IsTypedArray()) {
     throw Napi::TypeError::New(env, "mouthI420(dst, width, height, outline, params)");
@@ -163,15 +167,41 @@ Napi::Value MouthI420(const Napi::CallbackInfo& info) {
   }
   avatar::MouthFrame frame{dst.Data(), static_cast<int>(width), static_cast<int>(height), outline.Data(), outline.ElementLength() / 2,
                            figures};
-  avatar::MouthI420(frame);
+  Draw(frame);
   return env.Undefined();
+}
+
+// What PTX the addon carries: each module's name, size and kernel entry points, and how it was built.
+Napi::Object CudaKernels(Napi::Env env) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("status", avatar::kPtxStatus);
+  Napi::Array modules = Napi::Array::New(env, avatar::kPtxModuleCount);
+  for (size_t i = 0; i < avatar::kPtxModuleCount; i++) {
+    const std::string ptx = avatar::kPtxModules[i].ptx;
+    Napi::Array entries = Napi::Array::New(env);
+    const std::string mark = ".entry ";
+    for (size_t at = ptx.find(mark); at != std::string::npos; at = ptx.find(mark, at + 1)) {
+      const size_t start = at + mark.size();
+      entries.Set(entries.Length(), ptx.substr(start, ptx.find('(', start) - start));
+    }
+    Napi::Object module = Napi::Object::New(env);
+    module.Set("name", avatar::kPtxModules[i].name);
+    module.Set("bytes", static_cast<double>(ptx.size()));
+    module.Set("entries", entries);
+    modules.Set(static_cast<uint32_t>(i), module);
+  }
+  out.Set("modules", modules);
+  return out;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("queryNvml", Napi::Function::New(env, StartProbe<avatar::NvmlReport, avatar::QueryNvml>, "queryNvml"));
   exports.Set("probeNvenc", Napi::Function::New(env, StartProbe<avatar::NvencReport, avatar::ProbeNvenc>, "probeNvenc"));
-  exports.Set("warpI420", Napi::Function::New(env, WarpI420, "warpI420"));
-  exports.Set("mouthI420", Napi::Function::New(env, MouthI420, "mouthI420"));
+  exports.Set("warpI420", Napi::Function::New(env, WarpWith<avatar::WarpI420>, "warpI420"));
+  exports.Set("mouthI420", Napi::Function::New(env, MouthWith<avatar::MouthI420>, "mouthI420"));
+  exports.Set("warpI420Threads", Napi::Function::New(env, WarpWith<avatar::WarpI420Threads>, "warpI420Threads"));
+  exports.Set("mouthI420Threads", Napi::Function::New(env, MouthWith<avatar::MouthI420Threads>, "mouthI420Threads"));
+  exports.Set("cudaKernels", CudaKernels(env));
   Napi::Array fields = Napi::Array::New(env, avatar::kMouthParamCount);
   for (size_t i = 0; i < avatar::kMouthParamCount; i++) fields.Set(static_cast<uint32_t>(i), avatar::MouthParamNames()[i]);
   exports.Set("mouthParamFields", fields);

@@ -1,157 +1,12 @@
-// The renderer's inner mouth for I420 frames: the same arithmetic as drawMouthI420 and shadeMouth in
-// packages/lipsync/src/render/mouth.ts, in the same order, so both draw the same bytes (see warp.cc on why).
+// The renderer's inner mouth for I420 frames on the CPU, in the TypeScript kernel's order: rows of
+// pixels, then the chroma blocks. The arithmetic is in mouth_kernel.h, shared with the CUDA twin.
 #include "mouth.h"
 
-#include <algorithm>
-#include <cmath>
 #include <vector>
 
-#include "outline.h"
+#include "mouth_kernel.h"
 
 namespace avatar {
-namespace {
-
-// JavaScript's conversion of a number to an unsigned byte: truncation, then modulo 256.
-// (NaN stores 0 in JavaScript; casting it is undefined in C++, so it is caught first)
-inline uint8_t ToByte(double v) { return v == v ? static_cast<uint8_t>(static_cast<int32_t>(v)) : 0; }
-
-constexpr double kToothEnds[6] = {0.185, 0.328, 0.491, 0.642, 0.784, 1};
-constexpr double kToothReach[6] = {1, 0.86, 0.95, 0.8, 0.74, 0.66};
-// a drawn edge's linear ramp, in the photo's edge blur: as wide as a Gaussian edge's 10-90 % rise (mouth.ts EDGE_RAMP)
-constexpr double kEdgeRamp = 3.2;
-
-inline double Clamp01(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
-inline double Clamp255(double v) { return v < 0 ? 0 : v > 255 ? 255 : v; }
-inline double Bump(double t) {
-  const double a = t < 0 ? -t : t;
-  if (a >= 1) return 0;
-  const double q = 1 - a * a;
-  return q * q;
-}
-
-// grainAt: the same 32-bit integer hash as JavaScript's Math.imul arithmetic.
-inline double GrainAt(int x, int y) {
-  uint32_t h = static_cast<uint32_t>(x) * 374761393u + static_cast<uint32_t>(y) * 668265263u;
-  h = (h ^ (h >> 13)) * 1274126177u;
-  h ^= h >> 16;
-  return static_cast<double>(h & 0xffff) / 32768 - 1;
-}
-
-// grainAtScale: the grain on a grid `scale` pixels apart, blended bilinearly (the same arithmetic).
-inline double GrainAtScale(int x, int y, double scale) {
-  if (scale <= 1) return GrainAt(x, y);
-  const double gx = x / scale, gy = y / scale;
-  const double fix = std::floor(gx), fiy = std::floor(gy);
-  const int ix = static_cast<int>(fix), iy = static_cast<int>(fiy);
-  const double fx = gx - fix, fy = gy - fiy;
-  const double g00 = GrainAt(ix, iy), g10 = GrainAt(ix + 1, iy), g01 = GrainAt(ix, iy + 1), g11 = GrainAt(ix + 1, iy + 1);
-  const double top = g00 + (g10 - g00) * fx;
-  const double bottom = g01 + (g11 - g01) * fx;
-  return 1.5 * (top + (bottom - top) * fy);
-}
-
-struct Tooth {
-  double cover, shade, edge;
-};
-
-// toothAt
-inline void ToothAt(const MouthParams& p, double along, double reach, double length, Tooth& out) {
-  const double a = Clamp01((along < 0 ? -along : along) / p.archHalf);
-  const double a4 = a * a * a * a;
-  const double s = a * (0.72 + 0.28 * a4);
-  int j = 0;
-  while (j < 5 && s >= kToothEnds[j]) j++;
-  const double lo = j == 0 ? 0 : kToothEnds[j - 1];
-  const double hi = kToothEnds[j];
-  const double u = (s - lo) / (hi - lo);
-  const double widthPx = ((hi - lo) * p.archHalf) / (0.72 + 1.4 * a4);
-  const double fromSide = (u < 0.5 ? u : 1 - u) * widthPx;
-  const double toothLength = length * kToothReach[j];
-  const double radius = std::min(0.22 * widthPx, 0.25 * toothLength);
-  double edge = toothLength;
-  if (fromSide < radius) {
-    const double k = radius - fromSide;
-    edge = toothLength - (radius - std::sqrt(radius * radius - k * k));
-  }
-  out.edge = edge;
-  out.cover = Clamp01((edge - reach) / (kEdgeRamp * p.softness) + 0.5);
-  const double g = Clamp01(reach / (0.22 * toothLength + 1));
-  const double gum = 0.62 + 0.38 * g * (2 - g);
-  const double back = 1 - 0.45 * s * s - 0.15 * s * s * s * s;
-  const double round = 0.95 + 0.05 * (1 - (2 * u - 1) * (2 * u - 1));
-  const double between = 1 - 0.12 * Bump(fromSide / (0.6 + 0.6 * p.softness));
-  const double shine = 0.08 * Bump((reach - 0.35 * toothLength) / (0.22 * toothLength + 1)) * Bump((2 * u - 1) / 0.8) * (1 - s);
-  out.shade = gum * back * round * between + shine;
-}
-
-struct Shade {
-  double r, g, b;
-};
-
-// shadeMouth: the colour inside the mouth at (x, y), d pixels inside the outline, whose column spans
-// top to bottom there.
-inline void ShadeMouth(const MouthParams& p, int xi, int yi, double d, double top, double bottom, Shade& out) {
-  const double x = xi, y = yi;
-  const double along = (x - p.centerX) * p.uxx + (y - p.top) * p.uxy;
-  const double down = (x - p.centerX) * p.uyx + (y - p.top) * p.uyy;
-  const double side = std::min(1.0, (along < 0 ? -along : along) / (p.mouthW / 2));
-  const double fromBottom = p.bottom - y;
-  const double v = Clamp01((y - top) / (bottom - top + 1));
-  const double deep = (1 - side * side) * 4 * v * (1 - v);
-  const double k = 1 - 0.72 * deep - 0.3 * side * side;
-  double cr = p.cavityR * k, cg = p.cavityG * k, cb = p.cavityB * k;
-  if (p.tongue > 0) {
-    const double q = along / (0.45 * p.mouthW);
-    const double rise = 0.4 * p.gapHeight * p.tongue * (1 - q * q);
-    if (rise > 0) {
-      const double cover = Clamp01((rise - fromBottom) / (2 * p.softness + 0.08 * rise) + 0.5);
-      const double lit = (0.35 + 0.4 * Clamp01(1 - fromBottom / (rise + 1))) * (1 - 0.35 * q * q);
-      cr += (p.tongueR * lit - cr) * cover;
-      cg += (p.tongueG * lit - cg) * cover;
-      cb += (p.tongueB * lit - cb) * cover;
-    }
-  }
-  Tooth upper{0, 0, 0}, tooth{0, 0, 0};
-  double edge = 0;
-  if (p.teethH > 0) {
-    ToothAt(p, along, down, p.teethH, upper);
-    edge = upper.edge;
-  }
-  const double below = down - edge;
-  if (below > 0) {
-    const double shadow = 1 - 0.45 * Bump(below / (0.3 * p.gapHeight + 1));
-    cr *= shadow;
-    cg *= shadow;
-    cb *= shadow;
-  }
-  const double lowerReach = p.lowerTeethH * (1 - side * side);
-  if (p.lowerTeethH > 0.5 && fromBottom > -1 && fromBottom < lowerReach + 0.5 * kEdgeRamp * p.softness + 1) {
-    ToothAt(p, along * 1.12, fromBottom, lowerReach, tooth);
-    const double lit = tooth.shade * 0.6;
-    cr += (p.teethR * lit - cr) * tooth.cover;
-    cg += (p.teethG * lit - cg) * tooth.cover;
-    cb += (p.teethB * lit - cb) * tooth.cover;
-  }
-  if (p.teethH > 0 && upper.cover > 0) {
-    const double clear = Clamp01((down - 0.82 * upper.edge) / (0.18 * upper.edge + 0.5));
-    const double lit = upper.shade * (1 - 0.12 * clear);
-    cr += (p.teethR * lit * (1 - 0.06 * clear) - cr) * upper.cover;
-    cg += (p.teethG * lit * (1 - 0.03 * clear) - cg) * upper.cover;
-    cb += (p.teethB * lit - cb) * upper.cover;
-  }
-  const double rim = 1 - 0.35 * Clamp01(1 - d / std::min(kReach, 1.2 + p.softness));
-  const double noise = p.grain * 0.9 * GrainAtScale(xi, yi, p.grainScale);
-  out.r = Clamp255(cr * rim + noise);
-  out.g = Clamp255(cg * rim + noise);
-  out.b = Clamp255(cb * rim + noise);
-}
-
-inline double Coverage(double d, double softness) {
-  const double w = softness * 0.5 * kEdgeRamp < 0.7 ? 0.7 : softness * 0.5 * kEdgeRamp;  // coverageReach
-  return d >= w ? 1 : d <= -w ? 0 : (d + w) / (2 * w);
-}
-
-}  // namespace
 
 void MouthI420(const MouthFrame& f) {
   const MouthParams& p = f.p;
@@ -163,37 +18,15 @@ void MouthI420(const MouthFrame& f) {
   OutlineRows rows(f.outline, f.points);
   std::vector<double> tops(static_cast<size_t>(x1 - x0 + 1)), bottoms(static_cast<size_t>(x1 - x0 + 1));
   ColumnSpans(f.outline, f.points, x0, x1, p.top, p.top + p.gapHeight, tops.data(), bottoms.data());
-  uint8_t* out = f.dst;
-  Shade c{0, 0, 0};
   for (int y = y0; y <= y1; y++) {
     rows.Row(y);
     for (int x = x0; x <= x1; x++) {
-      const double d = rows.Distance(x);
-      const double alpha = Coverage(d, p.softness);
-      if (alpha <= 0) continue;
-      ShadeMouth(p, x, y, d, tops[x - x0], bottoms[x - x0], c);
-      const double cr = c.r, cg = c.g, cb = c.b;
-      const size_t o = static_cast<size_t>(y) * W + x;
-      out[o] = ToByte(out[o] * (1 - alpha) + (16 + (47 * cr + 157 * cg + 16 * cb) / 256) * alpha + 0.5);
-      const size_t cell = 3 * (static_cast<size_t>((y >> 1) - cy0) * cw + (x >> 1) - cx0);
-      chroma[cell] = chroma[cell] + alpha;
-      chroma[cell + 1] = chroma[cell + 1] + alpha * (128 + (-26 * cr - 86 * cg + 112 * cb) / 256);
-      chroma[cell + 2] = chroma[cell + 2] + alpha * (128 + (112 * cr - 102 * cg - 10 * cb) / 256);
+      double* cell = &chroma[3 * (static_cast<size_t>((y >> 1) - cy0) * cw + (x >> 1) - cx0)];
+      MouthPixel(p, f.dst, W, x, y, rows.Distance(x), tops[x - x0], bottoms[x - x0], cell);
     }
   }
-  const size_t half = W / 2;
-  const size_t uPlane = static_cast<size_t>(W) * f.height;
-  const size_t vPlane = uPlane + uPlane / 4;
   for (int cy = cy0; cy <= cy1; cy++) {
-    for (int cx = cx0; cx <= cx1; cx++) {
-      const size_t cell = 3 * (static_cast<size_t>(cy - cy0) * cw + cx - cx0);
-      const double cover = chroma[cell] / 4;
-      if (cover <= 0) continue;
-      const size_t u = uPlane + cy * half + cx;
-      const size_t v = vPlane + cy * half + cx;
-      out[u] = ToByte(out[u] * (1 - cover) + chroma[cell + 1] / 4 + 0.5);
-      out[v] = ToByte(out[v] * (1 - cover) + chroma[cell + 2] / 4 + 0.5);
-    }
+    for (int cx = cx0; cx <= cx1; cx++) MouthChroma(f.dst, W, f.height, cx, cy, &chroma[3 * (static_cast<size_t>(cy - cy0) * cw + cx - cx0)]);
   }
 }
 

@@ -59,4 +59,7 @@ struct MouthFrame {
 
 void MouthI420(const MouthFrame& frame);
 
+// The same mouth drawn by the CUDA kernel's thread function run on the CPU (threads.cc).
+void MouthI420Threads(const MouthFrame& frame);
+
 }  // namespace avatar

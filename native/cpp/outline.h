@@ -1,42 +1,94 @@
-// Signed distance to the mouth's outline, row by row (twin of packages/lipsync/src/render/outline.ts).
+// Signed distance to the mouth's outline (twin of packages/lipsync/src/render/outline.ts). The CPU
+// kernel caches each row's crossings and nearby edges (OutlineRows); a CUDA thread asks per pixel
+// (OutlineDistanceAt). Both run each edge through the same functions below, so they agree exactly:
+// the minimum and the count of crossings do not depend on the order edges are visited in.
 #pragma once
 
-#include <algorithm>
-#include <cmath>
-#include <cstddef>
 #include <vector>
+
+#include "hd.h"
 
 namespace avatar {
 constexpr double kReach = 5;  // OUTLINE_REACH
 
-// Signed distance to the outline (positive inside), row by row and capped at kReach.
+// Edge i of a closed outline runs from point i to point i - 1 (the last point for i = 0).
+struct Edge {
+  double ax, ay, bx, by, ex, ey, reachX0, reachX1, len;
+};
+
+AVATAR_HD Edge EdgeAt(const double* poly, size_t n, size_t i) {
+  const size_t j = i == 0 ? n - 1 : i - 1;
+  Edge e;
+  e.ax = poly[2 * i];
+  e.ay = poly[2 * i + 1];
+  e.bx = poly[2 * j];
+  e.by = poly[2 * j + 1];
+  e.ex = e.bx - e.ax;
+  e.ey = e.by - e.ay;
+  e.reachX0 = Min2(e.ax, e.ax + e.ex) - kReach;
+  e.reachX1 = Max2(e.ax, e.ax + e.ex) + kReach;
+  e.len = e.ex * e.ex + e.ey * e.ey;
+  return e;
+}
+
+AVATAR_HD bool EdgeCrosses(const Edge& e, int y) { return (e.ay > y) != (e.by > y); }
+AVATAR_HD double EdgeCrossing(const Edge& e, int y) { return ((e.bx - e.ax) * (y - e.ay)) / (e.by - e.ay) + e.ax; }
+AVATAR_HD bool EdgeNearRow(const Edge& e, int y) { return Min2(e.ay, e.by) - kReach <= y && y <= Max2(e.ay, e.by) + kReach; }
+
+// The squared distance from (x, y) to an edge near the row, or kReach^2 when it is not near x.
+AVATAR_HD double EdgeDistance2(const Edge& e, double x, double y) {
+  if (e.reachX0 > x || e.reachX1 < x) return kReach * kReach;
+  const double t = e.len > 0 ? Max2(0.0, Min2(1.0, ((x - e.ax) * e.ex + (y - e.ay) * e.ey) / e.len)) : 0;
+  const double dx = e.ax + t * e.ex - x;
+  const double dy = e.ay + t * e.ey - y;
+  return dx * dx + dy * dy;
+}
+
+// Signed distance to the outline (positive inside), capped at kReach, for one pixel.
+AVATAR_HD double OutlineDistanceAt(const double* poly, size_t n, int xi, int y) {
+  const double x = xi;
+  bool inside = false;
+  double best = kReach * kReach;
+  for (size_t i = 0; i < n; i++) {
+    const Edge e = EdgeAt(poly, n, i);
+    if (EdgeCrosses(e, y) && x < EdgeCrossing(e, y)) inside = !inside;
+    if (EdgeNearRow(e, y)) best = Min2(best, EdgeDistance2(e, x, y));
+  }
+  const double d = sqrt(best);
+  return inside ? d : -d;
+}
+
+// columnSpans for one column: the outline's topmost and lowest crossing, or the fallbacks.
+AVATAR_HD void ColumnSpan(const double* poly, size_t n, int xi, double fallbackTop, double fallbackBottom, double& top, double& bottom) {
+  const double x = xi;
+  double lo = INFINITY;
+  double hi = -INFINITY;
+  for (size_t i = 0, j = n - 1; i < n; j = i++) {
+    const double ax = poly[2 * i], ay = poly[2 * i + 1], bx = poly[2 * j], by = poly[2 * j + 1];
+    if ((ax > x) != (bx > x)) {
+      const double y = ay + ((by - ay) * (x - ax)) / (bx - ax);
+      if (y < lo) lo = y;
+      if (y > hi) hi = y;
+    }
+  }
+  top = lo <= hi ? lo : fallbackTop;
+  bottom = lo <= hi ? hi : fallbackBottom;
+}
+
+// The same distances, row by row, for the CPU's in-order loop: each row's crossings and near edges once.
 class OutlineRows {
  public:
-  explicit OutlineRows(const double* poly, size_t n)
-      : ax_(n), ay_(n), bx_(n), by_(n), ex_(n), ey_(n), reachX0_(n), reachX1_(n), len_(n), near_(n), crossings_(n) {
-    for (size_t i = 0, j = n - 1; i < n; j = i++) {
-      const double ax = poly[2 * i], ay = poly[2 * i + 1], bx = poly[2 * j], by = poly[2 * j + 1];
-      ax_[i] = ax;
-      ay_[i] = ay;
-      bx_[i] = bx;
-      by_[i] = by;
-      const double ex = bx - ax, ey = by - ay;
-      ex_[i] = ex;
-      ey_[i] = ey;
-      reachX0_[i] = std::min(ax, ax + ex) - kReach;
-      reachX1_[i] = std::max(ax, ax + ex) + kReach;
-      len_[i] = ex * ex + ey * ey;
-    }
+  explicit OutlineRows(const double* poly, size_t n) : edges_(n), near_(n), crossings_(n) {
+    for (size_t i = 0; i < n; i++) edges_[i] = EdgeAt(poly, n, i);
   }
 
   void Row(int y) {
     y_ = y;
     nearCount_ = 0;
     crossCount_ = 0;
-    for (size_t i = 0; i < ax_.size(); i++) {
-      const double ay = ay_[i], by = by_[i], ax = ax_[i], bx = bx_[i];
-      if ((ay > y) != (by > y)) crossings_[crossCount_++] = ((bx - ax) * (y - ay)) / (by - ay) + ax;
-      if (std::min(ay, by) - kReach <= y && y <= std::max(ay, by) + kReach) near_[nearCount_++] = i;
+    for (size_t i = 0; i < edges_.size(); i++) {
+      if (EdgeCrosses(edges_[i], y)) crossings_[crossCount_++] = EdgeCrossing(edges_[i], y);
+      if (EdgeNearRow(edges_[i], y)) near_[nearCount_++] = i;
     }
   }
 
@@ -45,45 +97,22 @@ class OutlineRows {
     bool inside = false;
     for (size_t k = 0; k < crossCount_; k++) if (x < crossings_[k]) inside = !inside;
     double best = kReach * kReach;
-    const double y = y_;
-    for (size_t k = 0; k < nearCount_; k++) {
-      const size_t i = near_[k];
-      if (reachX0_[i] > x || reachX1_[i] < x) continue;
-      const double ax = ax_[i], ay = ay_[i], ex = ex_[i], ey = ey_[i], len = len_[i];
-      const double t = len > 0 ? std::max(0.0, std::min(1.0, ((x - ax) * ex + (y - ay) * ey) / len)) : 0;
-      const double dx = ax + t * ex - x;
-      const double dy = ay + t * ey - y;
-      best = std::min(best, dx * dx + dy * dy);
-    }
-    const double d = std::sqrt(best);
+    for (size_t k = 0; k < nearCount_; k++) best = Min2(best, EdgeDistance2(edges_[near_[k]], x, y_));
+    const double d = sqrt(best);
     return inside ? d : -d;
   }
 
  private:
-  std::vector<double> ax_, ay_, bx_, by_, ex_, ey_, reachX0_, reachX1_, len_;
+  std::vector<Edge> edges_;
   std::vector<size_t> near_;
   std::vector<double> crossings_;
   size_t nearCount_ = 0, crossCount_ = 0;
   int y_ = 0;
 };
 
-// columnSpans: per column x0..x1, the outline's topmost and lowest crossing, or the fallbacks.
+// columnSpans: per column x0..x1.
 inline void ColumnSpans(const double* poly, size_t n, int x0, int x1, double fallbackTop, double fallbackBottom, double* tops, double* bottoms) {
-  for (int xi = x0; xi <= x1; xi++) {
-    const double x = xi;
-    double top = INFINITY;
-    double bottom = -INFINITY;
-    for (size_t i = 0, j = n - 1; i < n; j = i++) {
-      const double ax = poly[2 * i], ay = poly[2 * i + 1], bx = poly[2 * j], by = poly[2 * j + 1];
-      if ((ax > x) != (bx > x)) {
-        const double y = ay + ((by - ay) * (x - ax)) / (bx - ax);
-        if (y < top) top = y;
-        if (y > bottom) bottom = y;
-      }
-    }
-    tops[xi - x0] = top <= bottom ? top : fallbackTop;
-    bottoms[xi - x0] = top <= bottom ? bottom : fallbackBottom;
-  }
+  for (int xi = x0; xi <= x1; xi++) ColumnSpan(poly, n, xi, fallbackTop, fallbackBottom, tops[xi - x0], bottoms[xi - x0]);
 }
 
 }  // namespace avatar

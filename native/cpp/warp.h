@@ -1,4 +1,4 @@
-// CPU kernels for the lip-sync renderer (see warp.cc).
+// The lip-sync renderer's warp (warp.cc on the CPU, warp.cu on a GPU; their arithmetic in warp_kernel.h).
 #pragma once
 
 #include <cstddef>
@@ -22,5 +22,9 @@ struct WarpFrame {
 };
 
 void WarpI420(const WarpFrame& frame);
+
+// The same frame drawn by the CUDA kernels' thread functions run on the CPU in reverse order (threads.cc):
+// the same bytes as WarpI420, which a test checks.
+void WarpI420Threads(const WarpFrame& frame);
 
 }  // namespace avatar

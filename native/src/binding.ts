@@ -68,6 +68,12 @@ export type WarpI420 = (
  */
 export type MouthI420 = (dst: Uint8Array, width: number, height: number, outline: Float64Array, params: Float64Array) => void;
 
+export interface CudaKernelsInfo {
+  /** how the PTX was built ('PTX (compute_75) by nvcc 13.0'), or why it was not */
+  status: string;
+  modules: readonly { name: string; bytes: number; entries: readonly string[] }[];
+}
+
 export interface NativeAddon {
   queryNvml(): Promise<RawNvmlReport>;
   probeNvenc(): Promise<RawNvencReport>;
@@ -76,6 +82,14 @@ export interface NativeAddon {
   mouthI420?: MouthI420;
   /** the names of the mouth kernel's parameters, in block order */
   mouthParamFields?: readonly string[];
+  /**
+   * The same two kernels drawn by their CUDA twins' thread functions, run on the CPU in reverse thread
+   * order (cpp/threads.cc): a check of the GPU's decomposition of a frame, not a fast path.
+   */
+  warpI420Threads?: WarpI420;
+  mouthI420Threads?: MouthI420;
+  /** the CUDA kernels built into this binary as PTX, or none with the reason */
+  cudaKernels?: CudaKernelsInfo;
   readonly buildInfo: NativeBuildInfo;
 }
 

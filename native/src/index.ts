@@ -3,10 +3,11 @@
 // driver, GPU or addon.
 import type { GpuDeviceMemory, GpuMemoryProvider, GpuSnapshot } from '@avatar/core';
 import { loadNative } from './binding.js';
-import type { LoadResult, MouthI420, NativeBuildInfo, RawNvmlReport, WarpI420 } from './binding.js';
+import type { CudaKernelsInfo, LoadResult, MouthI420, NativeBuildInfo, RawNvmlReport, WarpI420 } from './binding.js';
 
 export { defaultCandidates, loadNative } from './binding.js';
 export type {
+  CudaKernelsInfo,
   LoadResult,
   NativeAddon,
   NativeBuildInfo,
@@ -115,6 +116,8 @@ export interface NativeStatus {
   build: NativeBuildInfo | null;
   /** the renderer's compiled kernels this build has (the renderer uses its TypeScript ones otherwise) */
   frameKernels: string[];
+  /** the renderer's CUDA kernels built in as PTX (none where nvcc was missing, with the reason) */
+  cudaKernels: CudaKernelsInfo;
   nvml: {
     libraryFound: boolean;
     /** NVML initialised. */
@@ -136,6 +139,7 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
       detail: loaded.reason,
       build: null,
       frameKernels: [],
+      cudaKernels: { status: 'native addon not built', modules: [] },
       nvml: { libraryFound: false, ok: false, reason: 'native addon not built', driverVersion: null, nvmlVersion: null, deviceCount: 0 },
     };
   }
@@ -154,7 +158,8 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
     nvml = { libraryFound: false, ok: false, reason: `NVML query failed: ${errorText(error)}`, driverVersion: null, nvmlVersion: null, deviceCount: 0 };
   }
   const frameKernels = (['warpI420', 'mouthI420'] as const).filter((k) => typeof loaded.addon[k] === 'function');
-  return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, frameKernels, nvml };
+  const cudaKernels = loaded.addon.cudaKernels ?? { status: 'not in this build (an older one): rebuild it (npm run build:addon -w native)', modules: [] };
+  return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, frameKernels, cudaKernels, nvml };
 }
 
 /** The renderer's compiled kernels (see cpp/warp.cc and cpp/mouth.cc). */
@@ -163,6 +168,8 @@ export interface FrameKernels {
   mouthI420: MouthI420;
   /** the mouth kernel's parameter names in block order: a caller checks them against its own list */
   mouthParamFields: readonly string[];
+  /** the CUDA kernels' thread functions run on the CPU (see NativeAddon.warpI420Threads): a check, not a fast path */
+  threads?: { warpI420: WarpI420; mouthI420: MouthI420 };
 }
 
 /**
@@ -171,7 +178,8 @@ export interface FrameKernels {
  */
 export function frameKernels(options?: NativeOptions): FrameKernels | undefined {
   const loaded = load(options);
-  const { warpI420, mouthI420, mouthParamFields } = loaded.ok ? loaded.addon : {};
+  const { warpI420, mouthI420, mouthParamFields, warpI420Threads, mouthI420Threads } = loaded.ok ? loaded.addon : {};
   if (typeof warpI420 !== 'function' || typeof mouthI420 !== 'function' || !Array.isArray(mouthParamFields)) return undefined;
-  return { warpI420, mouthI420, mouthParamFields };
+  const threads = typeof warpI420Threads === 'function' && typeof mouthI420Threads === 'function' ? { warpI420: warpI420Threads, mouthI420: mouthI420Threads } : undefined;
+  return { warpI420, mouthI420, mouthParamFields, ...(threads && { threads }) };
 }

@@ -1,5 +1,6 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +36,24 @@ describe.skipIf(!hasCmake)('native addon', () => {
     expect(loaded.addon.buildInfo.napiVersion).toBe(8);
     // The NVENC header is optional at build time; the addon says which way it was built.
     expect(loaded.addon.buildInfo.nvencHeader).toBe(existsSync('/usr/include/ffnvcodec/nvEncodeAPI.h'));
+  });
+
+  it('carries the renderer\'s CUDA kernels as PTX where nvcc is installed (a compile check of the shared kernel source)', async () => {
+    const nvcc = [process.env['CUDACXX'], '/usr/local/cuda/bin/nvcc', 'nvcc'].some((c) => c && spawnSync(c, ['--version']).status === 0);
+    const status = await nativeStatus();
+    if (!nvcc) {
+      expect(status.cudaKernels).toEqual({ status: expect.stringMatching(/^not built: nvcc not found/), modules: [] });
+      return;
+    }
+    expect(buildLine).toMatch(/CUDA kernels: PTX \(compute_75\) by nvcc [\d.]+$/);
+    expect(status.cudaKernels.modules.map((m) => [m.name, m.entries])).toEqual([
+      ['warp', ['avatar_warp_map', 'avatar_warp_claim', 'avatar_warp_draw']],
+      ['mouth', ['avatar_mouth']],
+    ]);
+    // no fused multiply-add anywhere: each rounding must match the CPU's
+    const ptx = await readFile(join(root, 'build', 'generated', 'warp.ptx'), 'utf8') + await readFile(join(root, 'build', 'generated', 'mouth.ptx'), 'utf8');
+    expect(ptx).not.toMatch(/\bfma\./);
+    expect(ptx).toMatch(/atom\.global\.max\.u32/);
   });
 
   it('answers GPU memory plainly on this machine', async () => {

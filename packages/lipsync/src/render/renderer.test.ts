@@ -227,7 +227,7 @@ describe('FaceRenderer on a real portrait', () => {
   });
 });
 
-/** Renders 100 frames with the native kernels and with the TypeScript ones and compares them byte for byte. */
+/** Renders 100 frames with the native kernels, the GPU kernels' thread functions and the TypeScript ones and compares them byte for byte. */
 function parity(image: RgbaImage, avatar: Avatar, expected: { photoTeeth: boolean; grainScale?: number }): void {
   // cropped close around the face, as a prepared avatar is: the mesh then reaches past the frame's
   // edges and the kernels' clamped path draws there
@@ -239,10 +239,14 @@ function parity(image: RgbaImage, avatar: Avatar, expected: { photoTeeth: boolea
   const rgba = new Uint8Array(width * height * 4);
   for (let y = 0; y < height; y++) rgba.set(image.data.subarray(((y + y0) * image.width + x0) * 4, ((y + y0) * image.width + x0 + width) * 4), y * width * 4);
   const landmarks = avatar.face.landmarks.map((p) => ({ x: p.x - x0, y: p.y - y0 }));
-  const make = (kernel: 'js' | 'native'): FaceRenderer =>
+  const make = (kernel: 'js' | 'native' | 'threads'): FaceRenderer =>
     new FaceRenderer({ width, height, data: rgba }, landmarks, { pixelFormat: 'yuv420p', kernel });
   const native = make('native');
   const js = make('js');
+  // the GPU kernels' thread functions, run on the CPU in reverse order: the GPU's decomposition of a
+  // frame draws the same bytes whatever order its threads run in
+  const threads = make('threads');
+  expect(threads.kernel).toBe('threads');
   expect(native.kernel).toBe('native');
   expect(native.photoTeeth).toBe(expected.photoTeeth);
   if (expected.grainScale !== undefined) expect(native.grainScale).toBe(expected.grainScale);
@@ -262,6 +266,7 @@ function parity(image: RgbaImage, avatar: Avatar, expected: { photoTeeth: boolea
     const a = native.render(pose, state);
     const b = js.render(pose, state);
     expect(hash(a)).toBe(hash(b));
+    expect(hash(threads.render(pose, state))).toBe(hash(b));
     if (motion.headX !== 0) moved++;
   }
   expect(moved).toBeGreaterThan(50);

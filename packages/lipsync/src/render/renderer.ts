@@ -56,6 +56,7 @@ export class FaceRenderer {
   /** the compiled I420 warp and inner mouth, when the native addon has them and frames are I420 */
   private readonly nativeWarp: WarpI420 | undefined;
   private readonly nativeMouth: MouthI420 | undefined;
+  private readonly threads: boolean;
   /** the native mouth kernel's parameter block, reused every frame */
   private readonly mouthBlock = new Float64Array(MOUTH_PARAM_FIELDS.length);
 
@@ -94,12 +95,15 @@ export class FaceRenderer {
     // (a chroma plane needs two samples a side for the compiled kernel's bilinear reads)
     const built = this.baseYuv && kernel !== 'js' && this.width >= 4 && this.height >= 4 ? frameKernels() : undefined;
     // an addon built from other sources reads another parameter block: it is not used
-    const compiled = built && built.mouthParamFields.join() === MOUTH_PARAM_FIELDS.join() ? built : undefined;
-    if (kernel === 'native' && !compiled) {
+    const matching = built && built.mouthParamFields.join() === MOUTH_PARAM_FIELDS.join() ? built : undefined;
+    if (kernel === 'threads' && matching && !matching.threads) throw new Error('the native addon comes from an older build without the GPU kernels\' thread functions: rebuild it (npm run build:addon -w native)');
+    const compiled = kernel === 'threads' ? matching?.threads : matching;
+    if ((kernel === 'native' || kernel === 'threads') && !compiled) {
       throw new Error(!this.baseYuv ? 'the native warp kernel draws I420 frames only'
         : built ? 'the native addon was built from other renderer sources: rebuild it (npm run build:addon -w native)'
         : 'the native frame kernels are not built, or come from an older build (npm run build:addon -w native)');
     }
+    this.threads = kernel === 'threads';
     this.nativeWarp = compiled?.warpI420;
     this.nativeMouth = compiled?.mouthI420;
     if (!compiled) {
@@ -113,9 +117,9 @@ export class FaceRenderer {
   /** Why the compiled kernels are not drawing the frames, when they are not. */
   readonly nativeMissing: string | undefined;
 
-  /** Which kernels draw the frames: the compiled ones of the native addon, or the TypeScript ones. */
-  get kernel(): 'native' | 'js' {
-    return this.nativeWarp ? 'native' : 'js';
+  /** Which kernels draw the frames: the compiled ones of the native addon (or their GPU twins' thread functions), or the TypeScript ones. */
+  get kernel(): 'native' | 'js' | 'threads' {
+    return !this.nativeWarp ? 'js' : this.threads ? 'threads' : 'native';
   }
 
   /** Mouth size in pixels: the scale every mouth shape is measured against. */

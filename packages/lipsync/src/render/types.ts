@@ -14,9 +14,11 @@ export interface RendererOptions {
   /**
    * what draws I420 frames (the warp and the inner mouth): 'auto' (default) the native addon's compiled
    * kernels when it is built, else the TypeScript ones; 'js' always the TypeScript ones; 'native' the
-   * compiled ones or an error. Both give the same bytes.
+   * compiled ones or an error; 'threads' the GPU kernels' thread functions run on the CPU one after
+   * another (a check that the GPU's decomposition of a frame draws the same bytes; slow). All give the
+   * same bytes.
    */
-  kernel?: 'auto' | 'js' | 'native';
+  kernel?: 'auto' | 'js' | 'native' | 'threads';
 }
 
 /** What one frame shows besides the mouth. */

@@ -1,0 +1,18 @@
+// The renderer's CUDA kernels as PTX, embedded at build time (build/generated/cuda_ptx.cc, written by
+// scripts/build-addon.mjs): none where nvcc was not there, with the reason in kPtxStatus.
+#pragma once
+
+#include <cstddef>
+
+namespace avatar {
+
+struct PtxModule {
+  const char* name;  // "warp" (warp.cu), "mouth" (mouth.cu)
+  const char* ptx;
+};
+
+extern const char* const kPtxStatus;
+extern const PtxModule kPtxModules[];
+extern const size_t kPtxModuleCount;
+
+}  // namespace avatar
