@@ -2,7 +2,9 @@
 // a CUDA context far longer) and resolve promises; "no GPU" is a resolved value, never a rejection.
 #include <napi.h>
 
+#include "checks.h"
 #include "cuda_ptx.h"
+#include "cuda_addon.h"
 #include "probes.h"
 #include "mouth.h"
 #include "warp.h"
@@ -103,23 +105,10 @@ Napi::Value WarpWith(const Napi::CallbackInfo& info) {
   const size_t frameBytes = static_cast<size_t>(width * height * 3 / 2);
   if (src.ElementLength() != frameBytes || dst.ElementLength() != frameBytes) throw Napi::RangeError::New(env, "warpI420: src and dst must be one I420 frame");
   if (moved.ElementLength() != rest.ElementLength() || moved.ElementLength() % 2 != 0) throw Napi::RangeError::New(env, "warpI420: moved and rest differ in length");
-  if (count < 0 || static_cast<size_t>(count) > active.ElementLength()) throw Napi::RangeError::New(env, "warpI420: activeCount out of range");
-  // Coordinates far outside any frame (or not numbers at all) would overflow the kernel's integer
-  // conversions; a mesh never has them.
-  for (size_t i = 0; i < moved.ElementLength(); i++) {
-    const double m = moved[i], r = rest[i];
-    if (!std::isfinite(m) || !std::isfinite(r) || std::fabs(m) > 1048576 || std::fabs(r) > 1048576) {
-      throw Napi::RangeError::New(env, "warpI420: a point is not a finite coordinate within 2^20 pixels");
-    }
-  }
-  const size_t points = moved.ElementLength() / 2;
-  for (size_t i = 0; i < triangles.ElementLength(); i++) {
-    if (triangles[i] >= points) throw Napi::RangeError::New(env, "warpI420: a triangle names a point that does not exist");
-  }
-  for (size_t i = 0; i < static_cast<size_t>(count); i++) {
-    const uint32_t t = active[i];
-    if (t % 3 != 0 || static_cast<size_t>(t) + 2 >= triangles.ElementLength()) throw Napi::RangeError::New(env, "warpI420: an active triangle is out of range");
-  }
+  avatar::CheckPoints(env, "warpI420", moved);
+  avatar::CheckPoints(env, "warpI420", rest);
+  avatar::CheckTriangles(env, "warpI420", triangles, moved.ElementLength() / 2);
+  avatar::CheckActive(env, "warpI420", active, count, triangles.ElementLength());
   Draw({src.Data(), dst.Data(), static_cast<int>(width), static_cast<int>(height), moved.Data(), rest.Data(), triangles.Data(), active.Data(),
                     static_cast<size_t>(count)});
   return env.Undefined();
@@ -145,26 +134,7 @@ Napi::Value MouthWith(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(env, "mouthI420: width and height must be even, 4..16384");
   }
   if (dst.ElementLength() != static_cast<size_t>(width * height * 3 / 2)) throw Napi::RangeError::New(env, "mouthI420: dst must be one I420 frame");
-  if (outline.ElementLength() < 6 || outline.ElementLength() % 2 != 0 || outline.ElementLength() > 4096) throw Napi::RangeError::New(env, "mouthI420: the outline needs 3 to 2048 points");
-  if (params.ElementLength() != avatar::kMouthParamCount) {
-    throw Napi::RangeError::New(env, "mouthI420: params must hold " + std::to_string(avatar::kMouthParamCount) + " numbers");
-  }
-  for (size_t i = 0; i < outline.ElementLength(); i++) {
-    if (!std::isfinite(outline[i]) || std::fabs(outline[i]) > 1048576) throw Napi::RangeError::New(env, "mouthI420: an outline point is not a finite coordinate within 2^20 pixels");
-  }
-  for (size_t i = 0; i < avatar::kMouthParamCount; i++) {
-    if (!std::isfinite(params[i])) throw Napi::RangeError::New(env, "mouthI420: a parameter is not a finite number");
-  }
-  // the figures the kernel divides by
-  const avatar::MouthParams figures = avatar::MouthParamsFrom(params.Data());
-  if (!(figures.mouthW >= 1) || !(figures.gapHeight >= 1) || !(figures.archHalf > 0) || !(figures.softness > 0)) {
-    throw Napi::RangeError::New(env, "mouthI420: mouthW and gapHeight must be at least 1, archHalf and softness above 0");
-  }
-  const double x0 = params[0], x1 = params[1], y0 = params[2], y1 = params[3];
-  if (x0 != std::floor(x0) || x1 != std::floor(x1) || y0 != std::floor(y0) || y1 != std::floor(y1) || x0 < 0 || y0 < 0 || x1 < x0 || y1 < y0 ||
-      x1 > static_cast<double>(width - 1) || y1 > static_cast<double>(height - 1)) {
-    throw Napi::RangeError::New(env, "mouthI420: the box must be whole pixels inside the frame");
-  }
+  const avatar::MouthParams figures = avatar::CheckMouth(env, "mouthI420", width, height, outline, params);
   avatar::MouthFrame frame{dst.Data(), static_cast<int>(width), static_cast<int>(height), outline.Data(), outline.ElementLength() / 2,
                            figures};
   Draw(frame);
@@ -202,6 +172,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("warpI420Threads", Napi::Function::New(env, WarpWith<avatar::WarpI420Threads>, "warpI420Threads"));
   exports.Set("mouthI420Threads", Napi::Function::New(env, MouthWith<avatar::MouthI420Threads>, "mouthI420Threads"));
   exports.Set("cudaKernels", CudaKernels(env));
+  avatar::InitCudaRenderer(env, exports);
   Napi::Array fields = Napi::Array::New(env, avatar::kMouthParamCount);
   for (size_t i = 0; i < avatar::kMouthParamCount; i++) fields.Set(static_cast<uint32_t>(i), avatar::MouthParamNames()[i]);
   exports.Set("mouthParamFields", fields);

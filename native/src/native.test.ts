@@ -13,7 +13,7 @@ const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const binary = join(root, 'build', 'Release', 'avatar_native.node');
 const hasCmake = spawnSync('cmake', ['--version']).status === 0;
-const hasCc = spawnSync('cc', ['--version']).status === 0;
+const hasCc = spawnSync('cc', ['--version']).status === 0 && spawnSync('c++', ['--version']).status === 0;
 if (!hasCmake) console.warn('native addon tests skipped: cmake is not installed, so the addon cannot be built');
 
 describe.skipIf(!hasCmake)('native addon', () => {
@@ -234,19 +234,21 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     nvencHeader = loaded.ok && loaded.addon.buildInfo.nvencHeader;
     const cc = (args: string[]) => run('cc', ['-shared', '-fPIC', '-O0', ...args], { cwd: dir });
     await cc(['-o', 'libnvidia-ml.so.1', join(src, 'fake-nvml.c')]);
-    await cc(['-o', 'libcuda.so.1', join(src, 'fake-cuda.c')]);
+    // C++: its kernel launches run the renderer's thread functions from cpp/
+    await run('c++', ['-shared', '-fPIC', '-O2', '-std=c++17', '-ffp-contract=off', '-I', join(root, 'cpp'), '-o', 'libcuda.so.1', join(src, 'fake-cuda.cc')], { cwd: dir });
     if (nvencHeader) {
       await cc(['-I/usr/include/ffnvcodec', '-o', 'libnvidia-encode.so.1', join(src, 'fake-nvenc.c'), `-L${dir}`, '-l:libcuda.so.1']);
     }
     mkdirSync(cudaOnly);
+    mkdirSync(join(dir, 'empty'));
     copyFileSync(join(dir, 'libcuda.so.1'), join(cudaOnly, 'libcuda.so.1'));
   }, 240_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   // The loader's search path is fixed at process start, so each case runs in a child process.
-  async function inChild<T>(call: string, env: Record<string, string>, libDir = dir): Promise<{ result: T; stderr: string }> {
+  async function inChild<T>(call: string, env: Record<string, string>, libDir = dir, nodeArgs: string[] = []): Promise<{ result: T; stderr: string }> {
     const script = `const a = require(${JSON.stringify(binary)}); ${call}.then((r) => process.stdout.write(JSON.stringify(r)));`;
-    const { stdout, stderr } = await run(process.execPath, ['-e', script], {
+    const { stdout, stderr } = await run(process.execPath, [...nodeArgs, '-e', script], {
       env: { ...process.env, LD_LIBRARY_PATH: libDir, ...env },
       timeout: 30_000,
     });
@@ -303,5 +305,93 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     expect(count(stderr, 'fake-cuda: retain')).toBe(1);
     expect(count(stderr, 'fake-cuda: release')).toBe(1);
     expect(count(stderr, 'fake-nvenc: open')).toBe(count(stderr, 'fake-nvenc: destroy'));
+  });
+
+  // The CUDA renderer: the addon's driver calls against the stand-in, whose launches run the kernels'
+  // thread functions on the CPU. A frame must equal the CPU kernels' (the photo, the warp, the mouth).
+  const cudaScript = (opts: { uuid?: string; frames?: number; close?: boolean } = {}) => `(async () => {
+    const W = 64, H = 48, frame = W * H * 3 / 2;
+    const photo = new Uint8Array(frame);
+    for (let i = 0; i < frame; i++) photo[i] = (i * 37 + (i >> 7) * 11) & 255;
+    // a fan of triangles around the middle, two of them overlapping, corners moved a little
+    const rest = new Float64Array([32, 24, 8, 6, 56, 6, 60, 40, 6, 42, 30, 2, 20, 30]);
+    const triangles = new Uint32Array([0, 1, 2, 0, 2, 3, 0, 3, 4, 0, 4, 1, 6, 1, 3, 5, 2, 4]);
+    const fields = a.mouthParamFields;
+    const params = new Float64Array(fields.length);
+    const set = { x0: 24, x1: 41, y0: 20, y1: 31, centerX: 32, top: 22, bottom: 30, gapHeight: 8, mouthW: 16, teethH: 3, lowerTeethH: 2, archHalf: 8,
+      mouthWidth: 16, uxx: 1, uxy: 0, uyx: 0, uyy: 1, teethR: 230, teethG: 225, teethB: 210, cavityR: 70, cavityG: 20, cavityB: 25,
+      tongueR: 180, tongueG: 80, tongueB: 80, tongue: 0.6, softness: 1, grain: 2, grainScale: 1 };
+    fields.forEach((f, i) => { params[i] = set[f]; });
+    const outline = new Float64Array([24, 26, 28, 22, 36, 22, 41, 26, 36, 31, 28, 31]);
+    const opened = a.openCudaRenderer(photo, W, H, triangles, rest, ${JSON.stringify(opts.uuid ?? '')});
+    if (!opened.ok) return { opened };
+    const same = [];
+    try {
+      for (let f = 0; f < ${opts.frames ?? 4}; f++) {
+        const moved = rest.map((v, i) => v + ((i * 7 + f * 3) % 5) - 2);
+        const active = new Uint32Array([0, 3, 6, 9, 12, 15]);
+        const count = 6 - (f % 3);
+        const mouth = f % 2 === 0;
+        const cpu = photo.slice();
+        a.warpI420(photo, cpu, W, H, moved, rest, triangles, active, count);
+        if (mouth) a.mouthI420(cpu, W, H, outline, params);
+        const gpu = new Uint8Array(frame);
+        opened.renderer.frame(moved, active, count, mouth ? outline : null, mouth ? params : null, gpu);
+        same.push(Buffer.compare(Buffer.from(cpu), Buffer.from(gpu)) === 0 && Buffer.compare(Buffer.from(cpu), Buffer.from(photo)) !== 0);
+      }
+    } catch (error) {
+      return { device: opened.device, same, error: error.message };
+    } finally {
+      ${opts.close === false ? '' : 'opened.renderer.close();'}
+    }
+    return { device: opened.device, same };
+  })()`;
+  const balanced = (stderr: string): void => {
+    expect(count(stderr, 'fake-cuda: retain')).toBe(count(stderr, 'fake-cuda: release'));
+    expect(count(stderr, 'fake-cuda: alloc')).toBe(count(stderr, 'fake-cuda: free'));
+    expect(count(stderr, 'fake-cuda: module load')).toBe(count(stderr, 'fake-cuda: module unload'));
+  };
+
+  it('draws frames on the (stand-in) GPU that equal the CPU kernels\' byte for byte, and frees everything', async () => {
+    const { result, stderr } = await inChild<{ device: string; same: boolean[] }>(cudaScript({ frames: 6 }), {});
+    expect(result).toEqual({ device: 'Fake GPU 0', same: [true, true, true, true, true, true] });
+    expect(count(stderr, 'fake-cuda: alloc')).toBe(9);
+    balanced(stderr);
+    // a renderer dropped without close() is freed when collected
+    const dropped = await inChild<{ same: boolean[] }>(`${cudaScript({ frames: 1, close: false })}.then(async (r) => { global.gc(); await new Promise((t) => setTimeout(t, 50)); global.gc(); return r; })`, {}, dir, ['--expose-gc']);
+    expect(dropped.result.same).toEqual([true]);
+    balanced(dropped.stderr);
+  });
+
+  it('opens the GPU the host named by UUID, and says so when CUDA has none with it', async () => {
+    const named = await inChild<{ device: string }>(cudaScript({ uuid: 'GPU-00010203-0405-0607-0809-0a0b0c0d0e0f', frames: 1 }), {});
+    expect(named.result.device).toBe('Fake GPU 0');
+    const missing = await inChild<{ opened: { ok: boolean; reason: string } }>(cudaScript({ uuid: 'GPU-ffffffff-0405-0607-0809-0a0b0c0d0e0f' }), {});
+    expect(missing.result.opened).toEqual({ ok: false, reason: 'no CUDA device has the UUID GPU-ffffffff-0405-0607-0809-0a0b0c0d0e0f (hidden by CUDA_VISIBLE_DEVICES?)' });
+    balanced(missing.stderr);
+  });
+
+  it.each([
+    ['no-device', 'CUDA reports no device'],
+    ['old-driver', 'the NVIDIA driver supports CUDA 11.8; the renderer\'s kernels need 12.0 or newer'],
+    ['bad-ptx', 'cuModuleLoadData (warp.cu\'s PTX) failed: CUDA_ERROR_INVALID_PTX'],
+    ['oom', /^cuMemAlloc failed: CUDA_ERROR_OUT_OF_MEMORY \(\d+ KiB\)$/],
+  ])('answers why it cannot draw on the GPU (%s), leaving nothing allocated', async (mode, reason) => {
+    const { result, stderr } = await inChild<{ opened: { ok: boolean; reason: string } }>(cudaScript(), { FAKE_CUDA: mode });
+    expect(result.opened.ok).toBe(false);
+    expect(result.opened.reason).toMatch(reason);
+    balanced(stderr);
+  });
+
+  it('names the failed call when the GPU fails mid-run, and still frees everything', async () => {
+    const { result, stderr } = await inChild<{ same: boolean[]; error: string }>(cudaScript(), { FAKE_CUDA: 'launch-fails' });
+    expect(result.same).toEqual([true, true]);
+    expect(result.error).toBe('the GPU failed to draw a frame: cuLaunchKernel (avatar_warp_map) failed: CUDA_ERROR_LAUNCH_FAILED');
+    balanced(stderr);
+  });
+
+  it('says there is no driver where libcuda.so.1 is missing', async () => {
+    const { result } = await inChild<{ opened: { ok: boolean; reason: string } }>(cudaScript(), {}, join(dir, 'empty'));
+    expect(result.opened).toEqual({ ok: false, reason: 'libcuda.so.1 not found (no NVIDIA driver)' });
   });
 });

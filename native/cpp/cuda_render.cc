@@ -1,0 +1,351 @@
+// See cuda_render.h. The driver API's few types and functions are declared here from its documented C
+// ABI (no CUDA header is needed to build); every call's result is checked and named in the reason.
+#include "cuda_render.h"
+
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "cuda_ptx.h"
+#include "dl.h"
+#include "mouth_kernel.h"
+#include "warp_kernel.h"
+
+namespace avatar {
+namespace {
+
+using CUresult = int;
+using CUdevice = int;
+using CUcontext = void*;
+using CUmodule = void*;
+using CUfunction = void*;
+using CUstream = void*;
+using CUdeviceptr = unsigned long long;
+struct CUuuid {
+  unsigned char bytes[16];
+};
+
+// the oldest driver API the kernels are built for: CUDA 12.0 (PTX from CUDA 13's nvcc needs a driver of
+// its own major version or newer to JIT it; an older driver says so when the module loads)
+constexpr int kMinDriverVersion = 12000;
+constexpr unsigned kWarpBlock = 64;   // rows per block of the claim and draw passes
+constexpr unsigned kMapBlock = 128;   // triangles per block of the map pass
+constexpr unsigned kMouthBlock = 16;  // 16x16 chroma blocks per block of the mouth pass
+
+struct Cuda {
+  void* lib = nullptr;
+  std::string loadError;
+  CUresult (*init)(unsigned) = nullptr;
+  CUresult (*driverVersion)(int*) = nullptr;
+  CUresult (*deviceGetCount)(int*) = nullptr;
+  CUresult (*deviceGet)(CUdevice*, int) = nullptr;
+  CUresult (*deviceGetName)(char*, int, CUdevice) = nullptr;
+  CUresult (*deviceGetUuid)(CUuuid*, CUdevice) = nullptr;
+  CUresult (*primaryRetain)(CUcontext*, CUdevice) = nullptr;
+  CUresult (*primaryRelease)(CUdevice) = nullptr;
+  CUresult (*pushCurrent)(CUcontext) = nullptr;
+  CUresult (*popCurrent)(CUcontext*) = nullptr;
+  CUresult (*moduleLoadData)(CUmodule*, const void*) = nullptr;
+  CUresult (*moduleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
+  CUresult (*moduleUnload)(CUmodule) = nullptr;
+  CUresult (*memAlloc)(CUdeviceptr*, size_t) = nullptr;
+  CUresult (*memFree)(CUdeviceptr) = nullptr;
+  CUresult (*memcpyHtoD)(CUdeviceptr, const void*, size_t) = nullptr;
+  CUresult (*memcpyDtoH)(void*, CUdeviceptr, size_t) = nullptr;
+  CUresult (*memcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t) = nullptr;
+  CUresult (*memsetD32)(CUdeviceptr, unsigned, size_t) = nullptr;
+  CUresult (*launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void**, void**) = nullptr;
+  CUresult (*errorName)(CUresult, const char**) = nullptr;
+  bool complete = false;
+};
+
+const Cuda& Api() {
+  static Cuda cu;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    cu.lib = OpenDriverLibrary("libcuda.so.1", cu.loadError);
+    if (cu.lib == nullptr) return;
+    void* l = cu.lib;
+    cu.init = Symbol<decltype(cu.init)>(l, "cuInit");
+    cu.driverVersion = Symbol<decltype(cu.driverVersion)>(l, "cuDriverGetVersion");
+    cu.deviceGetCount = Symbol<decltype(cu.deviceGetCount)>(l, "cuDeviceGetCount");
+    cu.deviceGet = Symbol<decltype(cu.deviceGet)>(l, "cuDeviceGet");
+    cu.deviceGetName = Symbol<decltype(cu.deviceGetName)>(l, "cuDeviceGetName");
+    cu.deviceGetUuid = Symbol<decltype(cu.deviceGetUuid)>(l, "cuDeviceGetUuid_v2");
+    if (cu.deviceGetUuid == nullptr) cu.deviceGetUuid = Symbol<decltype(cu.deviceGetUuid)>(l, "cuDeviceGetUuid");
+    cu.primaryRetain = Symbol<decltype(cu.primaryRetain)>(l, "cuDevicePrimaryCtxRetain");
+    cu.primaryRelease = Symbol<decltype(cu.primaryRelease)>(l, "cuDevicePrimaryCtxRelease_v2");
+    cu.pushCurrent = Symbol<decltype(cu.pushCurrent)>(l, "cuCtxPushCurrent_v2");
+    cu.popCurrent = Symbol<decltype(cu.popCurrent)>(l, "cuCtxPopCurrent_v2");
+    cu.moduleLoadData = Symbol<decltype(cu.moduleLoadData)>(l, "cuModuleLoadData");
+    cu.moduleGetFunction = Symbol<decltype(cu.moduleGetFunction)>(l, "cuModuleGetFunction");
+    cu.moduleUnload = Symbol<decltype(cu.moduleUnload)>(l, "cuModuleUnload");
+    cu.memAlloc = Symbol<decltype(cu.memAlloc)>(l, "cuMemAlloc_v2");
+    cu.memFree = Symbol<decltype(cu.memFree)>(l, "cuMemFree_v2");
+    cu.memcpyHtoD = Symbol<decltype(cu.memcpyHtoD)>(l, "cuMemcpyHtoD_v2");
+    cu.memcpyDtoH = Symbol<decltype(cu.memcpyDtoH)>(l, "cuMemcpyDtoH_v2");
+    cu.memcpyDtoD = Symbol<decltype(cu.memcpyDtoD)>(l, "cuMemcpyDtoD_v2");
+    cu.memsetD32 = Symbol<decltype(cu.memsetD32)>(l, "cuMemsetD32_v2");
+    cu.launch = Symbol<decltype(cu.launch)>(l, "cuLaunchKernel");
+    cu.errorName = Symbol<decltype(cu.errorName)>(l, "cuGetErrorName");
+    cu.complete = cu.init && cu.driverVersion && cu.deviceGetCount && cu.deviceGet && cu.deviceGetName && cu.primaryRetain && cu.primaryRelease &&
+                  cu.pushCurrent && cu.popCurrent && cu.moduleLoadData && cu.moduleGetFunction && cu.moduleUnload && cu.memAlloc && cu.memFree &&
+                  cu.memcpyHtoD && cu.memcpyDtoH && cu.memcpyDtoD && cu.memsetD32 && cu.launch;
+  });
+  return cu;
+}
+
+std::string Failed(const Cuda& cu, const char* call, CUresult rc) {
+  const char* name = nullptr;
+  if (cu.errorName != nullptr) cu.errorName(rc, &name);
+  return std::string(call) + " failed: " + (name != nullptr ? name : "CUDA error " + std::to_string(rc));
+}
+
+// NVML writes a UUID as "GPU-" and 32 hex digits in 8-4-4-4-12 groups; CUDA gives the 16 bytes.
+std::string UuidText(const CUuuid& u) {
+  char text[64];
+  const unsigned char* b = u.bytes;
+  std::snprintf(text, sizeof text, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6],
+                b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return text;
+}
+
+const char* FindPtx(const char* name) {
+  for (size_t i = 0; i < kPtxModuleCount; i++) {
+    if (std::strcmp(kPtxModules[i].name, name) == 0) return kPtxModules[i].ptx;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+struct CudaRenderer::State {
+  const Cuda* cu = nullptr;
+  CUdevice device = 0;
+  bool retained = false;
+  CUcontext context = nullptr;
+  CUmodule warpModule = nullptr, mouthModule = nullptr;
+  CUfunction map = nullptr, claim = nullptr, draw = nullptr, mouth = nullptr;
+  std::vector<CUdeviceptr> allocations;
+  CUdeviceptr photo = 0, frame = 0, triangles = 0, rest = 0, moved = 0, active = 0, maps = 0, owner = 0, outline = 0;
+  int width = 0, height = 0;
+  size_t frameBytes = 0, points = 0, maxActive = 0, ownerCount = 0;
+  std::string name;
+
+  // Runs `fn` with the context current on this thread, restoring whatever was current before.
+  template <typename Fn>
+  bool InContext(std::string& why, Fn fn) {
+    CUresult rc = cu->pushCurrent(context);
+    if (rc != 0) {
+      why = Failed(*cu, "cuCtxPushCurrent", rc);
+      return false;
+    }
+    const bool ok = fn();
+    CUcontext popped = nullptr;
+    cu->popCurrent(&popped);
+    return ok;
+  }
+
+  bool Alloc(CUdeviceptr& at, size_t bytes, std::string& why) {
+    const CUresult rc = cu->memAlloc(&at, bytes == 0 ? 1 : bytes);
+    if (rc != 0) {
+      why = Failed(*cu, "cuMemAlloc", rc) + " (" + std::to_string(bytes >> 10) + " KiB)";
+      return false;
+    }
+    allocations.push_back(at);
+    return true;
+  }
+
+  void Release() {
+    if (context != nullptr && cu->pushCurrent(context) == 0) {
+      for (CUdeviceptr p : allocations) cu->memFree(p);
+      if (warpModule != nullptr) cu->moduleUnload(warpModule);
+      if (mouthModule != nullptr) cu->moduleUnload(mouthModule);
+      CUcontext popped = nullptr;
+      cu->popCurrent(&popped);
+    }
+    allocations.clear();
+    warpModule = mouthModule = nullptr;
+    if (retained) cu->primaryRelease(device);
+    retained = false;
+    context = nullptr;
+  }
+};
+
+CudaRenderer::CudaRenderer(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+CudaRenderer::~CudaRenderer() { state_->Release(); }
+
+const std::string& CudaRenderer::device() const { return state_->name; }
+
+std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup, std::string& why) {
+  if (kPtxModuleCount == 0 || FindPtx("warp") == nullptr || FindPtx("mouth") == nullptr) {
+    why = std::string("this build has no CUDA kernels: ") + kPtxStatus;
+    return nullptr;
+  }
+  const Cuda& cu = Api();
+  if (cu.lib == nullptr) {
+    why = cu.loadError + " (no NVIDIA driver)";
+    return nullptr;
+  }
+  if (!cu.complete) {
+    why = "libcuda.so.1 lacks driver API functions the renderer needs (driver too old?)";
+    return nullptr;
+  }
+  CUresult rc = cu.init(0);
+  if (rc != 0) {
+    why = Failed(cu, "cuInit", rc);
+    return nullptr;
+  }
+  int version = 0;
+  rc = cu.driverVersion(&version);
+  if (rc != 0 || version < kMinDriverVersion) {
+    why = rc != 0 ? Failed(cu, "cuDriverGetVersion", rc)
+                  : "the NVIDIA driver supports CUDA " + std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10) +
+                        "; the renderer's kernels need 12.0 or newer";
+    return nullptr;
+  }
+  int count = 0;
+  rc = cu.deviceGetCount(&count);
+  if (rc != 0 || count == 0) {
+    why = rc != 0 ? Failed(cu, "cuDeviceGetCount", rc) : "CUDA reports no device";
+    return nullptr;
+  }
+  auto s = std::make_unique<State>();
+  s->cu = &cu;
+  // the GPU the host chose, by UUID (NVML's and CUDA's orders may differ); device 0 when none was named
+  bool found = setup.uuid.empty();
+  for (int ordinal = 0; ordinal < count && !found; ordinal++) {
+    CUdevice d = 0;
+    CUuuid u{};
+    if (cu.deviceGet(&d, ordinal) == 0 && cu.deviceGetUuid != nullptr && cu.deviceGetUuid(&u, d) == 0 && UuidText(u) == setup.uuid) {
+      s->device = d;
+      found = true;
+    }
+  }
+  if (!found) {
+    why = "no CUDA device has the UUID " + setup.uuid + " (hidden by CUDA_VISIBLE_DEVICES?)";
+    return nullptr;
+  }
+  if (setup.uuid.empty() && (rc = cu.deviceGet(&s->device, 0)) != 0) {
+    why = Failed(cu, "cuDeviceGet", rc);
+    return nullptr;
+  }
+  char name[256] = {0};
+  if (cu.deviceGetName(name, sizeof name, s->device) == 0) s->name = name;
+  rc = cu.primaryRetain(&s->context, s->device);
+  if (rc != 0) {
+    why = Failed(cu, "cuDevicePrimaryCtxRetain", rc);
+    return nullptr;
+  }
+  s->retained = true;
+  s->width = setup.width;
+  s->height = setup.height;
+  s->frameBytes = static_cast<size_t>(setup.width) * setup.height * 3 / 2;
+  s->points = setup.points;
+  s->maxActive = setup.triangleIndices / 3;
+  s->ownerCount = static_cast<size_t>(setup.width) * setup.height + static_cast<size_t>(setup.width / 2) * (setup.height / 2);
+  State* st = s.get();
+  const bool ok = st->InContext(why, [&]() {
+    CUresult r = cu.moduleLoadData(&st->warpModule, FindPtx("warp"));
+    if (r != 0) {
+      why = Failed(cu, "cuModuleLoadData (warp.cu's PTX)", r);
+      return false;
+    }
+    r = cu.moduleLoadData(&st->mouthModule, FindPtx("mouth"));
+    if (r != 0) {
+      why = Failed(cu, "cuModuleLoadData (mouth.cu's PTX)", r);
+      return false;
+    }
+    const struct {
+      CUfunction* fn;
+      CUmodule module;
+      const char* name;
+    } kernels[] = {{&st->map, st->warpModule, "avatar_warp_map"},
+                   {&st->claim, st->warpModule, "avatar_warp_claim"},
+                   {&st->draw, st->warpModule, "avatar_warp_draw"},
+                   {&st->mouth, st->mouthModule, "avatar_mouth"}};
+    for (const auto& k : kernels) {
+      r = cu.moduleGetFunction(k.fn, k.module, k.name);
+      if (r != 0) {
+        why = Failed(cu, "cuModuleGetFunction", r) + " (" + k.name + ")";
+        return false;
+      }
+    }
+    const size_t tri = setup.triangleIndices * sizeof(uint32_t), pts = setup.points * 2 * sizeof(double);
+    if (!st->Alloc(st->photo, st->frameBytes, why) || !st->Alloc(st->frame, st->frameBytes, why) || !st->Alloc(st->triangles, tri, why) ||
+        !st->Alloc(st->rest, pts, why) || !st->Alloc(st->moved, pts, why) || !st->Alloc(st->active, st->maxActive * sizeof(uint32_t), why) ||
+        !st->Alloc(st->maps, 2 * st->maxActive * sizeof(TriangleMap), why) || !st->Alloc(st->owner, st->ownerCount * sizeof(uint32_t), why) ||
+        !st->Alloc(st->outline, 2 * 2048 * sizeof(double), why)) {
+      return false;
+    }
+    const struct {
+      CUdeviceptr to;
+      const void* from;
+      size_t bytes;
+      const char* what;
+    } uploads[] = {{st->photo, setup.photo, st->frameBytes, "the photo"}, {st->triangles, setup.triangles, tri, "the mesh"}, {st->rest, setup.rest, pts, "the mesh"}};
+    for (const auto& u : uploads) {
+      r = cu.memcpyHtoD(u.to, u.from, u.bytes);
+      if (r != 0) {
+        why = Failed(cu, "cuMemcpyHtoD", r) + " (" + u.what + ")";
+        return false;
+      }
+    }
+    return true;
+  });
+  if (!ok) {
+    st->Release();
+    return nullptr;
+  }
+  return std::unique_ptr<CudaRenderer>(new CudaRenderer(std::move(s)));
+}
+
+bool CudaRenderer::Frame(const double* moved, const uint32_t* active, size_t count, const double* outline, size_t outlinePoints, const MouthParams* mouth,
+                         uint8_t* out, std::string& why) {
+  State& s = *state_;
+  const Cuda& cu = *s.cu;
+  return s.InContext(why, [&]() {
+    auto check = [&](const char* call, CUresult r) {
+      if (r != 0) why = Failed(cu, call, r);
+      return r == 0;
+    };
+    // the photo first: the frame is the photo wherever no triangle and no mouth draws
+    if (!check("cuMemcpyDtoD", cu.memcpyDtoD(s.frame, s.photo, s.frameBytes))) return false;
+    if (count > 0) {
+      if (!check("cuMemcpyHtoD", cu.memcpyHtoD(s.moved, moved, s.points * 2 * sizeof(double)))) return false;
+      if (!check("cuMemcpyHtoD", cu.memcpyHtoD(s.active, active, count * sizeof(uint32_t)))) return false;
+      if (!check("cuMemsetD32", cu.memsetD32(s.owner, 0, s.ownerCount))) return false;
+      WarpGrid g{reinterpret_cast<const uint8_t*>(s.photo), reinterpret_cast<uint8_t*>(s.frame), s.width, s.height,
+                 reinterpret_cast<const double*>(s.moved), reinterpret_cast<const double*>(s.rest), reinterpret_cast<const uint32_t*>(s.triangles),
+                 reinterpret_cast<const uint32_t*>(s.active), static_cast<uint32_t>(count), reinterpret_cast<TriangleMap*>(s.maps),
+                 reinterpret_cast<uint32_t*>(s.owner)};
+      void* mapArgs[] = {&g};
+      const unsigned mapBlocks = static_cast<unsigned>((count + kMapBlock - 1) / kMapBlock);
+      if (!check("cuLaunchKernel (avatar_warp_map)", cu.launch(s.map, mapBlocks, 1, 1, kMapBlock, 1, 1, 0, nullptr, mapArgs, nullptr))) return false;
+      for (int plane = 0; plane < 2; plane++) {
+        const unsigned rows = static_cast<unsigned>(plane == 0 ? s.height : s.height / 2);
+        const unsigned rowBlocks = (rows + kWarpBlock - 1) / kWarpBlock;
+        void* args[] = {&g, &plane};
+        if (!check("cuLaunchKernel (avatar_warp_claim)", cu.launch(s.claim, static_cast<unsigned>(count), rowBlocks, 1, kWarpBlock, 1, 1, 0, nullptr, args, nullptr))) return false;
+        if (!check("cuLaunchKernel (avatar_warp_draw)", cu.launch(s.draw, static_cast<unsigned>(count), rowBlocks, 1, kWarpBlock, 1, 1, 0, nullptr, args, nullptr))) return false;
+      }
+    }
+    if (outline != nullptr && mouth != nullptr) {
+      if (!check("cuMemcpyHtoD", cu.memcpyHtoD(s.outline, outline, outlinePoints * 2 * sizeof(double)))) return false;
+      MouthGrid m{reinterpret_cast<uint8_t*>(s.frame), s.width, s.height, reinterpret_cast<const double*>(s.outline), outlinePoints, *mouth};
+      const unsigned cols = static_cast<unsigned>((static_cast<int>(mouth->x1) >> 1) - (static_cast<int>(mouth->x0) >> 1) + 1);
+      const unsigned rows = static_cast<unsigned>((static_cast<int>(mouth->y1) >> 1) - (static_cast<int>(mouth->y0) >> 1) + 1);
+      void* args[] = {&m};
+      if (!check("cuLaunchKernel (avatar_mouth)", cu.launch(s.mouth, (cols + kMouthBlock - 1) / kMouthBlock, (rows + kMouthBlock - 1) / kMouthBlock, 1, kMouthBlock,
+                                                          kMouthBlock, 1, 0, nullptr, args, nullptr))) {
+        return false;
+      }
+    }
+    // synchronous: it waits for the kernels, and a kernel's fault surfaces here
+    return check("cuMemcpyDtoH", cu.memcpyDtoH(out, s.frame, s.frameBytes));
+  });
+}
+
+}  // namespace avatar

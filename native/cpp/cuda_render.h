@@ -1,0 +1,50 @@
+// The renderer's frames drawn on an NVIDIA GPU: the photo, the mesh and the working buffers stay in GPU
+// memory for the run; per frame the moved points go up, the warp and inner mouth kernels (warp.cu,
+// mouth.cu) run, and the finished I420 frame comes back once. CUDA is the driver API loaded with dlopen,
+// so a machine without it builds and loads the addon and gets the reason instead.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "mouth.h"
+
+namespace avatar {
+
+struct CudaRendererSetup {
+  const uint8_t* photo;  // the photo as one I420 frame
+  int width;
+  int height;
+  const uint32_t* triangles;  // corner indices in threes
+  size_t triangleIndices;     // their count (3 per triangle)
+  const double* rest;         // the mesh's rest points, x y pairs
+  size_t points;
+  std::string uuid;  // the GPU to use, as NVML names it ("GPU-..."); empty: CUDA device 0
+};
+
+class CudaRenderer {
+ public:
+  // Opens a renderer on the GPU, or returns null with `why` (no driver, no device, too old a driver, no
+  // PTX in this build, out of memory...). Nothing is left allocated on failure.
+  static std::unique_ptr<CudaRenderer> Open(const CudaRendererSetup& setup, std::string& why);
+  ~CudaRenderer();
+  CudaRenderer(const CudaRenderer&) = delete;
+  CudaRenderer& operator=(const CudaRenderer&) = delete;
+
+  // One frame: the photo, the active triangles drawn moved <- rest, the inner mouth when `outline` is
+  // not null, copied into `out` (one I420 frame). False with `why` when a CUDA call fails.
+  bool Frame(const double* moved, const uint32_t* active, size_t count, const double* outline, size_t outlinePoints, const MouthParams* mouth,
+             uint8_t* out, std::string& why);
+
+  const std::string& device() const;
+
+  struct State;
+
+ private:
+  explicit CudaRenderer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace avatar
