@@ -68,6 +68,27 @@ export type WarpI420 = (
  */
 export type MouthI420 = (dst: Uint8Array, width: number, height: number, outline: Float64Array, params: Float64Array) => void;
 
+/** The renderer's frames drawn on an NVIDIA GPU (see cpp/cuda_render.h). */
+export interface CudaFrameRenderer {
+  /**
+   * One frame into `out` (an I420 frame): the photo, the first `activeCount` triangles of `active` drawn
+   * moved <- rest, and the inner mouth when `outline` and `params` are given. Throws when the GPU fails.
+   */
+  frame(moved: Float64Array, active: Uint32Array, activeCount: number, outline: Float64Array | null, params: Float64Array | null, out: Uint8Array): void;
+  /** frees its GPU memory at once (also done when it is collected) */
+  close(): void;
+}
+
+/** Opens a CUDA renderer for one photo and mesh on the GPU with `uuid` ('' for CUDA device 0); never throws for a missing GPU. */
+export type OpenCudaRenderer = (
+  photo: Uint8Array,
+  width: number,
+  height: number,
+  triangles: Uint32Array,
+  rest: Float64Array,
+  uuid: string,
+) => { ok: true; renderer: CudaFrameRenderer; device: string } | { ok: false; reason: string };
+
 export interface CudaKernelsInfo {
   /** how the PTX was built ('PTX (compute_75) by nvcc 13.0'), or why it was not */
   status: string;
@@ -90,6 +111,7 @@ export interface NativeAddon {
   mouthI420Threads?: MouthI420;
   /** the CUDA kernels built into this binary as PTX, or none with the reason */
   cudaKernels?: CudaKernelsInfo;
+  openCudaRenderer?: OpenCudaRenderer;
   readonly buildInfo: NativeBuildInfo;
 }
 

@@ -3,10 +3,11 @@
 // driver, GPU or addon.
 import type { GpuDeviceMemory, GpuMemoryProvider, GpuSnapshot } from '@avatar/core';
 import { loadNative } from './binding.js';
-import type { CudaKernelsInfo, LoadResult, MouthI420, NativeBuildInfo, RawNvmlReport, WarpI420 } from './binding.js';
+import type { CudaFrameRenderer, CudaKernelsInfo, LoadResult, MouthI420, NativeBuildInfo, RawNvmlReport, WarpI420 } from './binding.js';
 
 export { defaultCandidates, loadNative } from './binding.js';
 export type {
+  CudaFrameRenderer,
   CudaKernelsInfo,
   LoadResult,
   NativeAddon,
@@ -182,4 +183,22 @@ export function frameKernels(options?: NativeOptions): FrameKernels | undefined 
   if (typeof warpI420 !== 'function' || typeof mouthI420 !== 'function' || !Array.isArray(mouthParamFields)) return undefined;
   const threads = typeof warpI420Threads === 'function' && typeof mouthI420Threads === 'function' ? { warpI420: warpI420Threads, mouthI420: mouthI420Threads } : undefined;
   return { warpI420, mouthI420, mouthParamFields, ...(threads && { threads }) };
+}
+
+/**
+ * The renderer's frames on an NVIDIA GPU, for one photo (an I420 frame) and mesh: the renderer, or the
+ * reason there is none here (addon not built, no driver, no device, no PTX in this build, too little
+ * memory...). Never throws for a missing GPU; wrong arguments throw.
+ */
+export function openCudaRenderer(
+  photo: Uint8Array,
+  size: { width: number; height: number },
+  mesh: { triangles: Uint32Array; rest: Float64Array },
+  options: NativeOptions & { uuid?: string } = {},
+): { ok: true; renderer: CudaFrameRenderer; device: string } | { ok: false; reason: string } {
+  const loaded = load(options);
+  if (!loaded.ok) return { ok: false, reason: `native addon not built (${loaded.reason})` };
+  const open = loaded.addon.openCudaRenderer;
+  if (typeof open !== 'function') return { ok: false, reason: 'the native addon is an older build without the CUDA renderer (npm run build:addon -w native)' };
+  return open(photo, size.width, size.height, mesh.triangles, mesh.rest, options.uuid ?? '');
 }

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RawNvencReport, RawNvmlReport } from './index.js';
+import { buildFakeDrivers } from '../test/fake-driver/build.js';
 import { createNvmlMemoryProvider, detectNvenc, frameKernels, loadNative, nativeStatus, snapshotFromNvml } from './index.js';
 
 const run = promisify(execFile);
@@ -225,20 +226,13 @@ describe('without a usable binary', () => {
 describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', () => {
   const dir = mkdtempSync(join(tmpdir(), 'avatar-fake-driver-'));
   const cudaOnly = join(dir, 'cuda-only');
-  const src = join(root, 'test', 'fake-driver');
   let nvencHeader = false;
 
   beforeAll(async () => {
     await run(process.execPath, [join(root, 'scripts', 'build-addon.mjs'), '--strict'], { timeout: 240_000 });
     const loaded = loadNative();
     nvencHeader = loaded.ok && loaded.addon.buildInfo.nvencHeader;
-    const cc = (args: string[]) => run('cc', ['-shared', '-fPIC', '-O0', ...args], { cwd: dir });
-    await cc(['-o', 'libnvidia-ml.so.1', join(src, 'fake-nvml.c')]);
-    // C++: its kernel launches run the renderer's thread functions from cpp/
-    await run('c++', ['-shared', '-fPIC', '-O2', '-std=c++17', '-ffp-contract=off', '-I', join(root, 'cpp'), '-o', 'libcuda.so.1', join(src, 'fake-cuda.cc')], { cwd: dir });
-    if (nvencHeader) {
-      await cc(['-I/usr/include/ffnvcodec', '-o', 'libnvidia-encode.so.1', join(src, 'fake-nvenc.c'), `-L${dir}`, '-l:libcuda.so.1']);
-    }
+    await buildFakeDrivers(dir, { nvenc: nvencHeader });
     mkdirSync(cudaOnly);
     mkdirSync(join(dir, 'empty'));
     copyFileSync(join(dir, 'libcuda.so.1'), join(cudaOnly, 'libcuda.so.1'));
@@ -265,7 +259,7 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     expect(snapshotFromNvml(result)).toEqual({
       available: true,
       source: 'nvml (driver 999.1.2)',
-      devices: [{ index: 0, name: 'Fake GPU 0', uuid: 'GPU-00000000-fake-4e1d-9c3a-000000000000', totalMB: 81920, usedMB: 1536, freeMB: 80384 }],
+      devices: [{ index: 0, name: 'Fake GPU 0', uuid: 'GPU-00010203-0405-0607-0809-0a0b0c0d0e0f', totalMB: 81920, usedMB: 1536, freeMB: 80384 }],
     });
   });
 

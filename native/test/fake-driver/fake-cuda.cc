@@ -5,7 +5,7 @@
  * arithmetic of warp.cu and mouth.cu. It logs context retains and releases, module loads and unloads,
  * and allocations and frees, so a test can see they balance. FAKE_CUDA picks a failure:
  * no-device, old-driver, bad-ptx, oom (the fourth allocation fails), launch-fails (the third frame's
- * first launch fails). Built by the tests with a C++ compiler and -I native/cpp. */
+ * first launch fails), wrong-pixel (every frame copied back has one byte changed). Built by the tests with a C++ compiler and -I native/cpp. */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -114,7 +114,12 @@ int cuMemFree_v2(CUdeviceptr at) {
 }
 
 int cuMemcpyHtoD_v2(CUdeviceptr to, const void* from, size_t bytes) { std::memcpy(reinterpret_cast<void*>(to), from, bytes); return current ? 0 : 201; }
-int cuMemcpyDtoH_v2(void* to, CUdeviceptr from, size_t bytes) { std::memcpy(to, reinterpret_cast<void*>(from), bytes); return current ? 0 : 201; }
+int cuMemcpyDtoH_v2(void* to, CUdeviceptr from, size_t bytes) {
+  std::memcpy(to, reinterpret_cast<void*>(from), bytes);
+  // a GPU that draws one pixel wrong: the renderer's check against the CPU must catch it
+  if (Mode() == "wrong-pixel") static_cast<unsigned char*>(to)[bytes / 3] ^= 0x10;
+  return current ? 0 : 201;
+}
 int cuMemcpyDtoD_v2(CUdeviceptr to, CUdeviceptr from, size_t bytes) { std::memcpy(reinterpret_cast<void*>(to), reinterpret_cast<void*>(from), bytes); return current ? 0 : 201; }
 int cuMemsetD32_v2(CUdeviceptr to, unsigned value, size_t n) {
   unsigned* p = reinterpret_cast<unsigned*>(to);

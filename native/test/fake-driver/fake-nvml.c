@@ -38,7 +38,8 @@ int nvmlDeviceGetName(void* handle, char* buf, unsigned len) {
   return 0;
 }
 int nvmlDeviceGetUUID(void* handle, char* buf, unsigned len) {
-  snprintf(buf, len, "GPU-0000000%d-fake-4e1d-9c3a-000000000000", handle == &devices[0] ? 0 : 1);
+  /* GPU 0's is the stand-in CUDA device's (fake-cuda.cc: bytes 0..15), so the two name the same GPU */
+  snprintf(buf, len, handle == &devices[0] ? "GPU-00010203-0405-0607-0809-0a0b0c0d0e0f" : "GPU-ffffffff-0405-0607-0809-0a0b0c0d0e0f");
   return 0;
 }
 int nvmlDeviceGetMemoryInfo(void* handle, mem_t* m) {

@@ -1,5 +1,5 @@
 import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, decodeAudio, defineStagePlugin, regionsFromLandmarks } from '@avatar/core';
-import type { FrameStream, InspectionSummary, LipsyncInput, RunContext, StagePlugin } from '@avatar/core';
+import type { FrameStream, InspectionSummary, LipsyncInput, ModelDevice, RunContext, StagePlugin } from '@avatar/core';
 import { inspectVideo } from './inspect.js';
 import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render/index.js';
 import { loadSharp } from './sharp.js';
@@ -27,7 +27,7 @@ export function frameSize(width: number, height: number, size: number): { width:
 const RING = 4;
 
 /** Renders the talking head: the mouth track from the speech drives a warp of the avatar's own pixels. */
-async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream> {
+async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice): Promise<FrameStream> {
   const { avatar, settings, animation } = input;
   const landmarks = avatar.face.landmarks;
   if (!landmarks || landmarks.length !== 68) {
@@ -61,20 +61,34 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
       .ensureAlpha()
       .raw()
       .toBuffer({ resolveWithObject: true });
+    // on the GPU the host placed this engine on, when there is one (the CPU's kernels take over if it fails)
     const renderer = new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
       expressiveness: 1,
       ring: RING,
       pixelFormat: 'yuv420p',
+      ...(device.kind === 'gpu' && { kernel: 'cuda' as const, gpu: { ...(device.uuid && { uuid: device.uuid }) } }),
     });
-    stream.computePath = renderer.kernel === 'native'
-      ? { path: 'native', notUsed: `cuda: ${CPU_ONLY}` }
-      : { path: 'ts', notUsed: `native: ${renderer.nativeMissing ?? 'not available'}; cuda: ${CPU_ONLY}` };
-    const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
-    for (let i = 0; i < frameCount; i++) {
-      signal.throwIfAborted();
-      const t = i / fps;
-      const head = headMotionAt(t, animation.headMotion, animation.seed, renderer.mouthScale * 1.6);
-      yield renderer.render(poseAt(track, i), { blink: blinkAt(t, blinks), ...head });
+    const noGpu = (): string => `cuda: ${device.kind === 'cpu' ? (device.reason ?? 'the host placed this engine on the CPU') : (renderer.gpuMissing ?? 'not used')}`;
+    // said again at the end: a GPU that fails or draws a checked frame differently is left mid-run
+    const say = (): void => {
+      stream.computePath = renderer.kernel === 'cuda'
+        ? { path: `cuda (${renderer.gpuDevice ?? 'GPU'})` }
+        : renderer.kernel === 'native' ? { path: 'native', notUsed: noGpu() } : { path: 'ts', notUsed: `${noGpu()}; native: ${renderer.nativeMissing ?? 'not available'}` };
+    };
+    say();
+    if (renderer.kernel !== 'cuda' && device.kind === 'gpu') ctx.log.info(`frames are drawn on the CPU: ${noGpu()}`);
+    try {
+      const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
+      for (let i = 0; i < frameCount; i++) {
+        signal.throwIfAborted();
+        const t = i / fps;
+        const head = headMotionAt(t, animation.headMotion, animation.seed, renderer.mouthScale * 1.6);
+        yield renderer.render(poseAt(track, i), { blink: blinkAt(t, blinks), ...head });
+      }
+    } finally {
+      if (renderer.kernel !== 'cuda' && device.kind === 'gpu' && renderer.gpuDevice) ctx.log.warn(`the GPU stopped drawing frames mid-run: ${renderer.gpuMissing ?? ''}`);
+      say();
+      renderer.close();
     }
   }
   ctx.progress(1, `${frameCount} frames ready to stream`);
@@ -82,26 +96,24 @@ async function render(input: LipsyncInput, ctx: RunContext): Promise<FrameStream
   return stream;
 }
 
-/** Why frames are not drawn on a GPU: this engine has no GPU kernels. */
-const CPU_ONLY = 'this engine draws frames on the CPU only';
-
 /**
- * The embedded lip-sync engine: no model to download, no GPU. It holds no model either; its memory is the
- * avatar image and one frame, so it declares a small amount.
+ * The embedded lip-sync engine: no model to download. It holds no model either; its memory is the avatar
+ * image and a few frames, so it declares a small amount, of GPU memory too: where the host places it on
+ * a GPU its frames are drawn there (CUDA), else on the CPU.
  */
 export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
   name: 'warp',
   stage: 'lipsync',
   apiVersion: PLUGIN_API_VERSION,
   description: 'talking head from the photo itself: a landmark-mesh warp driven by the speech, with blinks and head motion',
-  resources: { device: 'cpu', ramMB: 64 },
+  resources: { device: 'any', ramMB: 64, vramMB: 64 },
   // no model: the photo is warped by the project's own code
   license: () => ({ code: 'MIT', commercialUse: true, models: [] }),
   async check() {
     return { ok: true, detail: 'built in (sharp ' + (await loadSharp()).versions.sharp + ')' };
   },
-  async load() {
-    return { run: render, async unload() {} };
+  async load(loadCtx) {
+    return { run: (input, ctx) => render(input, ctx, loadCtx.device), async unload() {} };
   },
 });
 

@@ -218,6 +218,18 @@ describe('FaceRenderer on a real portrait', () => {
     parity(smileImage, smile, { photoTeeth: true });
   });
 
+  it('asked for a GPU where there is none, draws on the CPU and says why', () => {
+    const r = new FaceRenderer({ width: 64, height: 64, data: new Uint8Array(64 * 64 * 4).fill(128) }, avatar.face.landmarks.map((p) => ({ x: (p.x / image.width) * 64, y: (p.y / image.height) * 64 })), { pixelFormat: 'yuv420p', kernel: 'cuda' });
+    r.close();
+    // (a machine with an NVIDIA GPU and driver draws there: nothing to see here)
+    if (r.gpuDevice) return;
+    expect(r.kernel).toBe(frameKernels() ? 'native' : 'js');
+    // the stand-in drivers of tests/gpu-stand-in.test.ts show the GPU path; here there is no driver
+    expect(r.gpuMissing).toMatch(frameKernels() ? /^(libcuda\.so\.1 not found \(no NVIDIA driver\)|this build has no CUDA kernels)/ : /^native addon not built/);
+    expect(r.gpuDevice).toBeUndefined();
+    r.close();
+  });
+
   it.skipIf(!frameKernels())('and on a photo enlarged to the frame\'s size, whose grain is drawn coarse', async () => {
     // 1.7 times: the grain then measures 2 px coarse, which the kernels draw on a grid (grainAtScale)
     const width = Math.round(image.width * 1.7), height = Math.round(image.height * 1.7);

@@ -1,5 +1,5 @@
 import type { FacePoint } from '@avatar/core';
-import { frameKernels, type MouthI420, type WarpI420 } from '@avatar/native';
+import { frameKernels, openCudaRenderer, type CudaFrameRenderer, type MouthI420, type WarpI420 } from '@avatar/native';
 import type { MouthPose } from '../track.js';
 import { rgbaToI420 } from './color.js';
 import { faceFrame, union } from './geometry.js';
@@ -8,6 +8,7 @@ import { underJaw } from './jaw.js';
 import { buildMesh, headRing } from './mesh.js';
 import type { FaceMesh } from './mesh.js';
 import { MOUTH_PARAM_FIELDS, drawMouthI420, drawMouthRgba, mouthParams, packMouthParams } from './mouth.js';
+import type { MouthParams } from './mouth.js';
 import { curveOutline, poseMesh } from './pose.js';
 import { measureMouth } from './appearance.js';
 import type { MouthAppearance } from './appearance.js';
@@ -91,7 +92,9 @@ export class FaceRenderer {
     });
     this.moved = new Float64Array(this.mesh.rest);
     this.active = new Uint32Array(this.mesh.triangles.length / 3);
-    const kernel = options.kernel ?? 'auto';
+    const asked = options.kernel ?? 'auto';
+    // on a GPU, the CPU's kernels still draw the frames it is checked against, and take over if it fails
+    const kernel = asked === 'cuda' ? 'auto' : asked;
     // (a chroma plane needs two samples a side for the compiled kernel's bilinear reads)
     const built = this.baseYuv && kernel !== 'js' && this.width >= 4 && this.height >= 4 ? frameKernels() : undefined;
     // an addon built from other sources reads another parameter block: it is not used
@@ -112,14 +115,48 @@ export class FaceRenderer {
         : built ? 'the native addon was built from other renderer sources (npm run build:addon -w native)'
         : 'the native addon is not built (npm run build:addon -w native)';
     }
+    if (asked === 'cuda') {
+      const opened = this.baseYuv
+        ? openCudaRenderer(this.baseYuv, { width: this.width, height: this.height }, { triangles: this.mesh.triangles, rest: this.mesh.rest }, { ...(options.gpu?.uuid && { uuid: options.gpu.uuid }) })
+        : { ok: false as const, reason: 'the GPU kernels draw I420 frames only' };
+      if (opened.ok) {
+        this.cuda = opened.renderer;
+        this.gpuDevice = opened.device;
+      } else {
+        this.gpuMissing = opened.reason;
+      }
+    }
+  }
+
+  /** The GPU drawing the frames (kernel 'cuda'), until it fails or draws a checked frame differently. */
+  private cuda: CudaFrameRenderer | undefined;
+  /** the GPU's name, when frames are drawn on one */
+  readonly gpuDevice: string | undefined;
+  /** why frames are not (or no longer) drawn on a GPU, when kernel 'cuda' was asked for */
+  gpuMissing: string | undefined;
+  /** frames the GPU draws that are also drawn by the CPU and compared, and how many of them must show an open mouth */
+  private gpuChecks = { frames: 30, mouths: 3 };
+  private scratch: Uint8Array | undefined;
+
+  /** Frees the GPU's memory now (a renderer that is dropped frees it when collected). */
+  close(): void {
+    this.cuda?.close();
+    this.cuda = undefined;
+  }
+
+  /** Stops drawing on the GPU: the CPU draws from the next frame on, restoring every buffer whole first. */
+  private dropGpu(reason: string): void {
+    this.close();
+    this.gpuMissing = reason;
+    this.dirtyOf.fill([0, 0, this.width - 1, this.height - 1]);
   }
 
   /** Why the compiled kernels are not drawing the frames, when they are not. */
   readonly nativeMissing: string | undefined;
 
   /** Which kernels draw the frames: the compiled ones of the native addon (or their GPU twins' thread functions), or the TypeScript ones. */
-  get kernel(): 'native' | 'js' | 'threads' {
-    return !this.nativeWarp ? 'js' : this.threads ? 'threads' : 'native';
+  get kernel(): 'native' | 'js' | 'threads' | 'cuda' {
+    return this.cuda ? 'cuda' : !this.nativeWarp ? 'js' : this.threads ? 'threads' : 'native';
   }
 
   /** Mouth size in pixels: the scale every mouth shape is measured against. */
@@ -171,13 +208,49 @@ export class FaceRenderer {
     const { gap } = poseMesh(this.mesh, this.moved, mouth, state, this.expressiveness);
     const count = this.collectMoving();
     const now = this.movingBox(count);
+    // a frame where nothing moves is the photo: the CPU restores it faster than a round trip to the GPU
+    if (this.cuda && count > 0 && this.renderOnGpu(count, gap, mouth)) {
+      this.dirtyOf[this.current] = now;
+      return this.out;
+    }
     // restore what this buffer's previous frame changed and this one may not
     const restore = union(this.dirtyOf[this.current] ?? null, now);
     if (restore) this.restore(restore);
     this.warp(count);
-    if (gap > 0.25 && this.openingHeight() > 0.25) this.drawMouth(mouth);
+    const drawn = this.mouthToDraw(gap, mouth);
+    if (drawn) this.drawMouth(drawn);
     this.dirtyOf[this.current] = now;
     return this.out;
+  }
+
+  /**
+   * The frame drawn on the GPU into the current buffer; false when the GPU failed (the CPU then draws
+   * it). The first frames are also drawn by the CPU and compared: a GPU that draws one differently is
+   * not used again, and the CPU's frame is the one returned.
+   */
+  private renderOnGpu(count: number, gap: number, mouth: MouthPose): boolean {
+    const drawn = this.mouthToDraw(gap, mouth);
+    try {
+      (this.cuda as CudaFrameRenderer).frame(this.moved, this.active, count, drawn?.outline ?? null, drawn ? packMouthParams(drawn.params, this.mouthBlock) : null, this.out);
+    } catch (error) {
+      this.dropGpu((error as Error).message);
+      return false;
+    }
+    if (this.gpuChecks.frames === 0 || this.gpuChecks.mouths === 0 || !this.baseYuv) return true;
+    this.gpuChecks.frames--;
+    if (drawn) this.gpuChecks.mouths--;
+    const gpu = this.out;
+    const cpu = (this.scratch ??= new Uint8Array(gpu.length));
+    cpu.set(this.baseYuv);
+    this.out = cpu;
+    this.warp(count);
+    if (drawn) this.drawMouth(drawn);
+    this.out = gpu;
+    if (!Buffer.from(cpu.buffer, cpu.byteOffset, cpu.length).equals(Buffer.from(gpu.buffer, gpu.byteOffset, gpu.length))) {
+      this.dropGpu(`the GPU (${this.gpuDevice ?? 'unnamed'}) drew a frame differently from the CPU kernels`);
+      gpu.set(cpu);
+    }
+    return true;
   }
 
   /** Lists the triangles with a moved corner in `active` (only they change pixels) and returns their count. */
@@ -273,12 +346,17 @@ export class FaceRenderer {
     return ((m[2 * bottom] as number) - (m[2 * top] as number)) * uy.x + ((m[2 * bottom + 1] as number) - (m[2 * top + 1] as number)) * uy.y;
   }
 
-  /** Draws the inside of the open mouth into the opening between the inner lips. */
-  private drawMouth(mouth: MouthPose): void {
+  /** The open mouth's outline (the inner lips) and figures as posed, or null when there is nothing to draw. */
+  private mouthToDraw(gap: number, mouth: MouthPose): { outline: Float64Array; params: MouthParams } | null {
+    if (!(gap > 0.25 && this.openingHeight() > 0.25)) return null;
     const outline = roundCorners(curveOutline(this.moved, this.mesh.opening, OPENING_STEPS), MAX_TURN);
     const params = mouthParams(this.moved, this.mesh.opening, outline, this.face, this.look, mouth, this.width, this.height);
     // an opening outside the frame has nothing to draw
-    if (params.x1 < params.x0 || params.y1 < params.y0) return;
+    return params.x1 < params.x0 || params.y1 < params.y0 ? null : { outline, params };
+  }
+
+  /** Draws the inside of the open mouth into the opening between the inner lips. */
+  private drawMouth({ outline, params }: { outline: Float64Array; params: MouthParams }): void {
     if (this.baseYuv && this.nativeMouth) this.nativeMouth(this.out, this.width, this.height, outline, packMouthParams(params, this.mouthBlock));
     else if (this.baseYuv) drawMouthI420(this.out, this.width, this.height, outline, params);
     else drawMouthRgba(this.out, this.width, outline, params);

@@ -15,10 +15,13 @@ export interface RendererOptions {
    * what draws I420 frames (the warp and the inner mouth): 'auto' (default) the native addon's compiled
    * kernels when it is built, else the TypeScript ones; 'js' always the TypeScript ones; 'native' the
    * compiled ones or an error; 'threads' the GPU kernels' thread functions run on the CPU one after
-   * another (a check that the GPU's decomposition of a frame draws the same bytes; slow). All give the
-   * same bytes.
+   * another (a check that the GPU's decomposition of a frame draws the same bytes; slow); 'cuda' an
+   * NVIDIA GPU when one can be opened (`gpu`), else what 'auto' picks, with the reason in `gpuMissing`.
+   * All give the same bytes.
    */
-  kernel?: 'auto' | 'js' | 'native' | 'threads';
+  kernel?: 'auto' | 'js' | 'native' | 'threads' | 'cuda';
+  /** with kernel 'cuda': the GPU to draw on, by NVML's UUID ("GPU-..."); CUDA device 0 without one */
+  gpu?: { uuid?: string };
 }
 
 /** What one frame shows besides the mouth. */

@@ -1,0 +1,90 @@
+// The whole pipeline through the GPU render path, on stand-in NVIDIA libraries (native/test/fake-driver):
+// NVML lists a GPU, the resource manager places the lip-sync engine on it, the engine opens the CUDA
+// renderer, and the stand-in libcuda runs the kernels' thread functions on the CPU. The video must show
+// exactly the frames the CPU path draws. These are stand-ins: what a real driver and GPU do is checked
+// only where one is lent (docs/benchmarks.md says what ran where).
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { frameKernels, nativeStatus } from '@avatar/native';
+import { buildFakeDrivers } from '../native/test/fake-driver/build.js';
+import { PORTRAIT, avatar, tempDir } from './helpers/cli.js';
+
+const hasCompilers = spawnSync('cc', ['--version']).status === 0 && spawnSync('c++', ['--version']).status === 0;
+const TEXT = 'Hello there. My frames are drawn on a graphics card.';
+
+interface RunResult {
+  success: boolean;
+  paths: { render: { path: string; notUsed?: string } };
+}
+
+/** The decoded frames of a video, hashed: two videos show the same pictures when these agree. */
+function framesHash(path: string): string {
+  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-map', '0:v', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-'], { maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr.toString()}`);
+  return createHash('sha256').update(r.stdout).digest('hex');
+}
+
+describe.skipIf(!hasCompilers)('the GPU render path on stand-in driver libraries', () => {
+  let dir: string;
+  let drivers: string;
+  let cpuFrames: string;
+  let ptx = false;
+
+  const run = async (name: string, env: Record<string, string>): Promise<{ result: RunResult; stderr: string; frames: string }> => {
+    const out = join(dir, `${name}.mp4`);
+    const r = await avatar(['--json', '--storage', join(dir, 'storage'), 'pipeline', 'run', TEXT, '--avatar', PORTRAIT, '--output', out, '--quality', 'low'], {
+      env,
+      timeoutMs: 120_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    return { result: JSON.parse(r.stdout) as RunResult, stderr: r.stderr, frames: framesHash(out) };
+  };
+
+  beforeAll(async () => {
+    dir = await tempDir('avatar-gpu-stand-in-');
+    drivers = join(dir, 'drivers');
+    mkdirSync(drivers);
+    await buildFakeDrivers(drivers, { nvenc: false });
+    ptx = (await nativeStatus()).cudaKernels.modules.length === 2;
+    const cpu = await run('cpu', {});
+    expect(cpu.result.paths.render.path).toBe('native');
+    expect(cpu.result.paths.render.notUsed).toMatch(/^cuda: no GPU: /);
+    cpuFrames = cpu.frames;
+  }, 240_000);
+
+  it.skipIf(!frameKernels())('draws every frame on the GPU the host placed the engine on, the same pictures as the CPU', async () => {
+    const gpu = await run('gpu', { LD_LIBRARY_PATH: drivers });
+    if (!ptx) {
+      // a build without nvcc carries no kernels: the CPU draws, saying why
+      expect(gpu.result.paths.render).toEqual({ path: 'native', notUsed: expect.stringMatching(/^cuda: this build has no CUDA kernels/) });
+      return;
+    }
+    expect(gpu.result.paths.render).toEqual({ path: 'cuda (Fake GPU 0)' });
+    expect(gpu.frames).toBe(cpuFrames);
+  }, 180_000);
+
+  it.skipIf(!frameKernels())('a GPU that draws a checked frame differently is left for the CPU, and the video is the CPU\'s', async () => {
+    if (!ptx) return;
+    const wrong = await run('wrong', { LD_LIBRARY_PATH: drivers, FAKE_CUDA: 'wrong-pixel' });
+    expect(wrong.result.paths.render).toEqual({ path: 'native', notUsed: 'cuda: the GPU (Fake GPU 0) drew a frame differently from the CPU kernels' });
+    expect(wrong.stderr).toMatch(/the GPU stopped drawing frames mid-run: the GPU \(Fake GPU 0\) drew a frame differently/);
+    expect(wrong.frames).toBe(cpuFrames);
+  }, 180_000);
+
+  it.skipIf(!frameKernels())('a GPU that fails mid-run hands over to the CPU, naming the failed call, and the video is whole', async () => {
+    if (!ptx) return;
+    const failed = await run('failed', { LD_LIBRARY_PATH: drivers, FAKE_CUDA: 'launch-fails' });
+    expect(failed.result.paths.render).toEqual({ path: 'native', notUsed: 'cuda: the GPU failed to draw a frame: cuLaunchKernel (avatar_warp_map) failed: CUDA_ERROR_LAUNCH_FAILED' });
+    expect(failed.frames).toBe(cpuFrames);
+  }, 180_000);
+
+  it('a GPU that cannot be opened leaves the engine on the CPU with the reason', async () => {
+    const none = await run('none', { LD_LIBRARY_PATH: drivers, FAKE_CUDA: 'old-driver' });
+    expect(none.result.paths.render.path).toBe(frameKernels() ? 'native' : 'ts');
+    expect(none.result.paths.render.notUsed).toMatch(ptx ? /^cuda: the NVIDIA driver supports CUDA 11\.8; the renderer's kernels need 12\.0 or newer/ : /^cuda: this build has no CUDA kernels/);
+    expect(none.frames).toBe(cpuFrames);
+  }, 180_000);
+});
