@@ -81,6 +81,15 @@ describe.skipIf(!hasCompilers)('the GPU render path on stand-in driver libraries
     expect(failed.frames).toBe(cpuFrames);
   }, 180_000);
 
+  it('the doctor sees the GPU and says whether frames can be drawn on it', async () => {
+    const r = await avatar(['--json', '--storage', join(dir, 'storage'), 'doctor'], { env: { LD_LIBRARY_PATH: drivers } });
+    const report = JSON.parse(r.stdout) as { gpu: { available: boolean; devices?: { name: string; uuid?: string }[] }; native: { cudaRenderer: unknown } };
+    expect(report.gpu).toMatchObject({ available: true, devices: [{ name: 'Fake GPU 0', uuid: 'GPU-00010203-0405-0607-0809-0a0b0c0d0e0f' }] });
+    expect(report.native.cudaRenderer).toEqual(ptx ? { available: true, device: 'Fake GPU 0' } : { available: false, reason: expect.stringMatching(/^this build has no CUDA kernels/) });
+    const plain = await avatar(['--storage', join(dir, 'storage'), 'doctor'], { env: { LD_LIBRARY_PATH: drivers } });
+    expect(plain.stdout).toMatch(ptx ? /renderer on a GPU: yes \(Fake GPU 0;/ : /renderer on a GPU: no \(this build has no CUDA kernels/);
+  }, 60_000);
+
   it('a GPU that cannot be opened leaves the engine on the CPU with the reason', async () => {
     const none = await run('none', { LD_LIBRARY_PATH: drivers, FAKE_CUDA: 'old-driver' });
     expect(none.result.paths.render.path).toBe(frameKernels() ? 'native' : 'ts');

@@ -119,6 +119,8 @@ export interface NativeStatus {
   frameKernels: string[];
   /** the renderer's CUDA kernels built in as PTX (none where nvcc was missing, with the reason) */
   cudaKernels: CudaKernelsInfo;
+  /** whether a CUDA renderer opens here (on CUDA device 0), found by opening one for a tiny frame */
+  cudaRenderer: { available: true; device: string } | { available: false; reason: string };
   nvml: {
     libraryFound: boolean;
     /** NVML initialised. */
@@ -141,6 +143,7 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
       build: null,
       frameKernels: [],
       cudaKernels: { status: 'native addon not built', modules: [] },
+      cudaRenderer: { available: false, reason: 'native addon not built' },
       nvml: { libraryFound: false, ok: false, reason: 'native addon not built', driverVersion: null, nvmlVersion: null, deviceCount: 0 },
     };
   }
@@ -160,7 +163,10 @@ export async function nativeStatus(options?: NativeOptions): Promise<NativeStatu
   }
   const frameKernels = (['warpI420', 'mouthI420'] as const).filter((k) => typeof loaded.addon[k] === 'function');
   const cudaKernels = loaded.addon.cudaKernels ?? { status: 'not in this build (an older one): rebuild it (npm run build:addon -w native)', modules: [] };
-  return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, frameKernels, cudaKernels, nvml };
+  const opened = openCudaRenderer(new Uint8Array(24), { width: 4, height: 4 }, { triangles: new Uint32Array([0, 1, 2]), rest: new Float64Array([0, 0, 3, 0, 0, 3]) }, options);
+  if (opened.ok) opened.renderer.close();
+  const cudaRenderer = opened.ok ? { available: true as const, device: opened.device } : { available: false as const, reason: opened.reason };
+  return { built: true, detail: `loaded ${loaded.path}`, build: { ...loaded.addon.buildInfo }, frameKernels, cudaKernels, cudaRenderer, nvml };
 }
 
 /** The renderer's compiled kernels (see cpp/warp.cc and cpp/mouth.cc). */

@@ -69,11 +69,12 @@ export function registerDoctor(program: Command): void {
           for (const f of ctx.pluginFailures) lines.push(`  BROKEN  ${f.message}`);
           if (stagesMissing.length) lines.push(`  not installed: ${stagesMissing.join(', ')} stage (full pipeline runs stop at that stage)`);
           lines.push('', `GPU: ${gpu.available ? gpu.devices.map((d) => `#${d.index} ${d.name}, ${d.usedMB}/${d.totalMB} MB used`).join('; ') : gpu.reason}`);
-          const n = native as { built?: boolean; detail?: string; reason?: string; frameKernels?: string[]; cudaKernels?: { status: string } };
+          const n = native as { built?: boolean; detail?: string; reason?: string; frameKernels?: string[]; cudaKernels?: { status: string }; cudaRenderer?: { available: boolean; device?: string; reason?: string } };
           lines.push(`native addon: ${n.built ? 'built' : 'not built'} (${n.detail ?? n.reason ?? 'no detail'})`);
           const compiled = n.frameKernels?.includes('warpI420') && n.frameKernels.includes('mouthI420');
           lines.push(`renderer (warp and inner mouth): ${compiled ? 'compiled (native addon)' : 'TypeScript (build the native addon for the compiled one: npm run build:addon -w native)'}`);
           if (n.cudaKernels) lines.push(`renderer's CUDA kernels: ${n.cudaKernels.status}`);
+          if (n.cudaRenderer) lines.push(`renderer on a GPU: ${n.cudaRenderer.available ? `yes (${n.cudaRenderer.device}; a run draws there when the host places the lip-sync engine on it)` : `no (${n.cudaRenderer.reason})`}`);
           lines.push(`NVENC: ${nvenc.available ? 'available' : 'not available'} (${nvenc.reason})`);
           const vram = ctx.resources.budgets.vramMB;
           lines.push(`memory budgets: host ${ctx.resources.budgets.ramMB} MB, GPU ${gpu.available ? `what each GPU has free${vram !== undefined ? `, at most ${vram} MB` : ''} (a model goes to the GPU with the most room)` : 'none (models that can run on the CPU do)'}`);
