@@ -113,7 +113,8 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(events).toEqual(['load face', 'unload face', 'load lipsync', 'unload lipsync']);
     expect(resources.loadedModels).toEqual([]);
     const probe = ffprobe(out);
-    expect(probe.streams.map((s) => s.codec_name).sort()).toEqual(['aac', 'h264']);
+    // with its captions as a subtitle track (the default, soft)
+    expect(probe.streams.map((s) => s.codec_name).sort()).toEqual(['aac', 'h264', 'mov_text']);
     expect(Math.abs(Number(probe.format.duration) - (result.durationSeconds ?? 0))).toBeLessThan(0.1);
     // progress only moves forward and ends at 1
     const fractions = progress.map((p) => p.fraction);

@@ -96,7 +96,8 @@ describe.skipIf(process.platform !== 'linux')('a run killed with SIGKILL', () =>
     const next = await avatar(['--storage', storage, 'pipeline', 'run', 'Hello.', '--avatar', PORTRAIT, '--output', join(dir, 'next.mp4'), '--quality', 'low']);
     expect(next.code, next.stderr).toBe(0);
     expect(await readdir(join(storage, 'work'))).toEqual([]);
-    expect((await readdir(dir)).sort()).toEqual(['next.mp4', 'storage']);
+    // (the video with its captions beside it)
+    expect((await readdir(dir)).sort()).toEqual(['next.mp4', 'next.srt', 'next.vtt', 'storage']);
   });
 
   it('a worker --once that finds a job still held by a gone worker\'s lease says why it leaves it', async () => {

@@ -99,11 +99,26 @@ describe('live jobs: HLS while the video is made', () => {
     expect(Buffer.from(await result.arrayBuffer()).toString('latin1', 4, 8)).toBe('ftyp');
     // behind the keys, as results are
     expect((await fetch(`${server.url}/v1/jobs/${queued.jobId}/live/playlist.m3u8`)).status).toBe(401);
+    // its captions, as written and timed by the speech engine, beside it; the live stream carried none
+    expect((done.result as { captions?: unknown }).captions).toMatchObject({ mode: 'soft', cues: 2, timing: 'engine', notInVideo: 'a live stream carries video and audio only' });
+    const vtt = await get(`/v1/jobs/${queued.jobId}/captions/vtt`);
+    expect(vtt.status).toBe(200);
+    expect(vtt.headers.get('content-type')).toBe('text/vtt; charset=utf-8');
+    // (two cues on a 256-pixel square: its lines hold 31 characters)
+    expect(await vtt.text()).toMatch(/^WEBVTT\n\n00:00:00\.\d{3} --> 00:00:0\d\.\d{3}\nThis video is watched\nwhile it is being made,\n\n00:00:0\d\.\d{3} --> 00:00:0\d\.\d{3}\na second at a time\.\n$/);
+    const srt = await get(`/v1/jobs/${queued.jobId}/captions/srt`);
+    expect(await srt.text()).toMatch(/^1\n00:00:00,\d{3} --> /);
+    expect((await fetch(`${server.url}/v1/jobs/${queued.jobId}/captions/vtt`)).status).toBe(401);
+    expect((await get(`/v1/jobs/${queued.jobId}/captions/txt`)).status).toBe(400);
   });
 
   it('answers 404 with the reason for a job without a live video, a name it does not serve, and a cancelled job', async () => {
     const plain = await submit({ jobType: 'voice_synthesis', params: { text: 'No live video here.' } });
     const none = await get(`/v1/jobs/${plain.jobId}/live/playlist.m3u8`);
+    // (nor captions: speech alone makes none)
+    const captionless = await get(`/v1/jobs/${plain.jobId}/captions/vtt`);
+    expect([409]).toContain(captionless.status);
+    expect(await errorCode(captionless)).toMatch(/AVATAR_ERR_JOB_(NO_RESULT|NOT_FINISHED)/);
     expect(none.status).toBe(404);
     expect(await errorCode(none)).toBe('AVATAR_ERR_JOB_NO_LIVE');
     for (const name of ['live.mp4', 'seg-1.m4s', '..%2Fresult', '.playlist.m3u8.tmp-1-ab']) {

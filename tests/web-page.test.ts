@@ -198,7 +198,13 @@ describe.skipIf(!HAVE_CHROMIUM && !IN_CI)(`the web page in a real browser${HAVE_
     const jobId = await page.getAttribute('#result-section', 'data-job-id');
     expect(jobId).toMatch(/^job-/);
     const job = (await server.app.inject({ url: `/v1/jobs/${jobId}` })).json<Job>();
-    expect(job).toMatchObject({ status: 'completed', jobType: 'full_pipeline', params: { text: 'Hello from the web page.', voiceProfileId, config: { videoQuality: 'low', headMotion: 'lively', blinkRate: 24 } } });
+    expect(job).toMatchObject({ status: 'completed', jobType: 'full_pipeline', params: { text: 'Hello from the web page.', voiceProfileId, config: { videoQuality: 'low', headMotion: 'lively', blinkRate: 24, captions: 'soft' } } });
+    // its captions play with it, as a track shown at once, its cue the words as typed
+    await page.waitForFunction(() => {
+      const track = (document.getElementById('video') as HTMLVideoElement).textTracks[0];
+      return track?.mode === 'showing' && (track.cues?.length ?? 0) > 0;
+    }, undefined, { timeout: 20_000 });
+    expect(await page.evaluate(() => [...((document.getElementById('video') as HTMLVideoElement).textTracks[0]?.cues ?? [])].map((c) => (c as VTTCue).text).join(' '))).toBe('Hello from the web page.');
     expect(String(job.params.avatarImagePath)).not.toMatch(/^\//);
     finishedJob = job;
 

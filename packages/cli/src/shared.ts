@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { AvatarError, ENCODING_PRESETS, HEAD_MOTIONS, LIVE_OUTPUT, OUTPUT_FORMATS, QUALITIES, formatFromPath, parseEngineAssignments, parseEngineOptionAssignments } from '@avatar/core';
+import { AvatarError, CAPTION_MODES, ENCODING_PRESETS, HEAD_MOTIONS, LIVE_OUTPUT, OUTPUT_FORMATS, QUALITIES, formatFromPath, parseEngineAssignments, parseEngineOptionAssignments } from '@avatar/core';
 import type { PipelineConfig } from '@avatar/core';
 import type { CliContext } from './context.js';
 import { openContext, storageFrom } from './context.js';
@@ -128,6 +128,7 @@ export interface VideoFlags extends EngineFlags {
   format?: string;
   maxSeconds?: number;
   keepIntermediates?: boolean;
+  captions?: string;
 }
 
 /** How the talking head moves besides the mouth (pipeline run, lipsync). */
@@ -136,7 +137,8 @@ export function addAnimationOptions(command: Command): Command {
     .option('--head-motion <m>', `slight head motion: ${HEAD_MOTIONS.join('|')} (default subtle)`, oneOfParser('head-motion', HEAD_MOTIONS))
     .option('--blink-rate <n>', 'blinks per minute, 0..60 (default 15)', parseNumberIn('blink-rate', 0, 60))
     .option('--expressiveness <x>', 'how far mouth and jaw move, 0..2 (default 1)', parseNumberIn('expressiveness', 0, 2))
-    .option('--seed <n>', 'seeds blinks and head motion: the same inputs and seed give the same video (default 1)', parseIntIn('seed', 0, 2 ** 31 - 1));
+    .option('--seed <n>', 'seeds blinks and head motion: the same inputs and seed give the same video (default 1)', parseIntIn('seed', 0, 2 ** 31 - 1))
+    .option('--captions <mode>', `captions from the speech's word timings: ${CAPTION_MODES.join('|')} (default soft: .vtt and .srt beside the video and a subtitle track in it; burn: drawn into the picture)`, oneOfParser('captions', CAPTION_MODES));
 }
 
 export function addVideoOptions(command: Command): Command {
@@ -163,5 +165,6 @@ export function configFromFlags(flags: VideoFlags, outputPath: string): Partial<
   if (flags.blinkRate !== undefined) config.blinkRate = flags.blinkRate;
   if (flags.expressiveness !== undefined) config.expressiveness = flags.expressiveness;
   if (flags.seed !== undefined) config.seed = flags.seed;
+  if (flags.captions) config.captions = flags.captions as PipelineConfig['captions'];
   return config;
 }

@@ -28,6 +28,9 @@ export const QUALITY_PRESETS: Readonly<Record<VideoQuality, QualityPreset>> = {
 };
 
 export const HEAD_MOTIONS = ['none', 'subtle', 'lively'] as const;
+/** captions: none; soft (WebVTT and SRT beside the video and a subtitle track in it); burn (files beside, drawn into the picture) */
+export const CAPTION_MODES = ['none', 'soft', 'burn'] as const;
+export type CaptionMode = (typeof CAPTION_MODES)[number];
 
 export interface PipelineConfig {
   maxVideoLengthSeconds: number;
@@ -46,6 +49,8 @@ export interface PipelineConfig {
   blinkRate: number;
   /** scales mouth and jaw motion, 0..2 */
   expressiveness: number;
+  /** captions from the speech's word timings (talking heads from text) */
+  captions: CaptionMode;
   /** seeds blinks and head motion: the same inputs and seed give the same video */
   seed: number;
   /** the engine for each stage by name; unset stages use the default (the first installed, a built-in) */
@@ -67,6 +72,7 @@ export const DEFAULT_PIPELINE_CONFIG: Readonly<PipelineConfig> = {
   headMotion: 'subtle',
   blinkRate: 15,
   expressiveness: 1,
+  captions: 'soft',
   seed: 1,
   engines: Object.freeze({}),
   engineOptions: Object.freeze({}),
@@ -147,6 +153,7 @@ export function parsePipelineConfig(input: unknown, base: Readonly<PipelineConfi
   if (has('blinkRate')) out.blinkRate = numberIn('blinkRate', raw.blinkRate, 0, 60, false);
   if (has('expressiveness')) out.expressiveness = numberIn('expressiveness', raw.expressiveness, 0, 2, false);
   if (has('seed')) out.seed = numberIn('seed', raw.seed, 0, 2 ** 31 - 1, true);
+  if (has('captions')) out.captions = oneOf('captions', raw.captions, CAPTION_MODES);
   // a run's choices overlay the base's stage by stage
   if (has('engines')) out.engines = { ...base.engines, ...parseEngineChoice(raw.engines) };
   if (has('commercialSafe')) {

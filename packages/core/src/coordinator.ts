@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, rename, rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { PipelineConfig } from './config.js';
+import { buildCues, lineCharsFor, toSrt, toWebVtt, writtenWords } from './captions.js';
 import { animationOf, checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
 import type { EngineChoice, EngineOptions } from './engines.js';
 import { resolvePluginOptions } from './plugin-options.js';
 import type { AvatarErrorJSON } from './errors.js';
 import { AvatarError, isAvatarError, storageError, toAvatarError } from './errors.js';
-import { checkReadableFile, checkWritableTarget, ensureDir, partialPathFor } from './fsutil.js';
+import { checkReadableFile, checkWritableTarget, ensureDir, partialPathFor, writeWholeFile } from './fsutil.js';
 import { claimWorkDir, keepWorkDir, sweepLeftovers, sweepPartials } from './leftovers.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
@@ -77,6 +78,20 @@ export interface RunResult {
   engines: Partial<Record<StageKind, EngineUsed>>;
   /** how the frames were drawn and the video encoded, and why a faster way was not taken, where the engines say */
   paths?: { render?: ComputePath; encode?: ComputePath };
+  /** the captions, when the run made them: the files beside the video, how they are shown, and where the word timings came from */
+  captions?: CaptionsReport;
+}
+
+export interface CaptionsReport {
+  mode: 'soft' | 'burn';
+  /** WebVTT and SRT files beside the video (none for a live run that keeps no file) */
+  vtt: string | null;
+  srt: string | null;
+  cues: number;
+  /** the speech engine's own word timings, or estimated from the audio (an engine that gives none) */
+  timing: 'engine' | 'estimated';
+  /** why the video itself does not carry them, when it does not (an encoder without captions, a live stream) */
+  notInVideo?: string;
 }
 
 export interface EngineUsed {
@@ -107,14 +122,24 @@ type EnginePlan = { [K in StageKind]?: ResolvedEngine<K> };
 /** What a run with live output reports as its output path: the video went to a stream, as a CLI's "-" does. */
 export const LIVE_OUTPUT = '-';
 
+/** A run's captions in its work folder. */
+interface Captions {
+  mode: 'soft' | 'burn';
+  vtt: string;
+  srt: string;
+  cues: number;
+  timing: 'engine' | 'estimated';
+}
+
 /** What a successful run produced. */
 interface Outcome {
   outputPath: string;
   durationSeconds: number;
   inspection?: InspectionSummary;
   paths?: RunResult['paths'];
-  /** a finished file to move onto its target once every stage has succeeded */
-  publish?: { from: string; to: string };
+  captions?: CaptionsReport;
+  /** finished files to move onto their targets once every stage has succeeded, the main output last */
+  publish?: { from: string; to: string }[];
 }
 
 export interface CommonRequest {
@@ -296,6 +321,7 @@ class StageRun {
       success: true, outputPath: outcome.outputPath, durationSeconds: round(outcome.durationSeconds), error: null, ...base,
       ...(outcome.inspection && { inspection: outcome.inspection }),
       ...(outcome.paths && { paths: outcome.paths }),
+      ...(outcome.captions && { captions: outcome.captions }),
     };
   }
 }
@@ -586,7 +612,12 @@ export class PipelineCoordinator {
       await claimWorkDir(run.workDir);
       const outcome = await work(run);
       // the output appears at its path only now, when every stage has succeeded
-      if (outcome.publish) await publishFile(outcome.publish.from, outcome.publish.to);
+      // (each one published is removed again should a later one fail: a failed run leaves nothing)
+      for (const { from, to } of outcome.publish ?? []) {
+        await publishFile(from, to);
+        run.temporaries.push(to);
+      }
+      run.temporaries.length = 0;
       if (plan.includes('cleanup')) await run.stage('cleanup', async () => { if (!options.keepWorkDir) await removeWorkDir(); });
       else if (!options.keepWorkDir) await removeWorkDir();
       // kept on purpose: no later sweep takes it for a killed run's
@@ -659,9 +690,10 @@ export class PipelineCoordinator {
       const speech = spoken.value;
       const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
       if (!avatar) throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the face stage did not run' });
+      const captions = config.captions === 'none' ? undefined : await this.writeCaptions(run.workDir, request.text, speech, config.captions, avatar);
       return this.renderAndEncode(run, engines, {
         avatar, speech, audioPath: speech.wavPath, maxSeconds, settings, animation: animationOf(config),
-      }, { outputPath, live: request.live, liveOnly: request.liveOnly === true });
+      }, { outputPath, live: request.live, liveOnly: request.liveOnly === true, ...(captions && { captions }) });
     });
   }
 
@@ -729,11 +761,24 @@ export class PipelineCoordinator {
    * consumes its frames, so both stages run inside one model slot and no frame touches the disk.
    * An installed inspector then measures the finished video from the outside.
    */
-  private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, target: { outputPath: string; live: Writable | undefined; liveOnly: boolean }): Promise<Outcome> {
+  /**
+   * The captions of a text's speech, as WebVTT and SRT in the work folder: the words the engine spoke
+   * put back onto the text as written, in cues (captions.ts).
+   */
+  private async writeCaptions(workDir: string, text: string, speech: Speech, mode: 'soft' | 'burn', picture: { width: number; height: number }): Promise<Captions> {
+    const cues = buildCues(writtenWords(text, speech.words ?? []), { maxLineChars: lineCharsFor(picture.width, picture.height) });
+    const vtt = join(workDir, 'captions.vtt');
+    const srt = join(workDir, 'captions.srt');
+    await writeWholeFile(vtt, toWebVtt(cues));
+    await writeWholeFile(srt, toSrt(cues));
+    return { mode, vtt, srt, cues: cues.length, timing: speech.wordTimingSource ?? 'estimated' };
+  }
+
+  private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, target: { outputPath: string; live: Writable | undefined; liveOnly: boolean; captions?: Captions }): Promise<Outcome> {
     const lipsync = required(engines.lipsync, 'lipsync');
     const encoder = required(engines.encode, 'encode');
     const { settings } = input;
-    const { outputPath, live } = target;
+    const { outputPath, live, captions } = target;
     const liveOnly = live !== undefined && target.liveOnly;
     // the video is encoded and inspected beside its target and moved onto it when the whole run
     // succeeds; a live video is inspected from a copy in the work folder, which cleanup removes
@@ -744,8 +789,9 @@ export class PipelineCoordinator {
       const rendered = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx), lipsync);
       // what the renderer throws while the encoder pulls its frames is the renderer's fault, not the encoder's
       const frames = { ...rendered, frames: blamed(rendered.frames, lipsync, run.signal) };
+      const carried = captions && encoder.plugin.captions ? { captions: { path: captions.vtt, mode: captions.mode } } : {};
       const encoded = await run.stage('encode_video', (ctx) =>
-        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings, ...(live && { live }) }, ctx, { alongside: true }), encoder);
+        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings, ...(live && { live }), ...carried }, ctx, { alongside: true }), encoder);
       // (the renderer says how it drew once it has drawn: read now)
       return { video: encoded, regions: rendered.regions, renderPath: rendered.computePath };
     }, { graceMs: 2 * this.cancelGraceMs });
@@ -755,9 +801,19 @@ export class PipelineCoordinator {
       inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx), inspector);
     }
     const paths = { ...(renderPath && { render: { ...renderPath } }), ...(video.computePath && { encode: { ...video.computePath } }) };
+    // the captions go beside the video, named as it is: talk.mp4 -> talk.vtt, talk.srt
+    const beside = (ext: string): string => join(dirname(outputPath), `${basename(outputPath, extname(outputPath))}${ext}`);
+    const captionFiles = captions && !liveOnly ? [{ from: captions.vtt, to: beside('.vtt') }, { from: captions.srt, to: beside('.srt') }] : [];
+    const notInVideo = !captions ? undefined
+      : !encoder.plugin.captions ? `the encoder ${encoder.plugin.name} cannot carry captions`
+      : captions.mode === 'soft' && live ? 'a live stream carries video and audio only' : undefined;
+    const report: CaptionsReport | undefined = captions && {
+      mode: captions.mode, vtt: captionFiles[0]?.to ?? null, srt: captionFiles[1]?.to ?? null, cues: captions.cues, timing: captions.timing, ...(notInVideo && { notInVideo }),
+    };
     return {
       outputPath, durationSeconds: video.durationSeconds, ...(inspection && { inspection }), ...(Object.keys(paths).length > 0 && { paths }),
-      ...(!liveOnly && { publish: { from: partial, to: outputPath } }),
+      ...(report && { captions: report }),
+      ...(!liveOnly && { publish: [...captionFiles, { from: partial, to: outputPath }] }),
     };
   }
 
@@ -799,7 +855,7 @@ export class PipelineCoordinator {
       const config = parsePipelineConfig(request.config ?? {});
       const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
       const speech = await run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, request.maxSeconds ?? 120, ctx), tts);
-      return { outputPath, durationSeconds: speech.durationSeconds, publish: { from: speech.wavPath, to: outputPath } };
+      return { outputPath, durationSeconds: speech.durationSeconds, publish: [{ from: speech.wavPath, to: outputPath }] };
     });
   }
 
@@ -821,7 +877,7 @@ export class PipelineCoordinator {
       const video = await run.stage('encode_video', (ctx) => this.runStage(encoder, {
         kind: 'still', imagePath: resolve(request.imagePath), audioPath: resolve(request.audioPath), outputPath: partial, settings,
       }, ctx), encoder);
-      return { outputPath, durationSeconds: video.durationSeconds, publish: { from: partial, to: outputPath } };
+      return { outputPath, durationSeconds: video.durationSeconds, publish: [{ from: partial, to: outputPath }] };
     });
   }
 

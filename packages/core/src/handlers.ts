@@ -30,6 +30,7 @@ function toResult(run: RunResult, extra: JobResult = {}): JobResult {
     engines: JSON.parse(JSON.stringify(run.engines)) as JsonValue,
     ...(run.inspection && { inspection: JSON.parse(JSON.stringify(run.inspection)) as JsonValue }),
     ...(run.paths && { paths: JSON.parse(JSON.stringify(run.paths)) as JsonValue }),
+    ...(run.captions && { captions: JSON.parse(JSON.stringify(run.captions)) as JsonValue }),
     ...extra,
   };
 }

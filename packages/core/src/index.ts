@@ -8,6 +8,7 @@ export * from './tools.js';
 export * from './leftovers.js';
 export * from './storage-check.js';
 export * from './media.js';
+export * from './captions.js';
 export * from './container.js';
 export * from './hls.js';
 export * from './config.js';

@@ -188,7 +188,7 @@ function outputPathOf(stage: StageKind, input: unknown): string | undefined {
  * row), a run gives an output of the stage's type (audio of the stated rate and length, frames of the stated
  * size and count, a file of the stated bytes...), progress stays in 0..1 and never goes back, and an abort
  * stops a run within a bounded time leaving no output file; an encoder that declares liveOutput streams
- * fragmented MP4 to `live`, the bytes of its file. Call it from a test file:
+ * fragmented MP4 to `live`, the bytes of its file; one that declares captions carries them as a subtitle track. Call it from a test file:
  *
  * ```ts
  * runStagePluginConformance(myPlugin, { input: (dir) => ({ text: 'Hello.', voice, outputPath: join(dir, 'a.wav'), maxSeconds: 30 }) });
@@ -287,6 +287,25 @@ export function runStagePluginConformance<K extends StageKind>(plugin: StagePlug
       expect(streamed.toString('latin1', 4, 8), 'the stream starts with an ftyp box').toBe('ftyp');
       expect(streamed.includes('moof'), 'the stream is fragmented (moof boxes)').toBe(true);
       expect(streamed.equals(await readFile(outputPath)), 'live and the file hold the same bytes').toBe(true);
+    }, timeout);
+
+    if (plugin.stage === 'encode' && plugin.captions) it('carries captions as a subtitle track (it declares captions)', async () => {
+      const dir = await fresh();
+      const audioPath = join(dir, 'tone.wav');
+      await toneWav(audioPath);
+      const captions = join(dir, 'captions.vtt');
+      await writeFile(captions, 'WEBVTT\n\n00:00:00.200 --> 00:00:01.500\nA caption.\n');
+      const outputPath = join(dir, 'captioned.mp4');
+      const input = { kind: 'frames', frames: barFrames(), audioPath, outputPath, settings: { format: 'mp4', ...QUALITY_PRESETS.low }, captions: { path: captions, mode: 'soft' } } as const;
+      const loaded = await load();
+      try {
+        await loaded.run(input as unknown as StageInput<K>, runContext(new AbortController().signal, dir, { progress: [] }));
+      } finally {
+        await loaded.unload();
+      }
+      const summary = await readMp4Summary(outputPath);
+      expect(summary?.tracks.map((t) => t.type).sort(), 'the tracks of the MP4').toEqual(['audio', 'other', 'video']);
+      expect(summary?.tracks.find((t) => t.type === 'other')?.codec, 'the subtitle track\'s codec').toBe('tx3g');
     }, timeout);
 
     it('does not start a run whose signal is already aborted, and writes nothing', async () => {

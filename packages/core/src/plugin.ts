@@ -1,3 +1,4 @@
+import type { WordTiming } from './captions.js';
 import type { Writable } from 'node:stream';
 import type { EncodeSettings } from './config.js';
 import type { AvatarErrorJSON } from './errors.js';
@@ -75,6 +76,12 @@ export interface Speech {
   /** the text as spoken, after normalisation (numbers and abbreviations spelled out) */
   spokenText: string;
   phonemes?: PhonemeTiming[];
+  /**
+   * When each spoken word is said (the words of `spokenText`), for captions: the engine's own timings
+   * where it has them, else estimated from the audio (`wordTimingSource` says which).
+   */
+  words?: WordTiming[];
+  wordTimingSource?: 'engine' | 'estimated';
 }
 
 export interface FaceInput {
@@ -228,6 +235,8 @@ export type EncodeInput =
     audioPath: string;
     outputPath: string;
     settings: EncodeSettings;
+    /** captions (a WebVTT file) to carry as a subtitle track (soft) or draw into the picture (burn), for an encoder that declares `captions` */
+    captions?: { path: string; mode: 'soft' | 'burn' };
     /**
      * Where the video also goes as it is encoded, as fragmented MP4 (fragments of about a second, each
      * playable once written), for an encoder that declares `liveOutput`. The file at `outputPath` is
@@ -471,6 +480,8 @@ export interface StagePlugin<K extends StageKind = StageKind> {
   voices?(): Promise<readonly EngineVoice[]>;
   /** encode engines: can write the video to `EncodeInput.live` while encoding it (fragmented MP4) */
   readonly liveOutput?: boolean;
+  /** encode engines: carry `EncodeInput.captions` as a subtitle track or draw them into the picture */
+  readonly captions?: boolean;
   /**
    * The licences of its code and of the models it loads with these (checked) options. Runs with
    * `commercialSafe` refuse an engine that declares none or one not cleared for commercial use;

@@ -127,7 +127,13 @@ function start(command: ffmpeg.FfmpegCommand, job: Job, onStderr: (line: string)
         const storage = diskFault(stderr ?? '', job.partialPath);
         reject(storage ?? encodeFailed(job.outputPath, reason, error));
       })
-      .on('end', () => resolve());
+      .on('end', (_stdout: string | null, stderr: string | null) => {
+        // ffmpeg 5.1 can exit 0 after "Error writing trailer ...: No space left on device" (seen with a
+        // subtitle stream): a file it could not finish is the disk's failure, not a success
+        const storage = diskFault(stderr ?? '', job.partialPath);
+        if (storage) reject(storage);
+        else resolve();
+      });
     command.run();
   });
   // Callers may stop awaiting `done` early (an error in the frame writer); never leave it unhandled.
@@ -309,6 +315,18 @@ function warmCapabilities(ffmpegPath: string): Promise<Capabilities | undefined>
 }
 
 /**
+ * Captions drawn into the picture by libass: white on a dark outline at the bottom, 15 lines of the
+ * 288-line script space ffmpeg gives converted captions (about a twentieth of the picture's height:
+ * libass scales that space to the video), so they read the same at every size. The path is escaped twice: once as a filter option, once for the graph.
+ */
+export function burnFilter(path: string): string {
+  const option = path.replace(/[\\':]/g, (c) => `\\${c}`);
+  const graph = option.replace(/[\\'[\],;]/g, (c) => `\\${c}`);
+  const style = 'FontName=DejaVu Sans,FontSize=15,PrimaryColour=&H00FFFFFF,OutlineColour=&H00000000,BackColour=&H80000000,BorderStyle=1,Outline=1.8,Shadow=0.8,MarginV=14';
+  return `subtitles=filename=${graph}:force_style='${style.replace(/,/g, '\\,')}'`;
+}
+
+/**
  * A still image and an audio file into one video as long as the audio. The image is decoded, scaled
  * and colour-converted once, then repeated (tpad clone) at the frame rate; output stops at the audio's
  * measured duration (-t), not at -shortest, which overshoots to the next frame or audio packet.
@@ -458,10 +476,10 @@ class LiveTee extends Writable {
  * stream, and no buffer is overwritten while ffmpeg may still read it.
  */
 export async function encodeFrames(
-  input: { frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings; live?: Writable },
+  input: { frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings; live?: Writable; captions?: { path: string; mode: 'soft' | 'burn' } },
   options: EncodeOptions = {},
 ): Promise<EncodedVideo> {
-  const { frames, audioPath, outputPath, live } = input;
+  const { frames, audioPath, outputPath, live, captions } = input;
   // The stream's own frame rate is the truth: frames were rendered for it.
   const settings: EncodeSettings = { ...input.settings, fps: frames.fps };
   const { width, height } = frames;
@@ -502,15 +520,25 @@ export async function encodeFrames(
       .input('pipe:0')
       .inputFormat('rawvideo')
       .inputOptions(['-pix_fmt', yuv ? 'yuv420p' : 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)])
-      .input(audioPath)
-      .outputOptions([
+      .input(audioPath);
+    // soft captions: a subtitle track (mov_text in MP4, WebVTT in WebM); a live stream carries none (its
+    // segments are video and audio), the files beside it have them
+    const soft = captions?.mode === 'soft' && !live;
+    if (soft) command.input(captions.path).inputFormat('webvtt');
+    // yuv420p frames already are BT.709 limited range: only RGBA needs converting
+    const filters = [yuv ? `${geometry.filter},setsar=1` : `${geometry.filter},${COLOR_FILTER}`];
+    if (captions?.mode === 'burn') filters.push(burnFilter(captions.path));
+    // (spread, not an array: fluent-ffmpeg splits an array's element that holds one space in two, and a
+    // caption file's path or style may hold one)
+    command
+      .outputOptions(
         '-hide_banner',
         '-map', '0:v:0', '-map', '1:a:0',
-        // yuv420p frames already are BT.709 limited range: only RGBA needs converting
-        '-vf', yuv ? `${geometry.filter},setsar=1` : `${geometry.filter},${COLOR_FILTER}`,
+        ...(soft ? ['-map', '2:s:0', '-c:s', settings.format === 'webm' ? 'webvtt' : 'mov_text', '-metadata:s:s:0', 'language=und'] : []),
+        '-vf', filters.join(','),
         '-r', String(frames.fps),
         ...codec.options,
-      ])
+      )
       .videoCodec(codec.videoCodec)
       .audioCodec(codec.audioCodec)
       .format(codec.muxer)

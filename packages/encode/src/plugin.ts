@@ -60,6 +60,7 @@ export function createFfmpegPlugin(paths: FfmpegPluginOptions = {}): StagePlugin
     resources: { device: 'cpu' },
     // streamed frames can go out as fragmented MP4 while they are encoded (EncodeInput.live)
     liveOutput: true,
+    captions: true,
     // ffmpeg runs as a separate program; Debian's build (with x264) is GPL, which allows commercial use
     license: () => ({ code: 'MIT (runs ffmpeg with libx264: GPL-2.0-or-later as built by Debian)', commercialUse: true, models: [] }),
     check: () => check(paths),

@@ -1,7 +1,8 @@
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION, diskFullAt, isAvatarError, partialPathFor, writeWholeFile } from '@avatar/core';
-import type { EngineLicense, EngineVoice, InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings } from '@avatar/core';
+import type { EngineLicense, EngineVoice, InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings, WordTiming } from '@avatar/core';
+import { alignWords, estimateWords, parseFestivalWords, parseFliteWordGroups, spokenWords } from './words.js';
 import { runTool, toolVersion, whichTool } from './spawn.js';
 import { prepareText, stripAccents } from './text.js';
 import { DEFAULT_VOICE, espeakPitchParam, ESPEAK_PITCH_TABLE, findVoice, listVoices } from './voices.js';
@@ -37,6 +38,8 @@ interface RenderJob {
 
 interface RenderResult {
   phonemes?: PhonemeTiming[];
+  /** each spoken word's times, where the engine can say */
+  words?: WordTiming[];
   /** semitones still to shift after synthesis, because the engine could not */
   pitchLeft: number;
 }
@@ -154,6 +157,8 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
       spokenText,
     };
     if (rendered.phonemes) speech.phonemes = tidyPhonemes(rendered.phonemes, wav.durationSeconds);
+    speech.words = rendered.words ?? estimateWords(spokenWords(spokenText), wav.samples, wav.sampleRate);
+    speech.wordTimingSource = rendered.words ? 'engine' : 'estimated';
     return speech;
   } catch (error) {
     await rm(partial, { force: true });
@@ -294,11 +299,22 @@ const fliteSpec: EngineSpec = {
     }
     if (job.voice.rate !== 1) args.push('--setf', `duration_stretch=${(1 / job.voice.rate).toFixed(4)}`);
     args.push('-psdur', '-f', textFile, '-o', job.wavPath);
+    // beside it, each word said alone as a sentence of its own, for its phonemes: aligned to the
+    // utterance's timed phonemes, they say when each word is spoken (flite prints no word times)
+    const words = spokenWords(job.text);
+    const wordsFile = join(job.tmpDir, 'words.txt');
+    await writeWholeFile(wordsFile, `${words.join('. ')}.\n`);
+    const alone = runTool(job.binary, ['-voice', job.voice.voice, '-ps', '-f', wordsFile, '-o', 'none'], { tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: job.signal })
+      .then(({ stdout }) => parseFliteWordGroups(stdout), () => undefined);
     const { stdout, stderr } = await runTool(job.binary, args, {
       tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
     });
     if (/error/i.test(stderr)) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: stderr.trim() });
-    return { phonemes: parseFlitePhonemes(stdout), pitchLeft };
+    const phonemes = parseFlitePhonemes(stdout);
+    const groups = await alone;
+    // one group per word, or the pairing is not known: the words are then estimated from the audio
+    const timed = groups?.length === words.length ? alignWords(phonemes, words.map((word, k) => ({ word, phones: groups[k] as string[] }))) : undefined;
+    return { phonemes, pitchLeft, ...(timed && { words: timed }) };
   },
   version: (binary) => toolVersion(binary, ['--version'], /version:\s*flite-([\w.-]+)/),
   async installedVoices(binary) {
@@ -339,6 +355,7 @@ const festivalSpec: EngineSpec = {
   voicePattern: /^[a-z0-9_]+$/,
   async render(job) {
     const segs = join(job.tmpDir, 'segments.lab');
+    const wordsFile = join(job.tmpDir, 'words.tsv');
     const script = join(job.tmpDir, 'synth.scm');
     const rate = job.voice.rate;
     // HTS voices take the speed as an engine parameter; other festival voices use Duration_Stretch
@@ -350,14 +367,19 @@ const festivalSpec: EngineSpec = {
       '(utt.synth utt)',
       `(utt.save.wave utt ${schemeString(job.wavPath)} 'riff)`,
       `(utt.save.segs utt ${schemeString(segs)})`,
+      // each word with its first segment's start and its last one's end (word_end reads 0 at a phrase's end)
+      `(set! wordsOut (fopen ${schemeString(wordsFile)} "w"))`,
+      '(mapcar (lambda (w) (format wordsOut "%s\\t%s\\t%s\\n" (item.name w) (item.feat w "R:SylStructure.daughter1.daughter1.segment_start") (item.feat w "R:SylStructure.daughtern.daughtern.segment_end"))) (utt.relation.items utt \'Word))',
+      '(fclose wordsOut)',
     ];
     await writeWholeFile(script, `${lines.join('\n')}\n`);
     await runTool(job.binary, ['--batch', script], {
       tool: 'festival', install: INSTALL.festival, engine: 'festival', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
     });
     const phonemes = parseFestivalSegments(await readFile(segs, 'utf8').catch(() => ''));
+    const words = parseFestivalWords(await readFile(wordsFile, 'utf8').catch(() => ''));
     // the HTS engine in festival 2.5 ignores its half-tone parameter, so pitch is shifted with sox
-    return { phonemes, pitchLeft: job.voice.pitch };
+    return { phonemes, pitchLeft: job.voice.pitch, ...(words.length > 0 && { words }) };
   },
   version: (binary) => toolVersion(binary, ['--version'], /System:\s*([\d.]+)/),
   async installedVoices(binary) {

@@ -55,7 +55,11 @@ export function reportRun(out: Output, result: RunResult, what: string): number 
       const paths = result.paths
         ? `\n  ${Object.entries(result.paths).map(([kind, p]) => `${kind}: ${p.path}${p.notUsed ? ` (not ${p.notUsed})` : ''}`).join('; ')}`
         : '';
-      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s${inspection}${paths}`;
+      const c = result.captions;
+      const captions = c
+        ? `\n  captions (${c.mode}, ${c.cues} cues, word timings ${c.timing === 'engine' ? "from the speech engine" : 'estimated from the audio'}): ${[c.vtt, c.srt].filter(Boolean).join(', ') || 'no files (live)'}${c.notInVideo ? `; not in the video: ${c.notInVideo}` : ''}`
+        : '';
+      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s${inspection}${paths}${captions}`;
     });
     return 0;
   }

@@ -238,8 +238,9 @@ $('job-form').addEventListener('submit', async (event) => {
   const quality = document.querySelector('input[name="quality"]:checked')?.value ?? 'medium';
   const headMotion = document.querySelector('input[name="head-motion"]:checked')?.value ?? 'subtle';
   const blinkRate = Number($('blink-rate').value);
+  const captions = document.querySelector('input[name="captions"]:checked')?.value ?? 'soft';
   // published as HLS while it is made, so the video plays before the job is done
-  const params = { text, avatarImagePath: avatar.imagePath, live: true, config: { videoQuality: quality, headMotion, blinkRate } };
+  const params = { text, avatarImagePath: avatar.imagePath, live: true, config: { videoQuality: quality, headMotion, blinkRate, captions } };
   const submit = $('submit');
   submit.disabled = true;
   say(formStatus, 'busy', 'Sending…');
@@ -405,6 +406,29 @@ function resetResultSection() {
   download.hidden = true;
 }
 
+let captionsObjectUrl;
+
+/** The job's captions as a track the viewer can turn on (shown at once), when it made soft ones. */
+async function showCaptions(job) {
+  for (const old of video.querySelectorAll('track')) old.remove();
+  if (captionsObjectUrl) URL.revokeObjectURL(captionsObjectUrl);
+  captionsObjectUrl = undefined;
+  const captions = job.result?.captions;
+  if (!captions?.vtt || captions.mode !== 'soft') return;
+  const path = `/v1/jobs/${encodeURIComponent(job.jobId)}/captions/vtt`;
+  let src = path;
+  if (hasApiKey()) {
+    // a <track> cannot send the key either
+    try {
+      captionsObjectUrl = URL.createObjectURL(await fetchBlob(path));
+      src = captionsObjectUrl;
+    } catch {
+      return;
+    }
+  }
+  video.append(el('track', { kind: 'captions', srclang: 'en', label: 'Captions', src, default: '' }));
+}
+
 async function showResult(job) {
   const section = $('result-section');
   const path = `/v1/jobs/${encodeURIComponent(job.jobId)}/result`;
@@ -435,6 +459,7 @@ async function showResult(job) {
   delete section.dataset.live;
   delete section.dataset.livePlayer;
   video.src = src;
+  await showCaptions(job);
   if (resumeAt > 0) {
     video.addEventListener('loadedmetadata', () => {
       video.currentTime = Math.min(resumeAt, video.duration || resumeAt);

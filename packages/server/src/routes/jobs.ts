@@ -117,6 +117,36 @@ export function registerJobRoutes(api: Api, ctx: RouteContext): void {
     return reply.header('content-length', size).send(createReadStream(file));
   });
 
+  api.get('/v1/jobs/:id/captions/:format', {
+    schema: {
+      summary: 'a completed job\'s captions, as WebVTT (vtt) or SubRip (srt): the speech\'s words as written, timed by the speech engine',
+      params: Type.Object({ id: JobIdSchema, format: Type.Union([Type.Literal('vtt'), Type.Literal('srt')]) }, { additionalProperties: false }),
+      response: { 200: BytesSchema('the captions'), ...errorResponses(400, 401, 404, 409) },
+    },
+  }, async (request, reply) => {
+    const job = await getJob(request.params.id);
+    const id = job.jobId;
+    const { format } = request.params;
+    if (!isFinished(job.status)) throw new AvatarError('AVATAR_ERR_JOB_NOT_FINISHED', { id, status: job.status });
+    if (job.status !== 'completed') throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: `it ended ${job.status}` });
+    const captions = job.result?.captions;
+    const path = captions && typeof captions === 'object' && !Array.isArray(captions) ? captions[format] : undefined;
+    if (typeof path !== 'string') throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'it made no captions (a job from text with captions other than "none" makes them)' });
+    let data: Buffer;
+    try {
+      // only files inside the storage folder are served, links followed first
+      const file = await realpath(path);
+      if (!file.startsWith((await realpath(storageDir)) + sep)) throw new Error('outside the storage folder');
+      data = await readFile(file);
+    } catch {
+      throw new AvatarError('AVATAR_ERR_JOB_NO_RESULT', { id, reason: 'its captions are no longer there' });
+    }
+    return reply
+      .header('content-type', format === 'vtt' ? 'text/vtt; charset=utf-8' : 'application/x-subrip; charset=utf-8')
+      .header('content-disposition', `attachment; filename="${id}.${format}"`)
+      .send(data);
+  });
+
   api.get('/v1/jobs/:id/live/:file', {
     schema: {
       summary: 'a live job\'s video while it is made, as HLS: playlist.m3u8 (an EVENT playlist that ends when the video is whole), init.mp4 and seg-NNNNN.m4s',
