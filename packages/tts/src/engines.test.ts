@@ -51,6 +51,20 @@ describe.each(ENGINES)('$engine', ({ engine, voice, rate }) => {
     normal = await speak(plugin, settings, SENTENCE, `${engine}-normal.wav`);
   });
 
+  it('says when each word is spoken: every word once, in order, inside the audio', () => {
+    const words = normal.words ?? [];
+    expect(words.map((w) => w.word.toLowerCase())).toEqual(SENTENCE.toLowerCase().replace(/[.,]/g, '').split(' '));
+    expect(normal.wordTimingSource).toBe(engine === 'espeak-ng' ? 'estimated' : 'engine');
+    for (let k = 0; k < words.length; k++) {
+      expect(words[k]!.end).toBeGreaterThanOrEqual(words[k]!.start);
+      expect(words[k]!.end).toBeLessThanOrEqual(normal.durationSeconds + 0.01);
+      if (k > 0) expect(words[k]!.start).toBeGreaterThanOrEqual(words[k - 1]!.end - 1e-9);
+    }
+    // the comma's pause falls between "dog" and "and", not inside a word (the engines that time words)
+    const dog = words.findIndex((w) => w.word === 'dog');
+    if (engine !== 'espeak-ng') expect(words[dog + 1]!.start - words[dog]!.end).toBeGreaterThan(0.05);
+  });
+
   it('is exported as a tts plugin and finds its binary', async () => {
     expect(plugins.some((p) => p.name === engine && p.stage === 'tts')).toBe(true);
     const check = await plugin.check?.();
