@@ -2,7 +2,7 @@
 // track in it, their timing against the speech as heard, burnt in, and none.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@avatar/core';
@@ -122,6 +122,16 @@ describe('captions', () => {
     const soft = await run('soft.webm', []);
     expect(ffprobe(soft.out).streams.find((s) => s.codec_type === 'subtitle')?.codec_name).toBe('webvtt');
     expect((await readdir(join(dir, 'storage', 'work')).catch(() => [])).length).toBe(0);
+  });
+
+  it('refuses a run whose captions cannot be written beside the video (a folder of that name), before any stage', async () => {
+    await mkdir(join(dir, 'blocked.srt'));
+    const r = await avatar(['--json', '--storage', join(dir, 'storage'), 'pipeline', 'run', 'Hi.', '--avatar', PORTRAIT, '--output', join(dir, 'blocked.mp4')]);
+    expect(r.code).not.toBe(0);
+    const result = JSON.parse(r.stdout) as { error: { message: string }; stagesCompleted: string[] };
+    expect(result.error.message).toMatch(/captions file.*blocked\.srt/);
+    expect(result.stagesCompleted).toEqual([]);
+    expect(existsSync(join(dir, 'blocked.mp4')) || existsSync(join(dir, 'blocked.vtt'))).toBe(false);
   });
 
   it('refuses a caption mode it does not know, before any stage', async () => {

@@ -54,6 +54,8 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
     if (outArray.ElementLength() != static_cast<size_t>(width_) * height_ * 3 / 2) throw Napi::RangeError::New(env, "frame: out must be one I420 frame");
     CheckPoints(env, "frame", movedArray);
     CheckActive(env, "frame", activeArray, count, triangleIndices_);
+    // the GPU's lists hold each triangle once: more would write past them
+    if (static_cast<size_t>(count) > triangleIndices_ / 3) throw Napi::RangeError::New(env, "frame: activeCount exceeds the mesh's triangles");
     MouthParams figures{};
     Napi::Float64Array outline;
     if (mouth) {

@@ -14,5 +14,8 @@ struct PtxModule {
 extern const char* const kPtxStatus;
 extern const PtxModule kPtxModules[];
 extern const size_t kPtxModuleCount;
+// the CUDA version of the nvcc that wrote the PTX, as cuDriverGetVersion counts (13000 for 13.0): the
+// driver must be at least as new to compile it
+extern const int kPtxCudaVersion;
 
 }  // namespace avatar

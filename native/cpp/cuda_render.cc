@@ -26,8 +26,7 @@ struct CUuuid {
   unsigned char bytes[16];
 };
 
-// the oldest driver API the kernels are built for: CUDA 12.0 (PTX from CUDA 13's nvcc needs a driver of
-// its own major version or newer to JIT it; an older driver says so when the module loads)
+// the oldest driver the renderer is written for (its driver API calls); the PTX may need a newer one
 constexpr int kMinDriverVersion = 12000;
 constexpr unsigned kWarpBlock = 64;   // rows per block of the claim and draw passes
 constexpr unsigned kMapBlock = 128;   // triangles per block of the map pass
@@ -200,10 +199,12 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
   }
   int version = 0;
   rc = cu.driverVersion(&version);
-  if (rc != 0 || version < kMinDriverVersion) {
+  const int needed = kPtxCudaVersion > kMinDriverVersion ? kPtxCudaVersion : kMinDriverVersion;
+  const auto cuda = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
+  if (rc != 0 || version < needed) {
     why = rc != 0 ? Failed(cu, "cuDriverGetVersion", rc)
-                  : "the NVIDIA driver supports CUDA " + std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10) +
-                        "; the renderer's kernels need 12.0 or newer";
+                  : "the NVIDIA driver supports CUDA " + cuda(version) + "; the renderer's kernels (PTX by nvcc " + cuda(kPtxCudaVersion) +
+                        ") need a driver for CUDA " + cuda(needed) + " or newer (or build the addon with an older CUDA toolkit)";
     return nullptr;
   }
   int count = 0;

@@ -17,8 +17,9 @@
 
 namespace avatar {
 
-// std::min / std::max's exact rule (the first argument when neither is smaller), which the
-// TypeScript twins' Math.min / Math.max agree with for the finite values the kernels see.
+// std::min / std::max's rule (the first argument when neither is smaller), which the TypeScript twins'
+// Math.min / Math.max agree with for the finite values the kernels see (nvcc may compile them to
+// min.f64 / max.f64, which differ only for NaN and the sign of a zero: neither reaches a pixel).
 AVATAR_HD double Min2(double a, double b) { return b < a ? b : a; }
 AVATAR_HD double Max2(double a, double b) { return a < b ? b : a; }
 AVATAR_HD double Min3(double a, double b, double c) { return Min2(Min2(a, b), c); }

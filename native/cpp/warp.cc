@@ -74,10 +74,12 @@ void WarpPlanes(const TriangleMap& m, const uint8_t* src, uint8_t* dst, int64_t 
 #if defined(__SSE2__)
     // lane k starts at fxp + k * stepX, exactly where the scalar loop would be at x + k
     const __m128i rowMul = _mm_set1_epi32((1 << 16) | W);
-    const __m128i stepX4 = _mm_set1_epi32(r.stepX * 4);
-    const __m128i stepY4 = _mm_set1_epi32(r.stepY * 4);
-    __m128i vx = _mm_add_epi32(_mm_set1_epi32(r.fxp), _mm_set_epi32(r.stepX * 3, r.stepX * 2, r.stepX, 0));
-    __m128i vy = _mm_add_epi32(_mm_set1_epi32(r.fyp), _mm_set_epi32(r.stepY * 3, r.stepY * 2, r.stepY, 0));
+    // (multiples in unsigned arithmetic: a lane past the row's end may wrap, and is never stored)
+    const auto times = [](int32_t step, uint32_t k) { return static_cast<int32_t>(static_cast<uint32_t>(step) * k); };
+    const __m128i stepX4 = _mm_set1_epi32(times(r.stepX, 4));
+    const __m128i stepY4 = _mm_set1_epi32(times(r.stepY, 4));
+    __m128i vx = _mm_add_epi32(_mm_set1_epi32(r.fxp), _mm_set_epi32(times(r.stepX, 3), times(r.stepX, 2), r.stepX, 0));
+    __m128i vy = _mm_add_epi32(_mm_set1_epi32(r.fyp), _mm_set_epi32(times(r.stepY, 3), times(r.stepY, 2), r.stepY, 0));
     const int64_t row = static_cast<int64_t>(y) * W;
     uint8_t* d1 = dst + o1 + row;
     uint8_t* d2 = o2 < 0 ? nullptr : dst + o2 + row;

@@ -9,13 +9,15 @@
 namespace avatar {
 
 // std::floor and std::ceil without SSE4.1 are library calls; a row needs several. These agree with them
-// (and with JavaScript's Math.floor/Math.ceil) for every value the warp meets: spans and positions are
-// far inside the range of a 64-bit integer.
+// (and with JavaScript's Math.floor/Math.ceil) for every finite value: from 2^52 on a double is a whole
+// number already, and below it the conversion through int64 is exact (and defined).
 AVATAR_HD double FloorI(double v) {
+  if (!(v > -4503599627370496.0 && v < 4503599627370496.0)) return v;
   const double t = static_cast<double>(static_cast<int64_t>(v));
   return t > v ? t - 1 : t;
 }
 AVATAR_HD double CeilI(double v) {
+  if (!(v > -4503599627370496.0 && v < 4503599627370496.0)) return v;
   const double t = static_cast<double>(static_cast<int64_t>(v));
   return t < v ? t + 1 : t;
 }
@@ -119,14 +121,16 @@ struct WarpRow {
 AVATAR_HD bool StartRow(const TriangleMap& m, int y, int W, int H, WarpRow& r) {
   if (!RowSpan(m, y, r.lo, r.hi)) return false;
   r.y = y;
-  r.stepX = static_cast<int32_t>(floor(m.xx * 65536 + 0.5));
-  r.stepY = static_cast<int32_t>(floor(m.yx * 65536 + 0.5));
+  // the steps as doubles, as TypeScript has them: a sliver's step can be far beyond 32 bits, and is then
+  // never used (its row is not fixed, or has one pixel)
+  const double stepX = floor(m.xx * 65536 + 0.5);
+  const double stepY = floor(m.yx * 65536 + 0.5);
   r.sx = m.xx * r.lo + m.xy * y + m.x0;
   r.sy = m.yx * r.lo + m.yy * y + m.y0;
   const double fx0 = FloorI(r.sx * 65536 + 0.5);
   const double fy0 = FloorI(r.sy * 65536 + 0.5);
-  const double fx1 = fx0 + static_cast<double>(r.hi - r.lo) * r.stepX;
-  const double fy1 = fy0 + static_cast<double>(r.hi - r.lo) * r.stepY;
+  const double fx1 = fx0 + static_cast<double>(r.hi - r.lo) * stepX;
+  const double fy1 = fy0 + static_cast<double>(r.hi - r.lo) * stepY;
   const double limitX = (W - 1) * 65536.0;
   const double limitY = (H - 1) * 65536.0;
   // The triangle test says the source is inside, and the row's two ends (positions move linearly
@@ -134,6 +138,10 @@ AVATAR_HD bool StartRow(const TriangleMap& m, int y, int W, int H, WarpRow& r) {
   r.fixed = m.inside && fx0 >= 0 && fx1 >= 0 && fx0 < limitX && fx1 < limitX && fy0 >= 0 && fy1 >= 0 && fy0 < limitY && fy1 < limitY;
   r.fxp = r.fixed ? static_cast<int32_t>(fx0) : 0;
   r.fyp = r.fixed ? static_cast<int32_t>(fy0) : 0;
+  // on a fixed row of two pixels or more both ends are inside the plane, so a step is below 2^31
+  const bool steps = r.fixed && r.hi > r.lo;
+  r.stepX = steps ? static_cast<int32_t>(stepX) : 0;
+  r.stepY = steps ? static_cast<int32_t>(stepY) : 0;
   return true;
 }
 

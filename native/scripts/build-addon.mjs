@@ -72,6 +72,7 @@ function buildPtx() {
   mkdirSync(generated, { recursive: true });
   const modules = [];
   let status;
+  let cudaVersion = 0;
   const nvcc = [process.env.CUDACXX, '/usr/local/cuda/bin/nvcc', 'nvcc'].find((c) => c && spawnSync(c, ['--version']).status === 0);
   if (process.env.AVATAR_SKIP_CUDA_PTX) status = 'not built (AVATAR_SKIP_CUDA_PTX is set)';
   else if (!nvcc) status = 'not built: nvcc not found (the CUDA toolkit is needed to build them; the CPU kernels do not need it)';
@@ -89,6 +90,9 @@ function buildPtx() {
       modules.push({ name, ptx: readFileSync(out, 'utf8') });
     }
     status ??= `PTX (compute_75) by nvcc ${version}`;
+    // a driver compiles PTX only from a toolkit as new as itself or older: 13.0 -> 13000, as cuDriverGetVersion counts
+    const [major = 0, minor = 0] = version.split('.').map(Number);
+    if (modules.length > 0) cudaVersion = major * 1000 + minor * 10;
   }
   const end = ')avatar_ptx"';
   if (modules.some((m) => m.ptx.includes(end))) throw new Error('PTX holds the embedding delimiter');
@@ -99,6 +103,7 @@ function buildPtx() {
     `const char* const kPtxStatus = ${JSON.stringify(status)};`,
     `const PtxModule kPtxModules[] = {${modules.map((m) => `{"${m.name}", R"avatar_ptx(${m.ptx}${end}}`).join(', ') || '{nullptr, nullptr}'}};`,
     `const size_t kPtxModuleCount = ${modules.length};`,
+    `const int kPtxCudaVersion = ${cudaVersion};`,
     '}  // namespace avatar',
     '',
   ].join('\n');

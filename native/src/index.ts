@@ -63,7 +63,31 @@ export function snapshotFromNvml(raw: RawNvmlReport): GpuSnapshot {
   return { available: true, source: `nvml (${driver})`, devices };
 }
 
-/** The GPU memory provider backed by NVML through the addon. */
+/**
+ * The GPUs CUDA may use, as CUDA_VISIBLE_DEVICES says: by UUID ("GPU-..."; a prefix is enough), or by
+ * index where CUDA_DEVICE_ORDER=PCI_BUS_ID makes CUDA's order NVML's. Indices in CUDA's default order
+ * (fastest first) cannot be matched to NVML's: then every GPU is kept.
+ */
+export function visibleToCuda(snapshot: GpuSnapshot, env: NodeJS.ProcessEnv = process.env): GpuSnapshot {
+  const visible = env['CUDA_VISIBLE_DEVICES'];
+  if (!snapshot.available || visible === undefined) return snapshot;
+  const entries = visible.split(',').map((e) => e.trim()).filter(Boolean);
+  // CUDA stops at the first entry it cannot use, so "-1" (or nothing) hides every GPU
+  const usable: string[] = [];
+  for (const e of entries) {
+    if (!/^(GPU-[0-9a-f-]+|\d+)$/i.test(e)) break;
+    usable.push(e);
+  }
+  let devices = snapshot.devices;
+  if (usable.every((e) => /^GPU-/i.test(e))) {
+    devices = snapshot.devices.filter((d) => d.uuid && usable.some((e) => d.uuid!.toLowerCase().startsWith(e.toLowerCase())));
+  } else if (env['CUDA_DEVICE_ORDER'] === 'PCI_BUS_ID' && usable.every((e) => /^\d+$/.test(e))) {
+    devices = snapshot.devices.filter((d) => usable.includes(String(d.index)));
+  }
+  return devices.length > 0 ? { ...snapshot, devices } : { available: false, reason: `no GPU: CUDA_VISIBLE_DEVICES (${JSON.stringify(visible)}) hides every GPU NVML lists` };
+}
+
+/** The GPU memory provider backed by NVML through the addon: the GPUs CUDA may use (visibleToCuda). */
 export function createNvmlMemoryProvider(options?: NativeOptions): GpuMemoryProvider {
   return {
     name: 'nvml',
@@ -71,7 +95,7 @@ export function createNvmlMemoryProvider(options?: NativeOptions): GpuMemoryProv
       const loaded = load(options);
       if (!loaded.ok) return { available: false, reason: `no GPU: native addon not built (${loaded.reason})` };
       try {
-        return snapshotFromNvml(await loaded.addon.queryNvml());
+        return visibleToCuda(snapshotFromNvml(await loaded.addon.queryNvml()));
       } catch (error) {
         return { available: false, reason: `no GPU: NVML query failed: ${errorText(error)}` };
       }

@@ -44,7 +44,7 @@ extern "C" {
 typedef unsigned long long CUdeviceptr;
 
 int cuInit(unsigned flags) { (void)flags; return 0; }
-int cuDriverGetVersion(int* v) { *v = Mode() == "old-driver" ? 11080 : 13000; return 0; }
+int cuDriverGetVersion(int* v) { *v = Mode() == "old-driver" ? 12040 : 13000; return 0; }
 int cuDeviceGetCount(int* n) { *n = Mode() == "no-device" ? 0 : 1; return 0; }
 int cuDeviceGet(int* dev, int ordinal) { *dev = ordinal; return ordinal == 0 ? 0 : 101; }
 int cuDeviceGetName(char* name, int len, int dev) { (void)dev; snprintf(name, (size_t)len, "Fake GPU 0"); return 0; }

@@ -138,7 +138,7 @@ export function addAnimationOptions(command: Command): Command {
     .option('--blink-rate <n>', 'blinks per minute, 0..60 (default 15)', parseNumberIn('blink-rate', 0, 60))
     .option('--expressiveness <x>', 'how far mouth and jaw move, 0..2 (default 1)', parseNumberIn('expressiveness', 0, 2))
     .option('--seed <n>', 'seeds blinks and head motion: the same inputs and seed give the same video (default 1)', parseIntIn('seed', 0, 2 ** 31 - 1))
-    .option('--captions <mode>', `captions from the speech's word timings: ${CAPTION_MODES.join('|')} (default soft: .vtt and .srt beside the video and a subtitle track in it; burn: drawn into the picture)`, oneOfParser('captions', CAPTION_MODES));
+    .option('--captions <mode>', `captions from the speech's word timings (a talking head from text): ${CAPTION_MODES.join('|')} (default soft: .vtt and .srt beside the video and a subtitle track in it; burn: drawn into the picture)`, oneOfParser('captions', CAPTION_MODES));
 }
 
 export function addVideoOptions(command: Command): Command {

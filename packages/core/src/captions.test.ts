@@ -41,6 +41,26 @@ describe('captions', () => {
     ]);
   });
 
+  it('puts a long text\'s words back window by window, every plain word on its own', () => {
+    const tokens: string[] = [];
+    const spoken: string[] = [];
+    for (let k = 0; k < 3000; k++) {
+      if (k % 97 === 50) {
+        tokens.push('2:30pm');
+        spoken.push('two', 'thirty', 'p', 'm');
+      } else {
+        tokens.push(`word${k}`);
+        spoken.push(`word${k}`);
+      }
+    }
+    const timing = timed(spoken);
+    const words = writtenWords(tokens.join(' '), timing);
+    expect(words.map((w) => w.text)).toEqual(tokens);
+    const byWord = new Map(timing.map((w) => [w.word, w.start]));
+    expect(words.every((w) => w.text === '2:30pm' || w.start === byWord.get(w.text))).toBe(true);
+    for (let k = 1; k < words.length; k++) expect(words[k]!.start).toBeGreaterThanOrEqual(words[k - 1]!.end);
+  });
+
   it('cuts cues at sentences and long phrases, two balanced lines at most, readable and never overlapping', () => {
     const text = 'This is the first sentence. The second one is rather longer, and it goes on with a phrase after a comma, then some more words to spill over.';
     const spoken = timed(text.replace(/[.,]/g, '').split(' '));

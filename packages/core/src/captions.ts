@@ -65,6 +65,65 @@ function breakAfter(token: string): CaptionWord['breakAfter'] {
   return 'none';
 }
 
+/** Tokens aligned at once: memory grows with its square (an hour of text is some 9,000 tokens). */
+const ANCHOR_WINDOW = 400;
+
+/**
+ * The tokens and spoken words that read the same, as pairs of indices in order: a longest common
+ * subsequence, found window by window (each window's pairs kept up to the last one in its first half,
+ * the next window starting after it), so memory stays bounded however long the text.
+ */
+function anchors(a: readonly string[], b: readonly string[]): [number, number][] {
+  const pairs: [number, number][] = [];
+  let i0 = 0;
+  let j0 = 0;
+  while (i0 < a.length && j0 < b.length) {
+    const i1 = Math.min(a.length, i0 + ANCHOR_WINDOW);
+    // a token may be read as several words ("1,234" -> "one thousand two hundred thirty four")
+    const j1 = Math.min(b.length, j0 + 4 * ANCHOR_WINDOW);
+    const local = lcsPairs(a, b, i0, i1, j0, j1);
+    if (i1 === a.length) {
+      pairs.push(...local);
+      break;
+    }
+    const half = i0 + ANCHOR_WINDOW / 2;
+    const kept = local.filter(([i]) => i < half);
+    const cut = kept[kept.length - 1] ?? local[local.length - 1];
+    if (!cut) {
+      // nothing reads the same here: the window's tokens share its words (see writtenWords)
+      i0 = i1;
+      j0 = j1;
+      continue;
+    }
+    pairs.push(...(kept.length > 0 ? kept : local));
+    i0 = cut[0] + 1;
+    j0 = cut[1] + 1;
+  }
+  return pairs;
+}
+
+/** The longest common subsequence of a[i0..i1) and b[j0..j1), as index pairs. */
+function lcsPairs(a: readonly string[], b: readonly string[], i0: number, i1: number, j0: number, j1: number): [number, number][] {
+  const n = i1 - i0;
+  const m = j1 - j0;
+  const width = m + 1;
+  const lcs = new Uint16Array((n + 1) * width);
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      const x = a[i0 + i] as string;
+      lcs[i * width + j] = x !== '' && x === b[j0 + j] ? lcs[(i + 1) * width + j + 1]! + 1 : Math.max(lcs[(i + 1) * width + j]!, lcs[i * width + j + 1]!);
+    }
+  }
+  const pairs: [number, number][] = [];
+  for (let i = 0, j = 0; i < n && j < m;) {
+    const x = a[i0 + i] as string;
+    if (x !== '' && x === b[j0 + j]) pairs.push([i0 + i++, j0 + j++]);
+    else if (lcs[(i + 1) * width + j]! >= lcs[i * width + j + 1]!) i++;
+    else j++;
+  }
+  return pairs;
+}
+
 /**
  * The written text's tokens, each timed by the spoken words it became. Tokens and spoken words that read
  * the same anchor the match (a longest common subsequence); between two anchors, the tokens share the
@@ -77,21 +136,7 @@ export function writtenWords(text: string, spoken: readonly WordTiming[]): Capti
   const b = spoken.map((w) => key(w.word));
   const n = a.length;
   const m = b.length;
-  // lcs[i][j]: the longest common run of tokens i.. and words j..
-  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
-  for (let i = n - 1; i >= 0; i--) {
-    const row = lcs[i] as Uint32Array;
-    const below = lcs[i + 1] as Uint32Array;
-    for (let j = m - 1; j >= 0; j--) {
-      row[j] = a[i] !== '' && a[i] === b[j] ? (below[j + 1] as number) + 1 : Math.max(below[j] as number, row[j + 1] as number);
-    }
-  }
-  const pairs: [number, number][] = [];
-  for (let i = 0, j = 0; i < n && j < m;) {
-    if (a[i] !== '' && a[i] === b[j]) pairs.push([i++, j++]);
-    else if ((lcs[i + 1] as Uint32Array)[j]! >= (lcs[i] as Uint32Array)[j + 1]!) i++;
-    else j++;
-  }
+  const pairs = anchors(a, b);
   pairs.push([n, m]);
   const out: CaptionWord[] = [];
   let last = spoken[0]?.start ?? 0;
@@ -198,4 +243,70 @@ export function toWebVtt(cues: readonly Cue[]): string {
 /** SubRip: what most players and editors read. */
 export function toSrt(cues: readonly Cue[]): string {
   return cues.map((c, k) => `${k + 1}\n${stamp(c.start, ',')} --> ${stamp(c.end, ',')}\n${c.lines.join('\n')}\n`).join('\n');
+}
+
+/** A rough English syllable count: vowel groups, a silent final e dropped, at least one per word. */
+export function countSyllables(word: string): number {
+  const w = word.toLowerCase().replace(/[^a-z\p{L}]/gu, '');
+  if (!w) return 0;
+  if (!/[a-z]/.test(w)) return Math.max(1, [...w].length);
+  const groups = w.replace(/(?:[^laeiouy]es|[^laeiouy]ed|[^laeiouy]e)$/, '').match(/[aeiouy]+/g);
+  return Math.max(1, groups?.length ?? 1);
+}
+
+/** The words of a spoken text, as an engine is given them: whitespace-separated, outer punctuation off. */
+export function spokenWords(text: string): string[] {
+  return text
+    .split(/\s+/u)
+    .map((t) => t.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, ''))
+    .filter((t) => t.length > 0);
+}
+
+/**
+ * Word times for an engine that gives none (espeak-ng on the command line): the audio's voiced stretches
+ * (10 ms frames above a fifth of the loud frames' level, gaps under 150 ms bridged) are shared among the
+ * words in order, each taking time in proportion to its syllables. Pauses thus fall between words, but
+ * a word's edges are only as good as that proportion: typically within a syllable (100-200 ms).
+ */
+export function estimateWords(words: readonly string[], pcm: Int16Array, sampleRate: number): WordTiming[] {
+  const frame = Math.max(1, Math.round(sampleRate / 100));
+  const levels: number[] = [];
+  for (let at = 0; at < pcm.length; at += frame) {
+    let sum = 0;
+    const end = Math.min(pcm.length, at + frame);
+    for (let k = at; k < end; k++) sum += Math.abs(pcm[k] as number);
+    levels.push(sum / (end - at));
+  }
+  const sorted = [...levels].sort((x, y) => x - y);
+  const loud = sorted[Math.floor(sorted.length * 0.9)] ?? 0;
+  const voiced = levels.map((l) => l > loud * 0.2 && l > 0);
+  const stretches: [number, number][] = [];
+  for (let k = 0; k < voiced.length; k++) {
+    if (!voiced[k]) continue;
+    const last = stretches[stretches.length - 1];
+    if (last && k - last[1] <= 15) last[1] = k + 1;
+    else stretches.push([k, k + 1]);
+  }
+  const total = stretches.reduce((s, [a, b]) => s + (b - a), 0);
+  const weights = words.map((w) => Math.max(1, countSyllables(w)));
+  const sum = weights.reduce((s, w) => s + w, 0);
+  // a point along the voiced stretches, laid end to end, back to seconds
+  const toSeconds = (voicedFrames: number): number => {
+    let left = voicedFrames;
+    for (const [a, b] of stretches) {
+      if (left <= b - a) return ((a + left) * frame) / sampleRate;
+      left -= b - a;
+    }
+    const end = stretches[stretches.length - 1]?.[1] ?? 0;
+    return (end * frame) / sampleRate;
+  };
+  let done = 0;
+  return words.map((word, k) => {
+    const from = (done / sum) * total;
+    done += weights[k] as number;
+    const to = (done / sum) * total;
+    // a word that starts at a stretch's end starts at the next one's beginning
+    const start = toSeconds(from + 1e-9);
+    return { word, start, end: Math.max(start, toSeconds(to)) };
+  });
 }

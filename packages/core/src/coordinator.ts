@@ -3,7 +3,7 @@ import { copyFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { PipelineConfig } from './config.js';
-import { buildCues, lineCharsFor, toSrt, toWebVtt, writtenWords } from './captions.js';
+import { buildCues, estimateWords, lineCharsFor, spokenWords, toSrt, toWebVtt, writtenWords } from './captions.js';
 import { animationOf, checkOutputExtension, parsePipelineConfig, resolveEncodeSettings } from './config.js';
 import type { EngineChoice, EngineOptions } from './engines.js';
 import { resolvePluginOptions } from './plugin-options.js';
@@ -646,6 +646,10 @@ export class PipelineCoordinator {
       // inputs and engines are checked before any engine starts, so a typo costs nothing
       if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
       const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
+      // the captions' files go beside the video: they must be writable too (not a folder of that name)
+      if (config.captions !== 'none' && outputPath !== LIVE_OUTPUT) {
+        for (const path of Object.values(captionPaths(outputPath))) await checkWritableTarget(path, 'captions file');
+      }
       const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
       this.checkLiveEncoder(engines, request.live);
       // The face stage runs beside the speech: the speech engine works in its own process, the face
@@ -766,12 +770,14 @@ export class PipelineCoordinator {
    * put back onto the text as written, in cues (captions.ts).
    */
   private async writeCaptions(workDir: string, text: string, speech: Speech, mode: 'soft' | 'burn', picture: { width: number; height: number }): Promise<Captions> {
-    const cues = buildCues(writtenWords(text, speech.words ?? []), { maxLineChars: lineCharsFor(picture.width, picture.height) });
+    // an engine that gives no word times (a third party's): placed along the audio
+    const words = speech.words ?? estimateWords(spokenWords(speech.spokenText), speech.pcm, speech.sampleRate);
+    const cues = buildCues(writtenWords(text, words), { maxLineChars: lineCharsFor(picture.width, picture.height) });
     const vtt = join(workDir, 'captions.vtt');
     const srt = join(workDir, 'captions.srt');
     await writeWholeFile(vtt, toWebVtt(cues));
     await writeWholeFile(srt, toSrt(cues));
-    return { mode, vtt, srt, cues: cues.length, timing: speech.wordTimingSource ?? 'estimated' };
+    return { mode, vtt, srt, cues: cues.length, timing: speech.words ? (speech.wordTimingSource ?? 'engine') : 'estimated' };
   }
 
   private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, target: { outputPath: string; live: Writable | undefined; liveOnly: boolean; captions?: Captions }): Promise<Outcome> {
@@ -801,9 +807,8 @@ export class PipelineCoordinator {
       inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx), inspector);
     }
     const paths = { ...(renderPath && { render: { ...renderPath } }), ...(video.computePath && { encode: { ...video.computePath } }) };
-    // the captions go beside the video, named as it is: talk.mp4 -> talk.vtt, talk.srt
-    const beside = (ext: string): string => join(dirname(outputPath), `${basename(outputPath, extname(outputPath))}${ext}`);
-    const captionFiles = captions && !liveOnly ? [{ from: captions.vtt, to: beside('.vtt') }, { from: captions.srt, to: beside('.srt') }] : [];
+    const beside = captionPaths(outputPath);
+    const captionFiles = captions && !liveOnly ? [{ from: captions.vtt, to: beside.vtt }, { from: captions.srt, to: beside.srt }] : [];
     const notInVideo = !captions ? undefined
       : !encoder.plugin.captions ? `the encoder ${encoder.plugin.name} cannot carry captions`
       : captions.mode === 'soft' && live ? 'a live stream carries video and audio only' : undefined;
@@ -980,6 +985,12 @@ function parseCleanup(config: PipelineRequest['config']): boolean {
 }
 
 /** Moves a finished file onto its target without ever leaving a half-written target. */
+/** Where a video's captions go: beside it, named as it is (talk.mp4 -> talk.vtt, talk.srt). */
+export function captionPaths(videoPath: string): { vtt: string; srt: string } {
+  const stem = join(dirname(videoPath), basename(videoPath, extname(videoPath)));
+  return { vtt: `${stem}.vtt`, srt: `${stem}.srt` };
+}
+
 export async function publishFile(source: string, target: string): Promise<void> {
   try {
     await rename(source, target);

@@ -52,8 +52,6 @@ interface Admitted {
   alongside: boolean;
   /** the NVML index of its GPU; undefined on the CPU */
   gpu: number | undefined;
-  /** its load() has returned: what it allocated now shows in NVML's free memory */
-  settled: boolean;
 }
 
 /** What one admission attempt decided. */
@@ -65,8 +63,10 @@ const CPU: ModelDevice = { kind: 'cpu' };
  * Loads models one at a time within a memory budget and always unloads them, also on failure.
  * Logs host and GPU memory at every load and unload. Host memory is budgeted from what each plugin
  * declares (a model's real footprint is only known once it is loaded); GPU memory from what NVML
- * reports free on each GPU when the model is admitted, less what models admitted but still loading
- * have declared, so other processes' use of a GPU counts too.
+ * reports free on each GPU when the model is admitted, less what this process's models on it have
+ * declared, so other processes' use of a GPU counts too. (A model's memory counts twice once it is
+ * allocated: a model may allocate late, at its first run, and room counted twice is only waited for,
+ * never overcommitted.)
  */
 export class ResourceManager {
   readonly gpu: GpuMemoryProvider;
@@ -88,7 +88,7 @@ export class ResourceManager {
     this.vramBudget = options.vramBudgetMB;
   }
 
-  /** host: what loaded models may use together; GPU: the cap per GPU when one is set, else undefined (what NVML reports free) */
+  /** host: what loaded models may use together; GPU: the cap on what they declare together on the GPUs, undefined without one (what NVML reports free) */
   get budgets(): { ramMB: number; vramMB: number | undefined } {
     return { ramMB: this.ramBudget, vramMB: this.vramBudget };
   }
@@ -147,13 +147,13 @@ export class ResourceManager {
 
   /**
    * The GPU for a model of `vramMB`: the one with the most room that can hold it, room being NVML's
-   * free memory less what models admitted there but still loading have declared. Undefined with the
-   * reason when none can; `ours` says whether models of ours hold GPU memory (then waiting may help).
+   * free memory less what this process's models there have declared. Undefined with the reason when
+   * none can (and the roomiest GPU, for the error).
    */
   private pickGpu(snapshot: GpuSnapshot, vramMB: number): { device: Extract<ModelDevice, { kind: 'gpu' }> } | { why: string; roomiest?: { device: string; freeMB: number } } {
     if (!snapshot.available) return { why: snapshot.reason };
     const rooms = snapshot.devices
-      .map((d) => ({ d, room: d.freeMB - this.loaded.reduce((s, m) => s + (m.gpu === d.index && !m.settled ? m.vramMB : 0), 0) }))
+      .map((d) => ({ d, room: d.freeMB - this.vramMB(d.index) }))
       .sort((a, b) => b.room - a.room || a.d.index - b.d.index);
     const best = rooms[0];
     if (!best) return { why: 'no GPU: NVML lists no devices' };
@@ -173,12 +173,15 @@ export class ResourceManager {
       // a model loaded alongside another (an encoder consuming a renderer's frames) cannot wait for
       // that one to go: say so instead of waiting forever
       if (wanted === true) {
-        throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: vramCap || ramMB, kind: vramCap ? 'GPU' : 'host', kindUpper: vramCap ? 'VRAM' : 'RAM', budgetMB: vramCap ? (this.vramBudget ?? 0) : this.ramBudget });
+        // (beside another model no slot is needed: host memory or the GPU cap is what is short)
+        const ramShort = this.loaded.reduce((s, m) => s + m.ramMB, 0) + ramMB > this.ramBudget;
+        if (ramShort || this.vramBudget === undefined) throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: ramMB, kind: 'host', kindUpper: 'RAM', budgetMB: this.ramBudget });
+        throw new AvatarError('AVATAR_ERR_RESOURCE_BUDGET', { name, needMB: vramCap, kind: 'GPU', kindUpper: 'VRAM', budgetMB: this.vramBudget });
       }
       return { wait: this.waiter(signal) };
     };
     const admit = (device: ModelDevice): Placement => {
-      const slot: Admitted = { name, ramMB, vramMB: device.kind === 'gpu' ? needs.vramMB : 0, alongside, gpu: device.kind === 'gpu' ? device.index : undefined, settled: false };
+      const slot: Admitted = { name, ramMB, vramMB: device.kind === 'gpu' ? needs.vramMB : 0, alongside, gpu: device.kind === 'gpu' ? device.index : undefined };
       this.loaded.push(slot);
       return { device, slot };
     };
@@ -251,7 +254,6 @@ export class ResourceManager {
     try {
       await this.snapshot(`before load ${label}`);
       loaded = await plugin.load({ ...ctx, device: admitted.device });
-      if (admitted.slot) admitted.slot.settled = true;
       await this.snapshot(`loaded ${label}`);
       return await fn(loaded);
     } finally {

@@ -98,7 +98,7 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice)
 
 /**
  * The embedded lip-sync engine: no model to download. It holds no model either; its memory is the avatar
- * image and a few frames, so it declares a small amount, of GPU memory too: where the host places it on
+ * image and a few frames, so it declares a small amount (on a GPU, its CUDA context's): where the host places it on
  * a GPU its frames are drawn there (CUDA), else on the CPU.
  */
 export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
@@ -106,7 +106,8 @@ export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
   stage: 'lipsync',
   apiVersion: PLUGIN_API_VERSION,
   description: 'talking head from the photo itself: a landmark-mesh warp driven by the speech, with blinks and head motion',
-  resources: { device: 'any', ramMB: 64, vramMB: 64 },
+  // (on a GPU most of it is the CUDA context itself; the photo and frames take a few MB)
+  resources: { device: 'any', ramMB: 64, vramMB: 512 },
   // no model: the photo is warped by the project's own code
   license: () => ({ code: 'MIT', commercialUse: true, models: [] }),
   async check() {

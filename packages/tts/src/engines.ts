@@ -304,12 +304,25 @@ const fliteSpec: EngineSpec = {
     const words = spokenWords(job.text);
     const wordsFile = join(job.tmpDir, 'words.txt');
     await writeWholeFile(wordsFile, `${words.join('. ')}.\n`);
-    const alone = runTool(job.binary, ['-voice', job.voice.voice, '-ps', '-f', wordsFile, '-o', 'none'], { tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: job.signal })
-      .then(({ stdout }) => parseFliteWordGroups(stdout), () => undefined);
+    // (stopped with the run, and as soon as the synthesis itself fails)
+    const aside = new AbortController();
+    const stop = (): void => aside.abort();
+    job.signal.addEventListener('abort', stop, { once: true });
+    const alone = runTool(job.binary, ['-voice', job.voice.voice, '-ps', '-f', wordsFile, '-o', 'none'], { tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: aside.signal })
+      .then(({ stdout }) => parseFliteWordGroups(stdout), () => undefined)
+      .finally(() => job.signal.removeEventListener('abort', stop));
     const { stdout, stderr } = await runTool(job.binary, args, {
       tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
+    }).catch(async (error: unknown) => {
+      stop();
+      await alone;
+      throw error;
     });
-    if (/error/i.test(stderr)) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: stderr.trim() });
+    if (/error/i.test(stderr)) {
+      stop();
+      await alone;
+      throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: stderr.trim() });
+    }
     const phonemes = parseFlitePhonemes(stdout);
     const groups = await alone;
     // one group per word, or the pairing is not known: the words are then estimated from the audio

@@ -32,7 +32,6 @@ export {
   checkSayable,
   checkTextLength,
   checkTextNotEmpty,
-  countSyllables,
   estimateSpeechSeconds,
   findUnsayable,
   normalizeText,
@@ -40,6 +39,8 @@ export {
   stripAccents,
 } from './text.js';
 export { cardinal, decimal, digits, ordinal, year } from './numbers.js';
+// (where the captions' estimate needs it too)
+export { countSyllables } from '@avatar/core';
 export { DEFAULT_VOICE, ESPEAK_PITCH_TABLE, espeakPitchParam, findVoice, KNOWN_VOICES, listVoices } from './voices.js';
 export type { EngineName, VoiceInfo } from './voices.js';
 export { analyzeSpeech, pitchSpreadSemitones, resample, trackPitch } from './analysis.js';

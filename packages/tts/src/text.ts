@@ -1,4 +1,4 @@
-import { AvatarError } from '@avatar/core';
+import { AvatarError, countSyllables } from '@avatar/core';
 import type { VoiceSettings } from '@avatar/core';
 import { cardinal, decimal, digits, ordinal, year } from './numbers.js';
 
@@ -145,15 +145,6 @@ export function checkTextNotEmpty(text: string, input = 'text'): void {
 const SYLLABLES_PER_SECOND: Readonly<Record<string, number>> = { flite: 4.6, festival: 4.4, 'espeak-ng': 4.8 };
 const COMMA_PAUSE = 0.15;
 const SENTENCE_PAUSE = 0.3;
-
-/** A rough English syllable count: vowel groups, a silent final e dropped, at least one per word. */
-export function countSyllables(word: string): number {
-  const w = word.toLowerCase().replace(/[^a-z\p{L}]/gu, '');
-  if (!w) return 0;
-  if (!/[a-z]/.test(w)) return Math.max(1, [...w].length);
-  const groups = w.replace(/(?:[^laeiouy]es|[^laeiouy]ed|[^laeiouy]e)$/, '').match(/[aeiouy]+/g);
-  return Math.max(1, groups?.length ?? 1);
-}
 
 /**
  * Seconds the text will take, from syllables and punctuation pauses at the voice's rate. It aims at the

@@ -27,6 +27,19 @@ describe('word timings', () => {
     expect(silent[1]).toEqual({ word: 'uh', start: silent[0]!.end, end: silent[0]!.end });
   });
 
+  it('aligns a long speech window by window, every word where it is said', () => {
+    const words = Array.from({ length: 1000 }, (_, k) => ({ word: `w${k}`, phones: [`a${k % 7}`, `b${k % 5}`, `c${k % 3}`] }));
+    const phonemes: { phoneme: string; start: number; end: number }[] = [];
+    let t = 0;
+    words.forEach((w, k) => {
+      if (k % 10 === 0) phonemes.push({ phoneme: 'pau', start: t, end: (t += 0.2) });
+      for (const phoneme of w.phones) phonemes.push({ phoneme, start: t, end: (t += 0.05) });
+    });
+    const timed = alignWords(phonemes, words);
+    const expected = words.map((_, k) => 0.2 * (Math.floor(k / 10) + 1) + 0.15 * k);
+    expect(timed.every((w, k) => Math.abs(w.start - expected[k]!) < 1e-6 && Math.abs(w.end - (expected[k]! + 0.15)) < 1e-6)).toBe(true);
+  });
+
   it('reads festival\'s word list', () => {
     expect(parseFestivalWords('Hello\t0.165\t0.4\nworld\t0.4\t0.865\n\nbroken\tx\n')).toEqual([{ word: 'Hello', start: 0.165, end: 0.4 }, { word: 'world', start: 0.4, end: 0.865 }]);
   });

@@ -1,17 +1,10 @@
 // When each word is spoken, for captions: from the engine's own timings where it gives them (festival's
 // Word relation; flite's phoneme timings with each word's phonemes), else estimated from the audio.
 import type { PhonemeTiming, WordTiming } from '@avatar/core';
-import { countSyllables } from './text.js';
+
+export { estimateWords, spokenWords } from '@avatar/core';
 
 const PAUSES = new Set(['pau', 'sil', 'h#', '_', '#']);
-
-/** The words of a spoken text, as an engine is given them: whitespace-separated, outer punctuation off. */
-export function spokenWords(text: string): string[] {
-  return text
-    .split(/\s+/u)
-    .map((t) => t.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, ''))
-    .filter((t) => t.length > 0);
-}
 
 /** flite -ps over words said one per sentence: each word's phonemes, between pauses. */
 export function parseFliteWordGroups(stdout: string): string[][] {
@@ -29,36 +22,70 @@ export function parseFliteWordGroups(stdout: string): string[][] {
   return groups;
 }
 
+/** Words aligned at once: the table grows with the square of their phonemes (an hour of speech has 35,000). */
+const ALIGN_WINDOW = 120;
+
 /**
  * Each word's time span from the utterance's timed phonemes and each word's phonemes said alone: the
  * two phoneme sequences are aligned (edit distance, so a phoneme changed, added or dropped in context
- * moves nothing else) and a word spans the phonemes its own were aligned to. A word left with none
- * takes no time, at the previous word's end.
+ * moves nothing else) and a word spans the phonemes its own were aligned to. Aligned window by window
+ * (each window's first half of words kept, the next starting after their last phoneme), so memory stays
+ * bounded however long the speech. A word left with none takes no time, at the previous word's end.
  */
 export function alignWords(phonemes: readonly PhonemeTiming[], words: readonly { word: string; phones: readonly string[] }[]): WordTiming[] {
   const a = phonemes.filter((p) => !PAUSES.has(p.phoneme));
-  const b: { phone: string; word: number }[] = words.flatMap((w, k) => w.phones.map((phone) => ({ phone, word: k })));
-  const n = a.length;
+  const spans: { start: number; end: number }[] = words.map(() => ({ start: Infinity, end: -Infinity }));
+  let w0 = 0;
+  let a0 = 0;
+  while (w0 < words.length) {
+    const w1 = Math.min(words.length, w0 + ALIGN_WINDOW);
+    const last = w1 === words.length;
+    const b: { phone: string; word: number }[] = [];
+    for (let k = w0; k < w1; k++) for (const phone of (words[k] as { phones: readonly string[] }).phones) b.push({ phone, word: k });
+    const a1 = last ? a.length : Math.min(a.length, a0 + Math.ceil(b.length * 1.5) + 20);
+    const keep = last ? w1 : w0 + Math.ceil(ALIGN_WINDOW / 2);
+    let next = a0;
+    for (const [i, j] of editPairs(a, b, a0, a1)) {
+      const word = (b[j] as { word: number }).word;
+      if (word >= keep) continue;
+      const p = a[i] as PhonemeTiming;
+      const span = spans[word] as { start: number; end: number };
+      span.start = Math.min(span.start, p.start);
+      span.end = Math.max(span.end, p.end);
+      next = Math.max(next, i + 1);
+    }
+    w0 = keep;
+    a0 = next;
+  }
+  let previous = a[0]?.start ?? 0;
+  return words.map((w, k) => {
+    const span = spans[k] as { start: number; end: number };
+    const start = Number.isFinite(span.start) ? Math.max(span.start, previous) : previous;
+    const end = Number.isFinite(span.end) ? Math.max(span.end, start) : start;
+    previous = end;
+    return { word: w.word, start, end };
+  });
+}
+
+/** An edit-distance alignment of a[a0..a1) to all of b: the pairs (index in a, index in b) matched or substituted. */
+function editPairs(a: readonly PhonemeTiming[], b: readonly { phone: string }[], a0: number, a1: number): [number, number][] {
+  const n = a1 - a0;
   const m = b.length;
   const width = m + 1;
   const cost = new Uint32Array((n + 1) * width);
   for (let i = 0; i <= n; i++) cost[i * width] = i;
   for (let j = 0; j <= m; j++) cost[j] = j;
+  const same = (i: number, j: number): number => ((a[a0 + i - 1] as PhonemeTiming).phoneme === (b[j - 1] as { phone: string }).phone ? 0 : 1);
   for (let i = 1; i <= n; i++) {
     for (let j = 1; j <= m; j++) {
-      const same = (a[i - 1] as PhonemeTiming).phoneme === (b[j - 1] as { phone: string }).phone ? 0 : 1;
-      cost[i * width + j] = Math.min(cost[(i - 1) * width + j - 1]! + same, cost[(i - 1) * width + j]! + 1, cost[i * width + j - 1]! + 1);
+      cost[i * width + j] = Math.min(cost[(i - 1) * width + j - 1]! + same(i, j), cost[(i - 1) * width + j]! + 1, cost[i * width + j - 1]! + 1);
     }
   }
-  const spans: { start: number; end: number }[] = words.map(() => ({ start: Infinity, end: -Infinity }));
+  const pairs: [number, number][] = [];
   for (let i = n, j = m; i > 0 && j > 0;) {
     const here = cost[i * width + j]!;
-    const same = (a[i - 1] as PhonemeTiming).phoneme === (b[j - 1] as { phone: string }).phone ? 0 : 1;
-    if (here === cost[(i - 1) * width + j - 1]! + same) {
-      const p = a[i - 1] as PhonemeTiming;
-      const span = spans[(b[j - 1] as { word: number }).word] as { start: number; end: number };
-      span.start = Math.min(span.start, p.start);
-      span.end = Math.max(span.end, p.end);
+    if (here === cost[(i - 1) * width + j - 1]! + same(i, j)) {
+      pairs.push([a0 + i - 1, j - 1]);
       i--;
       j--;
     } else if (here === cost[(i - 1) * width + j]! + 1) {
@@ -67,14 +94,7 @@ export function alignWords(phonemes: readonly PhonemeTiming[], words: readonly {
       j--;
     }
   }
-  let last = a[0]?.start ?? 0;
-  return words.map((w, k) => {
-    const span = spans[k] as { start: number; end: number };
-    const start = Number.isFinite(span.start) ? Math.max(span.start, last) : last;
-    const end = Number.isFinite(span.end) ? Math.max(span.end, start) : start;
-    last = end;
-    return { word: w.word, start, end };
-  });
+  return pairs.reverse();
 }
 
 /** festival's words, one per line: name, start and end in seconds (see the festival engine's script). */
@@ -90,51 +110,3 @@ export function parseFestivalWords(text: string): WordTiming[] {
   return out;
 }
 
-/**
- * Word times for an engine that gives none (espeak-ng on the command line): the audio's voiced stretches
- * (10 ms frames above a fifth of the loud frames' level, gaps under 150 ms bridged) are shared among the
- * words in order, each taking time in proportion to its syllables. Pauses thus fall between words, but
- * a word's edges are only as good as that proportion: typically within a syllable (100-200 ms).
- */
-export function estimateWords(words: readonly string[], pcm: Int16Array, sampleRate: number): WordTiming[] {
-  const frame = Math.max(1, Math.round(sampleRate / 100));
-  const levels: number[] = [];
-  for (let at = 0; at < pcm.length; at += frame) {
-    let sum = 0;
-    const end = Math.min(pcm.length, at + frame);
-    for (let k = at; k < end; k++) sum += Math.abs(pcm[k] as number);
-    levels.push(sum / (end - at));
-  }
-  const sorted = [...levels].sort((x, y) => x - y);
-  const loud = sorted[Math.floor(sorted.length * 0.9)] ?? 0;
-  const voiced = levels.map((l) => l > loud * 0.2 && l > 0);
-  const stretches: [number, number][] = [];
-  for (let k = 0; k < voiced.length; k++) {
-    if (!voiced[k]) continue;
-    const last = stretches[stretches.length - 1];
-    if (last && k - last[1] <= 15) last[1] = k + 1;
-    else stretches.push([k, k + 1]);
-  }
-  const total = stretches.reduce((s, [a, b]) => s + (b - a), 0);
-  const weights = words.map((w) => Math.max(1, countSyllables(w)));
-  const sum = weights.reduce((s, w) => s + w, 0);
-  // a point along the voiced stretches, laid end to end, back to seconds
-  const toSeconds = (voicedFrames: number): number => {
-    let left = voicedFrames;
-    for (const [a, b] of stretches) {
-      if (left <= b - a) return ((a + left) * frame) / sampleRate;
-      left -= b - a;
-    }
-    const end = stretches[stretches.length - 1]?.[1] ?? 0;
-    return (end * frame) / sampleRate;
-  };
-  let done = 0;
-  return words.map((word, k) => {
-    const from = (done / sum) * total;
-    done += weights[k] as number;
-    const to = (done / sum) * total;
-    // a word that starts at a stretch's end starts at the next one's beginning
-    const start = toSeconds(from + 1e-9);
-    return { word, start, end: Math.max(start, toSeconds(to)) };
-  });
-}

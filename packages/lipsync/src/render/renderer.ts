@@ -134,7 +134,7 @@ export class FaceRenderer {
   readonly gpuDevice: string | undefined;
   /** why frames are not (or no longer) drawn on a GPU, when kernel 'cuda' was asked for */
   gpuMissing: string | undefined;
-  /** frames the GPU draws that are also drawn by the CPU and compared, and how many of them must show an open mouth */
+  /** frames the GPU draws that are also drawn by the CPU and compared: without an open mouth, and with one */
   private gpuChecks = { frames: 30, mouths: 3 };
   private scratch: Uint8Array | undefined;
 
@@ -236,9 +236,10 @@ export class FaceRenderer {
       this.dropGpu((error as Error).message);
       return false;
     }
-    if (this.gpuChecks.frames === 0 || this.gpuChecks.mouths === 0 || !this.baseYuv) return true;
-    this.gpuChecks.frames--;
+    // up to 30 frames without a mouth, and the first three with one however late they come: both kernels are checked
+    if (!this.baseYuv || (drawn ? this.gpuChecks.mouths === 0 : this.gpuChecks.frames === 0)) return true;
     if (drawn) this.gpuChecks.mouths--;
+    else this.gpuChecks.frames--;
     const gpu = this.out;
     const cpu = (this.scratch ??= new Uint8Array(gpu.length));
     cpu.set(this.baseYuv);

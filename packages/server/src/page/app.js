@@ -426,7 +426,7 @@ async function showCaptions(job) {
       return;
     }
   }
-  video.append(el('track', { kind: 'captions', srclang: 'en', label: 'Captions', src, default: '' }));
+  video.append(el('track', { kind: 'captions', label: 'Captions', src, default: '' }));
 }
 
 async function showResult(job) {
