@@ -4,102 +4,21 @@
 
 #include <cstdio>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "cuda_ptx.h"
-#include "dl.h"
+#include "cuda_driver.h"
 #include "mouth_kernel.h"
 #include "warp_kernel.h"
 
 namespace avatar {
 namespace {
 
-using CUresult = int;
-using CUdevice = int;
-using CUcontext = void*;
-using CUmodule = void*;
-using CUfunction = void*;
-using CUstream = void*;
-using CUdeviceptr = unsigned long long;
-struct CUuuid {
-  unsigned char bytes[16];
-};
-
 // the oldest driver the renderer is written for (its driver API calls); the PTX may need a newer one
 constexpr int kMinDriverVersion = 12000;
 constexpr unsigned kWarpBlock = 64;   // rows per block of the claim and draw passes
 constexpr unsigned kMapBlock = 128;   // triangles per block of the map pass
 constexpr unsigned kMouthBlock = 16;  // 16x16 chroma blocks per block of the mouth pass
-
-struct Cuda {
-  void* lib = nullptr;
-  std::string loadError;
-  CUresult (*init)(unsigned) = nullptr;
-  CUresult (*driverVersion)(int*) = nullptr;
-  CUresult (*deviceGetCount)(int*) = nullptr;
-  CUresult (*deviceGet)(CUdevice*, int) = nullptr;
-  CUresult (*deviceGetName)(char*, int, CUdevice) = nullptr;
-  CUresult (*deviceGetUuid)(CUuuid*, CUdevice) = nullptr;
-  CUresult (*primaryRetain)(CUcontext*, CUdevice) = nullptr;
-  CUresult (*primaryRelease)(CUdevice) = nullptr;
-  CUresult (*pushCurrent)(CUcontext) = nullptr;
-  CUresult (*popCurrent)(CUcontext*) = nullptr;
-  CUresult (*moduleLoadData)(CUmodule*, const void*) = nullptr;
-  CUresult (*moduleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
-  CUresult (*moduleUnload)(CUmodule) = nullptr;
-  CUresult (*memAlloc)(CUdeviceptr*, size_t) = nullptr;
-  CUresult (*memFree)(CUdeviceptr) = nullptr;
-  CUresult (*memcpyHtoD)(CUdeviceptr, const void*, size_t) = nullptr;
-  CUresult (*memcpyDtoH)(void*, CUdeviceptr, size_t) = nullptr;
-  CUresult (*memcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t) = nullptr;
-  CUresult (*memsetD32)(CUdeviceptr, unsigned, size_t) = nullptr;
-  CUresult (*launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void**, void**) = nullptr;
-  CUresult (*errorName)(CUresult, const char**) = nullptr;
-  bool complete = false;
-};
-
-const Cuda& Api() {
-  static Cuda cu;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    cu.lib = OpenDriverLibrary("libcuda.so.1", cu.loadError);
-    if (cu.lib == nullptr) return;
-    void* l = cu.lib;
-    cu.init = Symbol<decltype(cu.init)>(l, "cuInit");
-    cu.driverVersion = Symbol<decltype(cu.driverVersion)>(l, "cuDriverGetVersion");
-    cu.deviceGetCount = Symbol<decltype(cu.deviceGetCount)>(l, "cuDeviceGetCount");
-    cu.deviceGet = Symbol<decltype(cu.deviceGet)>(l, "cuDeviceGet");
-    cu.deviceGetName = Symbol<decltype(cu.deviceGetName)>(l, "cuDeviceGetName");
-    cu.deviceGetUuid = Symbol<decltype(cu.deviceGetUuid)>(l, "cuDeviceGetUuid_v2");
-    if (cu.deviceGetUuid == nullptr) cu.deviceGetUuid = Symbol<decltype(cu.deviceGetUuid)>(l, "cuDeviceGetUuid");
-    cu.primaryRetain = Symbol<decltype(cu.primaryRetain)>(l, "cuDevicePrimaryCtxRetain");
-    cu.primaryRelease = Symbol<decltype(cu.primaryRelease)>(l, "cuDevicePrimaryCtxRelease_v2");
-    cu.pushCurrent = Symbol<decltype(cu.pushCurrent)>(l, "cuCtxPushCurrent_v2");
-    cu.popCurrent = Symbol<decltype(cu.popCurrent)>(l, "cuCtxPopCurrent_v2");
-    cu.moduleLoadData = Symbol<decltype(cu.moduleLoadData)>(l, "cuModuleLoadData");
-    cu.moduleGetFunction = Symbol<decltype(cu.moduleGetFunction)>(l, "cuModuleGetFunction");
-    cu.moduleUnload = Symbol<decltype(cu.moduleUnload)>(l, "cuModuleUnload");
-    cu.memAlloc = Symbol<decltype(cu.memAlloc)>(l, "cuMemAlloc_v2");
-    cu.memFree = Symbol<decltype(cu.memFree)>(l, "cuMemFree_v2");
-    cu.memcpyHtoD = Symbol<decltype(cu.memcpyHtoD)>(l, "cuMemcpyHtoD_v2");
-    cu.memcpyDtoH = Symbol<decltype(cu.memcpyDtoH)>(l, "cuMemcpyDtoH_v2");
-    cu.memcpyDtoD = Symbol<decltype(cu.memcpyDtoD)>(l, "cuMemcpyDtoD_v2");
-    cu.memsetD32 = Symbol<decltype(cu.memsetD32)>(l, "cuMemsetD32_v2");
-    cu.launch = Symbol<decltype(cu.launch)>(l, "cuLaunchKernel");
-    cu.errorName = Symbol<decltype(cu.errorName)>(l, "cuGetErrorName");
-    cu.complete = cu.init && cu.driverVersion && cu.deviceGetCount && cu.deviceGet && cu.deviceGetName && cu.primaryRetain && cu.primaryRelease &&
-                  cu.pushCurrent && cu.popCurrent && cu.moduleLoadData && cu.moduleGetFunction && cu.moduleUnload && cu.memAlloc && cu.memFree &&
-                  cu.memcpyHtoD && cu.memcpyDtoH && cu.memcpyDtoD && cu.memsetD32 && cu.launch;
-  });
-  return cu;
-}
-
-std::string Failed(const Cuda& cu, const char* call, CUresult rc) {
-  const char* name = nullptr;
-  if (cu.errorName != nullptr) cu.errorName(rc, &name);
-  return std::string(call) + " failed: " + (name != nullptr ? name : "CUDA error " + std::to_string(rc));
-}
 
 // NVML writes a UUID as "GPU-" and 32 hex digits in 8-4-4-4-12 groups; CUDA gives the 16 bytes.
 std::string UuidText(const CUuuid& u) {
@@ -120,7 +39,7 @@ const char* FindPtx(const char* name) {
 }  // namespace
 
 struct CudaRenderer::State {
-  const Cuda* cu = nullptr;
+  const CudaDriver* cu = nullptr;
   CUdevice device = 0;
   bool retained = false;
   CUcontext context = nullptr;
@@ -137,7 +56,7 @@ struct CudaRenderer::State {
   bool InContext(std::string& why, Fn fn) {
     CUresult rc = cu->pushCurrent(context);
     if (rc != 0) {
-      why = Failed(*cu, "cuCtxPushCurrent", rc);
+      why = CudaFailed(*cu, "cuCtxPushCurrent", rc);
       return false;
     }
     const bool ok = fn();
@@ -149,7 +68,7 @@ struct CudaRenderer::State {
   bool Alloc(CUdeviceptr& at, size_t bytes, std::string& why) {
     const CUresult rc = cu->memAlloc(&at, bytes == 0 ? 1 : bytes);
     if (rc != 0) {
-      why = Failed(*cu, "cuMemAlloc", rc) + " (" + std::to_string(bytes >> 10) + " KiB)";
+      why = CudaFailed(*cu, "cuMemAlloc", rc) + " (" + std::to_string(bytes >> 10) + " KiB)";
       return false;
     }
     allocations.push_back(at);
@@ -183,18 +102,18 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
     why = std::string("this build has no CUDA kernels: ") + kPtxStatus;
     return nullptr;
   }
-  const Cuda& cu = Api();
+  const CudaDriver& cu = Cuda();
   if (cu.lib == nullptr) {
     why = cu.loadError + " (no NVIDIA driver)";
     return nullptr;
   }
-  if (!cu.complete) {
+  if (!cu.HasKernels()) {
     why = "libcuda.so.1 lacks driver API functions the renderer needs (driver too old?)";
     return nullptr;
   }
   CUresult rc = cu.init(0);
   if (rc != 0) {
-    why = Failed(cu, "cuInit", rc);
+    why = CudaFailed(cu, "cuInit", rc);
     return nullptr;
   }
   int version = 0;
@@ -202,7 +121,7 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
   const int needed = kPtxCudaVersion > kMinDriverVersion ? kPtxCudaVersion : kMinDriverVersion;
   const auto cuda = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
   if (rc != 0 || version < needed) {
-    why = rc != 0 ? Failed(cu, "cuDriverGetVersion", rc)
+    why = rc != 0 ? CudaFailed(cu, "cuDriverGetVersion", rc)
                   : "the NVIDIA driver supports CUDA " + cuda(version) + "; the renderer's kernels (PTX by nvcc " + cuda(kPtxCudaVersion) +
                         ") need a driver for CUDA " + cuda(needed) + " or newer (or build the addon with an older CUDA toolkit)";
     return nullptr;
@@ -210,7 +129,7 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
   int count = 0;
   rc = cu.deviceGetCount(&count);
   if (rc != 0 || count == 0) {
-    why = rc != 0 ? Failed(cu, "cuDeviceGetCount", rc) : "CUDA reports no device";
+    why = rc != 0 ? CudaFailed(cu, "cuDeviceGetCount", rc) : "CUDA reports no device";
     return nullptr;
   }
   auto s = std::make_unique<State>();
@@ -230,14 +149,14 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
     return nullptr;
   }
   if (setup.uuid.empty() && (rc = cu.deviceGet(&s->device, 0)) != 0) {
-    why = Failed(cu, "cuDeviceGet", rc);
+    why = CudaFailed(cu, "cuDeviceGet", rc);
     return nullptr;
   }
   char name[256] = {0};
   if (cu.deviceGetName(name, sizeof name, s->device) == 0) s->name = name;
   rc = cu.primaryRetain(&s->context, s->device);
   if (rc != 0) {
-    why = Failed(cu, "cuDevicePrimaryCtxRetain", rc);
+    why = CudaFailed(cu, "cuDevicePrimaryCtxRetain", rc);
     return nullptr;
   }
   s->retained = true;
@@ -251,12 +170,12 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
   const bool ok = st->InContext(why, [&]() {
     CUresult r = cu.moduleLoadData(&st->warpModule, FindPtx("warp"));
     if (r != 0) {
-      why = Failed(cu, "cuModuleLoadData (warp.cu's PTX)", r);
+      why = CudaFailed(cu, "cuModuleLoadData (warp.cu's PTX)", r);
       return false;
     }
     r = cu.moduleLoadData(&st->mouthModule, FindPtx("mouth"));
     if (r != 0) {
-      why = Failed(cu, "cuModuleLoadData (mouth.cu's PTX)", r);
+      why = CudaFailed(cu, "cuModuleLoadData (mouth.cu's PTX)", r);
       return false;
     }
     const struct {
@@ -270,7 +189,7 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
     for (const auto& k : kernels) {
       r = cu.moduleGetFunction(k.fn, k.module, k.name);
       if (r != 0) {
-        why = Failed(cu, "cuModuleGetFunction", r) + " (" + k.name + ")";
+        why = CudaFailed(cu, "cuModuleGetFunction", r) + " (" + k.name + ")";
         return false;
       }
     }
@@ -290,7 +209,7 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
     for (const auto& u : uploads) {
       r = cu.memcpyHtoD(u.to, u.from, u.bytes);
       if (r != 0) {
-        why = Failed(cu, "cuMemcpyHtoD", r) + " (" + u.what + ")";
+        why = CudaFailed(cu, "cuMemcpyHtoD", r) + " (" + u.what + ")";
         return false;
       }
     }
@@ -306,10 +225,10 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
 bool CudaRenderer::Frame(const double* moved, const uint32_t* active, size_t count, const double* outline, size_t outlinePoints, const MouthParams* mouth,
                          uint8_t* out, std::string& why) {
   State& s = *state_;
-  const Cuda& cu = *s.cu;
+  const CudaDriver& cu = *s.cu;
   return s.InContext(why, [&]() {
     auto check = [&](const char* call, CUresult r) {
-      if (r != 0) why = Failed(cu, call, r);
+      if (r != 0) why = CudaFailed(cu, call, r);
       return r == 0;
     };
     // the photo first: the frame is the photo wherever no triangle and no mouth draws

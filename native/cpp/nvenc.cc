@@ -3,6 +3,7 @@
 // about NVENC (H100, H200 and A100 have none), so anything short of an open session is "not available".
 #include <mutex>
 
+#include "cuda_driver.h"
 #include "dl.h"
 #include "probes.h"
 
@@ -14,29 +15,6 @@ namespace avatar {
 
 #if defined(AVATAR_HAVE_NVENC_HEADER)
 namespace {
-
-// The handful of CUDA driver API entries needed, declared from the documented ABI.
-using CUresult = int;  // CUDA_SUCCESS == 0
-using CUdevice = int;
-using CUcontext = void*;
-
-struct CudaApi {
-  CUresult (*init)(unsigned) = nullptr;
-  CUresult (*deviceGetCount)(int*) = nullptr;
-  CUresult (*deviceGet)(CUdevice*, int) = nullptr;
-  CUresult (*deviceGetName)(char*, int, CUdevice) = nullptr;
-  CUresult (*primaryRetain)(CUcontext*, CUdevice) = nullptr;
-  CUresult (*primaryRelease)(CUdevice) = nullptr;
-  CUresult (*pushCurrent)(CUcontext) = nullptr;
-  CUresult (*popCurrent)(CUcontext*) = nullptr;
-  CUresult (*errorName)(CUresult, const char**) = nullptr;
-};
-
-std::string CudaError(const CudaApi& cu, const char* call, CUresult rc) {
-  const char* name = nullptr;
-  if (cu.errorName != nullptr) cu.errorName(rc, &name);
-  return std::string(call) + " failed: " + (name != nullptr ? name : "CUDA error " + std::to_string(rc));
-}
 
 const char* NvencStatusName(NVENCSTATUS status) {
   switch (status) {
@@ -151,52 +129,39 @@ NvencReport ProbeNvenc() {
   std::lock_guard<std::mutex> lock(probeMutex);
 
   NvencReport report;
-  std::string why;
-  void* cudaLib = OpenDriverLibrary("libcuda.so.1", why);
-  if (cudaLib == nullptr) {
-    report.reason = "no NVENC: " + why + " (no NVIDIA driver)";
+  const CudaDriver& cu = Cuda();
+  if (cu.lib == nullptr) {
+    report.reason = "no NVENC: " + cu.loadError + " (no NVIDIA driver)";
     return report;
   }
   report.cudaFound = true;
+  std::string why;
   void* encodeLib = OpenDriverLibrary("libnvidia-encode.so.1", why);
   if (encodeLib == nullptr) {
     report.reason = "no NVENC: " + why;
     return report;
   }
   report.encodeLibraryFound = true;
-
-  CudaApi cu;
-  cu.init = Symbol<decltype(cu.init)>(cudaLib, "cuInit");
-  cu.deviceGetCount = Symbol<decltype(cu.deviceGetCount)>(cudaLib, "cuDeviceGetCount");
-  cu.deviceGet = Symbol<decltype(cu.deviceGet)>(cudaLib, "cuDeviceGet");
-  cu.deviceGetName = Symbol<decltype(cu.deviceGetName)>(cudaLib, "cuDeviceGetName");
-  cu.primaryRetain = Symbol<decltype(cu.primaryRetain)>(cudaLib, "cuDevicePrimaryCtxRetain");
-  cu.primaryRelease = Symbol<decltype(cu.primaryRelease)>(cudaLib, "cuDevicePrimaryCtxRelease_v2");
-  if (cu.primaryRelease == nullptr) cu.primaryRelease = Symbol<decltype(cu.primaryRelease)>(cudaLib, "cuDevicePrimaryCtxRelease");
-  cu.pushCurrent = Symbol<decltype(cu.pushCurrent)>(cudaLib, "cuCtxPushCurrent_v2");
-  cu.popCurrent = Symbol<decltype(cu.popCurrent)>(cudaLib, "cuCtxPopCurrent_v2");
-  cu.errorName = Symbol<decltype(cu.errorName)>(cudaLib, "cuGetErrorName");
-  if (cu.init == nullptr || cu.deviceGetCount == nullptr || cu.deviceGet == nullptr || cu.primaryRetain == nullptr ||
-      cu.primaryRelease == nullptr || cu.pushCurrent == nullptr || cu.popCurrent == nullptr) {
+  if (!cu.HasContexts()) {
     report.reason = "no NVENC: libcuda.so.1 lacks the driver API functions needed";
     return report;
   }
 
   CUresult rc = cu.init(0);
   if (rc != 0) {
-    report.reason = "no NVENC: " + CudaError(cu, "cuInit", rc);
+    report.reason = "no NVENC: " + CudaFailed(cu, "cuInit", rc);
     return report;
   }
   int count = 0;
   rc = cu.deviceGetCount(&count);
   if (rc != 0 || count < 1) {
-    report.reason = rc != 0 ? "no NVENC: " + CudaError(cu, "cuDeviceGetCount", rc) : "no NVENC: CUDA reports no device";
+    report.reason = rc != 0 ? "no NVENC: " + CudaFailed(cu, "cuDeviceGetCount", rc) : "no NVENC: CUDA reports no device";
     return report;
   }
   CUdevice device = 0;
   rc = cu.deviceGet(&device, 0);
   if (rc != 0) {
-    report.reason = "no NVENC: " + CudaError(cu, "cuDeviceGet", rc);
+    report.reason = "no NVENC: " + CudaFailed(cu, "cuDeviceGet", rc);
     return report;
   }
   char name[256] = {0};
@@ -208,12 +173,12 @@ NvencReport ProbeNvenc() {
   CUcontext ctx = nullptr;
   rc = cu.primaryRetain(&ctx, device);
   if (rc != 0) {
-    report.reason = "no NVENC: " + CudaError(cu, "cuDevicePrimaryCtxRetain", rc);
+    report.reason = "no NVENC: " + CudaFailed(cu, "cuDevicePrimaryCtxRetain", rc);
     return report;
   }
   rc = cu.pushCurrent(ctx);
   if (rc != 0) {
-    report.reason = "no NVENC: " + CudaError(cu, "cuCtxPushCurrent", rc);
+    report.reason = "no NVENC: " + CudaFailed(cu, "cuCtxPushCurrent", rc);
   } else {
     TrySession(encodeLib, ctx, report);
     CUcontext popped = nullptr;
