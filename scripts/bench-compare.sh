@@ -3,7 +3,8 @@
 # this machine's speed drifts by more than most changes move a figure. Prints each run's stage times and
 # wall time, then the median wall time of each checkout.
 #   bash scripts/bench-compare.sh /path/to/checkout-a /path/to/checkout-b [rounds]
-# Each checkout must be built (npm run build); both use this checkout's portrait.
+# Each checkout must be built (npm run build); both use this checkout's portrait. ARGS_A / ARGS_B add flags to
+# one side's runs, so one checkout can be compared with itself: ARGS_A='--captions none' bash ... . . 5
 set -euo pipefail
 a=${1:?usage: bench-compare.sh CHECKOUT_A CHECKOUT_B [ROUNDS]}
 b=${2:?usage: bench-compare.sh CHECKOUT_A CHECKOUT_B [ROUNDS]}
@@ -19,7 +20,7 @@ for ((i = 1; i <= rounds; i++)); do
     [ "$side" = b ] && tree=$b
     start=$(date +%s.%N)
     node "$tree/packages/cli/dist/bin.js" --storage "$work/$side" --json pipeline run "$text" --avatar "$portrait" \
-      --output "$work/$side.mp4" --quality medium 2>/dev/null >"$work/result.json"
+      --output "$work/$side.mp4" --quality medium $( [ "$side" = a ] && echo "${ARGS_A:-}" || echo "${ARGS_B:-}" ) 2>/dev/null >"$work/result.json"
     end=$(date +%s.%N)
     wall=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }')
     stages=$(node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); console.log(r.stages.map((s) => `${s.stage} ${s.wallSeconds.toFixed(2)}`).join(", "))' "$work/result.json")
