@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '@avatar/core';
+import { alignSpeech, silentLogger } from '@avatar/core';
 import { DEFAULT_VOICE, createTtsPlugin } from '@avatar/tts';
 import { PORTRAIT, avatar, ffprobe, tempDir } from './helpers/cli.js';
 
@@ -133,6 +133,46 @@ describe('captions', () => {
     expect(result.stagesCompleted).toEqual([]);
     expect(existsSync(join(dir, 'blocked.mp4')) || existsSync(join(dir, 'blocked.vtt'))).toBe(false);
   });
+
+  it('captions a recording from its transcript, aligned to it; warns when the transcript says something else; none without one', async () => {
+    // the recording: another engine and voice (festival, which times its own words: the truth to check against)
+    const festival = await createTtsPlugin('festival').load({ log: silentLogger, storageDir: join(dir, 'storage'), options: {}, device: { kind: 'cpu' } });
+    const said = 'The meeting starts at half past two. Please bring your notes, and a pen.';
+    const recording = await festival.run({ text: said, voice: { engine: 'festival', voice: 'cmu_us_slt_arctic_hts', language: 'en-US', rate: 0.9, pitch: 0 }, outputPath: join(dir, 'recording.wav'), maxSeconds: 60 },
+      { signal: new AbortController().signal, progress: () => undefined, log: silentLogger, workDir: join(dir, 'tts') });
+    const lipsync = async (name: string, extra: string[]) => {
+      const r = await avatar(['--json', '--storage', join(dir, 'storage'), 'lipsync', '--avatar', PORTRAIT, '--audio', join(dir, 'recording.wav'), '--output', join(dir, name), '--quality', 'low', ...extra]);
+      expect(r.code, r.stderr).toBe(0);
+      return { result: JSON.parse(r.stdout) as { captions?: { timing: string; warning?: string; vtt: string } }, stderr: r.stderr };
+    };
+    const aligned = await lipsync('aligned.mp4', ['--transcript', 'The meeting starts at 2:30. Please bring your notes, and a pen.']);
+    expect(aligned.result.captions).toMatchObject({ timing: 'aligned', vtt: join(dir, 'aligned.vtt') });
+    expect(aligned.result.captions?.warning).toBeUndefined();
+    const cues = parseVtt(await readFile(join(dir, 'aligned.vtt'), 'utf8'));
+    expect(cues.map((c) => c.text).join(' ')).toBe('The meeting starts at 2:30. Please bring your notes, and a pen.');
+    // each cue starts where festival says its first word, within two frames (20 fps): a sentence's start,
+    // after a pause whose length differs between the voices, is the warp's least sure point
+    const firsts = cues.map((c) => recording.words!.find((w) => w.word.toLowerCase() === c.text.split(' ')[0]!.toLowerCase().replace(/[^a-z]/g, ''))!.start);
+    const misses = cues.map((c, k) => Math.abs(c.start - firsts[k]!));
+    expect(Math.max(...misses), `cues ${cues.map((c) => c.start).join(', ')}; words ${firsts.join(', ')}`).toBeLessThanOrEqual(2 / 20);
+    // every word, as the aligner places it: within a frame of festival's own times on average (measured 12-26 ms)
+    const flite = await createTtsPlugin('flite').load({ log: silentLogger, storageDir: join(dir, 'storage'), options: {}, device: { kind: 'cpu' } });
+    const synthesis = await flite.run({ text: said, voice: { ...DEFAULT_VOICE }, outputPath: join(dir, 'synthesis.wav'), maxSeconds: 60 },
+      { signal: new AbortController().signal, progress: () => undefined, log: silentLogger, workDir: join(dir, 'tts') });
+    const placed = alignSpeech({ pcm: recording.pcm, sampleRate: recording.sampleRate }, { pcm: synthesis.pcm, sampleRate: synthesis.sampleRate, words: synthesis.words! });
+    expect(placed.words.map((w) => w.word.toLowerCase())).toEqual(recording.words!.map((w) => w.word.toLowerCase()));
+    const error = placed.words.reduce((s, w, k) => s + Math.abs(w.start - recording.words![k]!.start), 0) / placed.words.length;
+    expect(error).toBeLessThanOrEqual(1 / 20);
+    expect(placed.matches).toBe(true);
+    // a transcript of something else: captions all the same, and a warning, not a failure
+    const wrong = await lipsync('wrong.mp4', ['--transcript', 'The weather was cold and windy all week, so the children stayed inside by the fire.']);
+    expect(wrong.result.captions?.warning).toMatch(/does not seem to be what the recording says/);
+    expect(wrong.stderr).toMatch(/warning/i);
+    // no transcript: no captions, no error
+    const none = await lipsync('none.mp4', []);
+    expect(none.result.captions).toBeUndefined();
+    expect(existsSync(join(dir, 'none.vtt'))).toBe(false);
+  }, 120_000);
 
   it('refuses a caption mode it does not know, before any stage', async () => {
     const r = await avatar(['--storage', join(dir, 'storage'), 'pipeline', 'run', 'Hi.', '--avatar', PORTRAIT, '--output', join(dir, 'x.mp4'), '--captions', 'loud']);

@@ -148,6 +148,7 @@ export function createJobHandlers(coordinator: PipelineCoordinator): JobHandlers
         audioPath: inStorage(String(ctx.job.params.audioPath)),
         outputPath,
         config: configOf(ctx),
+        ...(typeof ctx.job.params.transcript === 'string' && { transcript: ctx.job.params.transcript }),
         ...live,
       }));
       return toResult(run);

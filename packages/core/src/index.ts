@@ -9,6 +9,7 @@ export * from './leftovers.js';
 export * from './storage-check.js';
 export * from './media.js';
 export * from './captions.js';
+export * from './align.js';
 export * from './container.js';
 export * from './hls.js';
 export * from './config.js';

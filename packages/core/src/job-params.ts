@@ -37,6 +37,7 @@ export const JOB_PARAM_SPECS = {
   name: { type: 'string', minLength: 1, maxLength: 100, description: 'a name for the new voice profile', flag: '--name <text>' },
   outputPath: { type: 'string', path: true, localOnly: true, maxLength: 4096, description: 'where the result goes (default: <storage>/outputs/<jobId>.<ext>)', flag: '--output <path>' },
   config: { type: 'object', description: 'pipeline settings (docs/configuration.md), engines and their options included' },
+  transcript: { type: 'string', minLength: 1, maxLength: 20_000, description: 'what the recording says (video_lipsync): aligned to it for captions', flag: '--transcript <text>' },
   live: { type: 'boolean', description: 'publish the video as HLS while it is made (GET /v1/jobs/:id/live/playlist.m3u8; MP4 only)', flag: '--live' },
   webhook: { type: 'object', description: 'POST the finished job here: {"url": "https://..."}' },
 } as const satisfies Record<string, JobParamSpec>;
@@ -50,7 +51,7 @@ export const JOB_PARAMS: Record<JobType, { required: readonly JobParamName[]; op
   video_encoding: { required: ['imagePath', 'audioPath'], optional: ['outputPath', 'config'] },
   voice_clone: { required: ['referencePath'], optional: ['name', 'config'] },
   avatar_generation: { required: ['imagePath'], optional: ['outputPath', 'config'] },
-  video_lipsync: { required: ['avatarImagePath', 'audioPath'], optional: ['outputPath', 'config', 'live'] },
+  video_lipsync: { required: ['avatarImagePath', 'audioPath'], optional: ['outputPath', 'config', 'live', 'transcript'] },
 };
 
 /**

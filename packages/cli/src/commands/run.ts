@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { ProgressEvent, RunResult } from '@avatar/core';
@@ -57,7 +58,7 @@ export function reportRun(out: Output, result: RunResult, what: string): number 
         : '';
       const c = result.captions;
       const captions = c
-        ? `\n  captions (${c.mode}, ${c.cues} cues, word timings ${c.timing === 'engine' ? "from the speech engine" : 'estimated from the audio'}): ${[c.vtt, c.srt].filter(Boolean).join(', ') || 'no files (live)'}${c.notInVideo ? `; not in the video: ${c.notInVideo}` : ''}`
+        ? `\n  captions (${c.mode}, ${c.cues} cues, word timings ${TIMINGS[c.timing]}): ${[c.vtt, c.srt].filter(Boolean).join(', ') || 'no files (live)'}${c.notInVideo ? `; not in the video: ${c.notInVideo}` : ''}${c.warning ? `\n  warning: ${c.warning}` : ''}`
         : '';
       return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s${inspection}${paths}${captions}`;
     });
@@ -103,6 +104,18 @@ export function registerPipeline(program: Command): void {
     });
 }
 
+const TIMINGS = { engine: 'from the speech engine', estimated: 'estimated from the audio', aligned: 'from the transcript aligned to the recording' } as const;
+
+/** A transcript given as a file's path, or as the text itself. */
+async function readTranscript(value: string): Promise<string> {
+  const text = await readFile(value, 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT' || error.code === 'ENAMETOOLONG') return value;
+    throw new AvatarError('AVATAR_ERR_INPUT_FILE_UNREADABLE', { input: 'transcript', path: value, reason: error.message });
+  });
+  if (!text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'transcript' });
+  return text;
+}
+
 export function registerLipsync(program: Command): void {
   addAnimationOptions(addVideoOptions(
     program.command('lipsync')
@@ -112,10 +125,12 @@ export function registerLipsync(program: Command): void {
       .requiredOption('--output <path>', OUTPUT_HELP),
   ))
     .option('--max-seconds <n>', 'longest video allowed, seconds (default 120)', parseNumberIn('max-seconds', 1, 3600))
-    .action(async (flags: VideoFlags & { avatar: string; audio: string; output: string }, command: Command) => {
+    .option('--transcript <text|file>', 'what the recording says (the text, or a UTF-8 file of it): aligned to the recording for captions (none without it)')
+    .action(async (flags: VideoFlags & { avatar: string; audio: string; output: string; transcript?: string }, command: Command) => {
       await withContext(command, async (ctx, out) => {
+        const transcript = flags.transcript === undefined ? undefined : await readTranscript(flags.transcript);
         const result = await runWithProgress((signal, onProgress) => ctx.coordinator.lipsync({
-          avatarImage: flags.avatar, audioPath: flags.audio, outputPath: flags.output,
+          avatarImage: flags.avatar, audioPath: flags.audio, outputPath: flags.output, ...(transcript && { transcript }),
           config: configFromFlags(flags, flags.output), signal, onProgress, ...liveTarget(flags.output),
         }));
         return reportRun(out, result, 'video');
