@@ -168,6 +168,11 @@ describe('captions', () => {
     const wrong = await lipsync('wrong.mp4', ['--transcript', 'The weather was cold and windy all week, so the children stayed inside by the fire.']);
     expect(wrong.result.captions?.warning).toMatch(/does not seem to be what the recording says/);
     expect(wrong.stderr).toMatch(/warning/i);
+    // a transcript the voice cannot say: no captions, a warning, the video all the same
+    const unsayable = await lipsync('unsayable.mp4', ['--transcript', '日本語の文章です。']);
+    expect(unsayable.result.captions).toBeUndefined();
+    expect((unsayable.result as { warnings?: string[] }).warnings).toEqual([expect.stringMatching(/^no captions: the transcript could not be spoken/)]);
+    expect(existsSync(join(dir, 'unsayable.mp4'))).toBe(true);
     // no transcript: no captions, no error
     const none = await lipsync('none.mp4', []);
     expect(none.result.captions).toBeUndefined();

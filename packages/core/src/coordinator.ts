@@ -83,6 +83,8 @@ export interface RunResult {
   paths?: { render?: ComputePath; encode?: ComputePath };
   /** the captions, when the run made them: the files beside the video, how they are shown, and where the word timings came from */
   captions?: CaptionsReport;
+  /** what the run could not do and did without, the video being whole (captions it could not make) */
+  warnings?: string[];
 }
 
 export interface CaptionsReport {
@@ -147,6 +149,7 @@ interface Outcome {
   inspection?: InspectionSummary;
   paths?: RunResult['paths'];
   captions?: CaptionsReport;
+  warnings?: string[];
   /** finished files to move onto their targets once every stage has succeeded, the main output last */
   publish?: { from: string; to: string }[];
 }
@@ -333,6 +336,7 @@ class StageRun {
       ...(outcome.inspection && { inspection: outcome.inspection }),
       ...(outcome.paths && { paths: outcome.paths }),
       ...(outcome.captions && { captions: outcome.captions }),
+      ...(outcome.warnings?.length && { warnings: outcome.warnings }),
     };
   }
 }
@@ -809,7 +813,16 @@ export class PipelineCoordinator {
     if (recording.durationSeconds > MAX_ALIGN_SECONDS) return { warning: `no captions: the recording is longer than ${MAX_ALIGN_SECONDS} s, the longest a transcript is aligned to` };
     const { voice, tts } = await this.voiceAndEngine(undefined, config);
     const ctx: RunContext = { signal: run.signal, workDir: run.workDir, log: this.log, progress: () => undefined };
-    const speech = await this.runStage(tts, { text: transcript, voice, outputPath: join(run.workDir, 'transcript.wav'), maxSeconds: Math.max(60, 3 * recording.durationSeconds) }, ctx);
+    let speech: Speech;
+    try {
+      speech = await this.runStage(tts, { text: transcript, voice, outputPath: join(run.workDir, 'transcript.wav'), maxSeconds: Math.max(60, 3 * recording.durationSeconds) }, ctx);
+    } catch (error) {
+      // a transcript the voice cannot say (another language, far longer than the recording) costs the
+      // captions, not the video; a cancel or a full disk is the run's
+      const failure = toAvatarError(error, 'generate_lipsync');
+      if (run.signal.aborted || failure.code === 'AVATAR_ERR_CANCELLED' || failure.code.startsWith('AVATAR_ERR_STORAGE')) throw error;
+      return { warning: `no captions: the transcript could not be spoken to align it (${failure.message})` };
+    }
     const words = speech.words ?? estimateWords(spokenWords(speech.spokenText), speech.pcm, speech.sampleRate);
     const aligned = alignSpeech({ pcm: recording.samples, sampleRate: recording.sampleRate }, { pcm: speech.pcm, sampleRate: speech.sampleRate, words });
     const warning = aligned.matches ? undefined
@@ -879,7 +892,7 @@ export class PipelineCoordinator {
       if (warning) this.log.warn(warning);
       const outcome = await this.renderAndEncode(run, engines, { avatar, audioPath, maxSeconds: config.maxVideoLengthSeconds, settings, animation: animationOf(config) }, { outputPath, live: request.live, liveOnly: request.liveOnly === true, ...(captions && { captions }) });
       if (outcome.captions?.warning) this.log.warn(`captions: ${outcome.captions.warning}`);
-      return outcome;
+      return warning ? { ...outcome, warnings: [warning] } : outcome;
     });
   }
 

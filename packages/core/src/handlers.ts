@@ -31,6 +31,7 @@ function toResult(run: RunResult, extra: JobResult = {}): JobResult {
     ...(run.inspection && { inspection: JSON.parse(JSON.stringify(run.inspection)) as JsonValue }),
     ...(run.paths && { paths: JSON.parse(JSON.stringify(run.paths)) as JsonValue }),
     ...(run.captions && { captions: JSON.parse(JSON.stringify(run.captions)) as JsonValue }),
+    ...(run.warnings && { warnings: [...run.warnings] }),
     ...extra,
   };
 }

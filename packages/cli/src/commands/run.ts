@@ -60,7 +60,8 @@ export function reportRun(out: Output, result: RunResult, what: string): number 
       const captions = c
         ? `\n  captions (${c.mode}, ${c.cues} cues, word timings ${TIMINGS[c.timing]}): ${[c.vtt, c.srt].filter(Boolean).join(', ') || 'no files (live)'}${c.notInVideo ? `; not in the video: ${c.notInVideo}` : ''}${c.warning ? `\n  warning: ${c.warning}` : ''}`
         : '';
-      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s${inspection}${paths}${captions}`;
+      const warnings = (result.warnings ?? []).map((w) => `\n  warning: ${w}`).join('');
+      return `${what}: ${result.outputPath} (${result.durationSeconds?.toFixed(2)}s)\n${stages}\n  total ${result.totalSeconds.toFixed(2)}s${inspection}${paths}${captions}${warnings}`;
     });
     return 0;
   }
