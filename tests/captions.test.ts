@@ -159,11 +159,18 @@ describe('captions', () => {
     const flite = await createTtsPlugin('flite').load({ log: silentLogger, storageDir: join(dir, 'storage'), options: {}, device: { kind: 'cpu' } });
     const synthesis = await flite.run({ text: said, voice: { ...DEFAULT_VOICE }, outputPath: join(dir, 'synthesis.wav'), maxSeconds: 60 },
       { signal: new AbortController().signal, progress: () => undefined, log: silentLogger, workDir: join(dir, 'tts') });
-    const placed = alignSpeech({ pcm: recording.pcm, sampleRate: recording.sampleRate }, { pcm: synthesis.pcm, sampleRate: synthesis.sampleRate, words: synthesis.words! });
+    const placed = (await alignSpeech({ pcm: recording.pcm, sampleRate: recording.sampleRate }, { pcm: synthesis.pcm, sampleRate: synthesis.sampleRate, words: synthesis.words! }))!;
     expect(placed.words.map((w) => w.word.toLowerCase())).toEqual(recording.words!.map((w) => w.word.toLowerCase()));
     const error = placed.words.reduce((s, w, k) => s + Math.abs(w.start - recording.words![k]!.start), 0) / placed.words.length;
     expect(error).toBeLessThanOrEqual(1 / 20);
     expect(placed.matches).toBe(true);
+    // a speaker who waits four seconds before speaking: the same words, four seconds on
+    const late = new Int16Array(recording.pcm.length + 4 * recording.sampleRate);
+    late.set(recording.pcm, 4 * recording.sampleRate);
+    const waited = (await alignSpeech({ pcm: late, sampleRate: recording.sampleRate }, { pcm: synthesis.pcm, sampleRate: synthesis.sampleRate, words: synthesis.words! }))!;
+    const lateError = waited.words.reduce((s, w, k) => s + Math.abs(w.start - 4 - recording.words![k]!.start), 0) / waited.words.length;
+    expect(lateError).toBeLessThanOrEqual(1 / 20);
+    expect(waited.matches).toBe(true);
     // a transcript of something else: captions all the same, and a warning, not a failure
     const wrong = await lipsync('wrong.mp4', ['--transcript', 'The weather was cold and windy all week, so the children stayed inside by the fire.']);
     expect(wrong.result.captions?.warning).toMatch(/does not seem to be what the recording says/);

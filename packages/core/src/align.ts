@@ -13,7 +13,7 @@ const MEL_BANDS = 26;
 // c1..c5 only: the envelope's broad shape, which says what is said; higher coefficients say more about
 // whose voice it is (with 12, another voice saying the transcript scored 0.95 against 0.99 for another text)
 const COEFFICIENTS = 5;
-/** recordings longer than this are not aligned: the warping table grows with length times band (600 s: 150 MB) */
+/** recordings longer than this are not aligned: each warping table grows with length times band (600 s: 150 MB, two at once) */
 export const MAX_ALIGN_SECONDS = 600;
 /** how far (frames either side of the diagonal) the warp may stray: pauses of 2 to 10 s differ */
 const MIN_BAND = 100;
@@ -109,7 +109,7 @@ function fft(re: Float64Array, im: Float64Array): void {
  * Dynamic time warping of `a` onto `b` within a band around the diagonal (the lengths' ratio): for each
  * frame of `a`, the first and last frames of `b` it maps to, and the path's cost per frame of the longer one.
  */
-export function warp(a: readonly Float32Array[], b: readonly Float32Array[], bandFrames: number): { map: Int32Array; until: Int32Array; cost: number } {
+export async function warp(a: readonly Float32Array[], b: readonly Float32Array[], bandFrames: number, signal?: AbortSignal): Promise<{ map: Int32Array; until: Int32Array; cost: number }> {
   const n = a.length;
   const m = b.length;
   if (n === 0 || m === 0) return { map: new Int32Array(n), until: new Int32Array(n), cost: Infinity };
@@ -128,6 +128,11 @@ export function warp(a: readonly Float32Array[], b: readonly Float32Array[], ban
     return o >= 0 && o < width ? i * width + o : -1;
   };
   for (let i = 0; i < n; i++) {
+    // a long warp takes seconds: the event loop (a worker's lease, a cancel) gets a turn every 500 rows
+    if (i % 500 === 499) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      signal?.throwIfAborted();
+    }
     const c = center(i);
     for (let j = Math.max(0, c - bandFrames); j <= Math.min(m - 1, c + bandFrames); j++) {
       const here = cell(i, j);
@@ -172,36 +177,60 @@ export function warp(a: readonly Float32Array[], b: readonly Float32Array[], ban
 /**
  * The warping cost, as a share of the cost onto the recording played backwards, above which the
  * transcript is taken not to be what was said. Measured with a flite synthesis against recordings by
- * other voices (festival, flite's male voice, espeak-ng): 0.42-0.82 saying the transcript, 0.995-0.999
- * saying another text.
+ * other voices (festival, flite's male voice, espeak-ng): 0.42-0.85 saying the transcript, 0.995-1.00
+ * saying another text. Noisy human recordings may score higher: then the captions come with a warning.
  */
 export const MISMATCH_RATIO = 0.92;
 
 /**
- * The transcript's words placed on the recording, from a synthesis of it with its own word times.
- * `matches` is false when the warping cost says the recording says something else; `cost` is that ratio.
+ * The transcript's words placed on the recording, from a synthesis of it with its own word times;
+ * undefined when there is nothing to warp (no sound on one side) or no path. `matches` is false when the warping cost says the recording says something else; `cost` is that ratio.
  */
-export function alignSpeech(recording: SpeechSamples, synthesis: SpeechSamples & { words: readonly WordTiming[] }): { words: WordTiming[]; cost: number; matches: boolean } {
-  const a = cepstra(synthesis);
-  const b = cepstra(recording);
+export async function alignSpeech(
+  recording: SpeechSamples,
+  synthesis: SpeechSamples & { words: readonly WordTiming[] },
+  options: { signal?: AbortSignal } = {},
+): Promise<{ words: WordTiming[]; cost: number; matches: boolean } | undefined> {
+  // silence before the first sound and after the last is left out of the warp (its length is the
+  // speaker's, not the text's, and would pull the band off the diagonal) and added back
+  const a = voiced(synthesis, cepstra(synthesis));
+  const b = voiced(recording, cepstra(recording));
+  if (a.frames.length < 2 || b.frames.length < 2) return undefined;
   // the speeds may differ by a third, and pauses by seconds
-  const band = Math.min(MAX_BAND, Math.max(MIN_BAND, Math.round(0.15 * Math.max(a.length, b.length))));
-  const { map, until, cost } = warp(a, b, band);
+  const band = Math.min(MAX_BAND, Math.max(MIN_BAND, Math.round(0.15 * Math.max(a.frames.length, b.frames.length))));
+  const { map, until, cost } = await warp(a.frames, b.frames, band, options.signal);
   // does the transcript say what the recording says? Against warping onto the recording played
   // backwards (the same voice and sounds, no order), a match costs clearly less (measured below)
-  const chance = warp(a, [...b].reverse(), band).cost;
+  const chance = (await warp(a.frames, [...b.frames].reverse(), band, options.signal)).cost;
+  if (!Number.isFinite(cost) || !(chance > 0)) return undefined;
   const ratio = cost / chance;
+  // the frame of b (in the whole recording) where a's frame at `seconds` (in the whole synthesis) goes
   const at = (seconds: number, frames: Int32Array): number => {
-    const i = Math.min(frames.length - 1, Math.max(0, Math.round(seconds / HOP_SECONDS)));
-    return (frames[i] ?? 0) * HOP_SECONDS;
+    const i = Math.min(frames.length - 1, Math.max(0, Math.round(seconds / HOP_SECONDS) - a.first));
+    return ((frames[i] ?? 0) + b.first) * HOP_SECONDS;
   };
   let last = 0;
   const words = synthesis.words.map((w) => {
-    // a word starts where its first frame's span starts, and ends where its last one's ends
+    // a word starts where its first frame's span starts, and ends where its last frame's ends
     const start = Math.max(last, at(w.start, map));
-    const end = Math.max(start, at(w.end, until));
+    const end = Math.max(start, at(w.end - HOP_SECONDS, until) + HOP_SECONDS);
     last = end;
     return { word: w.word, start, end };
   });
   return { words, cost: ratio, matches: ratio <= MISMATCH_RATIO };
+}
+
+/** The frames from the first to the last sound (above a tenth of the loud level), and where they start. */
+function voiced(voice: SpeechSamples, frames: Float32Array[]): { frames: Float32Array[]; first: number } {
+  const hop = Math.round(voice.sampleRate * HOP_SECONDS);
+  const levels = frames.map((_, f) => {
+    let sum = 0;
+    for (let k = f * hop; k < Math.min(voice.pcm.length, f * hop + hop); k++) sum += Math.abs(voice.pcm[k] as number);
+    return sum / hop;
+  });
+  const loud = [...levels].sort((x, y) => x - y)[Math.floor(levels.length * 0.9)] ?? 0;
+  const first = levels.findIndex((l) => l > loud * 0.1);
+  let last = levels.length - 1;
+  while (last > first && (levels[last] as number) <= loud * 0.1) last--;
+  return first < 0 ? { frames: [], first: 0 } : { frames: frames.slice(first, last + 1), first };
 }

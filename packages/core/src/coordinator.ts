@@ -802,20 +802,25 @@ export class PipelineCoordinator {
   /**
    * Captions of a recording from its transcript (align.ts): the transcript spoken by the default voice,
    * its word times carried onto the recording by dynamic time warping. Measured against engine-timed
-   * speech by other voices: words start within 12-26 ms of where they are said on average. A transcript
+   * speech by other voices: words start within 12-26 ms of where they are said on average (synthetic
+   * voices only). A transcript
    * the recording does not seem to say still gets captions, with a warning; one that cannot be aligned
    * (a recording over MAX_ALIGN_SECONDS) gets none, with the reason.
    */
   private async alignCaptions(run: StageRun, request: LipsyncRequest, config: PipelineConfig, audioPath: string, picture: { width: number; height: number }): Promise<{ captions?: Captions; warning?: string }> {
     const transcript = (request.transcript ?? '').trim();
     if (config.captions === 'none' || !transcript) return {};
-    const recording = await decodeAudio(audioPath, { sampleRate: 16000, maxSeconds: MAX_ALIGN_SECONDS + 1, input: 'audio', signal: run.signal });
+    const limit = Math.min(MAX_ALIGN_SECONDS, config.maxVideoLengthSeconds);
+    const recording = await decodeAudio(audioPath, { sampleRate: 16000, maxSeconds: limit + 1, input: 'audio', signal: run.signal });
+    // (over the run's own limit the lip-sync stage refuses the recording: nothing to caption)
+    if (recording.durationSeconds > config.maxVideoLengthSeconds) return {};
     if (recording.durationSeconds > MAX_ALIGN_SECONDS) return { warning: `no captions: the recording is longer than ${MAX_ALIGN_SECONDS} s, the longest a transcript is aligned to` };
-    const { voice, tts } = await this.voiceAndEngine(undefined, config);
     const ctx: RunContext = { signal: run.signal, workDir: run.workDir, log: this.log, progress: () => undefined };
     let speech: Speech;
     try {
-      speech = await this.runStage(tts, { text: transcript, voice, outputPath: join(run.workDir, 'transcript.wav'), maxSeconds: Math.max(60, 3 * recording.durationSeconds) }, ctx);
+      const { voice, tts } = await this.voiceAndEngine(undefined, config);
+      // (a transcript far longer than the recording is not what it says: refused by the speech's limit)
+      speech = await this.runStage(tts, { text: transcript, voice, outputPath: join(run.workDir, 'transcript.wav'), maxSeconds: 1.5 * recording.durationSeconds + 10 }, ctx);
     } catch (error) {
       // a transcript the voice cannot say (another language, far longer than the recording) costs the
       // captions, not the video; a cancel or a full disk is the run's
@@ -824,7 +829,8 @@ export class PipelineCoordinator {
       return { warning: `no captions: the transcript could not be spoken to align it (${failure.message})` };
     }
     const words = speech.words ?? estimateWords(spokenWords(speech.spokenText), speech.pcm, speech.sampleRate);
-    const aligned = alignSpeech({ pcm: recording.samples, sampleRate: recording.sampleRate }, { pcm: speech.pcm, sampleRate: speech.sampleRate, words });
+    const aligned = await alignSpeech({ pcm: recording.samples, sampleRate: recording.sampleRate }, { pcm: speech.pcm, sampleRate: speech.sampleRate, words }, { signal: run.signal });
+    if (!aligned) return { warning: 'no captions: the transcript could not be aligned to the recording (one of them holds no sound)' };
     const warning = aligned.matches ? undefined
       : `the transcript does not seem to be what the recording says (warping cost ${aligned.cost.toFixed(2)} of chance, above ${MISMATCH_RATIO}): its captions may be mistimed`;
     return { captions: await this.writeCueFiles(run.workDir, writtenWords(transcript, aligned.words), { mode: config.captions, picture, timing: 'aligned', ...(warning && { warning }) }) };

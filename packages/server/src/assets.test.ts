@@ -337,6 +337,7 @@ describe('uploads: avatars, voices and multipart jobs', () => {
     const res = await post('/v1/jobs', await form([
       { name: 'jobType', value: 'video_lipsync' },
       { name: 'quality', value: 'low' },
+      { name: 'transcript', value: 'This is what the portrait will say.' },
       { name: 'avatar', data: grace, filename: '../../me.jpg', type: 'image/jpeg' },
       { name: 'audio', data: mp3, filename: 'line.mp3', type: 'audio/mpeg' },
     ]));
@@ -344,6 +345,8 @@ describe('uploads: avatars, voices and multipart jobs', () => {
     const job = res.json<Job>();
     expect(res.headers.location).toBe(`/v1/jobs/${job.jobId}`);
     expect(job.jobType).toBe('video_lipsync');
+    // its captions' transcript, as a text field
+    expect(job.params.transcript).toBe('This is what the portrait will say.');
     expect(job.params.config).toEqual({ videoQuality: 'low' });
     const avatarPath = String(job.params.avatarImagePath);
     const audioPath = String(job.params.audioPath);

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { ProgressEvent, RunResult } from '@avatar/core';
@@ -107,10 +107,10 @@ export function registerPipeline(program: Command): void {
 
 const TIMINGS = { engine: 'from the speech engine', estimated: 'estimated from the audio', aligned: 'from the transcript aligned to the recording' } as const;
 
-/** A transcript given as a file's path, or as the text itself. */
+/** A transcript given as the path of a file (a regular file that exists), or as the text itself. */
 async function readTranscript(value: string): Promise<string> {
-  const text = await readFile(value, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT' || error.code === 'ENAMETOOLONG') return value;
+  const isFile = !value.includes('\0') && (await stat(value).then((s) => s.isFile(), () => false));
+  const text = !isFile ? value : await readFile(value, 'utf8').catch((error: NodeJS.ErrnoException) => {
     throw new AvatarError('AVATAR_ERR_INPUT_FILE_UNREADABLE', { input: 'transcript', path: value, reason: error.message });
   });
   if (!text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'transcript' });

@@ -27,7 +27,7 @@ const FILE_PARAMS: Record<JobType, Partial<Record<'avatar' | 'audio', string>>> 
 };
 
 /** Text fields copied into params as they are. */
-const TEXT_PARAMS = ['text', 'voiceProfileId', 'name', 'avatarImagePath', 'imagePath', 'audioPath', 'referencePath'] as const;
+const TEXT_PARAMS = ['text', 'voiceProfileId', 'name', 'avatarImagePath', 'imagePath', 'audioPath', 'referencePath', 'transcript'] as const;
 const FILES: readonly FileField[] = [
   { field: 'avatar', kind: 'image', required: false },
   { field: 'audio', kind: 'audio', required: false },
@@ -48,6 +48,7 @@ const JobFormTextSchema = Type.Object(
     imagePath: P.imagePath,
     audioPath: P.audioPath,
     referencePath: P.referencePath,
+    transcript: P.transcript,
     maxSeconds: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}(\\.[0-9]{1,3})?$', description: 'seconds (voice_synthesis)' })),
     quality: Type.Optional(Type.Union(QUALITIES.map((q) => Type.Literal(q)), { description: 'config.videoQuality' })),
     config: Type.Optional(Type.String({ maxLength: 20_000, description: 'pipeline settings as JSON text (see docs/configuration.md)' })),
