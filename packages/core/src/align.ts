@@ -5,6 +5,7 @@
  * recording's; each word's times follow the map. The cost along the map says whether the transcript
  * matches the recording at all.
  */
+import { frameLevels, loudLevel } from './captions.js';
 import type { WordTiming } from './captions.js';
 
 const HOP_SECONDS = 0.02;
@@ -142,14 +143,16 @@ export async function warp(a: readonly Float32Array[], b: readonly Float32Array[
         continue;
       }
       let best = Infinity, dir = 0;
-      const candidates: [number, number][] = [[i > 0 && j > 0 ? cell(i - 1, j - 1) : -1, 0], [i > 0 ? cell(i - 1, j) : -1, 1], [j > 0 ? cell(i, j - 1) : -1, 2]];
-      for (const [prev, d2] of candidates) {
-        if (prev < 0 || !Number.isFinite(acc[prev] as number)) continue;
-        if ((acc[prev] as number) < best) {
+      // diagonal, from above, from the left, in that order of preference on a tie (an unreached cell is Infinity)
+      const take = (prev: number, way: number): void => {
+        if (prev >= 0 && (acc[prev] as number) < best) {
           best = acc[prev] as number;
-          dir = d2;
+          dir = way;
         }
-      }
+      };
+      if (i > 0 && j > 0) take(cell(i - 1, j - 1), 0);
+      if (i > 0) take(cell(i - 1, j), 1);
+      if (j > 0) take(cell(i, j - 1), 2);
       if (!Number.isFinite(best)) continue;
       acc[here] = best + d;
       from[here] = dir;
@@ -222,13 +225,8 @@ export async function alignSpeech(
 
 /** The frames from the first to the last sound (above a tenth of the loud level), and where they start. */
 function voiced(voice: SpeechSamples, frames: Float32Array[]): { frames: Float32Array[]; first: number } {
-  const hop = Math.round(voice.sampleRate * HOP_SECONDS);
-  const levels = frames.map((_, f) => {
-    let sum = 0;
-    for (let k = f * hop; k < Math.min(voice.pcm.length, f * hop + hop); k++) sum += Math.abs(voice.pcm[k] as number);
-    return sum / hop;
-  });
-  const loud = [...levels].sort((x, y) => x - y)[Math.floor(levels.length * 0.9)] ?? 0;
+  const levels = frameLevels(voice.pcm, Math.round(voice.sampleRate * HOP_SECONDS)).subarray(0, frames.length);
+  const loud = loudLevel(levels);
   const first = levels.findIndex((l) => l > loud * 0.1);
   let last = levels.length - 1;
   while (last > first && (levels[last] as number) <= loud * 0.1) last--;

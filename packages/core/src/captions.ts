@@ -270,16 +270,9 @@ export function spokenWords(text: string): string[] {
  */
 export function estimateWords(words: readonly string[], pcm: Int16Array, sampleRate: number): WordTiming[] {
   const frame = Math.max(1, Math.round(sampleRate / 100));
-  const levels: number[] = [];
-  for (let at = 0; at < pcm.length; at += frame) {
-    let sum = 0;
-    const end = Math.min(pcm.length, at + frame);
-    for (let k = at; k < end; k++) sum += Math.abs(pcm[k] as number);
-    levels.push(sum / (end - at));
-  }
-  const sorted = [...levels].sort((x, y) => x - y);
-  const loud = sorted[Math.floor(sorted.length * 0.9)] ?? 0;
-  const voiced = levels.map((l) => l > loud * 0.2 && l > 0);
+  const levels = frameLevels(pcm, frame);
+  const loud = loudLevel(levels);
+  const voiced = Array.from(levels, (l) => l > loud * 0.2 && l > 0);
   const stretches: [number, number][] = [];
   for (let k = 0; k < voiced.length; k++) {
     if (!voiced[k]) continue;
@@ -309,4 +302,21 @@ export function estimateWords(words: readonly string[], pcm: Int16Array, sampleR
     const start = toSeconds(from + 1e-9);
     return { word, start, end: Math.max(start, toSeconds(to)) };
   });
+}
+
+/** The mean absolute sample of each `hop` samples (the last frame by its own length). */
+export function frameLevels(pcm: Int16Array, hop: number): Float64Array {
+  const levels = new Float64Array(Math.ceil(pcm.length / hop));
+  for (let f = 0; f < levels.length; f++) {
+    const end = Math.min(pcm.length, (f + 1) * hop);
+    let sum = 0;
+    for (let k = f * hop; k < end; k++) sum += Math.abs(pcm[k] as number);
+    levels[f] = sum / (end - f * hop);
+  }
+  return levels;
+}
+
+/** How loud a recording's loud frames are: the 90th percentile of its frame levels. */
+export function loudLevel(levels: ArrayLike<number>): number {
+  return Array.from(levels).sort((x, y) => x - y)[Math.floor(levels.length * 0.9)] ?? 0;
 }

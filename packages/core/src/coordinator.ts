@@ -661,10 +661,7 @@ export class PipelineCoordinator {
       // inputs and engines are checked before any engine starts, so a typo costs nothing
       if (!request.text || !request.text.trim()) throw new AvatarError('AVATAR_ERR_INPUT_TEXT_EMPTY', { input: 'text' });
       const { config, settings, outputPath, avatarPath } = await this.checkTalkingHeadRequest(request);
-      // the captions' files go beside the video: they must be writable too (not a folder of that name)
-      if (config.captions !== 'none' && outputPath !== LIVE_OUTPUT) {
-        for (const path of Object.values(captionPaths(outputPath))) await checkWritableTarget(path, 'captions file');
-      }
+      if (config.captions !== 'none') await checkCaptionTargets(outputPath);
       const engines = await this.plan(config, ['face', 'lipsync', 'encode'], ['inspect']);
       this.checkLiveEncoder(engines, request.live);
       // The face stage runs beside the speech: the speech engine works in its own process, the face
@@ -890,9 +887,7 @@ export class PipelineCoordinator {
       this.checkLiveEncoder(engines, request.live);
       this.prewarm(engines.face);
       this.prewarm(engines.encode);
-      if (config.captions !== 'none' && request.transcript?.trim() && outputPath !== LIVE_OUTPUT) {
-        for (const path of Object.values(captionPaths(outputPath))) await checkWritableTarget(path, 'captions file');
-      }
+      if (config.captions !== 'none' && request.transcript?.trim()) await checkCaptionTargets(outputPath);
       const avatar = await this.validateAvatar(run, engines, avatarPath, settings.size);
       const { captions, warning } = await this.alignCaptions(run, request, config, audioPath, avatar);
       if (warning) this.log.warn(warning);
@@ -1049,6 +1044,12 @@ function parseCleanup(config: PipelineRequest['config']): boolean {
 }
 
 /** Moves a finished file onto its target without ever leaving a half-written target. */
+/** The captions' files go beside the video (none for a live run that keeps no file): they must be writable too, not a folder of that name. */
+async function checkCaptionTargets(outputPath: string): Promise<void> {
+  if (outputPath === LIVE_OUTPUT) return;
+  for (const path of Object.values(captionPaths(outputPath))) await checkWritableTarget(path, 'captions file');
+}
+
 /** Where a video's captions go: beside it, named as it is (talk.mp4 -> talk.vtt, talk.srt). */
 export function captionPaths(videoPath: string): { vtt: string; srt: string } {
   const stem = join(dirname(videoPath), basename(videoPath, extname(videoPath)));

@@ -312,17 +312,17 @@ const fliteSpec: EngineSpec = {
     const alone = runTool(job.binary, ['-voice', job.voice.voice, '--setf', 'duration_stretch=0.05', '-ps', '-f', wordsFile, '-o', 'none'], { tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: aside.signal })
       .then(({ stdout }) => parseFliteWordGroups(stdout), () => undefined)
       .finally(() => job.signal.removeEventListener('abort', stop));
-    const { stdout, stderr } = await runTool(job.binary, args, {
-      tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
-    }).catch(async (error: unknown) => {
+    let stdout: string;
+    try {
+      const ran = await runTool(job.binary, args, {
+        tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
+      });
+      if (/error/i.test(ran.stderr)) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: ran.stderr.trim() });
+      stdout = ran.stdout;
+    } catch (error) {
       stop();
       await alone;
       throw error;
-    });
-    if (/error/i.test(stderr)) {
-      stop();
-      await alone;
-      throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: stderr.trim() });
     }
     const phonemes = parseFlitePhonemes(stdout);
     const groups = await alone;
