@@ -37,7 +37,7 @@ describe.skipIf(!hasCompilers)('the GPU render path on stand-in driver libraries
 
   const run = async (name: string, env: Record<string, string>): Promise<{ result: RunResult; stderr: string; frames: string }> => {
     const out = join(dir, `${name}.mp4`);
-    const r = await avatar(['--json', '--storage', join(dir, 'storage'), 'pipeline', 'run', TEXT, '--avatar', PORTRAIT, '--output', out, '--quality', 'low'], {
+    const r = await avatar(['--json', '--verbose', '--storage', join(dir, 'storage'), 'pipeline', 'run', TEXT, '--avatar', PORTRAIT, '--output', out, '--quality', 'low'], {
       env,
       timeoutMs: 120_000,
     });
@@ -60,6 +60,15 @@ describe.skipIf(!hasCompilers)('the GPU render path on stand-in driver libraries
     const gpu = await run('gpu', { LD_LIBRARY_PATH: drivers });
     expect(gpu.result.paths.render).toEqual({ path: 'cuda (Fake GPU 0)' });
     expect(gpu.frames).toBe(cpuFrames);
+    // one line says how frames reach the CPU's encoder
+    expect(gpu.stderr.match(/frames are drawn on the GPU \(Fake GPU 0\) and each copied once into page-locked host memory/g)).toHaveLength(1);
+  }, 180_000);
+
+  it.skipIf(!frameKernels() || !hasPtx)('without page-locked memory the GPU still draws, into ordinary memory, and says why', async () => {
+    const plain = await run('unpinned', { LD_LIBRARY_PATH: drivers, FAKE_CUDA: 'no-pinned' });
+    expect(plain.result.paths.render).toEqual({ path: 'cuda (Fake GPU 0)', notUsed: expect.stringMatching(/^page-locked host memory: cuMemHostAlloc failed: CUDA_ERROR_OUT_OF_MEMORY/) });
+    expect(plain.stderr).toMatch(/into ordinary \(not page-locked: cuMemHostAlloc failed/);
+    expect(plain.frames).toBe(cpuFrames);
   }, 180_000);
 
   it.skipIf(!frameKernels() || !hasPtx)('a GPU that draws a checked frame differently is left for the CPU, and the video is the CPU\'s', async () => {

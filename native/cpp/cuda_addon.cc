@@ -2,11 +2,13 @@
 // { ok: false, reason }: never throws for a missing GPU, only for wrong arguments. renderer.frame(moved,
 // active, activeCount, outline | null, params | null, out) draws one frame into `out` (throws with the
 // CUDA call's name when the GPU fails mid-run); renderer.close() frees the GPU memory at once (also done
-// when the object is collected). Frames are drawn synchronously on the calling thread.
+// when the object is collected); renderer.hostBuffers(n) gives n frames of page-locked host memory to draw
+// into. Frames are drawn synchronously on the calling thread.
 #include "cuda_addon.h"
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "checks.h"
 #include "cuda_render.h"
@@ -18,7 +20,8 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "CudaRenderer",
-                       {InstanceMethod<&CudaRendererObject::Frame>("frame"), InstanceMethod<&CudaRendererObject::Close>("close")});
+                       {InstanceMethod<&CudaRendererObject::Frame>("frame"), InstanceMethod<&CudaRendererObject::HostBuffers>("hostBuffers"),
+                        InstanceMethod<&CudaRendererObject::Close>("close")});
   }
 
   explicit CudaRendererObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaRendererObject>(info) {}
@@ -70,6 +73,32 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
       throw Napi::Error::New(env, "the GPU failed to draw a frame: " + why);
     }
     return env.Undefined();
+  }
+
+  // Frames' worth of page-locked host memory as Uint8Arrays over it (no copy): each is freed when
+  // collected, not at close(), as ffmpeg's pipe may still be reading it. Throws with the reason when
+  // the memory cannot be had; none is kept then.
+  Napi::Value HostBuffers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!renderer_) throw Napi::Error::New(env, "hostBuffers: the CUDA renderer is closed");
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "hostBuffers(count)");
+    const int64_t count = info[0].As<Napi::Number>().Int64Value();
+    if (count < 1 || count > 64) throw Napi::RangeError::New(env, "hostBuffers: count must be 1 to 64");
+    std::vector<std::unique_ptr<PinnedBuffer>> made;
+    for (int64_t i = 0; i < count; i++) {
+      std::string why;
+      std::unique_ptr<PinnedBuffer> buffer = renderer_->HostBuffer(why);
+      if (!buffer) throw Napi::Error::New(env, why);
+      made.push_back(std::move(buffer));
+    }
+    Napi::Array list = Napi::Array::New(env, made.size());
+    for (size_t i = 0; i < made.size(); i++) {
+      PinnedBuffer* buffer = made[i].get();
+      Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(env, buffer->data(), buffer->size(), [](Napi::Env, void*, PinnedBuffer* held) { delete held; }, buffer);
+      made[i].release();  // owned by the ArrayBuffer's finalizer from here
+      list.Set(static_cast<uint32_t>(i), Napi::Uint8Array::New(env, buffer->size(), memory, 0));
+    }
+    return list;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

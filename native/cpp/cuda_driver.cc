@@ -35,6 +35,8 @@ const CudaDriver& Cuda() {
     cu.memcpyDtoH = Symbol<decltype(cu.memcpyDtoH)>(l, "cuMemcpyDtoH_v2");
     cu.memcpyDtoD = Symbol<decltype(cu.memcpyDtoD)>(l, "cuMemcpyDtoD_v2");
     cu.memsetD32 = Symbol<decltype(cu.memsetD32)>(l, "cuMemsetD32_v2");
+    cu.memHostAlloc = Symbol<decltype(cu.memHostAlloc)>(l, "cuMemHostAlloc");
+    cu.memFreeHost = Symbol<decltype(cu.memFreeHost)>(l, "cuMemFreeHost");
     cu.launch = Symbol<decltype(cu.launch)>(l, "cuLaunchKernel");
     cu.errorName = Symbol<decltype(cu.errorName)>(l, "cuGetErrorName");
   });

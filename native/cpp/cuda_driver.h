@@ -41,6 +41,9 @@ struct CudaDriver {
   CUresult (*memcpyDtoH)(void*, CUdeviceptr, size_t) = nullptr;
   CUresult (*memcpyDtoD)(CUdeviceptr, CUdeviceptr, size_t) = nullptr;
   CUresult (*memsetD32)(CUdeviceptr, unsigned, size_t) = nullptr;
+  // page-locked host memory (optional: frames then come back to ordinary memory)
+  CUresult (*memHostAlloc)(void**, size_t, unsigned) = nullptr;
+  CUresult (*memFreeHost)(void*) = nullptr;
   CUresult (*launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void**, void**) = nullptr;
   CUresult (*errorName)(CUresult, const char**) = nullptr;
 

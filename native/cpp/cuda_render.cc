@@ -38,10 +38,32 @@ const char* FindPtx(const char* name) {
 
 }  // namespace
 
+// The device's primary context, retained once and released when the renderer and every pinned buffer
+// made on it are gone.
+struct CudaContextHold {
+  const CudaDriver* cu;
+  CUdevice device;
+  CUcontext context;
+  CudaContextHold(const CudaDriver* driver, CUdevice d, CUcontext c) : cu(driver), device(d), context(c) {}
+  ~CudaContextHold() { cu->primaryRelease(device); }
+  CudaContextHold(const CudaContextHold&) = delete;
+  CudaContextHold& operator=(const CudaContextHold&) = delete;
+};
+
+PinnedBuffer::~PinnedBuffer() {
+  const CudaDriver& cu = *hold_->cu;
+  // freed in its own context, made current for the call (it may be collected long after the renderer)
+  if (cu.pushCurrent(hold_->context) == 0) {
+    cu.memFreeHost(data_);
+    CUcontext popped = nullptr;
+    cu.popCurrent(&popped);
+  }
+}
+
 struct CudaRenderer::State {
   const CudaDriver* cu = nullptr;
   CUdevice device = 0;
-  bool retained = false;
+  std::shared_ptr<CudaContextHold> hold;
   CUcontext context = nullptr;
   CUmodule warpModule = nullptr, mouthModule = nullptr;
   CUfunction map = nullptr, claim = nullptr, draw = nullptr, mouth = nullptr;
@@ -85,8 +107,7 @@ struct CudaRenderer::State {
     }
     allocations.clear();
     warpModule = mouthModule = nullptr;
-    if (retained) cu->primaryRelease(device);
-    retained = false;
+    hold.reset();
     context = nullptr;
   }
 };
@@ -159,7 +180,7 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
     why = CudaFailed(cu, "cuDevicePrimaryCtxRetain", rc);
     return nullptr;
   }
-  s->retained = true;
+  s->hold = std::make_shared<CudaContextHold>(&cu, s->device, s->context);
   s->width = setup.width;
   s->height = setup.height;
   s->frameBytes = static_cast<size_t>(setup.width) * setup.height * 3 / 2;
@@ -220,6 +241,27 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
     return nullptr;
   }
   return std::unique_ptr<CudaRenderer>(new CudaRenderer(std::move(s)));
+}
+
+std::unique_ptr<PinnedBuffer> CudaRenderer::HostBuffer(std::string& why) {
+  State& s = *state_;
+  const CudaDriver& cu = *s.cu;
+  if (s.hold == nullptr) {
+    why = "the CUDA renderer is closed";
+    return nullptr;
+  }
+  if (cu.memHostAlloc == nullptr || cu.memFreeHost == nullptr) {
+    why = "libcuda.so.1 lacks cuMemHostAlloc";
+    return nullptr;
+  }
+  void* data = nullptr;
+  const bool ok = s.InContext(why, [&]() {
+    const CUresult rc = cu.memHostAlloc(&data, s.frameBytes, 0);
+    if (rc != 0) why = CudaFailed(cu, "cuMemHostAlloc", rc) + " (" + std::to_string(s.frameBytes >> 10) + " KiB)";
+    return rc == 0;
+  });
+  if (!ok) return nullptr;
+  return std::make_unique<PinnedBuffer>(s.hold, static_cast<uint8_t*>(data), s.frameBytes);
 }
 
 bool CudaRenderer::Frame(const double* moved, const uint32_t* active, size_t count, const double* outline, size_t outlinePoints, const MouthParams* mouth,

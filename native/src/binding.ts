@@ -75,6 +75,12 @@ export interface CudaFrameRenderer {
    * moved <- rest, and the inner mouth when `outline` and `params` are given. Throws when the GPU fails.
    */
   frame(moved: Float64Array, active: Uint32Array, activeCount: number, outline: Float64Array | null, params: Float64Array | null, out: Uint8Array): void;
+  /**
+   * `count` frames of page-locked host memory for `frame` to copy into (the GPU's DMA reaches it
+   * directly; ffmpeg's pipe reads it with no copy). Each is freed when collected, so it may outlive
+   * close(). Throws with the reason when the memory cannot be had. Absent from older builds.
+   */
+  hostBuffers?(count: number): Uint8Array[];
   /** frees its GPU memory at once (also done when it is collected) */
   close(): void;
 }

@@ -388,6 +388,45 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     balanced(stderr);
   });
 
+  // Frames copied into page-locked host memory: equal to the CPU's, and the memory (with the context it
+  // was made on) freed when the buffers are collected, even after the renderer is closed.
+  const pinnedScript = `(async () => {
+    const W = 8, H = 6, photo = new Uint8Array(W * H * 3 / 2).map((_, i) => (i * 29) & 255);
+    const rest = new Float64Array([1, 1, 6, 1, 1, 4]), triangles = new Uint32Array([0, 1, 2]);
+    const opened = a.openCudaRenderer(photo, W, H, triangles, rest, '');
+    if (!opened.ok) return { opened };
+    let ring;
+    try { ring = opened.renderer.hostBuffers(3); } catch (error) { opened.renderer.close(); return { error: error.message }; }
+    const moved = new Float64Array([1.5, 1, 6, 2, 1, 4.5]), active = new Uint32Array([0]);
+    const cpu = photo.slice();
+    a.warpI420(photo, cpu, W, H, moved, rest, triangles, active, 1);
+    opened.renderer.frame(moved, active, 1, null, null, ring[1]);
+    const same = Buffer.compare(Buffer.from(cpu), Buffer.from(ring[1])) === 0;
+    opened.renderer.close();
+    // still readable after close: ffmpeg's pipe may be writing it
+    const sizes = ring.map((b) => b.length);
+    ring = undefined;
+    global.gc(); await new Promise((t) => setTimeout(t, 50)); global.gc(); await new Promise((t) => setTimeout(t, 50));
+    return { same, sizes };
+  })()`;
+
+  it.skipIf(!hasNvcc)('hands out page-locked host buffers that frames are copied into and that are freed when collected', async () => {
+    const { result, stderr } = await inChild<{ same: boolean; sizes: number[] }>(pinnedScript, {}, dir, ['--expose-gc']);
+    expect(result).toEqual({ same: true, sizes: [72, 72, 72] });
+    expect(count(stderr, 'fake-cuda: host alloc')).toBe(3);
+    expect(count(stderr, 'fake-cuda: host free')).toBe(3);
+    // the context outlives the renderer while its buffers live, and goes with the last of them
+    expect(stderr.lastIndexOf('fake-cuda: release')).toBeGreaterThan(stderr.lastIndexOf('fake-cuda: host free'));
+    balanced(stderr);
+  });
+
+  it.skipIf(!hasNvcc)('says why when no page-locked memory can be had, keeping none', async () => {
+    const { result, stderr } = await inChild<{ error: string }>(pinnedScript, { FAKE_CUDA: 'no-pinned' }, dir, ['--expose-gc']);
+    expect(result.error).toMatch(/^cuMemHostAlloc failed: CUDA_ERROR_OUT_OF_MEMORY \(0 KiB\)$/);
+    expect(count(stderr, 'fake-cuda: host alloc')).toBe(0);
+    balanced(stderr);
+  });
+
   it('says there is no driver where libcuda.so.1 is missing', async () => {
     const { result } = await inChild<{ opened: { ok: boolean; reason: string } }>(cudaScript(), {}, join(dir, 'empty'));
     expect(result.opened).toEqual({ ok: false, reason: 'libcuda.so.1 not found (no NVIDIA driver)' });

@@ -5,7 +5,8 @@
  * arithmetic of warp.cu and mouth.cu. It logs context retains and releases, module loads and unloads,
  * and allocations and frees, so a test can see they balance. FAKE_CUDA picks a failure:
  * no-device, old-driver, bad-ptx, oom (the fourth allocation fails), launch-fails (the third frame's
- * first launch fails), wrong-pixel (every frame copied back has one byte changed). Built by the tests with a C++ compiler and -I native/cpp. */
+ * first launch fails), wrong-pixel (every frame copied back has one byte changed), no-pinned (page-locked
+ * host memory is refused). Page-locked host allocations and frees are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -110,6 +111,23 @@ int cuMemAlloc_v2(CUdeviceptr* at, size_t bytes) {
 int cuMemFree_v2(CUdeviceptr at) {
   std::free(reinterpret_cast<void*>(at));
   fprintf(stderr, "fake-cuda: free\n");
+  return 0;
+}
+
+int cuMemHostAlloc(void** at, size_t bytes, unsigned flags) {
+  (void)flags;
+  if (current != &fake_primary_context) return 201;
+  if (Mode() == "no-pinned") return 2;  // the system will lock no more memory
+  *at = std::malloc(bytes);
+  if (*at == nullptr) return 2;
+  fprintf(stderr, "fake-cuda: host alloc\n");
+  return 0;
+}
+
+int cuMemFreeHost(void* at) {
+  if (current != &fake_primary_context) return 201;
+  std::free(at);
+  fprintf(stderr, "fake-cuda: host free\n");
   return 0;
 }
 

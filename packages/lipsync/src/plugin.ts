@@ -71,12 +71,17 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice)
     const noGpu = (): string => `cuda: ${device.kind === 'cpu' ? (device.reason ?? 'the host placed this engine on the CPU') : (renderer.gpuMissing ?? 'not used')}`;
     // said again at the end: a GPU that fails or draws a checked frame differently is left mid-run
     const say = (): void => {
+      const host = renderer.hostMemory;
       stream.computePath = renderer.kernel === 'cuda'
-        ? { path: `cuda (${renderer.gpuDevice ?? 'GPU'})` }
+        ? { path: `cuda (${renderer.gpuDevice ?? 'GPU'})`, ...(!host.pinned && { notUsed: `page-locked host memory: ${host.reason}` }) }
         : renderer.kernel === 'native' ? { path: 'native', notUsed: noGpu() } : { path: 'ts', notUsed: `${noGpu()}; native: ${renderer.nativeMissing ?? 'not available'}` };
     };
     say();
     if (renderer.kernel !== 'cuda' && device.kind === 'gpu') ctx.log.info(`frames are drawn on the CPU: ${noGpu()}`);
+    if (renderer.kernel === 'cuda') {
+      const host = renderer.hostMemory;
+      ctx.log.info(`frames are drawn on the GPU (${renderer.gpuDevice ?? 'unnamed'}) and each copied once into ${host.pinned ? 'page-locked' : `ordinary (not page-locked: ${host.reason})`} host memory, which ffmpeg's pipe reads as it is; the video is encoded on the CPU (no NVENC encoder in this build)`);
+    }
     try {
       const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
       for (let i = 0; i < frameCount; i++) {

@@ -122,6 +122,7 @@ export class FaceRenderer {
       if (opened.ok) {
         this.cuda = opened.renderer;
         this.gpuDevice = opened.device;
+        this.pinBuffers(opened.renderer);
       } else {
         this.gpuMissing = opened.reason;
       }
@@ -137,6 +138,31 @@ export class FaceRenderer {
   /** frames the GPU draws that are also drawn by the CPU and compared: without an open mouth, and with one */
   private gpuChecks = { frames: 30, mouths: 3 };
   private scratch: Uint8Array | undefined;
+
+  /** Whether the frame buffers are page-locked host memory (the GPU copies into them by DMA), and why not when not. */
+  hostMemory: { pinned: true } | { pinned: false; reason: string } = { pinned: false, reason: 'frames are drawn on the CPU' };
+
+  /**
+   * Swaps the frame buffers for page-locked ones: the GPU's copy of each finished frame lands there
+   * directly, and the encoder's pipe writes them from there, so a frame crosses host memory once.
+   * Without them (an older addon, a system that will lock no more memory) ordinary buffers serve.
+   */
+  private pinBuffers(cuda: CudaFrameRenderer): void {
+    let pinned: Uint8Array[];
+    try {
+      if (!cuda.hostBuffers) throw new Error('the native addon is an older build without page-locked buffers');
+      pinned = cuda.hostBuffers(this.buffers.length);
+    } catch (error) {
+      this.hostMemory = { pinned: false, reason: (error as Error).message };
+      return;
+    }
+    pinned.forEach((buffer, i) => {
+      buffer.set(this.buffers[i] as Uint8Array);
+      this.buffers[i] = buffer;
+    });
+    this.out = this.buffers[this.current] as Uint8Array;
+    this.hostMemory = { pinned: true };
+  }
 
   /** Frees the GPU's memory now (a renderer that is dropped frees it when collected). */
   close(): void {
