@@ -12,9 +12,16 @@
 
 #include "checks.h"
 #include "cuda_render.h"
+#include "nvenc_encode.h"
 
 namespace avatar {
 namespace {
+
+// the classes' constructors, per environment (each worker thread loads the addon afresh)
+struct Constructors {
+  Napi::FunctionReference renderer;
+  Napi::FunctionReference encoder;
+};
 
 class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
  public:
@@ -40,21 +47,23 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
     if (!renderer_) throw Napi::Error::New(env, "frame: the CUDA renderer is closed");
     const bool mouth = info.Length() >= 6 && info[3].IsTypedArray() && info[4].IsTypedArray();
     const bool noMouth = info.Length() >= 6 && info[3].IsNull() && info[4].IsNull();
-    if (info.Length() < 6 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() || !(mouth || noMouth) || !info[5].IsTypedArray()) {
-      throw Napi::TypeError::New(env, "frame(moved, active, activeCount, outline | null, params | null, out)");
+    if (info.Length() < 6 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsNumber() || !(mouth || noMouth) || !(info[5].IsTypedArray() || info[5].IsNull())) {
+      throw Napi::TypeError::New(env, "frame(moved, active, activeCount, outline | null, params | null, out | null)");
     }
     auto moved = info[0].As<Napi::TypedArray>();
     auto active = info[1].As<Napi::TypedArray>();
-    auto out = info[5].As<Napi::TypedArray>();
-    if (moved.TypedArrayType() != napi_float64_array || active.TypedArrayType() != napi_uint32_array || out.TypedArrayType() != napi_uint8_array) {
+    // out null: the frame stays on the GPU for an encoder there (encodeFrom)
+    const bool keep = info[5].IsNull();
+    if (moved.TypedArrayType() != napi_float64_array || active.TypedArrayType() != napi_uint32_array || (!keep && info[5].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)) {
       throw Napi::TypeError::New(env, "frame: moved Float64Array, active Uint32Array, out Uint8Array");
     }
     auto movedArray = info[0].As<Napi::Float64Array>();
     auto activeArray = info[1].As<Napi::Uint32Array>();
-    auto outArray = info[5].As<Napi::Uint8Array>();
+    Napi::Uint8Array outArray;
+    if (!keep) outArray = info[5].As<Napi::Uint8Array>();
     const int64_t count = info[2].As<Napi::Number>().Int64Value();
     if (movedArray.ElementLength() != 2 * points_) throw Napi::RangeError::New(env, "frame: moved must hold the mesh's points");
-    if (outArray.ElementLength() != static_cast<size_t>(width_) * height_ * 3 / 2) throw Napi::RangeError::New(env, "frame: out must be one I420 frame");
+    if (!keep && outArray.ElementLength() != static_cast<size_t>(width_) * height_ * 3 / 2) throw Napi::RangeError::New(env, "frame: out must be one I420 frame");
     CheckPoints(env, "frame", movedArray);
     CheckActive(env, "frame", activeArray, count, triangleIndices_);
     // the GPU's lists hold each triangle once: more would write past them
@@ -69,7 +78,7 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
     }
     std::string why;
     if (!renderer_->Frame(movedArray.Data(), activeArray.Data(), static_cast<size_t>(count), mouth ? outline.Data() : nullptr, mouth ? outline.ElementLength() / 2 : 0,
-                          mouth ? &figures : nullptr, outArray.Data(), why)) {
+                          mouth ? &figures : nullptr, keep ? nullptr : outArray.Data(), why)) {
       throw Napi::Error::New(env, "the GPU failed to draw a frame: " + why);
     }
     return env.Undefined();
@@ -106,6 +115,14 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
     return info.Env().Undefined();
   }
 
+ public:
+  // the renderer behind a JavaScript object, when it is one and open
+  static CudaRenderer* From(Napi::Env env, const Napi::Value& value) {
+    if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(env.GetInstanceData<Constructors>()->renderer.Value())) return nullptr;
+    return Unwrap(value.As<Napi::Object>())->renderer_.get();
+  }
+
+ private:
   std::unique_ptr<CudaRenderer> renderer_;
   int width_ = 0, height_ = 0;
   size_t points_ = 0, triangleIndices_ = 0;
@@ -145,7 +162,7 @@ Napi::Value OpenCudaRenderer(const Napi::CallbackInfo& info) {
     return result;
   }
   const std::string device = renderer->device();
-  Napi::Object object = env.GetInstanceData<Napi::FunctionReference>()->New({});
+  Napi::Object object = env.GetInstanceData<Constructors>()->renderer.New({});
   CudaRendererObject::Unwrap(object)->Adopt(std::move(renderer), setup.width, setup.height, setup.points, setup.triangleIndices);
   result.Set("ok", true);
   result.Set("renderer", object);
@@ -153,12 +170,115 @@ Napi::Value OpenCudaRenderer(const Napi::CallbackInfo& info) {
   return result;
 }
 
+
+class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NvencEncoder",
+                       {InstanceMethod<&NvencEncoderObject::Encode>("encode"), InstanceMethod<&NvencEncoderObject::EncodeFrom>("encodeFrom"),
+                        InstanceMethod<&NvencEncoderObject::Finish>("finish"), InstanceMethod<&NvencEncoderObject::Close>("close")});
+  }
+
+  explicit NvencEncoderObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NvencEncoderObject>(info) {}
+
+  void Adopt(std::unique_ptr<NvencEncoder> encoder) { encoder_ = std::move(encoder); }
+
+ private:
+  NvencEncoder& Open(Napi::Env env, const char* call) {
+    if (!encoder_) throw Napi::Error::New(env, std::string(call) + ": the NVENC encoder is closed");
+    return *encoder_;
+  }
+
+  static Napi::Value Bytes(Napi::Env env, const std::vector<uint8_t>& bytes) { return Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size()); }
+
+  // encode(frame): one I420 frame from host memory; returns its H.264 bytes
+  Napi::Value Encode(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    NvencEncoder& encoder = Open(env, "encode");
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      throw Napi::TypeError::New(env, "encode(frame: Uint8Array)");
+    }
+    auto frame = info[0].As<Napi::Uint8Array>();
+    if (frame.ElementLength() != encoder.frameBytes()) throw Napi::RangeError::New(env, "encode: frame must be one I420 frame of the encoder's size");
+    std::vector<uint8_t> out;
+    std::string why;
+    if (!encoder.EncodeHost(frame.Data(), out, why)) throw Napi::Error::New(env, "NVENC failed to encode a frame: " + why);
+    return Bytes(env, out);
+  }
+
+  // encodeFrom(renderer): the frame the CUDA renderer last drew and left on the GPU, copied there
+  Napi::Value EncodeFrom(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    NvencEncoder& encoder = Open(env, "encodeFrom");
+    CudaRenderer* renderer = info.Length() >= 1 ? CudaRendererObject::From(env, info[0]) : nullptr;
+    if (renderer == nullptr) throw Napi::TypeError::New(env, "encodeFrom(renderer): an open CUDA renderer");
+    if (renderer->context()->context != encoder.gpu().context) throw Napi::Error::New(env, "encodeFrom: the renderer draws on another GPU than the encoder's");
+    if (renderer->frameBytes() != encoder.frameBytes()) throw Napi::RangeError::New(env, "encodeFrom: the renderer's frames are not the encoder's size");
+    std::vector<uint8_t> out;
+    std::string why;
+    if (!encoder.EncodeDevice(renderer->DeviceFrame(), out, why)) throw Napi::Error::New(env, "NVENC failed to encode a frame: " + why);
+    return Bytes(env, out);
+  }
+
+  Napi::Value Finish(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<uint8_t> out;
+    std::string why;
+    if (!Open(env, "finish").Finish(out, why)) throw Napi::Error::New(env, "NVENC failed to end the stream: " + why);
+    return Bytes(env, out);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    encoder_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::unique_ptr<NvencEncoder> encoder_;
+};
+
+// openNvencEncoder(width, height, fps, quality, gop, uuid) -> { ok: true, encoder, device } | { ok: false, reason }
+Napi::Value OpenNvencEncoder(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  for (size_t i = 0; i < 5; i++) {
+    if (info.Length() < 6 || !info[i].IsNumber()) throw Napi::TypeError::New(env, "openNvencEncoder(width, height, fps, quality, gop, uuid)");
+  }
+  if (!info[5].IsString()) throw Napi::TypeError::New(env, "openNvencEncoder(width, height, fps, quality, gop, uuid)");
+  const int64_t width = info[0].As<Napi::Number>().Int64Value(), height = info[1].As<Napi::Number>().Int64Value();
+  CheckFrameSize(env, "openNvencEncoder", width, height);
+  const NvencSetup setup{static_cast<int>(width), static_cast<int>(height), info[2].As<Napi::Number>().Int32Value(), info[3].As<Napi::Number>().Int32Value(),
+                         info[4].As<Napi::Number>().Int32Value()};
+  Napi::Object result = Napi::Object::New(env);
+  const auto refuse = [&](const std::string& why) {
+    result.Set("ok", false);
+    result.Set("reason", why);
+    return result;
+  };
+  const CudaDriver& cu = Cuda();
+  if (cu.lib == nullptr) return refuse(cu.loadError + " (no NVIDIA driver)");
+  if (!cu.HasContexts() || !cu.memAlloc || !cu.memFree || !cu.memcpyHtoD || !cu.memcpyDtoD) return refuse("libcuda.so.1 lacks driver API functions the encoder needs (driver too old?)");
+  std::string why;
+  std::shared_ptr<CudaContextHold> gpu = RetainGpu(cu, info[5].As<Napi::String>().Utf8Value(), why);
+  if (!gpu) return refuse(why);
+  std::unique_ptr<NvencEncoder> encoder = NvencEncoder::Open(gpu, setup, why);
+  if (!encoder) return refuse(why);
+  Napi::Object object = env.GetInstanceData<Constructors>()->encoder.New({});
+  NvencEncoderObject::Unwrap(object)->Adopt(std::move(encoder));
+  result.Set("ok", true);
+  result.Set("encoder", object);
+  result.Set("device", gpu->name);
+  return result;
+}
+
 }  // namespace
 
 void InitCudaRenderer(Napi::Env env, Napi::Object exports) {
   // per environment (each worker thread loads the addon afresh); freed with it
-  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(CudaRendererObject::Define(env))));
+  auto* constructors = new Constructors();
+  constructors->renderer = Napi::Persistent(CudaRendererObject::Define(env));
+  constructors->encoder = Napi::Persistent(NvencEncoderObject::Define(env));
+  env.SetInstanceData<Constructors>(constructors);
   exports.Set("openCudaRenderer", Napi::Function::New(env, OpenCudaRenderer, "openCudaRenderer"));
+  exports.Set("openNvencEncoder", Napi::Function::New(env, OpenNvencEncoder, "openNvencEncoder"));
 }
 
 }  // namespace avatar

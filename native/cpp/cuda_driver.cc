@@ -1,6 +1,7 @@
 // See cuda_driver.h.
 #include "cuda_driver.h"
 
+#include <cstdio>
 #include <mutex>
 
 #include "dl.h"
@@ -41,6 +42,62 @@ const CudaDriver& Cuda() {
     cu.errorName = Symbol<decltype(cu.errorName)>(l, "cuGetErrorName");
   });
   return cu;
+}
+
+namespace {
+// NVML writes a UUID as "GPU-" and 32 hex digits in 8-4-4-4-12 groups; CUDA gives the 16 bytes.
+std::string UuidText(const CUuuid& u) {
+  char text[64];
+  const unsigned char* b = u.bytes;
+  std::snprintf(text, sizeof text, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6],
+                b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return text;
+}
+}  // namespace
+
+std::shared_ptr<CudaContextHold> RetainGpu(const CudaDriver& cu, const std::string& uuid, std::string& why) {
+  CUresult rc = cu.init(0);
+  if (rc != 0) {
+    why = CudaFailed(cu, "cuInit", rc);
+    return nullptr;
+  }
+  int count = 0;
+  rc = cu.deviceGetCount(&count);
+  if (rc != 0 || count == 0) {
+    why = rc != 0 ? CudaFailed(cu, "cuDeviceGetCount", rc) : "CUDA reports no device";
+    return nullptr;
+  }
+  // the GPU the host chose, by UUID (NVML's and CUDA's orders may differ); device 0 when none was named
+  CUdevice device = 0;
+  bool found = false;
+  if (uuid.empty()) {
+    if ((rc = cu.deviceGet(&device, 0)) != 0) {
+      why = CudaFailed(cu, "cuDeviceGet", rc);
+      return nullptr;
+    }
+    found = true;
+  }
+  for (int ordinal = 0; ordinal < count && !found; ordinal++) {
+    CUdevice d = 0;
+    CUuuid u{};
+    if (cu.deviceGet(&d, ordinal) == 0 && cu.deviceGetUuid != nullptr && cu.deviceGetUuid(&u, d) == 0 && UuidText(u) == uuid) {
+      device = d;
+      found = true;
+    }
+  }
+  if (!found) {
+    why = "no CUDA device has the UUID " + uuid + " (hidden by CUDA_VISIBLE_DEVICES?)";
+    return nullptr;
+  }
+  char name[256] = {0};
+  if (cu.deviceGetName == nullptr || cu.deviceGetName(name, sizeof name, device) != 0) name[0] = 0;
+  CUcontext context = nullptr;
+  rc = cu.primaryRetain(&context, device);
+  if (rc != 0) {
+    why = CudaFailed(cu, "cuDevicePrimaryCtxRetain", rc);
+    return nullptr;
+  }
+  return std::make_shared<CudaContextHold>(&cu, device, context, name);
 }
 
 std::string CudaFailed(const CudaDriver& cu, const char* call, CUresult rc) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 namespace avatar {
@@ -58,10 +59,41 @@ struct CudaDriver {
   }
 };
 
+// "<call> failed: CUDA_ERROR_..." (the driver's name for the code, where it can say).
+std::string CudaFailed(const CudaDriver& cu, const char* call, CUresult rc);
+
 // libcuda.so.1, opened on first use and kept for the life of the process.
 const CudaDriver& Cuda();
 
-// "<call> failed: CUDA_ERROR_..." (the driver's name for the code, where it can say).
-std::string CudaFailed(const CudaDriver& cu, const char* call, CUresult rc);
+// A device's primary context, retained once and released when the last holder lets go (a renderer, the
+// page-locked buffers it handed out, an encoder).
+struct CudaContextHold {
+  const CudaDriver* cu;
+  CUdevice device;
+  CUcontext context;
+  std::string name;  // the GPU's name, as CUDA reports it
+  CudaContextHold(const CudaDriver* driver, CUdevice d, CUcontext c, std::string gpuName) : cu(driver), device(d), context(c), name(std::move(gpuName)) {}
+  ~CudaContextHold() { cu->primaryRelease(device); }
+  CudaContextHold(const CudaContextHold&) = delete;
+  CudaContextHold& operator=(const CudaContextHold&) = delete;
+
+  // Runs `fn` with the context current on this thread, restoring whatever was current before.
+  template <typename Fn>
+  bool InContext(std::string& why, Fn fn) const {
+    const CUresult rc = cu->pushCurrent(context);
+    if (rc != 0) {
+      why = CudaFailed(*cu, "cuCtxPushCurrent", rc);
+      return false;
+    }
+    const bool ok = fn();
+    CUcontext popped = nullptr;
+    cu->popCurrent(&popped);
+    return ok;
+  }
+};
+
+// The GPU with `uuid` as NVML writes it ("GPU-..."; CUDA device 0 when empty), its primary context
+// retained; null with `why` (no driver, cuInit failed, no device, no such UUID).
+std::shared_ptr<CudaContextHold> RetainGpu(const CudaDriver& cu, const std::string& uuid, std::string& why);
 
 }  // namespace avatar

@@ -20,15 +20,6 @@ constexpr unsigned kWarpBlock = 64;   // rows per block of the claim and draw pa
 constexpr unsigned kMapBlock = 128;   // triangles per block of the map pass
 constexpr unsigned kMouthBlock = 16;  // 16x16 chroma blocks per block of the mouth pass
 
-// NVML writes a UUID as "GPU-" and 32 hex digits in 8-4-4-4-12 groups; CUDA gives the 16 bytes.
-std::string UuidText(const CUuuid& u) {
-  char text[64];
-  const unsigned char* b = u.bytes;
-  std::snprintf(text, sizeof text, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5], b[6],
-                b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-  return text;
-}
-
 const char* FindPtx(const char* name) {
   for (size_t i = 0; i < kPtxModuleCount; i++) {
     if (std::strcmp(kPtxModules[i].name, name) == 0) return kPtxModules[i].ptx;
@@ -37,18 +28,6 @@ const char* FindPtx(const char* name) {
 }
 
 }  // namespace
-
-// The device's primary context, retained once and released when the renderer and every pinned buffer
-// made on it are gone.
-struct CudaContextHold {
-  const CudaDriver* cu;
-  CUdevice device;
-  CUcontext context;
-  CudaContextHold(const CudaDriver* driver, CUdevice d, CUcontext c) : cu(driver), device(d), context(c) {}
-  ~CudaContextHold() { cu->primaryRelease(device); }
-  CudaContextHold(const CudaContextHold&) = delete;
-  CudaContextHold& operator=(const CudaContextHold&) = delete;
-};
 
 PinnedBuffer::~PinnedBuffer() {
   const CudaDriver& cu = *hold_->cu;
@@ -62,7 +41,6 @@ PinnedBuffer::~PinnedBuffer() {
 
 struct CudaRenderer::State {
   const CudaDriver* cu = nullptr;
-  CUdevice device = 0;
   std::shared_ptr<CudaContextHold> hold;
   CUcontext context = nullptr;
   CUmodule warpModule = nullptr, mouthModule = nullptr;
@@ -71,20 +49,10 @@ struct CudaRenderer::State {
   CUdeviceptr photo = 0, frame = 0, triangles = 0, rest = 0, moved = 0, active = 0, maps = 0, owner = 0, outline = 0;
   int width = 0, height = 0;
   size_t frameBytes = 0, points = 0, maxActive = 0, ownerCount = 0;
-  std::string name;
 
-  // Runs `fn` with the context current on this thread, restoring whatever was current before.
   template <typename Fn>
   bool InContext(std::string& why, Fn fn) {
-    CUresult rc = cu->pushCurrent(context);
-    if (rc != 0) {
-      why = CudaFailed(*cu, "cuCtxPushCurrent", rc);
-      return false;
-    }
-    const bool ok = fn();
-    CUcontext popped = nullptr;
-    cu->popCurrent(&popped);
-    return ok;
+    return hold->InContext(why, fn);
   }
 
   bool Alloc(CUdeviceptr& at, size_t bytes, std::string& why) {
@@ -116,7 +84,13 @@ CudaRenderer::CudaRenderer(std::unique_ptr<State> state) : state_(std::move(stat
 
 CudaRenderer::~CudaRenderer() { state_->Release(); }
 
-const std::string& CudaRenderer::device() const { return state_->name; }
+const std::string& CudaRenderer::device() const { return state_->hold->name; }
+
+std::shared_ptr<CudaContextHold> CudaRenderer::context() const { return state_->hold; }
+
+unsigned long long CudaRenderer::DeviceFrame() const { return state_->frame; }
+
+size_t CudaRenderer::frameBytes() const { return state_->frameBytes; }
 
 std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup, std::string& why) {
   if (kPtxModuleCount == 0 || FindPtx("warp") == nullptr || FindPtx("mouth") == nullptr) {
@@ -147,40 +121,11 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
                         ") need a driver for CUDA " + cuda(needed) + " or newer (or build the addon with an older CUDA toolkit)";
     return nullptr;
   }
-  int count = 0;
-  rc = cu.deviceGetCount(&count);
-  if (rc != 0 || count == 0) {
-    why = rc != 0 ? CudaFailed(cu, "cuDeviceGetCount", rc) : "CUDA reports no device";
-    return nullptr;
-  }
   auto s = std::make_unique<State>();
   s->cu = &cu;
-  // the GPU the host chose, by UUID (NVML's and CUDA's orders may differ); device 0 when none was named
-  bool found = setup.uuid.empty();
-  for (int ordinal = 0; ordinal < count && !found; ordinal++) {
-    CUdevice d = 0;
-    CUuuid u{};
-    if (cu.deviceGet(&d, ordinal) == 0 && cu.deviceGetUuid != nullptr && cu.deviceGetUuid(&u, d) == 0 && UuidText(u) == setup.uuid) {
-      s->device = d;
-      found = true;
-    }
-  }
-  if (!found) {
-    why = "no CUDA device has the UUID " + setup.uuid + " (hidden by CUDA_VISIBLE_DEVICES?)";
-    return nullptr;
-  }
-  if (setup.uuid.empty() && (rc = cu.deviceGet(&s->device, 0)) != 0) {
-    why = CudaFailed(cu, "cuDeviceGet", rc);
-    return nullptr;
-  }
-  char name[256] = {0};
-  if (cu.deviceGetName(name, sizeof name, s->device) == 0) s->name = name;
-  rc = cu.primaryRetain(&s->context, s->device);
-  if (rc != 0) {
-    why = CudaFailed(cu, "cuDevicePrimaryCtxRetain", rc);
-    return nullptr;
-  }
-  s->hold = std::make_shared<CudaContextHold>(&cu, s->device, s->context);
+  s->hold = RetainGpu(cu, setup.uuid, why);
+  if (s->hold == nullptr) return nullptr;
+  s->context = s->hold->context;
   s->width = setup.width;
   s->height = setup.height;
   s->frameBytes = static_cast<size_t>(setup.width) * setup.height * 3 / 2;
@@ -305,8 +250,9 @@ bool CudaRenderer::Frame(const double* moved, const uint32_t* active, size_t cou
         return false;
       }
     }
-    // synchronous: it waits for the kernels, and a kernel's fault surfaces here
-    return check("cuMemcpyDtoH", cu.memcpyDtoH(out, s.frame, s.frameBytes));
+    // synchronous: it waits for the kernels, and a kernel's fault surfaces here (left on the device, the
+    // encoder's copy is ordered after the kernels on the same stream, and a fault surfaces there)
+    return out == nullptr || check("cuMemcpyDtoH", cu.memcpyDtoH(out, s.frame, s.frameBytes));
   });
 }
 

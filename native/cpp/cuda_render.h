@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "cuda_driver.h"
 #include "mouth.h"
 
 namespace avatar {
@@ -23,8 +24,6 @@ struct CudaRendererSetup {
   size_t points;
   std::string uuid;  // the GPU to use, as NVML names it ("GPU-..."); empty: CUDA device 0
 };
-
-struct CudaContextHold;
 
 // One frame's worth of page-locked host memory on the renderer's context. The GPU copies a finished frame
 // into it by DMA, at about twice the speed of ordinary memory, and ffmpeg's pipe reads it from there. It
@@ -54,7 +53,9 @@ class CudaRenderer {
   CudaRenderer& operator=(const CudaRenderer&) = delete;
 
   // One frame: the photo, the active triangles drawn moved <- rest, the inner mouth when `outline` is
-  // not null, copied into `out` (one I420 frame). False with `why` when a CUDA call fails.
+  // not null, copied into `out` (one I420 frame); with `out` null the frame stays in device memory
+  // (DeviceFrame) for an encoder on the same context, until the next call. False with `why` when a CUDA
+  // call fails.
   bool Frame(const double* moved, const uint32_t* active, size_t count, const double* outline, size_t outlinePoints, const MouthParams* mouth,
              uint8_t* out, std::string& why);
 
@@ -63,6 +64,11 @@ class CudaRenderer {
   std::unique_ptr<PinnedBuffer> HostBuffer(std::string& why);
 
   const std::string& device() const;
+  // the context it draws in (an encoder reading DeviceFrame must share it)
+  std::shared_ptr<CudaContextHold> context() const;
+  // the frame last drawn, in device memory (one I420 frame), and its size in bytes
+  unsigned long long DeviceFrame() const;
+  size_t frameBytes() const;
 
   struct State;
 

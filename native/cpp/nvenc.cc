@@ -8,41 +8,13 @@
 #include "probes.h"
 
 #if defined(AVATAR_HAVE_NVENC_HEADER)
-#include <nvEncodeAPI.h>
+#include "nvenc_api.h"
 #endif
 
 namespace avatar {
 
 #if defined(AVATAR_HAVE_NVENC_HEADER)
 namespace {
-
-const char* NvencStatusName(NVENCSTATUS status) {
-  switch (status) {
-    case NV_ENC_SUCCESS: return "NV_ENC_SUCCESS";
-    case NV_ENC_ERR_NO_ENCODE_DEVICE: return "NV_ENC_ERR_NO_ENCODE_DEVICE";
-    case NV_ENC_ERR_UNSUPPORTED_DEVICE: return "NV_ENC_ERR_UNSUPPORTED_DEVICE";
-    case NV_ENC_ERR_INVALID_ENCODERDEVICE: return "NV_ENC_ERR_INVALID_ENCODERDEVICE";
-    case NV_ENC_ERR_INVALID_DEVICE: return "NV_ENC_ERR_INVALID_DEVICE";
-    case NV_ENC_ERR_DEVICE_NOT_EXIST: return "NV_ENC_ERR_DEVICE_NOT_EXIST";
-    case NV_ENC_ERR_INVALID_PTR: return "NV_ENC_ERR_INVALID_PTR";
-    case NV_ENC_ERR_INVALID_PARAM: return "NV_ENC_ERR_INVALID_PARAM";
-    case NV_ENC_ERR_INVALID_CALL: return "NV_ENC_ERR_INVALID_CALL";
-    case NV_ENC_ERR_OUT_OF_MEMORY: return "NV_ENC_ERR_OUT_OF_MEMORY";
-    case NV_ENC_ERR_INVALID_VERSION: return "NV_ENC_ERR_INVALID_VERSION";
-    case NV_ENC_ERR_GENERIC: return "NV_ENC_ERR_GENERIC";
-    case NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY: return "NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY";
-    case NV_ENC_ERR_UNIMPLEMENTED: return "NV_ENC_ERR_UNIMPLEMENTED";
-    default: return "NVENC error";
-  }
-}
-
-std::string NvencError(const char* call, NVENCSTATUS status) {
-  return std::string(call) + " returned " + NvencStatusName(status) + " (" + std::to_string(static_cast<int>(status)) + ")";
-}
-
-bool SameGuid(const GUID& a, const GUID& b) {
-  return a.Data1 == b.Data1 && a.Data2 == b.Data2 && a.Data3 == b.Data3 && std::memcmp(a.Data4, b.Data4, sizeof a.Data4) == 0;
-}
 
 // Runs with the device's primary context current; fills report.available / reason.
 void TrySession(void* encodeLib, CUcontext ctx, NvencReport& report) {

@@ -3,7 +3,7 @@
 // detection), so by default a failed build prints one line and exits 0; --strict exits 1 instead.
 // AVATAR_SKIP_NATIVE_BUILD=1 skips the build altogether.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,12 @@ try {
 
 const started = process.hrtime.bigint();
 const ptx = buildPtx();
+// The NVENC header installed after a first build: cmake keeps "not found" in its cache, so configure afresh.
+const cache = join(buildDir, 'CMakeCache.txt');
+if (existsSync(cache) && readFileSync(cache, 'utf8').includes('NVENC_INCLUDE_DIR-NOTFOUND') &&
+    ['/usr/include/ffnvcodec/nvEncodeAPI.h', '/usr/local/include/ffnvcodec/nvEncodeAPI.h'].some((h) => existsSync(h))) {
+  rmSync(cache);
+}
 // `build` configures only when needed, so a second run is incremental. Node-API mode
 // (package.json "binary.napi_versions") takes headers from node-api-headers: no download.
 const run = spawnSync(process.execPath, [cmakeJs, 'build', '--directory', root, '--log-level', 'warn'], {

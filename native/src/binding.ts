@@ -75,6 +75,8 @@ export interface CudaFrameRenderer {
    * moved <- rest, and the inner mouth when `outline` and `params` are given. Throws when the GPU fails.
    */
   frame(moved: Float64Array, active: Uint32Array, activeCount: number, outline: Float64Array | null, params: Float64Array | null, out: Uint8Array): void;
+  /** `out` null: the frame stays in GPU memory, for NvencFrameEncoder.encodeFrom */
+  frame(moved: Float64Array, active: Uint32Array, activeCount: number, outline: Float64Array | null, params: Float64Array | null, out: null): void;
   /**
    * `count` frames of page-locked host memory for `frame` to copy into (the GPU's DMA reaches it
    * directly; ffmpeg's pipe reads it with no copy). Each is freed when collected, so it may outlive
@@ -94,6 +96,31 @@ export type OpenCudaRenderer = (
   rest: Float64Array,
   uuid: string,
 ) => { ok: true; renderer: CudaFrameRenderer; device: string } | { ok: false; reason: string };
+
+/**
+ * H.264 on the GPU's NVENC (see cpp/nvenc_encode.h): each call encodes one I420 frame and returns its
+ * bytes (Annex B, SPS/PPS before every key frame), none held back. Throws with the failed call's name.
+ */
+export interface NvencFrameEncoder {
+  /** a frame in host memory */
+  encode(frame: Uint8Array): Buffer;
+  /** the frame the CUDA renderer last drew with `out` null, copied on the GPU (same GPU only) */
+  encodeFrom(renderer: CudaFrameRenderer): Buffer;
+  /** the end of the stream */
+  finish(): Buffer;
+  /** frees the session and its GPU memory at once (also done when collected) */
+  close(): void;
+}
+
+/** Opens an NVENC H.264 encoder on the GPU with `uuid` ('' for CUDA device 0); never throws for a missing GPU or NVENC. */
+export type OpenNvencEncoder = (
+  width: number,
+  height: number,
+  fps: number,
+  quality: number,
+  gop: number,
+  uuid: string,
+) => { ok: true; encoder: NvencFrameEncoder; device: string } | { ok: false; reason: string };
 
 export interface CudaKernelsInfo {
   /** how the PTX was built ('PTX (compute_75) by nvcc 13.0'), or why it was not */
@@ -118,6 +145,7 @@ export interface NativeAddon {
   /** the CUDA kernels built into this binary as PTX, or none with the reason */
   cudaKernels?: CudaKernelsInfo;
   openCudaRenderer?: OpenCudaRenderer;
+  openNvencEncoder?: OpenNvencEncoder;
   readonly buildInfo: NativeBuildInfo;
 }
 

@@ -3,11 +3,12 @@
 // driver, GPU or addon.
 import type { GpuDeviceMemory, GpuMemoryProvider, GpuSnapshot } from '@avatar/core';
 import { loadNative } from './binding.js';
-import type { CudaFrameRenderer, CudaKernelsInfo, LoadResult, MouthI420, NativeBuildInfo, RawNvmlReport, WarpI420 } from './binding.js';
+import type { CudaFrameRenderer, CudaKernelsInfo, LoadResult, MouthI420, NativeBuildInfo, NvencFrameEncoder, RawNvmlReport, WarpI420 } from './binding.js';
 
 export { defaultCandidates, loadNative } from './binding.js';
 export type {
   CudaFrameRenderer,
+  NvencFrameEncoder,
   CudaKernelsInfo,
   LoadResult,
   NativeAddon,
@@ -231,4 +232,22 @@ export function openCudaRenderer(
   const open = loaded.addon.openCudaRenderer;
   if (typeof open !== 'function') return { ok: false, reason: 'the native addon is an older build without the CUDA renderer (npm run build:addon -w native)' };
   return open(photo, size.width, size.height, mesh.triangles, mesh.rest, options.uuid ?? '');
+}
+
+/**
+ * An NVENC H.264 encoder on a GPU (by NVML UUID; CUDA device 0 when none), or the reason there is none
+ * (addon not built, no driver, a GPU without NVENC such as an H100, an old driver, a width that is not a
+ * multiple of 4...). `quality` is constant quality on the crf's scale (1-51); a key frame every `gop`
+ * frames. Never throws for a missing GPU; wrong arguments throw.
+ */
+export function openNvencEncoder(
+  size: { width: number; height: number },
+  settings: { fps: number; quality: number; gop: number },
+  options: NativeOptions & { uuid?: string } = {},
+): { ok: true; encoder: NvencFrameEncoder; device: string } | { ok: false; reason: string } {
+  const loaded = load(options);
+  if (!loaded.ok) return { ok: false, reason: `native addon not built (${loaded.reason})` };
+  const open = loaded.addon.openNvencEncoder;
+  if (typeof open !== 'function') return { ok: false, reason: 'the native addon is an older build without the NVENC encoder (npm run build:addon -w native)' };
+  return open(size.width, size.height, settings.fps, settings.quality, settings.gop, options.uuid ?? '');
 }

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RawNvencReport, RawNvmlReport } from './index.js';
-import { buildFakeDrivers } from '../test/fake-driver/build.js';
+import { NVENC_HEADER, buildFakeDrivers, fakeNvencEncodes } from '../test/fake-driver/build.js';
 import { createNvmlMemoryProvider, detectNvenc, frameKernels, loadNative, nativeStatus, snapshotFromNvml, visibleToCuda } from './index.js';
 
 const run = promisify(execFile);
@@ -425,6 +425,118 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     expect(result.error).toMatch(/^cuMemHostAlloc failed: CUDA_ERROR_OUT_OF_MEMORY \(0 KiB\)$/);
     expect(count(stderr, 'fake-cuda: host alloc')).toBe(0);
     balanced(stderr);
+  });
+
+  // The NVENC encoder against the stand-in NVENC, which encodes what it is given with x264: the bytes
+  // that come back must decode (ffmpeg) to the frames that went in, and every acquire must be released.
+  const nvencScript = (opts: { width?: number; frames?: number; fromRenderer?: boolean } = {}) => `(async () => {
+    const W = ${opts.width ?? 64}, H = 48, size = W * H * 3 / 2;
+    const opened = a.openNvencEncoder(W, H, 25, 20, 4, '');
+    if (!opened.ok) return { opened };
+    const chunks = [], frames = [];
+    let renderer;
+    try {
+      ${opts.fromRenderer ? `
+      const photo = new Uint8Array(size).map((_, i) => i < W * H ? 60 + ((i % W) * 2 + (i / W | 0)) % 140 : 128);
+      const rest = new Float64Array([4, 4, 60, 4, 4, 44, 60, 44]), triangles = new Uint32Array([0, 1, 2, 1, 3, 2]);
+      const r = a.openCudaRenderer(photo, W, H, triangles, rest, '');
+      if (!r.ok) return { renderer: r.reason };
+      renderer = r.renderer;` : ''}
+      for (let f = 0; f < ${opts.frames ?? 8}; f++) {
+        const frame = new Uint8Array(size);
+        if (renderer) {
+          const moved = new Float64Array([4 + f, 4, 60, 4 + f, 4, 44, 60 - f, 44]), active = new Uint32Array([0, 3]);
+          renderer.frame(moved, active, 2, null, null, frame);
+          renderer.frame(moved, active, 2, null, null, null);
+          chunks.push(opened.encoder.encodeFrom(renderer));
+        } else {
+          for (let i = 0; i < size; i++) frame[i] = i < W * H ? 40 + ((i % W) + f * 3 + (i / W | 0)) % 160 : 128 + ((f * 5) % 20);
+          chunks.push(opened.encoder.encode(frame));
+        }
+        frames.push(Buffer.from(frame).toString('base64'));
+      }
+      chunks.push(opened.encoder.finish());
+    } catch (error) {
+      return { device: opened.device, encoded: chunks.length, error: error.message };
+    } finally {
+      opened.encoder.close();
+      renderer?.close();
+    }
+    return { device: opened.device, sizes: chunks.map((c) => c.length), stream: Buffer.concat(chunks).toString('base64'), frames };
+  })()`;
+  const nvencBalanced = (stderr: string): void => {
+    balanced(stderr);
+    for (const [made, undone] of [['open', 'destroy'], ['register', 'unregister'], ['map', 'unmap'], ['lock', 'unlock'], ['bitstream create', 'bitstream destroy']]) {
+      expect(count(stderr, `fake-nvenc: ${made}\n`), made).toBe(count(stderr, `fake-nvenc: ${undone}\n`));
+    }
+  };
+  /** Decodes an H.264 elementary stream to I420 frames. */
+  const decodeH264 = (stream: Buffer, width: number, height: number): Buffer[] => {
+    const file = join(dir, `stream-${Date.now()}.h264`);
+    writeFileSync(file, stream);
+    const r = spawnSync('ffmpeg', ['-v', 'error', '-f', 'h264', '-i', file, '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-'], { maxBuffer: 1 << 26 });
+    expect(r.status, r.stderr?.toString()).toBe(0);
+    const size = (width * height * 3) / 2;
+    return Array.from({ length: r.stdout.length / size }, (_, i) => r.stdout.subarray(i * size, (i + 1) * size));
+  };
+  const meanDifference = (a: Buffer, b: Buffer): number => {
+    let sum = 0;
+    for (let i = 0; i < a.length; i++) sum += Math.abs((a[i] as number) - (b[i] as number));
+    return sum / a.length;
+  };
+  const hasFfmpeg = spawnSync('ffmpeg', ['-version']).status === 0;
+
+  it.skipIf(!fakeNvencEncodes || !hasFfmpeg)('encodes frames from host memory on NVENC into an H.264 stream that decodes to them, and releases everything', async () => {
+    const { result, stderr } = await inChild<{ device: string; sizes: number[]; stream: string; frames: string[] }>(nvencScript(), { FAKE_NVENC: 'h264' });
+    expect(result.device).toBe('Fake GPU 0');
+    // a picture per frame, none held back; the end of stream adds nothing
+    expect(result.sizes.slice(0, 8).every((n) => n > 0)).toBe(true);
+    expect(result.sizes[8]).toBe(0);
+    // the settings the encoder asked for: the size, a key frame every 4 pictures, the quality
+    expect(stderr).toContain('fake-nvenc: init 64x48 gop 4 cq 20');
+    expect(count(stderr, 'fake-nvenc: eos')).toBe(1);
+    const decoded = decodeH264(Buffer.from(result.stream, 'base64'), 64, 48);
+    expect(decoded).toHaveLength(8);
+    decoded.forEach((frame, i) => expect(meanDifference(frame, Buffer.from(result.frames[i] as string, 'base64'))).toBeLessThan(3));
+    nvencBalanced(stderr);
+  });
+
+  it.skipIf(!fakeNvencEncodes || !hasFfmpeg || !hasNvcc)('encodes the CUDA renderer\'s frames from GPU memory, never copying them to the host', async () => {
+    const { result, stderr } = await inChild<{ sizes: number[]; stream: string; frames: string[] }>(nvencScript({ fromRenderer: true, frames: 6 }), { FAKE_NVENC: 'h264' });
+    const decoded = decodeH264(Buffer.from(result.stream, 'base64'), 64, 48);
+    expect(decoded).toHaveLength(6);
+    // the frames the renderer drew (also copied back here only to compare) are the ones encoded
+    decoded.forEach((frame, i) => expect(meanDifference(frame, Buffer.from(result.frames[i] as string, 'base64'))).toBeLessThan(3));
+    expect(new Set(result.frames).size).toBe(6);
+    nvencBalanced(stderr);
+  });
+
+  // (decided when the tests are collected: the header, which the addon is built with where it exists)
+  const nvencHeaderFile = existsSync(NVENC_HEADER);
+
+  it.skipIf(!nvencHeaderFile).each([
+    ['unsupported', /^Fake GPU 0 could not open an encode session \(nvEncOpenEncodeSessionEx returned NV_ENC_ERR_UNSUPPORTED_DEVICE/],
+    ['hevc-only', /^the encoder on Fake GPU 0 does not offer H\.264$/],
+    ['old-api', /^the driver supports NVENC API 9\.0, the addon needs \d+\.\d+$/],
+    ['init-fails', /^nvEncInitializeEncoder returned NV_ENC_ERR_OUT_OF_MEMORY \(\d+\)/],
+  ])('says why NVENC cannot encode (%s), keeping nothing', async (mode, reason) => {
+    const { result, stderr } = await inChild<{ opened: { ok: boolean; reason: string } }>(nvencScript(), { FAKE_NVENC: mode });
+    expect(result.opened.ok).toBe(false);
+    expect(result.opened.reason).toMatch(reason);
+    nvencBalanced(stderr);
+  });
+
+  it.skipIf(!nvencHeaderFile)('refuses a width NVENC cannot take before opening anything', async () => {
+    const { result, stderr } = await inChild<{ opened: { ok: boolean; reason: string } }>(nvencScript({ width: 66 }), { FAKE_NVENC: 'h264' });
+    expect(result.opened.reason).toBe('NVENC needs a frame width that is a multiple of 4 and an even height, at least 16x16; the frames are 66x48');
+    nvencBalanced(stderr);
+  });
+
+  it.skipIf(!fakeNvencEncodes)('names the failed call when a picture fails, and still releases everything', async () => {
+    const { result, stderr } = await inChild<{ encoded: number; error: string }>(nvencScript(), { FAKE_NVENC: 'encode-fails' });
+    expect(result.encoded).toBe(4);
+    expect(result.error).toMatch(/^NVENC failed to encode a frame: nvEncEncodePicture returned NV_ENC_ERR_ENCODER_BUSY \(\d+\)/);
+    nvencBalanced(stderr);
   });
 
   it('says there is no driver where libcuda.so.1 is missing', async () => {
