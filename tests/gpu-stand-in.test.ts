@@ -5,11 +5,11 @@
 // only where one is lent (docs/benchmarks.md says what ran where).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { frameKernels, nativeStatus } from '@avatar/native';
-import { buildFakeDrivers } from '../native/test/fake-driver/build.js';
+import { buildFakeDrivers, fakeNvencEncodes } from '../native/test/fake-driver/build.js';
 import { PORTRAIT, avatar, tempDir } from './helpers/cli.js';
 
 const hasCompilers = spawnSync('cc', ['--version']).status === 0 && spawnSync('c++', ['--version']).status === 0;
@@ -20,48 +20,98 @@ const TEXT = 'Hello there. My frames are drawn on a graphics card.';
 
 interface RunResult {
   success: boolean;
-  paths: { render: { path: string; notUsed?: string } };
+  paths: { render: { path: string; notUsed?: string }; encode: { path: string; notUsed?: string } };
+}
+
+/** The decoded frames of a video, as I420. */
+function decodedFrames(path: string): Buffer {
+  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-map', '0:v', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-'], { maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr.toString()}`);
+  return r.stdout;
 }
 
 /** The decoded frames of a video, hashed: two videos show the same pictures when these agree. */
 function framesHash(path: string): string {
-  const r = spawnSync('ffmpeg', ['-v', 'error', '-i', path, '-map', '0:v', '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-'], { maxBuffer: 1 << 30 });
-  if (r.status !== 0) throw new Error(`ffmpeg: ${r.stderr.toString()}`);
-  return createHash('sha256').update(r.stdout).digest('hex');
+  return createHash('sha256').update(decodedFrames(path)).digest('hex');
 }
 
 describe.skipIf(!hasCompilers)('the GPU render path on stand-in driver libraries', () => {
   let dir: string;
   let drivers: string;
   let cpuFrames: string;
+  let cpuVideo: string;
 
-  const run = async (name: string, env: Record<string, string>): Promise<{ result: RunResult; stderr: string; frames: string }> => {
+  const run = async (name: string, env: Record<string, string>): Promise<{ result: RunResult; stderr: string; frames: string; out: string }> => {
     const out = join(dir, `${name}.mp4`);
     const r = await avatar(['--json', '--verbose', '--storage', join(dir, 'storage'), 'pipeline', 'run', TEXT, '--avatar', PORTRAIT, '--output', out, '--quality', 'low'], {
       env,
       timeoutMs: 120_000,
     });
     expect(r.code, r.stderr).toBe(0);
-    return { result: JSON.parse(r.stdout) as RunResult, stderr: r.stderr, frames: framesHash(out) };
+    return { result: JSON.parse(r.stdout) as RunResult, stderr: r.stderr, frames: framesHash(out), out };
   };
 
   beforeAll(async () => {
     dir = await tempDir('avatar-gpu-stand-in-');
     drivers = join(dir, 'drivers');
     mkdirSync(drivers);
-    await buildFakeDrivers(drivers, { nvenc: false });
+    await buildFakeDrivers(drivers);
     const cpu = await run('cpu', {});
     expect(cpu.result.paths.render.path).toBe('native');
     expect(cpu.result.paths.render.notUsed).toMatch(/^cuda: no GPU: /);
+    expect(cpu.result.paths.encode).toEqual({ path: 'libx264', notUsed: 'nvenc: the frames are drawn on the CPU' });
     cpuFrames = cpu.frames;
+    cpuVideo = cpu.out;
   }, 240_000);
 
   it.skipIf(!frameKernels() || !hasPtx)('draws every frame on the GPU the host placed the engine on, the same pictures as the CPU', async () => {
     const gpu = await run('gpu', { LD_LIBRARY_PATH: drivers });
     expect(gpu.result.paths.render).toEqual({ path: 'cuda (Fake GPU 0)' });
     expect(gpu.frames).toBe(cpuFrames);
-    // one line says how frames reach the CPU's encoder
+    // one line says how frames reach the CPU's encoder, one why NVENC is not used (a GPU without it, as an H100)
     expect(gpu.stderr.match(/frames are drawn on the GPU \(Fake GPU 0\) and each copied once into page-locked host memory/g)).toHaveLength(1);
+    expect(gpu.result.paths.encode).toEqual({ path: 'libx264', notUsed: expect.stringMatching(/^nvenc: Fake GPU 0 could not open an encode session \(nvEncOpenEncodeSessionEx returned NV_ENC_ERR_UNSUPPORTED_DEVICE/) });
+  }, 180_000);
+
+  it.skipIf(!frameKernels() || !hasPtx || !fakeNvencEncodes)('a GPU with NVENC encodes the frames where they are drawn: they never come back to the host but to be checked', async () => {
+    const nvenc = await run('nvenc', { LD_LIBRARY_PATH: drivers, FAKE_NVENC: 'h264' });
+    expect(nvenc.result.paths).toEqual({ render: { path: 'cuda (Fake GPU 0)' }, encode: { path: 'nvenc (Fake GPU 0)' } });
+    expect(nvenc.stderr).toMatch(/the video is encoded on the GPU \(Fake GPU 0\) by NVENC/);
+    expect(nvenc.stderr).toMatch(/frames are drawn on the GPU \(Fake GPU 0\) and stay there for its encoder/);
+    // the same pictures as the CPU's video, through another H.264 encoder (the stand-in's x264)
+    const cpu = decodedFrames(cpuVideo);
+    const gpu = decodedFrames(nvenc.out);
+    expect(gpu.length).toBe(cpu.length);
+    let sum = 0;
+    for (let i = 0; i < cpu.length; i++) sum += Math.abs((cpu[i] as number) - (gpu[i] as number));
+    expect(sum / cpu.length).toBeLessThan(2.5);
+    // frames come back only to be compared with the CPU's (at most 30 + 3), never to be encoded
+    const probe = spawnSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'stream=nb_frames', '-of', 'csv=p=0', nvenc.out], { encoding: 'utf8' });
+    const frames = Number(probe.stdout.trim());
+    expect(frames).toBeGreaterThan(40);
+    const copies = nvenc.stderr.split('fake-cuda: to host').length - 1;
+    expect(copies).toBeLessThanOrEqual(33);
+    expect(nvenc.stderr.split('fake-nvenc: map\n').length - 1).toBe(frames);
+    expect(nvenc.stderr.split('fake-nvenc: map\n').length).toBe(nvenc.stderr.split('fake-nvenc: unmap\n').length);
+  }, 180_000);
+
+  it.skipIf(!frameKernels() || !hasPtx || !fakeNvencEncodes)('NVENC refusing to start leaves the encode to the CPU, with the reason', async () => {
+    const refused = await run('nvenc-refused', { LD_LIBRARY_PATH: drivers, FAKE_NVENC: 'init-fails' });
+    expect(refused.result.paths.encode).toEqual({ path: 'libx264', notUsed: expect.stringMatching(/^nvenc: nvEncInitializeEncoder returned NV_ENC_ERR_OUT_OF_MEMORY/) });
+    expect(refused.frames).toBe(cpuFrames);
+  }, 180_000);
+
+  it.skipIf(!frameKernels() || !hasPtx || !fakeNvencEncodes)('NVENC failing mid-run fails the run with the call named, and leaves no video', async () => {
+    const out = join(dir, 'nvenc-fails.mp4');
+    const r = await avatar(['--json', '--storage', join(dir, 'storage'), 'pipeline', 'run', TEXT, '--avatar', PORTRAIT, '--output', out, '--quality', 'low'], {
+      env: { LD_LIBRARY_PATH: drivers, FAKE_NVENC: 'encode-fails' },
+      timeoutMs: 120_000,
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/AVATAR_ERR_ENCODE_FAILED/);
+    expect(r.stdout + r.stderr).toMatch(/nvEncEncodePicture returned NV_ENC_ERR_ENCODER_BUSY/);
+    expect(existsSync(out)).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.startsWith('nvenc-fails'))).toEqual([]);
   }, 180_000);
 
   it.skipIf(!frameKernels() || !hasPtx)('without page-locked memory the GPU still draws, into ordinary memory, and says why', async () => {

@@ -72,11 +72,10 @@ export type MouthI420 = (dst: Uint8Array, width: number, height: number, outline
 export interface CudaFrameRenderer {
   /**
    * One frame into `out` (an I420 frame): the photo, the first `activeCount` triangles of `active` drawn
-   * moved <- rest, and the inner mouth when `outline` and `params` are given. Throws when the GPU fails.
+   * moved <- rest, and the inner mouth when `outline` and `params` are given; with `out` null the frame
+   * stays in GPU memory, for NvencFrameEncoder.encodeFrom (until the next call). Throws when the GPU fails.
    */
-  frame(moved: Float64Array, active: Uint32Array, activeCount: number, outline: Float64Array | null, params: Float64Array | null, out: Uint8Array): void;
-  /** `out` null: the frame stays in GPU memory, for NvencFrameEncoder.encodeFrom */
-  frame(moved: Float64Array, active: Uint32Array, activeCount: number, outline: Float64Array | null, params: Float64Array | null, out: null): void;
+  frame(moved: Float64Array, active: Uint32Array, activeCount: number, outline: Float64Array | null, params: Float64Array | null, out: Uint8Array | null): void;
   /**
    * `count` frames of page-locked host memory for `frame` to copy into (the GPU's DMA reaches it
    * directly; ffmpeg's pipe reads it with no copy). Each is freed when collected, so it may outlive

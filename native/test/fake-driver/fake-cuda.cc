@@ -6,7 +6,7 @@
  * and allocations and frees, so a test can see they balance. FAKE_CUDA picks a failure:
  * no-device, old-driver, bad-ptx, oom (the fourth allocation fails), launch-fails (the third frame's
  * first launch fails), wrong-pixel (every frame copied back has one byte changed), no-pinned (page-locked
- * host memory is refused). Page-locked host allocations and frees are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
+ * host memory is refused). Page-locked host allocations and frees, and copies to the host, are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -134,6 +134,7 @@ int cuMemFreeHost(void* at) {
 int cuMemcpyHtoD_v2(CUdeviceptr to, const void* from, size_t bytes) { std::memcpy(reinterpret_cast<void*>(to), from, bytes); return current ? 0 : 201; }
 int cuMemcpyDtoH_v2(void* to, CUdeviceptr from, size_t bytes) {
   std::memcpy(to, reinterpret_cast<void*>(from), bytes);
+  fprintf(stderr, "fake-cuda: to host\n");
   // a GPU that draws one pixel wrong: the renderer's check against the CPU must catch it
   if (Mode() == "wrong-pixel") static_cast<unsigned char*>(to)[bytes / 3] ^= 0x10;
   return current ? 0 : 201;

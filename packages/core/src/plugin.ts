@@ -218,6 +218,28 @@ export interface FrameStream {
    * a faster way was not taken. Set once the first frame is drawn, when the engine says.
    */
   computePath?: ComputePath;
+  /** Set when the frames are drawn on a GPU: an encoder there may take them without a trip through host memory. */
+  gpu?: GpuFrames;
+}
+
+/**
+ * Frames drawn on a GPU, offered to an encoder on the same GPU. The handle is the engine's own (core
+ * does not read it): an encoder that knows it (the built-in NVENC one knows the CUDA renderer's) reads
+ * the frame in GPU memory; any other consumer ignores all this and takes the bytes as usual.
+ */
+export interface GpuFrames {
+  /** the GPU's name, and its NVML UUID where known */
+  device: string;
+  uuid?: string;
+  /** what draws the frames on the GPU, for a consumer that knows it */
+  handle: unknown;
+  /**
+   * From the next frame on, frames drawn on the GPU stay there: their yielded bytes are then stale, and
+   * `lastOnGpu()` says which frames those are. Call it before asking for the first frame.
+   */
+  leaveOnGpu(): void;
+  /** whether the frame last yielded is in GPU memory only (else its bytes are the frame: drawn on the CPU, or copied back) */
+  lastOnGpu(): boolean;
 }
 
 /** Which way a stage did its work, and why a faster one was not taken (run results list them). */

@@ -24,7 +24,8 @@ import {
 } from '@avatar/core';
 import { recallFacts, rememberFacts, toolIdentity } from './facts.js';
 import { probeMedia, readAudioInfo, readImageInfo } from './probe.js';
-import { COLOR_FILTER, codecArgs, outputGeometry } from './settings.js';
+import { chooseGpuEncoder, encodeOnGpu } from './nvenc.js';
+import { COLOR_FILTER, codecArgs, mp4Container, outputGeometry } from './settings.js';
 import { meaningfulLines, resolveTools, toolMissing, toolVersion, type FfmpegToolPaths, type ResolvedTools } from './tools.js';
 
 export interface EncodeRunOptions {
@@ -81,6 +82,8 @@ interface Job {
   settings: EncodeSettings;
   signal: AbortSignal | undefined;
   log: Logger;
+  /** the video encoder that ran, when not the format's usual one */
+  computePath?: ComputePath;
 }
 
 interface RunningFfmpeg {
@@ -207,7 +210,7 @@ async function withPartialOutput(
     const written = await checkWritten(job.partialPath, outputPath, settings, options);
     const { size } = await stat(job.partialPath);
     await rename(job.partialPath, outputPath);
-    return { outputPath, format: settings.format, ...written, fps: settings.fps, bytes: size, computePath: computePathOf(settings) };
+    return { outputPath, format: settings.format, ...written, fps: settings.fps, bytes: size, computePath: job.computePath ?? computePathOf(settings) };
   } catch (error) {
     await rm(job.partialPath, { force: true });
     if (options.signal?.aborted && !isAvatarError(error, 'AVATAR_ERR_TOOL_MISSING')) throw cancelled();
@@ -516,11 +519,24 @@ export async function encodeFrames(
     // (fluent-ffmpeg listens only once ffmpeg is spawned: a file that cannot be opened fails before; the
     // failure reaches the run through ffmpeg's end and streamFinished below)
     tee?.on('error', () => {});
-    const command = newCommand(job)
-      .input('pipe:0')
-      .inputFormat('rawvideo')
-      .inputOptions(['-pix_fmt', yuv ? 'yuv420p' : 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)])
-      .input(audioPath);
+    // frames drawn on a GPU go to its NVENC when it has one; ffmpeg then only muxes the H.264 it makes
+    const choice = chooseGpuEncoder(frames, settings, { burn: captions?.mode === 'burn', resized: geometry.filter !== 'null', live: live !== undefined });
+    const gpu = choice.ok ? choice.gpu : undefined;
+    if (choice.ok) {
+      job.computePath = { path: `nvenc (${choice.gpu.device})` };
+      choice.gpu.frames.leaveOnGpu();
+      job.log.info(`the video is encoded on the GPU (${choice.gpu.device}) by NVENC, from the frames where they are drawn`);
+    } else {
+      job.computePath = { ...computePathOf(settings), notUsed: `nvenc: ${choice.reason}` };
+      if (frames.gpu) job.log.info(`the video is encoded on the CPU (${computePathOf(settings).path}): NVENC is not used: ${choice.reason}`);
+    }
+    const command = newCommand(job);
+    if (gpu) {
+      command.input('pipe:0').inputFormat('h264').inputOptions(['-framerate', String(frames.fps)]);
+    } else {
+      command.input('pipe:0').inputFormat('rawvideo').inputOptions(['-pix_fmt', yuv ? 'yuv420p' : 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)]);
+    }
+    command.input(audioPath);
     // soft captions: a subtitle track (mov_text in MP4, WebVTT in WebM); a live stream carries none (its
     // segments are video and audio), the files beside it have them
     const soft = captions?.mode === 'soft' && !live;
@@ -535,11 +551,10 @@ export async function encodeFrames(
         '-hide_banner',
         '-map', '0:v:0', '-map', '1:a:0',
         ...(soft ? ['-map', '2:s:0', '-c:s', settings.format === 'webm' ? 'webvtt' : 'mov_text', '-metadata:s:s:0', 'language=und'] : []),
-        '-vf', filters.join(','),
-        '-r', String(frames.fps),
-        ...codec.options,
+        // NVENC's stream has no timestamps of its own and no B-frames: picture n is shown at n / fps
+        ...(gpu ? ['-bsf:v', `setts=ts=N/(${frames.fps}*TB)`, ...mp4Container(settings, live !== undefined)] : ['-vf', filters.join(','), '-r', String(frames.fps), ...codec.options]),
       )
-      .videoCodec(codec.videoCodec)
+      .videoCodec(gpu ? 'copy' : codec.videoCodec)
       .audioCodec(codec.audioCodec)
       .format(codec.muxer)
       .output(tee ?? job.partialPath);
@@ -587,7 +602,7 @@ export async function encodeFrames(
             `frame ${written + 1} has ${frame.byteLength} bytes; a ${width}x${height} ${frameKind} frame has ${frameBytes}`,
           );
         }
-        const write = writeChunk(stdin, frame);
+        const write = writeChunk(stdin, gpu ? encodeOnGpu(gpu, frame) : frame);
         write.catch(() => {}); // awaited below or after the loop; this keeps an early failure from going unobserved
         inFlight.push(write);
         if (inFlight.length >= maxInFlight) {
@@ -605,6 +620,7 @@ export async function encodeFrames(
       } catch {
         finished = false;
       }
+      if (finished && gpu) await writeChunk(stdin, gpu.encoder.finish()).catch(() => { finished = false; });
       if (finished) stdin.end();
       await running.done;
       // the last fragments may still be on their way to the file and the reader
@@ -623,10 +639,13 @@ export async function encodeFrames(
       tee?.destroy();
       if (!finished) void Promise.resolve(iterator.return?.()).catch(() => {});
       if (error instanceof FrameSizeError) throw encodeFailed(outputPath, error.message, error);
+      // (the native encoder's failures name the NVENC or CUDA call)
+      if (gpu && !isAvatarError(error) && error instanceof Error && /^NVENC /.test(error.message)) throw encodeFailed(outputPath, error.message, error);
       if (teeError && !isAvatarError(error, 'AVATAR_ERR_CANCELLED')) throw isAvatarError(teeError) ? teeError : storageError(teeError) ?? error;
       throw error;
     } finally {
       job.signal?.removeEventListener('abort', onAbort);
+      gpu?.encoder.close();
     }
   });
 }

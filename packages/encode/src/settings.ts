@@ -112,11 +112,21 @@ export function codecArgs(settings: EncodeSettings, still: boolean, { live = fal
       ...(still ? ['-tune', 'stillimage', '-x264-params', 'ref=1:bframes=0:rc-lookahead=5'] : []),
       '-pix_fmt', 'yuv420p',
       ...COLOR_TAGS,
-      ...audio,
-      // the index (moov) before the data, so a browser starts playing before the download ends
-      ...(live ? liveMp4(settings.fps) : ['-movflags', '+faststart']),
+      ...mp4Container(settings, live),
     ],
   };
+}
+
+/**
+ * The audio and the MP4 container's options, without a video encoder's: what remains when the video
+ * comes already encoded (NVENC's H.264, copied).
+ */
+export function mp4Container(settings: EncodeSettings, live: boolean): string[] {
+  return [
+    '-b:a', `${Math.round(settings.audioBitrateKbps)}k`, '-ar', '48000',
+    // the index (moov) before the data, so a browser starts playing before the download ends
+    ...(live ? liveMp4(settings.fps) : ['-movflags', '+faststart']),
+  ];
 }
 
 /**

@@ -53,7 +53,7 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice)
   // The photo's pixels, the mesh and the mouth track are made on the first request: the encoder asks
   // once its ffmpeg has started, and ffmpeg takes a tenth of a second or more before it reads a frame,
   // time this process would otherwise spend waiting.
-  async function* frames(): AsyncGenerator<Uint8Array> {
+  const makeRenderer = async (): Promise<FaceRenderer> => {
     const sharp = await loadSharp();
     const { data } = await sharp(avatar.imagePath, { limitInputPixels: 100_000_000 })
       .rotate()
@@ -62,12 +62,18 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice)
       .raw()
       .toBuffer({ resolveWithObject: true });
     // on the GPU the host placed this engine on, when there is one (the CPU's kernels take over if it fails)
-    const renderer = new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
+    return new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
       expressiveness: 1,
       ring: RING,
       pixelFormat: 'yuv420p',
       ...(device.kind === 'gpu' && { kernel: 'cuda' as const, gpu: { ...(device.uuid && { uuid: device.uuid }) } }),
     });
+  };
+  // On a GPU the renderer opens now, so the encoder knows before it starts that the frames are there
+  // (it may take them from GPU memory); on the CPU it is made on the first request (see frames()).
+  const early = device.kind === 'gpu' ? await makeRenderer() : undefined;
+  async function* frames(): AsyncGenerator<Uint8Array> {
+    const renderer = early ?? (await makeRenderer());
     const noGpu = (): string => `cuda: ${device.kind === 'cpu' ? (device.reason ?? 'the host placed this engine on the CPU') : (renderer.gpuMissing ?? 'not used')}`;
     // said again at the end: a GPU that fails or draws a checked frame differently is left mid-run
     const say = (): void => {
@@ -80,7 +86,9 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice)
     if (renderer.kernel !== 'cuda' && device.kind === 'gpu') ctx.log.info(`frames are drawn on the CPU: ${noGpu()}`);
     if (renderer.kernel === 'cuda') {
       const host = renderer.hostMemory;
-      ctx.log.info(`frames are drawn on the GPU (${renderer.gpuDevice ?? 'unnamed'}) and each copied once into ${host.pinned ? 'page-locked' : `ordinary (not page-locked: ${host.reason})`} host memory, which ffmpeg's pipe reads as it is; the video is encoded on the CPU (no NVENC encoder in this build)`);
+      ctx.log.info(renderer.keepsFramesOnGpu
+        ? `frames are drawn on the GPU (${renderer.gpuDevice ?? 'unnamed'}) and stay there for its encoder`
+        : `frames are drawn on the GPU (${renderer.gpuDevice ?? 'unnamed'}) and each copied once into ${host.pinned ? 'page-locked' : `ordinary (not page-locked: ${host.reason})`} host memory, which ffmpeg's pipe reads as it is; the video is encoded on the CPU`);
     }
     try {
       const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
@@ -98,6 +106,16 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice)
   }
   ctx.progress(1, `${frameCount} frames ready to stream`);
   const stream: FrameStream = { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: RING, pixelFormat: 'yuv420p' };
+  if (early?.kernel === 'cuda') {
+    const renderer = early;
+    stream.gpu = {
+      device: renderer.gpuDevice ?? 'GPU',
+      ...(device.kind === 'gpu' && device.uuid && { uuid: device.uuid }),
+      handle: renderer.gpuHandle,
+      leaveOnGpu: () => renderer.keepFramesOnGpu(),
+      lastOnGpu: () => renderer.lastOnGpu,
+    };
+  }
   return stream;
 }
 

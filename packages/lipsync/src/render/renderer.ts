@@ -164,6 +164,35 @@ export class FaceRenderer {
     this.hostMemory = { pinned: true };
   }
 
+  /** Whether frames drawn on the GPU stay there (for an encoder there) instead of coming back into the buffers. */
+  private leaveOnGpu = false;
+  /** whether the frame last returned is in GPU memory only (its buffer then holds an earlier frame) */
+  private onGpu = false;
+
+  /**
+   * Leaves frames drawn on the GPU there, for an encoder on the same GPU that reads them through
+   * `gpuHandle`; `lastOnGpu` then says, frame by frame, whether the returned buffer is the frame (the
+   * checked frames and any drawn on the CPU come back as usual).
+   */
+  keepFramesOnGpu(): void {
+    this.leaveOnGpu = true;
+  }
+
+  /** Whether frames drawn on the GPU stay there (keepFramesOnGpu was called). */
+  get keepsFramesOnGpu(): boolean {
+    return this.leaveOnGpu;
+  }
+
+  /** Whether the frame last rendered is in GPU memory only. */
+  get lastOnGpu(): boolean {
+    return this.onGpu;
+  }
+
+  /** The CUDA renderer drawing the frames, while one does. */
+  get gpuHandle(): CudaFrameRenderer | undefined {
+    return this.cuda;
+  }
+
   /** Frees the GPU's memory now (a renderer that is dropped frees it when collected). */
   close(): void {
     this.cuda?.close();
@@ -234,9 +263,11 @@ export class FaceRenderer {
     const { gap } = poseMesh(this.mesh, this.moved, mouth, state, this.expressiveness);
     const count = this.collectMoving();
     const now = this.movingBox(count);
+    this.onGpu = false;
     // a frame where nothing moves is the photo: the CPU restores it faster than a round trip to the GPU
     if (this.cuda && count > 0 && this.renderOnGpu(count, gap, mouth)) {
-      this.dirtyOf[this.current] = now;
+      // a frame left on the GPU did not touch the buffer: it still holds its earlier frame
+      if (!this.onGpu) this.dirtyOf[this.current] = now;
       return this.out;
     }
     // restore what this buffer's previous frame changed and this one may not
@@ -256,14 +287,18 @@ export class FaceRenderer {
    */
   private renderOnGpu(count: number, gap: number, mouth: MouthPose): boolean {
     const drawn = this.mouthToDraw(gap, mouth);
+    // up to 30 frames without a mouth, and the first three with one however late they come: both kernels are checked
+    const check = this.baseYuv !== null && (drawn ? this.gpuChecks.mouths > 0 : this.gpuChecks.frames > 0);
+    // a checked frame comes back to be compared; others stay on the GPU when an encoder there takes them
+    const keep = this.leaveOnGpu && !check;
     try {
-      (this.cuda as CudaFrameRenderer).frame(this.moved, this.active, count, drawn?.outline ?? null, drawn ? packMouthParams(drawn.params, this.mouthBlock) : null, this.out);
+      (this.cuda as CudaFrameRenderer).frame(this.moved, this.active, count, drawn?.outline ?? null, drawn ? packMouthParams(drawn.params, this.mouthBlock) : null, keep ? null : this.out);
     } catch (error) {
       this.dropGpu((error as Error).message);
       return false;
     }
-    // up to 30 frames without a mouth, and the first three with one however late they come: both kernels are checked
-    if (!this.baseYuv || (drawn ? this.gpuChecks.mouths === 0 : this.gpuChecks.frames === 0)) return true;
+    this.onGpu = this.leaveOnGpu;
+    if (!check) return true;
     if (drawn) this.gpuChecks.mouths--;
     else this.gpuChecks.frames--;
     const gpu = this.out;
@@ -276,6 +311,7 @@ export class FaceRenderer {
     if (!Buffer.from(cpu.buffer, cpu.byteOffset, cpu.length).equals(Buffer.from(gpu.buffer, gpu.byteOffset, gpu.length))) {
       this.dropGpu(`the GPU (${this.gpuDevice ?? 'unnamed'}) drew a frame differently from the CPU kernels`);
       gpu.set(cpu);
+      this.onGpu = false;
     }
     return true;
   }

@@ -1,0 +1,42 @@
+import type { EncodeSettings, FrameStream, GpuFrames } from '@avatar/core';
+import { openNvencEncoder, type CudaFrameRenderer, type NvencFrameEncoder } from '@avatar/native';
+
+/** The GPU's video encoder for one run, taking the frames where they are drawn. */
+export interface GpuEncode {
+  device: string;
+  encoder: NvencFrameEncoder;
+  frames: GpuFrames;
+}
+
+/**
+ * NVENC for this encode when it can be had, else why not. It is used only where the frames are drawn
+ * on a GPU (the GPU the host placed the renderer on, with its memory counted), for MP4, with nothing for
+ * ffmpeg's filters to do (no scaling, no burned-in captions). Opening it is the test: a GPU with CUDA
+ * may have no NVENC (H100, H200, A100), and an old driver or a full GPU refuse it.
+ */
+export function chooseGpuEncoder(
+  frames: FrameStream,
+  settings: EncodeSettings,
+  options: { burn: boolean; resized: boolean; live: boolean },
+): { ok: true; gpu: GpuEncode } | { ok: false; reason: string } {
+  const refuse = (reason: string): { ok: false; reason: string } => ({ ok: false, reason });
+  if (settings.format !== 'mp4') return refuse('NVENC has no VP9 encoder');
+  if (process.env['AVATAR_NVENC'] === '0') return refuse('turned off (AVATAR_NVENC=0)');
+  const gpu = frames.gpu;
+  if (!gpu) return refuse('the frames are drawn on the CPU');
+  if (frames.pixelFormat !== 'yuv420p') return refuse('the frames are RGBA, and NVENC here takes I420');
+  if (options.burn) return refuse('burned-in captions are drawn by ffmpeg\'s filters on the CPU');
+  if (options.resized) return refuse('the frames are scaled to the output size by ffmpeg');
+  if (!Number.isInteger(frames.fps)) return refuse(`the frame rate ${frames.fps} is not a whole number`);
+  // a key frame every second where a stream is watched live (each fragment starts on one), every five otherwise
+  const gop = Math.max(1, frames.fps) * (options.live ? 1 : 5);
+  const quality = Math.min(51, Math.max(1, Math.round(settings.crf)));
+  const opened = openNvencEncoder({ width: frames.width, height: frames.height }, { fps: frames.fps, quality, gop }, { ...(gpu.uuid && { uuid: gpu.uuid }) });
+  if (!opened.ok) return refuse(opened.reason);
+  return { ok: true, gpu: { device: opened.device, encoder: opened.encoder, frames: gpu } };
+}
+
+/** One frame's H.264 bytes: read on the GPU when the frame was left there, else uploaded from its bytes. */
+export function encodeOnGpu(gpu: GpuEncode, frame: Uint8Array): Buffer {
+  return gpu.frames.lastOnGpu() ? gpu.encoder.encodeFrom(gpu.frames.handle as CudaFrameRenderer) : gpu.encoder.encode(frame);
+}
