@@ -129,8 +129,9 @@ export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
   stage: 'lipsync',
   apiVersion: PLUGIN_API_VERSION,
   description: 'talking head from the photo itself: a landmark-mesh warp driven by the speech, with blinks and head motion',
-  // (on a GPU most of it is the CUDA context itself; the photo and frames take a few MB)
-  resources: { device: 'any', ramMB: 64, vramMB: 512 },
+  // (on a GPU most of it is the CUDA context itself; the photo and frames take a few MB; an NVENC session
+  // the encoder may open on the same GPU for these frames needs room too: a guess, not yet measured on one)
+  resources: { device: 'any', ramMB: 64, vramMB: 768 },
   // no model: the photo is warped by the project's own code
   license: () => ({ code: 'MIT', commercialUse: true, models: [] }),
   async check() {
