@@ -539,6 +539,19 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     nvencBalanced(stderr);
   });
 
+  // The program carried to a machine with a real GPU (test/gpu-check): run here against the stand-ins,
+  // it must open everything, find every frame equal to the CPU's, and encode.
+  it.skipIf(!hasNvcc)('gpu-check, the program for a real GPU, runs its checks against the stand-ins', async () => {
+    const program = join(dir, 'gpu-check');
+    await run('bash', [join(root, 'test', 'gpu-check', 'build.sh'), program], { timeout: 120_000 });
+    const { stdout } = await run(program, ['--width', '64', '--height', '48', '--frames', '6'], { env: { ...process.env, LD_LIBRARY_PATH: dir, FAKE_NVENC: 'h264' }, timeout: 60_000 });
+    const report = JSON.parse(stdout) as { renderer: { opened: boolean }; parity: { frames: number; equal: number; changedFromPhoto: number }; encoder: { opened: boolean; ok?: boolean }; memory: Record<string, number> };
+    expect(report.renderer.opened).toBe(true);
+    expect(report.parity).toMatchObject({ frames: 6, equal: 6, changedFromPhoto: 6 });
+    expect(report.encoder).toMatchObject(fakeNvencEncodes ? { opened: true, ok: true } : { opened: false });
+    expect(report.memory['usedMiBAfter']).toBe(report.memory['usedMiBBefore']);
+  }, 180_000);
+
   it('says there is no driver where libcuda.so.1 is missing', async () => {
     const { result } = await inChild<{ opened: { ok: boolean; reason: string } }>(cudaScript(), {}, join(dir, 'empty'));
     expect(result.opened).toEqual({ ok: false, reason: 'libcuda.so.1 not found (no NVIDIA driver)' });
