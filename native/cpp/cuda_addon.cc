@@ -28,7 +28,7 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "CudaRenderer",
                        {InstanceMethod<&CudaRendererObject::Frame>("frame"), InstanceMethod<&CudaRendererObject::HostBuffers>("hostBuffers"),
-                        InstanceMethod<&CudaRendererObject::Close>("close")});
+                        InstanceMethod<&CudaRendererObject::ReleaseHostBuffers>("releaseHostBuffers"), InstanceMethod<&CudaRendererObject::Close>("close")});
   }
 
   explicit CudaRendererObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaRendererObject>(info) {}
@@ -103,11 +103,27 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
     Napi::Array list = Napi::Array::New(env, made.size());
     for (size_t i = 0; i < made.size(); i++) {
       PinnedBuffer* buffer = made[i].get();
-      Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(env, buffer->data(), buffer->size(), [](Napi::Env, void*, PinnedBuffer* held) { delete held; }, buffer);
+      const size_t bytes = buffer->size();
+      Napi::ArrayBuffer memory = Napi::ArrayBuffer::New(env, buffer->data(), bytes, [](Napi::Env, void*, PinnedBuffer* held) { delete held; }, buffer);
       made[i].release();  // owned by the ArrayBuffer's finalizer from here
-      list.Set(static_cast<uint32_t>(i), Napi::Uint8Array::New(env, buffer->size(), memory, 0));
+      handedOut_.push_back({Napi::Weak(memory), buffer});
+      list.Set(static_cast<uint32_t>(i), Napi::Uint8Array::New(env, bytes, memory, 0));
     }
     return list;
+  }
+
+  // releaseHostBuffers(): frees the page-locked buffers handed out, now rather than when collected (and
+  // with the last, the context), detaching their ArrayBuffers: for when nothing reads them any more.
+  Napi::Value ReleaseHostBuffers(const Napi::CallbackInfo& info) {
+    for (auto& out : handedOut_) {
+      // an empty reference: collected, and its finalizer has freed it; else it is alive and ours to free
+      Napi::ArrayBuffer memory = out.memory.Value();
+      if (memory.IsEmpty()) continue;
+      if (!memory.IsDetached()) memory.Detach();
+      out.buffer->Free();
+    }
+    handedOut_.clear();
+    return info.Env().Undefined();
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -124,6 +140,11 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
 
  private:
   std::unique_ptr<CudaRenderer> renderer_;
+  struct HandedOut {
+    Napi::Reference<Napi::ArrayBuffer> memory;  // weak
+    PinnedBuffer* buffer;                       // deleted by the ArrayBuffer's finalizer
+  };
+  std::vector<HandedOut> handedOut_;
   int width_ = 0, height_ = 0;
   size_t points_ = 0, triangleIndices_ = 0;
 };

@@ -27,6 +27,7 @@ const CudaDriver& Cuda() {
     if (cu.primaryRelease == nullptr) cu.primaryRelease = Symbol<decltype(cu.primaryRelease)>(l, "cuDevicePrimaryCtxRelease");
     cu.pushCurrent = Symbol<decltype(cu.pushCurrent)>(l, "cuCtxPushCurrent_v2");
     cu.popCurrent = Symbol<decltype(cu.popCurrent)>(l, "cuCtxPopCurrent_v2");
+    cu.synchronize = Symbol<decltype(cu.synchronize)>(l, "cuCtxSynchronize");
     cu.moduleLoadData = Symbol<decltype(cu.moduleLoadData)>(l, "cuModuleLoadData");
     cu.moduleGetFunction = Symbol<decltype(cu.moduleGetFunction)>(l, "cuModuleGetFunction");
     cu.moduleUnload = Symbol<decltype(cu.moduleUnload)>(l, "cuModuleUnload");

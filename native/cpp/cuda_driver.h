@@ -33,6 +33,7 @@ struct CudaDriver {
   CUresult (*primaryRelease)(CUdevice) = nullptr;
   CUresult (*pushCurrent)(CUcontext) = nullptr;
   CUresult (*popCurrent)(CUcontext*) = nullptr;
+  CUresult (*synchronize)() = nullptr;
   CUresult (*moduleLoadData)(CUmodule*, const void*) = nullptr;
   CUresult (*moduleGetFunction)(CUfunction*, CUmodule, const char*) = nullptr;
   CUresult (*moduleUnload)(CUmodule) = nullptr;
@@ -54,7 +55,7 @@ struct CudaDriver {
   }
   // and modules, memory and launches (what the renderer needs)
   bool HasKernels() const {
-    return HasContexts() && driverVersion && deviceGetName && moduleLoadData && moduleGetFunction && moduleUnload && memAlloc && memFree &&
+    return HasContexts() && driverVersion && deviceGetName && synchronize && moduleLoadData && moduleGetFunction && moduleUnload && memAlloc && memFree &&
            memcpyHtoD && memcpyDtoH && memcpyDtoD && memsetD32 && launch;
   }
 };

@@ -29,14 +29,18 @@ const char* FindPtx(const char* name) {
 
 }  // namespace
 
-PinnedBuffer::~PinnedBuffer() {
+void PinnedBuffer::Free() {
+  if (data_ == nullptr) return;
   const CudaDriver& cu = *hold_->cu;
-  // freed in its own context, made current for the call (it may be collected long after the renderer)
+  // freed in its own context, made current for the call (it may be freed long after the renderer)
   if (cu.pushCurrent(hold_->context) == 0) {
     cu.memFreeHost(data_);
     CUcontext popped = nullptr;
     cu.popCurrent(&popped);
   }
+  data_ = nullptr;
+  bytes_ = 0;
+  hold_.reset();
 }
 
 struct CudaRenderer::State {
@@ -250,9 +254,9 @@ bool CudaRenderer::Frame(const double* moved, const uint32_t* active, size_t cou
         return false;
       }
     }
-    // synchronous: it waits for the kernels, and a kernel's fault surfaces here (left on the device, the
-    // encoder's copy is ordered after the kernels on the same stream, and a fault surfaces there)
-    return out == nullptr || check("cuMemcpyDtoH", cu.memcpyDtoH(out, s.frame, s.frameBytes));
+    // synchronous either way: it waits for the kernels, so a kernel's fault surfaces here, named as the
+    // renderer's (and the CPU takes over), not later in whatever reads the frame next
+    return out == nullptr ? check("cuCtxSynchronize", cu.synchronize()) : check("cuMemcpyDtoH", cu.memcpyDtoH(out, s.frame, s.frameBytes));
   });
 }
 

@@ -31,11 +31,13 @@ struct CudaRendererSetup {
 class PinnedBuffer {
  public:
   PinnedBuffer(std::shared_ptr<CudaContextHold> hold, uint8_t* data, size_t bytes) : hold_(std::move(hold)), data_(data), bytes_(bytes) {}
-  ~PinnedBuffer();
+  ~PinnedBuffer() { Free(); }
   PinnedBuffer(const PinnedBuffer&) = delete;
   PinnedBuffer& operator=(const PinnedBuffer&) = delete;
   uint8_t* data() const { return data_; }
   size_t size() const { return bytes_; }
+  // Frees the memory now (nothing may read it after), and lets go of the context; idempotent.
+  void Free();
 
  private:
   std::shared_ptr<CudaContextHold> hold_;

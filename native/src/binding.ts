@@ -82,6 +82,11 @@ export interface CudaFrameRenderer {
    * close(). Throws with the reason when the memory cannot be had. Absent from older builds.
    */
   hostBuffers?(count: number): Uint8Array[];
+  /**
+   * Frees the page-locked buffers now (they are detached: zero bytes long from then on), for when
+   * nothing reads them any more; else they go when collected. Works after close(). Absent from older builds.
+   */
+  releaseHostBuffers?(): void;
   /** frees its GPU memory at once (also done when it is collected) */
   close(): void;
 }

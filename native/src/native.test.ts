@@ -390,7 +390,7 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
 
   // Frames copied into page-locked host memory: equal to the CPU's, and the memory (with the context it
   // was made on) freed when the buffers are collected, even after the renderer is closed.
-  const pinnedScript = `(async () => {
+  const pinnedScript = (release: boolean) => `(async () => {
     const W = 8, H = 6, photo = new Uint8Array(W * H * 3 / 2).map((_, i) => (i * 29) & 255);
     const rest = new Float64Array([1, 1, 6, 1, 1, 4]), triangles = new Uint32Array([0, 1, 2]);
     const opened = a.openCudaRenderer(photo, W, H, triangles, rest, '');
@@ -405,23 +405,36 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     opened.renderer.close();
     // still readable after close: ffmpeg's pipe may be writing it
     const sizes = ring.map((b) => b.length);
-    ring = undefined;
-    global.gc(); await new Promise((t) => setTimeout(t, 50)); global.gc(); await new Promise((t) => setTimeout(t, 50));
-    return { same, sizes };
+    let after;
+    if (${release}) {
+      // freed at once, though still referenced: detached, zero bytes long
+      opened.renderer.releaseHostBuffers();
+      after = ring.map((b) => b.length);
+    } else {
+      ring = undefined;
+      global.gc(); await new Promise((t) => setTimeout(t, 50)); global.gc(); await new Promise((t) => setTimeout(t, 50));
+    }
+    process.stderr.write('script: end\\n');
+    return { same, sizes, after };
   })()`;
 
-  it.skipIf(!hasNvcc)('hands out page-locked host buffers that frames are copied into and that are freed when collected', async () => {
-    const { result, stderr } = await inChild<{ same: boolean; sizes: number[] }>(pinnedScript, {}, dir, ['--expose-gc']);
-    expect(result).toEqual({ same: true, sizes: [72, 72, 72] });
-    expect(count(stderr, 'fake-cuda: host alloc')).toBe(3);
-    expect(count(stderr, 'fake-cuda: host free')).toBe(3);
-    // the context outlives the renderer while its buffers live, and goes with the last of them
-    expect(stderr.lastIndexOf('fake-cuda: release')).toBeGreaterThan(stderr.lastIndexOf('fake-cuda: host free'));
+  it.skipIf(!hasNvcc).each([
+    ['when collected', false],
+    ['at once when released', true],
+  ])('hands out page-locked host buffers that frames are copied into and that are freed %s', async (_how, release) => {
+    const { result, stderr } = await inChild<{ same: boolean; sizes: number[]; after?: number[] }>(pinnedScript(release), {}, dir, ['--expose-gc']);
+    expect(result).toEqual({ same: true, sizes: [72, 72, 72], ...(release && { after: [0, 0, 0] }) });
+    // freed before the script ended (not by the environment's teardown), and the context with the last of them
+    const end = stderr.indexOf('script: end');
+    expect(count(stderr.slice(0, end), 'fake-cuda: host alloc')).toBe(3);
+    expect(count(stderr.slice(0, end), 'fake-cuda: host free')).toBe(3);
+    expect(count(stderr.slice(0, end), 'fake-cuda: release')).toBe(1);
+    expect(stderr.slice(0, end).lastIndexOf('fake-cuda: release')).toBeGreaterThan(stderr.lastIndexOf('fake-cuda: host free'));
     balanced(stderr);
   });
 
   it.skipIf(!hasNvcc)('says why when no page-locked memory can be had, keeping none', async () => {
-    const { result, stderr } = await inChild<{ error: string }>(pinnedScript, { FAKE_CUDA: 'no-pinned' }, dir, ['--expose-gc']);
+    const { result, stderr } = await inChild<{ error: string }>(pinnedScript(false), { FAKE_CUDA: 'no-pinned' }, dir, ['--expose-gc']);
     expect(result.error).toMatch(/^cuMemHostAlloc failed: CUDA_ERROR_OUT_OF_MEMORY \(0 KiB\)$/);
     expect(count(stderr, 'fake-cuda: host alloc')).toBe(0);
     balanced(stderr);
@@ -446,7 +459,10 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
         const frame = new Uint8Array(size);
         if (renderer) {
           const moved = new Float64Array([4 + f, 4, 60, 4 + f, 4, 44, 60 - f, 44]), active = new Uint32Array([0, 3]);
+          // the pose's bytes for the comparison, then another pose copied back (the GPU surely holds that),
+          // then the pose again left on the GPU: what is encoded must be the last drawing
           renderer.frame(moved, active, 2, null, null, frame);
+          renderer.frame(moved.map((v) => v + 3), active, 2, null, null, new Uint8Array(size));
           renderer.frame(moved, active, 2, null, null, null);
           chunks.push(opened.encoder.encodeFrom(renderer));
         } else {
@@ -501,13 +517,15 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     nvencBalanced(stderr);
   });
 
-  it.skipIf(!fakeNvencEncodes || !hasFfmpeg || !hasNvcc)('encodes the CUDA renderer\'s frames from GPU memory, never copying them to the host', async () => {
+  it.skipIf(!fakeNvencEncodes || !hasFfmpeg || !hasNvcc)('encodes the CUDA renderer\'s frames from GPU memory, the frame last drawn there', async () => {
     const { result, stderr } = await inChild<{ sizes: number[]; stream: string; frames: string[] }>(nvencScript({ fromRenderer: true, frames: 6 }), { FAKE_NVENC: 'h264' });
     const decoded = decodeH264(Buffer.from(result.stream, 'base64'), 64, 48);
     expect(decoded).toHaveLength(6);
     // the frames the renderer drew (also copied back here only to compare) are the ones encoded
     decoded.forEach((frame, i) => expect(meanDifference(frame, Buffer.from(result.frames[i] as string, 'base64'))).toBeLessThan(3));
     expect(new Set(result.frames).size).toBe(6);
+    // two copies to the host per frame, both for the comparison: none for the encoder
+    expect(count(stderr, 'fake-cuda: to host')).toBe(12);
     nvencBalanced(stderr);
   });
 

@@ -6,7 +6,7 @@
  * and allocations and frees, so a test can see they balance. FAKE_CUDA picks a failure:
  * no-device, old-driver, bad-ptx, oom (the fourth allocation fails), launch-fails (the third frame's
  * first launch fails), wrong-pixel (every frame copied back has one byte changed), no-pinned (page-locked
- * host memory is refused). Page-locked host allocations and frees, and copies to the host, are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
+ * host memory is refused), sync-fails (the fifth cuCtxSynchronize reports a kernel's fault). Page-locked host allocations and frees, and copies to the host, are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -55,6 +55,12 @@ int cuDevicePrimaryCtxRelease_v2(int dev) { (void)dev; fprintf(stderr, "fake-cud
 int cuCtxPushCurrent_v2(void* ctx) { current = ctx; return 0; }
 int cuCtxPopCurrent_v2(void** ctx) { *ctx = current; current = NULL; return 0; }
 void* fake_cuda_current(void) { return current; }
+int cuCtxSynchronize(void) {
+  static int calls;
+  if (current != &fake_primary_context) return 201;
+  // a kernel's fault, reported when the context is next synchronised (as a real GPU reports one)
+  return Mode() == "sync-fails" && ++calls == 5 ? 719 : 0;
+}
 
 int cuGetErrorName(int rc, const char** name) {
   switch (rc) {

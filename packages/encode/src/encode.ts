@@ -520,7 +520,9 @@ export async function encodeFrames(
     // failure reaches the run through ffmpeg's end and streamFinished below)
     tee?.on('error', () => {});
     // frames drawn on a GPU go to its NVENC when it has one; ffmpeg then only muxes the H.264 it makes
-    const choice = chooseGpuEncoder(frames, settings, { burn: captions?.mode === 'burn', resized: geometry.filter !== 'null', live: live !== undefined });
+    const choice = chooseGpuEncoder(frames, settings, {
+      burn: captions?.mode === 'burn', resized: geometry.filter !== 'null', live: live !== undefined, ffmpegVersion: await toolVersion('ffmpeg', job.tools.ffmpeg),
+    });
     const gpu = choice.ok ? choice.gpu : undefined;
     if (choice.ok) {
       job.computePath = { path: `nvenc (${choice.gpu.device})` };
@@ -530,121 +532,125 @@ export async function encodeFrames(
       job.computePath = { ...computePathOf(settings), notUsed: `nvenc: ${choice.reason}` };
       if (frames.gpu) job.log.info(`the video is encoded on the CPU (${computePathOf(settings).path}): NVENC is not used: ${choice.reason}`);
     }
-    const command = newCommand(job);
-    if (gpu) {
-      command.input('pipe:0').inputFormat('h264').inputOptions(['-framerate', String(frames.fps)]);
-    } else {
-      command.input('pipe:0').inputFormat('rawvideo').inputOptions(['-pix_fmt', yuv ? 'yuv420p' : 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)]);
-    }
-    command.input(audioPath);
-    // soft captions: a subtitle track (mov_text in MP4, WebVTT in WebM); a live stream carries none (its
-    // segments are video and audio), the files beside it have them
-    const soft = captions?.mode === 'soft' && !live;
-    if (soft) command.input(captions.path).inputFormat('webvtt');
-    // yuv420p frames already are BT.709 limited range: only RGBA needs converting
-    const filters = [yuv ? `${geometry.filter},setsar=1` : `${geometry.filter},${COLOR_FILTER}`];
-    if (captions?.mode === 'burn') filters.push(burnFilter(captions.path));
-    // (spread, not an array: fluent-ffmpeg splits an array's element that holds one space in two, and a
-    // caption file's path or style may hold one)
-    command
-      .outputOptions(
-        '-hide_banner',
-        '-map', '0:v:0', '-map', '1:a:0',
-        ...(soft ? ['-map', '2:s:0', '-c:s', settings.format === 'webm' ? 'webvtt' : 'mov_text', '-metadata:s:s:0', 'language=und'] : []),
-        // NVENC's stream has no timestamps of its own and no B-frames: picture n is shown at n / fps
-        ...(gpu ? ['-bsf:v', `setts=ts=N/(${frames.fps}*TB)`, ...mp4Container(settings, live !== undefined)] : ['-vf', filters.join(','), '-r', String(frames.fps), ...codec.options]),
-      )
-      .videoCodec(gpu ? 'copy' : codec.videoCodec)
-      .audioCodec(codec.audioCodec)
-      .format(codec.muxer)
-      .output(tee ?? job.partialPath);
-    const running = start(command, job, () => {});
-
-    let abortWait: () => void = () => {};
-    const aborted = new Promise<'aborted'>((resolve) => { abortWait = () => resolve('aborted'); });
-    const onAbort = (): void => {
-      running.kill();
-      abortWait();
-    };
-    job.signal?.addEventListener('abort', onAbort, { once: true });
-    if (job.signal?.aborted) onAbort();
-
-    const iterator = frames.frames[Symbol.asyncIterator]();
-    let written = 0;
-    let finished = false;
     try {
-      const proc = await Promise.race([running.started, aborted]);
-      if (proc === 'aborted') throw cancelled();
-      if (!proc?.stdin) {
-        await running.done; // a spawn failure: `done` carries the reason
-        throw encodeFailed(outputPath, 'ffmpeg did not start');
+      const command = newCommand(job);
+      if (gpu) {
+        command.input('pipe:0').inputFormat('h264').inputOptions(['-framerate', String(frames.fps)]);
+      } else {
+        command.input('pipe:0').inputFormat('rawvideo').inputOptions(['-pix_fmt', yuv ? 'yuv420p' : 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)]);
       }
-      const stdin = proc.stdin;
-      // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
-      stdin.on('error', () => {});
-      const exited = running.done.then(() => 'exited' as const, () => 'exited' as const);
-      // writes not yet taken by the OS; each holds one of the producer's buffers
-      const maxInFlight = Math.max(1, Math.floor(frames.ring ?? 1) - 1);
-      const inFlight: Promise<void>[] = [];
-      for (;;) {
-        const pending = iterator.next();
-        pending.catch(() => {}); // still observed below; this only keeps a late rejection after abort quiet
-        const next = await Promise.race([pending, aborted, exited]);
-        if (next === 'aborted') throw cancelled();
-        if (next === 'exited') break;
-        if (next.done) {
-          finished = true;
-          break;
-        }
-        const frame = next.value;
-        if (frame.byteLength !== frameBytes) {
-          throw new FrameSizeError(
-            `frame ${written + 1} has ${frame.byteLength} bytes; a ${width}x${height} ${frameKind} frame has ${frameBytes}`,
-          );
-        }
-        const write = writeChunk(stdin, gpu ? encodeOnGpu(gpu, frame) : frame);
-        write.catch(() => {}); // awaited below or after the loop; this keeps an early failure from going unobserved
-        inFlight.push(write);
-        if (inFlight.length >= maxInFlight) {
-          try {
-            await inFlight.shift();
-          } catch {
-            break; // ffmpeg stopped reading: `done` says why
-          }
-        }
-        written += 1;
-        if (expected > 0) options.progress?.(Math.min(0.99, written / expected), 'encoding');
-      }
+      command.input(audioPath);
+      // soft captions: a subtitle track (mov_text in MP4, WebVTT in WebM); a live stream carries none (its
+      // segments are video and audio), the files beside it have them
+      const soft = captions?.mode === 'soft' && !live;
+      if (soft) command.input(captions.path).inputFormat('webvtt');
+      // yuv420p frames already are BT.709 limited range: only RGBA needs converting
+      const filters = [yuv ? `${geometry.filter},setsar=1` : `${geometry.filter},${COLOR_FILTER}`];
+      if (captions?.mode === 'burn') filters.push(burnFilter(captions.path));
+      // (spread, not an array: fluent-ffmpeg splits an array's element that holds one space in two, and a
+      // caption file's path or style may hold one)
+      command
+        .outputOptions(
+          '-hide_banner',
+          '-map', '0:v:0', '-map', '1:a:0',
+          ...(soft ? ['-map', '2:s:0', '-c:s', settings.format === 'webm' ? 'webvtt' : 'mov_text', '-metadata:s:s:0', 'language=und'] : []),
+          // NVENC's stream has no timestamps of its own and no B-frames: picture n is shown at n / fps
+          ...(gpu ? ['-bsf:v', `setts=ts=N/(${frames.fps}*TB)`, ...mp4Container(settings, live !== undefined)] : ['-vf', filters.join(','), '-r', String(frames.fps), ...codec.options]),
+        )
+        .videoCodec(gpu ? 'copy' : codec.videoCodec)
+        .audioCodec(codec.audioCodec)
+        .format(codec.muxer)
+        .output(tee ?? job.partialPath);
+      const running = start(command, job, () => {});
+
+      let abortWait: () => void = () => {};
+      const aborted = new Promise<'aborted'>((resolve) => { abortWait = () => resolve('aborted'); });
+      const onAbort = (): void => {
+        running.kill();
+        abortWait();
+      };
+      job.signal?.addEventListener('abort', onAbort, { once: true });
+      if (job.signal?.aborted) onAbort();
+
+      const iterator = frames.frames[Symbol.asyncIterator]();
+      let written = 0;
+      let finished = false;
       try {
-        await Promise.all(inFlight.splice(0));
-      } catch {
-        finished = false;
+        const proc = await Promise.race([running.started, aborted]);
+        if (proc === 'aborted') throw cancelled();
+        if (!proc?.stdin) {
+          await running.done; // a spawn failure: `done` carries the reason
+          throw encodeFailed(outputPath, 'ffmpeg did not start');
+        }
+        const stdin = proc.stdin;
+        // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
+        stdin.on('error', () => {});
+        const exited = running.done.then(() => 'exited' as const, () => 'exited' as const);
+        // writes not yet taken by the OS; each holds one of the producer's buffers
+        const maxInFlight = Math.max(1, Math.floor(frames.ring ?? 1) - 1);
+        const inFlight: Promise<void>[] = [];
+        for (;;) {
+          const pending = iterator.next();
+          pending.catch(() => {}); // still observed below; this only keeps a late rejection after abort quiet
+          const next = await Promise.race([pending, aborted, exited]);
+          if (next === 'aborted') throw cancelled();
+          if (next === 'exited') break;
+          if (next.done) {
+            finished = true;
+            break;
+          }
+          const frame = next.value;
+          if (frame.byteLength !== frameBytes) {
+            throw new FrameSizeError(
+              `frame ${written + 1} has ${frame.byteLength} bytes; a ${width}x${height} ${frameKind} frame has ${frameBytes}`,
+            );
+          }
+          const write = writeChunk(stdin, gpu ? encodeOnGpu(gpu, frame) : frame);
+          write.catch(() => {}); // awaited below or after the loop; this keeps an early failure from going unobserved
+          inFlight.push(write);
+          if (inFlight.length >= maxInFlight) {
+            try {
+              await inFlight.shift();
+            } catch {
+              break; // ffmpeg stopped reading: `done` says why
+            }
+          }
+          written += 1;
+          if (expected > 0) options.progress?.(Math.min(0.99, written / expected), 'encoding');
+        }
+        try {
+          await Promise.all(inFlight.splice(0));
+        } catch {
+          finished = false;
+        }
+        if (finished && gpu) await writeChunk(stdin, gpu.encoder.finish()).catch(() => { finished = false; });
+        if (finished) stdin.end();
+        await running.done;
+        // the last fragments may still be on their way to the file and the reader
+        if (tee) await streamFinished(tee);
+        if (!finished) throw encodeFailed(outputPath, `ffmpeg stopped after ${written} frames`);
+        if (written === 0) throw encodeFailed(outputPath, 'the frame stream had no frames');
+        if (expected > 0 && written !== expected) {
+          job.log.warn('frame stream length differs from its frameCount', { frameCount: expected, written });
+        }
+        options.progress?.(1, 'encoded');
+      } catch (error) {
+        running.kill();
+        await running.done.catch(() => {});
+        // the tee's own failure (its file, its reader) is the cause whatever ffmpeg said of it
+        const teeError = tee?.errored;
+        tee?.destroy();
+        if (!finished) void Promise.resolve(iterator.return?.()).catch(() => {});
+        if (error instanceof FrameSizeError) throw encodeFailed(outputPath, error.message, error);
+        // (the native encoder's failures name the NVENC or CUDA call)
+        if (gpu && !isAvatarError(error) && error instanceof Error && /^NVENC /.test(error.message)) throw encodeFailed(outputPath, error.message, error);
+        if (teeError && !isAvatarError(error, 'AVATAR_ERR_CANCELLED')) throw isAvatarError(teeError) ? teeError : storageError(teeError) ?? error;
+        throw error;
+      } finally {
+        job.signal?.removeEventListener('abort', onAbort);
       }
-      if (finished && gpu) await writeChunk(stdin, gpu.encoder.finish()).catch(() => { finished = false; });
-      if (finished) stdin.end();
-      await running.done;
-      // the last fragments may still be on their way to the file and the reader
-      if (tee) await streamFinished(tee);
-      if (!finished) throw encodeFailed(outputPath, `ffmpeg stopped after ${written} frames`);
-      if (written === 0) throw encodeFailed(outputPath, 'the frame stream had no frames');
-      if (expected > 0 && written !== expected) {
-        job.log.warn('frame stream length differs from its frameCount', { frameCount: expected, written });
-      }
-      options.progress?.(1, 'encoded');
-    } catch (error) {
-      running.kill();
-      await running.done.catch(() => {});
-      // the tee's own failure (its file, its reader) is the cause whatever ffmpeg said of it
-      const teeError = tee?.errored;
-      tee?.destroy();
-      if (!finished) void Promise.resolve(iterator.return?.()).catch(() => {});
-      if (error instanceof FrameSizeError) throw encodeFailed(outputPath, error.message, error);
-      // (the native encoder's failures name the NVENC or CUDA call)
-      if (gpu && !isAvatarError(error) && error instanceof Error && /^NVENC /.test(error.message)) throw encodeFailed(outputPath, error.message, error);
-      if (teeError && !isAvatarError(error, 'AVATAR_ERR_CANCELLED')) throw isAvatarError(teeError) ? teeError : storageError(teeError) ?? error;
-      throw error;
     } finally {
-      job.signal?.removeEventListener('abort', onAbort);
+      // the session and its GPU memory go now, whatever happened
       gpu?.encoder.close();
     }
   });

@@ -17,7 +17,7 @@ export interface GpuEncode {
 export function chooseGpuEncoder(
   frames: FrameStream,
   settings: EncodeSettings,
-  options: { burn: boolean; resized: boolean; live: boolean },
+  options: { burn: boolean; resized: boolean; live: boolean; ffmpegVersion: string },
 ): { ok: true; gpu: GpuEncode } | { ok: false; reason: string } {
   const refuse = (reason: string): { ok: false; reason: string } => ({ ok: false, reason });
   if (settings.format !== 'mp4') return refuse('NVENC has no VP9 encoder');
@@ -28,6 +28,7 @@ export function chooseGpuEncoder(
   if (options.burn) return refuse('burned-in captions are drawn by ffmpeg\'s filters on the CPU');
   if (options.resized) return refuse('the frames are scaled to the output size by ffmpeg');
   if (!Number.isInteger(frames.fps)) return refuse(`the frame rate ${frames.fps} is not a whole number`);
+  if (!atLeast(options.ffmpegVersion, 4, 4)) return refuse(`ffmpeg ${options.ffmpegVersion} is older than 4.4, whose setts filter times NVENC's pictures`);
   // a key frame every second where a stream is watched live (each fragment starts on one), every five otherwise
   const gop = Math.max(1, frames.fps) * (options.live ? 1 : 5);
   const quality = Math.min(51, Math.max(1, Math.round(settings.crf)));
@@ -39,4 +40,12 @@ export function chooseGpuEncoder(
 /** One frame's H.264 bytes: read on the GPU when the frame was left there, else uploaded from its bytes. */
 export function encodeOnGpu(gpu: GpuEncode, frame: Uint8Array): Buffer {
   return gpu.frames.lastOnGpu() ? gpu.encoder.encodeFrom(gpu.frames.handle as CudaFrameRenderer) : gpu.encoder.encode(frame);
+}
+
+/** Whether an ffmpeg version string ("5.1.9-0+deb12u1", "n6.1") is at least major.minor; a build from git ("N-113...") is taken as new. */
+export function atLeast(version: string, major: number, minor: number): boolean {
+  const match = /^n?(\d+)\.(\d+)/.exec(version);
+  if (!match) return true;
+  const [have, haveMinor] = [Number(match[1]), Number(match[2])];
+  return have > major || (have === major && haveMinor >= minor);
 }

@@ -26,8 +26,14 @@ export function frameSize(width: number, height: number, size: number): { width:
 /** Frame buffers the renderer cycles through: the encoder may hold three in flight while the next is drawn. */
 const RING = 4;
 
-/** Renders the talking head: the mouth track from the speech drives a warp of the avatar's own pixels. */
-async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice): Promise<FrameStream> {
+/**
+ * Renders the talking head: the mouth track from the speech drives a warp of the avatar's own pixels.
+ * `made` holds the renderers on a GPU until unload, which releases them: the page-locked frame buffers
+ * (and the GPU's context, which they keep) go then, once the encoder is done with them, instead of when
+ * the collector gets to them; and one opened before its frames were asked for is closed even if they
+ * never are (an encoder that failed first).
+ */
+async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice, made: Set<FaceRenderer>): Promise<FrameStream> {
   const { avatar, settings, animation } = input;
   const landmarks = avatar.face.landmarks;
   if (!landmarks || landmarks.length !== 68) {
@@ -72,6 +78,7 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice)
   // On a GPU the renderer opens now, so the encoder knows before it starts that the frames are there
   // (it may take them from GPU memory); on the CPU it is made on the first request (see frames()).
   const early = device.kind === 'gpu' ? await makeRenderer() : undefined;
+  if (early) made.add(early);
   async function* frames(): AsyncGenerator<Uint8Array> {
     const renderer = early ?? (await makeRenderer());
     const noGpu = (): string => `cuda: ${device.kind === 'cpu' ? (device.reason ?? 'the host placed this engine on the CPU') : (renderer.gpuMissing ?? 'not used')}`;
@@ -138,7 +145,14 @@ export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
     return { ok: true, detail: 'built in (sharp ' + (await loadSharp()).versions.sharp + ')' };
   },
   async load(loadCtx) {
-    return { run: (input, ctx) => render(input, ctx, loadCtx.device), async unload() {} };
+    const made = new Set<FaceRenderer>();
+    return {
+      run: (input, ctx) => render(input, ctx, loadCtx.device, made),
+      async unload() {
+        for (const renderer of made) renderer.release();
+        made.clear();
+      },
+    };
   },
 });
 

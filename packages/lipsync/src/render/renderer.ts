@@ -156,6 +156,7 @@ export class FaceRenderer {
       this.hostMemory = { pinned: false, reason: (error as Error).message };
       return;
     }
+    this.pinnedFrom = cuda;
     pinned.forEach((buffer, i) => {
       buffer.set(this.buffers[i] as Uint8Array);
       this.buffers[i] = buffer;
@@ -191,6 +192,20 @@ export class FaceRenderer {
   /** The CUDA renderer drawing the frames, while one does. */
   get gpuHandle(): CudaFrameRenderer | undefined {
     return this.cuda;
+  }
+
+  /** the CUDA renderer the page-locked buffers came from (they outlive its close) */
+  private pinnedFrom: CudaFrameRenderer | undefined;
+
+  /**
+   * Frees everything on the GPU's side now, the page-locked frame buffers too (and with them the GPU's
+   * context): for when no frame is read any more (after the encoder is done), as the renderer cannot
+   * draw again. Without it they go when collected.
+   */
+  release(): void {
+    this.close();
+    this.pinnedFrom?.releaseHostBuffers?.();
+    this.pinnedFrom = undefined;
   }
 
   /** Frees the GPU's memory now (a renderer that is dropped frees it when collected). */
@@ -297,7 +312,8 @@ export class FaceRenderer {
       this.dropGpu((error as Error).message);
       return false;
     }
-    this.onGpu = this.leaveOnGpu;
+    // (a checked frame came back into the buffer: it is the frame, and its encoder reads it there)
+    this.onGpu = keep;
     if (!check) return true;
     if (drawn) this.gpuChecks.mouths--;
     else this.gpuChecks.frames--;
