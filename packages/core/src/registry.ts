@@ -236,10 +236,12 @@ export class PluginRegistry {
           }
         } else folders.push(join(nm, name));
       }
-      for (const folder of folders) {
-        const pkg = await readJson(join(folder, 'package.json'));
-        if (pkg && pkg.avatar !== undefined) found.push(folder);
-      }
+      // read together, kept in folder order: one after another, the 316 packages of this repository's
+      // node_modules took 77-81 ms of a run's start, together 25-27 ms (scripts/bench-discover.mjs)
+      const manifests = await Promise.all(folders.map((folder) => readJson(join(folder, 'package.json'))));
+      folders.forEach((folder, i) => {
+        if (manifests[i]?.avatar !== undefined) found.push(folder);
+      });
     }
     return found;
   }
