@@ -149,34 +149,54 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
   size_t points_ = 0, triangleIndices_ = 0;
 };
 
-Napi::Value OpenCudaRenderer(const Napi::CallbackInfo& info) {
+// openCudaRenderer's arguments, checked, with the bytes copied (an asynchronous open reads them on
+// another thread, after the caller's arrays may have changed)
+struct RendererArgs {
+  std::vector<uint8_t> photo;
+  std::vector<uint32_t> triangles;
+  std::vector<double> rest;
+  int width = 0, height = 0;
+  std::string uuid;
+  CudaRendererSetup Setup() const { return {photo.data(), width, height, triangles.data(), triangles.size(), rest.data(), rest.size() / 2, uuid}; }
+};
+
+RendererArgs ReadRendererArgs(const Napi::CallbackInfo& info, const char* name) {
   Napi::Env env = info.Env();
+  const std::string fn = name;
   if (info.Length() < 6 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsTypedArray() || !info[4].IsTypedArray() ||
       !info[5].IsString()) {
-    throw Napi::TypeError::New(env, "openCudaRenderer(photo, width, height, triangles, rest, uuid)");
+    throw Napi::TypeError::New(env, fn + "(photo, width, height, triangles, rest, uuid)");
   }
   auto photo = info[0].As<Napi::TypedArray>();
   auto triangles = info[3].As<Napi::TypedArray>();
   auto rest = info[4].As<Napi::TypedArray>();
   if (photo.TypedArrayType() != napi_uint8_array || triangles.TypedArrayType() != napi_uint32_array || rest.TypedArrayType() != napi_float64_array) {
-    throw Napi::TypeError::New(env, "openCudaRenderer: photo Uint8Array, triangles Uint32Array, rest Float64Array");
+    throw Napi::TypeError::New(env, fn + ": photo Uint8Array, triangles Uint32Array, rest Float64Array");
   }
   const int64_t width = info[1].As<Napi::Number>().Int64Value();
   const int64_t height = info[2].As<Napi::Number>().Int64Value();
-  CheckFrameSize(env, "openCudaRenderer", width, height);
+  CheckFrameSize(env, name, width, height);
   auto photoArray = info[0].As<Napi::Uint8Array>();
   auto triangleArray = info[3].As<Napi::Uint32Array>();
   auto restArray = info[4].As<Napi::Float64Array>();
-  if (photoArray.ElementLength() != static_cast<size_t>(width * height * 3 / 2)) throw Napi::RangeError::New(env, "openCudaRenderer: the photo must be one I420 frame");
-  if (restArray.ElementLength() % 2 != 0 || restArray.ElementLength() == 0) throw Napi::RangeError::New(env, "openCudaRenderer: rest must hold x, y pairs");
-  if (triangleArray.ElementLength() % 3 != 0) throw Napi::RangeError::New(env, "openCudaRenderer: triangles must hold corner indices in threes");
-  CheckPoints(env, "openCudaRenderer", restArray);
-  CheckTriangles(env, "openCudaRenderer", triangleArray, restArray.ElementLength() / 2);
-  const CudaRendererSetup setup{photoArray.Data(), static_cast<int>(width), static_cast<int>(height), triangleArray.Data(), triangleArray.ElementLength(),
-                                restArray.Data(), restArray.ElementLength() / 2, info[5].As<Napi::String>().Utf8Value()};
+  if (photoArray.ElementLength() != static_cast<size_t>(width * height * 3 / 2)) throw Napi::RangeError::New(env, fn + ": the photo must be one I420 frame");
+  if (restArray.ElementLength() % 2 != 0 || restArray.ElementLength() == 0) throw Napi::RangeError::New(env, fn + ": rest must hold x, y pairs");
+  if (triangleArray.ElementLength() % 3 != 0) throw Napi::RangeError::New(env, fn + ": triangles must hold corner indices in threes");
+  CheckPoints(env, name, restArray);
+  CheckTriangles(env, name, triangleArray, restArray.ElementLength() / 2);
+  RendererArgs args;
+  args.photo.assign(photoArray.Data(), photoArray.Data() + photoArray.ElementLength());
+  args.triangles.assign(triangleArray.Data(), triangleArray.Data() + triangleArray.ElementLength());
+  args.rest.assign(restArray.Data(), restArray.Data() + restArray.ElementLength());
+  args.width = static_cast<int>(width);
+  args.height = static_cast<int>(height);
+  args.uuid = info[5].As<Napi::String>().Utf8Value();
+  return args;
+}
+
+// { ok: true, renderer, device } or { ok: false, reason }
+Napi::Object RendererResult(Napi::Env env, std::unique_ptr<CudaRenderer> renderer, const RendererArgs& args, const std::string& why) {
   Napi::Object result = Napi::Object::New(env);
-  std::string why;
-  std::unique_ptr<CudaRenderer> renderer = CudaRenderer::Open(setup, why);
   if (!renderer) {
     result.Set("ok", false);
     result.Set("reason", why);
@@ -184,13 +204,45 @@ Napi::Value OpenCudaRenderer(const Napi::CallbackInfo& info) {
   }
   const std::string device = renderer->device();
   Napi::Object object = env.GetInstanceData<Constructors>()->renderer.New({});
-  CudaRendererObject::Unwrap(object)->Adopt(std::move(renderer), setup.width, setup.height, setup.points, setup.triangleIndices);
+  CudaRendererObject::Unwrap(object)->Adopt(std::move(renderer), args.width, args.height, args.rest.size() / 2, args.triangles.size());
   result.Set("ok", true);
   result.Set("renderer", object);
   result.Set("device", device);
   return result;
 }
 
+Napi::Value OpenCudaRenderer(const Napi::CallbackInfo& info) {
+  const RendererArgs args = ReadRendererArgs(info, "openCudaRenderer");
+  std::string why;
+  std::unique_ptr<CudaRenderer> renderer = CudaRenderer::Open(args.Setup(), why);
+  return RendererResult(info.Env(), std::move(renderer), args, why);
+}
+
+// The same, opened on the thread pool: retaining the context, compiling the PTX (the driver's JIT, a
+// second or more the first time on a machine) and the uploads happen off the JavaScript thread.
+class OpenRendererWorker : public Napi::AsyncWorker {
+ public:
+  OpenRendererWorker(Napi::Env env, RendererArgs args) : Napi::AsyncWorker(env, "avatar:cuda-open"), deferred_(Napi::Promise::Deferred::New(env)), args_(std::move(args)) {}
+  Napi::Promise Promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { renderer_ = CudaRenderer::Open(args_.Setup(), why_); }
+  void OnOK() override { deferred_.Resolve(RendererResult(Env(), std::move(renderer_), args_, why_)); }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  RendererArgs args_;
+  std::unique_ptr<CudaRenderer> renderer_;
+  std::string why_;
+};
+
+Napi::Value OpenCudaRendererAsync(const Napi::CallbackInfo& info) {
+  auto* worker = new OpenRendererWorker(info.Env(), ReadRendererArgs(info, "openCudaRendererAsync"));  // deleted by N-API when done
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
 
 class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
  public:
@@ -299,6 +351,7 @@ void InitCudaRenderer(Napi::Env env, Napi::Object exports) {
   constructors->encoder = Napi::Persistent(NvencEncoderObject::Define(env));
   env.SetInstanceData<Constructors>(constructors);
   exports.Set("openCudaRenderer", Napi::Function::New(env, OpenCudaRenderer, "openCudaRenderer"));
+  exports.Set("openCudaRendererAsync", Napi::Function::New(env, OpenCudaRendererAsync, "openCudaRendererAsync"));
   exports.Set("openNvencEncoder", Napi::Function::New(env, OpenNvencEncoder, "openNvencEncoder"));
 }
 

@@ -149,6 +149,8 @@ export interface NativeAddon {
   /** the CUDA kernels built into this binary as PTX, or none with the reason */
   cudaKernels?: CudaKernelsInfo;
   openCudaRenderer?: OpenCudaRenderer;
+  /** the same, opened on the thread pool (context, PTX compilation, uploads off the JavaScript thread) */
+  openCudaRendererAsync?: (...args: Parameters<OpenCudaRenderer>) => Promise<ReturnType<OpenCudaRenderer>>;
   openNvencEncoder?: OpenNvencEncoder;
   readonly buildInfo: NativeBuildInfo;
 }

@@ -235,6 +235,24 @@ export function openCudaRenderer(
 }
 
 /**
+ * openCudaRenderer, with the opening (retaining the GPU's context, the driver compiling the PTX: a
+ * second or more the first time on a machine; the uploads) done on the thread pool, so a server's event
+ * loop is not held meanwhile. Never rejects for a missing GPU; wrong arguments throw.
+ */
+export async function openCudaRendererAsync(
+  photo: Uint8Array,
+  size: { width: number; height: number },
+  mesh: { triangles: Uint32Array; rest: Float64Array },
+  options: NativeOptions & { uuid?: string } = {},
+): Promise<{ ok: true; renderer: CudaFrameRenderer; device: string } | { ok: false; reason: string }> {
+  const loaded = load(options);
+  if (!loaded.ok) return { ok: false, reason: `native addon not built (${loaded.reason})` };
+  const open = loaded.addon.openCudaRendererAsync;
+  if (typeof open !== 'function') return openCudaRenderer(photo, size, mesh, options);
+  return open(photo, size.width, size.height, mesh.triangles, mesh.rest, options.uuid ?? '');
+}
+
+/**
  * An NVENC H.264 encoder on a GPU (by NVML UUID; CUDA device 0 when none), or the reason there is none
  * (addon not built, no driver, a GPU without NVENC such as an H100, an old driver, a width that is not a
  * multiple of 4...). `quality` is constant quality on the crf's scale (1-51); a key frame every `gop`

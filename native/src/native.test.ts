@@ -388,6 +388,33 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     balanced(stderr);
   });
 
+  it.skipIf(!hasNvcc)('opens the renderer off the JavaScript thread, which keeps running meanwhile', async () => {
+    const script = `(async () => {
+      const W = 8, H = 6, photo = new Uint8Array(W * H * 3 / 2).fill(90);
+      let ticks = 0;
+      const timer = setInterval(() => { ticks++; }, 10);
+      const started = Date.now();
+      const opened = await a.openCudaRendererAsync(photo, W, H, new Uint32Array([0, 1, 2]), new Float64Array([1, 1, 6, 1, 1, 4]), '');
+      clearInterval(timer);
+      const took = Date.now() - started;
+      // it draws like one opened on this thread
+      const out = new Uint8Array(W * H * 3 / 2);
+      opened.renderer.frame(new Float64Array([1.5, 1, 6, 2, 1, 4.5]), new Uint32Array([0]), 1, null, null, out);
+      const cpu = photo.slice();
+      a.warpI420(photo, cpu, W, H, new Float64Array([1.5, 1, 6, 2, 1, 4.5]), new Float64Array([1, 1, 6, 1, 1, 4]), new Uint32Array([0, 1, 2]), new Uint32Array([0]), 1);
+      opened.renderer.close();
+      const missing = await a.openCudaRendererAsync(photo, W, H, new Uint32Array([0, 1, 2]), new Float64Array([1, 1, 6, 1, 1, 4]), 'GPU-ffffffff-0405-0607-0809-0a0b0c0d0e0f');
+      return { ok: opened.ok, device: opened.device, took, ticks, same: Buffer.compare(Buffer.from(cpu), Buffer.from(out)) === 0, missing };
+    })()`;
+    const { result, stderr } = await inChild<{ ok: boolean; device: string; took: number; ticks: number; same: boolean; missing: { ok: boolean; reason: string } }>(script, { FAKE_CUDA: 'slow-context' });
+    expect(result).toMatchObject({ ok: true, device: 'Fake GPU 0', same: true });
+    // the context took 0.4 s to retain, and the event loop went on: its timer fired
+    expect(result.took).toBeGreaterThanOrEqual(380);
+    expect(result.ticks).toBeGreaterThan(10);
+    expect(result.missing).toEqual({ ok: false, reason: 'no CUDA device has the UUID GPU-ffffffff-0405-0607-0809-0a0b0c0d0e0f (hidden by CUDA_VISIBLE_DEVICES?)' });
+    balanced(stderr);
+  });
+
   // Frames copied into page-locked host memory: equal to the CPU's, and the memory (with the context it
   // was made on) freed when the buffers are collected, even after the renderer is closed.
   const pinnedScript = (release: boolean) => `(async () => {

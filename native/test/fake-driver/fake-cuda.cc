@@ -6,11 +6,12 @@
  * and allocations and frees, so a test can see they balance. FAKE_CUDA picks a failure:
  * no-device, old-driver, bad-ptx, oom (the fourth allocation fails), launch-fails (the third frame's
  * first launch fails), wrong-pixel (every frame copied back has one byte changed), no-pinned (page-locked
- * host memory is refused), sync-fails (the fifth cuCtxSynchronize reports a kernel's fault). Page-locked host allocations and frees, and copies to the host, are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
+ * host memory is refused), sync-fails (the fifth cuCtxSynchronize reports a kernel's fault), slow-context (retaining the context takes 0.4 s). Page-locked host allocations and frees, and copies to the host, are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <time.h>
 
 #include "mouth_kernel.h"
 #include "warp_kernel.h"
@@ -20,7 +21,7 @@ int fake_primary_context; /* its address is the CUcontext */
 }
 
 namespace {
-void* current;
+thread_local void* current;  // as CUDA's: the context current on each thread
 int allocations;
 int launches;
 
@@ -50,7 +51,17 @@ int cuDeviceGetCount(int* n) { *n = Mode() == "no-device" ? 0 : 1; return 0; }
 int cuDeviceGet(int* dev, int ordinal) { *dev = ordinal; return ordinal == 0 ? 0 : 101; }
 int cuDeviceGetName(char* name, int len, int dev) { (void)dev; snprintf(name, (size_t)len, "Fake GPU 0"); return 0; }
 int cuDeviceGetUuid_v2(unsigned char* uuid, int dev) { for (int i = 0; i < 16; i++) uuid[i] = (unsigned char)(i + dev); return 0; }
-int cuDevicePrimaryCtxRetain(void** ctx, int dev) { (void)dev; *ctx = &fake_primary_context; fprintf(stderr, "fake-cuda: retain\n"); return 0; }
+int cuDevicePrimaryCtxRetain(void** ctx, int dev) {
+  (void)dev;
+  // a context that takes its time, as a real one does on first use
+  if (Mode() == "slow-context") {
+    struct timespec pause = {0, 400 * 1000 * 1000};
+    nanosleep(&pause, nullptr);
+  }
+  *ctx = &fake_primary_context;
+  fprintf(stderr, "fake-cuda: retain\n");
+  return 0;
+}
 int cuDevicePrimaryCtxRelease_v2(int dev) { (void)dev; fprintf(stderr, "fake-cuda: release\n"); return 0; }
 int cuCtxPushCurrent_v2(void* ctx) { current = ctx; return 0; }
 int cuCtxPopCurrent_v2(void** ctx) { *ctx = current; current = NULL; return 0; }

@@ -67,13 +67,15 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice,
       .ensureAlpha()
       .raw()
       .toBuffer({ resolveWithObject: true });
-    // on the GPU the host placed this engine on, when there is one (the CPU's kernels take over if it fails)
-    return new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
+    const renderer = new FaceRenderer({ width: size.width, height: size.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) }, points, {
       expressiveness: 1,
       ring: RING,
       pixelFormat: 'yuv420p',
-      ...(device.kind === 'gpu' && { kernel: 'cuda' as const, gpu: { ...(device.uuid && { uuid: device.uuid }) } }),
     });
+    // on the GPU the host placed this engine on, when there is one (the CPU's kernels take over if it
+    // fails), opened off the event loop: a server's requests go on meanwhile
+    if (device.kind === 'gpu') await renderer.useGpu({ ...(device.uuid && { uuid: device.uuid }) });
+    return renderer;
   };
   // On a GPU the renderer opens now, so the encoder knows before it starts that the frames are there
   // (it may take them from GPU memory); on the CPU it is made on the first request (see frames()).

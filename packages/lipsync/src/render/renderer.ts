@@ -1,5 +1,5 @@
 import type { FacePoint } from '@avatar/core';
-import { frameKernels, openCudaRenderer, type CudaFrameRenderer, type MouthI420, type WarpI420 } from '@avatar/native';
+import { frameKernels, openCudaRenderer, openCudaRendererAsync, type CudaFrameRenderer, type MouthI420, type WarpI420 } from '@avatar/native';
 import type { MouthPose } from '../track.js';
 import { rgbaToI420 } from './color.js';
 import { faceFrame, union } from './geometry.js';
@@ -129,10 +129,31 @@ export class FaceRenderer {
     }
   }
 
+  /**
+   * Opens the GPU's renderer for this photo and mesh off the JavaScript thread and draws the frames
+   * there from the next one on (as kernel 'cuda' does in the constructor, which opens it on this
+   * thread). False, with the reason in `gpuMissing`, when it cannot be had; the CPU draws then.
+   */
+  async useGpu(gpu: { uuid?: string } = {}): Promise<boolean> {
+    if (this.cuda) return true;
+    const opened = this.baseYuv
+      ? await openCudaRendererAsync(this.baseYuv, { width: this.width, height: this.height }, { triangles: this.mesh.triangles, rest: this.mesh.rest }, { ...(gpu.uuid && { uuid: gpu.uuid }) })
+      : { ok: false as const, reason: 'the GPU kernels draw I420 frames only' };
+    if (!opened.ok) {
+      this.gpuMissing = opened.reason;
+      return false;
+    }
+    this.cuda = opened.renderer;
+    this.gpuDevice = opened.device;
+    this.gpuMissing = undefined;
+    this.pinBuffers(opened.renderer);
+    return true;
+  }
+
   /** The GPU drawing the frames (kernel 'cuda'), until it fails or draws a checked frame differently. */
   private cuda: CudaFrameRenderer | undefined;
   /** the GPU's name, when frames are drawn on one */
-  readonly gpuDevice: string | undefined;
+  gpuDevice: string | undefined;
   /** why frames are not (or no longer) drawn on a GPU, when kernel 'cuda' was asked for */
   gpuMissing: string | undefined;
   /** frames the GPU draws that are also drawn by the CPU and compared: without an open mouth, and with one */
