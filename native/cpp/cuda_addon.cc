@@ -119,7 +119,9 @@ class CudaRendererObject : public Napi::ObjectWrap<CudaRendererObject> {
       // an empty reference: collected, and its finalizer has freed it; else it is alive and ours to free
       Napi::ArrayBuffer memory = out.memory.Value();
       if (memory.IsEmpty()) continue;
-      if (!memory.IsDetached()) memory.Detach();
+      // detached by someone else (a transfer): the memory is theirs now, and so is its finalizer
+      if (memory.IsDetached()) continue;
+      memory.Detach();
       out.buffer->Free();
     }
     handedOut_.clear();

@@ -6,7 +6,7 @@
  * and allocations and frees, so a test can see they balance. FAKE_CUDA picks a failure:
  * no-device, old-driver, bad-ptx, oom (the fourth allocation fails), launch-fails (the third frame's
  * first launch fails), wrong-pixel (every frame copied back has one byte changed), no-pinned (page-locked
- * host memory is refused), sync-fails (the fifth cuCtxSynchronize reports a kernel's fault), slow-context (retaining the context takes 0.4 s). Page-locked host allocations and frees, and copies to the host, are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
+ * host memory is refused), sync-fails (the fifth cuCtxSynchronize reports a kernel's fault, and from then on copies, launches and allocations fail with it, as a real context's do), slow-context (retaining the context takes 0.4 s). Page-locked host allocations and frees, and copies to the host, are logged too. Built by the tests with a C++ compiler and -I native/cpp. */
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +21,7 @@ int fake_primary_context; /* its address is the CUcontext */
 }
 
 namespace {
+bool faulted;  // a kernel faulted: as on a real GPU, the context answers every later call with the fault
 thread_local void* current;  // as CUDA's: the context current on each thread
 int allocations;
 int launches;
@@ -70,7 +71,8 @@ int cuCtxSynchronize(void) {
   static int calls;
   if (current != &fake_primary_context) return 201;
   // a kernel's fault, reported when the context is next synchronised (as a real GPU reports one)
-  return Mode() == "sync-fails" && ++calls == 5 ? 719 : 0;
+  if (Mode() == "sync-fails" && ++calls == 5) faulted = true;
+  return faulted ? 719 : 0;
 }
 
 int cuGetErrorName(int rc, const char** name) {
@@ -115,6 +117,7 @@ int cuModuleGetFunction(void** fn, void* module, const char* name) {
 
 int cuMemAlloc_v2(CUdeviceptr* at, size_t bytes) {
   if (current != &fake_primary_context) return 201;
+  if (faulted) return 719;
   if (Mode() == "oom" && allocations == 3) return 2;
   void* p = std::malloc(bytes);
   if (p == nullptr) return 2;
@@ -148,15 +151,20 @@ int cuMemFreeHost(void* at) {
   return 0;
 }
 
-int cuMemcpyHtoD_v2(CUdeviceptr to, const void* from, size_t bytes) { std::memcpy(reinterpret_cast<void*>(to), from, bytes); return current ? 0 : 201; }
+int cuMemcpyHtoD_v2(CUdeviceptr to, const void* from, size_t bytes) {
+  if (faulted) return 719;
+  std::memcpy(reinterpret_cast<void*>(to), from, bytes); return current ? 0 : 201; }
 int cuMemcpyDtoH_v2(void* to, CUdeviceptr from, size_t bytes) {
+  if (faulted) return 719;
   std::memcpy(to, reinterpret_cast<void*>(from), bytes);
   fprintf(stderr, "fake-cuda: to host\n");
   // a GPU that draws one pixel wrong: the renderer's check against the CPU must catch it
   if (Mode() == "wrong-pixel") static_cast<unsigned char*>(to)[bytes / 3] ^= 0x10;
   return current ? 0 : 201;
 }
-int cuMemcpyDtoD_v2(CUdeviceptr to, CUdeviceptr from, size_t bytes) { std::memcpy(reinterpret_cast<void*>(to), reinterpret_cast<void*>(from), bytes); return current ? 0 : 201; }
+int cuMemcpyDtoD_v2(CUdeviceptr to, CUdeviceptr from, size_t bytes) {
+  if (faulted) return 719;
+  std::memcpy(reinterpret_cast<void*>(to), reinterpret_cast<void*>(from), bytes); return current ? 0 : 201; }
 int cuMemsetD32_v2(CUdeviceptr to, unsigned value, size_t n) {
   unsigned* p = reinterpret_cast<unsigned*>(to);
   for (size_t i = 0; i < n; i++) p[i] = value;
@@ -166,6 +174,7 @@ int cuMemsetD32_v2(CUdeviceptr to, unsigned value, size_t n) {
 int cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared, void* stream, void** params, void** extra) {
   (void)shared, (void)stream, (void)extra;
   if (current != &fake_primary_context) return 201;
+  if (faulted) return 719;
   if (bx * by * bz > 1024 || gy > 65535 || gz > 65535 || gx == 0 || gy == 0 || gz == 0) return 1; /* CUDA_ERROR_INVALID_VALUE */
   if (Mode() == "launch-fails" && static_cast<Function*>(fn)->kernel == kMap && ++launches == 3) return 719;
   const Kernel kernel = static_cast<Function*>(fn)->kernel;

@@ -524,15 +524,15 @@ export async function encodeFrames(
       burn: captions?.mode === 'burn', resized: geometry.filter !== 'null', live: live !== undefined, ffmpegVersion: await toolVersion('ffmpeg', job.tools.ffmpeg),
     });
     const gpu = choice.ok ? choice.gpu : undefined;
-    if (choice.ok) {
-      job.computePath = { path: `nvenc (${choice.gpu.device})` };
-      choice.gpu.frames.leaveOnGpu();
-      job.log.info(`the video is encoded on the GPU (${choice.gpu.device}) by NVENC, from the frames where they are drawn`);
-    } else {
-      job.computePath = { ...computePathOf(settings), notUsed: `nvenc: ${choice.reason}` };
-      if (frames.gpu) job.log.info(`the video is encoded on the CPU (${computePathOf(settings).path}): NVENC is not used: ${choice.reason}`);
-    }
     try {
+      if (choice.ok) {
+        job.computePath = { path: `nvenc (${choice.gpu.device})` };
+        choice.gpu.frames.leaveOnGpu();
+        job.log.info(`the video is encoded on the GPU (${choice.gpu.device}) by NVENC, from the frames where they are drawn`);
+      } else {
+        job.computePath = { ...computePathOf(settings), notUsed: `nvenc: ${choice.reason}` };
+        if (frames.gpu) job.log.info(`the video is encoded on the CPU (${computePathOf(settings).path}): NVENC is not used: ${choice.reason}`);
+      }
       const command = newCommand(job);
       if (gpu) {
         command.input('pipe:0').inputFormat('h264').inputOptions(['-framerate', String(frames.fps)]);

@@ -110,6 +110,15 @@ describe('an encode on NVENC', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('closes the session when anything fails between its opening and the first frame', async () => {
+    const stream = gpuStream(5);
+    stream.gpu.leaveOnGpu = () => { throw new Error('the renderer went away'); };
+    const error = await encodeFrames({ frames: stream, audioPath: audio, outputPath: join(dir, 'out-early.mp4'), settings }, { log: new MemoryLogger() }).catch((e: unknown) => e);
+    expect((error as Error).message).toBe('the renderer went away');
+    expect(calls).toEqual(['close']);
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('fails the encode naming NVENC\'s call when a picture fails, closing the session and leaving nothing', async () => {
     failAt = 3;
     const error = await encodeFrames({ frames: gpuStream(50), audioPath: audio, outputPath: join(dir, 'out-failed.mp4'), settings }, { log: new MemoryLogger() }).catch((e: unknown) => e);

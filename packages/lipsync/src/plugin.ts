@@ -73,14 +73,17 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice,
       pixelFormat: 'yuv420p',
     });
     // on the GPU the host placed this engine on, when there is one (the CPU's kernels take over if it
-    // fails), opened off the event loop: a server's requests go on meanwhile
-    if (device.kind === 'gpu') await renderer.useGpu({ ...(device.uuid && { uuid: device.uuid }) });
+    // fails), opened off the event loop: a server's requests go on meanwhile; held before the open, so
+    // an unload while it is under way releases it too
+    if (device.kind === 'gpu') {
+      made.add(renderer);
+      await renderer.useGpu({ ...(device.uuid && { uuid: device.uuid }) });
+    }
     return renderer;
   };
   // On a GPU the renderer opens now, so the encoder knows before it starts that the frames are there
   // (it may take them from GPU memory); on the CPU it is made on the first request (see frames()).
   const early = device.kind === 'gpu' ? await makeRenderer() : undefined;
-  if (early) made.add(early);
   async function* frames(): AsyncGenerator<Uint8Array> {
     const renderer = early ?? (await makeRenderer());
     const noGpu = (): string => `cuda: ${device.kind === 'cpu' ? (device.reason ?? 'the host placed this engine on the CPU') : (renderer.gpuMissing ?? 'not used')}`;

@@ -15,11 +15,10 @@ import type { MouthPose } from '../track.js';
 /** the stand-in GPU's frame, as the encoder would read it */
 let device: Uint8Array | undefined;
 let released = 0;
+let closed = 0;
 vi.mock('@avatar/native', async (original) => {
   const native = await original<typeof import('@avatar/native')>();
-  return {
-    ...native,
-    openCudaRenderer: (photo: Uint8Array, size: { width: number; height: number }, mesh: { triangles: Uint32Array; rest: Float64Array }) => {
+  const open = (photo: Uint8Array, size: { width: number; height: number }, mesh: { triangles: Uint32Array; rest: Float64Array }) => {
       const kernels = native.frameKernels();
       if (!kernels) return { ok: false, reason: 'native addon not built' };
       const { width, height } = size;
@@ -34,9 +33,17 @@ vi.mock('@avatar/native', async (original) => {
         },
         hostBuffers: (n) => Array.from({ length: n }, () => new Uint8Array(base.length)),
         releaseHostBuffers: () => { released++; },
-        close() {},
+        close: () => { closed++; },
       };
-      return { ok: true, renderer, device: 'Mock GPU' };
+      return { ok: true as const, renderer, device: 'Mock GPU' };
+  };
+  return {
+    ...native,
+    openCudaRenderer: open,
+    // as slow as a GPU's first start may be
+    openCudaRendererAsync: async (...args: Parameters<typeof open>) => {
+      await new Promise((t) => setTimeout(t, 30));
+      return open(...args);
     },
   };
 });
@@ -90,5 +97,19 @@ describe.skipIf(!frameKernels())('frames left on the GPU', () => {
     expect(fromBytes).toBeGreaterThan(30);
     gpu.release();
     expect(released).toBe(1);
+  });
+
+  it('a renderer released while its GPU opens lets the GPU go at once', async () => {
+    const renderer = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: 'yuv420p', ring: 4 });
+    const [closedBefore, releasedBefore] = [closed, released];
+    const opening = renderer.useGpu();
+    renderer.release();
+    expect(await opening).toBe(false);
+    expect(renderer.kernel).not.toBe('cuda');
+    expect([closed - closedBefore, released - releasedBefore]).toEqual([1, 1]);
+    // opened before the release, it draws there
+    const other = new FaceRenderer(image, avatar.face.landmarks, { pixelFormat: 'yuv420p', ring: 4 });
+    expect(await other.useGpu()).toBe(true);
+    expect(other.kernel).toBe('cuda');
   });
 });

@@ -143,6 +143,13 @@ export class FaceRenderer {
       this.gpuMissing = opened.reason;
       return false;
     }
+    // released while it opened (an unload): it goes at once
+    if (this.released) {
+      opened.renderer.close();
+      opened.renderer.releaseHostBuffers?.();
+      this.gpuMissing = 'the renderer was released while the GPU opened';
+      return false;
+    }
     this.cuda = opened.renderer;
     this.gpuDevice = opened.device;
     this.gpuMissing = undefined;
@@ -215,6 +222,7 @@ export class FaceRenderer {
     return this.cuda;
   }
 
+  private released = false;
   /** the CUDA renderer the page-locked buffers came from (they outlive its close) */
   private pinnedFrom: CudaFrameRenderer | undefined;
 
@@ -224,6 +232,7 @@ export class FaceRenderer {
    * draw again. Without it they go when collected.
    */
   release(): void {
+    this.released = true;
     this.close();
     this.pinnedFrom?.releaseHostBuffers?.();
     this.pinnedFrom = undefined;
