@@ -265,6 +265,14 @@ describe('ffmpeg encode plugin', () => {
     expect(info.streams.find((x) => x.type === 'audio')?.codec).toBe('aac');
   });
 
+  it('live output starts its video with its audio (no B-frames to delay it: a fragmented MP4 has no edit list)', async () => {
+    const outputPath = join(dir, 'live-sync.mp4');
+    const live = new Writable({ write: (_c, _e, callback) => callback() });
+    await encode({ kind: 'frames', frames: movingSquare(50), audioPath: twoSeconds, outputPath, settings: { ...low, fps: 25, preset: 'veryfast' }, live });
+    const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,start_time', '-of', 'csv=p=0', outputPath]);
+    expect(stdout.trim().split('\n').sort()).toEqual(['audio,0.000000', 'video,0.000000']);
+  });
+
   it('live output whose reader goes away: AVATAR_ERR_LIVE_OUTPUT_CLOSED, ffmpeg stopped, nothing left', async () => {
     const outputPath = join(dir, 'live-closed.mp4');
     let taken = 0;

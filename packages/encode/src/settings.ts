@@ -110,6 +110,9 @@ export function codecArgs(settings: EncodeSettings, still: boolean, { live = fal
       // every frame of a still repeats the first: extra reference frames, B-frames and a long
       // lookahead find nothing to gain there, and dropping them halves the encode time at the same size
       ...(still ? ['-tune', 'stillimage', '-x264-params', 'ref=1:bframes=0:rc-lookahead=5'] : []),
+      // a fragmented MP4 carries no edit list: B-frames would start the video two frames after the audio
+      // (80 ms at 25 fps) in every player. Without them it starts with it; the file is a little larger.
+      ...(live && !still ? ['-bf', '0'] : []),
       '-pix_fmt', 'yuv420p',
       ...COLOR_TAGS,
       ...mp4Container(settings, live),
