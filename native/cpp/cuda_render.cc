@@ -110,13 +110,9 @@ std::unique_ptr<CudaRenderer> CudaRenderer::Open(const CudaRendererSetup& setup,
     why = "libcuda.so.1 lacks driver API functions the renderer needs (driver too old?)";
     return nullptr;
   }
-  CUresult rc = cu.init(0);
-  if (rc != 0) {
-    why = CudaFailed(cu, "cuInit", rc);
-    return nullptr;
-  }
+  // (cuInit comes with RetainGpu below; the driver's version needs none)
   int version = 0;
-  rc = cu.driverVersion(&version);
+  const CUresult rc = cu.driverVersion(&version);
   const int needed = kPtxCudaVersion > kMinDriverVersion ? kPtxCudaVersion : kMinDriverVersion;
   const auto cuda = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
   if (rc != 0 || version < needed) {

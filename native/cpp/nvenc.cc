@@ -17,36 +17,13 @@ namespace avatar {
 namespace {
 
 // Runs with the device's primary context current; fills report.available / reason.
-void TrySession(void* encodeLib, CUcontext ctx, NvencReport& report) {
-  using MaxVersionFn = NVENCSTATUS (*)(uint32_t*);
-  using CreateFn = NVENCSTATUS (*)(NV_ENCODE_API_FUNCTION_LIST*);
-  auto maxVersion = Symbol<MaxVersionFn>(encodeLib, "NvEncodeAPIGetMaxSupportedVersion");
-  auto create = Symbol<CreateFn>(encodeLib, "NvEncodeAPICreateInstance");
-  if (maxVersion == nullptr || create == nullptr) {
-    report.reason = "no NVENC: libnvidia-encode.so.1 lacks NvEncodeAPICreateInstance";
+void TrySession(const NvencLibrary& lib, CUcontext ctx, NvencReport& report) {
+  if (!lib.ok) {
+    report.reason = "no NVENC: " + lib.loadError;
     return;
   }
-  uint32_t driverMax = 0;
-  NVENCSTATUS status = maxVersion(&driverMax);
-  const uint32_t wanted = (NVENCAPI_MAJOR_VERSION << 4) | NVENCAPI_MINOR_VERSION;
-  if (status != NV_ENC_SUCCESS) {
-    report.reason = "no NVENC: " + NvencError("NvEncodeAPIGetMaxSupportedVersion", status);
-    return;
-  }
-  if (driverMax < wanted) {
-    report.reason = "no NVENC: the driver supports NVENC API " + std::to_string(driverMax >> 4) + "." +
-                    std::to_string(driverMax & 0xf) + ", the addon needs " + NvencHeaderVersion();
-    return;
-  }
-
-  NV_ENCODE_API_FUNCTION_LIST fns;
-  std::memset(&fns, 0, sizeof fns);
-  fns.version = NV_ENCODE_API_FUNCTION_LIST_VER;
-  status = create(&fns);
-  if (status != NV_ENC_SUCCESS || fns.nvEncOpenEncodeSessionEx == nullptr || fns.nvEncDestroyEncoder == nullptr) {
-    report.reason = "no NVENC: " + NvencError("NvEncodeAPICreateInstance", status);
-    return;
-  }
+  const NV_ENCODE_API_FUNCTION_LIST& fns = lib.fns;
+  NVENCSTATUS status = NV_ENC_SUCCESS;
 
   NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS params;
   std::memset(&params, 0, sizeof params);
@@ -107,10 +84,9 @@ NvencReport ProbeNvenc() {
     return report;
   }
   report.cudaFound = true;
-  std::string why;
-  void* encodeLib = OpenDriverLibrary("libnvidia-encode.so.1", why);
-  if (encodeLib == nullptr) {
-    report.reason = "no NVENC: " + why;
+  const NvencLibrary& lib = NvencApi();
+  if (!lib.found) {
+    report.reason = "no NVENC: " + lib.loadError;
     return report;
   }
   report.encodeLibraryFound = true;
@@ -152,7 +128,7 @@ NvencReport ProbeNvenc() {
   if (rc != 0) {
     report.reason = "no NVENC: " + CudaFailed(cu, "cuCtxPushCurrent", rc);
   } else {
-    TrySession(encodeLib, ctx, report);
+    TrySession(lib, ctx, report);
     CUcontext popped = nullptr;
     cu.popCurrent(&popped);
   }

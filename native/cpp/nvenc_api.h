@@ -41,6 +41,16 @@ inline std::string NvencError(const char* call, NVENCSTATUS status) {
   return std::string(call) + " returned " + NvencStatusName(status) + " (" + std::to_string(static_cast<int>(status)) + ")";
 }
 
+// libnvidia-encode.so.1 and its function list, loaded once for the life of the process (nvenc_encode.cc):
+// `found` the library file, `ok` a driver new enough with every entry point the encoder calls.
+struct NvencLibrary {
+  bool found = false;
+  bool ok = false;
+  std::string loadError;  // why not ok
+  NV_ENCODE_API_FUNCTION_LIST fns;
+};
+const NvencLibrary& NvencApi();
+
 inline bool SameGuid(const GUID& a, const GUID& b) {
   return a.Data1 == b.Data1 && a.Data2 == b.Data2 && a.Data3 == b.Data3 && std::memcmp(a.Data4, b.Data4, sizeof a.Data4) == 0;
 }

@@ -15,22 +15,15 @@
 namespace avatar {
 
 #if defined(AVATAR_HAVE_NVENC_HEADER)
-namespace {
 
-struct NvencLibrary {
-  std::string loadError;  // why `ok` is false
-  bool ok = false;
-  NV_ENCODE_API_FUNCTION_LIST fns;
-};
-
-// libnvidia-encode.so.1 and its function list, loaded once for the life of the process.
-const NvencLibrary& Library() {
+const NvencLibrary& NvencApi() {
   static NvencLibrary lib;
   static std::once_flag once;
   std::call_once(once, [] {
     std::memset(&lib.fns, 0, sizeof lib.fns);
     void* handle = OpenDriverLibrary("libnvidia-encode.so.1", lib.loadError);
     if (handle == nullptr) return;
+    lib.found = true;
     using MaxVersionFn = NVENCSTATUS (*)(uint32_t*);
     using CreateFn = NVENCSTATUS (*)(NV_ENCODE_API_FUNCTION_LIST*);
     auto maxVersion = Symbol<MaxVersionFn>(handle, "NvEncodeAPIGetMaxSupportedVersion");
@@ -68,8 +61,6 @@ const NvencLibrary& Library() {
   });
   return lib;
 }
-
-}  // namespace
 
 struct NvencEncoder::State {
   std::shared_ptr<CudaContextHold> gpu;
@@ -172,7 +163,7 @@ std::unique_ptr<NvencEncoder> NvencEncoder::Open(std::shared_ptr<CudaContextHold
     why = "NVENC settings out of range (fps " + std::to_string(setup.fps) + ", quality " + std::to_string(setup.quality) + ", gop " + std::to_string(setup.gop) + ")";
     return nullptr;
   }
-  const NvencLibrary& lib = Library();
+  const NvencLibrary& lib = NvencApi();
   if (!lib.ok) {
     why = lib.loadError;
     return nullptr;
