@@ -19,6 +19,7 @@ const hasCc = spawnSync('cc', ['--version']).status === 0 && spawnSync('c++', ['
 const hasNvcc = [process.env['CUDACXX'], '/usr/local/cuda/bin/nvcc', 'nvcc'].some((c) => c && spawnSync(c, ['--version']).status === 0);
 if (!hasNvcc) console.warn('CUDA renderer tests skipped: nvcc is not installed, so the addon carries no CUDA kernels');
 if (!hasCmake) console.warn('native addon tests skipped: cmake is not installed, so the addon cannot be built');
+if (!fakeNvencEncodes) console.warn('NVENC encoding tests skipped: the stand-in NVENC needs nvEncodeAPI.h and x264.h (apt-get install libffmpeg-nvenc-dev libx264-dev)');
 
 describe.skipIf(!hasCmake)('native addon', () => {
   let buildLine = '';
