@@ -251,33 +251,97 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NvencEncoder",
                        {InstanceMethod<&NvencEncoderObject::Encode>("encode"), InstanceMethod<&NvencEncoderObject::EncodeFrom>("encodeFrom"),
+                        InstanceMethod<&NvencEncoderObject::Stage>("stage"), InstanceMethod<&NvencEncoderObject::EncodeSlot>("encodeSlot"),
                         InstanceMethod<&NvencEncoderObject::Finish>("finish"), InstanceMethod<&NvencEncoderObject::Close>("close")});
   }
 
   explicit NvencEncoderObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NvencEncoderObject>(info) {}
 
-  void Adopt(std::unique_ptr<NvencEncoder> encoder) { encoder_ = std::move(encoder); }
+  void Adopt(std::unique_ptr<NvencEncoder> encoder) { encoder_ = std::shared_ptr<NvencEncoder>(std::move(encoder)); }
 
  private:
+  // Encodes a staged slot on the thread pool. It holds the encoder, so a close() meanwhile frees it
+  // only once the picture is done.
+  class EncodeWorker : public Napi::AsyncWorker {
+   public:
+    EncodeWorker(Napi::Env env, NvencEncoderObject* owner, std::shared_ptr<NvencEncoder> encoder, int slot)
+        : Napi::AsyncWorker(env, "avatar:nvenc-encode"), deferred_(Napi::Promise::Deferred::New(env)), owner_(Napi::Persistent(owner->Value())), self_(owner),
+          encoder_(std::move(encoder)), slot_(slot) {}
+    Napi::Promise Promise() const { return deferred_.Promise(); }
+
+   protected:
+    void Execute() override {
+      if (!encoder_->EncodeSlot(slot_, out_, why_)) SetError("NVENC failed to encode a frame: " + why_);
+    }
+    void OnOK() override {
+      Done();
+      deferred_.Resolve(Bytes(Env(), out_));
+    }
+    void OnError(const Napi::Error& error) override {
+      Done();
+      deferred_.Reject(error.Value());
+    }
+
+   private:
+    void Done() {
+      self_->running_ = false;
+      self_->busy_[slot_] = false;
+    }
+    Napi::Promise::Deferred deferred_;
+    Napi::ObjectReference owner_;  // keeps the JavaScript object (and so self_) alive until done
+    NvencEncoderObject* self_;
+    std::shared_ptr<NvencEncoder> encoder_;
+    int slot_;
+    std::vector<uint8_t> out_;
+    std::string why_;
+  };
+
   NvencEncoder& Open(Napi::Env env, const char* call) {
     if (!encoder_) throw Napi::Error::New(env, std::string(call) + ": the NVENC encoder is closed");
     return *encoder_;
   }
 
+  void Idle(Napi::Env env, const char* call) {
+    if (running_) throw Napi::Error::New(env, std::string(call) + ": an encode is running on another thread; await it first");
+  }
+
+  // (the one-step calls use slot 0, so none may be staged then)
+  void NothingStaged(Napi::Env env, const char* call) {
+    for (bool busy : busy_) {
+      if (busy) throw Napi::Error::New(env, std::string(call) + ": frames are staged and not yet encoded; encode them first");
+    }
+  }
+
   static Napi::Value Bytes(Napi::Env env, const std::vector<uint8_t>& bytes) { return Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size()); }
+
+  // a host frame of the encoder's size, or null when the argument is not one
+  const uint8_t* HostFrame(Napi::Env env, const Napi::Value& value, const NvencEncoder& encoder, const char* call) {
+    if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) return nullptr;
+    auto frame = value.As<Napi::Uint8Array>();
+    if (frame.ElementLength() != encoder.frameBytes()) throw Napi::RangeError::New(env, std::string(call) + ": frame must be one I420 frame of the encoder's size");
+    return frame.Data();
+  }
+
+  // the open CUDA renderer on the encoder's GPU, or null when the argument is not one
+  static CudaRenderer* RendererOf(Napi::Env env, const Napi::Value& value, const NvencEncoder& encoder, const char* call) {
+    CudaRenderer* renderer = CudaRendererObject::From(env, value);
+    if (renderer == nullptr) return nullptr;
+    if (renderer->context()->context != encoder.gpu().context) throw Napi::Error::New(env, std::string(call) + ": the renderer draws on another GPU than the encoder's");
+    if (renderer->frameBytes() != encoder.frameBytes()) throw Napi::RangeError::New(env, std::string(call) + ": the renderer's frames are not the encoder's size");
+    return renderer;
+  }
 
   // encode(frame): one I420 frame from host memory; returns its H.264 bytes
   Napi::Value Encode(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     NvencEncoder& encoder = Open(env, "encode");
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-      throw Napi::TypeError::New(env, "encode(frame: Uint8Array)");
-    }
-    auto frame = info[0].As<Napi::Uint8Array>();
-    if (frame.ElementLength() != encoder.frameBytes()) throw Napi::RangeError::New(env, "encode: frame must be one I420 frame of the encoder's size");
+    Idle(env, "encode");
+    NothingStaged(env, "encode");
+    const uint8_t* frame = info.Length() >= 1 ? HostFrame(env, info[0], encoder, "encode") : nullptr;
+    if (frame == nullptr) throw Napi::TypeError::New(env, "encode(frame: Uint8Array)");
     std::vector<uint8_t> out;
     std::string why;
-    if (!encoder.EncodeHost(frame.Data(), out, why)) throw Napi::Error::New(env, "NVENC failed to encode a frame: " + why);
+    if (!encoder.EncodeHost(frame, out, why)) throw Napi::Error::New(env, "NVENC failed to encode a frame: " + why);
     return Bytes(env, out);
   }
 
@@ -285,30 +349,71 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
   Napi::Value EncodeFrom(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     NvencEncoder& encoder = Open(env, "encodeFrom");
-    CudaRenderer* renderer = info.Length() >= 1 ? CudaRendererObject::From(env, info[0]) : nullptr;
+    Idle(env, "encodeFrom");
+    NothingStaged(env, "encodeFrom");
+    CudaRenderer* renderer = info.Length() >= 1 ? RendererOf(env, info[0], encoder, "encodeFrom") : nullptr;
     if (renderer == nullptr) throw Napi::TypeError::New(env, "encodeFrom(renderer): an open CUDA renderer");
-    if (renderer->context()->context != encoder.gpu().context) throw Napi::Error::New(env, "encodeFrom: the renderer draws on another GPU than the encoder's");
-    if (renderer->frameBytes() != encoder.frameBytes()) throw Napi::RangeError::New(env, "encodeFrom: the renderer's frames are not the encoder's size");
     std::vector<uint8_t> out;
     std::string why;
     if (!encoder.EncodeDevice(renderer->DeviceFrame(), out, why)) throw Napi::Error::New(env, "NVENC failed to encode a frame: " + why);
     return Bytes(env, out);
   }
 
+  // stage(frame | renderer): copies a frame into the next input slot now (from host memory, or from
+  // the renderer's frame on the GPU) and returns the slot, for encodeSlot
+  Napi::Value Stage(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    NvencEncoder& encoder = Open(env, "stage");
+    const uint8_t* frame = info.Length() >= 1 ? HostFrame(env, info[0], encoder, "stage") : nullptr;
+    CudaRenderer* renderer = frame == nullptr && info.Length() >= 1 ? RendererOf(env, info[0], encoder, "stage") : nullptr;
+    if (frame == nullptr && renderer == nullptr) throw Napi::TypeError::New(env, "stage(frame: Uint8Array | renderer)");
+    if (busy_[next_]) throw Napi::Error::New(env, "stage: both input slots hold frames not yet encoded; await an encode first");
+    std::string why;
+    const int slot = next_;
+    if (!(frame != nullptr ? encoder.StageHost(slot, frame, why) : encoder.StageDevice(slot, renderer->DeviceFrame(), why))) {
+      throw Napi::Error::New(env, "NVENC failed to encode a frame: " + why);
+    }
+    busy_[slot] = true;
+    next_ = (slot + 1) % kNvencSlots;
+    return Napi::Number::New(env, slot);
+  }
+
+  // encodeSlot(slot) -> Promise<Buffer>: the staged frame encoded on the thread pool, one at a time
+  Napi::Value EncodeSlot(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Open(env, "encodeSlot");
+    Idle(env, "encodeSlot");
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "encodeSlot(slot: number)");
+    const int slot = info[0].As<Napi::Number>().Int32Value();
+    if (slot < 0 || slot >= kNvencSlots || !busy_[slot]) throw Napi::RangeError::New(env, "encodeSlot: that slot holds no staged frame");
+    running_ = true;
+    auto* worker = new EncodeWorker(env, this, encoder_, slot);  // deleted by N-API when done
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
+  }
+
   Napi::Value Finish(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    NvencEncoder& encoder = Open(env, "finish");
+    Idle(env, "finish");
+    NothingStaged(env, "finish");
     std::vector<uint8_t> out;
     std::string why;
-    if (!Open(env, "finish").Finish(out, why)) throw Napi::Error::New(env, "NVENC failed to end the stream: " + why);
+    if (!encoder.Finish(out, why)) throw Napi::Error::New(env, "NVENC failed to end the stream: " + why);
     return Bytes(env, out);
   }
 
+  // Frees the session and its GPU memory now, or, with an encode running, as soon as it is done.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     encoder_.reset();
     return info.Env().Undefined();
   }
 
-  std::unique_ptr<NvencEncoder> encoder_;
+  std::shared_ptr<NvencEncoder> encoder_;
+  bool busy_[kNvencSlots] = {};
+  int next_ = 0;
+  bool running_ = false;
 };
 
 // openNvencEncoder(width, height, fps, quality, gop, uuid) -> { ok: true, encoder, device } | { ok: false, reason }

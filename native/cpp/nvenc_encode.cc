@@ -66,9 +66,13 @@ struct NvencEncoder::State {
   std::shared_ptr<CudaContextHold> gpu;
   const NV_ENCODE_API_FUNCTION_LIST* fns = nullptr;
   void* session = nullptr;
-  CUdeviceptr input = 0;
-  NV_ENC_REGISTERED_PTR registered = nullptr;
-  NV_ENC_OUTPUT_PTR bitstream = nullptr;
+  // two inputs, each with its own bitstream: one picture is staged while the other is encoded
+  struct Slot {
+    CUdeviceptr input = 0;
+    NV_ENC_REGISTERED_PTR registered = nullptr;
+    NV_ENC_OUTPUT_PTR bitstream = nullptr;
+  };
+  Slot slots[kNvencSlots];
   NvencSetup setup{};
   size_t frameBytes = 0;
   uint64_t pictures = 0;
@@ -85,24 +89,25 @@ struct NvencEncoder::State {
 
   // Called with the context current.
   void Release() {
-    if (session != nullptr) {
-      if (registered != nullptr) fns->nvEncUnregisterResource(session, registered);
-      if (bitstream != nullptr) fns->nvEncDestroyBitstreamBuffer(session, bitstream);
-      fns->nvEncDestroyEncoder(session);
+    for (Slot& slot : slots) {
+      if (session != nullptr) {
+        if (slot.registered != nullptr) fns->nvEncUnregisterResource(session, slot.registered);
+        if (slot.bitstream != nullptr) fns->nvEncDestroyBitstreamBuffer(session, slot.bitstream);
+      }
+      if (slot.input != 0) gpu->cu->memFree(slot.input);
+      slot = Slot{};
     }
-    if (input != 0) gpu->cu->memFree(input);
+    if (session != nullptr) fns->nvEncDestroyEncoder(session);
     session = nullptr;
-    registered = nullptr;
-    bitstream = nullptr;
-    input = 0;
   }
 
-  // The picture now in `input`: mapped, encoded, its bytes appended to `out`, unmapped.
-  bool EncodeInput(std::vector<uint8_t>& out, std::string& why) {
+  // The picture staged in a slot: mapped, encoded, its bytes appended to `out`, unmapped.
+  bool EncodeInput(const Slot& slot, std::vector<uint8_t>& out, std::string& why) {
+    const NV_ENC_OUTPUT_PTR bitstream = slot.bitstream;
     NV_ENC_MAP_INPUT_RESOURCE map;
     std::memset(&map, 0, sizeof map);
     map.version = NV_ENC_MAP_INPUT_RESOURCE_VER;
-    map.registeredResource = registered;
+    map.registeredResource = slot.registered;
     NVENCSTATUS status = fns->nvEncMapInputResource(session, &map);
     if (status != NV_ENC_SUCCESS) {
       why = Failed("nvEncMapInputResource", status);
@@ -256,37 +261,39 @@ std::unique_ptr<NvencEncoder> NvencEncoder::Open(std::shared_ptr<CudaContextHold
       why = st->Failed("nvEncInitializeEncoder", status);
       return false;
     }
-    CUresult rc = cu.memAlloc(&st->input, st->frameBytes);
-    if (rc != 0) {
-      st->input = 0;
-      why = CudaFailed(cu, "cuMemAlloc", rc) + " (the encoder's input, " + std::to_string(st->frameBytes >> 10) + " KiB)";
-      return false;
+    for (State::Slot& slot : st->slots) {
+      CUresult rc = cu.memAlloc(&slot.input, st->frameBytes);
+      if (rc != 0) {
+        slot.input = 0;
+        why = CudaFailed(cu, "cuMemAlloc", rc) + " (the encoder's input, " + std::to_string(st->frameBytes >> 10) + " KiB)";
+        return false;
+      }
+      NV_ENC_REGISTER_RESOURCE reg;
+      std::memset(&reg, 0, sizeof reg);
+      reg.version = NV_ENC_REGISTER_RESOURCE_VER;
+      reg.resourceType = NV_ENC_INPUT_RESOURCE_TYPE_CUDADEVICEPTR;
+      reg.width = static_cast<uint32_t>(setup.width);
+      reg.height = static_cast<uint32_t>(setup.height);
+      reg.pitch = static_cast<uint32_t>(setup.width);
+      reg.resourceToRegister = reinterpret_cast<void*>(slot.input);
+      reg.bufferFormat = NV_ENC_BUFFER_FORMAT_IYUV;
+      reg.bufferUsage = NV_ENC_INPUT_IMAGE;
+      status = f.nvEncRegisterResource(session, &reg);
+      if (status != NV_ENC_SUCCESS) {
+        why = st->Failed("nvEncRegisterResource", status);
+        return false;
+      }
+      slot.registered = reg.registeredResource;
+      NV_ENC_CREATE_BITSTREAM_BUFFER out;
+      std::memset(&out, 0, sizeof out);
+      out.version = NV_ENC_CREATE_BITSTREAM_BUFFER_VER;
+      status = f.nvEncCreateBitstreamBuffer(session, &out);
+      if (status != NV_ENC_SUCCESS) {
+        why = st->Failed("nvEncCreateBitstreamBuffer", status);
+        return false;
+      }
+      slot.bitstream = out.bitstreamBuffer;
     }
-    NV_ENC_REGISTER_RESOURCE reg;
-    std::memset(&reg, 0, sizeof reg);
-    reg.version = NV_ENC_REGISTER_RESOURCE_VER;
-    reg.resourceType = NV_ENC_INPUT_RESOURCE_TYPE_CUDADEVICEPTR;
-    reg.width = static_cast<uint32_t>(setup.width);
-    reg.height = static_cast<uint32_t>(setup.height);
-    reg.pitch = static_cast<uint32_t>(setup.width);
-    reg.resourceToRegister = reinterpret_cast<void*>(st->input);
-    reg.bufferFormat = NV_ENC_BUFFER_FORMAT_IYUV;
-    reg.bufferUsage = NV_ENC_INPUT_IMAGE;
-    status = f.nvEncRegisterResource(session, &reg);
-    if (status != NV_ENC_SUCCESS) {
-      why = st->Failed("nvEncRegisterResource", status);
-      return false;
-    }
-    st->registered = reg.registeredResource;
-    NV_ENC_CREATE_BITSTREAM_BUFFER out;
-    std::memset(&out, 0, sizeof out);
-    out.version = NV_ENC_CREATE_BITSTREAM_BUFFER_VER;
-    status = f.nvEncCreateBitstreamBuffer(session, &out);
-    if (status != NV_ENC_SUCCESS) {
-      why = st->Failed("nvEncCreateBitstreamBuffer", status);
-      return false;
-    }
-    st->bitstream = out.bitstreamBuffer;
     return true;
   });
   if (!ok) {
@@ -313,28 +320,47 @@ NvencEncoder::~NvencEncoder() {
 const CudaContextHold& NvencEncoder::gpu() const { return *state_->gpu; }
 size_t NvencEncoder::frameBytes() const { return state_->frameBytes; }
 
-bool NvencEncoder::EncodeHost(const uint8_t* frame, std::vector<uint8_t>& out, std::string& why) {
+bool NvencEncoder::StageHost(int slot, const uint8_t* frame, std::string& why) {
   State& s = *state_;
+  if (slot < 0 || slot >= kNvencSlots) {
+    why = "no such slot";
+    return false;
+  }
   return s.gpu->InContext(why, [&]() {
-    const CUresult rc = s.gpu->cu->memcpyHtoD(s.input, frame, s.frameBytes);
-    if (rc != 0) {
-      why = CudaFailed(*s.gpu->cu, "cuMemcpyHtoD", rc) + " (a frame to the encoder)";
-      return false;
-    }
-    return s.EncodeInput(out, why);
+    const CUresult rc = s.gpu->cu->memcpyHtoD(s.slots[slot].input, frame, s.frameBytes);
+    if (rc != 0) why = CudaFailed(*s.gpu->cu, "cuMemcpyHtoD", rc) + " (a frame to the encoder)";
+    return rc == 0;
   });
 }
 
-bool NvencEncoder::EncodeDevice(unsigned long long frame, std::vector<uint8_t>& out, std::string& why) {
+bool NvencEncoder::StageDevice(int slot, unsigned long long frame, std::string& why) {
   State& s = *state_;
+  if (slot < 0 || slot >= kNvencSlots) {
+    why = "no such slot";
+    return false;
+  }
   return s.gpu->InContext(why, [&]() {
-    const CUresult rc = s.gpu->cu->memcpyDtoD(s.input, frame, s.frameBytes);
-    if (rc != 0) {
-      why = CudaFailed(*s.gpu->cu, "cuMemcpyDtoD", rc) + " (the drawn frame to the encoder)";
-      return false;
-    }
-    return s.EncodeInput(out, why);
+    const CUresult rc = s.gpu->cu->memcpyDtoD(s.slots[slot].input, frame, s.frameBytes);
+    if (rc != 0) why = CudaFailed(*s.gpu->cu, "cuMemcpyDtoD", rc) + " (the drawn frame to the encoder)";
+    return rc == 0;
   });
+}
+
+bool NvencEncoder::EncodeSlot(int slot, std::vector<uint8_t>& out, std::string& why) {
+  State& s = *state_;
+  if (slot < 0 || slot >= kNvencSlots) {
+    why = "no such slot";
+    return false;
+  }
+  return s.gpu->InContext(why, [&]() { return s.EncodeInput(s.slots[slot], out, why); });
+}
+
+bool NvencEncoder::EncodeHost(const uint8_t* frame, std::vector<uint8_t>& out, std::string& why) {
+  return StageHost(0, frame, why) && EncodeSlot(0, out, why);
+}
+
+bool NvencEncoder::EncodeDevice(unsigned long long frame, std::vector<uint8_t>& out, std::string& why) {
+  return StageDevice(0, frame, why) && EncodeSlot(0, out, why);
 }
 
 bool NvencEncoder::Finish(std::vector<uint8_t>& out, std::string& why) {
@@ -366,6 +392,9 @@ NvencEncoder::~NvencEncoder() = default;
 const CudaContextHold& NvencEncoder::gpu() const { return *state_->gpu; }
 size_t NvencEncoder::frameBytes() const { return 0; }
 bool NvencEncoder::EncodeHost(const uint8_t*, std::vector<uint8_t>&, std::string& why) { why = "no NVENC in this build"; return false; }
+bool NvencEncoder::StageHost(int, const uint8_t*, std::string& why) { why = "no NVENC in this build"; return false; }
+bool NvencEncoder::StageDevice(int, unsigned long long, std::string& why) { why = "no NVENC in this build"; return false; }
+bool NvencEncoder::EncodeSlot(int, std::vector<uint8_t>&, std::string& why) { why = "no NVENC in this build"; return false; }
 bool NvencEncoder::EncodeDevice(unsigned long long, std::vector<uint8_t>&, std::string& why) { why = "no NVENC in this build"; return false; }
 bool NvencEncoder::Finish(std::vector<uint8_t>&, std::string& why) { why = "no NVENC in this build"; return false; }
 

@@ -110,9 +110,17 @@ export interface NvencFrameEncoder {
   encode(frame: Uint8Array): Buffer;
   /** the frame the CUDA renderer last drew with `out` null, copied on the GPU (same GPU only) */
   encodeFrom(renderer: CudaFrameRenderer): Buffer;
-  /** the end of the stream */
+  /**
+   * The same in two steps, so encoding overlaps drawing the next frame: `stage` copies a frame into the
+   * next of two input slots now (from host memory, or the renderer's frame on the GPU) and returns the
+   * slot; `encodeSlot` encodes it on the thread pool. One encodeSlot at a time, in the order staged;
+   * staging a third frame before the first is encoded throws. Absent from older builds.
+   */
+  stage?(source: Uint8Array | CudaFrameRenderer): number;
+  encodeSlot?(slot: number): Promise<Buffer>;
+  /** the end of the stream (nothing staged, nothing running) */
   finish(): Buffer;
-  /** frees the session and its GPU memory at once (also done when collected) */
+  /** frees the session and its GPU memory at once, or once a running encode ends (also done when collected) */
   close(): void;
 }
 

@@ -560,6 +560,43 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
   // (decided when the tests are collected: the header, which the addon is built with where it exists)
   const nvencHeaderFile = existsSync(NVENC_HEADER);
 
+  it.skipIf(!fakeNvencEncodes || !hasFfmpeg)('encodes on the thread pool while the next frame is staged, in order, refusing a third frame before the first is done', async () => {
+    const script = `(async () => {
+      const W = 64, H = 48, size = W * H * 3 / 2;
+      const opened = a.openNvencEncoder(W, H, 25, 20, 4, '');
+      const frames = [], pending = [], chunks = [], refusals = [];
+      for (let f = 0; f < 10; f++) {
+        const frame = new Uint8Array(size).map((_, i) => i < W * H ? 30 + ((i % W) * 2 + f * 9 + (i / W | 0)) % 180 : 128);
+        frames.push(Buffer.from(frame).toString('base64'));
+        const slot = opened.encoder.stage(frame);
+        if (pending.length === 2) refusals.push('missed');
+        pending.push(opened.encoder.encodeSlot.bind(opened.encoder));
+        // the two steps as the encode engine makes them: the older encode runs while the next is staged
+        if (pending.length === 1) pending[0] = pending[0](slot);
+        else {
+          try { opened.encoder.stage(frame); } catch (error) { refusals.push(error.message.split(':')[0]); }
+          chunks.push(await pending.shift());
+          pending[0] = pending[0](slot);
+        }
+      }
+      chunks.push(await pending.shift());
+      chunks.push(opened.encoder.finish());
+      // closed while an encode runs: freed once it is done, nothing crashes
+      opened.encoder.stage(new Uint8Array(size));
+      const late = opened.encoder.encodeSlot(0).catch(() => opened.encoder.encodeSlot(1));
+      opened.encoder.close();
+      const lateBytes = (await late).length;
+      return { stream: Buffer.concat(chunks).toString('base64'), frames, refusals, lateBytes };
+    })()`;
+    const { result, stderr } = await inChild<{ stream: string; frames: string[]; refusals: string[]; lateBytes: number }>(script, { FAKE_NVENC: 'h264' });
+    expect(result.refusals).toEqual(Array(9).fill('stage'));
+    const decoded = decodeH264(Buffer.from(result.stream, 'base64'), 64, 48);
+    expect(decoded).toHaveLength(10);
+    decoded.forEach((frame, i) => expect(meanDifference(frame, Buffer.from(result.frames[i] as string, 'base64'))).toBeLessThan(3));
+    expect(result.lateBytes).toBeGreaterThan(0);
+    nvencBalanced(stderr);
+  });
+
   it.skipIf(!nvencHeaderFile).each([
     ['unsupported', /^Fake GPU 0 could not open an encode session \(nvEncOpenEncodeSessionEx returned NV_ENC_ERR_UNSUPPORTED_DEVICE/],
     ['hevc-only', /^the encoder on Fake GPU 0 does not offer H\.264$/],

@@ -24,7 +24,7 @@ import {
 } from '@avatar/core';
 import { recallFacts, rememberFacts, toolIdentity } from './facts.js';
 import { probeMedia, readAudioInfo, readImageInfo } from './probe.js';
-import { chooseGpuEncoder, encodeOnGpu } from './nvenc.js';
+import { GpuEncodeQueue, chooseGpuEncoder } from './nvenc.js';
 import { COLOR_FILTER, codecArgs, mp4Container, outputGeometry } from './settings.js';
 import { meaningfulLines, resolveTools, toolMissing, toolVersion, type FfmpegToolPaths, type ResolvedTools } from './tools.js';
 
@@ -589,6 +589,25 @@ export async function encodeFrames(
         // writes not yet taken by the OS; each holds one of the producer's buffers
         const maxInFlight = Math.max(1, Math.floor(frames.ring ?? 1) - 1);
         const inFlight: Promise<void>[] = [];
+        /** Hands a chunk to ffmpeg's stdin; false once ffmpeg stopped reading (`done` says why). */
+        const send = async (chunk: Uint8Array): Promise<boolean> => {
+          const write = writeChunk(stdin, chunk);
+          write.catch(() => {}); // awaited below or after the loop; this keeps an early failure from going unobserved
+          inFlight.push(write);
+          if (inFlight.length < maxInFlight) return true;
+          try {
+            await inFlight.shift();
+            return true;
+          } catch {
+            return false;
+          }
+        };
+        // On NVENC, a frame is encoded on the thread pool while the next one is drawn; its bytes go to
+        // ffmpeg in order once it is done (two frames at most between drawn and written).
+        const queue = gpu ? new GpuEncodeQueue(gpu) : undefined;
+        const encoding: Promise<Buffer>[] = [];
+        const sendEncoded = async (): Promise<boolean> => send(await (encoding.shift() as Promise<Buffer>));
+        let reading = true;
         for (;;) {
           const pending = iterator.next();
           pending.catch(() => {}); // still observed below; this only keeps a late rejection after abort quiet
@@ -605,19 +624,19 @@ export async function encodeFrames(
               `frame ${written + 1} has ${frame.byteLength} bytes; a ${width}x${height} ${frameKind} frame has ${frameBytes}`,
             );
           }
-          const write = writeChunk(stdin, gpu ? encodeOnGpu(gpu, frame) : frame);
-          write.catch(() => {}); // awaited below or after the loop; this keeps an early failure from going unobserved
-          inFlight.push(write);
-          if (inFlight.length >= maxInFlight) {
-            try {
-              await inFlight.shift();
-            } catch {
-              break; // ffmpeg stopped reading: `done` says why
-            }
+          if (queue) {
+            const encoded = queue.push(frame);
+            encoded.catch(() => {}); // awaited in order below; this keeps a failure after another quiet
+            encoding.push(encoded);
+            if (encoding.length >= 2 && !(reading = await sendEncoded())) break;
+          } else if (!(reading = await send(frame))) {
+            break; // ffmpeg stopped reading: `done` says why
           }
           written += 1;
           if (expected > 0) options.progress?.(Math.min(0.99, written / expected), 'encoding');
         }
+        while (reading && finished && encoding.length > 0) reading = await sendEncoded();
+        if (!reading) finished = false;
         try {
           await Promise.all(inFlight.splice(0));
         } catch {

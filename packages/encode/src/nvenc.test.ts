@@ -10,19 +10,32 @@ import { MemoryLogger, QUALITY_PRESETS, isAvatarError, type EncodeSettings, type
 
 const calls: string[] = [];
 let failAt = -1;
+let encoded = 0;
+let running = false;
+const staged: number[] = [];
 vi.mock('@avatar/native', async (original) => ({
   ...(await original<typeof import('@avatar/native')>()),
   openNvencEncoder: () => ({
     ok: true,
     device: 'Mock GPU',
     encoder: {
-      encode: () => {
-        calls.push('encode');
-        if (calls.filter((c) => c.startsWith('encode')).length === failAt) throw new Error('NVENC failed to encode a frame: nvEncEncodePicture returned NV_ENC_ERR_ENCODER_BUSY (4)');
-        return Buffer.alloc(0);
+      encode: () => Buffer.alloc(0),
+      encodeFrom: () => Buffer.alloc(0),
+      // the two steps the encoder uses: the frame taken now (from GPU memory, or its bytes), encoded later
+      stage: (source: unknown) => {
+        calls.push(source instanceof Uint8Array ? 'encode' : 'encodeFrom');
+        if (staged.length >= 2) throw new Error('stage: both input slots hold frames not yet encoded; await an encode first');
+        staged.push(calls.length);
+        return calls.length % 2;
       },
-      encodeFrom: () => {
-        calls.push('encodeFrom');
+      encodeSlot: async () => {
+        if (running) throw new Error('encodeSlot: an encode is running on another thread; await it first');
+        running = true;
+        await new Promise((t) => setTimeout(t, 2));
+        running = false;
+        staged.shift();
+        encoded++;
+        if (encoded === failAt) throw new Error('NVENC failed to encode a frame: nvEncEncodePicture returned NV_ENC_ERR_ENCODER_BUSY (4)');
         return Buffer.alloc(0);
       },
       finish: () => Buffer.alloc(0),
@@ -48,6 +61,9 @@ afterAll(() => rm(dir, { recursive: true, force: true }));
 beforeEach(() => {
   calls.length = 0;
   failAt = -1;
+  encoded = 0;
+  running = false;
+  staged.length = 0;
 });
 
 /** 64x48 I420 frames said to be drawn on a GPU, every other one left there. */

@@ -37,9 +37,35 @@ export function chooseGpuEncoder(
   return { ok: true, gpu: { device: opened.device, encoder: opened.encoder, frames: gpu } };
 }
 
-/** One frame's H.264 bytes: read on the GPU when the frame was left there, else uploaded from its bytes. */
-export function encodeOnGpu(gpu: GpuEncode, frame: Uint8Array): Buffer {
-  return gpu.frames.lastOnGpu() ? gpu.encoder.encodeFrom(gpu.frames.handle as CudaFrameRenderer) : gpu.encoder.encode(frame);
+/**
+ * Frames into NVENC in order, each encoded on the thread pool while the next is drawn: `push` takes the
+ * frame now (read on the GPU when it was left there, else its bytes) and resolves with its H.264 bytes
+ * once encoded. At most two frames may be pushed and not yet resolved: await the older before a third.
+ */
+export class GpuEncodeQueue {
+  private last: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly gpu: GpuEncode) {}
+
+  push(frame: Uint8Array): Promise<Buffer> {
+    const { encoder, frames } = this.gpu;
+    const source = frames.lastOnGpu() ? (frames.handle as CudaFrameRenderer) : frame;
+    // an older addon without the two steps: one frame at a time, on this thread
+    if (!encoder.stage || !encoder.encodeSlot) {
+      return Promise.resolve(source === frame ? encoder.encode(frame) : encoder.encodeFrom(source as CudaFrameRenderer));
+    }
+    const slot = encoder.stage(source);
+    const encodeSlot = encoder.encodeSlot.bind(encoder);
+    // (one encode at a time, in order: each waits for the one before, whatever became of it)
+    const done = this.last.then(() => encodeSlot(slot), () => encodeSlot(slot));
+    this.last = done.catch(() => undefined);
+    return done;
+  }
+
+  /** Resolves once every pushed frame is encoded (or failed). */
+  settled(): Promise<unknown> {
+    return this.last;
+  }
 }
 
 /** Whether an ffmpeg version string ("5.1.9-0+deb12u1", "n6.1") is at least major.minor; a build from git ("N-113...") is taken as new. */
