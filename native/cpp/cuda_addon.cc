@@ -6,6 +6,7 @@
 // into. Frames are drawn synchronously on the calling thread.
 #include "cuda_addon.h"
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -275,7 +276,12 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
     }
     void OnOK() override {
       Done();
-      deferred_.Resolve(Bytes(Env(), out_));
+      // (a copy that fails, out of memory, still settles the promise)
+      try {
+        deferred_.Resolve(Bytes(Env(), out_));
+      } catch (const Napi::Error& error) {
+        deferred_.Reject(error.Value());
+      }
     }
     void OnError(const Napi::Error& error) override {
       Done();
@@ -286,6 +292,7 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
     void Done() {
       self_->running_ = false;
       self_->busy_[slot_] = false;
+      if (!self_->staged_.empty() && self_->staged_.front() == slot_) self_->staged_.pop_front();
     }
     Napi::Promise::Deferred deferred_;
     Napi::ObjectReference owner_;  // keeps the JavaScript object (and so self_) alive until done
@@ -374,6 +381,7 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
       throw Napi::Error::New(env, "NVENC failed to encode a frame: " + why);
     }
     busy_[slot] = true;
+    staged_.push_back(slot);
     next_ = (slot + 1) % kNvencSlots;
     return Napi::Number::New(env, slot);
   }
@@ -386,9 +394,11 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
     if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "encodeSlot(slot: number)");
     const int slot = info[0].As<Napi::Number>().Int32Value();
     if (slot < 0 || slot >= kNvencSlots || !busy_[slot]) throw Napi::RangeError::New(env, "encodeSlot: that slot holds no staged frame");
-    running_ = true;
+    // pictures go to NVENC in the order they were staged
+    if (staged_.front() != slot) throw Napi::Error::New(env, "encodeSlot: an older staged frame must be encoded first");
     auto* worker = new EncodeWorker(env, this, encoder_, slot);  // deleted by N-API when done
     Napi::Promise promise = worker->Promise();
+    running_ = true;
     worker->Queue();
     return promise;
   }
@@ -412,6 +422,7 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
 
   std::shared_ptr<NvencEncoder> encoder_;
   bool busy_[kNvencSlots] = {};
+  std::deque<int> staged_;  // staged slots, oldest first
   int next_ = 0;
   bool running_ = false;
 };

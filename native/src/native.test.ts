@@ -564,37 +564,69 @@ describe.skipIf(!hasCmake || !hasCc)('addon against stand-in driver libraries', 
     const script = `(async () => {
       const W = 64, H = 48, size = W * H * 3 / 2;
       const opened = a.openNvencEncoder(W, H, 25, 20, 4, '');
-      const frames = [], pending = [], chunks = [], refusals = [];
+      const encoder = opened.encoder;
+      const frames = [], chunks = [], refusals = [];
+      let running;
       for (let f = 0; f < 10; f++) {
         const frame = new Uint8Array(size).map((_, i) => i < W * H ? 30 + ((i % W) * 2 + f * 9 + (i / W | 0)) % 180 : 128);
         frames.push(Buffer.from(frame).toString('base64'));
-        const slot = opened.encoder.stage(frame);
-        if (pending.length === 2) refusals.push('missed');
-        pending.push(opened.encoder.encodeSlot.bind(opened.encoder));
-        // the two steps as the encode engine makes them: the older encode runs while the next is staged
-        if (pending.length === 1) pending[0] = pending[0](slot);
-        else {
-          try { opened.encoder.stage(frame); } catch (error) { refusals.push(error.message.split(':')[0]); }
-          chunks.push(await pending.shift());
-          pending[0] = pending[0](slot);
+        // staged while the frame before is encoded on the thread pool
+        const slot = encoder.stage(frame);
+        if (running) {
+          try { encoder.stage(frame); } catch (error) { refusals.push(error.message.split(':')[0]); }
+          try { encoder.encodeSlot(slot); } catch (error) { refusals.push(error.message.split(':')[0]); }
+          chunks.push(await running);
         }
+        running = encoder.encodeSlot(slot);
       }
-      chunks.push(await pending.shift());
-      chunks.push(opened.encoder.finish());
-      // closed while an encode runs: freed once it is done, nothing crashes
-      opened.encoder.stage(new Uint8Array(size));
-      const late = opened.encoder.encodeSlot(0).catch(() => opened.encoder.encodeSlot(1));
-      opened.encoder.close();
+      chunks.push(await running);
+      // out of order: the newer of two staged frames is refused
+      const first = encoder.stage(new Uint8Array(size)), second = encoder.stage(new Uint8Array(size));
+      let order = '';
+      try { encoder.encodeSlot(second); } catch (error) { order = error.message; }
+      await encoder.encodeSlot(first);
+      await encoder.encodeSlot(second);
+      chunks.push(encoder.finish());
+      encoder.close();
+      // closed while an encode runs: freed once it is done
+      const other = a.openNvencEncoder(W, H, 25, 20, 4, '').encoder;
+      const late = other.encodeSlot(other.stage(new Uint8Array(size)));
+      other.close();
       const lateBytes = (await late).length;
-      return { stream: Buffer.concat(chunks).toString('base64'), frames, refusals, lateBytes };
+      process.stderr.write('script: closed\\n');
+      return { stream: Buffer.concat(chunks.slice(0, 10)).toString('base64'), frames, refusals, order, lateBytes };
     })()`;
-    const { result, stderr } = await inChild<{ stream: string; frames: string[]; refusals: string[]; lateBytes: number }>(script, { FAKE_NVENC: 'h264' });
-    expect(result.refusals).toEqual(Array(9).fill('stage'));
+    const { result, stderr } = await inChild<{ stream: string; frames: string[]; refusals: string[]; order: string; lateBytes: number }>(script, { FAKE_NVENC: 'h264' });
+    // each time: a third frame refused, and an encode while another runs
+    expect(result.refusals).toEqual(Array(9).fill(['stage', 'encodeSlot']).flat());
+    expect(result.order).toBe('encodeSlot: an older staged frame must be encoded first');
     const decoded = decodeH264(Buffer.from(result.stream, 'base64'), 64, 48);
     expect(decoded).toHaveLength(10);
     decoded.forEach((frame, i) => expect(meanDifference(frame, Buffer.from(result.frames[i] as string, 'base64'))).toBeLessThan(3));
     expect(result.lateBytes).toBeGreaterThan(0);
+    // the session closed during its encode went once the picture was out
+    const tail = stderr.slice(stderr.lastIndexOf('fake-nvenc: open'));
+    expect(tail.indexOf('fake-nvenc: destroy')).toBeGreaterThan(tail.lastIndexOf('fake-nvenc: unlock'));
+    expect(tail.indexOf('fake-nvenc: destroy')).toBeLessThan(tail.indexOf('script: closed'));
     nvencBalanced(stderr);
+  });
+
+  it.skipIf(!fakeNvencEncodes)('a worker thread stopped while its frame is encoded on the thread pool takes nothing down with it', async () => {
+    const script = `(async () => {
+      const { Worker } = require('node:worker_threads');
+      const code = \`
+        const a = require(\${JSON.stringify(${JSON.stringify(binary)})});
+        const { encoder } = a.openNvencEncoder(64, 48, 25, 20, 4, '');
+        encoder.encodeSlot(encoder.stage(new Uint8Array(4608)));
+        require('node:worker_threads').parentPort.postMessage('encoding');
+      \`;
+      const worker = new Worker(code, { eval: true });
+      await new Promise((resolve) => worker.once('message', resolve));
+      await worker.terminate();
+      return { alive: true };
+    })()`;
+    const { result } = await inChild<{ alive: boolean }>(script, { FAKE_NVENC: 'h264' });
+    expect(result).toEqual({ alive: true });
   });
 
   it.skipIf(!nvencHeaderFile).each([

@@ -12,6 +12,7 @@ const calls: string[] = [];
 let failAt = -1;
 let encoded = 0;
 let running = false;
+let nextSlot = 0;
 const staged: number[] = [];
 vi.mock('@avatar/native', async (original) => ({
   ...(await original<typeof import('@avatar/native')>()),
@@ -22,14 +23,18 @@ vi.mock('@avatar/native', async (original) => ({
       encode: () => Buffer.alloc(0),
       encodeFrom: () => Buffer.alloc(0),
       // the two steps the encoder uses: the frame taken now (from GPU memory, or its bytes), encoded later
+      // (with the native encoder's rules: two slots in turn, one encode at a time, the oldest first)
       stage: (source: unknown) => {
         calls.push(source instanceof Uint8Array ? 'encode' : 'encodeFrom');
         if (staged.length >= 2) throw new Error('stage: both input slots hold frames not yet encoded; await an encode first');
-        staged.push(calls.length);
-        return calls.length % 2;
+        const slot = nextSlot;
+        staged.push(slot);
+        nextSlot = (slot + 1) % 2;
+        return slot;
       },
-      encodeSlot: async () => {
+      encodeSlot: async (slot: number) => {
         if (running) throw new Error('encodeSlot: an encode is running on another thread; await it first');
+        if (staged[0] !== slot) throw new Error('encodeSlot: an older staged frame must be encoded first');
         running = true;
         await new Promise((t) => setTimeout(t, 2));
         running = false;
@@ -63,6 +68,7 @@ beforeEach(() => {
   failAt = -1;
   encoded = 0;
   running = false;
+  nextSlot = 0;
   staged.length = 0;
 });
 
