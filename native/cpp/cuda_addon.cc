@@ -312,11 +312,14 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
     if (running_) throw Napi::Error::New(env, std::string(call) + ": an encode is running on another thread; await it first");
   }
 
-  // (the one-step calls use slot 0, so none may be staged then)
-  void NothingStaged(Napi::Env env, const char* call) {
+  // The open encoder, for a one-step call: nothing running, nothing staged (they use slot 0).
+  NvencEncoder& Ready(Napi::Env env, const char* call) {
+    NvencEncoder& encoder = Open(env, call);
+    Idle(env, call);
     for (bool busy : busy_) {
       if (busy) throw Napi::Error::New(env, std::string(call) + ": frames are staged and not yet encoded; encode them first");
     }
+    return encoder;
   }
 
   static Napi::Value Bytes(Napi::Env env, const std::vector<uint8_t>& bytes) { return Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size()); }
@@ -341,9 +344,7 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
   // encode(frame): one I420 frame from host memory; returns its H.264 bytes
   Napi::Value Encode(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    NvencEncoder& encoder = Open(env, "encode");
-    Idle(env, "encode");
-    NothingStaged(env, "encode");
+    NvencEncoder& encoder = Ready(env, "encode");
     const uint8_t* frame = info.Length() >= 1 ? HostFrame(env, info[0], encoder, "encode") : nullptr;
     if (frame == nullptr) throw Napi::TypeError::New(env, "encode(frame: Uint8Array)");
     std::vector<uint8_t> out;
@@ -355,9 +356,7 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
   // encodeFrom(renderer): the frame the CUDA renderer last drew and left on the GPU, copied there
   Napi::Value EncodeFrom(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    NvencEncoder& encoder = Open(env, "encodeFrom");
-    Idle(env, "encodeFrom");
-    NothingStaged(env, "encodeFrom");
+    NvencEncoder& encoder = Ready(env, "encodeFrom");
     CudaRenderer* renderer = info.Length() >= 1 ? RendererOf(env, info[0], encoder, "encodeFrom") : nullptr;
     if (renderer == nullptr) throw Napi::TypeError::New(env, "encodeFrom(renderer): an open CUDA renderer");
     std::vector<uint8_t> out;
@@ -405,9 +404,7 @@ class NvencEncoderObject : public Napi::ObjectWrap<NvencEncoderObject> {
 
   Napi::Value Finish(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    NvencEncoder& encoder = Open(env, "finish");
-    Idle(env, "finish");
-    NothingStaged(env, "finish");
+    NvencEncoder& encoder = Ready(env, "finish");
     std::vector<uint8_t> out;
     std::string why;
     if (!encoder.Finish(out, why)) throw Napi::Error::New(env, "NVENC failed to end the stream: " + why);

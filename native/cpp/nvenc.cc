@@ -22,47 +22,16 @@ void TrySession(const NvencLibrary& lib, CUcontext ctx, NvencReport& report) {
     report.reason = "no NVENC: " + lib.loadError;
     return;
   }
-  const NV_ENCODE_API_FUNCTION_LIST& fns = lib.fns;
-  NVENCSTATUS status = NV_ENC_SUCCESS;
-
-  NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS params;
-  std::memset(&params, 0, sizeof params);
-  params.version = NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER;
-  params.deviceType = NV_ENC_DEVICE_TYPE_CUDA;
-  params.device = ctx;
-  params.apiVersion = NVENCAPI_VERSION;
-  void* encoder = nullptr;
   report.sessionTried = true;
-  status = fns.nvEncOpenEncodeSessionEx(&params, &encoder);
-  if (status != NV_ENC_SUCCESS) {
-    // The driver may hand back a half-made session even on failure; it must still be destroyed.
-    if (encoder != nullptr) fns.nvEncDestroyEncoder(encoder);
-    report.reason = "no NVENC: " + (report.device.empty() ? std::string("device 0") : report.device) +
-                    " could not open an encode session (" + NvencError("nvEncOpenEncodeSessionEx", status) + ")";
+  std::string why;
+  void* session = OpenH264Session(lib, ctx, report.device.empty() ? std::string("device 0") : report.device, why);
+  if (session == nullptr) {
+    report.reason = "no NVENC: " + why;
     return;
   }
-
-  uint32_t count = 0;
-  status = fns.nvEncGetEncodeGUIDCount(encoder, &count);
-  bool h264 = false;
-  if (status == NV_ENC_SUCCESS && count > 0) {
-    std::vector<GUID> guids(count);
-    uint32_t filled = 0;
-    status = fns.nvEncGetEncodeGUIDs(encoder, guids.data(), count, &filled);
-    for (uint32_t i = 0; status == NV_ENC_SUCCESS && i < filled && i < count; ++i) {
-      if (SameGuid(guids[i], NV_ENC_CODEC_H264_GUID)) h264 = true;
-    }
-  }
-  fns.nvEncDestroyEncoder(encoder);
-
-  if (status != NV_ENC_SUCCESS) {
-    report.reason = "no NVENC: " + NvencError("nvEncGetEncodeGUIDs", status);
-  } else if (!h264) {
-    report.reason = "no NVENC: the encoder on " + report.device + " does not offer H.264";
-  } else {
-    report.available = true;
-    report.reason = "NVENC H.264 encode session opened on " + report.device;
-  }
+  lib.fns.nvEncDestroyEncoder(session);
+  report.available = true;
+  report.reason = "NVENC H.264 encode session opened on " + report.device;
 }
 
 }  // namespace

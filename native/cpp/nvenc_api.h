@@ -51,6 +51,11 @@ struct NvencLibrary {
 };
 const NvencLibrary& NvencApi();
 
+// Opens an encode session on `context` (current on this thread) and checks that it offers H.264: the
+// session, or null with `why` ("<device> could not open an encode session (...)", "the encoder on
+// <device> does not offer H.264", or the GUID query's failure). The caller destroys the session.
+void* OpenH264Session(const NvencLibrary& lib, void* context, const std::string& device, std::string& why);
+
 inline bool SameGuid(const GUID& a, const GUID& b) {
   return a.Data1 == b.Data1 && a.Data2 == b.Data2 && a.Data3 == b.Data3 && std::memcmp(a.Data4, b.Data4, sizeof a.Data4) == 0;
 }

@@ -62,6 +62,37 @@ const NvencLibrary& NvencApi() {
   return lib;
 }
 
+void* OpenH264Session(const NvencLibrary& lib, void* context, const std::string& device, std::string& why) {
+  const NV_ENCODE_API_FUNCTION_LIST& f = lib.fns;
+  NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS params;
+  std::memset(&params, 0, sizeof params);
+  params.version = NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER;
+  params.deviceType = NV_ENC_DEVICE_TYPE_CUDA;
+  params.device = context;
+  params.apiVersion = NVENCAPI_VERSION;
+  void* session = nullptr;
+  NVENCSTATUS status = f.nvEncOpenEncodeSessionEx(&params, &session);
+  if (status != NV_ENC_SUCCESS) {
+    // the driver may hand back a half-made session even on failure; it must still be destroyed
+    if (session != nullptr) f.nvEncDestroyEncoder(session);
+    why = device + " could not open an encode session (" + NvencError("nvEncOpenEncodeSessionEx", status) + ")";
+    return nullptr;
+  }
+  uint32_t count = 0;
+  bool h264 = false;
+  status = f.nvEncGetEncodeGUIDCount(session, &count);
+  if (status == NV_ENC_SUCCESS && count > 0) {
+    std::vector<GUID> guids(count);
+    uint32_t filled = 0;
+    status = f.nvEncGetEncodeGUIDs(session, guids.data(), count, &filled);
+    for (uint32_t i = 0; status == NV_ENC_SUCCESS && i < filled && i < count; i++) h264 = h264 || SameGuid(guids[i], NV_ENC_CODEC_H264_GUID);
+  }
+  if (status == NV_ENC_SUCCESS && h264) return session;
+  f.nvEncDestroyEncoder(session);
+  why = status != NV_ENC_SUCCESS ? NvencError("nvEncGetEncodeGUIDs", status) : "the encoder on " + device + " does not offer H.264";
+  return nullptr;
+}
+
 struct NvencEncoder::State {
   std::shared_ptr<CudaContextHold> gpu;
   const NV_ENCODE_API_FUNCTION_LIST* fns = nullptr;
@@ -99,6 +130,20 @@ struct NvencEncoder::State {
     }
     if (session != nullptr) fns->nvEncDestroyEncoder(session);
     session = nullptr;
+  }
+
+  // Copies a frame into a slot's input with `copy(to, bytes)` (the context made current for it).
+  template <typename Copy>
+  bool Stage(int slot, std::string& why, const char* call, const char* what, Copy copy) {
+    if (slot < 0 || slot >= kNvencSlots) {
+      why = "no such slot";
+      return false;
+    }
+    return gpu->InContext(why, [&]() {
+      const CUresult rc = copy(slots[slot].input, frameBytes);
+      if (rc != 0) why = CudaFailed(*gpu->cu, call, rc) + " (" + what + ")";
+      return rc == 0;
+    });
   }
 
   // The picture staged in a slot: mapped, encoded, its bytes appended to `out`, unmapped.
@@ -182,34 +227,10 @@ std::unique_ptr<NvencEncoder> NvencEncoder::Open(std::shared_ptr<CudaContextHold
   State* st = s.get();
   const auto& f = lib.fns;
   const bool ok = gpu->InContext(why, [&]() {
-    NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS params;
-    std::memset(&params, 0, sizeof params);
-    params.version = NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER;
-    params.deviceType = NV_ENC_DEVICE_TYPE_CUDA;
-    params.device = gpu->context;
-    params.apiVersion = NVENCAPI_VERSION;
-    void* session = nullptr;
-    NVENCSTATUS status = f.nvEncOpenEncodeSessionEx(&params, &session);
-    if (status != NV_ENC_SUCCESS) {
-      // the driver may hand back a half-made session even on failure; it must still be destroyed
-      if (session != nullptr) f.nvEncDestroyEncoder(session);
-      why = gpu->name + " could not open an encode session (" + NvencError("nvEncOpenEncodeSessionEx", status) + ")";
-      return false;
-    }
+    void* session = OpenH264Session(lib, gpu->context, gpu->name, why);
+    if (session == nullptr) return false;
     st->session = session;
-    uint32_t count = 0;
-    bool h264 = false;
-    if (f.nvEncGetEncodeGUIDCount(session, &count) == NV_ENC_SUCCESS && count > 0) {
-      std::vector<GUID> guids(count);
-      uint32_t filled = 0;
-      if (f.nvEncGetEncodeGUIDs(session, guids.data(), count, &filled) == NV_ENC_SUCCESS) {
-        for (uint32_t i = 0; i < filled && i < count; i++) h264 = h264 || SameGuid(guids[i], NV_ENC_CODEC_H264_GUID);
-      }
-    }
-    if (!h264) {
-      why = "the encoder on " + gpu->name + " does not offer H.264";
-      return false;
-    }
+    NVENCSTATUS status = NV_ENC_SUCCESS;
     NV_ENC_PRESET_CONFIG preset;
     std::memset(&preset, 0, sizeof preset);
     preset.version = NV_ENC_PRESET_CONFIG_VER;
@@ -321,29 +342,13 @@ const CudaContextHold& NvencEncoder::gpu() const { return *state_->gpu; }
 size_t NvencEncoder::frameBytes() const { return state_->frameBytes; }
 
 bool NvencEncoder::StageHost(int slot, const uint8_t* frame, std::string& why) {
-  State& s = *state_;
-  if (slot < 0 || slot >= kNvencSlots) {
-    why = "no such slot";
-    return false;
-  }
-  return s.gpu->InContext(why, [&]() {
-    const CUresult rc = s.gpu->cu->memcpyHtoD(s.slots[slot].input, frame, s.frameBytes);
-    if (rc != 0) why = CudaFailed(*s.gpu->cu, "cuMemcpyHtoD", rc) + " (a frame to the encoder)";
-    return rc == 0;
-  });
+  const CudaDriver& cu = *state_->gpu->cu;
+  return state_->Stage(slot, why, "cuMemcpyHtoD", "a frame to the encoder", [&](CUdeviceptr to, size_t bytes) { return cu.memcpyHtoD(to, frame, bytes); });
 }
 
 bool NvencEncoder::StageDevice(int slot, unsigned long long frame, std::string& why) {
-  State& s = *state_;
-  if (slot < 0 || slot >= kNvencSlots) {
-    why = "no such slot";
-    return false;
-  }
-  return s.gpu->InContext(why, [&]() {
-    const CUresult rc = s.gpu->cu->memcpyDtoD(s.slots[slot].input, frame, s.frameBytes);
-    if (rc != 0) why = CudaFailed(*s.gpu->cu, "cuMemcpyDtoD", rc) + " (the drawn frame to the encoder)";
-    return rc == 0;
-  });
+  const CudaDriver& cu = *state_->gpu->cu;
+  return state_->Stage(slot, why, "cuMemcpyDtoD", "the drawn frame to the encoder", [&](CUdeviceptr to, size_t bytes) { return cu.memcpyDtoD(to, frame, bytes); });
 }
 
 bool NvencEncoder::EncodeSlot(int slot, std::vector<uint8_t>& out, std::string& why) {

@@ -32,6 +32,9 @@ const MAX_TURN = (25 * Math.PI) / 180;
  * inner mouth drawn into the lip opening (mouth.ts), and blinks and head motion on the same mesh.
  * Frames are RGBA, or I420 drawn as I420 (then no RGBA frame exists at all).
  */
+/** Why a renderer drawing RGBA frames has no GPU. */
+const NOT_I420 = { ok: false as const, reason: 'the GPU kernels draw I420 frames only' };
+
 export class FaceRenderer {
   readonly width: number;
   readonly height: number;
@@ -115,30 +118,16 @@ export class FaceRenderer {
         : built ? 'the native addon was built from other renderer sources (npm run build:addon -w native)'
         : 'the native addon is not built (npm run build:addon -w native)';
     }
-    if (asked === 'cuda') {
-      const opened = this.baseYuv
-        ? openCudaRenderer(this.baseYuv, { width: this.width, height: this.height }, { triangles: this.mesh.triangles, rest: this.mesh.rest }, { ...(options.gpu?.uuid && { uuid: options.gpu.uuid }) })
-        : { ok: false as const, reason: 'the GPU kernels draw I420 frames only' };
-      if (opened.ok) {
-        this.cuda = opened.renderer;
-        this.gpuDevice = opened.device;
-        this.pinBuffers(opened.renderer);
-      } else {
-        this.gpuMissing = opened.reason;
-      }
-    }
+    if (asked === 'cuda') this.adoptGpu(this.baseYuv ? openCudaRenderer(this.baseYuv, ...this.gpuArgs(options.gpu)) : NOT_I420);
   }
 
-  /**
-   * Opens the GPU's renderer for this photo and mesh off the JavaScript thread and draws the frames
-   * there from the next one on (as kernel 'cuda' does in the constructor, which opens it on this
-   * thread). False, with the reason in `gpuMissing`, when it cannot be had; the CPU draws then.
-   */
-  async useGpu(gpu: { uuid?: string } = {}): Promise<boolean> {
-    if (this.cuda) return true;
-    const opened = this.baseYuv
-      ? await openCudaRendererAsync(this.baseYuv, { width: this.width, height: this.height }, { triangles: this.mesh.triangles, rest: this.mesh.rest }, { ...(gpu.uuid && { uuid: gpu.uuid }) })
-      : { ok: false as const, reason: 'the GPU kernels draw I420 frames only' };
+  /** What opening the GPU's renderer for this photo and mesh takes, after the photo. */
+  private gpuArgs(gpu: { uuid?: string } = {}): [{ width: number; height: number }, { triangles: Uint32Array; rest: Float64Array }, { uuid?: string }] {
+    return [{ width: this.width, height: this.height }, { triangles: this.mesh.triangles, rest: this.mesh.rest }, { ...(gpu.uuid && { uuid: gpu.uuid }) }];
+  }
+
+  /** Draws on the GPU's renderer from the next frame on, or keeps why there is none. */
+  private adoptGpu(opened: { ok: true; renderer: CudaFrameRenderer; device: string } | { ok: false; reason: string }): boolean {
     if (!opened.ok) {
       this.gpuMissing = opened.reason;
       return false;
@@ -155,6 +144,16 @@ export class FaceRenderer {
     this.gpuMissing = undefined;
     this.pinBuffers(opened.renderer);
     return true;
+  }
+
+  /**
+   * Opens the GPU's renderer for this photo and mesh off the JavaScript thread and draws the frames
+   * there from the next one on (as kernel 'cuda' does in the constructor, which opens it on this
+   * thread). False, with the reason in `gpuMissing`, when it cannot be had; the CPU draws then.
+   */
+  async useGpu(gpu: { uuid?: string } = {}): Promise<boolean> {
+    if (this.cuda) return true;
+    return this.adoptGpu(this.baseYuv ? await openCudaRendererAsync(this.baseYuv, ...this.gpuArgs(gpu)) : NOT_I420);
   }
 
   /** The GPU drawing the frames (kernel 'cuda'), until it fails or draws a checked frame differently. */
