@@ -186,11 +186,11 @@ function newCommand(job: Job): ffmpeg.FfmpegCommand {
   return command;
 }
 
-/** The encoder this engine runs for a format, and why not a GPU's (run results list it). */
+/** The CPU encoder this engine runs for a format, and why not NVENC, for a still image (frames say their own why: chooseGpuEncoder). */
 function computePathOf(settings: EncodeSettings): ComputePath {
   return settings.format === 'webm'
     ? { path: 'libvpx-vp9', notUsed: 'nvenc: NVENC has no VP9 encoder' }
-    : { path: 'libx264', notUsed: 'nvenc: this engine encodes on the CPU only' };
+    : { path: 'libx264', notUsed: 'nvenc: a still image is encoded on the CPU' };
 }
 
 /** Checks, temp file, rename on success, cleanup on failure: the part every encode shares. */
