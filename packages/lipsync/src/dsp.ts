@@ -20,37 +20,122 @@ export function butterworth(kind: 'low' | 'high', cutoffHz: number, sampleRate: 
   return { b0: b0 / a0, b1: b1 / a0, b2: b0 / a0, a1: (-2 * cos) / a0, a2: (1 - alpha) / a0 };
 }
 
-/** Runs a cascade of biquads over `input`, returning a new array. */
-export function filter(input: Float32Array, stages: readonly Biquad[]): Float32Array {
-  let x = input;
-  for (const f of stages) {
+/**
+ * A cascade of biquads that keeps its state between calls, so audio can be filtered as it arrives:
+ * running it over a clip in pieces gives the same samples as running it over the whole clip.
+ */
+export class Cascade {
+  private readonly state: Float64Array;
+  constructor(private readonly stages: readonly Biquad[]) {
+    this.state = new Float64Array(stages.length * 4);
+  }
+
+  /** Filters the next samples; returns a new array. */
+  run(input: Float32Array): Float32Array {
+    let x = input;
+    for (let s = 0; s < this.stages.length; s++) x = this.stage(s, x);
+    return x;
+  }
+
+  private stage(s: number, x: Float32Array): Float32Array {
+    const { b0, b1, b2, a1, a2 } = this.stages[s] as Biquad;
+    const st = this.state;
     const y = new Float32Array(x.length);
-    let x1 = 0, x2 = 0, y1 = 0, y2 = 0;
+    let x1 = st[s * 4] as number, x2 = st[s * 4 + 1] as number, y1 = st[s * 4 + 2] as number, y2 = st[s * 4 + 3] as number;
     for (let i = 0; i < x.length; i++) {
       const xi = x[i] as number;
-      const yi = f.b0 * xi + f.b1 * x1 + f.b2 * x2 - f.a1 * y1 - f.a2 * y2;
+      const yi = b0 * xi + b1 * x1 + b2 * x2 - a1 * y1 - a2 * y2;
       x2 = x1; x1 = xi; y2 = y1; y1 = yi;
       y[i] = yi;
     }
-    x = y;
+    st[s * 4] = x1; st[s * 4 + 1] = x2; st[s * 4 + 2] = y1; st[s * 4 + 3] = y2;
+    return y;
   }
-  return x;
 }
 
-/** Mean square of `x` over consecutive blocks of `hop` samples (the last block may be short). */
-export function blockPower(x: Float32Array, hop: number, blocks: number): Float64Array {
-  const out = new Float64Array(blocks);
-  for (let b = 0; b < blocks; b++) {
-    const from = b * hop;
-    const to = Math.min(x.length, from + hop);
-    let sum = 0;
-    for (let i = from; i < to; i++) {
+/**
+ * Mean square over consecutive blocks of `hop` samples, fed in pieces of any length: a block is
+ * complete once its last sample has come; `flush` closes a last, shorter one.
+ */
+export class BlockPowers {
+  readonly blocks: number[] = [];
+  private sum = 0;
+  private count = 0;
+  constructor(private readonly hop: number) {}
+
+  add(x: Float32Array): void {
+    const hop = this.hop;
+    let sum = this.sum;
+    let count = this.count;
+    for (let i = 0; i < x.length; i++) {
       const v = x[i] as number;
       sum += v * v;
+      if (++count === hop) {
+        this.blocks.push(sum / count);
+        sum = 0;
+        count = 0;
+      }
     }
-    out[b] = to > from ? sum / (to - from) : 0;
+    this.sum = sum;
+    this.count = count;
   }
-  return out;
+
+  flush(): void {
+    if (this.count > 0) this.close();
+  }
+
+  private close(): void {
+    this.blocks.push(this.sum / this.count);
+    this.sum = 0;
+    this.count = 0;
+  }
+}
+
+/**
+ * Quantiles of a growing set of values, on a grid of `step` (a Fenwick tree of counts per bin): the
+ * mouth track asks for them every 40 ms of audio over everything heard so far, which sorting the
+ * values each time would make quadratic in the clip's length (minutes of audio: seconds of sorting).
+ */
+export class RunningQuantiles {
+  private readonly tree: Int32Array;
+  private readonly bins: number;
+  private readonly top: number;
+  count = 0;
+  constructor(private readonly lo: number, hi: number, private readonly step: number) {
+    this.bins = Math.ceil((hi - lo) / step) + 1;
+    this.tree = new Int32Array(this.bins + 1);
+    this.top = 2 ** Math.floor(Math.log2(this.bins));
+  }
+
+  add(value: number): void {
+    const bin = Math.min(this.bins - 1, Math.max(0, Math.round((value - this.lo) / this.step)));
+    for (let i = bin + 1; i <= this.bins; i += i & -i) this.tree[i] = (this.tree[i] as number) + 1;
+    this.count++;
+  }
+
+  /** The q-quantile (0..1), interpolated between neighbouring ranks as `quantile` does; NaN when empty. */
+  quantile(q: number): number {
+    if (this.count === 0) return Number.NaN;
+    const pos = Math.min(this.count - 1, Math.max(0, q * (this.count - 1)));
+    const lo = Math.floor(pos);
+    const a = this.ranked(lo);
+    const b = this.ranked(Math.min(this.count - 1, lo + 1));
+    return a + (b - a) * (pos - lo);
+  }
+
+  /** The value of rank r (0 = smallest): the first bin whose running count passes r. */
+  private ranked(r: number): number {
+    let pos = 0;
+    let rest = r;
+    for (let step = this.top; step > 0; step >>= 1) {
+      const next = pos + step;
+      if (next <= this.bins && (this.tree[next] as number) <= rest) {
+        pos = next;
+        rest -= this.tree[next] as number;
+      }
+    }
+    return this.lo + pos * this.step;
+  }
 }
 
 export function toDb(power: number): number {
@@ -90,9 +175,21 @@ export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * or hiss sits there, so it never counts as speech), the speech level a high one. Returns the
  * threshold in dB, and whether the clip holds anything that rises far enough above its floor.
  */
-export function speechGate(levelsDb: ArrayLike<number>, absoluteFloorDb = -70): { floor: number; peak: number; threshold: number; hasSpeech: boolean } {
-  const floor = Math.max(absoluteFloorDb, quantile(levelsDb, 0.1));
-  const peak = Math.max(floor, quantile(levelsDb, 0.95));
+export function speechGate(levelsDb: ArrayLike<number>, absoluteFloorDb = -70): SpeechGate {
+  return gateFrom((q) => quantile(levelsDb, q), absoluteFloorDb);
+}
+
+export interface SpeechGate {
+  floor: number;
+  peak: number;
+  threshold: number;
+  hasSpeech: boolean;
+}
+
+/** The gate from a quantile function of the levels (sorted values or running ones). */
+export function gateFrom(quantileOf: (q: number) => number, absoluteFloorDb = -70): SpeechGate {
+  const floor = Math.max(absoluteFloorDb, quantileOf(0.1));
+  const peak = Math.max(floor, quantileOf(0.95));
   const range = peak - floor;
   const threshold = floor + Math.max(6, 0.3 * range);
   return { floor, peak, threshold, hasSpeech: range >= 12 };

@@ -1,7 +1,7 @@
 import type { AnyStagePlugin } from '@avatar/core';
 import { syncInspectorPlugin, warpPlugin } from './plugin.js';
 
-export { computeMouthTrack, lipGap, MOUTH_PARAMETERS, poseAt, trackFrameCount } from './track.js';
+export { computeMouthTrack, lipGap, MOUTH_PARAMETERS, MouthTracker, poseAt, trackFrameCount } from './track.js';
 export type { MouthParameter, MouthPose, MouthTrack, MouthTrackOptions, SpeechAudio } from './track.js';
 export { REST, VISEMES, visemeFor } from './visemes.js';
 export type { VisemeClass, VisemeTarget } from './visemes.js';

@@ -6,7 +6,7 @@ import { silentLogger } from '@avatar/core';
 import type { PhonemeTiming, RunContext, Speech } from '@avatar/core';
 import { plugins as ttsPlugins } from '@avatar/tts';
 import { pearson } from './dsp.js';
-import { computeMouthTrack, lipGap } from './track.js';
+import { computeMouthTrack, lipGap, MOUTH_PARAMETERS, MouthTracker } from './track.js';
 import type { MouthTrack, SpeechAudio } from './track.js';
 
 let dir = '';
@@ -266,5 +266,83 @@ describe('audio-only shapes', () => {
 
   it('refuses a zero or negative fps', () => {
     expect(() => computeMouthTrack(speech('flite'), { fps: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('the mouth track as the audio arrives', () => {
+  /** Deterministic piece lengths between 1 sample and about 0.3 s. */
+  function pieces(length: number, seed: number): number[] {
+    const out: number[] = [];
+    let s = seed;
+    for (let at = 0; at < length;) {
+      s = (s * 1664525 + 1013904223) >>> 0;
+      const n = Math.min(length - at, 1 + (s % 9000));
+      out.push(n);
+      at += n;
+    }
+    return out;
+  }
+
+  /** Pushes the speech in the given pieces, each with the phones that start in it; checks what is final on the way. */
+  function fed(s: SpeechAudio, sizes: number[], options: { audioOnly?: boolean } = {}): { track: MouthTrack; lagSeconds: number; changed: number } {
+    const tracker = new MouthTracker({ fps: 25, sampleRate: s.sampleRate, phonemes: s.phonemes !== undefined, ...options });
+    const phones = s.phonemes ?? [];
+    const seen: number[] = [];
+    let at = 0;
+    let lagSeconds = 0;
+    for (const n of sizes) {
+      const from = at / s.sampleRate;
+      at += n;
+      const to = at / s.sampleRate;
+      tracker.push(s.pcm.subarray(at - n, at), phones.filter((p) => p.start >= from && p.start < to));
+      // once a second is in, frames are final within 0.8 s of the audio pushed
+      if (to >= 1) lagSeconds = Math.max(lagSeconds, to - tracker.ready / 25);
+      for (let i = seen.length; i < tracker.ready; i++) seen.push(tracker.poseAt(i).jawOpen);
+    }
+    tracker.finish();
+    const track = tracker.track();
+    const changed = seen.filter((v, i) => v !== track.jawOpen[i]).length;
+    return { track, lagSeconds, changed };
+  }
+
+  const same = (a: MouthTrack, b: MouthTrack): boolean =>
+    a.frameCount === b.frameCount && a.source === b.source &&
+    [...MOUTH_PARAMETERS, 'activity' as const].every((p) => Buffer.from(a[p].buffer, a[p].byteOffset, a[p].byteLength).equals(Buffer.from(b[p].buffer, b[p].byteOffset, b[p].byteLength)));
+
+  it.each(['flite', 'festival', 'espeak-ng'])('gives the same frames whole or in pieces of any size, each final within 0.8 s of audio (%s)', (engine) => {
+    const s = speech(engine);
+    for (const audioOnly of [false, true]) {
+      const whole = computeMouthTrack(s, { fps: 25, audioOnly });
+      for (const seed of [1, 2]) {
+        const { track, lagSeconds, changed } = fed(s, pieces(s.pcm.length, seed), { audioOnly });
+        expect(same(track, whole), `${engine} seed ${seed} audioOnly ${audioOnly}`).toBe(true);
+        expect(lagSeconds).toBeLessThan(0.8);
+        expect(changed).toBe(0);
+      }
+    }
+    // one sample at a time, for the first two seconds (blocks and filters straddle every boundary)
+    const head: SpeechAudio = { pcm: s.pcm.subarray(0, 2 * s.sampleRate), sampleRate: s.sampleRate, phonemes: (s.phonemes ?? []).filter((p) => p.start < 2) };
+    expect(same(fed(head, Array.from({ length: head.pcm.length }, () => 1)).track, computeMouthTrack(head, { fps: 25 }))).toBe(true);
+  });
+
+  it('two sentences synthesised apart and pushed one after the other give the track of the joined audio', () => {
+    const joined = concat(speech('flite'), speech('second'), 0.3);
+    const cut = speech('flite').pcm.length;
+    const { track } = fed(joined, [cut, joined.pcm.length - cut]);
+    expect(same(track, computeMouthTrack(joined, { fps: 25 }))).toBe(true);
+  });
+
+  it('holds back the last frame (at rest) until the end, and refuses audio after it', () => {
+    const s = speech('flite');
+    const tracker = new MouthTracker({ fps: 25, sampleRate: s.sampleRate });
+    tracker.push(s.pcm);
+    expect(tracker.frameCount).toBeUndefined();
+    const count = Math.ceil(s.durationSeconds * 25);
+    expect(tracker.ready).toBeLessThan(count);
+    tracker.finish();
+    expect(tracker.frameCount).toBe(count);
+    expect(tracker.poseAt(count - 1).jawOpen).toBe(0);
+    expect(() => tracker.push(new Int16Array(10))).toThrow(/finished/);
+    expect(() => new MouthTracker({ fps: 25, sampleRate: 0 })).toThrow(RangeError);
   });
 });
