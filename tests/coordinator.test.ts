@@ -224,9 +224,11 @@ describe('PipelineCoordinator with the real engines', () => {
     const stages: string[] = [];
     const result = await coordinator.execute({
       text: 'Cancelled after the video is encoded.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' }, signal: controller.signal,
-      onProgress: (e) => { stages.push(e.stage); if (e.stage === 'inspect_video') controller.abort(); },
+      // (the inspection runs beside the encode and ends after it: cancelled once the encode is done)
+      // (the stage's own end, not the encoder's last report, which says 'encoded')
+      onProgress: (e) => { stages.push(e.stage); if (e.stage === 'encode_video' && e.stageFraction === 1 && e.detail === undefined) controller.abort(); },
     });
-    expect(stages).toContain('encode_video');
+    expect(stages).toContain('inspect_video');
     expect(result.error?.code).toBe('AVATAR_ERR_CANCELLED');
     expect(result.stagesCompleted).toContain('encode_video');
     expect(existsSync(out)).toBe(false);

@@ -11,7 +11,7 @@ export interface ProgressSink {
 }
 
 /**
- * A bar with the stage name and ETA on a terminal; plain lines (one per stage change) otherwise, so logs
+ * A bar with the stage name and ETA on a terminal; plain lines (one as each stage starts) otherwise, so logs
  * and CI output stay readable. Everything goes to stderr: stdout carries the result.
  */
 export function createProgress(enabled: boolean): ProgressSink {
@@ -45,12 +45,14 @@ export function createProgress(enabled: boolean): ProgressSink {
       },
     };
   }
-  let last = '';
+  // one line as each stage starts: stages that run side by side (the inspection beside the encode)
+  // take turns reporting, which would otherwise print a line at every turn
+  const seen = new Set<string>();
   const started = performance.now();
   return {
     update(fraction, stage) {
-      if (stage === last) return;
-      last = stage;
+      if (seen.has(stage)) return;
+      seen.add(stage);
       const t = ((performance.now() - started) / 1000).toFixed(1);
       process.stderr.write(`[${t}s] ${stage} (${Math.round(fraction * 100)}%)\n`);
     },

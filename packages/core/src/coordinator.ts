@@ -17,7 +17,7 @@ import { claimWorkDir, keepWorkDir, sweepLeftovers, sweepPartials } from './left
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
-import type { Avatar, ComputePath, EngineLicense, FaceAssessment, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings } from './plugin.js';
+import type { Avatar, ComputePath, EncodedVideo, EngineLicense, FaceAssessment, FrameRegions, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings, WatchedVideo } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
 import type { Alongside, ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
@@ -843,20 +843,52 @@ export class PipelineCoordinator {
     // succeeds; a live video is inspected from a copy in the work folder, which cleanup removes
     const partial = liveOnly ? join(run.workDir, 'live.mp4') : partialPathFor(outputPath);
     run.temporaries.push(partial);
-    // (the renderer's own grace is the longer: when the encoder ignores a cancel, it is the one named)
-    const { video, regions, renderPath } = await this.withEngine(lipsync, run.signal, async (renderer) => {
-      const rendered = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx), lipsync);
-      // what the renderer throws while the encoder pulls its frames is the renderer's fault, not the encoder's
-      const frames = { ...rendered, frames: blamed(rendered.frames, lipsync, run.signal) };
-      const carried = captions && encoder.plugin.captions ? { captions: { path: captions.vtt, mode: captions.mode } } : {};
-      const encoded = await run.stage('encode_video', (ctx) =>
-        this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings, ...(live && { live }), ...carried }, ctx, { alongside: true }), encoder);
-      // (the renderer says how it drew once it has drawn: read now)
-      return { video: encoded, regions: rendered.regions, renderPath: rendered.computePath };
-    }, { graceMs: 2 * this.cancelGraceMs });
     const inspector = engines.inspect;
+    // An inspector that can measures the video while it is encoded, from the encoder's own packets
+    // (inspect_video then runs beside encode_video); else it decodes the finished file afterwards.
+    let watched: Promise<InspectionSummary> | undefined;
+    let encodeEnded: (error?: unknown) => void = () => {};
+    const encodeSettled = new Promise<void>((resolve, reject) => {
+      encodeEnded = (error) => (error === undefined ? resolve() : reject(error));
+    });
+    encodeSettled.catch(() => {});
+    const watchWith = (regions: FrameRegions) => (video: WatchedVideo): void => {
+      if (!inspector) return;
+      watched = run.stage('inspect_video', async (ctx) => {
+        const measuring = this.runStage(inspector, { videoPath: partial, regions, watching: video }, ctx, { alongside: true });
+        measuring.catch(() => {});
+        // it ends after the encode: a failed encode is the run's failure, whatever the inspector saw of it
+        await encodeSettled;
+        return measuring;
+      }, inspector);
+      watched.catch(() => {});
+    };
+    let rendering: { video: EncodedVideo; regions: FrameRegions | undefined; renderPath: ComputePath | undefined };
+    try {
+      // (the renderer's own grace is the longer: when the encoder ignores a cancel, it is the one named)
+      rendering = await this.withEngine(lipsync, run.signal, async (renderer) => {
+        const rendered = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx), lipsync);
+        // what the renderer throws while the encoder pulls its frames is the renderer's fault, not the encoder's
+        const frames = { ...rendered, frames: blamed(rendered.frames, lipsync, run.signal) };
+        const carried = captions && encoder.plugin.captions ? { captions: { path: captions.vtt, mode: captions.mode } } : {};
+        const watch = rendered.regions && inspector?.plugin.watchesEncode && encoder.plugin.watchOutput ? { watch: watchWith(rendered.regions) } : {};
+        const encoding = run.stage('encode_video', (ctx) =>
+          this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings, ...(live && { live }), ...carried, ...watch }, ctx, { alongside: true }), encoder);
+        encoding.then(() => encodeEnded(), (error: unknown) => encodeEnded(error ?? new Error('the encode failed')));
+        const encoded = await encoding;
+        // (the renderer says how it drew once it has drawn: read now)
+        return { video: encoded, regions: rendered.regions, renderPath: rendered.computePath };
+      }, { graceMs: 2 * this.cancelGraceMs });
+    } catch (error) {
+      // no stage is left running behind a failed one: an inspection under way ends with the encode
+      await watched?.catch(() => {});
+      throw error;
+    }
+    const { video, regions, renderPath } = rendering;
     let inspection: InspectionSummary | undefined;
-    if (inspector && regions) {
+    if (watched) {
+      inspection = await watched;
+    } else if (inspector && regions) {
       inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx), inspector);
     }
     const paths = { ...(renderPath && { render: { ...renderPath } }), ...(video.computePath && { encode: { ...video.computePath } }) };

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,9 +9,10 @@ import { readMp4Summary, readWavInfo } from './container.js';
 import { resolvePluginOptions } from './plugin-options.js';
 import { isAvatarError } from './errors.js';
 import { silentLogger } from './log.js';
-import type { AnyStagePlugin, FrameStream, LoadedStageOf, ModelDevice, RunContext, StageInput, StageKind, StageOutput, StagePlugin } from './plugin.js';
+import type { AnyStagePlugin, FrameStream, LoadedStageOf, ModelDevice, RunContext, StageInput, StageKind, StageOutput, StagePlugin, WatchedVideo } from './plugin.js';
 import { PLUGIN_API_VERSION } from './plugin.js';
 import { PluginRegistry } from './registry.js';
+import { ffmpegPath } from './tools.js';
 
 /** What the suite needs to run a plugin: an input for its stage, made in a fresh folder of the suite's. */
 export interface StageConformanceOptions<K extends StageKind> {
@@ -44,6 +46,22 @@ function barFrames(): FrameStream {
 }
 
 /** A two-second 16 kHz mono tone as a WAV file. */
+/**
+ * Digests of a video's decoded frames (grey, in order) and sound (16 kHz mono, `primingSamples` dropped
+ * first at its own rate), from a file or from bytes, by ffmpeg.
+ */
+async function decodedDigests(source: string | Buffer, primingSamples: number): Promise<{ frames: string; sound: string }> {
+  const digest = (args: string[]): Promise<string> => new Promise((resolve, reject) => {
+    const child = execFile(ffmpegPath(), ['-v', 'error', '-i', typeof source === 'string' ? source : 'pipe:0', ...args, '-f', 'md5', '-'], (error, out) => (error ? reject(error) : resolve(out.trim())));
+    if (typeof source !== 'string') child.stdin?.end(source);
+  });
+  const [frames, sound] = await Promise.all([
+    digest(['-map', '0:v:0', '-fps_mode', 'passthrough', '-pix_fmt', 'gray', '-f', 'rawvideo']),
+    digest(['-map', '0:a:0', ...(primingSamples > 0 ? ['-af', `atrim=start_sample=${primingSamples}`] : []), '-ac', '1', '-ar', '16000', '-f', 'f32le']),
+  ]);
+  return { frames, sound };
+}
+
 async function toneWav(path: string): Promise<void> {
   const rate = 16_000, samples = 2 * rate;
   const wav = Buffer.alloc(44 + 2 * samples);
@@ -188,7 +206,8 @@ function outputPathOf(stage: StageKind, input: unknown): string | undefined {
  * row), a run gives an output of the stage's type (audio of the stated rate and length, frames of the stated
  * size and count, a file of the stated bytes...), progress stays in 0..1 and never goes back, and an abort
  * stops a run within a bounded time leaving no output file; an encoder that declares liveOutput streams
- * fragmented MP4 to `live`, the bytes of its file; one that declares captions carries them as a subtitle track. Call it from a test file:
+ * fragmented MP4 to `live`, the bytes of its file; one that declares watchOutput hands `watch` fragmented MP4 that decodes to
+ * the frames and sound of its file; one that declares captions carries them as a subtitle track. Call it from a test file:
  *
  * ```ts
  * runStagePluginConformance(myPlugin, { input: (dir) => ({ text: 'Hello.', voice, outputPath: join(dir, 'a.wav'), maxSeconds: 30 }) });
@@ -287,6 +306,35 @@ export function runStagePluginConformance<K extends StageKind>(plugin: StagePlug
       expect(streamed.toString('latin1', 4, 8), 'the stream starts with an ftyp box').toBe('ftyp');
       expect(streamed.includes('moof'), 'the stream is fragmented (moof boxes)').toBe(true);
       expect(streamed.equals(await readFile(outputPath)), 'live and the file hold the same bytes').toBe(true);
+    }, timeout);
+
+    if (plugin.stage === 'encode' && plugin.watchOutput) it('hands the video to watch as it encodes (it declares watchOutput): fragmented MP4 with the frames and sound of its file', async () => {
+      const dir = await fresh();
+      const audioPath = join(dir, 'tone.wav');
+      await toneWav(audioPath);
+      const outputPath = join(dir, 'watched.mp4');
+      let watched: Promise<{ video: WatchedVideo; bytes: Buffer }> | undefined;
+      const watch = (video: WatchedVideo): void => {
+        const chunks: Buffer[] = [];
+        video.bytes.on('data', (chunk: Buffer) => chunks.push(chunk));
+        watched = new Promise((resolve, reject) => {
+          video.bytes.on('end', () => resolve({ video, bytes: Buffer.concat(chunks) }));
+          video.bytes.on('error', reject);
+        });
+      };
+      const input = { kind: 'frames', frames: barFrames(), audioPath, outputPath, settings: { format: 'mp4', ...QUALITY_PRESETS.low }, watch } as const;
+      const loaded = await load();
+      try {
+        await loaded.run(input as unknown as StageInput<K>, runContext(new AbortController().signal, dir, { progress: [] }));
+      } finally {
+        await loaded.unload();
+      }
+      expect(watched, 'watch was called').toBeDefined();
+      const { video, bytes } = await (watched as NonNullable<typeof watched>);
+      expect(bytes.toString('latin1', 4, 8), 'the stream starts with an ftyp box').toBe('ftyp');
+      expect(bytes.includes('moof'), 'the stream is fragmented (moof boxes)').toBe(true);
+      const file = await decodedDigests(outputPath, 0);
+      expect(await decodedDigests(bytes, video.audioPrimingSamples), 'decoded frames and sound, stream and file').toEqual(file);
     }, timeout);
 
     if (plugin.stage === 'encode' && plugin.captions) it('carries captions as a subtitle track (it declares captions)', async () => {

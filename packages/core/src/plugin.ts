@@ -1,5 +1,5 @@
 import type { WordTiming } from './captions.js';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { EncodeSettings } from './config.js';
 import type { AvatarErrorJSON } from './errors.js';
 import type { Logger } from './log.js';
@@ -266,7 +266,29 @@ export type EncodeInput =
      * AVATAR_ERR_LIVE_OUTPUT_CLOSED.
      */
     live?: Writable;
+    /**
+     * For an encoder that declares `watchOutput`: called once, before the first byte, with the video as
+     * it is encoded, so an inspector can measure it meanwhile. The reader takes every byte or destroys
+     * the stream (the encode then goes on without it); it ends when the encode does (an encode that
+     * fails destroys it). Not called for a format the encoder cannot watch (it may say so in its log).
+     */
+    watch?: (video: WatchedVideo) => void;
   };
+
+/**
+ * A video as it is encoded: fragmented MP4 carrying the same packets as the output file. Such a stream
+ * has no edit list: its audio starts with the encoder's priming, which the file hides
+ * (`audioPrimingSamples` at `audioSampleRate`: drop them to hear what the file plays), and its video's
+ * timestamps may start after its audio by the encoder's reordering delay. Frame n is the file's frame n.
+ */
+export interface WatchedVideo {
+  bytes: Readable;
+  width: number;
+  height: number;
+  fps: number;
+  audioPrimingSamples: number;
+  audioSampleRate: number;
+}
 
 export interface EncodedVideo {
   outputPath: string;
@@ -281,9 +303,12 @@ export interface EncodedVideo {
 }
 
 export interface InspectInput {
+  /** the video; while `watching`, it is still being written (measure the stream, name this path) */
   videoPath: string;
   /** where the mouth and the face are; a face box of zero area means the face is not known */
   regions: FrameRegions;
+  /** for an inspector that declares `watchesEncode`: the video as it is encoded (the same frames and sound) */
+  watching?: WatchedVideo;
 }
 
 /** What an inspector measured; stored in the job's result as it is. */
@@ -504,6 +529,10 @@ export interface StagePlugin<K extends StageKind = StageKind> {
   readonly liveOutput?: boolean;
   /** encode engines: carry `EncodeInput.captions` as a subtitle track or draw them into the picture */
   readonly captions?: boolean;
+  /** encode engines: hand the video to `EncodeInput.watch` as it is encoded */
+  readonly watchOutput?: boolean;
+  /** inspect engines: can measure `InspectInput.watching` while the video is encoded */
+  readonly watchesEncode?: boolean;
   /**
    * The licences of its code and of the models it loads with these (checked) options. Runs with
    * `commercialSafe` refuse an engine that declares none or one not cleared for commercial use;

@@ -14,6 +14,7 @@ import {
   type EncodingPreset,
   type FrameStream,
   type RunContext,
+  type WatchedVideo,
 } from '@avatar/core';
 import { encodeVideo, plugins } from './index.js';
 import { createFfmpegPlugin, ffmpegPlugin } from './plugin.js';
@@ -288,6 +289,89 @@ describe('ffmpeg encode plugin', () => {
     expect(error.code).toBe('AVATAR_ERR_LIVE_OUTPUT_CLOSED');
     expect(error.message).toMatch(/reader went away after \d+ bytes/);
     await expectNothingWritten('live-closed.mp4');
+  });
+
+  /** Decodes a video's frames (grey, in order) and its sound (16 kHz mono, priming dropped at 48 kHz), from a file or bytes. */
+  async function decodedBoth(source: string | Buffer, primingSamples = 0): Promise<{ frames: string; sound: string }> {
+    const decode = (args: string[]): Promise<string> => new Promise((resolve, reject) => {
+      const child = execFile('ffmpeg', ['-v', 'error', '-i', typeof source === 'string' ? source : 'pipe:0', ...args, '-f', 'md5', '-'], (error, out) => (error ? reject(error) : resolve(out.trim())));
+      if (typeof source !== 'string') child.stdin?.end(source);
+    });
+    const [frames, sound] = await Promise.all([
+      decode(['-map', '0:v:0', '-fps_mode', 'passthrough', '-pix_fmt', 'gray', '-f', 'rawvideo']),
+      decode(['-map', '0:a:0', ...(primingSamples ? ['-af', `atrim=start_sample=${primingSamples}`] : []), '-ac', '1', '-ar', '16000', '-f', 'f32le']),
+    ]);
+    return { frames, sound };
+  }
+
+  /** A watcher that takes every byte (slowly, to test the pace) and keeps them. */
+  function watcher(): { watch: (video: WatchedVideo) => void; seen: Promise<{ video: WatchedVideo; bytes: Buffer }> } {
+    let resolveSeen: (v: { video: WatchedVideo; bytes: Buffer }) => void = () => {};
+    const seen = new Promise<{ video: WatchedVideo; bytes: Buffer }>((resolve) => { resolveSeen = resolve; });
+    return {
+      watch(video) {
+        const chunks: Buffer[] = [];
+        video.bytes.on('data', (chunk: Buffer) => {
+          chunks.push(chunk);
+          video.bytes.pause();
+          setTimeout(() => video.bytes.resume(), 1);
+        });
+        video.bytes.on('end', () => resolveSeen({ video, bytes: Buffer.concat(chunks) }));
+      },
+      seen,
+    };
+  }
+
+  it('hands the video to a watcher as it is encoded: fragmented MP4, the frames and (past its priming) the sound of the file', async () => {
+    expect(ffmpegPlugin.watchOutput).toBe(true);
+    for (const live of [undefined, new Writable({ write: (_c, _e, callback) => callback() })]) {
+      const outputPath = join(dir, live ? 'watched-live.mp4' : 'watched.mp4');
+      const { watch, seen } = watcher();
+      // veryfast has B-frames: the watched copy's video starts late, its frames are still the file's
+      await encode({ kind: 'frames', frames: movingSquare(60), audioPath: twoSeconds, outputPath, settings: { ...low, fps: 25, preset: 'veryfast' }, watch, ...(live && { live }) });
+      const { video, bytes } = await seen;
+      expect({ width: video.width, height: video.height, fps: video.fps, rate: video.audioSampleRate }).toEqual({ width: 160, height: 120, fps: 25, rate: 48000 });
+      expect(topLevelBoxes(bytes).slice(0, 2)).toEqual(['ftyp', 'moov']);
+      expect(topLevelBoxes(bytes)).toContain('moof');
+      const file = await decodedBoth(outputPath, live ? video.audioPrimingSamples : 0);
+      expect(await decodedBoth(bytes, video.audioPrimingSamples), live ? 'live' : 'file').toEqual(file);
+      // without dropping the priming the sound differs: the stream does need it dropped
+      if (!live) expect((await decodedBoth(bytes)).sound).not.toBe(file.sound);
+    }
+  });
+
+  it('a watcher that goes away costs the encode nothing', async () => {
+    const outputPath = join(dir, 'watcher-gone.mp4');
+    let taken = 0;
+    const watch = (video: WatchedVideo): void => {
+      video.bytes.on('data', (chunk: Buffer) => {
+        taken += chunk.byteLength;
+        if (taken > 2000) video.bytes.destroy();
+      });
+    };
+    const encoded = await encode({ kind: 'frames', frames: movingSquare(200), audioPath: twoSeconds, outputPath, settings: { ...low, fps: 25, preset: 'ultrafast' }, watch });
+    expect(taken).toBeGreaterThan(2000);
+    // all 200 frames (8 s at 25 fps) are in the file
+    const video = (await probeMedia(outputPath)).streams.find((x) => x.type === 'video');
+    expect(Math.abs((video?.durationSeconds ?? 0) - 8)).toBeLessThan(0.1);
+    expect(encoded.durationSeconds).toBeGreaterThan(7.9);
+  });
+
+  it('a failed encode ends the watched stream with an error, not as if the video were whole', async () => {
+    const outputPath = join(dir, 'watched-fails.mp4');
+    let ended = false;
+    const watch = (video: WatchedVideo): void => {
+      video.bytes.on('data', () => {});
+      video.bytes.on('end', () => { ended = true; });
+      video.bytes.on('error', () => {});
+    };
+    const controller = new AbortController();
+    const frames = movingSquare(100_000, { onFrame: (i) => { if (i === 50) controller.abort(); } });
+    const error = await rejection(encode({ kind: 'frames', frames, audioPath: longAudio, outputPath, settings: { ...low, preset: 'ultrafast' }, watch }, ctx(controller.signal)));
+    expect(error.code).toBe('AVATAR_ERR_CANCELLED');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(ended).toBe(false);
+    await expectNothingWritten('watched-fails.mp4');
   });
 
   it('live output is MP4: WebM is refused before ffmpeg starts', async () => {

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { finished as streamFinished } from 'node:stream/promises';
 import ffmpeg from 'fluent-ffmpeg';
 import {
@@ -21,6 +21,7 @@ import {
   type EncodeSettings,
   type FrameStream,
   type Logger,
+  type WatchedVideo,
 } from '@avatar/core';
 import { recallFacts, rememberFacts, toolIdentity } from './facts.js';
 import { probeMedia, readAudioInfo, readImageInfo } from './probe.js';
@@ -404,6 +405,54 @@ async function writeAll(file: FileHandle, chunk: Buffer): Promise<void> {
 }
 
 /**
+ * A chunk for the watcher (an inspector): taken before the next is asked for, so a slow watcher slows
+ * the encode rather than filling memory; one that went away (destroyed its stream) is skipped.
+ */
+function toWatcher(watched: PassThrough, chunk: Buffer): Promise<void> {
+  if (watched.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    watched.write(chunk, () => resolve());
+  });
+}
+
+/** ffmpeg's second output (the watched copy) from its stdout into the watcher's stream, at the watcher's pace. */
+function feedWatcher(stdout: Readable, watched: PassThrough): void {
+  stdout.on('data', (chunk: Buffer) => {
+    // a watcher that went away: the bytes are read and dropped, so ffmpeg never waits on them
+    if (watched.destroyed || watched.write(chunk)) return;
+    stdout.pause();
+    const go = (): void => {
+      watched.off('drain', go);
+      watched.off('close', go);
+      stdout.resume();
+    };
+    watched.on('drain', go);
+    watched.on('close', go);
+  });
+  stdout.on('end', () => watched.end());
+}
+
+/**
+ * ffmpeg's tee muxer names its outputs in a list that `|`, `[`, `]`, `:` and quotes structure: a path
+ * with none of those (nor spaces, which it trims) goes in as it is; any other output is not watched.
+ */
+const TEE_SAFE_PATH = /^[\w/.,+=@%~-]+$/;
+
+/** Options without `name` and its value (the tee's outputs carry their muxer options themselves). */
+function without(options: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < options.length; i++) {
+    if (options[i] === name) i++;
+    else out.push(options[i] as string);
+  }
+  return out;
+}
+
+/** What ffmpeg's AAC encoder puts before the sound (its priming, in samples at the output's 48 kHz). */
+const AAC_PRIMING_SAMPLES = 1024;
+const AUDIO_RATE = 48000;
+
+/**
  * ffmpeg's fragmented MP4 as it comes out, into the partial file and into the live stream: each chunk is
  * taken by both before the next is asked for, so a slow reader slows the encoder (and with it the
  * renderer) instead of filling memory. A failing live stream fails the encode with
@@ -418,7 +467,7 @@ class LiveTee extends Writable {
     this.liveError ??= error;
   };
 
-  constructor(private readonly path: string, private readonly live: Writable) {
+  constructor(private readonly path: string, private readonly live: Writable, private readonly watched?: PassThrough) {
     // no 'close' for fluent-ffmpeg to see: it takes a closed output for a failure and kills ffmpeg
     super({ emitClose: false });
     // a reader that goes away shows as an 'error' on the stream, maybe after the write's callback
@@ -433,14 +482,17 @@ class LiveTee extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    Promise.all([writeAll(this.file as FileHandle, chunk), this.toLive(chunk)]).then(() => callback(), (error: Error) => callback(error));
+    const watching = this.watched ? toWatcher(this.watched, chunk) : undefined;
+    Promise.all([writeAll(this.file as FileHandle, chunk), this.toLive(chunk), watching]).then(() => callback(), (error: Error) => callback(error));
   }
 
   override _final(callback: (error?: Error | null) => void): void {
+    this.watched?.end();
     this.release().then(() => callback(), callback);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.watched?.destroy();
     this.release().then(() => callback(error), () => callback(error));
   }
 
@@ -479,10 +531,13 @@ class LiveTee extends Writable {
  * stream, and no buffer is overwritten while ffmpeg may still read it.
  */
 export async function encodeFrames(
-  input: { frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings; live?: Writable; captions?: { path: string; mode: 'soft' | 'burn' } },
+  input: {
+    frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings; live?: Writable;
+    captions?: { path: string; mode: 'soft' | 'burn' }; watch?: (video: WatchedVideo) => void;
+  },
   options: EncodeOptions = {},
 ): Promise<EncodedVideo> {
-  const { frames, audioPath, outputPath, live, captions } = input;
+  const { frames, audioPath, outputPath, live, captions, watch } = input;
   // The stream's own frame rate is the truth: frames were rendered for it.
   const settings: EncodeSettings = { ...input.settings, fps: frames.fps };
   const { width, height } = frames;
@@ -515,7 +570,13 @@ export async function encodeFrames(
 
   return withPartialOutput(outputPath, settings, options, async (job) => {
     job.log.info('encoding frame stream', { width: geometry.width, height: geometry.height, frames: expected, fps: frames.fps, format: settings.format, live: live !== undefined });
-    const tee = live ? new LiveTee(job.partialPath, live) : undefined;
+    // A watcher (an inspector measuring while the video is made) gets fragmented MP4: a live encode's own
+    // bytes, or else a second output of the same packets through ffmpeg's tee muxer on its stdout.
+    const watchable = watch && settings.format === 'mp4' && (live || TEE_SAFE_PATH.test(job.partialPath));
+    if (watch && !watchable) job.log.debug('the video is not watched while it is encoded', { reason: settings.format !== 'mp4' ? 'not MP4' : 'a path the tee muxer cannot take' });
+    const watched = watchable ? new PassThrough() : undefined;
+    const teeToStdout = watched !== undefined && !live;
+    const tee = live ? new LiveTee(job.partialPath, live, watched) : undefined;
     // (fluent-ffmpeg listens only once ffmpeg is spawned: a file that cannot be opened fails before; the
     // failure reaches the run through ffmpeg's end and streamFinished below)
     tee?.on('error', () => {});
@@ -549,18 +610,28 @@ export async function encodeFrames(
       if (captions?.mode === 'burn') filters.push(burnFilter(captions.path));
       // (spread, not an array: fluent-ffmpeg splits an array's element that holds one space in two, and a
       // caption file's path or style may hold one)
+      const outputOptions = [
+        '-map', '0:v:0', '-map', '1:a:0',
+        ...(soft ? ['-map', '2:s:0', '-c:s', settings.format === 'webm' ? 'webvtt' : 'mov_text', '-metadata:s:s:0', 'language=und'] : []),
+        // NVENC's stream has no timestamps of its own and no B-frames: picture n is shown at n / fps
+        ...(gpu ? ['-bsf:v', `setts=ts=N/(${frames.fps}*TB)`, ...mp4Container(settings, live !== undefined)] : ['-vf', filters.join(','), '-r', String(frames.fps), ...codec.options]),
+      ];
       command
         .outputOptions(
           '-hide_banner',
-          '-map', '0:v:0', '-map', '1:a:0',
-          ...(soft ? ['-map', '2:s:0', '-c:s', settings.format === 'webm' ? 'webvtt' : 'mov_text', '-metadata:s:s:0', 'language=und'] : []),
-          // NVENC's stream has no timestamps of its own and no B-frames: picture n is shown at n / fps
-          ...(gpu ? ['-bsf:v', `setts=ts=N/(${frames.fps}*TB)`, ...mp4Container(settings, live !== undefined)] : ['-vf', filters.join(','), '-r', String(frames.fps), ...codec.options]),
+          // the tee muxer's outputs take the codecs' headers from their global extradata, which the
+          // encoders only write when asked; the file's decoded frames and sound are the same either way
+          ...(teeToStdout ? [...without(outputOptions, '-movflags'), '-flags', '+global_header'] : outputOptions),
         )
         .videoCodec(gpu ? 'copy' : codec.videoCodec)
         .audioCodec(codec.audioCodec)
-        .format(codec.muxer)
-        .output(tee ?? job.partialPath);
+        .format(teeToStdout ? 'tee' : codec.muxer)
+        // (the file: onfail=abort, which ffmpeg 5.1 does not take as the default it documents, so a full
+        // disk ends the encode; the watched copy: onfail=ignore, so a watcher that goes away costs the file nothing)
+        .output(tee ?? (teeToStdout ? `[f=mp4:movflags=+faststart:onfail=abort]${job.partialPath}|[f=mp4:movflags=+frag_keyframe+empty_moov+default_base_moof:onfail=ignore]pipe:1` : job.partialPath));
+      if (watched) {
+        watch?.({ bytes: watched, width: geometry.width, height: geometry.height, fps: frames.fps, audioPrimingSamples: AAC_PRIMING_SAMPLES, audioSampleRate: AUDIO_RATE });
+      }
       const running = start(command, job, () => {});
 
       let abortWait: () => void = () => {};
@@ -583,6 +654,7 @@ export async function encodeFrames(
           throw encodeFailed(outputPath, 'ffmpeg did not start');
         }
         const stdin = proc.stdin;
+        if (teeToStdout && watched && proc.stdout) feedWatcher(proc.stdout, watched);
         // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
         stdin.on('error', () => {});
         const exited = running.done.then(() => 'exited' as const, () => 'exited' as const);
@@ -655,6 +727,8 @@ export async function encodeFrames(
         options.progress?.(1, 'encoded');
       } catch (error) {
         running.kill();
+        // a watcher must not take a video that was not finished for one that was
+        watched?.destroy(isAvatarError(error) ? error : undefined);
         await running.done.catch(() => {});
         // the tee's own failure (its file, its reader) is the cause whatever ffmpeg said of it
         const teeError = tee?.errored;

@@ -61,6 +61,8 @@ export function createFfmpegPlugin(paths: FfmpegPluginOptions = {}): StagePlugin
     // streamed frames can go out as fragmented MP4 while they are encoded (EncodeInput.live)
     liveOutput: true,
     captions: true,
+    // an MP4's packets also go to EncodeInput.watch as they are written (fragmented MP4), for an inspector
+    watchOutput: true,
     // ffmpeg runs as a separate program; Debian's build (with x264) is GPL, which allows commercial use
     license: () => ({ code: 'MIT (runs ffmpeg with libx264: GPL-2.0-or-later as built by Debian)', commercialUse: true, models: [] }),
     check: () => check(paths),

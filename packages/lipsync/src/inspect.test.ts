@@ -1,10 +1,11 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { execFile, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AvatarError, QUALITY_PRESETS, silentLogger } from '@avatar/core';
+import { AvatarError, QUALITY_PRESETS, isAvatarError, silentLogger } from '@avatar/core';
 import type { EncodeSettings, FrameStream, RunContext, Speech } from '@avatar/core';
 import { plugins as encodePlugins } from '@avatar/encode';
 import { encodeWav, plugins as ttsPlugins } from '@avatar/tts';
@@ -315,6 +316,40 @@ describe('inspectVideo on encoded videos with real speech', () => {
     // the killed decode is reaped within moments
     for (let i = 0; i < 250 && children().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(children()).toEqual([]);
+  });
+
+  it('measures a video as it is encoded (the watched stream) with the figures of the finished file', async () => {
+    const plugin = encodePlugins.find((p) => p.name === 'ffmpeg');
+    if (!plugin || plugin.stage !== 'encode') throw new Error('no ffmpeg encode plugin');
+    const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
+    // veryfast: B-frames, so the watched copy's video starts late and its sound carries the priming
+    const settings: EncodeSettings = { format: 'mp4', ...QUALITY_PRESETS.low, preset: 'veryfast', fps: FPS };
+    const outputPath = join(dir, 'watched.mp4');
+    let watched: Promise<InspectionReport> | undefined;
+    try {
+      await loaded.run({
+        kind: 'frames', frames: frames({ open: (i) => opening[i - 3] ?? 0 }), audioPath: wavPath, outputPath, settings,
+        watch: (video) => { watched = inspectVideo(outputPath, { mouthBox: MOUTH, faceBox: FACE, watching: video }); },
+      }, ctx());
+    } finally {
+      await loaded.unload();
+    }
+    if (!watched) throw new Error('the encoder did not hand the video over');
+    const fromStream = await watched;
+    const fromFile = await inspectVideo(outputPath, { mouthBox: MOUTH, faceBox: FACE });
+    expect(fromStream.sync.lagFrames).toBe(3);
+    expect({ ...fromStream, elapsedSeconds: 0 }).toEqual({ ...fromFile, elapsedSeconds: 0 });
+  });
+
+  it('refuses a watched stream that stops before the video is whole, and stops its decode', async () => {
+    const bytes = new PassThrough();
+    const whole = await readFile(join(dir, 'sync.mp4'));
+    const inspecting = inspectVideo(join(dir, 'cut.mp4'), { mouthBox: MOUTH, watching: { bytes, width: W, height: H, fps: FPS, audioPrimingSamples: 1024, audioSampleRate: 48000 } });
+    bytes.write(whole.subarray(0, 4000));
+    setTimeout(() => bytes.destroy(new Error('the encode failed')), 50);
+    const error = await inspecting.then(() => undefined, (e: unknown) => e);
+    expect(isAvatarError(error, 'AVATAR_ERR_INPUT_NOT_VIDEO')).toBe(true);
+    expect(String((error as Error).message)).toMatch(/stopped before the video was whole/);
   });
 
   it('prints the figures', () => {

@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { AvatarError, FFMPEG_INSTALL, checkReadableFile, ffmpegPath, ffprobePath, readMp4Summary, toolMissing } from '@avatar/core';
+import type { WatchedVideo } from '@avatar/core';
 import { clamp, pearson, quantile, speechGate, toDb } from './dsp.js';
 
 /** A rectangle in the video's own pixels. */
@@ -26,6 +27,12 @@ export interface InspectOptions {
   borderFraction?: number;
   /** frames are analysed at most this many pixels on the longer side (default 640) */
   maxAnalysisSize?: number;
+  /**
+   * The video as it is encoded (fragmented MP4, the same packets as the file at `path`, which is not
+   * finished yet): measured from these bytes as they come, with the encoder's audio priming dropped,
+   * so the figures are those of the file.
+   */
+  watching?: WatchedVideo;
   signal?: AbortSignal;
 }
 
@@ -177,16 +184,38 @@ function decode(
   signal: AbortSignal | undefined,
   outputs: ((chunk: Buffer) => void)[],
   onStart?: (streams: Readable[]) => void,
+  feed?: { stream: Readable; head: Buffer[] },
 ): Promise<void> {
+  const input = feed?.stream;
   return new Promise((resolve, reject) => {
     const extra = outputs.slice(1).map(() => 'pipe' as const);
     // SIGKILL on abort: a decode whose output the caller paused is blocked writing into a full pipe,
     // and ffmpeg's SIGTERM handler lets that write resume, so SIGTERM would leave it running
-    const child = spawn(ffmpeg, ['-v', 'error', '-nostdin', ...args], { stdio: ['ignore', 'pipe', 'pipe', ...extra], killSignal: 'SIGKILL', ...(signal && { signal }) });
-    const streams = outputs.map((_, k) => child.stdio[k === 0 ? 1 : k + 2] as Readable);
-    onStart?.(streams);
+    const child = spawn(ffmpeg, ['-v', 'error', ...(input ? [] : ['-nostdin']), ...args], { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe', ...extra], killSignal: 'SIGKILL', ...(signal && { signal }) });
     let stderr = '';
     let failed: unknown;
+    if (input && child.stdin) {
+      // the bytes as they come; a stream that stops short of its end (the encode failed) is no video
+      let whole = input.readableEnded;
+      input.once('end', () => { whole = true; });
+      const stopped = (): void => {
+        if (whole) return;
+        failed ??= notVideo(path, 'the encode stopped before the video was whole');
+        child.kill('SIGKILL');
+      };
+      // (it may have gone while its first fragment was awaited)
+      if (input.destroyed) stopped();
+      else input.once('close', stopped);
+      input.on('error', () => {});
+      child.stdin.on('error', () => {});
+      // what was read before the decode started, then the rest as it comes
+      for (const chunk of feed.head) child.stdin.write(chunk);
+      input.pipe(child.stdin);
+      // once ffmpeg is gone, the encoder must not wait on a reader that is not there
+      child.once('close', () => input.destroy());
+    }
+    const streams = outputs.map((_, k) => child.stdio[k === 0 ? 1 : k + 2] as Readable);
+    onStart?.(streams);
     streams.forEach((stream, k) => stream.on('data', (chunk: Buffer) => {
       if (failed) return;
       try { (outputs[k] as (chunk: Buffer) => void)(chunk); } catch (error) { failed = error; child.kill('SIGKILL'); }
@@ -198,6 +227,34 @@ function decode(
       if (code === 0) return resolve();
       reject(notVideo(path, stderr.trim().split('\n').pop() || `ffmpeg exited with ${code}`));
     });
+  });
+}
+
+/**
+ * Reads a fragmented MP4 up to the end of the chunk that holds its first fragment's `moof` (or its end),
+ * and hands those chunks back; the stream is left paused at that point.
+ */
+function firstFragment(stream: Readable): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  if (stream.readableEnded || stream.destroyed) return Promise.resolve(chunks);
+  return new Promise((resolve) => {
+    let tail: Buffer = Buffer.alloc(0);
+    const done = (): void => {
+      stream.off('data', onData);
+      stream.off('end', done);
+      stream.off('close', done);
+      stream.pause();
+      resolve(chunks);
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      // (a box name may straddle two chunks)
+      if (Buffer.concat([tail, chunk.subarray(0, 3)]).includes('moof') || chunk.includes('moof')) done();
+      else tail = chunk.subarray(Math.max(0, chunk.length - 3));
+    };
+    stream.on('data', onData);
+    stream.on('end', done);
+    stream.on('close', done);
   });
 }
 
@@ -313,7 +370,13 @@ const GRID = 64;
  */
 export async function inspectVideo(path: string, options: InspectOptions): Promise<InspectionReport> {
   const started = performance.now();
-  await checkReadableFile(path, 'video');
+  const { watching } = options;
+  if (!watching) await checkReadableFile(path, 'video');
+  // the decode starts once the first fragment is out: its process start would otherwise compete with the
+  // encoder while it draws and encodes the first second, which is what a live viewer waits for
+  // (a stream that fails is told by its closing before its end; its error is the encoder's to report)
+  watching?.bytes.on('error', () => {});
+  const head = watching ? await firstFragment(watching.bytes) : [];
   const ffmpeg = options.ffmpegPath ?? ffmpegPath();
   const ffprobe = options.ffprobePath ?? ffprobePath();
   const maxLag = Math.max(1, Math.round(options.maxLagFrames ?? 5));
@@ -347,20 +410,26 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
     waiting.push(Buffer.from(frame));
     if (waiting.length >= MAX_WAITING) pause?.();
   });
+  // (a watched stream's sound starts with the encoder's priming, which the file's edit list hides: dropped
+  // before resampling, the samples are the file's, bit for bit)
+  const priming = watching && watching.audioPrimingSamples > 0 ? ['-af', `atrim=start_sample=${Math.round(watching.audioPrimingSamples)}`] : [];
   const decoded = decode(ffmpeg, [
-    '-i', path,
+    '-i', watching ? 'pipe:0' : path,
     '-map', '0:v:0', '-fps_mode', 'passthrough', ...vf, '-f', 'image2pipe', '-c:v', 'pgm', 'pipe:1',
-    '-map', '0:a:0', '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:3',
+    '-map', '0:a:0', ...priming, '-ac', '1', '-ar', String(SR), '-f', 'f32le', 'pipe:3',
   ], path, decodeSignal, [(chunk) => pictures.push(chunk), (chunk) => audioChunks.push(chunk)], ([video]) => {
     pause = () => video?.pause();
     resume = () => video?.resume();
-  });
+  }, watching && { stream: watching.bytes, head });
   // awaited below; until then a failure must not count as unhandled
   decoded.catch(() => undefined);
 
   let info: Awaited<ReturnType<typeof probe>>;
   try {
-    info = (await probeMp4(path)) ?? (await probe(path, ffprobe, options.signal));
+    // a watched stream's frames are the file's from its first: both start at 0, as the file's do
+    info = watching
+      ? { width: watching.width, height: watching.height, fps: watching.fps, frameCount: undefined, videoStart: 0, audioStart: 0, duration: 0 }
+      : (await probeMp4(path)) ?? (await probe(path, ffprobe, options.signal));
     checkBox('mouth', options.mouthBox, info.width, info.height);
     if (options.faceBox) checkBox('face', options.faceBox, info.width, info.height);
   } catch (error) {

@@ -161,13 +161,15 @@ export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
   },
 });
 
-/** Measures a finished talking-head video from the outside: decoded frames and audio only. */
+/** Measures a talking-head video from the outside (decoded frames and audio only), finished or as it is encoded. */
 export const syncInspectorPlugin: StagePlugin<'inspect'> = defineStagePlugin({
   name: 'sync-inspector',
   stage: 'inspect',
   apiVersion: PLUGIN_API_VERSION,
   description: 'mouth motion against the audio envelope, stillness in silences, border motion, mouth sharpness',
   resources: { device: 'cpu' },
+  // measures the video while it is encoded, from the same packets (InspectInput.watching)
+  watchesEncode: true,
   options: {
     type: 'object',
     properties: {
@@ -183,7 +185,7 @@ export const syncInspectorPlugin: StagePlugin<'inspect'> = defineStagePlugin({
         const { mouth, face } = input.regions;
         // a face box of no area: not known, so the whole border band is measured
         const faceBox = face.width > 0 && face.height > 0 ? face : undefined;
-        const report = await inspectVideo(input.videoPath, { mouthBox: mouth, ...(faceBox && { faceBox }), maxAnalysisSize, signal: ctx.signal });
+        const report = await inspectVideo(input.videoPath, { mouthBox: mouth, ...(faceBox && { faceBox }), maxAnalysisSize, ...(input.watching && { watching: input.watching }), signal: ctx.signal });
         return {
           lagFrames: report.sync.lagFrames,
           correlation: round(report.sync.correlation),
