@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  AvatarError, MemoryLogger, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
+  AvatarError, MemoryLogger, PLUGIN_API_VERSION, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
 } from '@avatar/core';
 import type { Avatar, FrameStream, LoadContext, ProgressEvent, StagePlugin } from '@avatar/core';
 import { DEFAULT_VOICE } from '@avatar/tts';
@@ -234,6 +234,26 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(existsSync(out)).toBe(false);
     expect((await readdir(dir)).filter((f) => f.includes('partial') || f.startsWith('.late-cancel'))).toEqual([]);
   });
+
+  it('an inspector that would watch the encode but fails to load stops nothing: the run ends with its error, the encode not left waiting on it', async () => {
+    const registry = new PluginRegistry();
+    for (const pkg of ['@avatar/tts', '@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    registry.register({
+      name: 'broken-watcher', stage: 'inspect', apiVersion: PLUGIN_API_VERSION, resources: { device: 'cpu' }, watchesEncode: true,
+      async load() { throw new AvatarError('AVATAR_ERR_STAGE_FAILED', { stage: 'inspect', reason: 'this inspector cannot load' }); },
+    } as StagePlugin<'inspect'>, 'test');
+    const storage = join(dir, 's-watch');
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const out = join(dir, 'broken-watcher.mp4');
+    // long enough that the encoder would fill a reader's buffer many times over
+    const result = await coordinator.execute({
+      text: 'A sentence long enough to make a video of several seconds, so that its encoder writes far more than a stream holds before anyone reads it.',
+      avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low', engines: { inspect: 'broken-watcher' } },
+    });
+    expect(result.error?.message).toMatch(/cannot load/);
+    expect(result.stagesCompleted).toContain('encode_video');
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
 
   it('an encoder that declares memory runs alongside the renderer instead of waiting for it', async () => {
     const events: string[] = [];

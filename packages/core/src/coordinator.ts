@@ -854,11 +854,22 @@ export class PipelineCoordinator {
     encodeSettled.catch(() => {});
     const watchWith = (regions: FrameRegions) => (video: WatchedVideo): void => {
       if (!inspector) return;
+      // (the encode's failure reaches the run through the encode; the stream only closes early)
+      video.bytes.on('error', () => {});
       watched = run.stage('inspect_video', async (ctx) => {
-        const measuring = this.runStage(inspector, { videoPath: partial, regions, watching: video }, ctx, { alongside: true });
+        // an inspector that stops, done or failed or before it read a byte, lets go of the stream: the
+        // encode never waits on a reader that is not there
+        const measuring = this.runStage(inspector, { videoPath: partial, regions, watching: video }, ctx, { alongside: true })
+          .finally(() => video.bytes.destroy());
         measuring.catch(() => {});
-        // it ends after the encode: a failed encode is the run's failure, whatever the inspector saw of it
-        await encodeSettled;
+        try {
+          // it ends after the encode: a failed encode is the run's failure, whatever the inspector saw of it
+          await encodeSettled;
+        } catch (error) {
+          video.bytes.destroy();
+          await measuring.catch(() => {});
+          throw error;
+        }
         return measuring;
       }, inspector);
       watched.catch(() => {});

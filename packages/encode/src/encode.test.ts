@@ -340,38 +340,66 @@ describe('ffmpeg encode plugin', () => {
     }
   });
 
-  it('a watcher that goes away costs the encode nothing', async () => {
-    const outputPath = join(dir, 'watcher-gone.mp4');
-    let taken = 0;
-    const watch = (video: WatchedVideo): void => {
-      video.bytes.on('data', (chunk: Buffer) => {
-        taken += chunk.byteLength;
-        if (taken > 2000) video.bytes.destroy();
-      });
-    };
-    const encoded = await encode({ kind: 'frames', frames: movingSquare(200), audioPath: twoSeconds, outputPath, settings: { ...low, fps: 25, preset: 'ultrafast' }, watch });
-    expect(taken).toBeGreaterThan(2000);
-    // all 200 frames (8 s at 25 fps) are in the file
-    const video = (await probeMedia(outputPath)).streams.find((x) => x.type === 'video');
-    expect(Math.abs((video?.durationSeconds ?? 0) - 8)).toBeLessThan(0.1);
-    expect(encoded.durationSeconds).toBeGreaterThan(7.9);
+  it('a watcher that goes away, also while a write waits on it, costs the encode nothing', async () => {
+    for (const live of [undefined, new Writable({ write: (_c, _e, callback) => callback() })]) {
+      const outputPath = join(dir, live ? 'watcher-gone-live.mp4' : 'watcher-gone.mp4');
+      let taken = 0;
+      const watch = (video: WatchedVideo): void => {
+        video.bytes.on('data', (chunk: Buffer) => {
+          taken += chunk.byteLength;
+          // it stops reading (writes wait on it), then goes away
+          if (taken > 2000) {
+            video.bytes.pause();
+            setTimeout(() => video.bytes.destroy(), 200);
+          }
+        });
+      };
+      const encoded = await encode({ kind: 'frames', frames: movingSquare(200), audioPath: twoSeconds, outputPath, settings: { ...low, fps: 25, preset: 'ultrafast' }, watch, ...(live && { live }) });
+      expect(taken).toBeGreaterThan(2000);
+      // all 200 frames (8 s at 25 fps) are in the file
+      const video = (await probeMedia(outputPath)).streams.find((x) => x.type === 'video');
+      expect(Math.abs((video?.durationSeconds ?? 0) - 8)).toBeLessThan(0.1);
+      expect(encoded.durationSeconds).toBeGreaterThan(7.9);
+    }
   });
 
-  it('a failed encode ends the watched stream with an error, not as if the video were whole', async () => {
-    const outputPath = join(dir, 'watched-fails.mp4');
-    let ended = false;
-    const watch = (video: WatchedVideo): void => {
-      video.bytes.on('data', () => {});
-      video.bytes.on('end', () => { ended = true; });
-      video.bytes.on('error', () => {});
-    };
+  it('a failed encode closes the watched stream before its end, not as if the video were whole', async () => {
+    for (const [how, live] of [['cancel', undefined], ['renderer', undefined], ['renderer', new Writable({ write: (_c, _e, callback) => callback() })]] as const) {
+      const outputPath = join(dir, 'watched-fails.mp4');
+      let ended = false;
+      let closed = false;
+      const watch = (video: WatchedVideo): void => {
+        video.bytes.on('data', () => {});
+        video.bytes.on('end', () => { ended = true; });
+        video.bytes.on('close', () => { closed = true; });
+      };
+      const controller = new AbortController();
+      // a cancel, or a renderer that fails after 60 frames (ffmpeg itself ends its output cleanly then)
+      const square = movingSquare(100_000, { onFrame: (i) => { if (how === 'cancel' && i === 50) controller.abort(); } });
+      async function* failing(): AsyncGenerator<Uint8Array> {
+        let n = 0;
+        for await (const frame of square.frames) {
+          if (++n > 60) throw new Error('the renderer failed');
+          yield frame;
+        }
+      }
+      const frames = how === 'cancel' ? square : { ...square, frames: failing() };
+      const error = await encode({ kind: 'frames', frames, audioPath: longAudio, outputPath, settings: { ...low, preset: 'ultrafast' }, watch, ...(live && { live }) }, ctx(controller.signal)).then(() => undefined, (e: unknown) => e);
+      expect(error, `${how} ${live ? 'live' : 'file'}`).toBeDefined();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(closed, `${how} ${live ? 'live' : 'file'}`).toBe(true);
+      expect(ended, `${how} ${live ? 'live' : 'file'}`).toBe(false);
+      await expectNothingWritten('watched-fails.mp4');
+    }
+  });
+
+  it('a watcher that attaches nothing to the stream does not crash a failing encode', async () => {
+    const outputPath = join(dir, 'watched-ignored.mp4');
     const controller = new AbortController();
-    const frames = movingSquare(100_000, { onFrame: (i) => { if (i === 50) controller.abort(); } });
-    const error = await rejection(encode({ kind: 'frames', frames, audioPath: longAudio, outputPath, settings: { ...low, preset: 'ultrafast' }, watch }, ctx(controller.signal)));
+    const frames = movingSquare(100_000, { onFrame: (i) => { if (i === 5) controller.abort(); } });
+    const error = await rejection(encode({ kind: 'frames', frames, audioPath: longAudio, outputPath, settings: { ...low, preset: 'ultrafast' }, watch: () => {} }, ctx(controller.signal)));
     expect(error.code).toBe('AVATAR_ERR_CANCELLED');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(ended).toBe(false);
-    await expectNothingWritten('watched-fails.mp4');
+    await expectNothingWritten('watched-ignored.mp4');
   });
 
   it('live output is MP4: WebM is refused before ffmpeg starts', async () => {

@@ -411,12 +411,26 @@ async function writeAll(file: FileHandle, chunk: Buffer): Promise<void> {
 function toWatcher(watched: PassThrough, chunk: Buffer): Promise<void> {
   if (watched.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
-    watched.write(chunk, () => resolve());
+    // (a stream destroyed with this write pending never calls its callback: its closing says it)
+    const done = (): void => {
+      watched.off('close', done);
+      resolve();
+    };
+    watched.on('close', done);
+    watched.write(chunk, done);
   });
 }
 
-/** ffmpeg's second output (the watched copy) from its stdout into the watcher's stream, at the watcher's pace. */
-function feedWatcher(stdout: Readable, watched: PassThrough): void {
+/**
+ * ffmpeg's second output (the watched copy) from its stdout into the watcher's stream, at the watcher's
+ * pace; resolves once ffmpeg's stdout has ended (the stream itself is ended only when the encode has
+ * succeeded: a watcher must not take a video that failed for a whole one).
+ */
+function feedWatcher(stdout: Readable, watched: PassThrough): Promise<void> {
+  const drained = new Promise<void>((resolve) => {
+    stdout.once('end', resolve);
+    stdout.once('close', resolve);
+  });
   stdout.on('data', (chunk: Buffer) => {
     // a watcher that went away: the bytes are read and dropped, so ffmpeg never waits on them
     if (watched.destroyed || watched.write(chunk)) return;
@@ -429,7 +443,7 @@ function feedWatcher(stdout: Readable, watched: PassThrough): void {
     watched.on('drain', go);
     watched.on('close', go);
   });
-  stdout.on('end', () => watched.end());
+  return drained;
 }
 
 /**
@@ -487,12 +501,12 @@ class LiveTee extends Writable {
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.watched?.end();
     this.release().then(() => callback(), callback);
   }
 
+  // (the watched stream is ended or destroyed by the encode once it knows how it went: this tee is
+  // destroyed after it finishes, too)
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.watched?.destroy();
     this.release().then(() => callback(error), () => callback(error));
   }
 
@@ -537,7 +551,7 @@ export async function encodeFrames(
   },
   options: EncodeOptions = {},
 ): Promise<EncodedVideo> {
-  const { frames, audioPath, outputPath, live, captions, watch } = input;
+  const { frames, audioPath, outputPath, live } = input;
   // The stream's own frame rate is the truth: frames were rendered for it.
   const settings: EncodeSettings = { ...input.settings, fps: frames.fps };
   const { width, height } = frames;
@@ -553,14 +567,9 @@ export async function encodeFrames(
       field: 'output format', problem: 'must be mp4 for live output', value: settings.format, expected: 'Stream MP4, or write WebM to a file.',
     });
   }
-  const geometry = outputGeometry(width, height, settings.size);
-  const codec = codecArgs(settings, false, { live: live !== undefined });
-  const yuv = frames.pixelFormat === 'yuv420p';
-  if (yuv && (width % 2 !== 0 || height % 2 !== 0)) {
+  if (frames.pixelFormat === 'yuv420p' && (width % 2 !== 0 || height % 2 !== 0)) {
     throw encodeFailed(outputPath, `a yuv420p frame stream needs even sizes, got ${width}x${height}`);
   }
-  const frameBytes = yuv ? (width * height * 3) / 2 : width * height * 4;
-  const frameKind = yuv ? 'yuv420p' : 'RGBA';
   const expected = frames.frameCount;
   const videoSeconds = expected / frames.fps;
   const log = options.log ?? silentLogger;
@@ -568,6 +577,33 @@ export async function encodeFrames(
     log.warn('frame count and audio length differ', { videoSeconds, audioSeconds: audio.durationSeconds });
   }
 
+  // the watched copy ends only once the encode has succeeded (file checked and in place); else it is destroyed
+  const watching: { stream?: PassThrough } = {};
+  try {
+    const video = await encodeFramesInto(input, settings, options, (stream) => { watching.stream = stream; });
+    watching.stream?.end();
+    return video;
+  } catch (error) {
+    watching.stream?.destroy(isAvatarError(error) ? error : undefined);
+    throw error;
+  }
+}
+
+/** encodeFrames' work once its inputs are checked: ffmpeg, the frames into it, the file in place. */
+async function encodeFramesInto(
+  input: Parameters<typeof encodeFrames>[0],
+  settings: EncodeSettings,
+  options: EncodeOptions,
+  onWatched: (watched: PassThrough) => void,
+): Promise<EncodedVideo> {
+  const { frames, audioPath, outputPath, live, captions, watch } = input;
+  const { width, height } = frames;
+  const geometry = outputGeometry(width, height, settings.size);
+  const codec = codecArgs(settings, false, { live: live !== undefined });
+  const yuv = frames.pixelFormat === 'yuv420p';
+  const frameBytes = yuv ? (width * height * 3) / 2 : width * height * 4;
+  const frameKind = yuv ? 'yuv420p' : 'RGBA';
+  const expected = frames.frameCount;
   return withPartialOutput(outputPath, settings, options, async (job) => {
     job.log.info('encoding frame stream', { width: geometry.width, height: geometry.height, frames: expected, fps: frames.fps, format: settings.format, live: live !== undefined });
     // A watcher (an inspector measuring while the video is made) gets fragmented MP4: a live encode's own
@@ -575,6 +611,11 @@ export async function encodeFrames(
     const watchable = watch && settings.format === 'mp4' && (live || TEE_SAFE_PATH.test(job.partialPath));
     if (watch && !watchable) job.log.debug('the video is not watched while it is encoded', { reason: settings.format !== 'mp4' ? 'not MP4' : 'a path the tee muxer cannot take' });
     const watched = watchable ? new PassThrough() : undefined;
+    if (watched) {
+      // its failure is the encode's to report; a watcher learns it from the stream closing before its end
+      watched.on('error', () => {});
+      onWatched(watched);
+    }
     const teeToStdout = watched !== undefined && !live;
     const tee = live ? new LiveTee(job.partialPath, live, watched) : undefined;
     // (fluent-ffmpeg listens only once ffmpeg is spawned: a file that cannot be opened fails before; the
@@ -654,7 +695,7 @@ export async function encodeFrames(
           throw encodeFailed(outputPath, 'ffmpeg did not start');
         }
         const stdin = proc.stdin;
-        if (teeToStdout && watched && proc.stdout) feedWatcher(proc.stdout, watched);
+        const fed = teeToStdout && watched && proc.stdout ? feedWatcher(proc.stdout, watched) : undefined;
         // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
         stdin.on('error', () => {});
         const exited = running.done.then(() => 'exited' as const, () => 'exited' as const);
@@ -717,8 +758,9 @@ export async function encodeFrames(
         if (finished && gpu) await writeChunk(stdin, gpu.encoder.finish()).catch(() => { finished = false; });
         if (finished) stdin.end();
         await running.done;
-        // the last fragments may still be on their way to the file and the reader
+        // the last fragments may still be on their way to the file and the readers
         if (tee) await streamFinished(tee);
+        await fed;
         if (!finished) throw encodeFailed(outputPath, `ffmpeg stopped after ${written} frames`);
         if (written === 0) throw encodeFailed(outputPath, 'the frame stream had no frames');
         if (expected > 0 && written !== expected) {
@@ -727,8 +769,6 @@ export async function encodeFrames(
         options.progress?.(1, 'encoded');
       } catch (error) {
         running.kill();
-        // a watcher must not take a video that was not finished for one that was
-        watched?.destroy(isAvatarError(error) ? error : undefined);
         await running.done.catch(() => {});
         // the tee's own failure (its file, its reader) is the cause whatever ffmpeg said of it
         const teeError = tee?.errored;
