@@ -45,7 +45,6 @@ function barFrames(): FrameStream {
   return { width, height, fps: 25, frameCount: count, frames: frames() };
 }
 
-/** A two-second 16 kHz mono tone as a WAV file. */
 /**
  * Digests of a video's decoded frames (grey, in order) and sound (16 kHz mono, `primingSamples` dropped
  * first at its own rate), from a file or from bytes, by ffmpeg.
@@ -62,6 +61,7 @@ async function decodedDigests(source: string | Buffer, primingSamples: number): 
   return { frames, sound };
 }
 
+/** A two-second 16 kHz mono tone as a WAV file. */
 async function toneWav(path: string): Promise<void> {
   const rate = 16_000, samples = 2 * rate;
   const wav = Buffer.alloc(44 + 2 * samples);
