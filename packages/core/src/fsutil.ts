@@ -65,7 +65,7 @@ export async function atomicWriteSmallFile(path: string, data: string): Promise<
  * disk) removes it, so no empty or torn file is left for a reader to take as written. `exclusive`
  * fails with EEXIST when the file is there already, and then leaves that file alone.
  */
-export async function writeWholeFile(path: string, data: string, options: { exclusive?: boolean } = {}): Promise<void> {
+export async function writeWholeFile(path: string, data: string | Uint8Array, options: { exclusive?: boolean } = {}): Promise<void> {
   const handle = await open(path, options.exclusive ? 'wx' : 'w');
   try {
     try {

@@ -56,6 +56,24 @@ export interface TtsInput {
   outputPath: string;
   /** refuse speech longer than this */
   maxSeconds: number;
+  /**
+   * Called with each part of the speech (a sentence) as soon as it and every part before it are made,
+   * in order, before the whole is written, so later stages can start on the first sentence. An engine
+   * that makes its speech in one piece calls it once, with all of it.
+   */
+  onPart?: (part: SpeechPart) => void;
+}
+
+/** A part of a speech as it is made: its samples, and its phones and words timed from the start of the whole. */
+export interface SpeechPart {
+  /** 0, 1, 2... in the order of the text */
+  index: number;
+  pcm: Int16Array;
+  sampleRate: number;
+  /** where it starts in the whole speech, seconds */
+  startSeconds: number;
+  phonemes?: PhonemeTiming[];
+  words?: WordTiming[];
 }
 
 export interface PhonemeTiming {

@@ -332,6 +332,30 @@ describe('the mouth track as the audio arrives', () => {
     expect(same(track, computeMouthTrack(joined, { fps: 25 }))).toBe(true);
   });
 
+  it('fed the speech engine\'s parts as they are made, gives the track of the whole speech; frames are out after the first sentences', async () => {
+    const plugin = ttsPlugins.find((p) => p.name === 'flite' && p.stage === 'tts');
+    if (!plugin || plugin.stage !== 'tts') throw new Error('no flite plugin');
+    const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
+    const tracker = new MouthTracker({ fps: 25, sampleRate: 16000, phonemes: true });
+    const readyAfter: number[] = [];
+    const text = 'Hello! I am Grace. This video was made from one photo and this sentence, on an ordinary computer, without a graphics card, in a few seconds.';
+    const whole = await loaded.run({
+      text, voice: { engine: 'flite', voice: 'slt', language: 'en-US', rate: 1, pitch: 0 }, outputPath: join(dir, 'parts.wav'), maxSeconds: 60,
+      onPart: (part) => {
+        expect(part.sampleRate).toBe(16000);
+        tracker.push(part.pcm, part.phonemes);
+        readyAfter.push(tracker.ready);
+      },
+    }, { signal: new AbortController().signal, progress: () => undefined, log: silentLogger, workDir: dir });
+    await loaded.unload();
+    tracker.finish();
+    expect(readyAfter.length).toBe(3);
+    // after "Hello!" and "I am Grace." (1.6 s of speech) the first frames are final
+    expect(readyAfter[1]).toBeGreaterThan(10);
+    const track = tracker.track();
+    expect(same(track, computeMouthTrack(whole, { fps: 25 }))).toBe(true);
+  });
+
   it('holds back the last frame (at rest) until the end, and refuses audio after it', () => {
     const s = speech('flite');
     const tracker = new MouthTracker({ fps: 25, sampleRate: s.sampleRate });

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAvatarError, silentLogger } from '@avatar/core';
-import type { RunContext, Speech, StagePlugin, VoiceSettings } from '@avatar/core';
+import type { RunContext, Speech, SpeechPart, StagePlugin, VoiceSettings } from '@avatar/core';
 import { analyzeSpeech } from './analysis.js';
-import { createTtsPlugin, parseEspeakVoices, parseFlitePhonemes } from './engines.js';
+import { createTtsPlugin, parseEspeakVoices, parseFlitePhonemes, partsOf, sentencesOf } from './engines.js';
 import { plugins } from './index.js';
 import { runTool } from './spawn.js';
 import { estimateSpeechSeconds } from './text.js';
@@ -203,6 +203,60 @@ describe('engine failures and cancellation', () => {
       { phoneme: 'pau', start: 0.5, end: 0.6 },
       { phoneme: 'ay', start: 0.6, end: 0.9 },
     ]);
+  });
+});
+
+describe('speech in parts', () => {
+  const TEXT = 'Hello! I am Grace. This video was made from one photo and this sentence, on an ordinary computer, without a graphics card. '
+    + 'It was spoken by a program that reads text aloud. Then every frame was drawn on the processor. And that is all there is to it.';
+  const slt: VoiceSettings = { engine: 'flite', voice: 'slt', language: 'en-US', rate: 1, pitch: 0 };
+
+  it('splits the text at sentence ends, the first two sentences alone and then runs of at least 150 characters', () => {
+    expect(sentencesOf('One. Two! "Three?" Four (five.) Six')).toEqual(['One.', 'Two!', '"Three?"', 'Four (five.)', 'Six']);
+    expect(sentencesOf('3.5 and e.g.this stay whole.')).toEqual(['3.5 and e.g.this stay whole.']);
+    const parts = partsOf(sentencesOf(TEXT.repeat(3)));
+    expect(parts.slice(0, 2)).toEqual(['Hello!', 'I am Grace.']);
+    expect(parts.join(' ')).toBe(sentencesOf(TEXT.repeat(3)).join(' '));
+    expect(parts.length).toBeGreaterThan(3);
+    for (const part of parts.slice(2, -1)) expect(part.length).toBeGreaterThanOrEqual(150);
+  });
+
+  it('hands each part on in order as it is made: together they are the speech, timed from its start', async () => {
+    const parts: SpeechPart[] = [];
+    const loaded = await createTtsPlugin('flite').load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
+    const speech = await loaded.run({ text: TEXT, voice: slt, outputPath: join(dir, 'parts.wav'), maxSeconds: 60, onPart: (part) => parts.push(part) }, ctx());
+    expect(parts.map((p) => p.index)).toEqual(parts.map((_, k) => k));
+    expect(parts.length).toBe(partsOf(sentencesOf(TEXT)).length);
+    const joined = new Int16Array(parts.reduce((n, p) => n + p.pcm.length, 0));
+    let at = 0;
+    for (const part of parts) {
+      expect(part.sampleRate).toBe(speech.sampleRate);
+      expect(part.startSeconds).toBeCloseTo(at / speech.sampleRate, 9);
+      joined.set(part.pcm, at);
+      at += part.pcm.length;
+    }
+    expect(Buffer.from(joined.buffer).equals(Buffer.from(speech.pcm.buffer, speech.pcm.byteOffset, speech.pcm.byteLength))).toBe(true);
+    expect(parts.flatMap((p) => p.phonemes ?? [])).toEqual(speech.phonemes);
+    expect(parts.flatMap((p) => p.words ?? [])).toEqual(speech.words);
+    expect(speech.wordTimingSource).toBe('engine');
+    // the first part is the first sentence, said as it is in the whole
+    expect(parts[0]?.words?.map((w) => w.word)).toEqual(['Hello']);
+    // the WAV on disk holds the same samples
+    const wav = await readFile(join(dir, 'parts.wav'));
+    expect(wav.subarray(44).equals(Buffer.from(speech.pcm.buffer, speech.pcm.byteOffset, speech.pcm.byteLength))).toBe(true);
+  });
+
+  it('a cancel stops every part\'s process and leaves no output file', async () => {
+    const pids: number[] = [];
+    const plugin = createTtsPlugin('flite', { onSpawn: (pid) => pids.push(pid) });
+    const controller = new AbortController();
+    const pending = speak(plugin, slt, TEXT.repeat(3), 'parts-aborted.wav', controller.signal);
+    while (pids.length < 2) await new Promise((r) => setTimeout(r, 2));
+    controller.abort();
+    const error = await pending.catch((e: unknown) => e);
+    expect(isAvatarError(error, 'AVATAR_ERR_CANCELLED')).toBe(true);
+    for (const pid of pids) expect(() => process.kill(pid, 0), `pid ${pid}`).toThrow();
+    expect((await readdir(dir)).filter((f) => f.includes('parts-aborted'))).toEqual([]);
   });
 });
 
