@@ -198,6 +198,12 @@ export interface LipsyncInput {
   avatar: Avatar;
   /** the speech in memory when an earlier stage made it; absent for a user's recording (video_lipsync) */
   speech?: Speech;
+  /**
+   * For an engine that declares `speechParts`, instead of `speech`: the speech as it is made, its parts
+   * in order (it ends when the speech is whole and fails when the speech fails). Frames start with the
+   * first sentences; the stream's `frameCount` is then 0 (not known in advance).
+   */
+  speechParts?: AsyncIterable<SpeechPart>;
   /** the audio the video gets: the speech's WAV or the user's recording */
   audioPath: string;
   /** refuse audio longer than this */
@@ -217,6 +223,7 @@ export interface FrameStream {
   width: number;
   height: number;
   fps: number;
+  /** how many frames come; 0 when not known in advance (frames drawn as the speech is made) */
   frameCount: number;
   frames: AsyncIterable<Uint8Array>;
   /**
@@ -547,6 +554,8 @@ export interface StagePlugin<K extends StageKind = StageKind> {
   readonly liveOutput?: boolean;
   /** encode engines: carry `EncodeInput.captions` as a subtitle track or draw them into the picture */
   readonly captions?: boolean;
+  /** lipsync engines: draw frames from `LipsyncInput.speechParts` as the speech is made */
+  readonly speechParts?: boolean;
   /** encode engines: hand the video to `EncodeInput.watch` as it is encoded */
   readonly watchOutput?: boolean;
   /** inspect engines: can measure `InspectInput.watching` while the video is encoded */

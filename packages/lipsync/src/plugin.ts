@@ -1,9 +1,9 @@
 import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, decodeAudio, defineStagePlugin, regionsFromLandmarks } from '@avatar/core';
-import type { FrameStream, InspectionSummary, LipsyncInput, ModelDevice, RunContext, StagePlugin } from '@avatar/core';
+import type { FrameStream, InspectionSummary, LipsyncInput, ModelDevice, RunContext, SpeechPart, StagePlugin } from '@avatar/core';
 import { inspectVideo } from './inspect.js';
 import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render/index.js';
 import { loadSharp } from './sharp.js';
-import { computeMouthTrack, poseAt, trackFrameCount } from './track.js';
+import { MouthTracker, trackFrameCount } from './track.js';
 import type { SpeechAudio } from './track.js';
 
 /** Decodes a user's recording to 16 kHz mono PCM with ffmpeg; the bytes never touch the disk. */
@@ -14,6 +14,12 @@ export async function decodeRecording(path: string, signal?: AbortSignal, maxSec
     sampleRate: 16000, ...(maxSeconds !== undefined && { maxSeconds: maxSeconds + 0.5 }), ...(signal && { signal }),
   });
   return { pcm: samples, sampleRate, durationSeconds };
+}
+
+/** A speech already whole, in one part, checked against the limit before anything is drawn. */
+async function wholeOf(parts: AsyncIterable<SpeechPart>): Promise<{ part: SpeechPart } | undefined> {
+  for await (const part of parts) return { part };
+  return undefined;
 }
 
 /** Frame size: the avatar scaled so its longer side is at most `size`, both sides even (what H.264 needs). */
@@ -39,10 +45,15 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice,
   if (!landmarks || landmarks.length !== 68) {
     throw new AvatarError('AVATAR_ERR_STAGE_FAILED', { stage: 'generate_lipsync', reason: 'the avatar has no 68 face landmarks (run the face stage first)' });
   }
-  const audio: SpeechAudio & { durationSeconds: number } = input.speech
-    ? { pcm: input.speech.pcm, sampleRate: input.speech.sampleRate, phonemes: input.speech.phonemes, durationSeconds: input.speech.durationSeconds }
-    : await decodeRecording(input.audioPath, ctx.signal, input.maxSeconds);
-  if (audio.durationSeconds > input.maxSeconds) {
+  // the speech as parts: as it is made, or (a speech or a recording already whole) in one piece
+  const parts: AsyncIterable<SpeechPart> = input.speechParts ?? (async function* (): AsyncGenerator<SpeechPart> {
+    const audio: SpeechAudio & { durationSeconds: number } = input.speech
+      ? { pcm: input.speech.pcm, sampleRate: input.speech.sampleRate, phonemes: input.speech.phonemes, durationSeconds: input.speech.durationSeconds }
+      : await decodeRecording(input.audioPath, ctx.signal, input.maxSeconds);
+    yield { index: 0, pcm: audio.pcm, sampleRate: audio.sampleRate, startSeconds: 0, ...(audio.phonemes && { phonemes: [...audio.phonemes] }) };
+  })();
+  const whole = input.speechParts ? undefined : await wholeOf(parts);
+  if (whole && whole.part.pcm.length / whole.part.sampleRate > input.maxSeconds) {
     // decoding stopped just past the limit, so the figure is a lower bound
     throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_LONG', { input: 'audio', seconds: `more than ${input.maxSeconds}`, limit: input.maxSeconds });
   }
@@ -51,8 +62,12 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice,
   const sy = size.height / avatar.height;
   const points = landmarks.map((p) => ({ x: p.x * sx, y: p.y * sy }));
   const fps = settings.fps;
-  const frameCount = trackFrameCount(audio, fps);
-  const blinks = blinkSchedule(audio.pcm.length / audio.sampleRate, animation.blinkRate, animation.seed);
+  const frameCount = whole ? trackFrameCount(whole.part, fps) : 0;
+  // Blinks are drawn from a schedule as long as the longest speech allowed, each one the same whatever
+  // follows it; none starts in the last 0.2 s, which is known once the speech is whole: no frame before
+  // that is final until then (the mouth track waits 0.6 s of speech past a frame).
+  const schedule = blinkSchedule(input.maxSeconds, animation.blinkRate, animation.seed);
+  const blinksUntil = (seconds: number): number[] => schedule.filter((t) => t < seconds - 0.2);
   const regions = regionsFromLandmarks(points, size.width, size.height);
   const signal = ctx.signal;
   // Frames are drawn as the encoder asks for them, so per-frame progress is the encoder's to report.
@@ -103,20 +118,39 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice,
         : `frames are drawn on the GPU (${renderer.gpuDevice ?? 'unnamed'}) and each copied once into ${host.pinned ? 'page-locked' : `ordinary (not page-locked: ${host.reason})`} host memory, which ffmpeg's pipe reads as it is; the video is encoded on the CPU`);
     }
     try {
-      const track = computeMouthTrack(audio, { fps, expressiveness: animation.expressiveness });
-      for (let i = 0; i < frameCount; i++) {
-        signal.throwIfAborted();
-        const t = i / fps;
-        const head = headMotionAt(t, animation.headMotion, animation.seed, renderer.mouthScale * 1.6);
-        yield renderer.render(poseAt(track, i), { blink: blinkAt(t, blinks), ...head });
+      let tracker: MouthTracker | undefined;
+      let seconds = 0;
+      let blinks = schedule;
+      let i = 0;
+      const drawn = function* (): Generator<Uint8Array> {
+        for (; tracker && i < tracker.ready; i++) {
+          signal.throwIfAborted();
+          const t = i / fps;
+          const head = headMotionAt(t, animation.headMotion, animation.seed, renderer.mouthScale * 1.6);
+          yield renderer.render(tracker.poseAt(i), { blink: blinkAt(t, blinks), ...head });
+        }
+      };
+      for await (const part of whole ? [whole.part] : parts) {
+        tracker ??= new MouthTracker({ fps, sampleRate: part.sampleRate, phonemes: part.phonemes !== undefined, expressiveness: animation.expressiveness });
+        if (part.sampleRate !== tracker.sampleRate) throw new AvatarError('AVATAR_ERR_STAGE_FAILED', { stage: 'generate_lipsync', reason: `the speech's parts came at ${tracker.sampleRate} and ${part.sampleRate} Hz` });
+        seconds += part.pcm.length / part.sampleRate;
+        if (seconds > input.maxSeconds) {
+          throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_LONG', { input: 'audio', seconds: `more than ${input.maxSeconds}`, limit: input.maxSeconds });
+        }
+        tracker.push(part.pcm, part.phonemes);
+        yield* drawn();
       }
+      if (!tracker) throw new AvatarError('AVATAR_ERR_STAGE_FAILED', { stage: 'generate_lipsync', reason: 'the speech came with no audio' });
+      tracker.finish();
+      blinks = blinksUntil(seconds);
+      yield* drawn();
     } finally {
       if (renderer.kernel !== 'cuda' && device.kind === 'gpu' && renderer.gpuDevice) ctx.log.warn(`the GPU stopped drawing frames mid-run: ${renderer.gpuMissing ?? ''}`);
       say();
       renderer.close();
     }
   }
-  ctx.progress(1, `${frameCount} frames ready to stream`);
+  ctx.progress(1, frameCount > 0 ? `${frameCount} frames ready to stream` : 'frames follow the speech as it is made');
   const stream: FrameStream = { width: size.width, height: size.height, fps, frameCount, frames: frames(), regions, ring: RING, pixelFormat: 'yuv420p' };
   if (early?.kernel === 'cuda') {
     const renderer = early;
@@ -144,6 +178,8 @@ export const warpPlugin: StagePlugin<'lipsync'> = defineStagePlugin({
   // (on a GPU most of it is the CUDA context itself; the photo and frames take a few MB; an NVENC session
   // the encoder may open on the same GPU for these frames needs room too: a guess, not yet measured on one)
   resources: { device: 'any', ramMB: 64, vramMB: 768 },
+  // frames follow the speech as it is made (LipsyncInput.speechParts)
+  speechParts: true,
   // no model: the photo is warped by the project's own code
   license: () => ({ code: 'MIT', commercialUse: true, models: [] }),
   async check() {
