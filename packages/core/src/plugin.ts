@@ -282,6 +282,12 @@ export type EncodeInput =
     audioPath: string;
     outputPath: string;
     settings: EncodeSettings;
+    /**
+     * For an encoder that declares `audioStream`: the sound as it is made (16-bit mono samples at
+     * `sampleRate`, in order; the iterable ends when the sound is whole and fails when it fails), taken
+     * instead of the file at `audioPath`, which is then not read (it may not exist yet).
+     */
+    audioStream?: AudioStream;
     /** captions (a WebVTT file) to carry as a subtitle track (soft) or draw into the picture (burn), for an encoder that declares `captions` */
     captions?: { path: string; mode: 'soft' | 'burn' };
     /**
@@ -299,6 +305,12 @@ export type EncodeInput =
      */
     watch?: (video: WatchedVideo) => void;
   };
+
+/** Sound as it is made: 16-bit mono samples in order. */
+export interface AudioStream {
+  sampleRate: number;
+  chunks: AsyncIterable<Int16Array>;
+}
 
 /**
  * A video as it is encoded: fragmented MP4 carrying the same packets as the output file. Such a stream
@@ -556,6 +568,8 @@ export interface StagePlugin<K extends StageKind = StageKind> {
   readonly captions?: boolean;
   /** lipsync engines: draw frames from `LipsyncInput.speechParts` as the speech is made */
   readonly speechParts?: boolean;
+  /** encode engines: take the sound from `EncodeInput.audioStream` as it is made */
+  readonly audioStream?: boolean;
   /** encode engines: hand the video to `EncodeInput.watch` as it is encoded */
   readonly watchOutput?: boolean;
   /** inspect engines: can measure `InspectInput.watching` while the video is encoded */

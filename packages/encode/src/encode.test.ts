@@ -78,6 +78,24 @@ async function expectNothingWritten(name: string): Promise<void> {
 
 const low: EncodeSettings = { format: 'mp4', ...QUALITY_PRESETS.low };
 
+/** A mono 16-bit PCM WAV file's bytes. */
+function wavOf(pcm: Int16Array, rate: number): Buffer {
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0, 'latin1');
+  header.writeUInt32LE(36 + pcm.byteLength, 4);
+  header.write('WAVEfmt ', 8, 'latin1');
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(1, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28);
+  header.writeUInt16LE(2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write('data', 36, 'latin1');
+  header.writeUInt32LE(pcm.byteLength, 40);
+  return Buffer.concat([header, Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength)]);
+}
+
 /** Top-level MP4 box types in file order. */
 function topLevelBoxes(data: Buffer): string[] {
   const boxes: string[] = [];
@@ -400,6 +418,32 @@ describe('ffmpeg encode plugin', () => {
     const error = await rejection(encode({ kind: 'frames', frames, audioPath: longAudio, outputPath, settings: { ...low, preset: 'ultrafast' }, watch: () => {} }, ctx(controller.signal)));
     expect(error.code).toBe('AVATAR_ERR_CANCELLED');
     await expectNothingWritten('watched-ignored.mp4');
+  });
+
+  it('takes the sound as it is made (audioStream): the same sound as from the file, and a failing stream fails the encode', async () => {
+    expect(ffmpegPlugin.audioStream).toBe(true);
+    const rate = 16000;
+    const pcm = Int16Array.from({ length: 3 * rate }, (_, i) => Math.round(9000 * Math.sin((2 * Math.PI * (220 + 110 * Math.floor(i / rate)) * i) / rate)));
+    const wav = join(dir, 'streamed-source.wav');
+    await writeFile(wav, wavOf(pcm, rate));
+    async function* chunks(failAt?: number): AsyncGenerator<Int16Array> {
+      for (let at = 0, k = 0; at < pcm.length; at += 4000, k++) {
+        if (k === failAt) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'test', reason: 'it stopped halfway' });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        yield pcm.subarray(at, Math.min(pcm.length, at + 4000));
+      }
+    }
+    const settings = { ...low, fps: 25, preset: 'veryfast' } as const;
+    const fromFile = join(dir, 'sound-from-file.mp4');
+    const fromStream = join(dir, 'sound-from-stream.mp4');
+    await encode({ kind: 'frames', frames: movingSquare(75), audioPath: wav, outputPath: fromFile, settings });
+    const video = await encode({ kind: 'frames', frames: { ...movingSquare(75), frameCount: 0 }, audioPath: join(dir, 'not-there-yet.wav'), audioStream: { sampleRate: rate, chunks: chunks() }, outputPath: fromStream, settings });
+    expect(Math.abs(video.durationSeconds - 3)).toBeLessThan(0.05);
+    expect(await decodedBoth(fromStream)).toEqual(await decodedBoth(fromFile));
+    const failing = join(dir, 'sound-fails.mp4');
+    const error = await rejection(encode({ kind: 'frames', frames: movingSquare(100_000), audioPath: wav, audioStream: { sampleRate: rate, chunks: chunks(5) }, outputPath: failing, settings }));
+    expect(error.code).toBe('AVATAR_ERR_TTS_FAILED');
+    await expectNothingWritten('sound-fails.mp4');
   });
 
   it('live output is MP4: WebM is refused before ffmpeg starts', async () => {

@@ -16,6 +16,7 @@ import {
   silentLogger,
   storageError,
   type ComputePath,
+  type AudioStream,
   type EncodeInput,
   type EncodedVideo,
   type EncodeSettings,
@@ -173,6 +174,38 @@ function dieWithThisProcess(command: ffmpeg.FfmpegCommand, ffmpegPath: string): 
   steps._spawnFfmpeg = (args, ...rest) => spawnFfmpeg([...guarded.args, ...args], ...rest);
 }
 
+/**
+ * Changes the spawn options fluent-ffmpeg gives the command's ffmpeg (2.1 passes them to spawn as they
+ * are): a pipe for the sound beside stdin, no copy of stdout kept as text when stdout is a watched video.
+ */
+function spawnWith(command: ffmpeg.FfmpegCommand, change: (options: Record<string, unknown>) => Record<string, unknown>): void {
+  const steps = command as unknown as FfmpegSpawnSteps;
+  if (typeof steps._spawnFfmpeg !== 'function') return; // another fluent-ffmpeg
+  const spawnFfmpeg = steps._spawnFfmpeg.bind(command);
+  steps._spawnFfmpeg = (args, options, ...rest) => spawnFfmpeg(args, typeof options === 'object' && options !== null ? change(options as Record<string, unknown>) : options, ...rest);
+}
+
+/** Writes the sound into ffmpeg's extra pipe as it comes; a pipe ffmpeg closed (it failed) ends it quietly. */
+async function feedAudio(pipe: Writable, chunks: AsyncIterable<Int16Array>, signal: AbortSignal): Promise<void> {
+  pipe.on('error', () => {});
+  for await (const chunk of chunks) {
+    if (signal.aborted || pipe.destroyed) return;
+    const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    if (!pipe.write(bytes)) {
+      await new Promise<void>((resolve) => {
+        const go = (): void => {
+          pipe.off('drain', go);
+          pipe.off('close', go);
+          resolve();
+        };
+        pipe.on('drain', go);
+        pipe.on('close', go);
+      });
+    }
+  }
+  pipe.end();
+}
+
 function newCommand(job: Job): ffmpeg.FfmpegCommand {
   // setFfmpegPath writes fluent-ffmpeg's module-wide setting; it is read when the command spawns,
   // so set it on every command (the path may come from an option or the environment).
@@ -242,9 +275,9 @@ async function checkWritten(
   return { width: stream.width, height: stream.height, durationSeconds: info.durationSeconds ?? stream.durationSeconds ?? 0 };
 }
 
-async function checkCommon(audioPath: string, outputPath: string, settings: EncodeSettings, options: EncodeOptions): Promise<void> {
+async function checkCommon(audioPath: string | undefined, outputPath: string, settings: EncodeSettings, options: EncodeOptions): Promise<void> {
   checkOutputExtension(outputPath, settings.format, 'output video');
-  await checkReadableFile(audioPath, 'audio');
+  if (audioPath !== undefined) await checkReadableFile(audioPath, 'audio');
   await checkWritableTarget(outputPath, 'output video');
   if (!(settings.fps > 0) || !(settings.size >= 2)) {
     throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
@@ -546,7 +579,7 @@ class LiveTee extends Writable {
  */
 export async function encodeFrames(
   input: {
-    frames: FrameStream; audioPath: string; outputPath: string; settings: EncodeSettings; live?: Writable;
+    frames: FrameStream; audioPath: string; audioStream?: AudioStream; outputPath: string; settings: EncodeSettings; live?: Writable;
     captions?: { path: string; mode: 'soft' | 'burn' }; watch?: (video: WatchedVideo) => void;
   },
   options: EncodeOptions = {},
@@ -558,9 +591,14 @@ export async function encodeFrames(
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 2 || height < 2 || !(frames.fps > 0)) {
     throw encodeFailed(outputPath, `the frame stream is ${width}x${height} at ${frames.fps} fps; need whole sizes of at least 2x2 and fps above 0`);
   }
+  // (sound that comes as it is made has no file to check yet)
+  const streamed = input.audioStream;
+  if (streamed && !(streamed.sampleRate > 0 && Number.isFinite(streamed.sampleRate))) {
+    throw encodeFailed(outputPath, `the sound stream's rate is ${streamed.sampleRate} Hz`);
+  }
   const [, audio] = await firstFailure([
-    checkCommon(audioPath, outputPath, settings, options),
-    readAudioInfo(audioPath, { ...options, input: 'audio' }),
+    checkCommon(streamed ? undefined : audioPath, outputPath, settings, options),
+    streamed ? Promise.resolve(undefined) : readAudioInfo(audioPath, { ...options, input: 'audio' }),
   ]);
   if (live && settings.format !== 'mp4') {
     throw new AvatarError('AVATAR_ERR_CONFIG_INVALID', {
@@ -573,7 +611,7 @@ export async function encodeFrames(
   const expected = frames.frameCount;
   const videoSeconds = expected / frames.fps;
   const log = options.log ?? silentLogger;
-  if (expected > 0 && Math.abs(videoSeconds - audio.durationSeconds) > 1 / frames.fps + 0.05) {
+  if (audio && expected > 0 && Math.abs(videoSeconds - audio.durationSeconds) > 1 / frames.fps + 0.05) {
     log.warn('frame count and audio length differ', { videoSeconds, audioSeconds: audio.durationSeconds });
   }
 
@@ -641,7 +679,17 @@ async function encodeFramesInto(
       } else {
         command.input('pipe:0').inputFormat('rawvideo').inputOptions(['-pix_fmt', yuv ? 'yuv420p' : 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)]);
       }
-      command.input(audioPath);
+      // sound as it is made comes through a pipe of its own (fd 3) beside the frames on stdin
+      if (input.audioStream) command.input('pipe:3').inputFormat('s16le').inputOptions(['-ar', String(input.audioStream.sampleRate), '-ac', '1']);
+      else command.input(audioPath);
+      if (input.audioStream || teeToStdout) {
+        spawnWith(command, (spawnOptions) => ({
+          ...spawnOptions,
+          ...(input.audioStream && { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] }),
+          // the watched copy is read as bytes; fluent-ffmpeg would keep its tail as text too
+          ...(teeToStdout && { captureStdout: false }),
+        }));
+      }
       // soft captions: a subtitle track (mov_text in MP4, WebVTT in WebM); a live stream carries none (its
       // segments are video and audio), the files beside it have them
       const soft = captions?.mode === 'soft' && !live;
@@ -685,6 +733,8 @@ async function encodeFramesInto(
       if (job.signal?.aborted) onAbort();
 
       const iterator = frames.frames[Symbol.asyncIterator]();
+      // a sound stream that failed is why ffmpeg stopped: the run reports it, not ffmpeg's end
+      let soundFailure: unknown;
       let written = 0;
       let finished = false;
       try {
@@ -696,6 +746,14 @@ async function encodeFramesInto(
         }
         const stdin = proc.stdin;
         const fed = teeToStdout && watched && proc.stdout ? feedWatcher(proc.stdout, watched) : undefined;
+        // the sound goes in as it comes, beside the frames (it leads them: a frame is drawn once the
+        // speech is 0.6 s past it); a failing sound stream fails the encode
+        const audioPipe = input.audioStream ? proc.stdio[3] : undefined;
+        const sounding = input.audioStream && audioPipe && 'write' in audioPipe ? feedAudio(audioPipe as Writable, input.audioStream.chunks, job.signal ?? new AbortController().signal) : undefined;
+        sounding?.catch((error: unknown) => {
+          soundFailure = error;
+          running.kill();
+        });
         // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
         stdin.on('error', () => {});
         const exited = running.done.then(() => 'exited' as const, () => 'exited' as const);
@@ -758,6 +816,7 @@ async function encodeFramesInto(
         if (finished && gpu) await writeChunk(stdin, gpu.encoder.finish()).catch(() => { finished = false; });
         if (finished) stdin.end();
         await running.done;
+        await sounding;
         // the last fragments may still be on their way to the file and the readers
         if (tee) await streamFinished(tee);
         await fed;
@@ -778,6 +837,7 @@ async function encodeFramesInto(
         // (the native encoder's failures name the NVENC or CUDA call)
         if (gpu && !isAvatarError(error) && error instanceof Error && /^NVENC /.test(error.message)) throw encodeFailed(outputPath, error.message, error);
         if (teeError && !isAvatarError(error, 'AVATAR_ERR_CANCELLED')) throw isAvatarError(teeError) ? teeError : storageError(teeError) ?? error;
+        if (soundFailure !== undefined && !isAvatarError(error, 'AVATAR_ERR_CANCELLED')) throw soundFailure;
         throw error;
       } finally {
         job.signal?.removeEventListener('abort', onAbort);

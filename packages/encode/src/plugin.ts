@@ -63,6 +63,8 @@ export function createFfmpegPlugin(paths: FfmpegPluginOptions = {}): StagePlugin
     captions: true,
     // an MP4's packets also go to EncodeInput.watch as they are written (fragmented MP4), for an inspector
     watchOutput: true,
+    // the sound may come as it is made (EncodeInput.audioStream), through a pipe of its own
+    audioStream: true,
     // ffmpeg runs as a separate program; Debian's build (with x264) is GPL, which allows commercial use
     license: () => ({ code: 'MIT (runs ffmpeg with libx264: GPL-2.0-or-later as built by Debian)', commercialUse: true, models: [] }),
     check: () => check(paths),
