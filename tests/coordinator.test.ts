@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   AvatarError, MemoryLogger, PLUGIN_API_VERSION, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
 } from '@avatar/core';
-import type { Avatar, FrameStream, LoadContext, ProgressEvent, StagePlugin } from '@avatar/core';
+import type { Avatar, FrameStream, LoadContext, ProgressEvent, RunContext, StagePlugin, TtsInput } from '@avatar/core';
 import { DEFAULT_VOICE } from '@avatar/tts';
 import { PORTRAIT, ROOT, ffprobe, tempDir } from './helpers/cli.js';
 
@@ -253,6 +254,74 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(result.error?.message).toMatch(/cannot load/);
     expect(result.stagesCompleted).toContain('encode_video');
     expect(existsSync(out)).toBe(false);
+  }, 60_000);
+
+  it('a live run is drawn and encoded as the speech is made: the frames start before the speech is whole, and the video has all of it', async () => {
+    const registry = new PluginRegistry();
+    for (const pkg of ['@avatar/tts', '@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    const storage = join(dir, 's-pipelined');
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const chunks: Buffer[] = [];
+    const live = new Writable({ write(chunk: Buffer, _e, callback) { chunks.push(chunk); callback(); } });
+    const order: string[] = [];
+    const text = 'Hello! I am Grace. This video starts while its speech is still being made. Sentence after sentence, the frames follow the voice. '
+      + 'The whole of it still ends up in one video, with every word heard.';
+    const result = await coordinator.execute({
+      text, avatarImage: PORTRAIT, outputPath: join(dir, 'pipelined.mp4'), config: { videoQuality: 'low' }, live,
+      onProgress: (e) => {
+        if (e.stage === 'generate_lipsync' && !order.includes('drawing')) order.push('drawing');
+        if (e.stage === 'synthesize_speech' && e.stageFraction === 1 && e.detail === undefined) order.push('speech whole');
+      },
+    });
+    expect(result.error).toBeNull();
+    expect(order).toEqual(['drawing', 'speech whole']);
+    expect(result.inspection?.lagFrames).toBe(0);
+    const file = join(dir, 'pipelined-live.mp4');
+    await writeFile(file, Buffer.concat(chunks));
+    const info = await ffprobe(file);
+    const seconds = (type: string): number => Number(info.streams.find((x) => x.codec_type === type)?.duration ?? 0);
+    expect(Math.abs(seconds('video') - (result.durationSeconds ?? 0))).toBeLessThan(0.1);
+    expect(Math.abs(seconds('audio') - seconds('video'))).toBeLessThan(0.1);
+    expect(result.captions?.cues).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a live run whose speech fails partway, after its first sentences are drawn, reports the speech\'s error and leaves nothing', async () => {
+    const { plugins: speakers } = await import('@avatar/tts');
+    const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
+    const registry = new PluginRegistry();
+    // flite, failing once its second part is out (a slow third one gives the frames time to start)
+    registry.register({
+      ...flite,
+      async load(ctx: LoadContext) {
+        const loaded = await flite.load(ctx);
+        return {
+          run: (input: TtsInput, runCtx: RunContext) => {
+            let parts = 0;
+            return loaded.run({
+              ...input,
+              onPart: (part) => {
+                input.onPart?.(part);
+                if (++parts === 2) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: 'stand-in failure after two sentences' });
+              },
+            }, runCtx);
+          },
+          unload: () => loaded.unload(),
+        };
+      },
+    }, 'test');
+    for (const pkg of ['@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    const storage = join(dir, 's-pipelined-fails');
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const live = new Writable({ write(_chunk: Buffer, _e, callback) { callback(); } });
+    const text = 'Hello! I am Grace. This sentence is never said: the speech fails before it. Nor is this one.';
+    const out = join(dir, 'pipelined-fails.mp4');
+    const result = await coordinator.execute({ text, avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' }, live });
+    expect(result.error?.code, JSON.stringify(result.error)).toBe('AVATAR_ERR_TTS_FAILED');
+    expect(result.error?.message).toMatch(/after two sentences/);
+    expect(result.stagesCompleted).not.toContain('synthesize_speech');
+    expect(result.stagesCompleted).not.toContain('encode_video');
+    expect(existsSync(out)).toBe(false);
+    expect((await readdir(dir)).filter((f) => f.startsWith('.pipelined-fails'))).toEqual([]);
   }, 60_000);
 
   it('an encoder that declares memory runs alongside the renderer instead of waiting for it', async () => {

@@ -17,7 +17,8 @@ import { claimWorkDir, keepWorkDir, sweepLeftovers, sweepPartials } from './left
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
-import type { Avatar, ComputePath, EncodedVideo, EngineLicense, FaceAssessment, FrameRegions, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings, WatchedVideo } from './plugin.js';
+import { SpeechFeed } from './speech-feed.js';
+import type { AudioStream, Avatar, ComputePath, EncodedVideo, EngineLicense, FaceAssessment, FrameRegions, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, SpeechPart, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings, WatchedVideo } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
 import type { Alongside, ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
@@ -671,9 +672,20 @@ export class PipelineCoordinator {
       // the face stage.
       const maxSeconds = config.maxVideoLengthSeconds;
       const { voice, tts } = await run.stage('load_profile', () => this.voiceAndEngine(request.voiceProfileId, config));
-      // the face stage has a signal of its own, linked to the run's: a failed speech stops it too
+      // A live run is drawn and encoded as the speech is made: the frames start with the first sentences
+      // (the renderer and the encoder take the speech's parts as they come), where the engines can; a
+      // run whose captions are drawn into the picture waits for the whole speech (they are made from it).
+      const pipelined = request.live !== undefined && config.captions !== 'burn'
+        && engines.lipsync?.plugin.speechParts === true && engines.encode?.plugin.audioStream === true;
+      const feed = pipelined ? new SpeechFeed() : undefined;
+      // the face stage has a signal of its own, linked to the run's: a failed speech stops it too; the
+      // speech has one too, so a failed render or encode stops it
       const beside = new AbortController();
-      const onRunAbort = (): void => beside.abort(run.signal.reason);
+      const speechStop = new AbortController();
+      const onRunAbort = (): void => {
+        beside.abort(run.signal.reason);
+        speechStop.abort(run.signal.reason);
+      };
       run.signal.addEventListener('abort', onRunAbort, { once: true });
       let goFace: (go: boolean) => void = () => {};
       const faceGo = new Promise<boolean>((resolve) => { goFace = resolve; });
@@ -683,17 +695,51 @@ export class PipelineCoordinator {
           if (fraction > 0) goFace(true);
           ctx.progress(fraction, detail);
         },
-      }), tts);
+      }, feed && ((part) => feed.add(part))), tts, { signal: speechStop.signal });
       // (an engine that reports no progress: the face stage starts when its speech is done)
-      speaking.then(() => goFace(true), (error: unknown) => {
+      speaking.then((speech) => {
+        goFace(true);
+        feed?.end(speech);
+      }, (error: unknown) => {
         beside.abort(error);
         goFace(false);
+        feed?.fail(error);
       });
       const facing = faceGo.then((go) => {
         if (!go) return undefined;
         this.prewarm(engines.encode);
         return this.validateAvatar(run, engines, avatarPath, settings.size, { besideSpeech: true, signal: beside.signal });
       });
+      if (feed) {
+        this.log.debug('the frames follow the speech as it is made');
+        // the frames start once the face is known and the first sentence is spoken
+        const [faced, first] = await Promise.allSettled([facing, feed.first]);
+        const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
+        if (!avatar || first.status === 'rejected') {
+          speechStop.abort();
+          const spoken = await speaking.then(() => undefined, (error: unknown) => error);
+          run.signal.removeEventListener('abort', onRunAbort);
+          if (isAvatarError(spoken, 'AVATAR_ERR_ENGINE_STUCK')) throw spoken;
+          if (faced.status === 'rejected' && (spoken === undefined || run.failedStage === 'validate_avatar')) throw faced.reason;
+          if (spoken !== undefined) throw spoken;
+          throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the face stage did not run' });
+        }
+        const captionsLater = config.captions === 'none' ? Promise.resolve(undefined) : speaking.then((speech) => this.writeCaptions(run.workDir, request.text, speech, config.captions === 'burn' ? 'burn' : 'soft', avatar));
+        captionsLater.catch(() => {});
+        try {
+          return await this.renderAndEncode(run, engines, {
+            avatar, speechParts: feed.parts(), audioPath: join(run.workDir, 'speech.wav'), maxSeconds, settings, animation: animationOf(config),
+          }, { outputPath, live: request.live, liveOnly: request.liveOnly === true, captionsLater, audioStream: { sampleRate: first.value.sampleRate, chunks: feed.sound() } });
+        } catch (error) {
+          // the speech stops with the run; when it failed first, its error is the run's
+          speechStop.abort();
+          const spoken = await speaking.then(() => undefined, (e: unknown) => e);
+          if (spoken !== undefined && run.failedStage === 'synthesize_speech') throw spoken;
+          throw error;
+        } finally {
+          run.signal.removeEventListener('abort', onRunAbort);
+        }
+      }
       // both settle before the run goes on or fails: no stage is left running behind a failed one
       const [spoken, faced] = await Promise.allSettled([speaking, facing]).finally(() => run.signal.removeEventListener('abort', onRunAbort));
       // the error the run reports: an engine that ignored a cancel first (it is named), else the first
@@ -833,11 +879,15 @@ export class PipelineCoordinator {
     return { captions: await this.writeCueFiles(run.workDir, writtenWords(transcript, aligned.words), { mode: config.captions, picture, timing: 'aligned', ...(warning && { warning }) }) };
   }
 
-  private async renderAndEncode(run: StageRun, engines: EnginePlan, input: LipsyncInput, target: { outputPath: string; live: Writable | undefined; liveOnly: boolean; captions?: Captions }): Promise<Outcome> {
+  private async renderAndEncode(
+    run: StageRun, engines: EnginePlan, input: LipsyncInput,
+    target: { outputPath: string; live: Writable | undefined; liveOnly: boolean; captions?: Captions; captionsLater?: Promise<Captions | undefined>; audioStream?: AudioStream },
+  ): Promise<Outcome> {
     const lipsync = required(engines.lipsync, 'lipsync');
     const encoder = required(engines.encode, 'encode');
     const { settings } = input;
-    const { outputPath, live, captions } = target;
+    const { outputPath, live } = target;
+    let captions = target.captions;
     const liveOnly = live !== undefined && target.liveOnly;
     // the video is encoded and inspected beside its target and moved onto it when the whole run
     // succeeds; a live video is inspected from a copy in the work folder, which cleanup removes
@@ -884,12 +934,17 @@ export class PipelineCoordinator {
         const carried = captions && encoder.plugin.captions ? { captions: { path: captions.vtt, mode: captions.mode } } : {};
         const watch = rendered.regions && inspector?.plugin.watchesEncode && encoder.plugin.watchOutput ? { watch: watchWith(rendered.regions) } : {};
         const encoding = run.stage('encode_video', (ctx) =>
-          this.runStage(encoder, { kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings, ...(live && { live }), ...carried, ...watch }, ctx, { alongside: true }), encoder);
+          this.runStage(encoder, {
+            kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings,
+            ...(target.audioStream && { audioStream: target.audioStream }), ...(live && { live }), ...carried, ...watch,
+          }, ctx, { alongside: true }), encoder);
         encoding.then(() => encodeEnded(), (error: unknown) => encodeEnded(error ?? new Error('the encode failed')));
         const encoded = await encoding;
         // (the renderer says how it drew once it has drawn: read now)
         return { video: encoded, regions: rendered.regions, renderPath: rendered.computePath };
-      }, { graceMs: 2 * this.cancelGraceMs });
+        // (drawn as the speech is made, the renderer runs beside the speech engine when the memory budget
+        // has room, as the face stage does; otherwise it waits for the speech engine's slot)
+      }, { graceMs: 2 * this.cancelGraceMs, ...(target.audioStream && { alongside: 'if-room' as const }) });
     } catch (error) {
       // no stage is left running behind a failed one: an inspection under way ends with the encode
       await watched?.catch(() => {});
@@ -902,6 +957,8 @@ export class PipelineCoordinator {
     } else if (inspector && regions) {
       inspection = await run.stage('inspect_video', (ctx) => this.runStage(inspector, { videoPath: video.outputPath, regions }, ctx), inspector);
     }
+    // (captions made from a speech that was still being spoken when the frames started)
+    captions ??= await target.captionsLater;
     const paths = { ...(renderPath && { render: { ...renderPath } }), ...(video.computePath && { encode: { ...video.computePath } }) };
     const beside = captionPaths(outputPath);
     const captionFiles = captions && !liveOnly ? [{ from: captions.vtt, to: beside.vtt }, { from: captions.srt, to: beside.srt }] : [];
@@ -940,8 +997,8 @@ export class PipelineCoordinator {
     });
   }
 
-  private async synthesizeInto(tts: ResolvedEngine<'tts'>, voice: VoiceSettings, text: string, maxSeconds: number, ctx: RunContext): Promise<Speech> {
-    const speech = await this.runStage(tts, { text, voice, outputPath: join(ctx.workDir, 'speech.wav'), maxSeconds }, ctx);
+  private async synthesizeInto(tts: ResolvedEngine<'tts'>, voice: VoiceSettings, text: string, maxSeconds: number, ctx: RunContext, onPart?: (part: SpeechPart) => void): Promise<Speech> {
+    const speech = await this.runStage(tts, { text, voice, outputPath: join(ctx.workDir, 'speech.wav'), maxSeconds, ...(onPart && { onPart }) }, ctx);
     if (speech.durationSeconds > maxSeconds) {
       throw new AvatarError('AVATAR_ERR_INPUT_TEXT_TOO_LONG', { input: 'text', seconds: speech.durationSeconds.toFixed(1), limit: maxSeconds });
     }
