@@ -675,8 +675,12 @@ export class PipelineCoordinator {
       // A live run is drawn and encoded as the speech is made: the frames start with the first sentences
       // (the renderer and the encoder take the speech's parts as they come), where the engines can; a
       // run whose captions are drawn into the picture waits for the whole speech (they are made from it).
+      // (an encoder or inspector that declares memory of its own would have to fit beside the speech
+      // engine as well as the renderer, and cannot wait for a slot there: such a run speaks first)
+      const light = (engine: ResolvedEngine | undefined): boolean => !engine?.plugin.resources.ramMB && !engine?.plugin.resources.vramMB;
       const pipelined = request.live !== undefined && config.captions !== 'burn'
-        && engines.lipsync?.plugin.speechParts === true && engines.encode?.plugin.audioStream === true;
+        && engines.lipsync?.plugin.speechParts === true && engines.encode?.plugin.audioStream === true
+        && light(engines.encode) && light(engines.inspect);
       const feed = pipelined ? new SpeechFeed() : undefined;
       // the face stage has a signal of its own, linked to the run's: a failed speech stops it too; the
       // speech has one too, so a failed render or encode stops it
@@ -734,6 +738,8 @@ export class PipelineCoordinator {
           // the speech stops with the run; when it failed first, its error is the run's
           speechStop.abort();
           const spoken = await speaking.then(() => undefined, (e: unknown) => e);
+          // (captions being written from a speech that just finished are done before cleanup runs)
+          await captionsLater.catch(() => {});
           if (spoken !== undefined && run.failedStage === 'synthesize_speech') throw spoken;
           throw error;
         } finally {

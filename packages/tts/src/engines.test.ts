@@ -212,8 +212,12 @@ describe('speech in parts', () => {
   const slt: VoiceSettings = { engine: 'flite', voice: 'slt', language: 'en-US', rate: 1, pitch: 0 };
 
   it('splits the text at sentence ends, the first two sentences alone and then runs of at least 150 characters', () => {
-    expect(sentencesOf('One. Two! "Three?" Four (five.) Six')).toEqual(['One.', 'Two!', '"Three?"', 'Four (five.)', 'Six']);
+    expect(sentencesOf('One more. Two! "Three?" Four (five.) Six')).toEqual(['One more.', 'Two!', '"Three?"', 'Four (five.)', 'Six']);
     expect(sentencesOf('3.5 and e.g.this stay whole.')).toEqual(['3.5 and e.g.this stay whole.']);
+    // where flite itself goes on: a lower-case word next, an initial, an abbreviation
+    for (const whole of ['I live in the U.S. and so do you.', 'A. B. C.', 'He said "Hi." then left.', 'Read ch. 3 first.', 'Ask Dr. Smith today.']) {
+      expect(sentencesOf(whole), whole).toEqual([whole]);
+    }
     const parts = partsOf(sentencesOf(TEXT.repeat(3)));
     expect(parts.slice(0, 2)).toEqual(['Hello!', 'I am Grace.']);
     expect(parts.join(' ')).toBe(sentencesOf(TEXT.repeat(3)).join(' '));

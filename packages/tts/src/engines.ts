@@ -102,12 +102,30 @@ function cents(semitones: number): string {
 }
 
 /**
- * The text's sentences, as the speech is made in parts: a break after . ! or ? (and a closing quote or
- * bracket) followed by a space. flite breaks its utterances there too, so a sentence said alone takes
- * as long as it does within the whole text.
+ * The text's sentences, as the speech is made in parts, broken where flite breaks its utterances (so a
+ * sentence said alone takes as long as within the whole text): after ? or ! (and a closing quote or
+ * bracket) and a space; after a full stop only when the next word starts with a capital and the word
+ * before is no initial or abbreviation ("U.S.", "A.", "ch.", "Dr."). Elsewhere a part would add a pause
+ * (measured: "I live in the U.S. and so do you." 2.62 s whole, 2.87 s cut after "U.S.").
  */
 export function sentencesOf(text: string): string[] {
-  return text.split(/(?<=[.!?]["')\]]?)\s+/).map((s) => s.trim()).filter(Boolean);
+  const words = text.split(/\s+/).filter(Boolean);
+  const sentences: string[] = [];
+  let current: string[] = [];
+  for (const [k, word] of words.entries()) {
+    current.push(word);
+    const next = words[k + 1];
+    if (next === undefined) break;
+    const bare = word.replace(/["')\]]+$/, '');
+    const ends = /[?!]$/.test(bare)
+      || (/\.$/.test(bare) && /^["'(\[]?[A-Z]/.test(next) && !/^["'(\[]?([A-Za-z]|[A-Z][a-z]?|[a-z]{1,3}|[A-Za-z.]*\.[A-Za-z]+)\.$/.test(bare));
+    if (ends) {
+      sentences.push(current.join(' '));
+      current = [];
+    }
+  }
+  if (current.length > 0) sentences.push(current.join(' '));
+  return sentences;
 }
 
 /** Parts made at once: flite is one thread per process, and the word-timing pass runs beside each part. */
