@@ -98,14 +98,14 @@ interface CheckedPhoto {
  * Checks one photo or prepared avatar against the lip-sync rules. A prepared avatar (an image with a
  * matching sidecar) is not detected again: its stored face is judged with the same rules.
  */
-export async function checkFace(path: string, engines: FaceEngines, options: ResolvedFaceOptions, input = 'avatar image'): Promise<CheckedPhoto> {
+export async function checkFace(path: string, engines: FaceEngines | (() => Promise<FaceEngines>), options: ResolvedFaceOptions, input = 'avatar image'): Promise<CheckedPhoto> {
   const absolute = resolve(path);
   const loaded = await loadImage(absolute, { input, ...(options.maxMegapixels !== undefined && { maxMegapixels: options.maxMegapixels }) });
   const bytes = new Uint8Array(await readFile(absolute));
   const stored = await readSidecar(absolute, bytes, input);
   if (stored) return fromSidecar(absolute, stored.sidecar, stored.path, loaded.image, bytes, options, input);
   const analyse: AnalyseOptions = { input, thresholds: options.thresholds };
-  const report = await analyseImage(loaded, absolute, engines, analyse);
+  const report = await analyseImage(loaded, absolute, typeof engines === 'function' ? await engines() : engines, analyse);
   const main = report.faces[0];
   const usableSource = main?.landmarks && main.pose
     ? { image: loaded.image, bytes, landmarks: main.landmarks, score: main.score, pose: { yaw: main.pose.yaw, pitch: main.pose.pitch, roll: main.pose.roll }, models: report.models }
@@ -161,7 +161,7 @@ function faceOf(check: FaceCheck): AvatarFace {
  * The face stage: judges the photo (refusing with the first broken rule) and, when asked, writes the
  * prepared avatar and returns it. A prepared avatar of the wanted size is used as it is.
  */
-export async function runFaceStage(input: FaceInput, engines: FaceEngines, options: ResolvedFaceOptions, signal?: AbortSignal): Promise<Avatar> {
+export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() => Promise<FaceEngines>), options: ResolvedFaceOptions, signal?: AbortSignal): Promise<Avatar> {
   signal?.throwIfAborted();
   const { check, source } = await checkFace(input.imagePath, engines, options);
   signal?.throwIfAborted();
@@ -276,7 +276,16 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
     },
     async load(ctx): Promise<LoadedStageOf<'face'>> {
       const resolved = resolveFaceOptions(faceOptionsFrom(ctx.options, options));
-      const engines = await loadFaceEngines(resolved);
+      // The models' sessions are made when a photo is first detected: a prepared avatar is judged from
+      // its stored face and never needs them (their making is most of a prepared avatar's face stage,
+      // 0.1-0.25 s). A model that cannot be loaded then fails that run, as it failed the load before.
+      let loading: Promise<FaceEngines> | undefined;
+      const engines = (): Promise<FaceEngines> => {
+        loading ??= loadFaceEngines(resolved);
+        // (a load that failed is tried again by the next run)
+        loading.catch(() => { loading = undefined; });
+        return loading;
+      };
       return {
         assess: async (imagePath, runCtx) => {
           runCtx.signal.throwIfAborted();
@@ -288,7 +297,11 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
           ctx.progress(1);
           return avatar;
         },
-        unload: () => disposeFaceEngines(engines),
+        unload: async () => {
+          const made = loading;
+          loading = undefined;
+          if (made) await made.then(disposeFaceEngines, () => undefined);
+        },
       };
     },
   };
