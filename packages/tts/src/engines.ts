@@ -178,9 +178,7 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   // text: 1.26 s whole, 1.01 s in parts)
   const inParts = spec.inParts === true && (input.onPart !== undefined || spokenText.length >= 3 * PART_CHARS);
   const texts = inParts ? partsOf(sentencesOf(spokenText)) : [spokenText];
-  // a caller taking the parts as they come draws and encodes beside them: one part at a time leaves it
-  // a core (the speech stays far ahead of the video: flite speaks some 80 times faster than real time)
-  const atOnce = input.onPart ? 1 : PARTS_AT_ONCE;
+
   // the parts stop together: a failed or too long part, or the run's cancel, stops the others
   const stop = new AbortController();
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
@@ -251,7 +249,7 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
     let fromEngine = true;
     let timed = true;
     for (let k = 0; k < texts.length; k++) {
-      for (let j = k; j < k + atOnce; j++) start(j);
+      for (let j = k; j < k + PARTS_AT_ONCE; j++) start(j);
       const part = await made[k] as MadePart;
       if (sampleRate === 0) sampleRate = part.sampleRate;
       if (part.sampleRate !== sampleRate) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: spec.name, reason: `its parts came at ${sampleRate} and ${part.sampleRate} Hz` });
