@@ -721,12 +721,9 @@ export class PipelineCoordinator {
         const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
         if (!avatar || first.status === 'rejected') {
           speechStop.abort();
-          const spoken = await speaking.then(() => undefined, (error: unknown) => error);
+          const [spoken] = await Promise.allSettled([speaking]);
           run.signal.removeEventListener('abort', onRunAbort);
-          if (isAvatarError(spoken, 'AVATAR_ERR_ENGINE_STUCK')) throw spoken;
-          if (faced.status === 'rejected' && (spoken === undefined || run.failedStage === 'validate_avatar')) throw faced.reason;
-          if (spoken !== undefined) throw spoken;
-          throw new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the face stage did not run' });
+          throw besideSpeechFailure(spoken, faced, run.failedStage) ?? new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the face stage did not run' });
         }
         const captionsLater = config.captions === 'none' ? Promise.resolve(undefined) : speaking.then((speech) => this.writeCaptions(run.workDir, request.text, speech, config.captions === 'burn' ? 'burn' : 'soft', avatar));
         captionsLater.catch(() => {});
@@ -748,12 +745,8 @@ export class PipelineCoordinator {
       }
       // both settle before the run goes on or fails: no stage is left running behind a failed one
       const [spoken, faced] = await Promise.allSettled([speaking, facing]).finally(() => run.signal.removeEventListener('abort', onRunAbort));
-      // the error the run reports: an engine that ignored a cancel first (it is named), else the first
-      // stage that failed
-      const failures = [spoken, faced].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-      const stuck = failures.find((reason) => isAvatarError(reason, 'AVATAR_ERR_ENGINE_STUCK'));
-      if (stuck) throw stuck;
-      if (faced.status === 'rejected' && (spoken.status !== 'rejected' || run.failedStage === 'validate_avatar')) throw faced.reason;
+      const failure = besideSpeechFailure(spoken, faced, run.failedStage);
+      if (failure !== undefined) throw failure;
       if (spoken.status === 'rejected') throw spoken.reason;
       const speech = spoken.value;
       const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
@@ -1137,6 +1130,19 @@ async function* blamed(frames: AsyncIterable<Uint8Array>, engine: ResolvedEngine
   } catch (error) {
     throw engineFault(engine, error, signal);
   }
+}
+
+/**
+ * The error a run reports when the speech or the face stage beside it failed (undefined when neither
+ * did): an engine that ignored a cancel first (it is named), else the stage that failed first.
+ */
+function besideSpeechFailure(spoken: PromiseSettledResult<unknown>, faced: PromiseSettledResult<unknown>, failedStage: StageName | undefined): unknown {
+  const failures = [spoken, faced].flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+  const stuck = failures.find((reason) => isAvatarError(reason, 'AVATAR_ERR_ENGINE_STUCK'));
+  if (stuck) return stuck;
+  if (faced.status === 'rejected' && (spoken.status !== 'rejected' || failedStage === 'validate_avatar')) return faced.reason;
+  if (spoken.status === 'rejected') return spoken.reason;
+  return undefined;
 }
 
 /** A required stage's engine from a plan (plan() throws when one is missing, so this never does). */

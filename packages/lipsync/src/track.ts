@@ -305,40 +305,42 @@ export class MouthTracker {
     return Math.min(this.total, Math.max(minBlocks, (group + 1) * GROUP_BLOCKS + ahead));
   }
 
-  private advanceStatistics(): void {
-    // the loudness gate: the noise floor and the speech level heard so far
-    for (;;) {
-      const from = this.level.length;
-      if (from >= this.total) break;
+  /**
+   * Runs `step` for each next group of blocks whose statistics' input is in: `made` says how many blocks
+   * are done, `ready` how many of the input are there; `step` gets the group's blocks [from, to) and
+   * the end of what its statistics cover, and makes those blocks.
+   */
+  private byGroup(made: () => number, ready: () => number, step: (from: number, to: number, end: number) => void): void {
+    for (let from = made(); from < this.total; from = made()) {
       const group = Math.floor(from / GROUP_BLOCKS);
       const end = this.statsEnd(group);
-      if (this.levelDb.length < end) break;
+      if (ready() < end) return;
+      step(from, Math.min(this.total, (group + 1) * GROUP_BLOCKS), end);
+    }
+  }
+
+  private advanceStatistics(): void {
+    // the loudness gate: the noise floor and the speech level heard so far
+    this.byGroup(() => this.level.length, () => this.levelDb.length, (from, to, end) => {
       for (; this.levelsCounted < end; this.levelsCounted++) this.levelStats.add(this.levelDb[this.levelsCounted] as number);
       const gate = gateFrom((q) => this.levelStats.quantile(q));
       const span = Math.max(1, gate.peak - gate.threshold);
-      for (let k = from; k < Math.min(this.total, (group + 1) * GROUP_BLOCKS); k++) {
+      for (let k = from; k < to; k++) {
         const level = gate.hasSpeech ? clamp(((this.levelDb[k] as number) - gate.threshold) / span, 0, 1) : 0;
         this.level.push(level);
         this.voiced.push(level > 0.3 && (this.sonority[k] as number) > 0.5);
       }
-    }
+    });
     // spread is judged against this speaker's own vowels: median and spread over the clearly voiced blocks
-    for (;;) {
-      const from = this.spread.length;
-      if (from >= this.total) break;
-      const group = Math.floor(from / GROUP_BLOCKS);
-      const end = this.statsEnd(group);
-      if (this.level.length < end) break;
+    this.byGroup(() => this.spread.length, () => this.level.length, (from, to, end) => {
       for (; this.spreadsCounted < end; this.spreadsCounted++) {
         if (this.voiced[this.spreadsCounted]) this.spreadStats.add(this.spreadDb[this.spreadsCounted] as number);
       }
       const enough = this.spreadStats.count >= 10;
       const median = enough ? this.spreadStats.quantile(0.5) : 0;
       const scale = enough ? Math.max(3, (this.spreadStats.quantile(0.85) - this.spreadStats.quantile(0.15)) / 2) : 1;
-      for (let k = from; k < Math.min(this.total, (group + 1) * GROUP_BLOCKS); k++) {
-        this.spread.push(enough ? clamp(((this.spreadDb[k] as number) - median) / scale, -1, 1) : 0);
-      }
-    }
+      for (let k = from; k < to; k++) this.spread.push(enough ? clamp(((this.spreadDb[k] as number) - median) / scale, -1, 1) : 0);
+    });
   }
 
   /** Whether the phones near block k are all in, and whether they are used at all. */
