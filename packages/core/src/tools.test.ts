@@ -23,6 +23,19 @@ describe('tools several engines share', () => {
     expect(performance.now() - started).toBeLessThan(2000);
   });
 
+  it('a cancelled runTool settles only once its child is gone', async () => {
+    for (let round = 0; round < 20; round++) {
+      const controller = new AbortController();
+      let pid = 0;
+      const running = runTool('sleep', ['10'], { tool: 'sleep', install: '', failure: fail, signal: controller.signal, onSpawn: (p) => { pid = p; } });
+      while (pid === 0) await new Promise((r) => setTimeout(r, 1));
+      controller.abort(new Error('stop'));
+      await expect(running).rejects.toThrow('stop');
+      // signal 0 reaches a zombie too: only a reaped child throws
+      expect(() => process.kill(pid, 0), `round ${round}`).toThrow();
+    }
+  });
+
   it('decodeAudio gives mono samples at the asked rate, as integers or floats, and names what is not audio', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'avatar-tools-'));
     const wav = join(dir, 'tone.wav');

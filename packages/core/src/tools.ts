@@ -64,7 +64,7 @@ function tail(text: string, max = 2000): string {
 /**
  * Runs a tool with an argument array (no shell, so text never becomes a command), as a child that dies
  * with this process. ENOENT or EACCES become AVATAR_ERR_TOOL_MISSING with the install command, a
- * non-zero exit the caller's `failure`, an abort kills the child at once.
+ * non-zero exit the caller's `failure`, an abort kills the child at once (settling once it is gone).
  */
 export function runTool(command: string, args: readonly string[], options: ToolRunOptions): Promise<ToolResult> {
   const { signal } = options;
@@ -84,10 +84,17 @@ export function runTool(command: string, args: readonly string[], options: ToolR
       if (error) reject(error);
       else resolve({ stdout, stderr });
     };
+    // a cancel settles once the child is gone, not when it is told to go: a caller cleaning up after
+    // a cancel (a temp folder, the next run) must not race a process still writing
+    let killed = false;
     const onAbort = (): void => {
+      killed = true;
       child.kill('SIGKILL');
-      finish(cancelled());
+      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) finish(cancelled());
     };
+    child.on('exit', () => {
+      if (killed) finish(cancelled());
+    });
     signal?.addEventListener('abort', onAbort, { once: true });
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       if (stdout.length < maxStdout) stdout += chunk;
@@ -96,6 +103,7 @@ export function runTool(command: string, args: readonly string[], options: ToolR
       stderr = (stderr + chunk).slice(-KEEP_STDERR);
     });
     child.on('error', (error: NodeJS.ErrnoException) => {
+      if (killed) return finish(cancelled());
       if (error.code === 'ENOENT' || error.code === 'EACCES' || error.code === 'ENOTDIR') finish(toolMissing(options.tool, command, options.install, error));
       else finish(options.failure(error.message, null));
     });
