@@ -225,9 +225,9 @@ describe('PipelineCoordinator with the real engines', () => {
     const stages: string[] = [];
     const result = await coordinator.execute({
       text: 'Cancelled after the video is encoded.', avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low' }, signal: controller.signal,
-      // (the inspection runs beside the encode and ends after it: cancelled once the encode is done)
-      // (the stage's own end, not the encoder's last report, which says 'encoded')
-      onProgress: (e) => { stages.push(e.stage); if (e.stage === 'encode_video' && e.stageFraction === 1 && e.detail === undefined) controller.abort(); },
+      // (the inspection runs beside the encode and ends after it; the run's progress names it once the
+      // encode is over: cancelled then)
+      onProgress: (e) => { stages.push(e.stage); if (e.stage === 'inspect_video') controller.abort(); },
     });
     expect(stages).toContain('inspect_video');
     expect(result.error?.code).toBe('AVATAR_ERR_CANCELLED');
@@ -257,24 +257,49 @@ describe('PipelineCoordinator with the real engines', () => {
   }, 60_000);
 
   it('a live run is drawn and encoded as the speech is made: the frames start before the speech is whole, and the video has all of it', async () => {
+    const { plugins: speakers } = await import('@avatar/tts');
+    const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
+    const order: string[] = [];
     const registry = new PluginRegistry();
-    for (const pkg of ['@avatar/tts', '@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    // flite, telling when its speech is whole
+    registry.register({
+      ...flite,
+      async load(ctx: LoadContext) {
+        const loaded = await flite.load(ctx);
+        return {
+          run: async (input: TtsInput, runCtx: RunContext) => {
+            const speech = await loaded.run(input, runCtx);
+            order.push('speech whole');
+            return speech;
+          },
+          unload: () => loaded.unload(),
+        };
+      },
+    }, 'test');
+    for (const pkg of ['@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
     const storage = join(dir, 's-pipelined');
     const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
     const chunks: Buffer[] = [];
     const live = new Writable({ write(chunk: Buffer, _e, callback) { chunks.push(chunk); callback(); } });
-    const order: string[] = [];
+    const named: string[] = [];
+    const encoded: number[] = [];
+    // (long enough that its speech is still being made once the face is found, also in a fresh process)
     const text = 'Hello! I am Grace. This video starts while its speech is still being made. Sentence after sentence, the frames follow the voice. '
-      + 'The whole of it still ends up in one video, with every word heard.';
+      + 'The whole of it still ends up in one video, with every word heard. '.repeat(6);
     const result = await coordinator.execute({
       text, avatarImage: PORTRAIT, outputPath: join(dir, 'pipelined.mp4'), config: { videoQuality: 'low' }, live,
       onProgress: (e) => {
         if (e.stage === 'generate_lipsync' && !order.includes('drawing')) order.push('drawing');
-        if (e.stage === 'synthesize_speech' && e.stageFraction === 1 && e.detail === undefined) order.push('speech whole');
+        if (named.at(-1) !== e.stage) named.push(e.stage);
+        if (e.stage === 'encode_video') encoded.push(e.stageFraction);
       },
     });
     expect(result.error).toBeNull();
     expect(order).toEqual(['drawing', 'speech whole']);
+    // the stages ran side by side, yet the run's progress names each once, in the plan's order
+    expect(named).toEqual(['load_profile', 'synthesize_speech', 'validate_avatar', 'generate_lipsync', 'encode_video', 'inspect_video', 'cleanup']);
+    // and the encode reports how far it is once the speech is whole, its frames then counted
+    expect(encoded.filter((f) => f > 0.1 && f < 0.9).length, JSON.stringify(encoded)).toBeGreaterThan(10);
     expect(result.inspection?.lagFrames).toBe(0);
     const file = join(dir, 'pipelined-live.mp4');
     await writeFile(file, Buffer.concat(chunks));

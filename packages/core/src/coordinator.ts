@@ -275,7 +275,29 @@ class StageRun {
     if (!this.onProgress) return;
     const total = this.plan.reduce((s, n) => s + STAGE_WEIGHT[n], 0);
     const reached = this.plan.reduce((s, n) => s + STAGE_WEIGHT[n] * (this.done.get(n) ?? 0), 0);
-    this.onProgress({ stage, stageFraction: f, fraction: Math.min(1, reached / total), ...(detail !== undefined && { detail }) });
+    const at = this.front(stage);
+    this.onProgress({ stage: at, stageFraction: this.done.get(at) ?? 0, fraction: Math.min(1, reached / total), ...(detail !== undefined && at === stage && { detail }) });
+  }
+
+  /** the stage a run's progress names; never one before it in the plan */
+  private shown: StageName | undefined;
+  /** stages that watch another (the inspection beside the encode), with the stage they watch */
+  private readonly watchers = new Map<StageName, StageName>();
+
+  /**
+   * The stage the run is at, as its progress names it: the furthest in the plan of those started, a
+   * stage that watches another counting once that one is over. Stages that run side by side would
+   * otherwise take turns (the speech reporting a part made, the encoder a frame): a job's stage
+   * flipping back and forth, each flip a write to the job store.
+   */
+  private front(reporting: StageName): StageName {
+    const index = (name: StageName): number => this.plan.indexOf(name);
+    for (const name of [...this.running, reporting]) {
+      const watched = this.watchers.get(name);
+      if (watched !== undefined && this.running.has(watched)) continue;
+      if (this.shown === undefined || index(name) > index(this.shown)) this.shown = name;
+    }
+    return this.shown ?? reporting;
   }
 
   /** Stages running now; more than one when the plan runs them side by side. */
@@ -286,9 +308,13 @@ class StageRun {
   /** Files this run wrote beside their targets, removed when it fails. */
   readonly temporaries: string[] = [];
 
-  /** `signal`: a stage run beside another may be stopped on its own (one linked to the run's). */
-  async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>, engine?: ResolvedEngine, { signal = this.signal }: { signal?: AbortSignal } = {}): Promise<T> {
+  /**
+   * `signal`: a stage run beside another may be stopped on its own (one linked to the run's);
+   * `watching`: the stage it watches, under which its progress is reported while that one runs.
+   */
+  async stage<T>(name: StageName, fn: (ctx: RunContext) => Promise<T>, engine?: ResolvedEngine, { signal = this.signal, watching }: { signal?: AbortSignal; watching?: StageName } = {}): Promise<T> {
     this.current = name;
+    if (watching !== undefined) this.watchers.set(name, watching);
     if (engine) this.engines[engine.plugin.stage] = { name: engine.plugin.name, package: engine.source, ...(engine.license && { license: engine.license }) };
     // cleanup always runs; once the last stage has done its work, the run has succeeded and a late
     // cancel no longer undoes it
@@ -730,7 +756,7 @@ export class PipelineCoordinator {
         try {
           return await this.renderAndEncode(run, engines, {
             avatar, speechParts: feed.parts(), audioPath: join(run.workDir, 'speech.wav'), maxSeconds, settings, animation: animationOf(config),
-          }, { outputPath, live: request.live, liveOnly: request.liveOnly === true, captionsLater, audioStream: { sampleRate: first.value.sampleRate, chunks: feed.sound() } });
+          }, { outputPath, live: request.live, liveOnly: request.liveOnly === true, captionsLater, audioStream: { sampleRate: first.value.sampleRate, chunks: feed.sound(), seconds: () => feed.seconds } });
         } catch (error) {
           // the speech stops with the run; when it failed first, its error is the run's
           speechStop.abort();
@@ -920,7 +946,7 @@ export class PipelineCoordinator {
           throw error;
         }
         return measuring;
-      }, inspector);
+      }, inspector, { watching: 'encode_video' });
       watched.catch(() => {});
     };
     let rendering: { video: EncodedVideo; regions: FrameRegions | undefined; renderPath: ComputePath | undefined };

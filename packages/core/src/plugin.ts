@@ -310,6 +310,12 @@ export type EncodeInput =
 export interface AudioStream {
   sampleRate: number;
   chunks: AsyncIterable<Int16Array>;
+  /**
+   * The sound's length in seconds once the speech is whole (undefined before): how many frames a video
+   * drawn as the speech is made will have, for an encoder's progress. Known well before the chunks end:
+   * they are read as the encode needs them.
+   */
+  seconds?: () => number | undefined;
 }
 
 /**

@@ -12,6 +12,8 @@ export class SpeechFeed {
   private readonly toRenderer = new PassThrough({ objectMode: true, highWaterMark: 1024 });
   private readonly toEncoder = new PassThrough({ objectMode: true, highWaterMark: 1024 });
   private given = false;
+  /** the speech's length, once it is whole */
+  seconds: number | undefined;
   private firstIn: (part: SpeechPart) => void = () => {};
   private firstFailed: (error: unknown) => void = () => {};
 
@@ -41,6 +43,7 @@ export class SpeechFeed {
         ...(speech.phonemes && { phonemes: speech.phonemes }), ...(speech.words && { words: speech.words }),
       });
     }
+    this.seconds = speech.durationSeconds;
     this.toRenderer.end();
     this.toEncoder.end();
   }

@@ -804,7 +804,9 @@ async function encodeFramesInto(
             break; // ffmpeg stopped reading: `done` says why
           }
           written += 1;
-          if (expected > 0) options.progress?.(Math.min(0.99, written / expected), 'encoding');
+          // (frames drawn as the speech is made: as many as the sound has, once the speech is whole)
+          const total = expected > 0 ? expected : Math.round((input.audioStream?.seconds?.() ?? 0) * frames.fps);
+          if (total > 0) options.progress?.(Math.min(0.99, written / total), 'encoding');
         }
         while (reading && finished && encoding.length > 0) reading = await sendEncoded();
         if (!reading) finished = false;

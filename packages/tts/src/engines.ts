@@ -138,6 +138,14 @@ const PARTS_AT_ONCE = 2;
  * (measured: 15 sentences one by one 1.9 s, at once 1.3 s).
  */
 const PART_CHARS = 150;
+/**
+ * Speech made ahead of the video, in seconds, past which parts taken as they come are made one at a
+ * time: the first second of video needs the speech to about 3.3 s (its frames, the encoder's lookahead
+ * and the mouth track's). Measured on two cores, the 110 s text's first fragment on stdout: 1.42 s two
+ * at a time, 1.17 s one at a time throughout, which made the 10 s text's first segment later
+ * (0.68 -> 0.69-0.79 s).
+ */
+const LEAD_SECONDS = 4;
 
 export function partsOf(sentences: readonly string[]): string[] {
   const parts: string[] = [];
@@ -178,6 +186,10 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   // text: 1.26 s whole, 1.01 s in parts)
   const inParts = spec.inParts === true && (input.onPart !== undefined || spokenText.length >= 3 * PART_CHARS);
   const texts = inParts ? partsOf(sentencesOf(spokenText)) : [spokenText];
+  // a caller taking the parts as they come draws and encodes beside them: once the speech made is
+  // LEAD_SECONDS ahead, one part at a time leaves it a core (flite speaks some 80 times faster than real
+  // time, so the speech stays far ahead of the video); before that the video waits on the speech
+  const atOnce = (madeSeconds: number): number => (input.onPart && madeSeconds >= LEAD_SECONDS ? 1 : PARTS_AT_ONCE);
 
   // the parts stop together: a failed or too long part, or the run's cancel, stops the others
   const stop = new AbortController();
@@ -249,7 +261,7 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
     let fromEngine = true;
     let timed = true;
     for (let k = 0; k < texts.length; k++) {
-      for (let j = k; j < k + PARTS_AT_ONCE; j++) start(j);
+      for (let j = k; j < k + atOnce(sampleRate === 0 ? 0 : samples / sampleRate); j++) start(j);
       const part = await made[k] as MadePart;
       if (sampleRate === 0) sampleRate = part.sampleRate;
       if (part.sampleRate !== sampleRate) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: spec.name, reason: `its parts came at ${sampleRate} and ${part.sampleRate} Hz` });

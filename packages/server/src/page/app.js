@@ -25,6 +25,8 @@ const stageLabel = (stage) => STAGE_LABELS[stage] ?? String(stage).replaceAll('_
 
 const STATUS_LABELS = { pending: 'Waiting', running: 'Running', completed: 'Done', failed: 'Failed', cancelled: 'Cancelled' };
 const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+/** stages of a live job by which its video is being encoded (or is, whole: the stream plays until the file takes over) */
+const LIVE_STAGES = new Set(['generate_lipsync', 'encode_video', 'inspect_video']);
 const RESULT_EXTENSIONS = { 'video/mp4': '.mp4', 'video/webm': '.webm', 'video/quicktime': '.mov', 'audio/wav': '.wav', 'image/png': '.png' };
 
 /** Builds an element: el('p', {class: 'x'}, 'text', child). Text is always text, never markup. */
@@ -326,7 +328,7 @@ async function follow(job) {
   const update = (value) => {
     showProgress(value);
     if (value.stage && value.stage !== stage) stage = value.stage;
-    if (value.status === 'running' && job.params?.live === true && (stage === 'encode_video' || stage === 'generate_lipsync') && !stopLive) startLive();
+    if (value.status === 'running' && job.params?.live === true && LIVE_STAGES.has(stage) && !stopLive) startLive();
     renderStages(job.jobType, stage, FINISHED.has(value.status) ? value.status : null);
     if (value.status === 'pending') announce('Waiting for a worker…');
     else if (value.status === 'running') announce(stage ? `${stageLabel(stage)}…` : 'Starting…');
