@@ -279,25 +279,28 @@ class StageRun {
     this.onProgress({ stage: at, stageFraction: this.done.get(at) ?? 0, fraction: Math.min(1, reached / total), ...(detail !== undefined && at === stage && { detail }) });
   }
 
-  /** the stage a run's progress names; never one before it in the plan */
+  /** the stage a run's progress named last */
   private shown: StageName | undefined;
   /** stages that watch another (the inspection beside the encode), with the stage they watch */
   private readonly watchers = new Map<StageName, StageName>();
 
   /**
-   * The stage the run is at, as its progress names it: the furthest in the plan of those started, a
-   * stage that watches another counting once that one is over. Stages that run side by side would
-   * otherwise take turns (the speech reporting a part made, the encoder a frame): a job's stage
-   * flipping back and forth, each flip a write to the job store.
+   * The stage the run is at, as its progress names it: the furthest in the plan of those running, a
+   * stage that watches another counting once that one has completed; while none runs, the one named
+   * last. Stages that run side by side would otherwise take turns (the speech reporting a part made,
+   * the encoder a frame): a job's stage flipping back and forth, each flip a write to the job store.
+   * The name changes only as stages start and end.
    */
   private front(reporting: StageName): StageName {
     const index = (name: StageName): number => this.plan.indexOf(name);
-    for (const name of [...this.running, reporting]) {
+    let at: StageName | undefined;
+    for (const name of this.running) {
       const watched = this.watchers.get(name);
-      if (watched !== undefined && this.running.has(watched)) continue;
-      if (this.shown === undefined || index(name) > index(this.shown)) this.shown = name;
+      if (watched !== undefined && !this.completed.includes(watched)) continue;
+      if (at === undefined || index(name) > index(at)) at = name;
     }
-    return this.shown ?? reporting;
+    this.shown = at ?? this.shown ?? reporting;
+    return this.shown;
   }
 
   /** Stages running now; more than one when the plan runs them side by side. */

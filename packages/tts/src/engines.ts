@@ -139,9 +139,9 @@ const PARTS_AT_ONCE = 2;
  */
 const PART_CHARS = 150;
 /**
- * Speech made ahead of the video, in seconds, past which parts taken as they come are made one at a
- * time: the first second of video needs the speech to about 3.3 s (its frames, the encoder's lookahead
- * and the mouth track's). Measured on two cores, the 110 s text's first fragment on stdout: 1.42 s two
+ * Speech made so far, in seconds, past which parts taken as they come are made one at a time: the
+ * first second of video needs the speech to about 3.3 s (its frames, the encoder's lookahead and the
+ * mouth track's); after that the speech, some 80 times faster than real time, stays well ahead. Measured on two cores, the 110 s text's first fragment on stdout: 1.42 s two
  * at a time, 1.17 s one at a time throughout, which made the 10 s text's first segment later
  * (0.68 -> 0.69-0.79 s).
  */
@@ -186,9 +186,8 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   // text: 1.26 s whole, 1.01 s in parts)
   const inParts = spec.inParts === true && (input.onPart !== undefined || spokenText.length >= 3 * PART_CHARS);
   const texts = inParts ? partsOf(sentencesOf(spokenText)) : [spokenText];
-  // a caller taking the parts as they come draws and encodes beside them: once the speech made is
-  // LEAD_SECONDS ahead, one part at a time leaves it a core (flite speaks some 80 times faster than real
-  // time, so the speech stays far ahead of the video); before that the video waits on the speech
+  // a caller taking the parts as they come draws and encodes beside them: once the parts made are
+  // LEAD_SECONDS long, one part at a time leaves it a core; before that the video waits on the speech
   const atOnce = (madeSeconds: number): number => (input.onPart && madeSeconds >= LEAD_SECONDS ? 1 : PARTS_AT_ONCE);
 
   // the parts stop together: a failed or too long part, or the run's cancel, stops the others
