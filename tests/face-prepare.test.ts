@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, isAvatarError } from '@avatar/core';
 import {
-  analysePhoto, createFacePlugin, disposeFaceEngines, loadFaceEngines, resolveFaceOptions, runFaceStage, sidecarPathFor,
+  PreparedAvatarCache, analysePhoto, createFacePlugin, disposeFaceEngines, loadFaceEngines, resolveFaceOptions, runFaceStage, sidecarPathFor,
 } from '@avatar/face';
 import type { AvatarSidecar, FaceEngines, ResolvedFaceOptions } from '@avatar/face';
 import { DEFAULT_VOICE } from '@avatar/tts';
@@ -100,6 +100,69 @@ describe('avatar preparation', () => {
     expect((error as Error).message).toMatch(/is \d+ px wide, under the minimum of 200 px/);
   });
 
+  it('a photo prepared before comes from the cache, byte for byte, without detecting; another size, other options or a damaged entry detect again', async () => {
+    const cache = new PreparedAvatarCache(join(dir, 'cache'), options);
+    const counted = counting(engines);
+    const run = async (name: string, photo: string, size: number, using = cache) => {
+      await mkdir(join(dir, name), { recursive: true });
+      return runFaceStage({ imagePath: photo, prepare: { outputPath: join(dir, name, 'avatar.png'), size, reuse: true } }, counted, options, undefined, using);
+    };
+    const first = await run('c1', GRACE, 256);
+    expect(counted.calls()).toBe(1);
+    // the same bytes under another name
+    const copy = join(dir, 'grace-copy.jpg');
+    await copyFile(GRACE, copy);
+    const second = await run('c2', copy, 256);
+    expect(counted.calls()).toBe(1);
+    expect(second.imagePath).toBe(join(dir, 'c2', 'avatar.png'));
+    expect((await readFile(second.imagePath)).equals(await readFile(first.imagePath))).toBe(true);
+    expect(second.face.landmarks).toEqual(first.face.landmarks);
+    expect(second.face.sidecarPath).toBe(sidecarPathFor(second.imagePath));
+    // another size, other thresholds: prepared afresh
+    await run('c3', GRACE, 128);
+    expect(counted.calls()).toBe(2);
+    await run('c4', GRACE, 256, new PreparedAvatarCache(join(dir, 'cache'), resolveFaceOptions({ thresholds: { maxYaw: 29 } }, {})));
+    expect(counted.calls()).toBe(3);
+    // a damaged entry is a miss, then made whole again
+    const entries = (await readdir(join(dir, 'cache'))).filter((n) => n.endsWith('.face.json'));
+    expect(entries).toHaveLength(3);
+    for (const name of entries) await writeFile(join(dir, 'cache', name), '{ "format": ');
+    const repaired = await run('c5', GRACE, 256);
+    expect(counted.calls()).toBe(4);
+    expect((await readFile(repaired.imagePath)).equals(await readFile(first.imagePath))).toBe(true);
+    await run('c6', GRACE, 256);
+    expect(counted.calls()).toBe(4);
+    // no partial files anywhere
+    expect((await readdir(join(dir, 'cache'))).filter((n) => n.endsWith('.partial'))).toEqual([]);
+    expect((await readdir(join(dir, 'c5'))).sort()).toEqual(['avatar.face.json', 'avatar.png']);
+  });
+
+  it('the cache keeps the most recently used entries up to its limit', async () => {
+    const cache = new PreparedAvatarCache(join(dir, 'small-cache'), options, 2);
+    // three photos: the astronaut re-encoded is a third
+    const third = join(dir, 'astronaut-q80.jpg');
+    await sharp(ASTRONAUT).jpeg({ quality: 80 }).toFile(third);
+    const photos = [GRACE, ASTRONAUT, third];
+    const counted = counting(engines);
+    const prepare = async (photo: string, k: number) => {
+      await mkdir(join(dir, `s${k}`), { recursive: true });
+      await runFaceStage({ imagePath: photo, prepare: { outputPath: join(dir, `s${k}`, 'avatar.png'), size: 128 } }, counted, options, undefined, cache);
+    };
+    await prepare(photos[0]!, 0);
+    await prepare(photos[1]!, 1);
+    // (used again: the last to go; file times have a resolution to respect)
+    await new Promise((r) => setTimeout(r, 20));
+    await prepare(photos[0]!, 2);
+    await new Promise((r) => setTimeout(r, 20));
+    await prepare(photos[2]!, 3);
+    expect(counted.calls()).toBe(3);
+    expect((await readdir(join(dir, 'small-cache'))).filter((n) => n.endsWith('.face.json'))).toHaveLength(2);
+    await prepare(photos[0]!, 4);
+    expect(counted.calls()).toBe(3);
+    await prepare(photos[1]!, 5);
+    expect(counted.calls()).toBe(4);
+  });
+
   it('detection + landmarks on a 1024x1024 JPEG, decode included, after warm-up', async () => {
     const big = join(dir, 'astronaut-1024.jpg');
     await sharp(ASTRONAUT).resize(1024, 1024).jpeg({ quality: 90 }).toFile(big);
@@ -133,11 +196,20 @@ describe('through the coordinator', () => {
     expect(ok.avatar).toMatchObject({ imagePath: out, width: 256, height: 256 });
     expect((await sharp(out).metadata()).width).toBe(256);
 
+    // kept in the storage folder for the next run with this photo (not with cache=false)
+    expect((await readdir(join(storage, 'face', 'prepared'))).filter((n) => n.endsWith('.png'))).toHaveLength(1);
+    const again = await coordinator.prepareAvatar({ imagePath: GRACE, outputPath: join(dir, 'coord-again.png'), config: { videoQuality: 'low' } });
+    expect((await readFile(join(dir, 'coord-again.png'))).equals(await readFile(out))).toBe(true);
+    expect(again.avatar?.face.landmarks).toEqual(ok.avatar?.face.landmarks);
+    await coordinator.prepareAvatar({ imagePath: ASTRONAUT, outputPath: join(dir, 'coord-uncached.png'), config: { videoQuality: 'low', engineOptions: { face: { cache: false } } } });
+    expect((await readdir(join(storage, 'face', 'prepared'))).filter((n) => n.endsWith('.png'))).toHaveLength(1);
+
     const refused = join(dir, 'cat.png');
     const bad = await coordinator.prepareAvatar({ imagePath: CAT, outputPath: refused });
     expect(bad.success).toBe(false);
     expect(bad.error?.code).toBe('AVATAR_ERR_FACE_NONE');
     expect(existsSync(refused) || existsSync(sidecarPathFor(refused))).toBe(false);
+    expect((await readdir(join(storage, 'face', 'prepared'))).filter((n) => n.endsWith('.png'))).toHaveLength(1);
 
     const wrongExt = await coordinator.prepareAvatar({ imagePath: GRACE, outputPath: join(dir, 'avatar.jpg') });
     expect(wrongExt.error?.code).toBe('AVATAR_ERR_OUTPUT_EXTENSION');

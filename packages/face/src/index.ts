@@ -17,6 +17,7 @@ export {
 } from './stage.js';
 export type { DetectorChoice, FaceCheck, FacePluginOptions, LandmarkChoice, ResolvedFaceOptions } from './stage.js';
 export type { Box, DetectedFace, FaceDetector, LandmarkModel, Point, RgbImage } from './models/types.js';
+export { MAX_PREPARED_ENTRIES, PreparedAvatarCache } from './cache.js';
 
 /** What the plugin registry loads from this package. */
 export const plugins: readonly AnyStagePlugin[] = [onnxFacePlugin];

@@ -1,16 +1,18 @@
+import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION } from '@avatar/core';
 import type { Avatar, AvatarFace, EngineLicense, FaceAssessment, FaceInput, HeadPose, LoadedStageOf, ModelLicense, PluginCheck, PluginOptionsSchema, StagePlugin } from '@avatar/core';
 import type { AnalyseOptions, FaceEngines, PhotoReport } from './analyse.js';
 import { analyseImage } from './analyse.js';
+import { PreparedAvatarCache } from './cache.js';
 import { loadImage } from './image.js';
 import { listModelManifests, loadDetector, loadLandmarks } from './models/index.js';
 import { loadOnnxRuntime } from './models/session.js';
 import { loadSharp } from './sharp.js';
 import type { Point, RgbImage } from './models/types.js';
 import type { AvatarSidecar } from './prepare.js';
-import { readSidecar, sha256, writePreparedAvatar } from './prepare.js';
+import { readSidecar, sha256, sidecarPathFor, writePreparedAvatar } from './prepare.js';
 import type { FaceThresholds, Verdict } from './validate.js';
 import { judgeFaces, resolveThresholds, verdictError } from './validate.js';
 
@@ -27,6 +29,8 @@ export interface FacePluginOptions {
   thresholds?: Partial<FaceThresholds>;
   /** refuse photos over this many megapixels; default $AVATAR_FACE_MAX_MEGAPIXELS, else 40 */
   maxMegapixels?: number;
+  /** keep prepared avatars between runs in the storage folder, keyed by the photo (default true) */
+  cache?: boolean;
 }
 
 function choice<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
@@ -41,6 +45,7 @@ export interface ResolvedFaceOptions {
   modelsDir?: string;
   thresholds: FaceThresholds;
   maxMegapixels?: number;
+  cache: boolean;
 }
 
 /** Options, then the environment, then the defaults. */
@@ -55,6 +60,7 @@ export function resolveFaceOptions(options: FacePluginOptions = {}, env: NodeJS.
     ...(options.modelsDir !== undefined && { modelsDir: options.modelsDir }),
     thresholds: resolveThresholds(options.thresholds ?? {}, env),
     ...(mp !== undefined && { maxMegapixels: mp }),
+    cache: options.cache ?? true,
   };
 }
 
@@ -161,13 +167,16 @@ function faceOf(check: FaceCheck): AvatarFace {
  * The face stage: judges the photo (refusing with the first broken rule) and, when asked, writes the
  * prepared avatar and returns it. A prepared avatar of the wanted size is used as it is.
  */
-export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() => Promise<FaceEngines>), options: ResolvedFaceOptions, signal?: AbortSignal): Promise<Avatar> {
+export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() => Promise<FaceEngines>), options: ResolvedFaceOptions, signal?: AbortSignal, cache?: PreparedAvatarCache): Promise<Avatar> {
   signal?.throwIfAborted();
+  const prepare = input.prepare;
+  // a photo prepared before at this size, with these options and models: its avatar, not detected again
+  const kept = prepare && cache ? await fromCache(input.imagePath, prepare, engines, options, cache) : undefined;
+  if (kept?.avatar) return kept.avatar;
   const { check, source } = await checkFace(input.imagePath, engines, options);
   signal?.throwIfAborted();
   const refusal = verdictError(check.verdict);
   if (refusal) throw refusal;
-  const prepare = input.prepare;
   const reusable = check.prepared && check.width === prepare?.size && check.height === prepare.size && (prepare.reuse === true || resolve(prepare.outputPath) === check.path);
   if (!prepare || reusable) {
     return { imagePath: check.path, width: check.width, height: check.height, face: faceOf(check) };
@@ -190,7 +199,40 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() 
     await Promise.all([rm(outputPath, { force: true }), rm(written.sidecarPath, { force: true })]);
     signal.throwIfAborted();
   }
+  if (kept?.key !== undefined) await cache?.keep(kept.key, outputPath);
   return { imagePath: outputPath, width: prepare.size, height: prepare.size, face: written.face };
+}
+
+/**
+ * The cache's prepared avatar for a raw photo, copied to where the stage prepares it and judged as any
+ * prepared avatar is; else the key to keep the avatar under once it is made. A photo that is itself a
+ * prepared avatar, or that cannot be read (the check says why), is not looked up.
+ */
+async function fromCache(
+  imagePath: string,
+  prepare: NonNullable<FaceInput['prepare']>,
+  engines: FaceEngines | (() => Promise<FaceEngines>),
+  options: ResolvedFaceOptions,
+  cache: PreparedAvatarCache,
+): Promise<{ avatar?: Avatar; key?: string }> {
+  const outputPath = resolve(prepare.outputPath);
+  if (existsSync(sidecarPathFor(resolve(imagePath))) || outputPath === resolve(imagePath)) return {};
+  const photo = await readFile(imagePath).catch(() => undefined);
+  if (!photo) return {};
+  const key = cache.keyFor(photo, prepare.size);
+  if (!(await cache.restore(key, outputPath))) return { key };
+  try {
+    // (judged already: the photo passed these very thresholds, part of the key, before it was kept; the
+    // crop itself is not judged again, as a small preset's crop may fall under a size rule the photo met)
+    const { check } = await checkFace(outputPath, engines, options);
+    if (check.prepared && check.width === prepare.size && check.height === prepare.size) {
+      return { avatar: { imagePath: check.path, width: check.width, height: check.height, face: faceOf(check) } };
+    }
+  } catch {
+    // a damaged entry: prepared again, which replaces it
+  }
+  await Promise.all([rm(outputPath, { force: true }), rm(sidecarPathFor(outputPath), { force: true })]);
+  return { key };
 }
 
 const number = (description: string, minimum: number, maximum: number): { type: 'number'; description: string; minimum: number; maximum: number } =>
@@ -215,6 +257,7 @@ export const FACE_OPTIONS_SCHEMA = {
     maxBrightFraction: number('warn when this share of the face is blown out (default 0.25)', 0, 1),
     minSharpnessRatio: number('warn when the face is this much blurrier than the image (default 0.25)', 0, 100),
     maxMegapixels: { type: 'number', exclusiveMinimum: 0, description: 'refuse photos over this many megapixels (default 40)' },
+    cache: { type: 'boolean', description: 'keep prepared avatars between runs in the storage folder, keyed by the photo, so a photo seen before is not detected again (default true)' },
   },
 } as const satisfies PluginOptionsSchema;
 
@@ -229,6 +272,7 @@ export function faceOptionsFrom(given: Readonly<Record<string, unknown>>, base: 
     ...(typeof given.detector === 'string' && { detector: given.detector as DetectorChoice }),
     ...(typeof given.landmarks === 'string' && { landmarks: given.landmarks as LandmarkChoice }),
     ...(typeof given.maxMegapixels === 'number' && { maxMegapixels: given.maxMegapixels }),
+    ...(typeof given.cache === 'boolean' && { cache: given.cache }),
     thresholds,
   };
 }
@@ -286,6 +330,7 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
         loading.catch(() => { loading = undefined; });
         return loading;
       };
+      const cache = resolved.cache ? new PreparedAvatarCache(join(ctx.storageDir, 'face', 'prepared'), resolved) : undefined;
       return {
         assess: async (imagePath, runCtx) => {
           runCtx.signal.throwIfAborted();
@@ -293,7 +338,7 @@ export function createFacePlugin(options: FacePluginOptions = {}): StagePlugin<'
         },
         run: async (input, ctx) => {
           ctx.progress(0.1, 'detecting the face');
-          const avatar = await runFaceStage(input, engines, resolved, ctx.signal);
+          const avatar = await runFaceStage(input, engines, resolved, ctx.signal, cache);
           ctx.progress(1);
           return avatar;
         },
