@@ -6,8 +6,9 @@
 //       full_pipeline job with a prepared avatar to the first time its playlist answers 200 (a second of
 //       video is there), and to the job's completion.
 // The text is the same 10 s sentence scripts/bench-compare.sh speaks; quality medium. Prints a table and
-// one `JSON {...}` line.
-//   node scripts/bench-live.mjs [--rounds 5]
+// one `JSON {...}` line. The CLI's photo is new to each run (a storage folder of its own, so the face is
+// detected), or with `--photo seen` one the storage has prepared before (the face stage's cache).
+//   node scripts/bench-live.mjs [--rounds 5] [--photo new|seen]
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,7 +22,8 @@ const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
 const CLI = join(ROOT, 'packages/cli/dist/bin.js');
 const PORTRAIT = join(ROOT, 'tests/fixtures/grace_hopper.jpg');
 const TEXT = 'Hello! I am Grace. This video was made from one photo and this sentence, on an ordinary computer, without a graphics card, in a few seconds.';
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' } } });
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, photo: { type: 'string', default: 'new' } } });
+if (!['new', 'seen'].includes(values.photo)) throw new Error('--photo is new or seen');
 const rounds = Number(values.rounds);
 
 const median = (list) => {
@@ -75,9 +77,12 @@ const work = await mkdtemp(join(tmpdir(), 'avatar-bench-live-'));
 try {
   // (a) the CLI, live and to a file, taking turns
   const live = [], file = [];
+  const seen = values.photo === 'seen';
+  // (seen: one run first, not counted, prepares the photo in the storage all runs share)
+  if (seen) await cliRun(join(work, 'cli'), join(work, 'talk.mp4'));
   for (let i = 0; i < rounds; i++) {
-    live.push(await cliRun(join(work, 'cli'), '-'));
-    file.push(await cliRun(join(work, 'cli'), join(work, 'talk.mp4')));
+    live.push(await cliRun(join(work, seen ? 'cli' : `cli-${i}-live`), '-'));
+    file.push(await cliRun(join(work, seen ? 'cli' : `cli-${i}-file`), join(work, 'talk.mp4')));
   }
   // (b) the server: a prepared avatar in its storage, then live jobs one after another
   const storage = join(work, 'server');
@@ -93,6 +98,7 @@ try {
   }
   const figures = {
     rounds,
+    photo: values.photo,
     cliLive: { firstByteMs: median(live.map((r) => r.firstByteMs)), firstFragmentMs: median(live.map((r) => r.firstFragmentMs)), totalMs: median(live.map((r) => r.totalMs)) },
     cliFile: { totalMs: median(file.map((r) => r.totalMs)) },
     httpLive: { firstSegmentMs: median(http.map((r) => r.firstSegmentMs)), totalMs: median(http.map((r) => r.totalMs)) },

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -118,6 +118,17 @@ describe('avatar preparation', () => {
     expect((await readFile(second.imagePath)).equals(await readFile(first.imagePath))).toBe(true);
     expect(second.face.landmarks).toEqual(first.face.landmarks);
     expect(second.face.sidecarPath).toBe(sidecarPathFor(second.imagePath));
+    // its sidecar names this run's photo and file
+    const restored = JSON.parse(await readFile(sidecarPathFor(second.imagePath), 'utf8')) as AvatarSidecar;
+    expect(restored.source.path).toBe(copy);
+    expect(restored.image.file).toBe('avatar.png');
+    // `prepare me.jpg --output me.png` leaves me.face.json, which is also me.jpg's sidecar name: it is
+    // another image's, so me.jpg is still looked up
+    await mkdir(join(dir, 'me'), { recursive: true });
+    await copyFile(GRACE, join(dir, 'me', 'me.jpg'));
+    await runFaceStage({ imagePath: join(dir, 'me', 'me.jpg'), prepare: { outputPath: join(dir, 'me', 'me.png'), size: 256 } }, counted, options, undefined, cache);
+    await runFaceStage({ imagePath: join(dir, 'me', 'me.jpg'), prepare: { outputPath: join(dir, 'me', 'again.png'), size: 256 } }, counted, options, undefined, cache);
+    expect(counted.calls()).toBe(1);
     // another size, other thresholds: prepared afresh
     await run('c3', GRACE, 128);
     expect(counted.calls()).toBe(2);
@@ -138,28 +149,36 @@ describe('avatar preparation', () => {
   });
 
   it('the cache keeps the most recently used entries up to its limit', async () => {
-    const cache = new PreparedAvatarCache(join(dir, 'small-cache'), options, 2);
+    const folder = join(dir, 'small-cache');
+    const cache = new PreparedAvatarCache(folder, options, 2);
     // three photos: the astronaut re-encoded is a third
     const third = join(dir, 'astronaut-q80.jpg');
     await sharp(ASTRONAUT).jpeg({ quality: 80 }).toFile(third);
     const photos = [GRACE, ASTRONAUT, third];
     const counted = counting(engines);
-    const prepare = async (photo: string, k: number) => {
-      await mkdir(join(dir, `s${k}`), { recursive: true });
-      await runFaceStage({ imagePath: photo, prepare: { outputPath: join(dir, `s${k}`, 'avatar.png'), size: 128 } }, counted, options, undefined, cache);
+    const sidecars = async (): Promise<string[]> => (await readdir(folder)).filter((n) => n.endsWith('.face.json'));
+    /** prepares photo `k` and names its entry */
+    const prepare = async (k: number, step: number): Promise<string | undefined> => {
+      const before = await sidecars().catch(() => []);
+      await mkdir(join(dir, `s${step}`), { recursive: true });
+      await runFaceStage({ imagePath: photos[k]!, prepare: { outputPath: join(dir, `s${step}`, 'avatar.png'), size: 128 } }, counted, options, undefined, cache);
+      return (await sidecars()).find((n) => !before.includes(n));
     };
-    await prepare(photos[0]!, 0);
-    await prepare(photos[1]!, 1);
-    // (used again: the last to go; file times have a resolution to respect)
-    await new Promise((r) => setTimeout(r, 20));
-    await prepare(photos[0]!, 2);
-    await new Promise((r) => setTimeout(r, 20));
-    await prepare(photos[2]!, 3);
+    // (times set by hand: file times may be coarse; the older entry is the one last used longer ago)
+    const usedMinutesAgo = (name: string, minutes: number) => utimes(join(folder, name), new Date(Date.now() - minutes * 60_000), new Date(Date.now() - minutes * 60_000));
+    const grace = await prepare(0, 0);
+    const astronaut = await prepare(1, 1);
+    await usedMinutesAgo(grace!, 10);
+    await usedMinutesAgo(astronaut!, 5);
+    // grace used again: now the most recent, so the astronaut goes when a third comes
+    await prepare(0, 2);
+    await prepare(2, 3);
     expect(counted.calls()).toBe(3);
-    expect((await readdir(join(dir, 'small-cache'))).filter((n) => n.endsWith('.face.json'))).toHaveLength(2);
-    await prepare(photos[0]!, 4);
+    expect(await sidecars()).toHaveLength(2);
+    expect(await sidecars()).toContain(grace);
+    await prepare(0, 4);
     expect(counted.calls()).toBe(3);
-    await prepare(photos[1]!, 5);
+    await prepare(1, 5);
     expect(counted.calls()).toBe(4);
   });
 

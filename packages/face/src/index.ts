@@ -18,6 +18,7 @@ export {
 export type { DetectorChoice, FaceCheck, FacePluginOptions, LandmarkChoice, ResolvedFaceOptions } from './stage.js';
 export type { Box, DetectedFace, FaceDetector, LandmarkModel, Point, RgbImage } from './models/types.js';
 export { MAX_PREPARED_ENTRIES, PreparedAvatarCache } from './cache.js';
+export type { CacheKey, PreparingOptions } from './cache.js';
 
 /** What the plugin registry loads from this package. */
 export const plugins: readonly AnyStagePlugin[] = [onnxFacePlugin];

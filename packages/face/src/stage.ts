@@ -1,11 +1,11 @@
-import { existsSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { AvatarError, PLUGIN_API_VERSION } from '@avatar/core';
+import { extname, join, resolve } from 'node:path';
+import { AvatarError, PLUGIN_API_VERSION, checkWritableTarget } from '@avatar/core';
 import type { Avatar, AvatarFace, EngineLicense, FaceAssessment, FaceInput, HeadPose, LoadedStageOf, ModelLicense, PluginCheck, PluginOptionsSchema, StagePlugin } from '@avatar/core';
 import type { AnalyseOptions, FaceEngines, PhotoReport } from './analyse.js';
 import { analyseImage } from './analyse.js';
 import { PreparedAvatarCache } from './cache.js';
+import type { CacheKey } from './cache.js';
 import { loadImage } from './image.js';
 import { listModelManifests, loadDetector, loadLandmarks } from './models/index.js';
 import { loadOnnxRuntime } from './models/session.js';
@@ -172,7 +172,14 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() 
   const prepare = input.prepare;
   // a photo prepared before at this size, with these options and models: its avatar, not detected again
   const kept = prepare && cache ? await fromCache(input.imagePath, prepare, engines, options, cache) : undefined;
-  if (kept?.avatar) return kept.avatar;
+  if (kept?.avatar) {
+    if (signal?.aborted) {
+      // cancelled while the files were copied: a cancelled run leaves none
+      await Promise.all([rm(kept.avatar.imagePath, { force: true }), rm(sidecarPathFor(kept.avatar.imagePath), { force: true })]);
+      signal.throwIfAborted();
+    }
+    return kept.avatar;
+  }
   const { check, source } = await checkFace(input.imagePath, engines, options);
   signal?.throwIfAborted();
   const refusal = verdictError(check.verdict);
@@ -199,14 +206,14 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() 
     await Promise.all([rm(outputPath, { force: true }), rm(written.sidecarPath, { force: true })]);
     signal.throwIfAborted();
   }
-  if (kept?.key !== undefined) await cache?.keep(kept.key, outputPath);
+  if (kept?.found) await cache?.keep(kept.found, outputPath);
   return { imagePath: outputPath, width: prepare.size, height: prepare.size, face: written.face };
 }
 
 /**
- * The cache's prepared avatar for a raw photo, copied to where the stage prepares it and judged as any
- * prepared avatar is; else the key to keep the avatar under once it is made. A photo that is itself a
- * prepared avatar, or that cannot be read (the check says why), is not looked up.
+ * The cache's prepared avatar for a raw photo, copied to where the stage prepares it; else the key to
+ * keep the avatar under once it is made. A photo that is itself a prepared avatar, one that cannot be
+ * read, or an output the stage would refuse is not looked up (the stage's own path says why).
  */
 async function fromCache(
   imagePath: string,
@@ -214,13 +221,22 @@ async function fromCache(
   engines: FaceEngines | (() => Promise<FaceEngines>),
   options: ResolvedFaceOptions,
   cache: PreparedAvatarCache,
-): Promise<{ avatar?: Avatar; key?: string }> {
+): Promise<{ avatar?: Avatar; found?: CacheKey }> {
+  const photoPath = resolve(imagePath);
   const outputPath = resolve(prepare.outputPath);
-  if (existsSync(sidecarPathFor(resolve(imagePath))) || outputPath === resolve(imagePath)) return {};
-  const photo = await readFile(imagePath).catch(() => undefined);
+  if (outputPath === photoPath || extname(outputPath).toLowerCase() !== '.png') return {};
+  const photo = await readFile(photoPath).catch(() => undefined);
   if (!photo) return {};
-  const key = cache.keyFor(photo, prepare.size);
-  if (!(await cache.restore(key, outputPath))) return { key };
+  // (a sidecar of another image beside the photo, as `prepare me.jpg --output me.png` leaves, does not count)
+  if (await readSidecar(photoPath, photo).then((own) => own !== null, () => true)) return {};
+  const found = await cache.keyFor(photo, prepare.size);
+  if (!found) return {};
+  try {
+    await checkWritableTarget(outputPath, 'avatar output');
+  } catch {
+    return {};
+  }
+  if (!(await cache.restore(found, outputPath, photoPath))) return { found };
   try {
     // (judged already: the photo passed these very thresholds, part of the key, before it was kept; the
     // crop itself is not judged again, as a small preset's crop may fall under a size rule the photo met)
@@ -232,7 +248,7 @@ async function fromCache(
     // a damaged entry: prepared again, which replaces it
   }
   await Promise.all([rm(outputPath, { force: true }), rm(sidecarPathFor(outputPath), { force: true })]);
-  return { key };
+  return { found };
 }
 
 const number = (description: string, minimum: number, maximum: number): { type: 'number'; description: string; minimum: number; maximum: number } =>
