@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -18,3 +18,18 @@ describe('the CLI at start-up', () => {
     expect(JSON.parse(out.trim().split('\n').pop() ?? 'null')).toEqual([]);
   });
 });
+
+describe('the CLI whose reader goes away', () => {
+  it('stops quietly when stdout is closed early (`avatar inspect --help | head -1`)', async () => {
+    const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+    const child = spawn(process.execPath, [BIN, 'inspect', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d; });
+    // (the reader takes nothing and goes)
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(code).toBe(0);
+  });
+});
+

@@ -9,7 +9,8 @@ import { AvatarError, QUALITY_PRESETS, isAvatarError, silentLogger } from '@avat
 import type { EncodeSettings, FrameStream, RunContext, Speech } from '@avatar/core';
 import { plugins as encodePlugins } from '@avatar/encode';
 import { encodeWav, plugins as ttsPlugins } from '@avatar/tts';
-import { PgmFrames, inspectVideo, probe, probeMp4 } from './inspect.js';
+import { FrameEnergy, PgmFrames, inspectVideo, probe, probeMp4 } from './inspect.js';
+import { toDb } from './dsp.js';
 import { computeMouthTrack, lipGap } from './track.js';
 import type { Box, InspectionReport } from './inspect.js';
 
@@ -379,5 +380,47 @@ describe('PgmFrames', () => {
     const frames = new PgmFrames(() => undefined);
     expect(() => frames.push(Buffer.from('P6\n4 4\n255\n' + 'x'.repeat(80), 'latin1'))).toThrow(/not PGM/);
     expect(() => new PgmFrames(() => undefined).push(Buffer.from('P5\n4 4\n65535\n', 'latin1'))).toThrow(/not 8-bit grey/);
+  });
+});
+
+describe('the sound\'s power per frame, summed as it is decoded', () => {
+  /** The levels the way they were taken from the whole sound kept. */
+  function wholeLevels(samples: Float32Array, frames: number, fps: number, offset: number, rate: number): Float64Array {
+    const levels = new Float64Array(frames);
+    for (let i = 0; i < frames; i++) {
+      const from = Math.max(0, Math.floor((i / fps + offset) * rate));
+      const to = Math.min(samples.length, Math.floor(((i + 1) / fps + offset) * rate));
+      let sum = 0;
+      for (let j = from; j < to; j++) sum += (samples[j] as number) ** 2;
+      levels[i] = to > from ? toDb(sum / (to - from)) : -120;
+    }
+    return levels;
+  }
+
+  it.each([0, 0.021, -0.08])('equals the whole sound\'s, in chunks cut anywhere (through a float too), held until the timing is known (offset %s s)', (offset) => {
+    const rate = 16000;
+    const samples = Float32Array.from({ length: rate * 3 + 123 }, (_, i) => Math.sin(i / 7) * (0.2 + 0.8 * Math.abs(Math.sin(i / 4000))));
+    const bytes = Buffer.from(samples.buffer);
+    const energy = new FrameEnergy(rate);
+    let at = 0;
+    let seed = 7;
+    let started = false;
+    while (at < bytes.length) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const n = 1 + (seed % 5000);
+      energy.push(bytes.subarray(at, Math.min(bytes.length, at + n)));
+      at += n;
+      if (!started && at > bytes.length / 3) {
+        energy.start(25, offset);
+        started = true;
+      }
+    }
+    const frames = 80;
+    expect(energy.samples).toBe(samples.length);
+    const expected = wholeLevels(samples, frames, 25, offset, rate);
+    const got = energy.levels(frames);
+    expect(Array.from(got)).toEqual(Array.from(expected));
+    // (frames past the sound's end, and before its start, have no samples)
+    expect(got.filter((l) => l === -120).length).toBeGreaterThanOrEqual(4);
   });
 });

@@ -106,6 +106,9 @@ type Series = Record<MouthParameter | 'activity', number[]>;
 const SERIES = [...MOUTH_PARAMETERS, 'activity'] as const;
 const emptySeries = (): Series => ({ jawOpen: [], lipWidth: [], lipClosure: [], teethVisible: [], lipToTeeth: [], activity: [] });
 
+/** Samples taken through the band filters at once. */
+const FILTER_PIECE = 16_384;
+
 /** Grows a Float32Array by doubling: the frames of a clip whose length is not known yet. */
 class FrameValues {
   data = new Float32Array(256);
@@ -239,12 +242,15 @@ export class MouthTracker {
         this.closures.push({ from: Math.max(0, Math.floor(start / this.hop)), to: Math.ceil(end / this.hop), target });
       }
     }
-    if (pcm.length > 0) {
-      const x = new Float32Array(pcm.length);
-      for (let i = 0; i < pcm.length; i++) x[i] = (pcm[i] as number) / 32768;
+    // (through the filters a piece at a time, which they are made for: a whole clip at once made each
+    // filter stage a copy of it, 2 minutes of speech some 40 MB of arrays at once)
+    for (let at = 0; at < pcm.length; at += FILTER_PIECE) {
+      const piece = pcm.subarray(at, Math.min(pcm.length, at + FILTER_PIECE));
+      const x = new Float32Array(piece.length);
+      for (let i = 0; i < piece.length; i++) x[i] = (piece[i] as number) / 32768;
       for (const band of Object.values(this.bands)) band.power.add(band.filter ? band.filter.run(x) : x);
-      this.samples += pcm.length;
     }
+    this.samples += pcm.length;
     this.advance();
   }
 
