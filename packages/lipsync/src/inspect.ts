@@ -277,8 +277,8 @@ export class FrameEnergy {
   private frame = 0;
   private first = 0;
   private next = 0;
-  private readonly sums: number[] = [];
-  private readonly counts: number[] = [];
+  /** per frame with samples: the sum of their squares and how many (a map: frame numbers may be huge) */
+  private readonly sums = new Map<number, { sum: number; count: number }>();
 
   constructor(private readonly rate: number) {}
 
@@ -299,8 +299,8 @@ export class FrameEnergy {
   levels(frames: number): Float64Array {
     const levels = new Float64Array(frames);
     for (let i = 0; i < frames; i++) {
-      const n = this.counts[i] ?? 0;
-      levels[i] = n > 0 ? toDb((this.sums[i] as number) / n) : -120;
+      const bin = this.sums.get(i);
+      levels[i] = bin ? toDb(bin.sum / bin.count) : -120;
     }
     return levels;
   }
@@ -316,13 +316,21 @@ export class FrameEnergy {
     for (let at = 0; at < whole; at += 4) {
       const j = this.samples++;
       if (j < this.first) continue;
-      while (j >= this.next) {
-        this.frame++;
-        this.next = this.boundary(this.frame + 1);
+      if (j >= this.next) {
+        // straight to the frame whose span holds j, the last one starting at or before it (a probed
+        // frame rate however large costs no walk through the empty frames between two samples)
+        const t = this.timing as { fps: number; offset: number };
+        let f = Math.ceil(((j + 1) / this.rate - t.offset) * t.fps) - 1;
+        while (this.boundary(f) > j) f--;
+        while (this.boundary(f + 1) <= j) f++;
+        this.frame = f;
+        this.next = this.boundary(f + 1);
       }
       const v = bytes.readFloatLE(at);
-      this.sums[this.frame] = (this.sums[this.frame] ?? 0) + v * v;
-      this.counts[this.frame] = (this.counts[this.frame] ?? 0) + 1;
+      let bin = this.sums.get(this.frame);
+      if (!bin) this.sums.set(this.frame, (bin = { sum: 0, count: 0 }));
+      bin.sum += v * v;
+      bin.count += 1;
     }
     this.carry = Buffer.from(bytes.subarray(whole));
   }
