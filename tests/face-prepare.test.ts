@@ -159,7 +159,7 @@ describe('avatar preparation', () => {
     const sidecars = async (): Promise<string[]> => (await readdir(folder)).filter((n) => n.endsWith('.face.json'));
     /** prepares photo `k` and names its entry */
     const prepare = async (k: number, step: number): Promise<string | undefined> => {
-      const before = await sidecars().catch(() => []);
+      const before: string[] = await sidecars().catch(() => []);
       await mkdir(join(dir, `s${step}`), { recursive: true });
       await runFaceStage({ imagePath: photos[k]!, prepare: { outputPath: join(dir, `s${step}`, 'avatar.png'), size: 128 } }, counted, options, undefined, cache);
       return (await sidecars()).find((n) => !before.includes(n));
