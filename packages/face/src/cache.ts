@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SIDECAR_VERSION, sha256, sidecarPathFor } from './prepare.js';
 import type { AvatarSidecar } from './prepare.js';
@@ -19,6 +19,8 @@ import { loadSharp } from './sharp.js';
 const CACHE_FORMAT = 1;
 /** Entries kept; the least recently used go first. */
 export const MAX_PREPARED_ENTRIES = 64;
+/** Free space an entry is not kept below: a nearly full disk is left to the run's own files. */
+const KEEP_ABOVE_FREE_BYTES = 64 * 1024 * 1024;
 /** A partial file, or an image without its sidecar, older than this was left by a run that was killed. */
 const STALE_MS = 3_600_000;
 
@@ -118,6 +120,8 @@ export class PreparedAvatarCache {
       // (the photo this avatar was made from is the one keyed: a photo replaced during the run is not kept)
       if ((JSON.parse(text) as AvatarSidecar).source?.sha256 !== found.photoSha256) return;
       await mkdir(this.dir, { recursive: true });
+      const free = await statfs(this.dir);
+      if (free.bavail * free.bsize < KEEP_ABOVE_FREE_BYTES) return;
       await writeFile(pngPartial, png);
       await writeFile(sidecarPartial, text);
       // the image first, the sidecar last: a sidecar means a whole entry
