@@ -359,6 +359,32 @@ describe('PipelineCoordinator with the real engines', () => {
     expect((await readdir(dir)).filter((f) => f.startsWith('.pipelined-fails'))).toEqual([]);
   }, 60_000);
 
+  it('a live run whose speech engine ignores the length limit is refused as a text too long, not by the renderer as audio', async () => {
+    const { plugins: speakers } = await import('@avatar/tts');
+    const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
+    const registry = new PluginRegistry();
+    // flite, as a third party's engine might be: it speaks whatever it is given
+    registry.register({
+      ...flite,
+      async load(ctx: LoadContext) {
+        const loaded = await flite.load(ctx);
+        return { run: (input: TtsInput, runCtx: RunContext) => loaded.run({ ...input, maxSeconds: 3600 }, runCtx), unload: () => loaded.unload() };
+      },
+    }, 'test');
+    for (const pkg of ['@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    const storage = join(dir, 's-pipelined-long');
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const live = new Writable({ write(_chunk: Buffer, _e, callback) { callback(); } });
+    // (long enough that the speech goes on well after the renderer has more than the limit)
+    const text = 'Hello! I am Grace. ' + 'This sentence makes the speech longer than the run allows. '.repeat(40);
+    const out = join(dir, 'pipelined-long.mp4');
+    const result = await coordinator.execute({ text, avatarImage: PORTRAIT, outputPath: out, config: { videoQuality: 'low', maxVideoLengthSeconds: 5 }, live });
+    expect(result.error?.code, JSON.stringify(result.error)).toBe('AVATAR_ERR_INPUT_TEXT_TOO_LONG');
+    expect(result.error?.params).toMatchObject({ input: 'text', limit: 5 });
+    expect(existsSync(out)).toBe(false);
+    expect((await readdir(dir)).filter((f) => f.startsWith('.pipelined-long'))).toEqual([]);
+  }, 60_000);
+
   it('an encoder that declares memory runs alongside the renderer instead of waiting for it', async () => {
     const events: string[] = [];
     const registry = new PluginRegistry();

@@ -722,13 +722,30 @@ export class PipelineCoordinator {
       run.signal.addEventListener('abort', onRunAbort, { once: true });
       let goFace: (go: boolean) => void = () => {};
       const faceGo = new Promise<boolean>((resolve) => { goFace = resolve; });
+      // the parts go to the renderer and the encoder. A speech that runs past the limit (an engine of a
+      // third party's may not check it) is refused as the text, as the whole speech would be, rather
+      // than by the renderer as audio: the speech is stopped (not thrown at: the engine may call from
+      // where a throw is lost) and the run ends with that refusal.
+      let spokenSeconds = 0;
+      let refused: AvatarError | undefined;
+      const onPart = feed && ((part: SpeechPart): void => {
+        if (refused) return;
+        spokenSeconds += part.pcm.length / part.sampleRate;
+        if (spokenSeconds > maxSeconds) {
+          refused = new AvatarError('AVATAR_ERR_INPUT_TEXT_TOO_LONG', { input: 'text', seconds: spokenSeconds.toFixed(1), limit: maxSeconds });
+          feed.fail(refused);
+          speechStop.abort(refused);
+          return;
+        }
+        feed.add(part);
+      });
       const speaking = run.stage('synthesize_speech', (ctx) => this.synthesizeInto(tts, voice, request.text, maxSeconds, {
         ...ctx,
         progress: (fraction, detail) => {
           if (fraction > 0) goFace(true);
           ctx.progress(fraction, detail);
         },
-      }, feed && ((part) => feed.add(part))), tts, { signal: speechStop.signal });
+      }, onPart), tts, { signal: speechStop.signal });
       // (an engine that reports no progress: the face stage starts when its speech is done)
       speaking.then((speech) => {
         goFace(true);
@@ -752,6 +769,7 @@ export class PipelineCoordinator {
           speechStop.abort();
           const [spoken] = await Promise.allSettled([speaking]);
           run.signal.removeEventListener('abort', onRunAbort);
+          if (refused) throw refused;
           throw besideSpeechFailure(spoken, faced, run.failedStage) ?? new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the face stage did not run' });
         }
         const captionsLater = config.captions === 'none' ? Promise.resolve(undefined) : speaking.then((speech) => this.writeCaptions(run.workDir, request.text, speech, config.captions === 'burn' ? 'burn' : 'soft', avatar));
@@ -766,6 +784,7 @@ export class PipelineCoordinator {
           const spoken = await speaking.then(() => undefined, (e: unknown) => e);
           // (captions being written from a speech that just finished are done before cleanup runs)
           await captionsLater.catch(() => {});
+          if (refused) throw refused;
           if (spoken !== undefined && run.failedStage === 'synthesize_speech') throw spoken;
           throw error;
         } finally {
