@@ -274,8 +274,11 @@ function renderStages(jobType, current, finished) {
     else order.splice(++after, 0, stage);
   }
   const at = current ? order.indexOf(current) : -1;
+  // stages run side by side: the job names the furthest running one, and names an earlier one again
+  // once a later one is over (the speech still made after the face is found): what was reached stays done
+  const reached = Math.max(at, ...seen.map((stage) => order.indexOf(stage)));
   stagesList.replaceChildren(...order.map((stage, i) => {
-    const done = finished === 'completed' || (at >= 0 && i < at);
+    const done = finished === 'completed' || (i <= reached && i !== at);
     const now = !finished && i === at;
     const state = done ? 'done' : now ? 'current' : 'todo';
     const mark = done ? '✓' : now ? '…' : '';
