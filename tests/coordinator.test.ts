@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   AvatarError, MemoryLogger, PLUGIN_API_VERSION, PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, defineStagePlugin,
 } from '@avatar/core';
-import type { Avatar, FrameStream, LoadContext, ProgressEvent, RunContext, StagePlugin, TtsInput } from '@avatar/core';
+import type { Avatar, FrameStream, LoadContext, ProgressEvent, RunContext, Speech, StagePlugin, TtsInput } from '@avatar/core';
 import { DEFAULT_VOICE } from '@avatar/tts';
 import { PORTRAIT, ROOT, ffprobe, tempDir } from './helpers/cli.js';
 
@@ -67,6 +67,25 @@ function testStages(events: string[], options: { failFace?: boolean; slowFrames?
     },
   });
   return [face, lipsync] as StagePlugin[];
+}
+
+/**
+ * The built-in face, lip-sync and encode engines, and flite with its run going through `wrap` (a speech
+ * engine that behaves in a way the test needs), in a registry of their own.
+ */
+async function registryWithFlite(wrap: (run: (input: TtsInput, ctx: RunContext) => Promise<Speech>, input: TtsInput, ctx: RunContext) => Promise<Speech>): Promise<PluginRegistry> {
+  const { plugins: speakers } = await import('@avatar/tts');
+  const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
+  const registry = new PluginRegistry();
+  registry.register({
+    ...flite,
+    async load(ctx: LoadContext) {
+      const loaded = await flite.load(ctx);
+      return { run: (input: TtsInput, runCtx: RunContext) => wrap((i, c) => loaded.run(i, c), input, runCtx), unload: () => loaded.unload() };
+    },
+  }, 'test');
+  for (const pkg of ['@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+  return registry;
 }
 
 async function coordinatorWith(storage: string, extra: StagePlugin[] = []) {
@@ -257,31 +276,18 @@ describe('PipelineCoordinator with the real engines', () => {
   }, 60_000);
 
   it('a live run is drawn and encoded as the speech is made: the frames start before the speech is whole, and the video has all of it', async () => {
-    const { plugins: speakers } = await import('@avatar/tts');
-    const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
     const order: string[] = [];
     let drawingStarted: () => void = () => {};
     const drawing = new Promise<void>((resolve) => { drawingStarted = resolve; });
-    const registry = new PluginRegistry();
     // flite, telling when its speech is whole; it holds the speech back until the frames start (on a
     // busy machine flite may well finish before the face is found), for ten seconds at most: frames that
     // wait for the whole speech would then come after it
-    registry.register({
-      ...flite,
-      async load(ctx: LoadContext) {
-        const loaded = await flite.load(ctx);
-        return {
-          run: async (input: TtsInput, runCtx: RunContext) => {
-            const speech = await loaded.run(input, runCtx);
-            await Promise.race([drawing, new Promise((r) => setTimeout(r, 10_000))]);
-            order.push('speech whole');
-            return speech;
-          },
-          unload: () => loaded.unload(),
-        };
-      },
-    }, 'test');
-    for (const pkg of ['@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    const registry = await registryWithFlite(async (run, input, ctx) => {
+      const speech = await run(input, ctx);
+      await Promise.race([drawing, new Promise((r) => setTimeout(r, 10_000))]);
+      order.push('speech whole');
+      return speech;
+    });
     const storage = join(dir, 's-pipelined');
     const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
     const chunks: Buffer[] = [];
@@ -321,30 +327,17 @@ describe('PipelineCoordinator with the real engines', () => {
   }, 60_000);
 
   it('a live run whose speech fails partway, after its first sentences are drawn, reports the speech\'s error and leaves nothing', async () => {
-    const { plugins: speakers } = await import('@avatar/tts');
-    const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
-    const registry = new PluginRegistry();
     // flite, failing once its second part is out (a slow third one gives the frames time to start)
-    registry.register({
-      ...flite,
-      async load(ctx: LoadContext) {
-        const loaded = await flite.load(ctx);
-        return {
-          run: (input: TtsInput, runCtx: RunContext) => {
-            let parts = 0;
-            return loaded.run({
-              ...input,
-              onPart: (part) => {
-                input.onPart?.(part);
-                if (++parts === 2) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: 'stand-in failure after two sentences' });
-              },
-            }, runCtx);
-          },
-          unload: () => loaded.unload(),
-        };
-      },
-    }, 'test');
-    for (const pkg of ['@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    const registry = await registryWithFlite((run, input, ctx) => {
+      let parts = 0;
+      return run({
+        ...input,
+        onPart: (part) => {
+          input.onPart?.(part);
+          if (++parts === 2) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: 'stand-in failure after two sentences' });
+        },
+      }, ctx);
+    });
     const storage = join(dir, 's-pipelined-fails');
     const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
     const live = new Writable({ write(_chunk: Buffer, _e, callback) { callback(); } });
@@ -360,18 +353,8 @@ describe('PipelineCoordinator with the real engines', () => {
   }, 60_000);
 
   it('a live run whose speech engine ignores the length limit is refused as a text too long, not by the renderer as audio', async () => {
-    const { plugins: speakers } = await import('@avatar/tts');
-    const flite = speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin<'tts'>;
-    const registry = new PluginRegistry();
     // flite, as a third party's engine might be: it speaks whatever it is given
-    registry.register({
-      ...flite,
-      async load(ctx: LoadContext) {
-        const loaded = await flite.load(ctx);
-        return { run: (input: TtsInput, runCtx: RunContext) => loaded.run({ ...input, maxSeconds: 3600 }, runCtx), unload: () => loaded.unload() };
-      },
-    }, 'test');
-    for (const pkg of ['@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
+    const registry = await registryWithFlite((run, input, ctx) => run({ ...input, maxSeconds: 3600 }, ctx));
     const storage = join(dir, 's-pipelined-long');
     const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
     const live = new Writable({ write(_chunk: Buffer, _e, callback) { callback(); } });
