@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { SIDECAR_VERSION, sha256, sidecarPathFor } from './prepare.js';
+import { SIDECAR_VERSION, readSidecar, sha256, sidecarPathFor } from './prepare.js';
 import type { AvatarSidecar } from './prepare.js';
 import { listModelManifests } from './models/manifest.js';
 import { loadSharp } from './sharp.js';
@@ -83,31 +83,32 @@ export class PreparedAvatarCache {
 
   /**
    * Writes the entry's avatar to `outputPath` and its sidecar beside it, each whole or not at all (the
-   * output may be the user's own file), the sidecar naming this run's photo and file; false, with
-   * nothing written, when there is no entry or it does not hold together (another photo's, a damaged
-   * or half-removed one).
+   * output may be the user's own file), the sidecar naming this run's photo and file, and returns that
+   * sidecar; undefined, with nothing written, when there is no entry or it does not hold together
+   * (another photo's, a damaged or half-removed one: checked as any prepared avatar's sidecar is).
    */
-  async restore(found: CacheKey, outputPath: string, photoPath: string): Promise<boolean> {
+  async restore(found: CacheKey, outputPath: string, photoPath: string): Promise<AvatarSidecar | undefined> {
     const image = join(this.dir, `${found.key}.png`);
     const pngPartial = partialOf(outputPath);
     const sidecarPartial = partialOf(sidecarPathFor(outputPath));
+    let own: AvatarSidecar;
     try {
-      const [png, text] = await Promise.all([readFile(image), readFile(sidecarPathFor(image), 'utf8')]);
-      const sidecar = JSON.parse(text) as AvatarSidecar;
-      if (sidecar.source?.sha256 !== found.photoSha256 || sidecar.image?.sha256 !== sha256(png)) return false;
-      const own: AvatarSidecar = { ...sidecar, image: { ...sidecar.image, file: basename(outputPath) }, source: { ...sidecar.source, path: photoPath } };
+      const png = await readFile(image);
+      const sidecar = (await readSidecar(image, png))?.sidecar;
+      if (sidecar?.source?.sha256 !== found.photoSha256) return undefined;
+      own = { ...sidecar, image: { ...sidecar.image, file: basename(outputPath) }, source: { ...sidecar.source, path: photoPath } };
       await writeFile(pngPartial, png);
       await writeFile(sidecarPartial, `${JSON.stringify(own, null, 2)}\n`);
       await rename(pngPartial, outputPath);
       await rename(sidecarPartial, sidecarPathFor(outputPath));
     } catch {
       await Promise.all([pngPartial, sidecarPartial].map((path) => rm(path, { force: true })));
-      return false;
+      return undefined;
     }
     // (used now: the last to be pruned)
     const now = new Date();
     await utimes(sidecarPathFor(image), now, now).catch(() => {});
-    return true;
+    return own;
   }
 
   /** Keeps a prepared avatar (and its sidecar) under `key`; a failure to keep it costs the run nothing. */

@@ -171,7 +171,7 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() 
   signal?.throwIfAborted();
   const prepare = input.prepare;
   // a photo prepared before at this size, with these options and models: its avatar, not detected again
-  const kept = prepare && cache ? await fromCache(input.imagePath, prepare, engines, options, cache) : undefined;
+  const kept = prepare && cache ? await fromCache(input.imagePath, prepare, cache) : undefined;
   if (kept?.avatar) {
     if (signal?.aborted) {
       // cancelled while the files were copied: a cancelled run leaves none
@@ -215,13 +215,7 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() 
  * keep the avatar under once it is made. A photo that is itself a prepared avatar, one that cannot be
  * read, or an output the stage would refuse is not looked up (the stage's own path says why).
  */
-async function fromCache(
-  imagePath: string,
-  prepare: NonNullable<FaceInput['prepare']>,
-  engines: FaceEngines | (() => Promise<FaceEngines>),
-  options: ResolvedFaceOptions,
-  cache: PreparedAvatarCache,
-): Promise<{ avatar?: Avatar; found?: CacheKey }> {
+async function fromCache(imagePath: string, prepare: NonNullable<FaceInput['prepare']>, cache: PreparedAvatarCache): Promise<{ avatar?: Avatar; found?: CacheKey }> {
   const photoPath = resolve(imagePath);
   const outputPath = resolve(prepare.outputPath);
   if (outputPath === photoPath || extname(outputPath).toLowerCase() !== '.png') return {};
@@ -236,17 +230,15 @@ async function fromCache(
   } catch {
     return {};
   }
-  if (!(await cache.restore(found, outputPath, photoPath))) return { found };
-  try {
-    // (judged already: the photo passed these very thresholds, part of the key, before it was kept; the
-    // crop itself is not judged again, as a small preset's crop may fall under a size rule the photo met)
-    const { check } = await checkFace(outputPath, engines, options);
-    if (check.prepared && check.width === prepare.size && check.height === prepare.size) {
-      return { avatar: { imagePath: check.path, width: check.width, height: check.height, face: faceOf(check) } };
-    }
-  } catch {
-    // a damaged entry: prepared again, which replaces it
+  const sidecar = await cache.restore(found, outputPath, photoPath);
+  if (!sidecar) return { found };
+  // (judged already: the photo passed these very thresholds, part of the key, before it was kept; the
+  // crop itself is not judged again, as a small preset's crop may fall under a size rule the photo met)
+  const { width, height } = sidecar.image;
+  if (width === prepare.size && height === prepare.size) {
+    return { avatar: { imagePath: outputPath, width, height, face: { ...sidecar.face, sidecarPath: sidecarPathFor(outputPath) } } };
   }
+  // not of the size asked for: prepared again, which replaces it
   await Promise.all([rm(outputPath, { force: true }), rm(sidecarPathFor(outputPath), { force: true })]);
   return { found };
 }

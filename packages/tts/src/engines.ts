@@ -133,17 +133,18 @@ const PARTS_AT_ONCE = 2;
 
 /**
  * Sentences into parts: the first two alone (the sooner they are out, the sooner a video can start:
- * its mouth track needs about 0.7 s of speech), then runs of at least PART_CHARS characters: each part is two process starts of about 30 ms (the speech
- * and its word timings), which one process per sentence would pay fifteen times for a two-minute text
- * (measured: 15 sentences one by one 1.9 s, at once 1.3 s).
+ * its mouth track needs about 0.7 s of speech), then runs of at least PART_CHARS characters: each part
+ * is two process starts of about 30 ms (the speech and its word timings), which one process per
+ * sentence would pay fifteen times for a two-minute text (measured: 15 sentences one by one 1.9 s, at
+ * once 1.3 s).
  */
 const PART_CHARS = 150;
 /**
  * Speech made so far, in seconds, past which parts taken as they come are made one at a time: the
  * first second of video needs the speech to about 3.3 s (its frames, the encoder's lookahead and the
- * mouth track's); after that the speech, some 80 times faster than real time, stays well ahead. Measured on two cores, the 110 s text's first fragment on stdout: 1.42 s two
- * at a time, 1.17 s one at a time throughout, which made the 10 s text's first segment later
- * (0.68 -> 0.69-0.79 s).
+ * mouth track's); after that the speech, some 80 times faster than real time, stays well ahead.
+ * Measured on two cores, the 110 s text's first fragment on stdout: 1.28 s two at a time, 0.99 s with
+ * this switch (one at a time from the start made the 10 s text's first segment later).
  */
 const LEAD_SECONDS = 4;
 
@@ -167,9 +168,9 @@ interface MadePart {
 
 /**
  * The shared run: checks, then synthesis into a temp folder, in parts for an engine that starts quickly
- * (the first sentence, then runs of sentences; two at a time, each handed on in order as soon as it and
- * those before it are made),
- * an optional sox pitch shift per part, then the whole written and moved into place at once.
+ * (the first sentences, then runs of sentences; two at a time, each handed on in order as soon as it
+ * and those before it are made), an optional sox pitch shift per part, then the whole written and moved
+ * into place at once.
  */
 async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsInput, ctx: RunContext): Promise<Speech> {
   const { voice } = input;
