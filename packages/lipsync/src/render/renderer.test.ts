@@ -162,6 +162,29 @@ describe('FaceRenderer on a real portrait', () => {
     expect(frames(7)).not.toEqual(frames(8));
   });
 
+  it('a frame drawn after others, into a reused buffer, is the frame a fresh renderer draws first', () => {
+    // each buffer is put back to the photo only where its last frame drew: what is left of earlier frames
+    // (a wide open mouth, the head moved the other way, a blink) must not show in a later one
+    const { width, height } = { width: image.width & ~1, height: image.height & ~1 };
+    const rgba = new Uint8Array(width * height * 4);
+    for (let y = 0; y < height; y++) rgba.set(image.data.subarray(y * image.width * 4, y * image.width * 4 + width * 4), y * width * 4);
+    const even = { width, height, data: rgba };
+    const frames: [MouthPose, FrameState][] = [
+      [OPEN, { ...STILL, headX: 2, headAngle: 0.03 }], [{ ...OPEN, jawOpen: 0.3 }, { ...STILL, blink: 1, headY: -2 }],
+      [REST, { ...STILL, headX: -1.5 }], [OPEN, { ...STILL, headAngle: -0.04, headY: 1.5 }], [REST, STILL], [{ ...OPEN, lipWidth: 0.4 }, STILL],
+    ];
+    for (const pixelFormat of ['yuv420p', 'rgba'] as const) {
+      for (const ring of [1, 3]) {
+        const reused = new FaceRenderer(even, avatar.face.landmarks, { ring, pixelFormat });
+        for (const [k, [pose, state]] of frames.entries()) {
+          const drawn = hash(reused.render(pose, state));
+          const fresh = hash(new FaceRenderer(even, avatar.face.landmarks, { ring: 1, pixelFormat }).render(pose, state));
+          expect(drawn, `${pixelFormat}, ring ${ring}, frame ${k}`).toBe(fresh);
+        }
+      }
+    }
+  });
+
   it('converts to I420 as the encoder would (BT.709, limited range), and I420 frames follow the RGBA ones', () => {
     const { width, height } = { width: image.width & ~1, height: image.height & ~1 };
     const rgba = new Uint8Array(width * height * 4);
