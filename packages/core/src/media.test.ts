@@ -2,6 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { fileTypeFromBuffer } from 'file-type';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AvatarError } from './errors.js';
 import { checkImageFile, readImageSize, sniffAudio, sniffImage, unacceptedImageFormat } from './media.js';
@@ -137,6 +139,34 @@ describe('sniffAudio and sniffImage on cut heads', () => {
       const cut = head.subarray(0, length);
       await expect(sniffAudio(cut)).resolves.not.toThrow();
       await expect(sniffImage(cut)).resolves.not.toThrow();
+    }
+  });
+
+  it('tells a JPEG by its signature exactly as file-type does, and every other photo through file-type, cut or whole, near misses included', async () => {
+    const ours: Readonly<Record<string, string>> = { jpg: 'jpeg', png: 'png', apng: 'png', webp: 'webp' };
+    const viaFileType = async (head: Uint8Array): Promise<string | undefined> => {
+      const ext = (await fileTypeFromBuffer(head).catch(() => undefined))?.ext;
+      return ext === undefined ? undefined : ours[ext];
+    };
+    const fixtures = new URL('../../../tests/fixtures/', import.meta.url).pathname;
+    const photos: Uint8Array[] = [];
+    for (const folder of [fixtures, join(fixtures, 'faces')]) {
+      for (const name of await readdir(folder)) {
+        if (/\.(jpe?g|png|webp)$/i.test(name)) photos.push(new Uint8Array(await readFile(join(folder, name))).subarray(0, 4100));
+      }
+    }
+    expect(photos.length).toBeGreaterThanOrEqual(8);
+    const webp = execFileSync('ffmpeg', ['-v', 'error', '-f', 'lavfi', '-i', 'color=red:s=8x8', '-frames:v', '1', '-c:v', 'libwebp', '-f', 'webp', 'pipe:1']);
+    const nearMisses = [
+      Uint8Array.from([0xff, 0xd8, 0xff, 0xf7, 0, 0x0b, 8, 0, 8, 0, 8, 1]), // JPEG-LS
+      Uint8Array.from([0xff, 0xd8, 0xfe, 0xe0]), Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0b]),
+      Uint8Array.from([...ascii('RIFF'), 0, 0, 0, 0, ...ascii('WEBQ')]), AUDIO_HEADS.wav!.head,
+    ];
+    for (const head of [...photos, ...Object.values(IMAGE_HEADS), new Uint8Array(webp), ...nearMisses]) {
+      for (const length of [0, 1, 3, 4, 7, 8, 11, 12, 16, 64, head.length]) {
+        const cut = head.subarray(0, length);
+        expect(await sniffImage(cut), `${Buffer.from(cut.subarray(0, 12)).toString('hex')} (${length} bytes)`).toBe(await viaFileType(cut));
+      }
     }
   });
 

@@ -1,5 +1,4 @@
 import { open } from 'node:fs/promises';
-import { fileTypeFromBuffer } from 'file-type';
 import { AvatarError } from './errors.js';
 import { checkReadableFile } from './fsutil.js';
 
@@ -8,13 +7,27 @@ export type ImageKind = 'jpeg' | 'png' | 'webp';
 /** How many first bytes of a file its kind is told from: what file-type reads at most. */
 export const SNIFF_BYTES = 4100;
 
+/** file-type, loaded when first needed: importing it takes some 40 ms, a sixth of a CLI run's start. */
+let fileType: Promise<typeof import('file-type')> | undefined;
+
 /** What a file's first bytes say it is (file-type's extension for it), never its name; undefined when they say nothing. */
 async function sniff(head: Uint8Array): Promise<string | undefined> {
   try {
-    return (await fileTypeFromBuffer(head))?.ext;
+    fileType ??= import('file-type');
+    return (await (await fileType).fileTypeFromBuffer(head))?.ext;
   } catch {
     return undefined; // bytes file-type cannot make sense of say nothing either
   }
+}
+
+/**
+ * A JPEG, told from its signature as file-type tells it (FF D8 FF, but not JPEG-LS's FF D8 FF F7), so
+ * the usual photo needs no file-type at all. Other formats go to file-type, whose rules for them are
+ * more than a signature (a PNG's first chunks, for one). media.test.ts checks that both agree on every
+ * photo in the fixtures and on near misses, cut anywhere.
+ */
+function isJpeg(head: Uint8Array): boolean {
+  return head.length > 3 && head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff && head[3] !== 0xf7;
 }
 
 /** file-type's extensions of the photos avatar takes (an animated PNG is read for its first frame). */
@@ -22,6 +35,7 @@ const IMAGE_KINDS: Readonly<Record<string, ImageKind>> = { jpg: 'jpeg', png: 'pn
 
 /** The image format from the first bytes (up to SNIFF_BYTES); never trusts the file name. */
 export async function sniffImage(head: Uint8Array): Promise<ImageKind | undefined> {
+  if (isJpeg(head)) return 'jpeg';
   const ext = await sniff(head);
   return ext === undefined ? undefined : IMAGE_KINDS[ext];
 }
