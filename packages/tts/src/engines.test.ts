@@ -160,9 +160,18 @@ describe('engine failures and cancellation', () => {
     expect((await readdir(dir)).filter((f) => f.includes('fail'))).toEqual([]);
   });
 
-  it('refuses an unknown flite voice instead of speaking with the default', async () => {
+  it('refuses an unknown flite voice instead of speaking with the default, and stops what it started', async () => {
     const error = await speak(createTtsPlugin('flite'), { engine: 'flite', voice: 'nobody', language: 'en-US', rate: 1, pitch: 0 }, 'Hello.', 'nobody.wav').catch((e: unknown) => e);
     expect(isAvatarError(error, 'AVATAR_ERR_CONFIG_INVALID')).toBe(true);
+    // the voices are asked for beside the synthesis: a long text's processes are stopped, not waited for
+    const pids: number[] = [];
+    const started = performance.now();
+    const long = await speak(createTtsPlugin('flite', { onSpawn: (pid) => pids.push(pid) }), { engine: 'flite', voice: 'nobody', language: 'en-US', rate: 1, pitch: 0 }, SENTENCE.repeat(8), 'nobody-long.wav').catch((e: unknown) => e);
+    expect(isAvatarError(long, 'AVATAR_ERR_CONFIG_INVALID')).toBe(true);
+    expect((long as Error).message).toMatch(/nobody/);
+    expect(performance.now() - started).toBeLessThan(1500);
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+    expect((await readdir(dir)).filter((f) => f.includes('nobody'))).toEqual([]);
   });
 
   it('checks the real duration against the limit after synthesis', async () => {
