@@ -1,5 +1,7 @@
-import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { guardedCommand } from './child-guard.js';
@@ -54,5 +56,27 @@ describe.skipIf(process.platform !== 'linux' || guardedCommand('sleep', []).comm
     expect(command).toMatch(/setpriv$/);
     expect(args).toEqual(['--pdeathsig', 'KILL', '--', expect.stringMatching(/\/sleep$/), '1']);
     expect(guardedCommand('no-such-tool-here', ['x'])).toEqual({ command: 'no-such-tool-here', args: ['x'] });
+  });
+
+  it('asks setpriv once per binary: the answer is kept in the cache folder, and one kept for another binary is not taken', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'avatar-guard-'));
+    const guard = JSON.stringify(new URL('../dist/child-guard.js', import.meta.url).href);
+    // a fresh process each time: the answer is also kept in memory
+    const commandInChild = (): string => execFileSync(process.execPath, ['-e', `import(${guard}).then(({ guardedCommand }) => console.log(guardedCommand('sleep', ['1']).command))`], { env: { ...process.env, AVATAR_CACHE_DIR: dir }, encoding: 'utf8' }).trim();
+    try {
+      expect(commandInChild()).toMatch(/setpriv$/);
+      const kept = JSON.parse(await readFile(join(dir, 'setpriv.json'), 'utf8')) as { identity: string; pdeathsig: boolean };
+      expect(kept).toEqual({ identity: expect.stringMatching(/setpriv\|/), pdeathsig: true });
+      // the kept answer is what counts (set to no here, so the tools run unguarded)...
+      await writeFile(join(dir, 'setpriv.json'), JSON.stringify({ ...kept, pdeathsig: false }));
+      expect(commandInChild()).toBe('sleep');
+      // ...for the same binary only: another's is asked again, and the new answer kept
+      await writeFile(join(dir, 'setpriv.json'), JSON.stringify({ identity: `${kept.identity}0`, pdeathsig: false }));
+      expect(commandInChild()).toMatch(/setpriv$/);
+      await sleep(100);
+      expect(JSON.parse(await readFile(join(dir, 'setpriv.json'), 'utf8'))).toEqual(kept);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

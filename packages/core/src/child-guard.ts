@@ -1,6 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync, realpathSync, statSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
+import { cacheDir } from './cache-dir.js';
+import { atomicWriteSmallFile } from './fsutil.js';
 
 /**
  * Children that die with this process. A tool that writes a file (ffmpeg encoding, a speech engine)
@@ -37,9 +40,46 @@ export function findExecutable(command: string): string | undefined {
 
 let pdeathsig: boolean | undefined;
 
-/** Whether this setpriv knows --pdeathsig (util-linux 2.33 on; busybox's applet does not): tried once. */
+/** Where the answer is kept between runs, beside the ffmpeg facts (one setpriv per machine: one answer). */
+const KEPT = 'setpriv.json';
+
+/** The binary's identity (resolved path, inode, size, times): another setpriv is asked again. */
+function identityOf(path: string): string | undefined {
+  try {
+    const real = realpathSync(path);
+    const s = statSync(real, { bigint: true });
+    return [real, `${s.dev}:${s.ino}`, s.size, s.mtimeNs, s.ctimeNs].join('|');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether this setpriv knows --pdeathsig (util-linux 2.33 on; busybox's applet does not). Trying it is
+ * a process started and waited for, some 15 ms in which nothing else runs, before a run's first tool:
+ * so it is tried once per binary and the answer kept in the cache folder.
+ */
 function setprivKnowsPdeathsig(setpriv: string): boolean {
-  pdeathsig ??= spawnSync(setpriv, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0;
+  if (pdeathsig !== undefined) return pdeathsig;
+  const dir = cacheDir();
+  const identity = dir === undefined ? undefined : identityOf(setpriv);
+  if (dir !== undefined && identity !== undefined) {
+    try {
+      const kept = JSON.parse(readFileSync(join(dir, KEPT), 'utf8')) as { identity?: unknown; pdeathsig?: unknown };
+      if (kept.identity === identity && typeof kept.pdeathsig === 'boolean') {
+        pdeathsig = kept.pdeathsig;
+        return pdeathsig;
+      }
+    } catch {
+      // none kept yet, or unreadable: tried below
+    }
+  }
+  pdeathsig = spawnSync(setpriv, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0;
+  if (dir !== undefined && identity !== undefined) {
+    // best effort: a folder that cannot be written only means the next run tries again
+    const answer = JSON.stringify({ identity, pdeathsig });
+    mkdir(dir, { recursive: true }).then(() => atomicWriteSmallFile(join(dir, KEPT), answer)).catch(() => {});
+  }
   return pdeathsig;
 }
 

@@ -3,6 +3,7 @@ export * from './jobs.js';
 export * from './json-depth.js';
 export * from './log.js';
 export * from './fsutil.js';
+export * from './cache-dir.js';
 export * from './child-guard.js';
 export * from './tools.js';
 export * from './leftovers.js';

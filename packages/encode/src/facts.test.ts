@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cacheDir, recallFacts, rememberFacts, toolIdentity } from './facts.js';
+import { cacheDir } from '@avatar/core';
+import { recallFacts, rememberFacts, toolIdentity } from './facts.js';
 
 const run = promisify(execFile);
 const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));

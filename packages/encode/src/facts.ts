@@ -1,8 +1,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, readFile, realpath, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { delimiter, isAbsolute, join, resolve } from 'node:path';
-import { atomicWriteSmallFile } from '@avatar/core';
+import { delimiter, join, resolve } from 'node:path';
+import { atomicWriteSmallFile, cacheDir } from '@avatar/core';
 import type ffmpeg from 'fluent-ffmpeg';
 
 /**
@@ -27,19 +26,6 @@ const FILE = 'ffmpeg-tools.json';
 interface Stored {
   format: number;
   tools: Record<string, ToolFacts & { savedAt: number }>;
-}
-
-/**
- * The folder for facts kept between runs: $AVATAR_CACHE_DIR, else $XDG_CACHE_HOME/avatar, else
- * ~/.cache/avatar. Undefined when none can be named (no home folder); nothing is kept then.
- */
-export function cacheDir(): string | undefined {
-  const own = process.env.AVATAR_CACHE_DIR?.trim();
-  if (own) return resolve(own);
-  const xdg = process.env.XDG_CACHE_HOME?.trim();
-  if (xdg && isAbsolute(xdg)) return join(xdg, 'avatar');
-  const home = homedir();
-  return home ? join(home, '.cache', 'avatar') : undefined;
 }
 
 /** The file a spawn of `binary` would run, found on PATH the way execvp does; undefined when none. */
