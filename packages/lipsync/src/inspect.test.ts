@@ -353,6 +353,14 @@ describe('inspectVideo on encoded videos with real speech', () => {
     expect(String((error as Error).message)).toMatch(/stopped before the video was whole/);
   });
 
+  it('gives the same figures with the mouth crops kept in a file as in memory', async () => {
+    const path = join(dir, 'sync.mp4');
+    const inMemory = await inspectVideo(path, { mouthBox: MOUTH, faceBox: FACE });
+    // room for a handful of crops: the rest go through the file
+    const filed = await inspectVideo(path, { mouthBox: MOUTH, faceBox: FACE, cropMemoryBytes: 4096 });
+    expect({ ...filed, elapsedSeconds: 0 }).toEqual({ ...inMemory, elapsedSeconds: 0 });
+  });
+
   it('prints the figures', () => {
     for (const [name, r] of reports) {
       console.log(`${name}: lag ${r.sync.lagFrames} r=${r.sync.correlation.toFixed(2)} motion lag ${r.motionSync.lagFrames} r=${r.motionSync.correlation.toFixed(2)} ` +

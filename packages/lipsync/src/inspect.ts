@@ -2,6 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { AvatarError, FFMPEG_INSTALL, checkReadableFile, ffmpegPath, ffprobePath, readMp4Summary, toolMissing } from '@avatar/core';
 import type { WatchedVideo } from '@avatar/core';
+import { CropStore } from './crops.js';
 import { clamp, pearson, quantile, speechGate, toDb } from './dsp.js';
 
 /** A rectangle in the video's own pixels. */
@@ -27,6 +28,8 @@ export interface InspectOptions {
   borderFraction?: number;
   /** frames are analysed at most this many pixels on the longer side (default 640) */
   maxAnalysisSize?: number;
+  /** the mouth crops kept in memory, in bytes; the rest wait in a temporary file (default CROPS_IN_MEMORY_BYTES) */
+  cropMemoryBytes?: number;
   /**
    * The video as it is encoded (fragmented MP4, the same packets as the file at `path`, which is not
    * finished yet): measured from these bytes as they come, with the encoder's audio priming dropped,
@@ -280,7 +283,7 @@ export class FrameEnergy {
   /** per frame with samples: the sum of their squares and how many (a map: frame numbers may be huge) */
   private readonly sums = new Map<number, { sum: number; count: number }>();
 
-  constructor(private readonly rate: number) {}
+  constructor(readonly rate: number) {}
 
   push(chunk: Buffer): void {
     if (this.timing) this.take(chunk);
@@ -515,7 +518,8 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   const probed = info;
   energy.start(info.fps, info.videoStart - (info.audioStart ?? 0));
 
-  const crops: Uint8Array[] = [];
+  // every frame's mouth, for the openness measure once the clip's silences are known (crops.ts)
+  let crops: CropStore | undefined;
   const mouthMotion: number[] = [];
   const borderMotion: number[] = [];
   const sharp: number[] = [];
@@ -549,10 +553,12 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   };
   let prev: Buffer | undefined;
   let spare: Buffer | undefined;
+  let crop: Uint8Array | undefined;
   const onFrame = (cur: Buffer): void => {
     analysed ??= setUp(frameSize?.width ?? 0, frameSize?.height ?? 0);
     const { W, H, bandPixels, grid, mouth } = analysed;
-    const crop = new Uint8Array(grid.length);
+    crops ??= new CropStore(grid.length, { ...(options.cropMemoryBytes !== undefined && { memoryBytes: options.cropMemoryBytes }) });
+    crop ??= new Uint8Array(grid.length);
     for (let k = 0; k < grid.length; k++) crop[k] = cur[grid[k] as number] as number;
     crops.push(crop);
     // variance of the 4-neighbour Laplacian inside the mouth box (interior pixels)
@@ -588,8 +594,22 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   for (const frame of waiting.splice(0)) onFrame(frame);
   analyse = onFrame;
   resume?.();
-  await decoded;
-  const frames = crops.length;
+  try {
+    await decoded;
+    return measure(crops, path, info, energy, analysed, { mouthMotion, borderMotion, sharp, band, maxLag, started });
+  } finally {
+    crops?.close();
+  }
+}
+
+/** The figures, from what the decode gathered (the second pass over the mouth crops happens here). */
+function measure(
+  crops: CropStore | undefined, path: string, info: { width: number; height: number; fps: number }, energy: FrameEnergy,
+  analysed: { W: number; H: number; bandPixels: Int32Array; grid: Int32Array } | undefined,
+  series: { mouthMotion: number[]; borderMotion: number[]; sharp: number[]; band: number; maxLag: number; started: number },
+): InspectionReport {
+  const { mouthMotion, borderMotion, sharp, band, maxLag, started } = series;
+  const frames = crops?.length ?? 0;
   if (frames < 2) throw notVideo(path, `it has ${frames} decodable frame${frames === 1 ? '' : 's'}; at least 2 are needed`);
 
   // ---- envelope at the frame rate, aligned by the streams' start times ----
@@ -608,13 +628,18 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
     ? silent.flatMap((s, i) => (s ? [i] : []))
     : (() => { const q = quantile(levels, 0.1); return Array.from(levels.keys()).filter((i) => (levels[i] as number) <= q); })();
   const rest = new Float64Array(analysed?.grid.length ?? 0);
-  for (const i of restFrames) { const c = crops[i] as Uint8Array; for (let k = 0; k < rest.length; k++) rest[k] = (rest[k] as number) + (c[k] as number); }
+  const isRest = new Uint8Array(frames);
+  for (const i of restFrames) isRest[i] = 1;
+  for (const [i, c] of crops?.entries() ?? []) {
+    if (isRest[i]) for (let k = 0; k < rest.length; k++) rest[k] = (rest[k] as number) + (c[k] as number);
+  }
   for (let k = 0; k < rest.length; k++) rest[k] = (rest[k] as number) / restFrames.length;
-  const openness = crops.map((c) => {
+  const openness: number[] = [];
+  for (const [, c] of crops?.entries() ?? []) {
     let d = 0;
     for (let k = 0; k < c.length; k++) d += Math.abs((c[k] as number) - (rest[k] as number));
-    return d / Math.max(1, c.length);
-  });
+    openness.push(d / Math.max(1, c.length));
+  }
   const envelopeChange = Array.from(envelope, (e, i) => (i === 0 ? 0 : Math.abs(e - (envelope[i - 1] as number))));
 
   const speakingSharp = meanOf(sharp, (i) => speech[i] === true);
@@ -624,7 +649,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   return {
     path,
     video: { width: info.width, height: info.height, fps, frameCount: frames, durationSeconds: frames / fps, analysedWidth: analysed?.W ?? 0, analysedHeight: analysed?.H ?? 0 },
-    audio: { durationSeconds: energy.samples / SR, speechFrames: speech.filter(Boolean).length, silentFrames: silent.filter(Boolean).length },
+    audio: { durationSeconds: energy.samples / energy.rate, speechFrames: speech.filter(Boolean).length, silentFrames: silent.filter(Boolean).length },
     sync: bestLag(envelope, openness, maxLag, fps),
     motionSync: bestLag(envelopeChange, mouthMotion, maxLag, fps),
     silence: {
