@@ -11,6 +11,11 @@ export function cacheDir(): string | undefined {
   if (own) return resolve(own);
   const xdg = process.env.XDG_CACHE_HOME?.trim();
   if (xdg && isAbsolute(xdg)) return join(xdg, 'avatar');
-  const home = homedir();
+  let home: string;
+  try {
+    home = homedir();
+  } catch {
+    return undefined; // no HOME and no passwd entry (a container's arbitrary uid): nothing is kept
+  }
   return home ? join(home, '.cache', 'avatar') : undefined;
 }

@@ -74,8 +74,12 @@ function setprivKnowsPdeathsig(setpriv: string): boolean {
       // none kept yet, or unreadable: tried below
     }
   }
-  pdeathsig = spawnSync(setpriv, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 }).status === 0;
-  if (dir !== undefined && identity !== undefined) {
+  const tried = spawnSync(setpriv, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore', timeout: 5000 });
+  pdeathsig = tried.status === 0;
+  // only a clear answer is kept: yes, or setpriv's own refusal (exit 1); a timeout on a busy machine, a
+  // spawn that failed or a signal says nothing about the binary, and is tried again by the next process
+  const clear = tried.status === 0 || (tried.status === 1 && tried.error === undefined && tried.signal === null);
+  if (clear && dir !== undefined && identity !== undefined) {
     // best effort: a folder that cannot be written only means the next run tries again
     const answer = JSON.stringify({ identity, pdeathsig });
     mkdir(dir, { recursive: true }).then(() => atomicWriteSmallFile(join(dir, KEPT), answer)).catch(() => {});

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { fileTypeFromBuffer } from 'file-type';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AvatarError } from './errors.js';
@@ -148,7 +148,7 @@ describe('sniffAudio and sniffImage on cut heads', () => {
       const ext = (await fileTypeFromBuffer(head).catch(() => undefined))?.ext;
       return ext === undefined ? undefined : ours[ext];
     };
-    const fixtures = new URL('../../../tests/fixtures/', import.meta.url).pathname;
+    const fixtures = fileURLToPath(new URL('../../../tests/fixtures/', import.meta.url));
     const photos: Uint8Array[] = [];
     for (const folder of [fixtures, join(fixtures, 'faces')]) {
       for (const name of await readdir(folder)) {

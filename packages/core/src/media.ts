@@ -12,9 +12,11 @@ let fileType: Promise<typeof import('file-type')> | undefined;
 
 /** What a file's first bytes say it is (file-type's extension for it), never its name; undefined when they say nothing. */
 async function sniff(head: Uint8Array): Promise<string | undefined> {
+  // (a file-type that cannot be loaded is a broken install, said as it is, not "not an image")
+  fileType ??= import('file-type');
+  const { fileTypeFromBuffer } = await fileType;
   try {
-    fileType ??= import('file-type');
-    return (await (await fileType).fileTypeFromBuffer(head))?.ext;
+    return (await fileTypeFromBuffer(head))?.ext;
   } catch {
     return undefined; // bytes file-type cannot make sense of say nothing either
   }

@@ -18,8 +18,10 @@ const BATCH = 64;
 export class CropStore {
   private readonly memory: Uint8Array[] = [];
   private readonly maxInMemory: number;
-  private file: { fd: number; path: string | undefined } | undefined;
+  /** the file, with its name and folder where they could not be removed while it was open */
+  private file: { fd: number; path: string | undefined; folder: string | undefined } | undefined;
   private fileFailed = false;
+  private closed = false;
   /** crops in the file, and those waiting to be written there */
   private filed = 0;
   private readonly batch: Uint8Array;
@@ -48,6 +50,8 @@ export class CropStore {
   /** Keeps a copy of `crop` (which must be cropBytes long). */
   push(crop: Uint8Array): void {
     if (crop.length !== this.cropBytes) throw new RangeError(`a crop of ${crop.length} bytes in a store of ${this.cropBytes}`);
+    // (a decode stopped late may still hand on a frame or two: nothing is kept, and no file opened again)
+    if (this.closed) return;
     if (this.memory.length < this.maxInMemory) {
       this.memory.push(crop.slice());
       return;
@@ -83,8 +87,9 @@ export class CropStore {
     for (const crop of this.overflow) yield [i++, crop];
   }
 
-  /** Lets go of the file (and removes it where it could not be unlinked while open). */
+  /** Lets go of the file (and removes it where it could not be unlinked while open); later pushes keep nothing. */
   close(): void {
+    this.closed = true;
     const file = this.file;
     this.file = undefined;
     if (!file) return;
@@ -93,10 +98,9 @@ export class CropStore {
     } catch {
       // closed already
     }
-    if (file.path !== undefined) {
+    for (const remove of [() => file.path !== undefined && unlinkSync(file.path), () => file.folder !== undefined && rmdirSync(file.folder)]) {
       try {
-        unlinkSync(file.path);
-        rmdirSync(join(file.path, '..'));
+        remove();
       } catch {
         // gone already
       }
@@ -119,21 +123,29 @@ export class CropStore {
     this.batched = 0;
   }
 
-  private openFile(): { fd: number; path: string | undefined } {
+  private openFile(): { fd: number; path: string | undefined; folder: string | undefined } {
     if (this.file) return this.file;
     const folder = mkdtempSync(join(this.dir ?? tmpdir(), 'avatar-crops-'));
     const path = join(folder, 'crops');
-    const fd = openSync(path, 'w+', 0o600);
-    let kept: string | undefined = path;
+    let fd: number;
     try {
-      // an open file that has no name: its room goes back to the disk when it is closed or the process ends
-      unlinkSync(path);
+      fd = openSync(path, 'w+', 0o600);
+    } catch (error) {
       rmdirSync(folder);
-      kept = undefined;
-    } catch {
-      // (a system that cannot unlink an open file: removed on close)
+      throw error;
     }
-    this.file = { fd, path: kept };
-    return this.file;
+    // an open file that has no name: its room goes back to the disk when it is closed or the process
+    // ends (a system that cannot unlink an open file, or leaves its name until then: removed on close)
+    const file: { fd: number; path: string | undefined; folder: string | undefined } = { fd, path, folder };
+    try {
+      unlinkSync(path);
+      file.path = undefined;
+      rmdirSync(folder);
+      file.folder = undefined;
+    } catch {
+      // what is left is removed by close
+    }
+    this.file = file;
+    return file;
   }
 }

@@ -591,10 +591,10 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
     spare = prev;
     prev = keep;
   };
-  for (const frame of waiting.splice(0)) onFrame(frame);
-  analyse = onFrame;
-  resume?.();
   try {
+    for (const frame of waiting.splice(0)) onFrame(frame);
+    analyse = onFrame;
+    resume?.();
     await decoded;
     return measure(crops, path, info, energy, analysed, { mouthMotion, borderMotion, sharp, band, maxLag, started });
   } finally {

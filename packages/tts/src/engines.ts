@@ -471,11 +471,18 @@ const fliteSpec: EngineSpec = {
     } catch (error) {
       stop();
       await alone;
-      // a voice that is not installed is the cause when it stopped the synthesis
-      await voiceChecked;
+      // a voice that is not installed is the cause when it stopped the synthesis (a cancel stays a cancel)
+      if (!job.signal.aborted) await voiceChecked;
       throw error;
     }
-    await voiceChecked;
+    try {
+      await voiceChecked;
+    } catch (error) {
+      // (the synthesis was quicker than the voices' list: its word timings are stopped, and waited for)
+      stop();
+      await alone;
+      throw error;
+    }
     const phonemes = parseFlitePhonemes(stdout);
     const groups = await alone;
     // one group per word, or the pairing is not known: the words are then estimated from the audio
