@@ -95,6 +95,21 @@ export async function benchRenderer(work) {
  * runs are interleaved (pipeline, ffmpeg fed RGBA, ffmpeg fed I420, and again), so each comparison is
  * between runs seconds apart: this machine's speed drifts by more than the differences measured.
  */
+/**
+ * A coordinator in this process with every engine but the inspector: render + encode alone, the work
+ * ffmpeg alone is compared with (in a CLI run the inspector decodes the video beside the encode, on the
+ * same cores).
+ */
+async function coordinatorWithoutInspector(storage) {
+  const core = await import(join(root, 'packages/core/dist/index.js'));
+  const tts = await import(join(root, 'packages/tts/dist/index.js'));
+  const lipsync = await import(join(root, 'packages/lipsync/dist/index.js'));
+  const registry = new core.PluginRegistry({ log: core.silentLogger });
+  for (const pkg of ['@avatar/tts', '@avatar/face', '@avatar/encode']) await registry.loadPackage(pkg, { from: [root] });
+  for (const plugin of lipsync.plugins) if (plugin.stage !== 'inspect') registry.register(plugin, '@avatar/lipsync');
+  return new core.PipelineCoordinator({ registry, resources: new core.ResourceManager(), voices: new core.VoiceProfileStore(storage), storageDir: storage, defaultVoice: tts.DEFAULT_VOICE, log: core.silentLogger });
+}
+
 export async function benchEndToEnd(work, rounds = Number(process.env.BENCH_ROUNDS ?? 5)) {
   const storage = join(work, 'storage');
   const pipeline = (sampled = false) => timed(process.execPath, [cli, '--storage', storage, '--json', 'pipeline', 'run', TEXT, '--avatar', portrait, '--output', join(work, 'e2e.mp4'), '--quality', 'medium', '--keep-intermediates'], sampled);
@@ -114,6 +129,13 @@ export async function benchEndToEnd(work, rounds = Number(process.env.BENCH_ROUN
   const bareRun = (file, pixFmt, filter) => timed('ffmpeg', ['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', pixFmt, '-s', `${v.width}x${v.height}`, '-r', '25', '-i', file,
     '-i', join(workDir, 'speech.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', medium.preset, '-crf', String(medium.crf),
     '-vf', filter, '-c:a', 'aac', '-b:a', '128k', '-ar', '48000', '-movflags', '+faststart', join(work, 'bare.mp4')]);
+  const alone = await coordinatorWithoutInspector(join(work, 'storage-alone'));
+  const renderEncodeAlone = async () => {
+    const result = await alone.execute({ text: TEXT, avatarImage: portrait, outputPath: join(work, 'alone.mp4'), config: { videoQuality: 'medium', captions: 'none' } });
+    if (!result.success) throw new Error(`render + encode alone: ${JSON.stringify(result.error)}`);
+    return result.stages.find((s) => s.stage === 'encode_video').wallSeconds;
+  };
+  await renderEncodeAlone(); // (warms this process's engines and prepares the photo)
   const runs = [];
   for (let i = 0; i < rounds; i++) {
     const r = await pipeline();
@@ -122,7 +144,8 @@ export async function benchEndToEnd(work, rounds = Number(process.env.BENCH_ROUN
     const stages = Object.fromEntries(result.stages.map((s) => [s.stage, s.wallSeconds]));
     const rgba = (await bareRun(raw, 'rgba', 'scale=out_color_matrix=bt709:out_range=tv,format=yuv420p')).seconds;
     const i420 = (await bareRun(yuv, 'yuv420p', 'setsar=1')).seconds;
-    runs.push({ seconds: r.seconds, video: result.durationSeconds, stages, rgba, i420, ratio: stages.encode_video / rgba, ratioI420: stages.encode_video / i420 });
+    const uninspected = await renderEncodeAlone();
+    runs.push({ seconds: r.seconds, video: result.durationSeconds, stages, rgba, i420, uninspected, ratio: stages.encode_video / rgba, ratioI420: stages.encode_video / i420, ratioUninspectedI420: uninspected / i420 });
   }
   // memory in a run of its own: sampling /proc costs CPU the timed runs should not pay
   const sampled = await pipeline(true);
@@ -147,6 +170,10 @@ export async function benchEndToEnd(work, rounds = Number(process.env.BENCH_ROUN
     ratioToFfmpegAloneRange: range(runs.map((r) => r.ratio), 2),
     ratioToFfmpegAloneI420: Number(median(runs.map((r) => r.ratioI420)).toFixed(2)),
     ratioToFfmpegAloneI420Range: range(runs.map((r) => r.ratioI420), 2),
+    // render + encode with no inspection beside them (in this process, captions none, as ffmpeg alone has)
+    renderAndEncodeUninspectedSeconds: Number(median(runs.map((r) => r.uninspected)).toFixed(3)),
+    ratioUninspectedToFfmpegAloneI420: Number(median(runs.map((r) => r.ratioUninspectedI420)).toFixed(2)),
+    ratioUninspectedToFfmpegAloneI420Range: range(runs.map((r) => r.ratioUninspectedI420), 2),
   };
 }
 
@@ -191,6 +218,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '-
   if (q.fps_i420_1024_none) console.log(`renderer alone at ${q.width * 2}x${q.height * 2}, I420 (${q.kernel}): ${q.fps_i420_1024_none} / ${q.fps_i420_1024_subtle} / ${q.fps_i420_1024_lively} frames/s`);
   const e = r.endToEnd;
   console.log(`end to end (text -> MP4, medium, process start included), median of ${e.rounds}: ${e.videoSeconds} s of video in ${e.wallSeconds} s (range ${e.wallSecondsRange.join('-')}); render+encode ${e.renderAndEncodeSeconds} s vs ffmpeg alone on the same ${e.frames} frames ${e.ffmpegAloneSeconds} s from RGBA (x${e.ratioToFfmpegAlone}, range ${e.ratioToFfmpegAloneRange.join('-')}), ${e.ffmpegAloneI420Seconds} s from I420 (x${e.ratioToFfmpegAloneI420}, range ${e.ratioToFfmpegAloneI420Range.join('-')}); peak RSS node ${e.peakNodeMB} MB, with ffmpeg ${e.peakTreeMB} MB`);
+  console.log(`render + encode with no inspection beside them (in this process): ${e.renderAndEncodeUninspectedSeconds} s (x${e.ratioUninspectedToFfmpegAloneI420} ffmpeg alone from I420, range ${e.ratioUninspectedToFfmpegAloneI420Range.join('-')})`);
   console.log('stages:', JSON.stringify(e.stages));
   for (const l of r.lengths) console.log(`lipsync ${l.seconds} s: ${l.wallSeconds} s wall, render+encode ${l.renderAndEncodeSeconds} s, peak RSS node ${l.peakNodeMB} MB (with ffmpeg ${l.peakTreeMB} MB), lag ${l.lagFrames} frames, r ${l.correlation}`);
   console.log(JSON.stringify({ bench: 'lipsync', ...r }));
