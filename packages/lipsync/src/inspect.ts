@@ -30,6 +30,8 @@ export interface InspectOptions {
   maxAnalysisSize?: number;
   /** the mouth crops kept in memory, in bytes; the rest wait in a temporary file (default CROPS_IN_MEMORY_BYTES) */
   cropMemoryBytes?: number;
+  /** where that file is made (a run's work folder, on its storage's disk); default the system's temporary folder */
+  scratchDir?: string;
   /**
    * The video as it is encoded (fragmented MP4, the same packets as the file at `path`, which is not
    * finished yet): measured from these bytes as they come, with the encoder's audio priming dropped,
@@ -557,7 +559,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   const onFrame = (cur: Buffer): void => {
     analysed ??= setUp(frameSize?.width ?? 0, frameSize?.height ?? 0);
     const { W, H, bandPixels, grid, mouth } = analysed;
-    crops ??= new CropStore(grid.length, { ...(options.cropMemoryBytes !== undefined && { memoryBytes: options.cropMemoryBytes }) });
+    crops ??= new CropStore(grid.length, { ...(options.cropMemoryBytes !== undefined && { memoryBytes: options.cropMemoryBytes }), ...(options.scratchDir !== undefined && { dir: options.scratchDir }) });
     crop ??= new Uint8Array(grid.length);
     for (let k = 0; k < grid.length; k++) crop[k] = cur[grid[k] as number] as number;
     crops.push(crop);

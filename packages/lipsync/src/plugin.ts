@@ -221,7 +221,8 @@ export const syncInspectorPlugin: StagePlugin<'inspect'> = defineStagePlugin({
         const { mouth, face } = input.regions;
         // a face box of no area: not known, so the whole border band is measured
         const faceBox = face.width > 0 && face.height > 0 ? face : undefined;
-        const report = await inspectVideo(input.videoPath, { mouthBox: mouth, ...(faceBox && { faceBox }), maxAnalysisSize, ...(input.watching && { watching: input.watching }), signal: ctx.signal });
+        // (the crops past the inspector's memory wait in the run's work folder: /tmp is often memory itself)
+        const report = await inspectVideo(input.videoPath, { mouthBox: mouth, ...(faceBox && { faceBox }), maxAnalysisSize, ...(input.watching && { watching: input.watching }), scratchDir: ctx.workDir, signal: ctx.signal });
         return {
           lagFrames: report.sync.lagFrames,
           correlation: round(report.sync.correlation),
