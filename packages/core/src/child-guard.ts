@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, readFileSync, realpathSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { release } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { cacheDir } from './cache-dir.js';
 import { atomicWriteSmallFile } from './fsutil.js';
@@ -43,12 +44,15 @@ let pdeathsig: boolean | undefined;
 /** Where the answer is kept between runs, beside the ffmpeg facts (one setpriv per machine: one answer). */
 const KEPT = 'setpriv.json';
 
-/** The binary's identity (resolved path, inode, size, times): another setpriv is asked again. */
+/**
+ * The binary's identity (resolved path, inode, size, times) and the kernel's release: another setpriv, or
+ * the same one under another kernel (which might refuse the request), is asked again.
+ */
 function identityOf(path: string): string | undefined {
   try {
     const real = realpathSync(path);
     const s = statSync(real, { bigint: true });
-    return [real, `${s.dev}:${s.ino}`, s.size, s.mtimeNs, s.ctimeNs].join('|');
+    return [real, `${s.dev}:${s.ino}`, s.size, s.mtimeNs, s.ctimeNs, release()].join('|');
   } catch {
     return undefined;
   }
