@@ -100,15 +100,21 @@ interface CheckedPhoto {
   source: { image: RgbImage; bytes: Uint8Array; landmarks: readonly Point[]; score: number; pose: HeadPose; models: { detector: string; landmarks: string } } | null;
 }
 
+/** A photo's bytes and its own sidecar (null: none), as the cache's look-up read them. */
+interface PhotoRead {
+  bytes: Uint8Array;
+  stored: Awaited<ReturnType<typeof readSidecar>>;
+}
+
 /**
  * Checks one photo or prepared avatar against the lip-sync rules. A prepared avatar (an image with a
  * matching sidecar) is not detected again: its stored face is judged with the same rules.
  */
-export async function checkFace(path: string, engines: FaceEngines | (() => Promise<FaceEngines>), options: ResolvedFaceOptions, input = 'avatar image'): Promise<CheckedPhoto> {
+export async function checkFace(path: string, engines: FaceEngines | (() => Promise<FaceEngines>), options: ResolvedFaceOptions, input = 'avatar image', read?: PhotoRead): Promise<CheckedPhoto> {
   const absolute = resolve(path);
   const loaded = await loadImage(absolute, { input, ...(options.maxMegapixels !== undefined && { maxMegapixels: options.maxMegapixels }) });
-  const bytes = new Uint8Array(await readFile(absolute));
-  const stored = await readSidecar(absolute, bytes, input);
+  const bytes = read?.bytes ?? new Uint8Array(await readFile(absolute));
+  const stored = read ? read.stored : await readSidecar(absolute, bytes, input);
   if (stored) return fromSidecar(absolute, stored.sidecar, stored.path, loaded.image, bytes, options, input);
   const analyse: AnalyseOptions = { input, thresholds: options.thresholds };
   const report = await analyseImage(loaded, absolute, typeof engines === 'function' ? await engines() : engines, analyse);
@@ -180,7 +186,8 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() 
     }
     return kept.avatar;
   }
-  const { check, source } = await checkFace(input.imagePath, engines, options);
+  // (the photo as the cache's look-up read it, where it did: read and checked once)
+  const { check, source } = await checkFace(input.imagePath, engines, options, 'avatar image', kept?.read);
   signal?.throwIfAborted();
   const refusal = verdictError(check.verdict);
   if (refusal) throw refusal;
@@ -215,23 +222,31 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() 
  * keep the avatar under once it is made. A photo that is itself a prepared avatar, one that cannot be
  * read, or an output the stage would refuse is not looked up (the stage's own path says why).
  */
-async function fromCache(imagePath: string, prepare: NonNullable<FaceInput['prepare']>, cache: PreparedAvatarCache): Promise<{ avatar?: Avatar; found?: CacheKey }> {
+async function fromCache(imagePath: string, prepare: NonNullable<FaceInput['prepare']>, cache: PreparedAvatarCache): Promise<{ avatar?: Avatar; found?: CacheKey; read?: PhotoRead }> {
   const photoPath = resolve(imagePath);
   const outputPath = resolve(prepare.outputPath);
   if (outputPath === photoPath || extname(outputPath).toLowerCase() !== '.png') return {};
-  const photo = await readFile(photoPath).catch(() => undefined);
+  const photo = await readFile(photoPath).then((b) => new Uint8Array(b), () => undefined);
   if (!photo) return {};
-  // (a sidecar of another image beside the photo, as `prepare me.jpg --output me.png` leaves, does not count)
-  if (await readSidecar(photoPath, photo).then((own) => own !== null, () => true)) return {};
-  const found = await cache.keyFor(photo, prepare.size);
-  if (!found) return {};
+  // (a sidecar of another image beside the photo, as `prepare me.jpg --output me.png` leaves, does not count;
+  // one that cannot be read is left for the stage's own check to name)
+  let stored: PhotoRead['stored'];
   try {
-    await checkWritableTarget(outputPath, 'avatar output');
+    stored = await readSidecar(photoPath, photo);
   } catch {
     return {};
   }
+  const read: PhotoRead = { bytes: photo, stored };
+  if (stored !== null) return { read };
+  const found = await cache.keyFor(photo, prepare.size);
+  if (!found) return { read };
+  try {
+    await checkWritableTarget(outputPath, 'avatar output');
+  } catch {
+    return { read };
+  }
   const sidecar = await cache.restore(found, outputPath, photoPath);
-  if (!sidecar) return { found };
+  if (!sidecar) return { found, read };
   // (judged already: the photo passed these very thresholds, part of the key, before it was kept; the
   // crop itself is not judged again, as a small preset's crop may fall under a size rule the photo met)
   const { width, height } = sidecar.image;
@@ -240,7 +255,7 @@ async function fromCache(imagePath: string, prepare: NonNullable<FaceInput['prep
   }
   // not of the size asked for: prepared again, which replaces it
   await Promise.all([rm(outputPath, { force: true }), rm(sidecarPathFor(outputPath), { force: true })]);
-  return { found };
+  return { found, read };
 }
 
 const number = (description: string, minimum: number, maximum: number): { type: 'number'; description: string; minimum: number; maximum: number } =>

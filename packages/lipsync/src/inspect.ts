@@ -284,6 +284,8 @@ export class FrameEnergy {
   private next = 0;
   /** per frame with samples: the sum of their squares and how many (a map: frame numbers may be huge) */
   private readonly sums = new Map<number, { sum: number; count: number }>();
+  /** the current frame's bin, looked up once per frame rather than once per sample */
+  private bin: { sum: number; count: number } | undefined;
 
   constructor(readonly rate: number) {}
 
@@ -330,10 +332,15 @@ export class FrameEnergy {
         while (this.boundary(f + 1) <= j) f++;
         this.frame = f;
         this.next = this.boundary(f + 1);
+        this.bin = undefined;
       }
       const v = bytes.readFloatLE(at);
-      let bin = this.sums.get(this.frame);
-      if (!bin) this.sums.set(this.frame, (bin = { sum: 0, count: 0 }));
+      let bin = this.bin;
+      if (!bin) {
+        bin = this.sums.get(this.frame);
+        if (!bin) this.sums.set(this.frame, (bin = { sum: 0, count: 0 }));
+        this.bin = bin;
+      }
       bin.sum += v * v;
       bin.count += 1;
     }
