@@ -5,6 +5,7 @@ export * from './log.js';
 export * from './fsutil.js';
 export * from './cache-dir.js';
 export * from './child-guard.js';
+export * from './child-kill.js';
 export * from './tools.js';
 export * from './leftovers.js';
 export * from './storage-check.js';

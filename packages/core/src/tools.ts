@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { guardedCommand, findExecutable } from './child-guard.js';
+import { abortError, killChild, killOnAbort } from './child-kill.js';
 import { AvatarError } from './errors.js';
 
 // What several engines need from the command-line tools they drive (ffmpeg above all), in one place
@@ -89,7 +90,7 @@ export function runTool(command: string, args: readonly string[], options: ToolR
     let killed = false;
     const onAbort = (): void => {
       killed = true;
-      child.kill('SIGKILL');
+      killChild(child, 'SIGKILL');
       if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) finish(cancelled());
     };
     child.on('exit', () => {
@@ -151,6 +152,7 @@ export interface DecodedAudio<T extends Int16Array | Float32Array = Int16Array |
 export function decodeAudio(path: string, options: DecodeAudioOptions & { format: 'f32' }): Promise<DecodedAudio<Float32Array>>;
 export function decodeAudio(path: string, options: DecodeAudioOptions & { format?: 's16' }): Promise<DecodedAudio<Int16Array>>;
 export async function decodeAudio(path: string, options: DecodeAudioOptions): Promise<DecodedAudio> {
+  if (options.signal?.aborted) throw abortError(options.signal);
   const input = options.input ?? 'audio';
   const float = options.format === 'f32';
   const limit = options.maxSeconds !== undefined ? ['-t', String(options.maxSeconds)] : [];
@@ -163,19 +165,23 @@ export async function decodeAudio(path: string, options: DecodeAudioOptions): Pr
   const bytes = await new Promise<Buffer>((resolve, reject) => {
     const binary = ffmpegPath();
     const guarded = guardedCommand(binary, args);
-    const child = spawn(guarded.command, guarded.args, { stdio: ['ignore', 'pipe', 'pipe'], ...(stop && { signal: stop }) });
+    const child = spawn(guarded.command, guarded.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    killOnAbort(child, stop);
     const chunks: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => chunks.push(d));
     child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4096); });
     child.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT' || error.code === 'EACCES') reject(toolMissing('ffmpeg', binary, FFMPEG_INSTALL, error));
-      else if (timeout?.aborted && !options.signal?.aborted) {
-        reject(new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason: `decoding took longer than ${Math.round((options.timeoutMs ?? 0) / 1000)}s` }));
-      } else reject(error);
+      else reject(error);
     });
     child.on('close', (status) => {
-      if (stop?.aborted) return; // the 'error' handler answers
+      if (stop?.aborted) {
+        if (timeout?.aborted && !options.signal?.aborted) {
+          reject(new AvatarError('AVATAR_ERR_INPUT_NOT_AUDIO', { input, path, reason: `decoding took longer than ${Math.round((options.timeoutMs ?? 0) / 1000)}s` }));
+        } else reject(abortError(stop));
+        return;
+      }
       const data = Buffer.concat(chunks);
       if (status === 0 && data.length >= (float ? 4 : 2)) return resolve(data);
       const said = stderr.trim().split('\n').filter(Boolean).slice(-2).join('; ');

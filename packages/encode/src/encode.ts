@@ -11,6 +11,7 @@ import {
   checkWritableTarget,
   guardedCommand,
   isAvatarError,
+  killChild,
   partialPathFor,
   readMp4Summary,
   silentLogger,
@@ -93,7 +94,8 @@ interface RunningFfmpeg {
   done: Promise<void>;
   /** resolves with the process once spawned; never rejects (a spawn failure settles `done`) */
   started: Promise<ChildProcess | undefined>;
-  kill(): void;
+  /** kills ffmpeg (at once if it has started, else as it starts) */
+  stop(): void;
 }
 
 /**
@@ -111,7 +113,7 @@ function start(command: ffmpeg.FfmpegCommand, job: Job, onStderr: (line: string)
         job.log.debug('ffmpeg started', { command: line });
         // fluent-ffmpeg sets ffmpegProc just before 'start'; the frame writer needs its stdin.
         proc = (command as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
-        if (killRequested) proc?.kill('SIGKILL');
+        if (killRequested && proc) killChild(proc, 'SIGKILL');
         markStarted(proc);
       })
       .on('stderr', onStderr)
@@ -146,9 +148,9 @@ function start(command: ffmpeg.FfmpegCommand, job: Job, onStderr: (line: string)
   return {
     done,
     started,
-    kill() {
+    stop() {
       killRequested = true;
-      proc?.kill('SIGKILL');
+      if (proc) killChild(proc, 'SIGKILL');
     },
   };
 }
@@ -406,7 +408,7 @@ export async function encodeStill(
       const t = timemark(line);
       if (t !== undefined) options.progress?.(Math.min(0.99, t / duration), 'encoding');
     });
-    const onAbort = (): void => running.kill();
+    const onAbort = (): void => running.stop();
     job.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await running.done;
@@ -726,7 +728,7 @@ async function encodeFramesInto(
       let abortWait: () => void = () => {};
       const aborted = new Promise<'aborted'>((resolve) => { abortWait = () => resolve('aborted'); });
       const onAbort = (): void => {
-        running.kill();
+        running.stop();
         abortWait();
       };
       job.signal?.addEventListener('abort', onAbort, { once: true });
@@ -752,7 +754,7 @@ async function encodeFramesInto(
         const sounding = input.audioStream && audioPipe && 'write' in audioPipe ? feedAudio(audioPipe as Writable, input.audioStream.chunks, job.signal ?? new AbortController().signal) : undefined;
         sounding?.catch((error: unknown) => {
           soundFailure = error;
-          running.kill();
+          running.stop();
         });
         // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
         stdin.on('error', () => {});
@@ -829,7 +831,7 @@ async function encodeFramesInto(
         }
         options.progress?.(1, 'encoded');
       } catch (error) {
-        running.kill();
+        running.stop();
         await running.done.catch(() => {});
         // the tee's own failure (its file, its reader) is the cause whatever ffmpeg said of it
         const teeError = tee?.errored;

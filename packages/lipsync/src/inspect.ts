@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { AvatarError, FFMPEG_INSTALL, checkReadableFile, ffmpegPath, ffprobePath, readMp4Summary, toolMissing } from '@avatar/core';
+import { AvatarError, FFMPEG_INSTALL, abortError, checkReadableFile, ffmpegPath, ffprobePath, killChild, killOnAbort, readMp4Summary, toolMissing } from '@avatar/core';
 import type { WatchedVideo } from '@avatar/core';
 import { CropStore } from './crops.js';
 import { clamp, pearson, quantile, speechGate, toDb } from './dsp.js';
@@ -131,10 +131,11 @@ function rate(text: string | undefined): number {
 export async function probe(path: string, ffprobe: string, signal: AbortSignal | undefined): Promise<Probe> {
   const args = ['-v', 'error', '-show_entries', 'stream=codec_type,width,height,avg_frame_rate,r_frame_rate,start_time,nb_frames:format=duration', '-of', 'json', path];
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(ffprobe, args, { encoding: 'utf8', maxBuffer: 1 << 22, ...(signal && { signal }) }, (error, out, err) => {
+    const child = execFile(ffprobe, args, { encoding: 'utf8', maxBuffer: 1 << 22 }, (error, out, err) => {
       if (!error) return resolve(out);
-      reject(toolError('ffprobe', ffprobe, error) ?? (error.name === 'AbortError' ? error : notVideo(path, err.trim().split('\n').pop() || 'ffprobe cannot read it')));
+      reject(toolError('ffprobe', ffprobe, error) ?? (signal?.aborted ? abortError(signal) : notVideo(path, err.trim().split('\n').pop() || 'ffprobe cannot read it')));
     });
+    killOnAbort(child, signal);
   });
   const info = JSON.parse(stdout) as { streams?: Array<Record<string, string | number | undefined>>; format?: { duration?: string } };
   const streams = info.streams ?? [];
@@ -196,7 +197,8 @@ function decode(
     const extra = outputs.slice(1).map(() => 'pipe' as const);
     // SIGKILL on abort: a decode whose output the caller paused is blocked writing into a full pipe,
     // and ffmpeg's SIGTERM handler lets that write resume, so SIGTERM would leave it running
-    const child = spawn(ffmpeg, ['-v', 'error', ...(input ? [] : ['-nostdin']), ...args], { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe', ...extra], killSignal: 'SIGKILL', ...(signal && { signal }) });
+    const child = spawn(ffmpeg, ['-v', 'error', ...(input ? [] : ['-nostdin']), ...args], { stdio: [input ? 'pipe' : 'ignore', 'pipe', 'pipe', ...extra] });
+    killOnAbort(child, signal, 'SIGKILL');
     let stderr = '';
     let failed: unknown;
     if (input && child.stdin) {
@@ -206,7 +208,7 @@ function decode(
       const stopped = (): void => {
         if (whole) return;
         failed ??= notVideo(path, 'the encode stopped before the video was whole');
-        child.kill('SIGKILL');
+        killChild(child, 'SIGKILL');
       };
       // (it may have gone while its first fragment was awaited)
       if (input.destroyed) stopped();
@@ -223,11 +225,12 @@ function decode(
     onStart?.(streams);
     streams.forEach((stream, k) => stream.on('data', (chunk: Buffer) => {
       if (failed) return;
-      try { (outputs[k] as (chunk: Buffer) => void)(chunk); } catch (error) { failed = error; child.kill('SIGKILL'); }
+      try { (outputs[k] as (chunk: Buffer) => void)(chunk); } catch (error) { failed = error; killChild(child, 'SIGKILL'); }
     }));
     child.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString('utf8')).slice(-4000); });
     child.on('error', (error: NodeJS.ErrnoException) => reject(toolError('ffmpeg', ffmpeg, error) ?? error));
     child.on('close', (code) => {
+      if (signal?.aborted) return reject(abortError(signal));
       if (failed) return reject(failed);
       if (code === 0) return resolve();
       reject(notVideo(path, stderr.trim().split('\n').pop() || `ffmpeg exited with ${code}`));

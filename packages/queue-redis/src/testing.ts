@@ -6,6 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { killChild } from '@avatar/core';
 
 // A real redis-server for tests: on a free loopback port, in a folder of its own, stopped and
 // removed by the test. Nothing is shared with a Redis the machine may already run.
@@ -104,7 +105,7 @@ export async function startRedisServer(options: { appendOnly?: boolean; port?: n
     const deadline = Date.now() + 10_000;
     while (!(await pings(port, options.tls))) {
       if (started.exitCode !== null || Date.now() > deadline) {
-        started.kill('SIGKILL');
+        killChild(started, 'SIGKILL');
         throw new Error(`redis-server did not start on port ${port}: ${output}`);
       }
       await sleep(20);
@@ -116,7 +117,7 @@ export async function startRedisServer(options: { appendOnly?: boolean; port?: n
     child = undefined;
     if (!running || running.exitCode !== null || running.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
-    running.kill(signal);
+    killChild(running, signal);
     await exited;
   };
 
