@@ -30,6 +30,7 @@ import { probeMedia, readAudioInfo, readImageInfo } from './probe.js';
 import { GpuEncodeQueue, chooseGpuEncoder } from './nvenc.js';
 import { COLOR_FILTER, codecArgs, mp4Container, outputGeometry } from './settings.js';
 import { meaningfulLines, resolveTools, toolMissing, toolVersion, type FfmpegToolPaths, type ResolvedTools } from './tools.js';
+import { Stop } from './stop.js';
 
 export interface EncodeRunOptions {
   signal?: AbortSignal;
@@ -725,11 +726,10 @@ async function encodeFramesInto(
       }
       const running = start(command, job, () => {});
 
-      let abortWait: () => void = () => {};
-      const aborted = new Promise<'aborted'>((resolve) => { abortWait = () => resolve('aborted'); });
+      const stop = new Stop<'aborted' | 'exited'>();
       const onAbort = (): void => {
         running.stop();
-        abortWait();
+        stop.stop('aborted');
       };
       job.signal?.addEventListener('abort', onAbort, { once: true });
       if (job.signal?.aborted) onAbort();
@@ -740,9 +740,9 @@ async function encodeFramesInto(
       let written = 0;
       let finished = false;
       try {
-        const proc = await Promise.race([running.started, aborted]);
+        const proc = await stop.race(running.started);
         if (proc === 'aborted') throw cancelled();
-        if (!proc?.stdin) {
+        if (proc === 'exited' || !proc?.stdin) {
           await running.done; // a spawn failure: `done` carries the reason
           throw encodeFailed(outputPath, 'ffmpeg did not start');
         }
@@ -758,7 +758,8 @@ async function encodeFramesInto(
         });
         // A broken pipe is reported through the write callback; ffmpeg's exit carries the reason.
         stdin.on('error', () => {});
-        const exited = running.done.then(() => 'exited' as const, () => 'exited' as const);
+        const exit = (): void => stop.stop('exited');
+        running.done.then(exit, exit);
         // writes not yet taken by the OS; each holds one of the producer's buffers
         const maxInFlight = Math.max(1, Math.floor(frames.ring ?? 1) - 1);
         const inFlight: Promise<void>[] = [];
@@ -784,7 +785,7 @@ async function encodeFramesInto(
         for (;;) {
           const pending = iterator.next();
           pending.catch(() => {}); // still observed below; this only keeps a late rejection after abort quiet
-          const next = await Promise.race([pending, aborted, exited]);
+          const next = await stop.race(pending);
           if (next === 'aborted') throw cancelled();
           if (next === 'exited') break;
           if (next.done) {

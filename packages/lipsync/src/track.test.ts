@@ -325,6 +325,40 @@ describe('the mouth track as the audio arrives', () => {
     expect(same(fed(head, Array.from({ length: head.pcm.length }, () => 1)).track, computeMouthTrack(head, { fps: 25 }))).toBe(true);
   });
 
+  it('keeps only the blocks it will read again: a long clip fed in pieces holds as little as a short one, with the frames of the whole', () => {
+    // three minutes of real speech: a sentence over and over, 0.3 s apart
+    const one = speech('flite');
+    const gap = Math.round(0.3 * one.sampleRate);
+    const times = Math.ceil((180 * one.sampleRate) / (one.pcm.length + gap));
+    const pcm = new Int16Array(times * (one.pcm.length + gap));
+    const phonemes: PhonemeTiming[] = [];
+    for (let t = 0; t < times; t++) {
+      const at = t * (one.pcm.length + gap);
+      pcm.set(one.pcm, at);
+      for (const p of one.phonemes ?? []) phonemes.push({ ...p, start: p.start + at / one.sampleRate, end: p.end + at / one.sampleRate });
+    }
+    const long: SpeechAudio = { pcm, sampleRate: one.sampleRate, phonemes };
+    const tracker = new MouthTracker({ fps: 25, sampleRate: long.sampleRate, phonemes: true });
+    const heldBy: number[] = []; // the most held within each minute
+    let at = 0;
+    let phone = 0;
+    for (const n of pieces(pcm.length, 3)) {
+      const to = (at + n) / long.sampleRate;
+      const first = phone;
+      while (phone < phonemes.length && (phonemes[phone] as PhonemeTiming).start < to) phone++;
+      tracker.push(pcm.subarray(at, at + n), phonemes.slice(first, phone));
+      at += n;
+      const minute = Math.floor(to / 60);
+      heldBy[minute] = Math.max(heldBy[minute] ?? 0, tracker.heldBlocks);
+    }
+    tracker.finish();
+    // (pushed whole, every block is made before any is let go: the reference)
+    expect(same(tracker.track(), computeMouthTrack(long, { fps: 25 }))).toBe(true);
+    // two dozen series of 5 ms blocks (kept whole, 36,000 each): under 10 s of each, in the first minute as in the third
+    expect(Math.max(...heldBy) / 24).toBeLessThan(10 / 0.005);
+    expect(heldBy[2]).toBeLessThanOrEqual((heldBy[0] as number) * 1.1);
+  });
+
   it('two sentences synthesised apart and pushed one after the other give the track of the joined audio', () => {
     const joined = concat(speech('flite'), speech('second'), 0.3);
     const cut = speech('flite').pcm.length;

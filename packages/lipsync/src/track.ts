@@ -1,5 +1,5 @@
 import type { PhonemeTiming, Speech } from '@avatar/core';
-import { BlockPowers, Cascade, RunningQuantiles, butterworth, clamp, gateFrom, toDb } from './dsp.js';
+import { BlockPowers, BlockSeries, Cascade, RunningQuantiles, butterworth, clamp, gateFrom, toDb } from './dsp.js';
 import type { Biquad } from './dsp.js';
 import { REST, visemeFor } from './visemes.js';
 import type { VisemeTarget } from './visemes.js';
@@ -102,9 +102,12 @@ interface Closure {
   target: VisemeTarget;
 }
 
-type Series = Record<MouthParameter | 'activity', number[]>;
+type Series = Record<MouthParameter | 'activity', BlockSeries>;
 const SERIES = [...MOUTH_PARAMETERS, 'activity'] as const;
-const emptySeries = (): Series => ({ jawOpen: [], lipWidth: [], lipClosure: [], teethVisible: [], lipToTeeth: [], activity: [] });
+const emptySeries = (): Series => ({
+  jawOpen: new BlockSeries(), lipWidth: new BlockSeries(), lipClosure: new BlockSeries(),
+  teethVisible: new BlockSeries(), lipToTeeth: new BlockSeries(), activity: new BlockSeries(),
+});
 
 /** Samples taken through the band filters at once. */
 const FILTER_PIECE = 16_384;
@@ -149,17 +152,18 @@ export class MouthTracker {
   // the audio front end: band powers per 5 ms block
   private readonly bands: Record<'all' | 'low' | 'high' | 'f2' | 'f1', { filter: Cascade | undefined; power: BlockPowers }>;
   // per block: features, then the statistics' verdicts, then targets, then the two smoothing passes
-  private readonly levelDb: number[] = [];
-  private readonly sonority: number[] = [];
-  private readonly frication: number[] = [];
-  private readonly spreadDb: number[] = [];
+  // (each kept only as far back as it is still read: see forgetBehind)
+  private readonly levelDb = new BlockSeries();
+  private readonly sonority = new BlockSeries();
+  private readonly frication = new BlockSeries();
+  private readonly spreadDb = new BlockSeries();
   private readonly levelStats = new RunningQuantiles(-125, 15, 0.01);
   private readonly spreadStats = new RunningQuantiles(-145, 145, 0.01);
   private levelsCounted = 0;
   private spreadsCounted = 0;
-  private readonly level: number[] = [];
-  private readonly voiced: boolean[] = [];
-  private readonly spread: number[] = [];
+  private readonly level = new BlockSeries();
+  private readonly voiced = new BlockSeries<boolean>();
+  private readonly spread = new BlockSeries();
   private readonly forward = emptySeries();
   private readonly forwardState = { jawOpen: 0, lipWidth: 0, lipClosure: 0, teethVisible: 0, lipToTeeth: 0, activity: 0 };
   private readonly settled = emptySeries();
@@ -280,6 +284,38 @@ export class MouthTracker {
     this.advanceTargets();
     this.advanceSettled();
     this.advanceFrames();
+    this.forgetBehind();
+  }
+
+  /**
+   * Lets go of the blocks no step will read again: each step reads its inputs at its own next block
+   * (the analysis window one block behind it), so memory stays flat however long the clip.
+   */
+  private forgetBehind(): void {
+    const features = this.levelDb.length;
+    const statistics = this.level.length;
+    const targets = this.forward.jawOpen.length;
+    const settled = this.settled.jawOpen.length;
+    for (const band of Object.values(this.bands)) band.power.blocks.forget(features - 1);
+    this.levelDb.forget(Math.min(this.levelsCounted, statistics));
+    this.sonority.forget(Math.min(statistics, targets));
+    this.frication.forget(targets);
+    this.spreadDb.forget(Math.min(this.spreadsCounted, this.spread.length));
+    this.voiced.forget(this.spreadsCounted);
+    this.level.forget(targets);
+    this.spread.forget(targets);
+    for (const p of SERIES) this.forward[p].forget(settled);
+    const frame = Math.floor(this.ready / this.fps / this.hop);
+    for (const p of SERIES) this.settled[p].forget(frame);
+  }
+
+  /** Blocks held across every series (for tests: flat in the clip's length). */
+  get heldBlocks(): number {
+    let held = 0;
+    for (const band of Object.values(this.bands)) held += band.power.blocks.held;
+    for (const series of [this.levelDb, this.sonority, this.frication, this.spreadDb, this.level, this.voiced, this.spread]) held += series.held;
+    for (const p of SERIES) held += this.forward[p].held + this.settled[p].held;
+    return held;
   }
 
   /** Blocks whose band powers are all in (every band closes a block on the same sample). */
@@ -288,9 +324,12 @@ export class MouthTracker {
   }
 
   private advanceFeatures(): void {
-    const p = (b: 'all' | 'low' | 'high' | 'f2' | 'f1'): number[] => this.bands[b].power.blocks;
+    const p = (b: 'all' | 'low' | 'high' | 'f2' | 'f1'): BlockSeries => this.bands[b].power.blocks;
     // 15 ms analysis window centred on each block: it needs the next block too (or the end)
-    const win = (a: number[], k: number): number => ((a[k - 1] ?? a[k] ?? 0) + (a[k] ?? 0) + (a[k + 1] ?? a[k] ?? 0)) / 3;
+    const win = (a: BlockSeries, k: number): number => {
+      const here = a.at(k) ?? 0;
+      return ((k > 0 ? (a.at(k - 1) ?? here) : here) + here + (a.at(k + 1) ?? here)) / 3;
+    };
     const upTo = this.finished ? this.total : this.blocksIn - 1;
     for (let k = this.levelDb.length; k < upTo; k++) {
       const total = win(p('all'), k) + 1e-12;
@@ -328,24 +367,24 @@ export class MouthTracker {
   private advanceStatistics(): void {
     // the loudness gate: the noise floor and the speech level heard so far
     this.byGroup(() => this.level.length, () => this.levelDb.length, (from, to, end) => {
-      for (; this.levelsCounted < end; this.levelsCounted++) this.levelStats.add(this.levelDb[this.levelsCounted] as number);
+      for (; this.levelsCounted < end; this.levelsCounted++) this.levelStats.add(this.levelDb.at(this.levelsCounted) as number);
       const gate = gateFrom((q) => this.levelStats.quantile(q));
       const span = Math.max(1, gate.peak - gate.threshold);
       for (let k = from; k < to; k++) {
-        const level = gate.hasSpeech ? clamp(((this.levelDb[k] as number) - gate.threshold) / span, 0, 1) : 0;
+        const level = gate.hasSpeech ? clamp(((this.levelDb.at(k) as number) - gate.threshold) / span, 0, 1) : 0;
         this.level.push(level);
-        this.voiced.push(level > 0.3 && (this.sonority[k] as number) > 0.5);
+        this.voiced.push(level > 0.3 && (this.sonority.at(k) as number) > 0.5);
       }
     });
     // spread is judged against this speaker's own vowels: median and spread over the clearly voiced blocks
     this.byGroup(() => this.spread.length, () => this.level.length, (from, to, end) => {
       for (; this.spreadsCounted < end; this.spreadsCounted++) {
-        if (this.voiced[this.spreadsCounted]) this.spreadStats.add(this.spreadDb[this.spreadsCounted] as number);
+        if (this.voiced.at(this.spreadsCounted)) this.spreadStats.add(this.spreadDb.at(this.spreadsCounted) as number);
       }
       const enough = this.spreadStats.count >= 10;
       const median = enough ? this.spreadStats.quantile(0.5) : 0;
       const scale = enough ? Math.max(3, (this.spreadStats.quantile(0.85) - this.spreadStats.quantile(0.15)) / 2) : 1;
-      for (let k = from; k < to; k++) this.spread.push(enough ? clamp(((this.spreadDb[k] as number) - median) / scale, -1, 1) : 0);
+      for (let k = from; k < to; k++) this.spread.push(enough ? clamp(((this.spreadDb.at(k) as number) - median) / scale, -1, 1) : 0);
     });
   }
 
@@ -377,7 +416,7 @@ export class MouthTracker {
       target.lipWidth = clamp(target.lipWidth * this.expressiveness, -1, 1);
       // the forward pass of the smoother (see SETTLE_SECONDS for the backward one)
       for (const p of MOUTH_PARAMETERS) this.forward[p].push(this.step(p, target[p]));
-      this.forward.activity.push(this.step('activity', Math.min(1, (this.level[k] as number) * 3)));
+      this.forward.activity.push(this.step('activity', Math.min(1, (this.level.at(k) as number) * 3)));
     }
   }
 
@@ -390,13 +429,13 @@ export class MouthTracker {
 
   /** Mouth targets of block k: from the audio, sharpened by the engine's phones when they are used. */
   private targetAt(k: number): MouthPose {
-    const level = this.level[k] as number;
-    const sonority = this.sonority[k] as number;
+    const level = this.level.at(k) as number;
+    const sonority = this.sonority.at(k) as number;
     // Frication (s, sh, f, th) narrows the jaw; vowels and nasals keep the loudness-driven opening.
-    const fric = smoothstep(this.frication[k] as number, 0.15, 0.5) * (1 - sonority);
+    const fric = smoothstep(this.frication.at(k) as number, 0.15, 0.5) * (1 - sonority);
     const jaw = Math.pow(level, 1.3) * (0.3 + 0.7 * sonority);
     const voicedness = smoothstep(sonority, 0.3, 0.7) * Math.min(1, level * 3);
-    const width = 0.6 * (this.spread[k] as number) * voicedness + 0.25 * fric;
+    const width = 0.6 * (this.spread.at(k) as number) * voicedness + 0.25 * fric;
     const audio: MouthPose = {
       jawOpen: jaw,
       lipWidth: width,
@@ -478,9 +517,9 @@ export class MouthTracker {
       if (last >= forwardIn) break;
       for (const p of SERIES) {
         const { rise: aRise, fall: aFall } = this.coefficients[p];
-        const x = this.forward[p];
+        const { values: x, offset } = this.forward[p].from(k);
         let y = 0;
-        for (let j = last; j >= k; j--) {
+        for (let j = last - offset; j >= k - offset; j--) {
           const v = x[j] as number;
           y += (v > y ? aRise : aFall) * (v - y);
         }
@@ -505,7 +544,8 @@ export class MouthTracker {
       for (const p of SERIES) {
         let sum = 0;
         let n = 0;
-        for (let k = from; k < to; k++) { sum += this.settled[p][k] as number; n++; }
+        const { values, offset } = this.settled[p].from(from);
+        for (let k = from - offset; k < to - offset; k++) { sum += values[k] as number; n++; }
         // the first and last frames show the mouth at rest, whatever the audio does there
         this.frames[p].push(p !== 'activity' && (i === 0 || last) ? 0 : n ? sum / n : 0);
       }
