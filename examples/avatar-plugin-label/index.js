@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { FFMPEG_INSTALL, defineErrorCodes, ffmpegPath, ffprobePath, guardedCommand, PLUGIN_API_VERSION } from '@avatar/core';
+import { FFMPEG_INSTALL, defineErrorCodes, ffmpegPath, ffprobePath, guardedCommand, killChild, PLUGIN_API_VERSION } from '@avatar/core';
 
 const errors = defineErrorCodes('label', {
   FFMPEG_MISSING: {
@@ -85,7 +85,8 @@ function runFfmpeg(args, { signal, feed, cwd }) {
     const child = spawn(command, guarded, { cwd, stdio: [feed ? 'pipe' : 'ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => { stderr = (stderr + d.toString()).slice(-4000); });
-    const onAbort = () => child.kill('SIGKILL');
+    // (killChild, not child.kill: Node's kill of a child that did not start signals this whole process group)
+    const onAbort = () => killChild(child, 'SIGKILL');
     signal.addEventListener('abort', onAbort, { once: true });
     child.on('error', (error) => {
       signal.removeEventListener('abort', onAbort);
@@ -100,7 +101,7 @@ function runFfmpeg(args, { signal, feed, cwd }) {
     if (feed) {
       child.stdin.on('error', () => undefined); // ffmpeg gone: its exit says why
       feed(child.stdin).then(() => child.stdin.end(), (error) => {
-        child.kill('SIGKILL');
+        killChild(child, 'SIGKILL');
         reject(error);
       });
     }

@@ -91,12 +91,17 @@ describe('killing children', () => {
 });
 
 describe('every package kills children through killChild', () => {
-  it('no source file calls kill() on a child, or hands spawn or execFile an abort signal, itself', () => {
-    const packages = fileURLToPath(new URL('../../', import.meta.url));
+  it('no source file calls kill() on a child, or hands spawn or execFile an abort signal, itself (the packages, the example plugin, the test plugins)', () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const sources = [
+      ...readdirSync(join(root, 'packages'), { recursive: true, encoding: 'utf8' }).filter((f) => /\/src\/.*\.ts$/.test(f) && !f.endsWith('.test.ts')).map((f) => join('packages', f)),
+      ...['examples', 'tests/fixtures'].flatMap((dir) => readdirSync(join(root, dir), { recursive: true, encoding: 'utf8' }).filter((f) => /\.(m?js|ts)$/.test(f)).map((f) => join(dir, f))),
+    ];
+    expect(sources.length).toBeGreaterThan(100);
     const offending: string[] = [];
-    for (const file of readdirSync(packages, { recursive: true, encoding: 'utf8' })) {
-      if (!/\/src\/.*\.ts$/.test(file) || file.includes('node_modules') || file.endsWith('.test.ts') || file.endsWith('child-kill.ts')) continue;
-      readFileSync(join(packages, file), 'utf8').split('\n').forEach((line, k) => {
+    for (const file of sources) {
+      if (file.includes('node_modules') || file.includes('/dist/') || file.endsWith('child-kill.ts')) continue;
+      readFileSync(join(root, file), 'utf8').split('\n').forEach((line, k) => {
         const killsItself = /\.kill\(/.test(line) && !/process\.kill\(\w+, 0\)/.test(line);
         const spawnSignal = /\b(spawn|execFile)\(.*[{,]\s*(\.\.\.\(\w+ && \{ )?signal\b/.test(line);
         if (killsItself || spawnSignal) offending.push(`${file}:${k + 1}: ${line.trim()}`);

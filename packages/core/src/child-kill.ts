@@ -13,9 +13,10 @@ export function killChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM
 }
 
 /**
- * Kills `child` with `killSignal` when `abort` fires, or at once if it has fired: what the `signal`
- * option of `spawn` and `execFile` does, through killChild (theirs calls `kill()` unguarded). Returns
- * the listener's removal, also done when the child exits.
+ * Kills `child` with `killSignal` when `abort` fires, or at once if it has fired: the kill half of the
+ * `signal` option of `spawn` and `execFile` (whose `kill()` is unguarded), through killChild. It emits
+ * no AbortError: the caller settles on the child's 'close' (or 'error'), once it is gone. Returns the
+ * listener's removal, also done when the child exits.
  */
 export function killOnAbort(child: ChildProcess, abort: AbortSignal | undefined, killSignal: NodeJS.Signals = 'SIGTERM'): () => void {
   if (!abort) return () => {};

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -52,6 +52,31 @@ describe('tools several engines share', () => {
     const error = await decodeAudio(text, { sampleRate: 16000, input: 'recording' }).catch((e: unknown) => e);
     expect(isAvatarError(error, 'AVATAR_ERR_INPUT_NOT_AUDIO')).toBe(true);
     expect((error as Error).message).toContain('recording is not audio');
+  });
+
+  it('decodeAudio\'s time limit and a cancel hold against an ffmpeg that ignores SIGTERM (as ffmpeg does with a first one while it reads)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'avatar-tools-'));
+    const stubborn = join(dir, 'ffmpeg');
+    await writeFile(stubborn, "#!/bin/sh\ntrap '' TERM\nexec sleep 5\n");
+    await chmod(stubborn, 0o755);
+    const before = process.env.AVATAR_FFMPEG;
+    process.env.AVATAR_FFMPEG = stubborn;
+    try {
+      let started = performance.now();
+      const late = await decodeAudio(join(dir, 'any.wav'), { sampleRate: 16000, timeoutMs: 300 }).catch((e: unknown) => e);
+      expect(isAvatarError(late, 'AVATAR_ERR_INPUT_NOT_AUDIO'), String(late)).toBe(true);
+      expect((late as Error).message).toMatch(/longer than/);
+      expect(performance.now() - started).toBeLessThan(2000);
+      started = performance.now();
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new Error('stop')), 200);
+      const cancelled = await decodeAudio(join(dir, 'any.wav'), { sampleRate: 16000, signal: controller.signal }).catch((e: unknown) => e);
+      expect((cancelled as Error).name).toBe('AbortError');
+      expect(performance.now() - started).toBeLessThan(2000);
+    } finally {
+      if (before === undefined) delete process.env.AVATAR_FFMPEG;
+      else process.env.AVATAR_FFMPEG = before;
+    }
   });
 
   it('whichTool finds tools on PATH and does not remember a miss; loadOnce loads once', async () => {

@@ -166,7 +166,9 @@ export async function decodeAudio(path: string, options: DecodeAudioOptions): Pr
     const binary = ffmpegPath();
     const guarded = guardedCommand(binary, args);
     const child = spawn(guarded.command, guarded.args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    killOnAbort(child, stop);
+    // (SIGKILL: ffmpeg takes a first SIGTERM as a request, and one blocked on a read would hold the
+    // cancel, or the time limit, until it ended by itself; its output is thrown away anyway)
+    killOnAbort(child, stop, 'SIGKILL');
     const chunks: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => chunks.push(d));

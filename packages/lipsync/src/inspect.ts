@@ -135,7 +135,7 @@ export async function probe(path: string, ffprobe: string, signal: AbortSignal |
       if (!error) return resolve(out);
       reject(toolError('ffprobe', ffprobe, error) ?? (signal?.aborted ? abortError(signal) : notVideo(path, err.trim().split('\n').pop() || 'ffprobe cannot read it')));
     });
-    killOnAbort(child, signal);
+    killOnAbort(child, signal, 'SIGKILL');
   });
   const info = JSON.parse(stdout) as { streams?: Array<Record<string, string | number | undefined>>; format?: { duration?: string } };
   const streams = info.streams ?? [];

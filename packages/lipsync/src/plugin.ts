@@ -1,5 +1,5 @@
 import { AvatarError, PLUGIN_API_VERSION, checkReadableFile, decodeAudio, defineStagePlugin, regionsFromLandmarks } from '@avatar/core';
-import type { FrameStream, InspectionSummary, LipsyncInput, ModelDevice, PhonemeTiming, RunContext, SpeechPart, StagePlugin } from '@avatar/core';
+import type { FrameStream, InspectionSummary, LipsyncInput, ModelDevice, RunContext, SpeechPart, StagePlugin } from '@avatar/core';
 import { inspectVideo } from './inspect.js';
 import { FaceRenderer, blinkAt, blinkSchedule, headMotionAt } from './render/index.js';
 import { loadSharp } from './sharp.js';
@@ -31,8 +31,6 @@ export function frameSize(width: number, height: number, size: number): { width:
 
 /** Frame buffers the renderer cycles through: the encoder may hold three in flight while the next is drawn. */
 const RING = 4;
-/** Audio handed to the mouth track at once, seconds (what a speech engine's part is about). */
-const PUSH_SECONDS = 1;
 
 /**
  * Renders the talking head: the mouth track from the speech drives a warp of the avatar's own pixels.
@@ -139,21 +137,8 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice,
         if (seconds > input.maxSeconds) {
           throw new AvatarError('AVATAR_ERR_INPUT_AUDIO_TOO_LONG', { input: 'audio', seconds: `more than ${input.maxSeconds}`, limit: input.maxSeconds });
         }
-        // a long part (a speech or recording already whole) goes in a second at a time, its frames drawn
-        // between: the track lets go of its blocks as they are used rather than making them all at once
-        // (7 minutes of speech: some 50 MB of them at once)
-        const step = part.sampleRate * PUSH_SECONDS;
-        const startSeconds = seconds - part.pcm.length / part.sampleRate;
-        const phones = part.phonemes;
-        let phone = 0;
-        for (let at = 0; at === 0 || at < part.pcm.length; at += step) {
-          const end = Math.min(part.pcm.length, at + step);
-          const until = end < part.pcm.length ? startSeconds + end / part.sampleRate : Number.POSITIVE_INFINITY;
-          const first = phone;
-          while (phones && phone < phones.length && (phones[phone] as PhonemeTiming).start < until) phone++;
-          tracker.push(part.pcm.subarray(at, end), phones?.slice(first, phone));
-          yield* drawn();
-        }
+        tracker.push(part.pcm, part.phonemes);
+        yield* drawn();
       }
       if (!tracker) throw new AvatarError('AVATAR_ERR_STAGE_FAILED', { stage: 'generate_lipsync', reason: 'the speech came with no audio' });
       tracker.finish();

@@ -246,16 +246,20 @@ export class MouthTracker {
         this.closures.push({ from: Math.max(0, Math.floor(start / this.hop)), to: Math.ceil(end / this.hop), target });
       }
     }
-    // (through the filters a piece at a time, which they are made for: a whole clip at once made each
-    // filter stage a copy of it, 2 minutes of speech some 40 MB of arrays at once)
+    // Through the filters a piece at a time, which they are made for (a whole clip at once made each
+    // filter stage a copy of it, 2 minutes of speech some 40 MB of arrays at once), and each piece taken
+    // as far as it goes before the next: every step then lets go of the blocks it has used, so a long
+    // clip pushed whole never holds all of them (7 minutes of speech took the heap to 65 MB). The same
+    // frames either way: the track does not depend on how its audio is cut.
     for (let at = 0; at < pcm.length; at += FILTER_PIECE) {
       const piece = pcm.subarray(at, Math.min(pcm.length, at + FILTER_PIECE));
       const x = new Float32Array(piece.length);
       for (let i = 0; i < piece.length; i++) x[i] = (piece[i] as number) / 32768;
       for (const band of Object.values(this.bands)) band.power.add(band.filter ? band.filter.run(x) : x);
+      this.samples += piece.length;
+      this.advance();
     }
-    this.samples += pcm.length;
-    this.advance();
+    if (pcm.length === 0) this.advance();
   }
 
   /** The audio is complete: the last frames become final. */
