@@ -290,6 +290,14 @@ describe('ffmpeg encode plugin', () => {
     await encode({ kind: 'frames', frames: movingSquare(50), audioPath: twoSeconds, outputPath, settings: { ...low, fps: 25, preset: 'veryfast' }, live });
     const { stdout } = await run('ffprobe', ['-v', 'error', '-show_entries', 'stream=codec_type,start_time', '-of', 'csv=p=0', outputPath]);
     expect(stdout.trim().split('\n').sort()).toEqual(['audio,0.000000', 'video,0.000000']);
+    // the first fragment is half a second (out sooner), the next ones a second each
+    const keys = await run('ffprobe', ['-v', 'error', '-select_streams', 'v', '-skip_frame', 'nokey', '-show_entries', 'frame=pts_time', '-of', 'csv=p=0', outputPath]);
+    // (times of the file, whose first video sample ffmpeg lengthens by the audio's priming, 1024 samples at 48 kHz)
+    const times = keys.stdout.split('\n').map((line) => Number.parseFloat(line)).filter((t) => Number.isFinite(t));
+    expect(times.length).toBe(3);
+    expect(times[0]).toBe(0);
+    expect(times[1]).toBeCloseTo(13 / 25 + 1024 / 48_000, 3);
+    expect((times[2] as number) - (times[1] as number)).toBeCloseTo(1, 3);
   });
 
   it('live output whose reader goes away: AVATAR_ERR_LIVE_OUTPUT_CLOSED, ffmpeg stopped, nothing left', async () => {

@@ -106,19 +106,34 @@ export function codecArgs(settings: EncodeSettings, still: boolean, { live = fal
     audioCodec: 'aac',
     muxer: 'mp4',
     options: [
-      '-preset', settings.preset, '-crf', String(settings.crf),
+      '-preset', settings.preset, '-crf', String(live && !still ? Math.max(0, settings.crf - LIVE_CRF_OFFSET) : settings.crf),
       // every frame of a still repeats the first: extra reference frames, B-frames and a long
       // lookahead find nothing to gain there, and dropping them halves the encode time at the same size
       ...(still ? ['-tune', 'stillimage', '-x264-params', 'ref=1:bframes=0:rc-lookahead=5'] : []),
       // a fragmented MP4 carries no edit list: B-frames would start the video two frames after the audio
       // (80 ms at 25 fps) in every player. Without them it starts with it; the file is a little larger.
-      ...(live && !still ? ['-bf', '0'] : []),
+      ...(live && !still ? ['-bf', '0', ...firstFragmentSooner(settings.fps)] : []),
       '-pix_fmt', 'yuv420p',
       ...COLOR_TAGS,
       ...mp4Container(settings, live),
     ],
   };
 }
+
+/**
+ * A live encode's first fragment out sooner. x264 hands a fragment out only once its lookahead and frame
+ * threads are past the fragment's end: about 48 frames in for a first fragment of one second at
+ * veryfast, which on a long first sentence waits for that sentence's speech. A first key frame at half a
+ * second and a lookahead of 5 frames bring the first fragment out at 315-330 ms after the run's start
+ * instead of 459 (medians of five, in one process). The shorter lookahead costs 0.9 dB at the same crf,
+ * which a crf 1.5 lower buys back: the same quality, 8 % larger on a 10 s clip (the early key frame's 5 %
+ * included, less on a longer one). The file of a live run comes from the same encode.
+ */
+function firstFragmentSooner(fps: number): string[] {
+  return ['-rc-lookahead', '5', '-force_key_frames', `expr:eq(n,${Math.max(1, Math.round(fps / 2))})`];
+}
+/** How much lower a live encode's crf is, for the quality its shorter lookahead would lose. */
+const LIVE_CRF_OFFSET = 1.5;
 
 /**
  * The audio and the MP4 container's options, without a video encoder's: what remains when the video
@@ -134,8 +149,8 @@ export function mp4Container(settings: EncodeSettings, live: boolean): string[] 
 
 /**
  * A fragmented MP4 that a player can start on as it arrives: the header first with no samples in it
- * (empty_moov), then one fragment per key frame, a key frame every second (so the first fragment is
- * out once a second of video is encoded); default_base_moof is what browsers' Media Source expects.
+ * (empty_moov), then one fragment per key frame, a key frame every second (x264's first one at half a
+ * second: firstFragmentSooner); default_base_moof is what browsers' Media Source expects.
  */
 function liveMp4(fps: number): string[] {
   const gop = String(Math.max(1, Math.round(fps)));
