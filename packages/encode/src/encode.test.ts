@@ -296,7 +296,7 @@ describe('ffmpeg encode plugin', () => {
     const times = keys.stdout.split('\n').map((line) => Number.parseFloat(line)).filter((t) => Number.isFinite(t));
     expect(times.length).toBe(3);
     expect(times[0]).toBe(0);
-    expect(times[1]).toBeCloseTo(13 / 25 + 1024 / 48_000, 3);
+    expect(times[1]).toBeCloseTo(12 / 25 + 1024 / 48_000, 3);
     expect((times[2] as number) - (times[1] as number)).toBeCloseTo(1, 3);
   });
 

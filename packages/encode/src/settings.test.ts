@@ -40,6 +40,27 @@ describe('codec arguments', () => {
     expect(moving).not.toContain('-x264-params');
   });
 
+  it('a live MP4 puts its first fragment out sooner: a key frame at half a second; at veryfast a shorter lookahead and a lower crf for the same quality', () => {
+    const medium = codecArgs({ format: 'mp4', ...QUALITY_PRESETS.medium }, false, { live: true }).options.join(' ');
+    expect(medium).toContain('-preset veryfast -crf 19.5');
+    expect(medium).toContain('-bf 0 -rc-lookahead 5 -force_key_frames expr:eq(n,12)');
+    expect(medium).toContain('-g 25 -keyint_min 25 -movflags +frag_keyframe+empty_moov+default_base_moof');
+    const low = codecArgs({ format: 'mp4', ...QUALITY_PRESETS.low }, false, { live: true }).options.join(' ');
+    expect(low).toContain('-crf 26.5');
+    expect(low).toContain('-force_key_frames expr:eq(n,10)');
+    // slow keeps its lookahead and crf (a shorter one was measured to lose quality there)
+    const high = codecArgs({ format: 'mp4', ...QUALITY_PRESETS.high }, false, { live: true }).options.join(' ');
+    expect(high).toContain('-preset slow -crf 18 ');
+    expect(high).not.toContain('-rc-lookahead');
+    expect(high).toContain('-bf 0 -force_key_frames expr:eq(n,15)');
+    // never lossless (crf 0, which browsers do not play); a file run and a still are as before
+    expect(codecArgs({ format: 'mp4', ...QUALITY_PRESETS.medium, crf: 1 }, false, { live: true }).options.join(' ')).toContain('-crf 1 ');
+    for (const args of [codecArgs({ format: 'mp4', ...QUALITY_PRESETS.medium }, false), codecArgs({ format: 'mp4', ...QUALITY_PRESETS.medium }, true, { live: true })]) {
+      expect(args.options).not.toContain('-force_key_frames');
+      expect(args.options.join(' ')).toContain('-crf 21 ');
+    }
+  });
+
   it('WebM uses constant-quality VP9 (-b:v 0) with the preset as deadline/cpu-used, and Opus', () => {
     const webm = codecArgs({ format: 'webm', ...QUALITY_PRESETS.low }, true);
     expect([webm.videoCodec, webm.audioCodec, webm.muxer]).toEqual(['libvpx-vp9', 'libopus', 'webm']);

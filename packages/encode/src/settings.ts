@@ -106,13 +106,13 @@ export function codecArgs(settings: EncodeSettings, still: boolean, { live = fal
     audioCodec: 'aac',
     muxer: 'mp4',
     options: [
-      '-preset', settings.preset, '-crf', String(live && !still ? Math.max(0, settings.crf - LIVE_CRF_OFFSET) : settings.crf),
+      '-preset', settings.preset, '-crf', String(live && !still ? liveCrf(settings) : settings.crf),
       // every frame of a still repeats the first: extra reference frames, B-frames and a long
       // lookahead find nothing to gain there, and dropping them halves the encode time at the same size
       ...(still ? ['-tune', 'stillimage', '-x264-params', 'ref=1:bframes=0:rc-lookahead=5'] : []),
       // a fragmented MP4 carries no edit list: B-frames would start the video two frames after the audio
       // (80 ms at 25 fps) in every player. Without them it starts with it; the file is a little larger.
-      ...(live && !still ? ['-bf', '0', ...firstFragmentSooner(settings.fps)] : []),
+      ...(live && !still ? ['-bf', '0', ...firstFragmentSooner(settings)] : []),
       '-pix_fmt', 'yuv420p',
       ...COLOR_TAGS,
       ...mp4Container(settings, live),
@@ -124,16 +124,32 @@ export function codecArgs(settings: EncodeSettings, still: boolean, { live = fal
  * A live encode's first fragment out sooner. x264 hands a fragment out only once its lookahead and frame
  * threads are past the fragment's end: about 48 frames in for a first fragment of one second at
  * veryfast, which on a long first sentence waits for that sentence's speech. A first key frame at half a
- * second and a lookahead of 5 frames bring the first fragment out at 315-330 ms after the run's start
- * instead of 459 (medians of five, in one process). The shorter lookahead costs 0.9 dB at the same crf,
- * which a crf 1.5 lower buys back: the same quality, 8 % larger on a 10 s clip (the early key frame's 5 %
- * included, less on a longer one). The file of a live run comes from the same encode.
+ * second (one I-frame more: 5 % on a 10 s clip at medium, less on a longer one) and, at veryfast, a
+ * lookahead of 5 frames instead of 10 bring the first fragment out at 291-354 ms after the run's start
+ * instead of 459 (one process, medium). The file of a live run comes from the same encode.
  */
-function firstFragmentSooner(fps: number): string[] {
-  return ['-rc-lookahead', '5', '-force_key_frames', `expr:eq(n,${Math.max(1, Math.round(fps / 2))})`];
+function firstFragmentSooner(settings: EncodeSettings): string[] {
+  const early = ['-force_key_frames', `expr:eq(n,${Math.max(1, Math.floor(settings.fps / 2))})`];
+  const shorter = SHORTER_LOOKAHEAD[settings.preset];
+  return shorter ? ['-rc-lookahead', String(shorter.frames), ...early] : early;
 }
-/** How much lower a live encode's crf is, for the quality its shorter lookahead would lose. */
-const LIVE_CRF_OFFSET = 1.5;
+
+/**
+ * x264 presets whose lookahead a live encode shortens, and the crf lower by which the quality stays (PSNR
+ * against the same clip rendered at `high`): at veryfast a lookahead of 5 loses 0.9 dB at the same crf and
+ * 1.5 lower buys it back (+8 % size, the early key frame included). Measured for veryfast only; at slow
+ * (lookahead 50) 5 lost 1.9 dB and 1.5 lower still 0.8, so the slow presets keep theirs; ultrafast and
+ * superfast have no lookahead worth the name (no mbtree).
+ */
+const SHORTER_LOOKAHEAD: Readonly<Partial<Record<string, { frames: number; crfLower: number }>>> = {
+  veryfast: { frames: 5, crfLower: 1.5 },
+};
+
+/** A live encode's crf: lower by what its shorter lookahead costs, never down to 0 (lossless, which browsers do not play). */
+function liveCrf(settings: EncodeSettings): number {
+  const lower = SHORTER_LOOKAHEAD[settings.preset]?.crfLower ?? 0;
+  return Math.max(Math.min(settings.crf, 1), settings.crf - lower);
+}
 
 /**
  * The audio and the MP4 container's options, without a video encoder's: what remains when the video

@@ -463,7 +463,7 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   const { watching } = options;
   if (!watching) await checkReadableFile(path, 'video');
   // the decode starts once the first fragment is out: its process start would otherwise compete with the
-  // encoder while it draws and encodes the first second, which is what a live viewer waits for
+  // encoder while it draws and encodes the first fragment, which is what a live viewer waits for
   // (a stream that fails is told by its closing before its end; its error is the encoder's to report)
   watching?.bytes.on('error', () => {});
   const head = watching ? await firstFragment(watching.bytes) : [];
