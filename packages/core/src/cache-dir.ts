@@ -1,3 +1,4 @@
+import type { BigIntStats } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 
@@ -18,4 +19,12 @@ export function cacheDir(): string | undefined {
     return undefined; // no HOME and no passwd entry (a container's arbitrary uid): nothing is kept
   }
   return home ? join(home, '.cache', 'avatar') : undefined;
+}
+
+/**
+ * What facts kept about a binary are keyed by: its resolved path, device and inode, size and times, so a
+ * binary replaced or updated in place is asked again.
+ */
+export function binaryIdentity(realPath: string, stats: BigIntStats): string {
+  return [realPath, `${stats.dev}:${stats.ino}`, stats.size, stats.mtimeNs, stats.ctimeNs].join('|');
 }

@@ -3,7 +3,7 @@ import { accessSync, constants, readFileSync, realpathSync, statSync } from 'nod
 import { mkdir } from 'node:fs/promises';
 import { release } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { cacheDir } from './cache-dir.js';
+import { binaryIdentity, cacheDir } from './cache-dir.js';
 import { atomicWriteSmallFile } from './fsutil.js';
 
 /**
@@ -51,8 +51,7 @@ const KEPT = 'setpriv.json';
 function identityOf(path: string): string | undefined {
   try {
     const real = realpathSync(path);
-    const s = statSync(real, { bigint: true });
-    return [real, `${s.dev}:${s.ino}`, s.size, s.mtimeNs, s.ctimeNs, release()].join('|');
+    return `${binaryIdentity(real, statSync(real, { bigint: true }))}|${release()}`;
   } catch {
     return undefined;
   }

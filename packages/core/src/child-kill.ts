@@ -8,8 +8,12 @@ import type { ChildProcess } from 'node:child_process';
  * Returns whether the signal was sent.
  */
 export function killChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): boolean {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return false;
-  return child.kill(signal);
+  return isRunning(child) && child.kill(signal);
+}
+
+/** Whether a child started and has not exited (nor been ended by a signal) yet. */
+export function isRunning(child: ChildProcess): boolean {
+  return child.pid !== undefined && child.exitCode === null && child.signalCode === null;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { guardedCommand, findExecutable } from './child-guard.js';
-import { abortError, killChild, killOnAbort } from './child-kill.js';
+import { abortError, isRunning, killChild, killOnAbort } from './child-kill.js';
 import { AvatarError } from './errors.js';
 
 // What several engines need from the command-line tools they drive (ffmpeg above all), in one place
@@ -91,7 +91,7 @@ export function runTool(command: string, args: readonly string[], options: ToolR
     const onAbort = (): void => {
       killed = true;
       killChild(child, 'SIGKILL');
-      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) finish(cancelled());
+      if (!isRunning(child)) finish(cancelled());
     };
     child.on('exit', () => {
       if (killed) finish(cancelled());

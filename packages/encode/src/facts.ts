@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { access, mkdir, readFile, realpath, stat } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
-import { atomicWriteSmallFile, cacheDir } from '@avatar/core';
+import { atomicWriteSmallFile, binaryIdentity, cacheDir } from '@avatar/core';
 import type ffmpeg from 'fluent-ffmpeg';
 
 /**
@@ -68,8 +68,7 @@ async function findIdentity(binary: string): Promise<string | undefined> {
     const path = await locate(binary);
     if (!path) return undefined;
     const real = await realpath(path);
-    const s = await stat(real, { bigint: true });
-    return [real, `${s.dev}:${s.ino}`, s.size, s.mtimeNs, s.ctimeNs].join('|');
+    return binaryIdentity(real, await stat(real, { bigint: true }));
   } catch {
     return undefined;
   }
