@@ -1,5 +1,5 @@
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAvatarError, silentLogger } from '@avatar/core';
@@ -264,6 +264,22 @@ describe('speech in parts', () => {
     // the WAV on disk holds the same samples
     const wav = await readFile(join(dir, 'parts.wav'));
     expect(wav.subarray(44).equals(Buffer.from(speech.pcm.buffer, speech.pcm.byteOffset, speech.pcm.byteLength))).toBe(true);
+  });
+
+  it('taken part by part, the parts after the first two are made at a lower CPU priority; spoken whole, none is', async () => {
+    const priorities = async (onPart: ((part: SpeechPart) => void) | undefined): Promise<number[]> => {
+      const seen: number[] = [];
+      const plugin = createTtsPlugin('flite', { onSpawn: (pid) => { seen.push(getPriority(pid)); } });
+      const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
+      await loaded.run({ text: TEXT.repeat(2), voice: slt, outputPath: join(dir, 'priorities.wav'), maxSeconds: 60, ...(onPart && { onPart }) }, ctx());
+      return seen;
+    };
+    const ours = getPriority();
+    const taken = await priorities(() => {});
+    expect(taken.length).toBeGreaterThan(2);
+    expect(taken.filter((p) => p === ours).length).toBe(2);
+    expect(taken.filter((p) => p !== ours).every((p) => p === Math.min(19, ours + 10))).toBe(true);
+    expect((await priorities(undefined)).every((p) => p === ours)).toBe(true);
   });
 
   it('a cancel stops every part\'s process and leaves no output file', async () => {
