@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -86,6 +86,19 @@ async function registryWithFlite(wrap: (run: (input: TtsInput, ctx: RunContext) 
   }, 'test');
   for (const pkg of ['@avatar/face', '@avatar/lipsync', '@avatar/encode']) await registry.loadPackage(pkg, { from: [ROOT] });
   return registry;
+}
+
+/** The command lines of this process's running children, from /proc (a zombie not reaped yet is not running). */
+async function childCommands(): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[1]) !== process.pid || fields[0] === 'Z') continue;
+    out.push((await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).replaceAll('\0', ' '));
+  }
+  return out;
 }
 
 async function coordinatorWith(storage: string, extra: StagePlugin[] = []) {
@@ -350,6 +363,25 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(result.stagesCompleted).not.toContain('encode_video');
     expect(existsSync(out)).toBe(false);
     expect((await readdir(dir)).filter((f) => f.startsWith('.pipelined-fails'))).toEqual([]);
+  }, 60_000);
+
+  it('a live run that fails before its first frame (no face in the photo) leaves no encoder started ahead running', async () => {
+    const registry = await registryWithFlite((run, input, ctx) => run(input, ctx));
+    const storage = join(dir, 's-ahead-no-face');
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const live = new Writable({ write(_chunk: Buffer, _e, callback) { callback(); } });
+    const out = join(dir, 'ahead-no-face.mp4');
+    const result = await coordinator.execute({ text: 'Hello! Nobody is in this picture. So nothing is drawn.', avatarImage: join(ROOT, 'tests/fixtures/faces/coffee.jpg'), outputPath: out, config: { videoQuality: 'low' }, live });
+    expect(result.error?.code, JSON.stringify(result.error)).toBe('AVATAR_ERR_FACE_NONE');
+    // the encoder started while the speech and the face were made went with the run (it is killed, then reaped)
+    let left: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      left = await childCommands();
+      if (!left.some((c) => c.includes('ffmpeg'))) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(left.filter((c) => c.includes('ffmpeg'))).toEqual([]);
+    expect(existsSync(out)).toBe(false);
   }, 60_000);
 
   it('a live run whose speech engine ignores the length limit is refused as a text too long, not by the renderer as audio', async () => {

@@ -18,7 +18,7 @@ import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { checkImageFile } from './media.js';
 import { SpeechFeed } from './speech-feed.js';
-import type { AudioStream, Avatar, ComputePath, EncodedVideo, EngineLicense, FaceAssessment, FrameRegions, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, SpeechPart, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings, WatchedVideo } from './plugin.js';
+import type { AudioStream, Avatar, ComputePath, EncodeAhead, EncodedVideo, EngineLicense, FaceAssessment, FrameRegions, InspectionSummary, LipsyncInput, LoadContext, LoadedStageOf, PluginCheck, RunContext, Speech, SpeechPart, StageInput, StageKind, StageOutput, StagePlugin, VoiceMatch, VoiceSettings, WatchedVideo } from './plugin.js';
 import type { PluginRegistry } from './registry.js';
 import type { Alongside, ResourceManager } from './resources.js';
 import type { VoiceProfile, VoiceProfileStore } from './voices.js';
@@ -755,6 +755,8 @@ export class PipelineCoordinator {
         goFace(false);
         feed?.fail(error);
       });
+      // (an encoder started ahead and not taken goes when the run does)
+      const ahead = new AbortController();
       const facing = faceGo.then((go) => {
         if (!go) return undefined;
         this.prewarm(engines.encode);
@@ -762,10 +764,13 @@ export class PipelineCoordinator {
       });
       if (feed) {
         this.log.debug('the frames follow the speech as it is made');
+        // the encode is known once the speech's rate is: its encoder may start now (it takes a while to)
+        feed.first.then((part) => this.encodeAhead(engines.encode, { settings, live: true, audioStream: { sampleRate: part.sampleRate }, signal: ahead.signal }), () => {});
         // the frames start once the face is known and the first sentence is spoken
         const [faced, first] = await Promise.allSettled([facing, feed.first]);
         const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
         if (!avatar || first.status === 'rejected') {
+          ahead.abort();
           speechStop.abort();
           const [spoken] = await Promise.allSettled([speaking]);
           run.signal.removeEventListener('abort', onRunAbort);
@@ -788,6 +793,7 @@ export class PipelineCoordinator {
           if (spoken !== undefined && run.failedStage === 'synthesize_speech') throw spoken;
           throw error;
         } finally {
+          ahead.abort();
           run.signal.removeEventListener('abort', onRunAbort);
         }
       }
@@ -821,6 +827,13 @@ export class PipelineCoordinator {
       field: 'output', problem: `is live, which encode engine ${encoder.plugin.name} cannot write`, value: 'live',
       expected: 'Write to a file, or choose an encode engine that streams (ffmpeg).',
     });
+  }
+
+  /** Tells an encode engine what it will encode, so it may start its encoder meanwhile; without waiting for it. */
+  private encodeAhead(engine: ResolvedEngine | undefined, plan: EncodeAhead): void {
+    if (!engine?.plugin.encodeAhead) return;
+    const { plugin } = engine;
+    plugin.encodeAhead?.(plan).catch((error: unknown) => this.log.debug(`${plugin.stage}/${plugin.name}: starting the encoder ahead failed; the encode starts its own`, { reason: String(error) }));
   }
 
   /** Starts an engine's optional preparation for a later stage, without waiting for it. */

@@ -306,6 +306,18 @@ export type EncodeInput =
     watch?: (video: WatchedVideo) => void;
   };
 
+/** A run's encode, as known before its frames are (StagePlugin.encodeAhead). */
+export interface EncodeAhead {
+  /** what EncodeInput.settings will be; the frames' rate is `settings.fps` */
+  settings: EncodeSettings;
+  /** frames come with a live stream (EncodeInput.live) */
+  live: boolean;
+  /** the sound comes as it is made (EncodeInput.audioStream), at this rate */
+  audioStream?: { sampleRate: number };
+  /** aborts when the run ends */
+  signal: AbortSignal;
+}
+
 /** Sound as it is made: 16-bit mono samples in order. */
 export interface AudioStream {
   sampleRate: number;
@@ -594,6 +606,13 @@ export interface StagePlugin<K extends StageKind = StageKind> {
    * than once. A failure here is ignored: load() reports it.
    */
   prewarm?(): Promise<void>;
+  /**
+   * Encode engines, optional: what a run will encode, said while its earlier stages work and before its
+   * frames exist (a live run drawn as its speech is made), so the engine can start its encoder meanwhile.
+   * A process started for it and not taken by that run's encode is stopped when `signal` aborts, which
+   * the run does when it ends, however it ends. A failure here is ignored: the encode starts its own.
+   */
+  encodeAhead?(plan: EncodeAhead): Promise<void>;
   /**
    * Optional checks of an input that load no model and write nothing (can this voice say this text?),
    * run when a job is submitted, so that one that cannot succeed is refused then rather than when a

@@ -454,6 +454,47 @@ describe('ffmpeg encode plugin', () => {
     await expectNothingWritten('sound-fails.mp4');
   });
 
+  it('a live encode with the sound as it is made puts out its first fragment once the first second of sound is in', async () => {
+    // (ffmpeg reads 2-3 s of a raw sound input before it takes a frame unless told there is nothing to
+    // find out about it: a live run's first fragment would wait for later sentences)
+    const rate = 16000;
+    let moof = false;
+    let heldBack = true;
+    let moofWhileHeldBack = false;
+    let fragmentSeen: () => void = () => {};
+    const fragment = new Promise<void>((resolve) => { fragmentSeen = resolve; });
+    const live = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        if (!moof && chunk.includes('moof')) {
+          moof = true;
+          moofWhileHeldBack = heldBack;
+          fragmentSeen();
+        }
+        callback();
+      },
+    });
+    async function* sound(): AsyncGenerator<Int16Array> {
+      yield Int16Array.from({ length: rate }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * 220 * i) / rate)));
+      // the rest comes only once a fragment is out, or after 20 s (the test then fails)
+      await Promise.race([fragment, new Promise((resolve) => setTimeout(resolve, 20_000))]);
+      heldBack = false;
+      yield new Int16Array(rate);
+    }
+    // I420 frames, as the renderer draws them
+    const I420 = (W * H * 3) / 2;
+    async function* frames(): AsyncGenerator<Uint8Array> {
+      for (let i = 0; i < 50; i++) yield new Uint8Array(I420).fill(16 + ((i * 5) % 200));
+    }
+    const outputPath = join(dir, 'live-first-second.mp4');
+    await encode({
+      kind: 'frames', frames: { width: W, height: H, fps: 25, frameCount: 0, frames: frames(), pixelFormat: 'yuv420p', ring: 1 },
+      audioPath: join(dir, 'not-there.wav'), audioStream: { sampleRate: rate, chunks: sound() }, outputPath, settings: { ...low, fps: 25, preset: 'veryfast' }, live,
+    });
+    expect(moofWhileHeldBack).toBe(true);
+    const info = await probeMedia(outputPath);
+    expect(Math.abs((info.streams.find((x) => x.type === 'video')?.durationSeconds ?? 0) - 2)).toBeLessThan(0.1);
+  }, 40_000);
+
   it('live output is MP4: WebM is refused before ffmpeg starts', async () => {
     const outputPath = join(dir, 'live.webm');
     const live = new Writable({ write: (_c, _e, callback) => callback() });

@@ -19,6 +19,7 @@ import {
   type ComputePath,
   type AudioStream,
   type EncodeInput,
+  type EncodeAhead,
   type EncodedVideo,
   type EncodeSettings,
   type FrameStream,
@@ -31,6 +32,7 @@ import { GpuEncodeQueue, chooseGpuEncoder } from './nvenc.js';
 import { COLOR_FILTER, codecArgs, mp4Container, outputGeometry } from './settings.js';
 import { meaningfulLines, resolveTools, toolMissing, toolVersion, type FfmpegToolPaths, type ResolvedTools } from './tools.js';
 import { Stop } from './stop.js';
+import { spawnAhead } from './ahead.js';
 
 export interface EncodeRunOptions {
   signal?: AbortSignal;
@@ -209,10 +211,20 @@ async function feedAudio(pipe: Writable, chunks: AsyncIterable<Int16Array>, sign
   pipe.end();
 }
 
-function newCommand(job: Job): ffmpeg.FfmpegCommand {
+/**
+ * A YUV4MPEG stream's header for I420 frames: progressive, square pixels, chroma sited as MPEG-2 has it,
+ * which encodes to the same bytes as raw I420 with its size and rate on ffmpeg's command line.
+ */
+export function y4mHeader(width: number, height: number, fps: number): string {
+  return `YUV4MPEG2 W${width} H${height} F${fps}:1 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2\n`;
+}
+
+function newCommand(job: Pick<Job, 'tools'>, ahead?: { keep: AbortSignal } | 'take'): ffmpeg.FfmpegCommand {
   // setFfmpegPath writes fluent-ffmpeg's module-wide setting; it is read when the command spawns,
   // so set it on every command (the path may come from an option or the environment).
   const command = ffmpeg({ stdoutLines: 200 }).setFfmpegPath(job.tools.ffmpeg);
+  // (first: it sees the command line as the other changes below leave it)
+  if (ahead) spawnAhead(command, ahead);
   dieWithThisProcess(command, job.tools.ffmpeg);
   // fluent-ffmpeg asks these two before it spawns; with the answers at hand it starts no extra process
   const known = answered.get(job.tools.ffmpeg);
@@ -640,7 +652,6 @@ async function encodeFramesInto(
   const { frames, audioPath, outputPath, live, captions, watch } = input;
   const { width, height } = frames;
   const geometry = outputGeometry(width, height, settings.size);
-  const codec = codecArgs(settings, false, { live: live !== undefined });
   const yuv = frames.pixelFormat === 'yuv420p';
   const frameBytes = yuv ? (width * height * 3) / 2 : width * height * 4;
   const frameKind = yuv ? 'yuv420p' : 'RGBA';
@@ -667,6 +678,9 @@ async function encodeFramesInto(
       burn: captions?.mode === 'burn', resized: geometry.filter !== 'null', live: live !== undefined, ffmpegVersion: await toolVersion('ffmpeg', job.tools.ffmpeg),
     });
     const gpu = choice.ok ? choice.gpu : undefined;
+    // (a whole number of frames a second: YUV4MPEG's rate is a ratio, and -r's parsing of another number
+    // is not repeated here)
+    const y4m = yuv && !gpu && Number.isInteger(frames.fps);
     try {
       if (choice.ok) {
         job.computePath = { path: `nvenc (${choice.gpu.device})` };
@@ -676,51 +690,12 @@ async function encodeFramesInto(
         job.computePath = { ...computePathOf(settings), notUsed: `nvenc: ${choice.reason}` };
         if (frames.gpu) job.log.info(`the video is encoded on the CPU (${computePathOf(settings).path}): NVENC is not used: ${choice.reason}`);
       }
-      const command = newCommand(job);
-      if (gpu) {
-        command.input('pipe:0').inputFormat('h264').inputOptions(['-framerate', String(frames.fps)]);
-      } else {
-        command.input('pipe:0').inputFormat('rawvideo').inputOptions(['-pix_fmt', yuv ? 'yuv420p' : 'rgba', '-s', `${width}x${height}`, '-r', String(frames.fps)]);
-      }
-      // sound as it is made comes through a pipe of its own (fd 3) beside the frames on stdin
-      if (input.audioStream) command.input('pipe:3').inputFormat('s16le').inputOptions(['-ar', String(input.audioStream.sampleRate), '-ac', '1']);
-      else command.input(audioPath);
-      if (input.audioStream || teeToStdout) {
-        spawnWith(command, (spawnOptions) => ({
-          ...spawnOptions,
-          ...(input.audioStream && { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] }),
-          // the watched copy is read as bytes; fluent-ffmpeg would keep its tail as text too
-          ...(teeToStdout && { captureStdout: false }),
-        }));
-      }
-      // soft captions: a subtitle track (mov_text in MP4, WebVTT in WebM); a live stream carries none (its
-      // segments are video and audio), the files beside it have them
-      const soft = captions?.mode === 'soft' && !live;
-      if (soft) command.input(captions.path).inputFormat('webvtt');
-      // yuv420p frames already are BT.709 limited range: only RGBA needs converting
-      const filters = [yuv ? `${geometry.filter},setsar=1` : `${geometry.filter},${COLOR_FILTER}`];
-      if (captions?.mode === 'burn') filters.push(burnFilter(captions.path));
-      // (spread, not an array: fluent-ffmpeg splits an array's element that holds one space in two, and a
-      // caption file's path or style may hold one)
-      const outputOptions = [
-        '-map', '0:v:0', '-map', '1:a:0',
-        ...(soft ? ['-map', '2:s:0', '-c:s', settings.format === 'webm' ? 'webvtt' : 'mov_text', '-metadata:s:s:0', 'language=und'] : []),
-        // NVENC's stream has no timestamps of its own and no B-frames: picture n is shown at n / fps
-        ...(gpu ? ['-bsf:v', `setts=ts=N/(${frames.fps}*TB)`, ...mp4Container(settings, live !== undefined)] : ['-vf', filters.join(','), '-r', String(frames.fps), ...codec.options]),
-      ];
-      command
-        .outputOptions(
-          '-hide_banner',
-          // the tee muxer's outputs take the codecs' headers from their global extradata, which the
-          // encoders only write when asked; the file's decoded frames and sound are the same either way
-          ...(teeToStdout ? [...without(outputOptions, '-movflags'), '-flags', '+global_header'] : outputOptions),
-        )
-        .videoCodec(gpu ? 'copy' : codec.videoCodec)
-        .audioCodec(codec.audioCodec)
-        .format(teeToStdout ? 'tee' : codec.muxer)
-        // (the file: onfail=abort, which ffmpeg 5.1 does not take as the default it documents, so a full
-        // disk ends the encode; the watched copy: onfail=ignore, so a watcher that goes away costs the file nothing)
-        .output(tee ?? (teeToStdout ? `[f=mp4:movflags=+faststart:onfail=abort]${job.partialPath}|[f=mp4:movflags=+frag_keyframe+empty_moov+default_base_moof:onfail=ignore]pipe:1` : job.partialPath));
+      const command = framesCommand(job, {
+        settings, filter: geometry.filter,
+        video: gpu ? { kind: 'h264' } : y4m ? { kind: 'y4m' } : { kind: 'raw', pixelFormat: yuv ? 'yuv420p' : 'rgba', width, height },
+        sound: input.audioStream ? { sampleRate: input.audioStream.sampleRate } : { path: audioPath },
+        ...(captions && { captions }), live: live !== undefined, teeToStdout, output: tee ?? job.partialPath,
+      }, 'take');
       if (watched) {
         watch?.({ bytes: watched, width: geometry.width, height: geometry.height, fps: frames.fps, audioPrimingSamples: AAC_PRIMING_SAMPLES, audioSampleRate: AUDIO_RATE });
       }
@@ -765,6 +740,9 @@ async function encodeFramesInto(
         const inFlight: Promise<void>[] = [];
         /** Hands a chunk to ffmpeg's stdin; false once ffmpeg stopped reading (`done` says why). */
         const send = async (chunk: Uint8Array): Promise<boolean> => {
+          // (a YUV4MPEG stream: its header, then each frame after a line of its own; both are copied
+          // into the stream's buffer, so they ask nothing of the frame's ring)
+          if (y4m) stdin.write(written === 0 ? `${y4mHeader(width, height, frames.fps)}FRAME\n` : 'FRAME\n');
           const write = writeChunk(stdin, chunk);
           write.catch(() => {}); // awaited below or after the loop; this keeps an early failure from going unobserved
           inFlight.push(write);
@@ -852,6 +830,105 @@ async function encodeFramesInto(
       gpu?.encoder.close();
     }
   });
+}
+
+/** What the command for a stream of frames depends on: the same plan gives the same command line. */
+interface FramesPlan {
+  /** fps is the frames' own */
+  settings: EncodeSettings;
+  /** outputGeometry's filter for the frames' size */
+  filter: string;
+  /**
+   * What comes in on stdin: H.264 made on a GPU by NVENC (ffmpeg then only muxes it), I420 frames as a
+   * YUV4MPEG stream (its header says their size and rate), or raw frames of a size and rate it is told
+   */
+  video: { kind: 'h264' } | { kind: 'y4m' } | { kind: 'raw'; pixelFormat: 'rgba' | 'yuv420p'; width: number; height: number };
+  /** sound as it is made (16-bit mono at this rate, on fd 3), or a file */
+  sound: { sampleRate: number } | { path: string };
+  captions?: { path: string; mode: 'soft' | 'burn' };
+  live: boolean;
+  /** an MP4 file and its fragmented copy on stdout (for a watcher), through ffmpeg's tee muxer */
+  teeToStdout: boolean;
+  /** the live stream's tee (fed from stdout), or the file to write */
+  output: Writable | string;
+}
+
+/**
+ * The ffmpeg command that encodes a stream of frames. A live run's command line is known before its
+ * frames are (I420 frames and sound as they are made come as streams that say their own size and rate),
+ * so the run starts it ahead (startEncodeAhead) and the encode takes that process (`ahead`: 'take').
+ */
+function framesCommand(job: Pick<Job, 'tools'>, plan: FramesPlan, ahead: { keep: AbortSignal } | 'take'): ffmpeg.FfmpegCommand {
+  const { settings, video, live, teeToStdout, captions } = plan;
+  const gpu = video.kind === 'h264';
+  const codec = codecArgs(settings, false, { live });
+  const command = newCommand(job, ahead);
+  if (video.kind === 'h264') command.input('pipe:0').inputFormat('h264').inputOptions(['-framerate', String(settings.fps)]);
+  else if (video.kind === 'y4m') command.input('pipe:0').inputFormat('yuv4mpegpipe');
+  else command.input('pipe:0').inputFormat('rawvideo').inputOptions(['-pix_fmt', video.pixelFormat, '-s', `${video.width}x${video.height}`, '-r', String(settings.fps)]);
+  // sound as it is made comes through a pipe of its own (fd 3) beside the frames on stdin. ffmpeg reads
+  // 2-3 s of it before it takes a frame unless told that there is nothing to find out about raw samples
+  // (measured: with 1.5 s of sound in the pipe it took two frames and waited; with these, all of them,
+  // the first fragment out once 0.9 s was in): the first fragment then need not wait for later sentences.
+  const streamed = 'sampleRate' in plan.sound;
+  if ('sampleRate' in plan.sound) command.input('pipe:3').inputFormat('s16le').inputOptions(['-ar', String(plan.sound.sampleRate), '-ac', '1', '-probesize', '32', '-analyzeduration', '0']);
+  else command.input(plan.sound.path);
+  if (streamed || teeToStdout) {
+    spawnWith(command, (spawnOptions) => ({
+      ...spawnOptions,
+      ...(streamed && { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] }),
+      // the watched copy is read as bytes; fluent-ffmpeg would keep its tail as text too
+      ...(teeToStdout && { captureStdout: false }),
+    }));
+  }
+  // soft captions: a subtitle track (mov_text in MP4, WebVTT in WebM); a live stream carries none (its
+  // segments are video and audio), the files beside it have them
+  const soft = captions?.mode === 'soft' && !live;
+  if (soft) command.input(captions.path).inputFormat('webvtt');
+  // I420 frames already are BT.709 limited range: only RGBA needs converting
+  const filters = [video.kind === 'raw' && video.pixelFormat === 'rgba' ? `${plan.filter},${COLOR_FILTER}` : `${plan.filter},setsar=1`];
+  if (captions?.mode === 'burn') filters.push(burnFilter(captions.path));
+  // (spread, not an array: fluent-ffmpeg splits an array's element that holds one space in two, and a
+  // caption file's path or style may hold one)
+  const outputOptions = [
+    '-map', '0:v:0', '-map', '1:a:0',
+    ...(soft ? ['-map', '2:s:0', '-c:s', settings.format === 'webm' ? 'webvtt' : 'mov_text', '-metadata:s:s:0', 'language=und'] : []),
+    // NVENC's stream has no timestamps of its own and no B-frames: picture n is shown at n / fps
+    ...(gpu ? ['-bsf:v', `setts=ts=N/(${settings.fps}*TB)`, ...mp4Container(settings, live)] : ['-vf', filters.join(','), '-r', String(settings.fps), ...codec.options]),
+  ];
+  const partialPath = typeof plan.output === 'string' ? plan.output : '';
+  return command
+    .outputOptions(
+      '-hide_banner',
+      // the tee muxer's outputs take the codecs' headers from their global extradata, which the
+      // encoders only write when asked; the file's decoded frames and sound are the same either way
+      ...(teeToStdout ? [...without(outputOptions, '-movflags'), '-flags', '+global_header'] : outputOptions),
+    )
+    .videoCodec(gpu ? 'copy' : codec.videoCodec)
+    .audioCodec(codec.audioCodec)
+    .format(teeToStdout ? 'tee' : codec.muxer)
+    // (the file: onfail=abort, which ffmpeg 5.1 does not take as the default it documents, so a full
+    // disk ends the encode; the watched copy: onfail=ignore, so a watcher that goes away costs the file nothing)
+    .output(teeToStdout ? `[f=mp4:movflags=+faststart:onfail=abort]${partialPath}|[f=mp4:movflags=+frag_keyframe+empty_moov+default_base_moof:onfail=ignore]pipe:1` : plan.output);
+}
+
+/**
+ * Starts the ffmpeg of a live encode of drawn frames (I420, on the CPU) with its sound as it is made,
+ * before the frames exist: the encode with these settings takes it (see ahead.ts). Anything else is
+ * encoded as before, its ffmpeg started by the encode.
+ */
+export async function startEncodeAhead(plan: EncodeAhead, paths: FfmpegToolPaths = {}): Promise<void> {
+  const { settings, audioStream } = plan;
+  if (!plan.live || !audioStream || settings.format !== 'mp4' || !Number.isInteger(settings.fps) || plan.signal.aborted) return;
+  // (the formats and encoders fluent-ffmpeg asks for, at hand: no process starts for them)
+  await warmUp(paths);
+  if (plan.signal.aborted) return;
+  const command = framesCommand({ tools: resolveTools(paths) }, {
+    settings, filter: 'null', video: { kind: 'y4m' }, sound: { sampleRate: audioStream.sampleRate }, live: true, teeToStdout: false, output: new PassThrough(),
+  }, { keep: plan.signal });
+  // (it goes no further than the spawn, kept for the encode)
+  command.on('error', () => {});
+  command.run();
 }
 
 /**

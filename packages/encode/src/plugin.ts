@@ -1,5 +1,5 @@
 import { PLUGIN_API_VERSION, type PluginCheck, type StagePlugin } from '@avatar/core';
-import { encodeVideo, warmUp } from './encode.js';
+import { encodeVideo, startEncodeAhead, warmUp } from './encode.js';
 import { FFMPEG_INSTALL, resolveTools, runTool, toolVersion, type FfmpegToolPaths } from './tools.js';
 
 export type FfmpegPluginOptions = FfmpegToolPaths;
@@ -70,6 +70,8 @@ export function createFfmpegPlugin(paths: FfmpegPluginOptions = {}): StagePlugin
     check: () => check(paths),
     // the tool checks and fluent-ffmpeg's questions take a few process starts: done while speech and face run
     prewarm: () => warmUp(paths),
+    // a live run's ffmpeg, started while its speech and face are made (see ahead.ts)
+    encodeAhead: (plan) => startEncodeAhead(plan, paths),
     async load() {
       // A missing ffmpeg fails here, before any stage work, as AVATAR_ERR_TOOL_MISSING.
       await warmUp(paths);
