@@ -302,7 +302,8 @@ describe('PipelineCoordinator with the real engines', () => {
       return speech;
     });
     const storage = join(dir, 's-pipelined');
-    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const log = new MemoryLogger();
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE, log });
     const chunks: Buffer[] = [];
     const live = new Writable({ write(chunk: Buffer, _e, callback) { chunks.push(chunk); callback(); } });
     const named: string[] = [];
@@ -337,6 +338,8 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(Math.abs(seconds('video') - (result.durationSeconds ?? 0))).toBeLessThan(0.1);
     expect(Math.abs(seconds('audio') - seconds('video'))).toBeLessThan(0.1);
     expect(result.captions?.cues).toBeGreaterThan(0);
+    // its encoder was the ffmpeg started while the speech and the face were made
+    expect(log.entries.some((e) => e.message === 'ffmpeg started ahead of the encode taken')).toBe(true);
   }, 60_000);
 
   it('a live run whose speech fails partway, after its first sentences are drawn, reports the speech\'s error and leaves nothing', async () => {
@@ -366,7 +369,43 @@ describe('PipelineCoordinator with the real engines', () => {
   }, 60_000);
 
   it('a live run that fails before its first frame (no face in the photo) leaves no encoder started ahead running', async () => {
-    const registry = await registryWithFlite((run, input, ctx) => run(input, ctx));
+    const { plugins: speakers } = await import('@avatar/tts');
+    const { plugins: encoders } = await import('@avatar/encode');
+    const { plugins: faces } = await import('@avatar/face');
+    const registry = new PluginRegistry();
+    registry.register(speakers.find((p) => p.stage === 'tts' && p.name === 'flite') as StagePlugin, 'test');
+    await registry.loadPackage('@avatar/lipsync', { from: [ROOT] });
+    // the encoder, noting that its ffmpeg was started ahead; the face stage finds no face only after
+    // that (within 10 s), as it would on a photo it takes longer to look at
+    const ffmpeg = encoders[0] as StagePlugin<'encode'>;
+    let startedAhead = false;
+    let aheadSeen: () => void = () => {};
+    const seen = new Promise<void>((resolve) => { aheadSeen = resolve; });
+    registry.register({
+      ...ffmpeg,
+      async encodeAhead(plan) {
+        await ffmpeg.encodeAhead?.(plan);
+        for (let i = 0; i < 100 && !startedAhead; i++) {
+          startedAhead = (await childCommands()).some((c) => c.includes('yuv4mpegpipe'));
+          if (!startedAhead) await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        aheadSeen();
+      },
+    }, 'test');
+    const face = faces[0] as StagePlugin<'face'>;
+    registry.register({
+      ...face,
+      async load(ctx: LoadContext) {
+        const loaded = await face.load(ctx);
+        return {
+          run: async (input, runCtx) => {
+            await Promise.race([seen, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+            return loaded.run(input, runCtx);
+          },
+          unload: () => loaded.unload(),
+        };
+      },
+    }, 'test');
     const storage = join(dir, 's-ahead-no-face');
     const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
     const live = new Writable({ write(_chunk: Buffer, _e, callback) { callback(); } });
@@ -380,6 +419,7 @@ describe('PipelineCoordinator with the real engines', () => {
       if (!left.some((c) => c.includes('ffmpeg'))) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    expect(startedAhead).toBe(true);
     expect(left.filter((c) => c.includes('ffmpeg'))).toEqual([]);
     expect(existsSync(out)).toBe(false);
   }, 60_000);

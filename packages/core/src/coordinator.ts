@@ -833,7 +833,8 @@ export class PipelineCoordinator {
   private encodeAhead(engine: ResolvedEngine | undefined, plan: EncodeAhead): void {
     if (!engine?.plugin.encodeAhead) return;
     const { plugin } = engine;
-    plugin.encodeAhead?.(plan).catch((error: unknown) => this.log.debug(`${plugin.stage}/${plugin.name}: starting the encoder ahead failed; the encode starts its own`, { reason: String(error) }));
+    // (a plugin's throw, or an answer that is not a promise, is only logged too)
+    Promise.resolve().then(() => plugin.encodeAhead?.(plan)).catch((error: unknown) => this.log.debug(`${plugin.stage}/${plugin.name}: starting the encoder ahead failed; the encode starts its own`, { reason: String(error) }));
   }
 
   /** Starts an engine's optional preparation for a later stage, without waiting for it. */

@@ -70,6 +70,7 @@ describe('PluginRegistry', () => {
     expect(codeOf(() => registry.register({ ...tone, stage: 'dance' }))).toBe('AVATAR_ERR_PLUGIN_INVALID');
     expect(codeOf(() => registry.register({ ...tone, name: 'Bad Name' }))).toBe('AVATAR_ERR_PLUGIN_INVALID');
     expect(codeOf(() => registry.register({ ...tone, load: 'x' }))).toBe('AVATAR_ERR_PLUGIN_INVALID');
+    for (const hook of ['prewarm', 'encodeAhead', 'checkInput']) expect(codeOf(() => registry.register({ ...tone, [hook]: 'soon' })), hook).toBe('AVATAR_ERR_PLUGIN_INVALID');
     expect(codeOf(() => registry.register({ ...tone, resources: { device: 'tpu' } }))).toBe('AVATAR_ERR_PLUGIN_INVALID');
     expect(codeOf(() => registry.register(null))).toBe('AVATAR_ERR_PLUGIN_INVALID');
     registry.register(tone, 'a');

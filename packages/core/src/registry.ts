@@ -121,6 +121,9 @@ export class PluginRegistry {
     if (p.check !== undefined && typeof p.check !== 'function') throw invalid('check must be a function');
     if (p.voices !== undefined && typeof p.voices !== 'function') throw invalid('voices must be a function');
     if (p.license !== undefined && typeof p.license !== 'function') throw invalid('license must be a function of the options');
+    for (const hook of ['prewarm', 'encodeAhead', 'checkInput'] as const) {
+      if (p[hook] !== undefined && typeof p[hook] !== 'function') throw invalid(`${hook} must be a function`);
+    }
     if (p.options !== undefined) {
       const problem = optionsSchemaProblem(p.options);
       if (problem) throw invalid(problem);

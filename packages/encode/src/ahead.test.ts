@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryLogger, QUALITY_PRESETS, type EncodeInput, type EncodeSettings, type RunContext } from '@avatar/core';
-import { spareProcess } from './ahead.js';
+import { spareProcesses } from './ahead.js';
 import { ffmpegPlugin } from './plugin.js';
 import { probeMedia } from './probe.js';
 
 // ffmpeg started ahead of a live encode (ahead.ts): taken by the encode that spawns the same command
-// line, stopped when it is not (another command line, the run's end, the idle limit).
+// line, stopped when its run ends without taking it.
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'avatar-ahead-'));
@@ -40,20 +40,25 @@ function ctx(): RunContext {
   return { signal: new AbortController().signal, progress: () => {}, log: new MemoryLogger(), workDir: dir };
 }
 
-async function encode(input: EncodeInput) {
-  const loaded = await ffmpegPlugin.load({ log: new MemoryLogger(), storageDir: dir, options: {}, device: { kind: 'cpu' } });
+async function encode(input: EncodeInput, log = new MemoryLogger()) {
+  const loaded = await ffmpegPlugin.load({ log, storageDir: dir, options: {}, device: { kind: 'cpu' } });
   try {
-    return await loaded.run(input, ctx());
+    return await loaded.run(input, { ...ctx(), log });
   } finally {
     await loaded.unload();
   }
 }
 
 /** The ffmpeg started ahead, once it runs (its spawn comes a few turns of the event loop after the call). */
-async function startedAhead(signal: AbortSignal, plan: Partial<Parameters<NonNullable<typeof ffmpegPlugin.encodeAhead>>[0]> = {}): Promise<ChildProcess | undefined> {
-  await ffmpegPlugin.encodeAhead?.({ settings, live: true, audioStream: { sampleRate: RATE }, signal, ...plan });
-  for (let i = 0; i < 100 && !spareProcess()?.pid; i++) await new Promise((resolve) => setTimeout(resolve, 10));
-  return spareProcess();
+async function startedAhead(signal: AbortSignal): Promise<ChildProcess | undefined> {
+  const before = new Set(spareProcesses());
+  await ffmpegPlugin.encodeAhead?.({ settings, live: true, audioStream: { sampleRate: RATE }, signal });
+  for (let i = 0; i < 200; i++) {
+    const started = spareProcesses().find((proc) => !before.has(proc) && proc.pid);
+    if (started) return started;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return undefined;
 }
 
 const ended = (proc: ChildProcess): Promise<void> =>
@@ -65,27 +70,42 @@ describe('ffmpeg started ahead of a live encode', () => {
     const spare = await startedAhead(run.signal);
     expect(spare?.pid).toBeGreaterThan(0);
     const outputPath = join(dir, 'taken.mp4');
-    const video = await encode(liveInput(outputPath));
+    const log = new MemoryLogger();
+    const video = await encode(liveInput(outputPath), log);
+    expect(log.entries.find((e) => e.message === 'ffmpeg started ahead of the encode taken')?.fields?.pid).toBe(spare?.pid);
     run.abort();
     await ended(spare as ChildProcess);
     // it encoded the video and exited on its own; nothing else is kept
     expect(spare?.exitCode).toBe(0);
-    expect(spareProcess()).toBeUndefined();
+    expect(spareProcesses()).toEqual([]);
     expect(Math.abs(video.durationSeconds - 1)).toBeLessThan(0.1);
     const info = await probeMedia(outputPath);
     expect(info.streams.map((s) => s.codec).sort()).toEqual(['aac', 'h264']);
   });
 
-  it('is stopped when the encode spawns another command line (here another crf), which encodes as usual', async () => {
+  it('is left alone by an encode of another command line (here another crf), which starts its own; its run\'s end stops it', async () => {
     const run = new AbortController();
     const spare = await startedAhead(run.signal);
     expect(spare?.pid).toBeGreaterThan(0);
-    const video = await encode(liveInput(join(dir, 'other.mp4'), { crf: settings.crf + 2 }));
+    const log = new MemoryLogger();
+    const video = await encode(liveInput(join(dir, 'other.mp4'), { crf: settings.crf + 2 }), log);
+    expect(Math.abs(video.durationSeconds - 1)).toBeLessThan(0.1);
+    expect(log.entries.some((e) => e.message.startsWith('ffmpeg started ahead'))).toBe(false);
+    expect(spareProcesses()).toEqual([spare]);
+    run.abort();
     await ended(spare as ChildProcess);
     expect(spare?.signalCode).toBe('SIGKILL');
-    expect(spareProcess()).toBeUndefined();
-    expect(Math.abs(video.durationSeconds - 1)).toBeLessThan(0.1);
-    run.abort();
+    expect(spareProcesses()).toEqual([]);
+  });
+
+  it('runs side by side keep one each: each live encode takes one', async () => {
+    const runs = [new AbortController(), new AbortController()];
+    const kept = [await startedAhead(runs[0]!.signal), await startedAhead(runs[1]!.signal)];
+    expect(new Set(spareProcesses())).toEqual(new Set(kept));
+    await Promise.all([encode(liveInput(join(dir, 'side-a.mp4'))), encode(liveInput(join(dir, 'side-b.mp4')))]);
+    for (const run of runs) run.abort();
+    for (const proc of kept) await ended(proc as ChildProcess);
+    expect(kept.map((proc) => proc?.exitCode)).toEqual([0, 0]);
   });
 
   it('is stopped when its run ends without taking it, and writes nothing', async () => {
@@ -96,7 +116,7 @@ describe('ffmpeg started ahead of a live encode', () => {
     run.abort();
     await ended(spare as ChildProcess);
     expect(spare?.signalCode).toBe('SIGKILL');
-    expect(spareProcess()).toBeUndefined();
+    expect(spareProcesses()).toEqual([]);
     expect(await readdir(dir)).toEqual(before);
   });
 
@@ -104,15 +124,15 @@ describe('ffmpeg started ahead of a live encode', () => {
     const run = new AbortController();
     for (const plan of [{ live: false }, { audioStream: undefined }, { settings: { ...settings, format: 'webm' as const } }, { settings: { ...settings, fps: 29.97 } }]) {
       await ffmpegPlugin.encodeAhead?.({ settings, live: true, audioStream: { sampleRate: RATE }, signal: run.signal, ...plan });
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      expect(spareProcess(), JSON.stringify(plan)).toBeUndefined();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(spareProcesses(), JSON.stringify(plan)).toEqual([]);
     }
     run.abort();
     // and none for a run already over
     const over = new AbortController();
     over.abort();
     await ffmpegPlugin.encodeAhead?.({ settings, live: true, audioStream: { sampleRate: RATE }, signal: over.signal });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(spareProcess()).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(spareProcesses()).toEqual([]);
   });
 });

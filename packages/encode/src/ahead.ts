@@ -1,42 +1,42 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createRequire } from 'node:module';
-import type ffmpeg from 'fluent-ffmpeg';
+import ffmpeg from 'fluent-ffmpeg';
 import { isRunning, killChild } from '@avatar/core';
 
 /**
  * ffmpeg started ahead of its encode. ffmpeg takes some 0.15 s from its start to its first frame read
  * (most of it the dynamic linker binding its 200-odd libraries; 0.26 s with both cores busy, as they
  * are while a run speaks and draws), and a live run knows its command line before its first frames: it
- * starts one then, and the encode takes it when it would spawn the very same command line (program,
- * arguments and spawn options), else it starts its own and the one made ahead is stopped.
+ * starts one then, and an encode that would spawn the very same command line (program, arguments and
+ * spawn options: nothing in it is particular to a run) takes it instead.
  *
- * One is kept at a time (a newer one replaces it). One not taken is stopped when the run it was made
- * for ends (its signal) or after IDLE_MS, whichever comes first; it dies with this process like any
- * other ffmpeg of ours (the command line carries the same guard).
+ * One not taken is stopped when the run it was made for ends (its signal) or after IDLE_MS, whichever
+ * comes first; it dies with this process like any other ffmpeg of ours (the command line carries the same
+ * guard). Runs side by side each keep their own.
  */
 const IDLE_MS = 30_000;
 
 interface Spare {
-  key: string;
   proc: ChildProcess;
   /** forgets it, without stopping it (taken, or gone by itself) */
   release(): void;
-  stop(): void;
 }
 
-let spare: Spare | undefined;
+/** by command line, oldest first */
+const spares = new Map<string, Spare[]>();
 
-/** The ffmpeg made ahead, while one is kept: for tests and logs. */
-export function spareProcess(): ChildProcess | undefined {
-  return spare?.proc;
+/** The ffmpeg processes made ahead and kept: for tests. */
+export function spareProcesses(): ChildProcess[] {
+  return [...spares.values()].flat().map((spare) => spare.proc);
 }
 
 function keep(key: string, proc: ChildProcess, signal: AbortSignal): void {
-  spare?.stop();
   // a start that fails shows as the encode not finding it running; nothing to report here
   proc.on('error', () => {});
   const release = (): void => {
-    if (spare?.proc === proc) spare = undefined;
+    const list = spares.get(key)?.filter((spare) => spare.proc !== proc) ?? [];
+    if (list.length > 0) spares.set(key, list);
+    else spares.delete(key);
     clearTimeout(timer);
     signal.removeEventListener('abort', stop);
   };
@@ -48,20 +48,23 @@ function keep(key: string, proc: ChildProcess, signal: AbortSignal): void {
   timer.unref();
   signal.addEventListener('abort', stop, { once: true });
   proc.once('exit', release);
-  spare = { key, proc, release, stop };
+  spares.set(key, [...(spares.get(key) ?? []), { proc, release }]);
   if (signal.aborted) stop();
 }
 
-/** The ffmpeg made ahead for exactly this command line, still running; any other kept one is stopped. */
+/**
+ * A process made ahead for exactly this command line that can still take an encode: running, with its
+ * pipes open (one that is dying may have closed them before its exit is known).
+ */
 function take(key: string): ChildProcess | undefined {
-  const kept = spare;
-  if (!kept) return undefined;
-  if (kept.key !== key || !isRunning(kept.proc)) {
-    kept.stop();
-    return undefined;
+  for (const spare of spares.get(key) ?? []) {
+    const { proc } = spare;
+    const open = proc.stdio.every((stream) => !stream || (!stream.destroyed && !stream.closed));
+    if (!isRunning(proc) || !open) continue;
+    spare.release();
+    return proc;
   }
-  kept.release();
-  return kept.proc;
+  return undefined;
 }
 
 /** fluent-ffmpeg 2.1's ring of output lines, which its run reads ffmpeg's stderr through. */
@@ -87,43 +90,55 @@ const linesRing = (() => {
   }
 })();
 
+/** Whether this fluent-ffmpeg is one whose spawn spawnAhead knows (2.1's). */
+export function aheadSupported(): boolean {
+  const steps = ffmpeg() as unknown as Partial<SpawnStep>;
+  return linesRing !== undefined && typeof steps._spawnFfmpeg === 'function' && typeof steps._getFfmpegPath === 'function';
+}
+
 /**
  * Where the command's ffmpeg comes from, set before any other change to its spawn (so it sees the
- * final command line): `keep` starts it now and keeps it for a later encode, and the command itself
- * never runs further; `take` uses the one kept for the same command line, or spawns as usual.
+ * final command line). `keep`: started now and kept for a later encode; the command itself goes no
+ * further, and nothing is started where the line cannot be known as fluent-ffmpeg 2.1 would spawn it.
+ * `take`: the one kept for the same command line, else spawned as usual (`onTaken` says which it took).
+ * False where this fluent-ffmpeg is not one it knows: nothing is changed then.
  */
-export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSignal } | 'take'): void {
+export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSignal } | { take: (pid: number) => void }): boolean {
   const steps = command as unknown as SpawnStep;
   // another fluent-ffmpeg than 2.1: its encodes start their own ffmpeg
-  if (typeof steps._spawnFfmpeg !== 'function' || typeof steps._getFfmpegPath !== 'function' || !linesRing) return;
+  if (typeof steps._spawnFfmpeg !== 'function' || typeof steps._getFfmpegPath !== 'function' || !linesRing) return false;
   const usual = steps._spawnFfmpeg.bind(command);
   steps._spawnFfmpeg = (args, options, processCB, endCB) => {
     const spawnOptions = options as SpawnOptions & { niceness?: number; captureStdout?: boolean; stdoutLines?: number };
-    if (typeof options !== 'object' || options === null || spawnOptions.niceness) {
+    const plain = typeof options === 'object' && options !== null && !spawnOptions.niceness;
+    if ('keep' in mode) {
+      // (called back from fluent-ffmpeg's own steps, where a throw would be uncaught)
+      if (!plain || mode.keep.aborted) return;
+      steps._getFfmpegPath((error, path) => {
+        if (error || !path || mode.keep.aborted) return;
+        try {
+          keep(JSON.stringify([path, args, options]), spawn(path, args, spawnOptions), mode.keep);
+        } catch {
+          // nothing kept: the encode starts its own
+        }
+      });
+      return;
+    }
+    if (!plain) {
       usual(args, options, processCB, endCB);
       return;
     }
     steps._getFfmpegPath((error, path) => {
-      if (error || !path) {
+      const proc = !error && path ? take(JSON.stringify([path, args, options])) : undefined;
+      if (!proc) {
         usual(args, options, processCB, endCB);
         return;
       }
-      const key = JSON.stringify([path, args, options]);
-      if (mode !== 'take') {
-        // (called back from fluent-ffmpeg's own steps, where a throw would be uncaught: the encode
-        // starts its own instead)
-        try {
-          keep(key, spawn(path, args, spawnOptions), mode.keep);
-        } catch {
-          // nothing kept
-        }
-        return;
-      }
-      const proc = take(key);
-      if (!proc) usual(args, options, processCB, endCB);
-      else adopt(proc, spawnOptions.stdoutLines ?? steps.options.stdoutLines ?? 100, spawnOptions.captureStdout === true, processCB, endCB);
+      if (proc.pid !== undefined) mode.take(proc.pid);
+      adopt(proc, spawnOptions.stdoutLines ?? steps.options.stdoutLines ?? 100, spawnOptions.captureStdout === true, processCB, endCB);
     });
   };
+  return true;
 }
 
 /** fluent-ffmpeg 2.1's wiring of a process it spawned (its _spawnFfmpeg after the spawn), for one made ahead. */
@@ -132,15 +147,15 @@ function adopt(proc: ChildProcess, maxLines: number, captureStdout: boolean, pro
   const stdoutRing = ring(maxLines);
   const stderrRing = ring(maxLines);
   let exited = false;
-  let stdoutClosed = false;
-  let stderrClosed = false;
+  let stdoutClosed = proc.stdout?.closed === true;
+  let stderrClosed = proc.stderr?.closed === true;
   let exitError: Error | null = null;
   const settle = (error?: Error): void => {
     if (error) exitError = error;
     if (exited && (stdoutClosed || !captureStdout) && stderrClosed) endCB(exitError, stdoutRing, stderrRing);
   };
   proc.stderr?.setEncoding('utf8');
-  proc.on('error', (error) => endCB(error));
+  proc.on('error', (error) => endCB(error, stdoutRing, stderrRing));
   proc.on('exit', (code, signal) => {
     exited = true;
     settle(signal ? new Error(`ffmpeg was killed with signal ${signal}`) : code ? new Error(`ffmpeg exited with code ${code}`) : undefined);

@@ -495,6 +495,17 @@ describe('ffmpeg encode plugin', () => {
     expect(Math.abs((info.streams.find((x) => x.type === 'video')?.durationSeconds ?? 0) - 2)).toBeLessThan(0.1);
   }, 40_000);
 
+  it('a frame stream with no frames fails as such, RGBA or I420, and leaves nothing', async () => {
+    for (const pixelFormat of ['rgba', 'yuv420p'] as const) {
+      const outputPath = join(dir, `no-frames-${pixelFormat}.mp4`);
+      async function* none(): AsyncGenerator<Uint8Array> {}
+      const error = await rejection(encode({ kind: 'frames', frames: { width: W, height: H, fps: 25, frameCount: 0, frames: none(), pixelFormat }, audioPath: twoSeconds, outputPath, settings: low }));
+      expect(error.code, pixelFormat).toBe('AVATAR_ERR_ENCODE_FAILED');
+      expect(String(error.params.reason), pixelFormat).toBe('the frame stream had no frames');
+      await expectNothingWritten(`no-frames-${pixelFormat}.mp4`);
+    }
+  });
+
   it('live output is MP4: WebM is refused before ffmpeg starts', async () => {
     const outputPath = join(dir, 'live.webm');
     const live = new Writable({ write: (_c, _e, callback) => callback() });

@@ -32,7 +32,7 @@ import { GpuEncodeQueue, chooseGpuEncoder } from './nvenc.js';
 import { COLOR_FILTER, codecArgs, mp4Container, outputGeometry } from './settings.js';
 import { meaningfulLines, resolveTools, toolMissing, toolVersion, type FfmpegToolPaths, type ResolvedTools } from './tools.js';
 import { Stop } from './stop.js';
-import { spawnAhead } from './ahead.js';
+import { aheadSupported, spawnAhead } from './ahead.js';
 
 export interface EncodeRunOptions {
   signal?: AbortSignal;
@@ -215,11 +215,14 @@ async function feedAudio(pipe: Writable, chunks: AsyncIterable<Int16Array>, sign
  * A YUV4MPEG stream's header for I420 frames: progressive, square pixels, chroma sited as MPEG-2 has it,
  * which encodes to the same bytes as raw I420 with its size and rate on ffmpeg's command line.
  */
-export function y4mHeader(width: number, height: number, fps: number): string {
+function y4mHeader(width: number, height: number, fps: number): string {
   return `YUV4MPEG2 W${width} H${height} F${fps}:1 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2\n`;
 }
 
-function newCommand(job: Pick<Job, 'tools'>, ahead?: { keep: AbortSignal } | 'take'): ffmpeg.FfmpegCommand {
+/** Where a command's ffmpeg comes from: started now and kept for a later encode, or one kept taken (spawnAhead). */
+type Ahead = { keep: AbortSignal } | { take: (pid: number) => void };
+
+function newCommand(job: Pick<Job, 'tools'>, ahead?: Ahead): ffmpeg.FfmpegCommand {
   // setFfmpegPath writes fluent-ffmpeg's module-wide setting; it is read when the command spawns,
   // so set it on every command (the path may come from an option or the environment).
   const command = ffmpeg({ stdoutLines: 200 }).setFfmpegPath(job.tools.ffmpeg);
@@ -694,8 +697,8 @@ async function encodeFramesInto(
         settings, filter: geometry.filter,
         video: gpu ? { kind: 'h264' } : y4m ? { kind: 'y4m' } : { kind: 'raw', pixelFormat: yuv ? 'yuv420p' : 'rgba', width, height },
         sound: input.audioStream ? { sampleRate: input.audioStream.sampleRate } : { path: audioPath },
-        ...(captions && { captions }), live: live !== undefined, teeToStdout, output: tee ?? job.partialPath,
-      }, 'take');
+        ...(captions && { captions }), live: live !== undefined, output: tee ? { stream: tee } : { file: job.partialPath, teeToStdout },
+      }, { take: (pid) => job.log.debug('ffmpeg started ahead of the encode taken', { pid }) });
       if (watched) {
         watch?.({ bytes: watched, width: geometry.width, height: geometry.height, fps: frames.fps, audioPrimingSamples: AAC_PRIMING_SAMPLES, audioSampleRate: AUDIO_RATE });
       }
@@ -797,6 +800,8 @@ async function encodeFramesInto(
           finished = false;
         }
         if (finished && gpu) await writeChunk(stdin, gpu.encoder.finish()).catch(() => { finished = false; });
+        // (ffmpeg would refuse a YUV4MPEG stream without a header: what is wrong is the frames)
+        if (finished && written === 0) throw encodeFailed(outputPath, 'the frame stream had no frames');
         if (finished) stdin.end();
         await running.done;
         await sounding;
@@ -847,19 +852,21 @@ interface FramesPlan {
   sound: { sampleRate: number } | { path: string };
   captions?: { path: string; mode: 'soft' | 'burn' };
   live: boolean;
-  /** an MP4 file and its fragmented copy on stdout (for a watcher), through ffmpeg's tee muxer */
-  teeToStdout: boolean;
-  /** the live stream's tee (fed from stdout), or the file to write */
-  output: Writable | string;
+  /**
+   * where the video goes: a stream fed from stdout (the live tee), or a file (with `teeToStdout`, also as
+   * fragmented MP4 on stdout for a watcher, through ffmpeg's tee muxer)
+   */
+  output: { stream: Writable } | { file: string; teeToStdout: boolean };
 }
 
 /**
  * The ffmpeg command that encodes a stream of frames. A live run's command line is known before its
  * frames are (I420 frames and sound as they are made come as streams that say their own size and rate),
- * so the run starts it ahead (startEncodeAhead) and the encode takes that process (`ahead`: 'take').
+ * so the run starts it ahead (startEncodeAhead) and the encode takes that process (`ahead`).
  */
-function framesCommand(job: Pick<Job, 'tools'>, plan: FramesPlan, ahead: { keep: AbortSignal } | 'take'): ffmpeg.FfmpegCommand {
-  const { settings, video, live, teeToStdout, captions } = plan;
+function framesCommand(job: Pick<Job, 'tools'>, plan: FramesPlan, ahead: Ahead): ffmpeg.FfmpegCommand {
+  const { settings, video, live, captions, output } = plan;
+  const teeToStdout = 'file' in output && output.teeToStdout;
   const gpu = video.kind === 'h264';
   const codec = codecArgs(settings, false, { live });
   const command = newCommand(job, ahead);
@@ -870,9 +877,10 @@ function framesCommand(job: Pick<Job, 'tools'>, plan: FramesPlan, ahead: { keep:
   // 2-3 s of it before it takes a frame unless told that there is nothing to find out about raw samples
   // (measured: with 1.5 s of sound in the pipe it took two frames and waited; with these, all of them,
   // the first fragment out once 0.9 s was in): the first fragment then need not wait for later sentences.
-  const streamed = 'sampleRate' in plan.sound;
-  if ('sampleRate' in plan.sound) command.input('pipe:3').inputFormat('s16le').inputOptions(['-ar', String(plan.sound.sampleRate), '-ac', '1', '-probesize', '32', '-analyzeduration', '0']);
-  else command.input(plan.sound.path);
+  const { sound } = plan;
+  const streamed = 'sampleRate' in sound;
+  if ('sampleRate' in sound) command.input('pipe:3').inputFormat('s16le').inputOptions(['-ar', String(sound.sampleRate), '-ac', '1', '-probesize', '32', '-analyzeduration', '0']);
+  else command.input(sound.path);
   if (streamed || teeToStdout) {
     spawnWith(command, (spawnOptions) => ({
       ...spawnOptions,
@@ -896,7 +904,6 @@ function framesCommand(job: Pick<Job, 'tools'>, plan: FramesPlan, ahead: { keep:
     // NVENC's stream has no timestamps of its own and no B-frames: picture n is shown at n / fps
     ...(gpu ? ['-bsf:v', `setts=ts=N/(${settings.fps}*TB)`, ...mp4Container(settings, live)] : ['-vf', filters.join(','), '-r', String(settings.fps), ...codec.options]),
   ];
-  const partialPath = typeof plan.output === 'string' ? plan.output : '';
   return command
     .outputOptions(
       '-hide_banner',
@@ -909,7 +916,7 @@ function framesCommand(job: Pick<Job, 'tools'>, plan: FramesPlan, ahead: { keep:
     .format(teeToStdout ? 'tee' : codec.muxer)
     // (the file: onfail=abort, which ffmpeg 5.1 does not take as the default it documents, so a full
     // disk ends the encode; the watched copy: onfail=ignore, so a watcher that goes away costs the file nothing)
-    .output(teeToStdout ? `[f=mp4:movflags=+faststart:onfail=abort]${partialPath}|[f=mp4:movflags=+frag_keyframe+empty_moov+default_base_moof:onfail=ignore]pipe:1` : plan.output);
+    .output('stream' in output ? output.stream : teeToStdout ? `[f=mp4:movflags=+faststart:onfail=abort]${output.file}|[f=mp4:movflags=+frag_keyframe+empty_moov+default_base_moof:onfail=ignore]pipe:1` : output.file);
 }
 
 /**
@@ -919,12 +926,12 @@ function framesCommand(job: Pick<Job, 'tools'>, plan: FramesPlan, ahead: { keep:
  */
 export async function startEncodeAhead(plan: EncodeAhead, paths: FfmpegToolPaths = {}): Promise<void> {
   const { settings, audioStream } = plan;
-  if (!plan.live || !audioStream || settings.format !== 'mp4' || !Number.isInteger(settings.fps) || plan.signal.aborted) return;
+  if (!plan.live || !audioStream || settings.format !== 'mp4' || !Number.isInteger(settings.fps) || plan.signal.aborted || !aheadSupported()) return;
   // (the formats and encoders fluent-ffmpeg asks for, at hand: no process starts for them)
   await warmUp(paths);
   if (plan.signal.aborted) return;
   const command = framesCommand({ tools: resolveTools(paths) }, {
-    settings, filter: 'null', video: { kind: 'y4m' }, sound: { sampleRate: audioStream.sampleRate }, live: true, teeToStdout: false, output: new PassThrough(),
+    settings, filter: 'null', video: { kind: 'y4m' }, sound: { sampleRate: audioStream.sampleRate }, live: true, output: { stream: new PassThrough() },
   }, { keep: plan.signal });
   // (it goes no further than the spawn, kept for the encode)
   command.on('error', () => {});

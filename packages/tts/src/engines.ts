@@ -1,8 +1,8 @@
 import { mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
-import { getPriority, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { AvatarError, PLUGIN_API_VERSION, diskFullAt, isAvatarError, partialPathFor, writeWholeFile } from '@avatar/core';
 import type { EngineLicense, EngineVoice, InputToCheck, PhonemeTiming, PluginCheck, RunContext, Speech, StagePlugin, TtsInput, VoiceSettings, WordTiming } from '@avatar/core';
+import { CpuShare } from './cpu-share.js';
 import { alignWords, estimateWords, parseFestivalWords, parseFliteWordGroups, spokenWords } from './words.js';
 import { runTool, toolVersion, whichTool } from './spawn.js';
 import { prepareText, stripAccents } from './text.js';
@@ -35,8 +35,8 @@ interface RenderJob {
   binary: string;
   signal: AbortSignal;
   onSpawn?: (pid: number) => void;
-  /** its processes run at a lower CPU priority (a part that no one waits for yet) */
-  yieldCpu?: boolean;
+  /** told each process it starts (the synthesis and any helper), for the run's CPU sharing */
+  started?: (pid: number) => void;
 }
 
 interface RenderResult {
@@ -151,8 +151,12 @@ const PART_CHARS = 150;
  */
 const LEAD_SECONDS = 4;
 
-/** The first part made at a lower CPU priority in a run that takes the parts as they come. */
-const YIELDING_PART = 2;
+/**
+ * Speech made, in seconds, past which a run taking the parts as they come makes the rest at a lower CPU
+ * priority (CpuShare): its first fragment of video (half a second, x264's lookahead and frame threads) and
+ * the mouth track's 0.7 s past its last frame need about this much.
+ */
+const FIRST_VIDEO_SECONDS = 1.5;
 
 export function partsOf(sentences: readonly string[]): string[] {
   const parts: string[] = [];
@@ -201,12 +205,17 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   const stop = new AbortController();
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
   let spawned = false;
+  // a caller taking the parts as they come draws its first second of video from the first parts: once
+  // they are made, the rest runs at a lower CPU priority (on a busy machine the video goes first)
+  const share = input.onPart ? new CpuShare() : undefined;
   const makePart = async (k: number): Promise<MadePart> => {
     const text = texts[k] as string;
     const partDir = join(tmpDir, `part-${k}`);
     await mkdir(partDir);
     const raw = join(partDir, 'engine.wav');
     const shifted = join(partDir, 'shifted.wav');
+    // (its processes: all of them have exited once it settles)
+    const pids: number[] = [];
     try {
       const rendered = await spec.render({
         text: spec.name === 'espeak-ng' ? text : stripAccents(text),
@@ -215,9 +224,10 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
         tmpDir: partDir,
         binary,
         signal,
-        // a run drawing the video as the speech is made needs its first parts for the first second of
-        // video; later parts make way for the renderer and the encoder on a busy machine
-        yieldCpu: input.onPart !== undefined && k >= YIELDING_PART,
+        started: (pid) => {
+          pids.push(pid);
+          share?.add(pid);
+        },
         // reported once the engine's first process runs: a run prepares its next stage from then on (the
         // coordinator's prewarm), using this process while the engine works in its own
         onSpawn: (pid) => {
@@ -230,7 +240,11 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
       if (pitched) {
         await runTool(options.soxBinary ?? 'sox', [raw, '-b', '16', shifted, 'pitch', cents(rendered.pitchLeft)], {
           tool: 'sox', install: INSTALL.sox, engine: `${spec.name} (sox pitch shift)`, signal,
-          ...(options.onSpawn && { onSpawn: options.onSpawn }),
+          onSpawn: (pid) => {
+            pids.push(pid);
+            share?.add(pid);
+            options.onSpawn?.(pid);
+          },
         });
       }
       let wav;
@@ -252,6 +266,8 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
       // an engine on a full disk writes a short file or fails with its own words: the disk is the cause
       if (isAvatarError(error, 'AVATAR_ERR_TTS_FAILED')) throw (await diskFullAt(raw, error)) ?? error;
       throw error;
+    } finally {
+      share?.forget(pids);
     }
   };
   const made: Promise<MadePart>[] = [];
@@ -287,6 +303,7 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
       else timed = false;
       words.push(...partWords);
       fromEngine &&= part.wordsFromEngine;
+      if (samples / sampleRate >= FIRST_VIDEO_SECONDS) share?.yieldCpu();
       ctx.progress(0.1 + (0.8 * (k + 1)) / texts.length, `sentence ${k + 1} of ${texts.length}`);
       input.onPart?.({ index: k, pcm: part.pcm, sampleRate, startSeconds, ...(partPhonemes && { phonemes: partPhonemes }), words: partWords });
     }
@@ -416,15 +433,6 @@ export function parseFlitePhonemes(stdout: string): PhonemeTiming[] {
   return out;
 }
 
-/** A helper process's CPU priority lowered (its nice 10 above ours); where the system refuses, it runs as it is. */
-function lowerPriority(pid: number): void {
-  try {
-    setPriority(pid, Math.min(19, getPriority() + 10));
-  } catch {
-    // (it only runs sooner)
-  }
-}
-
 const fliteVoiceCache = new Map<string, Promise<string[]>>();
 function fliteVoices(binary: string): Promise<string[]> {
   let voices = fliteVoiceCache.get(binary);
@@ -475,7 +483,7 @@ const fliteSpec: EngineSpec = {
     const synthesis = runTool(job.binary, args, {
       tool: 'flite', install: INSTALL.flite, engine: 'flite', signal,
       onSpawn: (pid) => {
-        if (job.yieldCpu) lowerPriority(pid);
+        job.started?.(pid);
         job.onSpawn?.(pid);
       },
     });
@@ -485,7 +493,7 @@ const fliteSpec: EngineSpec = {
     signal.addEventListener('abort', stop, { once: true });
     // (said twenty times faster: the same phonemes for a fifth of the work, measured 0.04 s against 0.20 s)
     const alone = runTool(job.binary, ['-voice', job.voice.voice, '--setf', 'duration_stretch=0.05', '-ps', '-f', wordsFile, '-o', 'none'], {
-      tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: aside.signal, ...(job.yieldCpu && { onSpawn: lowerPriority }),
+      tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: aside.signal, ...(job.started && { onSpawn: job.started }),
     })
       .then(({ stdout }) => parseFliteWordGroups(stdout), () => undefined)
       .finally(() => signal.removeEventListener('abort', stop));
@@ -573,7 +581,10 @@ const festivalSpec: EngineSpec = {
     ];
     await writeWholeFile(script, `${lines.join('\n')}\n`);
     await runTool(job.binary, ['--batch', script], {
-      tool: 'festival', install: INSTALL.festival, engine: 'festival', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
+      tool: 'festival', install: INSTALL.festival, engine: 'festival', signal: job.signal, onSpawn: (pid) => {
+        job.started?.(pid);
+        job.onSpawn?.(pid);
+      },
     });
     const phonemes = parseFestivalSegments(await readFile(segs, 'utf8').catch(() => ''));
     const words = parseFestivalWords(await readFile(wordsFile, 'utf8').catch(() => ''));
@@ -604,7 +615,10 @@ const espeakSpec: EngineSpec = {
     const wpm = Math.round(ESPEAK_DEFAULT_WPM * job.voice.rate);
     const args = ['-v', job.voice.voice, '-b', '1', '-s', String(Math.max(80, Math.min(450, wpm))), '-p', String(p), '-w', job.wavPath, '-f', textFile];
     const { stderr } = await runTool(job.binary, args, {
-      tool: 'espeak-ng', install: INSTALL['espeak-ng'], engine: 'espeak-ng', signal: job.signal, ...(job.onSpawn && { onSpawn: job.onSpawn }),
+      tool: 'espeak-ng', install: INSTALL['espeak-ng'], engine: 'espeak-ng', signal: job.signal, onSpawn: (pid) => {
+        job.started?.(pid);
+        job.onSpawn?.(pid);
+      },
     });
     if (/voice does not exist|Failed to read voice/i.test(stderr)) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'espeak-ng', reason: stderr.trim() });
     // espeak-ng only reports phoneme events through its C library's callback, not on the command line
