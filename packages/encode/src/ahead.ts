@@ -100,7 +100,7 @@ export function aheadSupported(): boolean {
  * Where the command's ffmpeg comes from, set before any other change to its spawn (so it sees the
  * final command line). `keep`: started now and kept for a later encode; the command itself goes no
  * further, and nothing is started where the line cannot be known as fluent-ffmpeg 2.1 would spawn it.
- * `take`: the one kept for the same command line, else spawned as usual (`onTaken` says which it took).
+ * `take`: the one kept for the same command line (its pid told to `take`), else spawned as usual.
  * False where this fluent-ffmpeg is not one it knows: nothing is changed then.
  */
 export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSignal } | { take: (pid: number) => void }): boolean {
