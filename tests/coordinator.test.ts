@@ -424,6 +424,41 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(existsSync(out)).toBe(false);
   }, 60_000);
 
+  it('a service\'s live run leaves an encoder started for the next, which that run takes; the service\'s end stops it', async () => {
+    const registry = await registryWithFlite((run, input, ctx) => run(input, ctx));
+    const storage = join(dir, 's-standby');
+    const log = new MemoryLogger();
+    const service = new AbortController();
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE, log, encoderStandby: service.signal });
+    const waitingEncoders = async (): Promise<number> => {
+      let found = 0;
+      for (let i = 0; i < 100 && found === 0; i++) {
+        found = (await childCommands()).filter((c) => c.includes('yuv4mpegpipe')).length;
+        if (found === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return found;
+    };
+    const live = (): Writable => new Writable({ write(_chunk: Buffer, _e, callback) { callback(); } });
+    const text = 'Hello! I am Grace. This is said twice, by two runs of one service.';
+    const first = await coordinator.execute({ text, avatarImage: PORTRAIT, outputPath: join(dir, 'standby-1.mp4'), config: { videoQuality: 'low' }, live: live(), liveOnly: true });
+    expect(first.error).toBeNull();
+    expect(await waitingEncoders()).toBe(1);
+    const taken = (): number => log.entries.filter((e) => e.message === 'ffmpeg started ahead of the encode taken').length;
+    const before = taken();
+    const second = await coordinator.execute({ text, avatarImage: PORTRAIT, outputPath: join(dir, 'standby-2.mp4'), config: { videoQuality: 'low' }, live: live(), liveOnly: true });
+    expect(second.error).toBeNull();
+    expect(taken()).toBe(before + 1);
+    // and one waits for a third; the service's end stops it
+    expect(await waitingEncoders()).toBe(1);
+    service.abort();
+    let left = 1;
+    for (let i = 0; i < 40 && left > 0; i++) {
+      left = (await childCommands()).filter((c) => c.includes('ffmpeg')).length;
+      if (left > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(left).toBe(0);
+  }, 60_000);
+
   it('a live run whose speech engine ignores the length limit is refused as a text too long, not by the renderer as audio', async () => {
     // flite, as a third party's engine might be: it speaks whatever it is given
     const registry = await registryWithFlite((run, input, ctx) => run({ ...input, maxSeconds: 3600 }, ctx));

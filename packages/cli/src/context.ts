@@ -30,6 +30,8 @@ export interface ContextOptions {
   /** the job store's URL (--store, AVATAR_STORE); none: the file store in the storage folder */
   store?: string;
   log: Logger;
+  /** a long-running service (serve, worker): its live runs leave an encoder started for the next (closed with it) */
+  service?: boolean;
 }
 
 export interface CliContext {
@@ -188,9 +190,13 @@ export async function openContext(options: ContextOptions): Promise<CliContext> 
     if (!isAvatarError(error, 'AVATAR_ERR_STORE_UNSUPPORTED') && !isAvatarError(error, 'AVATAR_ERR_CONFIG_INVALID')) throw error;
     store = unavailableStore(error);
   }
-  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, ...defaults, log: options.log });
+  const standby = options.service ? new AbortController() : undefined;
+  const coordinator = new PipelineCoordinator({ registry, resources, voices, storageDir, ...defaults, log: options.log, ...(standby && { encoderStandby: standby.signal }) });
   return {
     storageDir, registry, resources, voices, store, coordinator, pluginFailures: failures, log: options.log,
-    close: () => store.close(),
+    close: () => {
+      standby?.abort();
+      return store.close();
+    },
   };
 }

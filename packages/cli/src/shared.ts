@@ -35,7 +35,7 @@ export async function withContext(command: Command, first: CommandBody | { servi
   let ctx: CliContext | undefined;
   try {
     if (live) checkLiveOutput(command);
-    ctx = await openContext({ storage: storageFrom(opts.storage), ...(opts.store !== undefined && { store: opts.store }), log: createLogger(opts.verbose, { errors: service ? 'always' : 'verbose' }) });
+    ctx = await openContext({ storage: storageFrom(opts.storage), ...(opts.store !== undefined && { store: opts.store }), log: createLogger(opts.verbose, { errors: service ? 'always' : 'verbose' }), service });
     const code = await fn(ctx, out, opts);
     process.exitCode = code ?? 0;
   } catch (error) {

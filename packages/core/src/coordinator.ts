@@ -242,6 +242,12 @@ export interface CoordinatorOptions {
   commercialSafe?: boolean;
   /** how long an engine may go on after its run is cancelled before the run ends without it (default 10 s) */
   cancelGraceMs?: number;
+  /**
+   * A service's (a server's, a worker's): while it is not aborted, each live run leaves an encoder started
+   * for a next run like it (StagePlugin.encodeAhead), so that one skips the encoder's own start. Abort it
+   * when the service stops.
+   */
+  encoderStandby?: AbortSignal;
   log?: Logger;
 }
 
@@ -391,6 +397,7 @@ export class PipelineCoordinator {
   private readonly engineOptions: EngineOptions;
   private readonly commercialSafe: boolean;
   private readonly cancelGraceMs: number;
+  private readonly encoderStandby: AbortSignal | undefined;
   /** check() outcomes of chosen engines, kept while they pass */
   private readonly checks = new Map<StagePlugin, Promise<PluginCheck>>();
 
@@ -404,6 +411,7 @@ export class PipelineCoordinator {
     this.engineOptions = { ...options.engineOptions };
     this.commercialSafe = options.commercialSafe ?? false;
     this.cancelGraceMs = options.cancelGraceMs ?? 10_000;
+    this.encoderStandby = options.encoderStandby;
     this.log = options.log ?? silentLogger;
   }
 
@@ -795,6 +803,9 @@ export class PipelineCoordinator {
         } finally {
           ahead.abort();
           run.signal.removeEventListener('abort', onRunAbort);
+          // an encoder like this one's, started for the service's next live run
+          const standby = this.encoderStandby;
+          if (standby && !standby.aborted) this.encodeAhead(engines.encode, { settings, live: true, audioStream: { sampleRate: first.value.sampleRate }, signal: standby, standby: true });
         }
       }
       // both settle before the run goes on or fails: no stage is left running behind a failed one

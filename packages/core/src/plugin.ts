@@ -314,8 +314,10 @@ export interface EncodeAhead {
   live: boolean;
   /** the sound comes as it is made (EncodeInput.audioStream), at this rate */
   audioStream?: { sampleRate: number };
-  /** aborts when the run ends */
+  /** aborts when the run ends (a standby's: when the service that asked for it stops) */
   signal: AbortSignal;
+  /** for a next run like this one rather than for this one (a service's standby) */
+  standby?: boolean;
 }
 
 /** Sound as it is made: 16-bit mono samples in order. */

@@ -50,9 +50,9 @@ async function encode(input: EncodeInput, log = new MemoryLogger()) {
 }
 
 /** The ffmpeg started ahead, once it runs (its spawn comes a few turns of the event loop after the call). */
-async function startedAhead(signal: AbortSignal): Promise<ChildProcess | undefined> {
+async function startedAhead(signal: AbortSignal, standby = false): Promise<ChildProcess | undefined> {
   const before = new Set(spareProcesses());
-  await ffmpegPlugin.encodeAhead?.({ settings, live: true, audioStream: { sampleRate: RATE }, signal });
+  await ffmpegPlugin.encodeAhead?.({ settings, live: true, audioStream: { sampleRate: RATE }, signal, standby });
   for (let i = 0; i < 200; i++) {
     const started = spareProcesses().find((proc) => !before.has(proc) && proc.pid);
     if (started) return started;
@@ -118,6 +118,22 @@ describe('ffmpeg started ahead of a live encode', () => {
     expect(spare?.signalCode).toBe('SIGKILL');
     expect(spareProcesses()).toEqual([]);
     expect(await readdir(dir)).toEqual(before);
+  });
+
+  it('a service\'s standby serves a run: the run starts none of its own, and its end leaves the standby to the service', async () => {
+    const standby = new AbortController();
+    const run = new AbortController();
+    const waiting = await startedAhead(standby.signal, true);
+    expect(waiting?.pid).toBeGreaterThan(0);
+    await ffmpegPlugin.encodeAhead?.({ settings, live: true, audioStream: { sampleRate: RATE }, signal: run.signal });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(spareProcesses()).toEqual([waiting]);
+    // the run's end leaves the standby alone; the service's end stops it
+    run.abort();
+    expect(spareProcesses()).toEqual([waiting]);
+    standby.abort();
+    await ended(waiting as ChildProcess);
+    expect(spareProcesses()).toEqual([]);
   });
 
   it('starts nothing for what it cannot know ahead: a file encode, sound from a file, WebM, a rate that is not a whole number', async () => {

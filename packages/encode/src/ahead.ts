@@ -12,12 +12,15 @@ import { isRunning, killChild } from '@avatar/core';
  *
  * One not taken is stopped when the run it was made for ends (its signal) or after IDLE_MS, whichever
  * comes first; it dies with this process like any other ffmpeg of ours (the command line carries the same
- * guard). Runs side by side each keep their own.
+ * guard). Runs side by side each keep their own. A service's standby (started after a run, for the next)
+ * serves a run that asks for one of the same line: that run starts none of its own.
  */
 const IDLE_MS = 30_000;
 
 interface Spare {
   proc: ChildProcess;
+  /** started for a service's next run rather than for a run under way */
+  standby: boolean;
   /** forgets it, without stopping it (taken, or gone by itself) */
   release(): void;
 }
@@ -30,7 +33,7 @@ export function spareProcesses(): ChildProcess[] {
   return [...spares.values()].flat().map((spare) => spare.proc);
 }
 
-function keep(key: string, proc: ChildProcess, signal: AbortSignal): void {
+function keep(key: string, proc: ChildProcess, signal: AbortSignal, standby: boolean): void {
   // a start that fails shows as the encode not finding it running; nothing to report here
   proc.on('error', () => {});
   const release = (): void => {
@@ -48,23 +51,25 @@ function keep(key: string, proc: ChildProcess, signal: AbortSignal): void {
   timer.unref();
   signal.addEventListener('abort', stop, { once: true });
   proc.once('exit', release);
-  spares.set(key, [...(spares.get(key) ?? []), { proc, release }]);
+  spares.set(key, [...(spares.get(key) ?? []), { proc, standby, release }]);
   if (signal.aborted) stop();
 }
 
-/**
- * A process made ahead for exactly this command line that can still take an encode: running, with its
- * pipes open (one that is dying may have closed them before its exit is known).
- */
+/** Running, with its pipes open (one that is dying may have closed them before its exit is known). */
+function usable(proc: ChildProcess): boolean {
+  return isRunning(proc) && proc.stdio.every((stream) => !stream || (!stream.destroyed && !stream.closed));
+}
+
+/** Whether a standby for this command line waits to be taken (a run's own spares are that run's). */
+function standbyWaiting(key: string): boolean {
+  return (spares.get(key) ?? []).some((spare) => spare.standby && usable(spare.proc));
+}
+
+/** A process made ahead for exactly this command line that can still take an encode. */
 function take(key: string): ChildProcess | undefined {
-  for (const spare of spares.get(key) ?? []) {
-    const { proc } = spare;
-    const open = proc.stdio.every((stream) => !stream || (!stream.destroyed && !stream.closed));
-    if (!isRunning(proc) || !open) continue;
-    spare.release();
-    return proc;
-  }
-  return undefined;
+  const spare = (spares.get(key) ?? []).find((kept) => usable(kept.proc));
+  spare?.release();
+  return spare?.proc;
 }
 
 /** fluent-ffmpeg 2.1's ring of output lines, which its run reads ffmpeg's stderr through. */
@@ -103,7 +108,7 @@ export function aheadSupported(): boolean {
  * `take`: the one kept for the same command line (its pid told to `take`), else spawned as usual.
  * False where this fluent-ffmpeg is not one it knows: nothing is changed then.
  */
-export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSignal } | { take: (pid: number) => void }): boolean {
+export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSignal; standby?: boolean } | { take: (pid: number) => void }): boolean {
   const steps = command as unknown as SpawnStep;
   // another fluent-ffmpeg than 2.1: its encodes start their own ffmpeg
   if (typeof steps._spawnFfmpeg !== 'function' || typeof steps._getFfmpegPath !== 'function' || !linesRing) return false;
@@ -116,8 +121,11 @@ export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSig
       if (!plain || mode.keep.aborted) return;
       steps._getFfmpegPath((error, path) => {
         if (error || !path || mode.keep.aborted) return;
+        const key = JSON.stringify([path, args, options]);
+        // (a service's standby waiting for this line serves the run, or the next)
+        if (standbyWaiting(key)) return;
         try {
-          keep(JSON.stringify([path, args, options]), spawn(path, args, spawnOptions), mode.keep);
+          keep(key, spawn(path, args, spawnOptions), mode.keep, mode.standby === true);
         } catch {
           // nothing kept: the encode starts its own
         }

@@ -220,7 +220,7 @@ function y4mHeader(width: number, height: number, fps: number): string {
 }
 
 /** Where a command's ffmpeg comes from: started now and kept for a later encode, or one kept taken (spawnAhead). */
-type Ahead = { keep: AbortSignal } | { take: (pid: number) => void };
+type Ahead = { keep: AbortSignal; standby?: boolean } | { take: (pid: number) => void };
 
 function newCommand(job: Pick<Job, 'tools'>, ahead?: Ahead): ffmpeg.FfmpegCommand {
   // setFfmpegPath writes fluent-ffmpeg's module-wide setting; it is read when the command spawns,
@@ -932,7 +932,7 @@ export async function startEncodeAhead(plan: EncodeAhead, paths: FfmpegToolPaths
   if (plan.signal.aborted) return;
   const command = framesCommand({ tools: resolveTools(paths) }, {
     settings, filter: 'null', video: { kind: 'y4m' }, sound: { sampleRate: audioStream.sampleRate }, live: true, output: { stream: new PassThrough() },
-  }, { keep: plan.signal });
+  }, { keep: plan.signal, standby: plan.standby === true });
   // (it goes no further than the spawn, kept for the encode)
   command.on('error', () => {});
   command.run();
