@@ -251,6 +251,9 @@ export interface CoordinatorOptions {
   log?: Logger;
 }
 
+/** The longest a service's standby encoder (CoordinatorOptions.encoderStandby) is kept unused. */
+const STANDBY_MS = 60_000;
+
 /** Runs named stages in order, recording each one's time and memory, and turning failures into results. */
 class StageRun {
   readonly completed: StageName[] = [];
@@ -787,10 +790,13 @@ export class PipelineCoordinator {
         }
         const captionsLater = config.captions === 'none' ? Promise.resolve(undefined) : speaking.then((speech) => this.writeCaptions(run.workDir, request.text, speech, config.captions === 'burn' ? 'burn' : 'soft', avatar));
         captionsLater.catch(() => {});
+        let encoded = false;
         try {
-          return await this.renderAndEncode(run, engines, {
+          const outcome = await this.renderAndEncode(run, engines, {
             avatar, speechParts: feed.parts(), audioPath: join(run.workDir, 'speech.wav'), maxSeconds, settings, animation: animationOf(config),
           }, { outputPath, live: request.live, liveOnly: request.liveOnly === true, captionsLater, audioStream: { sampleRate: first.value.sampleRate, chunks: feed.sound(), seconds: () => feed.seconds } });
+          encoded = true;
+          return outcome;
         } catch (error) {
           // the speech stops with the run; when it failed first, its error is the run's
           speechStop.abort();
@@ -803,9 +809,13 @@ export class PipelineCoordinator {
         } finally {
           ahead.abort();
           run.signal.removeEventListener('abort', onRunAbort);
-          // an encoder like this one's, started for the service's next live run
+          // an encoder like this one's, started for the service's next live run (after one that went
+          // through: not after a failure or a cancel, a service's stop among them); bounded by the host
+          // too, for an engine that would keep it as long as the signal lets it
           const standby = this.encoderStandby;
-          if (standby && !standby.aborted) this.encodeAhead(engines.encode, { settings, live: true, audioStream: { sampleRate: first.value.sampleRate }, signal: standby, standby: true });
+          if (encoded && standby && !standby.aborted && !run.signal.aborted) {
+            this.encodeAhead(engines.encode, { settings, live: true, audioStream: { sampleRate: first.value.sampleRate }, signal: AbortSignal.any([standby, AbortSignal.timeout(STANDBY_MS)]), standby: true });
+          }
         }
       }
       // both settle before the run goes on or fails: no stage is left running behind a failed one

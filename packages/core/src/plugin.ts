@@ -612,7 +612,8 @@ export interface StagePlugin<K extends StageKind = StageKind> {
    * Encode engines, optional: what a run will encode, said while its earlier stages work and before its
    * frames exist (a live run drawn as its speech is made), so the engine can start its encoder meanwhile.
    * A process started for it and not taken by an encode is stopped when `signal` aborts, which the run
-   * does when it ends, however it ends. A failure here is only logged: the encode starts its own.
+   * does when it ends, however it ends (a standby's: when the service stops, or a minute on at most).
+   * A failure here is only logged: the encode starts its own.
    */
   encodeAhead?(plan: EncodeAhead): Promise<void>;
   /**

@@ -136,6 +136,21 @@ describe('ffmpeg started ahead of a live encode', () => {
     expect(spareProcesses()).toEqual([]);
   });
 
+  it('a standby serves one run at a time: a run asking beside the one it is reserved for starts its own', async () => {
+    const standby = new AbortController();
+    const [a, b] = [new AbortController(), new AbortController()];
+    const waiting = await startedAhead(standby.signal, true);
+    await ffmpegPlugin.encodeAhead?.({ settings, live: true, audioStream: { sampleRate: RATE }, signal: a.signal });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(spareProcesses()).toEqual([waiting]);
+    const own = await startedAhead(b.signal);
+    expect(own?.pid).toBeGreaterThan(0);
+    expect(spareProcesses()).toEqual([waiting, own]);
+    for (const run of [a, b, standby]) run.abort();
+    for (const proc of [waiting, own]) await ended(proc as ChildProcess);
+    expect(spareProcesses()).toEqual([]);
+  });
+
   it('starts nothing for what it cannot know ahead: a file encode, sound from a file, WebM, a rate that is not a whole number', async () => {
     const run = new AbortController();
     for (const plan of [{ live: false }, { audioStream: undefined }, { settings: { ...settings, format: 'webm' as const } }, { settings: { ...settings, fps: 29.97 } }]) {

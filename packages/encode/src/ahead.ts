@@ -13,7 +13,8 @@ import { isRunning, killChild } from '@avatar/core';
  * One not taken is stopped when the run it was made for ends (its signal) or after IDLE_MS, whichever
  * comes first; it dies with this process like any other ffmpeg of ours (the command line carries the same
  * guard). Runs side by side each keep their own. A service's standby (started after a run, for the next)
- * serves a run that asks for one of the same line: that run starts none of its own.
+ * serves the first run that then asks for one of the same line, which starts none of its own: the standby
+ * is reserved for it (its idle time counted again), and a run asking beside it starts its own.
  */
 const IDLE_MS = 30_000;
 
@@ -21,8 +22,12 @@ interface Spare {
   proc: ChildProcess;
   /** started for a service's next run rather than for a run under way */
   standby: boolean;
+  /** a standby that a run under way counts on (until that run ends) */
+  reserved: boolean;
   /** forgets it, without stopping it (taken, or gone by itself) */
   release(): void;
+  /** its idle time counted from now */
+  rewind(): void;
 }
 
 /** by command line, oldest first */
@@ -47,11 +52,16 @@ function keep(key: string, proc: ChildProcess, signal: AbortSignal, standby: boo
     release();
     killChild(proc, 'SIGKILL');
   };
-  const timer = setTimeout(stop, IDLE_MS);
+  let timer = setTimeout(stop, IDLE_MS);
   timer.unref();
+  const rewind = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(stop, IDLE_MS);
+    timer.unref();
+  };
   signal.addEventListener('abort', stop, { once: true });
   proc.once('exit', release);
-  spares.set(key, [...(spares.get(key) ?? []), { proc, standby, release }]);
+  spares.set(key, [...(spares.get(key) ?? []), { proc, standby, reserved: false, release, rewind }]);
   if (signal.aborted) stop();
 }
 
@@ -60,9 +70,17 @@ function usable(proc: ChildProcess): boolean {
   return isRunning(proc) && proc.stdio.every((stream) => !stream || (!stream.destroyed && !stream.closed));
 }
 
-/** Whether a standby for this command line waits to be taken (a run's own spares are that run's). */
-function standbyWaiting(key: string): boolean {
-  return (spares.get(key) ?? []).some((spare) => spare.standby && usable(spare.proc));
+/**
+ * A standby for this command line that no run counts on yet, reserved for the run of `signal` (until it
+ * ends): that run then starts none of its own. False when there is none.
+ */
+function reserveStandby(key: string, signal: AbortSignal): boolean {
+  const spare = (spares.get(key) ?? []).find((kept) => kept.standby && !kept.reserved && usable(kept.proc));
+  if (!spare) return false;
+  spare.reserved = true;
+  spare.rewind();
+  signal.addEventListener('abort', () => { spare.reserved = false; }, { once: true });
+  return true;
 }
 
 /** A process made ahead for exactly this command line that can still take an encode. */
@@ -122,8 +140,8 @@ export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSig
       steps._getFfmpegPath((error, path) => {
         if (error || !path || mode.keep.aborted) return;
         const key = JSON.stringify([path, args, options]);
-        // (a service's standby waiting for this line serves the run, or the next)
-        if (standbyWaiting(key)) return;
+        // (a service's standby waiting for this line serves the run; one for the next is not needed twice)
+        if (mode.standby ? (spares.get(key) ?? []).some((kept) => kept.standby && !kept.reserved && usable(kept.proc)) : reserveStandby(key, mode.keep)) return;
         try {
           keep(key, spawn(path, args, spawnOptions), mode.keep, mode.standby === true);
         } catch {
