@@ -776,7 +776,8 @@ export class PipelineCoordinator {
       if (feed) {
         this.log.debug('the frames follow the speech as it is made');
         // the encode is known once the speech's rate is: its encoder may start now (it takes a while to)
-        feed.first.then((part) => this.encodeAhead(engines.encode, { settings, live: true, audioStream: { sampleRate: part.sampleRate }, signal: ahead.signal }), () => {});
+        const liveEncode = (sampleRate: number): Omit<EncodeAhead, 'signal'> => ({ settings, live: true, audioStream: { sampleRate } });
+        feed.first.then((part) => this.encodeAhead(engines.encode, { ...liveEncode(part.sampleRate), signal: ahead.signal }), () => {});
         // the frames start once the face is known and the first sentence is spoken
         const [faced, first] = await Promise.allSettled([facing, feed.first]);
         const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
@@ -814,7 +815,7 @@ export class PipelineCoordinator {
           // too, for an engine that would keep it as long as the signal lets it
           const standby = this.encoderStandby;
           if (encoded && standby && !standby.aborted && !run.signal.aborted) {
-            this.encodeAhead(engines.encode, { settings, live: true, audioStream: { sampleRate: first.value.sampleRate }, signal: AbortSignal.any([standby, AbortSignal.timeout(STANDBY_MS)]), standby: true });
+            this.encodeAhead(engines.encode, { ...liveEncode(first.value.sampleRate), signal: AbortSignal.any([standby, AbortSignal.timeout(STANDBY_MS)]), standby: true });
           }
         }
       }

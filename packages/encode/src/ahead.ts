@@ -70,12 +70,17 @@ function usable(proc: ChildProcess): boolean {
   return isRunning(proc) && proc.stdio.every((stream) => !stream || (!stream.destroyed && !stream.closed));
 }
 
+/** A standby for this command line that no run counts on yet. */
+function freeStandby(key: string): Spare | undefined {
+  return (spares.get(key) ?? []).find((kept) => kept.standby && !kept.reserved && usable(kept.proc));
+}
+
 /**
  * A standby for this command line that no run counts on yet, reserved for the run of `signal` (until it
  * ends): that run then starts none of its own. False when there is none.
  */
 function reserveStandby(key: string, signal: AbortSignal): boolean {
-  const spare = (spares.get(key) ?? []).find((kept) => kept.standby && !kept.reserved && usable(kept.proc));
+  const spare = freeStandby(key);
   if (!spare) return false;
   spare.reserved = true;
   spare.rewind();
@@ -113,10 +118,15 @@ const linesRing = (() => {
   }
 })();
 
-/** Whether this fluent-ffmpeg is one whose spawn spawnAhead knows (2.1's). */
+let supported: boolean | undefined;
+
+/** Whether this fluent-ffmpeg is one whose spawn spawnAhead knows (2.1's); asked once. */
 export function aheadSupported(): boolean {
-  const steps = ffmpeg() as unknown as Partial<SpawnStep>;
-  return linesRing !== undefined && typeof steps._spawnFfmpeg === 'function' && typeof steps._getFfmpegPath === 'function';
+  if (supported === undefined) {
+    const steps = ffmpeg() as unknown as Partial<SpawnStep>;
+    supported = linesRing !== undefined && typeof steps._spawnFfmpeg === 'function' && typeof steps._getFfmpegPath === 'function';
+  }
+  return supported;
 }
 
 /**
@@ -141,7 +151,7 @@ export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSig
         if (error || !path || mode.keep.aborted) return;
         const key = JSON.stringify([path, args, options]);
         // (a service's standby waiting for this line serves the run; one for the next is not needed twice)
-        if (mode.standby ? (spares.get(key) ?? []).some((kept) => kept.standby && !kept.reserved && usable(kept.proc)) : reserveStandby(key, mode.keep)) return;
+        if (mode.standby ? freeStandby(key) !== undefined : reserveStandby(key, mode.keep)) return;
         try {
           keep(key, spawn(path, args, spawnOptions), mode.keep, mode.standby === true);
         } catch {

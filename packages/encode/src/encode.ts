@@ -219,6 +219,9 @@ function y4mHeader(width: number, height: number, fps: number): string {
   return `YUV4MPEG2 W${width} H${height} F${fps}:1 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2\n`;
 }
 
+/** The line before each frame of a YUV4MPEG stream (one buffer for every frame: the stream copies it) */
+const Y4M_FRAME = Buffer.from('FRAME\n', 'latin1');
+
 /** Where a command's ffmpeg comes from: started now and kept for a later encode, or one kept taken (spawnAhead). */
 type Ahead = { keep: AbortSignal; standby?: boolean } | { take: (pid: number) => void };
 
@@ -745,7 +748,7 @@ async function encodeFramesInto(
         const send = async (chunk: Uint8Array): Promise<boolean> => {
           // (a YUV4MPEG stream: its header, then each frame after a line of its own; both are copied
           // into the stream's buffer, so they ask nothing of the frame's ring)
-          if (y4m) stdin.write(written === 0 ? `${y4mHeader(width, height, frames.fps)}FRAME\n` : 'FRAME\n');
+          if (y4m) stdin.write(written === 0 ? Buffer.from(`${y4mHeader(width, height, frames.fps)}FRAME\n`, 'latin1') : Y4M_FRAME);
           const write = writeChunk(stdin, chunk);
           write.catch(() => {}); // awaited below or after the loop; this keeps an early failure from going unobserved
           inFlight.push(write);
