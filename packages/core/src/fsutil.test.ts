@@ -15,6 +15,7 @@ afterEach(async () => {
 describe.each([
   ['atomicWriteFile', atomicWriteFile],
   ['atomicWriteSmallFile', atomicWriteSmallFile],
+  ['atomicWriteFile, not durable', (path: string, data: string) => atomicWriteFile(path, data, { durable: false })],
 ] as const)('%s', (_name, write) => {
   it('writes a new file and replaces an old one whole, leaving no temp file', async () => {
     const target = join(dir, 'job.json');

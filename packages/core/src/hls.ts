@@ -17,6 +17,13 @@ export const liveDirFor = (storageDir: string, jobId: string): string => join(st
 /** No fragment of a live video comes near this: a larger box is a stream that is not one. */
 const MAX_BOX_BYTES = 1 << 30;
 
+/**
+ * Live files are renamed into place whole but not synced to disk: they are for watching the video while
+ * it is made (a retried job starts its folder afresh; a finished job's durable output is its video file),
+ * and each fsync held the first segment back by 10-30 ms on this machine. A power cut may lose them.
+ */
+const TRANSIENT = { durable: false } as const;
+
 const segmentName = (index: number): string => `seg-${String(index).padStart(5, '0')}.m4s`;
 
 /**
@@ -117,7 +124,7 @@ export class HlsWriter extends Writable {
     }
     if (!this.started) {
       await ensureDir(this.dir);
-      await atomicWriteFile(join(this.dir, HLS_INIT), Buffer.concat(this.header));
+      await atomicWriteFile(join(this.dir, HLS_INIT), Buffer.concat(this.header), TRANSIENT);
       this.header = [];
       this.started = true;
     }
@@ -140,7 +147,7 @@ export class HlsWriter extends Writable {
     const span = this.tracks ? fragmentSpan(moof, this.tracks) : undefined;
     const seconds = span && span.duration > 0 ? span.duration : 1;
     const name = segmentName(this.segments.length);
-    await atomicWriteFile(join(this.dir, name), Buffer.concat(this.fragment));
+    await atomicWriteFile(join(this.dir, name), Buffer.concat(this.fragment), TRANSIENT);
     this.fragment = [];
     this.segments.push({ name, seconds });
     await this.writePlaylist(false);
@@ -162,6 +169,6 @@ export class HlsWriter extends Writable {
       ...this.segments.flatMap((s) => [`#EXTINF:${s.seconds.toFixed(3)},`, s.name]),
       ...(ended ? ['#EXT-X-ENDLIST'] : []),
     ];
-    await atomicWriteFile(join(this.dir, HLS_PLAYLIST), `${lines.join('\n')}\n`);
+    await atomicWriteFile(join(this.dir, HLS_PLAYLIST), `${lines.join('\n')}\n`, TRANSIENT);
   }
 }

@@ -359,11 +359,38 @@ describe('ffmpeg encode plugin', () => {
       expect({ width: video.width, height: video.height, fps: video.fps, rate: video.audioSampleRate }).toEqual({ width: 160, height: 120, fps: 25, rate: 48000 });
       expect(topLevelBoxes(bytes).slice(0, 2)).toEqual(['ftyp', 'moov']);
       expect(topLevelBoxes(bytes)).toContain('moof');
+      // a fragment a second, key frame or not (x264 puts none in these 2.4 s after the first): a watcher
+      // can measure the video while it is encoded, rather than from one fragment at its end
+      if (!live) expect(topLevelBoxes(bytes).filter((box) => box === 'moof').length).toBeGreaterThanOrEqual(2);
       const file = await decodedBoth(outputPath, live ? video.audioPrimingSamples : 0);
       expect(await decodedBoth(bytes, video.audioPrimingSamples), live ? 'live' : 'file').toEqual(file);
       // without dropping the priming the sound differs: the stream does need it dropped
       if (!live) expect((await decodedBoth(bytes)).sound).not.toBe(file.sound);
     }
+  });
+
+  it('hands a live video\'s bytes to the watcher once the live stream has taken them', async () => {
+    const outputPath = join(dir, 'watched-after-live.mp4');
+    const order: string[] = [];
+    let chunks = 0;
+    // a live stream that takes its time with each chunk, as one that writes files does
+    const live = new Writable({
+      write: (_chunk, _encoding, callback) => {
+        const n = chunks++;
+        order.push(`live ${n} in`);
+        setTimeout(() => {
+          order.push(`live ${n} taken`);
+          callback();
+        }, 30);
+      },
+    });
+    const watch = (video: WatchedVideo): void => {
+      let n = 0;
+      video.bytes.on('data', () => order.push(`watcher ${n++}`));
+    };
+    await encode({ kind: 'frames', frames: movingSquare(30), audioPath: twoSeconds, outputPath, settings: { ...low, fps: 25, preset: 'ultrafast' }, watch, live });
+    expect(chunks).toBeGreaterThan(0);
+    for (let n = 0; n < chunks; n++) expect(order.indexOf(`watcher ${n}`), `chunk ${n}: ${order.join(', ')}`).toBeGreaterThan(order.indexOf(`live ${n} taken`));
   });
 
   it('a watcher that goes away, also while a write waits on it, costs the encode nothing', async () => {

@@ -342,6 +342,34 @@ describe('inspectVideo on encoded videos with real speech', () => {
     expect({ ...fromStream, elapsedSeconds: 0 }).toEqual({ ...fromFile, elapsedSeconds: 0 });
   });
 
+  it('starts decoding a watched stream at its second fragment, not at its first', async () => {
+    // a fragment every half second, as a watched encode hands them over
+    const fragmented = join(dir, 'sync-fragmented.mp4');
+    await promisify(execFile)('ffmpeg', ['-v', 'error', '-y', '-i', join(dir, 'sync.mp4'), '-c', 'copy', '-movflags', '+frag_keyframe+empty_moov+default_base_moof', '-frag_duration', '500000', fragmented]);
+    const whole = await readFile(fragmented);
+    const moofs: number[] = [];
+    for (let at = whole.indexOf('moof'); at >= 0; at = whole.indexOf('moof', at + 4)) moofs.push(at - 4);
+    expect(moofs.length).toBeGreaterThanOrEqual(3);
+    const decodes = (): string[] => {
+      const out = spawnSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' }).stdout;
+      return out.split('\n').filter((line) => /ffmpeg .*pipe:0.*-c:v pgm/.test(line));
+    };
+    const bytes = new PassThrough();
+    const inspecting = inspectVideo(join(dir, 'watched-late.mp4'), { mouthBox: MOUTH, watching: { bytes, width: W, height: H, fps: FPS, audioPrimingSamples: 0, audioSampleRate: 48000 } });
+    inspecting.catch(() => {});
+    // the header and the first fragment whole, with the name of the second's moof cut in two
+    bytes.write(whole.subarray(0, (moofs[1] as number) + 6));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(decodes()).toEqual([]);
+    bytes.write(whole.subarray((moofs[1] as number) + 6, (moofs[2] as number) + 8));
+    for (let i = 0; i < 250 && decodes().length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(decodes()).toHaveLength(1);
+    bytes.destroy(new Error('the encode failed'));
+    expect(isAvatarError(await inspecting.then(() => undefined, (e: unknown) => e), 'AVATAR_ERR_INPUT_NOT_VIDEO')).toBe(true);
+    for (let i = 0; i < 250 && decodes().length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(decodes()).toEqual([]);
+  });
+
   it('refuses a watched stream that stops before the video is whole, and stops its decode', async () => {
     const bytes = new PassThrough();
     const whole = await readFile(join(dir, 'sync.mp4'));

@@ -239,14 +239,15 @@ function decode(
 }
 
 /**
- * Reads a fragmented MP4 up to the end of the chunk that holds its first fragment's `moof` (or its end),
+ * Reads a fragmented MP4 up to the end of the chunk that holds its second fragment's `moof` (or its end),
  * and hands those chunks back; the stream is left paused at that point.
  */
-function firstFragment(stream: Readable): Promise<Buffer[]> {
+function firstFragments(stream: Readable): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   if (stream.readableEnded || stream.destroyed) return Promise.resolve(chunks);
   return new Promise((resolve) => {
     let tail: Buffer = Buffer.alloc(0);
+    let seen = 0;
     const done = (): void => {
       stream.off('data', onData);
       stream.off('end', done);
@@ -256,9 +257,12 @@ function firstFragment(stream: Readable): Promise<Buffer[]> {
     };
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
-      // (a box name may straddle two chunks)
-      if (Buffer.concat([tail, chunk.subarray(0, 3)]).includes('moof') || chunk.includes('moof')) done();
-      else tail = chunk.subarray(Math.max(0, chunk.length - 3));
+      // (a box name may straddle two chunks: the last three bytes of one go before the next, and cannot
+      // hold a whole name themselves)
+      const joined = Buffer.concat([tail, chunk]);
+      for (let at = joined.indexOf('moof'); at >= 0 && seen < 2; at = joined.indexOf('moof', at + 4)) seen++;
+      if (seen >= 2) done();
+      else tail = joined.subarray(Math.max(0, joined.length - 3));
     };
     stream.on('data', onData);
     stream.on('end', done);
@@ -462,11 +466,12 @@ export async function inspectVideo(path: string, options: InspectOptions): Promi
   const started = performance.now();
   const { watching } = options;
   if (!watching) await checkReadableFile(path, 'video');
-  // the decode starts once the first fragment is out: its process start would otherwise compete with the
-  // encoder while it draws and encodes the first fragment, which is what a live viewer waits for
+  // the decode starts once the second fragment is on its way: its process start (10-25 ms in which this
+  // process stands still) would otherwise compete with the encoder while it draws and encodes the first
+  // fragment, which is what a live viewer waits for, or hold back the answer to a viewer's first request
   // (a stream that fails is told by its closing before its end; its error is the encoder's to report)
   watching?.bytes.on('error', () => {});
-  const head = watching ? await firstFragment(watching.bytes) : [];
+  const head = watching ? await firstFragments(watching.bytes) : [];
   const ffmpeg = options.ffmpegPath ?? ffmpegPath();
   const ffprobe = options.ffprobePath ?? ffprobePath();
   const maxLag = Math.max(1, Math.round(options.maxLagFrames ?? 5));
