@@ -13,10 +13,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startServe } from './lib/serve.mjs';
+import { liveJob, startServe } from './lib/serve.mjs';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..');
 const CLI = join(ROOT, 'packages/cli/dist/bin.js');
@@ -51,28 +50,6 @@ function cliRun(storage, output) {
   });
 }
 
-async function httpRun(url) {
-  const started = performance.now();
-  const res = await fetch(`${url}/v1/jobs`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ jobType: 'full_pipeline', params: { text: TEXT, avatarImagePath: 'avatar.png', live: true, config: { videoQuality: 'medium' } } }),
-  });
-  const job = await res.json();
-  if (res.status !== 202) throw new Error(`submit: ${res.status} ${JSON.stringify(job)}`);
-  let firstSegment;
-  for (;;) {
-    if (firstSegment === undefined) {
-      const playlist = await fetch(`${url}/v1/jobs/${job.jobId}/live/playlist.m3u8`);
-      await playlist.arrayBuffer();
-      if (playlist.status === 200) firstSegment = performance.now() - started;
-    }
-    const now = await (await fetch(`${url}/v1/jobs/${job.jobId}`)).json();
-    if (now.status === 'completed') return { firstSegmentMs: firstSegment, totalMs: performance.now() - started };
-    if (now.status === 'failed' || now.status === 'cancelled') throw new Error(`job ${now.status}: ${JSON.stringify(now.error)}`);
-    await sleep(firstSegment === undefined ? 5 : 20);
-  }
-}
-
 const work = await mkdtemp(join(tmpdir(), 'avatar-bench-live-'));
 try {
   // (a) the CLI, live and to a file, taking turns
@@ -91,8 +68,8 @@ try {
   const server = await startServe(storage);
   const http = [];
   try {
-    await httpRun(server.url); // the first job also warms the worker's engines
-    for (let i = 0; i < rounds; i++) http.push(await httpRun(server.url));
+    await liveJob(server.url, TEXT); // the first job also warms the worker's engines
+    for (let i = 0; i < rounds; i++) http.push(await liveJob(server.url, TEXT));
   } finally {
     server.child.kill('SIGTERM');
   }
