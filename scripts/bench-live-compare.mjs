@@ -44,6 +44,12 @@ try {
     console.log(`${side.name}: first segment median ${Math.round(median(first))} ms (${first.map(Math.round).join(' ')}), completed median ${Math.round(median(side.runs.map((r) => r.totalMs)))} ms`);
   }
 } finally {
-  for (const side of sides) side.server.child.kill('SIGTERM');
+  // (the servers gone before their storage: one still stopping may write into it)
+  await Promise.all(sides.map(({ server }) => new Promise((resolve) => {
+    if (server.child.exitCode !== null || server.child.signalCode !== null) return resolve();
+    server.child.once('exit', resolve);
+    server.child.kill('SIGTERM');
+    setTimeout(() => server.child.kill('SIGKILL'), 10_000).unref();
+  })));
   await rm(work, { recursive: true, force: true });
 }

@@ -1,7 +1,7 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { atomicWriteFile, atomicWriteSmallFile } from './fsutil.js';
 
 let dir: string;
@@ -34,5 +34,23 @@ describe.each([
     await mkdir(target);
     await expect(write(target, 'data')).rejects.toThrow();
     expect((await readdir(dir)).sort()).toEqual(['keep', 'taken']);
+  });
+});
+
+describe('atomicWriteFile', () => {
+  it('syncs the file before the rename unless asked not to', async () => {
+    const probe = await open(join(dir, 'probe'), 'w');
+    const handleType = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    const sync = vi.spyOn(handleType, 'sync');
+    try {
+      await atomicWriteFile(join(dir, 'synced'), 'a');
+      expect(sync).toHaveBeenCalledTimes(1);
+      await atomicWriteFile(join(dir, 'not-synced'), 'b', { durable: false });
+      expect(sync).toHaveBeenCalledTimes(1);
+      expect(await readFile(join(dir, 'not-synced'), 'utf8')).toBe('b');
+    } finally {
+      sync.mockRestore();
+    }
   });
 });

@@ -9,9 +9,9 @@ import { ownerTag } from './owner.js';
 /**
  * Writes a file so that a reader sees the old content or the new one, never a mix:
  * temp file beside the target, fsync, rename over the target. `durable: false` leaves out the fsync:
- * readers still never see a torn file (the rename is atomic), but a power cut may lose the content; for
- * files that do not outlive their job (a live video's segments and playlist), where an fsync would cost
- * a live viewer 10-30 ms a file.
+ * readers never see a torn file while the machine runs (the rename is atomic), but after a power cut
+ * the file may be empty or gone; for files synced later by other means (a live video's segments, synced
+ * together when the stream ends), where an fsync each would cost a live viewer 10-30 ms a file.
  */
 export async function atomicWriteFile(path: string, data: string | Uint8Array, options: { durable?: boolean } = {}): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);

@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { HLS_INIT, HLS_PLAYLIST, HlsWriter, isHlsFile } from './hls.js';
 import { fragmentSpan, movieTracks } from './container.js';
 
@@ -62,6 +62,26 @@ describe('HLS from a live fragmented MP4', () => {
     expect(spans[0]!.duration).toBeCloseTo(1 + 1024 / 48_000, 3);
     expect(spans.slice(1, 4).every((s) => Math.abs(s.duration - 1) < 1e-6)).toBe(true);
     expect(spans[4]!.duration).toBeCloseTo(SECONDS - 4, 5);
+  });
+
+  it('syncs nothing to disk while the stream comes, and every file once it has ended, before the ended playlist', async () => {
+    const probe = await open(join(dir, 'live.mp4'), 'r');
+    const handleType = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    const sync = vi.spyOn(handleType, 'sync');
+    try {
+      const out = join(dir, 'synced');
+      const writer = new HlsWriter(out);
+      await feed(writer, fmp4, [65_536]);
+      expect(sync).not.toHaveBeenCalled();
+      expect(await readFile(join(out, HLS_PLAYLIST), 'utf8')).not.toContain('#EXT-X-ENDLIST');
+      await new Promise<void>((resolve) => writer.end(resolve));
+      // the header, five segments, and the ended playlist's own write
+      expect(sync).toHaveBeenCalledTimes(7);
+      expect(await readFile(join(out, HLS_PLAYLIST), 'utf8')).toContain('#EXT-X-ENDLIST');
+    } finally {
+      sync.mockRestore();
+    }
   });
 
   it('writes the header, a segment per fragment and an EVENT playlist that ends with the stream; ffmpeg plays it', async () => {

@@ -1,7 +1,8 @@
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fragmentSpan, movieTracks, type FragmentTrack } from './container.js';
-import { atomicWriteFile, ensureDir } from './fsutil.js';
+import { atomicWriteFile, ensureDir, namingPath } from './fsutil.js';
 
 /** The files of a live video, as a player asks for them. */
 export const HLS_PLAYLIST = 'playlist.m3u8';
@@ -18,9 +19,10 @@ export const liveDirFor = (storageDir: string, jobId: string): string => join(st
 const MAX_BOX_BYTES = 1 << 30;
 
 /**
- * Live files are renamed into place whole but not synced to disk: they are for watching the video while
- * it is made (a retried job starts its folder afresh; a finished job's durable output is its video file),
- * and each fsync held the first segment back by 10-30 ms on this machine. A power cut may lose them.
+ * Live files are renamed into place whole but not synced to disk one by one as they come: each fsync
+ * held the first segment back by 10-30 ms on this machine. Once the stream has ended they are synced
+ * together, before the ended playlist is written (durably): a power cut before then loses a job that
+ * had not completed (its retry starts the folder afresh), never the files of one that had.
  */
 const TRANSIENT = { durable: false } as const;
 
@@ -62,6 +64,7 @@ export class HlsWriter extends Writable {
     this.busy = (async () => {
       await this.drain();
       await this.closeFragment();
+      await this.syncWritten();
       await this.writePlaylist(true);
     })();
     this.busy.then(() => callback(), callback);
@@ -153,6 +156,22 @@ export class HlsWriter extends Writable {
     await this.writePlaylist(false);
   }
 
+  /** The header and every segment, synced to disk (together: the thread pool runs a few at once). */
+  private async syncWritten(): Promise<void> {
+    if (!this.started || this.destroyed) return;
+    await Promise.all([HLS_INIT, ...this.segments.map((s) => s.name)].map(async (name) => {
+      const path = join(this.dir, name);
+      const handle = await open(path, 'r');
+      try {
+        await handle.sync();
+      } catch (error) {
+        throw namingPath(error, path);
+      } finally {
+        await handle.close();
+      }
+    }));
+  }
+
   private async writePlaylist(ended: boolean): Promise<void> {
     if (!this.started || this.destroyed) return;
     // (an EVENT playlist's target may not change as it grows: 2 s holds a fragment a second, and a last one)
@@ -169,6 +188,7 @@ export class HlsWriter extends Writable {
       ...this.segments.flatMap((s) => [`#EXTINF:${s.seconds.toFixed(3)},`, s.name]),
       ...(ended ? ['#EXT-X-ENDLIST'] : []),
     ];
-    await atomicWriteFile(join(this.dir, HLS_PLAYLIST), `${lines.join('\n')}\n`, TRANSIENT);
+    // (the ended one durably: it is what says the video is whole, and lists the files synced before it)
+    await atomicWriteFile(join(this.dir, HLS_PLAYLIST), `${lines.join('\n')}\n`, ended ? {} : TRANSIENT);
   }
 }

@@ -239,15 +239,30 @@ function decode(
 }
 
 /**
- * Reads a fragmented MP4 up to the end of the chunk that holds its second fragment's `moof` (or its end),
- * and hands those chunks back; the stream is left paused at that point.
+ * Reads a fragmented MP4 up to the end of the chunk that holds its second fragment's `moof` header (or
+ * its end), and hands those chunks back; the stream is left paused at that point. Its top-level boxes are
+ * walked by their headers, so the name inside a box's data does not count.
  */
 function firstFragments(stream: Readable): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   if (stream.readableEnded || stream.destroyed) return Promise.resolve(chunks);
   return new Promise((resolve) => {
-    let tail: Buffer = Buffer.alloc(0);
-    let seen = 0;
+    let received = 0;
+    /** where the next top-level box starts, in the stream */
+    let next = 0;
+    let fragments = 0;
+    /** `n` bytes from `at` on, across chunks; undefined while they are not all in */
+    const bytesAt = (at: number, n: number): Buffer | undefined => {
+      if (at + n > received) return undefined;
+      const out = Buffer.alloc(n);
+      let start = 0;
+      for (const chunk of chunks) {
+        const from = at - start;
+        if (from < chunk.length && from + n > 0) chunk.copy(out, Math.max(0, -from), Math.max(0, from), Math.min(chunk.length, from + n));
+        start += chunk.length;
+      }
+      return out;
+    };
     const done = (): void => {
       stream.off('data', onData);
       stream.off('end', done);
@@ -257,12 +272,19 @@ function firstFragments(stream: Readable): Promise<Buffer[]> {
     };
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
-      // (a box name may straddle two chunks: the last three bytes of one go before the next, and cannot
-      // hold a whole name themselves)
-      const joined = Buffer.concat([tail, chunk]);
-      for (let at = joined.indexOf('moof'); at >= 0 && seen < 2; at = joined.indexOf('moof', at + 4)) seen++;
-      if (seen >= 2) done();
-      else tail = joined.subarray(Math.max(0, joined.length - 3));
+      received += chunk.length;
+      for (let head = bytesAt(next, 8); head; head = bytesAt(next, 8)) {
+        let size = head.readUInt32BE(0);
+        if (size === 1) {
+          const large = bytesAt(next, 16);
+          if (!large) return;
+          size = Number(large.readBigUInt64BE(8));
+        }
+        if (head.toString('latin1', 4, 8) === 'moof') fragments++;
+        // (a box to the end of the stream, or not a box: the decode takes it from here, and judges it)
+        if (fragments === 2 || size < 8) return done();
+        next += size;
+      }
     };
     stream.on('data', onData);
     stream.on('end', done);
