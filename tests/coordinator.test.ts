@@ -328,8 +328,12 @@ describe('PipelineCoordinator with the real engines', () => {
     // while it runs, not the speech's reports beside it (they took turns naming the job's stage)
     expect(named.slice(named.indexOf('encode_video'))).toEqual(['encode_video', 'inspect_video', 'cleanup']);
     expect(named.slice(0, 3)).toEqual(['load_profile', 'synthesize_speech', 'validate_avatar']);
-    // and the encode reports how far it is once the speech is whole, its frames then counted
-    expect(encoded.filter((f) => f > 0.1 && f < 0.9).length, JSON.stringify(encoded)).toBeGreaterThan(10);
+    // and the encode reports how far it is once the speech is whole, its frames then counted, rising
+    // frame by frame (how far it has got by then depends on how fast the speech came: on a busy machine,
+    // with the later sentences at a lower priority, the frames keep pace with the speech to its end)
+    const counted = encoded.filter((f) => f > 0 && f < 1);
+    expect(counted.length, JSON.stringify(encoded)).toBeGreaterThan(10);
+    expect(counted).toEqual([...counted].sort((a, b) => a - b));
     expect(result.inspection?.lagFrames).toBe(0);
     const file = join(dir, 'pipelined-live.mp4');
     await writeFile(file, Buffer.concat(chunks));
