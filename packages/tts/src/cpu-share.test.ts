@@ -32,4 +32,13 @@ describe('CpuShare', () => {
     // a process that is gone is passed over quietly
     share.add(999_999_999);
   });
+
+  it('lowers a process known to run behind at once, before any yield', () => {
+    const ours = getPriority();
+    const share = new CpuShare();
+    const [ahead, behind] = [sleeper(), sleeper()];
+    share.add(ahead);
+    share.add(behind, { behind: true });
+    expect([ahead, behind].map((pid) => getPriority(pid))).toEqual([ours, Math.min(19, ours + 10)]);
+  });
 });

@@ -266,12 +266,12 @@ describe('speech in parts', () => {
     expect(wav.subarray(44).equals(Buffer.from(speech.pcm.buffer, speech.pcm.byteOffset, speech.pcm.byteLength))).toBe(true);
   });
 
-  it('taken part by part, the parts started once 1.5 s of speech is made run at a lower CPU priority; spoken whole, none does', async () => {
-    const priorities = async (onPart: ((part: SpeechPart) => void) | undefined): Promise<number[]> => {
+  it('taken part by part, the parts started once 1.5 s of speech is made (or surely past it) run at a lower CPU priority; spoken whole, none does', async () => {
+    const priorities = async (onPart: ((part: SpeechPart) => void) | undefined, text = TEXT.repeat(3)): Promise<number[]> => {
       const seen: number[] = [];
       const plugin = createTtsPlugin('flite', { onSpawn: (pid) => { seen.push(getPriority(pid)); } });
       const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
-      await loaded.run({ text: TEXT.repeat(3), voice: slt, outputPath: join(dir, 'priorities.wav'), maxSeconds: 60, ...(onPart && { onPart }) }, ctx());
+      await loaded.run({ text, voice: slt, outputPath: join(dir, 'priorities.wav'), maxSeconds: 60, ...(onPart && { onPart }) }, ctx());
       return seen;
     };
     const ours = getPriority();
@@ -283,6 +283,9 @@ describe('speech in parts', () => {
     expect(first).toBeGreaterThanOrEqual(2);
     expect(taken.slice(first).every((p) => p === lowered)).toBe(true);
     expect((await priorities(undefined)).every((p) => p === ours)).toBe(true);
+    // a first sentence long enough for the first second of video on its own: every later part starts lowered
+    const long = await priorities(() => {}, 'This video was made from one photo and a few sentences, on an ordinary computer. It ends here. Or here.');
+    expect(long).toEqual([ours, lowered, lowered]);
   });
 
   it('a cancel stops every part\'s process and leaves no output file', async () => {
