@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -267,12 +268,19 @@ describe('speech in parts', () => {
   });
 
   it('taken part by part, the parts started once 1.5 s of speech is made (or surely past it) run at a lower CPU priority; spoken whole, none does', async () => {
+    // each part's synthesis, in the order of the parts (two start at once: their spawns may come in either
+    // order), by the part folder on its command line
     const priorities = async (onPart: ((part: SpeechPart) => void) | undefined, text = TEXT.repeat(3)): Promise<number[]> => {
-      const seen: number[] = [];
-      const plugin = createTtsPlugin('flite', { onSpawn: (pid) => { seen.push(getPriority(pid)); } });
+      const seen: { part: number; priority: number }[] = [];
+      const plugin = createTtsPlugin('flite', {
+        onSpawn: (pid) => {
+          const part = /part-(\d+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1];
+          seen.push({ part: part === undefined ? -1 : Number(part), priority: getPriority(pid) });
+        },
+      });
       const loaded = await plugin.load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
       await loaded.run({ text, voice: slt, outputPath: join(dir, 'priorities.wav'), maxSeconds: 60, ...(onPart && { onPart }) }, ctx());
-      return seen;
+      return seen.sort((a, b) => a.part - b.part).map((s) => s.priority);
     };
     const ours = getPriority();
     const lowered = Math.min(19, ours + 10);

@@ -159,11 +159,12 @@ const LEAD_SECONDS = 4;
 const FIRST_VIDEO_SECONDS = 1.5;
 
 /**
- * Faster than any voice here speaks at rate 1 (flite's say 13-15 characters of text a second): the parts
- * before a part whose text is longer than this many seconds' worth surely cover FIRST_VIDEO_SECONDS, so
- * that part is not needed for the first second of video and starts at the lower priority at once.
+ * Letters and digits a second, faster than any voice here speaks them at rate 1 (flite's say 11-12): a
+ * part whose earlier parts' text holds more than FIRST_VIDEO_SECONDS' worth is not needed for the first
+ * second of video, and starts at the lower priority at once. (Punctuation is left out of the count: a
+ * run of it takes no time to say.)
  */
-const CHARS_PER_SECOND_AT_MOST = 20;
+const LETTERS_PER_SECOND_AT_MOST = 20;
 
 export function partsOf(sentences: readonly string[]): string[] {
   const parts: string[] = [];
@@ -215,11 +216,13 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   // a caller taking the parts as they come draws its first second of video from the first parts: once
   // they are made, the rest runs at a lower CPU priority (on a busy machine the video goes first)
   const share = input.onPart ? new CpuShare() : undefined;
-  // (the characters of the parts before each part: a long first sentence is then made alone rather than
-  // beside the next; the 110 s text's first fragment 1.43 -> 1.20 s)
+  // (the letters and digits of the parts before each part: a long first sentence is then made first,
+  // the next part beside it at the lower priority; the 110 s text's first fragment 1.43 -> 1.20 s. Only
+  // for the voices listed here: a voice file of one's own may speak at any speed.)
   const before: number[] = [];
-  for (let k = 0, chars = 0; k < texts.length; chars += (texts[k] as string).length + 1, k++) before.push(chars);
-  const surelyBehind = (k: number): boolean => (before[k] as number) / (CHARS_PER_SECOND_AT_MOST * voice.rate) >= FIRST_VIDEO_SECONDS;
+  for (let k = 0, letters = 0; k < texts.length; letters += (texts[k] as string).match(/[\p{L}\p{N}]/gu)?.length ?? 0, k++) before.push(letters);
+  const listed = findVoice(spec.name, voice.voice) !== undefined;
+  const surelyBehind = (k: number): boolean => listed && (before[k] as number) / (LETTERS_PER_SECOND_AT_MOST * voice.rate) >= FIRST_VIDEO_SECONDS;
   const makePart = async (k: number): Promise<MadePart> => {
     const text = texts[k] as string;
     const partDir = join(tmpDir, `part-${k}`);
