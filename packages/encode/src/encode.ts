@@ -550,9 +550,9 @@ class LiveTee extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    // the watcher (an inspector) gets a chunk once the viewer has it: the watcher starts its decoding
-    // process on its first fragment, and that start (10-25 ms in which this process stands still) came
-    // before the first segment was written
+    // the watcher (an inspector) gets a chunk once the viewer has it: the watcher starts a decoding
+    // process when a fragment is in, and that start (10-40 ms in which this process stands still) came
+    // before the segment was written
     const { watched } = this;
     Promise.all([writeAll(this.file as FileHandle, chunk), this.toLive(chunk)])
       .then(() => (watched ? toWatcher(watched, chunk) : undefined))
