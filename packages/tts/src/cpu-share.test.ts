@@ -33,6 +33,29 @@ describe('CpuShare', () => {
     share.add(999_999_999);
   });
 
+  it('lowers only its own children: a pid that has passed to another process is left alone', () => {
+    const ours = getPriority();
+    // a process that is not a child of this one (a child of a shell), as a pid taken again would be
+    const shell = spawn('sh', ['-c', 'sleep 30 & echo $!; wait'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(shell);
+    const share = new CpuShare();
+    share.yieldCpu();
+    return new Promise<void>((resolve, reject) => {
+      shell.stdout?.once('data', (line: Buffer) => {
+        const grandchild = Number(String(line).trim());
+        try {
+          share.add(grandchild, { behind: true });
+          expect(getPriority(grandchild)).toBe(ours);
+          resolve();
+        } catch (error) {
+          reject(error);
+        } finally {
+          process.kill(grandchild, 'SIGKILL');
+        }
+      });
+    });
+  });
+
   it('lowers a process known to run behind at once, before any yield', () => {
     const ours = getPriority();
     const share = new CpuShare();

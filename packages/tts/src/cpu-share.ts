@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
 
 /**
@@ -34,9 +35,25 @@ export class CpuShare {
 }
 
 function lower(pid: number): void {
+  // a part's process that has exited but whose part has not settled yet may have its pid taken by
+  // another process: only a child of this process is lowered (where /proc says whose child it is)
+  if (parentOf(pid) !== process.pid) return;
   try {
     setPriority(pid, Math.min(19, getPriority() + 10));
   } catch {
     // (gone already, or not allowed: it only runs sooner)
   }
+}
+
+/** The parent of `pid` from /proc (the field after the command's closing parenthesis), or ours where /proc has no answer. */
+function parentOf(pid: number): number | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (error) {
+    // no /proc (not Linux): trusted as before; a process that is gone: not ours to lower
+    return (error as NodeJS.ErrnoException).code === 'ENOENT' && existsSync('/proc/self/stat') ? undefined : process.pid;
+  }
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[1]);
 }
