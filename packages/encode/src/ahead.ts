@@ -137,9 +137,9 @@ export function aheadSupported(): boolean {
  * False where this fluent-ffmpeg is not one it knows: nothing is changed then.
  */
 export function spawnAhead(command: ffmpeg.FfmpegCommand, mode: { keep: AbortSignal; standby?: boolean } | { take: (pid: number) => void }): boolean {
-  const steps = command as unknown as SpawnStep;
   // another fluent-ffmpeg than 2.1: its encodes start their own ffmpeg
-  if (typeof steps._spawnFfmpeg !== 'function' || typeof steps._getFfmpegPath !== 'function' || !linesRing) return false;
+  if (!aheadSupported()) return false;
+  const steps = command as unknown as SpawnStep;
   const usual = steps._spawnFfmpeg.bind(command);
   steps._spawnFfmpeg = (args, options, processCB, endCB) => {
     const spawnOptions = options as SpawnOptions & { niceness?: number; captureStdout?: boolean; stdoutLines?: number };
