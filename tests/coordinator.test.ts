@@ -349,6 +349,44 @@ describe('PipelineCoordinator with the real engines', () => {
     expect(log.entries.some((e) => e.message === 'ffmpeg started ahead of the encode taken')).toBe(true);
   }, 60_000);
 
+  it('a live run\'s renderer starts once the face is known, before the first sentence is spoken', async () => {
+    const order: string[] = [];
+    let drawingStarted: () => void = () => {};
+    const drawing = new Promise<void>((resolve) => { drawingStarted = resolve; });
+    // flite, its parts held back until the renderer starts (for ten seconds at most: a renderer that
+    // waits for the first part starts after that)
+    const registry = await registryWithFlite(async (run, input, ctx) => {
+      const gate = Promise.race([drawing, new Promise((r) => setTimeout(r, 10_000))]);
+      let handed: Promise<unknown> = gate;
+      const speech = await run({
+        ...input,
+        onPart: (part) => {
+          handed = handed.then(() => {
+            if (!order.includes('first part')) order.push('first part');
+            input.onPart?.(part);
+          });
+        },
+      }, ctx);
+      await handed;
+      return speech;
+    });
+    const storage = join(dir, 's-renderer-early');
+    const coordinator = new PipelineCoordinator({ registry, resources: new ResourceManager(), voices: new VoiceProfileStore(storage), storageDir: storage, defaultVoice: DEFAULT_VOICE });
+    const live = new Writable({ write(_chunk: Buffer, _e, callback) { callback(); } });
+    const result = await coordinator.execute({
+      text: 'Hello! I am Grace.', avatarImage: PORTRAIT, outputPath: join(dir, 'renderer-early.mp4'), config: { videoQuality: 'low' }, live,
+      onProgress: (e) => {
+        if (e.stage === 'generate_lipsync' && !order.includes('drawing')) {
+          order.push('drawing');
+          drawingStarted();
+        }
+      },
+    });
+    expect(result.error).toBeNull();
+    expect(order).toEqual(['drawing', 'first part']);
+    expect(result.durationSeconds).toBeGreaterThan(1);
+  }, 60_000);
+
   it('a live run whose speech fails partway, after its first sentences are drawn, reports the speech\'s error and leaves nothing', async () => {
     // flite, failing once its second part is out (a slow third one gives the frames time to start)
     const registry = await registryWithFlite((run, input, ctx) => {

@@ -777,11 +777,17 @@ export class PipelineCoordinator {
         this.log.debug('the frames follow the speech as it is made');
         // the encode is known once the speech's rate is: its encoder may start now (it takes a while to)
         const liveEncode = (sampleRate: number): Omit<EncodeAhead, 'signal'> => ({ settings, live: true, audioStream: { sampleRate } });
-        feed.first.then((part) => this.encodeAhead(engines.encode, { ...liveEncode(part.sampleRate), signal: ahead.signal }), () => {});
-        // the frames start once the face is known and the first sentence is spoken
-        const [faced, first] = await Promise.allSettled([facing, feed.first]);
+        let sampleRate: number | undefined;
+        feed.first.then((part) => {
+          sampleRate = part.sampleRate;
+          this.encodeAhead(engines.encode, { ...liveEncode(part.sampleRate), signal: ahead.signal });
+        }, () => {});
+        // The renderer starts once the face is known: it makes its mesh and reads the photo while the
+        // first sentence is spoken (some 60 ms of this process's time that otherwise came after it).
+        // The encode starts with the first sentence: it needs the sound's rate.
+        const [faced] = await Promise.allSettled([facing]);
         const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
-        if (!avatar || first.status === 'rejected') {
+        if (!avatar) {
           ahead.abort();
           speechStop.abort();
           const [spoken] = await Promise.allSettled([speaking]);
@@ -795,7 +801,10 @@ export class PipelineCoordinator {
         try {
           const outcome = await this.renderAndEncode(run, engines, {
             avatar, speechParts: feed.parts(), audioPath: join(run.workDir, 'speech.wav'), maxSeconds, settings, animation: animationOf(config),
-          }, { outputPath, live: request.live, liveOnly: request.liveOnly === true, captionsLater, audioStream: { sampleRate: first.value.sampleRate, chunks: feed.sound(), seconds: () => feed.seconds } });
+          }, {
+            outputPath, live: request.live, liveOnly: request.liveOnly === true, captionsLater,
+            audioStream: feed.first.then((part) => ({ sampleRate: part.sampleRate, chunks: feed.sound(), seconds: () => feed.seconds })),
+          });
           encoded = true;
           return outcome;
         } catch (error) {
@@ -814,8 +823,8 @@ export class PipelineCoordinator {
           // through: not after a failure or a cancel, a service's stop among them); bounded by the host
           // too, for an engine that would keep it as long as the signal lets it
           const standby = this.encoderStandby;
-          if (encoded && standby && !standby.aborted && !run.signal.aborted) {
-            this.encodeAhead(engines.encode, { ...liveEncode(first.value.sampleRate), signal: AbortSignal.any([standby, AbortSignal.timeout(STANDBY_MS)]), standby: true });
+          if (encoded && sampleRate !== undefined && standby && !standby.aborted && !run.signal.aborted) {
+            this.encodeAhead(engines.encode, { ...liveEncode(sampleRate), signal: AbortSignal.any([standby, AbortSignal.timeout(STANDBY_MS)]), standby: true });
           }
         }
       }
@@ -964,7 +973,11 @@ export class PipelineCoordinator {
 
   private async renderAndEncode(
     run: StageRun, engines: EnginePlan, input: LipsyncInput,
-    target: { outputPath: string; live: Writable | undefined; liveOnly: boolean; captions?: Captions; captionsLater?: Promise<Captions | undefined>; audioStream?: AudioStream },
+    target: {
+      outputPath: string; live: Writable | undefined; liveOnly: boolean; captions?: Captions; captionsLater?: Promise<Captions | undefined>;
+      /** the sound as it is made, once its first part is (the frames may start before: see execute) */
+      audioStream?: Promise<AudioStream>;
+    },
   ): Promise<Outcome> {
     const lipsync = required(engines.lipsync, 'lipsync');
     const encoder = required(engines.encode, 'encode');
@@ -1012,6 +1025,7 @@ export class PipelineCoordinator {
       // (the renderer's own grace is the longer: when the encoder ignores a cancel, it is the one named)
       rendering = await this.withEngine(lipsync, run.signal, async (renderer) => {
         const rendered = await run.stage('generate_lipsync', (ctx) => renderer.run(input, ctx), lipsync);
+        const audioStream = await target.audioStream;
         // what the renderer throws while the encoder pulls its frames is the renderer's fault, not the encoder's
         const frames = { ...rendered, frames: blamed(rendered.frames, lipsync, run.signal) };
         const carried = captions && encoder.plugin.captions ? { captions: { path: captions.vtt, mode: captions.mode } } : {};
@@ -1019,7 +1033,7 @@ export class PipelineCoordinator {
         const encoding = run.stage('encode_video', (ctx) =>
           this.runStage(encoder, {
             kind: 'frames', frames, audioPath: input.audioPath, outputPath: partial, settings,
-            ...(target.audioStream && { audioStream: target.audioStream }), ...(live && { live }), ...carried, ...watch,
+            ...(audioStream && { audioStream }), ...(live && { live }), ...carried, ...watch,
           }, ctx, { alongside: true }), encoder);
         encoding.then(() => encodeEnded(), (error: unknown) => encodeEnded(error ?? new Error('the encode failed')));
         const encoded = await encoding;

@@ -71,9 +71,9 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice,
   const regions = regionsFromLandmarks(points, size.width, size.height);
   const signal = ctx.signal;
   // Frames are drawn as the encoder asks for them, so per-frame progress is the encoder's to report.
-  // The photo's pixels, the mesh and the mouth track are made on the first request: the encoder asks
-  // once its ffmpeg has started, and ffmpeg takes a tenth of a second or more before it reads a frame,
-  // time this process would otherwise spend waiting.
+  // The photo's pixels and the mesh are made at once, before the encoder asks (the photo is read on
+  // libuv's threads): a run drawn as it is spoken calls this as soon as the face is known, while its first
+  // sentence is still being spoken, and its encoder (started ahead) asks for frames with that sentence.
   const makeRenderer = async (): Promise<FaceRenderer> => {
     const sharp = await loadSharp();
     const { data } = await sharp(avatar.imagePath, { limitInputPixels: 100_000_000 })
@@ -96,11 +96,14 @@ async function render(input: LipsyncInput, ctx: RunContext, device: ModelDevice,
     }
     return renderer;
   };
-  // On a GPU the renderer opens now, so the encoder knows before it starts that the frames are there
-  // (it may take them from GPU memory); on the CPU it is made on the first request (see frames()).
+  // On a GPU the renderer opens before this returns, so the encoder knows before it starts that the frames
+  // are there (it may take them from GPU memory); on the CPU it is made meanwhile, and a failure to make it
+  // is the first frame's (a renderer on the CPU holds nothing to release if its frames are never asked for).
   const early = device.kind === 'gpu' ? await makeRenderer() : undefined;
+  const ready = early ? Promise.resolve(early) : makeRenderer();
+  ready.catch(() => {});
   async function* frames(): AsyncGenerator<Uint8Array> {
-    const renderer = early ?? (await makeRenderer());
+    const renderer = await ready;
     const noGpu = (): string => `cuda: ${device.kind === 'cpu' ? (device.reason ?? 'the host placed this engine on the CPU') : (renderer.gpuMissing ?? 'not used')}`;
     // said again at the end: a GPU that fails or draws a checked frame differently is left mid-run
     const say = (): void => {
