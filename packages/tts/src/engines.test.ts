@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAvatarError, silentLogger } from '@avatar/core';
 import type { RunContext, Speech, SpeechPart, StagePlugin, VoiceSettings } from '@avatar/core';
 import { analyzeSpeech } from './analysis.js';
-import { createTtsPlugin, parseEspeakVoices, parseFlitePhonemes, partsOf, sentencesOf } from './engines.js';
+import { createTtsPlugin, parseEspeakVoices, parseFlitePhonemes, partsOf, sentencesOf, timeWords } from './engines.js';
+import type { MadePart } from './engines.js';
+import { spokenWords } from './words.js';
 import { plugins } from './index.js';
 import { runTool } from './spawn.js';
 import { estimateSpeechSeconds } from './text.js';
@@ -258,13 +260,65 @@ describe('speech in parts', () => {
     }
     expect(Buffer.from(joined.buffer).equals(Buffer.from(speech.pcm.buffer, speech.pcm.byteOffset, speech.pcm.byteLength))).toBe(true);
     expect(parts.flatMap((p) => p.phonemes ?? [])).toEqual(speech.phonemes);
-    expect(parts.flatMap((p) => p.words ?? [])).toEqual(speech.words);
+    // flite's words are timed from all of them said once, after the parts: they come with the whole speech
+    expect(parts.every((p) => p.words === undefined)).toBe(true);
     expect(speech.wordTimingSource).toBe('engine');
+    expect(speech.words?.map((w) => w.word)).toEqual(spokenWords(TEXT));
     // the first part is the first sentence, said as it is in the whole
-    expect(parts[0]?.words?.map((w) => w.word)).toEqual(['Hello']);
+    expect(parts[0]?.phonemes?.filter((p) => p.phoneme !== 'pau').map((p) => p.phoneme).join(' ')).toBe('hh ax l ow');
     // the WAV on disk holds the same samples
     const wav = await readFile(join(dir, 'parts.wav'));
     expect(wav.subarray(44).equals(Buffer.from(speech.pcm.buffer, speech.pcm.byteOffset, speech.pcm.byteLength))).toBe(true);
+  });
+
+  it('times the words of every part from one list said once, as each part said on its own would time them', async () => {
+    const loaded = await createTtsPlugin('flite').load({ log: silentLogger, storageDir: dir, options: {}, device: { kind: 'cpu' } });
+    const text = `${TEXT} It's 2:30pm, and Dr. Smith isn't late.`;
+    const parts: SpeechPart[] = [];
+    const speech = await loaded.run({ text, voice: slt, outputPath: join(dir, 'words-once.wav'), maxSeconds: 60, onPart: (part) => parts.push(part) }, ctx());
+    expect(parts.length).toBeGreaterThan(2);
+    let at = 0;
+    for (const [k, part] of parts.entries()) {
+      // each part's text, said alone (whole: one process for the speech, one for its words)
+      const partText = partsOf(sentencesOf(speech.spokenText))[k] as string;
+      const spoken = spokenWords(partText);
+      const alone = await loaded.run({ text: partText, voice: slt, outputPath: join(dir, `words-alone-${k}.wav`), maxSeconds: 60 }, ctx());
+      expect(alone.wordTimingSource).toBe('engine');
+      const shifted = alone.words?.map((w) => ({ word: w.word, start: w.start + part.startSeconds, end: w.end + part.startSeconds }));
+      const mine = speech.words?.slice(at, at + spoken.length);
+      expect(mine?.map((w) => w.word)).toEqual(shifted?.map((w) => w.word));
+      for (const [j, w] of (mine ?? []).entries()) {
+        expect(w.start, `${k}:${w.word}`).toBeCloseTo(shifted?.[j]?.start ?? NaN, 6);
+        expect(w.end, `${k}:${w.word}`).toBeCloseTo(shifted?.[j]?.end ?? NaN, 6);
+      }
+      at += spoken.length;
+    }
+    expect(at).toBe(speech.words?.length);
+  });
+
+  it('words said alone that do not pair with the words are said again part by part; a part that still does not pair is estimated', async () => {
+    const part = (phones: string[][], seconds: number): { part: MadePart; startSeconds: number } => {
+      const enginePhonemes = phones.flat().map((phoneme, i) => ({ phoneme, start: i * 0.1, end: (i + 1) * 0.1 }));
+      return { part: { pcm: new Int16Array(16000), sampleRate: 16000, phonemes: enginePhonemes, words: undefined, enginePhonemes }, startSeconds: seconds };
+    };
+    const parts = [part([['hh', 'ay'], ['y', 'uw']], 0), part([['ow', 'k']], 1)];
+    const words = [['hi', 'you'], ['ok']];
+    const asked: number[] = [];
+    const again = async (k: number): Promise<string[][] | undefined> => {
+      asked.push(k);
+      return k === 0 ? [['hh', 'ay'], ['y', 'uw']] : [['ow'], ['k']];
+    };
+    const paired = await timeWords(parts, words, [['hh', 'ay'], ['y', 'uw'], ['ow', 'k']], again, (k) => [...(words[k] as string[])]);
+    expect(asked).toEqual([]);
+    expect(paired.fromEngine).toBe(true);
+    expect(paired.words.map((w) => [w.word, w.start, w.end])).toEqual([['hi', 0, 0.2], ['you', 0.2, expect.closeTo(0.4, 9)], ['ok', 1, expect.closeTo(1.2, 9)]]);
+    // one word too many in the list: each part said again; the second pairs no better, and is estimated
+    const unpaired = await timeWords(parts, words, [['hh', 'ay'], ['y', 'uw'], ['ow'], ['k']], again, (k) => [...(words[k] as string[])]);
+    expect(asked).toEqual([0, 1]);
+    expect(unpaired.fromEngine).toBe(false);
+    expect(unpaired.words.slice(0, 2)).toEqual(paired.words.slice(0, 2));
+    expect(unpaired.words[2]?.word).toBe('ok');
+    expect(unpaired.words[2]?.start).toBeGreaterThanOrEqual(1);
   });
 
   it('taken part by part, the parts started once 1.5 s of speech is made (or surely past it) run at a lower CPU priority; spoken whole, none does', async () => {
@@ -274,7 +328,12 @@ describe('speech in parts', () => {
       const seen: { part: number; priority: number }[] = [];
       const plugin = createTtsPlugin('flite', {
         onSpawn: (pid) => {
-          const part = /part-(\d+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1];
+          // (a process just forked still shows our own command line until it runs its program)
+          let part: string | undefined;
+          for (let i = 0; i < 500 && part === undefined; i++) {
+            part = /part-(\d+)/.exec(readFileSync(`/proc/${pid}/cmdline`, 'utf8'))?.[1];
+            if (part === undefined) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+          }
           seen.push({ part: part === undefined ? -1 : Number(part), priority: getPriority(pid) });
         },
       });

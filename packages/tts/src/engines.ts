@@ -39,6 +39,17 @@ interface RenderJob {
   started?: (pid: number) => void;
 }
 
+/** Words to be said one by one for their phonemes (EngineSpec.wordPhones). */
+interface WordPhonesJob {
+  words: readonly string[];
+  voice: VoiceSettings;
+  /** where the engine may write the list of words (a file of its own) */
+  listPath: string;
+  binary: string;
+  signal: AbortSignal;
+  started?: (pid: number) => void;
+}
+
 interface RenderResult {
   phonemes?: PhonemeTiming[];
   /** each spoken word's times, where the engine can say */
@@ -54,6 +65,12 @@ interface EngineSpec {
   /** voice names are spliced into engine arguments or Scheme code, so they must look like names */
   voicePattern: RegExp;
   render(job: RenderJob): Promise<RenderResult>;
+  /**
+   * Each word said alone, its phonemes (one list per word; undefined when that cannot be had): for an
+   * engine that times no words itself (flite), whose render then gives its phonemes only, so that the
+   * words of all the parts of a run are said in one process, not in one beside each part.
+   */
+  wordPhones?(job: WordPhonesJob): Promise<string[][] | undefined>;
   /** speaks a text sentence by sentence (one process each: an engine that starts quickly) */
   inParts?: boolean;
   version(binary: string): Promise<string | undefined>;
@@ -131,13 +148,13 @@ export function sentencesOf(text: string): string[] {
   return sentences;
 }
 
-/** Parts made at once: flite is one thread per process, and the word-timing pass runs beside each part. */
+/** Parts made at once: flite is one thread per process, and its word-timing pass runs beside the first ones. */
 const PARTS_AT_ONCE = 2;
 
 /**
  * Sentences into parts: the first two alone (the sooner they are out, the sooner a video can start:
  * its mouth track needs about 0.7 s of speech), then runs of at least PART_CHARS characters: each part
- * is two process starts of about 30 ms (the speech and its word timings), which one process per
+ * is a process start (and, when this was measured, one more for its word timings), which one process per
  * sentence would pay fifteen times for a two-minute text (measured: 15 sentences one by one 1.9 s, at
  * once 1.3 s).
  */
@@ -176,12 +193,43 @@ export function partsOf(sentences: readonly string[]): string[] {
   return parts;
 }
 
-interface MadePart {
+/** A part of a speech as its engine made it (exported for tests). */
+export interface MadePart {
   pcm: Int16Array;
   sampleRate: number;
   phonemes: PhonemeTiming[] | undefined;
-  words: WordTiming[];
-  wordsFromEngine: boolean;
+  /** the engine's own word times; or, for an engine timing them from its words said alone, undefined */
+  words: WordTiming[] | undefined;
+  /** the phonemes as the engine gave them, which its words said alone are aligned to */
+  enginePhonemes: PhonemeTiming[] | undefined;
+}
+
+/**
+ * Each part's words timed, from the start of the whole: the engine's own times; or its words said alone
+ * (`all`: every part's, in one list) aligned to its phonemes; where the list does not pair word for word
+ * with the words, each part's said again on its own (`again`), so one odd word costs only its part; and
+ * where that fails too, estimated from the audio.
+ */
+export async function timeWords(
+  parts: readonly { part: MadePart; startSeconds: number }[], words: readonly (readonly string[])[], all: string[][] | undefined,
+  again: (k: number) => Promise<string[][] | undefined>, estimated: (k: number) => string[],
+): Promise<{ words: WordTiming[]; fromEngine: boolean }> {
+  const out: WordTiming[] = [];
+  let fromEngine = true;
+  let at = 0;
+  const paired = all?.length === words.reduce((n, list) => n + list.length, 0);
+  for (const [k, { part, startSeconds }] of parts.entries()) {
+    const spoken = words[k] as readonly string[];
+    let timed = part.words;
+    if (!timed && part.enginePhonemes) {
+      const groups = paired ? all?.slice(at, at + spoken.length) : await again(k);
+      if (groups?.length === spoken.length) timed = alignWords(part.enginePhonemes, spoken.map((word, j) => ({ word, phones: groups[j] as string[] })));
+    }
+    at += spoken.length;
+    fromEngine &&= timed !== undefined;
+    for (const w of timed ?? estimateWords(estimated(k), part.pcm, part.sampleRate)) out.push({ ...w, start: w.start + startSeconds, end: w.end + startSeconds });
+  }
+  return { words: out, fromEngine };
 }
 
 /**
@@ -223,8 +271,9 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   for (let k = 0, letters = 0; k < texts.length; letters += (texts[k] as string).match(/[\p{L}\p{N}]/gu)?.length ?? 0, k++) before.push(letters);
   const listed = findVoice(spec.name, voice.voice) !== undefined;
   const surelyBehind = (k: number): boolean => listed && (before[k] as number) / (LETTERS_PER_SECOND_AT_MOST * voice.rate) >= FIRST_VIDEO_SECONDS;
+  // what the engine is given: flite and festival say no accents
+  const said = texts.map((text) => (spec.name === 'espeak-ng' ? text : stripAccents(text)));
   const makePart = async (k: number): Promise<MadePart> => {
-    const text = texts[k] as string;
     const partDir = join(tmpDir, `part-${k}`);
     await mkdir(partDir);
     const raw = join(partDir, 'engine.wav');
@@ -233,7 +282,7 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
     const pids: number[] = [];
     try {
       const rendered = await spec.render({
-        text: spec.name === 'espeak-ng' ? text : stripAccents(text),
+        text: said[k] as string,
         voice,
         wavPath: raw,
         tmpDir: partDir,
@@ -274,8 +323,8 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
         pcm: wav.samples,
         sampleRate: wav.sampleRate,
         phonemes: rendered.phonemes && tidyPhonemes(rendered.phonemes, wav.durationSeconds),
-        words: rendered.words ?? estimateWords(spokenWords(text), wav.samples, wav.sampleRate),
-        wordsFromEngine: rendered.words !== undefined,
+        words: rendered.words,
+        enginePhonemes: rendered.phonemes,
       };
     } catch (error) {
       // an engine on a full disk writes a short file or fails with its own words: the disk is the cause
@@ -292,16 +341,36 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
     // awaited in order below; a part after a failed one must not count as unhandled meanwhile
     made[k].catch(() => {});
   };
+  // An engine that times words from each word said alone (flite) says the words of all the parts in one
+  // process, started beside the first parts, behind them in CPU priority for a caller taking the parts
+  // as they come (the words are for captions, made once the speech is whole): one process start instead
+  // of one per part (each blocks this process for 10-30 ms in a server), and the parts are handed on
+  // without waiting for their words.
+  const partWords = said.map((text) => spokenWords(text));
+  const sayWords = (words: readonly string[], name: string): Promise<string[][] | undefined> => {
+    const pids: number[] = [];
+    return (spec.wordPhones?.({
+      words, voice, listPath: join(tmpDir, name), binary, signal,
+      started: (pid) => {
+        pids.push(pid);
+        share?.add(pid, { behind: true });
+      },
+    }) ?? Promise.resolve(undefined)).finally(() => share?.forget(pids));
+  };
+  let allWords: Promise<string[][] | undefined> | undefined;
   try {
     const pcm: Int16Array[] = [];
     const phonemes: PhonemeTiming[] = [];
-    const words: WordTiming[] = [];
     let samples = 0;
     let sampleRate = 0;
-    let fromEngine = true;
     let timed = true;
+    const madeParts: { part: MadePart; startSeconds: number }[] = [];
     for (let k = 0; k < texts.length; k++) {
       for (let j = k; j < k + atOnce(sampleRate === 0 ? 0 : samples / sampleRate); j++) start(j);
+      if (spec.wordPhones && !allWords) {
+        allWords = sayWords(partWords.flat(), 'words.txt');
+        allWords.catch(() => {});
+      }
       const part = await made[k] as MadePart;
       if (sampleRate === 0) sampleRate = part.sampleRate;
       if (part.sampleRate !== sampleRate) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: spec.name, reason: `its parts came at ${sampleRate} and ${part.sampleRate} Hz` });
@@ -312,16 +381,19 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
         throw new AvatarError('AVATAR_ERR_INPUT_TEXT_TOO_LONG', { input: 'text', seconds: Math.round(samples / sampleRate), limit: input.maxSeconds });
       }
       const partPhonemes = part.phonemes?.map((p) => ({ ...p, start: p.start + startSeconds, end: p.end + startSeconds }));
-      const partWords = part.words.map((w) => ({ ...w, start: w.start + startSeconds, end: w.end + startSeconds }));
+      const shift = (list: readonly WordTiming[]): WordTiming[] => list.map((w) => ({ ...w, start: w.start + startSeconds, end: w.end + startSeconds }));
       pcm.push(part.pcm);
       if (partPhonemes) phonemes.push(...partPhonemes);
       else timed = false;
-      words.push(...partWords);
-      fromEngine &&= part.wordsFromEngine;
+      madeParts.push({ part, startSeconds });
       if (samples / sampleRate >= FIRST_VIDEO_SECONDS) share?.yieldCpu();
       ctx.progress(0.1 + (0.8 * (k + 1)) / texts.length, `sentence ${k + 1} of ${texts.length}`);
-      input.onPart?.({ index: k, pcm: part.pcm, sampleRate, startSeconds, ...(partPhonemes && { phonemes: partPhonemes }), words: partWords });
+      // (an engine's own word times go with the part; words said alone come with the whole speech)
+      input.onPart?.({ index: k, pcm: part.pcm, sampleRate, startSeconds, ...(partPhonemes && { phonemes: partPhonemes }), ...(part.words && { words: shift(part.words) }) });
     }
+    const saidAlone = await allWords;
+    if (ctx.signal.aborted) throw new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' });
+    const { words, fromEngine } = await timeWords(madeParts, partWords, saidAlone, (k) => sayWords(partWords[k] as string[], `words-${k}.txt`), (k) => spokenWords(texts[k] as string));
     if (ctx.signal.aborted) throw new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' });
     const whole = new Int16Array(samples);
     let at = 0;
@@ -346,7 +418,7 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
   } catch (error) {
     stop.abort();
     // no engine process is left running behind the failure
-    await Promise.allSettled(made);
+    await Promise.allSettled([...made, allWords]);
     await rm(partial, { force: true });
     throw error;
   } finally {
@@ -489,54 +561,34 @@ const fliteSpec: EngineSpec = {
     }
     if (job.voice.rate !== 1) args.push('--setf', `duration_stretch=${(1 / job.voice.rate).toFixed(4)}`);
     args.push('-psdur', '-f', textFile, '-o', job.wavPath);
-    // beside it, each word said alone as a sentence of its own, for its phonemes: aligned to the
-    // utterance's timed phonemes, they say when each word is spoken (flite prints no word times)
-    const words = spokenWords(job.text);
-    const wordsFile = join(job.tmpDir, 'words.txt');
-    await writeWholeFile(wordsFile, `${words.join('. ')}.\n`);
-    // the speech is started first: a video drawn as it is made waits on it, not on the word timings
-    const synthesis = runTool(job.binary, args, {
-      tool: 'flite', install: INSTALL.flite, engine: 'flite', signal,
-      onSpawn: (pid) => {
-        job.started?.(pid);
-        job.onSpawn?.(pid);
-      },
-    });
-    // (stopped with the run, and as soon as the synthesis itself fails)
-    const aside = new AbortController();
-    const stop = (): void => aside.abort();
-    signal.addEventListener('abort', stop, { once: true });
-    // (said twenty times faster: the same phonemes for a fifth of the work, measured 0.04 s against 0.20 s)
-    const alone = runTool(job.binary, ['-voice', job.voice.voice, '--setf', 'duration_stretch=0.05', '-ps', '-f', wordsFile, '-o', 'none'], {
-      tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: aside.signal, ...(job.started && { onSpawn: job.started }),
-    })
-      .then(({ stdout }) => parseFliteWordGroups(stdout), () => undefined)
-      .finally(() => signal.removeEventListener('abort', stop));
     let stdout: string;
     try {
-      const ran = await synthesis;
+      const ran = await runTool(job.binary, args, {
+        tool: 'flite', install: INSTALL.flite, engine: 'flite', signal,
+        onSpawn: (pid) => {
+          job.started?.(pid);
+          job.onSpawn?.(pid);
+        },
+      });
       if (/error/i.test(ran.stderr)) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: 'flite', reason: ran.stderr.trim() });
       stdout = ran.stdout;
     } catch (error) {
-      stop();
-      await alone;
       // a voice that is not installed is the cause when it stopped the synthesis (a cancel stays a cancel)
       if (!job.signal.aborted) await voiceChecked;
       throw error;
     }
-    try {
-      await voiceChecked;
-    } catch (error) {
-      // (the synthesis was quicker than the voices' list: its word timings are stopped, and waited for)
-      stop();
-      await alone;
-      throw error;
-    }
-    const phonemes = parseFlitePhonemes(stdout);
-    const groups = await alone;
-    // one group per word, or the pairing is not known: the words are then estimated from the audio
-    const timed = groups?.length === words.length ? alignWords(phonemes, words.map((word, k) => ({ word, phones: groups[k] as string[] }))) : undefined;
-    return { phonemes, pitchLeft, ...(timed && { words: timed }) };
+    await voiceChecked;
+    return { phonemes: parseFlitePhonemes(stdout), pitchLeft };
+  },
+  // each word said alone as a sentence of its own, for its phonemes: aligned to an utterance's timed
+  // phonemes, they say when each word is spoken (flite prints no word times); twenty times faster, the
+  // same phonemes for a fifth of the work (measured 0.04 s against 0.20 s)
+  async wordPhones(job) {
+    const wordsFile = job.listPath;
+    await writeWholeFile(wordsFile, `${job.words.join('. ')}.\n`);
+    return runTool(job.binary, ['-voice', job.voice.voice, '--setf', 'duration_stretch=0.05', '-ps', '-f', wordsFile, '-o', 'none'], {
+      tool: 'flite', install: INSTALL.flite, engine: 'flite', signal: job.signal, ...(job.started && { onSpawn: job.started }),
+    }).then(({ stdout }) => parseFliteWordGroups(stdout), () => undefined);
   },
   version: (binary) => toolVersion(binary, ['--version'], /version:\s*flite-([\w.-]+)/),
   async installedVoices(binary) {
