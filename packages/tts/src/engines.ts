@@ -297,6 +297,7 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
         onSpawn: (pid) => {
           if (!spawned) ctx.progress(0.1, `synthesising with ${spec.name} ${voice.voice}`);
           spawned = true;
+          if (++partsSpawned >= Math.min(texts.length, PARTS_AT_ONCE)) startWords();
           options.onSpawn?.(pid);
         },
       });
@@ -354,10 +355,18 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
       started: (pid) => {
         pids.push(pid);
         share?.add(pid, { behind: true });
+        options.onSpawn?.(pid);
       },
     }) ?? Promise.resolve(undefined)).finally(() => share?.forget(pids));
   };
   let allWords: Promise<string[][] | undefined> | undefined;
+  // (once the first parts' processes run: started before them, its own start held theirs back)
+  let partsSpawned = 0;
+  const startWords = (): void => {
+    if (!spec.wordPhones || allWords) return;
+    allWords = sayWords(partWords.flat(), 'words.txt');
+    allWords.catch(() => {});
+  };
   try {
     const pcm: Int16Array[] = [];
     const phonemes: PhonemeTiming[] = [];
@@ -367,10 +376,6 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
     const madeParts: { part: MadePart; startSeconds: number }[] = [];
     for (let k = 0; k < texts.length; k++) {
       for (let j = k; j < k + atOnce(sampleRate === 0 ? 0 : samples / sampleRate); j++) start(j);
-      if (spec.wordPhones && !allWords) {
-        allWords = sayWords(partWords.flat(), 'words.txt');
-        allWords.catch(() => {});
-      }
       const part = await made[k] as MadePart;
       if (sampleRate === 0) sampleRate = part.sampleRate;
       if (part.sampleRate !== sampleRate) throw new AvatarError('AVATAR_ERR_TTS_FAILED', { engine: spec.name, reason: `its parts came at ${sampleRate} and ${part.sampleRate} Hz` });
@@ -391,6 +396,7 @@ async function synthesize(spec: EngineSpec, options: EngineOptions, input: TtsIn
       // (an engine's own word times go with the part; words said alone come with the whole speech)
       input.onPart?.({ index: k, pcm: part.pcm, sampleRate, startSeconds, ...(partPhonemes && { phonemes: partPhonemes }), ...(part.words && { words: shift(part.words) }) });
     }
+    startWords();
     const saidAlone = await allWords;
     if (ctx.signal.aborted) throw new AvatarError('AVATAR_ERR_CANCELLED', { stage: 'tts' });
     const { words, fromEngine } = await timeWords(madeParts, partWords, saidAlone, (k) => sayWords(partWords[k] as string[], `words-${k}.txt`), (k) => spokenWords(texts[k] as string));
