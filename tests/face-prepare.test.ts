@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PipelineCoordinator, PluginRegistry, ResourceManager, VoiceProfileStore, isAvatarError } from '@avatar/core';
 import {
-  PreparedAvatarCache, analysePhoto, createFacePlugin, disposeFaceEngines, loadFaceEngines, resolveFaceOptions, runFaceStage, sidecarPathFor,
+  PreparedAvatarCache, analysePhoto, createFacePlugin, disposeFaceEngines, loadFaceEngines, resolveFaceOptions, runFaceStage, sha256, sidecarPathFor,
 } from '@avatar/face';
 import type { AvatarSidecar, FaceEngines, ResolvedFaceOptions } from '@avatar/face';
 import { DEFAULT_VOICE } from '@avatar/tts';
@@ -89,6 +89,25 @@ describe('avatar preparation', () => {
 
     await writeFile(sidecarPathFor(out), '{ "format": "avatar-face", "version": 1, ');
     await expect(runFaceStage({ imagePath: out }, counted, options)).rejects.toMatchObject({ code: 'AVATAR_ERR_FACE_SIDECAR_INVALID' });
+  });
+
+  it('a prepared avatar used as it is is judged from its sidecar and header, its pixels not decoded; prepared again, they are', async () => {
+    const out = join(dir, 'header-only.png');
+    await runFaceStage({ imagePath: GRACE, prepare: { outputPath: out, size: 256 } }, engines, options);
+    // its pixel data cut short, and the sidecar's checksum made to name the cut bytes: only a decode can tell
+    const bytes = await readFile(out);
+    const cut = join(dir, 'cut.png');
+    await writeFile(cut, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
+    const sidecar = JSON.parse(await readFile(sidecarPathFor(out), 'utf8')) as AvatarSidecar;
+    sidecar.image.sha256 = sha256(new Uint8Array(await readFile(cut)));
+    await writeFile(sidecarPathFor(cut), JSON.stringify(sidecar));
+    const counted = counting(engines);
+    const used = await runFaceStage({ imagePath: cut, prepare: { outputPath: join(dir, 'cut-unused.png'), size: 256, reuse: true } }, counted, options);
+    expect(used).toMatchObject({ imagePath: cut, width: 256, height: 256 });
+    expect(counted.calls()).toBe(0);
+    const again = await runFaceStage({ imagePath: cut, prepare: { outputPath: join(dir, 'cut-128.png'), size: 128 } }, counted, options).catch((e: unknown) => e);
+    expect(isAvatarError(again, 'AVATAR_ERR_INPUT_IMAGE_DAMAGED'), String(again)).toBe(true);
+    expect(existsSync(join(dir, 'cut-128.png'))).toBe(false);
   });
 
   it('a prepared avatar is still judged: tighter limits refuse it without detecting', async () => {

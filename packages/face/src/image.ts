@@ -30,12 +30,33 @@ function firstLine(error: unknown): string {
   return (text.split('\n').find((l) => l.trim()) ?? text).trim();
 }
 
+/** What a photo's header says, checked: its format and size, not yet a pixel decoded (readImageHeader). */
+export interface ImageHeader {
+  path: string;
+  input: string;
+  format: ImageKind;
+  /** as the photo is shown: its EXIF orientation applied */
+  width: number;
+  height: number;
+  meta: sharp.Metadata;
+  limitPixels: number;
+}
+
 /**
  * Decodes a JPEG, PNG or WebP photo into tightly packed 8-bit RGB: EXIF orientation applied,
  * alpha flattened onto white, grayscale expanded. Every way a file can be wrong ends in an AvatarError
  * that names the file and says what to do; nothing here crashes on bad bytes.
  */
 export async function loadImage(path: string, options: LoadImageOptions = {}): Promise<LoadedImage> {
+  return decodeImage(await readImageHeader(path, options));
+}
+
+/**
+ * A photo's header, checked as loadImage checks it (readable, an accepted format, a size it gives and
+ * that is not too large), without decoding it: a prepared avatar whose checksum its sidecar matches is
+ * judged from the sidecar, and its pixels are decoded only where they are needed.
+ */
+export async function readImageHeader(path: string, options: LoadImageOptions = {}): Promise<ImageHeader> {
   const input = options.input ?? 'image';
   const maxMegapixels = options.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
   await checkReadableFile(path, input);
@@ -56,7 +77,14 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
   const limitPixels = Math.floor(maxMegapixels * 1e6);
   const tooLarge = photoTooLarge({ width, height }, input, path, maxMegapixels);
   if (tooLarge) throw tooLarge;
+  // (orientations 5-8 turn the picture a quarter)
+  const turned = (meta.orientation ?? 1) >= 5;
+  return { path, input, format, width: turned ? height : width, height: turned ? width : height, meta, limitPixels };
+}
 
+/** The pixels of a photo whose header readImageHeader checked. */
+export async function decodeImage(header: ImageHeader): Promise<LoadedImage> {
+  const { path, input, format, meta, limitPixels } = header;
   try {
     // failOn 'truncated': a cut-off file is refused; harmless warnings (odd markers) are not.
     const { data, info } = await (await loadSharp())(path, { limitInputPixels: limitPixels, failOn: 'truncated', sequentialRead: true })

@@ -6,7 +6,7 @@ import type { AnalyseOptions, FaceEngines, PhotoReport } from './analyse.js';
 import { analyseImage } from './analyse.js';
 import { PreparedAvatarCache } from './cache.js';
 import type { CacheKey } from './cache.js';
-import { loadImage } from './image.js';
+import { decodeImage, readImageHeader } from './image.js';
 import { listModelManifests, loadDetector, loadLandmarks } from './models/index.js';
 import { loadOnnxRuntime } from './models/session.js';
 import { loadSharp } from './sharp.js';
@@ -97,7 +97,10 @@ export interface FaceCheck {
 interface CheckedPhoto {
   check: FaceCheck;
   /** for preparing from a raw photo or a prepared avatar */
-  source: { image: RgbImage; bytes: Uint8Array; landmarks: readonly Point[]; score: number; pose: HeadPose; models: { detector: string; landmarks: string } } | null;
+  source: {
+    /** its pixels, decoded when asked for (a prepared avatar used as it is never needs them) */
+    image: () => Promise<RgbImage>; bytes: Uint8Array; landmarks: readonly Point[]; score: number; pose: HeadPose; models: { detector: string; landmarks: string };
+  } | null;
 }
 
 /** A photo's bytes and its own sidecar (null: none), as the cache's look-up read them. */
@@ -112,24 +115,30 @@ interface PhotoRead {
  */
 export async function checkFace(path: string, engines: FaceEngines | (() => Promise<FaceEngines>), options: ResolvedFaceOptions, input = 'avatar image', read?: PhotoRead): Promise<CheckedPhoto> {
   const absolute = resolve(path);
-  const loaded = await loadImage(absolute, { input, ...(options.maxMegapixels !== undefined && { maxMegapixels: options.maxMegapixels }) });
+  const header = await readImageHeader(absolute, { input, ...(options.maxMegapixels !== undefined && { maxMegapixels: options.maxMegapixels }) });
   const bytes = read?.bytes ?? new Uint8Array(await readFile(absolute));
   const stored = read ? read.stored : await readSidecar(absolute, bytes, input);
-  if (stored) return fromSidecar(absolute, stored.sidecar, stored.path, loaded.image, bytes, options, input);
+  // a prepared avatar's bytes are those its sidecar's checksum names, written whole by the prepare step:
+  // it is judged from the sidecar and its header, its pixels decoded only if it is prepared again
+  if (stored) return fromSidecar(absolute, stored.sidecar, stored.path, header, async () => (await decodeImage(header)).image, bytes, options, input);
+  const loaded = await decodeImage(header);
   const analyse: AnalyseOptions = { input, thresholds: options.thresholds };
   const report = await analyseImage(loaded, absolute, typeof engines === 'function' ? await engines() : engines, analyse);
   const main = report.faces[0];
   const usableSource = main?.landmarks && main.pose
-    ? { image: loaded.image, bytes, landmarks: main.landmarks, score: main.score, pose: { yaw: main.pose.yaw, pitch: main.pose.pitch, roll: main.pose.roll }, models: report.models }
+    ? { image: async () => loaded.image, bytes, landmarks: main.landmarks, score: main.score, pose: { yaw: main.pose.yaw, pitch: main.pose.pitch, roll: main.pose.roll }, models: report.models }
     : null;
   return { check: { path: absolute, prepared: false, report, width: report.width, height: report.height, verdict: report.verdict }, source: usableSource };
 }
 
-function fromSidecar(path: string, sidecar: AvatarSidecar, sidecarPath: string, image: RgbImage, bytes: Uint8Array, options: ResolvedFaceOptions, input: string): CheckedPhoto {
+function fromSidecar(
+  path: string, sidecar: AvatarSidecar, sidecarPath: string, size: { width: number; height: number }, image: () => Promise<RgbImage>,
+  bytes: Uint8Array, options: ResolvedFaceOptions, input: string,
+): CheckedPhoto {
   const face: AvatarFace = { ...sidecar.face, sidecarPath };
   const verdict = judgeFaces([{ box: face.box, score: face.score, pose: face.pose, quality: face.quality }], options.thresholds, input, path);
   return {
-    check: { path, prepared: true, sidecarPath, face, width: image.width, height: image.height, verdict },
+    check: { path, prepared: true, sidecarPath, face, width: size.width, height: size.height, verdict },
     source: { image, bytes, landmarks: face.landmarks, score: face.score, pose: face.pose, models: face.models },
   };
 }
@@ -201,7 +210,7 @@ export async function runFaceStage(input: FaceInput, engines: FaceEngines | (() 
     outputPath,
     size: prepare.size,
     sourcePath: check.path,
-    source: source.image,
+    source: await source.image(),
     sourceSha256: sha256(source.bytes),
     landmarks: source.landmarks,
     score: source.score,
