@@ -783,7 +783,7 @@ export class PipelineCoordinator {
           this.encodeAhead(engines.encode, { ...liveEncode(part.sampleRate), signal: ahead.signal });
         }, () => {});
         // The renderer starts once the face is known: it makes its mesh and reads the photo while the
-        // first sentence is spoken (some 60 ms of this process's time that otherwise came after it).
+        // first sentence is spoken (some 35 ms of this process's time that otherwise came after it).
         // The encode starts with the first sentence: it needs the sound's rate.
         const [faced] = await Promise.allSettled([facing]);
         const avatar = faced.status === 'fulfilled' ? faced.value : undefined;
@@ -795,6 +795,9 @@ export class PipelineCoordinator {
           if (refused) throw refused;
           throw besideSpeechFailure(spoken, faced, run.failedStage) ?? new AvatarError('AVATAR_ERR_INTERNAL', { reason: 'the face stage did not run' });
         }
+        // (awaited only once the renderer runs: a run that fails before then must not leave it unhandled)
+        const soundReady = feed.first.then((part) => ({ sampleRate: part.sampleRate, chunks: feed.sound(), seconds: () => feed.seconds }));
+        soundReady.catch(() => {});
         const captionsLater = config.captions === 'none' ? Promise.resolve(undefined) : speaking.then((speech) => this.writeCaptions(run.workDir, request.text, speech, config.captions === 'burn' ? 'burn' : 'soft', avatar));
         captionsLater.catch(() => {});
         let encoded = false;
@@ -803,7 +806,7 @@ export class PipelineCoordinator {
             avatar, speechParts: feed.parts(), audioPath: join(run.workDir, 'speech.wav'), maxSeconds, settings, animation: animationOf(config),
           }, {
             outputPath, live: request.live, liveOnly: request.liveOnly === true, captionsLater,
-            audioStream: feed.first.then((part) => ({ sampleRate: part.sampleRate, chunks: feed.sound(), seconds: () => feed.seconds })),
+            audioStream: soundReady,
           });
           encoded = true;
           return outcome;
